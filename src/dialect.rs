@@ -1,0 +1,525 @@
+//! Topic dialects: how each cloud spells an RRPC request and its response.
+//!
+//! A dialect is data: three topic templates (request, response, subscription is
+//! derived from the request) made of literal text and placeholders. Adding a
+//! cloud whose ids travel in the topic is one more entry in [`SPECS`] and a test.
+//!
+//! | dialect          | subscribe                          | request                                   | response                                   |
+//! |------------------|------------------------------------|-------------------------------------------|--------------------------------------------|
+//! | `AlibabaSystem`  | `/sys/{pk}/{dn}/rrpc/request/+`    | `/sys/{pk}/{dn}/rrpc/request/{id}`        | `/sys/{pk}/{dn}/rrpc/response/{id}`        |
+//! | `AlibabaCustom`  | `/ext/rrpc/+{topic}`               | `/ext/rrpc/{id}{topic}`                   | the request topic itself                   |
+//! | `Tencent`        | `$rrpc/rxd/{pk}/{dn}/+`            | `$rrpc/rxd/{pk}/{dn}/{id}`                | `$rrpc/txd/{pk}/{dn}/{id}`                 |
+//!
+//! `{topic}` is the custom topic including its leading `/`, for example
+//! `/a1b2c3/device1/user/update`, so that `/ext/rrpc/+` + topic is the filter the
+//! vendor SDKs subscribe.
+//!
+//! Nothing here allocates while parsing: the parts of a [`ParsedTopic`] borrow
+//! from the topic they were parsed from.
+
+use std::fmt;
+
+/// Longest product key, device name or message id accepted, in bytes.
+pub const MAX_IDENTITY_LEN: usize = 128;
+/// Longest custom topic accepted, in bytes.
+pub const MAX_CUSTOM_TOPIC_LEN: usize = 1024;
+
+/// The topic conventions librrpc speaks. The numeric values are part of the C ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Dialect {
+    /// Alibaba Cloud IoT (and its white labels) system topics:
+    /// `/sys/{pk}/{dn}/rrpc/request/{id}` answered on `/sys/{pk}/{dn}/rrpc/response/{id}`.
+    AlibabaSystem = 0,
+    /// Alibaba custom-topic RRPC: `/ext/rrpc/{id}{topic}`, answered on the same topic.
+    AlibabaCustom = 1,
+    /// Tencent IoT Hub: `$rrpc/rxd/{productId}/{deviceName}/{processId}` answered on
+    /// `$rrpc/txd/{productId}/{deviceName}/{processId}`.
+    Tencent = 2,
+}
+
+impl Dialect {
+    /// Every dialect, in ABI order.
+    pub const ALL: [Dialect; 3] = [
+        Dialect::AlibabaSystem,
+        Dialect::AlibabaCustom,
+        Dialect::Tencent,
+    ];
+
+    /// The dialect with this ABI value, if any.
+    pub fn from_u32(v: u32) -> Option<Dialect> {
+        Dialect::ALL.get(v as usize).copied()
+    }
+
+    /// Short stable name, as used on command lines: `alibaba`, `alibaba-custom`, `tencent`.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Parses a name as printed by [`Dialect::name`].
+    pub fn from_name(name: &str) -> Option<Dialect> {
+        Dialect::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// How long a caller of this cloud waits for the reply, in milliseconds: the
+    /// upper bound of Alibaba's `Timeout` (8000) and Tencent's fixed 4 s.
+    pub fn default_timeout_ms(self) -> u32 {
+        self.spec().default_timeout_ms
+    }
+
+    /// Whether devices of this dialect need a custom topic.
+    pub fn needs_custom_topic(self) -> bool {
+        self.spec().request.has(Part::Topic)
+    }
+
+    fn spec(self) -> &'static Spec {
+        &SPECS[self as usize]
+    }
+
+    /// The subscription filter for one device: the request template with `+` as message id.
+    pub fn subscribe_filter(self, d: &Identity<'_>) -> String {
+        self.spec().request.render(d, "+")
+    }
+
+    /// The topic a caller publishes a request for `message_id` on.
+    pub fn request_topic(self, d: &Identity<'_>, message_id: &str) -> String {
+        self.spec().request.render(d, message_id)
+    }
+
+    /// The topic a device publishes its reply to `message_id` on.
+    pub fn response_topic(self, d: &Identity<'_>, message_id: &str) -> String {
+        self.spec().response.render(d, message_id)
+    }
+
+    /// Subscription filter a caller uses for the responses of every device of this
+    /// dialect (`/sys/+/+/rrpc/response/+`), or of one custom topic.
+    pub fn response_wildcard(self, custom_topic: Option<&str>) -> String {
+        let any = Identity {
+            product_key: "+",
+            device_name: "+",
+            custom_topic,
+        };
+        self.spec().response.render(&any, "+")
+    }
+
+    /// Parses a response topic of this dialect (the caller's side).
+    pub fn parse_response(self, topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
+        let t = &self.spec().response;
+        if !t.in_namespace(topic) {
+            return Err(TopicError::NoMatch);
+        }
+        let m = t
+            .matches(topic)
+            .ok_or(TopicError::Malformed(self.spec().shape_error))?;
+        m.into_parsed(self)
+    }
+
+    /// The request-topic template, as text with placeholders.
+    pub fn request_template(self) -> String {
+        self.spec().request.to_string()
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The identity a topic is built for. `custom_topic` is used only by
+/// [`Dialect::AlibabaCustom`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity<'a> {
+    pub product_key: &'a str,
+    pub device_name: &'a str,
+    pub custom_topic: Option<&'a str>,
+}
+
+/// A request (or response) topic taken apart. Every field borrows from the topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParsedTopic<'a> {
+    pub dialect: Dialect,
+    /// Product key or Tencent product id, when the topic carries it.
+    pub product_key: Option<&'a str>,
+    /// Device name, when the topic carries it.
+    pub device_name: Option<&'a str>,
+    pub message_id: &'a str,
+    /// The custom topic, with its leading `/` (Alibaba custom dialect only).
+    pub custom_topic: Option<&'a str>,
+    /// The topic up to the message id: with the dialect, it names the device
+    /// (`/sys/pk/dn/rrpc/request/`, `$rrpc/rxd/pid/dn/`); empty for custom topics.
+    pub device_prefix: &'a str,
+}
+
+/// Why a topic is not a well-formed RRPC topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicError {
+    /// The topic is not in any RRPC dialect's namespace: not ours, not an error.
+    NoMatch,
+    /// The topic is in an RRPC namespace but broken; the text says how.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicError::NoMatch => f.write_str("not an RRPC topic"),
+            TopicError::Malformed(why) => write!(f, "malformed RRPC topic: {why}"),
+        }
+    }
+}
+
+/// Parses a received topic as an RRPC request of any dialect.
+///
+/// Returns [`TopicError::NoMatch`] for topics outside every RRPC namespace, and
+/// [`TopicError::Malformed`] for topics that start like a request but break a rule
+/// (missing or extra levels, empty or over-long parts, wildcards).
+pub fn parse_request(topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
+    for d in Dialect::ALL {
+        let spec = d.spec();
+        if !spec.request.in_namespace(topic) {
+            continue;
+        }
+        return match spec.request.matches(topic) {
+            Some(m) => m.into_parsed(d),
+            None => Err(TopicError::Malformed(spec.shape_error)),
+        };
+    }
+    Err(TopicError::NoMatch)
+}
+
+/// Why an identity field was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityError {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for IdentityError {}
+
+/// Checks one identity part (product key, device name, message id): non-empty, at
+/// most [`MAX_IDENTITY_LEN`] bytes, and free of the MQTT wildcard and separator
+/// characters `+ # /`, NUL and other control characters, which would let the value
+/// widen a subscription or move a topic into another device's namespace.
+pub fn validate_part(field: &'static str, value: &str) -> Result<(), IdentityError> {
+    let err = |reason| Err(IdentityError { field, reason });
+    if value.is_empty() {
+        return err("is empty");
+    }
+    if value.len() > MAX_IDENTITY_LEN {
+        return err("is longer than 128 bytes");
+    }
+    for b in value.bytes() {
+        match b {
+            b'+' | b'#' => return err("contains an MQTT wildcard ('+' or '#')"),
+            b'/' => return err("contains the topic separator '/'"),
+            0 => return err("contains a NUL byte"),
+            0x01..=0x1f | 0x7f => return err("contains a control character"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a custom RRPC topic: it starts with `/`, has something after it, holds no
+/// wildcard, NUL or control character, and is at most [`MAX_CUSTOM_TOPIC_LEN`] bytes.
+pub fn validate_custom_topic(topic: &str) -> Result<(), IdentityError> {
+    let err = |reason| {
+        Err(IdentityError {
+            field: "custom topic",
+            reason,
+        })
+    };
+    if !topic.starts_with('/') || topic.len() < 2 {
+        return err("must start with '/' and name a topic, such as /{pk}/{dn}/user/update");
+    }
+    if topic.len() > MAX_CUSTOM_TOPIC_LEN {
+        return err("is longer than 1024 bytes");
+    }
+    for b in topic.bytes() {
+        match b {
+            b'+' | b'#' => return err("contains an MQTT wildcard ('+' or '#')"),
+            0 => return err("contains a NUL byte"),
+            0x01..=0x1f | 0x7f => return err("contains a control character"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Validates a whole identity for `dialect`.
+pub fn validate_identity(dialect: Dialect, id: &Identity<'_>) -> Result<(), IdentityError> {
+    validate_part("product key", id.product_key)?;
+    validate_part("device name", id.device_name)?;
+    match (dialect.needs_custom_topic(), id.custom_topic) {
+        (true, Some(t)) => validate_custom_topic(t),
+        (true, None) => Err(IdentityError {
+            field: "custom topic",
+            reason: "is required by the alibaba-custom dialect",
+        }),
+        (false, Some(_)) => Err(IdentityError {
+            field: "custom topic",
+            reason: "is only used by the alibaba-custom dialect",
+        }),
+        (false, None) => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Templates
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Lit(&'static str),
+    /// Product key / product id: one level, or part of one.
+    Pk,
+    /// Device name.
+    Dn,
+    /// Message id / process id.
+    Id,
+    /// Custom topic: the rest of the topic, starting with `/`.
+    Topic,
+}
+
+struct Template(&'static [Part]);
+
+struct Spec {
+    name: &'static str,
+    request: Template,
+    response: Template,
+    default_timeout_ms: u32,
+    /// What a topic in this dialect's namespace that fails to match lacks.
+    shape_error: &'static str,
+}
+
+use Part::*;
+
+static SPECS: [Spec; 3] = [
+    Spec {
+        name: "alibaba",
+        request: Template(&[Lit("/sys/"), Pk, Lit("/"), Dn, Lit("/rrpc/request/"), Id]),
+        response: Template(&[Lit("/sys/"), Pk, Lit("/"), Dn, Lit("/rrpc/response/"), Id]),
+        default_timeout_ms: 8000,
+        shape_error: "expected /sys/{pk}/{dn}/rrpc/request/{messageId}",
+    },
+    Spec {
+        name: "alibaba-custom",
+        request: Template(&[Lit("/ext/rrpc/"), Id, Topic]),
+        response: Template(&[Lit("/ext/rrpc/"), Id, Topic]),
+        default_timeout_ms: 8000,
+        shape_error: "expected /ext/rrpc/{messageId}/{topic}",
+    },
+    Spec {
+        name: "tencent",
+        request: Template(&[Lit("$rrpc/rxd/"), Pk, Lit("/"), Dn, Lit("/"), Id]),
+        response: Template(&[Lit("$rrpc/txd/"), Pk, Lit("/"), Dn, Lit("/"), Id]),
+        default_timeout_ms: 4000,
+        shape_error: "expected $rrpc/rxd/{productId}/{deviceName}/{processId}",
+    },
+];
+
+/// Placeholder values found by [`Template::matches`].
+#[derive(Default)]
+struct Match<'a> {
+    pk: Option<&'a str>,
+    dn: Option<&'a str>,
+    id: &'a str,
+    topic: Option<&'a str>,
+    id_start: usize,
+}
+
+impl<'a> Match<'a> {
+    fn into_parsed_inner(self, dialect: Dialect) -> Result<ParsedTopic<'a>, TopicError> {
+        let check = |field, v: &str| {
+            validate_part(field, v).map_err(|e| TopicError::Malformed(e.reason_for_topic()))
+        };
+        if let Some(pk) = self.pk {
+            check("product key", pk)?;
+        }
+        if let Some(dn) = self.dn {
+            check("device name", dn)?;
+        }
+        check("message id", self.id)?;
+        if let Some(t) = self.topic {
+            validate_custom_topic(t).map_err(|e| TopicError::Malformed(e.reason_for_topic()))?;
+        }
+        Ok(ParsedTopic {
+            dialect,
+            product_key: self.pk,
+            device_name: self.dn,
+            message_id: self.id,
+            custom_topic: self.topic,
+            device_prefix: "",
+        })
+    }
+}
+
+impl IdentityError {
+    fn reason_for_topic(&self) -> &'static str {
+        // Map to fixed texts so that a parse error needs no allocation.
+        match (self.field, self.reason) {
+            (_, "is empty") => "a topic level is empty",
+            (_, "is longer than 128 bytes") => "an identity or message id is longer than 128 bytes",
+            (_, r) if r.contains("wildcard") => "the topic contains an MQTT wildcard",
+            (_, r) if r.contains("NUL") => "the topic contains a NUL byte",
+            (_, r) if r.contains("control") => "the topic contains a control character",
+            ("custom topic", _) => "the custom topic part is invalid",
+            _ => "an identity part is invalid",
+        }
+    }
+}
+
+impl Template {
+    fn lead(&self) -> &'static str {
+        match self.0.first() {
+            Some(Lit(s)) => s,
+            _ => "",
+        }
+    }
+
+    /// Whether `topic` claims to be of this template: it starts with the first
+    /// literal and holds every further literal longer than a separator, in order.
+    /// `/sys/pk/dn/thing/event` is not an RRPC topic at all; `/sys/pk/rrpc/request/1`
+    /// is one with a level missing.
+    fn in_namespace(&self, topic: &str) -> bool {
+        let Some(rest) = topic.strip_prefix(self.lead()) else {
+            return false;
+        };
+        let mut rest = rest;
+        for p in &self.0[1..] {
+            if let Lit(s) = p {
+                if s.len() > 1 {
+                    match rest.find(s) {
+                        Some(at) => rest = &rest[at + s.len()..],
+                        None => return false,
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn has(&self, p: Part) -> bool {
+        self.0.contains(&p)
+    }
+
+    fn render(&self, d: &Identity<'_>, id: &str) -> String {
+        let value = |p: &Part| -> &str {
+            match *p {
+                Lit(s) => s,
+                Pk => d.product_key,
+                Dn => d.device_name,
+                Id => id,
+                Topic => d.custom_topic.unwrap_or(""),
+            }
+        };
+        let len = self.0.iter().map(|p| value(p).len()).sum();
+        let mut s = String::with_capacity(len);
+        for p in self.0 {
+            s.push_str(value(p));
+        }
+        s
+    }
+
+    /// Matches `topic` against the template. A placeholder other than `Topic`
+    /// takes a non-empty run of characters inside one level, up to where the next
+    /// literal begins (or to the end of the level when it is last); `Topic` takes
+    /// the rest of the topic from the next `/`.
+    fn matches<'a>(&self, topic: &'a str) -> Option<MatchWithPrefix<'a>> {
+        let mut m = Match::default();
+        let mut pos = 0usize;
+        let parts = self.0;
+        for (i, part) in parts.iter().enumerate() {
+            let rest = &topic[pos..];
+            match *part {
+                Lit(s) => {
+                    if !rest.starts_with(s) {
+                        return None;
+                    }
+                    pos += s.len();
+                }
+                Topic => {
+                    m.topic = Some(rest);
+                    pos = topic.len();
+                }
+                p => {
+                    let level_end = rest.find('/').unwrap_or(rest.len());
+                    let end = match parts.get(i + 1) {
+                        Some(Lit(next)) => {
+                            // The next literal must start inside this level or at its end.
+                            let at = rest.find(next)?;
+                            if at > level_end {
+                                return None;
+                            }
+                            at
+                        }
+                        Some(Topic) => level_end,
+                        Some(_) => return None, // two placeholders in a row are ambiguous
+                        None => {
+                            if level_end != rest.len() {
+                                return None; // extra levels
+                            }
+                            rest.len()
+                        }
+                    };
+                    if end == 0 {
+                        return None;
+                    }
+                    let v = &rest[..end];
+                    match p {
+                        Pk => m.pk = Some(v),
+                        Dn => m.dn = Some(v),
+                        Id => {
+                            m.id = v;
+                            m.id_start = pos;
+                        }
+                        _ => unreachable!(),
+                    }
+                    pos += end;
+                }
+            }
+        }
+        if pos != topic.len() {
+            return None;
+        }
+        let prefix = &topic[..m.id_start];
+        Some(MatchWithPrefix { m, prefix })
+    }
+}
+
+struct MatchWithPrefix<'a> {
+    m: Match<'a>,
+    prefix: &'a str,
+}
+
+impl<'a> MatchWithPrefix<'a> {
+    fn into_parsed(self, dialect: Dialect) -> Result<ParsedTopic<'a>, TopicError> {
+        let prefix = self.prefix;
+        let mut p = self.m.into_parsed_inner(dialect)?;
+        if p.custom_topic.is_none() {
+            p.device_prefix = prefix;
+        }
+        Ok(p)
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            match p {
+                Lit(s) => f.write_str(s)?,
+                Pk => f.write_str("{pk}")?,
+                Dn => f.write_str("{dn}")?,
+                Id => f.write_str("{id}")?,
+                Topic => f.write_str("{topic}")?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,643 @@
+//! `rrpc_client`: the built-in MQTT transport, as C sees it.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+
+use super::misc::SendPtr;
+use super::rrpc_status::*;
+use super::{
+    arg_bytes, arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, write_str_out,
+    Failure,
+};
+use crate::client::{Client, ClientConfig, Request};
+use crate::dialect::{Dialect, Identity};
+use crate::router::RouterConfig;
+
+/// An RRPC device client: one MQTT connection serving one or more devices.
+/// Created by `rrpc_client_new`, released by `rrpc_client_free`.
+pub struct rrpc_client {
+    _private: [u8; 0],
+}
+
+/// Settings for `rrpc_client_new`. Fill it with `rrpc_client_config_init`, then
+/// change the fields you need. Strings are copied by `rrpc_client_new`; they only
+/// need to live until it returns.
+///
+/// Fields are only ever appended, and only with a new soname.
+#[repr(C)]
+pub struct rrpc_client_config {
+    /// Broker host name or IP address. Required.
+    pub host: *const c_char,
+    /// Broker TCP port. Default 1883.
+    pub port: u16,
+    /// MQTT keep-alive in seconds (0 disables). Default 60.
+    pub keep_alive_s: u16,
+    /// MQTT clean-session flag. Default true. false needs `client_id`.
+    pub clean_session: bool,
+    /// QoS of the request subscriptions, 0 or 1. Default 0. Replies are always QoS 0.
+    pub subscribe_qos: u8,
+    /// MQTT client id, or NULL (default) for one derived from the process and the
+    /// devices: "rrpc" + 16 hex digits, unique per process and device set.
+    pub client_id: *const c_char,
+    /// MQTT user name, or NULL (default) for none.
+    pub username: *const c_char,
+    /// MQTT password, or NULL (default) for none. Used only with `username`.
+    pub password: *const c_char,
+    /// How long `rrpc_client_start` waits for the first connection, in ms; if the
+    /// first attempt fails in that time, start fails with RRPC_STATUS_CONNECT_FAILED
+    /// and leaves nothing running. 0: start returns at once and the client connects
+    /// and reconnects in the background. Also bounds each TCP connect attempt.
+    /// Default 5000.
+    pub connect_timeout_ms: u32,
+    /// First reconnect delay in ms, doubled after each failure. Default 100.
+    pub reconnect_min_ms: u32,
+    /// Largest reconnect delay in ms (with +-25% jitter). Default 10000.
+    pub reconnect_max_ms: u32,
+    /// Most requests waiting for a reply at once; more are dropped and counted.
+    /// Default 1024.
+    pub max_pending: u32,
+    /// Largest request or reply payload in bytes. Default 262144 (256 KiB).
+    pub max_payload: u32,
+    /// How long a request may wait for its reply, in ms; 0 (default) uses the
+    /// dialect's caller timeout: 8000 for Alibaba, 4000 for Tencent.
+    pub request_timeout_ms: u32,
+}
+
+/// A request handed to the callback. All pointers are owned by the library and
+/// valid only until the callback returns: copy what you need, keep `token` to
+/// reply later. Strings are NUL-terminated UTF-8.
+#[repr(C)]
+pub struct rrpc_request {
+    /// Identifies the request in `rrpc_client_reply`. Never 0.
+    pub token: u64,
+    /// The device's dialect (an `rrpc_dialect` value).
+    pub dialect: u32,
+    /// The message id (Alibaba messageId, Tencent processId) from the topic.
+    pub message_id: *const c_char,
+    /// The device's product key (Tencent: product id).
+    pub product_key: *const c_char,
+    /// The device's name.
+    pub device_name: *const c_char,
+    /// The custom topic, starting with '/', for RRPC_DIALECT_ALIBABA_CUSTOM; NULL
+    /// for other dialects.
+    pub custom_topic: *const c_char,
+    /// The request payload: binary-safe, may hold NUL bytes. NULL when empty.
+    pub payload: *const u8,
+    /// Payload length in bytes; 0 for an empty request.
+    pub payload_len: usize,
+    /// `CLOCK_MONOTONIC` time in ms (see `rrpc_monotonic_ms`) after which a reply is
+    /// refused with RRPC_STATUS_EXPIRED.
+    pub deadline_ms: u64,
+}
+
+/// Counters of a client, read with `rrpc_client_get_stats`. All count from the
+/// client's creation, except `pending`.
+#[repr(C)]
+#[derive(Default)]
+pub struct rrpc_stats {
+    /// Messages received on the client's subscriptions.
+    pub messages: u64,
+    /// Requests accepted and handed to the callback.
+    pub requests: u64,
+    /// Replies sent.
+    pub replied: u64,
+    /// Requests whose deadline passed without a reply.
+    pub expired: u64,
+    /// Second deliveries of a request already handed over (dropped).
+    pub duplicates: u64,
+    /// Own replies that came back on a custom-topic subscription (dropped).
+    pub own_replies: u64,
+    /// RRPC topics that break the dialect's format (dropped, logged).
+    pub malformed: u64,
+    /// Well-formed requests for devices not registered (dropped).
+    pub unknown_device: u64,
+    /// Requests dropped because `max_pending` requests were waiting.
+    pub table_full: u64,
+    /// Requests dropped because the payload exceeded `max_payload`.
+    pub too_large: u64,
+    /// Replies refused because the deadline had passed.
+    pub late_replies: u64,
+    /// Replies refused for an unknown, answered or cancelled token.
+    pub bad_tokens: u64,
+    /// Replies that could not be queued (not connected, queue full).
+    pub send_failures: u64,
+    /// Messages that were not RRPC requests.
+    pub not_rrpc: u64,
+    /// Successful connections, reconnects included.
+    pub connects: u64,
+    /// Failed connection attempts and lost connections.
+    pub connection_errors: u64,
+    /// Subscriptions the broker refused.
+    pub subscribe_failures: u64,
+    /// Requests waiting for a reply now.
+    pub pending: u64,
+}
+
+/// The request callback. `client` is the client the request came through (pass it
+/// to `rrpc_client_reply`); `request` is valid only during the call.
+///
+/// Runs on the client's background thread (after `rrpc_client_start`) or inside
+/// `rrpc_client_yield` on the caller's thread. It must not call
+/// `rrpc_client_stop`, `rrpc_client_free` or `rrpc_client_yield` (they fail with
+/// RRPC_STATUS_WRONG_STATE); `rrpc_client_reply` and the other functions are fine.
+/// While it runs, no other request of this client is handled: answer quickly, or
+/// keep the token and answer from another thread.
+pub type rrpc_request_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        client: *mut rrpc_client,
+        request: *const rrpc_request,
+    ),
+>;
+
+struct Handle {
+    client: Client,
+}
+
+fn handle<'a>(p: *const rrpc_client) -> Result<&'a Handle, Failure> {
+    // SAFETY: an `rrpc_client*` is only ever made by `rrpc_client_new` from a
+    // `Box<Handle>`; the API contract forbids use after `rrpc_client_free`.
+    unsafe { arg_ref(p.cast::<Handle>(), "client") }
+}
+
+/// Fills `out_config` with the defaults (see each field of `rrpc_client_config`).
+///
+/// @param[out] out_config the struct to fill.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_client_config_init(out_config: *mut rrpc_client_config) -> rrpc_status {
+    boundary("rrpc_client_config_init", || {
+        // SAFETY: NULL-checked; the caller provides a writable struct.
+        let out = unsafe { arg_out(out_config, "out_config") }?;
+        let d = ClientConfig::new("", 1883);
+        *out = rrpc_client_config {
+            host: std::ptr::null(),
+            port: d.port,
+            keep_alive_s: d.keep_alive_s,
+            clean_session: d.clean_session,
+            subscribe_qos: d.subscribe_qos,
+            client_id: std::ptr::null(),
+            username: std::ptr::null(),
+            password: std::ptr::null(),
+            connect_timeout_ms: d.connect_timeout_ms,
+            reconnect_min_ms: d.reconnect_min_ms,
+            reconnect_max_ms: d.reconnect_max_ms,
+            max_pending: d.router.max_pending as u32,
+            max_payload: d.router.max_payload as u32,
+            request_timeout_ms: d.router.request_timeout_ms,
+        };
+        Ok(())
+    })
+}
+
+/// Creates a client. It does not connect yet: register devices and a callback,
+/// then call `rrpc_client_start` (background thread) or `rrpc_client_yield`
+/// (your thread).
+///
+/// @param[in]  config     settings; strings are copied.
+/// @param[out] out_client receives the new client, owned by the caller: release
+///                        it with `rrpc_client_free`. Written only on success.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->host` or `out_client` is NULL.
+/// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (message says which).
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_client_new(
+    config: *const rrpc_client_config,
+    out_client: *mut *mut rrpc_client,
+) -> rrpc_status {
+    boundary("rrpc_client_new", || {
+        // SAFETY: pointer contracts documented above.
+        let c = unsafe { arg_ref(config, "config") }?;
+        let out = unsafe { arg_out(out_client, "out_client") }?;
+        let host = unsafe { arg_str(c.host, "config->host") }?;
+        let mut cfg = ClientConfig::new(host, c.port);
+        cfg.client_id =
+            unsafe { arg_opt_str(c.client_id, "config->client_id") }?.map(str::to_string);
+        cfg.username = unsafe { arg_opt_str(c.username, "config->username") }?.map(str::to_string);
+        cfg.password = unsafe { arg_opt_str(c.password, "config->password") }?.map(str::to_string);
+        cfg.keep_alive_s = c.keep_alive_s;
+        cfg.clean_session = c.clean_session;
+        cfg.subscribe_qos = c.subscribe_qos;
+        cfg.connect_timeout_ms = c.connect_timeout_ms;
+        cfg.reconnect_min_ms = c.reconnect_min_ms;
+        cfg.reconnect_max_ms = c.reconnect_max_ms;
+        cfg.router = RouterConfig {
+            max_pending: c.max_pending as usize,
+            max_payload: c.max_payload as usize,
+            request_timeout_ms: c.request_timeout_ms,
+            ..RouterConfig::default()
+        };
+        let client = Client::new(cfg)?;
+        *out = Box::into_raw(Box::new(Handle { client })).cast::<rrpc_client>();
+        Ok(())
+    })
+}
+
+/// Stops the client (as `rrpc_client_stop`) and releases it. After it returns no
+/// callback of this client is running or will run, and `client` is invalid.
+/// NULL is accepted and does nothing.
+///
+/// @param[in] client the client, or NULL.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_WRONG_STATE called from inside a callback of any client;
+///         nothing was released.
+///
+/// Call it once, when no other thread uses the client any more (deferred replies
+/// included); from any thread except a callback.
+#[no_mangle]
+pub extern "C" fn rrpc_client_free(client: *mut rrpc_client) -> rrpc_status {
+    boundary("rrpc_client_free", || {
+        if client.is_null() {
+            return Ok(());
+        }
+        let h = handle(client)?;
+        h.client.stop()?;
+        // SAFETY: made by `Box::into_raw` in `rrpc_client_new`; freed once per the
+        // contract, and stop() above ensured no callback is running.
+        drop(unsafe { Box::from_raw(client.cast::<Handle>()) });
+        Ok(())
+    })
+}
+
+/// Registers a device on the client and subscribes its request topic (at once
+/// when connected, and again after every reconnect). Several devices, of any
+/// dialects, may share one client. Works before and after start.
+///
+/// @param[in] client       the client.
+/// @param[in] dialect      an `rrpc_dialect` value.
+/// @param[in] product_key  product key (Tencent: product id): 1-128 bytes, no
+///                         `+ # /`, NUL or control characters.
+/// @param[in] device_name  device name, same rules.
+/// @param[in] custom_topic for RRPC_DIALECT_ALIBABA_CUSTOM the custom topic,
+///                         starting with '/', e.g. "/a1b2/dev1/user/update";
+///                         NULL for other dialects.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER     `client`, `product_key` or `device_name` is NULL.
+/// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `dialect` is not a dialect.
+/// @retval RRPC_STATUS_INVALID_IDENTITY an identity part breaks the rules above.
+/// @retval RRPC_STATUS_ALREADY_EXISTS   the device is already registered.
+/// @retval RRPC_STATUS_BUSY             connected, but the subscribe could not be
+///                                      queued; nothing changed, retry.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_client_add_device(
+    client: *mut rrpc_client,
+    dialect: u32,
+    product_key: *const c_char,
+    device_name: *const c_char,
+    custom_topic: *const c_char,
+) -> rrpc_status {
+    boundary("rrpc_client_add_device", || {
+        let h = handle(client)?;
+        let (d, id) = identity_args(dialect, product_key, device_name, custom_topic)?;
+        h.client.add_device(d, &id)?;
+        Ok(())
+    })
+}
+
+/// Unregisters a device and unsubscribes its topic. Its pending requests are
+/// cancelled: replies to them fail with RRPC_STATUS_DEVICE_REMOVED.
+///
+/// Parameters as `rrpc_client_add_device`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NOT_FOUND the device is not registered.
+/// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT
+///         as for `rrpc_client_add_device`.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_client_remove_device(
+    client: *mut rrpc_client,
+    dialect: u32,
+    product_key: *const c_char,
+    device_name: *const c_char,
+    custom_topic: *const c_char,
+) -> rrpc_status {
+    boundary("rrpc_client_remove_device", || {
+        let h = handle(client)?;
+        let (d, id) = identity_args(dialect, product_key, device_name, custom_topic)?;
+        h.client.remove_device(d, &id)?;
+        Ok(())
+    })
+}
+
+fn identity_args<'a>(
+    dialect: u32,
+    product_key: *const c_char,
+    device_name: *const c_char,
+    custom_topic: *const c_char,
+) -> Result<(Dialect, Identity<'a>), Failure> {
+    let d = Dialect::from_u32(dialect).ok_or_else(|| {
+        Failure::new(
+            RRPC_STATUS_INVALID_ARGUMENT,
+            format!("dialect {dialect} is not an rrpc_dialect"),
+        )
+    })?;
+    // SAFETY: NUL-terminated strings per the documented contract.
+    let pk = unsafe { arg_str(product_key, "product_key") }?;
+    let dn = unsafe { arg_str(device_name, "device_name") }?;
+    let topic = unsafe { arg_opt_str(custom_topic, "custom_topic") }?;
+    Ok((
+        d,
+        Identity {
+            product_key: pk,
+            device_name: dn,
+            custom_topic: topic,
+        },
+    ))
+}
+
+/// Sets the request callback (NULL removes it; requests then expire unanswered).
+/// One callback serves every device of the client; `request` tells which.
+///
+/// @param[in] client    the client.
+/// @param[in] callback  the callback, or NULL.
+/// @param[in] user_data handed to every callback call; the library never touches it.
+///                      It must stay valid until the callback is replaced or the
+///                      client freed.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `client` is NULL.
+///
+/// Any thread. Takes effect for the next request: a call already running
+/// finishes with the old callback.
+#[no_mangle]
+pub extern "C" fn rrpc_client_set_callback(
+    client: *mut rrpc_client,
+    callback: rrpc_request_cb,
+    user_data: *mut c_void,
+) -> rrpc_status {
+    let user_data = SendPtr(user_data);
+    let client_ptr = SendPtr(client.cast());
+    boundary("rrpc_client_set_callback", move || {
+        let h = handle(client)?;
+        let handler = callback.map(|cb| {
+            Arc::new(move |req: &Request<'_>| {
+                let (ud, cp) = (user_data, client_ptr);
+                with_request_view(req, |view| {
+                    // SAFETY: the application registered `cb` for this signature;
+                    // `view` and its strings live until this call returns.
+                    unsafe { cb(ud.get(), cp.get().cast(), view) }
+                });
+            }) as Arc<crate::client::Handler>
+        });
+        h.client.set_handler(handler);
+        Ok(())
+    })
+}
+
+thread_local! {
+    /// Reused storage for the NUL-terminated strings of a request view.
+    static VIEW_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Builds the C view of `req` (strings NUL-terminated in a reused buffer) and
+/// runs `f` with it.
+fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_request)) {
+    let dev = req.device;
+    // Take the buffer so that a nested use (none today) would get its own.
+    let mut buf = VIEW_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    buf.clear();
+    let mut offsets = [0usize; 4];
+    let parts: [Option<&str>; 4] = [
+        Some(req.message_id),
+        Some(&dev.product_key),
+        Some(&dev.device_name),
+        dev.custom_topic.as_deref(),
+    ];
+    for (i, p) in parts.iter().enumerate() {
+        offsets[i] = buf.len();
+        if let Some(s) = p {
+            buf.extend_from_slice(s.as_bytes());
+            buf.push(0);
+        }
+    }
+    // No more writes to `buf` below: the pointers stay valid.
+    let at = |i: usize| -> *const c_char { buf[offsets[i]..].as_ptr().cast() };
+    let view = rrpc_request {
+        token: req.token,
+        dialect: dev.dialect as u32,
+        message_id: at(0),
+        product_key: at(1),
+        device_name: at(2),
+        custom_topic: if parts[3].is_some() {
+            at(3)
+        } else {
+            std::ptr::null()
+        },
+        payload: if req.payload.is_empty() {
+            std::ptr::null()
+        } else {
+            req.payload.as_ptr()
+        },
+        payload_len: req.payload.len(),
+        deadline_ms: req.deadline_ms,
+    };
+    f(&view);
+    VIEW_BUF.with(|b| *b.borrow_mut() = buf);
+}
+
+/// Thread mode: starts the background thread that connects, subscribes every
+/// registered device, reconnects with capped backoff, and calls the callback.
+/// With `connect_timeout_ms` > 0 it waits for the first connection and for the
+/// broker to acknowledge the device subscriptions, so that requests published
+/// after it returns reach the callback; if the first attempt fails (refused, unreachable, timed out), it returns
+/// RRPC_STATUS_CONNECT_FAILED with the reason and leaves nothing running. With 0
+/// it returns at once and connects in the background.
+///
+/// @param[in] client the client.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER   `client` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE    already started, or called from a callback.
+/// @retval RRPC_STATUS_CONNECT_FAILED the first connection failed (see above).
+///
+/// Any thread except a callback; not concurrently with start/stop/yield/free
+/// on the same client.
+#[no_mangle]
+pub extern "C" fn rrpc_client_start(client: *mut rrpc_client) -> rrpc_status {
+    boundary("rrpc_client_start", || {
+        handle(client)?.client.start()?;
+        Ok(())
+    })
+}
+
+/// Disconnects (sending MQTT DISCONNECT) and, in thread mode, ends the background
+/// thread. When it returns, no callback of this client is running. Pending
+/// requests stay until they expire. A stopped client may be started (or yielded)
+/// again; it reconnects. Stopping a client that is not running is not an error.
+///
+/// @param[in] client the client.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `client` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE  called from a callback.
+///
+/// Any thread except a callback.
+#[no_mangle]
+pub extern "C" fn rrpc_client_stop(client: *mut rrpc_client) -> rrpc_status {
+    boundary("rrpc_client_stop", || {
+        handle(client)?.client.stop()?;
+        Ok(())
+    })
+}
+
+/// Yield mode (for single-threaded firmware): does the client's network work and
+/// calls the callback on the calling thread for `timeout_ms` milliseconds, then
+/// returns. 0 handles only what is ready now. The first call connects; call it
+/// at least every keep-alive period to keep the connection. Replies given
+/// outside a callback are sent during the next call.
+///
+/// @param[in] client     the client.
+/// @param[in] timeout_ms how long to run.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER   `client` is NULL.
+/// @retval RRPC_STATUS_CONNECT_FAILED connecting failed during this call and the
+///         client is not connected; the next call tries again after the
+///         reconnect delay.
+/// @retval RRPC_STATUS_WRONG_STATE    the client runs in thread mode, another
+///         thread is inside yield/start/stop, or called from a callback.
+///
+/// One thread at a time; not from a callback.
+#[no_mangle]
+pub extern "C" fn rrpc_client_yield(client: *mut rrpc_client, timeout_ms: u32) -> rrpc_status {
+    boundary("rrpc_client_yield", || {
+        handle(client)?.client.yield_for(timeout_ms)?;
+        Ok(())
+    })
+}
+
+/// Answers the request `token` with `payload` (QoS 0, on the response topic of
+/// the request's dialect). Works inside the callback and later from any thread.
+/// Each request takes exactly one reply.
+///
+/// @param[in] client      the client the request came through.
+/// @param[in] token       `rrpc_request.token`.
+/// @param[in] payload     reply bytes, copied before return; may be NULL when
+///                        `payload_len` is 0 (an empty reply).
+/// @param[in] payload_len reply length in bytes.
+/// @retval RRPC_STATUS_OK               queued for sending; the request is finished.
+/// @retval RRPC_STATUS_NULL_POINTER     `client` is NULL, or `payload` is NULL with a length.
+/// @retval RRPC_STATUS_UNKNOWN_TOKEN    not a token of this client.
+/// @retval RRPC_STATUS_ALREADY_REPLIED  answered before; nothing sent.
+/// @retval RRPC_STATUS_EXPIRED          the deadline passed; nothing sent.
+/// @retval RRPC_STATUS_DEVICE_REMOVED   the device was removed; nothing sent.
+/// @retval RRPC_STATUS_PAYLOAD_TOO_LARGE larger than `max_payload`; token still valid.
+/// @retval RRPC_STATUS_NOT_CONNECTED    no connection now; token still valid.
+/// @retval RRPC_STATUS_BUSY             outgoing queue full; token still valid.
+///
+/// Any thread, including callbacks. In yield mode the reply leaves during the
+/// next `rrpc_client_yield` (or immediately when called from the callback).
+#[no_mangle]
+pub extern "C" fn rrpc_client_reply(
+    client: *mut rrpc_client,
+    token: u64,
+    payload: *const u8,
+    payload_len: usize,
+) -> rrpc_status {
+    boundary("rrpc_client_reply", || {
+        let h = handle(client)?;
+        // SAFETY: `payload_len` readable bytes per the documented contract.
+        let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
+        h.client.reply(token, bytes)?;
+        Ok(())
+    })
+}
+
+/// Tells whether the client is connected to the broker right now.
+///
+/// @param[in]  client        the client.
+/// @param[out] out_connected receives true when connected.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `client` or `out_connected` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_client_is_connected(
+    client: *mut rrpc_client,
+    out_connected: *mut bool,
+) -> rrpc_status {
+    boundary("rrpc_client_is_connected", || {
+        let h = handle(client)?;
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_connected, "out_connected") }?;
+        *out = h.client.is_connected();
+        Ok(())
+    })
+}
+
+/// Reads the client's counters.
+///
+/// @param[in]  client    the client.
+/// @param[out] out_stats receives the counters.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `client` or `out_stats` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_client_get_stats(
+    client: *mut rrpc_client,
+    out_stats: *mut rrpc_stats,
+) -> rrpc_status {
+    boundary("rrpc_client_get_stats", || {
+        let h = handle(client)?;
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_stats, "out_stats") }?;
+        let s = h.client.stats();
+        let c = h.client.conn_stats();
+        *out = rrpc_stats {
+            messages: s.messages,
+            requests: s.requests,
+            replied: s.replied,
+            expired: s.expired,
+            duplicates: s.duplicates,
+            own_replies: s.own_replies,
+            malformed: s.malformed,
+            unknown_device: s.unknown_device,
+            table_full: s.table_full,
+            too_large: s.too_large,
+            late_replies: s.late_replies,
+            bad_tokens: s.bad_tokens,
+            send_failures: s.send_failures,
+            not_rrpc: s.not_rrpc,
+            connects: c.connects,
+            connection_errors: c.connection_errors,
+            subscribe_failures: c.subscribe_failures,
+            pending: h.client.pending() as u64,
+        };
+        Ok(())
+    })
+}
+
+/// Copies the MQTT client id into `buf` (NUL-terminated). Before the first
+/// start/yield a derived id is not known yet: the result is then empty.
+///
+/// @param[in]  client  the client.
+/// @param[out] buf     destination, or NULL to learn the length.
+/// @param[in]  size    size of `buf` in bytes.
+/// @param[out] out_len receives the id's length without the NUL; may be NULL.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER     `client` is NULL.
+/// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_client_get_client_id(
+    client: *mut rrpc_client,
+    buf: *mut c_char,
+    size: usize,
+    out_len: *mut usize,
+) -> rrpc_status {
+    boundary("rrpc_client_get_client_id", || {
+        let h = handle(client)?;
+        let id = h.client.client_id().unwrap_or_default();
+        // SAFETY: `buf` has `size` writable bytes per the documented contract.
+        unsafe { write_str_out(&id, buf, size, out_len) }
+    })
+}

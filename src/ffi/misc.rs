@@ -1,0 +1,199 @@
+//! Library-wide functions: version, status text, last error, logging, clock,
+//! dialect names.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::Arc;
+
+use super::{arg_out, arg_str, boundary, last_error_ptr, rrpc_status, Failure};
+use crate::dialect::Dialect;
+use crate::log::{self, Level};
+
+/// Topic conventions. Pass these values where a function takes `uint32_t dialect`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_dialect {
+    /// Alibaba Cloud IoT system topics: subscribe `/sys/{pk}/{dn}/rrpc/request/+`,
+    /// answer on `/sys/{pk}/{dn}/rrpc/response/{messageId}`. Reply deadline 8 s.
+    RRPC_DIALECT_ALIBABA = 0,
+    /// Alibaba custom-topic RRPC: subscribe `/ext/rrpc/+{topic}` (the custom topic
+    /// starts with `/`), answer on the request topic itself. Reply deadline 8 s.
+    RRPC_DIALECT_ALIBABA_CUSTOM = 1,
+    /// Tencent IoT Hub: subscribe `$rrpc/rxd/{productId}/{deviceName}/+`, answer on
+    /// `$rrpc/txd/{productId}/{deviceName}/{processId}`. Reply deadline 4 s.
+    RRPC_DIALECT_TENCENT = 2,
+}
+
+/// Log levels for `rrpc_set_log_handler`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_log_level {
+    /// No messages at all (only as `max_level`).
+    RRPC_LOG_OFF = 0,
+    RRPC_LOG_ERROR = 1,
+    RRPC_LOG_WARN = 2,
+    RRPC_LOG_INFO = 3,
+    RRPC_LOG_DEBUG = 4,
+}
+
+/// A log handler: receives the level (an `rrpc_log_level` value) and a
+/// NUL-terminated message valid only during the call. It may be called from any
+/// thread the library runs on, including the client's background thread, and
+/// must not call back into the library.
+pub type rrpc_log_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
+
+/// The library version, such as "0.1.0" (the same as `RRPC_VERSION` in this
+/// header when header and library match).
+///
+/// Never fails. The string is static: do not free it. Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_version() -> *const c_char {
+    static V: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
+    V.as_ptr()
+}
+
+/// A short English description of a status code (any `uint32_t`; unknown values
+/// give "unknown status").
+///
+/// Never fails. The string is static: do not free it. Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_status_str(status: u32) -> *const c_char {
+    match rrpc_status::from_u32(status) {
+        Some(s) => s.text().as_ptr(),
+        None => c"unknown status".as_ptr(),
+    }
+}
+
+/// Detail about the last failed call made on the calling thread, such as
+/// "rrpc_client_add_device: device name contains an MQTT wildcard ('+' or '#')";
+/// empty when no call on this thread has failed yet. Successful calls leave it
+/// unchanged.
+///
+/// Never fails and never returns NULL. The string belongs to the library and stays
+/// valid until the next failing librrpc call on this thread: copy it to keep it.
+#[no_mangle]
+pub extern "C" fn rrpc_last_error_message() -> *const c_char {
+    last_error_ptr()
+}
+
+/// Installs a process-wide log handler for messages at `max_level` and more
+/// severe (`RRPC_LOG_ERROR` .. `RRPC_LOG_DEBUG`). With `handler` NULL, messages go
+/// to stderr again, filtered by `max_level` (`RRPC_LOG_OFF` silences the library).
+/// Without any call, messages at `RRPC_LOG_WARN` and above go to stderr, and the
+/// environment variable `RRPC_LOG` (off, error, warn, info, debug) sets the level.
+///
+/// @param[in] handler   the handler, or NULL for stderr.
+/// @param[in] user_data passed to every handler call; the library does not touch it.
+/// @param[in] max_level an `rrpc_log_level` value.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `max_level` is not a log level.
+///
+/// Any thread; `user_data` must stay valid until the handler is replaced.
+#[no_mangle]
+pub extern "C" fn rrpc_set_log_handler(
+    handler: rrpc_log_cb,
+    user_data: *mut c_void,
+    max_level: u32,
+) -> rrpc_status {
+    let user_data = SendPtr(user_data);
+    boundary("rrpc_set_log_handler", move || {
+        let level = match max_level {
+            0 => None,
+            v => Some(Level::from_u32(v).ok_or_else(|| {
+                Failure::new(
+                    rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
+                    format!("max_level {v} is not a log level"),
+                )
+            })?),
+        };
+        let sink: Option<log::Sink> = handler.map(|f| {
+            let ud = user_data;
+            Arc::new(move |lvl: Level, msg: &str| {
+                let c = std::ffi::CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
+                // SAFETY: the application registered `f` for exactly this call shape.
+                unsafe { f(ud.get(), lvl as u32, c.as_ptr()) }
+            }) as log::Sink
+        });
+        log::set_sink(sink, level);
+        Ok(())
+    })
+}
+
+/// Reads the clock that request deadlines use (`CLOCK_MONOTONIC`), in milliseconds.
+///
+/// @param[out] out_ms receives the time.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_ms` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
+    boundary("rrpc_monotonic_ms", || {
+        // SAFETY: checked for NULL; the caller provides writable memory.
+        let out = unsafe { arg_out(out_ms, "out_ms") }?;
+        *out = crate::clock::now_ms();
+        Ok(())
+    })
+}
+
+/// Looks up a dialect by its command-line name: "alibaba", "alibaba-custom" or
+/// "tencent".
+///
+/// @param[in]  name        NUL-terminated name.
+/// @param[out] out_dialect receives an `rrpc_dialect` value.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER    `name` or `out_dialect` is NULL.
+/// @retval RRPC_STATUS_INVALID_UTF8    `name` is not UTF-8.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT no dialect has that name.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_dialect_from_name(
+    name: *const c_char,
+    out_dialect: *mut u32,
+) -> rrpc_status {
+    boundary("rrpc_dialect_from_name", || {
+        // SAFETY: pointer contracts documented above.
+        let name = unsafe { arg_str(name, "name") }?;
+        let out = unsafe { arg_out(out_dialect, "out_dialect") }?;
+        let d = Dialect::from_name(name).ok_or_else(|| {
+            Failure::new(
+                rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
+                format!("unknown dialect {name:?}; expected alibaba, alibaba-custom or tencent"),
+            )
+        })?;
+        *out = d as u32;
+        Ok(())
+    })
+}
+
+/// A raw pointer the application promised may cross threads.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut c_void);
+// SAFETY: the API documents that user_data is handed back on other threads; the
+// library never dereferences it.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    pub fn get(self) -> *mut c_void {
+        self.0
+    }
+}
+
+// The C enums mirror the Rust ones value for value.
+const _: () = {
+    assert!(rrpc_dialect::RRPC_DIALECT_ALIBABA as u32 == Dialect::AlibabaSystem as u32);
+    assert!(rrpc_dialect::RRPC_DIALECT_ALIBABA_CUSTOM as u32 == Dialect::AlibabaCustom as u32);
+    assert!(rrpc_dialect::RRPC_DIALECT_TENCENT as u32 == Dialect::Tencent as u32);
+    assert!(rrpc_log_level::RRPC_LOG_ERROR as u32 == Level::Error as u32);
+    assert!(rrpc_log_level::RRPC_LOG_WARN as u32 == Level::Warn as u32);
+    assert!(rrpc_log_level::RRPC_LOG_INFO as u32 == Level::Info as u32);
+    assert!(rrpc_log_level::RRPC_LOG_DEBUG as u32 == Level::Debug as u32);
+    assert!(rrpc_log_level::RRPC_LOG_OFF as u32 == 0);
+};

@@ -1,0 +1,680 @@
+//! The transport-agnostic core: which devices are served, which requests are
+//! pending, and what each reply must look like.
+//!
+//! The router does no I/O, owns no threads and reads no clock: time comes in as
+//! milliseconds on any monotonic clock the caller chooses (the built-in client
+//! uses `CLOCK_MONOTONIC`). Both transports drive it: the built-in MQTT client and
+//! a C gateway that feeds messages from its own MQTT stack.
+//!
+//! Rules it enforces:
+//! - every accepted request gets a fresh token and a deadline; it can be answered
+//!   exactly once, and not after its deadline;
+//! - a second delivery of the same message id for the same device is dropped
+//!   (MQTT QoS 1 redelivery, a broker replaying a session, a caller's retry);
+//! - a reply that comes back to the device's own subscription (custom-topic RRPC
+//!   answers on the request topic itself) is recognised as its own and dropped;
+//! - at most `max_pending` requests wait at once; expired entries are removed by
+//!   [`Router::expire`] and, lazily, whenever a request or reply needs room.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::dialect::{self, Dialect, Identity, IdentityError, ParsedTopic, TopicError};
+
+/// Default bound of the pending-request table.
+pub const DEFAULT_MAX_PENDING: usize = 1024;
+/// Default largest payload accepted in a request or a reply: 256 KiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 256 * 1024;
+/// How long a finished request is remembered, so that a redelivery or the echo of
+/// its reply is recognised: longer than any caller waits (8 s) with a wide margin.
+pub const DEFAULT_HISTORY_MS: u64 = 30_000;
+
+/// Router settings.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// Most requests waiting for a reply at once; more are dropped and counted.
+    pub max_pending: usize,
+    /// Largest request or reply payload, in bytes.
+    pub max_payload: usize,
+    /// Time a request may wait for its reply, in ms; 0 takes the dialect's
+    /// caller timeout (8000 for Alibaba, 4000 for Tencent).
+    pub request_timeout_ms: u32,
+    /// How long finished requests are remembered for duplicate and echo detection.
+    pub history_ms: u64,
+    /// Most finished requests remembered; 0 means `4 * max_pending`, at least 4096.
+    pub max_history: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            max_pending: DEFAULT_MAX_PENDING,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            request_timeout_ms: 0,
+            history_ms: DEFAULT_HISTORY_MS,
+            max_history: 0,
+        }
+    }
+}
+
+impl RouterConfig {
+    fn history_cap(&self) -> usize {
+        if self.max_history > 0 {
+            self.max_history
+        } else {
+            (self.max_pending.saturating_mul(4)).max(4096)
+        }
+    }
+}
+
+/// A registered device: identity and dialect. Shared with the requests handed out.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Device {
+    pub dialect: Dialect,
+    pub product_key: Box<str>,
+    pub device_name: Box<str>,
+    pub custom_topic: Option<Box<str>>,
+    /// The MQTT subscription filter that delivers this device's requests.
+    pub filter: Box<str>,
+}
+
+impl Device {
+    pub fn identity(&self) -> Identity<'_> {
+        Identity {
+            product_key: &self.product_key,
+            device_name: &self.device_name,
+            custom_topic: self.custom_topic.as_deref(),
+        }
+    }
+}
+
+/// Counters, all monotonic since the router was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages handed to [`Router::handle_message`].
+    pub messages: u64,
+    /// Requests accepted and handed to the application.
+    pub requests: u64,
+    /// Replies accepted for sending.
+    pub replied: u64,
+    /// Requests whose deadline passed without a reply.
+    pub expired: u64,
+    /// Second deliveries of a request already seen.
+    pub duplicates: u64,
+    /// Own replies that came back on the request subscription (custom topics).
+    pub own_replies: u64,
+    /// RRPC-looking topics that break the dialect's format.
+    pub malformed: u64,
+    /// Well-formed requests for a device that is not registered.
+    pub unknown_device: u64,
+    /// Requests dropped because `max_pending` requests were already waiting.
+    pub table_full: u64,
+    /// Requests dropped because their payload exceeded `max_payload`.
+    pub too_large: u64,
+    /// Replies refused because the request's deadline had passed.
+    pub late_replies: u64,
+    /// Replies refused for an unknown, finished or cancelled token.
+    pub bad_tokens: u64,
+    /// Replies the transport failed to send.
+    pub send_failures: u64,
+    /// Messages that were not RRPC requests at all.
+    pub not_rrpc: u64,
+}
+
+/// A request accepted by the router, for the application to answer.
+#[derive(Clone, Debug)]
+pub struct Accepted<'a> {
+    pub token: u64,
+    pub device: Arc<Device>,
+    pub message_id: &'a str,
+    pub payload: &'a [u8],
+    /// Last moment (router clock, ms) a reply is accepted.
+    pub deadline_ms: u64,
+}
+
+/// Why a message was not handed to the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not an RRPC request topic of any dialect.
+    NotRrpc,
+    /// In an RRPC namespace but broken.
+    Malformed(&'static str),
+    /// Well-formed, for a device nobody registered.
+    UnknownDevice,
+    /// This message id was already delivered to the application.
+    Duplicate,
+    /// This is the device's own reply coming back (custom-topic RRPC).
+    OwnReply,
+    /// The pending table is full.
+    TableFull,
+    /// The payload is larger than `max_payload`.
+    TooLarge,
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dropped::NotRrpc => f.write_str("not an RRPC request topic"),
+            Dropped::Malformed(why) => write!(f, "malformed RRPC topic: {why}"),
+            Dropped::UnknownDevice => f.write_str("request for a device that is not registered"),
+            Dropped::Duplicate => f.write_str("duplicate delivery of a request already handled"),
+            Dropped::OwnReply => f.write_str("own reply echoed back by the broker"),
+            Dropped::TableFull => f.write_str("pending-request table is full"),
+            Dropped::TooLarge => f.write_str("request payload exceeds the maximum"),
+        }
+    }
+}
+
+/// Why a reply was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyError<E> {
+    /// The token was never issued by this router, or is too old to remember.
+    UnknownToken,
+    /// The request was answered already.
+    AlreadyReplied,
+    /// The request's deadline passed; nothing was sent.
+    Expired,
+    /// The device was removed while the request was pending.
+    DeviceRemoved,
+    /// The payload is larger than `max_payload`; the token stays valid.
+    TooLarge,
+    /// The transport refused to send; the token stays valid until its deadline.
+    Send(E),
+}
+
+impl<E: fmt::Display> fmt::Display for ReplyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::UnknownToken => f.write_str("unknown token"),
+            ReplyError::AlreadyReplied => f.write_str("request already answered"),
+            ReplyError::Expired => f.write_str("request deadline passed; reply not sent"),
+            ReplyError::DeviceRemoved => f.write_str("device was removed; reply not sent"),
+            ReplyError::TooLarge => f.write_str("reply payload exceeds the maximum"),
+            ReplyError::Send(e) => write!(f, "transport could not send the reply: {e}"),
+        }
+    }
+}
+
+/// Why a device could not be added or removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceError {
+    Invalid(IdentityError),
+    AlreadyExists,
+    NotFound,
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceError::Invalid(e) => write!(f, "invalid identity: {e}"),
+            DeviceError::AlreadyExists => f.write_str("device is already registered"),
+            DeviceError::NotFound => f.write_str("device is not registered"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Replied,
+    Expired,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum MsgState {
+    Pending(u64),
+    Done(Outcome),
+}
+
+struct Slot {
+    device: Arc<Device>,
+    generation: u32,
+    /// Message ids of this device, pending or recently finished.
+    msgs: HashMap<Arc<str>, MsgState>,
+}
+
+struct Pending {
+    slot: u32,
+    generation: u32,
+    message_id: Arc<str>,
+    deadline_ms: u64,
+}
+
+struct Finished {
+    token: u64,
+    slot: u32,
+    generation: u32,
+    message_id: Arc<str>,
+    at_ms: u64,
+}
+
+/// The RRPC core. See the module documentation.
+pub struct Router {
+    cfg: RouterConfig,
+    slots: Vec<Option<Slot>>,
+    free_slots: Vec<u32>,
+    generation: u32,
+    /// `device_prefix` of a parsed topic (system and Tencent dialects) -> slot.
+    by_prefix: HashMap<Box<str>, u32>,
+    /// Custom topic -> slot.
+    by_custom_topic: HashMap<Box<str>, u32>,
+    pending: HashMap<u64, Pending>,
+    deadlines: BTreeSet<(u64, u64)>,
+    finished_tokens: HashMap<u64, Outcome>,
+    history: VecDeque<Finished>,
+    next_token: u64,
+    stats: Stats,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("devices", &self.device_count())
+            .field("pending", &self.pending.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Router {
+    pub fn new(cfg: RouterConfig) -> Router {
+        Router {
+            cfg,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            generation: 0,
+            by_prefix: HashMap::new(),
+            by_custom_topic: HashMap::new(),
+            pending: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            finished_tokens: HashMap::new(),
+            history: VecDeque::new(),
+            next_token: first_token(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Requests waiting for a reply.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.slots.len() - self.free_slots.len()
+    }
+
+    /// Every registered device, in registration-slot order.
+    pub fn devices(&self) -> impl Iterator<Item = &Arc<Device>> {
+        self.slots.iter().flatten().map(|s| &s.device)
+    }
+
+    /// Registers a device. Its filter is [`Device::filter`]; subscribing it is
+    /// the transport's job.
+    pub fn add_device(
+        &mut self,
+        dialect: Dialect,
+        id: &Identity<'_>,
+    ) -> Result<Arc<Device>, DeviceError> {
+        dialect::validate_identity(dialect, id).map_err(DeviceError::Invalid)?;
+        let key = DeviceKey::of(dialect, id);
+        if self.lookup(&key).is_some() {
+            return Err(DeviceError::AlreadyExists);
+        }
+        let device = Arc::new(Device {
+            dialect,
+            product_key: id.product_key.into(),
+            device_name: id.device_name.into(),
+            custom_topic: id.custom_topic.map(Into::into),
+            filter: dialect.subscribe_filter(id).into(),
+        });
+        self.generation = self.generation.wrapping_add(1);
+        let slot = Slot {
+            device: device.clone(),
+            generation: self.generation,
+            msgs: HashMap::new(),
+        };
+        let index = match self.free_slots.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        match key {
+            DeviceKey::Prefix(p) => self.by_prefix.insert(p.into(), index),
+            DeviceKey::Topic(t) => self.by_custom_topic.insert(t.into(), index),
+        };
+        Ok(device)
+    }
+
+    /// Removes a device. Its pending requests are cancelled: replying to them
+    /// fails with [`ReplyError::DeviceRemoved`].
+    pub fn remove_device(
+        &mut self,
+        dialect: Dialect,
+        id: &Identity<'_>,
+        now_ms: u64,
+    ) -> Result<Arc<Device>, DeviceError> {
+        let key = DeviceKey::of(dialect, id);
+        let index = self.lookup(&key).ok_or(DeviceError::NotFound)?;
+        match key {
+            DeviceKey::Prefix(p) => self.by_prefix.remove(p.as_str()),
+            DeviceKey::Topic(t) => self.by_custom_topic.remove(t),
+        };
+        let slot = self.slots[index as usize]
+            .take()
+            .expect("indexed slot is live");
+        self.free_slots.push(index);
+        for state in slot.msgs.values() {
+            if let MsgState::Pending(token) = *state {
+                if let Some(p) = self.pending.remove(&token) {
+                    self.deadlines.remove(&(p.deadline_ms, token));
+                    // The slot is gone, so only the token is remembered.
+                    self.remember(token, Outcome::Cancelled, u32::MAX, 0, p.message_id, now_ms);
+                }
+            }
+        }
+        Ok(slot.device)
+    }
+
+    fn lookup(&self, key: &DeviceKey<'_>) -> Option<u32> {
+        match key {
+            DeviceKey::Prefix(p) => self.by_prefix.get(p.as_str()).copied(),
+            DeviceKey::Topic(t) => self.by_custom_topic.get(*t).copied(),
+        }
+    }
+
+    /// Takes in one received MQTT message. A request for a registered device is
+    /// accepted (and must be answered with [`Router::reply`] before its deadline);
+    /// anything else is dropped, with the reason, and counted.
+    pub fn handle_message<'a>(
+        &mut self,
+        topic: &'a str,
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        self.stats.messages += 1;
+        let parsed = match dialect::parse_request(topic) {
+            Ok(p) => p,
+            Err(TopicError::NoMatch) => {
+                self.stats.not_rrpc += 1;
+                return Err(Dropped::NotRrpc);
+            }
+            Err(TopicError::Malformed(why)) => {
+                self.stats.malformed += 1;
+                return Err(Dropped::Malformed(why));
+            }
+        };
+        self.accept(parsed, payload, now_ms)
+    }
+
+    /// As [`Router::handle_message`], for a topic given as bytes: one that is not
+    /// UTF-8 is dropped as malformed.
+    pub fn handle_message_bytes<'a>(
+        &mut self,
+        topic: &'a [u8],
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        match std::str::from_utf8(topic) {
+            Ok(t) => self.handle_message(t, payload, now_ms),
+            Err(_) => {
+                self.stats.messages += 1;
+                self.stats.malformed += 1;
+                Err(Dropped::Malformed("the topic is not valid UTF-8"))
+            }
+        }
+    }
+
+    fn accept<'a>(
+        &mut self,
+        parsed: ParsedTopic<'a>,
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        let index = match parsed.custom_topic {
+            Some(t) => self.by_custom_topic.get(t),
+            None => self.by_prefix.get(parsed.device_prefix),
+        };
+        let Some(&index) = index else {
+            self.stats.unknown_device += 1;
+            return Err(Dropped::UnknownDevice);
+        };
+        let slot = self.slots[index as usize]
+            .as_ref()
+            .expect("indexed slot is live");
+        if slot.device.dialect != parsed.dialect {
+            self.stats.unknown_device += 1;
+            return Err(Dropped::UnknownDevice);
+        }
+        let message_id = parsed.message_id;
+        match slot.msgs.get(message_id) {
+            Some(MsgState::Done(Outcome::Replied)) if parsed.dialect.needs_custom_topic() => {
+                self.stats.own_replies += 1;
+                return Err(Dropped::OwnReply);
+            }
+            Some(_) => {
+                self.stats.duplicates += 1;
+                return Err(Dropped::Duplicate);
+            }
+            None => {}
+        }
+        if payload.len() > self.cfg.max_payload {
+            self.stats.too_large += 1;
+            return Err(Dropped::TooLarge);
+        }
+        if self.pending.len() >= self.cfg.max_pending {
+            self.expire(now_ms);
+            if self.pending.len() >= self.cfg.max_pending {
+                self.stats.table_full += 1;
+                return Err(Dropped::TableFull);
+            }
+        }
+        self.trim_history(now_ms);
+
+        let slot = self.slots[index as usize]
+            .as_mut()
+            .expect("indexed slot is live");
+        let timeout = match self.cfg.request_timeout_ms {
+            0 => slot.device.dialect.default_timeout_ms(),
+            t => t,
+        };
+        let deadline_ms = now_ms.saturating_add(u64::from(timeout));
+        let token = self.next_token;
+        self.next_token = self.next_token.wrapping_add(1).max(1);
+        let id: Arc<str> = Arc::from(message_id);
+        slot.msgs.insert(id.clone(), MsgState::Pending(token));
+        self.pending.insert(
+            token,
+            Pending {
+                slot: index,
+                generation: slot.generation,
+                message_id: id,
+                deadline_ms,
+            },
+        );
+        self.deadlines.insert((deadline_ms, token));
+        self.stats.requests += 1;
+        Ok(Accepted {
+            token,
+            device: slot.device.clone(),
+            message_id,
+            payload,
+            deadline_ms,
+        })
+    }
+
+    /// Answers the request `token` with `payload`: checks the token, the deadline
+    /// and the size, builds the response topic and hands topic and payload to
+    /// `send`. Only when `send` succeeds is the request finished; when it fails the
+    /// token stays valid until its deadline, so the reply can be retried.
+    pub fn reply<E>(
+        &mut self,
+        token: u64,
+        payload: &[u8],
+        now_ms: u64,
+        send: impl FnOnce(&str, &[u8]) -> Result<(), E>,
+    ) -> Result<(), ReplyError<E>> {
+        let Some(p) = self.pending.get(&token) else {
+            self.stats.bad_tokens += 1;
+            return Err(match self.finished_tokens.get(&token) {
+                Some(Outcome::Replied) => ReplyError::AlreadyReplied,
+                Some(Outcome::Expired) => {
+                    self.stats.bad_tokens -= 1;
+                    self.stats.late_replies += 1;
+                    ReplyError::Expired
+                }
+                Some(Outcome::Cancelled) => ReplyError::DeviceRemoved,
+                None => ReplyError::UnknownToken,
+            });
+        };
+        if now_ms > p.deadline_ms {
+            self.stats.late_replies += 1;
+            self.expire(now_ms);
+            return Err(ReplyError::Expired);
+        }
+        if payload.len() > self.cfg.max_payload {
+            return Err(ReplyError::TooLarge);
+        }
+        let slot = self.slots[p.slot as usize]
+            .as_ref()
+            .expect("pending slot is live");
+        let topic = slot
+            .device
+            .dialect
+            .response_topic(&slot.device.identity(), &p.message_id);
+        if let Err(e) = send(&topic, payload) {
+            self.stats.send_failures += 1;
+            return Err(ReplyError::Send(e));
+        }
+        self.finish(token, Outcome::Replied, now_ms);
+        self.stats.replied += 1;
+        Ok(())
+    }
+
+    /// The earliest deadline among pending requests.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first().map(|&(d, _)| d)
+    }
+
+    /// Removes every request whose deadline is before `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let mut n = 0;
+        while let Some(&(deadline, token)) = self.deadlines.first() {
+            if deadline >= now_ms {
+                break;
+            }
+            self.finish(token, Outcome::Expired, now_ms);
+            self.stats.expired += 1;
+            n += 1;
+        }
+        self.trim_history(now_ms);
+        n
+    }
+
+    fn finish(&mut self, token: u64, outcome: Outcome, now_ms: u64) {
+        let p = self
+            .pending
+            .remove(&token)
+            .expect("finishing a pending token");
+        self.deadlines.remove(&(p.deadline_ms, token));
+        if let Some(slot) = self.slots[p.slot as usize].as_mut() {
+            if slot.generation == p.generation {
+                if let Some(state) = slot.msgs.get_mut(&*p.message_id) {
+                    *state = MsgState::Done(outcome);
+                }
+            }
+        }
+        self.remember(token, outcome, p.slot, p.generation, p.message_id, now_ms);
+    }
+
+    fn remember(
+        &mut self,
+        token: u64,
+        outcome: Outcome,
+        slot: u32,
+        generation: u32,
+        message_id: Arc<str>,
+        now_ms: u64,
+    ) {
+        self.finished_tokens.insert(token, outcome);
+        self.history.push_back(Finished {
+            token,
+            slot,
+            generation,
+            message_id,
+            at_ms: now_ms,
+        });
+        let cap = self.cfg.history_cap();
+        while self.history.len() > cap {
+            self.forget_oldest();
+        }
+    }
+
+    fn trim_history(&mut self, now_ms: u64) {
+        while let Some(f) = self.history.front() {
+            if now_ms.saturating_sub(f.at_ms) <= self.cfg.history_ms {
+                break;
+            }
+            self.forget_oldest();
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        let Some(f) = self.history.pop_front() else {
+            return;
+        };
+        self.finished_tokens.remove(&f.token);
+        if let Some(Some(slot)) = self.slots.get_mut(f.slot as usize) {
+            if slot.generation == f.generation {
+                if let Some(MsgState::Done(_)) = slot.msgs.get(&*f.message_id) {
+                    slot.msgs.remove(&*f.message_id);
+                }
+            }
+        }
+    }
+}
+
+/// How a device is found from a received topic.
+enum DeviceKey<'a> {
+    /// `/sys/{pk}/{dn}/rrpc/request/`, `$rrpc/rxd/{pk}/{dn}/`: the request topic
+    /// up to the message id.
+    Prefix(String),
+    /// The custom topic.
+    Topic(&'a str),
+}
+
+impl<'a> DeviceKey<'a> {
+    fn of(dialect: Dialect, id: &Identity<'a>) -> DeviceKey<'a> {
+        match id.custom_topic {
+            Some(t) if dialect.needs_custom_topic() => DeviceKey::Topic(t),
+            _ => {
+                let mut t = dialect.request_topic(id, "");
+                t.shrink_to_fit();
+                DeviceKey::Prefix(t)
+            }
+        }
+    }
+}
+
+/// Tokens start at a per-router random point, so that a token handed to the
+/// wrong client or router is refused rather than answering a stranger's request.
+fn first_token() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(0x5252_5043);
+    (h.finish() >> 2).max(1)
+}

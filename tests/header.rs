@@ -1,0 +1,64 @@
+//! The committed C header is the generated one, and it compiles as C99 and C++11
+//! with every warning an error.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn header_matches_generated() {
+    let generated = Path::new(env!("OUT_DIR")).join("rrpc.h");
+    let generated = std::fs::read_to_string(&generated).expect("build.rs writes OUT_DIR/rrpc.h");
+    let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("include/rrpc.h");
+    if std::env::var_os("RRPC_BLESS").is_some() {
+        std::fs::write(&committed_path, &generated).expect("write include/rrpc.h");
+        return;
+    }
+    let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "include/rrpc.h differs from the header build.rs generates; run scripts/update-header.sh and commit it"
+    );
+}
+
+fn compile(compiler: &str, std: &str, lang: &str) {
+    if !common::require_tool(compiler) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = common::scratch_dir("header").join(format!("smoke-{std}.o"));
+    let o = Command::new(compiler)
+        .args([
+            "-x",
+            lang,
+            &format!("-std={std}"),
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-c",
+        ])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/header_smoke.c"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run the compiler");
+    assert!(
+        o.status.success(),
+        "rrpc.h does not compile as {std}:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn header_compiles_as_c99() {
+    compile("cc", "c99", "c");
+}
+
+#[test]
+fn header_compiles_as_cxx11() {
+    compile("c++", "c++11", "c++");
+}
