@@ -523,3 +523,188 @@ impl fmt::Display for Template {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id<'a>(pk: &'a str, dn: &'a str) -> Identity<'a> {
+        Identity {
+            product_key: pk,
+            device_name: dn,
+            custom_topic: None,
+        }
+    }
+
+    // Alibaba "System-defined topics" (seeds/003): subscription, request, response.
+    #[test]
+    fn alibaba_system_topics_match_the_document() {
+        let d = id("a1GFjLP3xxC", "device1");
+        assert_eq!(
+            Dialect::AlibabaSystem.subscribe_filter(&d),
+            "/sys/a1GFjLP3xxC/device1/rrpc/request/+"
+        );
+        assert_eq!(
+            Dialect::AlibabaSystem.request_topic(&d, "889455942124347392"),
+            "/sys/a1GFjLP3xxC/device1/rrpc/request/889455942124347392"
+        );
+        assert_eq!(
+            Dialect::AlibabaSystem.response_topic(&d, "889455942124347392"),
+            "/sys/a1GFjLP3xxC/device1/rrpc/response/889455942124347392"
+        );
+        let p = parse_request("/sys/a1GFjLP3xxC/device1/rrpc/request/889455942124347392").unwrap();
+        assert_eq!(p.dialect, Dialect::AlibabaSystem);
+        assert_eq!(p.product_key, Some("a1GFjLP3xxC"));
+        assert_eq!(p.device_name, Some("device1"));
+        assert_eq!(p.message_id, "889455942124347392");
+        assert_eq!(p.custom_topic, None);
+        assert_eq!(p.device_prefix, "/sys/a1GFjLP3xxC/device1/rrpc/request/");
+    }
+
+    // Tencent transcript (seeds/004): subscribe $rrpc/rxd/xxx/test01/+, request on
+    // $rrpc/rxd/xxx/test01/41440, reply "ok" on $rrpc/txd/xxx/test01/41440.
+    #[test]
+    fn tencent_topics_match_the_transcript() {
+        let d = id("xxx", "test01");
+        assert_eq!(
+            Dialect::Tencent.subscribe_filter(&d),
+            "$rrpc/rxd/xxx/test01/+"
+        );
+        let p = parse_request("$rrpc/rxd/xxx/test01/41440").unwrap();
+        assert_eq!(p.dialect, Dialect::Tencent);
+        assert_eq!(
+            (p.product_key, p.device_name),
+            (Some("xxx"), Some("test01"))
+        );
+        assert_eq!(p.message_id, "41440");
+        assert_eq!(
+            Dialect::Tencent.response_topic(&d, p.message_id),
+            "$rrpc/txd/xxx/test01/41440"
+        );
+        assert_eq!(Dialect::Tencent.default_timeout_ms(), 4000);
+    }
+
+    // Alibaba custom topics: subscribe /ext/rrpc/+/{topic}, request
+    // /ext/rrpc/{messageId}/{topic}, answered on the same topic.
+    #[test]
+    fn alibaba_custom_topics() {
+        let d = Identity {
+            product_key: "a1GFjLP3xxC",
+            device_name: "device1",
+            custom_topic: Some("/a1GFjLP3xxC/device1/user/update"),
+        };
+        assert_eq!(
+            Dialect::AlibabaCustom.subscribe_filter(&d),
+            "/ext/rrpc/+/a1GFjLP3xxC/device1/user/update"
+        );
+        let t = "/ext/rrpc/1234567890/a1GFjLP3xxC/device1/user/update";
+        assert_eq!(Dialect::AlibabaCustom.request_topic(&d, "1234567890"), t);
+        assert_eq!(Dialect::AlibabaCustom.response_topic(&d, "1234567890"), t);
+        let p = parse_request(t).unwrap();
+        assert_eq!(p.dialect, Dialect::AlibabaCustom);
+        assert_eq!(p.message_id, "1234567890");
+        assert_eq!(p.custom_topic, Some("/a1GFjLP3xxC/device1/user/update"));
+        assert_eq!((p.product_key, p.device_name), (None, None));
+    }
+
+    #[test]
+    fn caller_side_wildcards_and_response_parsing() {
+        assert_eq!(
+            Dialect::AlibabaSystem.response_wildcard(None),
+            "/sys/+/+/rrpc/response/+"
+        );
+        assert_eq!(Dialect::Tencent.response_wildcard(None), "$rrpc/txd/+/+/+");
+        let p = Dialect::Tencent
+            .parse_response("$rrpc/txd/xxx/test01/41440")
+            .unwrap();
+        assert_eq!(p.message_id, "41440");
+        assert_eq!(
+            Dialect::AlibabaSystem.parse_response("/sys/a/b/rrpc/request/1"),
+            Err(TopicError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn topics_outside_rrpc_are_no_match_not_malformed() {
+        for t in [
+            "/sys/pk/dn/thing/event/property/post",
+            "/a1/dev/user/update",
+            "$SYS/broker/uptime",
+            "$rrpc/txd/xxx/test01/41440", // a response is not a request
+            "",
+            "sys/pk/dn/rrpc/request/1",
+        ] {
+            assert_eq!(parse_request(t), Err(TopicError::NoMatch), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn broken_rrpc_topics_are_malformed() {
+        for t in [
+            "/sys/pk/dn/rrpc/request/",        // empty id
+            "/sys/pk/dn/rrpc/request/1/2",     // extra level
+            "/sys/pk/rrpc/request/1",          // missing device name
+            "/sys//dn/rrpc/request/1",         // empty product key
+            "/sys/pk/dn/extra/rrpc/request/1", // extra level in the middle
+            "$rrpc/rxd/xxx/test01/",           // empty process id
+            "$rrpc/rxd/xxx/test01/1/2",        // extra level
+            "$rrpc/rxd/xxx/1",                 // missing level
+            "/ext/rrpc/123",                   // no custom topic
+            "/ext/rrpc//a/b",                  // empty id
+            "/ext/rrpc/123/",                  // custom topic is only "/"
+        ] {
+            assert!(
+                matches!(parse_request(t), Err(TopicError::Malformed(_))),
+                "{t:?} gave {:?}",
+                parse_request(t)
+            );
+        }
+        let long_id = format!("/sys/pk/dn/rrpc/request/{}", "9".repeat(129));
+        assert!(matches!(
+            parse_request(&long_id),
+            Err(TopicError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn identity_rules() {
+        assert!(validate_part("device name", "dev-1_a.b:c@d").is_ok());
+        for bad in ["", "a+b", "a#", "a/b", "a\0b", "a\nb", "\u{7f}"] {
+            assert!(validate_part("device name", bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_part("product key", &"k".repeat(128)).is_ok());
+        assert!(validate_part("product key", &"k".repeat(129)).is_err());
+        let e = validate_part("device name", "a/b").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "device name contains the topic separator '/'"
+        );
+
+        assert!(validate_custom_topic("/pk/dn/user/update").is_ok());
+        for bad in ["pk/dn/user", "/", "/a/+/b", "/a/#", "/a\0"] {
+            assert!(validate_custom_topic(bad).is_err(), "{bad:?}");
+        }
+        let no_topic = id("pk", "dn");
+        assert!(validate_identity(Dialect::AlibabaCustom, &no_topic).is_err());
+        let with_topic = Identity {
+            custom_topic: Some("/x"),
+            ..no_topic
+        };
+        assert!(validate_identity(Dialect::AlibabaSystem, &with_topic).is_err());
+        assert!(validate_identity(Dialect::AlibabaCustom, &with_topic).is_ok());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for d in Dialect::ALL {
+            assert_eq!(Dialect::from_name(d.name()), Some(d));
+            assert_eq!(Dialect::from_u32(d as u32), Some(d));
+        }
+        assert_eq!(Dialect::from_name("aws"), None);
+        assert_eq!(Dialect::from_u32(3), None);
+        assert_eq!(
+            Dialect::AlibabaSystem.request_template(),
+            "/sys/{pk}/{dn}/rrpc/request/{id}"
+        );
+    }
+}

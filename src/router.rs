@@ -452,6 +452,7 @@ impl Router {
             self.stats.unknown_device += 1;
             return Err(Dropped::UnknownDevice);
         };
+        self.trim_history(now_ms);
         let slot = self.slots[index as usize]
             .as_ref()
             .expect("indexed slot is live");
@@ -482,7 +483,6 @@ impl Router {
                 return Err(Dropped::TableFull);
             }
         }
-        self.trim_history(now_ms);
 
         let slot = self.slots[index as usize]
             .as_mut()
@@ -677,4 +677,381 @@ fn first_token() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(0x5252_5043);
     (h.finish() >> 2).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PK: &str = "a1GFjLP3xxC";
+
+    fn dev(dn: &str) -> Identity<'_> {
+        Identity {
+            product_key: PK,
+            device_name: dn,
+            custom_topic: None,
+        }
+    }
+
+    fn router() -> Router {
+        let mut r = Router::new(RouterConfig::default());
+        r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+        r
+    }
+
+    fn send_ok(
+        sent: &mut Vec<(String, Vec<u8>)>,
+    ) -> impl FnOnce(&str, &[u8]) -> Result<(), ()> + '_ {
+        move |t, p| {
+            sent.push((t.to_string(), p.to_vec()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_reply_round_trip() {
+        let mut r = router();
+        let a = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/42", b"ping", 1000)
+            .unwrap();
+        assert_eq!(a.message_id, "42");
+        assert_eq!(a.payload, b"ping");
+        assert_eq!(&*a.device.device_name, "dev1");
+        assert_eq!(a.deadline_ms, 1000 + 8000);
+        let token = a.token;
+        assert_ne!(token, 0);
+        let mut sent = Vec::new();
+        r.reply(token, b"pong", 1001, send_ok(&mut sent)).unwrap();
+        assert_eq!(
+            sent,
+            vec![(
+                "/sys/a1GFjLP3xxC/dev1/rrpc/response/42".to_string(),
+                b"pong".to_vec()
+            )]
+        );
+        assert_eq!(r.pending_len(), 0);
+        let s = r.stats();
+        assert_eq!((s.messages, s.requests, s.replied), (1, 1, 1));
+    }
+
+    #[test]
+    fn exactly_one_reply_per_token() {
+        let mut r = router();
+        let t = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 0)
+            .unwrap()
+            .token;
+        let mut sent = Vec::new();
+        r.reply(t, b"a", 1, send_ok(&mut sent)).unwrap();
+        assert_eq!(
+            r.reply(t, b"b", 2, send_ok(&mut sent)),
+            Err(ReplyError::AlreadyReplied)
+        );
+        assert_eq!(
+            r.reply(t ^ 0xdead, b"c", 2, send_ok(&mut sent)),
+            Err(ReplyError::UnknownToken)
+        );
+        assert_eq!(sent.len(), 1);
+        assert_eq!(r.stats().bad_tokens, 2);
+    }
+
+    #[test]
+    fn duplicate_delivery_is_handed_over_once() {
+        let mut r = router();
+        let topic = "/sys/a1GFjLP3xxC/dev1/rrpc/request/7";
+        let t = r.handle_message(topic, b"x", 0).unwrap().token;
+        assert_eq!(
+            r.handle_message(topic, b"x", 5).unwrap_err(),
+            Dropped::Duplicate
+        );
+        r.reply(t, b"y", 6, |_, _| Ok::<(), ()>(())).unwrap();
+        // Still a duplicate after the reply, within the history window.
+        assert_eq!(
+            r.handle_message(topic, b"x", 7).unwrap_err(),
+            Dropped::Duplicate
+        );
+        assert_eq!(r.stats().duplicates, 2);
+        // The same id for another device is a different request.
+        r.add_device(Dialect::AlibabaSystem, &dev("dev2")).unwrap();
+        assert!(r
+            .handle_message("/sys/a1GFjLP3xxC/dev2/rrpc/request/7", b"x", 8)
+            .is_ok());
+    }
+
+    #[test]
+    fn custom_topic_reply_echo_is_not_a_new_request() {
+        let mut r = Router::new(RouterConfig::default());
+        let id = Identity {
+            product_key: PK,
+            device_name: "dev1",
+            custom_topic: Some("/a1GFjLP3xxC/dev1/user/update"),
+        };
+        let d = r.add_device(Dialect::AlibabaCustom, &id).unwrap();
+        assert_eq!(&*d.filter, "/ext/rrpc/+/a1GFjLP3xxC/dev1/user/update");
+        let topic = "/ext/rrpc/99/a1GFjLP3xxC/dev1/user/update";
+        let a = r.handle_message(topic, b"req", 0).unwrap();
+        assert_eq!(&*a.device.product_key, PK);
+        let t = a.token;
+        let mut sent = Vec::new();
+        r.reply(t, b"resp", 1, send_ok(&mut sent)).unwrap();
+        assert_eq!(
+            sent[0].0, topic,
+            "custom replies go out on the request topic"
+        );
+        // The broker delivers our reply back to our own subscription.
+        assert_eq!(
+            r.handle_message(topic, b"resp", 2).unwrap_err(),
+            Dropped::OwnReply
+        );
+        assert_eq!(
+            r.handle_message(topic, b"resp", 3).unwrap_err(),
+            Dropped::OwnReply
+        );
+        assert_eq!(r.stats().own_replies, 2);
+        assert_eq!(r.stats().requests, 1);
+    }
+
+    #[test]
+    fn late_reply_is_refused_and_entry_expires() {
+        let mut r = router();
+        let t = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 0)
+            .unwrap()
+            .token;
+        let mut sent = Vec::new();
+        assert_eq!(
+            r.reply(t, b"late", 8001, send_ok(&mut sent)),
+            Err(ReplyError::Expired)
+        );
+        assert!(sent.is_empty());
+        assert_eq!(r.pending_len(), 0);
+        assert_eq!(
+            r.reply(t, b"later", 9000, send_ok(&mut sent)),
+            Err(ReplyError::Expired)
+        );
+        let s = r.stats();
+        assert_eq!((s.expired, s.late_replies), (1, 2));
+    }
+
+    #[test]
+    fn unanswered_requests_expire_at_their_deadline() {
+        let mut r = Router::new(RouterConfig {
+            request_timeout_ms: 100,
+            ..RouterConfig::default()
+        });
+        r.add_device(Dialect::Tencent, &dev("dev1")).unwrap();
+        r.handle_message("$rrpc/rxd/a1GFjLP3xxC/dev1/1", b"", 0)
+            .unwrap();
+        r.handle_message("$rrpc/rxd/a1GFjLP3xxC/dev1/2", b"", 50)
+            .unwrap();
+        assert_eq!(r.next_deadline(), Some(100));
+        assert_eq!(r.expire(100), 0, "the deadline itself is still in time");
+        assert_eq!(r.expire(101), 1);
+        assert_eq!(r.expire(151), 1);
+        assert_eq!(r.pending_len(), 0);
+        assert_eq!(r.next_deadline(), None);
+    }
+
+    #[test]
+    fn tencent_default_deadline_is_four_seconds() {
+        let mut r = Router::new(RouterConfig::default());
+        r.add_device(Dialect::Tencent, &dev("test01")).unwrap();
+        let a = r
+            .handle_message("$rrpc/rxd/a1GFjLP3xxC/test01/41440", b"", 10)
+            .unwrap();
+        assert_eq!(a.deadline_ms, 4010);
+    }
+
+    #[test]
+    fn table_is_bounded_and_frees_expired_entries() {
+        let mut r = Router::new(RouterConfig {
+            max_pending: 2,
+            request_timeout_ms: 10,
+            ..RouterConfig::default()
+        });
+        r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+        let topic = |i: u32| format!("/sys/a1GFjLP3xxC/dev1/rrpc/request/{i}");
+        r.handle_message(&topic(1), b"", 0).unwrap();
+        r.handle_message(&topic(2), b"", 0).unwrap();
+        assert_eq!(
+            r.handle_message(&topic(3), b"", 5).unwrap_err(),
+            Dropped::TableFull
+        );
+        assert_eq!(r.stats().table_full, 1);
+        // Once the first two are past their deadline, room is made on demand.
+        assert!(r.handle_message(&topic(4), b"", 11).is_ok());
+        assert_eq!(r.pending_len(), 1);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut r = Router::new(RouterConfig {
+            max_history: 8,
+            ..RouterConfig::default()
+        });
+        r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+        let mut first = 0;
+        for i in 0..100u32 {
+            let t = r
+                .handle_message(&format!("/sys/a1GFjLP3xxC/dev1/rrpc/request/{i}"), b"", 0)
+                .unwrap()
+                .token;
+            if i == 0 {
+                first = t;
+            }
+            r.reply(t, b"", 0, |_, _| Ok::<(), ()>(())).unwrap();
+        }
+        assert!(r.history.len() <= 8);
+        assert!(r.finished_tokens.len() <= 8);
+        let slot = r.slots[0].as_ref().unwrap();
+        assert!(slot.msgs.len() <= 8);
+        // Forgotten tokens read as unknown.
+        assert_eq!(
+            r.reply(first, b"", 0, |_, _| Ok::<(), ()>(())),
+            Err(ReplyError::UnknownToken)
+        );
+    }
+
+    #[test]
+    fn history_forgets_by_age() {
+        let mut r = router();
+        let topic = "/sys/a1GFjLP3xxC/dev1/rrpc/request/5";
+        let t = r.handle_message(topic, b"", 0).unwrap().token;
+        r.reply(t, b"", 1, |_, _| Ok::<(), ()>(())).unwrap();
+        assert_eq!(
+            r.handle_message(topic, b"", 1000).unwrap_err(),
+            Dropped::Duplicate
+        );
+        // Far past the window, the id may be reused by the cloud.
+        assert!(r
+            .handle_message(topic, b"", 1 + DEFAULT_HISTORY_MS + 1)
+            .is_ok());
+    }
+
+    #[test]
+    fn failed_send_keeps_the_token() {
+        let mut r = router();
+        let t = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 0)
+            .unwrap()
+            .token;
+        assert_eq!(
+            r.reply(t, b"x", 1, |_, _| Err("link down")),
+            Err(ReplyError::Send("link down"))
+        );
+        assert_eq!(r.pending_len(), 1);
+        assert_eq!(r.stats().send_failures, 1);
+        r.reply(t, b"x", 2, |_, _| Ok::<(), &str>(())).unwrap();
+    }
+
+    #[test]
+    fn payload_limits() {
+        let mut r = Router::new(RouterConfig {
+            max_payload: 4,
+            ..RouterConfig::default()
+        });
+        r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+        assert_eq!(
+            r.handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"12345", 0)
+                .unwrap_err(),
+            Dropped::TooLarge
+        );
+        let t = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/2", b"1234", 0)
+            .unwrap()
+            .token;
+        assert_eq!(
+            r.reply(t, b"12345", 1, |_, _| Ok::<(), ()>(())),
+            Err(ReplyError::TooLarge)
+        );
+        r.reply(t, b"1234", 1, |_, _| Ok::<(), ()>(())).unwrap();
+    }
+
+    #[test]
+    fn unknown_devices_malformed_and_foreign_topics_are_counted() {
+        let mut r = router();
+        assert_eq!(
+            r.handle_message("/sys/a1GFjLP3xxC/other/rrpc/request/1", b"", 0)
+                .unwrap_err(),
+            Dropped::UnknownDevice
+        );
+        assert!(matches!(
+            r.handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/", b"", 0)
+                .unwrap_err(),
+            Dropped::Malformed(_)
+        ));
+        assert!(matches!(
+            r.handle_message_bytes(b"/sys/\xff/dev1/rrpc/request/1", b"", 0)
+                .unwrap_err(),
+            Dropped::Malformed(_)
+        ));
+        assert_eq!(
+            r.handle_message("/sys/a1GFjLP3xxC/dev1/thing/event", b"", 0)
+                .unwrap_err(),
+            Dropped::NotRrpc
+        );
+        let s = r.stats();
+        assert_eq!(
+            (s.unknown_device, s.malformed, s.not_rrpc, s.messages),
+            (1, 2, 1, 4)
+        );
+    }
+
+    #[test]
+    fn devices_are_added_once_and_removal_cancels_pending() {
+        let mut r = router();
+        assert_eq!(
+            r.add_device(Dialect::AlibabaSystem, &dev("dev1"))
+                .unwrap_err(),
+            DeviceError::AlreadyExists
+        );
+        // Same identity under another dialect is another device.
+        r.add_device(Dialect::Tencent, &dev("dev1")).unwrap();
+        assert!(matches!(
+            r.add_device(Dialect::AlibabaSystem, &dev("a+b"))
+                .unwrap_err(),
+            DeviceError::Invalid(_)
+        ));
+        let t = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 0)
+            .unwrap()
+            .token;
+        r.remove_device(Dialect::AlibabaSystem, &dev("dev1"), 1)
+            .unwrap();
+        assert_eq!(
+            r.reply(t, b"", 2, |_, _| Ok::<(), ()>(())),
+            Err(ReplyError::DeviceRemoved)
+        );
+        assert_eq!(r.pending_len(), 0);
+        assert_eq!(
+            r.remove_device(Dialect::AlibabaSystem, &dev("dev1"), 3)
+                .unwrap_err(),
+            DeviceError::NotFound
+        );
+        assert_eq!(
+            r.handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/2", b"", 4)
+                .unwrap_err(),
+            Dropped::UnknownDevice
+        );
+        // Re-adding reuses the slot with a fresh state.
+        r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+        assert!(r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 5)
+            .is_ok());
+        assert_eq!(r.device_count(), 2);
+    }
+
+    #[test]
+    fn many_devices_dispatch_by_topic() {
+        let mut r = Router::new(RouterConfig::default());
+        let names: Vec<String> = (0..1000).map(|i| format!("dev{i}")).collect();
+        for n in &names {
+            r.add_device(Dialect::AlibabaSystem, &dev(n)).unwrap();
+        }
+        for (i, n) in names.iter().enumerate().step_by(97) {
+            let topic = format!("/sys/{PK}/{n}/rrpc/request/{i}");
+            let a = r.handle_message(&topic, b"", 0).unwrap();
+            assert_eq!(&*a.device.device_name, n.as_str());
+        }
+    }
 }
