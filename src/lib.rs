@@ -19,7 +19,10 @@ pub mod clock;
 pub mod dialect;
 pub mod router;
 
-mod ffi;
+/// The C ABI (`include/rrpc.h`). Public so that tests can call it as C does; Rust
+/// users should use the safe API above.
+#[doc(hidden)]
+pub mod ffi;
 
 pub use client::{Client, ClientConfig, ClientError, Request};
 pub use dialect::{Dialect, Identity};

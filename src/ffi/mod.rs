@@ -310,3 +310,45 @@ pub(crate) unsafe fn write_str_out(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_a_status_and_a_message() {
+        let st = boundary("rrpc_test", || panic!("boom at the boundary"));
+        assert_eq!(st, RRPC_STATUS_PANIC);
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("rrpc_test") && msg.contains("boom at the boundary"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn errors_set_the_message_and_success_keeps_it() {
+        let st = boundary("rrpc_test", || {
+            Err(Failure::new(RRPC_STATUS_BUSY, "queue full"))
+        });
+        assert_eq!(st, RRPC_STATUS_BUSY);
+        assert_eq!(boundary("rrpc_ok", || Ok(())), RRPC_STATUS_OK);
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_str()
+            .unwrap();
+        assert_eq!(msg, "rrpc_test: queue full");
+    }
+
+    #[test]
+    fn every_status_has_a_text() {
+        for v in 0..19 {
+            let s = rrpc_status::from_u32(v).expect("contiguous values");
+            assert_eq!(s as u32, v);
+            assert!(!s.text().to_bytes().is_empty());
+        }
+        assert!(rrpc_status::from_u32(19).is_none());
+    }
+}

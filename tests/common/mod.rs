@@ -1,12 +1,23 @@
-//! Shared test helpers (filled in by the end-to-end suites).
+//! Shared test helpers: brokers on free loopback ports, a test caller, and C
+//! example processes.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rrpc::dialect::{self, Dialect};
 
 /// Whether `tool` is on PATH. Under CI (`CI` set) a missing tool fails the test:
 /// CI installs everything the suite needs, so absence there is a bug.
 pub fn require_tool(tool: &str) -> bool {
-    let found = std::process::Command::new("sh")
+    let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool} >/dev/null 2>&1")])
         .status()
         .map(|s| s.success())
@@ -27,4 +38,480 @@ pub fn scratch_dir(name: &str) -> PathBuf {
         .join(name);
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_listening(port: u16, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    while Instant::now() < end {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Which broker a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerKind {
+    Rumqttd,
+    Mosquitto,
+}
+
+/// A running broker. Mosquitto is a child process stopped by its PID on drop;
+/// rumqttd runs in this test process on its own thread until the process ends.
+pub struct Broker {
+    pub kind: BrokerKind,
+    pub port: u16,
+    mosquitto: Option<Child>,
+    conf: Option<PathBuf>,
+}
+
+impl Broker {
+    /// Starts a broker of `kind` on a free loopback port; `None` when Mosquitto is
+    /// not installed outside CI.
+    pub fn start(kind: BrokerKind) -> Option<Broker> {
+        match kind {
+            BrokerKind::Rumqttd => Some(Broker::rumqttd()),
+            BrokerKind::Mosquitto => Broker::mosquitto(),
+        }
+    }
+
+    pub fn rumqttd() -> Broker {
+        Broker::rumqttd_on(free_port())
+    }
+
+    /// In-process rumqttd on a given port (for tests that start the device first).
+    pub fn rumqttd_on(port: u16) -> Broker {
+        let mut v4 = HashMap::new();
+        v4.insert(
+            "v4".to_string(),
+            rumqttd::ServerSettings {
+                name: "v4".to_string(),
+                listen: ([127, 0, 0, 1], port).into(),
+                tls: None,
+                next_connection_delay_ms: 1,
+                connections: rumqttd::ConnectionSettings {
+                    connection_timeout_ms: 60_000,
+                    max_payload_size: 4 * 1024 * 1024,
+                    max_inflight_count: 500,
+                    auth: None,
+                    external_auth: None,
+                    dynamic_filters: true,
+                },
+            },
+        );
+        let config = rumqttd::Config {
+            id: 0,
+            router: rumqttd::RouterConfig {
+                max_connections: 10_010,
+                max_outgoing_packet_count: 2000,
+                max_segment_size: 100 * 1024 * 1024,
+                max_segment_count: 10,
+                ..Default::default()
+            },
+            v4: Some(v4),
+            ..Default::default()
+        };
+        std::thread::Builder::new()
+            .name(format!("rumqttd-{port}"))
+            .spawn(move || {
+                let mut broker = rumqttd::Broker::new(config);
+                if let Err(e) = broker.start() {
+                    eprintln!("rumqttd on {port} stopped: {e}");
+                }
+            })
+            .expect("spawn rumqttd");
+        assert!(
+            wait_listening(port, Duration::from_secs(10)),
+            "rumqttd did not listen on {port}"
+        );
+        Broker {
+            kind: BrokerKind::Rumqttd,
+            port,
+            mosquitto: None,
+            conf: None,
+        }
+    }
+
+    pub fn mosquitto() -> Option<Broker> {
+        if !require_tool("mosquitto") {
+            return None;
+        }
+        let port = free_port();
+        let conf = scratch_dir("mosquitto").join(format!("mosquitto-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 4194304\npersistence false\n"),
+        )
+        .expect("write mosquitto.conf");
+        let mut b = Broker {
+            kind: BrokerKind::Mosquitto,
+            port,
+            mosquitto: None,
+            conf: Some(conf),
+        };
+        b.restart();
+        Some(b)
+    }
+
+    /// Mosquitto only: starts it again on the same port after [`Broker::kill`].
+    pub fn restart(&mut self) {
+        assert_eq!(
+            self.kind,
+            BrokerKind::Mosquitto,
+            "only Mosquitto can be restarted"
+        );
+        let conf = self.conf.as_ref().expect("config");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.mosquitto = Some(child);
+        assert!(
+            wait_listening(self.port, Duration::from_secs(10)),
+            "mosquitto did not listen on {}",
+            self.port
+        );
+    }
+
+    /// Mosquitto only: kills the broker process by its PID (SIGKILL: no clean
+    /// DISCONNECTs, like a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.mosquitto.take() {
+            // SAFETY: plain kill(2) on our own child's PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.mosquitto.take() {
+            // SAFETY: plain kill(2) on our own child's PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Every broker kind the end-to-end tests run against (Mosquitto only when
+/// installed, or always under CI).
+pub fn brokers() -> Vec<Broker> {
+    [BrokerKind::Rumqttd, BrokerKind::Mosquitto]
+        .into_iter()
+        .filter_map(Broker::start)
+        .collect()
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A unique Alibaba-style 64-bit decimal message id.
+pub fn message_id() -> String {
+    let base = 889_455_942_124_347_392u64;
+    (base + (std::process::id() as u64) * 1_000_000 + NEXT_ID.fetch_add(1, Ordering::Relaxed))
+        .to_string()
+}
+
+type Waiters = Arc<Mutex<HashMap<String, mpsc::Sender<Vec<u8>>>>>;
+
+/// A minimal cloud-side caller for tests: publishes requests on a dialect's
+/// request topic and waits for the response with the same message id.
+pub struct Caller {
+    client: rumqttc::Client,
+    waiters: Waiters,
+    subacks: mpsc::Receiver<()>,
+}
+
+impl Caller {
+    /// Connects and subscribes the Alibaba system response wildcard (Tencent and
+    /// custom topics are added by [`Caller::watch_tencent`] and
+    /// [`Caller::watch_custom`]: rumqttd refuses `$` filters).
+    pub fn connect(port: u16) -> Caller {
+        let mut o =
+            rumqttc::MqttOptions::new(format!("test-caller-{}", message_id()), "127.0.0.1", port);
+        o.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut connection) = rumqttc::Client::new(o, 1000);
+        let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
+        let (suback_tx, subacks) = mpsc::channel();
+        let w = waiters.clone();
+        std::thread::spawn(move || {
+            // Custom-topic requests come back to the caller too (same topic): the
+            // first delivery of an id is our own request, the second the reply.
+            let mut seen_custom: HashMap<String, u32> = HashMap::new();
+            for ev in connection.iter() {
+                match ev {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        let id = match response_id(&p.topic) {
+                            Some((id, true)) => {
+                                let n = seen_custom.entry(id.clone()).or_insert(0);
+                                *n += 1;
+                                if *n == 1 {
+                                    continue;
+                                }
+                                id
+                            }
+                            Some((id, false)) => id,
+                            None => continue,
+                        };
+                        if let Some(tx) = w.lock().unwrap().remove(&id) {
+                            let _ = tx.send(p.payload.to_vec());
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        let _ = suback_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        let c = Caller {
+            client,
+            waiters,
+            subacks,
+        };
+        c.subscribe(&Dialect::AlibabaSystem.response_wildcard(None));
+        c
+    }
+
+    fn subscribe(&self, filter: &str) {
+        self.client
+            .subscribe(filter, rumqttc::QoS::AtMostOnce)
+            .expect("queue subscribe");
+        self.subacks
+            .recv_timeout(Duration::from_secs(10))
+            .expect("SUBACK from the broker");
+    }
+
+    /// Subscribes Tencent responses (`$rrpc/txd/+/+/+`). Mosquitto only: rumqttd
+    /// 0.20 refuses filters that start with `$` and drops the connection.
+    pub fn watch_tencent(&self) {
+        self.subscribe(&Dialect::Tencent.response_wildcard(None));
+    }
+
+    /// Subscribes the custom topic's RRPC wildcard (`/ext/rrpc/+{topic}`).
+    pub fn watch_custom(&self, custom_topic: &str) {
+        self.subscribe(&Dialect::AlibabaCustom.response_wildcard(Some(custom_topic)));
+    }
+
+    /// Publishes a request (QoS 0) for `id` on `topic` and waits for its response.
+    pub fn call_topic(
+        &self,
+        topic: &str,
+        id: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        let (tx, rx) = mpsc::channel();
+        self.waiters.lock().unwrap().insert(id.to_string(), tx);
+        self.client
+            .publish(topic, rumqttc::QoS::AtMostOnce, false, payload.to_vec())
+            .expect("queue publish");
+        let r = rx.recv_timeout(timeout).ok();
+        self.waiters.lock().unwrap().remove(id);
+        r
+    }
+
+    /// Calls a device of `dialect` with a fresh message id.
+    pub fn call(
+        &self,
+        dialect: Dialect,
+        pk: &str,
+        dn: &str,
+        custom_topic: Option<&str>,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        let id = message_id();
+        let ident = dialect::Identity {
+            product_key: pk,
+            device_name: dn,
+            custom_topic,
+        };
+        self.call_topic(&dialect.request_topic(&ident, &id), &id, payload, timeout)
+    }
+
+    /// Calls until the device answers (it may still be subscribing), for up to
+    /// `total`; returns the first answer.
+    pub fn call_until_answered(
+        &self,
+        dialect: Dialect,
+        pk: &str,
+        dn: &str,
+        custom_topic: Option<&str>,
+        payload: &[u8],
+        total: Duration,
+    ) -> Option<Vec<u8>> {
+        let end = Instant::now() + total;
+        while Instant::now() < end {
+            if let Some(r) = self.call(
+                dialect,
+                pk,
+                dn,
+                custom_topic,
+                payload,
+                Duration::from_millis(300),
+            ) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Publishes raw bytes on any topic (for malformed-topic tests).
+    pub fn publish_raw(&self, topic: &str, payload: &[u8]) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtMostOnce, false, payload.to_vec())
+            .expect("queue publish");
+    }
+}
+
+/// The message id of a response topic of any dialect, and whether it is a
+/// custom-topic one.
+fn response_id(topic: &str) -> Option<(String, bool)> {
+    for d in Dialect::ALL {
+        if let Ok(p) = d.parse_response(topic) {
+            return Some((p.message_id.to_string(), d == Dialect::AlibabaCustom));
+        }
+    }
+    None
+}
+
+/// A C example (or any program) running as a child process. Its stdout and
+/// stderr lines are collected; it is stopped by its PID on drop.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub name: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub fn spawn(program: &Path, args: &[String]) -> Proc {
+        Proc::spawn_with(Command::new(program).args(args))
+    }
+
+    pub fn spawn_with(cmd: &mut Command) -> Proc {
+        let name = format!("{:?}", cmd.get_program());
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        for (pipe, sink) in [
+            (
+                Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                stdout.clone(),
+            ),
+            (Box::new(child.stderr.take().unwrap()), stderr.clone()),
+        ] {
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        Proc {
+            child: Some(child),
+            name,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.stderr().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Waits for the process to exit by itself; `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = child.try_wait() {
+                // Let the reader threads drain the pipes.
+                std::thread::sleep(Duration::from_millis(50));
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends `sig` to the process by PID.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: plain kill(2) on our own child's PID.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns its status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let st = self.wait_exit(Duration::from_secs(20));
+        if st.is_none() {
+            self.signal(libc::SIGKILL);
+            if let Some(c) = self.child.as_mut() {
+                let _ = c.wait();
+            }
+        }
+        self.child = None;
+        st
+    }
+
+    /// Everything the process printed, for assertion messages.
+    pub fn transcript(&self) -> String {
+        format!(
+            "--- {} stdout ---\n{}\n--- stderr ---\n{}",
+            self.name,
+            self.stdout().join("\n"),
+            self.stderr().join("\n")
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child's PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
 }

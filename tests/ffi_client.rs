@@ -1,0 +1,945 @@
+//! The C ABI under bad input and misuse, called exactly as C calls it, against an
+//! in-process rumqttd broker on a free loopback port.
+
+mod common;
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Broker, Caller};
+use rrpc::dialect::Dialect;
+use rrpc::ffi::client::*;
+use rrpc::ffi::misc::*;
+use rrpc::ffi::rrpc_status::{self, *};
+
+const PK: &str = "a1GFjLP3xxC";
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(rrpc_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+/// A client for `port`, with `tweak` applied to the defaults.
+fn new_client(port: u16, tweak: impl FnOnce(&mut rrpc_client_config)) -> *mut rrpc_client {
+    let host = c("127.0.0.1");
+    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
+    assert_eq!(rrpc_client_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
+    let mut cfg = unsafe { cfg.assume_init() };
+    cfg.host = host.as_ptr();
+    cfg.port = port;
+    tweak(&mut cfg);
+    let mut client = null_mut();
+    let st = rrpc_client_new(&cfg, &mut client);
+    assert_eq!(st, RRPC_STATUS_OK, "{}", last_error());
+    client
+}
+
+fn add(client: *mut rrpc_client, dialect: rrpc_dialect, dn: &str) -> rrpc_status {
+    let (pk, dn) = (c(PK), c(dn));
+    rrpc_client_add_device(client, dialect as u32, pk.as_ptr(), dn.as_ptr(), null())
+}
+
+/// What the recording callback saw, and what it should do.
+#[derive(Default)]
+struct Recorder {
+    requests: Mutex<Vec<Seen>>,
+    /// 0: reply with the payload; 1: do not reply; 2: try stop/free/yield and record
+    /// their statuses; 3: sleep 500 ms, then reply.
+    mode: AtomicU32,
+    reentry: Mutex<Vec<rrpc_status>>,
+    started: AtomicBool,
+    finished: AtomicBool,
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    token: u64,
+    dialect: u32,
+    message_id: String,
+    product_key: String,
+    device_name: String,
+    custom_topic: Option<String>,
+    payload: Vec<u8>,
+    deadline_ms: u64,
+}
+
+unsafe extern "C" fn record(
+    user_data: *mut c_void,
+    client: *mut rrpc_client,
+    req: *const rrpc_request,
+) {
+    let rec = unsafe { &*(user_data as *const Recorder) };
+    let req = unsafe { &*req };
+    let s = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
+    let payload = if req.payload_len == 0 {
+        assert!(req.payload.is_null());
+        Vec::new()
+    } else {
+        unsafe { std::slice::from_raw_parts(req.payload, req.payload_len) }.to_vec()
+    };
+    rec.requests.lock().unwrap().push(Seen {
+        token: req.token,
+        dialect: req.dialect,
+        message_id: s(req.message_id),
+        product_key: s(req.product_key),
+        device_name: s(req.device_name),
+        custom_topic: (!req.custom_topic.is_null()).then(|| s(req.custom_topic)),
+        payload: payload.clone(),
+        deadline_ms: req.deadline_ms,
+    });
+    match rec.mode.load(Ordering::SeqCst) {
+        0 => {
+            assert_eq!(
+                rrpc_client_reply(client, req.token, req.payload, req.payload_len),
+                RRPC_STATUS_OK
+            );
+        }
+        1 => {}
+        2 => {
+            let mut r = rec.reentry.lock().unwrap();
+            r.push(rrpc_client_stop(client));
+            r.push(rrpc_client_yield(client, 0));
+            r.push(rrpc_client_free(client));
+            r.push(rrpc_client_start(client));
+            // Replying from the callback is allowed.
+            r.push(rrpc_client_reply(client, req.token, b"ok".as_ptr(), 2));
+        }
+        3 => {
+            rec.started.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(500));
+            rrpc_client_reply(client, req.token, req.payload, req.payload_len);
+            rec.finished.store(true, Ordering::SeqCst);
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn set_recorder(client: *mut rrpc_client, rec: &Arc<Recorder>) {
+    let ud = Arc::as_ptr(rec) as *mut c_void;
+    assert_eq!(
+        rrpc_client_set_callback(client, Some(record), ud),
+        RRPC_STATUS_OK
+    );
+}
+
+fn stats(client: *mut rrpc_client) -> rrpc_stats {
+    let mut s = rrpc_stats::default();
+    assert_eq!(rrpc_client_get_stats(client, &mut s), RRPC_STATUS_OK);
+    s
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A started client with one Alibaba device `dev1`, a recorder, and a caller.
+fn running(
+    tweak: impl FnOnce(&mut rrpc_client_config),
+) -> (Broker, *mut rrpc_client, Arc<Recorder>, Caller) {
+    let broker = Broker::rumqttd();
+    let client = new_client(broker.port, tweak);
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    let rec = Arc::new(Recorder::default());
+    set_recorder(client, &rec);
+    assert_eq!(
+        rrpc_client_start(client),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
+    let caller = Caller::connect(broker.port);
+    (broker, client, rec, caller)
+}
+
+#[test]
+fn null_pointers_are_refused_with_the_argument_named() {
+    let mut client = null_mut();
+    assert_eq!(
+        rrpc_client_config_init(null_mut()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert!(last_error().contains("out_config"), "{}", last_error());
+    assert_eq!(
+        rrpc_client_new(null(), &mut client),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert!(last_error().contains("config"));
+    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
+    rrpc_client_config_init(cfg.as_mut_ptr());
+    let cfg = unsafe { cfg.assume_init() };
+    assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_NULL_POINTER);
+    assert!(last_error().contains("config->host"), "{}", last_error());
+    assert!(client.is_null(), "out-params are written only on success");
+
+    let n: *mut rrpc_client = null_mut();
+    let dn = c("dev1");
+    assert_eq!(
+        rrpc_client_add_device(n, 0, dn.as_ptr(), dn.as_ptr(), null()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert!(last_error().contains("client is NULL"));
+    assert_eq!(
+        rrpc_client_remove_device(n, 0, dn.as_ptr(), dn.as_ptr(), null()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert_eq!(
+        rrpc_client_set_callback(n, None, null_mut()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert_eq!(rrpc_client_start(n), RRPC_STATUS_NULL_POINTER);
+    assert_eq!(rrpc_client_stop(n), RRPC_STATUS_NULL_POINTER);
+    assert_eq!(rrpc_client_yield(n, 0), RRPC_STATUS_NULL_POINTER);
+    assert_eq!(rrpc_client_reply(n, 1, null(), 0), RRPC_STATUS_NULL_POINTER);
+    let mut b = false;
+    assert_eq!(
+        rrpc_client_is_connected(n, &mut b),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert_eq!(
+        rrpc_client_get_stats(n, null_mut()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert_eq!(
+        rrpc_client_get_client_id(n, null_mut(), 0, null_mut()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert_eq!(
+        rrpc_client_free(n),
+        RRPC_STATUS_OK,
+        "free(NULL) is a no-op, as in C"
+    );
+    assert_eq!(rrpc_monotonic_ms(null_mut()), RRPC_STATUS_NULL_POINTER);
+    assert_eq!(
+        rrpc_dialect_from_name(null(), null_mut()),
+        RRPC_STATUS_NULL_POINTER
+    );
+
+    // With a real client: NULL identity parts, NULL out-params, NULL payload with a length.
+    let client = new_client(1, |_| {});
+    assert_eq!(
+        rrpc_client_add_device(client, 0, null(), dn.as_ptr(), null()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert!(last_error().contains("product_key"));
+    assert_eq!(
+        rrpc_client_add_device(client, 0, dn.as_ptr(), null(), null()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert!(last_error().contains("device_name"));
+    assert_eq!(
+        rrpc_client_is_connected(client, null_mut()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert_eq!(
+        rrpc_client_get_stats(client, null_mut()),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert_eq!(
+        rrpc_client_reply(client, 1, null(), 5),
+        RRPC_STATUS_NULL_POINTER
+    );
+    assert!(last_error().contains("payload is NULL"));
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn strings_that_are_not_utf8_are_refused() {
+    let client = new_client(1, |_| {});
+    let bad = b"a1\xff\xfe\0";
+    let dn = c("dev1");
+    let st = rrpc_client_add_device(client, 0, bad.as_ptr().cast(), dn.as_ptr(), null());
+    assert_eq!(st, RRPC_STATUS_INVALID_UTF8);
+    assert!(
+        last_error().contains("product_key is not valid UTF-8"),
+        "{}",
+        last_error()
+    );
+    let st = rrpc_client_add_device(client, 0, dn.as_ptr(), bad.as_ptr().cast(), null());
+    assert_eq!(st, RRPC_STATUS_INVALID_UTF8);
+    let mut d = 0;
+    assert_eq!(
+        rrpc_dialect_from_name(bad.as_ptr().cast(), &mut d),
+        RRPC_STATUS_INVALID_UTF8
+    );
+    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
+    rrpc_client_config_init(cfg.as_mut_ptr());
+    let mut cfg = unsafe { cfg.assume_init() };
+    cfg.host = bad.as_ptr().cast();
+    let mut out = null_mut();
+    assert_eq!(rrpc_client_new(&cfg, &mut out), RRPC_STATUS_INVALID_UTF8);
+    rrpc_client_free(client);
+}
+
+#[test]
+fn identities_that_could_inject_topics_are_refused() {
+    let client = new_client(1, |_| {});
+    for (pk, dn, why) in [
+        ("a+b", "dev1", "wildcard"),
+        ("a#", "dev1", "wildcard"),
+        ("a/b", "dev1", "separator"),
+        ("pk", "+", "wildcard"),
+        ("pk", "dev/1", "separator"),
+        ("pk", "x#", "wildcard"),
+        ("", "dev1", "empty"),
+        ("pk", "", "empty"),
+        ("pk", "tab\there", "control"),
+    ] {
+        let (p, d) = (c(pk), c(dn));
+        let st = rrpc_client_add_device(client, 0, p.as_ptr(), d.as_ptr(), null());
+        assert_eq!(st, RRPC_STATUS_INVALID_IDENTITY, "{pk:?}/{dn:?}");
+        assert!(
+            last_error().contains(why),
+            "{pk:?}/{dn:?}: {}",
+            last_error()
+        );
+    }
+    let long = c(&"d".repeat(129));
+    let pk = c(PK);
+    assert_eq!(
+        rrpc_client_add_device(client, 0, pk.as_ptr(), long.as_ptr(), null()),
+        RRPC_STATUS_INVALID_IDENTITY
+    );
+    assert!(last_error().contains("longer than 128 bytes"));
+    let ok = c(&"d".repeat(128));
+    assert_eq!(
+        rrpc_client_add_device(client, 0, pk.as_ptr(), ok.as_ptr(), null()),
+        RRPC_STATUS_OK
+    );
+
+    // Custom topics: required by the custom dialect, refused by the others, no wildcards.
+    let dn = c("dev1");
+    let custom = rrpc_dialect::RRPC_DIALECT_ALIBABA_CUSTOM as u32;
+    assert_eq!(
+        rrpc_client_add_device(client, custom, pk.as_ptr(), dn.as_ptr(), null()),
+        RRPC_STATUS_INVALID_IDENTITY
+    );
+    for t in ["/a/+/b", "/a/#", "no-leading-slash"] {
+        let t = c(t);
+        assert_eq!(
+            rrpc_client_add_device(client, custom, pk.as_ptr(), dn.as_ptr(), t.as_ptr()),
+            RRPC_STATUS_INVALID_IDENTITY
+        );
+    }
+    let t = c("/a/b");
+    assert_eq!(
+        rrpc_client_add_device(client, 0, pk.as_ptr(), dn.as_ptr(), t.as_ptr()),
+        RRPC_STATUS_INVALID_IDENTITY,
+        "a custom topic on a non-custom dialect"
+    );
+    assert_eq!(
+        rrpc_client_add_device(client, 7, pk.as_ptr(), dn.as_ptr(), null()),
+        RRPC_STATUS_INVALID_ARGUMENT
+    );
+    assert!(last_error().contains("dialect 7"));
+    rrpc_client_free(client);
+}
+
+#[test]
+fn devices_are_registered_once_and_removed_once() {
+    let client = new_client(1, |_| {});
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_ALREADY_EXISTS
+    );
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_TENCENT, "dev1"),
+        RRPC_STATUS_OK
+    );
+    let (pk, dn) = (c(PK), c("dev1"));
+    assert_eq!(
+        rrpc_client_remove_device(client, 0, pk.as_ptr(), dn.as_ptr(), null()),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(
+        rrpc_client_remove_device(client, 0, pk.as_ptr(), dn.as_ptr(), null()),
+        RRPC_STATUS_NOT_FOUND
+    );
+    rrpc_client_free(client);
+}
+
+#[test]
+fn configuration_is_validated() {
+    let host = c("127.0.0.1");
+    let check = |tweak: &dyn Fn(&mut rrpc_client_config), what: &str| {
+        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
+        rrpc_client_config_init(cfg.as_mut_ptr());
+        let mut cfg = unsafe { cfg.assume_init() };
+        cfg.host = host.as_ptr();
+        tweak(&mut cfg);
+        let mut out = null_mut();
+        assert_eq!(
+            rrpc_client_new(&cfg, &mut out),
+            RRPC_STATUS_INVALID_ARGUMENT,
+            "{what}"
+        );
+        assert!(last_error().contains(what), "{what}: {}", last_error());
+    };
+    check(&|c| c.port = 0, "port");
+    check(&|c| c.clean_session = false, "client id");
+    check(&|c| c.subscribe_qos = 2, "subscribe_qos");
+    check(&|c| c.max_pending = 0, "max_pending");
+    check(&|c| c.max_payload = 0, "max_payload");
+    check(&|c| c.reconnect_min_ms = 0, "reconnect");
+    let empty = c("");
+    check(&|c| c.host = empty.as_ptr(), "host");
+}
+
+#[test]
+fn library_facts() {
+    let v = unsafe { CStr::from_ptr(rrpc_version()) }.to_str().unwrap();
+    assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    for s in 0..19u32 {
+        let t = unsafe { CStr::from_ptr(rrpc_status_str(s)) }
+            .to_str()
+            .unwrap();
+        assert!(!t.is_empty() && t != "unknown status", "{s}");
+    }
+    let t = unsafe { CStr::from_ptr(rrpc_status_str(12345)) }
+        .to_str()
+        .unwrap();
+    assert_eq!(t, "unknown status");
+    let mut d = 99;
+    let name = c("tencent");
+    assert_eq!(
+        rrpc_dialect_from_name(name.as_ptr(), &mut d),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(d, Dialect::Tencent as u32);
+    let name = c("aws");
+    assert_eq!(
+        rrpc_dialect_from_name(name.as_ptr(), &mut d),
+        RRPC_STATUS_INVALID_ARGUMENT
+    );
+    let mut now = 0;
+    assert_eq!(rrpc_monotonic_ms(&mut now), RRPC_STATUS_OK);
+    assert!(now > 0);
+    assert_eq!(
+        rrpc_set_log_handler(None, null_mut(), 9),
+        RRPC_STATUS_INVALID_ARGUMENT
+    );
+}
+
+#[test]
+fn unreachable_broker_at_start_is_a_clear_error_and_leaves_nothing_running() {
+    let port = common::free_port();
+    let client = new_client(port, |c| c.connect_timeout_ms = 3000);
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    let t = Instant::now();
+    assert_eq!(rrpc_client_start(client), RRPC_STATUS_CONNECT_FAILED);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "a refused connection fails at once"
+    );
+    let msg = last_error();
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("refused"),
+        "{msg}"
+    );
+    // Nothing is left running: start can be tried again, and stop is a no-op.
+    assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
+    assert_eq!(rrpc_client_start(client), RRPC_STATUS_CONNECT_FAILED);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn background_mode_reconnects_until_the_broker_appears() {
+    let port = common::free_port();
+    let client = new_client(port, |c| {
+        c.connect_timeout_ms = 0;
+        c.reconnect_max_ms = 200;
+    });
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    let rec = Arc::new(Recorder::default());
+    set_recorder(client, &rec);
+    assert_eq!(rrpc_client_start(client), RRPC_STATUS_OK);
+    let mut connected = true;
+    rrpc_client_is_connected(client, &mut connected);
+    assert!(!connected);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(stats(client).connection_errors >= 1);
+    let _broker = Broker::rumqttd_on(port);
+    wait_until("connect", Duration::from_secs(10), || {
+        let mut c = false;
+        rrpc_client_is_connected(client, &mut c);
+        c
+    });
+    let caller = Caller::connect(port);
+    let r = caller.call_until_answered(
+        Dialect::AlibabaSystem,
+        PK,
+        "dev1",
+        None,
+        b"hi",
+        Duration::from_secs(10),
+    );
+    assert_eq!(r.as_deref(), Some(&b"hi"[..]));
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn yield_mode_reports_connect_failures_and_serves_requests() {
+    let port = common::free_port();
+    let client = new_client(port, |c| c.reconnect_min_ms = 50);
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "test01"),
+        RRPC_STATUS_OK
+    );
+    let rec = Arc::new(Recorder::default());
+    set_recorder(client, &rec);
+    assert_eq!(rrpc_client_yield(client, 100), RRPC_STATUS_CONNECT_FAILED);
+    assert!(last_error().contains("refused"), "{}", last_error());
+
+    let _broker = Broker::rumqttd_on(port);
+    let caller = Caller::connect(port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = std::thread::scope(|s| {
+        let stop2 = stop.clone();
+        let t = s.spawn(move || {
+            let r = caller.call_until_answered(
+                Dialect::AlibabaSystem,
+                PK,
+                "test01",
+                None,
+                b"ok",
+                Duration::from_secs(15),
+            );
+            stop2.store(true, Ordering::SeqCst);
+            r
+        });
+        let main_thread = std::thread::current().id();
+        while !stop.load(Ordering::SeqCst) {
+            let st = rrpc_client_yield(client, 50);
+            assert!(
+                st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
+                "{st:?}"
+            );
+        }
+        assert_eq!(std::thread::current().id(), main_thread);
+        t.join().unwrap()
+    });
+    assert_eq!(answered.as_deref(), Some(&b"ok"[..]));
+    let seen = rec.requests.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert_eq!(seen[0].dialect, Dialect::AlibabaSystem as u32);
+    // Yield mode and thread mode exclude each other while running.
+    assert_eq!(rrpc_client_start(client), RRPC_STATUS_OK);
+    assert_eq!(rrpc_client_yield(client, 0), RRPC_STATUS_WRONG_STATE);
+    assert_eq!(rrpc_client_start(client), RRPC_STATUS_WRONG_STATE);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn reply_rules_unknown_double_oversized_and_late() {
+    let (_b, client, rec, caller) = running(|c| {
+        c.max_payload = 1024;
+        c.request_timeout_ms = 1000;
+    });
+    rec.mode.store(1, Ordering::SeqCst); // the test replies itself
+    let t = std::thread::spawn(move || {
+        caller.call_until_answered(
+            Dialect::AlibabaSystem,
+            PK,
+            "dev1",
+            None,
+            b"q1",
+            Duration::from_secs(10),
+        )
+    });
+    wait_until("a request", Duration::from_secs(10), || {
+        !rec.requests.lock().unwrap().is_empty()
+    });
+    let seen = rec.requests.lock().unwrap()[0].clone();
+    assert_eq!(seen.product_key, PK);
+    assert_eq!(seen.device_name, "dev1");
+    assert_eq!(seen.custom_topic, None);
+    assert_eq!(seen.payload, b"q1");
+    let mut now = 0;
+    rrpc_monotonic_ms(&mut now);
+    assert!(
+        seen.deadline_ms > now && seen.deadline_ms <= now + 1000,
+        "deadline on the monotonic clock"
+    );
+
+    assert_eq!(
+        rrpc_client_reply(client, seen.token ^ 0x5a5a, b"x".as_ptr(), 1),
+        RRPC_STATUS_UNKNOWN_TOKEN
+    );
+    let big = vec![7u8; 1025];
+    assert_eq!(
+        rrpc_client_reply(client, seen.token, big.as_ptr(), big.len()),
+        RRPC_STATUS_PAYLOAD_TOO_LARGE
+    );
+    // The token survived the refused reply.
+    assert_eq!(
+        rrpc_client_reply(client, seen.token, b"a1".as_ptr(), 2),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(
+        rrpc_client_reply(client, seen.token, b"a2".as_ptr(), 2),
+        RRPC_STATUS_ALREADY_REPLIED
+    );
+    assert_eq!(t.join().unwrap().as_deref(), Some(&b"a1"[..]));
+
+    // Late: the request's deadline (1000 ms) passes before the reply.
+    let n = rec.requests.lock().unwrap().len();
+    let caller = Caller::connect(_b.port);
+    let t = std::thread::spawn(move || {
+        caller.call(
+            Dialect::AlibabaSystem,
+            PK,
+            "dev1",
+            None,
+            b"q2",
+            Duration::from_millis(2500),
+        )
+    });
+    wait_until("the second request", Duration::from_secs(10), || {
+        rec.requests.lock().unwrap().len() > n
+    });
+    let late = rec.requests.lock().unwrap()[n].clone();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        rrpc_client_reply(client, late.token, b"late".as_ptr(), 4),
+        RRPC_STATUS_EXPIRED
+    );
+    assert!(last_error().contains("deadline"), "{}", last_error());
+    assert_eq!(
+        t.join().unwrap(),
+        None,
+        "nothing was sent after the deadline"
+    );
+    let s = stats(client);
+    assert!(
+        s.late_replies >= 1 && s.expired >= 1 && s.bad_tokens >= 2,
+        "{:?}",
+        (s.late_replies, s.expired, s.bad_tokens)
+    );
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn a_request_left_unanswered_expires_and_frees_its_entry() {
+    let (_b, client, rec, caller) = running(|c| c.request_timeout_ms = 300);
+    rec.mode.store(1, Ordering::SeqCst);
+    assert_eq!(
+        caller.call(
+            Dialect::AlibabaSystem,
+            PK,
+            "dev1",
+            None,
+            b"x",
+            Duration::from_millis(1200)
+        ),
+        None
+    );
+    assert_eq!(rec.requests.lock().unwrap().len(), 1);
+    wait_until("expiry", Duration::from_secs(3), || {
+        let s = stats(client);
+        s.expired == 1 && s.pending == 0
+    });
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn oversized_requests_are_dropped_and_counted_without_losing_the_connection() {
+    let (_b, client, rec, caller) = running(|c| c.max_payload = 1024);
+    let big = vec![1u8; 4096];
+    assert_eq!(
+        caller.call(
+            Dialect::AlibabaSystem,
+            PK,
+            "dev1",
+            None,
+            &big,
+            Duration::from_millis(800)
+        ),
+        None
+    );
+    wait_until("the drop to be counted", Duration::from_secs(3), || {
+        stats(client).too_large == 1
+    });
+    assert!(rec.requests.lock().unwrap().is_empty());
+    // Still connected and serving.
+    let r = caller.call(
+        Dialect::AlibabaSystem,
+        PK,
+        "dev1",
+        None,
+        b"small",
+        Duration::from_secs(3),
+    );
+    assert_eq!(r.as_deref(), Some(&b"small"[..]));
+    assert_eq!(stats(client).connects, 1);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+static LOGGED: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
+
+unsafe extern "C" fn capture_log(_ud: *mut c_void, level: u32, msg: *const c_char) {
+    let m = unsafe { CStr::from_ptr(msg) }
+        .to_string_lossy()
+        .into_owned();
+    LOGGED.lock().unwrap().push((level, m));
+}
+
+#[test]
+fn malformed_request_topics_are_ignored_counted_and_logged() {
+    assert_eq!(
+        rrpc_set_log_handler(
+            Some(capture_log),
+            null_mut(),
+            rrpc_log_level::RRPC_LOG_WARN as u32
+        ),
+        RRPC_STATUS_OK
+    );
+    let (_b, client, rec, caller) = running(|_| {});
+    // `+` matches an empty level, so the broker delivers an empty message id; and
+    // a control character in the id.
+    caller.publish_raw(&format!("/sys/{PK}/dev1/rrpc/request/"), b"x");
+    caller.publish_raw(&format!("/sys/{PK}/dev1/rrpc/request/12\x01"), b"x");
+    wait_until("two malformed", Duration::from_secs(5), || {
+        stats(client).malformed == 2
+    });
+    assert!(rec.requests.lock().unwrap().is_empty());
+    let logged = LOGGED.lock().unwrap().clone();
+    assert!(
+        logged.iter().any(|(l, m)| *l == 2
+            && m.contains("malformed")
+            && m.contains(&format!("/sys/{PK}/dev1/rrpc/request/"))),
+        "{logged:?}"
+    );
+    // The device still answers well-formed requests.
+    let r = caller.call(
+        Dialect::AlibabaSystem,
+        PK,
+        "dev1",
+        None,
+        b"fine",
+        Duration::from_secs(3),
+    );
+    assert_eq!(r.as_deref(), Some(&b"fine"[..]));
+    rrpc_set_log_handler(None, null_mut(), rrpc_log_level::RRPC_LOG_WARN as u32);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn callbacks_cannot_stop_free_or_yield_their_client_but_can_reply() {
+    let (_b, client, rec, caller) = running(|_| {});
+    rec.mode.store(2, Ordering::SeqCst);
+    let r = caller.call(
+        Dialect::AlibabaSystem,
+        PK,
+        "dev1",
+        None,
+        b"x",
+        Duration::from_secs(5),
+    );
+    assert_eq!(r.as_deref(), Some(&b"ok"[..]));
+    let statuses = rec.reentry.lock().unwrap().clone();
+    assert_eq!(
+        statuses,
+        vec![
+            RRPC_STATUS_WRONG_STATE,
+            RRPC_STATUS_WRONG_STATE,
+            RRPC_STATUS_WRONG_STATE,
+            RRPC_STATUS_WRONG_STATE,
+            RRPC_STATUS_OK
+        ]
+    );
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn free_waits_for_a_running_callback() {
+    let (_b, client, rec, caller) = running(|_| {});
+    rec.mode.store(3, Ordering::SeqCst);
+    std::thread::spawn(move || {
+        caller.call(
+            Dialect::AlibabaSystem,
+            PK,
+            "dev1",
+            None,
+            b"x",
+            Duration::from_secs(3),
+        )
+    });
+    wait_until("the callback to start", Duration::from_secs(10), || {
+        rec.started.load(Ordering::SeqCst)
+    });
+    assert!(!rec.finished.load(Ordering::SeqCst));
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+    assert!(
+        rec.finished.load(Ordering::SeqCst),
+        "free returned while the callback was running"
+    );
+}
+
+#[test]
+fn deferred_replies_from_other_threads_and_several_devices() {
+    let (b, client, rec, caller) = running(|_| {});
+    rec.mode.store(1, Ordering::SeqCst);
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev2"),
+        RRPC_STATUS_OK
+    );
+    let topic = c(&format!("/{PK}/dev3/user/update"));
+    let (pk, dn3) = (c(PK), c("dev3"));
+    assert_eq!(
+        rrpc_client_add_device(
+            client,
+            rrpc_dialect::RRPC_DIALECT_ALIBABA_CUSTOM as u32,
+            pk.as_ptr(),
+            dn3.as_ptr(),
+            topic.as_ptr()
+        ),
+        RRPC_STATUS_OK
+    );
+    let client_addr = client as usize;
+    let rec2 = rec.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // A worker that answers every recorded request from its own thread.
+    let worker = std::thread::spawn(move || {
+        let mut answered = 0;
+        while !stop2.load(Ordering::SeqCst) {
+            let seen: Vec<Seen> = rec2.requests.lock().unwrap().drain(..).collect();
+            for s in seen {
+                let reply = format!("{}:{}", s.device_name, String::from_utf8_lossy(&s.payload));
+                let st = rrpc_client_reply(
+                    client_addr as *mut rrpc_client,
+                    s.token,
+                    reply.as_ptr(),
+                    reply.len(),
+                );
+                assert_eq!(st, RRPC_STATUS_OK);
+                answered += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        answered
+    });
+    let caller2 = Caller::connect(b.port);
+    caller2.watch_custom(&format!("/{PK}/dev3/user/update"));
+    let custom = format!("/{PK}/dev3/user/update");
+    let wait = Duration::from_secs(5);
+    for i in 0..5 {
+        let p = format!("m{i}");
+        assert_eq!(
+            caller.call_until_answered(
+                Dialect::AlibabaSystem,
+                PK,
+                "dev2",
+                None,
+                p.as_bytes(),
+                wait
+            ),
+            Some(format!("dev2:{p}").into_bytes())
+        );
+        assert_eq!(
+            caller.call(Dialect::AlibabaSystem, PK, "dev1", None, p.as_bytes(), wait),
+            Some(format!("dev1:{p}").into_bytes())
+        );
+        assert_eq!(
+            caller2.call_until_answered(
+                Dialect::AlibabaCustom,
+                PK,
+                "dev3",
+                Some(&custom),
+                p.as_bytes(),
+                wait
+            ),
+            Some(format!("dev3:{p}").into_bytes())
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    assert!(worker.join().unwrap() >= 15);
+    let s = stats(client);
+    assert!(
+        s.own_replies >= 5,
+        "custom-topic replies came back and were recognised: {}",
+        s.own_replies
+    );
+    let mut id = [0 as c_char; 64];
+    let mut len = 0;
+    assert_eq!(
+        rrpc_client_get_client_id(client, id.as_mut_ptr(), id.len(), &mut len),
+        RRPC_STATUS_OK
+    );
+    let id = unsafe { CStr::from_ptr(id.as_ptr()) }.to_str().unwrap();
+    assert!(
+        id.starts_with("rrpc") && id.len() == 20 && len == 20,
+        "{id}"
+    );
+    let mut tiny = [0 as c_char; 4];
+    assert_eq!(
+        rrpc_client_get_client_id(client, tiny.as_mut_ptr(), tiny.len(), &mut len),
+        RRPC_STATUS_BUFFER_TOO_SMALL
+    );
+    assert_eq!(len, 20);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn two_clients_on_one_broker_get_distinct_default_ids() {
+    let b = Broker::rumqttd();
+    let c1 = new_client(b.port, |_| {});
+    let c2 = new_client(b.port, |_| {});
+    assert_eq!(
+        add(c1, rrpc_dialect::RRPC_DIALECT_ALIBABA, "devA"),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(
+        add(c2, rrpc_dialect::RRPC_DIALECT_ALIBABA, "devB"),
+        RRPC_STATUS_OK
+    );
+    let rec = Arc::new(Recorder::default());
+    set_recorder(c1, &rec);
+    set_recorder(c2, &rec);
+    assert_eq!(rrpc_client_start(c1), RRPC_STATUS_OK);
+    assert_eq!(rrpc_client_start(c2), RRPC_STATUS_OK);
+    let caller = Caller::connect(b.port);
+    for dn in ["devA", "devB", "devA", "devB"] {
+        let r = caller.call(
+            Dialect::AlibabaSystem,
+            PK,
+            dn,
+            None,
+            dn.as_bytes(),
+            Duration::from_secs(3),
+        );
+        assert_eq!(r.as_deref(), Some(dn.as_bytes()), "{dn}");
+    }
+    // Neither took over the other's session.
+    assert_eq!(stats(c1).connects, 1);
+    assert_eq!(stats(c2).connects, 1);
+    rrpc_client_free(c1);
+    rrpc_client_free(c2);
+}
