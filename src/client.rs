@@ -358,26 +358,13 @@ impl Client {
     /// and from any other thread. On `NotConnected` and `Busy` the token stays
     /// valid until its deadline, so the reply may be retried.
     pub fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
-        let now = now_ms();
-        let connected = self.inner.connected.load(Ordering::SeqCst);
-        let mqtt = self.inner.mqtt.lock().clone();
-        let mut router = self.inner.router.lock();
-        let r = router.reply(token, payload, now, |topic, payload| {
-            let mqtt = match (&mqtt, connected) {
-                (Some(m), true) => m,
-                _ => return Err(SendError::NotConnected),
-            };
-            mqtt.try_publish(topic, QoS::AtMostOnce, false, payload)
-                // The request channel is only ever full here: it closes only when the
-                // event loop is dropped, which happens after `connected` turns false.
-                .map_err(|_| SendError::QueueFull)
-        });
-        drop(router);
-        r.map_err(|e| match e {
-            ReplyError::Send(SendError::QueueFull) => ClientError::Busy,
-            ReplyError::Send(SendError::NotConnected) => ClientError::NotConnected,
-            e => ClientError::Reply(e),
-        })
+        self.inner.reply(token, payload)
+    }
+
+    /// A handle that can answer requests of this client from anywhere, for
+    /// handlers and worker threads (it does not keep the connection alive).
+    pub fn replier(&self) -> Replier {
+        Replier(self.inner.clone())
     }
 
     /// Whether the client holds a live connection (CONNACK received, not yet lost).
@@ -621,7 +608,47 @@ fn map_client_error(e: MqttClientError) -> ClientError {
     }
 }
 
+/// Answers requests of one [`Client`]; see [`Client::replier`].
+#[derive(Clone)]
+pub struct Replier(Arc<Inner>);
+
+impl Replier {
+    /// As [`Client::reply`].
+    pub fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
+        self.0.reply(token, payload)
+    }
+}
+
+impl fmt::Debug for Replier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replier").finish_non_exhaustive()
+    }
+}
+
 impl Inner {
+    fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
+        let now = now_ms();
+        let connected = self.connected.load(Ordering::SeqCst);
+        let mqtt = self.mqtt.lock().clone();
+        let mut router = self.router.lock();
+        let r = router.reply(token, payload, now, |topic, payload| {
+            let mqtt = match (&mqtt, connected) {
+                (Some(m), true) => m,
+                _ => return Err(SendError::NotConnected),
+            };
+            // The request channel is only ever full here: it closes only when the
+            // event loop is dropped, which happens after `connected` turns false.
+            mqtt.try_publish(topic, QoS::AtMostOnce, false, payload)
+                .map_err(|_| SendError::QueueFull)
+        });
+        drop(router);
+        r.map_err(|e| match e {
+            ReplyError::Send(SendError::QueueFull) => ClientError::Busy,
+            ReplyError::Send(SendError::NotConnected) => ClientError::NotConnected,
+            e => ClientError::Reply(e),
+        })
+    }
+
     fn qos(&self) -> QoS {
         if self.cfg.subscribe_qos == 1 {
             QoS::AtLeastOnce

@@ -24,7 +24,7 @@ pub mod router;
 #[doc(hidden)]
 pub mod ffi;
 
-pub use client::{Client, ClientConfig, ClientError, Request};
+pub use client::{Client, ClientConfig, ClientError, Replier, Request};
 pub use dialect::{Dialect, Identity};
 pub use router::{Router, RouterConfig, Stats};
 

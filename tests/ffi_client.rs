@@ -581,6 +581,11 @@ fn reply_rules_unknown_double_oversized_and_late() {
     assert_eq!(seen.device_name, "dev1");
     assert_eq!(seen.custom_topic, None);
     assert_eq!(seen.payload, b"q1");
+    assert!(
+        seen.message_id.parse::<u64>().is_ok(),
+        "the id from the topic: {}",
+        seen.message_id
+    );
     let mut now = 0;
     rrpc_monotonic_ms(&mut now);
     assert!(
