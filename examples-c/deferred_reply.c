@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 struct job {
     struct job *next;
@@ -35,6 +34,11 @@ struct queue {
 
 static struct queue q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0};
 static volatile sig_atomic_t stop_requested = 0;
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 /* Runs on the client's thread: copy, enqueue, return at once. */
@@ -139,7 +143,7 @@ int main(int argc, char **argv)
         unsigned long done = w.done;
         pthread_mutex_unlock(&q.lock);
         if (stop_requested || (max_requests != 0 && done >= max_requests)) break;
-        usleep(20 * 1000);
+        sleep_ms(20);
     }
 
     /* Order matters: stop the client (no more callbacks), drain the worker,

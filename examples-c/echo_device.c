@@ -7,6 +7,7 @@
  * Prints one line per request on stdout: "request <dialect> <pk>/<dn> id=<id> len=<n>".
  * --yield runs the client in yield mode on the main thread instead of thread mode.
  * --max-requests exits cleanly after N requests (for leak checks under valgrind).
+ * --quiet prints nothing per request (for benchmarks).
  * Exits on SIGINT/SIGTERM, freeing everything.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -16,23 +17,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #define MAX_DEVICES 64
 
 static volatile sig_atomic_t stop_requested = 0;
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 static volatile unsigned long handled = 0;
+static int quiet = 0;
 
 static void on_request(void *user_data, rrpc_client *client, const rrpc_request *req)
 {
     (void)user_data;
-    printf("request %s %s/%s id=%s len=%zu\n",
+    if (!quiet) printf("request %s %s/%s id=%s len=%zu\n",
            req->dialect == RRPC_DIALECT_TENCENT ? "tencent"
            : req->dialect == RRPC_DIALECT_ALIBABA_CUSTOM ? "alibaba-custom" : "alibaba",
            req->product_key, req->device_name, req->message_id, req->payload_len);
-    fflush(stdout);
+    if (!quiet) fflush(stdout);
     rrpc_status st = rrpc_client_reply(client, req->token, req->payload, req->payload_len);
     if (st != RRPC_STATUS_OK)
         fprintf(stderr, "echo_device: reply failed: %s\n", rrpc_last_error_message());
@@ -52,7 +59,7 @@ static void usage(void)
             "usage: echo_device --host H --port P --dialect alibaba|alibaba-custom|tencent\n"
             "                   --product-key PK --device-name DN [--device-name DN2 ...]\n"
             "                   [--topic /custom/topic] [--yield] [--max-requests N]\n"
-            "                   [--client-id ID] [--connect-timeout-ms MS]\n");
+            "                   [--client-id ID] [--connect-timeout-ms MS] [--quiet]\n");
 }
 
 int main(int argc, char **argv)
@@ -67,6 +74,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--yield") == 0) { use_yield = 1; continue; }
+        if (strcmp(a, "--quiet") == 0) { quiet = 1; continue; }
         if (v == NULL) { usage(); return 2; }
         if (strcmp(a, "--host") == 0) host = v;
         else if (strcmp(a, "--port") == 0) port = strtol(v, NULL, 10);
@@ -119,11 +127,11 @@ int main(int argc, char **argv)
         }
         fprintf(stderr, "echo_device: connected to %s:%ld\n", host, port);
         while (!stop_requested && (max_requests == 0 || handled < max_requests))
-            usleep(20 * 1000);
+            sleep_ms(20);
     }
     /* Let the last reply leave before disconnecting. */
     if (max_requests != 0 && use_yield) rrpc_client_yield(client, 50);
-    else if (max_requests != 0) usleep(50 * 1000);
+    else if (max_requests != 0) sleep_ms(50);
 
     rrpc_stats stats;
     rrpc_client_get_stats(client, &stats);

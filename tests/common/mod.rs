@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use rrpc::dialect::{self, Dialect};
 
+pub mod cmake;
+
 /// Whether `tool` is on PATH. Under CI (`CI` set) a missing tool fails the test:
 /// CI installs everything the suite needs, so absence there is a bug.
 pub fn require_tool(tool: &str) -> bool {
@@ -234,7 +236,7 @@ type Waiters = Arc<Mutex<HashMap<String, mpsc::Sender<Vec<u8>>>>>;
 pub struct Caller {
     client: rumqttc::Client,
     waiters: Waiters,
-    subacks: mpsc::Receiver<()>,
+    subacks: Mutex<mpsc::Receiver<()>>,
 }
 
 impl Caller {
@@ -247,6 +249,10 @@ impl Caller {
         o.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
         o.set_keep_alive(Duration::from_secs(30));
         let (client, mut connection) = rumqttc::Client::new(o, 1000);
+        // rumqttc leaves Nagle on: without this the caller's own requests stall ~40 ms.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        connection.eventloop.set_network_options(net);
         let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
         let (suback_tx, subacks) = mpsc::channel();
         let w = waiters.clone();
@@ -284,7 +290,7 @@ impl Caller {
         let c = Caller {
             client,
             waiters,
-            subacks,
+            subacks: Mutex::new(subacks),
         };
         c.subscribe(&Dialect::AlibabaSystem.response_wildcard(None));
         c
@@ -295,6 +301,8 @@ impl Caller {
             .subscribe(filter, rumqttc::QoS::AtMostOnce)
             .expect("queue subscribe");
         self.subacks
+            .lock()
+            .unwrap()
             .recv_timeout(Duration::from_secs(10))
             .expect("SUBACK from the broker");
     }
@@ -456,6 +464,22 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Waits until `n` stdout lines start with `prefix`; returns how many did.
+    pub fn wait_stdout_lines(&self, prefix: &str, n: usize, timeout: Duration) -> usize {
+        let end = Instant::now() + timeout;
+        loop {
+            let count = self
+                .stdout()
+                .iter()
+                .filter(|l| l.starts_with(prefix))
+                .count();
+            if count >= n || Instant::now() >= end {
+                return count;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the process to exit by itself; `None` on timeout.

@@ -1,0 +1,169 @@
+//! The CMake build of librrpc and examples-c/, shared by the test suites.
+//!
+//! [`c_build`] configures and builds the top-level `CMakeLists.txt` into
+//! `target/cmake-test` (cargo profile `release`), once per test process. CMake runs
+//! cargo itself with its own target directory, `target/cmake-test/cargo-target`, so it
+//! never waits on the build-directory lock of the `cargo test` that runs us. Several
+//! test binaries may call it at the same time: an flock on `target/cmake-test.lock`
+//! makes them build one after the other (the later ones find everything up to date).
+//!
+//! Call `common::require_tool("cmake")` (and `"cc"`) first: without them the build
+//! panics.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root (where Cargo.toml and CMakeLists.txt live).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The CMake build directory [`c_build`] uses: `target/cmake-test`.
+pub fn build_dir() -> PathBuf {
+    repo_root().join("target/cmake-test")
+}
+
+/// The cargo `--target-dir` of the CMake builds: `target/cmake-test/cargo-target`.
+/// Other CMake builds in the tests point `RRPC_CARGO_TARGET_DIR` here so cargo does not
+/// compile everything again.
+pub fn cargo_target_dir() -> PathBuf {
+    build_dir().join("cargo-target")
+}
+
+/// The cargo that runs the tests (`$CARGO`), so CMake builds with the same toolchain.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// `-D` options every test configure passes for the librrpc part: the cargo to use,
+/// the shared cargo target dir, release profile, and `--offline` (the outer `cargo test`
+/// has already fetched every dependency; the tests must not touch the network).
+pub fn rrpc_cmake_defines() -> Vec<String> {
+    vec![
+        format!("-DCARGO={}", cargo()),
+        format!("-DRRPC_CARGO_TARGET_DIR={}", cargo_target_dir().display()),
+        "-DRRPC_CARGO_PROFILE=release".to_owned(),
+        "-DRRPC_CARGO_FLAGS=--offline".to_owned(),
+    ]
+}
+
+/// Configures and builds the top-level CMake project once per test process and returns
+/// its build directory (`target/cmake-test`). Panics, showing the failing command's
+/// output, if the build fails.
+pub fn c_build() -> &'static Path {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BUILT.get_or_init(build_once) {
+        Ok(dir) => dir,
+        Err(e) => panic!("the CMake build of librrpc failed:\n{e}"),
+    }
+}
+
+/// `target/cmake-test/examples-c/<name>`, built by [`c_build`] (called here).
+pub fn example(name: &str) -> PathBuf {
+    let path = c_build().join("examples-c").join(name);
+    assert!(
+        path.is_file(),
+        "the CMake build did not produce {}",
+        path.display()
+    );
+    path
+}
+
+/// The build tree's library directory: `lib/librrpc.so`, `lib/librrpc.so.<soversion>`
+/// and `lib/librrpc.a`.
+pub fn build_lib_dir() -> PathBuf {
+    c_build().join("lib")
+}
+
+fn build_once() -> Result<PathBuf, String> {
+    let dir = build_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let _lock = FileLock::exclusive(&repo_root().join("target/cmake-test.lock"))?;
+
+    // Configure every time (cheap): picks up CMakeLists.txt edits and a changed $CARGO.
+    let mut configure = Command::new("cmake");
+    configure
+        .arg("-S")
+        .arg(repo_root())
+        .arg("-B")
+        .arg(&dir)
+        .args(rrpc_cmake_defines())
+        .arg("-DRRPC_BUILD_EXAMPLES=ON");
+    try_run(&mut configure)?;
+
+    let mut build = Command::new("cmake");
+    build.arg("--build").arg(&dir).args(["--parallel", "2"]);
+    try_run(&mut build)?;
+    Ok(dir)
+}
+
+/// An exclusive flock, released when dropped (the file is closed).
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    pub fn exclusive(path: &Path) -> Result<FileLock, String> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("open lock file {}: {e}", path.display()))?;
+        loop {
+            // SAFETY: flock on a file descriptor we own and keep open.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("flock {}: {err}", path.display()));
+            }
+        }
+    }
+}
+
+/// Last `max` bytes of `s` (on a char boundary), so a cargo build log stays readable.
+fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// The command, its exit status, stdout and stderr, for failure messages.
+pub fn describe(cmd: &Command, out: &Output) -> String {
+    format!(
+        "command: {cmd:?}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        tail(&String::from_utf8_lossy(&out.stdout), 16_000),
+        tail(&String::from_utf8_lossy(&out.stderr), 16_000),
+    )
+}
+
+/// Runs `cmd` to completion; an error (with its output) unless it exits 0.
+pub fn try_run(cmd: &mut Command) -> Result<Output, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(describe(cmd, &out))
+    }
+}
+
+/// Runs `cmd`; panics with its output unless it exits 0.
+pub fn run(cmd: &mut Command) -> Output {
+    match try_run(cmd) {
+        Ok(out) => out,
+        Err(e) => panic!("command failed:\n{e}"),
+    }
+}
