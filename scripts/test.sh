@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints (warnings are errors), then every test.
+# The end-to-end tests build the C examples with CMake (which drives a release
+# cargo build in target/cmake-test), start rumqttd in-process and Mosquitto on
+# free 127.0.0.1 ports, and run the examples as real processes, some under
+# valgrind. With CI set, a missing cmake/mosquitto/valgrind fails instead of
+# skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+# Plain `cargo test`: unit, integration and doc tests, and it builds the examples
+# (tests/demo.rs runs the demo binary it leaves in target/debug/examples/).
+cargo test
