@@ -948,3 +948,63 @@ fn two_clients_on_one_broker_get_distinct_default_ids() {
     rrpc_client_free(c1);
     rrpc_client_free(c2);
 }
+
+#[test]
+fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
+    if !common::require_tool("mosquitto_passwd") {
+        return;
+    }
+    let dir = common::scratch_dir("auth");
+    let pwfile = dir.join(format!("passwd-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pwfile);
+    let st = std::process::Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&pwfile)
+        .args(["dev1&a1GFjLP3xxC", "s3cret"])
+        .status()
+        .expect("run mosquitto_passwd");
+    assert!(st.success());
+    // Mosquitto 2 wants the password file readable by its own user only.
+    let conf = format!(
+        "allow_anonymous false\npassword_file {}\n",
+        pwfile.display()
+    );
+    let Some(broker) = Broker::mosquitto_with(&conf) else {
+        return;
+    };
+
+    let (user, good, bad) = (c("dev1&a1GFjLP3xxC"), c("s3cret"), c("wrong"));
+    let client = new_client(broker.port, |cfg| {
+        cfg.username = user.as_ptr();
+        cfg.password = bad.as_ptr();
+    });
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(rrpc_client_start(client), RRPC_STATUS_CONNECT_FAILED);
+    let msg = last_error();
+    assert!(
+        msg.contains("refused") && msg.contains(&broker.port.to_string()),
+        "{msg}"
+    );
+    rrpc_client_free(client);
+
+    let client = new_client(broker.port, |cfg| {
+        cfg.username = user.as_ptr();
+        cfg.password = good.as_ptr();
+    });
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    let rec = Arc::new(Recorder::default());
+    set_recorder(client, &rec);
+    assert_eq!(
+        rrpc_client_start(client),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
+    rrpc_client_free(client);
+}

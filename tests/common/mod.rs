@@ -147,6 +147,11 @@ impl Broker {
     }
 
     pub fn mosquitto() -> Option<Broker> {
+        Broker::mosquitto_with("allow_anonymous true\n")
+    }
+
+    /// Mosquitto with extra configuration lines (authentication, for instance).
+    pub fn mosquitto_with(extra_conf: &str) -> Option<Broker> {
         if !require_tool("mosquitto") {
             return None;
         }
@@ -154,7 +159,7 @@ impl Broker {
         let conf = scratch_dir("mosquitto").join(format!("mosquitto-{port}.conf"));
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 4194304\npersistence false\n"),
+            format!("listener {port} 127.0.0.1\nmax_packet_size 4194304\npersistence false\n{extra_conf}"),
         )
         .expect("write mosquitto.conf");
         let mut b = Broker {
