@@ -91,6 +91,13 @@ impl Dialect {
         self.spec().response.render(d, message_id)
     }
 
+    /// The response topic of one device split around the message id, so that a
+    /// reply only concatenates: `(prefix, suffix)` with
+    /// `response_topic(d, id) == prefix + id + suffix`.
+    pub fn response_parts(self, d: &Identity<'_>) -> (String, String) {
+        self.spec().response.split_at_id(d)
+    }
+
     /// Subscription filter a caller uses for the responses of every device of this
     /// dialect (`/sys/+/+/rrpc/response/+`), or of one custom topic.
     pub fn response_wildcard(self, custom_topic: Option<&str>) -> String {
@@ -105,13 +112,15 @@ impl Dialect {
     /// Parses a response topic of this dialect (the caller's side).
     pub fn parse_response(self, topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
         let t = &self.spec().response;
-        if !t.in_namespace(topic) {
-            return Err(TopicError::NoMatch);
-        }
-        let m = t
-            .matches(topic)
-            .ok_or(TopicError::Malformed(self.spec().shape_error))?;
-        m.into_parsed(self)
+        let p = match t.matches(topic) {
+            Some(m) => m.into_parsed(self),
+            None if t.in_namespace(topic) => {
+                return Err(TopicError::Malformed(self.spec().shape_error))
+            }
+            None => return Err(TopicError::NoMatch),
+        };
+        p.validate()?;
+        Ok(p)
     }
 
     /// The request-topic template, as text with placeholders.
@@ -175,17 +184,55 @@ impl fmt::Display for TopicError {
 /// [`TopicError::Malformed`] for topics that start like a request but break a rule
 /// (missing or extra levels, empty or over-long parts, wildcards).
 pub fn parse_request(topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
+    let p = parse_request_unchecked(topic)?;
+    p.validate()?;
+    Ok(p)
+}
+
+/// [`parse_request`] without the character checks of the parts: the shape (levels,
+/// non-empty parts) is checked, the contents are not. For a router that compares
+/// the parts with already validated registrations and checks the rest itself.
+pub(crate) fn parse_request_unchecked(topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
     for d in Dialect::ALL {
-        let spec = d.spec();
-        if !spec.request.in_namespace(topic) {
+        let t = &d.spec().request;
+        if !topic.starts_with(t.lead()) {
             continue;
         }
-        return match spec.request.matches(topic) {
-            Some(m) => m.into_parsed(d),
-            None => Err(TopicError::Malformed(spec.shape_error)),
+        // The leads of the dialects differ, so at most one dialect gets here.
+        return match t.matches(topic) {
+            Some(m) => Ok(m.into_parsed(d)),
+            None if t.in_namespace(topic) => Err(TopicError::Malformed(d.spec().shape_error)),
+            None => Err(TopicError::NoMatch),
         };
     }
     Err(TopicError::NoMatch)
+}
+
+impl ParsedTopic<'_> {
+    /// Checks every part of the topic with the identity rules ([`validate_part`],
+    /// [`validate_custom_topic`]).
+    pub fn validate(&self) -> Result<(), TopicError> {
+        if let Some(pk) = self.product_key {
+            validate_part("product key", pk).map_err(topic_error)?;
+        }
+        if let Some(dn) = self.device_name {
+            validate_part("device name", dn).map_err(topic_error)?;
+        }
+        self.validate_message_id()?;
+        if let Some(t) = self.custom_topic {
+            validate_custom_topic(t).map_err(topic_error)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the message id alone.
+    pub fn validate_message_id(&self) -> Result<(), TopicError> {
+        validate_part("message id", self.message_id).map_err(topic_error)
+    }
+}
+
+fn topic_error(e: IdentityError) -> TopicError {
+    TopicError::Malformed(e.reason_for_topic())
 }
 
 /// Why an identity field was refused.
@@ -215,16 +262,40 @@ pub fn validate_part(field: &'static str, value: &str) -> Result<(), IdentityErr
     if value.len() > MAX_IDENTITY_LEN {
         return err("is longer than 128 bytes");
     }
-    for b in value.bytes() {
-        match b {
-            b'+' | b'#' => return err("contains an MQTT wildcard ('+' or '#')"),
-            b'/' => return err("contains the topic separator '/'"),
-            0 => return err("contains a NUL byte"),
-            0x01..=0x1f | 0x7f => return err("contains a control character"),
-            _ => {}
-        }
+    if value.bytes().any(|b| PART_FORBIDDEN[b as usize]) {
+        return err(forbidden_reason(
+            value.bytes().find(|&b| PART_FORBIDDEN[b as usize]),
+        ));
     }
     Ok(())
+}
+
+/// Bytes an identity part may not hold: `+ # /`, NUL and control characters.
+static PART_FORBIDDEN: [bool; 256] = forbidden_table(true);
+/// Bytes a custom topic may not hold: the same but `/`.
+static TOPIC_FORBIDDEN: [bool; 256] = forbidden_table(false);
+
+const fn forbidden_table(slash: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[0x7f] = true;
+    t[b'+' as usize] = true;
+    t[b'#' as usize] = true;
+    t[b'/' as usize] = slash;
+    t
+}
+
+fn forbidden_reason(b: Option<u8>) -> &'static str {
+    match b {
+        Some(b'+' | b'#') => "contains an MQTT wildcard ('+' or '#')",
+        Some(b'/') => "contains the topic separator '/'",
+        Some(0) => "contains a NUL byte",
+        _ => "contains a control character",
+    }
 }
 
 /// Checks a custom RRPC topic: it starts with `/`, has something after it, holds no
@@ -242,13 +313,10 @@ pub fn validate_custom_topic(topic: &str) -> Result<(), IdentityError> {
     if topic.len() > MAX_CUSTOM_TOPIC_LEN {
         return err("is longer than 1024 bytes");
     }
-    for b in topic.bytes() {
-        match b {
-            b'+' | b'#' => return err("contains an MQTT wildcard ('+' or '#')"),
-            0 => return err("contains a NUL byte"),
-            0x01..=0x1f | 0x7f => return err("contains a control character"),
-            _ => {}
-        }
+    if topic.bytes().any(|b| TOPIC_FORBIDDEN[b as usize]) {
+        return err(forbidden_reason(
+            topic.bytes().find(|&b| TOPIC_FORBIDDEN[b as usize]),
+        ));
     }
     Ok(())
 }
@@ -335,28 +403,15 @@ struct Match<'a> {
 }
 
 impl<'a> Match<'a> {
-    fn into_parsed_inner(self, dialect: Dialect) -> Result<ParsedTopic<'a>, TopicError> {
-        let check = |field, v: &str| {
-            validate_part(field, v).map_err(|e| TopicError::Malformed(e.reason_for_topic()))
-        };
-        if let Some(pk) = self.pk {
-            check("product key", pk)?;
-        }
-        if let Some(dn) = self.dn {
-            check("device name", dn)?;
-        }
-        check("message id", self.id)?;
-        if let Some(t) = self.topic {
-            validate_custom_topic(t).map_err(|e| TopicError::Malformed(e.reason_for_topic()))?;
-        }
-        Ok(ParsedTopic {
+    fn into_parsed_inner(self, dialect: Dialect) -> ParsedTopic<'a> {
+        ParsedTopic {
             dialect,
             product_key: self.pk,
             device_name: self.dn,
             message_id: self.id,
             custom_topic: self.topic,
             device_prefix: "",
-        })
+        }
     }
 }
 
@@ -409,6 +464,17 @@ impl Template {
         self.0.contains(&p)
     }
 
+    fn split_at_id(&self, d: &Identity<'_>) -> (String, String) {
+        let at = self
+            .0
+            .iter()
+            .position(|p| *p == Id)
+            .expect("every template has an id");
+        let before = Template(&self.0[..at]).render(d, "");
+        let after = Template(&self.0[at + 1..]).render(d, "");
+        (before, after)
+    }
+
     fn render(&self, d: &Identity<'_>, id: &str) -> String {
         let value = |p: &Part| -> &str {
             match *p {
@@ -428,9 +494,9 @@ impl Template {
     }
 
     /// Matches `topic` against the template. A placeholder other than `Topic`
-    /// takes a non-empty run of characters inside one level, up to where the next
-    /// literal begins (or to the end of the level when it is last); `Topic` takes
-    /// the rest of the topic from the next `/`.
+    /// takes a non-empty run of characters inside one level: up to the end of the
+    /// level when the next literal starts a new level (or nothing follows), else up
+    /// to where the next literal begins inside the level. `Topic` takes the rest.
     fn matches<'a>(&self, topic: &'a str) -> Option<MatchWithPrefix<'a>> {
         let mut m = Match::default();
         let mut pos = 0usize;
@@ -449,24 +515,14 @@ impl Template {
                     pos = topic.len();
                 }
                 p => {
-                    let level_end = rest.find('/').unwrap_or(rest.len());
+                    let level_end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
                     let end = match parts.get(i + 1) {
-                        Some(Lit(next)) => {
-                            // The next literal must start inside this level or at its end.
-                            let at = rest.find(next)?;
-                            if at > level_end {
-                                return None;
-                            }
-                            at
-                        }
+                        Some(Lit(next)) if next.starts_with('/') => level_end,
+                        Some(Lit(next)) => rest[..level_end].find(next)?,
                         Some(Topic) => level_end,
                         Some(_) => return None, // two placeholders in a row are ambiguous
-                        None => {
-                            if level_end != rest.len() {
-                                return None; // extra levels
-                            }
-                            rest.len()
-                        }
+                        None if level_end == rest.len() => level_end,
+                        None => return None, // extra levels
                     };
                     if end == 0 {
                         return None;
@@ -499,13 +555,13 @@ struct MatchWithPrefix<'a> {
 }
 
 impl<'a> MatchWithPrefix<'a> {
-    fn into_parsed(self, dialect: Dialect) -> Result<ParsedTopic<'a>, TopicError> {
+    fn into_parsed(self, dialect: Dialect) -> ParsedTopic<'a> {
         let prefix = self.prefix;
-        let mut p = self.m.into_parsed_inner(dialect)?;
+        let mut p = self.m.into_parsed_inner(dialect);
         if p.custom_topic.is_none() {
             p.device_prefix = prefix;
         }
-        Ok(p)
+        p
     }
 }
 

@@ -16,9 +16,12 @@
 //! - at most `max_pending` requests wait at once; expired entries are removed by
 //!   [`Router::expire`] and, lazily, whenever a request or reply needs room.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use hashbrown::{Equivalent, HashMap};
 
 use crate::dialect::{self, Dialect, Identity, IdentityError, ParsedTopic, TopicError};
 
@@ -77,9 +80,23 @@ pub struct Device {
     pub custom_topic: Option<Box<str>>,
     /// The MQTT subscription filter that delivers this device's requests.
     pub filter: Box<str>,
+    /// The response topic before and after the message id.
+    response_prefix: Box<str>,
+    response_suffix: Box<str>,
 }
 
 impl Device {
+    /// The topic the reply to `message_id` goes out on.
+    pub fn response_topic(&self, message_id: &str) -> String {
+        let mut t = String::with_capacity(
+            self.response_prefix.len() + message_id.len() + self.response_suffix.len(),
+        );
+        t.push_str(&self.response_prefix);
+        t.push_str(message_id);
+        t.push_str(&self.response_suffix);
+        t
+    }
+
     pub fn identity(&self) -> Identity<'_> {
         Identity {
             product_key: &self.product_key,
@@ -221,31 +238,77 @@ enum Outcome {
     Cancelled,
 }
 
+/// A device's message id: the key of the duplicate/echo table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MsgKey {
+    slot: u32,
+    id: Arc<str>,
+}
+
+impl Hash for MsgKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        MsgRef {
+            slot: self.slot,
+            id: &self.id,
+        }
+        .hash(h);
+    }
+}
+
+/// A borrowed [`MsgKey`], for lookups straight from a received topic.
+#[derive(Hash)]
+struct MsgRef<'a> {
+    slot: u32,
+    id: &'a str,
+}
+
+impl Equivalent<MsgKey> for MsgRef<'_> {
+    fn equivalent(&self, k: &MsgKey) -> bool {
+        self.slot == k.slot && self.id == &*k.id
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct MsgEntry {
+    /// The generation of the slot's device when the id was seen: an entry of a
+    /// removed device never matches the device that reuses its slot.
+    generation: u32,
+    state: MsgState,
+}
+
 #[derive(Clone, Copy, Debug)]
 enum MsgState {
-    Pending(u64),
+    Pending,
     Done(Outcome),
 }
 
 struct Slot {
     device: Arc<Device>,
     generation: u32,
-    /// Message ids of this device, pending or recently finished.
-    msgs: HashMap<Arc<str>, MsgState>,
+}
+
+enum TokenState {
+    Pending(Pending),
+    Done(Outcome),
 }
 
 struct Pending {
-    slot: u32,
+    key: MsgKey,
     generation: u32,
-    message_id: Arc<str>,
     deadline_ms: u64,
+    /// Selects the deadline queue.
+    timeout_ms: u64,
+}
+
+struct DeadlineQueue {
+    timeout: u64,
+    fifo: VecDeque<(u64, u64)>,
 }
 
 struct Finished {
     token: u64,
-    slot: u32,
+    key: MsgKey,
     generation: u32,
-    message_id: Arc<str>,
     at_ms: u64,
 }
 
@@ -259,9 +322,15 @@ pub struct Router {
     by_prefix: HashMap<Box<str>, u32>,
     /// Custom topic -> slot.
     by_custom_topic: HashMap<Box<str>, u32>,
-    pending: HashMap<u64, Pending>,
-    deadlines: BTreeSet<(u64, u64)>,
-    finished_tokens: HashMap<u64, Outcome>,
+    /// Message ids pending or recently finished, per device.
+    msgs: HashMap<MsgKey, MsgEntry>,
+    /// Tokens pending or recently finished.
+    tokens: HashMap<u64, TokenState>,
+    pending: usize,
+    /// Deadlines of pending requests: one FIFO per distinct timeout, in which
+    /// deadlines never decrease. Finished tokens are removed lazily.
+    deadlines: Vec<DeadlineQueue>,
+    /// Finished requests, oldest first, for forgetting them.
     history: VecDeque<Finished>,
     next_token: u64,
     stats: Stats,
@@ -271,7 +340,7 @@ impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Router")
             .field("devices", &self.device_count())
-            .field("pending", &self.pending.len())
+            .field("pending", &self.pending)
             .field("stats", &self.stats)
             .finish()
     }
@@ -279,19 +348,23 @@ impl fmt::Debug for Router {
 
 impl Router {
     pub fn new(cfg: RouterConfig) -> Router {
+        // Sized up front for a full table and history, so that no rehash stalls
+        // a request once the router runs (memory is touched only as it fills).
+        let cap = cfg.history_cap() + cfg.max_pending;
         Router {
-            cfg,
             slots: Vec::new(),
             free_slots: Vec::new(),
             generation: 0,
             by_prefix: HashMap::new(),
             by_custom_topic: HashMap::new(),
-            pending: HashMap::new(),
-            deadlines: BTreeSet::new(),
-            finished_tokens: HashMap::new(),
-            history: VecDeque::new(),
+            msgs: HashMap::with_capacity(cap),
+            tokens: HashMap::with_capacity(cap),
+            pending: 0,
+            deadlines: Vec::new(),
+            history: VecDeque::with_capacity(cfg.history_cap()),
             next_token: first_token(),
             stats: Stats::default(),
+            cfg,
         }
     }
 
@@ -305,7 +378,7 @@ impl Router {
 
     /// Requests waiting for a reply.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.pending
     }
 
     pub fn device_count(&self) -> usize {
@@ -329,18 +402,20 @@ impl Router {
         if self.lookup(&key).is_some() {
             return Err(DeviceError::AlreadyExists);
         }
+        let (prefix, suffix) = dialect.response_parts(id);
         let device = Arc::new(Device {
             dialect,
             product_key: id.product_key.into(),
             device_name: id.device_name.into(),
             custom_topic: id.custom_topic.map(Into::into),
             filter: dialect.subscribe_filter(id).into(),
+            response_prefix: prefix.into(),
+            response_suffix: suffix.into(),
         });
         self.generation = self.generation.wrapping_add(1);
         let slot = Slot {
             device: device.clone(),
             generation: self.generation,
-            msgs: HashMap::new(),
         };
         let index = match self.free_slots.pop() {
             Some(i) => {
@@ -373,19 +448,21 @@ impl Router {
             DeviceKey::Prefix(p) => self.by_prefix.remove(p.as_str()),
             DeviceKey::Topic(t) => self.by_custom_topic.remove(t),
         };
+        let cancelled: Vec<u64> = self
+            .tokens
+            .iter()
+            .filter_map(|(&t, s)| match s {
+                TokenState::Pending(p) if p.key.slot == index => Some(t),
+                _ => None,
+            })
+            .collect();
+        for token in cancelled {
+            self.finish(token, Outcome::Cancelled, now_ms);
+        }
         let slot = self.slots[index as usize]
             .take()
             .expect("indexed slot is live");
         self.free_slots.push(index);
-        for state in slot.msgs.values() {
-            if let MsgState::Pending(token) = *state {
-                if let Some(p) = self.pending.remove(&token) {
-                    self.deadlines.remove(&(p.deadline_ms, token));
-                    // The slot is gone, so only the token is remembered.
-                    self.remember(token, Outcome::Cancelled, u32::MAX, 0, p.message_id, now_ms);
-                }
-            }
-        }
         Ok(slot.device)
     }
 
@@ -406,7 +483,7 @@ impl Router {
         now_ms: u64,
     ) -> Result<Accepted<'a>, Dropped> {
         self.stats.messages += 1;
-        let parsed = match dialect::parse_request(topic) {
+        let parsed = match dialect::parse_request_unchecked(topic) {
             Ok(p) => p,
             Err(TopicError::NoMatch) => {
                 self.stats.not_rrpc += 1;
@@ -449,9 +526,19 @@ impl Router {
             None => self.by_prefix.get(parsed.device_prefix),
         };
         let Some(&index) = index else {
+            // Tell a broken topic from a stranger's request.
+            if let Err(TopicError::Malformed(why)) = parsed.validate() {
+                self.stats.malformed += 1;
+                return Err(Dropped::Malformed(why));
+            }
             self.stats.unknown_device += 1;
             return Err(Dropped::UnknownDevice);
         };
+        // The rest of the topic equals a validated registration; the id is new.
+        if let Err(TopicError::Malformed(why)) = parsed.validate_message_id() {
+            self.stats.malformed += 1;
+            return Err(Dropped::Malformed(why));
+        }
         self.trim_history(now_ms);
         let slot = self.slots[index as usize]
             .as_ref()
@@ -460,9 +547,19 @@ impl Router {
             self.stats.unknown_device += 1;
             return Err(Dropped::UnknownDevice);
         }
+        let generation = slot.generation;
+        let device = slot.device.clone();
         let message_id = parsed.message_id;
-        match slot.msgs.get(message_id) {
-            Some(MsgState::Done(Outcome::Replied)) if parsed.dialect.needs_custom_topic() => {
+        let seen = self.msgs.get(&MsgRef {
+            slot: index,
+            id: message_id,
+        });
+        match seen {
+            Some(e) if e.generation != generation => {} // a removed device's id
+            Some(MsgEntry {
+                state: MsgState::Done(Outcome::Replied),
+                ..
+            }) if parsed.dialect.needs_custom_topic() => {
                 self.stats.own_replies += 1;
                 return Err(Dropped::OwnReply);
             }
@@ -476,40 +573,47 @@ impl Router {
             self.stats.too_large += 1;
             return Err(Dropped::TooLarge);
         }
-        if self.pending.len() >= self.cfg.max_pending {
+        if self.pending >= self.cfg.max_pending {
             self.expire(now_ms);
-            if self.pending.len() >= self.cfg.max_pending {
+            if self.pending >= self.cfg.max_pending {
                 self.stats.table_full += 1;
                 return Err(Dropped::TableFull);
             }
         }
 
-        let slot = self.slots[index as usize]
-            .as_mut()
-            .expect("indexed slot is live");
         let timeout = match self.cfg.request_timeout_ms {
-            0 => slot.device.dialect.default_timeout_ms(),
+            0 => device.dialect.default_timeout_ms(),
             t => t,
         };
         let deadline_ms = now_ms.saturating_add(u64::from(timeout));
         let token = self.next_token;
         self.next_token = self.next_token.wrapping_add(1).max(1);
-        let id: Arc<str> = Arc::from(message_id);
-        slot.msgs.insert(id.clone(), MsgState::Pending(token));
-        self.pending.insert(
-            token,
-            Pending {
-                slot: index,
-                generation: slot.generation,
-                message_id: id,
-                deadline_ms,
+        let key = MsgKey {
+            slot: index,
+            id: Arc::from(message_id),
+        };
+        self.msgs.insert(
+            key.clone(),
+            MsgEntry {
+                generation,
+                state: MsgState::Pending,
             },
         );
-        self.deadlines.insert((deadline_ms, token));
+        self.tokens.insert(
+            token,
+            TokenState::Pending(Pending {
+                key,
+                generation,
+                deadline_ms,
+                timeout_ms: u64::from(timeout),
+            }),
+        );
+        self.pending += 1;
+        self.queue_deadline(u64::from(timeout), deadline_ms, token);
         self.stats.requests += 1;
         Ok(Accepted {
             token,
-            device: slot.device.clone(),
+            device,
             message_id,
             payload,
             deadline_ms,
@@ -527,18 +631,28 @@ impl Router {
         now_ms: u64,
         send: impl FnOnce(&str, &[u8]) -> Result<(), E>,
     ) -> Result<(), ReplyError<E>> {
-        let Some(p) = self.pending.get(&token) else {
-            self.stats.bad_tokens += 1;
-            return Err(match self.finished_tokens.get(&token) {
-                Some(Outcome::Replied) => ReplyError::AlreadyReplied,
-                Some(Outcome::Expired) => {
-                    self.stats.bad_tokens -= 1;
-                    self.stats.late_replies += 1;
-                    ReplyError::Expired
-                }
-                Some(Outcome::Cancelled) => ReplyError::DeviceRemoved,
-                None => ReplyError::UnknownToken,
-            });
+        let p = match self.tokens.get(&token) {
+            Some(TokenState::Pending(p)) => p,
+            Some(TokenState::Done(outcome)) => {
+                return Err(match outcome {
+                    Outcome::Replied => {
+                        self.stats.bad_tokens += 1;
+                        ReplyError::AlreadyReplied
+                    }
+                    Outcome::Expired => {
+                        self.stats.late_replies += 1;
+                        ReplyError::Expired
+                    }
+                    Outcome::Cancelled => {
+                        self.stats.bad_tokens += 1;
+                        ReplyError::DeviceRemoved
+                    }
+                });
+            }
+            None => {
+                self.stats.bad_tokens += 1;
+                return Err(ReplyError::UnknownToken);
+            }
         };
         if now_ms > p.deadline_ms {
             self.stats.late_replies += 1;
@@ -548,13 +662,10 @@ impl Router {
         if payload.len() > self.cfg.max_payload {
             return Err(ReplyError::TooLarge);
         }
-        let slot = self.slots[p.slot as usize]
+        let slot = self.slots[p.key.slot as usize]
             .as_ref()
             .expect("pending slot is live");
-        let topic = slot
-            .device
-            .dialect
-            .response_topic(&slot.device.identity(), &p.message_id);
+        let topic = slot.device.response_topic(&p.key.id);
         if let Err(e) = send(&topic, payload) {
             self.stats.send_failures += 1;
             return Err(ReplyError::Send(e));
@@ -564,57 +675,100 @@ impl Router {
         Ok(())
     }
 
-    /// The earliest deadline among pending requests.
+    /// The earliest deadline among pending requests (possibly of one just
+    /// finished: waking early is harmless).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.first().map(|&(d, _)| d)
+        self.deadlines
+            .iter()
+            .filter_map(|q| q.fifo.front())
+            .map(|&(d, _)| d)
+            .min()
     }
 
     /// Removes every request whose deadline is before `now_ms`; returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let mut n = 0;
-        while let Some(&(deadline, token)) = self.deadlines.first() {
-            if deadline >= now_ms {
-                break;
+        for qi in 0..self.deadlines.len() {
+            while let Some(&(deadline, token)) = self.deadlines[qi].fifo.front() {
+                if deadline >= now_ms {
+                    break;
+                }
+                self.deadlines[qi].fifo.pop_front();
+                if self.is_pending(token) {
+                    self.finish(token, Outcome::Expired, now_ms);
+                    self.stats.expired += 1;
+                    n += 1;
+                }
             }
-            self.finish(token, Outcome::Expired, now_ms);
-            self.stats.expired += 1;
-            n += 1;
         }
         self.trim_history(now_ms);
         n
     }
 
-    fn finish(&mut self, token: u64, outcome: Outcome, now_ms: u64) {
-        let p = self
-            .pending
-            .remove(&token)
-            .expect("finishing a pending token");
-        self.deadlines.remove(&(p.deadline_ms, token));
-        if let Some(slot) = self.slots[p.slot as usize].as_mut() {
-            if slot.generation == p.generation {
-                if let Some(state) = slot.msgs.get_mut(&*p.message_id) {
-                    *state = MsgState::Done(outcome);
-                }
-            }
-        }
-        self.remember(token, outcome, p.slot, p.generation, p.message_id, now_ms);
+    fn is_pending(&self, token: u64) -> bool {
+        matches!(self.tokens.get(&token), Some(TokenState::Pending(_)))
     }
 
-    fn remember(
-        &mut self,
-        token: u64,
-        outcome: Outcome,
-        slot: u32,
-        generation: u32,
-        message_id: Arc<str>,
-        now_ms: u64,
-    ) {
-        self.finished_tokens.insert(token, outcome);
+    fn queue_deadline(&mut self, timeout: u64, deadline_ms: u64, token: u64) {
+        let qi = match self.deadlines.iter().position(|q| q.timeout == timeout) {
+            Some(i) => i,
+            None => {
+                self.deadlines.push(DeadlineQueue {
+                    timeout,
+                    fifo: VecDeque::new(),
+                });
+                self.deadlines.len() - 1
+            }
+        };
+        self.deadlines[qi].fifo.push_back((deadline_ms, token));
+        // Tokens finished out of order stay queued until they reach the front;
+        // compact now and then so that the queue stays near the pending count.
+        if self.deadlines[qi].fifo.len() > 2 * self.cfg.max_pending + 16 {
+            let fifo = std::mem::take(&mut self.deadlines[qi].fifo);
+            let kept: VecDeque<(u64, u64)> = fifo
+                .into_iter()
+                .filter(|&(_, t)| self.is_pending(t))
+                .collect();
+            self.deadlines[qi].fifo = kept;
+        }
+    }
+
+    /// Drops finished tokens from the front of the deadline queue of `timeout`.
+    fn pop_finished_deadlines(&mut self, timeout: u64) {
+        let Some(qi) = self.deadlines.iter().position(|q| q.timeout == timeout) else {
+            return;
+        };
+        while let Some(&(_, t)) = self.deadlines[qi].fifo.front() {
+            if self.is_pending(t) {
+                break;
+            }
+            self.deadlines[qi].fifo.pop_front();
+        }
+    }
+
+    fn finish(&mut self, token: u64, outcome: Outcome, now_ms: u64) {
+        let state = self
+            .tokens
+            .get_mut(&token)
+            .expect("finishing a known token");
+        let TokenState::Pending(p) = std::mem::replace(state, TokenState::Done(outcome)) else {
+            unreachable!("finishing a pending token");
+        };
+        self.pending -= 1;
+        self.pop_finished_deadlines(p.timeout_ms);
+        let r = MsgRef {
+            slot: p.key.slot,
+            id: &p.key.id,
+        };
+        if let Some(e) = self.msgs.get_mut(&r) {
+            if e.generation == p.generation {
+                e.state = MsgState::Done(outcome);
+            }
+        }
         self.history.push_back(Finished {
             token,
-            slot,
-            generation,
-            message_id,
+            key: p.key,
+            generation: p.generation,
             at_ms: now_ms,
         });
         let cap = self.cfg.history_cap();
@@ -636,12 +790,14 @@ impl Router {
         let Some(f) = self.history.pop_front() else {
             return;
         };
-        self.finished_tokens.remove(&f.token);
-        if let Some(Some(slot)) = self.slots.get_mut(f.slot as usize) {
-            if slot.generation == f.generation {
-                if let Some(MsgState::Done(_)) = slot.msgs.get(&*f.message_id) {
-                    slot.msgs.remove(&*f.message_id);
-                }
+        self.tokens.remove(&f.token);
+        let r = MsgRef {
+            slot: f.key.slot,
+            id: &f.key.id,
+        };
+        if let Some(e) = self.msgs.get(&r) {
+            if e.generation == f.generation && matches!(e.state, MsgState::Done(_)) {
+                self.msgs.remove(&r);
             }
         }
     }
@@ -902,9 +1058,8 @@ mod tests {
             r.reply(t, b"", 0, |_, _| Ok::<(), ()>(())).unwrap();
         }
         assert!(r.history.len() <= 8);
-        assert!(r.finished_tokens.len() <= 8);
-        let slot = r.slots[0].as_ref().unwrap();
-        assert!(slot.msgs.len() <= 8);
+        assert!(r.tokens.len() <= 8);
+        assert!(r.msgs.len() <= 8);
         // Forgotten tokens read as unknown.
         assert_eq!(
             r.reply(first, b"", 0, |_, _| Ok::<(), ()>(())),
@@ -1053,5 +1208,59 @@ mod tests {
             let a = r.handle_message(&topic, b"", 0).unwrap();
             assert_eq!(&*a.device.device_name, n.as_str());
         }
+    }
+
+    #[test]
+    fn deadlines_of_different_timeouts_expire_in_their_own_order() {
+        let mut r = Router::new(RouterConfig::default());
+        r.add_device(Dialect::AlibabaSystem, &dev("a")).unwrap();
+        r.add_device(Dialect::Tencent, &dev("t")).unwrap();
+        r.handle_message("/sys/a1GFjLP3xxC/a/rrpc/request/1", b"", 0)
+            .unwrap(); // 8000
+        r.handle_message("$rrpc/rxd/a1GFjLP3xxC/t/1", b"", 1000)
+            .unwrap(); // 5000
+        assert_eq!(r.next_deadline(), Some(5000));
+        assert_eq!(r.expire(5001), 1, "the Tencent request expires first");
+        assert_eq!(r.next_deadline(), Some(8000));
+        assert_eq!(r.expire(8001), 1);
+        assert_eq!(r.pending_len(), 0);
+    }
+
+    #[test]
+    fn out_of_order_replies_keep_the_deadline_queue_bounded() {
+        let mut r = Router::new(RouterConfig {
+            max_pending: 8,
+            ..RouterConfig::default()
+        });
+        r.add_device(Dialect::AlibabaSystem, &dev("d")).unwrap();
+        // One request stays pending for the whole run...
+        let stuck = r
+            .handle_message("/sys/a1GFjLP3xxC/d/rrpc/request/stuck", b"", 0)
+            .unwrap()
+            .token;
+        // ...while thousands are answered newest first in pairs.
+        for i in 0..5000u32 {
+            let t1 = r
+                .handle_message(&format!("/sys/a1GFjLP3xxC/d/rrpc/request/{i}a"), b"", 1)
+                .unwrap()
+                .token;
+            let t2 = r
+                .handle_message(&format!("/sys/a1GFjLP3xxC/d/rrpc/request/{i}b"), b"", 1)
+                .unwrap()
+                .token;
+            r.reply(t2, b"", 1, |_, _| Ok::<(), ()>(())).unwrap();
+            r.reply(t1, b"", 1, |_, _| Ok::<(), ()>(())).unwrap();
+        }
+        let queued: usize = r.deadlines.iter().map(|q| q.fifo.len()).sum();
+        assert!(
+            queued <= 2 * 8 + 16 + 1,
+            "{queued} deadlines queued for 1 pending request"
+        );
+        assert_eq!(r.pending_len(), 1);
+        assert_eq!(r.expire(8001), 1);
+        assert_eq!(
+            r.reply(stuck, b"", 8002, |_, _| Ok::<(), ()>(())),
+            Err(ReplyError::Expired)
+        );
     }
 }
