@@ -208,7 +208,8 @@ struct Inner {
     cfg: ClientConfig,
     router: Mutex<Router>,
     handler: RwLock<Option<Arc<Handler>>>,
-    mqtt: Mutex<Option<AsyncClient>>,
+    /// The request side of the connection; read-locked (not cloned) per reply.
+    mqtt: RwLock<Option<AsyncClient>>,
     connected: AtomicBool,
     connects: AtomicU64,
     connection_errors: AtomicU64,
@@ -276,7 +277,7 @@ impl Client {
                 cfg,
                 router: Mutex::new(router),
                 handler: RwLock::new(None),
-                mqtt: Mutex::new(None),
+                mqtt: RwLock::new(None),
                 connected: AtomicBool::new(false),
                 connects: AtomicU64::new(0),
                 connection_errors: AtomicU64::new(0),
@@ -318,7 +319,7 @@ impl Client {
             .add_device(dialect, id)
             .map_err(ClientError::Device)?;
         if self.inner.connected.load(Ordering::SeqCst) {
-            let mqtt = self.inner.mqtt.lock().clone();
+            let mqtt = self.inner.mqtt.read().clone();
             if let Some(mqtt) = mqtt {
                 if let Err(e) = mqtt.try_subscribe(&*device.filter, self.inner.qos()) {
                     // Undo, so that the caller can simply retry.
@@ -345,7 +346,7 @@ impl Client {
             .remove_device(dialect, id, now_ms())
             .map_err(ClientError::Device)?;
         if self.inner.connected.load(Ordering::SeqCst) {
-            if let Some(mqtt) = self.inner.mqtt.lock().clone() {
+            if let Some(mqtt) = self.inner.mqtt.read().clone() {
                 // Best effort: if the queue is full the subscription lingers until the
                 // next reconnect, and its requests are dropped as unknown meanwhile.
                 let _ = mqtt.try_unsubscribe(&*device.filter);
@@ -513,7 +514,7 @@ impl Client {
                 _ => {
                     // The event loop is lost (dropped with its task): make a new one
                     // on the next start.
-                    *self.inner.mqtt.lock() = None;
+                    *self.inner.mqtt.write() = None;
                 }
             }
         }
@@ -578,7 +579,7 @@ impl Client {
             }
             None => {
                 let (client, eventloop) = self.inner.make_connection();
-                *self.inner.mqtt.lock() = Some(client);
+                *self.inner.mqtt.write() = Some(client);
                 eventloop
             }
         };
@@ -629,10 +630,11 @@ impl Inner {
     fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
         let now = now_ms();
         let connected = self.connected.load(Ordering::SeqCst);
-        let mqtt = self.mqtt.lock().clone();
+        // Lock order: mqtt, then router (nothing takes them the other way round).
+        let mqtt = self.mqtt.read();
         let mut router = self.router.lock();
         let r = router.reply(token, payload, now, |topic, payload| {
-            let mqtt = match (&mqtt, connected) {
+            let mqtt = match (&*mqtt, connected) {
                 (Some(m), true) => m,
                 _ => return Err(SendError::NotConnected),
             };
@@ -642,6 +644,7 @@ impl Inner {
                 .map_err(|_| SendError::QueueFull)
         });
         drop(router);
+        drop(mqtt);
         r.map_err(|e| match e {
             ReplyError::Send(SendError::QueueFull) => ClientError::Busy,
             ReplyError::Send(SendError::NotConnected) => ClientError::NotConnected,
@@ -828,10 +831,14 @@ async fn drive(
     mut stop: watch::Receiver<bool>,
 ) -> EventLoop {
     let mut backoff = Backoff::new(inner.cfg.reconnect_min_ms, inner.cfg.reconnect_max_ms);
+    // One stop future for the whole loop: making a new one per event cost about
+    // as much as routing the request.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let event = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
             ev = eventloop.poll() => ev,
         };
         match event {
@@ -870,7 +877,7 @@ async fn drive(
                 let delay = backoff.next();
                 tokio::select! {
                     biased;
-                    _ = stop.changed() => break,
+                    _ = &mut stopped => break,
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
@@ -879,7 +886,7 @@ async fn drive(
     if inner.connected.load(Ordering::SeqCst) {
         // Best effort clean DISCONNECT so that the broker does not wait for the
         // keep-alive (and, with a last will, does not publish it).
-        if let Some(m) = inner.mqtt.lock().clone() {
+        if let Some(m) = inner.mqtt.read().clone() {
             let _ = m.try_disconnect();
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), async {

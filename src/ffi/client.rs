@@ -1,6 +1,5 @@
 //! `rrpc_client`: the built-in MQTT transport, as C sees it.
 
-use std::cell::RefCell;
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
@@ -394,45 +393,50 @@ pub extern "C" fn rrpc_client_set_callback(
     })
 }
 
-thread_local! {
-    /// Reused storage for the NUL-terminated strings of a request view.
-    static VIEW_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Builds the C view of `req` (strings NUL-terminated in a reused buffer) and
-/// runs `f` with it.
+/// Builds the C view of `req` (strings NUL-terminated in a stack buffer, or on
+/// the heap for very long custom topics) and runs `f` with it.
 fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_request)) {
     let dev = req.device;
-    // Take the buffer so that a nested use (none today) would get its own.
-    let mut buf = VIEW_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    buf.clear();
-    let mut offsets = [0usize; 4];
     let parts: [Option<&str>; 4] = [
         Some(req.message_id),
         Some(&dev.product_key),
         Some(&dev.device_name),
         dev.custom_topic.as_deref(),
     ];
+    let need: usize = parts.iter().flatten().map(|p| p.len() + 1).sum();
+    let mut stack = [0u8; 512];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if need <= stack.len() {
+        &mut stack[..need]
+    } else {
+        heap.resize(need, 0);
+        &mut heap
+    };
+    let mut offsets = [usize::MAX; 4];
+    let mut at = 0;
     for (i, p) in parts.iter().enumerate() {
-        offsets[i] = buf.len();
         if let Some(s) = p {
-            buf.extend_from_slice(s.as_bytes());
-            buf.push(0);
+            offsets[i] = at;
+            buf[at..at + s.len()].copy_from_slice(s.as_bytes());
+            buf[at + s.len()] = 0; // parts hold no NUL: identities are validated
+            at += s.len() + 1;
         }
     }
-    // No more writes to `buf` below: the pointers stay valid.
-    let at = |i: usize| -> *const c_char { buf[offsets[i]..].as_ptr().cast() };
+    let base = buf.as_ptr();
+    // SAFETY: every offset used is inside `buf`, which outlives `f`.
+    let ptr = |i: usize| -> *const c_char {
+        match offsets[i] {
+            usize::MAX => std::ptr::null(),
+            o => unsafe { base.add(o) }.cast(),
+        }
+    };
     let view = rrpc_request {
         token: req.token,
         dialect: dev.dialect as u32,
-        message_id: at(0),
-        product_key: at(1),
-        device_name: at(2),
-        custom_topic: if parts[3].is_some() {
-            at(3)
-        } else {
-            std::ptr::null()
-        },
+        message_id: ptr(0),
+        product_key: ptr(1),
+        device_name: ptr(2),
+        custom_topic: ptr(3),
         payload: if req.payload.is_empty() {
             std::ptr::null()
         } else {
@@ -442,7 +446,6 @@ fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_request)) {
         deadline_ms: req.deadline_ms,
     };
     f(&view);
-    VIEW_BUF.with(|b| *b.borrow_mut() = buf);
 }
 
 /// Thread mode: starts the background thread that connects, subscribes every
