@@ -30,6 +30,19 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet
 const PK: &str = "a1BenchPK0";
 const DN: &str = "benchdev1";
 
+/// A rumqttc connection as both the bare device and the caller use it: TCP_NODELAY
+/// (rumqttc leaves Nagle on), 2 MiB packets, 60 s keep-alive.
+fn fast_connection(client_id: String, port: u16) -> (AsyncClient, EventLoop) {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1".to_string(), port);
+    o.set_max_packet_size(2 << 20, 2 << 20);
+    o.set_keep_alive(Duration::from_secs(60));
+    let (client, mut eventloop) = AsyncClient::new(o, 256);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
+    (client, eventloop)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--bare-device") {
@@ -50,7 +63,9 @@ mod bare {
     use std::sync::atomic::{AtomicI32, Ordering};
     use std::time::Duration;
 
-    use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+    use rumqttc::{Event, Packet, QoS};
+
+    use super::fast_connection;
 
     /// Write end of the socket pair the signal handler pokes (self-pipe trick).
     static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
@@ -92,17 +107,8 @@ mod bare {
             .expect("runtime");
         let (handled, failed) = rt.block_on(async move {
             let stop = tokio::net::UnixStream::from_std(rd).expect("register the signal socket");
-            let mut o = MqttOptions::new(
-                format!("bare{}", std::process::id()),
-                "127.0.0.1".to_string(),
-                port,
-            );
-            o.set_max_packet_size(2 << 20, 2 << 20);
-            o.set_keep_alive(Duration::from_secs(60));
-            let (client, mut eventloop) = AsyncClient::new(o, 256);
-            let mut net = NetworkOptions::new();
-            net.set_tcp_nodelay(true);
-            eventloop.set_network_options(net);
+            let (client, mut eventloop) =
+                fast_connection(format!("bare{}", std::process::id()), port);
             let filter = format!("/sys/{pk}/{dn}/rrpc/request/+");
             let mut handled: u64 = 0;
             let mut failed: u64 = 0;
@@ -475,17 +481,8 @@ mod bench {
 
     impl Caller {
         async fn connect(port: u16, size: usize, run: u64) -> Result<Caller, String> {
-            let mut o = MqttOptions::new(
-                format!("benchcaller{}x{run}", std::process::id()),
-                "127.0.0.1".to_string(),
-                port,
-            );
-            o.set_max_packet_size(2 << 20, 2 << 20);
-            o.set_keep_alive(Duration::from_secs(60));
-            let (client, mut eventloop) = AsyncClient::new(o, 256);
-            let mut net = NetworkOptions::new();
-            net.set_tcp_nodelay(true);
-            eventloop.set_network_options(net);
+            let (client, mut eventloop) =
+                fast_connection(format!("benchcaller{}x{run}", std::process::id()), port);
             client
                 .try_subscribe(format!("/sys/{PK}/{DN}/rrpc/response/+"), QoS::AtMostOnce)
                 .map_err(|e| format!("queue subscribe: {e}"))?;

@@ -147,12 +147,12 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// A started client with one Alibaba device `dev1`, a recorder, and a caller.
-fn running(
+/// A client started on `port` with one Alibaba device `dev1` and a recorder.
+fn started(
+    port: u16,
     tweak: impl FnOnce(&mut rrpc_client_config),
-) -> (Broker, *mut rrpc_client, Arc<Recorder>, Caller) {
-    let broker = Broker::rumqttd();
-    let client = new_client(broker.port, tweak);
+) -> (*mut rrpc_client, Arc<Recorder>) {
+    let client = new_client(port, tweak);
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
         RRPC_STATUS_OK
@@ -165,6 +165,15 @@ fn running(
         "{}",
         last_error()
     );
+    (client, rec)
+}
+
+/// [`started`] on a fresh rumqttd, with a caller.
+fn running(
+    tweak: impl FnOnce(&mut rrpc_client_config),
+) -> (Broker, *mut rrpc_client, Arc<Recorder>, Caller) {
+    let broker = Broker::rumqttd();
+    let (client, rec) = started(broker.port, tweak);
     let caller = Caller::connect(broker.port);
     (broker, client, rec, caller)
 }
@@ -990,21 +999,9 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
     );
     rrpc_client_free(client);
 
-    let client = new_client(broker.port, |cfg| {
+    let (client, _rec) = started(broker.port, |cfg| {
         cfg.username = user.as_ptr();
         cfg.password = good.as_ptr();
     });
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
-    let rec = Arc::new(Recorder::default());
-    set_recorder(client, &rec);
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
     rrpc_client_free(client);
 }
