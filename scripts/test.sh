@@ -7,6 +7,7 @@
 # skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p target
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
@@ -15,4 +16,8 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 # Plain `cargo test`: unit, integration and doc tests, and it builds the examples
 # (tests/demo.rs runs the demo binary it leaves in target/debug/examples/).
-cargo test
+cargo test 2>&1 | tee target/test-output.log
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f; exit (f > 0) }' target/test-output.log

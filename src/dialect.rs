@@ -180,6 +180,15 @@ impl fmt::Display for TopicError {
 
 /// Parses a received topic as an RRPC request of any dialect.
 ///
+/// ```
+/// use rrpc::dialect::{parse_request, Dialect, TopicError};
+///
+/// let p = parse_request("$rrpc/rxd/xxx/test01/41440").unwrap();
+/// assert_eq!((p.dialect, p.message_id), (Dialect::Tencent, "41440"));
+/// assert_eq!(parse_request("/sys/pk/dn/thing/event/property/post"), Err(TopicError::NoMatch));
+/// assert!(matches!(parse_request("/sys/pk/dn/rrpc/request/"), Err(TopicError::Malformed(_))));
+/// ```
+///
 /// Returns [`TopicError::NoMatch`] for topics outside every RRPC namespace, and
 /// [`TopicError::Malformed`] for topics that start like a request but break a rule
 /// (missing or extra levels, empty or over-long parts, wildcards).

@@ -11,6 +11,53 @@
 //! - [`client`]: the built-in MQTT transport (rumqttc on a one-thread tokio
 //!   runtime), with a background-thread mode and a `yield` mode;
 //! - `ffi`: the C ABI (`include/rrpc.h`).
+//!
+//! The router alone, driven the way any transport drives it (time is an
+//! argument, publishing is a closure):
+//!
+//! ```
+//! use rrpc::{Dialect, Identity, Router, RouterConfig};
+//!
+//! let mut router = Router::new(RouterConfig::default());
+//! let dev = Identity { product_key: "a1B2c3", device_name: "dev1", custom_topic: None };
+//! let device = router.add_device(Dialect::AlibabaSystem, &dev).unwrap();
+//! assert_eq!(&*device.filter, "/sys/a1B2c3/dev1/rrpc/request/+");
+//!
+//! // A request arrives at t = 1000 ms...
+//! let req = router
+//!     .handle_message("/sys/a1B2c3/dev1/rrpc/request/889455942124347392", b"ping", 1000)
+//!     .unwrap();
+//! assert_eq!(req.message_id, "889455942124347392");
+//! assert_eq!(req.deadline_ms, 1000 + 8000); // Alibaba callers wait at most 8 s
+//! let token = req.token;
+//!
+//! // ...and is answered once, on the response topic.
+//! let mut sent = Vec::new();
+//! router
+//!     .reply(token, b"pong", 1001, |topic, payload| {
+//!         sent.push((topic.to_string(), payload.to_vec()));
+//!         Ok::<(), ()>(())
+//!     })
+//!     .unwrap();
+//! assert_eq!(sent[0].0, "/sys/a1B2c3/dev1/rrpc/response/889455942124347392");
+//! assert!(router.reply(token, b"again", 1002, |_, _| Ok::<(), ()>(())).is_err());
+//! ```
+//!
+//! The built-in client over MQTT (needs a broker):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rrpc::{Client, ClientConfig, Dialect, Identity, Request};
+//!
+//! let client = Client::new(ClientConfig::new("127.0.0.1", 1883)).unwrap();
+//! let dev = Identity { product_key: "a1B2c3", device_name: "dev1", custom_topic: None };
+//! client.add_device(Dialect::AlibabaSystem, &dev).unwrap();
+//! let replier = client.replier();
+//! client.set_handler(Some(Arc::new(move |req: &Request<'_>| {
+//!     let _ = replier.reply(req.token, req.payload); // echo
+//! })));
+//! client.start().unwrap(); // background thread; or call client.yield_for(ms) in a loop
+//! ```
 
 #[macro_use]
 pub mod log;
