@@ -1005,3 +1005,60 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
     });
     rrpc_client_free(client);
 }
+
+#[test]
+fn a_stopped_client_starts_again_and_serves_in_either_mode() {
+    let (_b, client, _rec, caller) = running(|_| {});
+    let call = |p: &[u8]| {
+        caller.call(
+            Dialect::AlibabaSystem,
+            PK,
+            "dev1",
+            None,
+            p,
+            Duration::from_secs(2),
+        )
+    };
+    assert_eq!(call(b"one").as_deref(), Some(&b"one"[..]));
+    assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
+    assert_eq!(
+        rrpc_client_stop(client),
+        RRPC_STATUS_OK,
+        "stopping twice is harmless"
+    );
+    let mut connected = true;
+    rrpc_client_is_connected(client, &mut connected);
+    assert!(!connected);
+    assert_eq!(call(b"while stopped"), None);
+    assert_eq!(
+        rrpc_client_start(client),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
+    assert_eq!(call(b"two").as_deref(), Some(&b"two"[..]));
+    // From thread mode to yield mode.
+    assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
+    let done = AtomicBool::new(false);
+    let answered = std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            let r = caller.call_until_answered(
+                Dialect::AlibabaSystem,
+                PK,
+                "dev1",
+                None,
+                b"three",
+                Duration::from_secs(10),
+            );
+            done.store(true, Ordering::SeqCst);
+            r
+        });
+        while !done.load(Ordering::SeqCst) {
+            rrpc_client_yield(client, 20);
+        }
+        t.join().unwrap()
+    });
+    assert_eq!(answered.as_deref(), Some(&b"three"[..]));
+    assert!(stats(client).connects >= 3);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
