@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use rumqttc::{
-    AsyncClient, ClientError as MqttClientError, ConnectionError, Event, EventLoop, MqttOptions,
-    NetworkOptions, Packet, QoS, Request as MqttRequest, Subscribe, SubscribeFilter,
+    AsyncClient, ClientError as MqttClientError, ConnectionError, Event, EventLoop, LastWill,
+    MqttOptions, NetworkOptions, Packet, QoS, Request as MqttRequest, Subscribe, SubscribeFilter,
     SubscribeReasonCode,
 };
 use tokio::runtime::Runtime;
@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::dialect::{Dialect, Identity};
+use crate::presence::{self, PresenceTopics};
 use crate::router::{Device, DeviceError, Dropped, ReplyError, Router, RouterConfig, Stats};
 
 /// Room for a topic and the MQTT fixed and variable headers on top of the
@@ -68,6 +69,10 @@ pub struct ClientConfig {
     pub reconnect_max_ms: u32,
     /// The router's limits and timeouts.
     pub router: RouterConfig,
+    /// Presence announcements (retained `online`/`offline`, last will) so that a
+    /// caller on a plain broker can tell OFFLINE and HALFCONN; see
+    /// [`crate::presence`]. `None` (the default) publishes nothing.
+    pub presence: Option<PresenceTopics>,
 }
 
 impl ClientConfig {
@@ -85,6 +90,7 @@ impl ClientConfig {
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
             router: RouterConfig::default(),
+            presence: None,
         }
     }
 
@@ -118,6 +124,10 @@ impl ClientConfig {
         }
         if self.router.request_timeout_ms > 600_000 {
             return bad("request_timeout_ms must be at most 600000");
+        }
+        if let Some(p) = &self.presence {
+            p.validate()
+                .map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
         }
         Ok(())
     }
@@ -350,6 +360,7 @@ impl Client {
                 // Best effort: if the queue is full the subscription lingers until the
                 // next reconnect, and its requests are dropped as unknown meanwhile.
                 let _ = mqtt.try_unsubscribe(&*device.filter);
+                self.inner.announce(&mqtt, &device, false);
             }
         }
         Ok(())
@@ -691,6 +702,9 @@ impl Inner {
         }
         let limit = cfg.router.max_payload.saturating_add(PACKET_OVERHEAD);
         o.set_max_packet_size(limit, limit);
+        if let Some(will) = self.last_will() {
+            o.set_last_will(will);
+        }
         // Every pending request may have its reply queued at once.
         let cap = cfg.router.max_pending.saturating_add(64);
         o.set_request_channel_capacity(cap);
@@ -787,6 +801,85 @@ impl Inner {
         }
     }
 
+    /// The last will for the next connection: retained `offline` on the device's
+    /// topic when the connection serves one device, else on the connection topic.
+    fn last_will(&self) -> Option<LastWill> {
+        let p = self.cfg.presence.as_ref()?;
+        let topic = {
+            let router = self.router.lock();
+            let mut devices = router.devices();
+            match (devices.next(), devices.next()) {
+                (Some(d), None) => p.device_topic(&d.product_key, &d.device_name),
+                _ => p.connection_topic(&self.client_id.lock().clone().unwrap_or_default()),
+            }
+        };
+        Some(LastWill::new(
+            topic,
+            presence::OFFLINE,
+            QoS::AtLeastOnce,
+            true,
+        ))
+    }
+
+    /// Publishes a device's retained `online {client-id}` or `offline` (presence on).
+    fn announce(&self, mqtt: &AsyncClient, device: &Device, online: bool) {
+        let Some(p) = &self.cfg.presence else { return };
+        let topic = p.device_topic(&device.product_key, &device.device_name);
+        let payload = if online {
+            presence::online_payload(&self.client_id.lock().clone().unwrap_or_default())
+                .into_bytes()
+        } else {
+            presence::OFFLINE.to_vec()
+        };
+        if mqtt
+            .try_publish(topic, QoS::AtLeastOnce, true, payload)
+            .is_err()
+        {
+            warn!(
+                "presence for {}/{} not published: queue full",
+                device.product_key, device.device_name
+            );
+        }
+    }
+
+    /// After CONNACK: queue the retained `online` announcements (presence on).
+    fn announce_all(&self, eventloop: &mut EventLoop) {
+        let Some(p) = &self.cfg.presence else { return };
+        let cid = self.client_id.lock().clone().unwrap_or_default();
+        let online = presence::online_payload(&cid);
+        let router = self.router.lock();
+        let mut n = 0;
+        for d in router.devices() {
+            let mut publish = rumqttc::Publish::new(
+                p.device_topic(&d.product_key, &d.device_name),
+                QoS::AtLeastOnce,
+                online.as_bytes(),
+            );
+            publish.retain = true;
+            eventloop.pending.push_back(MqttRequest::Publish(publish));
+            n += 1;
+        }
+        if n > 1 {
+            // Clears an `offline` left by an earlier connection with this id.
+            let mut publish =
+                rumqttc::Publish::new(p.connection_topic(&cid), QoS::AtLeastOnce, presence::ONLINE);
+            publish.retain = true;
+            eventloop.pending.push_back(MqttRequest::Publish(publish));
+        }
+    }
+
+    /// On a clean stop: every device's retained `offline` (a clean DISCONNECT
+    /// suppresses the last will).
+    fn announce_all_offline(&self, mqtt: &AsyncClient) {
+        if self.cfg.presence.is_none() {
+            return;
+        }
+        let devices: Vec<Arc<Device>> = self.router.lock().devices().cloned().collect();
+        for d in &devices {
+            self.announce(mqtt, d, false);
+        }
+    }
+
     /// After CONNACK: queue SUBSCRIBE packets for every registered device.
     fn resubscribe(&self, eventloop: &mut EventLoop) {
         let qos = self.qos();
@@ -848,6 +941,7 @@ async fn drive(
                 *inner.last_error.lock() = None;
                 inner.connects.fetch_add(1, Ordering::SeqCst);
                 inner.resubscribe(&mut eventloop);
+                inner.announce_all(&mut eventloop);
                 inner.set_connected(true);
                 info!("connected to {}:{}", inner.cfg.host, inner.cfg.port);
             }
@@ -874,6 +968,10 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 inner.note_connection_error(&e);
+                // The device set may have changed: pick the will for the next CONNECT.
+                if let Some(w) = inner.last_will() {
+                    eventloop.mqtt_options.set_last_will(w);
+                }
                 let delay = backoff.next();
                 tokio::select! {
                     biased;
@@ -887,6 +985,7 @@ async fn drive(
         // Best effort clean DISCONNECT so that the broker does not wait for the
         // keep-alive (and, with a last will, does not publish it).
         if let Some(m) = inner.mqtt.read().clone() {
+            inner.announce_all_offline(&m);
             let _ = m.try_disconnect();
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), async {

@@ -61,9 +61,11 @@
 
 #[macro_use]
 pub mod log;
+pub mod caller;
 pub mod client;
 pub mod clock;
 pub mod dialect;
+pub mod presence;
 pub mod router;
 
 /// The C ABI (`include/rrpc.h`). Public so that tests can call it as C does; Rust
@@ -71,6 +73,7 @@ pub mod router;
 #[doc(hidden)]
 pub mod ffi;
 
+pub use caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 pub use client::{Client, ClientConfig, ClientError, Replier, Request};
 pub use dialect::{Dialect, Identity};
 pub use router::{Router, RouterConfig, Stats};

@@ -1,0 +1,326 @@
+//! The caller's RRpc semantics against real brokers, with devices built on the
+//! library's Rust API (the C and command-line paths have their own tests).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Broker;
+use rrpc::caller::{
+    decode_request_base64, CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse,
+};
+use rrpc::presence::PresenceTopics;
+use rrpc::{Client, ClientConfig, Dialect, Identity};
+
+const PK: &str = "a1CallerPk";
+
+/// A device on the Rust API: echoes, except payload "slow" (answered after 1.5 s)
+/// and "mute" (never answered).
+fn device(port: u16, names: &[&str], dialect: Dialect, presence: bool) -> Client {
+    let mut cfg = ClientConfig::new("127.0.0.1", port);
+    cfg.router.max_pending = 20_000; // room for the 10,000-in-flight test
+    if presence {
+        cfg.presence = Some(PresenceTopics::default());
+    }
+    let c = Client::new(cfg).unwrap();
+    for n in names {
+        c.add_device(
+            dialect,
+            &Identity {
+                product_key: PK,
+                device_name: n,
+                custom_topic: None,
+            },
+        )
+        .unwrap();
+    }
+    let r = c.replier();
+    c.set_handler(Some(Arc::new(move |req: &rrpc::Request<'_>| {
+        match req.payload {
+            b"mute" => {}
+            b"slow" => {
+                let (r, t) = (r.clone(), req.token);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(1500));
+                    let _ = r.reply(t, b"late");
+                });
+            }
+            p => {
+                let _ = r.reply(req.token, p);
+            }
+        }
+    })));
+    c.start().unwrap();
+    c
+}
+
+fn params<'a>(dn: &'a str, payload: &'a [u8], timeout: u32) -> CallParams<'a> {
+    CallParams {
+        dialect: Dialect::AlibabaSystem,
+        product_key: PK,
+        device_name: dn,
+        payload,
+        timeout_ms: Some(timeout),
+        topic: None,
+        content_type: None,
+    }
+}
+
+fn caller(port: u16) -> Caller {
+    Caller::connect(CallerConfig::new("127.0.0.1", port)).expect("caller connects")
+}
+
+fn code(r: &RrpcResponse) -> Option<RrpcCode> {
+    r.rrpc_code
+}
+
+#[test]
+fn success_carries_binary_payloads_and_the_api_fields() {
+    for b in common::brokers() {
+        let _d = device(b.port, &["dev1"], Dialect::AlibabaSystem, true);
+        let c = caller(b.port);
+        let payload: Vec<u8> = (0..=255u8).collect();
+        let r = c.call(&params("dev1", &payload, 3000));
+        assert!(r.success, "{r:?}");
+        assert_eq!(code(&r), Some(RrpcCode::Success));
+        assert_eq!(r.payload.as_deref(), Some(&payload[..]));
+        assert!(r.message_id.unwrap() > 100_000_000_000_000_000);
+        assert_eq!(r.request_id.len(), 36);
+        let json = r.to_json();
+        assert!(
+            json.starts_with("{\"RequestId\":\"") && json.contains("\"Success\":true"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"RrpcCode\":\"SUCCESS\"") && json.contains("\"PayloadBase64Byte\":\"")
+        );
+        // The seed's example payload round-trips through Base64.
+        let req = decode_request_base64("aGVsbG8gd29ybGQ=").unwrap();
+        let r = c.call(&params("dev1", &req, 3000));
+        assert_eq!(r.payload_base64().as_deref(), Some("aGVsbG8gd29ybGQ="));
+        assert!(r.to_xml().contains("<RrpcCode>SUCCESS</RrpcCode>"));
+    }
+}
+
+#[test]
+fn tencent_and_custom_topic_calls() {
+    let Some(b) = Broker::mosquitto() else { return };
+    let _t = device(b.port, &["test01"], Dialect::Tencent, false);
+    let topic = format!("/{PK}/dev9/user/update");
+    let custom = {
+        let cfg = ClientConfig::new("127.0.0.1", b.port);
+        let c = Client::new(cfg).unwrap();
+        c.add_device(
+            Dialect::AlibabaCustom,
+            &Identity {
+                product_key: PK,
+                device_name: "dev9",
+                custom_topic: Some(&topic),
+            },
+        )
+        .unwrap();
+        let r = c.replier();
+        c.set_handler(Some(Arc::new(move |req: &rrpc::Request<'_>| {
+            let _ = r.reply(req.token, b"custom-ok");
+        })));
+        c.start().unwrap();
+        c
+    };
+    let c = caller(b.port);
+    let mut p = params("test01", b"ok?", 3000);
+    p.dialect = Dialect::Tencent;
+    p.timeout_ms = None; // Tencent: fixed 4 s
+    let r = c.call(&p);
+    assert_eq!(
+        (code(&r), r.payload.as_deref()),
+        (Some(RrpcCode::Success), Some(&b"ok?"[..]))
+    );
+    let mut p = params("dev9", b"x", 3000);
+    p.topic = Some(&topic);
+    let r = c.call(&p);
+    assert_eq!(
+        (code(&r), r.payload.as_deref()),
+        (Some(RrpcCode::Success), Some(&b"custom-ok"[..])),
+        "{r:?}"
+    );
+    drop(custom);
+}
+
+#[test]
+fn invalid_parameters_are_refused_with_the_reason() {
+    let b = Broker::rumqttd();
+    let c = caller(b.port);
+    let cases: Vec<(CallParams<'_>, &str)> = vec![
+        (params("dev1", b"", 999), "Timeout 999"),
+        (params("dev1", b"", 8001), "Timeout 8001"),
+        (
+            CallParams {
+                timeout_ms: None,
+                ..params("dev1", b"", 1000)
+            },
+            "Timeout is required",
+        ),
+        (
+            params("dev+1", b"", 1000),
+            "DeviceName contains an MQTT wildcard",
+        ),
+        (
+            params("dev/1", b"", 1000),
+            "DeviceName contains the topic separator",
+        ),
+        (
+            CallParams {
+                product_key: "a#",
+                ..params("dev1", b"", 1000)
+            },
+            "ProductKey contains an MQTT wildcard",
+        ),
+        (
+            CallParams {
+                content_type: Some(12),
+                ..params("dev1", b"", 1000)
+            },
+            "ContentType 12",
+        ),
+        (
+            CallParams {
+                topic: Some("/a/+/b"),
+                ..params("dev1", b"", 1000)
+            },
+            "Topic contains an MQTT wildcard",
+        ),
+    ];
+    for (p, why) in cases {
+        let r = c.call(&p);
+        assert!(!r.success, "{p:?}");
+        assert_eq!(r.code.as_deref(), Some("InvalidParameter"));
+        assert!(
+            r.error_message.as_deref().unwrap_or("").contains(why),
+            "{why}: {r:?}"
+        );
+        assert!(r.to_json().contains("\"Success\":false"));
+    }
+    for ok in [0, 11, 65, 66, 240, 255] {
+        let p = CallParams {
+            content_type: Some(ok),
+            ..params("nobody", b"", 1000)
+        };
+        assert!(c.call(&p).success, "ContentType {ok} is valid");
+    }
+    assert!(decode_request_base64("not base64!")
+        .unwrap_err()
+        .contains("not valid Base64"));
+    assert_eq!(c.stats().refused, 8);
+}
+
+#[test]
+fn offline_is_immediate_timeout_waits_and_halfconn_follows_the_last_will() {
+    for b in common::brokers() {
+        // A device that stops cleanly leaves a retained "offline".
+        let d = device(b.port, &["gone"], Dialect::AlibabaSystem, true);
+        drop(d);
+        let c = caller(b.port);
+        assert_eq!(c.device_online(PK, "gone"), Some(false));
+        let t = Instant::now();
+        let r = c.call(&params("gone", b"x", 5000));
+        assert_eq!(code(&r), Some(RrpcCode::Offline), "{r:?}");
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "OFFLINE without waiting"
+        );
+
+        // A device that never answers: TIMEOUT after the timeout.
+        let _m = device(b.port, &["mute"], Dialect::AlibabaSystem, true);
+        let t = Instant::now();
+        let r = c.call(&params("mute", b"mute", 1000));
+        assert_eq!(code(&r), Some(RrpcCode::Timeout), "{r:?}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(1000) && t.elapsed() < Duration::from_millis(2000)
+        );
+        assert!(c.device_online(PK, "mute") == Some(true));
+
+        // Its late reply is discarded and counted.
+        let _s = device(b.port, &["slow"], Dialect::AlibabaSystem, true);
+        let r = c.call(&params("slow", b"slow", 1000));
+        assert_eq!(code(&r), Some(RrpcCode::Timeout));
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(c.stats().late_responses, 1);
+    }
+}
+
+#[test]
+fn many_threads_and_many_calls_in_flight_on_one_connection() {
+    let b = Broker::rumqttd();
+    let _d = device(
+        b.port,
+        &["d0", "d1", "d2", "d3"],
+        Dialect::AlibabaSystem,
+        false,
+    );
+    let c = Arc::new(caller(b.port));
+    // 1,000 calls from 8 threads, all correct.
+    let ok = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (c, ok) = (&c, &ok);
+            s.spawn(move || {
+                for i in 0..125 {
+                    let dn = format!("d{}", i % 4);
+                    let p = format!("t{t}-{i}");
+                    let r = c.call(&params(&dn, p.as_bytes(), 8000));
+                    if r.rrpc_code == Some(RrpcCode::Success)
+                        && r.payload.as_deref() == Some(p.as_bytes())
+                    {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(ok.load(Ordering::Relaxed), 1000);
+    // 10,000 calls in flight at once, each completed exactly once.
+    let done = Arc::new(AtomicUsize::new(0));
+    let right = Arc::new(AtomicUsize::new(0));
+    for i in 0..10_000u32 {
+        let p = i.to_le_bytes();
+        let (done, right) = (done.clone(), right.clone());
+        c.call_async(
+            &params(&format!("d{}", i % 4), &p, 8000),
+            Box::new(move |r| {
+                if r.payload.as_deref() == Some(&p[..]) {
+                    right.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }),
+        );
+    }
+    // Unanswered calls would end at their 8 s timeout: wait past it.
+    let end = Instant::now() + Duration::from_secs(30);
+    while done.load(Ordering::Relaxed) < 10_000 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(done.load(Ordering::Relaxed), 10_000, "{:?}", c.stats());
+    assert_eq!(right.load(Ordering::Relaxed), 10_000);
+    let s = c.stats();
+    assert_eq!(
+        (s.success, s.in_flight, s.duplicate_responses),
+        (11_000, 0, 0)
+    );
+}
+
+#[test]
+fn unreachable_broker_is_a_clear_error_within_the_timeout() {
+    let port = common::free_port();
+    let mut cfg = CallerConfig::new("127.0.0.1", port);
+    cfg.connect_timeout_ms = 2000;
+    let t = Instant::now();
+    let e = Caller::connect(cfg).unwrap_err().to_string();
+    assert!(t.elapsed() < Duration::from_millis(2500));
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}")) && e.contains("refused"),
+        "{e}"
+    );
+}
