@@ -4,7 +4,7 @@
  *
  *   deferred_reply --host 127.0.0.1 --port 1883 --dialect alibaba \
  *                  --product-key a1B2c3 --device-name dev1 [--delay-ms 20]
- *                  [--max-requests N]
+ *                  [--max-requests N] [--presence 1]
  *
  * The reply is "done:" followed by the request payload. Prints one line per reply.
  */
@@ -94,7 +94,7 @@ static void *worker(void *p)
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1", *dialect_name = "alibaba", *pk = NULL, *dn = NULL;
-    long port = 1883, delay_ms = 20;
+    long port = 1883, delay_ms = 20, presence = 0;
     unsigned long max_requests = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -105,6 +105,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--device-name")) dn = v;
         else if (!strcmp(a, "--delay-ms")) delay_ms = strtol(v, NULL, 10);
         else if (!strcmp(a, "--max-requests")) max_requests = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--presence")) presence = strtol(v, NULL, 10);
         else { fprintf(stderr, "deferred_reply: unknown option %s\n", a); return 2; }
     }
     if (!pk || !dn || port <= 0 || port > 65535 || delay_ms < 0) {
@@ -123,6 +124,7 @@ int main(int argc, char **argv)
     }
     cfg.host = host;
     cfg.port = (uint16_t)port;
+    cfg.presence = presence != 0;
     if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK ||
         (st = rrpc_client_add_device(client, dialect, pk, dn, NULL)) != RRPC_STATUS_OK ||
         (st = rrpc_client_set_callback(client, on_request, NULL)) != RRPC_STATUS_OK ||

@@ -8,6 +8,8 @@
  * --yield runs the client in yield mode on the main thread instead of thread mode.
  * --max-requests exits cleanly after N requests (for leak checks under valgrind).
  * --quiet prints nothing per request (for benchmarks).
+ * --presence announces the devices (retained online/offline, last will) so that
+ * callers can tell OFFLINE and HALFCONN.
  * Exits on SIGINT/SIGTERM, freeing everything.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -59,7 +61,7 @@ static void usage(void)
             "usage: echo_device --host H --port P --dialect alibaba|alibaba-custom|tencent\n"
             "                   --product-key PK --device-name DN [--device-name DN2 ...]\n"
             "                   [--topic /custom/topic] [--yield] [--max-requests N]\n"
-            "                   [--client-id ID] [--connect-timeout-ms MS] [--quiet]\n");
+            "                   [--client-id ID] [--connect-timeout-ms MS] [--quiet] [--presence]\n");
 }
 
 int main(int argc, char **argv)
@@ -67,7 +69,7 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1", *dialect_name = "alibaba", *pk = NULL, *topic = NULL;
     const char *client_id = NULL;
     const char *names[MAX_DEVICES];
-    int n_names = 0, use_yield = 0;
+    int n_names = 0, use_yield = 0, presence = 0;
     long port = 1883, connect_timeout = -1;
     unsigned long max_requests = 0;
 
@@ -75,6 +77,7 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--yield") == 0) { use_yield = 1; continue; }
         if (strcmp(a, "--quiet") == 0) { quiet = 1; continue; }
+        if (strcmp(a, "--presence") == 0) { presence = 1; continue; }
         if (v == NULL) { usage(); return 2; }
         if (strcmp(a, "--host") == 0) host = v;
         else if (strcmp(a, "--port") == 0) port = strtol(v, NULL, 10);
@@ -100,6 +103,7 @@ int main(int argc, char **argv)
     cfg.port = (uint16_t)port;
     cfg.client_id = client_id;
     if (connect_timeout >= 0) cfg.connect_timeout_ms = (uint32_t)connect_timeout;
+    cfg.presence = presence != 0;
 
     rrpc_client *client = NULL;
     if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK) return fail("rrpc_client_new", st);

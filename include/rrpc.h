@@ -172,10 +172,234 @@ typedef uint32_t rrpc_log_level;
 #endif // __cplusplus
 
 /**
+ * `RrpcCode` values, in `rrpc_response_view.rrpc_code`.
+ */
+enum rrpc_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The device answered in time.
+     */
+    RRPC_CODE_SUCCESS = 0,
+    /**
+     * The device did not answer within the timeout.
+     */
+    RRPC_CODE_TIMEOUT = 1,
+    /**
+     * The device is known to be offline (presence); nothing was sent.
+     */
+    RRPC_CODE_OFFLINE = 2,
+    /**
+     * The device's connection dropped (its last will arrived) during the call.
+     */
+    RRPC_CODE_HALFCONN = 3,
+    /**
+     * A system error: the caller's own connection failed during the call.
+     */
+    RRPC_CODE_UNKNOWN = 4,
+    /**
+     * No RrpcCode: the call was not carried out (`success` is false).
+     */
+    RRPC_CODE_NONE = 255,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_code rrpc_code;
+#else
+typedef uint32_t rrpc_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * An RRpc caller: one MQTT connection that calls devices. Created by
+ * `rrpc_caller_new`, released by `rrpc_caller_free`.
+ */
+typedef struct rrpc_caller rrpc_caller;
+
+/**
  * An RRPC device client: one MQTT connection serving one or more devices.
  * Created by `rrpc_client_new`, released by `rrpc_client_free`.
  */
 typedef struct rrpc_client rrpc_client;
+
+/**
+ * The outcome of one call, with the RRpc API's fields. Read it with
+ * `rrpc_response_view_get` or print it with `rrpc_response_to_json`/`_xml`.
+ */
+typedef struct rrpc_response rrpc_response;
+
+/**
+ * Settings for `rrpc_caller_new`; fill with `rrpc_caller_config_init`. Strings
+ * are copied.
+ */
+typedef struct rrpc_caller_config {
+    /**
+     * Broker host name or IP address. Required.
+     */
+    const char *host;
+    /**
+     * Broker TCP port. Default 1883.
+     */
+    uint16_t port;
+    /**
+     * MQTT keep-alive in seconds. Default 60.
+     */
+    uint16_t keep_alive_s;
+    /**
+     * Follow device presence (OFFLINE, HALFCONN). Default true.
+     */
+    bool presence;
+    /**
+     * MQTT client id, or NULL (default) for "rrpccaller" + 16 random hex digits.
+     */
+    const char *client_id;
+    /**
+     * MQTT user name, or NULL.
+     */
+    const char *username;
+    /**
+     * MQTT password, or NULL.
+     */
+    const char *password;
+    /**
+     * How long `rrpc_caller_new` waits for the connection and the presence
+     * snapshot, in ms. Default 5000.
+     */
+    uint32_t connect_timeout_ms;
+    /**
+     * Largest request or response payload. Default 262144.
+     */
+    uint32_t max_payload;
+    /**
+     * Most calls in flight at once. Default 65536.
+     */
+    uint32_t max_in_flight;
+    /**
+     * Device status prefix, or NULL for "rrpc/presence".
+     */
+    const char *presence_prefix;
+    /**
+     * Connection status prefix, or NULL for "rrpc/connection".
+     */
+    const char *connection_prefix;
+} rrpc_caller_config;
+
+/**
+ * One call's parameters, as the RRpc API names them; fill with
+ * `rrpc_call_params_init`.
+ */
+typedef struct rrpc_call_params {
+    /**
+     * RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with `topic`, the
+     * Alibaba custom-topic dialect.
+     */
+    uint32_t dialect;
+    /**
+     * ProductKey (Tencent: product id). Required.
+     */
+    const char *product_key;
+    /**
+     * DeviceName. Required.
+     */
+    const char *device_name;
+    /**
+     * Custom RRPC topic such as "/a1B2/dev1/user/update", or NULL.
+     */
+    const char *topic;
+    /**
+     * The request bytes (the API's RequestBase64Byte, decoded); NULL when empty.
+     */
+    const uint8_t *payload;
+    size_t payload_len;
+    /**
+     * Timeout in ms, 1000 to 8000; 0 only for Tencent (4000).
+     */
+    uint32_t timeout_ms;
+    /**
+     * ContentType: 0, 11, 65, 66 or 240-255; -1 (default) for none.
+     */
+    int32_t content_type;
+} rrpc_call_params;
+
+/**
+ * Receives a call's response, exactly once. `response` is valid only during the
+ * call. Runs on the caller's own thread (or, for calls refused at once and for
+ * OFFLINE, on the thread that made the call); it must not call
+ * `rrpc_caller_call` or `rrpc_caller_free` (they fail with
+ * RRPC_STATUS_WRONG_STATE); `rrpc_caller_call_async` is fine.
+ */
+typedef void (*rrpc_response_cb)(void *user_data, const struct rrpc_response *response);
+
+/**
+ * A response's fields. Pointers belong to the response and live as long as it.
+ */
+typedef struct rrpc_response_view {
+    /**
+     * RequestId (UUID form), NUL-terminated.
+     */
+    const char *request_id;
+    /**
+     * Success: whether the call was carried out.
+     */
+    bool success;
+    /**
+     * Code when `success` is false ("InvalidParameter",
+     * "iot.system.SystemException"), else NULL.
+     */
+    const char *code;
+    /**
+     * ErrorMessage when `success` is false, else NULL.
+     */
+    const char *error_message;
+    /**
+     * Whether `message_id` is set (a request went out).
+     */
+    bool has_message_id;
+    /**
+     * MessageId.
+     */
+    uint64_t message_id;
+    /**
+     * RrpcCode (an `rrpc_code` value); RRPC_CODE_NONE when `success` is false.
+     */
+    uint32_t rrpc_code;
+    /**
+     * The device's reply (RRPC_CODE_SUCCESS), binary-safe; NULL when empty or absent.
+     */
+    const uint8_t *payload;
+    size_t payload_len;
+} rrpc_response_view;
+
+/**
+ * Counters of a caller (`rrpc_caller_get_stats`).
+ */
+typedef struct rrpc_caller_stats {
+    uint64_t calls;
+    uint64_t success;
+    uint64_t timeout;
+    uint64_t offline;
+    uint64_t halfconn;
+    uint64_t unknown;
+    /**
+     * Calls refused before sending (parameters, not connected, too many).
+     */
+    uint64_t refused;
+    /**
+     * Responses that arrived after their call timed out (discarded).
+     */
+    uint64_t late_responses;
+    /**
+     * Responses for unknown message ids (discarded).
+     */
+    uint64_t unknown_responses;
+    /**
+     * Second responses to an answered call (discarded; the first wins).
+     */
+    uint64_t duplicate_responses;
+    uint64_t in_flight;
+} rrpc_caller_stats;
 
 /**
  * Settings for `rrpc_client_new`. Fill it with `rrpc_client_config_init`, then
@@ -248,6 +472,23 @@ typedef struct rrpc_client_config {
      * dialect's caller timeout: 8000 for Alibaba, 4000 for Tencent.
      */
     uint32_t request_timeout_ms;
+    /**
+     * Presence on a plain broker, so that callers can tell OFFLINE and HALFCONN.
+     * When true, each device gets a retained "online <client-id>" on
+     * "<presence_prefix>/<pk>/<dn>" after every connect and a retained "offline"
+     * on a clean stop; the last will (retained "offline") goes on the device's
+     * topic when the client serves one device, else on
+     * "<connection_prefix>/<client-id>". Default false.
+     */
+    bool presence;
+    /**
+     * Prefix of device status topics, or NULL (default) for "rrpc/presence".
+     */
+    const char *presence_prefix;
+    /**
+     * Prefix of connection status topics, or NULL (default) for "rrpc/connection".
+     */
+    const char *connection_prefix;
 } rrpc_client_config;
 
 /**
@@ -401,6 +642,161 @@ typedef void (*rrpc_log_cb)(void *user_data, uint32_t level, const char *message
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Fills `out_config` with the defaults (see `rrpc_caller_config`).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_caller_config_init(struct rrpc_caller_config *out_config);
+
+/**
+ * Connects a caller: subscribes the response wildcard and (presence on) the
+ * presence topics, and returns once the broker delivered the retained presence,
+ * so that a call made right after knows which devices are offline.
+ *
+ * @param[in]  config     settings; strings are copied.
+ * @param[out] out_caller receives the caller; release it with `rrpc_caller_free`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->host` or `out_caller` is NULL.
+ * @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range.
+ * @retval RRPC_STATUS_CONNECT_FAILED   no connection within `connect_timeout_ms`
+ *                                      (the message has the address and reason).
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_caller_new(const struct rrpc_caller_config *config,
+                            struct rrpc_caller **out_caller);
+
+/**
+ * Disconnects and releases the caller. Calls still in flight end with
+ * RRPC_CODE_UNKNOWN (their callbacks run before this returns). NULL is ignored.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_WRONG_STATE called from a response callback; nothing released.
+ *
+ * Once, when no other thread uses the caller; not from a response callback.
+ */
+rrpc_status rrpc_caller_free(struct rrpc_caller *caller_ptr);
+
+/**
+ * Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no topic, empty
+ * payload, timeout 0 (set it), content_type -1.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+ */
+rrpc_status rrpc_call_params_init(struct rrpc_call_params *out_params);
+
+/**
+ * Makes a call and waits for its outcome (at most the timeout). Refused
+ * parameters (Timeout outside 1000-8000, bad ContentType, wildcards in
+ * identities, ...) are not a status: the response says `success` false with Code
+ * "InvalidParameter" and the reason, as the RRpc API does.
+ *
+ * @param[in]  caller       the caller.
+ * @param[in]  params       the call; strings and payload are copied.
+ * @param[out] out_response receives the response; release with `rrpc_response_free`.
+ * @retval RRPC_STATUS_OK               a response was produced (check it).
+ * @retval RRPC_STATUS_NULL_POINTER     `caller`, `params`, an identity or
+ *                                      `out_response` is NULL.
+ * @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `dialect` or `content_type` is not a value
+ *                                      of its kind.
+ * @retval RRPC_STATUS_WRONG_STATE      called from a response callback (it would
+ *                                      wait for its own thread): use call_async.
+ *
+ * Any thread, many at once.
+ */
+rrpc_status rrpc_caller_call(struct rrpc_caller *caller_ptr,
+                             const struct rrpc_call_params *params,
+                             struct rrpc_response **out_response);
+
+/**
+ * Starts a call and returns at once; `callback` receives the response exactly
+ * once (see `rrpc_response_cb` for the thread).
+ *
+ * @param[in] caller    the caller.
+ * @param[in] params    the call; strings and payload are copied.
+ * @param[in] callback  required.
+ * @param[in] user_data handed to the callback untouched.
+ * @retval RRPC_STATUS_OK               started; the callback will run.
+ * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8,
+ *         RRPC_STATUS_INVALID_ARGUMENT  as for `rrpc_caller_call`; the callback
+ *                                       will not run.
+ *
+ * Any thread, including response callbacks.
+ */
+rrpc_status rrpc_caller_call_async(struct rrpc_caller *caller_ptr,
+                                   const struct rrpc_call_params *params,
+                                   rrpc_response_cb callback,
+                                   void *user_data);
+
+/**
+ * Reads a response's fields into `out_view`.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `response` or `out_view` is NULL.
+ *
+ * Any thread; the view's pointers live as long as the response.
+ */
+rrpc_status rrpc_response_view_get(const struct rrpc_response *response_ptr,
+                                   struct rrpc_response_view *out_view);
+
+/**
+ * Writes the response as JSON (the RRpc API's field names) into `buf`,
+ * NUL-terminated.
+ *
+ * @param[out] buf     destination, or NULL to learn the length.
+ * @param[in]  size    size of `buf`.
+ * @param[out] out_len receives the length without the NUL; may be NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
+ * @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
+ */
+rrpc_status rrpc_response_to_json(const struct rrpc_response *response_ptr,
+                                  char *buf,
+                                  size_t size,
+                                  size_t *out_len);
+
+/**
+ * As `rrpc_response_to_json`, in the XML form (`<RRpcResponse>`).
+ */
+rrpc_status rrpc_response_to_xml(const struct rrpc_response *response_ptr,
+                                 char *buf,
+                                 size_t size,
+                                 size_t *out_len);
+
+/**
+ * Releases a response returned by `rrpc_caller_call`. NULL is ignored. Never
+ * free the response handed to a callback.
+ *
+ * @retval RRPC_STATUS_OK
+ */
+rrpc_status rrpc_response_free(struct rrpc_response *response_ptr);
+
+/**
+ * Reads the caller's counters.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `caller` or `out_stats` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_caller_get_stats(struct rrpc_caller *caller_ptr,
+                                  struct rrpc_caller_stats *out_stats);
+
+/**
+ * The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",
+ * "UNKNOWN", or "NONE" for RRPC_CODE_NONE and unknown values.
+ *
+ * Never fails. The string is static. Any thread.
+ */
+const char *rrpc_code_str(uint32_t code);
 
 /**
  * Fills `out_config` with the defaults (see each field of `rrpc_client_config`).

@@ -528,6 +528,17 @@ impl fmt::Debug for Caller {
     }
 }
 
+thread_local! {
+    /// Set on every caller's own thread (where completions of answered calls run).
+    static ON_CALLER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is a caller's own thread: blocking there on a call
+/// (or dropping a caller) would wait for this very thread.
+pub fn on_caller_thread() -> bool {
+    ON_CALLER_THREAD.with(|c| c.get())
+}
+
 fn sync_topic(client_id: &str) -> String {
     format!("rrpc/caller/{client_id}/sync")
 }
@@ -604,6 +615,7 @@ impl Caller {
         let thread = std::thread::Builder::new()
             .name("rrpc-caller".into())
             .spawn(move || {
+                ON_CALLER_THREAD.with(|c| c.set(true));
                 runtime.block_on(async move {
                     let timers = tokio::spawn(expire_calls(inner2.clone(), stop_rx.clone()));
                     drive(inner2, &mut eventloop, stop_rx).await;
@@ -643,8 +655,15 @@ impl Caller {
         &self.inner.client_id
     }
 
-    /// Makes a call and waits for its outcome.
+    /// Makes a call and waits for its outcome. From inside a completion (on the
+    /// caller's own thread) it cannot wait and fails at once: use `call_async`.
     pub fn call(&self, p: &CallParams<'_>) -> RrpcResponse {
+        if on_caller_thread() {
+            return RrpcResponse::failed(
+                CODE_SYSTEM_EXCEPTION,
+                "A system exception occurred: a blocking call from a completion would deadlock; use call_async",
+            );
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         self.call_async(
             p,

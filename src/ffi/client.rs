@@ -11,6 +11,7 @@ use super::{
 };
 use crate::client::{Client, ClientConfig, Request};
 use crate::dialect::{Dialect, Identity};
+use crate::presence::PresenceTopics;
 use crate::router::RouterConfig;
 
 /// An RRPC device client: one MQTT connection serving one or more devices.
@@ -61,6 +62,17 @@ pub struct rrpc_client_config {
     /// How long a request may wait for its reply, in ms; 0 (default) uses the
     /// dialect's caller timeout: 8000 for Alibaba, 4000 for Tencent.
     pub request_timeout_ms: u32,
+    /// Presence on a plain broker, so that callers can tell OFFLINE and HALFCONN.
+    /// When true, each device gets a retained "online <client-id>" on
+    /// "<presence_prefix>/<pk>/<dn>" after every connect and a retained "offline"
+    /// on a clean stop; the last will (retained "offline") goes on the device's
+    /// topic when the client serves one device, else on
+    /// "<connection_prefix>/<client-id>". Default false.
+    pub presence: bool,
+    /// Prefix of device status topics, or NULL (default) for "rrpc/presence".
+    pub presence_prefix: *const c_char,
+    /// Prefix of connection status topics, or NULL (default) for "rrpc/connection".
+    pub connection_prefix: *const c_char,
 }
 
 /// A request handed to the callback. All pointers are owned by the library and
@@ -188,6 +200,9 @@ pub extern "C" fn rrpc_client_config_init(out_config: *mut rrpc_client_config) -
             max_pending: d.router.max_pending as u32,
             max_payload: d.router.max_payload as u32,
             request_timeout_ms: d.router.request_timeout_ms,
+            presence: false,
+            presence_prefix: std::ptr::null(),
+            connection_prefix: std::ptr::null(),
         };
         Ok(())
     })
@@ -233,6 +248,9 @@ pub extern "C" fn rrpc_client_new(
             request_timeout_ms: c.request_timeout_ms,
             ..RouterConfig::default()
         };
+        if c.presence {
+            cfg.presence = Some(presence_topics(c.presence_prefix, c.connection_prefix)?);
+        }
         let client = Client::new(cfg)?;
         *out = Box::into_raw(Box::new(Handle { client })).cast::<rrpc_client>();
         Ok(())
@@ -327,6 +345,24 @@ pub extern "C" fn rrpc_client_remove_device(
         h.client.remove_device(d, &id)?;
         Ok(())
     })
+}
+
+/// Presence topics from optional C prefixes (NULL: the defaults).
+pub(crate) fn presence_topics(
+    device: *const c_char,
+    connection: *const c_char,
+) -> Result<PresenceTopics, Failure> {
+    let mut p = PresenceTopics::default();
+    // SAFETY: NUL-terminated strings per the documented contract.
+    if let Some(d) = unsafe { arg_opt_str(device, "presence_prefix") }? {
+        p.device_prefix = d.to_string();
+    }
+    if let Some(c) = unsafe { arg_opt_str(connection, "connection_prefix") }? {
+        p.connection_prefix = c.to_string();
+    }
+    p.validate()
+        .map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))?;
+    Ok(p)
 }
 
 fn identity_args<'a>(

@@ -11,6 +11,7 @@
 // Marking them `unsafe fn` would change nothing for C callers.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod caller;
 pub mod client;
 pub mod misc;
 

@@ -13,6 +13,14 @@ static void on_log(void *user_data, uint32_t level, const char *message)
     (void)user_data; (void)level; (void)message;
 }
 
+static void on_response(void *user_data, const rrpc_response *response)
+{
+    rrpc_response_view view;
+    (void)user_data;
+    rrpc_response_view_get(response, &view);
+    (void)rrpc_code_str(view.rrpc_code);
+}
+
 int header_smoke(void);
 int header_smoke(void)
 {
@@ -40,6 +48,30 @@ int header_smoke(void)
     st = rrpc_monotonic_ms(&now);
     st = rrpc_set_log_handler(on_log, NULL, RRPC_LOG_WARN);
     st = rrpc_client_free(client);
+
+    {
+        rrpc_caller_config ccfg;
+        rrpc_call_params params;
+        rrpc_caller *caller = NULL;
+        rrpc_response *response = NULL;
+        rrpc_caller_stats cstats;
+        char json[512];
+        size_t json_len = 0;
+        st = rrpc_caller_config_init(&ccfg);
+        ccfg.host = "127.0.0.1";
+        st = rrpc_caller_new(&ccfg, &caller);
+        st = rrpc_call_params_init(&params);
+        params.product_key = "pk";
+        params.device_name = "dn";
+        params.timeout_ms = 1000;
+        st = rrpc_caller_call(caller, &params, &response);
+        st = rrpc_response_to_json(response, json, sizeof json, &json_len);
+        st = rrpc_response_to_xml(response, json, sizeof json, &json_len);
+        st = rrpc_response_free(response);
+        st = rrpc_caller_call_async(caller, &params, on_response, NULL);
+        st = rrpc_caller_get_stats(caller, &cstats);
+        st = rrpc_caller_free(caller);
+    }
     (void)rrpc_version();
     (void)rrpc_last_error_message();
     return st == RRPC_STATUS_OK ? 0 : (int)rrpc_status_str(st)[0];

@@ -1,0 +1,573 @@
+//! `rrpc_caller` and `rrpc_response`: the cloud side, as C sees it.
+
+use std::ffi::{c_char, c_void, CString};
+
+use super::client::presence_topics;
+use super::misc::SendPtr;
+use super::rrpc_status::*;
+use super::{
+    arg_bytes, arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, write_str_out,
+    Failure,
+};
+use crate::caller::{on_caller_thread, CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
+use crate::dialect::Dialect;
+
+/// An RRpc caller: one MQTT connection that calls devices. Created by
+/// `rrpc_caller_new`, released by `rrpc_caller_free`.
+pub struct rrpc_caller {
+    _private: [u8; 0],
+}
+
+/// The outcome of one call, with the RRpc API's fields. Read it with
+/// `rrpc_response_view_get` or print it with `rrpc_response_to_json`/`_xml`.
+pub struct rrpc_response {
+    _private: [u8; 0],
+}
+
+/// `RrpcCode` values, in `rrpc_response_view.rrpc_code`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_code {
+    /// The device answered in time.
+    RRPC_CODE_SUCCESS = 0,
+    /// The device did not answer within the timeout.
+    RRPC_CODE_TIMEOUT = 1,
+    /// The device is known to be offline (presence); nothing was sent.
+    RRPC_CODE_OFFLINE = 2,
+    /// The device's connection dropped (its last will arrived) during the call.
+    RRPC_CODE_HALFCONN = 3,
+    /// A system error: the caller's own connection failed during the call.
+    RRPC_CODE_UNKNOWN = 4,
+    /// No RrpcCode: the call was not carried out (`success` is false).
+    RRPC_CODE_NONE = 255,
+}
+
+const _: () = {
+    assert!(rrpc_code::RRPC_CODE_SUCCESS as u32 == RrpcCode::Success as u32);
+    assert!(rrpc_code::RRPC_CODE_TIMEOUT as u32 == RrpcCode::Timeout as u32);
+    assert!(rrpc_code::RRPC_CODE_OFFLINE as u32 == RrpcCode::Offline as u32);
+    assert!(rrpc_code::RRPC_CODE_HALFCONN as u32 == RrpcCode::HalfConn as u32);
+    assert!(rrpc_code::RRPC_CODE_UNKNOWN as u32 == RrpcCode::Unknown as u32);
+};
+
+/// Settings for `rrpc_caller_new`; fill with `rrpc_caller_config_init`. Strings
+/// are copied.
+#[repr(C)]
+pub struct rrpc_caller_config {
+    /// Broker host name or IP address. Required.
+    pub host: *const c_char,
+    /// Broker TCP port. Default 1883.
+    pub port: u16,
+    /// MQTT keep-alive in seconds. Default 60.
+    pub keep_alive_s: u16,
+    /// Follow device presence (OFFLINE, HALFCONN). Default true.
+    pub presence: bool,
+    /// MQTT client id, or NULL (default) for "rrpccaller" + 16 random hex digits.
+    pub client_id: *const c_char,
+    /// MQTT user name, or NULL.
+    pub username: *const c_char,
+    /// MQTT password, or NULL.
+    pub password: *const c_char,
+    /// How long `rrpc_caller_new` waits for the connection and the presence
+    /// snapshot, in ms. Default 5000.
+    pub connect_timeout_ms: u32,
+    /// Largest request or response payload. Default 262144.
+    pub max_payload: u32,
+    /// Most calls in flight at once. Default 65536.
+    pub max_in_flight: u32,
+    /// Device status prefix, or NULL for "rrpc/presence".
+    pub presence_prefix: *const c_char,
+    /// Connection status prefix, or NULL for "rrpc/connection".
+    pub connection_prefix: *const c_char,
+}
+
+/// One call's parameters, as the RRpc API names them; fill with
+/// `rrpc_call_params_init`.
+#[repr(C)]
+pub struct rrpc_call_params {
+    /// RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with `topic`, the
+    /// Alibaba custom-topic dialect.
+    pub dialect: u32,
+    /// ProductKey (Tencent: product id). Required.
+    pub product_key: *const c_char,
+    /// DeviceName. Required.
+    pub device_name: *const c_char,
+    /// Custom RRPC topic such as "/a1B2/dev1/user/update", or NULL.
+    pub topic: *const c_char,
+    /// The request bytes (the API's RequestBase64Byte, decoded); NULL when empty.
+    pub payload: *const u8,
+    pub payload_len: usize,
+    /// Timeout in ms, 1000 to 8000; 0 only for Tencent (4000).
+    pub timeout_ms: u32,
+    /// ContentType: 0, 11, 65, 66 or 240-255; -1 (default) for none.
+    pub content_type: i32,
+}
+
+/// A response's fields. Pointers belong to the response and live as long as it.
+#[repr(C)]
+pub struct rrpc_response_view {
+    /// RequestId (UUID form), NUL-terminated.
+    pub request_id: *const c_char,
+    /// Success: whether the call was carried out.
+    pub success: bool,
+    /// Code when `success` is false ("InvalidParameter",
+    /// "iot.system.SystemException"), else NULL.
+    pub code: *const c_char,
+    /// ErrorMessage when `success` is false, else NULL.
+    pub error_message: *const c_char,
+    /// Whether `message_id` is set (a request went out).
+    pub has_message_id: bool,
+    /// MessageId.
+    pub message_id: u64,
+    /// RrpcCode (an `rrpc_code` value); RRPC_CODE_NONE when `success` is false.
+    pub rrpc_code: u32,
+    /// The device's reply (RRPC_CODE_SUCCESS), binary-safe; NULL when empty or absent.
+    pub payload: *const u8,
+    pub payload_len: usize,
+}
+
+/// Counters of a caller (`rrpc_caller_get_stats`).
+#[repr(C)]
+#[derive(Default)]
+pub struct rrpc_caller_stats {
+    pub calls: u64,
+    pub success: u64,
+    pub timeout: u64,
+    pub offline: u64,
+    pub halfconn: u64,
+    pub unknown: u64,
+    /// Calls refused before sending (parameters, not connected, too many).
+    pub refused: u64,
+    /// Responses that arrived after their call timed out (discarded).
+    pub late_responses: u64,
+    /// Responses for unknown message ids (discarded).
+    pub unknown_responses: u64,
+    /// Second responses to an answered call (discarded; the first wins).
+    pub duplicate_responses: u64,
+    pub in_flight: u64,
+}
+
+/// Receives a call's response, exactly once. `response` is valid only during the
+/// call. Runs on the caller's own thread (or, for calls refused at once and for
+/// OFFLINE, on the thread that made the call); it must not call
+/// `rrpc_caller_call` or `rrpc_caller_free` (they fail with
+/// RRPC_STATUS_WRONG_STATE); `rrpc_caller_call_async` is fine.
+pub type rrpc_response_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, response: *const rrpc_response)>;
+
+struct Response {
+    r: RrpcResponse,
+    request_id: CString,
+    code: Option<CString>,
+    error_message: Option<CString>,
+}
+
+impl Response {
+    fn new(r: RrpcResponse) -> Response {
+        let c = |s: &str| CString::new(s.replace('\0', " ")).unwrap_or_default();
+        Response {
+            request_id: c(&r.request_id),
+            code: r.code.as_deref().map(c),
+            error_message: r.error_message.as_deref().map(c),
+            r,
+        }
+    }
+}
+
+fn caller<'a>(p: *const rrpc_caller) -> Result<&'a Caller, Failure> {
+    // SAFETY: made by `rrpc_caller_new` from a `Box<Caller>`; valid until freed.
+    unsafe { arg_ref(p.cast::<Caller>(), "caller") }
+}
+
+fn response<'a>(p: *const rrpc_response) -> Result<&'a Response, Failure> {
+    // SAFETY: made by this module from a `Box<Response>` (or borrowed during a callback).
+    unsafe { arg_ref(p.cast::<Response>(), "response") }
+}
+
+/// Fills `out_config` with the defaults (see `rrpc_caller_config`).
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -> rrpc_status {
+    boundary("rrpc_caller_config_init", || {
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_config, "out_config") }?;
+        let d = CallerConfig::new("", 1883);
+        *out = rrpc_caller_config {
+            host: std::ptr::null(),
+            port: d.port,
+            keep_alive_s: d.keep_alive_s,
+            presence: d.presence.is_some(),
+            client_id: std::ptr::null(),
+            username: std::ptr::null(),
+            password: std::ptr::null(),
+            connect_timeout_ms: d.connect_timeout_ms,
+            max_payload: d.max_payload as u32,
+            max_in_flight: d.max_in_flight as u32,
+            presence_prefix: std::ptr::null(),
+            connection_prefix: std::ptr::null(),
+        };
+        Ok(())
+    })
+}
+
+/// Connects a caller: subscribes the response wildcard and (presence on) the
+/// presence topics, and returns once the broker delivered the retained presence,
+/// so that a call made right after knows which devices are offline.
+///
+/// @param[in]  config     settings; strings are copied.
+/// @param[out] out_caller receives the caller; release it with `rrpc_caller_free`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->host` or `out_caller` is NULL.
+/// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range.
+/// @retval RRPC_STATUS_CONNECT_FAILED   no connection within `connect_timeout_ms`
+///                                      (the message has the address and reason).
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_caller_new(
+    config: *const rrpc_caller_config,
+    out_caller: *mut *mut rrpc_caller,
+) -> rrpc_status {
+    boundary("rrpc_caller_new", || {
+        // SAFETY: pointer contracts documented above.
+        let c = unsafe { arg_ref(config, "config") }?;
+        let out = unsafe { arg_out(out_caller, "out_caller") }?;
+        let host = unsafe { arg_str(c.host, "config->host") }?;
+        let mut cfg = CallerConfig::new(host, c.port);
+        cfg.client_id =
+            unsafe { arg_opt_str(c.client_id, "config->client_id") }?.map(str::to_string);
+        cfg.username = unsafe { arg_opt_str(c.username, "config->username") }?.map(str::to_string);
+        cfg.password = unsafe { arg_opt_str(c.password, "config->password") }?.map(str::to_string);
+        cfg.keep_alive_s = c.keep_alive_s;
+        cfg.connect_timeout_ms = c.connect_timeout_ms;
+        cfg.max_payload = c.max_payload as usize;
+        cfg.max_in_flight = c.max_in_flight as usize;
+        cfg.presence = if c.presence {
+            Some(presence_topics(c.presence_prefix, c.connection_prefix)?)
+        } else {
+            None
+        };
+        let caller = Caller::connect(cfg).map_err(|e| match e {
+            crate::caller::CallerError::InvalidArgument(m) => {
+                Failure::new(RRPC_STATUS_INVALID_ARGUMENT, m)
+            }
+            crate::caller::CallerError::ConnectFailed(m) => Failure::new(
+                RRPC_STATUS_CONNECT_FAILED,
+                format!("could not connect: {m}"),
+            ),
+        })?;
+        *out = Box::into_raw(Box::new(caller)).cast::<rrpc_caller>();
+        Ok(())
+    })
+}
+
+/// Disconnects and releases the caller. Calls still in flight end with
+/// RRPC_CODE_UNKNOWN (their callbacks run before this returns). NULL is ignored.
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_WRONG_STATE called from a response callback; nothing released.
+///
+/// Once, when no other thread uses the caller; not from a response callback.
+#[no_mangle]
+pub extern "C" fn rrpc_caller_free(caller_ptr: *mut rrpc_caller) -> rrpc_status {
+    boundary("rrpc_caller_free", || {
+        if caller_ptr.is_null() {
+            return Ok(());
+        }
+        if on_caller_thread() {
+            return Err(Failure::new(
+                RRPC_STATUS_WRONG_STATE,
+                "a caller cannot be freed from a response callback",
+            ));
+        }
+        // SAFETY: made by `Box::into_raw` in `rrpc_caller_new`; freed once.
+        drop(unsafe { Box::from_raw(caller_ptr.cast::<Caller>()) });
+        Ok(())
+    })
+}
+
+/// Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no topic, empty
+/// payload, timeout 0 (set it), content_type -1.
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+#[no_mangle]
+pub extern "C" fn rrpc_call_params_init(out_params: *mut rrpc_call_params) -> rrpc_status {
+    boundary("rrpc_call_params_init", || {
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_params, "out_params") }?;
+        *out = rrpc_call_params {
+            dialect: Dialect::AlibabaSystem as u32,
+            product_key: std::ptr::null(),
+            device_name: std::ptr::null(),
+            topic: std::ptr::null(),
+            payload: std::ptr::null(),
+            payload_len: 0,
+            timeout_ms: 0,
+            content_type: -1,
+        };
+        Ok(())
+    })
+}
+
+fn with_params<T>(
+    p: *const rrpc_call_params,
+    f: impl FnOnce(&CallParams<'_>) -> T,
+) -> Result<T, Failure> {
+    // SAFETY: pointer contracts documented on the calling functions.
+    let p = unsafe { arg_ref(p, "params") }?;
+    let dialect = Dialect::from_u32(p.dialect).ok_or_else(|| {
+        Failure::new(
+            RRPC_STATUS_INVALID_ARGUMENT,
+            format!("dialect {} is not an rrpc_dialect", p.dialect),
+        )
+    })?;
+    let params = CallParams {
+        dialect,
+        product_key: unsafe { arg_str(p.product_key, "params->product_key") }?,
+        device_name: unsafe { arg_str(p.device_name, "params->device_name") }?,
+        topic: unsafe { arg_opt_str(p.topic, "params->topic") }?,
+        payload: unsafe { arg_bytes(p.payload, p.payload_len, "params->payload") }?,
+        timeout_ms: (p.timeout_ms != 0).then_some(p.timeout_ms),
+        content_type: u32::try_from(p.content_type).ok(),
+    };
+    if p.content_type < -1 {
+        return Err(Failure::new(
+            RRPC_STATUS_INVALID_ARGUMENT,
+            format!(
+                "content_type {} is neither -1 nor a ContentType",
+                p.content_type
+            ),
+        ));
+    }
+    Ok(f(&params))
+}
+
+/// Makes a call and waits for its outcome (at most the timeout). Refused
+/// parameters (Timeout outside 1000-8000, bad ContentType, wildcards in
+/// identities, ...) are not a status: the response says `success` false with Code
+/// "InvalidParameter" and the reason, as the RRpc API does.
+///
+/// @param[in]  caller       the caller.
+/// @param[in]  params       the call; strings and payload are copied.
+/// @param[out] out_response receives the response; release with `rrpc_response_free`.
+/// @retval RRPC_STATUS_OK               a response was produced (check it).
+/// @retval RRPC_STATUS_NULL_POINTER     `caller`, `params`, an identity or
+///                                      `out_response` is NULL.
+/// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `dialect` or `content_type` is not a value
+///                                      of its kind.
+/// @retval RRPC_STATUS_WRONG_STATE      called from a response callback (it would
+///                                      wait for its own thread): use call_async.
+///
+/// Any thread, many at once.
+#[no_mangle]
+pub extern "C" fn rrpc_caller_call(
+    caller_ptr: *mut rrpc_caller,
+    params: *const rrpc_call_params,
+    out_response: *mut *mut rrpc_response,
+) -> rrpc_status {
+    boundary("rrpc_caller_call", || {
+        let c = caller(caller_ptr)?;
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_response, "out_response") }?;
+        if on_caller_thread() {
+            return Err(Failure::new(
+                RRPC_STATUS_WRONG_STATE,
+                "a blocking call from a response callback would deadlock; use rrpc_caller_call_async",
+            ));
+        }
+        let r = with_params(params, |p| c.call(p))?;
+        *out = Box::into_raw(Box::new(Response::new(r))).cast::<rrpc_response>();
+        Ok(())
+    })
+}
+
+/// Starts a call and returns at once; `callback` receives the response exactly
+/// once (see `rrpc_response_cb` for the thread).
+///
+/// @param[in] caller    the caller.
+/// @param[in] params    the call; strings and payload are copied.
+/// @param[in] callback  required.
+/// @param[in] user_data handed to the callback untouched.
+/// @retval RRPC_STATUS_OK               started; the callback will run.
+/// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8,
+///         RRPC_STATUS_INVALID_ARGUMENT  as for `rrpc_caller_call`; the callback
+///                                       will not run.
+///
+/// Any thread, including response callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_caller_call_async(
+    caller_ptr: *mut rrpc_caller,
+    params: *const rrpc_call_params,
+    callback: rrpc_response_cb,
+    user_data: *mut c_void,
+) -> rrpc_status {
+    let ud = SendPtr(user_data);
+    boundary("rrpc_caller_call_async", move || {
+        let c = caller(caller_ptr)?;
+        let cb =
+            callback.ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "callback is NULL"))?;
+        with_params(params, |p| {
+            c.call_async(
+                p,
+                Box::new(move |r| {
+                    let resp = Response::new(r);
+                    let ptr = (&resp as *const Response).cast::<rrpc_response>();
+                    // SAFETY: the application registered `cb` for this signature;
+                    // `resp` outlives the call.
+                    unsafe { cb(ud.get(), ptr) }
+                }),
+            )
+        })
+    })
+}
+
+/// Reads a response's fields into `out_view`.
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `response` or `out_view` is NULL.
+///
+/// Any thread; the view's pointers live as long as the response.
+#[no_mangle]
+pub extern "C" fn rrpc_response_view_get(
+    response_ptr: *const rrpc_response,
+    out_view: *mut rrpc_response_view,
+) -> rrpc_status {
+    boundary("rrpc_response_view_get", || {
+        let r = response(response_ptr)?;
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_view, "out_view") }?;
+        let payload = r.r.payload.as_deref().unwrap_or(&[]);
+        *out = rrpc_response_view {
+            request_id: r.request_id.as_ptr(),
+            success: r.r.success,
+            code: r.code.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            error_message: r
+                .error_message
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr()),
+            has_message_id: r.r.message_id.is_some(),
+            message_id: r.r.message_id.unwrap_or(0),
+            rrpc_code: r
+                .r
+                .rrpc_code
+                .map_or(rrpc_code::RRPC_CODE_NONE as u32, |c| c as u32),
+            payload: if payload.is_empty() {
+                std::ptr::null()
+            } else {
+                payload.as_ptr()
+            },
+            payload_len: payload.len(),
+        };
+        Ok(())
+    })
+}
+
+/// Writes the response as JSON (the RRpc API's field names) into `buf`,
+/// NUL-terminated.
+///
+/// @param[out] buf     destination, or NULL to learn the length.
+/// @param[in]  size    size of `buf`.
+/// @param[out] out_len receives the length without the NUL; may be NULL.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
+/// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
+#[no_mangle]
+pub extern "C" fn rrpc_response_to_json(
+    response_ptr: *const rrpc_response,
+    buf: *mut c_char,
+    size: usize,
+    out_len: *mut usize,
+) -> rrpc_status {
+    boundary("rrpc_response_to_json", || {
+        let r = response(response_ptr)?;
+        // SAFETY: `buf` has `size` writable bytes per the contract.
+        unsafe { write_str_out(&r.r.to_json(), buf, size, out_len) }
+    })
+}
+
+/// As `rrpc_response_to_json`, in the XML form (`<RRpcResponse>`).
+#[no_mangle]
+pub extern "C" fn rrpc_response_to_xml(
+    response_ptr: *const rrpc_response,
+    buf: *mut c_char,
+    size: usize,
+    out_len: *mut usize,
+) -> rrpc_status {
+    boundary("rrpc_response_to_xml", || {
+        let r = response(response_ptr)?;
+        // SAFETY: `buf` has `size` writable bytes per the contract.
+        unsafe { write_str_out(&r.r.to_xml(), buf, size, out_len) }
+    })
+}
+
+/// Releases a response returned by `rrpc_caller_call`. NULL is ignored. Never
+/// free the response handed to a callback.
+///
+/// @retval RRPC_STATUS_OK
+#[no_mangle]
+pub extern "C" fn rrpc_response_free(response_ptr: *mut rrpc_response) -> rrpc_status {
+    boundary("rrpc_response_free", || {
+        if !response_ptr.is_null() {
+            // SAFETY: made by `Box::into_raw` in `rrpc_caller_call`; freed once.
+            drop(unsafe { Box::from_raw(response_ptr.cast::<Response>()) });
+        }
+        Ok(())
+    })
+}
+
+/// Reads the caller's counters.
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `caller` or `out_stats` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_caller_get_stats(
+    caller_ptr: *mut rrpc_caller,
+    out_stats: *mut rrpc_caller_stats,
+) -> rrpc_status {
+    boundary("rrpc_caller_get_stats", || {
+        let c = caller(caller_ptr)?;
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_stats, "out_stats") }?;
+        let s = c.stats();
+        *out = rrpc_caller_stats {
+            calls: s.calls,
+            success: s.success,
+            timeout: s.timeout,
+            offline: s.offline,
+            halfconn: s.halfconn,
+            unknown: s.unknown,
+            refused: s.refused,
+            late_responses: s.late_responses,
+            unknown_responses: s.unknown_responses,
+            duplicate_responses: s.duplicate_responses,
+            in_flight: s.in_flight,
+        };
+        Ok(())
+    })
+}
+
+/// The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",
+/// "UNKNOWN", or "NONE" for RRPC_CODE_NONE and unknown values.
+///
+/// Never fails. The string is static. Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_code_str(code: u32) -> *const c_char {
+    match code {
+        0 => c"SUCCESS",
+        1 => c"TIMEOUT",
+        2 => c"OFFLINE",
+        3 => c"HALFCONN",
+        4 => c"UNKNOWN",
+        _ => c"NONE",
+    }
+    .as_ptr()
+}
