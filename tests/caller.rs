@@ -324,3 +324,62 @@ fn unreachable_broker_is_a_clear_error_within_the_timeout() {
         "{e}"
     );
 }
+
+/// A misbehaving device on raw rumqttc: answers every request twice ("first",
+/// then "second") and also sends a response for an id nobody asked for.
+fn double_answering_device(port: u16, dn: &str) -> std::thread::JoinHandle<()> {
+    let mut o = rumqttc::MqttOptions::new(format!("rogue-{dn}"), "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    let (client, mut conn) = rumqttc::Client::new(o, 100);
+    client
+        .subscribe(
+            format!("/sys/{PK}/{dn}/rrpc/request/+"),
+            rumqttc::QoS::AtMostOnce,
+        )
+        .unwrap();
+    std::thread::spawn(move || {
+        for ev in conn.iter().take(10_000) {
+            match ev {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    let resp = p.topic.replace("/rrpc/request/", "/rrpc/response/");
+                    for body in [&b"first"[..], b"second"] {
+                        client
+                            .publish(resp.clone(), rumqttc::QoS::AtMostOnce, false, body.to_vec())
+                            .unwrap();
+                    }
+                    let stray = resp.rsplit_once('/').unwrap().0.to_string() + "/42";
+                    client
+                        .publish(stray, rumqttc::QoS::AtMostOnce, false, b"?".to_vec())
+                        .unwrap();
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+#[test]
+fn duplicate_responses_first_wins_and_unknown_ids_are_counted() {
+    let b = Broker::rumqttd();
+    let _rogue = double_answering_device(b.port, "rogue");
+    let c = caller(b.port);
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut r = c.call(&params("rogue", b"q", 1000));
+    while r.rrpc_code != Some(RrpcCode::Success) && Instant::now() < end {
+        r = c.call(&params("rogue", b"q", 1000)); // the rogue may still be subscribing
+    }
+    assert_eq!(r.payload.as_deref(), Some(&b"first"[..]), "{r:?}");
+    let wait = Instant::now() + Duration::from_secs(3);
+    while (c.stats().duplicate_responses < 1 || c.stats().unknown_responses < 1)
+        && Instant::now() < wait
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = c.stats();
+    assert!(
+        s.duplicate_responses >= 1 && s.unknown_responses >= 1,
+        "{s:?}"
+    );
+    assert_eq!(s.in_flight, 0);
+}
