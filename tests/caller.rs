@@ -383,3 +383,40 @@ fn duplicate_responses_first_wins_and_unknown_ids_are_counted() {
     );
     assert_eq!(s.in_flight, 0);
 }
+
+#[test]
+fn removing_a_device_announces_it_offline_and_connection_wills_cover_several_devices() {
+    let Some(b) = Broker::mosquitto() else { return };
+    let c = caller(b.port);
+    let d = device(b.port, &["keep", "drop"], Dialect::AlibabaSystem, true);
+    let wait_for = |dn: &str, want: Option<bool>| {
+        let end = Instant::now() + Duration::from_secs(5);
+        while c.device_online(PK, dn) != want && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(c.device_online(PK, dn), want, "{dn}");
+    };
+    wait_for("keep", Some(true));
+    wait_for("drop", Some(true));
+    d.remove_device(
+        Dialect::AlibabaSystem,
+        &Identity {
+            product_key: PK,
+            device_name: "drop",
+            custom_topic: None,
+        },
+    )
+    .unwrap();
+    wait_for("drop", Some(false));
+    assert_eq!(
+        code(&c.call(&params("drop", b"x", 3000))),
+        Some(RrpcCode::Offline)
+    );
+    assert_eq!(
+        code(&c.call(&params("keep", b"x", 3000))),
+        Some(RrpcCode::Success)
+    );
+    // A clean stop takes the remaining device offline too.
+    drop(d);
+    wait_for("keep", Some(false));
+}

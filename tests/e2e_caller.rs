@@ -328,3 +328,26 @@ fn call_device_runs_clean_under_valgrind() {
     );
     assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
 }
+
+#[test]
+fn a_crashed_client_serving_several_devices_takes_them_all_offline() {
+    let Some(b) = Broker::mosquitto() else { return };
+    let dev = echo_device(b.port, "multi1", &["--device-name", "multi2", "--presence"]);
+    for dn in ["multi1", "multi2"] {
+        let (st, out, _) = call(
+            b.port,
+            &["--device-name", dn, "--payload", "x", "--timeout", "3000"],
+        );
+        assert_eq!(st, 0, "{dn}: {out}");
+    }
+    dev.signal(libc::SIGKILL); // no clean stop: only the connection's last will speaks
+    std::thread::sleep(Duration::from_millis(500));
+    for dn in ["multi1", "multi2"] {
+        let (st, out, took) = call(
+            b.port,
+            &["--device-name", dn, "--payload", "x", "--timeout", "8000"],
+        );
+        assert_eq!(st, 4, "{dn}: {out}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+}
