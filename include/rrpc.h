@@ -69,7 +69,8 @@ enum rrpc_status
      */
     RRPC_STATUS_DEVICE_REMOVED = 9,
     /**
-     * The device is already registered on this client.
+     * The device is already registered on this client, or another device
+     * already uses its custom topic.
      */
     RRPC_STATUS_ALREADY_EXISTS = 10,
     /**

@@ -95,7 +95,10 @@ pub struct RrpcResponse {
 }
 
 impl RrpcResponse {
-    fn failed(code: &str, message: impl Into<String>) -> RrpcResponse {
+    /// A response for a call that was not carried out (`Success` false), with its
+    /// `Code` (e.g. [`CODE_INVALID_PARAMETER`], [`CODE_SYSTEM_EXCEPTION`]) and
+    /// `ErrorMessage`, and a fresh `RequestId`.
+    pub fn failed(code: &str, message: impl Into<String>) -> RrpcResponse {
         RrpcResponse {
             request_id: request_id(),
             success: false,
@@ -632,7 +635,9 @@ impl Caller {
             std::time::Instant::now() + Duration::from_millis(u64::from(connect_timeout.max(1)));
         let mut st = caller.inner.state.lock();
         while !st.ready {
-            if caller.inner.ready.wait_until(&mut st, deadline).timed_out() {
+            // A refused or unreachable broker fails at once, as Client::start does.
+            let failed = caller.inner.last_error.lock().is_some();
+            if failed || caller.inner.ready.wait_until(&mut st, deadline).timed_out() {
                 drop(st);
                 let why = caller
                     .inner

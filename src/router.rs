@@ -220,6 +220,8 @@ impl<E: fmt::Display> fmt::Display for ReplyError<E> {
 pub enum DeviceError {
     Invalid(IdentityError),
     AlreadyExists,
+    /// Another device already receives requests on this custom topic.
+    TopicInUse(String),
     NotFound,
 }
 
@@ -228,6 +230,12 @@ impl fmt::Display for DeviceError {
         match self {
             DeviceError::Invalid(e) => write!(f, "invalid identity: {e}"),
             DeviceError::AlreadyExists => f.write_str("device is already registered"),
+            DeviceError::TopicInUse(other) => {
+                write!(
+                    f,
+                    "custom topic already receives requests for device {other}"
+                )
+            }
             DeviceError::NotFound => f.write_str("device is not registered"),
         }
     }
@@ -401,7 +409,17 @@ impl Router {
     ) -> Result<Arc<Device>, DeviceError> {
         dialect::validate_identity(dialect, id).map_err(DeviceError::Invalid)?;
         let key = DeviceKey::of(dialect, id);
-        if self.lookup(&key).is_some() {
+        if let Some(i) = self.lookup(&key) {
+            let other = &self.slots[i as usize]
+                .as_ref()
+                .expect("indexed slot is live")
+                .device;
+            if *other.product_key != *id.product_key || *other.device_name != *id.device_name {
+                return Err(DeviceError::TopicInUse(format!(
+                    "{}/{}",
+                    other.product_key, other.device_name
+                )));
+            }
             return Err(DeviceError::AlreadyExists);
         }
         let (prefix, suffix) = dialect.response_parts(id);
@@ -1196,6 +1214,31 @@ mod tests {
             .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 5)
             .is_ok());
         assert_eq!(r.device_count(), 2);
+    }
+
+    #[test]
+    fn one_custom_topic_serves_one_device() {
+        let mut r = Router::new(RouterConfig::default());
+        let topic = Some("/a1GFjLP3xxC/shared/user/rrpc");
+        let a = Identity {
+            product_key: PK,
+            device_name: "a",
+            custom_topic: topic,
+        };
+        r.add_device(Dialect::AlibabaCustom, &a).unwrap();
+        let b = Identity {
+            device_name: "b",
+            ..a
+        };
+        let e = r.add_device(Dialect::AlibabaCustom, &b).unwrap_err();
+        assert_eq!(e, DeviceError::TopicInUse(format!("{PK}/a")));
+        assert!(e
+            .to_string()
+            .contains("custom topic already receives requests for device"));
+        assert_eq!(
+            r.add_device(Dialect::AlibabaCustom, &a).unwrap_err(),
+            DeviceError::AlreadyExists
+        );
     }
 
     #[test]

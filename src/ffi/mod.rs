@@ -50,7 +50,8 @@ pub enum rrpc_status {
     RRPC_STATUS_EXPIRED = 8,
     /// The device was removed while the request was pending; not sent.
     RRPC_STATUS_DEVICE_REMOVED = 9,
-    /// The device is already registered on this client.
+    /// The device is already registered on this client, or another device
+    /// already uses its custom topic.
     RRPC_STATUS_ALREADY_EXISTS = 10,
     /// The device is not registered on this client.
     RRPC_STATUS_NOT_FOUND = 11,
@@ -144,7 +145,9 @@ impl From<ClientError> for Failure {
         let status = match &e {
             ClientError::InvalidArgument(_) => RRPC_STATUS_INVALID_ARGUMENT,
             ClientError::Device(DeviceError::Invalid(_)) => RRPC_STATUS_INVALID_IDENTITY,
-            ClientError::Device(DeviceError::AlreadyExists) => RRPC_STATUS_ALREADY_EXISTS,
+            ClientError::Device(DeviceError::AlreadyExists | DeviceError::TopicInUse(_)) => {
+                RRPC_STATUS_ALREADY_EXISTS
+            }
             ClientError::Device(DeviceError::NotFound) => RRPC_STATUS_NOT_FOUND,
             ClientError::WrongState(_) => RRPC_STATUS_WRONG_STATE,
             ClientError::ConnectFailed(_) => RRPC_STATUS_CONNECT_FAILED,

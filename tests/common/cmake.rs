@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The repository root (where Cargo.toml and CMakeLists.txt live).
+/// The repository root (where the workspace Cargo.toml and CMakeLists.txt live).
 pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    super::repo_root()
 }
 
 /// The CMake build directory [`c_build`] uses: `target/cmake-test`.

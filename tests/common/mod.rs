@@ -33,11 +33,23 @@ pub fn require_tool(tool: &str) -> bool {
     found
 }
 
+/// The repository root: the nearest directory above the crate under test that
+/// holds CMakeLists.txt (the library's own directory, or the parent of `cli/`).
+pub fn repo_root() -> &'static Path {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let start = Path::new(env!("CARGO_MANIFEST_DIR"));
+        start
+            .ancestors()
+            .find(|d| d.join("CMakeLists.txt").exists())
+            .unwrap_or(start)
+            .to_path_buf()
+    })
+}
+
 /// A directory under target/ for this test's files.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/test-scratch")
-        .join(name);
+    let d = repo_root().join("target/test-scratch").join(name);
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d
 }

@@ -1,0 +1,202 @@
+//! `rrpc device`: an echo device on librrpc's `Client`.
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use rrpc::presence::PresenceTopics;
+use rrpc::{Client, ClientConfig, ClientError, Dialect, Identity, Replier, Request};
+
+use crate::{signals, Conn, DialectArg, EXIT_INVALID, EXIT_SYSTEM};
+
+pub const AFTER_HELP: &str = "\
+The device answers every request with its own payload (QoS 0), at once or after --delay-ms,
+and prints one line per request on stdout:
+  request <dialect> <pk>/<dn> id=<message id> len=<bytes>
+It runs until SIGINT or SIGTERM, then disconnects cleanly.
+
+Presence (on unless --no-presence): the device publishes a retained `online <client-id>` on
+rrpc/presence/<pk>/<dn> when it connects and a retained `offline` when it stops, and leaves a
+last will so that the broker says `offline` for it if it dies. Callers that follow presence
+(`rrpc call` does) then answer OFFLINE at once for a stopped device instead of waiting for
+the timeout, and HALFCONN when the device drops in the middle of a call.
+
+Exit status: 0 stopped by a signal, 2 invalid arguments or identities, 7 broker unreachable.
+
+Examples:
+  rrpc device --port 1883 --product-key a1B2c3 --device-name dev1 --device-name dev2
+  rrpc device --port 1883 --product-key a1B2c3 --device-name dev1 \\
+              --dialect alibaba-custom --topic /a1B2c3/dev1/user/update
+  rrpc device --port 1883 --dialect tencent --product-key PRODID --device-name test01";
+
+#[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
+pub struct DeviceArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// ProductKey (Tencent: productId) of the devices.
+    #[arg(long)]
+    pub product_key: String,
+    /// DeviceName to serve; repeat it to serve several devices on one connection.
+    #[arg(long, required = true)]
+    pub device_name: Vec<String>,
+    /// Topic conventions (alibaba with --topic means alibaba-custom).
+    #[arg(long, value_enum, default_value_t = DialectArg::Alibaba)]
+    pub dialect: DialectArg,
+    /// Custom RRPC topic (alibaba-custom), such as /a1B2c3/dev1/user/update.
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Option<String>,
+    /// Do not announce presence (callers then see TIMEOUT, never OFFLINE or HALFCONN).
+    #[arg(long)]
+    pub no_presence: bool,
+    /// Answer each request after this many ms, from another thread.
+    #[arg(long, value_name = "MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub delay_ms: u64,
+    /// MQTT client id (default: derived, unique per process and device set).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// How long to wait for the broker at start, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=600_000))]
+    pub connect_timeout_ms: u32,
+}
+
+/// A client config for `conn`, with presence announcements when `presence`.
+pub fn client_config(conn: &Conn, presence: bool) -> ClientConfig {
+    let mut cfg = ClientConfig::new(conn.host.clone(), conn.port);
+    cfg.username = conn.username.clone();
+    cfg.password = conn.password.clone();
+    if presence {
+        cfg.presence = Some(PresenceTopics::default());
+    }
+    cfg
+}
+
+/// Answers requests after a fixed delay, in arrival order, on one thread.
+struct Delayed {
+    tx: mpsc::Sender<(Instant, u64, Vec<u8>)>,
+}
+
+impl Delayed {
+    fn start(replier: Replier) -> Delayed {
+        let (tx, rx) = mpsc::channel::<(Instant, u64, Vec<u8>)>();
+        std::thread::spawn(move || {
+            // Ends when the handler (and with it the sender) is dropped.
+            for (due, token, payload) in rx {
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                if let Err(e) = replier.reply(token, &payload) {
+                    eprintln!("rrpc device: delayed reply failed: {e}");
+                }
+            }
+        });
+        Delayed { tx }
+    }
+}
+
+fn dialect_and_topic(a: &DeviceArgs) -> Result<Dialect, String> {
+    match (a.dialect, &a.topic) {
+        (DialectArg::Alibaba, Some(_)) | (DialectArg::AlibabaCustom, Some(_)) => {
+            Ok(Dialect::AlibabaCustom)
+        }
+        (DialectArg::AlibabaCustom, None) => {
+            Err("--dialect alibaba-custom needs --topic".to_string())
+        }
+        (DialectArg::Tencent, Some(_)) => {
+            Err("--topic (custom RRPC topics) exists only for Alibaba".to_string())
+        }
+        (d, None) => Ok(d.dialect()),
+    }
+}
+
+pub fn run(a: DeviceArgs) -> ExitCode {
+    let invalid = |m: String| {
+        eprintln!("rrpc device: {m}");
+        ExitCode::from(EXIT_INVALID)
+    };
+    let dialect = match dialect_and_topic(&a) {
+        Ok(d) => d,
+        Err(m) => return invalid(m),
+    };
+    if a.topic.is_some() && a.device_name.len() > 1 {
+        return invalid(
+            "a custom topic serves one device: give one --device-name with --topic".to_string(),
+        );
+    }
+    let mut cfg = client_config(&a.conn, !a.no_presence);
+    cfg.client_id = a.client_id.clone();
+    cfg.connect_timeout_ms = a.connect_timeout_ms;
+    let client = match Client::new(cfg) {
+        Ok(c) => c,
+        Err(e) => return invalid(e.to_string()),
+    };
+    for dn in &a.device_name {
+        let id = Identity {
+            product_key: &a.product_key,
+            device_name: dn,
+            custom_topic: a.topic.as_deref(),
+        };
+        match client.add_device(dialect, &id) {
+            Ok(d) => eprintln!(
+                "rrpc device: serving {dialect} {}/{dn} on {}",
+                a.product_key, d.filter
+            ),
+            Err(e) => return invalid(format!("device {}/{dn}: {e}", a.product_key)),
+        }
+    }
+    let replier = client.replier();
+    let delayed = (a.delay_ms > 0).then(|| Delayed::start(replier.clone()));
+    let delay = Duration::from_millis(a.delay_ms);
+    client.set_handler(Some(Arc::new(move |req: &Request<'_>| {
+        println!(
+            "request {} {}/{} id={} len={}",
+            req.device.dialect,
+            req.device.product_key,
+            req.device.device_name,
+            req.message_id,
+            req.payload.len()
+        );
+        let sent = match &delayed {
+            Some(d) => {
+                d.tx.send((Instant::now() + delay, req.token, req.payload.to_vec()))
+                    .map_err(|_| "the reply thread ended".to_string())
+            }
+            None => replier
+                .reply(req.token, req.payload)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = sent {
+            eprintln!("rrpc device: reply to {} failed: {e}", req.message_id);
+        }
+    })));
+    if let Err(e) = signals::install() {
+        eprintln!("rrpc device: cannot install signal handlers: {e}");
+        return ExitCode::from(EXIT_SYSTEM);
+    }
+    if let Err(e) = client.start() {
+        eprintln!("rrpc device: {e}");
+        if dialect == Dialect::Tencent {
+            eprintln!("rrpc device: note: some brokers (rumqttd) drop clients that subscribe to '$' topics such as Tencent's $rrpc/rxd/...; Mosquitto accepts them");
+        }
+        return ExitCode::from(match e {
+            ClientError::InvalidArgument(_) | ClientError::Device(_) => EXIT_INVALID,
+            _ => EXIT_SYSTEM,
+        });
+    }
+    eprintln!(
+        "rrpc device: connected as {} (presence {})",
+        client.client_id().unwrap_or_default(),
+        if a.no_presence { "off" } else { "on" }
+    );
+    let sig = signals::wait(|| false).unwrap_or(libc::SIGTERM);
+    eprintln!("rrpc device: {}: stopping", signals::name(sig));
+    client.set_handler(None);
+    if let Err(e) = client.stop() {
+        eprintln!("rrpc device: stop: {e}");
+        return ExitCode::from(EXIT_SYSTEM);
+    }
+    eprintln!("rrpc device: stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,141 @@
+//! `rrpc`: the command-line tool of librrpc. Calls devices the way the RRpc API
+//! does (`call`), runs an echo device (`device`), an embedded broker (`broker`),
+//! and the demonstration (`demo`). Results go to stdout, progress to stderr.
+
+mod broker;
+mod call;
+mod demo;
+mod device;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rrpc::{Dialect, RrpcResponse};
+
+/// Exit statuses (documented in `rrpc call --help`).
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_TIMEOUT: u8 = 3;
+pub const EXIT_OFFLINE: u8 = 4;
+pub const EXIT_HALFCONN: u8 = 5;
+pub const EXIT_UNKNOWN: u8 = 6;
+pub const EXIT_SYSTEM: u8 = 7;
+
+const LONG_ABOUT: &str = "\
+rrpc: Revert-RPC (RRPC) over MQTT, from the command line.
+
+RRPC gives the cloud synchronous calls *to* devices over MQTT: the caller publishes a request
+on a device topic that carries a unique message id, and the device answers on the matching
+response topic before the caller's timeout. `rrpc` speaks the RRpc API (Alibaba Cloud IoT and
+its white labels such as Tuya, and Tencent IoT Hub topics) through any MQTT 3.1.1 broker, with
+librrpc on both sides.";
+
+const EXAMPLES: &str = "\
+Examples:
+  rrpc demo                                  # broker, device and calls in one process
+  rrpc broker --bind 127.0.0.1:1883          # a broker for what follows (or use Mosquitto)
+  rrpc device --port 1883 --product-key a1B2c3 --device-name dev1
+  rrpc call --port 1883 --product-key a1B2c3 --device-name dev1 \\
+            --payload 'hello' --timeout 3000
+
+`rrpc call` exits with 0 SUCCESS, 2 invalid parameters, 3 TIMEOUT, 4 OFFLINE, 5 HALFCONN,
+6 UNKNOWN, 7 broker unreachable or other system error. `rrpc <command> --help` for details.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rrpc",
+    version,
+    about = "Revert-RPC (RRPC) over MQTT: synchronous calls from the cloud to devices",
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make one RRPC call to a device and print the RRpc response (JSON or XML).
+    Call(call::CallArgs),
+    /// Run an echo device built on librrpc, until SIGINT or SIGTERM.
+    Device(device::DeviceArgs),
+    /// Run an embedded MQTT broker (rumqttd), until SIGINT or SIGTERM.
+    Broker(broker::BrokerArgs),
+    /// Broker, devices and caller in one process: calls that show each RrpcCode, and latency.
+    Demo(demo::DemoArgs),
+}
+
+/// Where the broker is, and how to log in.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// Broker host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Broker TCP port.
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// MQTT user name.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// MQTT password (needs --username).
+    #[arg(long, requires = "username")]
+    pub password: Option<String>,
+}
+
+/// The topic conventions, by their command-line names.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialectArg {
+    /// Alibaba system topics /sys/{pk}/{dn}/rrpc/request/{id} (also Tuya's white label).
+    Alibaba,
+    /// Alibaba custom topic /ext/rrpc/{id}{topic} (needs --topic).
+    AlibabaCustom,
+    /// Tencent IoT Hub $rrpc/rxd/{productId}/{deviceName}/{processId} (not through rumqttd).
+    Tencent,
+}
+
+impl DialectArg {
+    pub fn dialect(self) -> Dialect {
+        match self {
+            DialectArg::Alibaba => Dialect::AlibabaSystem,
+            DialectArg::AlibabaCustom => Dialect::AlibabaCustom,
+            DialectArg::Tencent => Dialect::Tencent,
+        }
+    }
+}
+
+/// A response made here rather than by the library (Success=false): for input
+/// refused before any connection, or a broker that cannot be reached.
+pub fn local_response(code: &str, message: String) -> RrpcResponse {
+    RrpcResponse::failed(code, message)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Call(a) => call::run(a),
+        Command::Device(a) => device::run(a),
+        Command::Broker(a) => broker::run(a),
+        Command::Demo(a) => demo::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn request_ids_are_uuids() {
+        let a = local_response("x", String::new()).request_id;
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert_ne!(a, local_response("x", String::new()).request_id);
+    }
+}
