@@ -16,7 +16,7 @@
 //! it waits. Otherwise a call ends in SUCCESS or TIMEOUT, or UNKNOWN when the
 //! caller's own connection fails.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::Engine as _;
+use hashbrown::{Equivalent, HashMap, HashSet};
 use parking_lot::{Condvar, Mutex};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet,
@@ -214,21 +215,43 @@ fn xml_text(s: &str) -> String {
     o
 }
 
-/// A request id in UUID form from the system's random source.
+/// A request id in UUID (version 4) form: a process-wide counter through a keyed
+/// bijective mix, so ids never repeat within a process and differ between
+/// processes, at the cost of two multiplications rather than a system call.
 fn request_id() -> String {
+    static KEY: once_cell::sync::Lazy<[u64; 2]> = once_cell::sync::Lazy::new(|| {
+        let mut b = [0u8; 16];
+        fill_random(&mut b);
+        [
+            u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
+        ]
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut b = [0u8; 16];
-    fill_random(&mut b);
+    b[..8].copy_from_slice(&mix64(n ^ KEY[0]).to_be_bytes());
+    b[8..].copy_from_slice(&mix64(n.wrapping_add(KEY[1])).to_be_bytes());
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-    let h: Vec<String> = b.iter().map(|x| format!("{x:02X}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        h[0..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..16].concat()
-    )
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[usize::from(x >> 4)] as char);
+        out.push(HEX[usize::from(x & 15)] as char);
+    }
+    out
+}
+
+/// SplitMix64's finaliser: a bijection on u64 that spreads every input bit.
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn fill_random(buf: &mut [u8]) {
@@ -422,23 +445,37 @@ enum Sub {
     Requested(Vec<u64>),
 }
 
+/// A device's identity as a presence key, looked up by borrowed strings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct DeviceKey(String, String);
+
+#[derive(Hash)]
+struct DeviceRef<'a>(&'a str, &'a str);
+
+impl Equivalent<DeviceKey> for DeviceRef<'_> {
+    fn equivalent(&self, k: &DeviceKey) -> bool {
+        self.0 == k.0 && self.1 == k.1
+    }
+}
+
 #[derive(Default)]
 struct PresenceState {
     /// (pk, dn) -> online, and on which connection.
-    devices: HashMap<(String, String), (bool, Option<String>)>,
+    devices: HashMap<DeviceKey, (bool, Option<String>)>,
     offline_connections: HashSet<String>,
 }
 
 impl PresenceState {
     /// `Some(true)` online, `Some(false)` offline, `None` never heard of.
     fn online(&self, pk: &str, dn: &str) -> Option<bool> {
-        let (online, conn) = self.devices.get(&(pk.to_string(), dn.to_string()))?;
-        Some(
-            *online
-                && !conn
-                    .as_ref()
-                    .is_some_and(|c| self.offline_connections.contains(c)),
-        )
+        if self.devices.is_empty() {
+            return None;
+        }
+        let (online, conn) = self.devices.get(&DeviceRef(pk, dn))?;
+        let conn_down = conn
+            .as_ref()
+            .is_some_and(|c| self.offline_connections.contains(c));
+        Some(*online && !conn_down)
     }
 }
 
@@ -454,6 +491,8 @@ struct State {
     sub_pkids: HashMap<u16, String>,
     presence: PresenceState,
     ready: bool,
+    /// Requests to publish, queued by any thread, sent from the caller's thread.
+    outbox: Vec<(u64, String, Vec<u8>)>,
 }
 
 const FINISHED_MEMORY: usize = 65_536;
@@ -500,6 +539,8 @@ struct Inner {
     last_error: Mutex<Option<String>>,
     next_id: AtomicU64,
     stats: [AtomicU64; 10],
+    /// Signalled when the outbox goes from empty to not empty.
+    outbox_ready: tokio::sync::Notify,
 }
 
 #[derive(Clone, Copy)]
@@ -608,6 +649,7 @@ impl Caller {
             last_error: Mutex::new(None),
             next_id: AtomicU64::new(first_id),
             stats: Default::default(),
+            outbox_ready: tokio::sync::Notify::new(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -621,8 +663,10 @@ impl Caller {
                 ON_CALLER_THREAD.with(|c| c.set(true));
                 runtime.block_on(async move {
                     let timers = tokio::spawn(expire_calls(inner2.clone(), stop_rx.clone()));
+                    let sender = tokio::spawn(send_outbox(inner2.clone(), stop_rx.clone()));
                     drive(inner2, &mut eventloop, stop_rx).await;
                     timers.abort();
+                    sender.abort();
                 });
             })
             .map_err(|e| CallerError::InvalidArgument(format!("cannot start thread: {e}")))?;
@@ -766,24 +810,21 @@ impl Caller {
                 false
             }
         };
+        let payload = p.payload.to_vec();
         if publish_now {
-            if inner
-                .mqtt
-                .try_publish(request_topic, QoS::AtMostOnce, false, p.payload.to_vec())
-                .is_err()
-            {
-                drop(st);
-                inner.bump(Stat::Refused);
-                return (call.done)(RrpcResponse::failed(
-                    CODE_SYSTEM_EXCEPTION,
-                    "A system exception occurred: the outgoing queue is full",
-                ));
-            }
+            // The caller's own thread hands it to rumqttc (see `send_outbox`), so
+            // application threads never contend on the MQTT request channel.
+            st.outbox.push((id, request_topic, payload));
         } else {
-            call.unsent = Some((request_topic, p.payload.to_vec()));
+            call.unsent = Some((request_topic, payload));
         }
         st.deadlines.insert((deadline_ms, id));
         st.pending.insert(id, call);
+        let wake = publish_now && st.outbox.len() == 1;
+        drop(st);
+        if wake {
+            inner.outbox_ready.notify_one();
+        }
     }
 
     pub fn stats(&self) -> CallerStats {
@@ -1030,7 +1071,7 @@ impl Inner {
                 device_name,
                 status,
             } => {
-                let key = (product_key.to_string(), device_name.to_string());
+                let key = DeviceKey(product_key.to_string(), device_name.to_string());
                 match status {
                     Status::Online(conn) => {
                         st.presence.devices.insert(key, (true, conn));
@@ -1057,7 +1098,7 @@ impl Inner {
                     st.presence
                         .offline_connections
                         .insert(client_id.to_string());
-                    let on_conn: HashSet<(String, String)> = st
+                    let on_conn: HashSet<DeviceKey> = st
                         .presence
                         .devices
                         .iter()
@@ -1067,8 +1108,7 @@ impl Inner {
                     st.pending
                         .iter()
                         .filter(|(_, c)| {
-                            on_conn
-                                .contains(&(c.product_key.to_string(), c.device_name.to_string()))
+                            on_conn.contains(&DeviceRef(&c.product_key, &c.device_name))
                         })
                         .map(|(&id, _)| id)
                         .collect()
@@ -1112,6 +1152,7 @@ impl Inner {
             .filter_map(|id| st.finish(id, RrpcCode::Unknown, None))
             .collect();
         st.ready = false;
+        st.outbox.clear(); // their calls just ended
         self.ready.notify_all();
         drop(st);
         self.complete(done);
@@ -1161,6 +1202,43 @@ async fn drive(inner: Arc<Inner>, eventloop: &mut EventLoop, mut stop: watch::Re
         .await;
     }
     inner.connected.store(false, Ordering::SeqCst);
+}
+
+/// Hands queued requests to rumqttc from the caller's own thread.
+async fn send_outbox(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stopped => return,
+            _ = inner.outbox_ready.notified() => {}
+        }
+        let batch = std::mem::take(&mut inner.state.lock().outbox);
+        let mut failed = Vec::new();
+        for (id, topic, payload) in batch {
+            if inner
+                .mqtt
+                .try_publish(topic, QoS::AtMostOnce, false, payload)
+                .is_err()
+            {
+                failed.push(id);
+            }
+        }
+        if !failed.is_empty() {
+            warn!(
+                "{} request(s) could not be queued for sending; they end UNKNOWN",
+                failed.len()
+            );
+            let mut st = inner.state.lock();
+            let done: Vec<_> = failed
+                .into_iter()
+                .filter_map(|id| st.finish(id, RrpcCode::Unknown, None))
+                .collect();
+            drop(st);
+            inner.complete(done);
+        }
+    }
 }
 
 /// Ends calls whose timeout passed, at their deadline.
