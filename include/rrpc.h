@@ -326,8 +326,10 @@ typedef struct rrpc_call_params {
 
 /**
  * Receives a call's response, exactly once. `response` is valid only during the
- * call. Runs on the caller's own thread (or, for calls refused at once and for
- * OFFLINE, on the thread that made the call); it must not call
+ * call. Runs on the thread that drives the caller at that moment: the caller's
+ * own thread, or an application thread waiting in `rrpc_caller_call` (which
+ * drives the connection itself while it waits); for calls refused at once and
+ * for OFFLINE, on the thread that made the call. It must not call
  * `rrpc_caller_call` or `rrpc_caller_free` (they fail with
  * RRPC_STATUS_WRONG_STATE); `rrpc_caller_call_async` is fine.
  */
@@ -694,7 +696,9 @@ rrpc_status rrpc_caller_free(struct rrpc_caller *caller_ptr);
 rrpc_status rrpc_call_params_init(struct rrpc_call_params *out_params);
 
 /**
- * Makes a call and waits for its outcome (at most the timeout). Refused
+ * Makes a call and waits for its outcome (at most the timeout), doing the
+ * caller's network work on this thread meanwhile, so that a call never has to
+ * cross threads. Refused
  * parameters (Timeout outside 1000-8000, bad ContentType, wildcards in
  * identities, ...) are not a status: the response says `success` false with Code
  * "InvalidParameter" and the reason, as the RRpc API does.

@@ -562,6 +562,8 @@ pub struct Caller {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    runtime: Arc<tokio::runtime::Runtime>,
+    lease: Arc<Lease>,
 }
 
 impl fmt::Debug for Caller {
@@ -573,14 +575,43 @@ impl fmt::Debug for Caller {
 }
 
 thread_local! {
-    /// Set on every caller's own thread (where completions of answered calls run).
+    /// Set on every caller's own thread, and on a thread while it drives a caller
+    /// inside a blocking `call()`: where completions of answered calls run.
     static ON_CALLER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether the current thread is a caller's own thread: blocking there on a call
-/// (or dropping a caller) would wait for this very thread.
+/// Whether the current thread is driving a caller (its own thread, or a thread
+/// inside a blocking call): blocking there on a call, or dropping a caller,
+/// would wait for this very thread.
 pub fn on_caller_thread() -> bool {
     ON_CALLER_THREAD.with(|c| c.get())
+}
+
+/// How long the caller's own thread leaves the connection to application threads
+/// after their last blocking call, before it drives the connection again.
+const LEASE_IDLE: Duration = Duration::from_millis(2);
+
+/// Who drives the caller's one-thread runtime. Normally its own thread; while an
+/// application thread waits in a blocking `call()`, that thread drives it itself,
+/// so a call made and answered on one thread never crosses threads (two context
+/// switches per call on a busy CPU). The caller's thread takes over again once no
+/// blocking call has run for [`LEASE_IDLE`].
+#[derive(Default)]
+struct Lease {
+    state: Mutex<LeaseState>,
+    changed: Condvar,
+    /// Asks the caller's thread to let go of the runtime.
+    release: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    /// Blocking calls in progress.
+    active: usize,
+    last_end: Option<std::time::Instant>,
+    /// The caller's thread is inside `block_on` (holds the runtime's core).
+    own_thread_driving: bool,
+    stopping: bool,
 }
 
 fn sync_topic(client_id: &str) -> String {
@@ -652,28 +683,75 @@ impl Caller {
             outbox_ready: tokio::sync::Notify::new(),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| CallerError::InvalidArgument(format!("cannot create runtime: {e}")))?;
-        let inner2 = inner.clone();
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CallerError::InvalidArgument(format!("cannot create runtime: {e}")))?,
+        );
+        let driver = {
+            let inner2 = inner.clone();
+            let stop_rx = stop_rx.clone();
+            runtime.spawn(async move {
+                let timers = tokio::spawn(expire_calls(inner2.clone(), stop_rx.clone()));
+                let sender = tokio::spawn(send_outbox(inner2.clone(), stop_rx.clone()));
+                drive(inner2, &mut eventloop, stop_rx).await;
+                timers.abort();
+                sender.abort();
+            })
+        };
+        let lease = Arc::new(Lease::default());
+        let (rt, lease2) = (runtime.clone(), lease.clone());
+        let mut stop_rx2 = stop_rx;
         let thread = std::thread::Builder::new()
             .name("rrpc-caller".into())
             .spawn(move || {
                 ON_CALLER_THREAD.with(|c| c.set(true));
-                runtime.block_on(async move {
-                    let timers = tokio::spawn(expire_calls(inner2.clone(), stop_rx.clone()));
-                    let sender = tokio::spawn(send_outbox(inner2.clone(), stop_rx.clone()));
-                    drive(inner2, &mut eventloop, stop_rx).await;
-                    timers.abort();
-                    sender.abort();
-                });
+                loop {
+                    {
+                        let mut ls = lease2.state.lock();
+                        // Application threads drive while they wait in call().
+                        while !ls.stopping
+                            && (ls.active > 0
+                                || ls.last_end.is_some_and(|t| t.elapsed() < LEASE_IDLE))
+                        {
+                            let wait = if ls.active > 0 {
+                                Duration::from_millis(20)
+                            } else {
+                                LEASE_IDLE
+                                    .saturating_sub(ls.last_end.map_or(LEASE_IDLE, |t| t.elapsed()))
+                            };
+                            lease2
+                                .changed
+                                .wait_for(&mut ls, wait.max(Duration::from_micros(100)));
+                        }
+                        if ls.stopping || *stop_rx2.borrow() {
+                            break;
+                        }
+                        ls.own_thread_driving = true;
+                    }
+                    rt.block_on(async {
+                        tokio::select! {
+                            biased;
+                            _ = stop_rx2.changed() => {}
+                            _ = lease2.release.notified() => {}
+                        }
+                    });
+                    lease2.state.lock().own_thread_driving = false;
+                    if *stop_rx2.borrow() {
+                        break;
+                    }
+                }
+                // Let the driver disconnect cleanly before the runtime goes away.
+                let _ = rt.block_on(driver);
             })
             .map_err(|e| CallerError::InvalidArgument(format!("cannot start thread: {e}")))?;
         let caller = Caller {
             inner,
             stop,
             thread: Some(thread),
+            runtime,
+            lease,
         };
         let deadline =
             std::time::Instant::now() + Duration::from_millis(u64::from(connect_timeout.max(1)));
@@ -704,8 +782,9 @@ impl Caller {
         &self.inner.client_id
     }
 
-    /// Makes a call and waits for its outcome. From inside a completion (on the
-    /// caller's own thread) it cannot wait and fails at once: use `call_async`.
+    /// Makes a call and waits for its outcome, driving the connection on this
+    /// thread meanwhile (see [`Lease`]). From inside a completion it cannot wait
+    /// and fails at once: use `call_async`.
     pub fn call(&self, p: &CallParams<'_>) -> RrpcResponse {
         if on_caller_thread() {
             return RrpcResponse::failed(
@@ -713,23 +792,55 @@ impl Caller {
                 "A system exception occurred: a blocking call from a completion would deadlock; use call_async",
             );
         }
-        let (tx, rx) = mpsc::sync_channel(1);
+        let dropped = || {
+            RrpcResponse::failed(
+                CODE_SYSTEM_EXCEPTION,
+                "A system exception occurred: the call was dropped",
+            )
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Inside some other tokio runtime this thread cannot drive ours: wait
+            // for the caller's own thread instead.
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.call_async(
+                p,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            return rx.recv().unwrap_or_else(|_| dropped());
+        }
+        {
+            let mut ls = self.lease.state.lock();
+            ls.active += 1;
+            if ls.own_thread_driving {
+                self.lease.release.notify_one();
+            }
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.call_async(
             p,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
         );
-        rx.recv().unwrap_or_else(|_| {
-            RrpcResponse::failed(
-                CODE_SYSTEM_EXCEPTION,
-                "A system exception occurred: the call was dropped",
-            )
-        })
+        // Drive the connection on this thread until the answer is here.
+        ON_CALLER_THREAD.with(|c| c.set(true));
+        let r = self.runtime.block_on(rx);
+        ON_CALLER_THREAD.with(|c| c.set(false));
+        {
+            // No wake-up for the caller's thread: its timed wait notices the idle
+            // time by itself, and a burst of calls must not pay a switch per call.
+            let mut ls = self.lease.state.lock();
+            ls.active -= 1;
+            ls.last_end = Some(std::time::Instant::now());
+        }
+        r.unwrap_or_else(|_| dropped())
     }
 
     /// Starts a call; `done` runs exactly once with the outcome: at once (on this
-    /// thread) for a refused call or an OFFLINE device, else on the caller's thread.
+    /// thread) for a refused call or an OFFLINE device, else on the thread driving
+    /// the caller (its own thread, or one waiting in a blocking `call()`).
     pub fn call_async(&self, p: &CallParams<'_>, done: Completion) {
         let inner = &self.inner;
         inner.bump(Stat::Calls);
@@ -857,6 +968,8 @@ impl Caller {
 
 impl Drop for Caller {
     fn drop(&mut self) {
+        self.lease.state.lock().stopping = true;
+        self.lease.changed.notify_all();
         let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -420,3 +420,48 @@ fn removing_a_device_announces_it_offline_and_connection_wills_cover_several_dev
     drop(d);
     wait_for("keep", Some(false));
 }
+
+#[test]
+fn blocking_calls_work_from_inside_a_tokio_runtime_and_are_refused_in_completions() {
+    let b = Broker::rumqttd();
+    let _d = device(b.port, &["dev1"], Dialect::AlibabaSystem, false);
+    let c = Arc::new(caller(b.port));
+    // An application already inside its own tokio runtime: the caller's thread
+    // serves the call instead of this one.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async { c.call(&params("dev1", b"from async", 3000)) });
+    assert_eq!(r.payload.as_deref(), Some(&b"from async"[..]), "{r:?}");
+    // A completion that makes a blocking call would wait for itself: refused.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c2 = c.clone();
+    c.call_async(
+        &params("dev1", b"outer", 3000),
+        Box::new(move |_| {
+            let inner = c2.call(&params("dev1", b"inner", 3000));
+            tx.send(inner).unwrap();
+        }),
+    );
+    let inner = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the completion ran");
+    assert!(!inner.success);
+    assert!(inner.error_message.unwrap().contains("would deadlock"));
+    // After blocking calls, the caller's own thread drives again: presence
+    // updates arrive with nobody calling.
+    for i in 0..50 {
+        let p = format!("seq{i}");
+        assert_eq!(
+            c.call(&params("dev1", p.as_bytes(), 3000)).payload,
+            Some(p.into_bytes())
+        );
+    }
+    let d2 = device(b.port, &["late"], Dialect::AlibabaSystem, true);
+    let end = Instant::now() + Duration::from_secs(5);
+    while c.device_online(PK, "late") != Some(true) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(c.device_online(PK, "late"), Some(true));
+    drop(d2);
+}
