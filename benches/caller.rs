@@ -21,10 +21,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc};
@@ -33,27 +33,17 @@ use std::time::{Duration, Instant};
 use common::Proc;
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 use rrpc::dialect::Dialect;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, QoS};
+use support::{
+    env_num, fast_connection, machine_line, median, min_max, out_dir, percentile, pin_to_cpu0,
+    runtime, start_mosquitto, verdict,
+};
 
 const PK: &str = "a1CallerPK";
 const DN: &str = "callerdev1";
 
 /// Timeout of every measured librrpc call (ms); a stall this long fails the run.
 const CALL_TIMEOUT_MS: u32 = 5000;
-
-/// The rumqttc connection of the bare loop, as benches/roundtrip.rs sets it up:
-/// TCP_NODELAY (rumqttc leaves Nagle on), 2 MiB packets, 60 s keep-alive. The request
-/// channel holds 1024 (K is at most 256 here, so `try_publish` never finds it full).
-fn fast_connection(client_id: String, port: u16) -> (AsyncClient, EventLoop) {
-    let mut o = MqttOptions::new(client_id, "127.0.0.1".to_string(), port);
-    o.set_max_packet_size(2 << 20, 2 << 20);
-    o.set_keep_alive(Duration::from_secs(60));
-    let (client, mut eventloop) = AsyncClient::new(o, 1024);
-    let mut net = NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    eventloop.set_network_options(net);
-    (client, eventloop)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -201,17 +191,11 @@ fn process_ctx_switches() -> u64 {
     (ru.ru_nvcsw + ru.ru_nivcsw) as u64
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .expect("tokio runtime")
-}
-
 /// Connects the bare loop's client and waits for the SUBACK of the response wildcard.
+/// Its request channel holds 1024 (K is at most 256 here, so `try_publish` never finds
+/// it full).
 async fn bare_connect(client_id: String, port: u16) -> Result<(AsyncClient, EventLoop), String> {
-    let (client, mut eventloop) = fast_connection(client_id, port);
+    let (client, mut eventloop) = fast_connection(client_id, port, 1024);
     client
         .try_subscribe(format!("/sys/{PK}/{DN}/rrpc/response/+"), QoS::AtMostOnce)
         .map_err(|e| format!("queue subscribe: {e}"))?;
@@ -503,16 +487,6 @@ mod bench {
         only: Option<Contender>,
     }
 
-    fn env_num(name: &str, default: usize) -> usize {
-        match std::env::var(name) {
-            Ok(v) => v
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-            Err(_) => default,
-        }
-    }
-
     impl Settings {
         fn from_env() -> Settings {
             let ks = std::env::var("RRPC_BENCH_KS")
@@ -587,100 +561,6 @@ mod bench {
         answered: u64,
     }
 
-    /// Where the bench keeps its files: target/bench.
-    fn out_dir() -> PathBuf {
-        let d = common::cmake::repo_root().join("target/bench");
-        std::fs::create_dir_all(d.join("work")).expect("create target/bench/work");
-        d
-    }
-
-    fn command_line(prog: &str, args: &[&str]) -> Option<String> {
-        let out = Command::new(prog).args(args).output().ok()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text.lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(str::to_string)
-    }
-
-    fn machine_line() -> String {
-        // SAFETY: sysconf has no preconditions.
-        let nproc = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|m| m.trim().to_string())
-            })
-            .unwrap_or_else(|| "?".into());
-        let kernel = command_line("uname", &["-r"]).unwrap_or_else(|| "?".into());
-        let mosq = command_line("mosquitto", &["-h"]).unwrap_or_else(|| "mosquitto ?".into());
-        format!("machine: nproc={nproc}, CPU {cpu}, Linux {kernel}, {mosq}")
-    }
-
-    fn pin_to_cpu0() {
-        // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity(0) pins the
-        // calling thread, and every thread and child started later inherits it.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                panic!(
-                    "sched_setaffinity(CPU 0): {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-    }
-
-    /// A Mosquitto child process: stopped by its PID (SIGTERM, then SIGKILL) and its
-    /// config file removed when dropped.
-    struct Mosquitto {
-        proc: Proc,
-        conf: PathBuf,
-    }
-
-    impl Drop for Mosquitto {
-        fn drop(&mut self) {
-            let _ = self.proc.terminate();
-            let _ = std::fs::remove_file(&self.conf);
-        }
-    }
-
-    /// A fresh Mosquitto on a free loopback port, under `taskset -c 0`.
-    fn start_mosquitto(tag: &str) -> Result<(Mosquitto, u16), String> {
-        let port = common::free_port();
-        let conf = out_dir()
-            .join("work")
-            .join(format!("mosquitto-caller-{tag}-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 2097152\npersistence false\n"
-            ),
-        )
-        .map_err(|e| format!("write {}: {e}", conf.display()))?;
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "0", "mosquitto", "-c"]).arg(&conf);
-        let m = Mosquitto {
-            proc: Proc::spawn_with(&mut cmd),
-            conf,
-        };
-        if !common::wait_listening(port, Duration::from_secs(10)) {
-            return Err(format!(
-                "mosquitto did not listen on {port}\n{}",
-                m.proc.transcript()
-            ));
-        }
-        Ok((m, port))
-    }
-
     /// The C echo_device under `taskset -c 0`, waited for until it is connected.
     fn start_device(echo: &std::path::Path, port: u16) -> Result<Proc, String> {
         let mut cmd = Command::new("taskset");
@@ -709,54 +589,12 @@ mod bench {
 
     /// Stops the device with SIGTERM and returns the request count of its exit line.
     fn stop_device(p: &mut Proc) -> Result<u64, String> {
-        match p.terminate() {
-            Some(s) if s.success() => {}
-            other => {
-                return Err(format!(
-                    "echo_device did not exit cleanly on SIGTERM ({other:?})\n{}",
-                    p.transcript()
-                ))
+        support::stop_device(p, "echo_device", &["echo_device: "], |err| {
+            match err.iter().find(|l| l.contains("reply failed")) {
+                Some(l) => Err(format!("echo_device reported: {l}")),
+                None => Ok(()),
             }
-        }
-        let err = p.stderr();
-        if let Some(l) = err.iter().find(|l| l.contains("reply failed")) {
-            return Err(format!("echo_device reported: {l}"));
-        }
-        err.iter()
-            .rev()
-            .find_map(|l| {
-                let (n, tail) = l.strip_prefix("echo_device: ")?.split_once(' ')?;
-                if tail.starts_with("requests") {
-                    n.parse().ok()
-                } else {
-                    None
-                }
-            })
-            .ok_or_else(|| format!("no request count in\n{}", p.transcript()))
-    }
-
-    fn percentile(sorted: &[f64], p: f64) -> f64 {
-        let n = sorted.len();
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        sorted[rank.clamp(1, n) - 1]
-    }
-
-    fn median(v: &[f64]) -> f64 {
-        let mut s = v.to_vec();
-        s.sort_by(f64::total_cmp);
-        let n = s.len();
-        if n % 2 == 1 {
-            s[n / 2]
-        } else {
-            (s[n / 2 - 1] + s[n / 2]) / 2.0
-        }
-    }
-
-    fn min_max(v: &[f64]) -> (f64, f64) {
-        v.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            })
+        })
     }
 
     /// "median (min..max)" with `prec` decimals.
@@ -777,14 +615,6 @@ mod bench {
 
     /// Median calls/s of a contender at one K and, for K=1, median (p50, p99) in µs.
     type Medians = (f64, Option<(f64, f64)>);
-
-    fn verdict(ok: bool) -> &'static str {
-        if ok {
-            "ok"
-        } else {
-            "MISSED"
-        }
-    }
 
     // ---- contender A: the library's Caller --------------------------------------------
 
@@ -1132,7 +962,7 @@ mod bench {
         k: usize,
         run_no: u64,
     ) -> Result<Run, String> {
-        let (broker, port) = start_mosquitto(&format!("{run_no}"))?;
+        let (broker, port) = start_mosquitto(&format!("caller-{run_no}"), true)?;
         let mut device = start_device(echo, port)?;
         let others: Vec<u32> = [&broker.proc, &device]
             .iter()
@@ -1162,7 +992,7 @@ mod bench {
     /// One memory probe in a child process against a fresh Mosquitto with no device.
     /// Returns (bytes per call from VmRSS, from RssAnon, the probe's line).
     fn mem_probe(who: &str, m: usize, batch: usize) -> Result<(f64, f64, String), String> {
-        let (broker, port) = start_mosquitto(&format!("mem-{who}"))?;
+        let (broker, port) = start_mosquitto(&format!("caller-mem-{who}"), true)?;
         let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut cmd = Command::new(me);
         cmd.args(["--mem-probe", who])
@@ -1213,7 +1043,7 @@ mod bench {
             );
         }
         let s = Settings::from_env();
-        let machine = machine_line();
+        let machine = machine_line(false);
         eprintln!("caller: {machine}");
         eprintln!("caller: building echo_device with CMake (target/cmake-test) ...");
         let echo = common::cmake::example("echo_device");

@@ -17,6 +17,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -25,23 +26,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Proc;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use support::{
+    env_num, fast_connection, machine_line, median, min_max, out_dir, percentile, pin_to_cpu0,
+    runtime, start_mosquitto, verdict,
+};
 
 const PK: &str = "a1BenchPK0";
 const DN: &str = "benchdev1";
 
-/// A rumqttc connection as both the bare device and the caller use it: TCP_NODELAY
-/// (rumqttc leaves Nagle on), 2 MiB packets, 60 s keep-alive.
-fn fast_connection(client_id: String, port: u16) -> (AsyncClient, EventLoop) {
-    let mut o = MqttOptions::new(client_id, "127.0.0.1".to_string(), port);
-    o.set_max_packet_size(2 << 20, 2 << 20);
-    o.set_keep_alive(Duration::from_secs(60));
-    let (client, mut eventloop) = AsyncClient::new(o, 256);
-    let mut net = NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    eventloop.set_network_options(net);
-    (client, eventloop)
-}
+/// Request channel capacity of the bare device's and the caller's rumqttc connections.
+const CHANNEL_CAP: usize = 256;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -65,7 +60,7 @@ mod bare {
 
     use rumqttc::{Event, Packet, QoS};
 
-    use super::fast_connection;
+    use super::{fast_connection, CHANNEL_CAP};
 
     /// Write end of the socket pair the signal handler pokes (self-pipe trick).
     static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
@@ -108,7 +103,7 @@ mod bare {
         let (handled, failed) = rt.block_on(async move {
             let stop = tokio::net::UnixStream::from_std(rd).expect("register the signal socket");
             let (client, mut eventloop) =
-                fast_connection(format!("bare{}", std::process::id()), port);
+                fast_connection(format!("bare{}", std::process::id()), port, CHANNEL_CAP);
             let filter = format!("/sys/{pk}/{dn}/rrpc/request/+");
             let mut handled: u64 = 0;
             let mut failed: u64 = 0;
@@ -185,16 +180,6 @@ mod bench {
         callgrind: bool,
         k1: u64,
         k2: u64,
-    }
-
-    fn env_num(name: &str, default: usize) -> usize {
-        match std::env::var(name) {
-            Ok(v) => v
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-            Err(_) => default,
-        }
     }
 
     impl Settings {
@@ -307,107 +292,6 @@ mod bench {
         threads: Option<u64>,
     }
 
-    /// Where the bench keeps its files: target/bench.
-    fn out_dir() -> PathBuf {
-        let d = common::cmake::repo_root().join("target/bench");
-        std::fs::create_dir_all(d.join("work")).expect("create target/bench/work");
-        d
-    }
-
-    fn command_line(prog: &str, args: &[&str]) -> Option<String> {
-        let out = Command::new(prog).args(args).output().ok()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text.lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(str::to_string)
-    }
-
-    fn machine_line() -> String {
-        // SAFETY: sysconf has no preconditions.
-        let nproc = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|m| m.trim().to_string())
-            })
-            .unwrap_or_else(|| "?".into());
-        let kernel = command_line("uname", &["-r"]).unwrap_or_else(|| "?".into());
-        let mosq = command_line("mosquitto", &["-h"]).unwrap_or_else(|| "mosquitto ?".into());
-        let vg = command_line("valgrind", &["--version"]).unwrap_or_else(|| "valgrind ?".into());
-        format!("machine: nproc={nproc}, CPU {cpu}, Linux {kernel}, {mosq}, {vg}")
-    }
-
-    fn pin_to_cpu0() {
-        // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity(0) pins the
-        // calling thread, and every thread and child started later inherits it.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                panic!(
-                    "sched_setaffinity(CPU 0): {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-    }
-
-    /// A Mosquitto child process: stopped by its PID (SIGTERM, then SIGKILL) and its
-    /// config file removed when dropped.
-    struct Mosquitto {
-        proc: Proc,
-        conf: PathBuf,
-    }
-
-    impl Drop for Mosquitto {
-        fn drop(&mut self) {
-            let _ = self.proc.terminate();
-            let _ = std::fs::remove_file(&self.conf);
-        }
-    }
-
-    /// A fresh Mosquitto on a free loopback port, optionally under `taskset -c 0`.
-    fn start_mosquitto(tag: &str, pinned: bool) -> Result<(Mosquitto, u16), String> {
-        let port = common::free_port();
-        let conf = out_dir()
-            .join("work")
-            .join(format!("mosquitto-{tag}-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 2097152\npersistence false\n"
-            ),
-        )
-        .map_err(|e| format!("write {}: {e}", conf.display()))?;
-        let mut cmd = if pinned {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0", "mosquitto"]);
-            c
-        } else {
-            Command::new("mosquitto")
-        };
-        cmd.arg("-c").arg(&conf);
-        let m = Mosquitto {
-            proc: Proc::spawn_with(&mut cmd),
-            conf,
-        };
-        if !common::wait_listening(port, Duration::from_secs(10)) {
-            return Err(format!(
-                "mosquitto did not listen on {port}\n{}",
-                m.proc.transcript()
-            ));
-        }
-        Ok((m, port))
-    }
-
     fn pid_of(p: &Proc) -> Option<u32> {
         p.child.as_ref().map(|c| c.id())
     }
@@ -424,43 +308,19 @@ mod bench {
         (field("VmRSS:"), field("Threads:"))
     }
 
-    /// "N requests" from the device's exit line.
-    fn device_handled(p: &Proc) -> Option<u64> {
-        p.stderr().iter().rev().find_map(|l| {
-            let rest = l
-                .strip_prefix("echo_device: ")
-                .or_else(|| l.strip_prefix("bare: "))?;
-            let (n, tail) = rest.split_once(' ')?;
-            if tail.starts_with("requests") {
-                n.parse().ok()
+    /// Stops a device with SIGTERM and returns what it says it handled.
+    fn stop_device(p: &mut Proc) -> Result<u64, String> {
+        support::stop_device(p, "device", &["echo_device: ", "bare: "], |err| {
+            let bad: Vec<&String> = err
+                .iter()
+                .filter(|l| l.contains("failed") && !l.contains(" 0 failed"))
+                .collect();
+            if bad.is_empty() {
+                Ok(())
             } else {
-                None
+                Err(format!("device reported errors: {bad:?}"))
             }
         })
-    }
-
-    /// Stops a device with SIGTERM (clean exit, so it prints its counters and callgrind
-    /// writes its file) and returns what it says it handled.
-    fn stop_device(p: &mut Proc) -> Result<u64, String> {
-        let st = p.terminate();
-        match st {
-            Some(s) if s.success() => {}
-            other => {
-                return Err(format!(
-                    "device did not exit cleanly on SIGTERM ({other:?})\n{}",
-                    p.transcript()
-                ))
-            }
-        }
-        let bad: Vec<String> = p
-            .stderr()
-            .into_iter()
-            .filter(|l| l.contains("failed") && !l.contains(" 0 failed"))
-            .collect();
-        if !bad.is_empty() {
-            return Err(format!("device reported errors: {bad:?}"));
-        }
-        device_handled(p).ok_or_else(|| format!("no request count in\n{}", p.transcript()))
     }
 
     /// The bench's cloud-side caller: rumqttc on a current-thread runtime, one task that
@@ -481,8 +341,11 @@ mod bench {
 
     impl Caller {
         async fn connect(port: u16, size: usize, run: u64) -> Result<Caller, String> {
-            let (client, mut eventloop) =
-                fast_connection(format!("benchcaller{}x{run}", std::process::id()), port);
+            let (client, mut eventloop) = fast_connection(
+                format!("benchcaller{}x{run}", std::process::id()),
+                port,
+                CHANNEL_CAP,
+            );
             client
                 .try_subscribe(format!("/sys/{PK}/{DN}/rrpc/response/+"), QoS::AtMostOnce)
                 .map_err(|e| format!("queue subscribe: {e}"))?;
@@ -643,38 +506,6 @@ mod bench {
     /// RRPC_BENCH_VERBOSE=1: more detail on stderr (where the slowest calls fell).
     fn verbose() -> bool {
         env_num("RRPC_BENCH_VERBOSE", 0) != 0
-    }
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .expect("tokio runtime")
-    }
-
-    fn percentile(sorted: &[f64], p: f64) -> f64 {
-        let n = sorted.len();
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        sorted[rank.clamp(1, n) - 1]
-    }
-
-    fn median(v: &[f64]) -> f64 {
-        let mut s = v.to_vec();
-        s.sort_by(f64::total_cmp);
-        let n = s.len();
-        if n % 2 == 1 {
-            s[n / 2]
-        } else {
-            (s[n / 2 - 1] + s[n / 2]) / 2.0
-        }
-    }
-
-    fn min_max(v: &[f64]) -> (f64, f64) {
-        v.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            })
     }
 
     /// Fresh broker, device, caller; warm-up, sequential and pipelined phases.
@@ -1035,14 +866,6 @@ mod bench {
         format!("{:.0} ({lo:.0}..{hi:.0})", median(&f))
     }
 
-    fn verdict(ok: bool) -> &'static str {
-        if ok {
-            "ok"
-        } else {
-            "MISSED"
-        }
-    }
-
     pub fn run() {
         let started = Instant::now();
         for tool in [
@@ -1058,7 +881,7 @@ mod bench {
             );
         }
         let s = Settings::from_env();
-        let machine = machine_line();
+        let machine = machine_line(true);
         eprintln!("roundtrip: {machine}");
         eprintln!("roundtrip: building echo_device with CMake (target/cmake-test) ...");
         let dev = Devices {
