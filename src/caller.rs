@@ -27,13 +27,13 @@ use base64::Engine as _;
 use hashbrown::{Equivalent, HashMap, HashSet};
 use parking_lot::{Condvar, Mutex};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet,
-    QoS, SubscribeReasonCode,
+    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS, SubscribeReasonCode,
 };
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::dialect::{validate_custom_topic, validate_part, Dialect, Identity};
+use crate::mqtt::Connection;
 use crate::presence::{Presence, PresenceTopics, Status};
 
 /// The outcome of an RRpc call, as the RRpc API names it. Values are part of the C ABI.
@@ -649,20 +649,19 @@ impl Caller {
                 format!("rrpccaller{:016x}", u64::from_le_bytes(b))
             }
         };
-        let mut o = MqttOptions::new(client_id.clone(), cfg.host.clone(), cfg.port);
-        o.set_keep_alive(Duration::from_secs(u64::from(cfg.keep_alive_s)));
-        if let Some(u) = &cfg.username {
-            o.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
-        }
-        let limit = cfg.max_payload.saturating_add(64 * 1024 + 16);
-        o.set_max_packet_size(limit, limit);
-        let cap = cfg.max_in_flight.min(1 << 20).saturating_add(64);
-        o.set_request_channel_capacity(cap);
-        let (mqtt, mut eventloop) = AsyncClient::new(o, cap);
-        let mut net = NetworkOptions::new();
-        net.set_tcp_nodelay(true);
-        net.set_connection_timeout(u64::from(cfg.connect_timeout_ms.div_ceil(1000)).max(1));
-        eventloop.set_network_options(net);
+        let conn = Connection {
+            client_id: &client_id,
+            host: &cfg.host,
+            port: cfg.port,
+            username: cfg.username.as_deref(),
+            password: cfg.password.as_deref(),
+            keep_alive_s: cfg.keep_alive_s,
+            clean_session: true,
+            max_payload: cfg.max_payload,
+            channel_capacity: cfg.max_in_flight.min(1 << 20).saturating_add(64),
+            connect_timeout_ms: cfg.connect_timeout_ms,
+        };
+        let (mqtt, mut eventloop) = conn.open(conn.options());
 
         let mut start = [0u8; 8];
         fill_random(&mut start);

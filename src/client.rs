@@ -22,20 +22,17 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 use rumqttc::{
     AsyncClient, ClientError as MqttClientError, ConnectionError, Event, EventLoop, LastWill,
-    MqttOptions, NetworkOptions, Packet, QoS, Request as MqttRequest, Subscribe, SubscribeFilter,
-    SubscribeReasonCode,
+    Packet, QoS, Request as MqttRequest, Subscribe, SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::dialect::{Dialect, Identity};
+use crate::mqtt::Connection;
 use crate::presence::{self, PresenceTopics};
 use crate::router::{Device, DeviceError, Dropped, ReplyError, Router, RouterConfig, Stats};
 
-/// Room for a topic and the MQTT fixed and variable headers on top of the
-/// payload limit, when sizing rumqttc's packet limits.
-const PACKET_OVERHEAD: usize = 64 * 1024 + 16;
 /// Filters per SUBSCRIBE packet when (re)subscribing many devices.
 const SUBSCRIBE_BATCH: usize = 64;
 
@@ -693,28 +690,24 @@ impl Inner {
             .clone()
             .unwrap_or_else(|| self.derive_client_id());
         *self.client_id.lock() = Some(client_id.clone());
-        let mut o = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
-        // Validated in ClientConfig::validate, so none of rumqttc's asserts fire.
-        o.set_keep_alive(Duration::from_secs(u64::from(cfg.keep_alive_s)));
-        o.set_clean_session(cfg.clean_session);
-        if let Some(user) = &cfg.username {
-            o.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
-        }
-        let limit = cfg.router.max_payload.saturating_add(PACKET_OVERHEAD);
-        o.set_max_packet_size(limit, limit);
+        let conn = Connection {
+            client_id: &client_id,
+            host: &cfg.host,
+            port: cfg.port,
+            username: cfg.username.as_deref(),
+            password: cfg.password.as_deref(),
+            keep_alive_s: cfg.keep_alive_s,
+            clean_session: cfg.clean_session,
+            max_payload: cfg.router.max_payload,
+            // Every pending request may have its reply queued at once.
+            channel_capacity: cfg.router.max_pending.saturating_add(64),
+            connect_timeout_ms: cfg.connect_timeout_ms,
+        };
+        let mut o = conn.options();
         if let Some(will) = self.last_will() {
             o.set_last_will(will);
         }
-        // Every pending request may have its reply queued at once.
-        let cap = cfg.router.max_pending.saturating_add(64);
-        o.set_request_channel_capacity(cap);
-        let (client, mut eventloop) = AsyncClient::new(o, cap);
-        let mut net = NetworkOptions::new();
-        // rumqttc leaves Nagle on, which stalls pipelined replies by ~40 ms.
-        net.set_tcp_nodelay(true);
-        net.set_connection_timeout(u64::from(cfg.connect_timeout_ms.div_ceil(1000)).max(1));
-        eventloop.set_network_options(net);
-        (client, eventloop)
+        conn.open(o)
     }
 
     /// `rrpc` + 16 hex digits of a hash of the process id, the registered

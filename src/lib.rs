@@ -65,6 +65,7 @@ pub mod caller;
 pub mod client;
 pub mod clock;
 pub mod dialect;
+mod mqtt;
 pub mod presence;
 pub mod router;
 
