@@ -106,6 +106,11 @@ enum rrpc_status
      * The library caught a panic (a bug); the handle is still usable.
      */
     RRPC_STATUS_PANIC = 18,
+    /**
+     * The application's publish function failed: the reply was not sent and the
+     * request was released (router API).
+     */
+    RRPC_STATUS_SEND_FAILED = 19,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -214,6 +219,68 @@ typedef uint32_t rrpc_code;
 #endif // __cplusplus
 
 /**
+ * What `rrpc_router_handle_message` made of a message.
+ */
+enum rrpc_message_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * An RRPC request for a registered device: its callback ran.
+     */
+    RRPC_MESSAGE_REQUEST = 0,
+    /**
+     * Not an RRPC request topic: handle it yourself.
+     */
+    RRPC_MESSAGE_NOT_RRPC = 1,
+    /**
+     * In an RRPC namespace but malformed (missing or extra levels, empty id, not
+     * UTF-8, ...): dropped and counted.
+     */
+    RRPC_MESSAGE_MALFORMED = 2,
+    /**
+     * A well-formed request that was not handed over: unknown device, duplicate,
+     * own reply echoed back, table full or payload too large. Counted in the stats.
+     */
+    RRPC_MESSAGE_DROPPED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_message_kind rrpc_message_kind;
+#else
+typedef uint32_t rrpc_message_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which filters `rrpc_router_get_filters` lists.
+ */
+enum rrpc_filter_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * One filter per registered device, such as `/sys/pk/dn/rrpc/request/+`.
+     */
+    RRPC_FILTERS_PER_DEVICE = 0,
+    /**
+     * One wildcard per dialect in use (gateways): `/sys/+/+/rrpc/request/+`,
+     * `$rrpc/rxd/+/+/+`, `/ext/rrpc/#`. Requests for devices that are not
+     * registered then arrive too; they are dropped and counted.
+     */
+    RRPC_FILTERS_WILDCARD = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_filter_mode rrpc_filter_mode;
+#else
+typedef uint32_t rrpc_filter_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An RRpc caller: one MQTT connection that calls devices. Created by
  * `rrpc_caller_new`, released by `rrpc_caller_free`.
  */
@@ -230,6 +297,12 @@ typedef struct rrpc_client rrpc_client;
  * `rrpc_response_view_get` or print it with `rrpc_response_to_json`/`_xml`.
  */
 typedef struct rrpc_response rrpc_response;
+
+/**
+ * The RRPC core without a transport. Created by `rrpc_router_new`, released by
+ * `rrpc_router_free`.
+ */
+typedef struct rrpc_router rrpc_router;
 
 /**
  * Settings for `rrpc_caller_new`; fill with `rrpc_caller_config_init`. Strings
@@ -641,6 +714,100 @@ typedef struct rrpc_stats {
  * must not call back into the library.
  */
 typedef void (*rrpc_log_cb)(void *user_data, uint32_t level, const char *message);
+
+/**
+ * Settings for `rrpc_router_new`; fill with `rrpc_router_config_init`.
+ */
+typedef struct rrpc_router_config {
+    /**
+     * Most requests waiting for a reply at once. Default 1024.
+     */
+    uint32_t max_pending;
+    /**
+     * Largest request or reply payload. Default 262144.
+     */
+    uint32_t max_payload;
+    /**
+     * Reply deadline in ms; 0 (default) = the dialect's caller timeout.
+     */
+    uint32_t request_timeout_ms;
+    /**
+     * false (default): time is CLOCK_MONOTONIC. true: time is whatever the last
+     * `rrpc_router_tick` said, for gateways with their own clock and for tests.
+     */
+    bool manual_clock;
+} rrpc_router_config;
+
+/**
+ * Publishes a reply: `topic` is NUL-terminated, `payload` is `len` bytes (may be
+ * NULL when 0), `qos` is always 0. Return 0 when the message was handed to the
+ * MQTT stack, anything else on failure (the request is then released and
+ * `rrpc_router_reply` returns RRPC_STATUS_SEND_FAILED). Runs on the thread that
+ * called `rrpc_router_reply`, without any router lock held: it may call the
+ * router again.
+ */
+typedef int32_t (*rrpc_publish_fn)(void *user_data,
+                                   const char *topic,
+                                   const uint8_t *payload,
+                                   size_t len,
+                                   int32_t qos);
+
+/**
+ * A request callback of the router. Runs on the thread that called
+ * `rrpc_router_handle_message`, without any router lock held: it may reply, add
+ * or remove devices and handle further messages; it must not free the router.
+ */
+typedef void (*rrpc_router_request_cb)(void *user_data,
+                                       struct rrpc_router *router,
+                                       const struct rrpc_request *request);
+
+/**
+ * Receives one subscription filter (NUL-terminated, valid during the call).
+ */
+typedef void (*rrpc_filter_cb)(void *user_data, const char *filter);
+
+/**
+ * Counters of a router (`rrpc_router_get_stats`).
+ */
+typedef struct rrpc_router_stats {
+    uint64_t messages;
+    /**
+     * Requests handed to callbacks.
+     */
+    uint64_t requests;
+    uint64_t replied;
+    uint64_t expired;
+    uint64_t duplicates;
+    uint64_t own_replies;
+    uint64_t malformed;
+    /**
+     * Requests for devices that are not registered (wildcard subscriptions).
+     */
+    uint64_t unknown_device;
+    uint64_t table_full;
+    uint64_t too_large;
+    /**
+     * Replies refused because the deadline had passed.
+     */
+    uint64_t late_replies;
+    /**
+     * Replies refused for unknown, answered, cancelled or released tokens.
+     */
+    uint64_t bad_tokens;
+    /**
+     * Replies whose publish function failed (requests released).
+     */
+    uint64_t send_failures;
+    uint64_t not_rrpc;
+    /**
+     * Requests waiting for a reply now.
+     */
+    uint64_t pending;
+    /**
+     * Devices registered now.
+     */
+    uint64_t devices;
+} rrpc_router_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1110,6 +1277,181 @@ rrpc_status rrpc_monotonic_ms(uint64_t *out_ms);
  * Any thread.
  */
 rrpc_status rrpc_dialect_from_name(const char *name, uint32_t *out_dialect);
+
+/**
+ * Fills `out_config` with the defaults (see `rrpc_router_config`).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+ */
+rrpc_status rrpc_router_config_init(struct rrpc_router_config *out_config);
+
+/**
+ * Creates a router: no I/O, no threads.
+ *
+ * @param[in]  config     settings.
+ * @param[out] out_router receives the router; release it with `rrpc_router_free`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `config` or `out_router` is NULL.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `max_pending` or `max_payload` is 0.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_router_new(const struct rrpc_router_config *config,
+                            struct rrpc_router **out_router);
+
+/**
+ * Releases the router. Pending requests are dropped. NULL is ignored.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_WRONG_STATE called from this router's callback or publish
+ *         function; nothing was released.
+ *
+ * Once, when no other thread uses the router.
+ */
+rrpc_status rrpc_router_free(struct rrpc_router *router);
+
+/**
+ * Registers the function that publishes replies (NULL removes it; replies then
+ * fail with RRPC_STATUS_WRONG_STATE and keep their token).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
+ *
+ * Any thread; `user_data` must stay valid while registered.
+ */
+rrpc_status rrpc_router_set_publish(struct rrpc_router *router,
+                                    rrpc_publish_fn publish,
+                                    void *user_data);
+
+/**
+ * Sets the callback of devices registered without their own (NULL removes it;
+ * their requests then expire unanswered).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
+ *
+ * Any thread; takes effect for the next request.
+ */
+rrpc_status rrpc_router_set_callback(struct rrpc_router *router,
+                                     rrpc_router_request_cb callback,
+                                     void *user_data);
+
+/**
+ * Registers a device (rules as `rrpc_client_add_device`), with its own callback
+ * or, with `callback` NULL, the router's shared one. Subscribing its filter is
+ * the application's job (`rrpc_router_get_filters`).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT,
+ *         RRPC_STATUS_INVALID_IDENTITY, RRPC_STATUS_ALREADY_EXISTS as for
+ *         `rrpc_client_add_device`.
+ *
+ * Any thread, also while messages are handled, and from callbacks.
+ */
+rrpc_status rrpc_router_add_device(struct rrpc_router *router,
+                                   uint32_t dialect,
+                                   const char *product_key,
+                                   const char *device_name,
+                                   const char *custom_topic,
+                                   rrpc_router_request_cb callback,
+                                   void *user_data);
+
+/**
+ * Unregisters a device. Its pending requests are cancelled: replies to them fail
+ * with RRPC_STATUS_DEVICE_REMOVED.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NOT_FOUND the device is not registered.
+ *
+ * Any thread, also while messages are handled, and from callbacks.
+ */
+rrpc_status rrpc_router_remove_device(struct rrpc_router *router,
+                                      uint32_t dialect,
+                                      const char *product_key,
+                                      const char *device_name,
+                                      const char *custom_topic);
+
+/**
+ * Lists the subscription filters to subscribe, one `callback` call per filter.
+ *
+ * @param[in] mode an `rrpc_filter_mode` value.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `router` or `callback` is NULL.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `mode` is not a filter mode.
+ *
+ * Any thread; the callback runs without any router lock held.
+ */
+rrpc_status rrpc_router_get_filters(struct rrpc_router *router,
+                                    uint32_t mode,
+                                    rrpc_filter_cb callback,
+                                    void *user_data);
+
+/**
+ * Takes in one received MQTT message. An RRPC request for a registered device is
+ * accepted and its callback runs before this returns (on this thread, without
+ * any router lock held); anything else is classified and, if RRPC, counted.
+ *
+ * @param[in]  topic        the topic's bytes (need not be NUL-terminated; bytes
+ *                          that are not UTF-8 make it malformed).
+ * @param[in]  topic_len    its length.
+ * @param[in]  payload      the payload, binary-safe; may be NULL when empty.
+ * @param[in]  payload_len  its length.
+ * @param[out] out_kind     receives an `rrpc_message_kind`; may be NULL.
+ * @retval RRPC_STATUS_OK               the message was classified (see `out_kind`).
+ * @retval RRPC_STATUS_NULL_POINTER     `router` is NULL, or a buffer is NULL with a length.
+ *
+ * Any thread; several threads may handle messages at once.
+ */
+rrpc_status rrpc_router_handle_message(struct rrpc_router *router,
+                                       const uint8_t *topic,
+                                       size_t topic_len,
+                                       const uint8_t *payload,
+                                       size_t payload_len,
+                                       uint32_t *out_kind);
+
+/**
+ * Answers request `token`: builds the response topic and calls the publish
+ * function (QoS 0) without any router lock held. Exactly one reply per request.
+ *
+ * @retval RRPC_STATUS_OK                published; the request is finished.
+ * @retval RRPC_STATUS_SEND_FAILED       the publish function failed; the request is released.
+ * @retval RRPC_STATUS_WRONG_STATE       no publish function is registered (token kept).
+ * @retval RRPC_STATUS_BUSY              another thread is replying to this token now.
+ * @retval RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,
+ *         RRPC_STATUS_DEVICE_REMOVED, RRPC_STATUS_PAYLOAD_TOO_LARGE,
+ *         RRPC_STATUS_NULL_POINTER  as for `rrpc_client_reply`.
+ *
+ * Any thread, including callbacks and the publish function.
+ */
+rrpc_status rrpc_router_reply(struct rrpc_router *router,
+                              uint64_t token,
+                              const uint8_t *payload,
+                              size_t payload_len);
+
+/**
+ * Expires requests whose deadline passed. With `manual_clock`, `now_ms` becomes
+ * the router's time first; otherwise it is ignored (pass 0) and CLOCK_MONOTONIC
+ * is read. Call it regularly (every 100 ms is plenty) or at
+ * the deadline of the oldest request.
+ *
+ * @param[out] out_expired receives how many requests expired; may be NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_router_tick(struct rrpc_router *router, uint64_t now_ms, size_t *out_expired);
+
+/**
+ * Reads the router's counters.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `router` or `out_stats` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_router_get_stats(struct rrpc_router *router, struct rrpc_router_stats *out_stats);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -98,6 +98,21 @@ impl Dialect {
         self.spec().response.split_at_id(d)
     }
 
+    /// Subscription filter for the requests of every device of this dialect, for a
+    /// gateway that answers for many devices on one subscription:
+    /// `/sys/+/+/rrpc/request/+`, `$rrpc/rxd/+/+/+`, `/ext/rrpc/#`.
+    pub fn request_wildcard(self) -> String {
+        if self.needs_custom_topic() {
+            return "/ext/rrpc/#".to_string();
+        }
+        let any = Identity {
+            product_key: "+",
+            device_name: "+",
+            custom_topic: None,
+        };
+        self.spec().request.render(&any, "+")
+    }
+
     /// Subscription filter a caller uses for the responses of every device of this
     /// dialect (`/sys/+/+/rrpc/response/+`), or of one custom topic.
     pub fn response_wildcard(self, custom_topic: Option<&str>) -> String {

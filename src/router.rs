@@ -17,6 +17,7 @@
 //!   [`Router::expire`] and, lazily, whenever a request or reply needs room.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -73,8 +74,23 @@ impl RouterConfig {
     }
 }
 
+/// Data a transport attaches to a device when it registers it (the C router keeps
+/// the device's callback there). The router only stores it.
+#[derive(Clone, Default)]
+pub struct Attachment(pub Option<Arc<dyn std::any::Any + Send + Sync>>);
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Attachment(..)"
+        } else {
+            "Attachment(None)"
+        })
+    }
+}
+
 /// A registered device: identity and dialect. Shared with the requests handed out.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Device {
     pub dialect: Dialect,
     pub product_key: Box<str>,
@@ -85,6 +101,8 @@ pub struct Device {
     /// The response topic before and after the message id.
     response_prefix: Box<str>,
     response_suffix: Box<str>,
+    /// What the transport attached at registration.
+    pub attachment: Attachment,
 }
 
 impl Device {
@@ -200,6 +218,10 @@ pub enum ReplyError<E> {
     TooLarge,
     /// The transport refused to send; the token stays valid until its deadline.
     Send(E),
+    /// A reply to this token is being sent by another thread right now.
+    InProgress,
+    /// An earlier reply could not be sent and the request was released.
+    Released,
 }
 
 impl<E: fmt::Display> fmt::Display for ReplyError<E> {
@@ -211,7 +233,25 @@ impl<E: fmt::Display> fmt::Display for ReplyError<E> {
             ReplyError::DeviceRemoved => f.write_str("device was removed; reply not sent"),
             ReplyError::TooLarge => f.write_str("reply payload exceeds the maximum"),
             ReplyError::Send(e) => write!(f, "transport could not send the reply: {e}"),
+            ReplyError::InProgress => f.write_str("a reply to this request is being sent"),
+            ReplyError::Released => {
+                f.write_str("an earlier reply could not be sent and the request was released")
+            }
         }
+    }
+}
+
+/// A reply error that cannot carry a send error, as any reply error.
+fn widen<E>(e: ReplyError<Infallible>) -> ReplyError<E> {
+    match e {
+        ReplyError::UnknownToken => ReplyError::UnknownToken,
+        ReplyError::AlreadyReplied => ReplyError::AlreadyReplied,
+        ReplyError::Expired => ReplyError::Expired,
+        ReplyError::DeviceRemoved => ReplyError::DeviceRemoved,
+        ReplyError::TooLarge => ReplyError::TooLarge,
+        ReplyError::InProgress => ReplyError::InProgress,
+        ReplyError::Released => ReplyError::Released,
+        ReplyError::Send(never) => match never {},
     }
 }
 
@@ -246,6 +286,8 @@ enum Outcome {
     Replied,
     Expired,
     Cancelled,
+    /// The transport could not send the reply and the request was released.
+    SendFailed,
 }
 
 /// A device's message id: the key of the duplicate/echo table.
@@ -308,6 +350,8 @@ struct Pending {
     deadline_ms: u64,
     /// Selects the deadline queue.
     timeout_ms: u64,
+    /// Between [`Router::begin_reply`] and [`Router::end_reply`].
+    sending: bool,
 }
 
 struct DeadlineQueue {
@@ -407,6 +451,16 @@ impl Router {
         dialect: Dialect,
         id: &Identity<'_>,
     ) -> Result<Arc<Device>, DeviceError> {
+        self.add_device_with(dialect, id, Attachment::default())
+    }
+
+    /// [`Router::add_device`] with data the transport wants back with each request.
+    pub fn add_device_with(
+        &mut self,
+        dialect: Dialect,
+        id: &Identity<'_>,
+        attachment: Attachment,
+    ) -> Result<Arc<Device>, DeviceError> {
         dialect::validate_identity(dialect, id).map_err(DeviceError::Invalid)?;
         let key = DeviceKey::of(dialect, id);
         if let Some(i) = self.lookup(&key) {
@@ -431,6 +485,7 @@ impl Router {
             filter: dialect.subscribe_filter(id).into(),
             response_prefix: prefix.into(),
             response_suffix: suffix.into(),
+            attachment,
         });
         self.generation = self.generation.wrapping_add(1);
         let slot = Slot {
@@ -626,6 +681,7 @@ impl Router {
                 generation,
                 deadline_ms,
                 timeout_ms: u64::from(timeout),
+                sending: false,
             }),
         );
         self.pending += 1;
@@ -651,41 +707,9 @@ impl Router {
         now_ms: u64,
         send: impl FnOnce(&str, &[u8]) -> Result<(), E>,
     ) -> Result<(), ReplyError<E>> {
-        let p = match self.tokens.get(&token) {
-            Some(TokenState::Pending(p)) => p,
-            Some(TokenState::Done(outcome)) => {
-                return Err(match outcome {
-                    Outcome::Replied => {
-                        self.stats.bad_tokens += 1;
-                        ReplyError::AlreadyReplied
-                    }
-                    Outcome::Expired => {
-                        self.stats.late_replies += 1;
-                        ReplyError::Expired
-                    }
-                    Outcome::Cancelled => {
-                        self.stats.bad_tokens += 1;
-                        ReplyError::DeviceRemoved
-                    }
-                });
-            }
-            None => {
-                self.stats.bad_tokens += 1;
-                return Err(ReplyError::UnknownToken);
-            }
-        };
-        if now_ms > p.deadline_ms {
-            self.stats.late_replies += 1;
-            self.expire(now_ms);
-            return Err(ReplyError::Expired);
-        }
-        if payload.len() > self.cfg.max_payload {
-            return Err(ReplyError::TooLarge);
-        }
-        let slot = self.slots[p.key.slot as usize]
-            .as_ref()
-            .expect("pending slot is live");
-        let topic = slot.device.response_topic(&p.key.id);
+        let topic = self
+            .check_reply(token, payload.len(), now_ms)
+            .map_err(widen)?;
         if let Err(e) = send(&topic, payload) {
             self.stats.send_failures += 1;
             return Err(ReplyError::Send(e));
@@ -693,6 +717,85 @@ impl Router {
         self.finish(token, Outcome::Replied, now_ms);
         self.stats.replied += 1;
         Ok(())
+    }
+
+    /// First half of a reply sent without holding the router: the checks of
+    /// [`Router::reply`], then the request is marked as being answered (another
+    /// reply now fails with [`ReplyError::InProgress`]) and the response topic is
+    /// returned. Finish with [`Router::end_reply`].
+    pub fn begin_reply(
+        &mut self,
+        token: u64,
+        payload_len: usize,
+        now_ms: u64,
+    ) -> Result<String, ReplyError<Infallible>> {
+        let topic = self.check_reply(token, payload_len, now_ms)?;
+        if let Some(TokenState::Pending(p)) = self.tokens.get_mut(&token) {
+            p.sending = true;
+        }
+        Ok(topic)
+    }
+
+    /// Second half: `sent` finishes the request as answered; otherwise the
+    /// request is released (a later reply fails with [`ReplyError::Released`]).
+    /// Nothing happens when the request ended meanwhile (expired, device removed).
+    pub fn end_reply(&mut self, token: u64, sent: bool, now_ms: u64) {
+        match self.tokens.get_mut(&token) {
+            Some(TokenState::Pending(p)) if p.sending => p.sending = false,
+            _ => return,
+        }
+        if sent {
+            self.finish(token, Outcome::Replied, now_ms);
+            self.stats.replied += 1;
+        } else {
+            self.finish(token, Outcome::SendFailed, now_ms);
+            self.stats.send_failures += 1;
+        }
+    }
+
+    /// Everything a reply must pass before it is sent; returns the response topic.
+    fn check_reply(
+        &mut self,
+        token: u64,
+        payload_len: usize,
+        now_ms: u64,
+    ) -> Result<String, ReplyError<Infallible>> {
+        let p = match self.tokens.get(&token) {
+            Some(TokenState::Pending(p)) => p,
+            Some(TokenState::Done(outcome)) => {
+                let (err, late) = match outcome {
+                    Outcome::Replied => (ReplyError::AlreadyReplied, false),
+                    Outcome::Expired => (ReplyError::Expired, true),
+                    Outcome::Cancelled => (ReplyError::DeviceRemoved, false),
+                    Outcome::SendFailed => (ReplyError::Released, false),
+                };
+                if late {
+                    self.stats.late_replies += 1;
+                } else {
+                    self.stats.bad_tokens += 1;
+                }
+                return Err(err);
+            }
+            None => {
+                self.stats.bad_tokens += 1;
+                return Err(ReplyError::UnknownToken);
+            }
+        };
+        if p.sending {
+            return Err(ReplyError::InProgress);
+        }
+        if now_ms > p.deadline_ms {
+            self.stats.late_replies += 1;
+            self.expire(now_ms);
+            return Err(ReplyError::Expired);
+        }
+        if payload_len > self.cfg.max_payload {
+            return Err(ReplyError::TooLarge);
+        }
+        let slot = self.slots[p.key.slot as usize]
+            .as_ref()
+            .expect("pending slot is live");
+        Ok(slot.device.response_topic(&p.key.id))
     }
 
     /// The earliest deadline among pending requests (possibly of one just
@@ -1307,5 +1410,65 @@ mod tests {
             r.reply(stuck, b"", 8002, |_, _| Ok::<(), ()>(())),
             Err(ReplyError::Expired)
         );
+    }
+
+    #[test]
+    fn two_phase_replies_exclude_each_other_and_release_on_failure() {
+        let mut r = router();
+        let t = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 0)
+            .unwrap()
+            .token;
+        let topic = r.begin_reply(t, 3, 1).unwrap();
+        assert_eq!(topic, "/sys/a1GFjLP3xxC/dev1/rrpc/response/1");
+        // While the first reply is being sent, a second is refused.
+        assert_eq!(r.begin_reply(t, 3, 1), Err(ReplyError::InProgress));
+        assert_eq!(
+            r.reply(t, b"x", 1, |_, _| Ok::<(), ()>(())),
+            Err(ReplyError::InProgress)
+        );
+        r.end_reply(t, true, 2);
+        assert_eq!(r.begin_reply(t, 3, 3), Err(ReplyError::AlreadyReplied));
+        assert_eq!(r.stats().replied, 1);
+
+        // A failed send releases the request for good.
+        let t2 = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/2", b"", 0)
+            .unwrap()
+            .token;
+        r.begin_reply(t2, 0, 1).unwrap();
+        r.end_reply(t2, false, 1);
+        assert_eq!(r.pending_len(), 0);
+        assert_eq!(r.begin_reply(t2, 0, 2), Err(ReplyError::Released));
+        assert_eq!(r.stats().send_failures, 1);
+
+        // The deadline may pass while a reply is being sent: end_reply then does nothing.
+        let t3 = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/3", b"", 0)
+            .unwrap()
+            .token;
+        r.begin_reply(t3, 0, 1).unwrap();
+        assert_eq!(r.expire(9000), 1);
+        r.end_reply(t3, true, 9001);
+        assert_eq!(r.stats().replied, 1);
+    }
+
+    #[test]
+    fn attachments_come_back_with_requests() {
+        let mut r = Router::new(RouterConfig::default());
+        let tag: Arc<dyn std::any::Any + Send + Sync> = Arc::new(42u32);
+        r.add_device_with(Dialect::AlibabaSystem, &dev("dev1"), Attachment(Some(tag)))
+            .unwrap();
+        let a = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 0)
+            .unwrap();
+        let got = a
+            .device
+            .attachment
+            .0
+            .as_ref()
+            .unwrap()
+            .downcast_ref::<u32>();
+        assert_eq!(got, Some(&42));
     }
 }

@@ -419,7 +419,7 @@ fn configuration_is_validated() {
 fn library_facts() {
     let v = unsafe { CStr::from_ptr(rrpc_version()) }.to_str().unwrap();
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
-    for s in 0..19u32 {
+    for s in 0..20u32 {
         let t = unsafe { CStr::from_ptr(rrpc_status_str(s)) }
             .to_str()
             .unwrap();

@@ -431,7 +431,7 @@ pub extern "C" fn rrpc_client_set_callback(
 
 /// Builds the C view of `req` (strings NUL-terminated in a stack buffer, or on
 /// the heap for very long custom topics) and runs `f` with it.
-fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_request)) {
+pub(crate) fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_request)) {
     let dev = req.device;
     let parts: [Option<&str>; 4] = [
         Some(req.message_id),

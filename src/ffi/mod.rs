@@ -14,6 +14,7 @@
 pub mod caller;
 pub mod client;
 pub mod misc;
+pub mod router;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -70,6 +71,9 @@ pub enum rrpc_status {
     RRPC_STATUS_INTERNAL = 17,
     /// The library caught a panic (a bug); the handle is still usable.
     RRPC_STATUS_PANIC = 18,
+    /// The application's publish function failed: the reply was not sent and the
+    /// request was released (router API).
+    RRPC_STATUS_SEND_FAILED = 19,
 }
 
 use rrpc_status::*;
@@ -96,11 +100,12 @@ impl rrpc_status {
             RRPC_STATUS_BUFFER_TOO_SMALL => c"output buffer too small",
             RRPC_STATUS_INTERNAL => c"internal error",
             RRPC_STATUS_PANIC => c"internal panic caught at the API boundary",
+            RRPC_STATUS_SEND_FAILED => c"publish function failed; request released",
         }
     }
 
     pub(crate) fn from_u32(v: u32) -> Option<rrpc_status> {
-        const ALL: [rrpc_status; 19] = [
+        const ALL: [rrpc_status; 20] = [
             RRPC_STATUS_OK,
             RRPC_STATUS_NULL_POINTER,
             RRPC_STATUS_INVALID_UTF8,
@@ -120,6 +125,7 @@ impl rrpc_status {
             RRPC_STATUS_BUFFER_TOO_SMALL,
             RRPC_STATUS_INTERNAL,
             RRPC_STATUS_PANIC,
+            RRPC_STATUS_SEND_FAILED,
         ];
         ALL.get(v as usize).copied()
     }
@@ -160,6 +166,8 @@ impl From<ClientError> for Failure {
                 ReplyError::DeviceRemoved => RRPC_STATUS_DEVICE_REMOVED,
                 ReplyError::TooLarge => RRPC_STATUS_PAYLOAD_TOO_LARGE,
                 ReplyError::Send(_) => RRPC_STATUS_NOT_CONNECTED,
+                ReplyError::InProgress => RRPC_STATUS_BUSY,
+                ReplyError::Released => RRPC_STATUS_SEND_FAILED,
             },
         };
         Failure::new(status, e.to_string())
@@ -352,11 +360,11 @@ mod tests {
 
     #[test]
     fn every_status_has_a_text() {
-        for v in 0..19 {
+        for v in 0..20 {
             let s = rrpc_status::from_u32(v).expect("contiguous values");
             assert_eq!(s as u32, v);
             assert!(!s.text().to_bytes().is_empty());
         }
-        assert!(rrpc_status::from_u32(19).is_none());
+        assert!(rrpc_status::from_u32(20).is_none());
     }
 }

@@ -21,6 +21,23 @@ static void on_response(void *user_data, const rrpc_response *response)
     (void)rrpc_code_str(view.rrpc_code);
 }
 
+static int on_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int qos)
+{
+    (void)user_data; (void)topic; (void)payload; (void)len;
+    return qos;
+}
+
+static void on_router_request(void *user_data, rrpc_router *router, const rrpc_request *req)
+{
+    (void)user_data;
+    rrpc_router_reply(router, req->token, req->payload, req->payload_len);
+}
+
+static void on_filter(void *user_data, const char *filter)
+{
+    (void)user_data; (void)filter;
+}
+
 int header_smoke(void);
 int header_smoke(void)
 {
@@ -71,6 +88,24 @@ int header_smoke(void)
         st = rrpc_caller_call_async(caller, &params, on_response, NULL);
         st = rrpc_caller_get_stats(caller, &cstats);
         st = rrpc_caller_free(caller);
+    }
+    {
+        rrpc_router_config rcfg;
+        rrpc_router *router = NULL;
+        rrpc_router_stats rstats;
+        uint32_t kind = RRPC_MESSAGE_NOT_RRPC;
+        size_t expired = 0;
+        st = rrpc_router_config_init(&rcfg);
+        st = rrpc_router_new(&rcfg, &router);
+        st = rrpc_router_set_publish(router, on_publish, NULL);
+        st = rrpc_router_set_callback(router, on_router_request, NULL);
+        st = rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "dn", NULL, on_router_request, NULL);
+        st = rrpc_router_get_filters(router, RRPC_FILTERS_WILDCARD, on_filter, NULL);
+        st = rrpc_router_handle_message(router, (const uint8_t *)"t", 1, NULL, 0, &kind);
+        st = rrpc_router_tick(router, 0, &expired);
+        st = rrpc_router_get_stats(router, &rstats);
+        st = rrpc_router_remove_device(router, RRPC_DIALECT_ALIBABA, "pk", "dn", NULL);
+        st = rrpc_router_free(router);
     }
     (void)rrpc_version();
     (void)rrpc_last_error_message();
