@@ -27,9 +27,23 @@ static size_t last_len;
 static int published;
 static int publish_result; /* returned by the publish function */
 
+static rrpc_router *the_router; /* for re-entry from the publish function */
+static int reentered;
+
 static int publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int qos)
 {
     (void)user_data;
+    if (len == 7 && memcmp(payload, "reenter", 7) == 0 && !reentered) {
+        /* Re-entrant from the publish function: a gateway whose MQTT stack loops a
+         * message back synchronously. */
+        const char *t = "/sys/pk/dev13/rrpc/request/from-publish";
+        uint32_t kind = 99;
+        reentered = 1;
+        CHECK(rrpc_router_handle_message(the_router, (const uint8_t *)t, strlen(t), (const uint8_t *)"inner", 5,
+                                         &kind) == RRPC_STATUS_OK);
+        CHECK(kind == RRPC_MESSAGE_REQUEST);
+        CHECK(rrpc_router_free(the_router) == RRPC_STATUS_WRONG_STATE);
+    }
     snprintf(last_topic, sizeof last_topic, "%s", topic);
     last_len = len < sizeof last_payload ? len : sizeof last_payload - 1;
     if (last_len) memcpy(last_payload, payload, last_len);
@@ -103,6 +117,7 @@ int main(void)
     cfg.manual_clock = true;
     cfg.request_timeout_ms = 1000;
     CHECK(rrpc_router_new(&cfg, &r) == RRPC_STATUS_OK);
+    the_router = r;
     CHECK(rrpc_router_set_publish(r, publish, NULL) == RRPC_STATUS_OK);
     CHECK(rrpc_router_set_callback(r, shared_cb, NULL) == RRPC_STATUS_OK);
     CHECK(rrpc_router_tick(r, 1000, NULL) == RRPC_STATUS_OK);
@@ -165,6 +180,10 @@ int main(void)
     CHECK(handle(r, "/sys/pk/dev7/rrpc/request/nested-outer", "nested") == RRPC_MESSAGE_REQUEST);
     CHECK(strcmp(last_topic, "/sys/pk/dev7/rrpc/response/nested-outer") == 0);
     CHECK(handle(r, "/sys/pk/dev8/rrpc/request/f1", "free") == RRPC_MESSAGE_REQUEST);
+
+    /* Re-entrancy from the publish function: it handles another request. */
+    CHECK(handle(r, "/sys/pk/dev13/rrpc/request/outer", "reenter") == RRPC_MESSAGE_REQUEST);
+    CHECK(reentered == 1);
 
     /* Deferred reply, second reply, unknown token. */
     CHECK(handle(r, "/sys/pk/dev9/rrpc/request/d1", "defer") == RRPC_MESSAGE_REQUEST);
