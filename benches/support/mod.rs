@@ -219,3 +219,261 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+/// Like [`start_mosquitto`], with `extra` appended to the config file (whole lines,
+/// each ending in '\n'), e.g. "set_tcp_nodelay true\n" for the Paho gateway bench.
+#[allow(dead_code)]
+pub fn start_mosquitto_with(
+    tag: &str,
+    pinned: bool,
+    extra: &str,
+) -> Result<(Mosquitto, u16), String> {
+    let port = common::free_port();
+    let conf = out_dir()
+        .join("work")
+        .join(format!("mosquitto-{tag}-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 2097152\npersistence false\n{extra}"
+        ),
+    )
+    .map_err(|e| format!("write {}: {e}", conf.display()))?;
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", "mosquitto"]);
+        c
+    } else {
+        Command::new("mosquitto")
+    };
+    cmd.arg("-c").arg(&conf);
+    let m = Mosquitto {
+        proc: Proc::spawn_with(&mut cmd),
+        conf,
+    };
+    if !common::wait_listening(port, Duration::from_secs(10)) {
+        return Err(format!(
+            "mosquitto did not listen on {port}\n{}",
+            m.proc.transcript()
+        ));
+    }
+    Ok((m, port))
+}
+
+/// The benches' cloud-side RRPC caller for many devices (Alibaba system topics, QoS 0):
+/// the scheme of benches/roundtrip.rs's caller, spread over several device names.
+/// rumqttc on the current-thread [`runtime`], one task driving the event loop itself (no
+/// channel hop for replies), subscribed to `/sys/{pk}/+/rrpc/response/+`. Call k (counted
+/// from connect, warm-up included) goes to device `(k * stride) % devices.len()`, so
+/// with a stride coprime to the count every run of `devices.len()` consecutive calls
+/// reaches every device once, in an order with no locality. Each request carries its
+/// message id in its first 8 bytes and a fixed pseudo-random pattern after it; every
+/// reply's device name, id and payload are checked.
+#[allow(dead_code)]
+pub struct StrideCaller {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    /// "/sys/{pk}/"
+    sys_prefix: String,
+    devices: Vec<String>,
+    stride: usize,
+    /// Calls made so far (the next one's position in the stride order).
+    calls: usize,
+    next_id: u64,
+    base: Vec<u8>,
+}
+
+#[allow(dead_code)]
+impl StrideCaller {
+    /// Connects with TCP_NODELAY ([`fast_connection`]), subscribes and waits for the
+    /// SUBACK (10 s). Message ids count up from `first_id` (decimal in the topic).
+    pub async fn connect(
+        port: u16,
+        client_id: String,
+        pk: &str,
+        devices: Vec<String>,
+        stride: usize,
+        size: usize,
+        first_id: u64,
+    ) -> Result<StrideCaller, String> {
+        assert!(
+            !devices.is_empty() && size >= 8,
+            "devices and 8+ byte payloads"
+        );
+        let (client, mut eventloop) = fast_connection(client_id, port, 256);
+        client
+            .try_subscribe(
+                format!("/sys/{pk}/+/rrpc/response/+"),
+                rumqttc::QoS::AtMostOnce,
+            )
+            .map_err(|e| format!("queue subscribe: {e}"))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                Err(_) => return Err("caller: no SUBACK within 10 s".into()),
+                Ok(Err(e)) => return Err(format!("caller connection: {e}")),
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) => break,
+                Ok(Ok(_)) => {}
+            }
+        }
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ size as u64;
+        let base = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        Ok(StrideCaller {
+            client,
+            eventloop,
+            sys_prefix: format!("/sys/{pk}/"),
+            devices,
+            stride,
+            calls: 0,
+            next_id: first_id,
+            base,
+        })
+    }
+
+    /// The next call's message id and device index.
+    fn next_target(&mut self) -> (u64, usize) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let dev = (self.calls % self.devices.len()) * (self.stride % self.devices.len())
+            % self.devices.len();
+        self.calls += 1;
+        (id, dev)
+    }
+
+    fn send(&self, id: u64, dev: usize) -> Result<(), String> {
+        let topic = format!("{}{}/rrpc/request/{id}", self.sys_prefix, self.devices[dev]);
+        let mut payload = self.base.clone();
+        payload[..8].copy_from_slice(&id.to_le_bytes());
+        self.client
+            .try_publish(topic, rumqttc::QoS::AtMostOnce, false, payload)
+            .map_err(|e| format!("queue request: {e}"))
+    }
+
+    /// Device name and message id of a reply topic `/sys/{pk}/{dn}/rrpc/response/{id}`.
+    fn parse_reply<'a>(&self, topic: &'a str) -> Option<(&'a str, u64)> {
+        let (dn, rest) = topic
+            .strip_prefix(self.sys_prefix.as_str())?
+            .split_once('/')?;
+        let id = rest.strip_prefix("rrpc/response/")?.parse().ok()?;
+        Some((dn, id))
+    }
+
+    /// Checks a reply (already matched to call `id` for device `dev`) against the request.
+    fn verify(&self, id: u64, dev: usize, dn: &str, payload: &[u8]) -> Result<(), String> {
+        if dn != self.devices[dev] {
+            return Err(format!(
+                "reply to {id} came from device {dn:?}, the request went to {:?}",
+                self.devices[dev]
+            ));
+        }
+        if payload.len() != self.base.len()
+            || payload[..8] != id.to_le_bytes()
+            || payload[8..] != self.base[8..]
+        {
+            return Err(format!(
+                "reply to {id} has a wrong payload ({} bytes, expected {})",
+                payload.len(),
+                self.base.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next reply PUBLISH before `deadline`.
+    async fn next_reply(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<rumqttc::Publish, String> {
+        loop {
+            match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
+                Err(_) => return Err("timed out waiting for a reply".into()),
+                Ok(Err(e)) => return Err(format!("caller connection: {e}")),
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => return Ok(p),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// One sequential call; returns its round-trip time. `strict`: any reply that is
+    /// not this call's is an error (otherwise late replies are skipped).
+    pub async fn call(&mut self, timeout: Duration, strict: bool) -> Result<Duration, String> {
+        let (id, dev) = self.next_target();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let t0 = std::time::Instant::now();
+        self.send(id, dev)?;
+        loop {
+            let p = self
+                .next_reply(deadline)
+                .await
+                .map_err(|e| format!("call {id} to {}: {e}", self.devices[dev]))?;
+            let (dn, rid) = self
+                .parse_reply(&p.topic)
+                .ok_or_else(|| format!("unexpected reply topic {:?}", p.topic))?;
+            if rid == id {
+                let rtt = t0.elapsed();
+                self.verify(id, dev, dn, &p.payload)?;
+                return Ok(rtt);
+            }
+            if strict {
+                return Err(format!("waiting for {id}, got a reply to {rid}"));
+            }
+        }
+    }
+
+    /// `total` calls with `inflight` outstanding at all times; returns calls/s. Every
+    /// reply must answer an outstanding request, once, from the right device.
+    pub async fn pipelined(&mut self, total: usize, inflight: usize) -> Result<f64, String> {
+        let mut outstanding: std::collections::HashMap<u64, usize> =
+            std::collections::HashMap::with_capacity(inflight * 2);
+        let mut sent = 0usize;
+        let mut received = 0usize;
+        let t0 = std::time::Instant::now();
+        while sent < inflight.min(total) {
+            let (id, dev) = self.next_target();
+            self.send(id, dev)?;
+            outstanding.insert(id, dev);
+            sent += 1;
+        }
+        while received < total {
+            // A stall of 10 s means a lost request or reply: fail instead of hanging.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let p = self
+                .next_reply(deadline)
+                .await
+                .map_err(|e| format!("pipelined: {e} after {received} of {total} replies"))?;
+            let (dn, rid) = self
+                .parse_reply(&p.topic)
+                .ok_or_else(|| format!("pipelined: unexpected reply topic {:?}", p.topic))?;
+            let dev = outstanding
+                .remove(&rid)
+                .ok_or_else(|| format!("pipelined: unexpected or duplicate reply {rid}"))?;
+            self.verify(rid, dev, dn, &p.payload)?;
+            received += 1;
+            if sent < total {
+                let (id, dev) = self.next_target();
+                self.send(id, dev)?;
+                outstanding.insert(id, dev);
+                sent += 1;
+            }
+        }
+        Ok(total as f64 / t0.elapsed().as_secs_f64())
+    }
+
+    /// Sends DISCONNECT and drives the event loop until it is out (2 s at most).
+    pub async fn disconnect(mut self) {
+        let _ = self.client.try_disconnect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
+            if matches!(ev, rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    }
+}
