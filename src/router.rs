@@ -738,11 +738,19 @@ impl Router {
 
     /// Second half: `sent` finishes the request as answered; otherwise the
     /// request is released (a later reply fails with [`ReplyError::Released`]).
-    /// Nothing happens when the request ended meanwhile (expired, device removed).
+    /// When the request ended meanwhile (expired, device removed) only a sent
+    /// reply is counted.
     pub fn end_reply(&mut self, token: u64, sent: bool, now_ms: u64) {
         match self.tokens.get_mut(&token) {
             Some(TokenState::Pending(p)) if p.sending => p.sending = false,
-            _ => return,
+            _ => {
+                // The request ended while its reply was being sent (device removed,
+                // deadline passed); the reply went out all the same.
+                if sent {
+                    self.stats.replied += 1;
+                }
+                return;
+            }
         }
         if sent {
             self.finish(token, Outcome::Replied, now_ms);
@@ -1442,15 +1450,17 @@ mod tests {
         assert_eq!(r.begin_reply(t2, 0, 2), Err(ReplyError::Released));
         assert_eq!(r.stats().send_failures, 1);
 
-        // The deadline may pass while a reply is being sent: end_reply then does nothing.
+        // The deadline may pass while a reply is being sent.
         let t3 = r
             .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/3", b"", 0)
             .unwrap()
             .token;
         r.begin_reply(t3, 0, 1).unwrap();
         assert_eq!(r.expire(9000), 1);
+        // The reply that went out while the request expired is still counted.
         r.end_reply(t3, true, 9001);
-        assert_eq!(r.stats().replied, 1);
+        assert_eq!(r.stats().replied, 2);
+        assert_eq!(r.begin_reply(t3, 0, 9002), Err(ReplyError::Expired));
     }
 
     #[test]
