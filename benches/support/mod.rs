@@ -131,36 +131,7 @@ impl Drop for Mosquitto {
 /// A fresh Mosquitto on a free loopback port, optionally under `taskset -c 0`; its
 /// config file is target/bench/work/mosquitto-<tag>-<port>.conf.
 pub fn start_mosquitto(tag: &str, pinned: bool) -> Result<(Mosquitto, u16), String> {
-    let port = common::free_port();
-    let conf = out_dir()
-        .join("work")
-        .join(format!("mosquitto-{tag}-{port}.conf"));
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 2097152\npersistence false\n"
-        ),
-    )
-    .map_err(|e| format!("write {}: {e}", conf.display()))?;
-    let mut cmd = if pinned {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", "mosquitto"]);
-        c
-    } else {
-        Command::new("mosquitto")
-    };
-    cmd.arg("-c").arg(&conf);
-    let m = Mosquitto {
-        proc: Proc::spawn_with(&mut cmd),
-        conf,
-    };
-    if !common::wait_listening(port, Duration::from_secs(10)) {
-        return Err(format!(
-            "mosquitto did not listen on {port}\n{}",
-            m.proc.transcript()
-        ));
-    }
-    Ok((m, port))
+    start_mosquitto_with(tag, pinned, "")
 }
 
 /// Stops a device with SIGTERM (clean exit, so it prints its counters and callgrind
@@ -222,7 +193,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Like [`start_mosquitto`], with `extra` appended to the config file (whole lines,
 /// each ending in '\n'), e.g. "set_tcp_nodelay true\n" for the Paho gateway bench.
-#[allow(dead_code)]
 pub fn start_mosquitto_with(
     tag: &str,
     pinned: bool,
