@@ -54,8 +54,8 @@ fn main() {
                 "device: {} request {} for {}/{} ({} bytes)",
                 req.device.dialect,
                 req.message_id,
-                req.device.product_key,
-                req.device.device_name,
+                req.device.product_key(),
+                req.device.device_name(),
                 req.payload.len()
             );
         }

@@ -328,7 +328,7 @@ impl Client {
         if self.inner.connected.load(Ordering::SeqCst) {
             let mqtt = self.inner.mqtt.read().clone();
             if let Some(mqtt) = mqtt {
-                if let Err(e) = mqtt.try_subscribe(&*device.filter, self.inner.qos()) {
+                if let Err(e) = mqtt.try_subscribe(device.filter(), self.inner.qos()) {
                     // Undo, so that the caller can simply retry.
                     let _ = self
                         .inner
@@ -339,7 +339,7 @@ impl Client {
                 }
             }
         }
-        debug!("device added: {} {}", dialect, device.filter);
+        debug!("device added: {} {}", dialect, device.filter());
         Ok(device)
     }
 
@@ -356,7 +356,7 @@ impl Client {
             if let Some(mqtt) = self.inner.mqtt.read().clone() {
                 // Best effort: if the queue is full the subscription lingers until the
                 // next reconnect, and its requests are dropped as unknown meanwhile.
-                let _ = mqtt.try_unsubscribe(&*device.filter);
+                let _ = mqtt.try_unsubscribe(device.filter());
                 self.inner.announce(&mqtt, &device, false);
             }
         }
@@ -725,7 +725,7 @@ impl Inner {
             .unwrap_or_default()
             .hash(&mut h);
         for d in self.router.lock().devices() {
-            d.filter.hash(&mut h);
+            d.filter().hash(&mut h);
         }
         format!("rrpc{:016x}", h.finish())
     }
@@ -752,8 +752,17 @@ impl Inner {
     /// One incoming PUBLISH: route it and, if it is a request, call the handler.
     fn on_publish(self: &Arc<Self>, topic: &str, payload: &[u8]) {
         let now = now_ms();
-        let accepted = self.router.lock().handle_message(topic, payload, now);
-        let a = match accepted {
+        let accepted = {
+            let mut router = self.router.lock();
+            router.handle_message(topic, payload, now).map(|a| {
+                let device = router.device(a.device).cloned();
+                (
+                    a,
+                    device.expect("an accepted request's device is registered"),
+                )
+            })
+        };
+        let (a, device) = match accepted {
             Ok(a) => a,
             Err(Dropped::NotRrpc) => {
                 debug!("ignored message on {topic:?}: not an RRPC request");
@@ -777,7 +786,7 @@ impl Inner {
         };
         let req = Request {
             token: a.token,
-            device: &a.device,
+            device: &device,
             message_id: a.message_id,
             payload: a.payload,
             deadline_ms: a.deadline_ms,
@@ -802,7 +811,7 @@ impl Inner {
             let router = self.router.lock();
             let mut devices = router.devices();
             match (devices.next(), devices.next()) {
-                (Some(d), None) => p.device_topic(&d.product_key, &d.device_name),
+                (Some(d), None) => p.device_topic(d.product_key(), d.device_name()),
                 _ => p.connection_topic(&self.client_id.lock().clone().unwrap_or_default()),
             }
         };
@@ -817,7 +826,7 @@ impl Inner {
     /// Publishes a device's retained `online {client-id}` or `offline` (presence on).
     fn announce(&self, mqtt: &AsyncClient, device: &Device, online: bool) {
         let Some(p) = &self.cfg.presence else { return };
-        let topic = p.device_topic(&device.product_key, &device.device_name);
+        let topic = p.device_topic(device.product_key(), device.device_name());
         let payload = if online {
             presence::online_payload(&self.client_id.lock().clone().unwrap_or_default())
                 .into_bytes()
@@ -830,7 +839,8 @@ impl Inner {
         {
             warn!(
                 "presence for {}/{} not published: queue full",
-                device.product_key, device.device_name
+                device.product_key(),
+                device.device_name()
             );
         }
     }
@@ -844,7 +854,7 @@ impl Inner {
         let mut n = 0;
         for d in router.devices() {
             let mut publish = rumqttc::Publish::new(
-                p.device_topic(&d.product_key, &d.device_name),
+                p.device_topic(d.product_key(), d.device_name()),
                 QoS::AtLeastOnce,
                 online.as_bytes(),
             );
@@ -880,7 +890,7 @@ impl Inner {
             .router
             .lock()
             .devices()
-            .map(|d| SubscribeFilter::new(d.filter.to_string(), qos))
+            .map(|d| SubscribeFilter::new(d.filter().to_string(), qos))
             .collect();
         let n = filters.len();
         self.pending_subacks

@@ -21,7 +21,7 @@
 //! let mut router = Router::new(RouterConfig::default());
 //! let dev = Identity { product_key: "a1B2c3", device_name: "dev1", custom_topic: None };
 //! let device = router.add_device(Dialect::AlibabaSystem, &dev).unwrap();
-//! assert_eq!(&*device.filter, "/sys/a1B2c3/dev1/rrpc/request/+");
+//! assert_eq!(device.filter(), "/sys/a1B2c3/dev1/rrpc/request/+");
 //!
 //! // A request arrives at t = 1000 ms...
 //! let req = router

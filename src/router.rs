@@ -16,13 +16,15 @@
 //! - at most `max_pending` requests wait at once; expired entries are removed by
 //!   [`Router::expire`] and, lazily, whenever a request or reply needs room.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashTable};
+use std::hash::BuildHasher;
 
 use crate::dialect::{self, Dialect, Identity, IdentityError, ParsedTopic, TopicError};
 
@@ -89,41 +91,136 @@ impl fmt::Debug for Attachment {
     }
 }
 
-/// A registered device: identity and dialect. Shared with the requests handed out.
-#[derive(Debug)]
+/// A registered device: identity, dialect and subscription filter, for the
+/// transport (subscribing, presence) and the application.
+///
+/// Every string of a device lives in one buffer; strings that occur inside an
+/// earlier one (the product key and device name inside a system topic's filter)
+/// are stored once. Dispatching a request does not read this record: the router
+/// keeps what it needs per request in a compact record of its own.
 pub struct Device {
     pub dialect: Dialect,
-    pub product_key: Box<str>,
-    pub device_name: Box<str>,
-    pub custom_topic: Option<Box<str>>,
-    /// The MQTT subscription filter that delivers this device's requests.
-    pub filter: Box<str>,
-    /// The response topic before and after the message id.
-    response_prefix: Box<str>,
-    response_suffix: Box<str>,
-    /// What the transport attached at registration.
-    pub attachment: Attachment,
+    has_custom_topic: bool,
+    text: Box<str>,
+    spans: [Span; PARTS],
 }
 
+/// Where one string of a device sits in its text: start and length. Identities
+/// are bounded (128-byte names, 1 KiB custom topics), so a device's text stays
+/// far below 64 KiB.
+#[derive(Clone, Copy, Default)]
+struct Span(u16, u16);
+
+impl Span {
+    fn of(text: &str, span: Span) -> &str {
+        let start = usize::from(span.0);
+        &text[start..start + usize::from(span.1)]
+    }
+}
+
+/// Lays `parts` out in one string, each stored once: a part found inside what is
+/// already there is not appended again. Returns the text and each part's span.
+fn pack<const N: usize>(parts: [&str; N]) -> (String, [Span; N]) {
+    let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    let mut spans = [Span::default(); N];
+    for (i, p) in parts.into_iter().enumerate() {
+        let start = match text.find(p) {
+            Some(at) => at,
+            None => {
+                text.push_str(p);
+                text.len() - p.len()
+            }
+        };
+        spans[i] = Span(to_u16(start), to_u16(p.len()));
+    }
+    to_u16(text.len());
+    (text, spans)
+}
+
+const FILTER: usize = 0;
+const PRODUCT_KEY: usize = 1;
+const DEVICE_NAME: usize = 2;
+const CUSTOM_TOPIC: usize = 3;
+const RESPONSE_PREFIX: usize = 4;
+const RESPONSE_SUFFIX: usize = 5;
+const PARTS: usize = 6;
+
 impl Device {
+    fn new(dialect: Dialect, id: &Identity<'_>) -> Device {
+        let filter = dialect.subscribe_filter(id);
+        let (prefix, suffix) = dialect.response_parts(id);
+        // In the order of the part indices.
+        let (text, spans) = pack([
+            &filter,
+            id.product_key,
+            id.device_name,
+            id.custom_topic.unwrap_or(""),
+            &prefix,
+            &suffix,
+        ]);
+        Device {
+            dialect,
+            has_custom_topic: id.custom_topic.is_some(),
+            text: text.into_boxed_str(),
+            spans,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        Span::of(&self.text, self.spans[i])
+    }
+
+    pub fn product_key(&self) -> &str {
+        self.part(PRODUCT_KEY)
+    }
+
+    pub fn device_name(&self) -> &str {
+        self.part(DEVICE_NAME)
+    }
+
+    pub fn custom_topic(&self) -> Option<&str> {
+        self.has_custom_topic.then(|| self.part(CUSTOM_TOPIC))
+    }
+
+    /// The MQTT subscription filter that delivers this device's requests.
+    pub fn filter(&self) -> &str {
+        self.part(FILTER)
+    }
+
     /// The topic the reply to `message_id` goes out on.
     pub fn response_topic(&self, message_id: &str) -> String {
-        let mut t = String::with_capacity(
-            self.response_prefix.len() + message_id.len() + self.response_suffix.len(),
-        );
-        t.push_str(&self.response_prefix);
+        let (prefix, suffix) = (self.part(RESPONSE_PREFIX), self.part(RESPONSE_SUFFIX));
+        let mut t = String::with_capacity(prefix.len() + message_id.len() + suffix.len());
+        t.push_str(prefix);
         t.push_str(message_id);
-        t.push_str(&self.response_suffix);
+        t.push_str(suffix);
         t
     }
 
     pub fn identity(&self) -> Identity<'_> {
         Identity {
-            product_key: &self.product_key,
-            device_name: &self.device_name,
-            custom_topic: self.custom_topic.as_deref(),
+            product_key: self.product_key(),
+            device_name: self.device_name(),
+            custom_topic: self.custom_topic(),
         }
     }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("dialect", &self.dialect)
+            .field("product_key", &self.product_key())
+            .field("device_name", &self.device_name())
+            .field("custom_topic", &self.custom_topic())
+            .field("filter", &self.filter())
+            .finish()
+    }
+}
+
+/// Offsets of a device's text. Validated identities keep it far below the bound.
+fn to_u16(n: usize) -> u16 {
+    u16::try_from(n).expect("a validated identity's strings fit in 64 KiB")
 }
 
 /// Counters, all monotonic since the router was created.
@@ -163,11 +260,31 @@ pub struct Stats {
 #[derive(Clone, Debug)]
 pub struct Accepted<'a> {
     pub token: u64,
-    pub device: Arc<Device>,
+    /// The device it is for: [`Router::request_device`] and [`Router::device`]
+    /// resolve it while the device is registered.
+    pub device: DeviceRef,
     pub message_id: &'a str,
     pub payload: &'a [u8],
     /// Last moment (router clock, ms) a reply is accepted.
     pub deadline_ms: u64,
+}
+
+/// A registration of a device, as named by an accepted request. A device removed
+/// and added again is a new registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRef {
+    slot: u32,
+    generation: u32,
+}
+
+/// What the application needs of a request's device, read from the router's
+/// dispatch record (no further memory than the request itself touched).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestDevice<'r> {
+    pub dialect: Dialect,
+    pub identity: Identity<'r>,
+    /// What the transport attached at registration.
+    pub attachment: Option<&'r Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Why a message was not handed to the application.
@@ -334,9 +451,112 @@ enum MsgState {
     Done(Outcome),
 }
 
+/// What dispatching a request and building its reply read of a device: one
+/// 64-byte record (a cache line) in a vector indexed by slot, with the product key,
+/// device name and custom topic inline when they fit together in 47 bytes, as
+/// Alibaba's names do (11-byte product keys, device names of at most 32). A
+/// request thus reads one line of its device, however many devices there are;
+/// 100,000 devices' records take 6.4 MB.
+#[repr(C, align(64))]
 struct Slot {
-    device: Arc<Device>,
     generation: u32,
+    dialect: Dialect,
+    pk_len: u16,
+    dn_len: u16,
+    custom_len: u16,
+    /// `HAS_CUSTOM_TOPIC`, `HAS_ATTACHMENT`.
+    flags: u8,
+    /// `{product key}/{device name}{custom topic}`.
+    text: SlotText,
+}
+
+enum SlotText {
+    Inline([u8; SLOT_INLINE]),
+    Heap(Box<str>),
+}
+
+const SLOT_INLINE: usize = 47;
+const HAS_CUSTOM_TOPIC: u8 = 1;
+/// The device's attachment is in `Router::attachments`.
+const HAS_ATTACHMENT: u8 = 2;
+const _: () = assert!(std::mem::size_of::<Option<Slot>>() == 64);
+
+impl Slot {
+    fn new(dialect: Dialect, id: &Identity<'_>, generation: u32, attached: bool) -> Slot {
+        let custom = id.custom_topic.unwrap_or("");
+        let joined = [id.product_key, "/", id.device_name, custom].concat();
+        let mut flags = 0;
+        if id.custom_topic.is_some() {
+            flags |= HAS_CUSTOM_TOPIC;
+        }
+        if attached {
+            flags |= HAS_ATTACHMENT;
+        }
+        let text = if joined.len() <= SLOT_INLINE {
+            let mut inline = [0u8; SLOT_INLINE];
+            inline[..joined.len()].copy_from_slice(joined.as_bytes());
+            SlotText::Inline(inline)
+        } else {
+            SlotText::Heap(joined.into_boxed_str())
+        };
+        Slot {
+            generation,
+            dialect,
+            pk_len: to_u16(id.product_key.len()),
+            dn_len: to_u16(id.device_name.len()),
+            custom_len: to_u16(custom.len()),
+            flags,
+            text,
+        }
+    }
+
+    /// `{product key}/{device name}{custom topic}`.
+    fn text(&self) -> &str {
+        match &self.text {
+            SlotText::Heap(h) => h,
+            SlotText::Inline(bytes) => {
+                let len = self.names_len() + usize::from(self.custom_len);
+                // SAFETY: `bytes` starts with a copy of a `str` of `len` bytes (`new`).
+                unsafe { std::str::from_utf8_unchecked(&bytes[..len]) }
+            }
+        }
+    }
+
+    fn names_len(&self) -> usize {
+        usize::from(self.pk_len) + 1 + usize::from(self.dn_len)
+    }
+
+    fn identity(&self) -> Identity<'_> {
+        let text = self.text();
+        let pk_len = usize::from(self.pk_len);
+        let names_len = self.names_len();
+        Identity {
+            product_key: &text[..pk_len],
+            device_name: &text[pk_len + 1..names_len],
+            custom_topic: (self.flags & HAS_CUSTOM_TOPIC != 0).then(|| &text[names_len..]),
+        }
+    }
+
+    /// Whether this is the device `key` names.
+    fn is(&self, key: &DeviceKey<'_>) -> bool {
+        let custom = self.flags & HAS_CUSTOM_TOPIC != 0;
+        match *key {
+            DeviceKey::Name(d, names) => {
+                self.dialect == d && !custom && &self.text()[..self.names_len()] == names
+            }
+            DeviceKey::Topic(t) => custom && &self.text()[self.names_len()..] == t,
+        }
+    }
+
+    /// What the device is looked up by (see [`DeviceKey`]).
+    fn key_text(&self) -> &str {
+        let text = self.text();
+        if self.flags & HAS_CUSTOM_TOPIC != 0 {
+            &text[self.names_len()..]
+        } else {
+            &text[..self.names_len()]
+        }
+    }
 }
 
 enum TokenState {
@@ -369,13 +589,19 @@ struct Finished {
 /// The RRPC core. See the module documentation.
 pub struct Router {
     cfg: RouterConfig,
+    /// Dispatch records by slot.
     slots: Vec<Option<Slot>>,
+    /// The devices by slot, as handed to the application.
+    devices: Vec<Option<Arc<Device>>>,
+    /// Attachments by slot, of the devices registered with one.
+    attachments: HashMap<u32, Arc<dyn std::any::Any + Send + Sync>>,
     free_slots: Vec<u32>,
     generation: u32,
-    /// `device_prefix` of a parsed topic (system and Tencent dialects) -> slot.
-    by_prefix: HashMap<Box<str>, u32>,
-    /// Custom topic -> slot.
-    by_custom_topic: HashMap<Box<str>, u32>,
+    /// Slots by [`DeviceKey`] (dialect, product key and device name, or custom
+    /// topic); entries are compared with the slot's record, so the table itself
+    /// holds only slot numbers.
+    by_key: HashTable<u32>,
+    hasher: DefaultHashBuilder,
     /// Message ids pending or recently finished, per device.
     msgs: HashMap<MsgKey, MsgEntry>,
     /// Tokens pending or recently finished.
@@ -407,10 +633,12 @@ impl Router {
         let cap = cfg.history_cap() + cfg.max_pending;
         Router {
             slots: Vec::new(),
+            devices: Vec::new(),
+            attachments: HashMap::new(),
             free_slots: Vec::new(),
             generation: 0,
-            by_prefix: HashMap::new(),
-            by_custom_topic: HashMap::new(),
+            by_key: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             msgs: HashMap::with_capacity(cap),
             tokens: HashMap::with_capacity(cap),
             pending: 0,
@@ -441,7 +669,36 @@ impl Router {
 
     /// Every registered device, in registration-slot order.
     pub fn devices(&self) -> impl Iterator<Item = &Arc<Device>> {
-        self.slots.iter().flatten().map(|s| &s.device)
+        self.devices.iter().flatten()
+    }
+
+    /// The device of an accepted request, while it is registered.
+    pub fn device(&self, r: DeviceRef) -> Option<&Arc<Device>> {
+        self.live_slot(r)?;
+        self.devices[r.slot as usize].as_ref()
+    }
+
+    /// Dialect, identity and attachment of an accepted request's device, while it
+    /// is registered. Cheaper than [`Router::device`]: it reads the record the
+    /// dispatch of the request has just read.
+    pub fn request_device(&self, r: DeviceRef) -> Option<RequestDevice<'_>> {
+        let s = self.live_slot(r)?;
+        Some(RequestDevice {
+            dialect: s.dialect,
+            identity: s.identity(),
+            attachment: if s.flags & HAS_ATTACHMENT != 0 {
+                self.attachments.get(&r.slot)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn live_slot(&self, r: DeviceRef) -> Option<&Slot> {
+        self.slots
+            .get(r.slot as usize)?
+            .as_ref()
+            .filter(|s| s.generation == r.generation)
     }
 
     /// Registers a device. Its filter is [`Device::filter`]; subscribing it is
@@ -462,13 +719,14 @@ impl Router {
         attachment: Attachment,
     ) -> Result<Arc<Device>, DeviceError> {
         dialect::validate_identity(dialect, id).map_err(DeviceError::Invalid)?;
-        let key = DeviceKey::of(dialect, id);
+        let names = format!("{}/{}", id.product_key, id.device_name);
+        let key = DeviceKey::of(dialect, id, &names);
         if let Some(i) = self.lookup(&key) {
-            let other = &self.slots[i as usize]
+            let other = self.slots[i as usize]
                 .as_ref()
                 .expect("indexed slot is live")
-                .device;
-            if *other.product_key != *id.product_key || *other.device_name != *id.device_name {
+                .identity();
+            if other.product_key != id.product_key || other.device_name != id.device_name {
                 return Err(DeviceError::TopicInUse(format!(
                     "{}/{}",
                     other.product_key, other.device_name
@@ -476,36 +734,30 @@ impl Router {
             }
             return Err(DeviceError::AlreadyExists);
         }
-        let (prefix, suffix) = dialect.response_parts(id);
-        let device = Arc::new(Device {
-            dialect,
-            product_key: id.product_key.into(),
-            device_name: id.device_name.into(),
-            custom_topic: id.custom_topic.map(Into::into),
-            filter: dialect.subscribe_filter(id).into(),
-            response_prefix: prefix.into(),
-            response_suffix: suffix.into(),
-            attachment,
-        });
+        let device = Arc::new(Device::new(dialect, id));
         self.generation = self.generation.wrapping_add(1);
-        let slot = Slot {
-            device: device.clone(),
-            generation: self.generation,
-        };
+        let slot = Slot::new(dialect, id, self.generation, attachment.0.is_some());
         let index = match self.free_slots.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(slot);
+                self.devices[i as usize] = Some(device.clone());
                 i
             }
             None => {
                 self.slots.push(Some(slot));
+                self.devices.push(Some(device.clone()));
                 (self.slots.len() - 1) as u32
             }
         };
-        match key {
-            DeviceKey::Prefix(p) => self.by_prefix.insert(p.into(), index),
-            DeviceKey::Topic(t) => self.by_custom_topic.insert(t.into(), index),
-        };
+        if let Some(a) = attachment.0 {
+            self.attachments.insert(index, a);
+        }
+        let hash = self.hasher.hash_one(key.text());
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_key.insert_unique(hash, index, |&i| {
+            let slot = slots[i as usize].as_ref();
+            slot.map_or(0, |s| hasher.hash_one(s.key_text()))
+        });
         Ok(device)
     }
 
@@ -517,11 +769,14 @@ impl Router {
         id: &Identity<'_>,
         now_ms: u64,
     ) -> Result<Arc<Device>, DeviceError> {
-        let key = DeviceKey::of(dialect, id);
-        let index = self.lookup(&key).ok_or(DeviceError::NotFound)?;
-        match key {
-            DeviceKey::Prefix(p) => self.by_prefix.remove(p.as_str()),
-            DeviceKey::Topic(t) => self.by_custom_topic.remove(t),
+        let names = format!("{}/{}", id.product_key, id.device_name);
+        let key = DeviceKey::of(dialect, id, &names);
+        let hash = self.hasher.hash_one(key.text());
+        let slots = &self.slots;
+        let found = self.by_key.find_entry(hash, |&i| slot_is(slots, i, &key));
+        let index = match found {
+            Ok(entry) => entry.remove().0,
+            Err(_) => return Err(DeviceError::NotFound),
         };
         let cancelled: Vec<u64> = self
             .tokens
@@ -534,18 +789,21 @@ impl Router {
         for token in cancelled {
             self.finish(token, Outcome::Cancelled, now_ms);
         }
-        let slot = self.slots[index as usize]
+        self.slots[index as usize] = None;
+        self.attachments.remove(&index);
+        let device = self.devices[index as usize]
             .take()
             .expect("indexed slot is live");
         self.free_slots.push(index);
-        Ok(slot.device)
+        Ok(device)
     }
 
+    /// The slot of the device `key` names.
     fn lookup(&self, key: &DeviceKey<'_>) -> Option<u32> {
-        match key {
-            DeviceKey::Prefix(p) => self.by_prefix.get(p.as_str()).copied(),
-            DeviceKey::Topic(t) => self.by_custom_topic.get(*t).copied(),
-        }
+        let hash = self.hasher.hash_one(key.text());
+        self.by_key
+            .find(hash, |&i| slot_is(&self.slots, i, key))
+            .copied()
     }
 
     /// Takes in one received MQTT message. A request for a registered device is
@@ -569,7 +827,7 @@ impl Router {
                 return Err(Dropped::Malformed(why));
             }
         };
-        self.accept(parsed, payload, now_ms)
+        self.accept(topic, parsed, payload, now_ms)
     }
 
     /// As [`Router::handle_message`], for a topic given as bytes: one that is not
@@ -592,15 +850,22 @@ impl Router {
 
     fn accept<'a>(
         &mut self,
+        topic: &'a str,
         parsed: ParsedTopic<'a>,
         payload: &'a [u8],
         now_ms: u64,
     ) -> Result<Accepted<'a>, Dropped> {
-        let index = match parsed.custom_topic {
-            Some(t) => self.by_custom_topic.get(t),
-            None => self.by_prefix.get(parsed.device_prefix),
+        let names;
+        let key = match (parsed.custom_topic, parsed.product_key, parsed.device_name) {
+            (Some(t), _, _) => Some(DeviceKey::Topic(t)),
+            (None, Some(pk), Some(dn)) => {
+                names = joined_names(topic, pk, dn);
+                Some(DeviceKey::Name(parsed.dialect, &names))
+            }
+            _ => None,
         };
-        let Some(&index) = index else {
+        let index = key.and_then(|k| self.lookup(&k));
+        let Some(index) = index else {
             // Tell a broken topic from a stranger's request.
             if let Err(TopicError::Malformed(why)) = parsed.validate() {
                 self.stats.malformed += 1;
@@ -618,12 +883,11 @@ impl Router {
         let slot = self.slots[index as usize]
             .as_ref()
             .expect("indexed slot is live");
-        if slot.device.dialect != parsed.dialect {
+        if slot.dialect != parsed.dialect {
             self.stats.unknown_device += 1;
             return Err(Dropped::UnknownDevice);
         }
-        let generation = slot.generation;
-        let device = slot.device.clone();
+        let (generation, dialect) = (slot.generation, slot.dialect);
         let message_id = parsed.message_id;
         let seen = self.msgs.get(&MsgRef {
             slot: index,
@@ -657,7 +921,7 @@ impl Router {
         }
 
         let timeout = match self.cfg.request_timeout_ms {
-            0 => device.dialect.default_timeout_ms(),
+            0 => dialect.default_timeout_ms(),
             t => t,
         };
         let deadline_ms = now_ms.saturating_add(u64::from(timeout));
@@ -689,7 +953,10 @@ impl Router {
         self.stats.requests += 1;
         Ok(Accepted {
             token,
-            device,
+            device: DeviceRef {
+                slot: index,
+                generation,
+            },
             message_id,
             payload,
             deadline_ms,
@@ -803,7 +1070,13 @@ impl Router {
         let slot = self.slots[p.key.slot as usize]
             .as_ref()
             .expect("pending slot is live");
-        Ok(slot.device.response_topic(&p.key.id))
+        let names = &slot.text()[..slot.names_len()];
+        Ok(
+            match slot.dialect.response_topic_by_names(names, &p.key.id) {
+                Some(t) => t,
+                None => slot.dialect.response_topic(&slot.identity(), &p.key.id),
+            },
+        )
     }
 
     /// The earliest deadline among pending requests (possibly of one just
@@ -934,26 +1207,54 @@ impl Router {
     }
 }
 
-/// How a device is found from a received topic.
+/// How a device is found from a received topic. Only the text is hashed.
+#[derive(Clone, Copy)]
 enum DeviceKey<'a> {
-    /// `/sys/{pk}/{dn}/rrpc/request/`, `$rrpc/rxd/{pk}/{dn}/`: the request topic
-    /// up to the message id.
-    Prefix(String),
-    /// The custom topic.
+    /// System and Tencent topics: dialect and `{product key}/{device name}`
+    /// (unambiguous: neither part may contain `/`).
+    Name(Dialect, &'a str),
+    /// Alibaba custom topics: the custom topic.
     Topic(&'a str),
 }
 
 impl<'a> DeviceKey<'a> {
-    fn of(dialect: Dialect, id: &Identity<'a>) -> DeviceKey<'a> {
+    /// The key of a registration; `names` is `{product key}/{device name}`.
+    fn of(dialect: Dialect, id: &Identity<'a>, names: &'a str) -> DeviceKey<'a> {
         match id.custom_topic {
             Some(t) if dialect.needs_custom_topic() => DeviceKey::Topic(t),
-            _ => {
-                let mut t = dialect.request_topic(id, "");
-                t.shrink_to_fit();
-                DeviceKey::Prefix(t)
-            }
+            _ => DeviceKey::Name(dialect, names),
         }
     }
+
+    fn text(&self) -> &'a str {
+        match *self {
+            DeviceKey::Name(_, t) | DeviceKey::Topic(t) => t,
+        }
+    }
+}
+
+/// `{pk}/{dn}` of a request topic: borrowed from the topic when the two levels are
+/// adjacent there (every system and Tencent topic), else built.
+fn joined_names<'t>(topic: &'t str, pk: &'t str, dn: &'t str) -> Cow<'t, str> {
+    let base = topic.as_ptr() as usize;
+    let start = (pk.as_ptr() as usize).wrapping_sub(base);
+    let end = (dn.as_ptr() as usize)
+        .wrapping_sub(base)
+        .wrapping_add(dn.len());
+    match topic.get(start..end) {
+        Some(s) if s.len() == pk.len() + 1 + dn.len() && s.as_bytes()[pk.len()] == b'/' => {
+            Cow::Borrowed(s)
+        }
+        _ => Cow::Owned(format!("{pk}/{dn}")),
+    }
+}
+
+/// Whether slot `i` holds the device `key` names (a free slot holds none).
+fn slot_is(slots: &[Option<Slot>], i: u32, key: &DeviceKey<'_>) -> bool {
+    slots
+        .get(i as usize)
+        .and_then(Option::as_ref)
+        .is_some_and(|s| s.is(key))
 }
 
 /// Tokens start at a per-router random point, so that a token handed to the
@@ -1003,7 +1304,10 @@ mod tests {
             .unwrap();
         assert_eq!(a.message_id, "42");
         assert_eq!(a.payload, b"ping");
-        assert_eq!(&*a.device.device_name, "dev1");
+        assert_eq!(
+            r.request_device(a.device).unwrap().identity.device_name,
+            "dev1"
+        );
         assert_eq!(a.deadline_ms, 1000 + 8000);
         let token = a.token;
         assert_ne!(token, 0);
@@ -1074,10 +1378,10 @@ mod tests {
             custom_topic: Some("/a1GFjLP3xxC/dev1/user/update"),
         };
         let d = r.add_device(Dialect::AlibabaCustom, &id).unwrap();
-        assert_eq!(&*d.filter, "/ext/rrpc/+/a1GFjLP3xxC/dev1/user/update");
+        assert_eq!(d.filter(), "/ext/rrpc/+/a1GFjLP3xxC/dev1/user/update");
         let topic = "/ext/rrpc/99/a1GFjLP3xxC/dev1/user/update";
         let a = r.handle_message(topic, b"req", 0).unwrap();
-        assert_eq!(&*a.device.product_key, PK);
+        assert_eq!(r.request_device(a.device).unwrap().identity.product_key, PK);
         let t = a.token;
         let mut sent = Vec::new();
         r.reply(t, b"resp", 1, send_ok(&mut sent)).unwrap();
@@ -1362,7 +1666,10 @@ mod tests {
         for (i, n) in names.iter().enumerate().step_by(97) {
             let topic = format!("/sys/{PK}/{n}/rrpc/request/{i}");
             let a = r.handle_message(&topic, b"", 0).unwrap();
-            assert_eq!(&*a.device.device_name, n.as_str());
+            assert_eq!(
+                r.request_device(a.device).unwrap().identity.device_name,
+                n.as_str()
+            );
         }
     }
 
@@ -1472,13 +1779,60 @@ mod tests {
         let a = r
             .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 0)
             .unwrap();
-        let got = a
-            .device
-            .attachment
-            .0
-            .as_ref()
-            .unwrap()
-            .downcast_ref::<u32>();
+        let d = r.request_device(a.device).unwrap();
+        let got = d.attachment.unwrap().downcast_ref::<u32>();
         assert_eq!(got, Some(&42));
+        // The device handed to the application is the same registration.
+        assert_eq!(r.device(a.device).unwrap().device_name(), "dev1");
+        r.remove_device(Dialect::AlibabaSystem, &dev("dev1"), 0)
+            .unwrap();
+        assert!(r.request_device(a.device).is_none());
+        assert!(r.device(a.device).is_none());
+        // A new registration in the same slot is a different device.
+        r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+        assert!(r.request_device(a.device).is_none());
+    }
+
+    #[test]
+    fn long_identities_live_outside_the_dispatch_record() {
+        let mut r = router();
+        let long = "d".repeat(crate::dialect::MAX_IDENTITY_LEN);
+        let custom = format!("/{PK}/{long}/user/update");
+        let ids = [
+            Identity {
+                product_key: PK,
+                device_name: &long,
+                custom_topic: None,
+            },
+            Identity {
+                product_key: PK,
+                device_name: "dev2",
+                custom_topic: Some(&custom),
+            },
+        ];
+        r.add_device(Dialect::AlibabaSystem, &ids[0]).unwrap();
+        r.add_device(Dialect::AlibabaCustom, &ids[1]).unwrap();
+        let topics = [
+            format!("/sys/{PK}/{long}/rrpc/request/7"),
+            format!("/ext/rrpc/7{custom}"),
+        ];
+        let want = [
+            format!("/sys/{PK}/{long}/rrpc/response/7"),
+            format!("/ext/rrpc/7{custom}"),
+        ];
+        for ((topic, id), want) in topics.iter().zip(&ids).zip(&want) {
+            let a = r.handle_message(topic, b"x", 0).unwrap();
+            let d = r.request_device(a.device).unwrap();
+            assert_eq!(d.identity.product_key, id.product_key);
+            assert_eq!(d.identity.device_name, id.device_name);
+            assert_eq!(d.identity.custom_topic, id.custom_topic);
+            let mut sent = String::new();
+            r.reply(a.token, b"y", 1, |t, _| {
+                sent = t.to_string();
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert_eq!(&sent, want);
+        }
     }
 }

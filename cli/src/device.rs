@@ -141,7 +141,8 @@ pub fn run(a: DeviceArgs) -> ExitCode {
         match client.add_device(dialect, &id) {
             Ok(d) => eprintln!(
                 "rrpc device: serving {dialect} {}/{dn} on {}",
-                a.product_key, d.filter
+                a.product_key,
+                d.filter()
             ),
             Err(e) => return invalid(format!("device {}/{dn}: {e}", a.product_key)),
         }
@@ -153,8 +154,8 @@ pub fn run(a: DeviceArgs) -> ExitCode {
         println!(
             "request {} {}/{} id={} len={}",
             req.device.dialect,
-            req.device.product_key,
-            req.device.device_name,
+            req.device.product_key(),
+            req.device.device_name(),
             req.message_id,
             req.payload.len()
         );

@@ -429,59 +429,98 @@ pub extern "C" fn rrpc_client_set_callback(
     })
 }
 
-/// Builds the C view of `req` (strings NUL-terminated in a stack buffer, or on
-/// the heap for very long custom topics) and runs `f` with it.
+/// Builds the C view of `req` and runs `f` with it.
 pub(crate) fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_request)) {
     let dev = req.device;
-    let parts: [Option<&str>; 4] = [
-        Some(req.message_id),
-        Some(&dev.product_key),
-        Some(&dev.device_name),
-        dev.custom_topic.as_deref(),
-    ];
-    let need: usize = parts.iter().flatten().map(|p| p.len() + 1).sum();
-    let mut stack = [0u8; 512];
-    let mut heap = Vec::new();
-    let buf: &mut [u8] = if need <= stack.len() {
-        &mut stack[..need]
-    } else {
-        heap.resize(need, 0);
-        &mut heap
-    };
-    let mut offsets = [usize::MAX; 4];
-    let mut at = 0;
-    for (i, p) in parts.iter().enumerate() {
-        if let Some(s) = p {
-            offsets[i] = at;
-            buf[at..at + s.len()].copy_from_slice(s.as_bytes());
-            buf[at + s.len()] = 0; // parts hold no NUL: identities are validated
-            at += s.len() + 1;
+    let mut strings = ViewStrings::default();
+    strings.fill(req.message_id, &dev.identity());
+    f(&strings.view(req.token, dev.dialect, req.payload, req.deadline_ms));
+}
+
+/// The strings of a C request view, NUL-terminated, in a stack buffer (on the heap
+/// for very long custom topics): message id, product key, device name, custom topic.
+pub(crate) struct ViewStrings {
+    stack: [u8; 512],
+    heap: Vec<u8>,
+    offsets: [usize; 4],
+}
+
+impl Default for ViewStrings {
+    fn default() -> Self {
+        ViewStrings {
+            stack: [0u8; 512],
+            heap: Vec::new(),
+            offsets: [usize::MAX; 4],
         }
     }
-    let base = buf.as_ptr();
-    // SAFETY: every offset used is inside `buf`, which outlives `f`.
-    let ptr = |i: usize| -> *const c_char {
-        match offsets[i] {
-            usize::MAX => std::ptr::null(),
-            o => unsafe { base.add(o) }.cast(),
-        }
-    };
-    let view = rrpc_request {
-        token: req.token,
-        dialect: dev.dialect as u32,
-        message_id: ptr(0),
-        product_key: ptr(1),
-        device_name: ptr(2),
-        custom_topic: ptr(3),
-        payload: if req.payload.is_empty() {
-            std::ptr::null()
+}
+
+impl ViewStrings {
+    /// Copies the strings in (filled in place: the buffer is not moved after).
+    pub(crate) fn fill(&mut self, message_id: &str, id: &Identity<'_>) {
+        let parts: [Option<&str>; 4] = [
+            Some(message_id),
+            Some(id.product_key),
+            Some(id.device_name),
+            id.custom_topic,
+        ];
+        let need: usize = parts.iter().flatten().map(|p| p.len() + 1).sum();
+        self.offsets = [usize::MAX; 4];
+        let buf: &mut [u8] = if need <= self.stack.len() {
+            self.heap.clear();
+            &mut self.stack[..need]
         } else {
-            req.payload.as_ptr()
-        },
-        payload_len: req.payload.len(),
-        deadline_ms: req.deadline_ms,
-    };
-    f(&view);
+            self.heap.resize(need, 0);
+            &mut self.heap
+        };
+        let mut at = 0;
+        for (i, p) in parts.iter().enumerate() {
+            if let Some(s) = p {
+                self.offsets[i] = at;
+                buf[at..at + s.len()].copy_from_slice(s.as_bytes());
+                buf[at + s.len()] = 0; // parts hold no NUL: identities are validated
+                at += s.len() + 1;
+            }
+        }
+    }
+
+    /// The view; its pointers are valid while `self` and `payload` are neither
+    /// moved nor dropped.
+    pub(crate) fn view(
+        &self,
+        token: u64,
+        dialect: Dialect,
+        payload: &[u8],
+        deadline_ms: u64,
+    ) -> rrpc_request {
+        let base = if self.heap.is_empty() {
+            self.stack.as_ptr()
+        } else {
+            self.heap.as_ptr()
+        };
+        // SAFETY: every offset used is inside the buffer in use.
+        let ptr = |i: usize| -> *const c_char {
+            match self.offsets[i] {
+                usize::MAX => std::ptr::null(),
+                o => unsafe { base.add(o) }.cast(),
+            }
+        };
+        rrpc_request {
+            token,
+            dialect: dialect as u32,
+            message_id: ptr(0),
+            product_key: ptr(1),
+            device_name: ptr(2),
+            custom_topic: ptr(3),
+            payload: if payload.is_empty() {
+                std::ptr::null()
+            } else {
+                payload.as_ptr()
+            },
+            payload_len: payload.len(),
+            deadline_ms,
+        }
+    }
 }
 
 /// Thread mode: starts the background thread that connects, subscribes every

@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::client::{rrpc_request, with_request_view};
+use super::client::{rrpc_request, ViewStrings};
 use super::misc::SendPtr;
 use super::rrpc_status::*;
 use super::{arg_bytes, arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
-use crate::client::Request;
 use crate::clock::now_ms;
 use crate::dialect::{Dialect, Identity};
 use crate::router::{Attachment, DeviceError, Dropped, ReplyError, Router, RouterConfig};
@@ -427,7 +426,7 @@ pub extern "C" fn rrpc_router_get_filters(
         let filters: Vec<String> = {
             let r = h.router.lock();
             match mode {
-                0 => r.devices().map(|d| d.filter.to_string()).collect(),
+                0 => r.devices().map(|d| d.filter().to_string()).collect(),
                 1 => {
                     let mut v: Vec<String> = Vec::new();
                     for d in Dialect::ALL {
@@ -485,7 +484,8 @@ pub extern "C" fn rrpc_router_handle_message(
         let topic = unsafe { arg_bytes(topic, topic_len, "topic") }?;
         let payload = unsafe { arg_bytes(payload, payload_len, "payload") }?;
         let now = h.now();
-        let accepted = h.router.lock().handle_message_bytes(topic, payload, now);
+        let mut r = h.router.lock();
+        let accepted = r.handle_message_bytes(topic, payload, now);
         let kind = match &accepted {
             Ok(_) => rrpc_message_kind::RRPC_MESSAGE_REQUEST,
             Err(Dropped::NotRrpc) => rrpc_message_kind::RRPC_MESSAGE_NOT_RRPC,
@@ -495,30 +495,29 @@ pub extern "C" fn rrpc_router_handle_message(
         if let Some(out) = unsafe { out_kind.as_mut() } {
             *out = kind as u32;
         }
-        if let Ok(a) = accepted {
-            let own = a
-                .device
-                .attachment
-                .0
-                .as_ref()
-                .and_then(|x| x.downcast_ref::<Callback>().copied());
-            let cb = own.or_else(|| *h.shared_callback.read());
-            if let Some(Callback { cb, user_data }) = cb {
-                let req = Request {
-                    token: a.token,
-                    device: &a.device,
-                    message_id: a.message_id,
-                    payload: a.payload,
-                    deadline_ms: a.deadline_ms,
-                };
-                inside(router, || {
-                    with_request_view(&req, |view| {
-                        // SAFETY: the application registered `cb` for this signature;
-                        // `view` lives until it returns.
-                        unsafe { cb(user_data.get(), router, view) }
-                    })
-                });
-            }
+        let Ok(a) = accepted else {
+            return Ok(());
+        };
+        // What the callback needs is copied while the router is held: the device
+        // may be removed once it is released.
+        let d = r
+            .request_device(a.device)
+            .expect("an accepted request's device is registered");
+        let own = d
+            .attachment
+            .and_then(|x| x.downcast_ref::<Callback>().copied());
+        let mut strings = ViewStrings::default();
+        strings.fill(a.message_id, &d.identity);
+        let dialect = d.dialect;
+        drop(r);
+        let cb = own.or_else(|| *h.shared_callback.read());
+        if let Some(Callback { cb, user_data }) = cb {
+            let view = strings.view(a.token, dialect, a.payload, a.deadline_ms);
+            inside(router, || {
+                // SAFETY: the application registered `cb` for this signature;
+                // `view` and its strings live until it returns.
+                unsafe { cb(user_data.get(), router, &view) }
+            });
         }
         Ok(())
     })
@@ -570,7 +569,11 @@ pub extern "C" fn rrpc_router_reply(
                 };
                 Failure::new(status, e.to_string())
             })?;
-        let c_topic = CString::new(topic).unwrap_or_default();
+        debug_assert!(!topic.contains('\0'));
+        // SAFETY: no NUL inside: the topic is made of validated identities and a
+        // validated message id, none of which may contain one. (Rendered with
+        // spare capacity, so the terminator does not reallocate.)
+        let c_topic = unsafe { CString::from_vec_unchecked(topic.into_bytes()) };
         let data = if bytes.is_empty() {
             std::ptr::null()
         } else {
