@@ -236,8 +236,12 @@ fn offline_is_immediate_timeout_waits_and_halfconn_follows_the_last_will() {
         let t = Instant::now();
         let r = c.call(&params("mute", b"mute", 1000));
         assert_eq!(code(&r), Some(RrpcCode::Timeout), "{r:?}");
+        // Not before the timeout; the upper bound only catches a call that waits for
+        // something else (a loaded machine can add a few hundred ms).
+        let waited = t.elapsed();
         assert!(
-            t.elapsed() >= Duration::from_millis(1000) && t.elapsed() < Duration::from_millis(2000)
+            waited >= Duration::from_millis(1000) && waited < Duration::from_millis(4000),
+            "TIMEOUT after {waited:?}, want 1 s"
         );
         assert!(c.device_online(PK, "mute") == Some(true));
 

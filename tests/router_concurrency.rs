@@ -25,9 +25,13 @@ unsafe extern "C" fn publish(
 unsafe extern "C" fn echo(_: *mut c_void, router: *mut rrpc_router, req: *const rrpc_request) {
     let req = unsafe { &*req };
     let st = rrpc_router_reply(router, req.token, req.payload, req.payload_len);
-    // The device may have been removed between accept and reply by another thread.
+    // The device may have been removed between accept and reply by another thread;
+    // if this thread was descheduled while more than the history's 1,024 requests
+    // finished, the cancelled token is not even remembered any more.
     assert!(
-        st == RRPC_STATUS_OK || st == RRPC_STATUS_DEVICE_REMOVED,
+        st == RRPC_STATUS_OK
+            || st == RRPC_STATUS_DEVICE_REMOVED
+            || st == RRPC_STATUS_UNKNOWN_TOKEN,
         "{st:?}"
     );
 }
