@@ -37,10 +37,11 @@ static int quiet = 0;
 static void on_request(void *user_data, rrpc_client *client, const rrpc_request *req)
 {
     (void)user_data;
-    if (!quiet) printf("request %s %s/%s id=%s len=%zu\n",
+    if (!quiet) printf("request %s %s/%s id=%s len=%zu ct=%d\n",
            req->dialect == RRPC_DIALECT_TENCENT ? "tencent"
            : req->dialect == RRPC_DIALECT_ALIBABA_CUSTOM ? "alibaba-custom" : "alibaba",
-           req->product_key, req->device_name, req->message_id, req->payload_len);
+           req->product_key, req->device_name, req->message_id, req->payload_len,
+           (int)req->content_type);
     if (!quiet) fflush(stdout);
     rrpc_status st = rrpc_client_reply(client, req->token, req->payload, req->payload_len);
     if (st != RRPC_STATUS_OK)

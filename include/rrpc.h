@@ -582,7 +582,8 @@ typedef struct rrpc_request {
      */
     uint32_t dialect;
     /**
-     * The message id (Alibaba messageId, Tencent processId) from the topic.
+     * The message id (Alibaba messageId, Tencent processId) from the topic,
+     * without a ContentType suffix (see `content_type`).
      */
     const char *message_id;
     /**
@@ -611,6 +612,16 @@ typedef struct rrpc_request {
      * refused with RRPC_STATUS_EXPIRED.
      */
     uint64_t deadline_ms;
+    /**
+     * The RRpc ContentType the caller sent, 0-255 (for JT/T 808 terminals: the
+     * pass-through type: 0 GNSS, 11 IC card, 65/66 serial port, 240-255 custom),
+     * or -1 when the request carries none. On the wire it rides in the
+     * message-id level of the request topic as `{messageId};ct={ContentType}`
+     * (for example `/sys/pk/dev1/rrpc/request/889455942124347392;ct=65`); a
+     * request without one has the plain documented `{messageId}` level. The
+     * reply goes out on the whole level, which the library does for you.
+     */
+    int32_t content_type;
 } rrpc_request;
 
 /**

@@ -32,7 +32,7 @@ use rumqttc::{
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
-use crate::dialect::{validate_custom_topic, validate_part, Dialect, Identity};
+use crate::dialect::{self, validate_custom_topic, validate_part, Dialect, Identity};
 use crate::mqtt::Connection;
 use crate::presence::{Presence, PresenceTopics, Status};
 
@@ -287,7 +287,10 @@ pub struct CallParams<'a> {
     pub timeout_ms: Option<u32>,
     /// Custom RRPC topic, such as `/a1B2/dev1/user/update`.
     pub topic: Option<&'a str>,
-    /// JT/T 808 pass-through type: 0, 11, 65, 66 or 240-255.
+    /// JT/T 808 pass-through type: 0, 11, 65, 66 or 240-255. Sent in the
+    /// message-id level of the request topic as `{messageId};ct={ContentType}`
+    /// ([`dialect::CONTENT_TYPE_SEPARATOR`]); without it the topic is the plain
+    /// documented format.
     pub content_type: Option<u32>,
 }
 
@@ -884,7 +887,10 @@ impl Caller {
             device_name: p.device_name,
             custom_topic: p.topic,
         };
-        let request_topic = dialect.request_topic(&ident, &id.to_string());
+        // Validated above: a ContentType is one of the RRpc values, all below 256.
+        let content_type = p.content_type.and_then(|c| u8::try_from(c).ok());
+        let level = dialect::message_id_level(&id.to_string(), content_type);
+        let request_topic = dialect.request_topic(&ident, &level);
         let filter = dialect.response_wildcard(p.topic);
         let deadline_ms = now_ms() + u64::from(timeout);
         let mut call = PendingCall {
@@ -1137,7 +1143,8 @@ impl Inner {
             let Ok(r) = d.parse_response(topic) else {
                 continue;
             };
-            let Ok(id) = r.message_id.parse::<u64>() else {
+            let (bare_id, _) = dialect::split_content_type(r.message_id);
+            let Ok(id) = bare_id.parse::<u64>() else {
                 self.bump(Stat::UnknownResponse);
                 return;
             };

@@ -186,7 +186,11 @@ impl fmt::Display for SendError {
 pub struct Request<'a> {
     pub token: u64,
     pub device: &'a Device,
+    /// The message id, without a ContentType suffix.
     pub message_id: &'a str,
+    /// The RRpc ContentType the caller sent, if any (see
+    /// [`crate::dialect::CONTENT_TYPE_SEPARATOR`] for the wire format).
+    pub content_type: Option<u8>,
     pub payload: &'a [u8],
     /// `CLOCK_MONOTONIC` milliseconds after which a reply is refused.
     pub deadline_ms: u64,
@@ -788,6 +792,7 @@ impl Inner {
             token: a.token,
             device: &device,
             message_id: a.message_id,
+            content_type: a.content_type,
             payload: a.payload,
             deadline_ms: a.deadline_ms,
         };

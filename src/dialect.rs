@@ -298,6 +298,43 @@ impl fmt::Display for IdentityError {
 
 impl std::error::Error for IdentityError {}
 
+/// What separates a message id from the ContentType it carries in the message-id
+/// level of a request topic: `{messageId};ct={ContentType}`, for example
+/// `/sys/a1B2c3/dev1/rrpc/request/889455942124347392;ct=65`. A request without a
+/// ContentType has the plain `{messageId}` level, byte for byte the documented
+/// Alibaba format. The device answers on the response topic with the whole level
+/// (`.../rrpc/response/889455942124347392;ct=65`), so a device that knows nothing
+/// of ContentType still answers correctly. The encoding lives in the topic, not in
+/// MQTT 5 properties, so it crosses every broker and both protocol versions: an
+/// MQTT 5 caller and an MQTT 3.1.1 device (or the reverse) see the same topic.
+pub const CONTENT_TYPE_SEPARATOR: &str = ";ct=";
+
+/// The message-id level of a request for `message_id` with `content_type`.
+pub fn message_id_level(message_id: &str, content_type: Option<u8>) -> String {
+    match content_type {
+        None => message_id.to_string(),
+        Some(ct) => format!("{message_id}{CONTENT_TYPE_SEPARATOR}{ct}"),
+    }
+}
+
+/// Splits a message-id level into the message id and the ContentType it carries.
+/// Only an exact `;ct=` suffix with a decimal 0-255 (no sign, no leading zero)
+/// counts; anything else is part of the id.
+pub fn split_content_type(level: &str) -> (&str, Option<u8>) {
+    let Some(at) = level.rfind(CONTENT_TYPE_SEPARATOR) else {
+        return (level, None);
+    };
+    let (id, digits) = (&level[..at], &level[at + CONTENT_TYPE_SEPARATOR.len()..]);
+    let canonical = !digits.is_empty()
+        && digits.len() <= 3
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    match digits.parse::<u8>() {
+        Ok(ct) if canonical && !id.is_empty() => (id, Some(ct)),
+        _ => (level, None),
+    }
+}
+
 /// Checks one identity part (product key, device name, message id): non-empty, at
 /// most [`MAX_IDENTITY_LEN`] bytes, and free of the MQTT wildcard and separator
 /// characters `+ # /`, NUL and other control characters, which would let the value
@@ -644,6 +681,36 @@ mod tests {
     }
 
     // Alibaba "System-defined topics" (seeds/003): subscription, request, response.
+    #[test]
+    fn content_type_rides_in_the_message_id_level() {
+        assert_eq!(
+            message_id_level("889455942124347392", None),
+            "889455942124347392"
+        );
+        assert_eq!(
+            message_id_level("889455942124347392", Some(65)),
+            "889455942124347392;ct=65"
+        );
+        for ct in [0u8, 11, 65, 66, 131, 240, 255] {
+            let level = message_id_level("42", Some(ct));
+            assert_eq!(split_content_type(&level), ("42", Some(ct)));
+        }
+        // Not a ContentType suffix: the whole level is the id.
+        for level in [
+            "42",
+            "42;ct=",
+            "42;ct=256",
+            "42;ct=065",
+            "42;ct=+5",
+            "42;ct=6a",
+            ";ct=5",
+            "42;CT=5",
+        ] {
+            assert_eq!(split_content_type(level), (level, None), "{level}");
+        }
+        assert_eq!(split_content_type("a;ct=1;ct=2"), ("a;ct=1", Some(2)));
+    }
+
     #[test]
     fn response_topics_by_names_equal_rendered_ones() {
         let id = Identity {

@@ -263,7 +263,11 @@ pub struct Accepted<'a> {
     /// The device it is for: [`Router::request_device`] and [`Router::device`]
     /// resolve it while the device is registered.
     pub device: DeviceRef,
+    /// The message id, without the ContentType suffix (see
+    /// [`dialect::CONTENT_TYPE_SEPARATOR`]); the reply goes out on the whole level.
     pub message_id: &'a str,
+    /// The RRpc ContentType the caller sent (JT/T 808 pass-through type), if any.
+    pub content_type: Option<u8>,
     pub payload: &'a [u8],
     /// Last moment (router clock, ms) a reply is accepted.
     pub deadline_ms: u64,
@@ -951,6 +955,7 @@ impl Router {
         self.pending += 1;
         self.queue_deadline(u64::from(timeout), deadline_ms, token);
         self.stats.requests += 1;
+        let (message_id, content_type) = dialect::split_content_type(message_id);
         Ok(Accepted {
             token,
             device: DeviceRef {
@@ -958,6 +963,7 @@ impl Router {
                 generation,
             },
             message_id,
+            content_type,
             payload,
             deadline_ms,
         })
@@ -1791,6 +1797,33 @@ mod tests {
         // A new registration in the same slot is a different device.
         r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
         assert!(r.request_device(a.device).is_none());
+    }
+
+    #[test]
+    fn content_type_comes_out_of_the_message_id_level() {
+        let mut r = router();
+        let topic = format!("/sys/{PK}/dev1/rrpc/request/889455942124347392;ct=65");
+        let a = r.handle_message(&topic, b"x", 0).unwrap();
+        assert_eq!(a.message_id, "889455942124347392");
+        assert_eq!(a.content_type, Some(65));
+        let mut sent = String::new();
+        r.reply(a.token, b"y", 1, |t, _| {
+            sent = t.to_string();
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(
+            sent,
+            format!("/sys/{PK}/dev1/rrpc/response/889455942124347392;ct=65")
+        );
+        // The same request again is a duplicate; a plain one with the same id is not.
+        assert_eq!(
+            r.handle_message(&topic, b"x", 2).unwrap_err(),
+            Dropped::Duplicate
+        );
+        let plain = format!("/sys/{PK}/dev1/rrpc/request/889455942124347392");
+        let a = r.handle_message(&plain, b"x", 3).unwrap();
+        assert_eq!((a.message_id, a.content_type), ("889455942124347392", None));
     }
 
     #[test]

@@ -29,9 +29,7 @@ unsafe extern "C" fn echo(_: *mut c_void, router: *mut rrpc_router, req: *const 
     // if this thread was descheduled while more than the history's 1,024 requests
     // finished, the cancelled token is not even remembered any more.
     assert!(
-        st == RRPC_STATUS_OK
-            || st == RRPC_STATUS_DEVICE_REMOVED
-            || st == RRPC_STATUS_UNKNOWN_TOKEN,
+        st == RRPC_STATUS_OK || st == RRPC_STATUS_DEVICE_REMOVED || st == RRPC_STATUS_UNKNOWN_TOKEN,
         "{st:?}"
     );
 }

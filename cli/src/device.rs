@@ -151,8 +151,12 @@ pub fn run(a: DeviceArgs) -> ExitCode {
     let delayed = (a.delay_ms > 0).then(|| Delayed::start(replier.clone()));
     let delay = Duration::from_millis(a.delay_ms);
     client.set_handler(Some(Arc::new(move |req: &Request<'_>| {
+        let ct = req
+            .content_type
+            .map(|c| format!(" content-type={c}"))
+            .unwrap_or_default();
         println!(
-            "request {} {}/{} id={} len={}",
+            "request {} {}/{} id={} len={}{ct}",
             req.device.dialect,
             req.device.product_key(),
             req.device.device_name(),

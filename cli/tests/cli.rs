@@ -302,6 +302,62 @@ fn tencent_calls_through_mosquitto() {
 }
 
 #[test]
+fn content_type_travels_to_the_device_and_the_c_example() {
+    let b = Broker::rumqttd();
+    let dev = rrpc_device(b.port, &["--device-name", "truck1"]);
+    let r = call(
+        b.port,
+        &[
+            "--product-key",
+            PK,
+            "--device-name",
+            "truck1",
+            "--payload",
+            "AT+GPS",
+            "--timeout",
+            "3000",
+            "--content-type",
+            "65",
+        ],
+    );
+    let id = assert_success_json(&r, "QVQrR1BT");
+    let line = format!("request alibaba {PK}/truck1 id={id} len=6 content-type=65");
+    assert_eq!(
+        dev.wait_stdout_lines(&line, 1, Duration::from_secs(5)),
+        1,
+        "no `{line}`:\n{}",
+        dev.transcript()
+    );
+    let Some(c_dev) = c_echo_device(b.port, &["--dialect", "alibaba", "--device-name", "truck2"])
+    else {
+        return;
+    };
+    let r = call(
+        b.port,
+        &[
+            "--product-key",
+            PK,
+            "--device-name",
+            "truck2",
+            "--payload",
+            "card",
+            "--timeout",
+            "3000",
+            "--content-type",
+            "11",
+        ],
+    );
+    let id = assert_success_json(&r, "Y2FyZA==");
+    let line = format!("request alibaba {PK}/truck2 id={id} len=4 ct=11");
+    assert_eq!(
+        c_dev.wait_stdout_lines(&line, 1, Duration::from_secs(5)),
+        1,
+        "no `{line}`:\n{}",
+        c_dev.transcript()
+    );
+}
+
+#[test]
 fn offline_comes_at_once_for_a_stopped_device() {
     for b in common::brokers() {
         let mut dev = rrpc_device(b.port, &["--device-name", "parked"]);

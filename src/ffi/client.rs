@@ -84,7 +84,8 @@ pub struct rrpc_request {
     pub token: u64,
     /// The device's dialect (an `rrpc_dialect` value).
     pub dialect: u32,
-    /// The message id (Alibaba messageId, Tencent processId) from the topic.
+    /// The message id (Alibaba messageId, Tencent processId) from the topic,
+    /// without a ContentType suffix (see `content_type`).
     pub message_id: *const c_char,
     /// The device's product key (Tencent: product id).
     pub product_key: *const c_char,
@@ -100,6 +101,14 @@ pub struct rrpc_request {
     /// `CLOCK_MONOTONIC` time in ms (see `rrpc_monotonic_ms`) after which a reply is
     /// refused with RRPC_STATUS_EXPIRED.
     pub deadline_ms: u64,
+    /// The RRpc ContentType the caller sent, 0-255 (for JT/T 808 terminals: the
+    /// pass-through type: 0 GNSS, 11 IC card, 65/66 serial port, 240-255 custom),
+    /// or -1 when the request carries none. On the wire it rides in the
+    /// message-id level of the request topic as `{messageId};ct={ContentType}`
+    /// (for example `/sys/pk/dev1/rrpc/request/889455942124347392;ct=65`); a
+    /// request without one has the plain documented `{messageId}` level. The
+    /// reply goes out on the whole level, which the library does for you.
+    pub content_type: i32,
 }
 
 /// Counters of a client, read with `rrpc_client_get_stats`. All count from the
@@ -434,7 +443,13 @@ pub(crate) fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_re
     let dev = req.device;
     let mut strings = ViewStrings::default();
     strings.fill(req.message_id, &dev.identity());
-    f(&strings.view(req.token, dev.dialect, req.payload, req.deadline_ms));
+    f(&strings.view(
+        req.token,
+        dev.dialect,
+        req.content_type,
+        req.payload,
+        req.deadline_ms,
+    ));
 }
 
 /// The strings of a C request view, NUL-terminated, in a stack buffer (on the heap
@@ -490,6 +505,7 @@ impl ViewStrings {
         &self,
         token: u64,
         dialect: Dialect,
+        content_type: Option<u8>,
         payload: &[u8],
         deadline_ms: u64,
     ) -> rrpc_request {
@@ -519,6 +535,7 @@ impl ViewStrings {
             },
             payload_len: payload.len(),
             deadline_ms,
+            content_type: content_type.map_or(-1, i32::from),
         }
     }
 }

@@ -512,7 +512,7 @@ pub extern "C" fn rrpc_router_handle_message(
         drop(r);
         let cb = own.or_else(|| *h.shared_callback.read());
         if let Some(Callback { cb, user_data }) = cb {
-            let view = strings.view(a.token, dialect, a.payload, a.deadline_ms);
+            let view = strings.view(a.token, dialect, a.content_type, a.payload, a.deadline_ms);
             inside(router, || {
                 // SAFETY: the application registered `cb` for this signature;
                 // `view` and its strings live until it returns.
