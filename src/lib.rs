@@ -65,6 +65,8 @@ pub mod caller;
 pub mod client;
 pub mod clock;
 pub mod dialect;
+/// JT/T 808 frames, streaming decoder and sub-packages for the pass-through adapter.
+pub mod jt808;
 mod mqtt;
 pub mod presence;
 pub mod router;

@@ -6,6 +6,7 @@ mod broker;
 mod call;
 mod demo;
 mod device;
+mod jt808;
 mod signals;
 
 use std::process::ExitCode;
@@ -65,6 +66,8 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// Broker, devices and caller in one process: calls that show each RrpcCode, and latency.
     Demo(demo::DemoArgs),
+    /// JT/T 808 frames: decode one to JSON, or encode one from flags.
+    Jt808(jt808::Jt808Args),
 }
 
 /// Where the broker is, and how to log in.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Device(a) => device::run(a),
         Command::Broker(a) => broker::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Jt808(a) => jt808::run(a),
     }
 }
 

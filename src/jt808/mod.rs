@@ -1,0 +1,42 @@
+//! JT/T 808 codec for the pass-through adapter: frames, a streaming decoder for
+//! TCP, sub-package splitting and reassembly. No I/O, no MQTT, no clock.
+//!
+//! - [`encode_frame`](crate::jt808::encode_frame) /
+//!   [`decode_frame`](crate::jt808::decode_frame): one frame (`0x7e | header |
+//!   body | checksum | 0x7e`, escaping included), 2013 and 2019 editions;
+//! - [`Frame::parse_body`](crate::jt808::Frame::parse_body): the typed bodies
+//!   of 0x8900/0x0900 (pass-through) and 0x0001/0x8001 (general response);
+//!   other ids pass through untouched;
+//! - [`StreamDecoder`](crate::jt808::StreamDecoder): frames out of arbitrary
+//!   TCP chunks, bounded memory;
+//! - [`split_passthrough`](crate::jt808::split_passthrough) /
+//!   [`Reassembler`](crate::jt808::Reassembler): bodies over 1023 bytes.
+//!
+//! ```
+//! use rrpc::jt808::{decode_frame, encode_frame, Body, Header, Phone, Version};
+//!
+//! let phone = Phone::from_digits("13800138000", Version::V2013).unwrap();
+//! let header = Header::new(0x8900, phone, 1);
+//! let mut wire = Vec::new();
+//! encode_frame(&header, &[0x41, b'h', b'i'], &mut wire).unwrap();
+//!
+//! let frame = decode_frame(&wire).unwrap();
+//! assert_eq!(frame.header, header);
+//! assert_eq!(
+//!     frame.parse_body().unwrap(),
+//!     Body::Passthrough { content_type: 0x41, content: b"hi" }
+//! );
+//! ```
+
+mod codec;
+mod packets;
+mod stream;
+
+pub use codec::{
+    decode_frame, encode_frame, passthrough_type_name, BcdError, Body, BodyError, BodyKind,
+    DecodeError, DecodeErrorKind, EncodeError, Frame, Header, Package, Phone, PhoneError,
+    ResponseResult, Version, ESCAPE, FLAG, MAX_BODY_LEN, MAX_FRAME_LEN, MSG_DOWNLINK_PASSTHROUGH,
+    MSG_PLATFORM_RESPONSE, MSG_TERMINAL_RESPONSE, MSG_UPLINK_PASSTHROUGH,
+};
+pub use packets::{split_passthrough, Reassembler, ReassemblerConfig, ReassemblyError};
+pub use stream::StreamDecoder;
