@@ -4,7 +4,8 @@
 # cargo build in target/cmake-test), start rumqttd in-process and Mosquitto on
 # free 127.0.0.1 ports, and run the examples as real processes, some under
 # valgrind. With CI set, a missing cmake/mosquitto/valgrind fails instead of
-# skipping.
+# skipping. Last, the JT/T 808 stream decoder is fuzzed for a bounded time
+# (RRPC_FUZZ_SECONDS, 60 by default; 0 skips it outside CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
@@ -17,6 +18,13 @@ echo "== cargo test"
 # Plain `cargo test`: unit, integration and doc tests, and it builds the examples
 # (tests/demo.rs runs the demo binary it leaves in target/debug/examples/).
 cargo test 2>&1 | tee target/test-output.log
+
+fuzz_seconds="${RRPC_FUZZ_SECONDS:-60}"
+if [ "$fuzz_seconds" != 0 ] || [ -n "${CI:-}" ]; then
+    echo "== fuzzing the JT/T 808 stream decoder (scripts/fuzz.sh)"
+    RRPC_FUZZ_SECONDS="$([ "$fuzz_seconds" = 0 ] && echo 60 || echo "$fuzz_seconds")" \
+        scripts/fuzz.sh 2>&1 | tail -n 25
+fi
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

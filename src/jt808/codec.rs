@@ -478,14 +478,25 @@ impl std::error::Error for EncodeError {}
 
 /// Appends `src` to `out` with 0x7e and 0x7d escaped.
 fn escape_into(src: &[u8], out: &mut Vec<u8>) {
-    let mut rest = src;
+    // Room for the worst case (every byte escaped), written by index, then cut to
+    // what was written: one capacity check per call instead of one per byte.
+    let start = out.len();
+    out.resize(start + 2 * src.len(), 0);
+    let buf = &mut out[start..];
+    let (mut w, mut rest) = (0, src);
     while let Some(i) = rest.iter().position(|&b| b == FLAG || b == ESCAPE) {
-        out.extend_from_slice(&rest[..i]);
-        out.push(ESCAPE);
-        out.push(if rest[i] == FLAG { 0x02 } else { 0x01 });
+        if i > 0 {
+            buf[w..w + i].copy_from_slice(&rest[..i]);
+            w += i;
+        }
+        buf[w] = ESCAPE;
+        buf[w + 1] = rest[i] - 0x7c; // 0x7e -> 0x02, 0x7d -> 0x01
+        w += 2;
         rest = &rest[i + 1..];
     }
-    out.extend_from_slice(rest);
+    buf[w..w + rest.len()].copy_from_slice(rest);
+    w += rest.len();
+    out.truncate(start + w);
 }
 
 fn xor(bytes: &[u8]) -> u8 {
