@@ -24,8 +24,10 @@ Examples:
   rrpc jt808 encode --msg-id 0x8900 --phone 13800138000 --serial 1 --content-type 0x41 --content-hex 0102
   rrpc jt808 encode --msg-id 0x0001 --phone 13800138000 --version 2019 \\
                     --reply-serial 1 --reply-id 0x8900 --result 0
+  rrpc jt808 terminal --connect 127.0.0.1:7808 --phone 13800138000 --count 1000
 
-Exit status: 0 done, 2 invalid input (the reason, with the byte offset for a bad frame, on stderr).";
+Exit status of decode and encode: 0 done, 2 invalid input (the reason, with the byte offset for
+a bad frame, on stderr). `rrpc jt808 terminal --help` lists the terminal's.";
 
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
@@ -40,6 +42,8 @@ pub enum Jt808Command {
     Decode(DecodeArgs),
     /// Build one frame from flags and print it, escaped, as lower-case hex.
     Encode(EncodeArgs),
+    /// Run simulated terminals against an adapter: register, authenticate, answer 0x8900.
+    Terminal(crate::jt808_terminal::TerminalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +111,7 @@ pub fn run(args: Jt808Args) -> ExitCode {
     let r = match args.command {
         Jt808Command::Decode(a) => decode(a),
         Jt808Command::Encode(a) => encode(a),
+        Jt808Command::Terminal(a) => return crate::jt808_terminal::run(a),
     };
     match r {
         Ok(out) => {

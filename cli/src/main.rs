@@ -7,6 +7,7 @@ mod call;
 mod demo;
 mod device;
 mod jt808;
+mod jt808_terminal;
 mod signals;
 
 use std::process::ExitCode;
@@ -66,7 +67,7 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// Broker, devices and caller in one process: calls that show each RrpcCode, and latency.
     Demo(demo::DemoArgs),
-    /// JT/T 808 frames: decode one to JSON, or encode one from flags.
+    /// JT/T 808: decode a frame to JSON, encode one from flags, or simulate terminals.
     Jt808(jt808::Jt808Args),
 }
 
