@@ -111,6 +111,12 @@ enum rrpc_status
      * request was released (router API).
      */
     RRPC_STATUS_SEND_FAILED = 19,
+    /**
+     * Bytes that are not a valid JT/T 808 frame (bad checksum, escape, flags,
+     * length, package fields), or a frame whose body does not fit its message
+     * id; the message names the byte offset and the rule.
+     */
+    RRPC_STATUS_MALFORMED_FRAME = 20,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -281,6 +287,140 @@ typedef uint32_t rrpc_filter_mode;
 #endif // __cplusplus
 
 /**
+ * How an adapter request completes (`rrpc_jt808_adapter_submit`).
+ */
+enum rrpc_jt808_completion
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The adapter's `default_completion`.
+     */
+    RRPC_JT808_COMPLETION_DEFAULT = 0,
+    /**
+     * The terminal's 0x0001 is the reply: `{"jt808":"ack","result":0,"serial":N}`
+     * for result 0, an error payload otherwise. Use it for the IC card (type
+     * 0x0B), whose answer may take 30 s: that answer comes later as an
+     * RRPC_JT808_EVENT_UPLINK.
+     */
+    RRPC_JT808_COMPLETION_ACK = 1,
+    /**
+     * The next 0x0900 of the request's type from the terminal is the reply (its
+     * content, after the type byte); a 0x0001 with result 0 only confirms
+     * delivery, other results answer at once with an error payload. One such
+     * request per (terminal, type) is outstanding at a time (`busy_policy`).
+     */
+    RRPC_JT808_COMPLETION_ANSWER = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_jt808_completion rrpc_jt808_completion;
+#else
+typedef uint32_t rrpc_jt808_completion;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What a second ANSWER request for a busy (terminal, type) does.
+ */
+enum rrpc_jt808_busy_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * It waits (at most `max_queue_per_key` per pair) and goes out through the
+     * send function when the one before it completes; it still expires at its
+     * own deadline.
+     */
+    RRPC_JT808_BUSY_QUEUE = 0,
+    /**
+     * `rrpc_jt808_adapter_submit` refuses it with RRPC_STATUS_BUSY.
+     */
+    RRPC_JT808_BUSY_REFUSE = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_jt808_busy_policy rrpc_jt808_busy_policy;
+#else
+typedef uint32_t rrpc_jt808_busy_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * The kinds of `rrpc_jt808_event`.
+ */
+enum rrpc_jt808_event_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Answer RRPC request `token` with `payload` (for example with
+     * `rrpc_router_reply`). `reply_kind` says what the payload is.
+     */
+    RRPC_JT808_EVENT_REPLY = 0,
+    /**
+     * Request `token` reached its deadline unanswered and was released: send
+     * no reply (the RRPC caller sees TIMEOUT).
+     */
+    RRPC_JT808_EVENT_EXPIRED = 1,
+    /**
+     * A 0x0900 no request waited for (`content_type`, content in `payload`):
+     * forward it on the application's uplink topic. `late` is true when an
+     * ANSWER request of that (terminal, type) expired recently.
+     */
+    RRPC_JT808_EVENT_UPLINK = 2,
+    /**
+     * A frame that is not the adapter's (registration, authentication,
+     * heartbeat, location, a 0x0001 to another platform message...): `frame`.
+     */
+    RRPC_JT808_EVENT_FRAME = 3,
+    /**
+     * Bytes that are not a valid frame, or a 0x0001/0x0900 whose body does not
+     * fit its id; dropped. `message` names the byte offset and the rule.
+     */
+    RRPC_JT808_EVENT_MALFORMED = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_jt808_event_kind rrpc_jt808_event_kind;
+#else
+typedef uint32_t rrpc_jt808_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What a reply payload is (`rrpc_jt808_event.reply_kind`).
+ */
+enum rrpc_jt808_reply_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * `{"jt808":"ack","result":0,"serial":N}`.
+     */
+    RRPC_JT808_REPLY_ACK = 0,
+    /**
+     * The content of the terminal's 0x0900, untouched.
+     */
+    RRPC_JT808_REPLY_ANSWER = 1,
+    /**
+     * `{"jt808":"error","reason":"...",...}` (see `rrpc_jt808_adapter_submit`).
+     */
+    RRPC_JT808_REPLY_ERROR = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_jt808_reply_kind rrpc_jt808_reply_kind;
+#else
+typedef uint32_t rrpc_jt808_reply_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An RRpc caller: one MQTT connection that calls devices. Created by
  * `rrpc_caller_new`, released by `rrpc_caller_free`.
  */
@@ -291,6 +431,26 @@ typedef struct rrpc_caller rrpc_caller;
  * Created by `rrpc_client_new`, released by `rrpc_client_free`.
  */
 typedef struct rrpc_client rrpc_client;
+
+/**
+ * The pass-through adapter. Created by `rrpc_jt808_adapter_new`, released by
+ * `rrpc_jt808_adapter_free`.
+ *
+ * Threads: every function may be called from any thread at any time (one
+ * internal lock, held only for table updates). The send function and the event
+ * callback run on the thread of the call that caused them, in order, with no
+ * lock held: they may call any adapter function again (submit, feed bytes,
+ * cancel, tick), except `rrpc_jt808_adapter_free`, which they get refused with
+ * RRPC_STATUS_WRONG_STATE.
+ */
+typedef struct rrpc_jt808_adapter rrpc_jt808_adapter;
+
+/**
+ * A streaming JT/T 808 decoder for one TCP connection. Created by
+ * `rrpc_jt808_decoder_new`, released by `rrpc_jt808_decoder_free`. It has no
+ * lock: use each decoder from one thread at a time.
+ */
+typedef struct rrpc_jt808_decoder rrpc_jt808_decoder;
 
 /**
  * The outcome of one call, with the RRpc API's fields. Read it with
@@ -717,6 +877,332 @@ typedef struct rrpc_stats {
      */
     uint64_t pending;
 } rrpc_stats;
+
+/**
+ * A frame header, as decoded or to encode.
+ */
+typedef struct rrpc_jt808_header {
+    /**
+     * Message id, such as 0x8900.
+     */
+    uint16_t msg_id;
+    /**
+     * Protocol edition: 2013 or 2019 (bit 14 of the body attributes).
+     */
+    uint16_t version;
+    /**
+     * The 2019 protocol-version byte; 0 in 2013, where it is not carried.
+     */
+    uint8_t protocol_version;
+    /**
+     * Encryption bits (0 none, 1 RSA; 0-7).
+     */
+    uint8_t encryption;
+    /**
+     * Message serial number.
+     */
+    uint16_t serial;
+    /**
+     * Terminal phone number, raw BCD bytes as in the header: `phone_len` of them.
+     */
+    uint8_t phone[10];
+    /**
+     * 6 (2013) or 10 (2019).
+     */
+    size_t phone_len;
+    /**
+     * Package count when sub-packaged, 0 otherwise.
+     */
+    uint16_t package_count;
+    /**
+     * Package index (from 1) when sub-packaged, 0 otherwise.
+     */
+    uint16_t package_index;
+} rrpc_jt808_header;
+
+/**
+ * A decoded frame. Owned by the library: valid until the next call on the
+ * object that produced it (or, in an event, until the callback returns).
+ */
+typedef struct rrpc_jt808_frame {
+    /**
+     * The header.
+     */
+    struct rrpc_jt808_header header;
+    /**
+     * The phone as NUL-terminated decimal digits, leading zeros included (12
+     * digits in 2013, 20 in 2019); empty when `phone_bcd_error` is not -1.
+     */
+    char phone_digits[21];
+    /**
+     * -1 when every phone byte is two BCD digits; otherwise the index of the
+     * first byte with a nibble above 9 (some terminals send binary numbers).
+     * The frame is valid either way: key the terminal by `header.phone`.
+     */
+    int32_t phone_bcd_error;
+    /**
+     * The unescaped body; NULL when empty.
+     */
+    const uint8_t *body;
+    /**
+     * Body length in bytes.
+     */
+    size_t body_len;
+} rrpc_jt808_frame;
+
+/**
+ * Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
+ */
+typedef struct rrpc_jt808_adapter_config {
+    /**
+     * Requests held at once, sent and queued, over all terminals. Default 4096.
+     */
+    uint32_t max_pending;
+    /**
+     * Requests waiting behind the outstanding ANSWER request of a (terminal,
+     * type). Default 8.
+     */
+    uint32_t max_queue_per_key;
+    /**
+     * Content bytes held by queued requests. Default 8388608 (8 MiB).
+     */
+    uint32_t max_queued_bytes;
+    /**
+     * Largest request content. Default 65536.
+     */
+    uint32_t max_content;
+    /**
+     * Largest 0x8900 body per frame, 2-1023; longer ones are sub-packaged
+     * (type byte in the first packet only). Default 1023.
+     */
+    uint32_t max_body;
+    /**
+     * Terminals known at once. Default 100000.
+     */
+    uint32_t max_terminals;
+    /**
+     * Connections with a decoder (`rrpc_jt808_adapter_on_bytes`). Default 100000.
+     */
+    uint32_t max_connections;
+    /**
+     * Longest escaped frame accepted per connection, flags included; at least
+     * 15. Default 2092 (the longest the standard allows).
+     */
+    uint32_t max_frame_len;
+    /**
+     * `rrpc_jt808_completion` of requests submitted with
+     * RRPC_JT808_COMPLETION_DEFAULT. Default RRPC_JT808_COMPLETION_ACK.
+     */
+    uint32_t default_completion;
+    /**
+     * An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
+     */
+    uint32_t busy_policy;
+} rrpc_jt808_adapter_config;
+
+/**
+ * Writes `len` bytes of escaped 0x8900 frames (one whole message, all its
+ * packets back to back) to the terminal `phone` (`phone_len` raw bytes) on
+ * connection `conn`. Return 0 when the bytes were written or queued for the
+ * socket, anything else on failure. Runs on the thread that called the adapter,
+ * without any adapter lock held: it may call the adapter again.
+ */
+typedef int32_t (*rrpc_jt808_send_fn)(void *user_data,
+                                      uint64_t conn,
+                                      const uint8_t *phone,
+                                      size_t phone_len,
+                                      const uint8_t *bytes,
+                                      size_t len);
+
+/**
+ * Something the adapter tells the application (`rrpc_jt808_event_cb`). Every
+ * pointer is owned by the library and valid only during the callback.
+ */
+typedef struct rrpc_jt808_event {
+    /**
+     * An `rrpc_jt808_event_kind` value.
+     */
+    uint32_t kind;
+    /**
+     * REPLY, EXPIRED: the request's token; 0 otherwise.
+     */
+    uint64_t token;
+    /**
+     * REPLY: an `rrpc_jt808_reply_kind` value; 0 otherwise.
+     */
+    uint32_t reply_kind;
+    /**
+     * FRAME, MALFORMED: the connection the bytes came on. Others: the
+     * terminal's connection, or UINT64_MAX when none is known.
+     */
+    uint64_t conn;
+    /**
+     * The terminal's raw phone bytes (`phone_len` of them); MALFORMED: none.
+     */
+    uint8_t phone[10];
+    /**
+     * 6, 10, or 0 for MALFORMED.
+     */
+    size_t phone_len;
+    /**
+     * UPLINK: the pass-through type byte; 0 otherwise.
+     */
+    uint8_t content_type;
+    /**
+     * UPLINK: an ANSWER request of this (terminal, type) expired recently, so
+     * this is probably its late answer.
+     */
+    bool late;
+    /**
+     * REPLY: the reply payload. UPLINK: the content after the type byte. NULL
+     * when empty or for other kinds.
+     */
+    const uint8_t *payload;
+    /**
+     * Length of `payload`.
+     */
+    size_t payload_len;
+    /**
+     * FRAME: the frame; NULL otherwise.
+     */
+    const struct rrpc_jt808_frame *frame;
+    /**
+     * MALFORMED: NUL-terminated description; NULL otherwise.
+     */
+    const char *message;
+} rrpc_jt808_event;
+
+/**
+ * Receives one adapter event. Runs on the thread that called the adapter,
+ * without any adapter lock held: it may call the adapter again (submit, feed
+ * bytes, cancel, reply through the router), but must not free it.
+ */
+typedef void (*rrpc_jt808_event_cb)(void *user_data,
+                                    struct rrpc_jt808_adapter *adapter,
+                                    const struct rrpc_jt808_event *event);
+
+/**
+ * Counters of an adapter (`rrpc_jt808_adapter_get_stats`). All count from its
+ * creation, except the gauges from `pending` on.
+ */
+typedef struct rrpc_jt808_adapter_stats {
+    /**
+     * Requests accepted (sent or queued).
+     */
+    uint64_t submitted;
+    /**
+     * Requests `rrpc_jt808_adapter_submit` refused for a duplicate token, a
+     * passed deadline, a content too long or a limit (not those refused before
+     * reaching the adapter: no connection, no send function, bad arguments).
+     */
+    uint64_t refused;
+    /**
+     * Requests that waited in a (terminal, type) queue.
+     */
+    uint64_t queued;
+    /**
+     * 0x8900 messages sent.
+     */
+    uint64_t sent;
+    /**
+     * 0x8900 frames sent (packets counted one by one).
+     */
+    uint64_t packets_sent;
+    /**
+     * REPLY events of every kind.
+     */
+    uint64_t replies;
+    /**
+     * Replies with the ack payload.
+     */
+    uint64_t acked;
+    /**
+     * Replies with a 0x0900's content.
+     */
+    uint64_t answered;
+    /**
+     * Replies with an error from a 0x0001 result other than 0.
+     */
+    uint64_t failed;
+    /**
+     * ANSWER requests whose delivery a 0x0001 with result 0 confirmed.
+     */
+    uint64_t delivered;
+    /**
+     * Requests released at their deadline (EXPIRED events).
+     */
+    uint64_t expired;
+    /**
+     * Requests answered with `terminal disconnected`.
+     */
+    uint64_t disconnected;
+    /**
+     * Requests answered with `send failed` or `busy` when their frames could
+     * not go out.
+     */
+    uint64_t send_failures;
+    /**
+     * Requests released by `rrpc_jt808_adapter_cancel` (or by a failing send
+     * function inside `rrpc_jt808_adapter_submit`).
+     */
+    uint64_t cancelled;
+    /**
+     * 0x0001 for packets that are not the last of their message.
+     */
+    uint64_t packet_acks;
+    /**
+     * 0x0001 answering 0x8900 with a serial no request holds or held recently.
+     */
+    uint64_t unknown_acks;
+    /**
+     * 0x0001 answering 0x8900 for a request that had already finished.
+     */
+    uint64_t late_acks;
+    /**
+     * 0x0900 no request waited for (UPLINK events).
+     */
+    uint64_t uplinks;
+    /**
+     * UPLINK events with `late` set.
+     */
+    uint64_t late_uplinks;
+    /**
+     * 0x0001/0x0900 dropped because their body does not fit the id.
+     */
+    uint64_t bad_bodies;
+    /**
+     * 0x0900 packets the reassembler refused (duplicate, limits).
+     */
+    uint64_t reassembly_errors;
+    /**
+     * Frames that could not be decoded.
+     */
+    uint64_t malformed;
+    /**
+     * Frames that are not the adapter's.
+     */
+    uint64_t other_frames;
+    /**
+     * Gauge: requests sent and waiting for their answer.
+     */
+    uint64_t pending;
+    /**
+     * Gauge: requests waiting in queues.
+     */
+    uint64_t queued_now;
+    /**
+     * Gauge: terminals known.
+     */
+    uint64_t terminals;
+    /**
+     * Gauge: connections with a decoder.
+     */
+    uint64_t connections;
+    /**
+     * Gauge: sub-packaged 0x0900 messages being put together.
+     */
+    uint64_t partials;
+} rrpc_jt808_adapter_stats;
 
 /**
  * A log handler: receives the level (an `rrpc_log_level` value) and a
@@ -1218,6 +1704,396 @@ rrpc_status rrpc_client_get_client_id(struct rrpc_client *client,
                                       char *buf,
                                       size_t size,
                                       size_t *out_len);
+
+/**
+ * Creates a streaming decoder for one connection: feed it bytes as they arrive
+ * (any chunking), take frames out with `rrpc_jt808_decoder_next`. Bytes
+ * outside frames are skipped; a frame longer than `max_frame_len` is reported
+ * and dropped, and the decoder picks up at the next 0x7e. It never holds more
+ * than `max_frame_len` bytes of an unfinished frame.
+ *
+ * @param[in]  max_frame_len longest escaped frame, flags included; 0 for 2092
+ *                           (the longest the standard allows); else at least 15.
+ * @param[out] out_decoder   receives the decoder; release it with
+ *                           `rrpc_jt808_decoder_free`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `out_decoder` is NULL.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `max_frame_len` is 1-14.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_decoder_new(size_t max_frame_len, struct rrpc_jt808_decoder **out_decoder);
+
+/**
+ * Releases a decoder and any frame it returned. NULL is ignored.
+ *
+ * @retval RRPC_STATUS_OK
+ *
+ * Once, when no other thread uses the decoder.
+ */
+rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
+
+/**
+ * Feeds the next chunk of the connection's bytes. Complete frames wait for
+ * `rrpc_jt808_decoder_next`.
+ *
+ * @param[in] bytes the chunk; may be NULL when `len` is 0.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL, or `bytes` is NULL with a length.
+ *
+ * One thread at a time per decoder (it has no lock).
+ */
+rrpc_status rrpc_jt808_decoder_push(struct rrpc_jt808_decoder *decoder,
+                                    const uint8_t *bytes,
+                                    size_t len);
+
+/**
+ * Takes the next complete frame, in stream order. Unknown message ids are
+ * frames like any other. A phone that is not BCD is not an error: see
+ * `phone_bcd_error`.
+ *
+ * @param[out] out_frame receives the frame when `*out_ready` is true; its body
+ *                       stays valid until the next call on this decoder.
+ * @param[out] out_ready true when a frame was written; false when no complete
+ *                       frame is waiting (push more bytes).
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_MALFORMED_FRAME the next frame is invalid and was dropped;
+ *         `rrpc_last_error_message()` names the rule and the byte offset from
+ *         the frame's start flag, such as "byte 18: checksum 0x60, computed
+ *         0x61". Call again for the frames after it.
+ * @retval RRPC_STATUS_NULL_POINTER `decoder`, `out_frame` or `out_ready` is NULL.
+ *
+ * One thread at a time per decoder.
+ */
+rrpc_status rrpc_jt808_decoder_next(struct rrpc_jt808_decoder *decoder,
+                                    struct rrpc_jt808_frame *out_frame,
+                                    bool *out_ready);
+
+/**
+ * Encodes one frame (flags, header, body, checksum, escaping) into `buf`.
+ *
+ * @param[in]  header    the header: `version` must match `phone_len` (2013: 6,
+ *                       2019: 10), `protocol_version` 0 in 2013, `encryption`
+ *                       0-7, package fields both 0 or `1 <= index <= count`.
+ * @param[in]  body      the body, at most 1023 bytes; may be NULL when empty.
+ * @param[out] buf       receives the frame; may be NULL when `size` is 0.
+ * @param[in]  size      bytes available in `buf`.
+ * @param[out] out_len   receives the frame's length, also when `buf` is too small.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
+ *         (the message says which).
+ * @retval RRPC_STATUS_NULL_POINTER `header` or `out_len` is NULL, or a buffer
+ *         is NULL with a length.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_encode(const struct rrpc_jt808_header *header,
+                              const uint8_t *body,
+                              size_t body_len,
+                              uint8_t *buf,
+                              size_t size,
+                              size_t *out_len);
+
+/**
+ * Turns a phone number in decimal digits into the raw BCD header bytes,
+ * left-padded with zeros: 6 bytes (12 digits) for 2013, 10 bytes (20 digits)
+ * for 2019.
+ *
+ * @param[in]  digits    NUL-terminated ASCII digits, such as "13800138000".
+ * @param[in]  version   2013 or 2019.
+ * @param[out] out_phone receives the bytes; room for 10.
+ * @param[out] out_len   receives 6 or 10.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
+ *         a version that is neither 2013 nor 2019.
+ * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_phone_from_digits(const char *digits,
+                                         uint16_t version,
+                                         uint8_t *out_phone,
+                                         size_t *out_len);
+
+/**
+ * The payload `{"jt808":"error","reason":"busy"}`, for applications that answer
+ * an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY.
+ *
+ * Never fails. The string is static: do not free it. Any thread.
+ */
+const char *rrpc_jt808_busy_payload(void);
+
+/**
+ * Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_adapter_config_init(struct rrpc_jt808_adapter_config *out_config);
+
+/**
+ * Creates an adapter: no I/O, no threads. Register the send function and the
+ * event callback before feeding it.
+ *
+ * @param[in]  config      settings (`rrpc_jt808_adapter_config_init` gives the defaults).
+ * @param[out] out_adapter receives the adapter; release it with `rrpc_jt808_adapter_free`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `config` or `out_adapter` is NULL.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `max_body` outside 2-1023, `max_frame_len`
+ *         below 15, or an unknown completion or busy policy.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_adapter_new(const struct rrpc_jt808_adapter_config *config,
+                                   struct rrpc_jt808_adapter **out_adapter);
+
+/**
+ * Releases the adapter. Requests still held are dropped without events. NULL
+ * is ignored.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_WRONG_STATE called from this adapter's send function or
+ *         event callback; nothing was released.
+ *
+ * Once, when no other thread uses the adapter.
+ */
+rrpc_status rrpc_jt808_adapter_free(struct rrpc_jt808_adapter *adapter);
+
+/**
+ * Registers the function that writes frames to terminals (NULL removes it:
+ * submits then fail with RRPC_STATUS_WRONG_STATE, and queued requests that
+ * come due are answered with `{"jt808":"error","reason":"send failed"}`).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ *
+ * Any thread; `user_data` must stay valid while registered.
+ */
+rrpc_status rrpc_jt808_adapter_set_send(struct rrpc_jt808_adapter *adapter,
+                                        rrpc_jt808_send_fn send,
+                                        void *user_data);
+
+/**
+ * Registers the event callback (NULL removes it: events are then dropped, and
+ * the RRPC calls they would answer time out).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ *
+ * Any thread; `user_data` must stay valid while registered.
+ */
+rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *adapter,
+                                                  rrpc_jt808_event_cb callback,
+                                                  void *user_data);
+
+/**
+ * Sends RRPC request `token` to a terminal as a 0x8900 whose type byte is
+ * `content_type` and whose content is `content` (sub-packaged past `max_body`),
+ * through the send function, before this returns; or queues it behind the
+ * outstanding ANSWER request of the same (terminal, type). Any type byte goes
+ * out untouched (0x00, 0x0B, 0x41, 0x42, 0xF0-0xFF, vendor values).
+ *
+ * Exactly one event ends every accepted request: REPLY, or EXPIRED at
+ * `deadline_ms` (never a reply after it). The payloads the adapter makes
+ * (JSON, no spaces; N is the 0x8900's serial, of its first packet when
+ * sub-packaged; R the result byte):
+ * - ACK, result 0: `{"jt808":"ack","result":0,"serial":N}`
+ * - result 1: `{"jt808":"error","reason":"failure","result":1,"serial":N}`
+ * - result 2: `{"jt808":"error","reason":"message error","result":2,"serial":N}`
+ * - result 3: `{"jt808":"error","reason":"not supported","result":3,"serial":N}`
+ * - other results: `{"jt808":"error","reason":"unknown result","result":R,"serial":N}`
+ * - terminal gone: `{"jt808":"error","reason":"terminal disconnected"}`
+ * - a queued request that could not be written: `{"jt808":"error","reason":"send failed"}`
+ *   (or `"busy"` when no serial number was free)
+ * - ANSWER: the 0x0900 content itself.
+ *
+ * @param[in]  phone, phone_len the terminal's raw phone bytes (6 or 10; see
+ *                         `rrpc_jt808_phone_from_digits`).
+ * @param[in]  content     may be NULL when `content_len` is 0.
+ * @param[in]  completion  an `rrpc_jt808_completion` value.
+ * @param[in]  deadline_ms when the RRPC caller stops waiting (for requests from
+ *                         the router, `rrpc_request.deadline_ms`), on the same
+ *                         clock as `now_ms` (such as `rrpc_monotonic_ms`).
+ * @param[out] out_queued  receives true when the request was queued, false when
+ *                         it was sent; may be NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NOT_FOUND   no connection is known for the terminal: it has
+ *         sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame` since
+ *         it connected, and `rrpc_jt808_adapter_terminal_connected` was not called.
+ * @retval RRPC_STATUS_BUSY        an ANSWER request of this (terminal, type) is
+ *         outstanding and the policy is RRPC_JT808_BUSY_REFUSE, or the queue, the
+ *         table (`max_pending`), queued bytes, terminals or serial numbers are
+ *         exhausted. The application may answer the call with
+ *         `rrpc_jt808_busy_payload()`.
+ * @retval RRPC_STATUS_SEND_FAILED the send function failed; the request was released.
+ * @retval RRPC_STATUS_EXPIRED     `deadline_ms` is not after `now_ms`.
+ * @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `content_len` exceeds `max_content`.
+ * @retval RRPC_STATUS_WRONG_STATE no send function is registered.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `token` is already held, a bad phone length,
+ *         or an unknown completion.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL, or `content`
+ *         is NULL with a length.
+ *
+ * Any thread, including the event callback and the send function.
+ */
+rrpc_status rrpc_jt808_adapter_submit(struct rrpc_jt808_adapter *adapter,
+                                      uint64_t token,
+                                      const uint8_t *phone,
+                                      size_t phone_len,
+                                      uint8_t content_type,
+                                      const uint8_t *content,
+                                      size_t content_len,
+                                      uint32_t completion,
+                                      uint64_t deadline_ms,
+                                      uint64_t now_ms,
+                                      bool *out_queued);
+
+/**
+ * Takes bytes received from a terminal connection (any chunking). `conn` is
+ * any id the application chooses for the connection (its socket descriptor,
+ * for instance); the adapter keeps one decoder per connection and learns which
+ * terminal speaks on it. Every complete frame is handled before this returns:
+ * events (REPLY, EXPIRED, UPLINK, FRAME for frames that are not the adapter's,
+ * MALFORMED for invalid ones) go to the event callback, and queued requests
+ * that come due go out through the send function.
+ *
+ * @param[in] bytes  may be NULL when `len` is 0.
+ * @param[in] now_ms the time, on the clock of the deadlines.
+ * @retval RRPC_STATUS_OK (also when frames were malformed: see the events)
+ * @retval RRPC_STATUS_BUSY         a new connection while `max_connections` are open;
+ *         the bytes were dropped.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL, or `bytes` is NULL with a length.
+ *
+ * Any thread, including callbacks; bytes of one connection must arrive in order.
+ */
+rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
+                                        uint64_t conn,
+                                        const uint8_t *bytes,
+                                        size_t len,
+                                        uint64_t now_ms);
+
+/**
+ * Takes one frame the application decoded itself (for example with an
+ * `rrpc_jt808_decoder`). A 0x0001 answering 0x8900 and any 0x0900 are the
+ * adapter's; other frames are left to the application (`*out_taken` false) and
+ * produce no event.
+ *
+ * @param[in]  conn      the connection the frame came on, which becomes the
+ *                       terminal's; UINT64_MAX to leave that unchanged.
+ * @param[in]  frame     the frame (`header` and `body` are read; `phone_digits`
+ *                       and `phone_bcd_error` are ignored).
+ * @param[out] out_taken receives whether the adapter took it; may be NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
+ *         id, or a packet the reassembler refused; dropped.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
+ * @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
+ *         is NULL with a length.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_on_frame(struct rrpc_jt808_adapter *adapter,
+                                        uint64_t conn,
+                                        const struct rrpc_jt808_frame *frame,
+                                        uint64_t now_ms,
+                                        bool *out_taken);
+
+/**
+ * Attaches a terminal to connection `conn` without waiting for its frames (for
+ * applications that know the terminal from its registration already).
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_terminal_connected(struct rrpc_jt808_adapter *adapter,
+                                                  const uint8_t *phone,
+                                                  size_t phone_len,
+                                                  uint64_t conn);
+
+/**
+ * The terminal went away: each of its requests, sent or queued, is answered
+ * (REPLY events, before this returns) with
+ * `{"jt808":"error","reason":"terminal disconnected"}`, and the terminal is
+ * forgotten (its serial numbers start again at 0).
+ *
+ * @param[out] out_answered receives how many requests were answered; may be NULL.
+ * @retval RRPC_STATUS_OK (also for a terminal the adapter does not know)
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_terminal_disconnected(struct rrpc_jt808_adapter *adapter,
+                                                     const uint8_t *phone,
+                                                     size_t phone_len,
+                                                     uint64_t now_ms,
+                                                     size_t *out_answered);
+
+/**
+ * Connection `conn` closed: its decoder is dropped (with any unfinished frame)
+ * and every terminal whose connection it was is disconnected as by
+ * `rrpc_jt808_adapter_terminal_disconnected`.
+ *
+ * @param[out] out_answered receives how many requests were answered; may be NULL.
+ * @retval RRPC_STATUS_OK (also for an unknown connection)
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_connection_closed(struct rrpc_jt808_adapter *adapter,
+                                                 uint64_t conn,
+                                                 uint64_t now_ms,
+                                                 size_t *out_answered);
+
+/**
+ * Releases request `token` without any event (its RRPC call went away by other
+ * means). A request queued behind it may go out.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_UNKNOWN_TOKEN the adapter holds no request `token`.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_cancel(struct rrpc_jt808_adapter *adapter,
+                                      uint64_t token,
+                                      uint64_t now_ms);
+
+/**
+ * Expires requests whose deadline is at or before `now_ms` (EXPIRED events;
+ * queued requests behind them may go out) and drops stale partial 0x0900
+ * messages. Call it at `*out_next_deadline`, or regularly (every 100 ms is
+ * plenty).
+ *
+ * @param[out] out_next_deadline receives the earliest deadline still held, or
+ *             UINT64_MAX when none; may be NULL. A poll timeout.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_tick(struct rrpc_jt808_adapter *adapter,
+                                    uint64_t now_ms,
+                                    uint64_t *out_next_deadline);
+
+/**
+ * Reads the adapter's counters.
+ *
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_stats` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_adapter_get_stats(struct rrpc_jt808_adapter *adapter,
+                                         struct rrpc_jt808_adapter_stats *out_stats);
 
 /**
  * The library version, such as "0.1.0" (the same as `RRPC_VERSION` in this

@@ -13,6 +13,7 @@
 
 pub mod caller;
 pub mod client;
+pub mod jt808;
 pub mod misc;
 pub mod router;
 
@@ -74,6 +75,10 @@ pub enum rrpc_status {
     /// The application's publish function failed: the reply was not sent and the
     /// request was released (router API).
     RRPC_STATUS_SEND_FAILED = 19,
+    /// Bytes that are not a valid JT/T 808 frame (bad checksum, escape, flags,
+    /// length, package fields), or a frame whose body does not fit its message
+    /// id; the message names the byte offset and the rule.
+    RRPC_STATUS_MALFORMED_FRAME = 20,
 }
 
 use rrpc_status::*;
@@ -101,11 +106,12 @@ impl rrpc_status {
             RRPC_STATUS_INTERNAL => c"internal error",
             RRPC_STATUS_PANIC => c"internal panic caught at the API boundary",
             RRPC_STATUS_SEND_FAILED => c"publish function failed; request released",
+            RRPC_STATUS_MALFORMED_FRAME => c"malformed JT/T 808 frame",
         }
     }
 
     pub(crate) fn from_u32(v: u32) -> Option<rrpc_status> {
-        const ALL: [rrpc_status; 20] = [
+        const ALL: [rrpc_status; 21] = [
             RRPC_STATUS_OK,
             RRPC_STATUS_NULL_POINTER,
             RRPC_STATUS_INVALID_UTF8,
@@ -126,6 +132,7 @@ impl rrpc_status {
             RRPC_STATUS_INTERNAL,
             RRPC_STATUS_PANIC,
             RRPC_STATUS_SEND_FAILED,
+            RRPC_STATUS_MALFORMED_FRAME,
         ];
         ALL.get(v as usize).copied()
     }
@@ -360,11 +367,11 @@ mod tests {
 
     #[test]
     fn every_status_has_a_text() {
-        for v in 0..20 {
+        for v in 0..21 {
             let s = rrpc_status::from_u32(v).expect("contiguous values");
             assert_eq!(s as u32, v);
             assert!(!s.text().to_bytes().is_empty());
         }
-        assert!(rrpc_status::from_u32(20).is_none());
+        assert!(rrpc_status::from_u32(21).is_none());
     }
 }

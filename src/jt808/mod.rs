@@ -28,10 +28,15 @@
 //! );
 //! ```
 
+pub mod adapter;
 mod codec;
 mod packets;
 mod stream;
 
+pub use adapter::{
+    Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, ConfigError,
+    ConnectionError, ErrorReason, Event, FrameError, Handled, ReplyKind, SubmitError, Submitted,
+};
 pub use codec::{
     decode_frame, encode_frame, passthrough_type_name, BcdError, Body, BodyError, BodyKind,
     DecodeError, DecodeErrorKind, EncodeError, Frame, Header, Package, Phone, PhoneError,

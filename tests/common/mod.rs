@@ -556,3 +556,68 @@ impl Drop for Proc {
         }
     }
 }
+
+/// Compiles the C test program `tests/c/{source}` as C99 with warnings as errors
+/// against the CMake-built librrpc.so, to `{name}` in a scratch directory; `None`
+/// when cmake or cc is missing outside CI.
+pub fn c_harness(source: &str, name: &str) -> Option<PathBuf> {
+    if !require_tool("cmake") || !require_tool("cc") {
+        return None;
+    }
+    cmake::c_build();
+    let lib = cmake::build_lib_dir();
+    let root = repo_root();
+    let exe = scratch_dir("c-harness").join(name);
+    let out = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join("tests/c").join(source))
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lrrpc")
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "{source} does not compile:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(exe)
+}
+
+/// Runs a C harness; it must exit 0 and print "checks passed".
+pub fn run_c_harness(exe: &Path) {
+    let out = Command::new(exe).output().expect("run the harness");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("checks passed"), "{stdout}");
+}
+
+/// Runs a C harness under valgrind: no error, no definite or indirect leak.
+pub fn run_c_harness_under_valgrind(exe: &Path, log_name: &str) {
+    if !require_tool("valgrind") {
+        return;
+    }
+    let log = scratch_dir("valgrind").join(log_name);
+    let out = Command::new("valgrind")
+        .args([
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--error-exitcode=99",
+        ])
+        .arg(format!("--log-file={}", log.display()))
+        .arg(exe)
+        .output()
+        .expect("run valgrind");
+    let report = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+}

@@ -1,0 +1,1607 @@
+//! `rrpc_jt808_*`: JT/T 808 frames (a streaming decoder and an encoder) and the
+//! pass-through adapter that turns RRPC requests into 0x8900 downlinks and the
+//! terminal's 0x0001/0x0900 back into RRPC replies. No I/O and no threads: the
+//! application owns the terminals' TCP connections and the MQTT side.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_void, CString};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::misc::SendPtr;
+use super::rrpc_status::*;
+use super::{arg_bytes, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
+use crate::jt808::{
+    encode_frame, Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, Event, Frame,
+    Handled, Header, Package, Phone, ReplyKind, StreamDecoder, SubmitError, Submitted, Version,
+    MAX_FRAME_LEN,
+};
+
+/// A streaming JT/T 808 decoder for one TCP connection. Created by
+/// `rrpc_jt808_decoder_new`, released by `rrpc_jt808_decoder_free`. It has no
+/// lock: use each decoder from one thread at a time.
+pub struct rrpc_jt808_decoder {
+    _private: [u8; 0],
+}
+
+/// The pass-through adapter. Created by `rrpc_jt808_adapter_new`, released by
+/// `rrpc_jt808_adapter_free`.
+///
+/// Threads: every function may be called from any thread at any time (one
+/// internal lock, held only for table updates). The send function and the event
+/// callback run on the thread of the call that caused them, in order, with no
+/// lock held: they may call any adapter function again (submit, feed bytes,
+/// cancel, tick), except `rrpc_jt808_adapter_free`, which they get refused with
+/// RRPC_STATUS_WRONG_STATE.
+pub struct rrpc_jt808_adapter {
+    _private: [u8; 0],
+}
+
+/// A frame header, as decoded or to encode.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct rrpc_jt808_header {
+    /// Message id, such as 0x8900.
+    pub msg_id: u16,
+    /// Protocol edition: 2013 or 2019 (bit 14 of the body attributes).
+    pub version: u16,
+    /// The 2019 protocol-version byte; 0 in 2013, where it is not carried.
+    pub protocol_version: u8,
+    /// Encryption bits (0 none, 1 RSA; 0-7).
+    pub encryption: u8,
+    /// Message serial number.
+    pub serial: u16,
+    /// Terminal phone number, raw BCD bytes as in the header: `phone_len` of them.
+    pub phone: [u8; 10],
+    /// 6 (2013) or 10 (2019).
+    pub phone_len: usize,
+    /// Package count when sub-packaged, 0 otherwise.
+    pub package_count: u16,
+    /// Package index (from 1) when sub-packaged, 0 otherwise.
+    pub package_index: u16,
+}
+
+/// A decoded frame. Owned by the library: valid until the next call on the
+/// object that produced it (or, in an event, until the callback returns).
+#[repr(C)]
+pub struct rrpc_jt808_frame {
+    /// The header.
+    pub header: rrpc_jt808_header,
+    /// The phone as NUL-terminated decimal digits, leading zeros included (12
+    /// digits in 2013, 20 in 2019); empty when `phone_bcd_error` is not -1.
+    pub phone_digits: [c_char; 21],
+    /// -1 when every phone byte is two BCD digits; otherwise the index of the
+    /// first byte with a nibble above 9 (some terminals send binary numbers).
+    /// The frame is valid either way: key the terminal by `header.phone`.
+    pub phone_bcd_error: i32,
+    /// The unescaped body; NULL when empty.
+    pub body: *const u8,
+    /// Body length in bytes.
+    pub body_len: usize,
+}
+
+/// How an adapter request completes (`rrpc_jt808_adapter_submit`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_jt808_completion {
+    /// The adapter's `default_completion`.
+    RRPC_JT808_COMPLETION_DEFAULT = 0,
+    /// The terminal's 0x0001 is the reply: `{"jt808":"ack","result":0,"serial":N}`
+    /// for result 0, an error payload otherwise. Use it for the IC card (type
+    /// 0x0B), whose answer may take 30 s: that answer comes later as an
+    /// RRPC_JT808_EVENT_UPLINK.
+    RRPC_JT808_COMPLETION_ACK = 1,
+    /// The next 0x0900 of the request's type from the terminal is the reply (its
+    /// content, after the type byte); a 0x0001 with result 0 only confirms
+    /// delivery, other results answer at once with an error payload. One such
+    /// request per (terminal, type) is outstanding at a time (`busy_policy`).
+    RRPC_JT808_COMPLETION_ANSWER = 2,
+}
+
+/// What a second ANSWER request for a busy (terminal, type) does.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_jt808_busy_policy {
+    /// It waits (at most `max_queue_per_key` per pair) and goes out through the
+    /// send function when the one before it completes; it still expires at its
+    /// own deadline.
+    RRPC_JT808_BUSY_QUEUE = 0,
+    /// `rrpc_jt808_adapter_submit` refuses it with RRPC_STATUS_BUSY.
+    RRPC_JT808_BUSY_REFUSE = 1,
+}
+
+/// The kinds of `rrpc_jt808_event`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_jt808_event_kind {
+    /// Answer RRPC request `token` with `payload` (for example with
+    /// `rrpc_router_reply`). `reply_kind` says what the payload is.
+    RRPC_JT808_EVENT_REPLY = 0,
+    /// Request `token` reached its deadline unanswered and was released: send
+    /// no reply (the RRPC caller sees TIMEOUT).
+    RRPC_JT808_EVENT_EXPIRED = 1,
+    /// A 0x0900 no request waited for (`content_type`, content in `payload`):
+    /// forward it on the application's uplink topic. `late` is true when an
+    /// ANSWER request of that (terminal, type) expired recently.
+    RRPC_JT808_EVENT_UPLINK = 2,
+    /// A frame that is not the adapter's (registration, authentication,
+    /// heartbeat, location, a 0x0001 to another platform message...): `frame`.
+    RRPC_JT808_EVENT_FRAME = 3,
+    /// Bytes that are not a valid frame, or a 0x0001/0x0900 whose body does not
+    /// fit its id; dropped. `message` names the byte offset and the rule.
+    RRPC_JT808_EVENT_MALFORMED = 4,
+}
+
+/// What a reply payload is (`rrpc_jt808_event.reply_kind`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_jt808_reply_kind {
+    /// `{"jt808":"ack","result":0,"serial":N}`.
+    RRPC_JT808_REPLY_ACK = 0,
+    /// The content of the terminal's 0x0900, untouched.
+    RRPC_JT808_REPLY_ANSWER = 1,
+    /// `{"jt808":"error","reason":"...",...}` (see `rrpc_jt808_adapter_submit`).
+    RRPC_JT808_REPLY_ERROR = 2,
+}
+
+/// Something the adapter tells the application (`rrpc_jt808_event_cb`). Every
+/// pointer is owned by the library and valid only during the callback.
+#[repr(C)]
+pub struct rrpc_jt808_event {
+    /// An `rrpc_jt808_event_kind` value.
+    pub kind: u32,
+    /// REPLY, EXPIRED: the request's token; 0 otherwise.
+    pub token: u64,
+    /// REPLY: an `rrpc_jt808_reply_kind` value; 0 otherwise.
+    pub reply_kind: u32,
+    /// FRAME, MALFORMED: the connection the bytes came on. Others: the
+    /// terminal's connection, or UINT64_MAX when none is known.
+    pub conn: u64,
+    /// The terminal's raw phone bytes (`phone_len` of them); MALFORMED: none.
+    pub phone: [u8; 10],
+    /// 6, 10, or 0 for MALFORMED.
+    pub phone_len: usize,
+    /// UPLINK: the pass-through type byte; 0 otherwise.
+    pub content_type: u8,
+    /// UPLINK: an ANSWER request of this (terminal, type) expired recently, so
+    /// this is probably its late answer.
+    pub late: bool,
+    /// REPLY: the reply payload. UPLINK: the content after the type byte. NULL
+    /// when empty or for other kinds.
+    pub payload: *const u8,
+    /// Length of `payload`.
+    pub payload_len: usize,
+    /// FRAME: the frame; NULL otherwise.
+    pub frame: *const rrpc_jt808_frame,
+    /// MALFORMED: NUL-terminated description; NULL otherwise.
+    pub message: *const c_char,
+}
+
+/// Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
+#[repr(C)]
+pub struct rrpc_jt808_adapter_config {
+    /// Requests held at once, sent and queued, over all terminals. Default 4096.
+    pub max_pending: u32,
+    /// Requests waiting behind the outstanding ANSWER request of a (terminal,
+    /// type). Default 8.
+    pub max_queue_per_key: u32,
+    /// Content bytes held by queued requests. Default 8388608 (8 MiB).
+    pub max_queued_bytes: u32,
+    /// Largest request content. Default 65536.
+    pub max_content: u32,
+    /// Largest 0x8900 body per frame, 2-1023; longer ones are sub-packaged
+    /// (type byte in the first packet only). Default 1023.
+    pub max_body: u32,
+    /// Terminals known at once. Default 100000.
+    pub max_terminals: u32,
+    /// Connections with a decoder (`rrpc_jt808_adapter_on_bytes`). Default 100000.
+    pub max_connections: u32,
+    /// Longest escaped frame accepted per connection, flags included; at least
+    /// 15. Default 2092 (the longest the standard allows).
+    pub max_frame_len: u32,
+    /// `rrpc_jt808_completion` of requests submitted with
+    /// RRPC_JT808_COMPLETION_DEFAULT. Default RRPC_JT808_COMPLETION_ACK.
+    pub default_completion: u32,
+    /// An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
+    pub busy_policy: u32,
+}
+
+/// Counters of an adapter (`rrpc_jt808_adapter_get_stats`). All count from its
+/// creation, except the gauges from `pending` on.
+#[repr(C)]
+#[derive(Default)]
+pub struct rrpc_jt808_adapter_stats {
+    /// Requests accepted (sent or queued).
+    pub submitted: u64,
+    /// Requests `rrpc_jt808_adapter_submit` refused for a duplicate token, a
+    /// passed deadline, a content too long or a limit (not those refused before
+    /// reaching the adapter: no connection, no send function, bad arguments).
+    pub refused: u64,
+    /// Requests that waited in a (terminal, type) queue.
+    pub queued: u64,
+    /// 0x8900 messages sent.
+    pub sent: u64,
+    /// 0x8900 frames sent (packets counted one by one).
+    pub packets_sent: u64,
+    /// REPLY events of every kind.
+    pub replies: u64,
+    /// Replies with the ack payload.
+    pub acked: u64,
+    /// Replies with a 0x0900's content.
+    pub answered: u64,
+    /// Replies with an error from a 0x0001 result other than 0.
+    pub failed: u64,
+    /// ANSWER requests whose delivery a 0x0001 with result 0 confirmed.
+    pub delivered: u64,
+    /// Requests released at their deadline (EXPIRED events).
+    pub expired: u64,
+    /// Requests answered with `terminal disconnected`.
+    pub disconnected: u64,
+    /// Requests answered with `send failed` or `busy` when their frames could
+    /// not go out.
+    pub send_failures: u64,
+    /// Requests released by `rrpc_jt808_adapter_cancel` (or by a failing send
+    /// function inside `rrpc_jt808_adapter_submit`).
+    pub cancelled: u64,
+    /// 0x0001 for packets that are not the last of their message.
+    pub packet_acks: u64,
+    /// 0x0001 answering 0x8900 with a serial no request holds or held recently.
+    pub unknown_acks: u64,
+    /// 0x0001 answering 0x8900 for a request that had already finished.
+    pub late_acks: u64,
+    /// 0x0900 no request waited for (UPLINK events).
+    pub uplinks: u64,
+    /// UPLINK events with `late` set.
+    pub late_uplinks: u64,
+    /// 0x0001/0x0900 dropped because their body does not fit the id.
+    pub bad_bodies: u64,
+    /// 0x0900 packets the reassembler refused (duplicate, limits).
+    pub reassembly_errors: u64,
+    /// Frames that could not be decoded.
+    pub malformed: u64,
+    /// Frames that are not the adapter's.
+    pub other_frames: u64,
+    /// Gauge: requests sent and waiting for their answer.
+    pub pending: u64,
+    /// Gauge: requests waiting in queues.
+    pub queued_now: u64,
+    /// Gauge: terminals known.
+    pub terminals: u64,
+    /// Gauge: connections with a decoder.
+    pub connections: u64,
+    /// Gauge: sub-packaged 0x0900 messages being put together.
+    pub partials: u64,
+}
+
+/// Writes `len` bytes of escaped 0x8900 frames (one whole message, all its
+/// packets back to back) to the terminal `phone` (`phone_len` raw bytes) on
+/// connection `conn`. Return 0 when the bytes were written or queued for the
+/// socket, anything else on failure. Runs on the thread that called the adapter,
+/// without any adapter lock held: it may call the adapter again.
+pub type rrpc_jt808_send_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        conn: u64,
+        phone: *const u8,
+        phone_len: usize,
+        bytes: *const u8,
+        len: usize,
+    ) -> i32,
+>;
+
+/// Receives one adapter event. Runs on the thread that called the adapter,
+/// without any adapter lock held: it may call the adapter again (submit, feed
+/// bytes, cancel, reply through the router), but must not free it.
+pub type rrpc_jt808_event_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        adapter: *mut rrpc_jt808_adapter,
+        event: *const rrpc_jt808_event,
+    ),
+>;
+
+// ------------------------------------------------------ views and arguments
+
+fn phone_arg(p: *const u8, len: usize) -> Result<Phone, Failure> {
+    if p.is_null() {
+        return Err(Failure::new(RRPC_STATUS_NULL_POINTER, "phone is NULL"));
+    }
+    // SAFETY: `len` readable bytes per the documented contract.
+    let raw = unsafe { arg_bytes(p, len, "phone") }?;
+    Phone::from_raw(raw).map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))
+}
+
+fn header_view(h: &Header) -> rrpc_jt808_header {
+    let mut phone = [0u8; 10];
+    let raw = h.phone.raw();
+    phone[..raw.len()].copy_from_slice(raw);
+    let (package_count, package_index) = h.package.map_or((0, 0), |p| (p.count, p.index));
+    rrpc_jt808_header {
+        msg_id: h.msg_id,
+        version: h.version.year(),
+        protocol_version: h.protocol_version,
+        encryption: h.encryption,
+        serial: h.serial,
+        phone,
+        phone_len: raw.len(),
+        package_count,
+        package_index,
+    }
+}
+
+fn frame_view(f: &Frame) -> rrpc_jt808_frame {
+    let mut phone_digits = [0 as c_char; 21];
+    let phone_bcd_error = match f.header.phone.digits() {
+        Ok(d) => {
+            for (slot, b) in phone_digits.iter_mut().zip(d.bytes().take(20)) {
+                *slot = b as c_char;
+            }
+            -1
+        }
+        Err(e) => e.index as i32,
+    };
+    rrpc_jt808_frame {
+        header: header_view(&f.header),
+        phone_digits,
+        phone_bcd_error,
+        body: if f.body.is_empty() {
+            std::ptr::null()
+        } else {
+            f.body.as_ptr()
+        },
+        body_len: f.body.len(),
+    }
+}
+
+/// A C header to a Rust one.
+fn header_from_view(v: &rrpc_jt808_header) -> Result<Header, Failure> {
+    let invalid = |m: String| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, m);
+    let version = Version::from_year(v.version)
+        .ok_or_else(|| invalid(format!("version {} is neither 2013 nor 2019", v.version)))?;
+    let raw = v
+        .phone
+        .get(..v.phone_len)
+        .ok_or_else(|| invalid(format!("phone_len {} is neither 6 nor 10", v.phone_len)))?;
+    let phone = Phone::from_raw(raw).map_err(|e| invalid(e.to_string()))?;
+    let package = match (v.package_count, v.package_index) {
+        (0, 0) => None,
+        (count, index) => Some(Package { count, index }),
+    };
+    Ok(Header {
+        msg_id: v.msg_id,
+        version,
+        protocol_version: v.protocol_version,
+        encryption: v.encryption,
+        phone,
+        serial: v.serial,
+        package,
+    })
+}
+
+fn to_c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
+}
+
+// ------------------------------------------------------------------ decoder
+
+fn decoder<'a>(p: *mut rrpc_jt808_decoder) -> Result<&'a mut DecoderHandle, Failure> {
+    // SAFETY: made by `rrpc_jt808_decoder_new` from a `Box<DecoderHandle>`;
+    // valid until freed, used by one thread at a time per the contract.
+    unsafe { p.cast::<DecoderHandle>().as_mut() }
+        .ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "decoder is NULL"))
+}
+
+struct DecoderHandle {
+    stream: StreamDecoder,
+    /// The frame the last `_next` returned: its body backs the view.
+    current: Option<Frame>,
+}
+
+/// Creates a streaming decoder for one connection: feed it bytes as they arrive
+/// (any chunking), take frames out with `rrpc_jt808_decoder_next`. Bytes
+/// outside frames are skipped; a frame longer than `max_frame_len` is reported
+/// and dropped, and the decoder picks up at the next 0x7e. It never holds more
+/// than `max_frame_len` bytes of an unfinished frame.
+///
+/// @param[in]  max_frame_len longest escaped frame, flags included; 0 for 2092
+///                           (the longest the standard allows); else at least 15.
+/// @param[out] out_decoder   receives the decoder; release it with
+///                           `rrpc_jt808_decoder_free`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER     `out_decoder` is NULL.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `max_frame_len` is 1-14.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_decoder_new(
+    max_frame_len: usize,
+    out_decoder: *mut *mut rrpc_jt808_decoder,
+) -> rrpc_status {
+    boundary("rrpc_jt808_decoder_new", || {
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_decoder, "out_decoder") }?;
+        let max = match max_frame_len {
+            0 => MAX_FRAME_LEN,
+            n if n < 15 => {
+                return Err(Failure::new(
+                    RRPC_STATUS_INVALID_ARGUMENT,
+                    format!("max_frame_len {n} is below the shortest frame (15 bytes)"),
+                ))
+            }
+            n => n,
+        };
+        let h = DecoderHandle {
+            stream: StreamDecoder::new(max),
+            current: None,
+        };
+        *out = Box::into_raw(Box::new(h)).cast::<rrpc_jt808_decoder>();
+        Ok(())
+    })
+}
+
+/// Releases a decoder and any frame it returned. NULL is ignored.
+///
+/// @retval RRPC_STATUS_OK
+///
+/// Once, when no other thread uses the decoder.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_decoder_free(decoder: *mut rrpc_jt808_decoder) -> rrpc_status {
+    boundary("rrpc_jt808_decoder_free", || {
+        if !decoder.is_null() {
+            // SAFETY: made by `Box::into_raw` in `rrpc_jt808_decoder_new`; freed once.
+            drop(unsafe { Box::from_raw(decoder.cast::<DecoderHandle>()) });
+        }
+        Ok(())
+    })
+}
+
+/// Feeds the next chunk of the connection's bytes. Complete frames wait for
+/// `rrpc_jt808_decoder_next`.
+///
+/// @param[in] bytes the chunk; may be NULL when `len` is 0.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL, or `bytes` is NULL with a length.
+///
+/// One thread at a time per decoder (it has no lock).
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_decoder_push(
+    decoder: *mut rrpc_jt808_decoder,
+    bytes: *const u8,
+    len: usize,
+) -> rrpc_status {
+    boundary("rrpc_jt808_decoder_push", || {
+        let d = self::decoder(decoder)?;
+        // SAFETY: `len` readable bytes per the documented contract.
+        let data = unsafe { arg_bytes(bytes, len, "bytes") }?;
+        d.stream.push(data);
+        Ok(())
+    })
+}
+
+/// Takes the next complete frame, in stream order. Unknown message ids are
+/// frames like any other. A phone that is not BCD is not an error: see
+/// `phone_bcd_error`.
+///
+/// @param[out] out_frame receives the frame when `*out_ready` is true; its body
+///                       stays valid until the next call on this decoder.
+/// @param[out] out_ready true when a frame was written; false when no complete
+///                       frame is waiting (push more bytes).
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_MALFORMED_FRAME the next frame is invalid and was dropped;
+///         `rrpc_last_error_message()` names the rule and the byte offset from
+///         the frame's start flag, such as "byte 18: checksum 0x60, computed
+///         0x61". Call again for the frames after it.
+/// @retval RRPC_STATUS_NULL_POINTER `decoder`, `out_frame` or `out_ready` is NULL.
+///
+/// One thread at a time per decoder.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_decoder_next(
+    decoder: *mut rrpc_jt808_decoder,
+    out_frame: *mut rrpc_jt808_frame,
+    out_ready: *mut bool,
+) -> rrpc_status {
+    boundary("rrpc_jt808_decoder_next", || {
+        let d = self::decoder(decoder)?;
+        // SAFETY: NULL-checked out-parameters.
+        let frame_out = unsafe { arg_out(out_frame, "out_frame") }?;
+        let ready_out = unsafe { arg_out(out_ready, "out_ready") }?;
+        d.current = None;
+        match d.stream.next_frame() {
+            None => {
+                *ready_out = false;
+                Ok(())
+            }
+            Some(Err(e)) => Err(Failure::new(RRPC_STATUS_MALFORMED_FRAME, e.to_string())),
+            Some(Ok(f)) => {
+                let f = d.current.insert(f);
+                *frame_out = frame_view(f);
+                *ready_out = true;
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Encodes one frame (flags, header, body, checksum, escaping) into `buf`.
+///
+/// @param[in]  header    the header: `version` must match `phone_len` (2013: 6,
+///                       2019: 10), `protocol_version` 0 in 2013, `encryption`
+///                       0-7, package fields both 0 or `1 <= index <= count`.
+/// @param[in]  body      the body, at most 1023 bytes; may be NULL when empty.
+/// @param[out] buf       receives the frame; may be NULL when `size` is 0.
+/// @param[in]  size      bytes available in `buf`.
+/// @param[out] out_len   receives the frame's length, also when `buf` is too small.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
+///         (the message says which).
+/// @retval RRPC_STATUS_NULL_POINTER `header` or `out_len` is NULL, or a buffer
+///         is NULL with a length.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_encode(
+    header: *const rrpc_jt808_header,
+    body: *const u8,
+    body_len: usize,
+    buf: *mut u8,
+    size: usize,
+    out_len: *mut usize,
+) -> rrpc_status {
+    boundary("rrpc_jt808_encode", || {
+        // SAFETY: pointer contracts documented above.
+        let h = unsafe { arg_ref(header, "header") }?;
+        let body = unsafe { arg_bytes(body, body_len, "body") }?;
+        let len_out = unsafe { arg_out(out_len, "out_len") }?;
+        let h = header_from_view(h)?;
+        let mut wire = Vec::new();
+        encode_frame(&h, body, &mut wire)
+            .map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))?;
+        *len_out = wire.len();
+        if buf.is_null() || size < wire.len() {
+            return Err(Failure::new(
+                RRPC_STATUS_BUFFER_TOO_SMALL,
+                format!("{} bytes needed, {size} given", wire.len()),
+            ));
+        }
+        // SAFETY: `buf` has room for `wire.len()` bytes, checked above.
+        unsafe { std::ptr::copy_nonoverlapping(wire.as_ptr(), buf, wire.len()) };
+        Ok(())
+    })
+}
+
+/// Turns a phone number in decimal digits into the raw BCD header bytes,
+/// left-padded with zeros: 6 bytes (12 digits) for 2013, 10 bytes (20 digits)
+/// for 2019.
+///
+/// @param[in]  digits    NUL-terminated ASCII digits, such as "13800138000".
+/// @param[in]  version   2013 or 2019.
+/// @param[out] out_phone receives the bytes; room for 10.
+/// @param[out] out_len   receives 6 or 10.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
+///         a version that is neither 2013 nor 2019.
+/// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_phone_from_digits(
+    digits: *const c_char,
+    version: u16,
+    out_phone: *mut u8,
+    out_len: *mut usize,
+) -> rrpc_status {
+    boundary("rrpc_jt808_phone_from_digits", || {
+        // SAFETY: pointer contracts documented above.
+        let digits = unsafe { arg_str(digits, "digits") }?;
+        let len_out = unsafe { arg_out(out_len, "out_len") }?;
+        if out_phone.is_null() {
+            return Err(Failure::new(RRPC_STATUS_NULL_POINTER, "out_phone is NULL"));
+        }
+        let v = Version::from_year(version).ok_or_else(|| {
+            Failure::new(
+                RRPC_STATUS_INVALID_ARGUMENT,
+                format!("version {version} is neither 2013 nor 2019"),
+            )
+        })?;
+        let p = Phone::from_digits(digits, v)
+            .map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))?;
+        let raw = p.raw();
+        // SAFETY: the caller provides room for 10 bytes; `raw` has 6 or 10.
+        unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr(), out_phone, raw.len()) };
+        *len_out = raw.len();
+        Ok(())
+    })
+}
+
+/// The payload `{"jt808":"error","reason":"busy"}`, for applications that answer
+/// an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY.
+///
+/// Never fails. The string is static: do not free it. Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_busy_payload() -> *const c_char {
+    c"{\"jt808\":\"error\",\"reason\":\"busy\"}".as_ptr()
+}
+
+// ------------------------------------------------------------------ adapter
+
+#[derive(Clone, Copy)]
+struct SendFn {
+    f: unsafe extern "C" fn(*mut c_void, u64, *const u8, usize, *const u8, usize) -> i32,
+    user_data: SendPtr,
+}
+
+#[derive(Clone, Copy)]
+struct EventFn {
+    f: unsafe extern "C" fn(*mut c_void, *mut rrpc_jt808_adapter, *const rrpc_jt808_event),
+    user_data: SendPtr,
+}
+
+struct AdapterHandle {
+    adapter: Mutex<Adapter>,
+    send: RwLock<Option<SendFn>>,
+    event: RwLock<Option<EventFn>>,
+}
+
+thread_local! {
+    /// Adapters whose callback runs on this thread (nested calls push again), so
+    /// that freeing one from inside is refused.
+    static INSIDE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+fn inside<T>(adapter: *const rrpc_jt808_adapter, f: impl FnOnce() -> T) -> T {
+    INSIDE.with(|v| v.borrow_mut().push(adapter as usize));
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            INSIDE.with(|v| {
+                v.borrow_mut().pop();
+            });
+        }
+    }
+    let _pop = Pop;
+    f()
+}
+
+fn adapter_handle<'a>(p: *const rrpc_jt808_adapter) -> Result<&'a AdapterHandle, Failure> {
+    // SAFETY: made by `rrpc_jt808_adapter_new` from a `Box<AdapterHandle>`;
+    // valid until freed.
+    unsafe { arg_ref(p.cast::<AdapterHandle>(), "adapter") }
+}
+
+const NO_CONN: u64 = u64::MAX;
+
+/// Events with the connection each one reports, collected under the lock.
+fn with_conns(a: &Adapter, events: Vec<Event>) -> Vec<(Event, u64)> {
+    events
+        .into_iter()
+        .map(|e| {
+            let conn = match &e {
+                Event::Frame { conn, .. } | Event::Malformed { conn, .. } => *conn,
+                Event::Reply { phone, .. }
+                | Event::Expired { phone, .. }
+                | Event::SendQueued { phone, .. }
+                | Event::Uplink { phone, .. } => a.terminal_conn(phone).unwrap_or(NO_CONN),
+            };
+            (e, conn)
+        })
+        .collect()
+}
+
+fn empty_event(kind: rrpc_jt808_event_kind, conn: u64) -> rrpc_jt808_event {
+    rrpc_jt808_event {
+        kind: kind as u32,
+        token: 0,
+        reply_kind: 0,
+        conn,
+        phone: [0; 10],
+        phone_len: 0,
+        content_type: 0,
+        late: false,
+        payload: std::ptr::null(),
+        payload_len: 0,
+        frame: std::ptr::null(),
+        message: std::ptr::null(),
+    }
+}
+
+fn set_phone(ev: &mut rrpc_jt808_event, p: &Phone) {
+    let raw = p.raw();
+    ev.phone[..raw.len()].copy_from_slice(raw);
+    ev.phone_len = raw.len();
+}
+
+fn bytes_ptr(b: &[u8]) -> *const u8 {
+    if b.is_empty() {
+        std::ptr::null()
+    } else {
+        b.as_ptr()
+    }
+}
+
+/// Hands events to the application with no lock held: queued requests go out
+/// through the send function (a failure answers the request with `send
+/// failed`), everything else goes to the event callback.
+fn deliver(
+    h: &AdapterHandle,
+    ptr: *mut rrpc_jt808_adapter,
+    events: Vec<(Event, u64)>,
+    now_ms: u64,
+) {
+    let mut work: VecDeque<(Event, u64)> = events.into();
+    while let Some((e, conn)) = work.pop_front() {
+        match e {
+            Event::SendQueued {
+                token,
+                phone,
+                frames,
+                ..
+            } => {
+                let send = *h.send.read();
+                let ok = conn != NO_CONN
+                    && send.is_some_and(|s| {
+                        let raw = phone.raw();
+                        inside(ptr, || {
+                            // SAFETY: the application registered `f` for this
+                            // signature; the buffers live until it returns.
+                            unsafe {
+                                (s.f)(
+                                    s.user_data.get(),
+                                    conn,
+                                    raw.as_ptr(),
+                                    raw.len(),
+                                    frames.as_ptr(),
+                                    frames.len(),
+                                )
+                            }
+                        }) == 0
+                    });
+                if !ok {
+                    let mut more = Vec::new();
+                    let mut a = h.adapter.lock();
+                    a.send_failed(token, now_ms, &mut more);
+                    work.extend(with_conns(&a, more));
+                }
+            }
+            other => {
+                let Some(cb) = *h.event.read() else {
+                    continue;
+                };
+                emit(cb, ptr, &other, conn);
+            }
+        }
+    }
+}
+
+fn emit(cb: EventFn, ptr: *mut rrpc_jt808_adapter, e: &Event, conn: u64) {
+    use rrpc_jt808_event_kind::*;
+    let mut frame_holder = None;
+    let mut message_holder = None;
+    let ev = match e {
+        Event::Reply {
+            token,
+            phone,
+            kind,
+            payload,
+        } => {
+            let mut ev = empty_event(RRPC_JT808_EVENT_REPLY, conn);
+            ev.token = *token;
+            ev.reply_kind = match kind {
+                ReplyKind::Ack => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ACK,
+                ReplyKind::Answer => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ANSWER,
+                ReplyKind::Error => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ERROR,
+            } as u32;
+            set_phone(&mut ev, phone);
+            ev.payload = bytes_ptr(payload);
+            ev.payload_len = payload.len();
+            ev
+        }
+        Event::Expired { token, phone } => {
+            let mut ev = empty_event(RRPC_JT808_EVENT_EXPIRED, conn);
+            ev.token = *token;
+            set_phone(&mut ev, phone);
+            ev
+        }
+        Event::Uplink {
+            phone,
+            content_type,
+            content,
+            late,
+        } => {
+            let mut ev = empty_event(RRPC_JT808_EVENT_UPLINK, conn);
+            set_phone(&mut ev, phone);
+            ev.content_type = *content_type;
+            ev.late = *late;
+            ev.payload = bytes_ptr(content);
+            ev.payload_len = content.len();
+            ev
+        }
+        Event::Frame { frame, .. } => {
+            let mut ev = empty_event(RRPC_JT808_EVENT_FRAME, conn);
+            set_phone(&mut ev, &frame.header.phone);
+            let view: &rrpc_jt808_frame = frame_holder.insert(frame_view(frame));
+            ev.frame = view;
+            ev
+        }
+        Event::Malformed { reason, .. } => {
+            let mut ev = empty_event(RRPC_JT808_EVENT_MALFORMED, conn);
+            let c: &CString = message_holder.insert(to_c_string(reason));
+            ev.message = c.as_ptr();
+            ev
+        }
+        Event::SendQueued { .. } => return,
+    };
+    inside(ptr, || {
+        // SAFETY: the application registered `f` for this signature; the event
+        // and everything it points to live until it returns.
+        unsafe { (cb.f)(cb.user_data.get(), ptr, &ev) }
+    });
+}
+
+/// Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_config_init(
+    out_config: *mut rrpc_jt808_adapter_config,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_config_init", || {
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_config, "out_config") }?;
+        let d = AdapterConfig::default();
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        *out = rrpc_jt808_adapter_config {
+            max_pending: clamp(d.max_pending),
+            max_queue_per_key: clamp(d.max_queue_per_key),
+            max_queued_bytes: clamp(d.max_queued_bytes),
+            max_content: clamp(d.max_content),
+            max_body: clamp(d.max_body),
+            max_terminals: clamp(d.max_terminals),
+            max_connections: clamp(d.max_connections),
+            max_frame_len: clamp(d.max_frame_len),
+            default_completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_ACK as u32,
+            busy_policy: rrpc_jt808_busy_policy::RRPC_JT808_BUSY_QUEUE as u32,
+        };
+        Ok(())
+    })
+}
+
+fn completion_arg(v: u32, default: Option<Completion>) -> Result<Option<Completion>, Failure> {
+    match v {
+        0 => Ok(default),
+        1 => Ok(Some(Completion::Ack)),
+        2 => Ok(Some(Completion::Answer)),
+        _ => Err(Failure::new(
+            RRPC_STATUS_INVALID_ARGUMENT,
+            format!("completion {v} is not an rrpc_jt808_completion"),
+        )),
+    }
+}
+
+/// Creates an adapter: no I/O, no threads. Register the send function and the
+/// event callback before feeding it.
+///
+/// @param[in]  config      settings (`rrpc_jt808_adapter_config_init` gives the defaults).
+/// @param[out] out_adapter receives the adapter; release it with `rrpc_jt808_adapter_free`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER     `config` or `out_adapter` is NULL.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `max_body` outside 2-1023, `max_frame_len`
+///         below 15, or an unknown completion or busy policy.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_new(
+    config: *const rrpc_jt808_adapter_config,
+    out_adapter: *mut *mut rrpc_jt808_adapter,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_new", || {
+        // SAFETY: pointer contracts documented above.
+        let c = unsafe { arg_ref(config, "config") }?;
+        let out = unsafe { arg_out(out_adapter, "out_adapter") }?;
+        let default_completion =
+            completion_arg(c.default_completion, Some(Completion::Ack))?.unwrap_or(Completion::Ack);
+        let busy_policy = match c.busy_policy {
+            0 => BusyPolicy::Queue,
+            1 => BusyPolicy::Refuse,
+            v => {
+                return Err(Failure::new(
+                    RRPC_STATUS_INVALID_ARGUMENT,
+                    format!("busy_policy {v} is not an rrpc_jt808_busy_policy"),
+                ))
+            }
+        };
+        let cfg = AdapterConfig {
+            max_pending: c.max_pending as usize,
+            default_completion,
+            busy_policy,
+            max_queue_per_key: c.max_queue_per_key as usize,
+            max_queued_bytes: c.max_queued_bytes as usize,
+            max_content: c.max_content as usize,
+            max_body: c.max_body as usize,
+            max_terminals: c.max_terminals as usize,
+            max_connections: c.max_connections as usize,
+            max_frame_len: c.max_frame_len as usize,
+            ..AdapterConfig::default()
+        };
+        let a = Adapter::new(cfg)
+            .map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))?;
+        let h = AdapterHandle {
+            adapter: Mutex::new(a),
+            send: RwLock::new(None),
+            event: RwLock::new(None),
+        };
+        *out = Box::into_raw(Box::new(h)).cast::<rrpc_jt808_adapter>();
+        Ok(())
+    })
+}
+
+/// Releases the adapter. Requests still held are dropped without events. NULL
+/// is ignored.
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_WRONG_STATE called from this adapter's send function or
+///         event callback; nothing was released.
+///
+/// Once, when no other thread uses the adapter.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_free(adapter: *mut rrpc_jt808_adapter) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_free", || {
+        if adapter.is_null() {
+            return Ok(());
+        }
+        if INSIDE.with(|v| v.borrow().contains(&(adapter as usize))) {
+            return Err(Failure::new(
+                RRPC_STATUS_WRONG_STATE,
+                "an adapter cannot be freed from its own send function or event callback",
+            ));
+        }
+        // SAFETY: made by `Box::into_raw` in `rrpc_jt808_adapter_new`; freed once.
+        drop(unsafe { Box::from_raw(adapter.cast::<AdapterHandle>()) });
+        Ok(())
+    })
+}
+
+/// Registers the function that writes frames to terminals (NULL removes it:
+/// submits then fail with RRPC_STATUS_WRONG_STATE, and queued requests that
+/// come due are answered with `{"jt808":"error","reason":"send failed"}`).
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+///
+/// Any thread; `user_data` must stay valid while registered.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_set_send(
+    adapter: *mut rrpc_jt808_adapter,
+    send: rrpc_jt808_send_fn,
+    user_data: *mut c_void,
+) -> rrpc_status {
+    let ud = SendPtr(user_data);
+    boundary("rrpc_jt808_adapter_set_send", move || {
+        let h = adapter_handle(adapter)?;
+        *h.send.write() = send.map(|f| SendFn { f, user_data: ud });
+        Ok(())
+    })
+}
+
+/// Registers the event callback (NULL removes it: events are then dropped, and
+/// the RRPC calls they would answer time out).
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+///
+/// Any thread; `user_data` must stay valid while registered.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
+    adapter: *mut rrpc_jt808_adapter,
+    callback: rrpc_jt808_event_cb,
+    user_data: *mut c_void,
+) -> rrpc_status {
+    let ud = SendPtr(user_data);
+    boundary("rrpc_jt808_adapter_set_event_callback", move || {
+        let h = adapter_handle(adapter)?;
+        *h.event.write() = callback.map(|f| EventFn { f, user_data: ud });
+        Ok(())
+    })
+}
+
+fn submit_failure(e: SubmitError) -> Failure {
+    let status = match &e {
+        SubmitError::DuplicateToken(_) | SubmitError::Encode(_) => RRPC_STATUS_INVALID_ARGUMENT,
+        SubmitError::DeadlinePassed { .. } => RRPC_STATUS_EXPIRED,
+        SubmitError::ContentTooLong { .. } => RRPC_STATUS_PAYLOAD_TOO_LARGE,
+        SubmitError::Busy { .. }
+        | SubmitError::QueueFull { .. }
+        | SubmitError::TableFull { .. }
+        | SubmitError::QueuedBytes { .. }
+        | SubmitError::TooManyTerminals { .. }
+        | SubmitError::SerialsExhausted { .. } => RRPC_STATUS_BUSY,
+    };
+    Failure::new(status, e.to_string())
+}
+
+/// Sends RRPC request `token` to a terminal as a 0x8900 whose type byte is
+/// `content_type` and whose content is `content` (sub-packaged past `max_body`),
+/// through the send function, before this returns; or queues it behind the
+/// outstanding ANSWER request of the same (terminal, type). Any type byte goes
+/// out untouched (0x00, 0x0B, 0x41, 0x42, 0xF0-0xFF, vendor values).
+///
+/// Exactly one event ends every accepted request: REPLY, or EXPIRED at
+/// `deadline_ms` (never a reply after it). The payloads the adapter makes
+/// (JSON, no spaces; N is the 0x8900's serial, of its first packet when
+/// sub-packaged; R the result byte):
+/// - ACK, result 0: `{"jt808":"ack","result":0,"serial":N}`
+/// - result 1: `{"jt808":"error","reason":"failure","result":1,"serial":N}`
+/// - result 2: `{"jt808":"error","reason":"message error","result":2,"serial":N}`
+/// - result 3: `{"jt808":"error","reason":"not supported","result":3,"serial":N}`
+/// - other results: `{"jt808":"error","reason":"unknown result","result":R,"serial":N}`
+/// - terminal gone: `{"jt808":"error","reason":"terminal disconnected"}`
+/// - a queued request that could not be written: `{"jt808":"error","reason":"send failed"}`
+///   (or `"busy"` when no serial number was free)
+/// - ANSWER: the 0x0900 content itself.
+///
+/// @param[in]  phone, phone_len the terminal's raw phone bytes (6 or 10; see
+///                         `rrpc_jt808_phone_from_digits`).
+/// @param[in]  content     may be NULL when `content_len` is 0.
+/// @param[in]  completion  an `rrpc_jt808_completion` value.
+/// @param[in]  deadline_ms when the RRPC caller stops waiting (for requests from
+///                         the router, `rrpc_request.deadline_ms`), on the same
+///                         clock as `now_ms` (such as `rrpc_monotonic_ms`).
+/// @param[out] out_queued  receives true when the request was queued, false when
+///                         it was sent; may be NULL.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NOT_FOUND   no connection is known for the terminal: it has
+///         sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame` since
+///         it connected, and `rrpc_jt808_adapter_terminal_connected` was not called.
+/// @retval RRPC_STATUS_BUSY        an ANSWER request of this (terminal, type) is
+///         outstanding and the policy is RRPC_JT808_BUSY_REFUSE, or the queue, the
+///         table (`max_pending`), queued bytes, terminals or serial numbers are
+///         exhausted. The application may answer the call with
+///         `rrpc_jt808_busy_payload()`.
+/// @retval RRPC_STATUS_SEND_FAILED the send function failed; the request was released.
+/// @retval RRPC_STATUS_EXPIRED     `deadline_ms` is not after `now_ms`.
+/// @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `content_len` exceeds `max_content`.
+/// @retval RRPC_STATUS_WRONG_STATE no send function is registered.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `token` is already held, a bad phone length,
+///         or an unknown completion.
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL, or `content`
+///         is NULL with a length.
+///
+/// Any thread, including the event callback and the send function.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the C signature: one call, no struct to fill
+pub extern "C" fn rrpc_jt808_adapter_submit(
+    adapter: *mut rrpc_jt808_adapter,
+    token: u64,
+    phone: *const u8,
+    phone_len: usize,
+    content_type: u8,
+    content: *const u8,
+    content_len: usize,
+    completion: u32,
+    deadline_ms: u64,
+    now_ms: u64,
+    out_queued: *mut bool,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_submit", || {
+        let h = adapter_handle(adapter)?;
+        let phone = phone_arg(phone, phone_len)?;
+        // SAFETY: `content_len` readable bytes per the documented contract.
+        let content = unsafe { arg_bytes(content, content_len, "content") }?;
+        let completion = completion_arg(completion, None)?;
+        let send = (*h.send.read()).ok_or_else(|| {
+            Failure::new(
+                RRPC_STATUS_WRONG_STATE,
+                "no send function is registered (rrpc_jt808_adapter_set_send)",
+            )
+        })?;
+        let call = Call {
+            token,
+            phone,
+            content_type,
+            content,
+            completion,
+            deadline_ms,
+        };
+        let mut frames = Vec::new();
+        let (submitted, conn) = {
+            let mut a = h.adapter.lock();
+            let conn = a.terminal_conn(&phone).ok_or_else(|| {
+                Failure::new(
+                    RRPC_STATUS_NOT_FOUND,
+                    format!(
+                        "terminal {phone} has no known connection (no frame from it yet, \
+                         and rrpc_jt808_adapter_terminal_connected was not called)"
+                    ),
+                )
+            })?;
+            let s = a
+                .submit(&call, now_ms, &mut frames)
+                .map_err(submit_failure)?;
+            (s, conn)
+        };
+        if let Some(q) = unsafe { out_queued.as_mut() } {
+            *q = matches!(submitted, Submitted::Queued { .. });
+        }
+        if let Submitted::Queued { .. } = submitted {
+            return Ok(());
+        }
+        let raw = phone.raw();
+        let rc = inside(adapter, || {
+            // SAFETY: the application registered `f` for this signature; the
+            // buffers live until it returns.
+            unsafe {
+                (send.f)(
+                    send.user_data.get(),
+                    conn,
+                    raw.as_ptr(),
+                    raw.len(),
+                    frames.as_ptr(),
+                    frames.len(),
+                )
+            }
+        });
+        if rc != 0 {
+            let events = {
+                let mut a = h.adapter.lock();
+                let mut ev = Vec::new();
+                a.cancel(token, now_ms, &mut ev);
+                with_conns(&a, ev)
+            };
+            deliver(h, adapter, events, now_ms);
+            return Err(Failure::new(
+                RRPC_STATUS_SEND_FAILED,
+                format!("the send function returned {rc}; the request was released"),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Takes bytes received from a terminal connection (any chunking). `conn` is
+/// any id the application chooses for the connection (its socket descriptor,
+/// for instance); the adapter keeps one decoder per connection and learns which
+/// terminal speaks on it. Every complete frame is handled before this returns:
+/// events (REPLY, EXPIRED, UPLINK, FRAME for frames that are not the adapter's,
+/// MALFORMED for invalid ones) go to the event callback, and queued requests
+/// that come due go out through the send function.
+///
+/// @param[in] bytes  may be NULL when `len` is 0.
+/// @param[in] now_ms the time, on the clock of the deadlines.
+/// @retval RRPC_STATUS_OK (also when frames were malformed: see the events)
+/// @retval RRPC_STATUS_BUSY         a new connection while `max_connections` are open;
+///         the bytes were dropped.
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL, or `bytes` is NULL with a length.
+///
+/// Any thread, including callbacks; bytes of one connection must arrive in order.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_on_bytes(
+    adapter: *mut rrpc_jt808_adapter,
+    conn: u64,
+    bytes: *const u8,
+    len: usize,
+    now_ms: u64,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_on_bytes", || {
+        let h = adapter_handle(adapter)?;
+        // SAFETY: `len` readable bytes per the documented contract.
+        let data = unsafe { arg_bytes(bytes, len, "bytes") }?;
+        let events = {
+            let mut a = h.adapter.lock();
+            let mut ev = Vec::new();
+            let r = a.on_bytes(conn, data, now_ms, &mut ev);
+            let events = with_conns(&a, ev);
+            drop(a);
+            if let Err(e) = r {
+                deliver(h, adapter, events, now_ms);
+                return Err(Failure::new(RRPC_STATUS_BUSY, e.to_string()));
+            }
+            events
+        };
+        deliver(h, adapter, events, now_ms);
+        Ok(())
+    })
+}
+
+/// Takes one frame the application decoded itself (for example with an
+/// `rrpc_jt808_decoder`). A 0x0001 answering 0x8900 and any 0x0900 are the
+/// adapter's; other frames are left to the application (`*out_taken` false) and
+/// produce no event.
+///
+/// @param[in]  conn      the connection the frame came on, which becomes the
+///                       terminal's; UINT64_MAX to leave that unchanged.
+/// @param[in]  frame     the frame (`header` and `body` are read; `phone_digits`
+///                       and `phone_bcd_error` are ignored).
+/// @param[out] out_taken receives whether the adapter took it; may be NULL.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
+///         id, or a packet the reassembler refused; dropped.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
+/// @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
+///         is NULL with a length.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_on_frame(
+    adapter: *mut rrpc_jt808_adapter,
+    conn: u64,
+    frame: *const rrpc_jt808_frame,
+    now_ms: u64,
+    out_taken: *mut bool,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_on_frame", || {
+        let h = adapter_handle(adapter)?;
+        // SAFETY: pointer contracts documented above.
+        let v = unsafe { arg_ref(frame, "frame") }?;
+        let body = unsafe { arg_bytes(v.body, v.body_len, "frame->body") }?;
+        let header = header_from_view(&v.header)?;
+        let f = Frame {
+            header,
+            body: body.to_vec(),
+        };
+        let (handled, events) = {
+            let mut a = h.adapter.lock();
+            if conn != NO_CONN {
+                a.terminal_connected(&f.header.phone, conn)
+                    .map_err(|e| Failure::new(RRPC_STATUS_BUSY, e.to_string()))?;
+            }
+            let mut ev = Vec::new();
+            let handled = a.on_frame(&f, now_ms, &mut ev);
+            (handled, with_conns(&a, ev))
+        };
+        deliver(h, adapter, events, now_ms);
+        let taken = match handled {
+            Handled::Taken => true,
+            Handled::NotMine => false,
+            Handled::Dropped(e) => {
+                return Err(Failure::new(
+                    RRPC_STATUS_MALFORMED_FRAME,
+                    format!(
+                        "0x{:04x} from terminal {}: {e}",
+                        f.header.msg_id, f.header.phone
+                    ),
+                ))
+            }
+        };
+        // SAFETY: optional out-parameter.
+        if let Some(t) = unsafe { out_taken.as_mut() } {
+            *t = taken;
+        }
+        Ok(())
+    })
+}
+
+/// Attaches a terminal to connection `conn` without waiting for its frames (for
+/// applications that know the terminal from its registration already).
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_terminal_connected(
+    adapter: *mut rrpc_jt808_adapter,
+    phone: *const u8,
+    phone_len: usize,
+    conn: u64,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_terminal_connected", || {
+        let h = adapter_handle(adapter)?;
+        let phone = phone_arg(phone, phone_len)?;
+        h.adapter
+            .lock()
+            .terminal_connected(&phone, conn)
+            .map_err(|e| Failure::new(RRPC_STATUS_BUSY, e.to_string()))
+    })
+}
+
+/// The terminal went away: each of its requests, sent or queued, is answered
+/// (REPLY events, before this returns) with
+/// `{"jt808":"error","reason":"terminal disconnected"}`, and the terminal is
+/// forgotten (its serial numbers start again at 0).
+///
+/// @param[out] out_answered receives how many requests were answered; may be NULL.
+/// @retval RRPC_STATUS_OK (also for a terminal the adapter does not know)
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
+    adapter: *mut rrpc_jt808_adapter,
+    phone: *const u8,
+    phone_len: usize,
+    now_ms: u64,
+    out_answered: *mut usize,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_terminal_disconnected", || {
+        let h = adapter_handle(adapter)?;
+        let phone = phone_arg(phone, phone_len)?;
+        let (n, events) = {
+            let mut a = h.adapter.lock();
+            let mut ev = Vec::new();
+            let n = a.terminal_disconnected(&phone, now_ms, &mut ev);
+            (n, with_conns(&a, ev))
+        };
+        deliver(h, adapter, events, now_ms);
+        // SAFETY: optional out-parameter.
+        if let Some(o) = unsafe { out_answered.as_mut() } {
+            *o = n;
+        }
+        Ok(())
+    })
+}
+
+/// Connection `conn` closed: its decoder is dropped (with any unfinished frame)
+/// and every terminal whose connection it was is disconnected as by
+/// `rrpc_jt808_adapter_terminal_disconnected`.
+///
+/// @param[out] out_answered receives how many requests were answered; may be NULL.
+/// @retval RRPC_STATUS_OK (also for an unknown connection)
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_connection_closed(
+    adapter: *mut rrpc_jt808_adapter,
+    conn: u64,
+    now_ms: u64,
+    out_answered: *mut usize,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_connection_closed", || {
+        let h = adapter_handle(adapter)?;
+        let (n, events) = {
+            let mut a = h.adapter.lock();
+            let mut ev = Vec::new();
+            let n = a.connection_closed(conn, now_ms, &mut ev);
+            (n, with_conns(&a, ev))
+        };
+        deliver(h, adapter, events, now_ms);
+        // SAFETY: optional out-parameter.
+        if let Some(o) = unsafe { out_answered.as_mut() } {
+            *o = n;
+        }
+        Ok(())
+    })
+}
+
+/// Releases request `token` without any event (its RRPC call went away by other
+/// means). A request queued behind it may go out.
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_UNKNOWN_TOKEN the adapter holds no request `token`.
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_cancel(
+    adapter: *mut rrpc_jt808_adapter,
+    token: u64,
+    now_ms: u64,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_cancel", || {
+        let h = adapter_handle(adapter)?;
+        let (found, events) = {
+            let mut a = h.adapter.lock();
+            let mut ev = Vec::new();
+            let found = a.cancel(token, now_ms, &mut ev);
+            (found, with_conns(&a, ev))
+        };
+        deliver(h, adapter, events, now_ms);
+        if !found {
+            return Err(Failure::new(
+                RRPC_STATUS_UNKNOWN_TOKEN,
+                format!("the adapter holds no request {token}"),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Expires requests whose deadline is at or before `now_ms` (EXPIRED events;
+/// queued requests behind them may go out) and drops stale partial 0x0900
+/// messages. Call it at `*out_next_deadline`, or regularly (every 100 ms is
+/// plenty).
+///
+/// @param[out] out_next_deadline receives the earliest deadline still held, or
+///             UINT64_MAX when none; may be NULL. A poll timeout.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_tick(
+    adapter: *mut rrpc_jt808_adapter,
+    now_ms: u64,
+    out_next_deadline: *mut u64,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_tick", || {
+        let h = adapter_handle(adapter)?;
+        let events = {
+            let mut a = h.adapter.lock();
+            let mut ev = Vec::new();
+            a.expire(now_ms, &mut ev);
+            with_conns(&a, ev)
+        };
+        deliver(h, adapter, events, now_ms);
+        // SAFETY: optional out-parameter.
+        if let Some(o) = unsafe { out_next_deadline.as_mut() } {
+            *o = h.adapter.lock().next_deadline().unwrap_or(u64::MAX);
+        }
+        Ok(())
+    })
+}
+
+/// Reads the adapter's counters.
+///
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_stats` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_get_stats(
+    adapter: *mut rrpc_jt808_adapter,
+    out_stats: *mut rrpc_jt808_adapter_stats,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_get_stats", || {
+        let h = adapter_handle(adapter)?;
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_stats, "out_stats") }?;
+        let s: AdapterStats = h.adapter.lock().stats();
+        *out = rrpc_jt808_adapter_stats {
+            submitted: s.submitted,
+            refused: s.refused,
+            queued: s.queued,
+            sent: s.sent,
+            packets_sent: s.packets_sent,
+            replies: s.replies,
+            acked: s.acked,
+            answered: s.answered,
+            failed: s.failed,
+            delivered: s.delivered,
+            expired: s.expired,
+            disconnected: s.disconnected,
+            send_failures: s.send_failures,
+            cancelled: s.cancelled,
+            packet_acks: s.packet_acks,
+            unknown_acks: s.unknown_acks,
+            late_acks: s.late_acks,
+            uplinks: s.uplinks,
+            late_uplinks: s.late_uplinks,
+            bad_bodies: s.bad_bodies,
+            reassembly_errors: s.reassembly_errors,
+            malformed: s.malformed,
+            other_frames: s.other_frames,
+            pending: s.pending,
+            queued_now: s.queued_now,
+            terminals: s.terminals,
+            connections: s.connections,
+            partials: s.partials,
+        };
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last_error() -> String {
+        unsafe { CStr::from_ptr(super::super::last_error_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn decoder_reports_malformed_frames_with_offset_and_rule() {
+        let mut d = std::ptr::null_mut();
+        assert_eq!(rrpc_jt808_decoder_new(0, &mut d), RRPC_STATUS_OK);
+        let good = [
+            0x7e, 0x80, 0x01, 0x00, 0x05, 0x01, 0x23, 0x45, 0x67, 0x89, 0x00, 0x00, 0x0a, 0x00,
+            0x64, 0x02, 0x00, 0x00, 0x61, 0x7e,
+        ];
+        let mut bad = good;
+        bad[18] = 0x60;
+        let mut all = bad.to_vec();
+        all.extend_from_slice(&good);
+        assert_eq!(
+            rrpc_jt808_decoder_push(d, all.as_ptr(), all.len()),
+            RRPC_STATUS_OK
+        );
+        let mut f = std::mem::MaybeUninit::<rrpc_jt808_frame>::zeroed();
+        let mut ready = false;
+        assert_eq!(
+            rrpc_jt808_decoder_next(d, f.as_mut_ptr(), &mut ready),
+            RRPC_STATUS_MALFORMED_FRAME
+        );
+        assert_eq!(
+            last_error(),
+            "rrpc_jt808_decoder_next: byte 18: checksum 0x60, computed 0x61"
+        );
+        assert_eq!(
+            rrpc_jt808_decoder_next(d, f.as_mut_ptr(), &mut ready),
+            RRPC_STATUS_OK
+        );
+        assert!(ready);
+        let f = unsafe { f.assume_init() };
+        assert_eq!(f.header.msg_id, 0x8001);
+        assert_eq!(f.header.version, 2013);
+        assert_eq!(&f.header.phone[..f.header.phone_len], &good[5..11]);
+        let digits = unsafe { CStr::from_ptr(f.phone_digits.as_ptr()) };
+        assert_eq!(digits.to_str().unwrap(), "012345678900");
+        assert_eq!(f.phone_bcd_error, -1);
+        let body = unsafe { std::slice::from_raw_parts(f.body, f.body_len) };
+        assert_eq!(body, &good[13..18]);
+        let mut f2 = std::mem::MaybeUninit::<rrpc_jt808_frame>::zeroed();
+        assert_eq!(
+            rrpc_jt808_decoder_next(d, f2.as_mut_ptr(), &mut ready),
+            RRPC_STATUS_OK
+        );
+        assert!(!ready);
+        assert_eq!(rrpc_jt808_decoder_free(d), RRPC_STATUS_OK);
+    }
+
+    #[test]
+    fn encode_reports_the_needed_size() {
+        let mut raw = [0u8; 10];
+        let mut plen = 0usize;
+        assert_eq!(
+            rrpc_jt808_phone_from_digits(
+                c"13800138000".as_ptr(),
+                2013,
+                raw.as_mut_ptr(),
+                &mut plen
+            ),
+            RRPC_STATUS_OK
+        );
+        assert_eq!(plen, 6);
+        let h = rrpc_jt808_header {
+            msg_id: 0x8900,
+            version: 2013,
+            protocol_version: 0,
+            encryption: 0,
+            serial: 1,
+            phone: raw,
+            phone_len: plen,
+            package_count: 0,
+            package_index: 0,
+        };
+        let body = [0x41, 0x7e];
+        let mut need = 0usize;
+        assert_eq!(
+            rrpc_jt808_encode(&h, body.as_ptr(), 2, std::ptr::null_mut(), 0, &mut need),
+            RRPC_STATUS_BUFFER_TOO_SMALL
+        );
+        let mut buf = vec![0u8; need];
+        assert_eq!(
+            rrpc_jt808_encode(&h, body.as_ptr(), 2, buf.as_mut_ptr(), buf.len(), &mut need),
+            RRPC_STATUS_OK
+        );
+        let f = crate::jt808::decode_frame(&buf).unwrap();
+        assert_eq!(f.body, body);
+        let bad = rrpc_jt808_header { version: 2019, ..h };
+        assert_eq!(
+            rrpc_jt808_encode(
+                &bad,
+                body.as_ptr(),
+                2,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut need
+            ),
+            RRPC_STATUS_INVALID_ARGUMENT
+        );
+        assert!(
+            last_error().contains("2019 header holds a 10-byte phone"),
+            "{}",
+            last_error()
+        );
+    }
+}
