@@ -1,0 +1,231 @@
+//! RRpc calls with a ContentType travelling to JT/T 808 terminals and back, as
+//! real processes: Mosquitto, the C example `jt808_adapter` (an RRPC device client
+//! plus a TCP server for terminals, on the library's adapter), simulated terminals
+//! (`rrpc jt808 terminal`), and calls from the library's caller and `rrpc call`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::{Broker, Proc};
+use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
+use rrpc::Dialect;
+
+const PK: &str = "a1Jt808Pk";
+const READY: Duration = Duration::from_secs(20);
+
+fn rrpc() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rrpc"))
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The adapter example on the broker on `port`, listening for terminals.
+fn adapter(port: u16, extra: &[&str]) -> Option<(Proc, u16)> {
+    if !common::require_tool("cmake") || !common::require_tool("cc") {
+        return None;
+    }
+    let listen = common::free_port();
+    let mut a = strings(&["--host", "127.0.0.1", "--port"]);
+    a.push(port.to_string());
+    a.extend(strings(&["--product-key", PK, "--listen-port"]));
+    a.push(listen.to_string());
+    a.extend(strings(extra));
+    let p = Proc::spawn(&common::cmake::example("jt808_adapter"), &a);
+    assert!(p.wait_stderr("listening on", READY), "{}", p.transcript());
+    Some((p, listen))
+}
+
+/// `rrpc jt808 terminal` with `count` terminals from `phone`, once all are ready
+/// and the adapter has registered each as a device.
+fn terminals(adapter: &Proc, listen: u16, phone: u64, count: usize, extra: &[&str]) -> Proc {
+    let mut a = strings(&["jt808", "terminal", "--connect"]);
+    a.push(format!("127.0.0.1:{listen}"));
+    a.extend(strings(&["--phone"]));
+    a.push(phone.to_string());
+    a.extend(strings(&["--count"]));
+    a.push(count.to_string());
+    a.extend(strings(extra));
+    let t = Proc::spawn(&rrpc(), &a);
+    assert_eq!(
+        t.wait_stdout_lines(&format!("terminals ready {count}"), 1, READY),
+        1,
+        "{}",
+        t.transcript()
+    );
+    for i in 0..count as u64 {
+        let line = format!("terminal {} online", phone + i);
+        assert_eq!(
+            adapter.wait_stdout_lines(&line, 1, READY),
+            1,
+            "{}",
+            adapter.transcript()
+        );
+    }
+    t
+}
+
+fn call(c: &Caller, dn: &str, payload: &[u8], content_type: Option<u32>) -> RrpcResponse {
+    c.call(&CallParams {
+        dialect: Dialect::AlibabaSystem,
+        product_key: PK,
+        device_name: dn,
+        payload,
+        timeout_ms: Some(5000),
+        topic: None,
+        content_type,
+    })
+}
+
+fn text(r: &RrpcResponse) -> String {
+    assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");
+    String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned()
+}
+
+#[test]
+fn every_content_type_class_reaches_the_terminal_and_comes_back() {
+    let Some(b) = Broker::mosquitto() else { return };
+    let Some((adapter, listen)) = adapter(b.port, &[]) else {
+        return;
+    };
+    // Terminals that answer each 0x8900 with 0x0001 (ok) and a 0x0900 of the same
+    // type whose content is upper-cased: 2013 and 2019 editions.
+    let _t13 = terminals(&adapter, listen, 13_800_138_000, 3, &["--answer", "upper"]);
+    let _t19 = terminals(
+        &adapter,
+        listen,
+        13_900_139_000,
+        2,
+        &["--answer", "upper", "--version", "2019"],
+    );
+    let c = Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap();
+
+    // GNSS, serial ports, user-defined: the 0x0900 answer is the reply.
+    for (dn, ct) in [
+        ("13800138000", 0u32),
+        ("13800138001", 65),
+        ("13800138002", 66),
+        ("13900139000", 240),
+        ("13900139001", 255),
+    ] {
+        let r = call(&c, dn, format!("at+gps {ct}").as_bytes(), Some(ct));
+        assert_eq!(text(&r), format!("AT+GPS {ct}"), "{dn} ct {ct}");
+    }
+    // The IC card completes on the terminal's 0x0001 (its answer may take 30 s);
+    // the 0x0900 that follows arrives as an uplink.
+    let r = call(&c, "13800138000", b"card", Some(11));
+    let ack = text(&r);
+    assert!(
+        ack.starts_with("{\"jt808\":\"ack\",\"result\":0,\"serial\":"),
+        "{ack}"
+    );
+    assert_eq!(
+        adapter.wait_stdout_lines("uplink 13800138000 type=11 len=4", 1, READY),
+        1,
+        "{}",
+        adapter.transcript()
+    );
+    // No ContentType: answered with an error, nothing sent to the terminal.
+    let r = call(&c, "13800138001", b"x", None);
+    assert_eq!(
+        text(&r),
+        "{\"jt808\":\"error\",\"reason\":\"no ContentType\"}"
+    );
+    // The caller refuses a ContentType outside the RRpc set before sending.
+    let r = call(&c, "13800138001", b"x", Some(0x83));
+    assert_eq!(r.code.as_deref(), Some("InvalidParameter"), "{r:?}");
+
+    // Through the command line, as the README shows it.
+    let mut a = strings(&["call", "--host", "127.0.0.1", "--port"]);
+    a.push(b.port.to_string());
+    a.extend(strings(&[
+        "--product-key",
+        PK,
+        "--device-name",
+        "13800138002",
+        "--payload",
+        "hello terminal",
+        "--timeout",
+        "5000",
+        "--content-type",
+        "65",
+    ]));
+    let out = std::process::Command::new(rrpc())
+        .args(&a)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(json["RrpcCode"], "SUCCESS", "{json}");
+    assert_eq!(json["PayloadBase64Byte"], "SEVMTE8gVEVSTUlOQUw=", "{json}"); // HELLO TERMINAL
+}
+
+#[test]
+fn failures_and_disconnects_answer_the_call_at_once() {
+    let Some(b) = Broker::mosquitto() else { return };
+    let Some((adapter, listen)) = adapter(b.port, &[]) else {
+        return;
+    };
+    let _refusing = terminals(
+        &adapter,
+        listen,
+        13_700_000_000,
+        1,
+        &["--result", "not-supported"],
+    );
+    let slow = terminals(
+        &adapter,
+        listen,
+        13_700_000_100,
+        1,
+        &["--answer-delay-ms", "60000"],
+    );
+    let c = Arc::new(Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap());
+
+    // The terminal's 0x0001 "not supported" is the reply, at once.
+    let t = Instant::now();
+    let r = call(&c, "13700000000", b"AT", Some(66));
+    let body = text(&r);
+    assert!(
+        body.starts_with(
+            "{\"jt808\":\"error\",\"reason\":\"not supported\",\"result\":3,\"serial\":"
+        ),
+        "{body}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // A call pending on a terminal that disconnects is answered, not left to time out.
+    let c2 = c.clone();
+    let pending = std::thread::spawn(move || call(&c2, "13700000100", b"wait", Some(65)));
+    assert_eq!(
+        adapter.wait_stdout_lines("request 13700000100 ct=65", 1, READY),
+        1,
+        "{}",
+        adapter.transcript()
+    );
+    std::thread::sleep(Duration::from_millis(200)); // the 0x8900 is out, its ack back
+    let t = Instant::now();
+    slow.signal(libc::SIGKILL);
+    let r = pending.join().unwrap();
+    assert_eq!(
+        text(&r),
+        "{\"jt808\":\"error\",\"reason\":\"terminal disconnected\"}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // And later calls to it say so.
+    let r = call(&c, "13700000100", b"again", Some(65));
+    assert_eq!(
+        text(&r),
+        "{\"jt808\":\"error\",\"reason\":\"terminal not connected\"}"
+    );
+}

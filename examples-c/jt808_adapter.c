@@ -1,0 +1,423 @@
+/* jt808_adapter: RRPC calls to JT/T 808 vehicle terminals.
+ *
+ *   jt808_adapter --host 127.0.0.1 --port 1883 --product-key a1B2c3 --listen-port 7808
+ *                 [--listen-host 127.0.0.1] [--completion answer|ack] [--quiet]
+ *
+ * Terminals connect over TCP to the listen port. Each one registers (0x0100, answered
+ * with 0x8100 and an auth code) and authenticates (0x0102, answered with 0x8001);
+ * it then becomes the RRPC device <product-key>/<phone> (the phone number without
+ * leading zeros, e.g. 13800138000) on one MQTT connection. An RRpc call with a
+ * ContentType goes to the terminal as a 0x8900 whose type byte is the ContentType;
+ * the reply is the terminal's answer:
+ *   --completion answer (default): the content of the terminal's next 0x0900 of
+ *     that type (a 0x0001 with a failure result answers at once with an error);
+ *   --completion ack: the terminal's 0x0001, as {"jt808":"ack","result":0,"serial":N}.
+ * IC-card requests (ContentType 11) always complete on the ack: the standard gives
+ * the card 30 s, more than any RRpc call waits (8 s); its answer arrives later and is
+ * printed as an uplink. Calls without a ContentType, or to a terminal that is not
+ * connected, are answered with {"jt808":"error","reason":...}.
+ *
+ * Threads: the client's thread runs the RRPC callback (which submits to the adapter
+ * and so writes 0x8900 frames); the main thread polls the sockets and feeds the
+ * adapter, whose events (replies, uplinks, other frames) run on it. One mutex guards
+ * the terminal table and socket writes; no adapter call is made while holding it.
+ *
+ * stdout: "terminal <phone> online", "uplink <phone> type=<n> len=<n>[ late]",
+ * "request <phone> ct=<n> len=<n>" (not with --quiet). stderr: "jt808_adapter:
+ * listening on <host>:<port>" once ready. Exits on SIGINT/SIGTERM, freeing everything.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <rrpc.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_FDS 8192            /* terminals are indexed by socket descriptor */
+#define NAME_SLOTS 16384        /* open-addressing table: device name -> fd */
+#define AUTH_CODE "rrpc-auth"
+
+struct terminal {
+    int open;                   /* the socket is open */
+    int online;                 /* authenticated: a registered RRPC device */
+    char name[24];              /* phone digits without leading zeros */
+    uint8_t phone[10];
+    size_t phone_len;
+    uint16_t version;           /* 2013 or 2019 */
+    uint8_t protocol_version;
+    uint16_t serial;            /* this platform's serial for 0x8100/0x8001 */
+};
+
+static struct terminal terms[MAX_FDS];
+static int by_name[NAME_SLOTS]; /* fd + 1, 0 = empty */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static volatile sig_atomic_t stop_requested = 0;
+static rrpc_client *client = NULL;
+static const char *product_key = NULL;
+static uint32_t completion = RRPC_JT808_COMPLETION_ANSWER;
+static int quiet = 0;
+
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+/* The clock of request deadlines (CLOCK_MONOTONIC, ms). */
+static uint64_t now_ms(void)
+{
+    uint64_t ms = 0;
+    rrpc_monotonic_ms(&ms);
+    return ms;
+}
+
+static unsigned name_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    while (*s) h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+/* Caller holds `lock`. The slot of `name`, or of the empty place where it would go;
+ * NAME_SLOTS when the table is full. Entries are never removed: one whose descriptor
+ * now serves another terminal simply no longer matches its old name. */
+static unsigned name_slot(const char *name)
+{
+    unsigned i = name_hash(name) % NAME_SLOTS;
+    for (unsigned probes = 0; probes < NAME_SLOTS; probes++, i = (i + 1) % NAME_SLOTS)
+        if (by_name[i] == 0 || strcmp(terms[by_name[i] - 1].name, name) == 0) return i;
+    return NAME_SLOTS;
+}
+
+/* Writes all of `len` bytes to `fd`; caller holds `lock`. */
+static int write_all(int fd, const uint8_t *bytes, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, bytes, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        bytes += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The adapter's send function: one whole 0x8900 message to the terminal on `conn`. */
+static int32_t send_to_terminal(void *user_data, uint64_t conn, const uint8_t *phone,
+                                size_t phone_len, const uint8_t *bytes, size_t len)
+{
+    (void)user_data;
+    int rc = -1;
+    pthread_mutex_lock(&lock);
+    struct terminal *t = conn < MAX_FDS ? &terms[conn] : NULL;
+    /* The connection must still be this terminal's (descriptors are reused). */
+    if (t != NULL && t->open && t->phone_len == phone_len && memcmp(t->phone, phone, phone_len) == 0)
+        rc = write_all((int)conn, bytes, len);
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+/* Sends a platform message (0x8100, 0x8001) to the terminal on `fd`. */
+static void platform_send(int fd, uint16_t msg_id, const uint8_t *body, size_t body_len)
+{
+    uint8_t frame[256];
+    size_t len = 0;
+    pthread_mutex_lock(&lock);
+    struct terminal *t = &terms[fd];
+    rrpc_jt808_header h;
+    memset(&h, 0, sizeof h);
+    h.msg_id = msg_id;
+    h.version = t->version;
+    h.protocol_version = t->version == 2019 ? t->protocol_version : 0;
+    memcpy(h.phone, t->phone, t->phone_len);
+    h.phone_len = t->phone_len;
+    h.serial = t->serial++;
+    if (rrpc_jt808_encode(&h, body, body_len, frame, sizeof frame, &len) == RRPC_STATUS_OK)
+        write_all(fd, frame, len);
+    else
+        fprintf(stderr, "jt808_adapter: encoding 0x%04x failed: %s\n", msg_id, rrpc_last_error_message());
+    pthread_mutex_unlock(&lock);
+}
+
+/* 0x8001 platform general response: reply serial, reply id, result 0. */
+static void platform_ack(int fd, const rrpc_jt808_header *to)
+{
+    uint8_t body[5] = {(uint8_t)(to->serial >> 8), (uint8_t)to->serial,
+                       (uint8_t)(to->msg_id >> 8), (uint8_t)to->msg_id, 0};
+    platform_send(fd, 0x8001, body, sizeof body);
+}
+
+/* Frames that are not the adapter's: registration, authentication, heartbeats... */
+static void on_frame(int fd, const rrpc_jt808_frame *f)
+{
+    const rrpc_jt808_header *h = &f->header;
+    if (fd < 0 || fd >= MAX_FDS || h->msg_id == 0x0001) return;
+    pthread_mutex_lock(&lock);
+    struct terminal *t = &terms[fd];
+    memcpy(t->phone, h->phone, h->phone_len);
+    t->phone_len = h->phone_len;
+    t->version = h->version;
+    t->protocol_version = h->protocol_version;
+    if (t->name[0] == '\0') {
+        const char *d = f->phone_digits;
+        while (d[0] == '0' && d[1] != '\0') d++;
+        snprintf(t->name, sizeof t->name, "%s", f->phone_bcd_error < 0 ? d : "");
+    }
+    pthread_mutex_unlock(&lock);
+
+    if (h->msg_id == 0x0100) { /* registration -> 0x8100: reply serial, result 0, auth code */
+        uint8_t body[3 + sizeof AUTH_CODE - 1] = {(uint8_t)(h->serial >> 8), (uint8_t)h->serial, 0};
+        memcpy(body + 3, AUTH_CODE, sizeof AUTH_CODE - 1);
+        platform_send(fd, 0x8100, body, sizeof body);
+        return;
+    }
+    if (h->msg_id == 0x0102) { /* authentication: the code (2019: length-prefixed) */
+        const uint8_t *code = f->body;
+        size_t code_len = f->body_len;
+        if (h->version == 2019 && code_len > 0) {
+            code_len = code[0] < f->body_len ? code[0] : f->body_len - 1;
+            code++;
+        }
+        int ok = code_len == sizeof AUTH_CODE - 1 && memcmp(code, AUTH_CODE, code_len) == 0;
+        uint8_t body[5] = {(uint8_t)(h->serial >> 8), (uint8_t)h->serial, 0x01, 0x02, ok ? 0 : 1};
+        char name[24] = "";
+        if (ok) {
+            pthread_mutex_lock(&lock);
+            struct terminal *t = &terms[fd];
+            unsigned slot = name_slot(t->name);
+            if (t->name[0] != '\0' && slot < NAME_SLOTS) {
+                t->online = 1;
+                by_name[slot] = fd + 1;
+                snprintf(name, sizeof name, "%s", t->name);
+            }
+            pthread_mutex_unlock(&lock);
+        }
+        if (name[0] != '\0') {
+            rrpc_status st = rrpc_client_add_device(client, RRPC_DIALECT_ALIBABA, product_key, name, NULL);
+            if (st != RRPC_STATUS_OK && st != RRPC_STATUS_ALREADY_EXISTS)
+                fprintf(stderr, "jt808_adapter: device %s: %s\n", name, rrpc_last_error_message());
+        }
+        platform_send(fd, 0x8001, body, sizeof body);
+        if (name[0] != '\0' && !quiet) { printf("terminal %s online\n", name); fflush(stdout); }
+        return;
+    }
+    platform_ack(fd, h); /* heartbeat, location report, ...: acknowledged */
+}
+
+/* The adapter's events, on the thread that fed it (the main thread here). */
+static void on_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt808_event *ev)
+{
+    (void)user_data;
+    (void)adapter;
+    switch (ev->kind) {
+    case RRPC_JT808_EVENT_REPLY:
+        if (rrpc_client_reply(client, ev->token, ev->payload, ev->payload_len) != RRPC_STATUS_OK && !quiet)
+            fprintf(stderr, "jt808_adapter: reply: %s\n", rrpc_last_error_message());
+        break;
+    case RRPC_JT808_EVENT_UPLINK:
+        if (!quiet) {
+            pthread_mutex_lock(&lock);
+            const char *name = ev->conn < MAX_FDS ? terms[ev->conn].name : "?";
+            printf("uplink %s type=%u len=%zu%s\n", name, ev->content_type, ev->payload_len,
+                   ev->late ? " late" : "");
+            pthread_mutex_unlock(&lock);
+            fflush(stdout);
+        }
+        break;
+    case RRPC_JT808_EVENT_FRAME:
+        on_frame((int)ev->conn, ev->frame);
+        break;
+    case RRPC_JT808_EVENT_MALFORMED:
+        fprintf(stderr, "jt808_adapter: connection %llu: %s\n", (unsigned long long)ev->conn, ev->message);
+        break;
+    default: /* EXPIRED: the caller sees TIMEOUT; nothing to send */
+        break;
+    }
+}
+
+static void reply_error(uint64_t token, const char *reason)
+{
+    char body[160];
+    int n = snprintf(body, sizeof body, "{\"jt808\":\"error\",\"reason\":\"%s\"}", reason);
+    rrpc_client_reply(client, token, (const uint8_t *)body, (size_t)n);
+}
+
+/* RRPC requests, on the client's thread: each becomes a 0x8900 to its terminal. */
+static void on_request(void *user_data, rrpc_client *c, const rrpc_request *req)
+{
+    rrpc_jt808_adapter *adapter = user_data;
+    (void)c;
+    if (!quiet) {
+        printf("request %s ct=%d len=%zu\n", req->device_name, (int)req->content_type, req->payload_len);
+        fflush(stdout);
+    }
+    if (req->content_type < 0) { reply_error(req->token, "no ContentType"); return; }
+    uint8_t phone[10];
+    size_t phone_len = 0;
+    pthread_mutex_lock(&lock);
+    unsigned at = name_slot(req->device_name);
+    int slot = at < NAME_SLOTS ? by_name[at] : 0;
+    if (slot != 0 && terms[slot - 1].online) {
+        phone_len = terms[slot - 1].phone_len;
+        memcpy(phone, terms[slot - 1].phone, phone_len);
+    }
+    pthread_mutex_unlock(&lock);
+    if (phone_len == 0) { reply_error(req->token, "terminal not connected"); return; }
+    uint32_t how = req->content_type == 0x0B ? RRPC_JT808_COMPLETION_ACK : completion;
+    rrpc_status st = rrpc_jt808_adapter_submit(adapter, req->token, phone, phone_len,
+                                               (uint8_t)req->content_type, req->payload,
+                                               req->payload_len, how, req->deadline_ms,
+                                               now_ms(), NULL);
+    if (st == RRPC_STATUS_BUSY) {
+        const char *busy = rrpc_jt808_busy_payload();
+        rrpc_client_reply(client, req->token, (const uint8_t *)busy, strlen(busy));
+    } else if (st == RRPC_STATUS_NOT_FOUND) {
+        reply_error(req->token, "terminal not connected");
+    } else if (st != RRPC_STATUS_OK) {
+        reply_error(req->token, rrpc_status_str(st));
+    }
+}
+
+static void close_terminal(rrpc_jt808_adapter *adapter, int fd)
+{
+    pthread_mutex_lock(&lock);
+    terms[fd].open = 0;
+    terms[fd].online = 0;
+    close(fd);
+    pthread_mutex_unlock(&lock);
+    size_t answered = 0;
+    /* Every call pending on this connection is answered "terminal disconnected". */
+    rrpc_jt808_adapter_connection_closed(adapter, (uint64_t)fd, now_ms(), &answered);
+}
+
+static int fail(const char *what, rrpc_status st)
+{
+    fprintf(stderr, "jt808_adapter: %s failed (%s): %s\n", what, rrpc_status_str(st),
+            rrpc_last_error_message());
+    return 1;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: jt808_adapter --host H --port P --product-key PK --listen-port L\n"
+            "                     [--listen-host 127.0.0.1] [--completion answer|ack] [--quiet]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *host = "127.0.0.1", *listen_host = "127.0.0.1";
+    long port = 1883, listen_port = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--quiet") == 0) { quiet = 1; continue; }
+        if (v == NULL) { usage(); return 2; }
+        if (strcmp(a, "--host") == 0) host = v;
+        else if (strcmp(a, "--port") == 0) port = strtol(v, NULL, 10);
+        else if (strcmp(a, "--product-key") == 0) product_key = v;
+        else if (strcmp(a, "--listen-host") == 0) listen_host = v;
+        else if (strcmp(a, "--listen-port") == 0) listen_port = strtol(v, NULL, 10);
+        else if (strcmp(a, "--completion") == 0 && strcmp(v, "answer") == 0) completion = RRPC_JT808_COMPLETION_ANSWER;
+        else if (strcmp(a, "--completion") == 0 && strcmp(v, "ack") == 0) completion = RRPC_JT808_COMPLETION_ACK;
+        else { usage(); return 2; }
+        i++;
+    }
+    if (product_key == NULL || port <= 0 || port > 65535 || listen_port <= 0 || listen_port > 65535) {
+        usage();
+        return 2;
+    }
+
+    /* The terminals' listening socket. */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)listen_port);
+    if (lfd < 0 || inet_pton(AF_INET, listen_host, &addr.sin_addr) != 1 ||
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(lfd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(lfd, 1024) != 0) {
+        fprintf(stderr, "jt808_adapter: cannot listen on %s:%ld: %s\n", listen_host, listen_port, strerror(errno));
+        return 1;
+    }
+
+    rrpc_jt808_adapter_config acfg;
+    rrpc_jt808_adapter_config_init(&acfg);
+    acfg.default_completion = completion;
+    rrpc_jt808_adapter *adapter = NULL;
+    rrpc_status st = rrpc_jt808_adapter_new(&acfg, &adapter);
+    if (st != RRPC_STATUS_OK) return fail("rrpc_jt808_adapter_new", st);
+    rrpc_jt808_adapter_set_send(adapter, send_to_terminal, NULL);
+    rrpc_jt808_adapter_set_event_callback(adapter, on_event, NULL);
+
+    rrpc_client_config cfg;
+    rrpc_client_config_init(&cfg);
+    cfg.host = host;
+    cfg.port = (uint16_t)port;
+    if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK) return fail("rrpc_client_new", st);
+    rrpc_client_set_callback(client, on_request, adapter);
+    if ((st = rrpc_client_start(client)) != RRPC_STATUS_OK) {
+        rrpc_client_free(client);
+        rrpc_jt808_adapter_free(adapter);
+        return fail("rrpc_client_start", st);
+    }
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "jt808_adapter: listening on %s:%ld\n", listen_host, listen_port);
+
+    static struct pollfd fds[MAX_FDS];
+    uint8_t buf[4096];
+    while (!stop_requested) {
+        nfds_t n = 0;
+        fds[n].fd = lfd;
+        fds[n++].events = POLLIN;
+        pthread_mutex_lock(&lock);
+        for (int fd = 0; fd < MAX_FDS; fd++)
+            if (terms[fd].open) { fds[n].fd = fd; fds[n++].events = POLLIN; }
+        pthread_mutex_unlock(&lock);
+        uint64_t next = UINT64_MAX;
+        rrpc_jt808_adapter_tick(adapter, now_ms(), &next);
+        if (poll(fds, n, 20) < 0 && errno != EINTR) break;
+        for (nfds_t i = 0; i < n; i++) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (fds[i].fd == lfd) {
+                int cfd = accept(lfd, NULL, NULL);
+                if (cfd < 0) continue;
+                if (cfd >= MAX_FDS) { close(cfd); continue; }
+                setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                pthread_mutex_lock(&lock);
+                memset(&terms[cfd], 0, sizeof terms[cfd]);
+                terms[cfd].open = 1;
+                pthread_mutex_unlock(&lock);
+                continue;
+            }
+            ssize_t got = read(fds[i].fd, buf, sizeof buf);
+            if (got > 0)
+                rrpc_jt808_adapter_on_bytes(adapter, (uint64_t)fds[i].fd, buf, (size_t)got, now_ms());
+            else if (got == 0 || errno != EINTR)
+                close_terminal(adapter, fds[i].fd);
+        }
+    }
+
+    rrpc_client_stop(client);
+    rrpc_jt808_adapter_stats s;
+    rrpc_jt808_adapter_get_stats(adapter, &s);
+    fprintf(stderr, "jt808_adapter: %llu requests sent, %llu replies (%llu answered, %llu acked, %llu failed), "
+                    "%llu expired, %llu uplinks, %llu malformed\n",
+            (unsigned long long)s.sent, (unsigned long long)s.replies, (unsigned long long)s.answered,
+            (unsigned long long)s.acked, (unsigned long long)s.failed, (unsigned long long)s.expired,
+            (unsigned long long)s.uplinks, (unsigned long long)s.malformed);
+    for (int fd = 0; fd < MAX_FDS; fd++)
+        if (terms[fd].open) close(fd);
+    close(lfd);
+    rrpc_client_free(client);
+    rrpc_jt808_adapter_free(adapter);
+    return 0;
+}
