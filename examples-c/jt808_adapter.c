@@ -22,8 +22,8 @@
  * adapter, whose events (replies, uplinks, other frames) run on it. One mutex guards
  * the terminal table and socket writes; no adapter call is made while holding it.
  *
- * stdout: "terminal <phone> online", "uplink <phone> type=<n> len=<n>[ late]",
- * "request <phone> ct=<n> len=<n>" (not with --quiet). stderr: "jt808_adapter:
+ * stdout: "terminal <phone> online" (always), "uplink <phone> type=<n> len=<n>[ late]"
+ * and "request <phone> ct=<n> len=<n>" (not with --quiet). stderr: "jt808_adapter:
  * listening on <host>:<port>" once ready. Exits on SIGINT/SIGTERM, freeing everything.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -203,7 +203,7 @@ static void on_frame(int fd, const rrpc_jt808_frame *f)
                 fprintf(stderr, "jt808_adapter: device %s: %s\n", name, rrpc_last_error_message());
         }
         platform_send(fd, 0x8001, body, sizeof body);
-        if (name[0] != '\0' && !quiet) { printf("terminal %s online\n", name); fflush(stdout); }
+        if (name[0] != '\0') { printf("terminal %s online\n", name); fflush(stdout); }
         return;
     }
     platform_ack(fd, h); /* heartbeat, location report, ...: acknowledged */
@@ -374,14 +374,19 @@ int main(int argc, char **argv)
 
     static struct pollfd fds[MAX_FDS];
     uint8_t buf[4096];
+    nfds_t n = 0;
+    int changed = 1; /* connections opened or closed: rebuild the poll set */
     while (!stop_requested) {
-        nfds_t n = 0;
-        fds[n].fd = lfd;
-        fds[n++].events = POLLIN;
-        pthread_mutex_lock(&lock);
-        for (int fd = 0; fd < MAX_FDS; fd++)
-            if (terms[fd].open) { fds[n].fd = fd; fds[n++].events = POLLIN; }
-        pthread_mutex_unlock(&lock);
+        if (changed) {
+            n = 0;
+            fds[n].fd = lfd;
+            fds[n++].events = POLLIN;
+            pthread_mutex_lock(&lock);
+            for (int fd = 0; fd < MAX_FDS; fd++)
+                if (terms[fd].open) { fds[n].fd = fd; fds[n++].events = POLLIN; }
+            pthread_mutex_unlock(&lock);
+            changed = 0;
+        }
         uint64_t next = UINT64_MAX;
         rrpc_jt808_adapter_tick(adapter, now_ms(), &next);
         if (poll(fds, n, 20) < 0 && errno != EINTR) break;
@@ -396,13 +401,16 @@ int main(int argc, char **argv)
                 memset(&terms[cfd], 0, sizeof terms[cfd]);
                 terms[cfd].open = 1;
                 pthread_mutex_unlock(&lock);
+                changed = 1;
                 continue;
             }
             ssize_t got = read(fds[i].fd, buf, sizeof buf);
             if (got > 0)
                 rrpc_jt808_adapter_on_bytes(adapter, (uint64_t)fds[i].fd, buf, (size_t)got, now_ms());
-            else if (got == 0 || errno != EINTR)
+            else if (got == 0 || errno != EINTR) {
                 close_terminal(adapter, fds[i].fd);
+                changed = 1;
+            }
         }
     }
 

@@ -251,10 +251,19 @@ pub struct StrideCaller {
     calls: usize,
     next_id: u64,
     base: Vec<u8>,
+    /// Appended to the message id in request topics (`;ct=65`: a ContentType).
+    level_suffix: String,
 }
 
 #[allow(dead_code)]
 impl StrideCaller {
+    /// Requests carry `suffix` after the message id, e.g. `;ct=65` for a ContentType
+    /// (replies come back on the same level).
+    pub fn with_level_suffix(mut self, suffix: &str) -> StrideCaller {
+        self.level_suffix = suffix.to_string();
+        self
+    }
+
     /// Connects with TCP_NODELAY ([`fast_connection`]), subscribes and waits for the
     /// SUBACK (10 s). Message ids count up from `first_id` (decimal in the topic).
     pub async fn connect(
@@ -304,6 +313,7 @@ impl StrideCaller {
             calls: 0,
             next_id: first_id,
             base,
+            level_suffix: String::new(),
         })
     }
 
@@ -318,7 +328,10 @@ impl StrideCaller {
     }
 
     fn send(&self, id: u64, dev: usize) -> Result<(), String> {
-        let topic = format!("{}{}/rrpc/request/{id}", self.sys_prefix, self.devices[dev]);
+        let topic = format!(
+            "{}{}/rrpc/request/{id}{}",
+            self.sys_prefix, self.devices[dev], self.level_suffix
+        );
         let mut payload = self.base.clone();
         payload[..8].copy_from_slice(&id.to_le_bytes());
         self.client
@@ -331,7 +344,11 @@ impl StrideCaller {
         let (dn, rest) = topic
             .strip_prefix(self.sys_prefix.as_str())?
             .split_once('/')?;
-        let id = rest.strip_prefix("rrpc/response/")?.parse().ok()?;
+        let level = rest.strip_prefix("rrpc/response/")?;
+        let id = level
+            .strip_suffix(self.level_suffix.as_str())?
+            .parse()
+            .ok()?;
         Some((dn, id))
     }
 
