@@ -321,8 +321,13 @@ pub fn message_id_level(message_id: &str, content_type: Option<u8>) -> String {
 /// Only an exact `;ct=` suffix with a decimal 0-255 (no sign, no leading zero)
 /// counts; anything else is part of the id.
 pub fn split_content_type(level: &str) -> (&str, Option<u8>) {
-    // The last `;` (a byte search, cheaper than a substring search on every request).
-    let Some(at) = level.bytes().rposition(|b| b == b';') else {
+    // The suffix is at most `;ct=255`: look for its `;` in the last 7 bytes only.
+    let from = level.len().saturating_sub(CONTENT_TYPE_SEPARATOR.len() + 3);
+    let Some(at) = level.as_bytes()[from..]
+        .iter()
+        .rposition(|&b| b == b';')
+        .map(|i| from + i)
+    else {
         return (level, None);
     };
     if !level[at..].starts_with(CONTENT_TYPE_SEPARATOR) {
