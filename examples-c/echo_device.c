@@ -4,7 +4,8 @@
  *               --product-key a1B2c3 --device-name dev1 [--device-name dev2 ...]
  *               [--topic /a1B2c3/dev1/user/update] [--yield] [--max-requests N]
  *
- * Prints one line per request on stdout: "request <dialect> <pk>/<dn> id=<id> len=<n>".
+ * Prints one line per request on stdout: "request <dialect> <pk>/<dn> id=<id> len=<n>",
+ * followed by " ct=<n>" when the request carries a ContentType.
  * --yield runs the client in yield mode on the main thread instead of thread mode.
  * --max-requests exits cleanly after N requests (for leak checks under valgrind).
  * --quiet prints nothing per request (for benchmarks).
@@ -37,11 +38,14 @@ static int quiet = 0;
 static void on_request(void *user_data, rrpc_client *client, const rrpc_request *req)
 {
     (void)user_data;
-    if (!quiet) printf("request %s %s/%s id=%s len=%zu ct=%d\n",
-           req->dialect == RRPC_DIALECT_TENCENT ? "tencent"
-           : req->dialect == RRPC_DIALECT_ALIBABA_CUSTOM ? "alibaba-custom" : "alibaba",
-           req->product_key, req->device_name, req->message_id, req->payload_len,
-           (int)req->content_type);
+    if (!quiet) {
+        printf("request %s %s/%s id=%s len=%zu",
+               req->dialect == RRPC_DIALECT_TENCENT ? "tencent"
+               : req->dialect == RRPC_DIALECT_ALIBABA_CUSTOM ? "alibaba-custom" : "alibaba",
+               req->product_key, req->device_name, req->message_id, req->payload_len);
+        if (req->content_type >= 0) printf(" ct=%d", (int)req->content_type);
+        printf("\n");
+    }
     if (!quiet) fflush(stdout);
     rrpc_status st = rrpc_client_reply(client, req->token, req->payload, req->payload_len);
     if (st != RRPC_STATUS_OK)
