@@ -229,3 +229,58 @@ fn failures_and_disconnects_answer_the_call_at_once() {
         "{\"jt808\":\"error\",\"reason\":\"terminal not connected\"}"
     );
 }
+
+/// The adapter under valgrind memcheck: terminals come and go, calls succeed and
+/// fail, and at SIGTERM everything is freed (no errors, no definite or indirect leak).
+#[test]
+fn adapter_runs_clean_under_valgrind() {
+    if !common::require_tool("valgrind") {
+        return;
+    }
+    let Some(b) = Broker::mosquitto() else { return };
+    if !common::require_tool("cmake") || !common::require_tool("cc") {
+        return;
+    }
+    let listen = common::free_port();
+    let log = common::scratch_dir("valgrind").join("jt808_adapter.log");
+    let mut cmd = std::process::Command::new("valgrind");
+    cmd.args([
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite,indirect",
+        "--show-leak-kinds=definite,indirect",
+        "--error-exitcode=99",
+    ])
+    .arg(format!("--log-file={}", log.display()))
+    .arg(common::cmake::example("jt808_adapter"))
+    .args(["--host", "127.0.0.1", "--port", &b.port.to_string()])
+    .args(["--product-key", PK, "--listen-port", &listen.to_string()]);
+    let mut adapter = Proc::spawn_with(&mut cmd);
+    assert!(
+        adapter.wait_stderr("listening on", Duration::from_secs(60)),
+        "{}",
+        adapter.transcript()
+    );
+    let t = terminals(&adapter, listen, 13_600_000_000, 2, &["--answer", "echo"]);
+    let c = Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap();
+    for (i, ct) in [65u32, 11, 240].into_iter().enumerate() {
+        let r = call(&c, "13600000000", format!("vg{i}").as_bytes(), Some(ct));
+        assert_eq!(
+            r.rrpc_code,
+            Some(RrpcCode::Success),
+            "{r:?}\n{}",
+            adapter.transcript()
+        );
+    }
+    let r = call(&c, "13600000001", b"x", None);
+    assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");
+    drop(t); // the terminals' process is stopped: the adapter closes their sockets
+    let st = adapter.terminate();
+    let report = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "valgrind found problems:\n{report}\n{}",
+        adapter.transcript()
+    );
+    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+}
