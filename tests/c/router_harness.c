@@ -55,6 +55,8 @@ static int publish(void *user_data, const char *topic, const uint8_t *payload, s
 /* Shared callback: echo by token, and remember the last request. */
 static uint64_t last_token;
 static char last_device[64];
+static char last_id[64];
+static int32_t last_content_type;
 static int shared_calls;
 
 static void shared_cb(void *user_data, rrpc_router *router, const rrpc_request *req)
@@ -63,6 +65,8 @@ static void shared_cb(void *user_data, rrpc_router *router, const rrpc_request *
     shared_calls++;
     last_token = req->token;
     snprintf(last_device, sizeof last_device, "%s/%s", req->product_key, req->device_name);
+    snprintf(last_id, sizeof last_id, "%s", req->message_id);
+    last_content_type = req->content_type;
     if (req->payload_len == 5 && memcmp(req->payload, "defer", 5) == 0) return; /* answered later */
     if (req->payload_len == 4 && memcmp(req->payload, "free", 4) == 0) {
         CHECK(rrpc_router_free(router) == RRPC_STATUS_WRONG_STATE);
@@ -151,6 +155,14 @@ int main(void)
             CHECK(strcmp(last_payload, "hello") == 0);
         }
     }
+    /* A ContentType rides in the message-id level: the view has the bare id and the
+     * type, the reply goes out on the whole level; without one, content_type is -1. */
+    CHECK(handle(r, "/sys/pk/dev3/rrpc/request/889455942124347392;ct=65", "serial") == RRPC_MESSAGE_REQUEST);
+    CHECK(strcmp(last_id, "889455942124347392") == 0 && last_content_type == 65);
+    CHECK(strcmp(last_topic, "/sys/pk/dev3/rrpc/response/889455942124347392;ct=65") == 0);
+    CHECK(handle(r, "/sys/pk/dev3/rrpc/request/889455942124347393", "plain") == RRPC_MESSAGE_REQUEST);
+    CHECK(strcmp(last_id, "889455942124347393") == 0 && last_content_type == -1);
+
     /* Mixed dialects: the Tencent device's own callback. */
     CHECK(handle(r, "$rrpc/rxd/pid/t1/41440", "q") == RRPC_MESSAGE_REQUEST);
     CHECK(own_calls == 1 && strcmp(last_topic, "$rrpc/txd/pid/t1/41440") == 0 && strcmp(last_payload, "ok") == 0);
