@@ -833,6 +833,10 @@ fn sub_packaged_uplink_is_reassembled_into_the_answer() {
         Handled::Dropped(_)
     ));
     assert_eq!(a.stats().reassembly_errors, 1);
+    // A terminal that goes away mid-message leaves nothing half-assembled behind.
+    assert_eq!(a.stats().partials, 1);
+    a.terminal_disconnected(&t, 40, &mut Vec::new());
+    assert_eq!(a.stats().partials, 0);
 }
 
 // ------------------------------------------------------------ bad input

@@ -1574,6 +1574,8 @@ impl Adapter {
         now_ms: u64,
         events: &mut Vec<Event>,
     ) -> usize {
+        // Its half-received uplinks will never be completed.
+        self.reassembler.forget(phone);
         let Some(t) = self.terminals.remove(phone) else {
             return 0;
         };

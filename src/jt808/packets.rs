@@ -229,6 +229,22 @@ impl Reassembler {
         before - self.partials.len()
     }
 
+    /// Drops the partial messages of terminal `phone` (it went away); returns how
+    /// many were dropped.
+    pub fn forget(&mut self, phone: &Phone) -> usize {
+        let before = self.partials.len();
+        let mut freed = 0;
+        self.partials.retain(|k, p| {
+            let keep = k.0 != *phone;
+            if !keep {
+                freed += p.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        before - self.partials.len()
+    }
+
     /// Takes one frame. A frame without package fields is a whole message and
     /// comes straight back. A packet is held until every packet of its message
     /// is in; then the whole message comes back: the first packet's header with
