@@ -552,7 +552,10 @@ typedef struct rrpc_call_params {
      */
     uint32_t timeout_ms;
     /**
-     * ContentType: 0, 11, 65, 66 or 240-255; -1 (default) for none.
+     * ContentType: 0, 11, 65, 66 or 240-255; -1 (default) for none. It travels in
+     * the message-id level of the request topic, `{messageId};ct={ContentType}`
+     * (see `rrpc_request.content_type`); without one the topic is the plain
+     * documented `{messageId}` form.
      */
     int32_t content_type;
 } rrpc_call_params;

@@ -99,7 +99,10 @@ pub struct rrpc_call_params {
     pub payload_len: usize,
     /// Timeout in ms, 1000 to 8000; 0 only for Tencent (4000).
     pub timeout_ms: u32,
-    /// ContentType: 0, 11, 65, 66 or 240-255; -1 (default) for none.
+    /// ContentType: 0, 11, 65, 66 or 240-255; -1 (default) for none. It travels in
+    /// the message-id level of the request topic, `{messageId};ct={ContentType}`
+    /// (see `rrpc_request.content_type`); without one the topic is the plain
+    /// documented `{messageId}` form.
     pub content_type: i32,
 }
 
