@@ -24,10 +24,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Proc;
+use common::{strings as s, Proc};
 use support::{
-    env_num, machine_line, median, min_max, out_dir, percentile, pin_to_cpu0, runtime,
-    start_mosquitto_with, StrideCaller,
+    env_num, golden_stride, machine_line, median, min_max, out_dir, percentile, pin_to_cpu0,
+    runtime, start_mosquitto_with, StrideCaller,
 };
 
 const PK: &str = "a1AdapterPK";
@@ -60,10 +60,6 @@ fn pinned(program: &PathBuf, args: &[String]) -> Proc {
     let mut cmd = Command::new("taskset");
     cmd.arg("-c").arg("0").arg(program).args(args);
     Proc::spawn_with(&mut cmd)
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
 }
 
 /// The `rrpc` tool, built in its own target directory (the bench's cargo holds the
@@ -136,13 +132,7 @@ fn run_once(c: Contender, rrpc: &PathBuf, terminals: usize, rep: u64) -> Result<
     let names: Vec<String> = (0..terminals as u64)
         .map(|i| (FIRST_PHONE + i).to_string())
         .collect();
-    let stride = {
-        let mut st = (terminals as f64 * 0.618).round() as usize;
-        while gcd(st, terminals) != 1 {
-            st += 1;
-        }
-        st
-    };
+    let stride = golden_stride(terminals);
     let (seq, pipe, inflight) = (
         env_num("RRPC_BENCH_SEQ", 3000),
         env_num("RRPC_BENCH_PIPE", 20_000),
@@ -190,14 +180,6 @@ fn run_once(c: Contender, rrpc: &PathBuf, terminals: usize, rep: u64) -> Result<
         p.terminate();
     }
     result
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 fn main() {

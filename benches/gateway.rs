@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use common::Proc;
 use support::{
-    env_num, machine_line, median, min_max, out_dir, percentile, pin_to_cpu0, runtime,
-    start_mosquitto_with, StrideCaller,
+    env_num, gcd, golden_stride, machine_line, median, min_max, out_dir, percentile, pin_to_cpu0,
+    runtime, start_mosquitto_with, StrideCaller,
 };
 
 const PK: &str = "a1GatewayPK";
@@ -89,26 +89,11 @@ struct Settings {
     verbose: bool,
 }
 
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 impl Settings {
     fn from_env() -> Settings {
         let devices = env_num("RRPC_BENCH_DEVICES", 1000).clamp(1, 1_000_000);
         let stride = match env_num("RRPC_BENCH_STRIDE", 0) {
-            0 => {
-                // Near the golden ratio of N: consecutive calls land far apart.
-                let mut s = ((devices as f64 * 0.618).round() as usize).max(1);
-                while gcd(s, devices) != 1 {
-                    s += 1;
-                }
-                s
-            }
+            0 => golden_stride(devices),
             s => s,
         };
         assert!(

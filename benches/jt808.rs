@@ -15,11 +15,18 @@
 //!   RRPC_BENCH_CALLGRIND 0 skips the callgrind section (1)
 //! The same executable is the callgrind subject: `jt808 --cg-run <op> <kind> <len> <frames>`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+// Not every shared helper is used here.
+#[allow(dead_code)]
+mod support;
+
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
 use rrpc::jt808::{encode_frame, Header, Phone, StreamDecoder, Version};
+use support::{env_num, median, min_max, pin_to_cpu0};
 
 /// TCP segment payload size the decoder is fed in.
 const CHUNK: usize = 1460;
@@ -163,27 +170,6 @@ fn encode_baseline(kind: Kind, len: usize, frames: usize, out: &mut Vec<u8>) -> 
     frames
 }
 
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; pins the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// Runs one operation over `frames` frames; returns frames done. Callgrind counts
 /// only inside this function (`--toggle-collect`), so building the input is excluded.
 #[inline(never)]
@@ -306,11 +292,10 @@ fn main() {
                     }
                 }
                 let span = |v: &[f64]| {
-                    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = v.iter().copied().fold(0.0, f64::max);
-                    format!("{:.0} ({:.0}..{:.0})", median(v.to_vec()), lo, hi)
+                    let (lo, hi) = min_max(v);
+                    format!("{:.0} ({:.0}..{:.0})", median(v), lo, hi)
                 };
-                let (m_ours, m_base) = (median(ours.clone()), median(base.clone()));
+                let (m_ours, m_base) = (median(&ours), median(&base));
                 let (ir, ir_base) = if callgrind {
                     (
                         instructions(op, kind, len),

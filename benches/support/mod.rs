@@ -230,6 +230,26 @@ pub fn start_mosquitto_with(
     Ok((m, port))
 }
 
+#[allow(dead_code)]
+pub fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The [`StrideCaller`] stride for `n` devices: near the golden ratio of N, so that
+/// consecutive calls land far apart, and coprime with N, so that every device is called.
+#[allow(dead_code)]
+pub fn golden_stride(n: usize) -> usize {
+    let mut s = ((n as f64 * 0.618).round() as usize).max(1);
+    while gcd(s, n) != 1 {
+        s += 1;
+    }
+    s
+}
+
 /// The benches' cloud-side RRPC caller for many devices (Alibaba system topics, QoS 0):
 /// the scheme of benches/roundtrip.rs's caller, spread over several device names.
 /// rumqttc on the current-thread [`runtime`], one task driving the event loop itself (no

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use common::{Broker, Proc};
+use common::{strings, Broker, Proc};
 
 const PK: &str = "a1CliPk";
 const READY: Duration = Duration::from_secs(20);
@@ -82,10 +82,6 @@ fn run_limited(args: &[String], limit: Duration) -> Run {
         stderr: t_err.join().unwrap(),
         elapsed,
     }
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }
 
 /// `rrpc call` against the broker on `port`, with `extra` arguments.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use common::{Broker, Proc};
+use common::{strings, Broker, Proc};
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 use rrpc::Dialect;
 
@@ -19,10 +19,6 @@ const READY: Duration = Duration::from_secs(20);
 
 fn rrpc() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rrpc"))
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// The adapter example on the broker on `port`, listening for terminals.
