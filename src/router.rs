@@ -141,22 +141,17 @@ const FILTER: usize = 0;
 const PRODUCT_KEY: usize = 1;
 const DEVICE_NAME: usize = 2;
 const CUSTOM_TOPIC: usize = 3;
-const RESPONSE_PREFIX: usize = 4;
-const RESPONSE_SUFFIX: usize = 5;
-const PARTS: usize = 6;
+const PARTS: usize = 4;
 
 impl Device {
     fn new(dialect: Dialect, id: &Identity<'_>) -> Device {
         let filter = dialect.subscribe_filter(id);
-        let (prefix, suffix) = dialect.response_parts(id);
         // In the order of the part indices.
         let (text, spans) = pack([
             &filter,
             id.product_key,
             id.device_name,
             id.custom_topic.unwrap_or(""),
-            &prefix,
-            &suffix,
         ]);
         Device {
             dialect,
@@ -189,12 +184,7 @@ impl Device {
 
     /// The topic the reply to `message_id` goes out on.
     pub fn response_topic(&self, message_id: &str) -> String {
-        let (prefix, suffix) = (self.part(RESPONSE_PREFIX), self.part(RESPONSE_SUFFIX));
-        let mut t = String::with_capacity(prefix.len() + message_id.len() + suffix.len());
-        t.push_str(prefix);
-        t.push_str(message_id);
-        t.push_str(suffix);
-        t
+        self.dialect.response_topic(&self.identity(), message_id)
     }
 
     pub fn identity(&self) -> Identity<'_> {
