@@ -6,10 +6,13 @@
 //!
 //! `cargo bench --bench router` runs it. Knobs (environment):
 //!   RRPC_BENCH_M               requests per throughput run (200000)
-//!   RRPC_BENCH_REPS            timed throughput runs per device count (5)
+//!   RRPC_BENCH_REPS            timed throughput runs per device count (9)
+//!   RRPC_BENCH_RECV            messages per receive buffer: each run refills one
+//!                              buffer of this many messages and feeds it, in turn (256)
 //!   RRPC_BENCH_NS              registered devices, comma separated (1,1000,100000);
-//!                              the largest also runs once more with its devices
-//!                              visited in registration order (a diagnostic row)
+//!                              the largest also runs with its devices visited in
+//!                              registration order, and the smallest and largest with
+//!                              all M messages built up front (diagnostic rows)
 //!   RRPC_BENCH_MEM             0 skips the memory section (1)
 //!   RRPC_BENCH_MEM_DEVICES     devices added by the memory probe (100000)
 //!   RRPC_BENCH_MEM_PENDING     unanswered requests of the memory probe (50000)
@@ -336,61 +339,93 @@ fn stats(r: &Router) -> rrpc_router_stats {
     s
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
+/// Which device each message of a run goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    /// A device drawn at random (the same pseudo-random sequence in every run):
+    /// requests spread over the devices with no pattern that a cache or a hardware
+    /// prefetcher could learn, as from many independent callers.
+    Random,
+    /// Message j to device j mod N: neighbours in time are neighbours in the
+    /// registration order (diagnostic).
+    Registration,
+}
+
+impl Order {
+    fn device(self, j: u64, devices: usize) -> u64 {
+        match self {
+            Order::Registration => j % devices as u64,
+            Order::Random => splitmix64(j) % devices as u64,
+        }
     }
 }
 
-/// The multiplicative stride that spreads consecutive messages over the devices:
-/// about 0.618 N (so neighbours in time are far apart in the registration order and
-/// in memory), coprime with N (so every device gets its share).
-fn stride(n: usize) -> u64 {
-    let n = n as u64;
-    let mut s = ((n as f64) * 0.618_034).round().max(1.0) as u64;
-    while gcd(s, n) != 1 {
-        s += 1;
-    }
-    s
+/// SplitMix64's output function: a well-mixed 64-bit value for each input.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
-/// M request topics and payloads, laid out back to back as a receive buffer would be.
+/// Request topics and payloads laid out back to back, as a receive buffer holds
+/// them: messages `first..first + len` of a run.
 struct Batch {
+    first: usize,
     text: Vec<u8>,
     spans: Vec<(u32, u32)>,
     payloads: Vec<[u8; PAYLOAD_LEN]>,
 }
 
 impl Batch {
-    /// Message j goes to device (j * s) mod N with id ID_BASE + run * 10^7 + j.
-    fn build(devices: usize, s: u64, m: usize, run: u64) -> Batch {
-        assert!((m as u64) < ID_RUN_STRIDE, "at most 10^7 messages per run");
-        let mut text = Vec::with_capacity(m * 48);
-        let mut spans = Vec::with_capacity(m);
-        let mut payloads = Vec::with_capacity(m);
-        for j in 0..m as u64 {
-            let d = j * s % devices as u64;
-            let start = text.len();
+    fn new() -> Batch {
+        Batch {
+            first: 0,
+            text: Vec::new(),
+            spans: Vec::new(),
+            payloads: Vec::new(),
+        }
+    }
+
+    /// Messages 0..m of a run, all built up front.
+    fn build(devices: usize, order: Order, m: usize, run: u64) -> Batch {
+        let mut b = Batch::new();
+        b.fill(devices, order, 0, m, run);
+        b
+    }
+
+    /// Refills the batch, keeping its memory, with messages `first..first + count`:
+    /// message j goes to device `order.device(j)` with id ID_BASE + run * 10^7 + j.
+    fn fill(&mut self, devices: usize, order: Order, first: usize, count: usize, run: u64) {
+        assert!(
+            ((first + count) as u64) < ID_RUN_STRIDE,
+            "at most 10^7 messages per run"
+        );
+        self.first = first;
+        self.text.clear();
+        self.spans.clear();
+        self.payloads.clear();
+        for j in first as u64..(first + count) as u64 {
+            let d = order.device(j, devices);
+            let start = self.text.len();
             write!(
-                text,
+                self.text,
                 "/sys/pk/dev{d}/rrpc/request/{}",
                 ID_BASE + run * ID_RUN_STRIDE + j
             )
             .expect("write to a Vec");
-            spans.push((start as u32, (text.len() - start) as u32));
+            self.spans
+                .push((start as u32, (self.text.len() - start) as u32));
             let mut p = [0u8; PAYLOAD_LEN];
             p[..8].copy_from_slice(&j.to_le_bytes());
             p[8..].copy_from_slice(&PAYLOAD_TAIL);
-            payloads.push(p);
+            self.payloads.push(p);
         }
-        assert!(text.len() < u32::MAX as usize);
-        Batch {
-            text,
-            spans,
-            payloads,
-        }
+        assert!(self.text.len() < u32::MAX as usize);
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
     }
 }
 
@@ -408,7 +443,8 @@ fn feed(
 ) -> Duration {
     let base = b.text.as_ptr();
     let started = Instant::now();
-    for (j, (&(start, len), payload)) in b.spans.iter().zip(&b.payloads).take(count).enumerate() {
+    for (i, (&(start, len), payload)) in b.spans.iter().zip(&b.payloads).take(count).enumerate() {
+        let j = b.first + i;
         // SAFETY: every span lies inside `b.text`.
         let topic = unsafe { base.add(start as usize) };
         g.cur_seq.set(j as u64);
@@ -498,7 +534,7 @@ mod probe {
                 0
             }
             (Some("pending"), Some(k), Some(devices)) => {
-                let b = Batch::build(devices, stride(devices), k, 0);
+                let b = Batch::build(devices, Order::Random, k, 0);
                 let mut cfg = default_config();
                 cfg.max_pending = k as u32;
                 cfg.request_timeout_ms = 3_600_000;
@@ -575,7 +611,7 @@ fn cg_subject(args: &[String]) -> i32 {
     let cfg = default_config();
     let r = new_router(&cfg, &g, Some(answer));
     add_devices(&r, devices);
-    let b = Batch::build(devices, stride(devices), built, 0);
+    let b = Batch::build(devices, Order::Random, built, 0);
     feed(&api, &r, &g, &b, k, true);
     let s = stats(&r);
     let k = k as u64;
@@ -607,6 +643,7 @@ mod bench {
     struct Settings {
         m: usize,
         reps: usize,
+        recv: usize,
         ns: Vec<usize>,
         mem: bool,
         mem_devices: usize,
@@ -646,7 +683,8 @@ mod bench {
             );
             let s = Settings {
                 m: env_num("RRPC_BENCH_M", 200_000),
-                reps: env_num("RRPC_BENCH_REPS", 5).max(1),
+                reps: env_num("RRPC_BENCH_REPS", 9).max(1),
+                recv: env_num("RRPC_BENCH_RECV", 256).max(1),
                 ns,
                 mem: env_num("RRPC_BENCH_MEM", 1) != 0,
                 mem_devices: env_num("RRPC_BENCH_MEM_DEVICES", 100_000),
@@ -868,48 +906,80 @@ mod bench {
             .collect()
     }
 
+    /// How the messages of a throughput run reach the router.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Input {
+        /// A receive buffer of `RRPC_BENCH_RECV` messages, refilled (not timed) and
+        /// fed (timed) in turn, as a gateway's MQTT stack reads from its socket
+        /// into a buffer it reuses: the input stays in the caches.
+        Reused,
+        /// All M messages built up front and streamed through once (diagnostic: the
+        /// stream, 14 MB for M = 200000, evicts the router's data from the caches).
+        PreBuilt,
+    }
+
     /// One router with its gateway, and the rates of its runs.
     struct Subject {
         n: usize,
-        stride: u64,
+        order: Order,
+        input: Input,
         /// Dropped before the gateway its callbacks point to.
         r: Router,
         g: Box<Gateway>,
         add_ms: f64,
         rates: Vec<f64>,
-        /// Share of each timed run's wall time the bench's thread was on its CPU.
+        /// Share of each run's wall time (refilling the receive buffer included) the
+        /// bench's thread was on its CPU.
         on_cpu: Vec<f64>,
     }
 
     impl Subject {
         fn order(&self) -> String {
-            if self.n == 1 {
-                "one device".into()
-            } else if self.stride == 1 {
+            let order = if self.n == 1 {
+                "one device".to_string()
+            } else if self.order == Order::Registration {
                 "in registration order (diagnostic)".into()
             } else {
-                format!("spread, stride {}", self.stride)
+                "random devices".into()
+            };
+            match self.input {
+                Input::Reused => order,
+                Input::PreBuilt => format!("{order}, pre-built input (diagnostic)"),
             }
         }
     }
 
-    /// One throughput run: feeds a fresh batch (ids unique to `run`), then checks the
-    /// gateway's counts and the router's stats against M.
+    /// One throughput run: feeds M fresh messages (ids unique to `run`), then checks
+    /// the gateway's counts and the router's stats against M. Only feeding is timed.
     fn throughput_run(
         api: &Api,
         s: &Subject,
         m: usize,
+        recv: usize,
         run: u64,
         full_check: bool,
     ) -> Result<(f64, f64), String> {
-        let b = Batch::build(s.n, s.stride, m, run);
         let g = &s.g;
         let before = stats(&s.r);
         let (cb0, pub0) = (g.callbacks.get(), g.published.get());
         g.full_check.set(full_check);
-        let cpu = thread_cpu();
-        let t = feed(api, &s.r, g, &b, m, true);
-        let on_cpu = (thread_cpu() - cpu).as_secs_f64() / t.as_secs_f64();
+        let mut t = Duration::ZERO;
+        let mut timed_feed = |b: &Batch| t += feed(api, &s.r, g, b, b.len(), true);
+        let (wall0, cpu0) = (Instant::now(), thread_cpu());
+        match s.input {
+            Input::PreBuilt => timed_feed(&Batch::build(s.n, s.order, m, run)),
+            Input::Reused => {
+                let mut b = Batch::new();
+                let mut first = 0;
+                while first < m {
+                    let count = recv.min(m - first);
+                    b.fill(s.n, s.order, first, count, run);
+                    timed_feed(&b);
+                    first += count;
+                }
+            }
+        }
+        let on_cpu = (thread_cpu() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
         g.full_check.set(false);
         let after = stats(&s.r);
         let m64 = m as u64;
@@ -1463,23 +1533,32 @@ mod bench {
             report,
             "setup: bench process pinned to CPU 0; rrpc_router_config_init defaults (max_pending {}, max_payload {}, request_timeout_ms {} = the dialect's 8 s, CLOCK_MONOTONIC); \
              Alibaba system topics, product key \"pk\", devices dev0..dev{{N-1}} registered with rrpc_router_add_device and the shared callback; \
-             request j goes to device (j * stride) mod N, stride ~0.618 N coprime with N; 16 B payloads; C entry points called through opaque function pointers (nothing inlined across the API, as from C); \
+             each request goes to a device drawn at random (SplitMix64 of its sequence number, mod N); 16 B payloads; \
+             messages reach the router from a receive buffer of {} messages, refilled (not timed) and fed (timed) in turn, as a gateway's MQTT stack reads its socket into a buffer it reuses; \
+             C entry points called through opaque function pointers (nothing inlined across the API, as from C); \
              rrpc_router_tick once per {TICK_EVERY} messages",
-            cfg.max_pending, cfg.max_payload, cfg.request_timeout_ms
+            cfg.max_pending, cfg.max_payload, cfg.request_timeout_ms, s.recv
         )
         .unwrap();
 
         // ---- throughput ----------------------------------------------------------------
         let n_max = s.ns.iter().copied().max().unwrap_or(1);
         let n_min = s.ns.iter().copied().min().unwrap_or(1);
-        let mut plan: Vec<(usize, u64)> = s.ns.iter().map(|&n| (n, stride(n))).collect();
+        let mut plan: Vec<(usize, Order, Input)> =
+            s.ns.iter()
+                .map(|&n| (n, Order::Random, Input::Reused))
+                .collect();
         if n_max > 1 {
             // The largest router once more, its devices visited in registration order:
             // how much of its cost is the spread (locality), not the size.
-            plan.push((n_max, 1));
+            plan.push((n_max, Order::Registration, Input::Reused));
+            // Smallest and largest with the whole input built up front, as this bench
+            // fed them before: how much the input stream itself costs the larger one.
+            plan.push((n_min, Order::Random, Input::PreBuilt));
+            plan.push((n_max, Order::Random, Input::PreBuilt));
         }
         let mut subjects: Vec<Subject> = Vec::new();
-        for (n, stride) in plan {
+        for (n, order, input) in plan {
             let g = Gateway::new(&api);
             let r = new_router(&cfg, &g, Some(answer));
             let t = Instant::now();
@@ -1488,7 +1567,8 @@ mod bench {
             eprintln!("router: N={n}: {n} devices added in {add_ms:.1} ms");
             subjects.push(Subject {
                 n,
-                stride,
+                order,
+                input,
                 g,
                 r,
                 add_ms,
@@ -1501,7 +1581,7 @@ mod bench {
         let mut run_no = 0u64;
         for sub in &subjects {
             run_no += 1;
-            match throughput_run(&api, sub, s.m, run_no, true) {
+            match throughput_run(&api, sub, s.m, s.recv, run_no, true) {
                 Ok((rate, _)) => eprintln!(
                     "router: N={} {} warm-up (full checks): {rate:.0} msgs/s",
                     sub.n,
@@ -1521,7 +1601,7 @@ mod bench {
             for sub in subjects.iter_mut() {
                 run_no += 1;
                 let label = format!("rep {rep} N={:<7} {:<36}", sub.n, sub.order());
-                match throughput_run(&api, sub, s.m, run_no, false) {
+                match throughput_run(&api, sub, s.m, s.recv, run_no, false) {
                     Ok((rate, on_cpu)) => {
                         let line = format!(
                             "  {label} {rate:>10.0} msgs/s  {:>7.1} ns/msg  on CPU {:>5.1}%",
@@ -1568,26 +1648,45 @@ mod bench {
             )
             .unwrap();
         }
-        let spread = |n: usize| {
-            subjects
-                .iter()
-                .find(|x| x.n == n && x.stride == stride(n) && !x.rates.is_empty())
+        let random = |n: usize, input: Input| {
+            subjects.iter().find(|x| {
+                x.n == n && x.order == Order::Random && x.input == input && !x.rates.is_empty()
+            })
         };
-        if let (Some(lo), Some(hi)) = (spread(n_min), spread(n_max)) {
-            if lo.n != hi.n {
-                let ratio = median(&hi.rates) / median(&lo.rates);
-                let target = if lo.n == 1 && hi.n >= 100_000 {
-                    format!(" (target >= 0.8: {})", verdict(ratio >= 0.8))
-                } else {
-                    String::new()
-                };
-                writeln!(
-                    report,
-                    "  ratio N={} / N={} (spread order, medians): {ratio:.3}{target}",
-                    hi.n, lo.n
-                )
-                .unwrap();
+        for input in [Input::Reused, Input::PreBuilt] {
+            let (Some(lo), Some(hi)) = (random(n_min, input), random(n_max, input)) else {
+                continue;
+            };
+            if lo.n == hi.n {
+                continue;
             }
+            let ratio = median(&hi.rates) / median(&lo.rates);
+            // Each repetition ran the two back to back: their ratio cancels slow drift
+            // of the machine; its spread shows how much a single run can be trusted.
+            let paired: Vec<f64> = hi.rates.iter().zip(&lo.rates).map(|(h, l)| h / l).collect();
+            let (pmin, pmax) = min_max(&paired);
+            let (what, target) = match input {
+                Input::Reused => (
+                    "random devices",
+                    if lo.n == 1 && hi.n >= 100_000 {
+                        format!(" (target >= 0.8: {})", verdict(ratio >= 0.8))
+                    } else {
+                        String::new()
+                    },
+                ),
+                Input::PreBuilt => (
+                    "random devices, pre-built input (diagnostic)",
+                    String::new(),
+                ),
+            };
+            writeln!(
+                report,
+                "  ratio N={} / N={} ({what}): {ratio:.3} of the medians{target}; per repetition {:.3} median, {pmin:.3}..{pmax:.3}",
+                hi.n,
+                lo.n,
+                median(&paired)
+            )
+            .unwrap();
         }
         writeln!(
             report,
@@ -1617,7 +1716,7 @@ mod bench {
             let (lo, _) = min_max(&on);
             writeln!(
                 report,
-                "  machine during the timed runs: the bench's thread on CPU for {:.1}% of the measured time (lowest run {:.1}%); {} (/proc/stat, batch building included)",
+                "  machine during the timed runs: the bench's thread on CPU for {:.1}% of the runs' wall time (lowest run {:.1}%); {} (/proc/stat; input building included)",
                 100.0 * median(&on),
                 100.0 * lo,
                 load.join(", ")
@@ -1724,7 +1823,7 @@ mod bench {
             writeln!(
                 report,
                 "  device probe: rrpc_router_new (defaults), reading (before), {} x rrpc_router_add_device, reading (after).\n  \
-                 pending probe: the {} request topics built (spread over 1000 devices), reading (base), rrpc_router_new with max_pending {} and request_timeout_ms 3600000, reading (new), \
+                 pending probe: the {} request topics built (for random devices among 1000), reading (base), rrpc_router_new with max_pending {} and request_timeout_ms 3600000, reading (new), \
                  1000 devices added, reading (before), the {} requests handled by a callback that does not reply (stats: requests = pending = {}, nothing replied or dropped), reading (after)",
                 s.mem_devices, s.mem_pending, s.mem_pending, s.mem_pending, s.mem_pending
             )
@@ -1745,7 +1844,7 @@ mod bench {
         if callgrind {
             writeln!(
                 report,
-                "\n== CPU cost per request (valgrind --tool=callgrind on `router --cg-run`; N = {} devices, spread order; Ir = instructions of the whole process) ==",
+                "\n== CPU cost per request (valgrind --tool=callgrind on `router --cg-run`; N = {} devices, random order; Ir = instructions of the whole process) ==",
                 s.cg_devices
             )
             .unwrap();
