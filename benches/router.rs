@@ -1414,7 +1414,7 @@ mod bench {
                 "C entry point, callback included",
             ),
             (
-                "rrpc::router::Router::handle_message",
+                "rrpc::router::Router::handle",
                 2,
                 "router core: parse topic, find device, accept",
             ),

@@ -899,6 +899,11 @@ impl Router {
             }
             _ => None,
         };
+        if let (Some(k), Some(g)) = (&key, guess) {
+            if let Some(a) = self.accept_guessed(k, g, &parsed, payload, now_ms) {
+                return Ok(a);
+            }
+        }
         let index = key.and_then(|k| match guess {
             Some(g) if slot_is(&self.slots, g, &k) => Some(g),
             _ => self.lookup(&k),
@@ -964,7 +969,6 @@ impl Router {
         };
         let deadline_ms = now_ms.saturating_add(u64::from(timeout));
         let token = self.next_token;
-        self.next_token = self.next_token.wrapping_add(1).max(1);
         let key = MsgKey {
             slot: index,
             id: Arc::from(message_id),
@@ -986,21 +990,108 @@ impl Router {
                 sending: false,
             }),
         );
+        Ok(self.admitted(
+            token,
+            index,
+            generation,
+            timeout,
+            deadline_ms,
+            message_id,
+            payload,
+        ))
+    }
+
+    /// The rest of accepting request `token` once its table entries are in place.
+    #[allow(clippy::too_many_arguments)] // all plain values of one request
+    fn admitted<'a>(
+        &mut self,
+        token: u64,
+        slot: u32,
+        generation: u32,
+        timeout: u32,
+        deadline_ms: u64,
+        message_id: &'a str,
+        payload: &'a [u8],
+    ) -> Accepted<'a> {
+        self.next_token = token.wrapping_add(1).max(1);
         self.pending += 1;
         self.queue_deadline(u64::from(timeout), deadline_ms, token);
         self.stats.requests += 1;
         let (message_id, content_type) = dialect::split_content_type(message_id);
-        Ok(Accepted {
+        Accepted {
             token,
-            device: DeviceRef {
-                slot: index,
-                generation,
-            },
+            device: DeviceRef { slot, generation },
             message_id,
             content_type,
             payload,
             deadline_ms,
-        })
+        }
+    }
+
+    /// [`Router::accept`] for a request whose device was guessed as slot `g`, in
+    /// an order that reads the slot's record last: everything that does not need
+    /// it (checks, the message id's copy, finding where the request's table
+    /// entries go) runs while the record's line, requested by
+    /// [`Router::guess_slot`], is on its way. `None`, with nothing changed, when
+    /// the guess is wrong or the request is not plainly new (the full path then
+    /// decides).
+    fn accept_guessed<'a>(
+        &mut self,
+        key: &DeviceKey<'_>,
+        g: u32,
+        parsed: &ParsedTopic<'a>,
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Option<Accepted<'a>> {
+        if parsed.validate_message_id().is_err()
+            || payload.len() > self.cfg.max_payload
+            || self.pending >= self.cfg.max_pending
+        {
+            return None;
+        }
+        self.trim_history(now_ms);
+        let timeout = match self.cfg.request_timeout_ms {
+            0 => parsed.dialect.default_timeout_ms(),
+            t => t,
+        };
+        let deadline_ms = now_ms.saturating_add(u64::from(timeout));
+        let token = self.next_token;
+        let id: Arc<str> = Arc::from(parsed.message_id);
+        let hashbrown::hash_map::Entry::Vacant(msg) = self.msgs.entry(MsgKey {
+            slot: g,
+            id: id.clone(),
+        }) else {
+            return None;
+        };
+        let hashbrown::hash_map::Entry::Vacant(tok) = self.tokens.entry(token) else {
+            return None;
+        };
+        // Now the record.
+        let slot = self.slots.get(g as usize)?.as_ref()?;
+        if !slot.is(key) || slot.dialect != parsed.dialect {
+            return None;
+        }
+        let generation = slot.generation;
+        msg.insert(MsgEntry {
+            generation,
+            state: MsgState::Pending,
+        });
+        tok.insert(TokenState::Pending(Pending {
+            key: MsgKey { slot: g, id },
+            generation,
+            deadline_ms,
+            timeout_ms: u64::from(timeout),
+            sending: false,
+        }));
+        Some(self.admitted(
+            token,
+            g,
+            generation,
+            timeout,
+            deadline_ms,
+            parsed.message_id,
+            payload,
+        ))
     }
 
     /// Answers the request `token` with `payload`: checks the token, the deadline
