@@ -1355,8 +1355,8 @@ mod bench {
     fn component(file: &str) -> &'static str {
         if file.starts_with("src/ffi/") {
             "librrpc C API layer (src/ffi/)"
-        } else if file == "src/router.rs" {
-            "router core (src/router.rs)"
+        } else if file == "src/router.rs" || file.starts_with("src/router/") {
+            "router core (src/router.rs, src/router/)"
         } else if file == "src/dialect.rs" {
             "topic parsing and building (src/dialect.rs)"
         } else if file.starts_with("src/") {
