@@ -713,11 +713,11 @@ typedef struct rrpc_client_config {
     uint32_t request_timeout_ms;
     /**
      * Presence on a plain broker, so that callers can tell OFFLINE and HALFCONN.
-     * When true, each device gets a retained "online <client-id>" on
-     * "<presence_prefix>/<pk>/<dn>" after every connect and a retained "offline"
-     * on a clean stop; the last will (retained "offline") goes on the device's
+     * When true, each device gets a retained `online {client id}` on
+     * `{presence_prefix}/{pk}/{dn}` after every connect and a retained `offline`
+     * on a clean stop; the last will (retained `offline`) goes on the device's
      * topic when the client serves one device, else on
-     * "<connection_prefix>/<client-id>". Default false.
+     * `{connection_prefix}/{client id}`. Default false.
      */
     bool presence;
     /**

@@ -14,6 +14,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "== cargo doc (the library's API documentation; rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rrpc
 echo "== cargo test"
 # Plain `cargo test`: unit, integration and doc tests, and it builds the examples
 # (tests/demo.rs runs the demo binary it leaves in target/debug/examples/).

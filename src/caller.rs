@@ -785,7 +785,7 @@ impl Caller {
     }
 
     /// Makes a call and waits for its outcome, driving the connection on this
-    /// thread meanwhile (see [`Lease`]). From inside a completion it cannot wait
+    /// thread meanwhile (see `Lease`). From inside a completion it cannot wait
     /// and fails at once: use `call_async`.
     pub fn call(&self, p: &CallParams<'_>) -> RrpcResponse {
         if on_caller_thread() {

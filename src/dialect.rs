@@ -2,7 +2,7 @@
 //!
 //! A dialect is data: three topic templates (request, response, subscription is
 //! derived from the request) made of literal text and placeholders. Adding a
-//! cloud whose ids travel in the topic is one more entry in [`SPECS`] and a test.
+//! cloud whose ids travel in the topic is one more entry in `SPECS` and a test.
 //!
 //! | dialect          | subscribe                          | request                                   | response                                   |
 //! |------------------|------------------------------------|-------------------------------------------|--------------------------------------------|

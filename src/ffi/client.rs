@@ -63,11 +63,11 @@ pub struct rrpc_client_config {
     /// dialect's caller timeout: 8000 for Alibaba, 4000 for Tencent.
     pub request_timeout_ms: u32,
     /// Presence on a plain broker, so that callers can tell OFFLINE and HALFCONN.
-    /// When true, each device gets a retained "online <client-id>" on
-    /// "<presence_prefix>/<pk>/<dn>" after every connect and a retained "offline"
-    /// on a clean stop; the last will (retained "offline") goes on the device's
+    /// When true, each device gets a retained `online {client id}` on
+    /// `{presence_prefix}/{pk}/{dn}` after every connect and a retained `offline`
+    /// on a clean stop; the last will (retained `offline`) goes on the device's
     /// topic when the client serves one device, else on
-    /// "<connection_prefix>/<client-id>". Default false.
+    /// `{connection_prefix}/{client id}`. Default false.
     pub presence: bool,
     /// Prefix of device status topics, or NULL (default) for "rrpc/presence".
     pub presence_prefix: *const c_char,

@@ -1,11 +1,14 @@
 //! The C ABI. Nothing outside this module tree knows about raw pointers.
 //!
-//! Every exported function goes through [`boundary`]: it catches panics (mapped to
+//! Every exported function goes through `boundary`: it catches panics (mapped to
 //! `RRPC_STATUS_PANIC`), turns errors into a status code and records the
-//! thread-local last-error message. Pointers are checked with [`arg_ref`],
-//! [`arg_str`] and friends before use.
+//! thread-local last-error message. Pointers are checked with `arg_ref`,
+//! `arg_str` and friends before use.
 
 #![allow(non_camel_case_types)]
+// The doc comments are the C header's (cbindgen copies them into rrpc.h) and
+// use Doxygen's `@param[in]` and `@param[out]`, which rustdoc reads as links.
+#![allow(rustdoc::broken_intra_doc_links)]
 // The exported functions are C entry points: they take raw pointers by design,
 // check them for NULL and state the validity contract in their documentation.
 // Marking them `unsafe fn` would change nothing for C callers.
