@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rrpc::ffi::client::rrpc_request;
 use rrpc::ffi::misc::rrpc_dialect::RRPC_DIALECT_ALIBABA;
 use rrpc::ffi::router::{
     rrpc_message_kind, rrpc_router, rrpc_router_add_device, rrpc_router_config,
@@ -43,6 +42,7 @@ use rrpc::ffi::router::{
     rrpc_router_new, rrpc_router_reply, rrpc_router_request_cb, rrpc_router_set_callback,
     rrpc_router_set_publish, rrpc_router_stats, rrpc_router_tick,
 };
+use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, RRPC_STATUS_OK};
 
 const PK: &CStr = c"pk";
@@ -74,7 +74,7 @@ fn main() {
 type HandleFn =
     extern "C" fn(*mut rrpc_router, *const u8, usize, *const u8, usize, *mut u32) -> rrpc_status;
 type ReplyFn = extern "C" fn(*mut rrpc_router, u64, *const u8, usize) -> rrpc_status;
-type TickFn = extern "C" fn(*mut rrpc_router, u64, *mut usize) -> rrpc_status;
+type TickFn = extern "C" fn(*mut rrpc_router, u64, *mut u64) -> rrpc_status;
 
 /// The C entry points of the hot path, called through function pointers the optimiser
 /// cannot see through (`black_box`): nothing of the library is inlined into the

@@ -68,18 +68,18 @@ static void on_response(void *user_data, const rrpc_response *response)
 int main(int argc, char **argv)
 {
     rrpc_caller_config cfg;
-    rrpc_call_params params;
+    rrpc_caller_call_params params;
     rrpc_caller_config_init(&cfg);
-    rrpc_call_params_init(&params);
-    cfg.host = "127.0.0.1";
+    rrpc_caller_call_params_init(&params);
+    cfg.mqtt.host = "127.0.0.1";
     const char *payload = "", *dialect = "alibaba";
     int xml = 0, concurrent = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--xml")) { xml = 1; continue; }
         if (v == NULL) { fprintf(stderr, "call_device: %s needs a value\n", a); return 2; }
-        if (!strcmp(a, "--host")) cfg.host = v;
-        else if (!strcmp(a, "--port")) cfg.port = (uint16_t)atoi(v);
+        if (!strcmp(a, "--host")) cfg.mqtt.host = v;
+        else if (!strcmp(a, "--port")) cfg.mqtt.port = (uint16_t)atoi(v);
         else if (!strcmp(a, "--product-key")) params.product_key = v;
         else if (!strcmp(a, "--device-name")) params.device_name = v;
         else if (!strcmp(a, "--payload")) payload = v;

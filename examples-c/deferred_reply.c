@@ -122,8 +122,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "deferred_reply: %s\n", rrpc_last_error_message());
         return 1;
     }
-    cfg.host = host;
-    cfg.port = (uint16_t)port;
+    cfg.mqtt.host = host;
+    cfg.mqtt.port = (uint16_t)port;
     cfg.presence = presence != 0;
     if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK ||
         (st = rrpc_client_add_device(client, dialect, pk, dn, NULL)) != RRPC_STATUS_OK ||

@@ -11,6 +11,7 @@
  * --quiet prints nothing per request (for benchmarks).
  * --presence announces the devices (retained online/offline, last will) so that
  * callers can tell OFFLINE and HALFCONN.
+ * Connection changes (up, lost, connect failed, retry in N ms) go to stderr.
  * Exits on SIGINT/SIGTERM, freeing everything.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -51,6 +52,21 @@ static void on_request(void *user_data, rrpc_client *client, const rrpc_request 
     if (st != RRPC_STATUS_OK)
         fprintf(stderr, "echo_device: reply failed: %s\n", rrpc_last_error_message());
     handled++;
+}
+
+static void on_connection(void *user_data, const rrpc_connection_event *ev)
+{
+    (void)user_data;
+    if (ev->state == RRPC_CONNECTION_CONNECTED)
+        fprintf(stderr, "echo_device: connection: up\n");
+    else if (ev->state == RRPC_CONNECTION_DISCONNECTED)
+        fprintf(stderr, "echo_device: connection: %s: %s\n",
+                ev->cause == RRPC_DISCONNECT_LOST ? "lost"
+                : ev->cause == RRPC_DISCONNECT_CONNECT_FAILED ? "connect failed" : "stopped",
+                ev->reason);
+    else
+        fprintf(stderr, "echo_device: connection: retry %u in %llu ms\n", ev->attempt,
+                (unsigned long long)ev->delay_ms);
 }
 
 static int fail(const char *what, rrpc_status st)
@@ -104,10 +120,10 @@ int main(int argc, char **argv)
 
     rrpc_client_config cfg;
     rrpc_client_config_init(&cfg);
-    cfg.host = host;
-    cfg.port = (uint16_t)port;
-    cfg.client_id = client_id;
-    if (connect_timeout >= 0) cfg.connect_timeout_ms = (uint32_t)connect_timeout;
+    cfg.mqtt.host = host;
+    cfg.mqtt.port = (uint16_t)port;
+    cfg.mqtt.client_id = client_id;
+    if (connect_timeout >= 0) cfg.mqtt.connect_timeout_ms = (uint32_t)connect_timeout;
     cfg.presence = presence != 0;
 
     rrpc_client *client = NULL;
@@ -117,6 +133,7 @@ int main(int argc, char **argv)
         if (st != RRPC_STATUS_OK) { rrpc_client_free(client); return fail("rrpc_client_add_device", st); }
     }
     rrpc_client_set_callback(client, on_request, NULL);
+    rrpc_client_set_connection_callback(client, on_connection, NULL);
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -138,11 +155,9 @@ int main(int argc, char **argv)
         while (!stop_requested && (max_requests == 0 || handled < max_requests))
             sleep_ms(20);
     }
-    /* Let the last reply leave before disconnecting. */
-    if (max_requests != 0 && use_yield) rrpc_client_yield(client, 50);
-    else if (max_requests != 0) sleep_ms(50);
-
-    rrpc_stats stats;
+    /* No wait for the last reply: stopping (inside rrpc_client_free) sends what is
+     * queued before it disconnects. */
+    rrpc_client_stats stats;
     rrpc_client_get_stats(client, &stats);
     fprintf(stderr, "echo_device: %llu requests, %llu replies, %llu dropped as malformed\n",
             (unsigned long long)stats.requests, (unsigned long long)stats.replied,

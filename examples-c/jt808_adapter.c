@@ -373,8 +373,8 @@ int main(int argc, char **argv)
 
     rrpc_client_config cfg;
     rrpc_client_config_init(&cfg);
-    cfg.host = host;
-    cfg.port = (uint16_t)port;
+    cfg.mqtt.host = host;
+    cfg.mqtt.port = (uint16_t)port;
     if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK) return fail("rrpc_client_new", st);
     rrpc_client_set_callback(client, on_request, adapter);
     if ((st = rrpc_client_start(client)) != RRPC_STATUS_OK) {

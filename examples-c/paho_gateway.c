@@ -12,7 +12,8 @@
  *   - the wildcard filters of rrpc_router_get_filters(RRPC_FILTERS_WILDCARD) are
  *     subscribed (one filter, /sys/+/+/rrpc/request/+, for any number of devices);
  *   - the main loop feeds every message from MQTTClient_receive to
- *     rrpc_router_handle_message and calls rrpc_router_tick every iteration.
+ *     rrpc_router_handle_message and calls rrpc_router_tick every iteration, waking
+ *     no later than the next deadline it reports.
  *
  * Prints "paho_gateway: connected, serving N devices" on stderr once subscribed, one
  * line per request on stdout ("request <pk>/<dn> id=<id> len=<n>") unless --quiet,
@@ -224,11 +225,19 @@ int main(int argc, char **argv)
     fprintf(stderr, "paho_gateway: connected, serving %ld devices\n", n_devices);
 
     long backoff_ms = 100;
+    uint64_t next_deadline = UINT64_MAX;
     while (!stop_requested && (max_requests == 0 || gw.handled < max_requests)) {
         char *topic = NULL;
         int topic_len = 0;
         MQTTClient_message *msg = NULL;
-        rc = MQTTClient_receive(gw.mqtt, &topic, &topic_len, &msg, RECEIVE_TIMEOUT_MS);
+        /* Wake up for the next message, or when the earliest request is due. */
+        uint64_t now = 0;
+        unsigned long wait_ms = RECEIVE_TIMEOUT_MS;
+        rrpc_monotonic_ms(&now);
+        if (next_deadline != UINT64_MAX)
+            wait_ms = next_deadline <= now ? 0 : (unsigned long)(next_deadline - now) < wait_ms
+                                                     ? (unsigned long)(next_deadline - now) : wait_ms;
+        rc = MQTTClient_receive(gw.mqtt, &topic, &topic_len, &msg, wait_ms);
         if ((rc == MQTTCLIENT_SUCCESS || rc == MQTTCLIENT_TOPICNAME_TRUNCATED) && msg != NULL) {
             /* topicLen 0 means "NUL-terminated"; otherwise it is the exact length
              * (TOPICNAME_TRUNCATED: the topic holds a NUL, which makes it malformed). */
@@ -257,7 +266,7 @@ int main(int argc, char **argv)
                 sleep_ms(10); /* a transient error: do not spin */
             }
         }
-        rrpc_router_tick(gw.router, 0, NULL);
+        rrpc_router_tick(gw.router, 0, &next_deadline);
     }
     exit_code = 0;
     if (MQTTClient_isConnected(gw.mqtt)) MQTTClient_disconnect(gw.mqtt, 100);

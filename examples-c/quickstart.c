@@ -18,8 +18,8 @@ int main(int argc, char **argv)
     rrpc_client_config cfg;
     rrpc_client *client = NULL;
     rrpc_client_config_init(&cfg);
-    cfg.host = "127.0.0.1";
-    cfg.port = argc > 1 ? (uint16_t)atoi(argv[1]) : 1883;
+    cfg.mqtt.host = "127.0.0.1";
+    cfg.mqtt.port = argc > 1 ? (uint16_t)atoi(argv[1]) : 1883;
 
     if (rrpc_client_new(&cfg, &client) != RRPC_STATUS_OK ||
         rrpc_client_add_device(client, RRPC_DIALECT_ALIBABA, "a1B2c3", "dev1", NULL) != RRPC_STATUS_OK ||

@@ -48,27 +48,29 @@ fn main() {
     let replier = client.replier();
     let verbose = Arc::new(AtomicBool::new(true));
     let loud = verbose.clone();
-    client.set_handler(Some(Arc::new(move |req: &rrpc::Request<'_>| {
-        if loud.load(Ordering::Relaxed) {
-            eprintln!(
-                "device: {} request {} for {}/{} ({} bytes)",
-                req.device.dialect,
-                req.message_id,
-                req.device.product_key(),
-                req.device.device_name(),
-                req.payload.len()
-            );
-        }
-        let answer: Vec<u8> = match req.payload {
-            b"ignore" => return,
-            b"ping" => b"pong".to_vec(),
-            p if std::str::from_utf8(p).is_ok() => p.iter().rev().copied().collect(),
-            p => format!("{} binary bytes", p.len()).into_bytes(),
-        };
-        if let Err(e) = replier.reply(req.token, &answer) {
-            eprintln!("device: reply failed: {e}");
-        }
-    })));
+    client
+        .set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
+            if loud.load(Ordering::Relaxed) {
+                eprintln!(
+                    "device: {} request {} for {}/{} ({} bytes)",
+                    req.device.dialect,
+                    req.message_id,
+                    req.device.product_key(),
+                    req.device.device_name(),
+                    req.payload.len()
+                );
+            }
+            let answer: Vec<u8> = match req.payload {
+                b"ignore" => return,
+                b"ping" => b"pong".to_vec(),
+                p if std::str::from_utf8(p).is_ok() => p.iter().rev().copied().collect(),
+                p => format!("{} binary bytes", p.len()).into_bytes(),
+            };
+            if let Err(e) = replier.reply(req.token, &answer) {
+                eprintln!("device: reply failed: {e}");
+            }
+        })))
+        .unwrap();
     client.start().expect("device connects");
     eprintln!(
         "device: connected as {}",

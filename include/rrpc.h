@@ -19,8 +19,9 @@
 /**
  * Status code returned by every fallible function. `RRPC_STATUS_OK` is 0; every
  * other value names one kind of failure, with detail in
- * `rrpc_last_error_message()`. Values are stable across releases; new ones may
- * be added, so treat unknown values as failures.
+ * `rrpc_last_error_message()`. Each value means the same in every function
+ * (see the table at the top of this header). Values are stable across
+ * releases; new ones may be added, so treat unknown values as failures.
  */
 enum rrpc_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -32,7 +33,7 @@ enum rrpc_status
      */
     RRPC_STATUS_OK = 0,
     /**
-     * A required pointer argument was NULL.
+     * A required pointer argument was NULL (the message names it).
      */
     RRPC_STATUS_NULL_POINTER = 1,
     /**
@@ -40,7 +41,8 @@ enum rrpc_status
      */
     RRPC_STATUS_INVALID_UTF8 = 2,
     /**
-     * An argument was out of range or inconsistent (see the message).
+     * A value was out of range or inconsistent with another (the message says
+     * which).
      */
     RRPC_STATUS_INVALID_ARGUMENT = 3,
     /**
@@ -49,49 +51,58 @@ enum rrpc_status
      */
     RRPC_STATUS_INVALID_IDENTITY = 4,
     /**
-     * A payload was larger than the configured maximum.
+     * A payload (request, reply, JT/T 808 content) was larger than its
+     * configured maximum; nothing changed.
      */
     RRPC_STATUS_PAYLOAD_TOO_LARGE = 5,
     /**
-     * The token was never issued by this client (or is too old to remember).
+     * The token was never issued by this object, or is too old to be remembered.
      */
     RRPC_STATUS_UNKNOWN_TOKEN = 6,
     /**
-     * The request was already answered; the second reply was not sent.
+     * The request was answered already; nothing was sent.
      */
     RRPC_STATUS_ALREADY_REPLIED = 7,
     /**
-     * The request's deadline passed; the reply was not sent.
+     * The request's deadline passed; nothing was sent.
      */
     RRPC_STATUS_EXPIRED = 8,
     /**
-     * The device was removed while the request was pending; not sent.
+     * The device was removed while the request waited; nothing was sent.
      */
     RRPC_STATUS_DEVICE_REMOVED = 9,
     /**
-     * The device is already registered on this client, or another device
-     * already uses its custom topic.
+     * The thing to add is there already: a device registered twice, a custom
+     * topic another device receives on, a JT/T 808 token already held.
      */
     RRPC_STATUS_ALREADY_EXISTS = 10,
     /**
-     * The device is not registered on this client.
+     * The thing named is not registered (a device to remove).
      */
     RRPC_STATUS_NOT_FOUND = 11,
     /**
-     * The call is not allowed now: for example start twice, yield while the
-     * background thread runs, or stop/free/yield from inside a callback.
+     * Not allowed in the object's current state (start twice, yield while the
+     * background thread runs, no publish or send function registered), or
+     * called from inside a callback that the call would wait for (stop, free,
+     * or replacing the very callback that is running).
      */
     RRPC_STATUS_WRONG_STATE = 12,
     /**
-     * Connecting to the broker failed (see the message for the reason).
+     * Connecting to the broker failed: the first connection of
+     * `rrpc_client_start` or `rrpc_caller_new`, or the attempts during one
+     * `rrpc_client_yield`. The message says which address and why.
      */
     RRPC_STATUS_CONNECT_FAILED = 13,
     /**
-     * No connection to the broker right now; the token stays valid, retry.
+     * There is no connection to send on right now: to the broker (client), or
+     * to the terminal (JT/T 808 adapter). Nothing changed; retry later.
      */
     RRPC_STATUS_NOT_CONNECTED = 14,
     /**
-     * The outgoing queue is full; the token stays valid, retry shortly.
+     * Occupied right now: an outgoing queue is full, another thread is replying
+     * to the same request, or (JT/T 808, RRPC_JT808_BUSY_REFUSE) the terminal's
+     * (terminal, type) pair has a request outstanding. Nothing changed; the same
+     * call may succeed later.
      */
     RRPC_STATUS_BUSY = 15,
     /**
@@ -107,8 +118,9 @@ enum rrpc_status
      */
     RRPC_STATUS_PANIC = 18,
     /**
-     * The application's publish function failed: the reply was not sent and the
-     * request was released (router API).
+     * The application's publish function (router) or send function (JT/T 808
+     * adapter) returned non-zero: nothing was sent and nothing changed (a reply's
+     * token stays valid until its deadline; a submitted request is not held).
      */
     RRPC_STATUS_SEND_FAILED = 19,
     /**
@@ -117,6 +129,12 @@ enum rrpc_status
      * id; the message names the byte offset and the rule.
      */
     RRPC_STATUS_MALFORMED_FRAME = 20,
+    /**
+     * A configured bound is reached (pending requests, queued bytes,
+     * terminals, connections, serial numbers...): nothing was added. The same
+     * call may succeed once load drops; the message names the bound.
+     */
+    RRPC_STATUS_LIMIT_REACHED = 21,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -221,6 +239,71 @@ enum rrpc_code
 typedef enum rrpc_code rrpc_code;
 #else
 typedef uint32_t rrpc_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * The kinds of `rrpc_connection_event`.
+ */
+enum rrpc_connection_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The broker accepted the connection (the first one or a reconnect); the
+     * library subscribes everything it needs again right after.
+     */
+    RRPC_CONNECTION_CONNECTED = 0,
+    /**
+     * The connection is down; `cause` and `reason` say why.
+     */
+    RRPC_CONNECTION_DISCONNECTED = 1,
+    /**
+     * The next attempt starts in `delay_ms` (capped exponential backoff with
+     * jitter); `attempt` counts the attempts since the last connection.
+     */
+    RRPC_CONNECTION_RECONNECTING = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_connection_state rrpc_connection_state;
+#else
+typedef uint32_t rrpc_connection_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Why a connection is down (`rrpc_connection_event.cause`).
+ */
+enum rrpc_disconnect_cause
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Not a RRPC_CONNECTION_DISCONNECTED event.
+     */
+    RRPC_DISCONNECT_NONE = 0,
+    /**
+     * A connection that was up dropped (network error, broker closed it,
+     * keep-alive timed out).
+     */
+    RRPC_DISCONNECT_LOST = 1,
+    /**
+     * An attempt to connect failed (unreachable, refused, timed out).
+     */
+    RRPC_DISCONNECT_CONNECT_FAILED = 2,
+    /**
+     * The application stopped the connection (stop, free).
+     */
+    RRPC_DISCONNECT_STOPPED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_disconnect_cause rrpc_disconnect_cause;
+#else
+typedef uint32_t rrpc_disconnect_cause;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -465,10 +548,12 @@ typedef struct rrpc_response rrpc_response;
 typedef struct rrpc_router rrpc_router;
 
 /**
- * Settings for `rrpc_caller_new`; fill with `rrpc_caller_config_init`. Strings
- * are copied.
+ * How to reach and log in to the MQTT broker: the `mqtt` member of
+ * `rrpc_client_config` and `rrpc_caller_config`, filled with defaults by their
+ * `_init`. Strings are copied by the `_new` function; they only need to live
+ * until it returns.
  */
-typedef struct rrpc_caller_config {
+typedef struct rrpc_mqtt_config {
     /**
      * Broker host name or IP address. Required.
      */
@@ -478,30 +563,61 @@ typedef struct rrpc_caller_config {
      */
     uint16_t port;
     /**
-     * MQTT keep-alive in seconds. Default 60.
+     * MQTT keep-alive in seconds (0 disables). Default 60.
      */
     uint16_t keep_alive_s;
+    /**
+     * MQTT clean-session flag. Default true. false needs `client_id`.
+     */
+    bool clean_session;
+    /**
+     * MQTT client id, or NULL (default) for one the library derives: the
+     * client's "rrpc" + 16 hex digits (unique per process and device set), the
+     * caller's "rrpccaller" + 16 random hex digits.
+     */
+    const char *client_id;
+    /**
+     * MQTT user name, or NULL (default) for none.
+     */
+    const char *username;
+    /**
+     * MQTT password, or NULL (default) for none. Used only with `username`;
+     * never logged.
+     */
+    const char *password;
+    /**
+     * How long the first connection may take, in ms: `rrpc_client_start` and
+     * `rrpc_caller_new` wait this long (see each); also bounds each TCP connect
+     * attempt. Default 5000.
+     */
+    uint32_t connect_timeout_ms;
+    /**
+     * First reconnect delay in ms, doubled after each failed attempt. Default 100.
+     */
+    uint32_t reconnect_min_ms;
+    /**
+     * Largest reconnect delay in ms; each delay gets +-25% jitter. Default 10000.
+     */
+    uint32_t reconnect_max_ms;
+} rrpc_mqtt_config;
+
+/**
+ * Settings for `rrpc_caller_new`; fill with `rrpc_caller_config_init`. Strings
+ * are copied.
+ *
+ * Fields are only ever appended, and only with a new soname.
+ */
+typedef struct rrpc_caller_config {
+    /**
+     * The broker and how to connect to it (`mqtt.host` is required). The
+     * caller's `mqtt.connect_timeout_ms` (at least 1) is how long
+     * `rrpc_caller_new` waits for the connection and the presence snapshot.
+     */
+    struct rrpc_mqtt_config mqtt;
     /**
      * Follow device presence (OFFLINE, HALFCONN). Default true.
      */
     bool presence;
-    /**
-     * MQTT client id, or NULL (default) for "rrpccaller" + 16 random hex digits.
-     */
-    const char *client_id;
-    /**
-     * MQTT user name, or NULL.
-     */
-    const char *username;
-    /**
-     * MQTT password, or NULL.
-     */
-    const char *password;
-    /**
-     * How long `rrpc_caller_new` waits for the connection and the presence
-     * snapshot, in ms. Default 5000.
-     */
-    uint32_t connect_timeout_ms;
     /**
      * Largest request or response payload. Default 262144.
      */
@@ -521,10 +637,48 @@ typedef struct rrpc_caller_config {
 } rrpc_caller_config;
 
 /**
- * One call's parameters, as the RRpc API names them; fill with
- * `rrpc_call_params_init`.
+ * A change of a client's or caller's connection. Pointers are owned by the
+ * library and valid only during the callback.
  */
-typedef struct rrpc_call_params {
+typedef struct rrpc_connection_event {
+    /**
+     * An `rrpc_connection_state` value.
+     */
+    uint32_t state;
+    /**
+     * DISCONNECTED: an `rrpc_disconnect_cause` value; RRPC_DISCONNECT_NONE otherwise.
+     */
+    uint32_t cause;
+    /**
+     * DISCONNECTED: the reason in words (such as "Connection refused (os error
+     * 111)"), NUL-terminated; NULL otherwise.
+     */
+    const char *reason;
+    /**
+     * RECONNECTING: milliseconds until the next attempt; 0 otherwise.
+     */
+    uint64_t delay_ms;
+    /**
+     * RECONNECTING: attempts since the last connection (1 for the first
+     * retry); 0 otherwise.
+     */
+    uint32_t attempt;
+} rrpc_connection_event;
+
+/**
+ * Receives connection events. Runs on the thread that drives the connection
+ * (the client's background thread or `rrpc_client_yield`; the caller's
+ * thread or one waiting in `rrpc_caller_call`), without any library lock held.
+ * It must not replace itself, stop or free its object (they fail with
+ * RRPC_STATUS_WRONG_STATE).
+ */
+typedef void (*rrpc_connection_cb)(void *user_data, const struct rrpc_connection_event *event);
+
+/**
+ * One call's parameters, as the RRpc API names them; fill with
+ * `rrpc_caller_call_params_init`.
+ */
+typedef struct rrpc_caller_call_params {
     /**
      * RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with `topic`, the
      * Alibaba custom-topic dialect.
@@ -558,7 +712,7 @@ typedef struct rrpc_call_params {
      * documented `{messageId}` form.
      */
     int32_t content_type;
-} rrpc_call_params;
+} rrpc_caller_call_params;
 
 /**
  * Receives a call's response, exactly once. `response` is valid only during the
@@ -649,54 +803,17 @@ typedef struct rrpc_caller_stats {
  */
 typedef struct rrpc_client_config {
     /**
-     * Broker host name or IP address. Required.
+     * The broker and how to connect to it (`mqtt.host` is required). The
+     * client's `mqtt.connect_timeout_ms` is how long `rrpc_client_start` waits
+     * for the first connection: if the first attempt fails in that time, start
+     * fails with RRPC_STATUS_CONNECT_FAILED and leaves nothing running; 0: start
+     * returns at once and the client connects and reconnects in the background.
      */
-    const char *host;
-    /**
-     * Broker TCP port. Default 1883.
-     */
-    uint16_t port;
-    /**
-     * MQTT keep-alive in seconds (0 disables). Default 60.
-     */
-    uint16_t keep_alive_s;
-    /**
-     * MQTT clean-session flag. Default true. false needs `client_id`.
-     */
-    bool clean_session;
+    struct rrpc_mqtt_config mqtt;
     /**
      * QoS of the request subscriptions, 0 or 1. Default 0. Replies are always QoS 0.
      */
     uint8_t subscribe_qos;
-    /**
-     * MQTT client id, or NULL (default) for one derived from the process and the
-     * devices: "rrpc" + 16 hex digits, unique per process and device set.
-     */
-    const char *client_id;
-    /**
-     * MQTT user name, or NULL (default) for none.
-     */
-    const char *username;
-    /**
-     * MQTT password, or NULL (default) for none. Used only with `username`.
-     */
-    const char *password;
-    /**
-     * How long `rrpc_client_start` waits for the first connection, in ms; if the
-     * first attempt fails in that time, start fails with RRPC_STATUS_CONNECT_FAILED
-     * and leaves nothing running. 0: start returns at once and the client connects
-     * and reconnects in the background. Also bounds each TCP connect attempt.
-     * Default 5000.
-     */
-    uint32_t connect_timeout_ms;
-    /**
-     * First reconnect delay in ms, doubled after each failure. Default 100.
-     */
-    uint32_t reconnect_min_ms;
-    /**
-     * Largest reconnect delay in ms (with +-25% jitter). Default 10000.
-     */
-    uint32_t reconnect_max_ms;
     /**
      * Most requests waiting for a reply at once; more are dropped and counted.
      * Default 1024.
@@ -731,13 +848,13 @@ typedef struct rrpc_client_config {
 } rrpc_client_config;
 
 /**
- * A request handed to the callback. All pointers are owned by the library and
+ * A request handed to a callback. All pointers are owned by the library and
  * valid only until the callback returns: copy what you need, keep `token` to
  * reply later. Strings are NUL-terminated UTF-8.
  */
 typedef struct rrpc_request {
     /**
-     * Identifies the request in `rrpc_client_reply`. Never 0.
+     * Identifies the request in `rrpc_client_reply` / `rrpc_router_reply`. Never 0.
      */
     uint64_t token;
     /**
@@ -771,8 +888,9 @@ typedef struct rrpc_request {
      */
     size_t payload_len;
     /**
-     * `CLOCK_MONOTONIC` time in ms (see `rrpc_monotonic_ms`) after which a reply is
-     * refused with RRPC_STATUS_EXPIRED.
+     * Time in ms after which a reply is refused with RRPC_STATUS_EXPIRED, on the
+     * clock of the object that took the request: `CLOCK_MONOTONIC` (see
+     * `rrpc_monotonic_ms`), or a router's manual clock.
      */
     uint64_t deadline_ms;
     /**
@@ -793,10 +911,11 @@ typedef struct rrpc_request {
  *
  * Runs on the client's background thread (after `rrpc_client_start`) or inside
  * `rrpc_client_yield` on the caller's thread. It must not call
- * `rrpc_client_stop`, `rrpc_client_free` or `rrpc_client_yield` (they fail with
- * RRPC_STATUS_WRONG_STATE); `rrpc_client_reply` and the other functions are fine.
- * While it runs, no other request of this client is handled: answer quickly, or
- * keep the token and answer from another thread.
+ * `rrpc_client_stop`, `rrpc_client_free`, `rrpc_client_yield`, or replace
+ * itself with `rrpc_client_set_callback` (they fail with
+ * RRPC_STATUS_WRONG_STATE); `rrpc_client_reply` and the other functions are
+ * fine. While it runs, no other request of this client is handled: answer
+ * quickly, or keep the token and answer from another thread.
  */
 typedef void (*rrpc_request_cb)(void *user_data,
                                 struct rrpc_client *client,
@@ -806,7 +925,7 @@ typedef void (*rrpc_request_cb)(void *user_data,
  * Counters of a client, read with `rrpc_client_get_stats`. All count from the
  * client's creation, except `pending`.
  */
-typedef struct rrpc_stats {
+typedef struct rrpc_client_stats {
     /**
      * Messages received on the client's subscriptions.
      */
@@ -879,7 +998,7 @@ typedef struct rrpc_stats {
      * Requests waiting for a reply now.
      */
     uint64_t pending;
-} rrpc_stats;
+} rrpc_client_stats;
 
 /**
  * A frame header, as decoded or to encode.
@@ -1331,7 +1450,7 @@ rrpc_status rrpc_caller_config_init(struct rrpc_caller_config *out_config);
  * @param[in]  config     settings; strings are copied.
  * @param[out] out_caller receives the caller; release it with `rrpc_caller_free`.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->host` or `out_caller` is NULL.
+ * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_caller` is NULL.
  * @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
  * @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range.
  * @retval RRPC_STATUS_CONNECT_FAILED   no connection within `connect_timeout_ms`
@@ -1351,7 +1470,31 @@ rrpc_status rrpc_caller_new(const struct rrpc_caller_config *config,
  *
  * Once, when no other thread uses the caller; not from a response callback.
  */
-rrpc_status rrpc_caller_free(struct rrpc_caller *caller_ptr);
+rrpc_status rrpc_caller_free(struct rrpc_caller *caller);
+
+/**
+ * Sets the caller's connection callback (NULL removes it): disconnected (with
+ * the cause and the reason; calls in flight then end with RRPC_CODE_UNKNOWN),
+ * reconnecting (with the delay), connected again. The first connection happens
+ * inside `rrpc_caller_new`, before a callback can be set. While a callback is
+ * set, connection changes are logged at info rather than warn. When it
+ * returns, the callback it replaced is not running on any other thread and
+ * will not run again.
+ *
+ * @param[in] caller    the caller.
+ * @param[in] callback  the callback, or NULL.
+ * @param[in] user_data handed to every call; it must stay valid until the
+ *                      callback is replaced or the caller freed.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `caller` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+ *                                  replace; nothing changed.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_caller_set_connection_callback(struct rrpc_caller *caller,
+                                                rrpc_connection_cb callback,
+                                                void *user_data);
 
 /**
  * Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no topic, empty
@@ -1360,7 +1503,7 @@ rrpc_status rrpc_caller_free(struct rrpc_caller *caller_ptr);
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
  */
-rrpc_status rrpc_call_params_init(struct rrpc_call_params *out_params);
+rrpc_status rrpc_caller_call_params_init(struct rrpc_caller_call_params *out_params);
 
 /**
  * Makes a call and waits for its outcome (at most the timeout), doing the
@@ -1384,8 +1527,8 @@ rrpc_status rrpc_call_params_init(struct rrpc_call_params *out_params);
  *
  * Any thread, many at once.
  */
-rrpc_status rrpc_caller_call(struct rrpc_caller *caller_ptr,
-                             const struct rrpc_call_params *params,
+rrpc_status rrpc_caller_call(struct rrpc_caller *caller,
+                             const struct rrpc_caller_call_params *params,
                              struct rrpc_response **out_response);
 
 /**
@@ -1403,8 +1546,8 @@ rrpc_status rrpc_caller_call(struct rrpc_caller *caller_ptr,
  *
  * Any thread, including response callbacks.
  */
-rrpc_status rrpc_caller_call_async(struct rrpc_caller *caller_ptr,
-                                   const struct rrpc_call_params *params,
+rrpc_status rrpc_caller_call_async(struct rrpc_caller *caller,
+                                   const struct rrpc_caller_call_params *params,
                                    rrpc_response_cb callback,
                                    void *user_data);
 
@@ -1416,7 +1559,7 @@ rrpc_status rrpc_caller_call_async(struct rrpc_caller *caller_ptr,
  *
  * Any thread; the view's pointers live as long as the response.
  */
-rrpc_status rrpc_response_view_get(const struct rrpc_response *response_ptr,
+rrpc_status rrpc_response_view_get(const struct rrpc_response *response,
                                    struct rrpc_response_view *out_view);
 
 /**
@@ -1430,7 +1573,7 @@ rrpc_status rrpc_response_view_get(const struct rrpc_response *response_ptr,
  * @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
  * @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
  */
-rrpc_status rrpc_response_to_json(const struct rrpc_response *response_ptr,
+rrpc_status rrpc_response_to_json(const struct rrpc_response *response,
                                   char *buf,
                                   size_t size,
                                   size_t *out_len);
@@ -1438,7 +1581,7 @@ rrpc_status rrpc_response_to_json(const struct rrpc_response *response_ptr,
 /**
  * As `rrpc_response_to_json`, in the XML form (`<RRpcResponse>`).
  */
-rrpc_status rrpc_response_to_xml(const struct rrpc_response *response_ptr,
+rrpc_status rrpc_response_to_xml(const struct rrpc_response *response,
                                  char *buf,
                                  size_t size,
                                  size_t *out_len);
@@ -1449,7 +1592,7 @@ rrpc_status rrpc_response_to_xml(const struct rrpc_response *response_ptr,
  *
  * @retval RRPC_STATUS_OK
  */
-rrpc_status rrpc_response_free(struct rrpc_response *response_ptr);
+rrpc_status rrpc_response_free(struct rrpc_response *response);
 
 /**
  * Reads the caller's counters.
@@ -1459,8 +1602,7 @@ rrpc_status rrpc_response_free(struct rrpc_response *response_ptr);
  *
  * Any thread.
  */
-rrpc_status rrpc_caller_get_stats(struct rrpc_caller *caller_ptr,
-                                  struct rrpc_caller_stats *out_stats);
+rrpc_status rrpc_caller_get_stats(struct rrpc_caller *caller, struct rrpc_caller_stats *out_stats);
 
 /**
  * The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",
@@ -1490,7 +1632,7 @@ rrpc_status rrpc_client_config_init(struct rrpc_client_config *out_config);
  * @param[out] out_client receives the new client, owned by the caller: release
  *                        it with `rrpc_client_free`. Written only on success.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->host` or `out_client` is NULL.
+ * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_client` is NULL.
  * @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
  * @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (message says which).
  *
@@ -1566,20 +1708,48 @@ rrpc_status rrpc_client_remove_device(struct rrpc_client *client,
  * Sets the request callback (NULL removes it; requests then expire unanswered).
  * One callback serves every device of the client; `request` tells which.
  *
+ * When it returns, the callback it replaced is not running on any other thread
+ * (a call in progress is waited for) and will not run again, so its
+ * `user_data` may be freed at once.
+ *
  * @param[in] client    the client.
  * @param[in] callback  the callback, or NULL.
- * @param[in] user_data handed to every callback call; the library never touches it.
- *                      It must stay valid until the callback is replaced or the
- *                      client freed.
+ * @param[in] user_data handed to every callback call; the library never touches
+ *                      it. It must stay valid until the callback is replaced or
+ *                      the client freed.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `client` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+ *                                  replace; nothing changed.
  *
- * Any thread. Takes effect for the next request: a call already running
- * finishes with the old callback.
+ * Any thread. Do not call it while holding a lock the callback takes: it waits
+ * for the callback.
  */
 rrpc_status rrpc_client_set_callback(struct rrpc_client *client,
                                      rrpc_request_cb callback,
                                      void *user_data);
+
+/**
+ * Sets the connection callback (NULL removes it): connected, disconnected (with
+ * the cause and the reason), reconnecting (with the delay before the next
+ * attempt). While a callback is set, connection changes are logged at info
+ * rather than warn. It is released as `rrpc_client_set_callback` releases the
+ * request callback.
+ *
+ * @param[in] client    the client.
+ * @param[in] callback  the callback, or NULL.
+ * @param[in] user_data handed to every call; it must stay valid until the
+ *                      callback is replaced or the client freed.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `client` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+ *                                  replace; nothing changed.
+ *
+ * Any thread; set it before `rrpc_client_start` to see the first connection.
+ */
+rrpc_status rrpc_client_set_connection_callback(struct rrpc_client *client,
+                                                rrpc_connection_cb callback,
+                                                void *user_data);
 
 /**
  * Thread mode: starts the background thread that connects, subscribes every
@@ -1602,10 +1772,13 @@ rrpc_status rrpc_client_set_callback(struct rrpc_client *client,
 rrpc_status rrpc_client_start(struct rrpc_client *client);
 
 /**
- * Disconnects (sending MQTT DISCONNECT) and, in thread mode, ends the background
- * thread. When it returns, no callback of this client is running. Pending
- * requests stay until they expire. A stopped client may be started (or yielded)
- * again; it reconnects. Stopping a client that is not running is not an error.
+ * Disconnects and, in thread mode, ends the background thread. Replies already
+ * accepted (`rrpc_client_reply` returned OK) are sent first, then the retained
+ * `offline` presence (presence on) and MQTT DISCONNECT, so a reply made just
+ * before stopping is not lost. When it returns, no callback of this client is
+ * running. Pending requests stay until they expire. A stopped client may be
+ * started (or yielded) again; it reconnects. Stopping a client that is not
+ * running is not an error.
  *
  * @param[in] client the client.
  * @retval RRPC_STATUS_OK
@@ -1687,7 +1860,7 @@ rrpc_status rrpc_client_is_connected(struct rrpc_client *client, bool *out_conne
  *
  * Any thread.
  */
-rrpc_status rrpc_client_get_stats(struct rrpc_client *client, struct rrpc_stats *out_stats);
+rrpc_status rrpc_client_get_stats(struct rrpc_client *client, struct rrpc_client_stats *out_stats);
 
 /**
  * Copies the MQTT client id into `buf` (NUL-terminated). Before the first
@@ -2131,12 +2304,17 @@ const char *rrpc_last_error_message(void);
  * to stderr again, filtered by `max_level` (`RRPC_LOG_OFF` silences the library).
  * Without any call, messages at `RRPC_LOG_WARN` and above go to stderr, and the
  * environment variable `RRPC_LOG` (off, error, warn, info, debug) sets the level.
+ * When it returns, the handler it replaced is not running on any other thread
+ * (a call in progress is waited for) and will not run again, so its
+ * `user_data` may be freed at once.
  *
  * @param[in] handler   the handler, or NULL for stderr.
  * @param[in] user_data passed to every handler call; the library does not touch it.
  * @param[in] max_level an `rrpc_log_level` value.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_INVALID_ARGUMENT `max_level` is not a log level.
+ * @retval RRPC_STATUS_WRONG_STATE      called from inside the handler it would
+ *                                      replace; nothing changed.
  *
  * Any thread; `user_data` must stay valid until the handler is replaced.
  */
@@ -2191,24 +2369,34 @@ rrpc_status rrpc_router_new(const struct rrpc_router_config *config,
                             struct rrpc_router **out_router);
 
 /**
- * Releases the router. Pending requests are dropped. NULL is ignored.
+ * Releases the router. Pending requests are dropped. Callbacks and the
+ * publish function still running on other threads are waited for; none runs
+ * after this returns. NULL is ignored.
  *
+ * @param[in] router the router, or NULL.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_WRONG_STATE called from this router's callback or publish
- *         function; nothing was released.
+ * @retval RRPC_STATUS_WRONG_STATE called from one of this router's callbacks or
+ *         its publish function; nothing was released.
  *
- * Once, when no other thread uses the router.
+ * Once, when no other thread will call the router again.
  */
 rrpc_status rrpc_router_free(struct rrpc_router *router);
 
 /**
  * Registers the function that publishes replies (NULL removes it; replies then
- * fail with RRPC_STATUS_WRONG_STATE and keep their token).
+ * fail with RRPC_STATUS_WRONG_STATE and keep their token). When it returns,
+ * the function it replaced is not running on any other thread and will not
+ * run again.
  *
+ * @param[in] router    the router.
+ * @param[in] publish   the publish function, or NULL.
+ * @param[in] user_data handed to every call; it must stay valid while registered.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the publish function it
+ *                                  would replace; nothing changed.
  *
- * Any thread; `user_data` must stay valid while registered.
+ * Any thread.
  */
 rrpc_status rrpc_router_set_publish(struct rrpc_router *router,
                                     rrpc_publish_fn publish,
@@ -2216,10 +2404,16 @@ rrpc_status rrpc_router_set_publish(struct rrpc_router *router,
 
 /**
  * Sets the callback of devices registered without their own (NULL removes it;
- * their requests then expire unanswered).
+ * their requests then expire unanswered). When it returns, the callback it
+ * replaced is not running on any other thread and will not run again.
  *
+ * @param[in] router    the router.
+ * @param[in] callback  the callback, or NULL.
+ * @param[in] user_data handed to every call; it must stay valid while registered.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+ *                                  replace; nothing changed.
  *
  * Any thread; takes effect for the next request.
  */
@@ -2232,6 +2426,14 @@ rrpc_status rrpc_router_set_callback(struct rrpc_router *router,
  * or, with `callback` NULL, the router's shared one. Subscribing its filter is
  * the application's job (`rrpc_router_get_filters`).
  *
+ * @param[in] router       the router.
+ * @param[in] dialect      an `rrpc_dialect` value.
+ * @param[in] product_key  product key (Tencent: product id).
+ * @param[in] device_name  device name.
+ * @param[in] custom_topic the custom topic for RRPC_DIALECT_ALIBABA_CUSTOM, else NULL.
+ * @param[in] callback     the device's own callback, or NULL for the shared one.
+ * @param[in] user_data    handed to the device's callback; it must stay valid
+ *                         until the device is removed or the router freed.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT,
  *         RRPC_STATUS_INVALID_IDENTITY, RRPC_STATUS_ALREADY_EXISTS as for
@@ -2249,12 +2451,23 @@ rrpc_status rrpc_router_add_device(struct rrpc_router *router,
 
 /**
  * Unregisters a device. Its pending requests are cancelled: replies to them fail
- * with RRPC_STATUS_DEVICE_REMOVED.
+ * with RRPC_STATUS_DEVICE_REMOVED. When it returns, the device's own callback
+ * (if it had one) is not running on any other thread and will not run again.
  *
+ * @param[in] router       the router.
+ * @param[in] dialect      as given to `rrpc_router_add_device`.
+ * @param[in] product_key  as given to `rrpc_router_add_device`.
+ * @param[in] device_name  as given to `rrpc_router_add_device`.
+ * @param[in] custom_topic as given to `rrpc_router_add_device`.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NOT_FOUND the device is not registered.
+ * @retval RRPC_STATUS_NOT_FOUND   the device is not registered.
+ * @retval RRPC_STATUS_WRONG_STATE called from inside the device's own callback
+ *                                 (it would wait for itself); nothing changed.
+ * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT
+ *         as for `rrpc_router_add_device`.
  *
- * Any thread, also while messages are handled, and from callbacks.
+ * Any thread, also while messages are handled, and from callbacks (other than
+ * the device's own).
  */
 rrpc_status rrpc_router_remove_device(struct rrpc_router *router,
                                       uint32_t dialect,
@@ -2265,7 +2478,10 @@ rrpc_status rrpc_router_remove_device(struct rrpc_router *router,
 /**
  * Lists the subscription filters to subscribe, one `callback` call per filter.
  *
- * @param[in] mode an `rrpc_filter_mode` value.
+ * @param[in] router    the router.
+ * @param[in] mode      an `rrpc_filter_mode` value.
+ * @param[in] callback  receives each filter; required.
+ * @param[in] user_data handed to `callback`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER     `router` or `callback` is NULL.
  * @retval RRPC_STATUS_INVALID_ARGUMENT `mode` is not a filter mode.
@@ -2282,6 +2498,7 @@ rrpc_status rrpc_router_get_filters(struct rrpc_router *router,
  * accepted and its callback runs before this returns (on this thread, without
  * any router lock held); anything else is classified and, if RRPC, counted.
  *
+ * @param[in]  router       the router.
  * @param[in]  topic        the topic's bytes (need not be NUL-terminated; bytes
  *                          that are not UTF-8 make it malformed).
  * @param[in]  topic_len    its length.
@@ -2302,10 +2519,18 @@ rrpc_status rrpc_router_handle_message(struct rrpc_router *router,
 
 /**
  * Answers request `token`: builds the response topic and calls the publish
- * function (QoS 0) without any router lock held. Exactly one reply per request.
+ * function (QoS 0) without any router lock held. Exactly one reply per
+ * request; a reply that fails changes nothing, so it may be retried until the
+ * deadline.
  *
+ * @param[in] router      the router the request came through.
+ * @param[in] token       `rrpc_request.token`.
+ * @param[in] payload     reply bytes, copied before return; may be NULL when
+ *                        `payload_len` is 0.
+ * @param[in] payload_len reply length in bytes.
  * @retval RRPC_STATUS_OK                published; the request is finished.
- * @retval RRPC_STATUS_SEND_FAILED       the publish function failed; the request is released.
+ * @retval RRPC_STATUS_SEND_FAILED       the publish function returned non-zero:
+ *                                       nothing was sent, the token stays valid.
  * @retval RRPC_STATUS_WRONG_STATE       no publish function is registered (token kept).
  * @retval RRPC_STATUS_BUSY              another thread is replying to this token now.
  * @retval RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,
@@ -2320,18 +2545,37 @@ rrpc_status rrpc_router_reply(struct rrpc_router *router,
                               size_t payload_len);
 
 /**
- * Expires requests whose deadline passed. With `manual_clock`, `now_ms` becomes
- * the router's time first; otherwise it is ignored (pass 0) and CLOCK_MONOTONIC
- * is read. Call it regularly (every 100 ms is plenty) or at
- * the deadline of the oldest request.
+ * Expires requests whose deadline passed and tells when the next one is due.
+ * With `manual_clock`, `now_ms` becomes the router's time first; otherwise it
+ * is ignored (pass 0) and CLOCK_MONOTONIC is read. Call it at
+ * `*out_next_deadline_ms` (a poll timeout for your event loop), or regularly.
  *
- * @param[out] out_expired receives how many requests expired; may be NULL.
+ * @param[in]  router               the router.
+ * @param[in]  now_ms               the time, with `manual_clock`; else ignored.
+ * @param[out] out_next_deadline_ms receives the earliest deadline still
+ *             pending, on the router's clock, or UINT64_MAX when none; may be NULL.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
  *
  * Any thread.
  */
-rrpc_status rrpc_router_tick(struct rrpc_router *router, uint64_t now_ms, size_t *out_expired);
+rrpc_status rrpc_router_tick(struct rrpc_router *router,
+                             uint64_t now_ms,
+                             uint64_t *out_next_deadline_ms);
+
+/**
+ * Tells when the earliest pending request's deadline is due, without expiring
+ * anything: how long a C event loop may sleep before `rrpc_router_tick`.
+ *
+ * @param[in]  router               the router.
+ * @param[out] out_next_deadline_ms receives the earliest deadline on the
+ *             router's clock, or UINT64_MAX when no request is pending.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `router` or `out_next_deadline_ms` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_router_next_deadline(struct rrpc_router *router, uint64_t *out_next_deadline_ms);
 
 /**
  * Reads the router's counters.

@@ -12,58 +12,40 @@
 //! runs the runtime differs. Replies may be sent from any thread at any time with
 //! [`Client::reply`]; in yield mode they leave with the next `yield_for`.
 
-use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
-use rumqttc::{
-    AsyncClient, ClientError as MqttClientError, ConnectionError, Event, EventLoop, LastWill,
-    Packet, QoS, Request as MqttRequest, Subscribe, SubscribeFilter, SubscribeReasonCode,
-};
+use parking_lot::{Mutex, RwLock};
+use rumqttc::{LastWill, QoS, SubscribeReasonCode};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::dialect::{Dialect, Identity};
-use crate::mqtt::Connection;
+use crate::guard::{self, Kind, Slot};
 use crate::presence::{self, PresenceTopics};
 use crate::router::{Device, DeviceError, Dropped, ReplyError, Router, RouterConfig, Stats};
-
-/// Filters per SUBSCRIBE packet when (re)subscribing many devices.
-const SUBSCRIBE_BATCH: usize = 64;
+pub use crate::session::{
+    ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig, SendError,
+};
+use crate::session::{Link, Outbox, Owner, Publisher, Session};
 
 /// Settings of the built-in client. [`ClientConfig::new`] fills in the defaults.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Broker host name or address.
-    pub host: String,
-    /// Broker TCP port.
-    pub port: u16,
-    /// MQTT client id; `None` derives one that is unique per process and per set
-    /// of devices (`rrpc` + 16 hex digits), so that several devices on one broker
-    /// never take over each other's session.
-    pub client_id: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// MQTT keep-alive in seconds; 0 disables it.
-    pub keep_alive_s: u16,
-    /// MQTT clean-session flag. `false` requires an explicit `client_id`.
-    pub clean_session: bool,
+    /// The broker and how to connect to it. `mqtt.client_id` `None` derives one
+    /// that is unique per process and per set of devices (`rrpc` + 16 hex
+    /// digits), so that several devices on one broker never take over each
+    /// other's session. `mqtt.connect_timeout_ms` is how long [`Client::start`]
+    /// waits for the first connection: when the first attempt fails within that
+    /// time, `start` fails with the reason and leaves nothing running; 0 does
+    /// not wait (connect and reconnect in the background).
+    pub mqtt: MqttConfig,
     /// QoS of the request subscriptions (0 or 1). Replies always go out at QoS 0.
     pub subscribe_qos: u8,
-    /// How long [`Client::start`] waits for the first connection, in ms. When the
-    /// first attempt fails within that time, `start` fails with the reason and
-    /// leaves nothing running. 0: do not wait; connect and reconnect in the
-    /// background. Also bounds each TCP connect attempt (rounded up to seconds).
-    pub connect_timeout_ms: u32,
-    /// First reconnect delay, in ms; it doubles per failed attempt...
-    pub reconnect_min_ms: u32,
-    /// ...up to this cap, in ms, with +-25% jitter.
-    pub reconnect_max_ms: u32,
     /// The router's limits and timeouts.
     pub router: RouterConfig,
     /// Presence announcements (retained `online`/`offline`, last will) so that a
@@ -75,17 +57,8 @@ pub struct ClientConfig {
 impl ClientConfig {
     pub fn new(host: impl Into<String>, port: u16) -> ClientConfig {
         ClientConfig {
-            host: host.into(),
-            port,
-            client_id: None,
-            username: None,
-            password: None,
-            keep_alive_s: 60,
-            clean_session: true,
+            mqtt: MqttConfig::new(host, port),
             subscribe_qos: 0,
-            connect_timeout_ms: 5000,
-            reconnect_min_ms: 100,
-            reconnect_max_ms: 10_000,
             router: RouterConfig::default(),
             presence: None,
         }
@@ -93,25 +66,9 @@ impl ClientConfig {
 
     fn validate(&self) -> Result<(), ClientError> {
         let bad = |m: &str| Err(ClientError::InvalidArgument(m.to_string()));
-        if self.host.is_empty() {
-            return bad("host is empty");
-        }
-        if self.port == 0 {
-            return bad("port is 0");
-        }
-        if let Some(id) = &self.client_id {
-            if id.is_empty() || id.len() > 65535 {
-                return bad("client id must be 1 to 65535 bytes");
-            }
-        }
-        if !self.clean_session && self.client_id.is_none() {
-            return bad("clean_session = false needs an explicit client id, or the session is never found again");
-        }
+        self.mqtt.validate().map_err(ClientError::InvalidArgument)?;
         if self.subscribe_qos > 1 {
             return bad("subscribe_qos must be 0 or 1");
-        }
-        if self.reconnect_min_ms == 0 || self.reconnect_max_ms < self.reconnect_min_ms {
-            return bad("reconnect delays must satisfy 0 < reconnect_min_ms <= reconnect_max_ms");
         }
         if self.router.max_pending == 0 {
             return bad("max_pending must be at least 1");
@@ -138,7 +95,9 @@ pub enum ClientError {
     /// The operation is not allowed in the client's current state.
     WrongState(&'static str),
     /// The first connection attempt failed (thread mode with a connect timeout),
-    /// or connection attempts failed during a `yield_for`.
+    /// or connection attempts failed during a `yield_for`. The text tells a
+    /// failed connect ("could not connect to ...") from a dropped connection
+    /// ("connection to ... lost: ...").
     ConnectFailed(String),
     /// The client has no connection to the broker at the moment.
     NotConnected,
@@ -153,7 +112,7 @@ impl fmt::Display for ClientError {
             ClientError::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             ClientError::Device(e) => e.fmt(f),
             ClientError::WrongState(m) => f.write_str(m),
-            ClientError::ConnectFailed(m) => write!(f, "could not connect: {m}"),
+            ClientError::ConnectFailed(m) => f.write_str(m),
             ClientError::NotConnected => f.write_str("not connected to the broker"),
             ClientError::Busy => f.write_str("outgoing queue is full; retry shortly"),
             ClientError::Reply(e) => e.fmt(f),
@@ -162,22 +121,6 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
-
-/// Why a reply could not be handed to the MQTT connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendError {
-    NotConnected,
-    QueueFull,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendError::NotConnected => f.write_str("not connected to the broker"),
-            SendError::QueueFull => f.write_str("outgoing queue is full"),
-        }
-    }
-}
 
 /// A request handed to the handler. Everything borrows from the received
 /// message and is valid only during the handler call; keep the `token` to reply
@@ -199,47 +142,22 @@ pub struct Request<'a> {
 /// The request handler: called once per accepted request.
 pub type Handler = dyn Fn(&Request<'_>) + Send + Sync;
 
-/// Connection counters, on top of the router's [`Stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConnStats {
-    /// Successful connections (CONNACK received), including reconnects.
-    pub connects: u64,
-    /// Connections lost or attempts failed.
-    pub connection_errors: u64,
-    /// Subscriptions the broker refused in a SUBACK.
-    pub subscribe_failures: u64,
-}
-
-thread_local! {
-    /// The client whose handler is running on this thread, if any.
-    static IN_HANDLER: Cell<usize> = const { Cell::new(0) };
-}
-
 struct Inner {
     cfg: ClientConfig,
+    link: Arc<Link>,
     router: Mutex<Router>,
-    handler: RwLock<Option<Arc<Handler>>>,
+    handler: Slot<Handler>,
     /// The request side of the connection; read-locked (not cloned) per reply.
-    mqtt: RwLock<Option<AsyncClient>>,
-    connected: AtomicBool,
-    connects: AtomicU64,
-    connection_errors: AtomicU64,
-    subscribe_failures: AtomicU64,
-    last_error: Mutex<Option<String>>,
-    /// Signalled on every connect and connection error (for `start`'s wait).
-    conn_event: Condvar,
-    conn_event_lock: Mutex<()>,
+    publisher: RwLock<Option<Publisher>>,
     warned_no_handler: AtomicBool,
-    /// SUBSCRIBE batches sent after the last CONNACK and not yet acknowledged.
-    pending_subacks: AtomicU64,
     /// The client id of the connection, once it is made.
     client_id: Mutex<Option<String>>,
 }
 
 /// Who runs the runtime at the moment.
 enum Mode {
-    /// Nobody; `runtime` is at rest (holding a driver task if one was started by
-    /// yield mode).
+    /// Nobody; `runtime` is at rest (holding a session task if one was started
+    /// by yield mode).
     Idle,
     /// The background thread, which hands the runtime back when it ends.
     Thread(JoinHandle<Runtime>),
@@ -248,12 +166,12 @@ enum Mode {
 struct Driver {
     runtime: Option<Runtime>,
     mode: Mode,
-    /// Tells the driver task to disconnect and end.
+    /// Tells the session task to disconnect and end.
     stop_tx: Option<watch::Sender<bool>>,
-    /// Set when a driver task is alive on the runtime.
-    task: Option<tokio::task::JoinHandle<EventLoop>>,
-    /// The connection's event loop while no driver task holds it.
-    eventloop: Option<EventLoop>,
+    /// Set while a session task is alive on the runtime; it gives the session back.
+    task: Option<tokio::task::JoinHandle<Session>>,
+    /// The session while no task runs it.
+    session: Option<Session>,
 }
 
 /// An RRPC device client over one MQTT connection. See the module documentation.
@@ -265,8 +183,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("host", &self.inner.cfg.host)
-            .field("port", &self.inner.cfg.port)
+            .field("broker", &self.inner.link.address())
             .field("connected", &self.is_connected())
             .finish()
     }
@@ -285,19 +202,12 @@ impl Client {
         let router = Router::new(cfg.router.clone());
         Ok(Client {
             inner: Arc::new(Inner {
+                link: Arc::new(Link::new(cfg.mqtt.address())),
                 cfg,
                 router: Mutex::new(router),
-                handler: RwLock::new(None),
-                mqtt: RwLock::new(None),
-                connected: AtomicBool::new(false),
-                connects: AtomicU64::new(0),
-                connection_errors: AtomicU64::new(0),
-                subscribe_failures: AtomicU64::new(0),
-                last_error: Mutex::new(None),
-                conn_event: Condvar::new(),
-                conn_event_lock: Mutex::new(()),
+                handler: Slot::default(),
+                publisher: RwLock::new(None),
                 warned_no_handler: AtomicBool::new(false),
-                pending_subacks: AtomicU64::new(0),
                 client_id: Mutex::new(None),
             }),
             driver: Mutex::new(Driver {
@@ -305,15 +215,29 @@ impl Client {
                 mode: Mode::Idle,
                 stop_tx: None,
                 task: None,
-                eventloop: None,
+                session: None,
             }),
         })
     }
 
-    /// Sets (or with `None` clears) the request handler. Takes effect for the
-    /// next request; a handler call already running finishes first.
-    pub fn set_handler(&self, handler: Option<Arc<Handler>>) {
-        *self.inner.handler.write() = handler;
+    /// Sets (or with `None` clears) the request handler. When it returns, the
+    /// old handler is not running on any other thread and will not run again.
+    /// From inside the handler itself it fails with `WrongState` (it would wait
+    /// for itself).
+    pub fn set_handler(&self, handler: Option<Box<Handler>>) -> Result<(), ClientError> {
+        self.inner.handler.set(handler).map_err(|_| {
+            ClientError::WrongState("the request handler cannot be replaced from inside itself")
+        })
+    }
+
+    /// Sets (or clears) the connection listener: connected, disconnected (with
+    /// the cause and reason), reconnecting (with the delay). It runs on the
+    /// client's thread (or inside `yield_for`), and is released as
+    /// [`Client::set_handler`] releases the handler.
+    pub fn set_connection_listener(&self, f: Option<Box<Listener>>) -> Result<(), ClientError> {
+        self.inner.link.set_listener(f).map_err(|_| {
+            ClientError::WrongState("the connection listener cannot be replaced from inside itself")
+        })
     }
 
     /// Registers a device and, when connected, subscribes its filter at once.
@@ -329,17 +253,20 @@ impl Client {
             .lock()
             .add_device(dialect, id)
             .map_err(ClientError::Device)?;
-        if self.inner.connected.load(Ordering::SeqCst) {
-            let mqtt = self.inner.mqtt.read().clone();
-            if let Some(mqtt) = mqtt {
-                if let Err(e) = mqtt.try_subscribe(device.filter(), self.inner.qos()) {
+        if self.inner.link.is_connected() {
+            let publisher = self.inner.publisher.read().clone();
+            if let Some(p) = publisher {
+                if let Err(e) = p.subscribe(device.filter(), self.inner.qos()) {
                     // Undo, so that the caller can simply retry.
                     let _ = self
                         .inner
                         .router
                         .lock()
                         .remove_device(dialect, id, now_ms());
-                    return Err(map_client_error(e));
+                    return Err(match e {
+                        SendError::QueueFull => ClientError::Busy,
+                        SendError::NotConnected => ClientError::NotConnected,
+                    });
                 }
             }
         }
@@ -356,12 +283,12 @@ impl Client {
             .lock()
             .remove_device(dialect, id, now_ms())
             .map_err(ClientError::Device)?;
-        if self.inner.connected.load(Ordering::SeqCst) {
-            if let Some(mqtt) = self.inner.mqtt.read().clone() {
+        if self.inner.link.is_connected() {
+            if let Some(p) = self.inner.publisher.read().clone() {
                 // Best effort: if the queue is full the subscription lingers until the
                 // next reconnect, and its requests are dropped as unknown meanwhile.
-                let _ = mqtt.try_unsubscribe(device.filter());
-                self.inner.announce(&mqtt, &device, false);
+                let _ = p.unsubscribe(device.filter());
+                self.inner.announce(&p, &device, false);
             }
         }
         Ok(())
@@ -382,7 +309,7 @@ impl Client {
 
     /// Whether the client holds a live connection (CONNACK received, not yet lost).
     pub fn is_connected(&self) -> bool {
-        self.inner.connected.load(Ordering::SeqCst)
+        self.inner.link.is_connected()
     }
 
     /// Requests waiting for a reply now.
@@ -395,11 +322,7 @@ impl Client {
     }
 
     pub fn conn_stats(&self) -> ConnStats {
-        ConnStats {
-            connects: self.inner.connects.load(Ordering::Relaxed),
-            connection_errors: self.inner.connection_errors.load(Ordering::Relaxed),
-            subscribe_failures: self.inner.subscribe_failures.load(Ordering::Relaxed),
-        }
+        self.inner.link.stats()
     }
 
     /// The MQTT client id in use (derived at the first `start`/`yield_for` when
@@ -409,16 +332,22 @@ impl Client {
             .client_id
             .lock()
             .clone()
-            .or_else(|| self.inner.cfg.client_id.clone())
+            .or_else(|| self.inner.cfg.mqtt.client_id.clone())
     }
 
     /// Whether the calling thread is inside this client's handler.
     pub fn in_handler(&self) -> bool {
-        IN_HANDLER.with(|c| c.get() == Arc::as_ptr(&self.inner) as usize)
+        guard::inside(Kind::ClientHandler, self.inner.key())
     }
 
-    fn refuse_in_handler(&self, what: &'static str) -> Result<(), ClientError> {
-        if IN_HANDLER.with(|c| c.get() != 0) {
+    /// Refuses what would wait for the calling thread itself: from inside any
+    /// client's handler, or from a thread that runs an async runtime (a caller's
+    /// response callback, a tokio task).
+    fn refuse_reentry(&self, what: &'static str) -> Result<(), ClientError> {
+        if guard::inside_kind(Kind::ClientHandler)
+            || guard::inside_kind(Kind::CallerDriver)
+            || tokio::runtime::Handle::try_current().is_ok()
+        {
             return Err(ClientError::WrongState(what));
         }
         Ok(())
@@ -428,15 +357,17 @@ impl Client {
     /// device, keeps the connection alive and calls the handler. With a connect
     /// timeout, returns once connected and the broker acknowledged the device
     /// subscriptions, so requests published after it returns are delivered. See
-    /// [`ClientConfig::connect_timeout_ms`] for what happens when the broker is
-    /// unreachable.
+    /// [`ClientConfig::mqtt`] for what happens when the broker is unreachable.
     pub fn start(&self) -> Result<(), ClientError> {
-        self.refuse_in_handler("start cannot be called from a request handler")?;
+        self.refuse_reentry("start cannot be called from a request or response callback")?;
+        let link = self.inner.link.clone();
+        // This thread reports the first connection's failure; the log does not.
+        let _watch = link.watch();
         let mut d = self.driver.lock();
         if matches!(d.mode, Mode::Thread(_)) {
             return Err(ClientError::WrongState("client is already started"));
         }
-        let errors_before = self.inner.connection_errors.load(Ordering::SeqCst);
+        let errors_before = link.errors();
         self.ensure_task(&mut d);
         let runtime = d.runtime.take().expect("runtime at rest when idle");
         let mut stop_rx = d.stop_tx.as_ref().expect("stop channel").subscribe();
@@ -444,7 +375,7 @@ impl Client {
             .name("rrpc-client".into())
             .spawn(move || {
                 runtime.block_on(async {
-                    // Run until told to stop; the driver task does the work.
+                    // Run until told to stop; the session task does the work.
                     while !*stop_rx.borrow() {
                         if stop_rx.changed().await.is_err() {
                             break;
@@ -457,50 +388,38 @@ impl Client {
         d.mode = Mode::Thread(handle);
         drop(d);
 
-        let wait = self.inner.cfg.connect_timeout_ms;
+        let wait = self.inner.cfg.mqtt.connect_timeout_ms;
         if wait == 0 {
             return Ok(());
         }
-        let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(wait));
-        let mut guard = self.inner.conn_event_lock.lock();
-        loop {
-            if self.inner.is_ready() {
-                return Ok(());
+        let deadline = Instant::now() + Duration::from_millis(u64::from(wait));
+        let outcome = link.wait(deadline, || {
+            if link.is_subscribed() {
+                Some(None)
+            } else if link.errors() != errors_before {
+                Some(link.last_error().map(|e| e.to_string()))
+            } else {
+                None
             }
-            if self.inner.connection_errors.load(Ordering::SeqCst) != errors_before {
-                break;
-            }
-            if self
-                .inner
-                .conn_event
-                .wait_until(&mut guard, deadline)
-                .timed_out()
-            {
-                if self.inner.is_ready() {
-                    return Ok(());
-                }
-                break;
-            }
-        }
-        drop(guard);
-        let why = self
-            .inner
-            .last_error
-            .lock()
-            .clone()
-            .unwrap_or_else(|| format!("no CONNACK within {wait} ms"));
+        });
+        let why = match outcome {
+            Some(None) => return Ok(()),
+            Some(Some(why)) => why,
+            _ => format!(
+                "could not connect to {}: no CONNACK and SUBACK within {wait} ms",
+                link.address()
+            ),
+        };
         let _ = self.stop();
-        Err(ClientError::ConnectFailed(format!(
-            "{}:{}: {why}",
-            self.inner.cfg.host, self.inner.cfg.port
-        )))
+        Err(ClientError::ConnectFailed(why))
     }
 
     /// Disconnects and ends the background thread (thread mode), or disconnects
-    /// a connection made by `yield_for` (yield mode). Returns when no handler is
-    /// running any more. Pending requests stay in the table until they expire.
+    /// a connection made by `yield_for` (yield mode). Replies already accepted
+    /// are sent before the MQTT DISCONNECT. Returns when no handler is running
+    /// any more. Pending requests stay in the table until they expire.
     pub fn stop(&self) -> Result<(), ClientError> {
-        self.refuse_in_handler("stop cannot be called from a request handler")?;
+        self.refuse_reentry("stop cannot be called from a request or response callback")?;
         let mut d = self.driver.lock();
         let Some(stop_tx) = d.stop_tx.take() else {
             return Ok(()); // nothing running
@@ -522,15 +441,14 @@ impl Client {
             match rt
                 .block_on(async { tokio::time::timeout(Duration::from_millis(2000), task).await })
             {
-                Ok(Ok(eventloop)) => d.eventloop = Some(eventloop),
+                Ok(Ok(session)) => d.session = Some(session),
                 _ => {
-                    // The event loop is lost (dropped with its task): make a new one
+                    // The session is lost (dropped with its task): make a new one
                     // on the next start.
-                    *self.inner.mqtt.write() = None;
+                    *self.inner.publisher.write() = None;
                 }
             }
         }
-        self.inner.set_connected(false);
         Ok(())
     }
 
@@ -540,12 +458,7 @@ impl Client {
     /// this call and the client is still not connected; the next call retries
     /// (after the reconnect delay).
     pub fn yield_for(&self, timeout_ms: u32) -> Result<(), ClientError> {
-        if self.in_handler() {
-            return Err(ClientError::WrongState(
-                "yield cannot be called from a request handler",
-            ));
-        }
-        self.refuse_in_handler("yield cannot be called from another client's request handler")?;
+        self.refuse_reentry("yield cannot be called from a request or response callback")?;
         let mut d = self.driver.try_lock().ok_or(ClientError::WrongState(
             "another thread is inside yield, start or stop on this client",
         ))?;
@@ -554,12 +467,15 @@ impl Client {
                 "client is started in thread mode; yield is not used",
             ));
         }
-        let errors_before = self.inner.connection_errors.load(Ordering::SeqCst);
+        let link = self.inner.link.clone();
+        // Failures during this call are returned by it.
+        let _watch = link.watch();
+        let errors_before = link.errors();
         self.ensure_task(&mut d);
         let rt = d.runtime.as_ref().expect("runtime at rest when idle");
         rt.block_on(async {
             if timeout_ms == 0 {
-                // Let the driver handle whatever the network has ready now.
+                // Let the session handle whatever the network has ready now.
                 for _ in 0..4 {
                     tokio::task::yield_now().await;
                 }
@@ -567,39 +483,35 @@ impl Client {
                 tokio::time::sleep(Duration::from_millis(u64::from(timeout_ms))).await;
             }
         });
-        if !self.is_connected()
-            && self.inner.connection_errors.load(Ordering::SeqCst) != errors_before
-        {
-            let why = self.inner.last_error.lock().clone().unwrap_or_default();
-            return Err(ClientError::ConnectFailed(format!(
-                "{}:{}: {why}",
-                self.inner.cfg.host, self.inner.cfg.port
-            )));
+        if !link.is_connected() && link.errors() != errors_before {
+            let why = link.last_error().map(|e| e.to_string()).unwrap_or_default();
+            return Err(ClientError::ConnectFailed(why));
         }
         Ok(())
     }
 
-    /// Spawns the driver task on the runtime if none is alive.
+    /// Spawns the session task (and the expiry task) on the runtime if none is alive.
     fn ensure_task(&self, d: &mut Driver) {
         if d.task.is_some() {
             return;
         }
-        let eventloop = match d.eventloop.take() {
-            Some(mut e) => {
-                e.clean();
-                e
-            }
+        let mut session = match d.session.take() {
+            Some(s) => s,
             None => {
-                let (client, eventloop) = self.inner.make_connection();
-                *self.inner.mqtt.write() = Some(client);
-                eventloop
+                let s = self.inner.open_session();
+                *self.inner.publisher.write() = Some(s.publisher());
+                s
             }
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let rt = d.runtime.as_ref().expect("runtime at rest when idle");
         let inner = self.inner.clone();
-        d.task = Some(rt.spawn(drive(inner.clone(), eventloop, stop_rx.clone())));
-        rt.spawn(expire_loop(inner, stop_rx));
+        let mut rx = stop_rx.clone();
+        d.task = Some(rt.spawn(async move {
+            session.run(&*inner, &mut rx).await;
+            session
+        }));
+        rt.spawn(expire_loop(self.inner.clone(), stop_rx));
         d.stop_tx = Some(stop_tx);
     }
 }
@@ -607,17 +519,10 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         if self.stop().is_err() {
-            // Dropped from inside a handler: the thread cannot join itself. This
+            // Dropped from inside a callback: the thread cannot join itself. This
             // can only happen through the Rust API misused; the C API refuses it.
-            error!("client dropped from inside its own request handler");
+            error!("client dropped from inside a request or response callback");
         }
-    }
-}
-
-fn map_client_error(e: MqttClientError) -> ClientError {
-    match e {
-        MqttClientError::TryRequest(_) => ClientError::Busy,
-        MqttClientError::Request(_) => ClientError::NotConnected,
     }
 }
 
@@ -639,24 +544,24 @@ impl fmt::Debug for Replier {
 }
 
 impl Inner {
+    fn key(&self) -> usize {
+        self as *const Inner as usize
+    }
+
     fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
         let now = now_ms();
-        let connected = self.connected.load(Ordering::SeqCst);
-        // Lock order: mqtt, then router (nothing takes them the other way round).
-        let mqtt = self.mqtt.read();
+        let connected = self.link.is_connected();
+        // Lock order: publisher, then router (nothing takes them the other way round).
+        let publisher = self.publisher.read();
         let mut router = self.router.lock();
         let r = router.reply(token, payload, now, |topic, payload| {
-            let mqtt = match (&*mqtt, connected) {
-                (Some(m), true) => m,
-                _ => return Err(SendError::NotConnected),
-            };
-            // The request channel is only ever full here: it closes only when the
-            // event loop is dropped, which happens after `connected` turns false.
-            mqtt.try_publish(topic, QoS::AtMostOnce, false, payload)
-                .map_err(|_| SendError::QueueFull)
+            match (&*publisher, connected) {
+                (Some(p), true) => p.publish(topic, QoS::AtMostOnce, false, payload),
+                _ => Err(SendError::NotConnected),
+            }
         });
         drop(router);
-        drop(mqtt);
+        drop(publisher);
         r.map_err(|e| match e {
             ReplyError::Send(SendError::QueueFull) => ClientError::Busy,
             ReplyError::Send(SendError::NotConnected) => ClientError::NotConnected,
@@ -672,46 +577,22 @@ impl Inner {
         }
     }
 
-    /// Connected, and the broker acknowledged the subscriptions made at connect.
-    fn is_ready(&self) -> bool {
-        self.connected.load(Ordering::SeqCst) && self.pending_subacks.load(Ordering::SeqCst) == 0
-    }
-
-    fn notify_conn_event(&self) {
-        let _g = self.conn_event_lock.lock();
-        self.conn_event.notify_all();
-    }
-
-    fn set_connected(&self, v: bool) {
-        self.connected.store(v, Ordering::SeqCst);
-        self.notify_conn_event();
-    }
-
-    fn make_connection(&self) -> (AsyncClient, EventLoop) {
+    fn open_session(&self) -> Session {
         let cfg = &self.cfg;
         let client_id = cfg
+            .mqtt
             .client_id
             .clone()
             .unwrap_or_else(|| self.derive_client_id());
         *self.client_id.lock() = Some(client_id.clone());
-        let conn = Connection {
-            client_id: &client_id,
-            host: &cfg.host,
-            port: cfg.port,
-            username: cfg.username.as_deref(),
-            password: cfg.password.as_deref(),
-            keep_alive_s: cfg.keep_alive_s,
-            clean_session: cfg.clean_session,
-            max_payload: cfg.router.max_payload,
+        Session::open(
+            &cfg.mqtt,
+            &client_id,
+            cfg.router.max_payload,
             // Every pending request may have its reply queued at once.
-            channel_capacity: cfg.router.max_pending.saturating_add(64),
-            connect_timeout_ms: cfg.connect_timeout_ms,
-        };
-        let mut o = conn.options();
-        if let Some(will) = self.last_will() {
-            o.set_last_will(will);
-        }
-        conn.open(o)
+            cfg.router.max_pending.saturating_add(64),
+            self.link.clone(),
+        )
     }
 
     /// `rrpc` + 16 hex digits of a hash of the process id, the registered
@@ -734,27 +615,71 @@ impl Inner {
         format!("rrpc{:016x}", h.finish())
     }
 
-    fn note_connection_error(&self, e: &ConnectionError) {
-        let msg = describe(e);
-        let first = self.connected.load(Ordering::SeqCst) || self.last_error.lock().is_none();
-        *self.last_error.lock() = Some(msg.clone());
-        self.connection_errors.fetch_add(1, Ordering::SeqCst);
-        self.set_connected(false);
-        if first {
-            warn!(
-                "connection to {}:{} lost or refused: {msg}",
-                self.cfg.host, self.cfg.port
-            );
+    fn client_id_or_empty(&self) -> String {
+        self.client_id.lock().clone().unwrap_or_default()
+    }
+
+    /// Publishes a device's retained `online {client-id}` or `offline` (presence on).
+    fn announce(&self, publisher: &Publisher, device: &Device, online: bool) {
+        let Some(p) = &self.cfg.presence else { return };
+        let topic = p.device_topic(device.product_key(), device.device_name());
+        let payload = if online {
+            presence::online_payload(&self.client_id_or_empty()).into_bytes()
         } else {
-            debug!(
-                "reconnect to {}:{} failed: {msg}",
-                self.cfg.host, self.cfg.port
+            presence::OFFLINE.to_vec()
+        };
+        if publisher
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .is_err()
+        {
+            warn!(
+                "presence for {}/{} not published: queue full",
+                device.product_key(),
+                device.device_name()
+            );
+        }
+    }
+}
+
+impl Owner for Inner {
+    fn filters(&self) -> Vec<(String, QoS)> {
+        let qos = self.qos();
+        self.router
+            .lock()
+            .devices()
+            .map(|d| (d.filter().to_string(), qos))
+            .collect()
+    }
+
+    /// After CONNACK: the retained `online` announcements (presence on).
+    fn on_connack(&self, out: &mut Outbox<'_>) {
+        let Some(p) = &self.cfg.presence else { return };
+        let cid = self.client_id_or_empty();
+        let online = presence::online_payload(&cid);
+        let router = self.router.lock();
+        let mut n = 0;
+        for d in router.devices() {
+            out.publish(
+                p.device_topic(d.product_key(), d.device_name()),
+                QoS::AtLeastOnce,
+                true,
+                online.as_bytes(),
+            );
+            n += 1;
+        }
+        if n > 1 {
+            // Clears an `offline` left by an earlier connection with this id.
+            out.publish(
+                p.connection_topic(&cid),
+                QoS::AtLeastOnce,
+                true,
+                presence::ONLINE,
             );
         }
     }
 
     /// One incoming PUBLISH: route it and, if it is a request, call the handler.
-    fn on_publish(self: &Arc<Self>, topic: &str, payload: &[u8]) {
+    fn on_publish(&self, topic: &str, payload: &[u8]) {
         let now = now_ms();
         let accepted = {
             let mut router = self.router.lock();
@@ -781,13 +706,6 @@ impl Inner {
                 return;
             }
         };
-        let handler = self.handler.read().clone();
-        let Some(handler) = handler else {
-            if !self.warned_no_handler.swap(true, Ordering::Relaxed) {
-                warn!("request received but no handler is registered; it will expire");
-            }
-            return;
-        };
         let req = Request {
             token: a.token,
             device: &device,
@@ -796,16 +714,32 @@ impl Inner {
             payload: a.payload,
             deadline_ms: a.deadline_ms,
         };
-        let me = Arc::as_ptr(self) as usize;
-        let prev = IN_HANDLER.with(|c| c.replace(me));
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req)));
-        IN_HANDLER.with(|c| c.set(prev));
-        if r.is_err() {
-            error!(
+        let called = guard::enter(Kind::ClientHandler, self.key(), || {
+            self.handler.call(|handler| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req))).is_ok()
+            })
+        });
+        match called {
+            Some(true) => {}
+            Some(false) => error!(
                 "request handler panicked; request {} left to expire",
                 a.message_id
-            );
+            ),
+            None => {
+                if !self.warned_no_handler.swap(true, Ordering::Relaxed) {
+                    warn!("request received but no handler is registered; it will expire");
+                }
+            }
         }
+    }
+
+    fn on_suback(&self, _pkid: u16, codes: &[SubscribeReasonCode]) {
+        // A device added while connected.
+        let refused = codes
+            .iter()
+            .filter(|c| matches!(c, SubscribeReasonCode::Failure))
+            .count();
+        self.link.note_subscribe_failures(refused as u64);
     }
 
     /// The last will for the next connection: retained `offline` on the device's
@@ -817,7 +751,7 @@ impl Inner {
             let mut devices = router.devices();
             match (devices.next(), devices.next()) {
                 (Some(d), None) => p.device_topic(d.product_key(), d.device_name()),
-                _ => p.connection_topic(&self.client_id.lock().clone().unwrap_or_default()),
+                _ => p.connection_topic(&self.client_id_or_empty()),
             }
         };
         Some(LastWill::new(
@@ -828,186 +762,17 @@ impl Inner {
         ))
     }
 
-    /// Publishes a device's retained `online {client-id}` or `offline` (presence on).
-    fn announce(&self, mqtt: &AsyncClient, device: &Device, online: bool) {
-        let Some(p) = &self.cfg.presence else { return };
-        let topic = p.device_topic(device.product_key(), device.device_name());
-        let payload = if online {
-            presence::online_payload(&self.client_id.lock().clone().unwrap_or_default())
-                .into_bytes()
-        } else {
-            presence::OFFLINE.to_vec()
-        };
-        if mqtt
-            .try_publish(topic, QoS::AtLeastOnce, true, payload)
-            .is_err()
-        {
-            warn!(
-                "presence for {}/{} not published: queue full",
-                device.product_key(),
-                device.device_name()
-            );
-        }
-    }
-
-    /// After CONNACK: queue the retained `online` announcements (presence on).
-    fn announce_all(&self, eventloop: &mut EventLoop) {
-        let Some(p) = &self.cfg.presence else { return };
-        let cid = self.client_id.lock().clone().unwrap_or_default();
-        let online = presence::online_payload(&cid);
-        let router = self.router.lock();
-        let mut n = 0;
-        for d in router.devices() {
-            let mut publish = rumqttc::Publish::new(
-                p.device_topic(d.product_key(), d.device_name()),
-                QoS::AtLeastOnce,
-                online.as_bytes(),
-            );
-            publish.retain = true;
-            eventloop.pending.push_back(MqttRequest::Publish(publish));
-            n += 1;
-        }
-        if n > 1 {
-            // Clears an `offline` left by an earlier connection with this id.
-            let mut publish =
-                rumqttc::Publish::new(p.connection_topic(&cid), QoS::AtLeastOnce, presence::ONLINE);
-            publish.retain = true;
-            eventloop.pending.push_back(MqttRequest::Publish(publish));
-        }
-    }
-
     /// On a clean stop: every device's retained `offline` (a clean DISCONNECT
     /// suppresses the last will).
-    fn announce_all_offline(&self, mqtt: &AsyncClient) {
+    fn on_stopping(&self, publisher: &Publisher) {
         if self.cfg.presence.is_none() {
             return;
         }
         let devices: Vec<Arc<Device>> = self.router.lock().devices().cloned().collect();
         for d in &devices {
-            self.announce(mqtt, d, false);
+            self.announce(publisher, d, false);
         }
     }
-
-    /// After CONNACK: queue SUBSCRIBE packets for every registered device.
-    fn resubscribe(&self, eventloop: &mut EventLoop) {
-        let qos = self.qos();
-        let filters: Vec<SubscribeFilter> = self
-            .router
-            .lock()
-            .devices()
-            .map(|d| SubscribeFilter::new(d.filter().to_string(), qos))
-            .collect();
-        let n = filters.len();
-        self.pending_subacks
-            .store(n.div_ceil(SUBSCRIBE_BATCH) as u64, Ordering::SeqCst);
-        for chunk in filters.chunks(SUBSCRIBE_BATCH) {
-            eventloop
-                .pending
-                .push_back(MqttRequest::Subscribe(Subscribe::new_many(chunk.to_vec())));
-        }
-        if n > 0 {
-            debug!("subscribing {n} device filter(s)");
-        }
-    }
-}
-
-fn describe(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::Io(io) => io.to_string(),
-        ConnectionError::ConnectionRefused(code) => {
-            format!("broker refused the connection ({code:?})")
-        }
-        ConnectionError::NetworkTimeout => "connection attempt timed out".to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// The driver task: polls the event loop, reconnects with capped exponential
-/// backoff, resubscribes after each CONNACK and hands PUBLISHes to the router.
-/// Ends (after sending DISCONNECT when connected) when `stop` turns true, and
-/// gives the event loop back.
-async fn drive(
-    inner: Arc<Inner>,
-    mut eventloop: EventLoop,
-    mut stop: watch::Receiver<bool>,
-) -> EventLoop {
-    let mut backoff = Backoff::new(inner.cfg.reconnect_min_ms, inner.cfg.reconnect_max_ms);
-    // One stop future for the whole loop: making a new one per event cost about
-    // as much as routing the request.
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
-    loop {
-        let event = tokio::select! {
-            biased;
-            _ = &mut stopped => break,
-            ev = eventloop.poll() => ev,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => inner.on_publish(&p.topic, &p.payload),
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff.reset();
-                *inner.last_error.lock() = None;
-                inner.connects.fetch_add(1, Ordering::SeqCst);
-                inner.resubscribe(&mut eventloop);
-                inner.announce_all(&mut eventloop);
-                inner.set_connected(true);
-                info!("connected to {}:{}", inner.cfg.host, inner.cfg.port);
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let left = inner.pending_subacks.load(Ordering::SeqCst);
-                if left > 0 {
-                    inner.pending_subacks.store(left - 1, Ordering::SeqCst);
-                    if left == 1 {
-                        inner.notify_conn_event();
-                    }
-                }
-                let refused = ack
-                    .return_codes
-                    .iter()
-                    .filter(|c| matches!(c, SubscribeReasonCode::Failure))
-                    .count();
-                if refused > 0 {
-                    inner
-                        .subscribe_failures
-                        .fetch_add(refused as u64, Ordering::Relaxed);
-                    warn!("broker refused {refused} RRPC subscription(s); check its ACLs");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                inner.note_connection_error(&e);
-                // The device set may have changed: pick the will for the next CONNECT.
-                if let Some(w) = inner.last_will() {
-                    eventloop.mqtt_options.set_last_will(w);
-                }
-                let delay = backoff.next();
-                tokio::select! {
-                    biased;
-                    _ = &mut stopped => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
-    if inner.connected.load(Ordering::SeqCst) {
-        // Best effort clean DISCONNECT so that the broker does not wait for the
-        // keep-alive (and, with a last will, does not publish it).
-        if let Some(m) = inner.mqtt.read().clone() {
-            inner.announce_all_offline(&m);
-            let _ = m.try_disconnect();
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-    }
-    inner.set_connected(false);
-    eventloop
 }
 
 /// Removes expired requests at their deadline (or at least once a second), so
@@ -1030,45 +795,5 @@ async fn expire_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         if n > 0 {
             debug!("{n} request(s) expired without a reply");
         }
-    }
-}
-
-/// Capped exponential backoff with +-25% jitter.
-struct Backoff {
-    min: u64,
-    max: u64,
-    cur: u64,
-    seed: u64,
-}
-
-impl Backoff {
-    fn new(min_ms: u32, max_ms: u32) -> Backoff {
-        Backoff {
-            min: u64::from(min_ms),
-            max: u64::from(max_ms),
-            cur: u64::from(min_ms),
-            seed: now_ms() ^ u64::from(std::process::id()).rotate_left(32) | 1,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.cur = self.min;
-    }
-
-    fn next(&mut self) -> Duration {
-        // xorshift64: jitter needs no cryptographic quality.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let base = self.cur;
-        let spread = base / 2;
-        let jittered = base - base / 4
-            + if spread > 0 {
-                self.seed % (spread + 1)
-            } else {
-                0
-            };
-        self.cur = (self.cur.saturating_mul(2)).min(self.max);
-        Duration::from_millis(jittered.max(1))
     }
 }

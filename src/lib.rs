@@ -8,8 +8,14 @@
 //!   Tencent), as data;
 //! - [`router`]: the transport-agnostic core (device registry, pending-request
 //!   table, duplicate and echo suppression, deadlines), with no I/O;
-//! - [`client`]: the built-in MQTT transport (rumqttc on a one-thread tokio
-//!   runtime), with a background-thread mode and a `yield` mode;
+//! - [`session`]: the MQTT session engine (connect options, reconnects with
+//!   backoff, resubscription, connection events) that the client and the
+//!   caller share;
+//! - [`client`]: the built-in device transport (the session engine on a
+//!   one-thread tokio runtime), with a background-thread mode and a `yield` mode;
+//! - [`caller`]: the cloud side, RRpc calls with the API's semantics;
+//! - [`presence`]: how a caller on a plain broker learns a device is offline;
+//! - [`jt808`]: JT/T 808 codec and the pass-through adapter;
 //! - `ffi`: the C ABI (`include/rrpc.h`).
 //!
 //! The router alone, driven the way any transport drives it (time is an
@@ -46,16 +52,15 @@
 //! The built-in client over MQTT (needs a broker):
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use rrpc::{Client, ClientConfig, Dialect, Identity, Request};
 //!
 //! let client = Client::new(ClientConfig::new("127.0.0.1", 1883)).unwrap();
 //! let dev = Identity { product_key: "a1B2c3", device_name: "dev1", custom_topic: None };
 //! client.add_device(Dialect::AlibabaSystem, &dev).unwrap();
 //! let replier = client.replier();
-//! client.set_handler(Some(Arc::new(move |req: &Request<'_>| {
+//! client.set_handler(Some(Box::new(move |req: &Request<'_>| {
 //!     let _ = replier.reply(req.token, req.payload); // echo
-//! })));
+//! }))).unwrap();
 //! client.start().unwrap(); // background thread; or call client.yield_for(ms) in a loop
 //! ```
 
@@ -65,11 +70,12 @@ pub mod caller;
 pub mod client;
 pub mod clock;
 pub mod dialect;
+mod guard;
 /// JT/T 808 frames, streaming decoder and sub-packages for the pass-through adapter.
 pub mod jt808;
-mod mqtt;
 pub mod presence;
 pub mod router;
+pub mod session;
 
 /// The C ABI (`include/rrpc.h`). Public so that tests can call it as C does; Rust
 /// users should use the safe API above.
@@ -79,7 +85,9 @@ pub mod ffi;
 pub use caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 pub use client::{Client, ClientConfig, ClientError, Replier, Request};
 pub use dialect::{Dialect, Identity};
+pub use guard::Reentered;
 pub use router::{Router, RouterConfig, Stats};
+pub use session::{ConnectionEvent, DisconnectCause, MqttConfig};
 
 /// The library version, as in `Cargo.toml`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

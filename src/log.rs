@@ -8,10 +8,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
 
 use once_cell::sync::Lazy;
-use parking_lot::RwLock;
+
+use crate::guard::{Reentered, Slot};
 
 /// Message severity. Numeric values are part of the C ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,10 +44,12 @@ impl Level {
     }
 }
 
-/// A log sink: receives the level and the formatted message.
-pub type Sink = Arc<dyn Fn(Level, &str) + Send + Sync>;
+/// What a log sink does: receives the level and the formatted message.
+pub type SinkFn = dyn Fn(Level, &str) + Send + Sync;
+/// A log sink.
+pub type Sink = Box<SinkFn>;
 
-static SINK: Lazy<RwLock<Option<Sink>>> = Lazy::new(|| RwLock::new(None));
+static SINK: Lazy<Slot<SinkFn>> = Lazy::new(Slot::default);
 /// Highest level that is produced at all (0 = off). Checked before formatting.
 static MAX_LEVEL: Lazy<AtomicU8> = Lazy::new(|| AtomicU8::new(env_level()));
 
@@ -63,9 +65,12 @@ fn env_level() -> u8 {
 
 /// Installs `sink` for messages at `max` and above, or restores the stderr
 /// default when `sink` is `None` (with `max` as its threshold; `None` = off).
-pub fn set_sink(sink: Option<Sink>, max: Option<Level>) {
-    *SINK.write() = sink;
+/// When it returns, the sink it replaced is not running on any other thread and
+/// will not run again; from inside that sink it fails and changes nothing.
+pub fn set_sink(sink: Option<Sink>, max: Option<Level>) -> Result<(), Reentered> {
+    SINK.set(sink)?;
     MAX_LEVEL.store(max.map_or(0, |l| l as u8), Ordering::Relaxed);
+    Ok(())
 }
 
 pub fn enabled(level: Level) -> bool {
@@ -77,10 +82,8 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
         return;
     }
     let msg = args.to_string();
-    let sink = SINK.read().clone();
-    match sink {
-        Some(s) => s(level, &msg),
-        None => eprintln!("librrpc {}: {}", level.name(), msg),
+    if SINK.call(|s| s(level, &msg)).is_none() {
+        eprintln!("librrpc {}: {}", level.name(), msg);
     }
 }
 

@@ -795,6 +795,22 @@ impl Router {
         Ok(device)
     }
 
+    /// What the transport attached to the registered devices.
+    pub fn attachments(&self) -> impl Iterator<Item = &Arc<dyn std::any::Any + Send + Sync>> {
+        self.attachments.values()
+    }
+
+    /// What the transport attached to a registered device, if anything.
+    pub fn attachment(
+        &self,
+        dialect: Dialect,
+        id: &Identity<'_>,
+    ) -> Option<&Arc<dyn std::any::Any + Send + Sync>> {
+        let names = format!("{}/{}", id.product_key, id.device_name);
+        let index = self.lookup(&DeviceKey::of(dialect, id, &names))?;
+        self.attachments.get(&index)
+    }
+
     /// The slot of the device `key` names.
     fn lookup(&self, key: &DeviceKey<'_>) -> Option<u32> {
         let hash = self.hasher.hash_one(key.text().as_bytes());

@@ -37,7 +37,7 @@ fn device(port: u16, names: &[&str], dialect: Dialect, presence: bool) -> Client
         .unwrap();
     }
     let r = c.replier();
-    c.set_handler(Some(Arc::new(move |req: &rrpc::Request<'_>| {
+    c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
         match req.payload {
             b"mute" => {}
             b"slow" => {
@@ -51,7 +51,8 @@ fn device(port: u16, names: &[&str], dialect: Dialect, presence: bool) -> Client
                 let _ = r.reply(req.token, p);
             }
         }
-    })));
+    })))
+    .unwrap();
     c.start().unwrap();
     c
 }
@@ -122,9 +123,10 @@ fn tencent_and_custom_topic_calls() {
         )
         .unwrap();
         let r = c.replier();
-        c.set_handler(Some(Arc::new(move |req: &rrpc::Request<'_>| {
+        c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
             let _ = r.reply(req.token, b"custom-ok");
-        })));
+        })))
+        .unwrap();
         c.start().unwrap();
         c
     };
@@ -319,7 +321,7 @@ fn many_threads_and_many_calls_in_flight_on_one_connection() {
 fn unreachable_broker_is_a_clear_error_within_the_timeout() {
     let port = common::free_port();
     let mut cfg = CallerConfig::new("127.0.0.1", port);
-    cfg.connect_timeout_ms = 2000;
+    cfg.mqtt.connect_timeout_ms = 2000;
     let t = Instant::now();
     let e = Caller::connect(cfg).unwrap_err().to_string();
     assert!(t.elapsed() < Duration::from_millis(2500));

@@ -31,14 +31,15 @@ fn device(port: u16, name: &str) -> (Client, Seen) {
     .unwrap();
     let seen: Seen = Arc::default();
     let (r, s) = (c.replier(), seen.clone());
-    c.set_handler(Some(Arc::new(move |req: &rrpc::Request<'_>| {
+    c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
         s.lock().unwrap().push((
             req.message_id.to_string(),
             req.content_type,
             req.payload.to_vec(),
         ));
         let _ = r.reply(req.token, req.payload);
-    })));
+    })))
+    .unwrap();
     c.start().unwrap();
     (c, seen)
 }

@@ -267,7 +267,7 @@ fn device_answers_again_after_mosquitto_is_killed_and_restarted() {
     drop(caller_before);
     broker.kill();
     assert!(
-        dev.wait_stderr("lost or refused", READY),
+        dev.wait_stderr("connection: lost", READY),
         "the device notices: {}",
         dev.transcript()
     );

@@ -13,6 +13,7 @@ use common::{Broker, Caller};
 use rrpc::dialect::Dialect;
 use rrpc::ffi::client::*;
 use rrpc::ffi::misc::*;
+use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, *};
 
 const PK: &str = "a1GFjLP3xxC";
@@ -33,8 +34,8 @@ fn new_client(port: u16, tweak: impl FnOnce(&mut rrpc_client_config)) -> *mut rr
     let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
     assert_eq!(rrpc_client_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
     let mut cfg = unsafe { cfg.assume_init() };
-    cfg.host = host.as_ptr();
-    cfg.port = port;
+    cfg.mqtt.host = host.as_ptr();
+    cfg.mqtt.port = port;
     tweak(&mut cfg);
     let mut client = null_mut();
     let st = rrpc_client_new(&cfg, &mut client);
@@ -130,8 +131,8 @@ fn set_recorder(client: *mut rrpc_client, rec: &Arc<Recorder>) {
     );
 }
 
-fn stats(client: *mut rrpc_client) -> rrpc_stats {
-    let mut s = rrpc_stats::default();
+fn stats(client: *mut rrpc_client) -> rrpc_client_stats {
+    let mut s = rrpc_client_stats::default();
     assert_eq!(rrpc_client_get_stats(client, &mut s), RRPC_STATUS_OK);
     s
 }
@@ -195,7 +196,11 @@ fn null_pointers_are_refused_with_the_argument_named() {
     rrpc_client_config_init(cfg.as_mut_ptr());
     let cfg = unsafe { cfg.assume_init() };
     assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_NULL_POINTER);
-    assert!(last_error().contains("config->host"), "{}", last_error());
+    assert!(
+        last_error().contains("config->mqtt.host"),
+        "{}",
+        last_error()
+    );
     assert!(client.is_null(), "out-params are written only on success");
 
     let n: *mut rrpc_client = null_mut();
@@ -291,7 +296,7 @@ fn strings_that_are_not_utf8_are_refused() {
     let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
     rrpc_client_config_init(cfg.as_mut_ptr());
     let mut cfg = unsafe { cfg.assume_init() };
-    cfg.host = bad.as_ptr().cast();
+    cfg.mqtt.host = bad.as_ptr().cast();
     let mut out = null_mut();
     assert_eq!(rrpc_client_new(&cfg, &mut out), RRPC_STATUS_INVALID_UTF8);
     rrpc_client_free(client);
@@ -395,7 +400,7 @@ fn configuration_is_validated() {
         let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
         rrpc_client_config_init(cfg.as_mut_ptr());
         let mut cfg = unsafe { cfg.assume_init() };
-        cfg.host = host.as_ptr();
+        cfg.mqtt.host = host.as_ptr();
         tweak(&mut cfg);
         let mut out = null_mut();
         assert_eq!(
@@ -405,14 +410,14 @@ fn configuration_is_validated() {
         );
         assert!(last_error().contains(what), "{what}: {}", last_error());
     };
-    check(&|c| c.port = 0, "port");
-    check(&|c| c.clean_session = false, "client id");
+    check(&|c| c.mqtt.port = 0, "port");
+    check(&|c| c.mqtt.clean_session = false, "client id");
     check(&|c| c.subscribe_qos = 2, "subscribe_qos");
     check(&|c| c.max_pending = 0, "max_pending");
     check(&|c| c.max_payload = 0, "max_payload");
-    check(&|c| c.reconnect_min_ms = 0, "reconnect");
+    check(&|c| c.mqtt.reconnect_min_ms = 0, "reconnect");
     let empty = c("");
-    check(&|c| c.host = empty.as_ptr(), "host");
+    check(&|c| c.mqtt.host = empty.as_ptr(), "host");
 }
 
 #[test]
@@ -453,7 +458,7 @@ fn library_facts() {
 #[test]
 fn unreachable_broker_at_start_is_a_clear_error_and_leaves_nothing_running() {
     let port = common::free_port();
-    let client = new_client(port, |c| c.connect_timeout_ms = 3000);
+    let client = new_client(port, |c| c.mqtt.connect_timeout_ms = 3000);
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
         RRPC_STATUS_OK
@@ -479,8 +484,8 @@ fn unreachable_broker_at_start_is_a_clear_error_and_leaves_nothing_running() {
 fn background_mode_reconnects_until_the_broker_appears() {
     let port = common::free_port();
     let client = new_client(port, |c| {
-        c.connect_timeout_ms = 0;
-        c.reconnect_max_ms = 200;
+        c.mqtt.connect_timeout_ms = 0;
+        c.mqtt.reconnect_max_ms = 200;
     });
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
@@ -516,7 +521,7 @@ fn background_mode_reconnects_until_the_broker_appears() {
 #[test]
 fn yield_mode_reports_connect_failures_and_serves_requests() {
     let port = common::free_port();
-    let client = new_client(port, |c| c.reconnect_min_ms = 50);
+    let client = new_client(port, |c| c.mqtt.reconnect_min_ms = 50);
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "test01"),
         RRPC_STATUS_OK
@@ -984,8 +989,8 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
 
     let (user, good, bad) = (c("dev1&a1GFjLP3xxC"), c("s3cret"), c("wrong"));
     let client = new_client(broker.port, |cfg| {
-        cfg.username = user.as_ptr();
-        cfg.password = bad.as_ptr();
+        cfg.mqtt.username = user.as_ptr();
+        cfg.mqtt.password = bad.as_ptr();
     });
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
@@ -1000,8 +1005,8 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
     rrpc_client_free(client);
 
     let (client, _rec) = started(broker.port, |cfg| {
-        cfg.username = user.as_ptr();
-        cfg.password = good.as_ptr();
+        cfg.mqtt.username = user.as_ptr();
+        cfg.mqtt.password = good.as_ptr();
     });
     rrpc_client_free(client);
 }

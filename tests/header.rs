@@ -62,3 +62,34 @@ fn header_compiles_as_c99() {
 fn header_compiles_as_cxx11() {
     compile("c++", "c++11", "c++");
 }
+
+/// Every `@param` in the header names a parameter of its function (clang checks
+/// the Doxygen comments against the declarations), so the docs and the
+/// signatures cannot drift apart.
+#[test]
+fn header_docs_name_the_real_parameters() {
+    if !common::require_tool("clang") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = Command::new("clang")
+        .args([
+            "-x",
+            "c",
+            "-std=c99",
+            "-fsyntax-only",
+            "-Wdocumentation",
+            "-Wdocumentation-unknown-command",
+            "-Werror",
+        ])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/header_smoke.c"))
+        .output()
+        .expect("run clang");
+    assert!(
+        o.status.success(),
+        "rrpc.h's doc comments do not match its declarations:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

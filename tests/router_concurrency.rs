@@ -5,8 +5,8 @@ use std::ffi::{c_char, c_void, CString};
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use rrpc::ffi::client::rrpc_request;
 use rrpc::ffi::router::*;
+use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::*;
 
 static PUBLISHED: AtomicU64 = AtomicU64::new(0);

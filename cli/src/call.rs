@@ -152,9 +152,9 @@ pub fn run(a: CallArgs) -> ExitCode {
         content_type: a.content_type,
     };
     let mut cfg = CallerConfig::new(a.conn.host.clone(), a.conn.port);
-    cfg.username = a.conn.username.clone();
-    cfg.password = a.conn.password.clone();
-    cfg.connect_timeout_ms = a.connect_timeout_ms;
+    cfg.mqtt.username = a.conn.username.clone();
+    cfg.mqtt.password = a.conn.password.clone();
+    cfg.mqtt.connect_timeout_ms = a.connect_timeout_ms;
     cfg.presence = (!a.no_presence).then(PresenceTopics::default);
     // The library checks the parameters again in `call`; checking first means bad
     // input is reported as such even when the broker is down.
@@ -167,7 +167,7 @@ pub fn run(a: CallArgs) -> ExitCode {
     let call_ms = params
         .timeout_ms
         .unwrap_or_else(|| Dialect::Tencent.default_timeout_ms());
-    let limit_ms = u64::from(cfg.connect_timeout_ms) + u64::from(call_ms) + 3000;
+    let limit_ms = u64::from(cfg.mqtt.connect_timeout_ms) + u64::from(call_ms) + 3000;
     let format = a.format;
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(limit_ms));

@@ -3,7 +3,6 @@
 //! then a latency figure. Exits 0 when every call ended as expected.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -66,20 +65,22 @@ fn start_device(port: u16, valve_topic: &str) -> Result<Client, String> {
         .add_device(Dialect::AlibabaCustom, &valve)
         .map_err(|e| e.to_string())?;
     let replier = client.replier();
-    client.set_handler(Some(Arc::new(move |req: &Request<'_>| {
-        let answer: Vec<u8> = match req.payload {
-            b"ignore" => return,
-            b"ping" => b"pong".to_vec(),
-            p if std::str::from_utf8(p).is_ok() => {
-                let text = std::str::from_utf8(p).unwrap_or_default();
-                text.chars().rev().collect::<String>().into_bytes()
+    client
+        .set_handler(Some(Box::new(move |req: &Request<'_>| {
+            let answer: Vec<u8> = match req.payload {
+                b"ignore" => return,
+                b"ping" => b"pong".to_vec(),
+                p if std::str::from_utf8(p).is_ok() => {
+                    let text = std::str::from_utf8(p).unwrap_or_default();
+                    text.chars().rev().collect::<String>().into_bytes()
+                }
+                p => format!("{} binary bytes", p.len()).into_bytes(),
+            };
+            if let Err(e) = replier.reply(req.token, &answer) {
+                eprintln!("demo device: reply failed: {e}");
             }
-            p => format!("{} binary bytes", p.len()).into_bytes(),
-        };
-        if let Err(e) = replier.reply(req.token, &answer) {
-            eprintln!("demo device: reply failed: {e}");
-        }
-    })));
+        })))
+        .expect("set from the main thread, never from inside the handler");
     client.start().map_err(|e| e.to_string())?;
     Ok(client)
 }

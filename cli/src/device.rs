@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -67,8 +66,8 @@ pub struct DeviceArgs {
 /// A client config for `conn`, with presence announcements when `presence`.
 pub fn client_config(conn: &Conn, presence: bool) -> ClientConfig {
     let mut cfg = ClientConfig::new(conn.host.clone(), conn.port);
-    cfg.username = conn.username.clone();
-    cfg.password = conn.password.clone();
+    cfg.mqtt.username = conn.username.clone();
+    cfg.mqtt.password = conn.password.clone();
     if presence {
         cfg.presence = Some(PresenceTopics::default());
     }
@@ -126,8 +125,8 @@ pub fn run(a: DeviceArgs) -> ExitCode {
         );
     }
     let mut cfg = client_config(&a.conn, !a.no_presence);
-    cfg.client_id = a.client_id.clone();
-    cfg.connect_timeout_ms = a.connect_timeout_ms;
+    cfg.mqtt.client_id = a.client_id.clone();
+    cfg.mqtt.connect_timeout_ms = a.connect_timeout_ms;
     let client = match Client::new(cfg) {
         Ok(c) => c,
         Err(e) => return invalid(e.to_string()),
@@ -150,32 +149,34 @@ pub fn run(a: DeviceArgs) -> ExitCode {
     let replier = client.replier();
     let delayed = (a.delay_ms > 0).then(|| Delayed::start(replier.clone()));
     let delay = Duration::from_millis(a.delay_ms);
-    client.set_handler(Some(Arc::new(move |req: &Request<'_>| {
-        let ct = req
-            .content_type
-            .map(|c| format!(" content-type={c}"))
-            .unwrap_or_default();
-        println!(
-            "request {} {}/{} id={} len={}{ct}",
-            req.device.dialect,
-            req.device.product_key(),
-            req.device.device_name(),
-            req.message_id,
-            req.payload.len()
-        );
-        let sent = match &delayed {
-            Some(d) => {
-                d.tx.send((Instant::now() + delay, req.token, req.payload.to_vec()))
-                    .map_err(|_| "the reply thread ended".to_string())
+    client
+        .set_handler(Some(Box::new(move |req: &Request<'_>| {
+            let ct = req
+                .content_type
+                .map(|c| format!(" content-type={c}"))
+                .unwrap_or_default();
+            println!(
+                "request {} {}/{} id={} len={}{ct}",
+                req.device.dialect,
+                req.device.product_key(),
+                req.device.device_name(),
+                req.message_id,
+                req.payload.len()
+            );
+            let sent = match &delayed {
+                Some(d) => {
+                    d.tx.send((Instant::now() + delay, req.token, req.payload.to_vec()))
+                        .map_err(|_| "the reply thread ended".to_string())
+                }
+                None => replier
+                    .reply(req.token, req.payload)
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = sent {
+                eprintln!("rrpc device: reply to {} failed: {e}", req.message_id);
             }
-            None => replier
-                .reply(req.token, req.payload)
-                .map_err(|e| e.to_string()),
-        };
-        if let Err(e) = sent {
-            eprintln!("rrpc device: reply to {} failed: {e}", req.message_id);
-        }
-    })));
+        })))
+        .expect("set from the main thread, never from inside the handler");
     if let Err(e) = signals::install() {
         eprintln!("rrpc device: cannot install signal handlers: {e}");
         return ExitCode::from(EXIT_SYSTEM);
@@ -197,7 +198,9 @@ pub fn run(a: DeviceArgs) -> ExitCode {
     );
     let sig = signals::wait(|| false).unwrap_or(libc::SIGTERM);
     eprintln!("rrpc device: {}: stopping", signals::name(sig));
-    client.set_handler(None);
+    client
+        .set_handler(None)
+        .expect("set from the main thread, never from inside the handler");
     if let Err(e) = client.stop() {
         eprintln!("rrpc device: stop: {e}");
         return ExitCode::from(EXIT_SYSTEM);

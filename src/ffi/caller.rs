@@ -2,12 +2,14 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use super::client::presence_topics;
-use super::misc::SendPtr;
 use super::rrpc_status::*;
+use super::session::{
+    connection_listener, mqtt_config, mqtt_config_defaults, presence_topics, rrpc_connection_cb,
+    rrpc_mqtt_config,
+};
 use super::{
-    arg_bytes, arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, write_str_out,
-    Failure,
+    arg_bytes, arg_opt_str, arg_out, arg_ref, arg_str, boundary, bytes_ptr, dialect_arg,
+    rrpc_status, write_str_out, Castable, Failure, SendPtr,
 };
 use crate::caller::{on_caller_thread, CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 use crate::dialect::Dialect;
@@ -52,25 +54,16 @@ const _: () = {
 
 /// Settings for `rrpc_caller_new`; fill with `rrpc_caller_config_init`. Strings
 /// are copied.
+///
+/// Fields are only ever appended, and only with a new soname.
 #[repr(C)]
 pub struct rrpc_caller_config {
-    /// Broker host name or IP address. Required.
-    pub host: *const c_char,
-    /// Broker TCP port. Default 1883.
-    pub port: u16,
-    /// MQTT keep-alive in seconds. Default 60.
-    pub keep_alive_s: u16,
+    /// The broker and how to connect to it (`mqtt.host` is required). The
+    /// caller's `mqtt.connect_timeout_ms` (at least 1) is how long
+    /// `rrpc_caller_new` waits for the connection and the presence snapshot.
+    pub mqtt: rrpc_mqtt_config,
     /// Follow device presence (OFFLINE, HALFCONN). Default true.
     pub presence: bool,
-    /// MQTT client id, or NULL (default) for "rrpccaller" + 16 random hex digits.
-    pub client_id: *const c_char,
-    /// MQTT user name, or NULL.
-    pub username: *const c_char,
-    /// MQTT password, or NULL.
-    pub password: *const c_char,
-    /// How long `rrpc_caller_new` waits for the connection and the presence
-    /// snapshot, in ms. Default 5000.
-    pub connect_timeout_ms: u32,
     /// Largest request or response payload. Default 262144.
     pub max_payload: u32,
     /// Most calls in flight at once. Default 65536.
@@ -82,9 +75,9 @@ pub struct rrpc_caller_config {
 }
 
 /// One call's parameters, as the RRpc API names them; fill with
-/// `rrpc_call_params_init`.
+/// `rrpc_caller_call_params_init`.
 #[repr(C)]
-pub struct rrpc_call_params {
+pub struct rrpc_caller_call_params {
     /// RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with `topic`, the
     /// Alibaba custom-topic dialect.
     pub dialect: u32,
@@ -179,14 +172,14 @@ impl Response {
     }
 }
 
-fn caller<'a>(p: *const rrpc_caller) -> Result<&'a Caller, Failure> {
-    // SAFETY: made by `rrpc_caller_new` from a `Box<Caller>`; valid until freed.
-    unsafe { arg_ref(p.cast::<Caller>(), "caller") }
+impl Castable for Caller {
+    type C = rrpc_caller;
+    const NAME: &'static str = "caller";
 }
 
-fn response<'a>(p: *const rrpc_response) -> Result<&'a Response, Failure> {
-    // SAFETY: made by this module from a `Box<Response>` (or borrowed during a callback).
-    unsafe { arg_ref(p.cast::<Response>(), "response") }
+impl Castable for Response {
+    type C = rrpc_response;
+    const NAME: &'static str = "response";
 }
 
 /// Fills `out_config` with the defaults (see `rrpc_caller_config`).
@@ -202,14 +195,8 @@ pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -
         let out = unsafe { arg_out(out_config, "out_config") }?;
         let d = CallerConfig::new("", 1883);
         *out = rrpc_caller_config {
-            host: std::ptr::null(),
-            port: d.port,
-            keep_alive_s: d.keep_alive_s,
+            mqtt: mqtt_config_defaults(),
             presence: d.presence.is_some(),
-            client_id: std::ptr::null(),
-            username: std::ptr::null(),
-            password: std::ptr::null(),
-            connect_timeout_ms: d.connect_timeout_ms,
             max_payload: d.max_payload as u32,
             max_in_flight: d.max_in_flight as u32,
             presence_prefix: std::ptr::null(),
@@ -226,7 +213,7 @@ pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -
 /// @param[in]  config     settings; strings are copied.
 /// @param[out] out_caller receives the caller; release it with `rrpc_caller_free`.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->host` or `out_caller` is NULL.
+/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_caller` is NULL.
 /// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range.
 /// @retval RRPC_STATUS_CONNECT_FAILED   no connection within `connect_timeout_ms`
@@ -242,14 +229,8 @@ pub extern "C" fn rrpc_caller_new(
         // SAFETY: pointer contracts documented above.
         let c = unsafe { arg_ref(config, "config") }?;
         let out = unsafe { arg_out(out_caller, "out_caller") }?;
-        let host = unsafe { arg_str(c.host, "config->host") }?;
-        let mut cfg = CallerConfig::new(host, c.port);
-        cfg.client_id =
-            unsafe { arg_opt_str(c.client_id, "config->client_id") }?.map(str::to_string);
-        cfg.username = unsafe { arg_opt_str(c.username, "config->username") }?.map(str::to_string);
-        cfg.password = unsafe { arg_opt_str(c.password, "config->password") }?.map(str::to_string);
-        cfg.keep_alive_s = c.keep_alive_s;
-        cfg.connect_timeout_ms = c.connect_timeout_ms;
+        let mut cfg = CallerConfig::new("", 0);
+        cfg.mqtt = mqtt_config(&c.mqtt)?;
         cfg.max_payload = c.max_payload as usize;
         cfg.max_in_flight = c.max_in_flight as usize;
         cfg.presence = if c.presence {
@@ -257,16 +238,7 @@ pub extern "C" fn rrpc_caller_new(
         } else {
             None
         };
-        let caller = Caller::connect(cfg).map_err(|e| match e {
-            crate::caller::CallerError::InvalidArgument(m) => {
-                Failure::new(RRPC_STATUS_INVALID_ARGUMENT, m)
-            }
-            crate::caller::CallerError::ConnectFailed(m) => Failure::new(
-                RRPC_STATUS_CONNECT_FAILED,
-                format!("could not connect: {m}"),
-            ),
-        })?;
-        *out = Box::into_raw(Box::new(caller)).cast::<rrpc_caller>();
+        *out = Caller::connect(cfg)?.into_c();
         Ok(())
     })
 }
@@ -279,20 +251,47 @@ pub extern "C" fn rrpc_caller_new(
 ///
 /// Once, when no other thread uses the caller; not from a response callback.
 #[no_mangle]
-pub extern "C" fn rrpc_caller_free(caller_ptr: *mut rrpc_caller) -> rrpc_status {
+pub extern "C" fn rrpc_caller_free(caller: *mut rrpc_caller) -> rrpc_status {
     boundary("rrpc_caller_free", || {
-        if caller_ptr.is_null() {
-            return Ok(());
-        }
-        if on_caller_thread() {
-            return Err(Failure::new(
-                RRPC_STATUS_WRONG_STATE,
-                "a caller cannot be freed from a response callback",
-            ));
-        }
-        // SAFETY: made by `Box::into_raw` in `rrpc_caller_new`; freed once.
-        drop(unsafe { Box::from_raw(caller_ptr.cast::<Caller>()) });
-        Ok(())
+        Caller::free(caller, |_| {
+            if on_caller_thread() {
+                return Err(Failure::new(
+                    RRPC_STATUS_WRONG_STATE,
+                    "a caller cannot be freed from a response or connection callback",
+                ));
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Sets the caller's connection callback (NULL removes it): disconnected (with
+/// the cause and the reason; calls in flight then end with RRPC_CODE_UNKNOWN),
+/// reconnecting (with the delay), connected again. The first connection happens
+/// inside `rrpc_caller_new`, before a callback can be set. While a callback is
+/// set, connection changes are logged at info rather than warn. When it
+/// returns, the callback it replaced is not running on any other thread and
+/// will not run again.
+///
+/// @param[in] caller    the caller.
+/// @param[in] callback  the callback, or NULL.
+/// @param[in] user_data handed to every call; it must stay valid until the
+///                      callback is replaced or the caller freed.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `caller` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+///                                  replace; nothing changed.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_caller_set_connection_callback(
+    caller: *mut rrpc_caller,
+    callback: rrpc_connection_cb,
+    user_data: *mut c_void,
+) -> rrpc_status {
+    boundary("rrpc_caller_set_connection_callback", || {
+        let c = Caller::borrow(caller)?;
+        Ok(c.set_connection_listener(connection_listener(callback, user_data))?)
     })
 }
 
@@ -302,11 +301,13 @@ pub extern "C" fn rrpc_caller_free(caller_ptr: *mut rrpc_caller) -> rrpc_status 
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
 #[no_mangle]
-pub extern "C" fn rrpc_call_params_init(out_params: *mut rrpc_call_params) -> rrpc_status {
-    boundary("rrpc_call_params_init", || {
+pub extern "C" fn rrpc_caller_call_params_init(
+    out_params: *mut rrpc_caller_call_params,
+) -> rrpc_status {
+    boundary("rrpc_caller_call_params_init", || {
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_params, "out_params") }?;
-        *out = rrpc_call_params {
+        *out = rrpc_caller_call_params {
             dialect: Dialect::AlibabaSystem as u32,
             product_key: std::ptr::null(),
             device_name: std::ptr::null(),
@@ -321,17 +322,12 @@ pub extern "C" fn rrpc_call_params_init(out_params: *mut rrpc_call_params) -> rr
 }
 
 fn with_params<T>(
-    p: *const rrpc_call_params,
+    p: *const rrpc_caller_call_params,
     f: impl FnOnce(&CallParams<'_>) -> T,
 ) -> Result<T, Failure> {
     // SAFETY: pointer contracts documented on the calling functions.
     let p = unsafe { arg_ref(p, "params") }?;
-    let dialect = Dialect::from_u32(p.dialect).ok_or_else(|| {
-        Failure::new(
-            RRPC_STATUS_INVALID_ARGUMENT,
-            format!("dialect {} is not an rrpc_dialect", p.dialect),
-        )
-    })?;
+    let dialect = dialect_arg(p.dialect, "params->dialect")?;
     let params = CallParams {
         dialect,
         product_key: unsafe { arg_str(p.product_key, "params->product_key") }?,
@@ -375,12 +371,12 @@ fn with_params<T>(
 /// Any thread, many at once.
 #[no_mangle]
 pub extern "C" fn rrpc_caller_call(
-    caller_ptr: *mut rrpc_caller,
-    params: *const rrpc_call_params,
+    caller: *mut rrpc_caller,
+    params: *const rrpc_caller_call_params,
     out_response: *mut *mut rrpc_response,
 ) -> rrpc_status {
     boundary("rrpc_caller_call", || {
-        let c = caller(caller_ptr)?;
+        let c = Caller::borrow(caller)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_response, "out_response") }?;
         if on_caller_thread() {
@@ -390,7 +386,7 @@ pub extern "C" fn rrpc_caller_call(
             ));
         }
         let r = with_params(params, |p| c.call(p))?;
-        *out = Box::into_raw(Box::new(Response::new(r))).cast::<rrpc_response>();
+        *out = Response::new(r).into_c();
         Ok(())
     })
 }
@@ -410,14 +406,14 @@ pub extern "C" fn rrpc_caller_call(
 /// Any thread, including response callbacks.
 #[no_mangle]
 pub extern "C" fn rrpc_caller_call_async(
-    caller_ptr: *mut rrpc_caller,
-    params: *const rrpc_call_params,
+    caller: *mut rrpc_caller,
+    params: *const rrpc_caller_call_params,
     callback: rrpc_response_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
     boundary("rrpc_caller_call_async", move || {
-        let c = caller(caller_ptr)?;
+        let c = Caller::borrow(caller)?;
         let cb =
             callback.ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "callback is NULL"))?;
         with_params(params, |p| {
@@ -443,11 +439,11 @@ pub extern "C" fn rrpc_caller_call_async(
 /// Any thread; the view's pointers live as long as the response.
 #[no_mangle]
 pub extern "C" fn rrpc_response_view_get(
-    response_ptr: *const rrpc_response,
+    response: *const rrpc_response,
     out_view: *mut rrpc_response_view,
 ) -> rrpc_status {
     boundary("rrpc_response_view_get", || {
-        let r = response(response_ptr)?;
+        let r = Response::borrow(response)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_view, "out_view") }?;
         let payload = r.r.payload.as_deref().unwrap_or(&[]);
@@ -465,11 +461,7 @@ pub extern "C" fn rrpc_response_view_get(
                 .r
                 .rrpc_code
                 .map_or(rrpc_code::RRPC_CODE_NONE as u32, |c| c as u32),
-            payload: if payload.is_empty() {
-                std::ptr::null()
-            } else {
-                payload.as_ptr()
-            },
+            payload: bytes_ptr(payload),
             payload_len: payload.len(),
         };
         Ok(())
@@ -487,13 +479,13 @@ pub extern "C" fn rrpc_response_view_get(
 /// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
 #[no_mangle]
 pub extern "C" fn rrpc_response_to_json(
-    response_ptr: *const rrpc_response,
+    response: *const rrpc_response,
     buf: *mut c_char,
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_response_to_json", || {
-        let r = response(response_ptr)?;
+        let r = Response::borrow(response)?;
         // SAFETY: `buf` has `size` writable bytes per the contract.
         unsafe { write_str_out(&r.r.to_json(), buf, size, out_len) }
     })
@@ -502,13 +494,13 @@ pub extern "C" fn rrpc_response_to_json(
 /// As `rrpc_response_to_json`, in the XML form (`<RRpcResponse>`).
 #[no_mangle]
 pub extern "C" fn rrpc_response_to_xml(
-    response_ptr: *const rrpc_response,
+    response: *const rrpc_response,
     buf: *mut c_char,
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_response_to_xml", || {
-        let r = response(response_ptr)?;
+        let r = Response::borrow(response)?;
         // SAFETY: `buf` has `size` writable bytes per the contract.
         unsafe { write_str_out(&r.r.to_xml(), buf, size, out_len) }
     })
@@ -519,13 +511,9 @@ pub extern "C" fn rrpc_response_to_xml(
 ///
 /// @retval RRPC_STATUS_OK
 #[no_mangle]
-pub extern "C" fn rrpc_response_free(response_ptr: *mut rrpc_response) -> rrpc_status {
+pub extern "C" fn rrpc_response_free(response: *mut rrpc_response) -> rrpc_status {
     boundary("rrpc_response_free", || {
-        if !response_ptr.is_null() {
-            // SAFETY: made by `Box::into_raw` in `rrpc_caller_call`; freed once.
-            drop(unsafe { Box::from_raw(response_ptr.cast::<Response>()) });
-        }
-        Ok(())
+        Response::free(response, |_| Ok(()))
     })
 }
 
@@ -537,11 +525,11 @@ pub extern "C" fn rrpc_response_free(response_ptr: *mut rrpc_response) -> rrpc_s
 /// Any thread.
 #[no_mangle]
 pub extern "C" fn rrpc_caller_get_stats(
-    caller_ptr: *mut rrpc_caller,
+    caller: *mut rrpc_caller,
     out_stats: *mut rrpc_caller_stats,
 ) -> rrpc_status {
     boundary("rrpc_caller_get_stats", || {
-        let c = caller(caller_ptr)?;
+        let c = Caller::borrow(caller)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_stats, "out_stats") }?;
         let s = c.stats();

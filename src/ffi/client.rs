@@ -1,17 +1,16 @@
 //! `rrpc_client`: the built-in MQTT transport, as C sees it.
 
 use std::ffi::{c_char, c_void};
-use std::sync::Arc;
 
-use super::misc::SendPtr;
-use super::rrpc_status::*;
+use super::session::{
+    connection_listener, mqtt_config, mqtt_config_defaults, presence_topics, rrpc_connection_cb,
+    rrpc_mqtt_config,
+};
 use super::{
-    arg_bytes, arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, write_str_out,
-    Failure,
+    arg_bytes, arg_out, arg_ref, boundary, device_args, rrpc_request, rrpc_status, write_str_out,
+    Castable, SendPtr, ViewStrings,
 };
 use crate::client::{Client, ClientConfig, Request};
-use crate::dialect::{Dialect, Identity};
-use crate::presence::PresenceTopics;
 use crate::router::RouterConfig;
 
 /// An RRPC device client: one MQTT connection serving one or more devices.
@@ -27,33 +26,14 @@ pub struct rrpc_client {
 /// Fields are only ever appended, and only with a new soname.
 #[repr(C)]
 pub struct rrpc_client_config {
-    /// Broker host name or IP address. Required.
-    pub host: *const c_char,
-    /// Broker TCP port. Default 1883.
-    pub port: u16,
-    /// MQTT keep-alive in seconds (0 disables). Default 60.
-    pub keep_alive_s: u16,
-    /// MQTT clean-session flag. Default true. false needs `client_id`.
-    pub clean_session: bool,
+    /// The broker and how to connect to it (`mqtt.host` is required). The
+    /// client's `mqtt.connect_timeout_ms` is how long `rrpc_client_start` waits
+    /// for the first connection: if the first attempt fails in that time, start
+    /// fails with RRPC_STATUS_CONNECT_FAILED and leaves nothing running; 0: start
+    /// returns at once and the client connects and reconnects in the background.
+    pub mqtt: rrpc_mqtt_config,
     /// QoS of the request subscriptions, 0 or 1. Default 0. Replies are always QoS 0.
     pub subscribe_qos: u8,
-    /// MQTT client id, or NULL (default) for one derived from the process and the
-    /// devices: "rrpc" + 16 hex digits, unique per process and device set.
-    pub client_id: *const c_char,
-    /// MQTT user name, or NULL (default) for none.
-    pub username: *const c_char,
-    /// MQTT password, or NULL (default) for none. Used only with `username`.
-    pub password: *const c_char,
-    /// How long `rrpc_client_start` waits for the first connection, in ms; if the
-    /// first attempt fails in that time, start fails with RRPC_STATUS_CONNECT_FAILED
-    /// and leaves nothing running. 0: start returns at once and the client connects
-    /// and reconnects in the background. Also bounds each TCP connect attempt.
-    /// Default 5000.
-    pub connect_timeout_ms: u32,
-    /// First reconnect delay in ms, doubled after each failure. Default 100.
-    pub reconnect_min_ms: u32,
-    /// Largest reconnect delay in ms (with +-25% jitter). Default 10000.
-    pub reconnect_max_ms: u32,
     /// Most requests waiting for a reply at once; more are dropped and counted.
     /// Default 1024.
     pub max_pending: u32,
@@ -75,47 +55,11 @@ pub struct rrpc_client_config {
     pub connection_prefix: *const c_char,
 }
 
-/// A request handed to the callback. All pointers are owned by the library and
-/// valid only until the callback returns: copy what you need, keep `token` to
-/// reply later. Strings are NUL-terminated UTF-8.
-#[repr(C)]
-pub struct rrpc_request {
-    /// Identifies the request in `rrpc_client_reply`. Never 0.
-    pub token: u64,
-    /// The device's dialect (an `rrpc_dialect` value).
-    pub dialect: u32,
-    /// The message id (Alibaba messageId, Tencent processId) from the topic,
-    /// without a ContentType suffix (see `content_type`).
-    pub message_id: *const c_char,
-    /// The device's product key (Tencent: product id).
-    pub product_key: *const c_char,
-    /// The device's name.
-    pub device_name: *const c_char,
-    /// The custom topic, starting with '/', for RRPC_DIALECT_ALIBABA_CUSTOM; NULL
-    /// for other dialects.
-    pub custom_topic: *const c_char,
-    /// The request payload: binary-safe, may hold NUL bytes. NULL when empty.
-    pub payload: *const u8,
-    /// Payload length in bytes; 0 for an empty request.
-    pub payload_len: usize,
-    /// `CLOCK_MONOTONIC` time in ms (see `rrpc_monotonic_ms`) after which a reply is
-    /// refused with RRPC_STATUS_EXPIRED.
-    pub deadline_ms: u64,
-    /// The RRpc ContentType the caller sent, 0-255 (for JT/T 808 terminals: the
-    /// pass-through type: 0 GNSS, 11 IC card, 65/66 serial port, 240-255 custom),
-    /// or -1 when the request carries none. On the wire it rides in the
-    /// message-id level of the request topic as `{messageId};ct={ContentType}`
-    /// (for example `/sys/pk/dev1/rrpc/request/889455942124347392;ct=65`); a
-    /// request without one has the plain documented `{messageId}` level. The
-    /// reply goes out on the whole level, which the library does for you.
-    pub content_type: i32,
-}
-
 /// Counters of a client, read with `rrpc_client_get_stats`. All count from the
 /// client's creation, except `pending`.
 #[repr(C)]
 #[derive(Default)]
-pub struct rrpc_stats {
+pub struct rrpc_client_stats {
     /// Messages received on the client's subscriptions.
     pub messages: u64,
     /// Requests accepted and handed to the callback.
@@ -159,10 +103,11 @@ pub struct rrpc_stats {
 ///
 /// Runs on the client's background thread (after `rrpc_client_start`) or inside
 /// `rrpc_client_yield` on the caller's thread. It must not call
-/// `rrpc_client_stop`, `rrpc_client_free` or `rrpc_client_yield` (they fail with
-/// RRPC_STATUS_WRONG_STATE); `rrpc_client_reply` and the other functions are fine.
-/// While it runs, no other request of this client is handled: answer quickly, or
-/// keep the token and answer from another thread.
+/// `rrpc_client_stop`, `rrpc_client_free`, `rrpc_client_yield`, or replace
+/// itself with `rrpc_client_set_callback` (they fail with
+/// RRPC_STATUS_WRONG_STATE); `rrpc_client_reply` and the other functions are
+/// fine. While it runs, no other request of this client is handled: answer
+/// quickly, or keep the token and answer from another thread.
 pub type rrpc_request_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -175,10 +120,9 @@ struct Handle {
     client: Client,
 }
 
-fn handle<'a>(p: *const rrpc_client) -> Result<&'a Handle, Failure> {
-    // SAFETY: an `rrpc_client*` is only ever made by `rrpc_client_new` from a
-    // `Box<Handle>`; the API contract forbids use after `rrpc_client_free`.
-    unsafe { arg_ref(p.cast::<Handle>(), "client") }
+impl Castable for Handle {
+    type C = rrpc_client;
+    const NAME: &'static str = "client";
 }
 
 /// Fills `out_config` with the defaults (see each field of `rrpc_client_config`).
@@ -195,17 +139,8 @@ pub extern "C" fn rrpc_client_config_init(out_config: *mut rrpc_client_config) -
         let out = unsafe { arg_out(out_config, "out_config") }?;
         let d = ClientConfig::new("", 1883);
         *out = rrpc_client_config {
-            host: std::ptr::null(),
-            port: d.port,
-            keep_alive_s: d.keep_alive_s,
-            clean_session: d.clean_session,
+            mqtt: mqtt_config_defaults(),
             subscribe_qos: d.subscribe_qos,
-            client_id: std::ptr::null(),
-            username: std::ptr::null(),
-            password: std::ptr::null(),
-            connect_timeout_ms: d.connect_timeout_ms,
-            reconnect_min_ms: d.reconnect_min_ms,
-            reconnect_max_ms: d.reconnect_max_ms,
             max_pending: d.router.max_pending as u32,
             max_payload: d.router.max_payload as u32,
             request_timeout_ms: d.router.request_timeout_ms,
@@ -225,7 +160,7 @@ pub extern "C" fn rrpc_client_config_init(out_config: *mut rrpc_client_config) -
 /// @param[out] out_client receives the new client, owned by the caller: release
 ///                        it with `rrpc_client_free`. Written only on success.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->host` or `out_client` is NULL.
+/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_client` is NULL.
 /// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (message says which).
 ///
@@ -239,18 +174,9 @@ pub extern "C" fn rrpc_client_new(
         // SAFETY: pointer contracts documented above.
         let c = unsafe { arg_ref(config, "config") }?;
         let out = unsafe { arg_out(out_client, "out_client") }?;
-        let host = unsafe { arg_str(c.host, "config->host") }?;
-        let mut cfg = ClientConfig::new(host, c.port);
-        cfg.client_id =
-            unsafe { arg_opt_str(c.client_id, "config->client_id") }?.map(str::to_string);
-        cfg.username = unsafe { arg_opt_str(c.username, "config->username") }?.map(str::to_string);
-        cfg.password = unsafe { arg_opt_str(c.password, "config->password") }?.map(str::to_string);
-        cfg.keep_alive_s = c.keep_alive_s;
-        cfg.clean_session = c.clean_session;
+        let mut cfg = ClientConfig::new("", 0);
+        cfg.mqtt = mqtt_config(&c.mqtt)?;
         cfg.subscribe_qos = c.subscribe_qos;
-        cfg.connect_timeout_ms = c.connect_timeout_ms;
-        cfg.reconnect_min_ms = c.reconnect_min_ms;
-        cfg.reconnect_max_ms = c.reconnect_max_ms;
         cfg.router = RouterConfig {
             max_pending: c.max_pending as usize,
             max_payload: c.max_payload as usize,
@@ -261,7 +187,7 @@ pub extern "C" fn rrpc_client_new(
             cfg.presence = Some(presence_topics(c.presence_prefix, c.connection_prefix)?);
         }
         let client = Client::new(cfg)?;
-        *out = Box::into_raw(Box::new(Handle { client })).cast::<rrpc_client>();
+        *out = Handle { client }.into_c();
         Ok(())
     })
 }
@@ -280,15 +206,8 @@ pub extern "C" fn rrpc_client_new(
 #[no_mangle]
 pub extern "C" fn rrpc_client_free(client: *mut rrpc_client) -> rrpc_status {
     boundary("rrpc_client_free", || {
-        if client.is_null() {
-            return Ok(());
-        }
-        let h = handle(client)?;
-        h.client.stop()?;
-        // SAFETY: made by `Box::into_raw` in `rrpc_client_new`; freed once per the
-        // contract, and stop() above ensured no callback is running.
-        drop(unsafe { Box::from_raw(client.cast::<Handle>()) });
-        Ok(())
+        // stop() joins the client's thread: no callback runs after it.
+        Handle::free(client, |h| Ok(h.client.stop()?))
     })
 }
 
@@ -323,8 +242,8 @@ pub extern "C" fn rrpc_client_add_device(
     custom_topic: *const c_char,
 ) -> rrpc_status {
     boundary("rrpc_client_add_device", || {
-        let h = handle(client)?;
-        let (d, id) = identity_args(dialect, product_key, device_name, custom_topic)?;
+        let h = Handle::borrow(client)?;
+        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
         h.client.add_device(d, &id)?;
         Ok(())
     })
@@ -349,70 +268,32 @@ pub extern "C" fn rrpc_client_remove_device(
     custom_topic: *const c_char,
 ) -> rrpc_status {
     boundary("rrpc_client_remove_device", || {
-        let h = handle(client)?;
-        let (d, id) = identity_args(dialect, product_key, device_name, custom_topic)?;
+        let h = Handle::borrow(client)?;
+        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
         h.client.remove_device(d, &id)?;
         Ok(())
     })
 }
 
-/// Presence topics from optional C prefixes (NULL: the defaults).
-pub(crate) fn presence_topics(
-    device: *const c_char,
-    connection: *const c_char,
-) -> Result<PresenceTopics, Failure> {
-    let mut p = PresenceTopics::default();
-    // SAFETY: NUL-terminated strings per the documented contract.
-    if let Some(d) = unsafe { arg_opt_str(device, "presence_prefix") }? {
-        p.device_prefix = d.to_string();
-    }
-    if let Some(c) = unsafe { arg_opt_str(connection, "connection_prefix") }? {
-        p.connection_prefix = c.to_string();
-    }
-    p.validate()
-        .map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))?;
-    Ok(p)
-}
-
-fn identity_args<'a>(
-    dialect: u32,
-    product_key: *const c_char,
-    device_name: *const c_char,
-    custom_topic: *const c_char,
-) -> Result<(Dialect, Identity<'a>), Failure> {
-    let d = Dialect::from_u32(dialect).ok_or_else(|| {
-        Failure::new(
-            RRPC_STATUS_INVALID_ARGUMENT,
-            format!("dialect {dialect} is not an rrpc_dialect"),
-        )
-    })?;
-    // SAFETY: NUL-terminated strings per the documented contract.
-    let pk = unsafe { arg_str(product_key, "product_key") }?;
-    let dn = unsafe { arg_str(device_name, "device_name") }?;
-    let topic = unsafe { arg_opt_str(custom_topic, "custom_topic") }?;
-    Ok((
-        d,
-        Identity {
-            product_key: pk,
-            device_name: dn,
-            custom_topic: topic,
-        },
-    ))
-}
-
 /// Sets the request callback (NULL removes it; requests then expire unanswered).
 /// One callback serves every device of the client; `request` tells which.
 ///
+/// When it returns, the callback it replaced is not running on any other thread
+/// (a call in progress is waited for) and will not run again, so its
+/// `user_data` may be freed at once.
+///
 /// @param[in] client    the client.
 /// @param[in] callback  the callback, or NULL.
-/// @param[in] user_data handed to every callback call; the library never touches it.
-///                      It must stay valid until the callback is replaced or the
-///                      client freed.
+/// @param[in] user_data handed to every callback call; the library never touches
+///                      it. It must stay valid until the callback is replaced or
+///                      the client freed.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `client` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+///                                  replace; nothing changed.
 ///
-/// Any thread. Takes effect for the next request: a call already running
-/// finishes with the old callback.
+/// Any thread. Do not call it while holding a lock the callback takes: it waits
+/// for the callback.
 #[no_mangle]
 pub extern "C" fn rrpc_client_set_callback(
     client: *mut rrpc_client,
@@ -422,19 +303,47 @@ pub extern "C" fn rrpc_client_set_callback(
     let user_data = SendPtr(user_data);
     let client_ptr = SendPtr(client.cast());
     boundary("rrpc_client_set_callback", move || {
-        let h = handle(client)?;
+        let h = Handle::borrow(client)?;
         let handler = callback.map(|cb| {
-            Arc::new(move |req: &Request<'_>| {
+            Box::new(move |req: &Request<'_>| {
                 let (ud, cp) = (user_data, client_ptr);
                 with_request_view(req, |view| {
                     // SAFETY: the application registered `cb` for this signature;
                     // `view` and its strings live until this call returns.
                     unsafe { cb(ud.get(), cp.get().cast(), view) }
                 });
-            }) as Arc<crate::client::Handler>
+            }) as Box<crate::client::Handler>
         });
-        h.client.set_handler(handler);
-        Ok(())
+        Ok(h.client.set_handler(handler)?)
+    })
+}
+
+/// Sets the connection callback (NULL removes it): connected, disconnected (with
+/// the cause and the reason), reconnecting (with the delay before the next
+/// attempt). While a callback is set, connection changes are logged at info
+/// rather than warn. It is released as `rrpc_client_set_callback` releases the
+/// request callback.
+///
+/// @param[in] client    the client.
+/// @param[in] callback  the callback, or NULL.
+/// @param[in] user_data handed to every call; it must stay valid until the
+///                      callback is replaced or the client freed.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `client` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+///                                  replace; nothing changed.
+///
+/// Any thread; set it before `rrpc_client_start` to see the first connection.
+#[no_mangle]
+pub extern "C" fn rrpc_client_set_connection_callback(
+    client: *mut rrpc_client,
+    callback: rrpc_connection_cb,
+    user_data: *mut c_void,
+) -> rrpc_status {
+    boundary("rrpc_client_set_connection_callback", || {
+        let h = Handle::borrow(client)?;
+        Ok(h.client
+            .set_connection_listener(connection_listener(callback, user_data))?)
     })
 }
 
@@ -450,94 +359,6 @@ pub(crate) fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_re
         req.payload,
         req.deadline_ms,
     ));
-}
-
-/// The strings of a C request view, NUL-terminated, in a stack buffer (on the heap
-/// for very long custom topics): message id, product key, device name, custom topic.
-pub(crate) struct ViewStrings {
-    stack: [u8; 512],
-    heap: Vec<u8>,
-    offsets: [usize; 4],
-}
-
-impl Default for ViewStrings {
-    fn default() -> Self {
-        ViewStrings {
-            stack: [0u8; 512],
-            heap: Vec::new(),
-            offsets: [usize::MAX; 4],
-        }
-    }
-}
-
-impl ViewStrings {
-    /// Copies the strings in (filled in place: the buffer is not moved after).
-    pub(crate) fn fill(&mut self, message_id: &str, id: &Identity<'_>) {
-        let parts: [Option<&str>; 4] = [
-            Some(message_id),
-            Some(id.product_key),
-            Some(id.device_name),
-            id.custom_topic,
-        ];
-        let need: usize = parts.iter().flatten().map(|p| p.len() + 1).sum();
-        self.offsets = [usize::MAX; 4];
-        let buf: &mut [u8] = if need <= self.stack.len() {
-            self.heap.clear();
-            &mut self.stack[..need]
-        } else {
-            self.heap.resize(need, 0);
-            &mut self.heap
-        };
-        let mut at = 0;
-        for (i, p) in parts.iter().enumerate() {
-            if let Some(s) = p {
-                self.offsets[i] = at;
-                buf[at..at + s.len()].copy_from_slice(s.as_bytes());
-                buf[at + s.len()] = 0; // parts hold no NUL: identities are validated
-                at += s.len() + 1;
-            }
-        }
-    }
-
-    /// The view; its pointers are valid while `self` and `payload` are neither
-    /// moved nor dropped.
-    pub(crate) fn view(
-        &self,
-        token: u64,
-        dialect: Dialect,
-        content_type: Option<u8>,
-        payload: &[u8],
-        deadline_ms: u64,
-    ) -> rrpc_request {
-        let base = if self.heap.is_empty() {
-            self.stack.as_ptr()
-        } else {
-            self.heap.as_ptr()
-        };
-        // SAFETY: every offset used is inside the buffer in use.
-        let ptr = |i: usize| -> *const c_char {
-            match self.offsets[i] {
-                usize::MAX => std::ptr::null(),
-                o => unsafe { base.add(o) }.cast(),
-            }
-        };
-        rrpc_request {
-            token,
-            dialect: dialect as u32,
-            message_id: ptr(0),
-            product_key: ptr(1),
-            device_name: ptr(2),
-            custom_topic: ptr(3),
-            payload: if payload.is_empty() {
-                std::ptr::null()
-            } else {
-                payload.as_ptr()
-            },
-            payload_len: payload.len(),
-            deadline_ms,
-            content_type: content_type.map_or(-1, i32::from),
-        }
-    }
 }
 
 /// Thread mode: starts the background thread that connects, subscribes every
@@ -559,15 +380,18 @@ impl ViewStrings {
 #[no_mangle]
 pub extern "C" fn rrpc_client_start(client: *mut rrpc_client) -> rrpc_status {
     boundary("rrpc_client_start", || {
-        handle(client)?.client.start()?;
+        Handle::borrow(client)?.client.start()?;
         Ok(())
     })
 }
 
-/// Disconnects (sending MQTT DISCONNECT) and, in thread mode, ends the background
-/// thread. When it returns, no callback of this client is running. Pending
-/// requests stay until they expire. A stopped client may be started (or yielded)
-/// again; it reconnects. Stopping a client that is not running is not an error.
+/// Disconnects and, in thread mode, ends the background thread. Replies already
+/// accepted (`rrpc_client_reply` returned OK) are sent first, then the retained
+/// `offline` presence (presence on) and MQTT DISCONNECT, so a reply made just
+/// before stopping is not lost. When it returns, no callback of this client is
+/// running. Pending requests stay until they expire. A stopped client may be
+/// started (or yielded) again; it reconnects. Stopping a client that is not
+/// running is not an error.
 ///
 /// @param[in] client the client.
 /// @retval RRPC_STATUS_OK
@@ -578,7 +402,7 @@ pub extern "C" fn rrpc_client_start(client: *mut rrpc_client) -> rrpc_status {
 #[no_mangle]
 pub extern "C" fn rrpc_client_stop(client: *mut rrpc_client) -> rrpc_status {
     boundary("rrpc_client_stop", || {
-        handle(client)?.client.stop()?;
+        Handle::borrow(client)?.client.stop()?;
         Ok(())
     })
 }
@@ -603,7 +427,7 @@ pub extern "C" fn rrpc_client_stop(client: *mut rrpc_client) -> rrpc_status {
 #[no_mangle]
 pub extern "C" fn rrpc_client_yield(client: *mut rrpc_client, timeout_ms: u32) -> rrpc_status {
     boundary("rrpc_client_yield", || {
-        handle(client)?.client.yield_for(timeout_ms)?;
+        Handle::borrow(client)?.client.yield_for(timeout_ms)?;
         Ok(())
     })
 }
@@ -637,7 +461,7 @@ pub extern "C" fn rrpc_client_reply(
     payload_len: usize,
 ) -> rrpc_status {
     boundary("rrpc_client_reply", || {
-        let h = handle(client)?;
+        let h = Handle::borrow(client)?;
         // SAFETY: `payload_len` readable bytes per the documented contract.
         let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
         h.client.reply(token, bytes)?;
@@ -659,7 +483,7 @@ pub extern "C" fn rrpc_client_is_connected(
     out_connected: *mut bool,
 ) -> rrpc_status {
     boundary("rrpc_client_is_connected", || {
-        let h = handle(client)?;
+        let h = Handle::borrow(client)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_connected, "out_connected") }?;
         *out = h.client.is_connected();
@@ -678,15 +502,15 @@ pub extern "C" fn rrpc_client_is_connected(
 #[no_mangle]
 pub extern "C" fn rrpc_client_get_stats(
     client: *mut rrpc_client,
-    out_stats: *mut rrpc_stats,
+    out_stats: *mut rrpc_client_stats,
 ) -> rrpc_status {
     boundary("rrpc_client_get_stats", || {
-        let h = handle(client)?;
+        let h = Handle::borrow(client)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_stats, "out_stats") }?;
         let s = h.client.stats();
         let c = h.client.conn_stats();
-        *out = rrpc_stats {
+        *out = rrpc_client_stats {
             messages: s.messages,
             requests: s.requests,
             replied: s.replied,
@@ -730,7 +554,7 @@ pub extern "C" fn rrpc_client_get_client_id(
     out_len: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_client_get_client_id", || {
-        let h = handle(client)?;
+        let h = Handle::borrow(client)?;
         let id = h.client.client_id().unwrap_or_default();
         // SAFETY: `buf` has `size` writable bytes per the documented contract.
         unsafe { write_str_out(&id, buf, size, out_len) }

@@ -9,9 +9,10 @@ use std::ffi::{c_char, c_void, CString};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::misc::SendPtr;
 use super::rrpc_status::*;
-use super::{arg_bytes, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
+use super::{
+    arg_bytes, arg_out, arg_ref, arg_str, boundary, rrpc_status, Castable, Failure, SendPtr,
+};
 use crate::jt808::{
     encode_frame, Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, Event, Frame,
     Handled, Header, Package, Phone, ReplyKind, StreamDecoder, SubmitError, Submitted, Version,
@@ -386,10 +387,13 @@ fn to_c_string(s: &str) -> CString {
 // ------------------------------------------------------------------ decoder
 
 fn decoder<'a>(p: *mut rrpc_jt808_decoder) -> Result<&'a mut DecoderHandle, Failure> {
-    // SAFETY: made by `rrpc_jt808_decoder_new` from a `Box<DecoderHandle>`;
-    // valid until freed, used by one thread at a time per the contract.
-    unsafe { p.cast::<DecoderHandle>().as_mut() }
-        .ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "decoder is NULL"))
+    // One thread at a time per decoder, per the contract.
+    DecoderHandle::borrow_mut(p)
+}
+
+impl Castable for DecoderHandle {
+    type C = rrpc_jt808_decoder;
+    const NAME: &'static str = "decoder";
 }
 
 struct DecoderHandle {
@@ -435,7 +439,7 @@ pub extern "C" fn rrpc_jt808_decoder_new(
             stream: StreamDecoder::new(max),
             current: None,
         };
-        *out = Box::into_raw(Box::new(h)).cast::<rrpc_jt808_decoder>();
+        *out = h.into_c();
         Ok(())
     })
 }
@@ -448,11 +452,7 @@ pub extern "C" fn rrpc_jt808_decoder_new(
 #[no_mangle]
 pub extern "C" fn rrpc_jt808_decoder_free(decoder: *mut rrpc_jt808_decoder) -> rrpc_status {
     boundary("rrpc_jt808_decoder_free", || {
-        if !decoder.is_null() {
-            // SAFETY: made by `Box::into_raw` in `rrpc_jt808_decoder_new`; freed once.
-            drop(unsafe { Box::from_raw(decoder.cast::<DecoderHandle>()) });
-        }
-        Ok(())
+        DecoderHandle::free(decoder, |_| Ok(()))
     })
 }
 

@@ -1,12 +1,10 @@
 //! Library-wide functions: version, status text, last error, logging, clock,
 //! dialect names.
 
-use std::ffi::{c_char, c_void, CStr};
-use std::sync::Arc;
-
-use super::{arg_out, arg_str, boundary, last_error_ptr, rrpc_status, Failure};
+use super::{arg_out, arg_str, boundary, last_error_ptr, rrpc_status, Failure, SendPtr};
 use crate::dialect::Dialect;
 use crate::log::{self, Level};
+use std::ffi::{c_char, c_void, CStr};
 
 /// Topic conventions. Pass these values where a function takes `uint32_t dialect`.
 #[repr(u32)]
@@ -85,12 +83,17 @@ pub extern "C" fn rrpc_last_error_message() -> *const c_char {
 /// to stderr again, filtered by `max_level` (`RRPC_LOG_OFF` silences the library).
 /// Without any call, messages at `RRPC_LOG_WARN` and above go to stderr, and the
 /// environment variable `RRPC_LOG` (off, error, warn, info, debug) sets the level.
+/// When it returns, the handler it replaced is not running on any other thread
+/// (a call in progress is waited for) and will not run again, so its
+/// `user_data` may be freed at once.
 ///
 /// @param[in] handler   the handler, or NULL for stderr.
 /// @param[in] user_data passed to every handler call; the library does not touch it.
 /// @param[in] max_level an `rrpc_log_level` value.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `max_level` is not a log level.
+/// @retval RRPC_STATUS_WRONG_STATE      called from inside the handler it would
+///                                      replace; nothing changed.
 ///
 /// Any thread; `user_data` must stay valid until the handler is replaced.
 #[no_mangle]
@@ -112,14 +115,13 @@ pub extern "C" fn rrpc_set_log_handler(
         };
         let sink: Option<log::Sink> = handler.map(|f| {
             let ud = user_data;
-            Arc::new(move |lvl: Level, msg: &str| {
+            Box::new(move |lvl: Level, msg: &str| {
                 let c = std::ffi::CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
                 // SAFETY: the application registered `f` for exactly this call shape.
                 unsafe { f(ud.get(), lvl as u32, c.as_ptr()) }
             }) as log::Sink
         });
-        log::set_sink(sink, level);
-        Ok(())
+        Ok(log::set_sink(sink, level)?)
     })
 }
 
@@ -169,21 +171,6 @@ pub extern "C" fn rrpc_dialect_from_name(
         *out = d as u32;
         Ok(())
     })
-}
-
-/// A raw pointer the application promised may cross threads.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub *mut c_void);
-// SAFETY: the API documents that user_data is handed back on other threads; the
-// library never dereferences it.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    pub fn get(self) -> *mut c_void {
-        self.0
-    }
 }
 
 // The C enums mirror the Rust ones value for value.

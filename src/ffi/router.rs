@@ -3,20 +3,21 @@
 //! `rrpc_router_handle_message`; replies come back through the publish function
 //! the application registered. Same core as the built-in client.
 
-use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
-use super::client::{rrpc_request, ViewStrings};
-use super::misc::SendPtr;
 use super::rrpc_status::*;
-use super::{arg_bytes, arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
+use super::{
+    arg_bytes, arg_out, arg_ref, boundary, bytes_ptr, device_args, opt_out, rrpc_request,
+    rrpc_status, Castable, Failure, PublishFailed, SendPtr, ViewStrings,
+};
 use crate::clock::now_ms;
-use crate::dialect::{Dialect, Identity};
-use crate::router::{Attachment, DeviceError, Dropped, ReplyError, Router, RouterConfig};
+use crate::dialect::Dialect;
+use crate::guard::{self, Callback, Kind, Slot};
+use crate::router::{Attachment, Dropped, ReplyError, Router, RouterConfig};
 
 /// The RRPC core without a transport. Created by `rrpc_router_new`, released by
 /// `rrpc_router_free`.
@@ -126,24 +127,37 @@ pub struct rrpc_router_stats {
     pub devices: u64,
 }
 
-#[derive(Clone, Copy)]
-struct Callback {
-    cb: unsafe extern "C" fn(*mut c_void, *mut rrpc_router, *const rrpc_request),
-    user_data: SendPtr,
+/// A request callback with its `user_data` (the router's handle is passed at
+/// each call).
+type RequestFn = dyn Fn(*mut rrpc_router, *const rrpc_request) + Send + Sync;
+/// The publish function with its `user_data`.
+type PublishFn = dyn Fn(*const c_char, *const u8, usize, i32) -> i32 + Send + Sync;
+
+fn request_fn(cb: Option<RouterCb>, user_data: *mut c_void) -> Option<Box<RequestFn>> {
+    let ud = SendPtr(user_data);
+    cb.map(|cb| {
+        Box::new(move |router: *mut rrpc_router, req: *const rrpc_request| {
+            let ud = ud;
+            // SAFETY: the application registered `cb` for this signature; `req`
+            // and its strings live until it returns.
+            unsafe { cb(ud.get(), router, req) }
+        }) as Box<RequestFn>
+    })
 }
 
-#[derive(Clone, Copy)]
-struct Publish {
-    f: unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, i32) -> i32,
-    user_data: SendPtr,
-}
+type RouterCb = unsafe extern "C" fn(*mut c_void, *mut rrpc_router, *const rrpc_request);
 
 struct Handle {
     router: Mutex<Router>,
-    shared_callback: RwLock<Option<Callback>>,
-    publish: RwLock<Option<Publish>>,
+    shared_callback: Slot<RequestFn>,
+    publish: Slot<PublishFn>,
     manual_clock: bool,
     clock: AtomicU64,
+}
+
+impl Castable for Handle {
+    type C = rrpc_router;
+    const NAME: &'static str = "router";
 }
 
 impl Handle {
@@ -156,61 +170,14 @@ impl Handle {
     }
 }
 
-thread_local! {
-    /// Routers whose callback or publish function runs on this thread (nested
-    /// calls push again), so that freeing one from inside is refused.
-    static INSIDE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
-}
-
+/// Runs `f` as a callback of `router`: freeing the router from inside is refused.
 fn inside<T>(router: *const rrpc_router, f: impl FnOnce() -> T) -> T {
-    INSIDE.with(|v| v.borrow_mut().push(router as usize));
-    struct Pop;
-    impl Drop for Pop {
-        fn drop(&mut self) {
-            INSIDE.with(|v| {
-                v.borrow_mut().pop();
-            });
-        }
-    }
-    let _pop = Pop;
-    f()
+    guard::enter(Kind::Object, router as usize, f)
 }
 
-fn handle<'a>(p: *const rrpc_router) -> Result<&'a Handle, Failure> {
-    // SAFETY: made by `rrpc_router_new` from a `Box<Handle>`; valid until freed.
-    unsafe { arg_ref(p.cast::<Handle>(), "router") }
-}
-
-fn device_error(e: DeviceError) -> Failure {
-    let status = match e {
-        DeviceError::Invalid(_) => RRPC_STATUS_INVALID_IDENTITY,
-        DeviceError::AlreadyExists | DeviceError::TopicInUse(_) => RRPC_STATUS_ALREADY_EXISTS,
-        DeviceError::NotFound => RRPC_STATUS_NOT_FOUND,
-    };
-    Failure::new(status, e.to_string())
-}
-
-fn identity<'a>(
-    dialect: u32,
-    product_key: *const c_char,
-    device_name: *const c_char,
-    custom_topic: *const c_char,
-) -> Result<(Dialect, Identity<'a>), Failure> {
-    let d = Dialect::from_u32(dialect).ok_or_else(|| {
-        Failure::new(
-            RRPC_STATUS_INVALID_ARGUMENT,
-            format!("dialect {dialect} is not an rrpc_dialect"),
-        )
-    })?;
-    // SAFETY: NUL-terminated strings per the documented contract.
-    Ok((
-        d,
-        Identity {
-            product_key: unsafe { arg_str(product_key, "product_key") }?,
-            device_name: unsafe { arg_str(device_name, "device_name") }?,
-            custom_topic: unsafe { arg_opt_str(custom_topic, "custom_topic") }?,
-        },
-    ))
+/// A device's own callback, as the router keeps it (its attachment).
+fn device_callback(a: &Arc<dyn std::any::Any + Send + Sync>) -> Option<&Callback<RequestFn>> {
+    a.downcast_ref::<Callback<RequestFn>>()
 }
 
 /// Fills `out_config` with the defaults (see `rrpc_router_config`).
@@ -265,48 +232,63 @@ pub extern "C" fn rrpc_router_new(
         };
         let h = Handle {
             router: Mutex::new(Router::new(cfg)),
-            shared_callback: RwLock::new(None),
-            publish: RwLock::new(None),
+            shared_callback: Slot::default(),
+            publish: Slot::default(),
             manual_clock: c.manual_clock,
             clock: AtomicU64::new(0),
         };
-        *out = Box::into_raw(Box::new(h)).cast::<rrpc_router>();
+        *out = h.into_c();
         Ok(())
     })
 }
 
-/// Releases the router. Pending requests are dropped. NULL is ignored.
+/// Releases the router. Pending requests are dropped. Callbacks and the
+/// publish function still running on other threads are waited for; none runs
+/// after this returns. NULL is ignored.
 ///
+/// @param[in] router the router, or NULL.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_WRONG_STATE called from this router's callback or publish
-///         function; nothing was released.
+/// @retval RRPC_STATUS_WRONG_STATE called from one of this router's callbacks or
+///         its publish function; nothing was released.
 ///
-/// Once, when no other thread uses the router.
+/// Once, when no other thread will call the router again.
 #[no_mangle]
 pub extern "C" fn rrpc_router_free(router: *mut rrpc_router) -> rrpc_status {
     boundary("rrpc_router_free", || {
-        if router.is_null() {
-            return Ok(());
-        }
-        if INSIDE.with(|v| v.borrow().contains(&(router as usize))) {
-            return Err(Failure::new(
-                RRPC_STATUS_WRONG_STATE,
-                "a router cannot be freed from its own callback or publish function",
-            ));
-        }
-        // SAFETY: made by `Box::into_raw` in `rrpc_router_new`; freed once.
-        drop(unsafe { Box::from_raw(router.cast::<Handle>()) });
-        Ok(())
+        Handle::free(router, |h| {
+            if guard::inside(Kind::Object, router as usize) {
+                return Err(Failure::new(
+                    RRPC_STATUS_WRONG_STATE,
+                    "a router cannot be freed from its own callback or publish function",
+                ));
+            }
+            h.shared_callback.set(None)?;
+            h.publish.set(None)?;
+            let devices: Vec<_> = h.router.lock().attachments().cloned().collect();
+            for a in &devices {
+                if let Some(cb) = device_callback(a) {
+                    cb.release()?;
+                }
+            }
+            Ok(())
+        })
     })
 }
 
 /// Registers the function that publishes replies (NULL removes it; replies then
-/// fail with RRPC_STATUS_WRONG_STATE and keep their token).
+/// fail with RRPC_STATUS_WRONG_STATE and keep their token). When it returns,
+/// the function it replaced is not running on any other thread and will not
+/// run again.
 ///
+/// @param[in] router    the router.
+/// @param[in] publish   the publish function, or NULL.
+/// @param[in] user_data handed to every call; it must stay valid while registered.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE  called from inside the publish function it
+///                                  would replace; nothing changed.
 ///
-/// Any thread; `user_data` must stay valid while registered.
+/// Any thread.
 #[no_mangle]
 pub extern "C" fn rrpc_router_set_publish(
     router: *mut rrpc_router,
@@ -315,17 +297,32 @@ pub extern "C" fn rrpc_router_set_publish(
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
     boundary("rrpc_router_set_publish", move || {
-        let h = handle(router)?;
-        *h.publish.write() = publish.map(|f| Publish { f, user_data: ud });
-        Ok(())
+        let h = Handle::borrow(router)?;
+        let f = publish.map(|f| {
+            Box::new(
+                move |topic: *const c_char, data: *const u8, len: usize, qos: i32| {
+                    let ud = ud;
+                    // SAFETY: the application registered `f` for this signature; the
+                    // topic and payload live until it returns.
+                    unsafe { f(ud.get(), topic, data, len, qos) }
+                },
+            ) as Box<PublishFn>
+        });
+        Ok(h.publish.set(f)?)
     })
 }
 
 /// Sets the callback of devices registered without their own (NULL removes it;
-/// their requests then expire unanswered).
+/// their requests then expire unanswered). When it returns, the callback it
+/// replaced is not running on any other thread and will not run again.
 ///
+/// @param[in] router    the router.
+/// @param[in] callback  the callback, or NULL.
+/// @param[in] user_data handed to every call; it must stay valid while registered.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+///                                  replace; nothing changed.
 ///
 /// Any thread; takes effect for the next request.
 #[no_mangle]
@@ -334,11 +331,9 @@ pub extern "C" fn rrpc_router_set_callback(
     callback: rrpc_router_request_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
-    let ud = SendPtr(user_data);
-    boundary("rrpc_router_set_callback", move || {
-        let h = handle(router)?;
-        *h.shared_callback.write() = callback.map(|cb| Callback { cb, user_data: ud });
-        Ok(())
+    boundary("rrpc_router_set_callback", || {
+        let h = Handle::borrow(router)?;
+        Ok(h.shared_callback.set(request_fn(callback, user_data))?)
     })
 }
 
@@ -346,6 +341,14 @@ pub extern "C" fn rrpc_router_set_callback(
 /// or, with `callback` NULL, the router's shared one. Subscribing its filter is
 /// the application's job (`rrpc_router_get_filters`).
 ///
+/// @param[in] router       the router.
+/// @param[in] dialect      an `rrpc_dialect` value.
+/// @param[in] product_key  product key (Tencent: product id).
+/// @param[in] device_name  device name.
+/// @param[in] custom_topic the custom topic for RRPC_DIALECT_ALIBABA_CUSTOM, else NULL.
+/// @param[in] callback     the device's own callback, or NULL for the shared one.
+/// @param[in] user_data    handed to the device's callback; it must stay valid
+///                         until the device is removed or the router freed.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT,
 ///         RRPC_STATUS_INVALID_IDENTITY, RRPC_STATUS_ALREADY_EXISTS as for
@@ -362,28 +365,36 @@ pub extern "C" fn rrpc_router_add_device(
     callback: rrpc_router_request_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
-    let ud = SendPtr(user_data);
-    boundary("rrpc_router_add_device", move || {
-        let h = handle(router)?;
-        let (d, id) = identity(dialect, product_key, device_name, custom_topic)?;
-        let attachment = Attachment(callback.map(|cb| {
-            Arc::new(Callback { cb, user_data: ud }) as Arc<dyn std::any::Any + Send + Sync>
-        }));
-        h.router
-            .lock()
-            .add_device_with(d, &id, attachment)
-            .map_err(device_error)?;
+    boundary("rrpc_router_add_device", || {
+        let h = Handle::borrow(router)?;
+        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
+        let attachment = Attachment(
+            request_fn(callback, user_data)
+                .map(|f| Arc::new(Callback::new(f)) as Arc<dyn std::any::Any + Send + Sync>),
+        );
+        h.router.lock().add_device_with(d, &id, attachment)?;
         Ok(())
     })
 }
 
 /// Unregisters a device. Its pending requests are cancelled: replies to them fail
-/// with RRPC_STATUS_DEVICE_REMOVED.
+/// with RRPC_STATUS_DEVICE_REMOVED. When it returns, the device's own callback
+/// (if it had one) is not running on any other thread and will not run again.
 ///
+/// @param[in] router       the router.
+/// @param[in] dialect      as given to `rrpc_router_add_device`.
+/// @param[in] product_key  as given to `rrpc_router_add_device`.
+/// @param[in] device_name  as given to `rrpc_router_add_device`.
+/// @param[in] custom_topic as given to `rrpc_router_add_device`.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NOT_FOUND the device is not registered.
+/// @retval RRPC_STATUS_NOT_FOUND   the device is not registered.
+/// @retval RRPC_STATUS_WRONG_STATE called from inside the device's own callback
+///                                 (it would wait for itself); nothing changed.
+/// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT
+///         as for `rrpc_router_add_device`.
 ///
-/// Any thread, also while messages are handled, and from callbacks.
+/// Any thread, also while messages are handled, and from callbacks (other than
+/// the device's own).
 #[no_mangle]
 pub extern "C" fn rrpc_router_remove_device(
     router: *mut rrpc_router,
@@ -393,20 +404,38 @@ pub extern "C" fn rrpc_router_remove_device(
     custom_topic: *const c_char,
 ) -> rrpc_status {
     boundary("rrpc_router_remove_device", || {
-        let h = handle(router)?;
-        let (d, id) = identity(dialect, product_key, device_name, custom_topic)?;
+        let h = Handle::borrow(router)?;
+        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
         let now = h.now();
-        h.router
-            .lock()
-            .remove_device(d, &id, now)
-            .map_err(device_error)?;
+        let own = {
+            let mut r = h.router.lock();
+            let own = r.attachment(d, &id).cloned();
+            if own
+                .as_ref()
+                .and_then(device_callback)
+                .is_some_and(|cb| cb.running_here())
+            {
+                return Err(Failure::new(
+                    RRPC_STATUS_WRONG_STATE,
+                    "a device cannot be removed from inside its own callback",
+                ));
+            }
+            r.remove_device(d, &id, now)?;
+            own
+        };
+        if let Some(cb) = own.as_ref().and_then(device_callback) {
+            cb.release()?;
+        }
         Ok(())
     })
 }
 
 /// Lists the subscription filters to subscribe, one `callback` call per filter.
 ///
-/// @param[in] mode an `rrpc_filter_mode` value.
+/// @param[in] router    the router.
+/// @param[in] mode      an `rrpc_filter_mode` value.
+/// @param[in] callback  receives each filter; required.
+/// @param[in] user_data handed to `callback`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `router` or `callback` is NULL.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `mode` is not a filter mode.
@@ -420,22 +449,18 @@ pub extern "C" fn rrpc_router_get_filters(
     user_data: *mut c_void,
 ) -> rrpc_status {
     boundary("rrpc_router_get_filters", || {
-        let h = handle(router)?;
+        let h = Handle::borrow(router)?;
         let cb =
             callback.ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "callback is NULL"))?;
         let filters: Vec<String> = {
             let r = h.router.lock();
             match mode {
                 0 => r.devices().map(|d| d.filter().to_string()).collect(),
-                1 => {
-                    let mut v: Vec<String> = Vec::new();
-                    for d in Dialect::ALL {
-                        if r.devices().any(|x| x.dialect == d) {
-                            v.push(d.request_wildcard());
-                        }
-                    }
-                    v
-                }
+                1 => Dialect::ALL
+                    .into_iter()
+                    .filter(|&d| r.devices().any(|x| x.dialect == d))
+                    .map(|d| d.request_wildcard())
+                    .collect(),
                 m => {
                     return Err(Failure::new(
                         RRPC_STATUS_INVALID_ARGUMENT,
@@ -459,6 +484,7 @@ pub extern "C" fn rrpc_router_get_filters(
 /// accepted and its callback runs before this returns (on this thread, without
 /// any router lock held); anything else is classified and, if RRPC, counted.
 ///
+/// @param[in]  router       the router.
 /// @param[in]  topic        the topic's bytes (need not be NUL-terminated; bytes
 ///                          that are not UTF-8 make it malformed).
 /// @param[in]  topic_len    its length.
@@ -479,7 +505,7 @@ pub extern "C" fn rrpc_router_handle_message(
     out_kind: *mut u32,
 ) -> rrpc_status {
     boundary("rrpc_router_handle_message", || {
-        let h = handle(router)?;
+        let h = Handle::borrow(router)?;
         // SAFETY: `len` readable bytes per the documented contract.
         let topic = unsafe { arg_bytes(topic, topic_len, "topic") }?;
         let payload = unsafe { arg_bytes(payload, payload_len, "payload") }?;
@@ -492,9 +518,8 @@ pub extern "C" fn rrpc_router_handle_message(
             Err(Dropped::Malformed(_)) => rrpc_message_kind::RRPC_MESSAGE_MALFORMED,
             Err(_) => rrpc_message_kind::RRPC_MESSAGE_DROPPED,
         };
-        if let Some(out) = unsafe { out_kind.as_mut() } {
-            *out = kind as u32;
-        }
+        // SAFETY: optional out-parameter.
+        unsafe { opt_out(out_kind, kind as u32) };
         let Ok(a) = accepted else {
             return Ok(());
         };
@@ -503,31 +528,33 @@ pub extern "C" fn rrpc_router_handle_message(
         let d = r
             .request_device(a.device)
             .expect("an accepted request's device is registered");
-        let own = d
-            .attachment
-            .and_then(|x| x.downcast_ref::<Callback>().copied());
+        let own = d.attachment.cloned();
         let mut strings = ViewStrings::default();
         strings.fill(a.message_id, &d.identity);
         let dialect = d.dialect;
         drop(r);
-        let cb = own.or_else(|| *h.shared_callback.read());
-        if let Some(Callback { cb, user_data }) = cb {
-            let view = strings.view(a.token, dialect, a.content_type, a.payload, a.deadline_ms);
-            inside(router, || {
-                // SAFETY: the application registered `cb` for this signature;
-                // `view` and its strings live until it returns.
-                unsafe { cb(user_data.get(), router, &view) }
-            });
-        }
+        let view = strings.view(a.token, dialect, a.content_type, a.payload, a.deadline_ms);
+        inside(router, || match own.as_ref().and_then(device_callback) {
+            Some(cb) => cb.call(|f| f(router, &view)),
+            None => h.shared_callback.call(|f| f(router, &view)),
+        });
         Ok(())
     })
 }
 
 /// Answers request `token`: builds the response topic and calls the publish
-/// function (QoS 0) without any router lock held. Exactly one reply per request.
+/// function (QoS 0) without any router lock held. Exactly one reply per
+/// request; a reply that fails changes nothing, so it may be retried until the
+/// deadline.
 ///
+/// @param[in] router      the router the request came through.
+/// @param[in] token       `rrpc_request.token`.
+/// @param[in] payload     reply bytes, copied before return; may be NULL when
+///                        `payload_len` is 0.
+/// @param[in] payload_len reply length in bytes.
 /// @retval RRPC_STATUS_OK                published; the request is finished.
-/// @retval RRPC_STATUS_SEND_FAILED       the publish function failed; the request is released.
+/// @retval RRPC_STATUS_SEND_FAILED       the publish function returned non-zero:
+///                                       nothing was sent, the token stays valid.
 /// @retval RRPC_STATUS_WRONG_STATE       no publish function is registered (token kept).
 /// @retval RRPC_STATUS_BUSY              another thread is replying to this token now.
 /// @retval RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,
@@ -543,72 +570,50 @@ pub extern "C" fn rrpc_router_reply(
     payload_len: usize,
 ) -> rrpc_status {
     boundary("rrpc_router_reply", || {
-        let h = handle(router)?;
+        let h = Handle::borrow(router)?;
         // SAFETY: `payload_len` readable bytes per the documented contract.
         let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
-        let publish = (*h.publish.read()).ok_or_else(|| {
+        let no_publish = || {
             Failure::new(
                 RRPC_STATUS_WRONG_STATE,
                 "no publish function is registered (rrpc_router_set_publish)",
             )
-        })?;
+        };
+        if !h.publish.is_set() {
+            return Err(no_publish());
+        }
         let topic = h
             .router
             .lock()
             .begin_reply(token, bytes.len(), h.now())
-            .map_err(|e| {
-                let status = match e {
-                    ReplyError::UnknownToken => RRPC_STATUS_UNKNOWN_TOKEN,
-                    ReplyError::AlreadyReplied => RRPC_STATUS_ALREADY_REPLIED,
-                    ReplyError::Expired => RRPC_STATUS_EXPIRED,
-                    ReplyError::DeviceRemoved => RRPC_STATUS_DEVICE_REMOVED,
-                    ReplyError::TooLarge => RRPC_STATUS_PAYLOAD_TOO_LARGE,
-                    ReplyError::InProgress => RRPC_STATUS_BUSY,
-                    ReplyError::Released => RRPC_STATUS_SEND_FAILED,
-                    ReplyError::Send(never) => match never {},
-                };
-                Failure::new(status, e.to_string())
-            })?;
+            .map_err(Failure::from)?;
         debug_assert!(!topic.contains('\0'));
         // SAFETY: no NUL inside: the topic is made of validated identities and a
         // validated message id, none of which may contain one. (Rendered with
         // spare capacity, so the terminator does not reallocate.)
         let c_topic = unsafe { CString::from_vec_unchecked(topic.into_bytes()) };
-        let data = if bytes.is_empty() {
-            std::ptr::null()
-        } else {
-            bytes.as_ptr()
-        };
         let rc = inside(router, || {
-            // SAFETY: the application registered `f` for this signature; the topic
-            // and payload live until it returns.
-            unsafe {
-                (publish.f)(
-                    publish.user_data.get(),
-                    c_topic.as_ptr(),
-                    data,
-                    bytes.len(),
-                    0,
-                )
-            }
+            h.publish
+                .call(|f| f(c_topic.as_ptr(), bytes_ptr(bytes), bytes.len(), 0))
         });
-        h.router.lock().end_reply(token, rc == 0, h.now());
-        if rc != 0 {
-            return Err(Failure::new(
-                RRPC_STATUS_SEND_FAILED,
-                format!("the publish function returned {rc}; the request was released"),
-            ));
+        h.router.lock().end_reply(token, rc == Some(0), h.now());
+        match rc {
+            Some(0) => Ok(()),
+            Some(rc) => Err(ReplyError::Send(PublishFailed(rc)).into()),
+            None => Err(no_publish()),
         }
-        Ok(())
     })
 }
 
-/// Expires requests whose deadline passed. With `manual_clock`, `now_ms` becomes
-/// the router's time first; otherwise it is ignored (pass 0) and CLOCK_MONOTONIC
-/// is read. Call it regularly (every 100 ms is plenty) or at
-/// the deadline of the oldest request.
+/// Expires requests whose deadline passed and tells when the next one is due.
+/// With `manual_clock`, `now_ms` becomes the router's time first; otherwise it
+/// is ignored (pass 0) and CLOCK_MONOTONIC is read. Call it at
+/// `*out_next_deadline_ms` (a poll timeout for your event loop), or regularly.
 ///
-/// @param[out] out_expired receives how many requests expired; may be NULL.
+/// @param[in]  router               the router.
+/// @param[in]  now_ms               the time, with `manual_clock`; else ignored.
+/// @param[out] out_next_deadline_ms receives the earliest deadline still
+///             pending, on the router's clock, or UINT64_MAX when none; may be NULL.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
 ///
@@ -617,18 +622,41 @@ pub extern "C" fn rrpc_router_reply(
 pub extern "C" fn rrpc_router_tick(
     router: *mut rrpc_router,
     now_ms: u64,
-    out_expired: *mut usize,
+    out_next_deadline_ms: *mut u64,
 ) -> rrpc_status {
     boundary("rrpc_router_tick", || {
-        let h = handle(router)?;
+        let h = Handle::borrow(router)?;
         if h.manual_clock {
             h.clock.store(now_ms, Ordering::Relaxed);
         }
-        let n = h.router.lock().expire(h.now());
+        let mut r = h.router.lock();
+        r.expire(h.now());
         // SAFETY: optional out-parameter.
-        if let Some(out) = unsafe { out_expired.as_mut() } {
-            *out = n;
-        }
+        unsafe { opt_out(out_next_deadline_ms, r.next_deadline().unwrap_or(u64::MAX)) };
+        Ok(())
+    })
+}
+
+/// Tells when the earliest pending request's deadline is due, without expiring
+/// anything: how long a C event loop may sleep before `rrpc_router_tick`.
+///
+/// @param[in]  router               the router.
+/// @param[out] out_next_deadline_ms receives the earliest deadline on the
+///             router's clock, or UINT64_MAX when no request is pending.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `router` or `out_next_deadline_ms` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_router_next_deadline(
+    router: *mut rrpc_router,
+    out_next_deadline_ms: *mut u64,
+) -> rrpc_status {
+    boundary("rrpc_router_next_deadline", || {
+        let h = Handle::borrow(router)?;
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_next_deadline_ms, "out_next_deadline_ms") }?;
+        *out = h.router.lock().next_deadline().unwrap_or(u64::MAX);
         Ok(())
     })
 }
@@ -645,7 +673,7 @@ pub extern "C" fn rrpc_router_get_stats(
     out_stats: *mut rrpc_router_stats,
 ) -> rrpc_status {
     boundary("rrpc_router_get_stats", || {
-        let h = handle(router)?;
+        let h = Handle::borrow(router)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_stats, "out_stats") }?;
         let r = h.router.lock();

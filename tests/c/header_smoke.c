@@ -38,24 +38,33 @@ static void on_filter(void *user_data, const char *filter)
     (void)user_data; (void)filter;
 }
 
+static void on_connection(void *user_data, const rrpc_connection_event *event)
+{
+    (void)user_data;
+    if (event->state == RRPC_CONNECTION_DISCONNECTED && event->cause == RRPC_DISCONNECT_LOST)
+        (void)event->reason;
+    (void)event->delay_ms; (void)event->attempt;
+}
+
 int header_smoke(void);
 int header_smoke(void)
 {
     rrpc_client_config cfg;
     rrpc_client *client = NULL;
-    rrpc_stats stats;
+    rrpc_client_stats stats;
     uint32_t dialect = RRPC_DIALECT_ALIBABA;
     uint64_t now = 0;
     bool connected = false;
     char id[64];
     size_t id_len = 0;
     rrpc_status st = rrpc_client_config_init(&cfg);
-    cfg.host = "127.0.0.1";
+    cfg.mqtt.host = "127.0.0.1";
     st = rrpc_client_new(&cfg, &client);
     st = rrpc_dialect_from_name("tencent", &dialect);
     st = rrpc_client_add_device(client, dialect, "pk", "dn", NULL);
     st = rrpc_client_remove_device(client, dialect, "pk", "dn", NULL);
     st = rrpc_client_set_callback(client, on_request, NULL);
+    st = rrpc_client_set_connection_callback(client, on_connection, NULL);
     st = rrpc_client_start(client);
     st = rrpc_client_stop(client);
     st = rrpc_client_yield(client, 0);
@@ -68,16 +77,17 @@ int header_smoke(void)
 
     {
         rrpc_caller_config ccfg;
-        rrpc_call_params params;
+        rrpc_caller_call_params params;
         rrpc_caller *caller = NULL;
         rrpc_response *response = NULL;
         rrpc_caller_stats cstats;
         char json[512];
         size_t json_len = 0;
         st = rrpc_caller_config_init(&ccfg);
-        ccfg.host = "127.0.0.1";
+        ccfg.mqtt.host = "127.0.0.1";
         st = rrpc_caller_new(&ccfg, &caller);
-        st = rrpc_call_params_init(&params);
+        st = rrpc_caller_set_connection_callback(caller, on_connection, NULL);
+        st = rrpc_caller_call_params_init(&params);
         params.product_key = "pk";
         params.device_name = "dn";
         params.timeout_ms = 1000;
@@ -94,7 +104,7 @@ int header_smoke(void)
         rrpc_router *router = NULL;
         rrpc_router_stats rstats;
         uint32_t kind = RRPC_MESSAGE_NOT_RRPC;
-        size_t expired = 0;
+        uint64_t next_deadline = 0;
         st = rrpc_router_config_init(&rcfg);
         st = rrpc_router_new(&rcfg, &router);
         st = rrpc_router_set_publish(router, on_publish, NULL);
@@ -102,7 +112,8 @@ int header_smoke(void)
         st = rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "dn", NULL, on_router_request, NULL);
         st = rrpc_router_get_filters(router, RRPC_FILTERS_WILDCARD, on_filter, NULL);
         st = rrpc_router_handle_message(router, (const uint8_t *)"t", 1, NULL, 0, &kind);
-        st = rrpc_router_tick(router, 0, &expired);
+        st = rrpc_router_tick(router, 0, &next_deadline);
+        st = rrpc_router_next_deadline(router, &next_deadline);
         st = rrpc_router_get_stats(router, &rstats);
         st = rrpc_router_remove_device(router, RRPC_DIALECT_ALIBABA, "pk", "dn", NULL);
         st = rrpc_router_free(router);

@@ -222,12 +222,20 @@ int main(void)
     CHECK(rrpc_router_remove_device(r, RRPC_DIALECT_ALIBABA, "pk", "dev11", NULL) == RRPC_STATUS_NOT_FOUND);
     CHECK(handle(r, "/sys/pk/dev11/rrpc/request/r2", "x") == RRPC_MESSAGE_DROPPED);
 
-    /* Deadlines without threads: the manual clock moves, tick expires, late reply refused. */
+    /* Deadlines without threads: the manual clock moves; the router says when the next
+     * deadline is due (every request here came at 1000 ms with a 1000 ms timeout), tick
+     * expires what is due, and a late reply is refused. */
     CHECK(handle(r, "/sys/pk/dev12/rrpc/request/e1", "defer") == RRPC_MESSAGE_REQUEST);
     uint64_t late = last_token;
-    size_t expired = 0;
-    CHECK(rrpc_router_tick(r, 1500, &expired) == RRPC_STATUS_OK && expired == 0);
-    CHECK(rrpc_router_tick(r, 2001, &expired) == RRPC_STATUS_OK && expired >= 1);
+    uint64_t next = 0;
+    CHECK(rrpc_router_next_deadline(r, &next) == RRPC_STATUS_OK && next == 2000);
+    CHECK(rrpc_router_next_deadline(r, NULL) == RRPC_STATUS_NULL_POINTER);
+    CHECK(rrpc_router_get_stats(r, &st) == RRPC_STATUS_OK);
+    uint64_t expired_before = st.expired;
+    CHECK(rrpc_router_tick(r, 1500, &next) == RRPC_STATUS_OK && next == 2000);
+    CHECK(rrpc_router_get_stats(r, &st) == RRPC_STATUS_OK && st.expired == expired_before);
+    CHECK(rrpc_router_tick(r, 2001, &next) == RRPC_STATUS_OK && next == UINT64_MAX);
+    CHECK(rrpc_router_get_stats(r, &st) == RRPC_STATUS_OK && st.expired > expired_before);
     CHECK(rrpc_router_reply(r, late, NULL, 0) == RRPC_STATUS_EXPIRED);
 
     /* Bad handles and buffers. */

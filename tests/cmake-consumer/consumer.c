@@ -26,8 +26,8 @@ int main(void)
     rrpc_client_config cfg;
     rrpc_status st = rrpc_client_config_init(&cfg);
     if (st != RRPC_STATUS_OK) return fail("rrpc_client_config_init", st);
-    cfg.host = "127.0.0.1";
-    cfg.port = 1;
+    cfg.mqtt.host = "127.0.0.1";
+    cfg.mqtt.port = 1;
 
     rrpc_client *client = NULL;
     st = rrpc_client_new(&cfg, &client);

@@ -566,6 +566,11 @@ impl Drop for Proc {
 /// against the CMake-built librrpc.so, to `{name}` in a scratch directory; `None`
 /// when cmake or cc is missing outside CI.
 pub fn c_harness(source: &str, name: &str) -> Option<PathBuf> {
+    c_harness_with(source, name, &[])
+}
+
+/// [`c_harness`] with more compiler arguments (such as `-pthread`).
+pub fn c_harness_with(source: &str, name: &str, extra: &[&str]) -> Option<PathBuf> {
     if !require_tool("cmake") || !require_tool("cc") {
         return None;
     }
@@ -582,6 +587,7 @@ pub fn c_harness(source: &str, name: &str) -> Option<PathBuf> {
         .arg(format!("-L{}", lib.display()))
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-lrrpc")
+        .args(extra)
         .output()
         .expect("run cc");
     assert!(
@@ -594,15 +600,29 @@ pub fn c_harness(source: &str, name: &str) -> Option<PathBuf> {
 
 /// Runs a C harness; it must exit 0 and print "checks passed".
 pub fn run_c_harness(exe: &Path) {
-    let out = Command::new(exe).output().expect("run the harness");
+    run_c_harness_args(exe, &[]);
+}
+
+/// [`run_c_harness`] with arguments; returns the harness's stderr.
+pub fn run_c_harness_args(exe: &Path, args: &[String]) -> String {
+    let out = Command::new(exe)
+        .args(args)
+        .output()
+        .expect("run the harness");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("checks passed"), "{stdout}");
+    stderr.into_owned()
 }
 
 /// Runs a C harness under valgrind: no error, no definite or indirect leak.
 pub fn run_c_harness_under_valgrind(exe: &Path, log_name: &str) {
+    run_c_harness_under_valgrind_args(exe, log_name, &[]);
+}
+
+/// [`run_c_harness_under_valgrind`] with arguments.
+pub fn run_c_harness_under_valgrind_args(exe: &Path, log_name: &str, args: &[String]) {
     if !require_tool("valgrind") {
         return;
     }
@@ -615,6 +635,7 @@ pub fn run_c_harness_under_valgrind(exe: &Path, log_name: &str) {
         ])
         .arg(format!("--log-file={}", log.display()))
         .arg(exe)
+        .args(args)
         .output()
         .expect("run valgrind");
     let report = std::fs::read_to_string(&log).unwrap_or_default();

@@ -1,0 +1,322 @@
+//! The RRpc API as the cloud defines it, independent of any connection: call
+//! parameters and their validation, `RrpcCode`, and the response with its exact
+//! fields in JSON and XML.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+
+use crate::clock::now_ms;
+use crate::dialect::{validate_custom_topic, validate_part, Dialect};
+
+/// The outcome of an RRpc call, as the RRpc API names it. Values are part of the C ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum RrpcCode {
+    /// The device answered in time.
+    Success = 0,
+    /// The device did not answer within the timeout.
+    Timeout = 1,
+    /// The device is known to be offline; nothing was sent.
+    Offline = 2,
+    /// The device was online when the request went out, and its connection dropped
+    /// (its last will arrived) before the reply.
+    HalfConn = 3,
+    /// A system error: the caller's own connection to the broker failed mid-call.
+    Unknown = 4,
+}
+
+impl RrpcCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RrpcCode::Success => "SUCCESS",
+            RrpcCode::Timeout => "TIMEOUT",
+            RrpcCode::Offline => "OFFLINE",
+            RrpcCode::HalfConn => "HALFCONN",
+            RrpcCode::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for RrpcCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `Code` of a call refused for its parameters.
+pub const CODE_INVALID_PARAMETER: &str = "InvalidParameter";
+/// `Code` of a call that failed in the system (no connection, queue full).
+pub const CODE_SYSTEM_EXCEPTION: &str = "iot.system.SystemException";
+
+/// The RRpc API's response, field for field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RrpcResponse {
+    /// Unique id of this call (UUID form).
+    pub request_id: String,
+    /// Whether the call was carried out (`false`: refused or failed before sending).
+    pub success: bool,
+    /// Error code when `success` is false.
+    pub code: Option<String>,
+    /// Error text when `success` is false.
+    pub error_message: Option<String>,
+    /// The message id the request went out with.
+    pub message_id: Option<u64>,
+    /// The outcome when `success` is true.
+    pub rrpc_code: Option<RrpcCode>,
+    /// The device's reply (SUCCESS only).
+    pub payload: Option<Vec<u8>>,
+}
+
+impl RrpcResponse {
+    /// A response for a call that was not carried out (`Success` false), with its
+    /// `Code` (e.g. [`CODE_INVALID_PARAMETER`], [`CODE_SYSTEM_EXCEPTION`]) and
+    /// `ErrorMessage`, and a fresh `RequestId`.
+    pub fn failed(code: &str, message: impl Into<String>) -> RrpcResponse {
+        RrpcResponse {
+            request_id: request_id(),
+            success: false,
+            code: Some(code.to_string()),
+            error_message: Some(message.into()),
+            message_id: None,
+            rrpc_code: None,
+            payload: None,
+        }
+    }
+
+    pub(crate) fn done(
+        message_id: Option<u64>,
+        code: RrpcCode,
+        payload: Option<Vec<u8>>,
+    ) -> RrpcResponse {
+        RrpcResponse {
+            request_id: request_id(),
+            success: true,
+            code: None,
+            error_message: None,
+            message_id,
+            rrpc_code: Some(code),
+            payload,
+        }
+    }
+
+    /// `PayloadBase64Byte`.
+    pub fn payload_base64(&self) -> Option<String> {
+        self.payload
+            .as_ref()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p))
+    }
+
+    /// The JSON form, with the field names of the RRpc API; absent fields are left out.
+    pub fn to_json(&self) -> String {
+        let mut f: Vec<String> = vec![
+            format!("\"RequestId\":{}", json_str(&self.request_id)),
+            format!("\"Success\":{}", self.success),
+        ];
+        if let Some(c) = &self.code {
+            f.push(format!("\"Code\":{}", json_str(c)));
+        }
+        if let Some(m) = &self.error_message {
+            f.push(format!("\"ErrorMessage\":{}", json_str(m)));
+        }
+        if let Some(id) = self.message_id {
+            f.push(format!("\"MessageId\":{id}"));
+        }
+        if let Some(r) = self.rrpc_code {
+            f.push(format!("\"RrpcCode\":\"{r}\""));
+        }
+        if let Some(p) = self.payload_base64() {
+            f.push(format!("\"PayloadBase64Byte\":\"{p}\""));
+        }
+        format!("{{{}}}", f.join(","))
+    }
+
+    /// The XML form: `<RRpcResponse>` with one element per present field.
+    pub fn to_xml(&self) -> String {
+        let mut x = String::from("<?xml version='1.0' encoding='UTF-8'?>\n<RRpcResponse>\n");
+        let mut el =
+            |name: &str, v: &str| x.push_str(&format!("  <{name}>{}</{name}>\n", xml_text(v)));
+        el("RequestId", &self.request_id);
+        el("Success", if self.success { "true" } else { "false" });
+        if let Some(c) = &self.code {
+            el("Code", c);
+        }
+        if let Some(m) = &self.error_message {
+            el("ErrorMessage", m);
+        }
+        if let Some(id) = self.message_id {
+            el("MessageId", &id.to_string());
+        }
+        if let Some(r) = self.rrpc_code {
+            el("RrpcCode", r.as_str());
+        }
+        if let Some(p) = self.payload_base64() {
+            el("PayloadBase64Byte", &p);
+        }
+        x.push_str("</RRpcResponse>\n");
+        x
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn xml_text(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => o.push('?'),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// A request id in UUID (version 4) form: a process-wide counter through a keyed
+/// bijective mix, so ids never repeat within a process and differ between
+/// processes, at the cost of two multiplications rather than a system call.
+fn request_id() -> String {
+    static KEY: once_cell::sync::Lazy<[u64; 2]> = once_cell::sync::Lazy::new(|| {
+        let mut b = [0u8; 16];
+        fill_random(&mut b);
+        [
+            u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
+        ]
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&mix64(n ^ KEY[0]).to_be_bytes());
+    b[8..].copy_from_slice(&mix64(n.wrapping_add(KEY[1])).to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[usize::from(x >> 4)] as char);
+        out.push(HEX[usize::from(x & 15)] as char);
+    }
+    out
+}
+
+/// SplitMix64's finaliser: a bijection on u64 that spreads every input bit.
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: writes at most `buf.len() - off` bytes into `buf[off..]`.
+        let n = unsafe { libc::getrandom(buf[off..].as_mut_ptr().cast(), buf.len() - off, 0) };
+        if n <= 0 {
+            // getrandom(2) does not fail on Linux >= 3.17 for small reads; fall
+            // back to a hash of the time if it ever does.
+            let seed = std::collections::hash_map::RandomState::new();
+            use std::hash::BuildHasher;
+            let v = seed.hash_one(now_ms()).to_le_bytes();
+            for (i, b) in buf[off..].iter_mut().enumerate() {
+                *b = v[i % 8];
+            }
+            return;
+        }
+        off += n as usize;
+    }
+}
+
+/// What an RRpc call asks for. `payload` is the decoded request (see
+/// [`decode_request_base64`] for the API's `RequestBase64Byte`).
+#[derive(Clone, Debug)]
+pub struct CallParams<'a> {
+    /// `AlibabaSystem` or `Tencent`; with `topic`, the Alibaba custom-topic dialect is used.
+    pub dialect: Dialect,
+    pub product_key: &'a str,
+    pub device_name: &'a str,
+    pub payload: &'a [u8],
+    /// Milliseconds, 1000-8000. `None` is allowed for Tencent only (4000).
+    pub timeout_ms: Option<u32>,
+    /// Custom RRPC topic, such as `/a1B2/dev1/user/update`.
+    pub topic: Option<&'a str>,
+    /// JT/T 808 pass-through type: 0, 11, 65, 66 or 240-255. Sent in the
+    /// message-id level of the request topic as `{messageId};ct={ContentType}`
+    /// ([`crate::dialect::CONTENT_TYPE_SEPARATOR`]); without it the topic is the plain
+    /// documented format.
+    pub content_type: Option<u32>,
+}
+
+/// Checks the RRpc API's parameters; the error text says which one and why.
+pub fn validate_params(p: &CallParams<'_>, max_payload: usize) -> Result<(), String> {
+    validate_part("ProductKey", p.product_key).map_err(|e| e.to_string())?;
+    validate_part("DeviceName", p.device_name).map_err(|e| e.to_string())?;
+    match p.dialect {
+        Dialect::AlibabaSystem | Dialect::Tencent => {}
+        Dialect::AlibabaCustom => {
+            if p.topic.is_none() {
+                return Err("the alibaba-custom dialect needs Topic".to_string());
+            }
+        }
+    }
+    if let Some(t) = p.topic {
+        if p.dialect == Dialect::Tencent {
+            return Err("Topic (custom RRPC topics) exists only for Alibaba".to_string());
+        }
+        validate_custom_topic(t).map_err(|e| format!("Topic {}", e.reason))?;
+    }
+    match (p.timeout_ms, p.dialect) {
+        (None, Dialect::Tencent) => {}
+        (None, _) => return Err("Timeout is required (1000 to 8000 ms)".to_string()),
+        (Some(t), _) if !(1000..=8000).contains(&t) => {
+            return Err(format!("Timeout {t} is outside 1000 to 8000 ms"))
+        }
+        _ => {}
+    }
+    if let Some(ct) = p.content_type {
+        if !matches!(ct, 0 | 11 | 65 | 66 | 240..=255) {
+            return Err(format!(
+                "ContentType {ct} is not one of 0, 11, 65, 66 or 240 to 255"
+            ));
+        }
+    }
+    if p.payload.len() > max_payload {
+        return Err(format!(
+            "the request is {} bytes, more than the {max_payload} allowed",
+            p.payload.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes the RRpc API's `RequestBase64Byte` (standard alphabet, padded).
+pub fn decode_request_base64(b64: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| format!("RequestBase64Byte is not valid Base64: {e}"))
+}

@@ -1,0 +1,197 @@
+//! What the client and the caller share in C: how to reach the broker
+//! (`rrpc_mqtt_config`, a member of both configs) and the connection events of
+//! the session engine (`rrpc_connection_event`).
+
+use std::ffi::{c_char, c_void, CString};
+
+use super::{arg_opt_string, arg_str, Failure, SendPtr};
+use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig};
+
+/// How to reach and log in to the MQTT broker: the `mqtt` member of
+/// `rrpc_client_config` and `rrpc_caller_config`, filled with defaults by their
+/// `_init`. Strings are copied by the `_new` function; they only need to live
+/// until it returns.
+#[repr(C)]
+pub struct rrpc_mqtt_config {
+    /// Broker host name or IP address. Required.
+    pub host: *const c_char,
+    /// Broker TCP port. Default 1883.
+    pub port: u16,
+    /// MQTT keep-alive in seconds (0 disables). Default 60.
+    pub keep_alive_s: u16,
+    /// MQTT clean-session flag. Default true. false needs `client_id`.
+    pub clean_session: bool,
+    /// MQTT client id, or NULL (default) for one the library derives: the
+    /// client's "rrpc" + 16 hex digits (unique per process and device set), the
+    /// caller's "rrpccaller" + 16 random hex digits.
+    pub client_id: *const c_char,
+    /// MQTT user name, or NULL (default) for none.
+    pub username: *const c_char,
+    /// MQTT password, or NULL (default) for none. Used only with `username`;
+    /// never logged.
+    pub password: *const c_char,
+    /// How long the first connection may take, in ms: `rrpc_client_start` and
+    /// `rrpc_caller_new` wait this long (see each); also bounds each TCP connect
+    /// attempt. Default 5000.
+    pub connect_timeout_ms: u32,
+    /// First reconnect delay in ms, doubled after each failed attempt. Default 100.
+    pub reconnect_min_ms: u32,
+    /// Largest reconnect delay in ms; each delay gets +-25% jitter. Default 10000.
+    pub reconnect_max_ms: u32,
+}
+
+/// The kinds of `rrpc_connection_event`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_connection_state {
+    /// The broker accepted the connection (the first one or a reconnect); the
+    /// library subscribes everything it needs again right after.
+    RRPC_CONNECTION_CONNECTED = 0,
+    /// The connection is down; `cause` and `reason` say why.
+    RRPC_CONNECTION_DISCONNECTED = 1,
+    /// The next attempt starts in `delay_ms` (capped exponential backoff with
+    /// jitter); `attempt` counts the attempts since the last connection.
+    RRPC_CONNECTION_RECONNECTING = 2,
+}
+
+/// Why a connection is down (`rrpc_connection_event.cause`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_disconnect_cause {
+    /// Not a RRPC_CONNECTION_DISCONNECTED event.
+    RRPC_DISCONNECT_NONE = 0,
+    /// A connection that was up dropped (network error, broker closed it,
+    /// keep-alive timed out).
+    RRPC_DISCONNECT_LOST = 1,
+    /// An attempt to connect failed (unreachable, refused, timed out).
+    RRPC_DISCONNECT_CONNECT_FAILED = 2,
+    /// The application stopped the connection (stop, free).
+    RRPC_DISCONNECT_STOPPED = 3,
+}
+
+/// A change of a client's or caller's connection. Pointers are owned by the
+/// library and valid only during the callback.
+#[repr(C)]
+pub struct rrpc_connection_event {
+    /// An `rrpc_connection_state` value.
+    pub state: u32,
+    /// DISCONNECTED: an `rrpc_disconnect_cause` value; RRPC_DISCONNECT_NONE otherwise.
+    pub cause: u32,
+    /// DISCONNECTED: the reason in words (such as "Connection refused (os error
+    /// 111)"), NUL-terminated; NULL otherwise.
+    pub reason: *const c_char,
+    /// RECONNECTING: milliseconds until the next attempt; 0 otherwise.
+    pub delay_ms: u64,
+    /// RECONNECTING: attempts since the last connection (1 for the first
+    /// retry); 0 otherwise.
+    pub attempt: u32,
+}
+
+/// Receives connection events. Runs on the thread that drives the connection
+/// (the client's background thread or `rrpc_client_yield`; the caller's
+/// thread or one waiting in `rrpc_caller_call`), without any library lock held.
+/// It must not replace itself, stop or free its object (they fail with
+/// RRPC_STATUS_WRONG_STATE).
+pub type rrpc_connection_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const rrpc_connection_event)>;
+
+/// The defaults of `rrpc_mqtt_config`.
+pub(crate) fn mqtt_config_defaults() -> rrpc_mqtt_config {
+    let d = MqttConfig::new("", 1883);
+    rrpc_mqtt_config {
+        host: std::ptr::null(),
+        port: d.port,
+        keep_alive_s: d.keep_alive_s,
+        clean_session: d.clean_session,
+        client_id: std::ptr::null(),
+        username: std::ptr::null(),
+        password: std::ptr::null(),
+        connect_timeout_ms: d.connect_timeout_ms,
+        reconnect_min_ms: d.reconnect_min_ms,
+        reconnect_max_ms: d.reconnect_max_ms,
+    }
+}
+
+/// The Rust config of a C `rrpc_mqtt_config` (checked later by the owner).
+pub(crate) fn mqtt_config(c: &rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
+    // SAFETY: NUL-terminated strings (or NULL) per the documented contract.
+    let mut m = MqttConfig::new(unsafe { arg_str(c.host, "config->mqtt.host") }?, c.port);
+    m.client_id = unsafe { arg_opt_string(c.client_id, "config->mqtt.client_id") }?;
+    m.username = unsafe { arg_opt_string(c.username, "config->mqtt.username") }?;
+    m.password = unsafe { arg_opt_string(c.password, "config->mqtt.password") }?;
+    m.keep_alive_s = c.keep_alive_s;
+    m.clean_session = c.clean_session;
+    m.connect_timeout_ms = c.connect_timeout_ms;
+    m.reconnect_min_ms = c.reconnect_min_ms;
+    m.reconnect_max_ms = c.reconnect_max_ms;
+    Ok(m)
+}
+
+/// A connection listener that hands each event to a C callback.
+pub(crate) fn connection_listener(
+    callback: rrpc_connection_cb,
+    user_data: *mut c_void,
+) -> Option<Box<Listener>> {
+    let ud = SendPtr(user_data);
+    callback.map(|cb| {
+        Box::new(move |e: &ConnectionEvent| {
+            let ud = ud;
+            let mut reason = None;
+            let mut ev = rrpc_connection_event {
+                state: 0,
+                cause: rrpc_disconnect_cause::RRPC_DISCONNECT_NONE as u32,
+                reason: std::ptr::null(),
+                delay_ms: 0,
+                attempt: 0,
+            };
+            match e {
+                ConnectionEvent::Connected => {
+                    ev.state = rrpc_connection_state::RRPC_CONNECTION_CONNECTED as u32;
+                }
+                ConnectionEvent::Disconnected { cause, reason: r } => {
+                    ev.state = rrpc_connection_state::RRPC_CONNECTION_DISCONNECTED as u32;
+                    ev.cause = match cause {
+                        DisconnectCause::Lost => rrpc_disconnect_cause::RRPC_DISCONNECT_LOST,
+                        DisconnectCause::ConnectFailed => {
+                            rrpc_disconnect_cause::RRPC_DISCONNECT_CONNECT_FAILED
+                        }
+                        DisconnectCause::Stopped => rrpc_disconnect_cause::RRPC_DISCONNECT_STOPPED,
+                    } as u32;
+                    let c = reason.insert(CString::new(r.replace('\0', " ")).unwrap_or_default());
+                    ev.reason = c.as_ptr();
+                }
+                ConnectionEvent::Reconnecting { delay_ms, attempt } => {
+                    ev.state = rrpc_connection_state::RRPC_CONNECTION_RECONNECTING as u32;
+                    ev.delay_ms = *delay_ms;
+                    ev.attempt = *attempt;
+                }
+            }
+            // SAFETY: the application registered `cb` for this signature; `ev` and
+            // its reason live until it returns.
+            unsafe { cb(ud.get(), &ev) };
+        }) as Box<Listener>
+    })
+}
+
+/// Presence topics from optional C prefixes (NULL: the defaults), for the
+/// client's and the caller's configs.
+pub(crate) fn presence_topics(
+    device: *const c_char,
+    connection: *const c_char,
+) -> Result<crate::presence::PresenceTopics, Failure> {
+    let mut p = crate::presence::PresenceTopics::default();
+    // SAFETY: NUL-terminated strings per the documented contract.
+    if let Some(d) = unsafe { arg_opt_string(device, "config->presence_prefix") }? {
+        p.device_prefix = d;
+    }
+    if let Some(c) = unsafe { arg_opt_string(connection, "config->connection_prefix") }? {
+        p.connection_prefix = c;
+    }
+    p.validate().map_err(|e| {
+        Failure::new(
+            super::rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
+            e.to_string(),
+        )
+    })?;
+    Ok(p)
+}

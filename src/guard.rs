@@ -1,0 +1,331 @@
+//! Who runs whose callback on this thread, and callbacks that can be released.
+//!
+//! Two rules of the C API rest on this module, and the Rust API keeps them too:
+//!
+//! - **No re-entry into what would wait for itself.** A thread that is inside a
+//!   callback of an object (or drives a caller's runtime) must not stop, free or
+//!   release that object: the call would wait for the very callback it runs in.
+//!   [`enter`] records, on the thread's stack, that the thread is inside
+//!   `(kind, key)`; [`inside`] and [`inside_kind`] ask. One record per nested
+//!   call, no allocation.
+//! - **A released callback never runs again.** After the function that replaces
+//!   or removes a callback returns, the old callback is not running on any other
+//!   thread and will not start again, so C code may free its `user_data` at once.
+//!   [`Callback`] counts the calls in flight; [`Callback::release`] marks it
+//!   released and waits for them; a call that races with the release sees the
+//!   mark and does not start. [`Slot`] holds the current callback of a
+//!   registration point and releases the old one on every change.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+/// What a thread is inside of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A device client's request handler (key: the client).
+    ClientHandler,
+    /// A thread that drives a caller's runtime: the caller's own thread, or one
+    /// waiting in a blocking call (key: the caller).
+    CallerDriver,
+    /// A released-on-change callback ([`Callback`]; key: the callback).
+    Callback,
+    /// Any callback of a C object without a thread of its own (a router, a JT/T
+    /// 808 adapter; key: its handle), so that freeing it from inside is refused.
+    Object,
+}
+
+struct Frame {
+    kind: Kind,
+    key: usize,
+    prev: *const Frame,
+}
+
+thread_local! {
+    /// The innermost frame of this thread; frames live on the stack of [`enter`].
+    static TOP: Cell<*const Frame> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with `(kind, key)` recorded as entered on this thread.
+#[inline]
+pub(crate) fn enter<R>(kind: Kind, key: usize, f: impl FnOnce() -> R) -> R {
+    let frame = Frame {
+        kind,
+        key,
+        prev: TOP.with(Cell::get),
+    };
+    TOP.with(|t| t.set(&frame));
+    struct Pop(*const Frame);
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            TOP.with(|t| t.set(self.0));
+        }
+    }
+    // Restores the outer frame also when `f` unwinds.
+    let _pop = Pop(frame.prev);
+    f()
+}
+
+fn any_frame(pred: impl Fn(&Frame) -> bool) -> bool {
+    let mut p = TOP.with(Cell::get);
+    while !p.is_null() {
+        // SAFETY: every frame in the chain lives in a stack frame of `enter` that
+        // has not returned yet (each `enter` pops its frame before returning).
+        let f = unsafe { &*p };
+        if pred(f) {
+            return true;
+        }
+        p = f.prev;
+    }
+    false
+}
+
+/// Whether this thread is inside `(kind, key)`, at any depth.
+pub(crate) fn inside(kind: Kind, key: usize) -> bool {
+    any_frame(|f| f.kind == kind && f.key == key)
+}
+
+/// Whether this thread is inside anything of `kind`.
+pub(crate) fn inside_kind(kind: Kind) -> bool {
+    any_frame(|f| f.kind == kind)
+}
+
+/// Why a callback could not be released or replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reentered;
+
+impl std::fmt::Display for Reentered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("called from inside the callback it would release (it would wait for itself)")
+    }
+}
+
+impl std::error::Error for Reentered {}
+
+/// A callback with a count of its calls in flight; see the module documentation.
+pub(crate) struct Callback<T: ?Sized> {
+    running: AtomicUsize,
+    released: AtomicBool,
+    idle: Mutex<()>,
+    idle_cv: Condvar,
+    f: Box<T>,
+}
+
+impl<T: ?Sized> Callback<T> {
+    pub fn new(f: Box<T>) -> Callback<T> {
+        Callback {
+            running: AtomicUsize::new(0),
+            released: AtomicBool::new(false),
+            idle: Mutex::new(()),
+            idle_cv: Condvar::new(),
+            f,
+        }
+    }
+
+    fn key(&self) -> usize {
+        self as *const Self as *const u8 as usize
+    }
+
+    /// Calls the callback through `call`, unless it was released (then `None`).
+    #[inline]
+    pub fn call<R>(&self, call: impl FnOnce(&T) -> R) -> Option<R> {
+        // SeqCst pairs with `release`: either this call sees the release mark, or
+        // the release sees this call running and waits for it.
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if self.released.load(Ordering::SeqCst) {
+            self.done();
+            return None;
+        }
+        struct Done<'a, T: ?Sized>(&'a Callback<T>);
+        impl<T: ?Sized> Drop for Done<'_, T> {
+            fn drop(&mut self) {
+                self.0.done();
+            }
+        }
+        let _done = Done(self);
+        Some(enter(Kind::Callback, self.key(), || call(&self.f)))
+    }
+
+    fn done(&self) {
+        if self.running.fetch_sub(1, Ordering::SeqCst) == 1 && self.released.load(Ordering::SeqCst)
+        {
+            let _g = self.idle.lock();
+            self.idle_cv.notify_all();
+        }
+    }
+
+    /// Whether this thread is inside a call of this callback.
+    pub fn running_here(&self) -> bool {
+        inside(Kind::Callback, self.key())
+    }
+
+    /// Marks the callback released and waits until no call of it runs on any
+    /// other thread. From inside one of its own calls it refuses, changing nothing.
+    pub fn release(&self) -> Result<(), Reentered> {
+        if self.running_here() {
+            return Err(Reentered);
+        }
+        self.released.store(true, Ordering::SeqCst);
+        let mut g = self.idle.lock();
+        while self.running.load(Ordering::SeqCst) != 0 {
+            // The timeout only guards against a wake-up lost between the count's
+            // last decrement and this wait; the notify normally ends it.
+            self.idle_cv.wait_for(&mut g, Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
+/// The current callback of one registration point (`set_callback`, a log
+/// handler, a publish function...), or none.
+pub(crate) struct Slot<T: ?Sized> {
+    cur: RwLock<Option<Arc<Callback<T>>>>,
+}
+
+impl<T: ?Sized> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            cur: RwLock::new(None),
+        }
+    }
+}
+
+impl<T: ?Sized> Slot<T> {
+    /// Installs `f` (or clears the slot) and releases the callback it replaces:
+    /// when this returns, the old callback is not running on another thread and
+    /// will not run again. From inside the old callback it refuses and changes
+    /// nothing.
+    pub fn set(&self, f: Option<Box<T>>) -> Result<(), Reentered> {
+        let new = f.map(|f| Arc::new(Callback::new(f)));
+        let old = {
+            let mut cur = self.cur.write();
+            if cur.as_ref().is_some_and(|c| c.running_here()) {
+                return Err(Reentered);
+            }
+            std::mem::replace(&mut *cur, new)
+        };
+        match old {
+            Some(old) => old.release(),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls the current callback through `call`; `None` when there is none.
+    #[inline]
+    pub fn call<R>(&self, call: impl FnOnce(&T) -> R) -> Option<R> {
+        let cb = self.cur.read().clone()?;
+        cb.call(call)
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.cur.read().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Instant;
+
+    #[test]
+    fn frames_nest_and_unwind() {
+        assert!(!inside(Kind::ClientHandler, 1));
+        enter(Kind::ClientHandler, 1, || {
+            enter(Kind::Callback, 2, || {
+                assert!(inside(Kind::ClientHandler, 1));
+                assert!(inside(Kind::Callback, 2));
+                assert!(!inside(Kind::Callback, 1));
+                assert!(inside_kind(Kind::ClientHandler));
+                assert!(!inside_kind(Kind::CallerDriver));
+            });
+            assert!(!inside(Kind::Callback, 2));
+        });
+        let r = std::panic::catch_unwind(|| enter(Kind::CallerDriver, 3, || panic!("unwind")));
+        assert!(r.is_err());
+        assert!(
+            !inside_kind(Kind::CallerDriver),
+            "the frame went with the panic"
+        );
+    }
+
+    #[test]
+    fn a_released_callback_is_not_running_and_never_runs_again() {
+        let slot: Arc<Slot<Plain>> = Arc::new(Slot::default());
+        let calls = Arc::new(AtomicU32::new(0));
+        let c2 = calls.clone();
+        slot.set(Some(Box::new(move || {
+            c2.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(200));
+            c2.fetch_add(1, Ordering::SeqCst);
+        })))
+        .unwrap();
+        let s2 = slot.clone();
+        let t = std::thread::spawn(move || s2.call(|f| f()));
+        while calls.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let t0 = Instant::now();
+        slot.set(None).unwrap();
+        // The call in flight finished before `set` returned...
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        assert_eq!(t.join().unwrap(), Some(()));
+        // ...and nothing calls the old callback any more.
+        assert_eq!(slot.call(|f| f()), None);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    type Plain = dyn Fn() + Send + Sync;
+    type OnOther = dyn Fn(&Slot<Plain>) + Send + Sync;
+
+    #[test]
+    fn replacing_from_inside_the_callback_is_refused() {
+        let slot: Arc<Slot<OnOther>> = Arc::new(Slot::default());
+        let inner: Slot<Plain> = Slot::default();
+        inner.set(Some(Box::new(|| {}))).unwrap();
+        // A callback may release *another* slot's callback...
+        slot.set(Some(Box::new(|other| {
+            assert_eq!(other.set(None), Ok(()));
+        })))
+        .unwrap();
+        slot.call(|f| f(&inner));
+        assert!(!inner.is_set());
+        // ...but not its own.
+        let own: Arc<Slot<dyn Fn() -> Result<(), Reentered> + Send + Sync>> =
+            Arc::new(Slot::default());
+        let o2 = own.clone();
+        own.set(Some(Box::new(move || o2.set(None)))).unwrap();
+        assert_eq!(own.call(|f| f()), Some(Err(Reentered)));
+        assert!(own.is_set(), "a refused change changes nothing");
+    }
+
+    #[test]
+    fn calls_racing_with_a_release_either_finish_first_or_never_start() {
+        for _ in 0..50 {
+            let cb = Arc::new(Callback::new(Box::new(AtomicU32::new(0)) as Box<AtomicU32>));
+            let after = Arc::new(AtomicBool::new(false));
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (cb, after) = (cb.clone(), after.clone());
+                    std::thread::spawn(move || {
+                        for _ in 0..200 {
+                            cb.call(|n| {
+                                assert!(!after.load(Ordering::SeqCst), "ran after release");
+                                n.fetch_add(1, Ordering::SeqCst);
+                            });
+                        }
+                    })
+                })
+                .collect();
+            cb.release().unwrap();
+            after.store(true, Ordering::SeqCst);
+            for t in threads {
+                t.join().unwrap();
+            }
+        }
+    }
+}

@@ -1,0 +1,1011 @@
+//! The MQTT session engine: one rumqttc connection, kept alive, for the device
+//! client and the caller alike.
+//!
+//! What it owns, written once:
+//! - **connect options** ([`MqttConfig`]): broker address, client id, credentials,
+//!   keep-alive, clean session, timeouts, the reconnect delays; TCP_NODELAY;
+//!   packet size limits from the owner's payload limit;
+//! - **reconnects**: capped exponential backoff with jitter (`Backoff`), a
+//!   fresh last will before every attempt;
+//! - **subscriptions**: after every CONNACK the owner's filters are subscribed
+//!   again (rumqttc forgets them with a clean session), in batches; the owner
+//!   hears when the broker acknowledged them all, and which it refused;
+//! - **connection events** ([`ConnectionEvent`]): connected, disconnected with
+//!   its cause and reason, reconnecting with the next delay; delivered to an
+//!   application listener, logged without repeating what the application is
+//!   told anyway, and kept as an error text that tells a failed connect from a
+//!   dropped connection;
+//! - **a clean stop**: what is queued (replies included) goes out, then MQTT
+//!   DISCONNECT.
+//!
+//! The owner (client or caller) plugs in through `Owner`: what to subscribe,
+//! what to publish after CONNACK, the last will, and what to do with incoming
+//! messages and lost connections. The engine runs as one task on the owner's
+//! runtime (`Session::run`); any thread publishes through a `Publisher`.
+//!
+//! Where the next transport options go: TLS and other transports in
+//! `Session::open` (the rumqttc transport and network options); credentials
+//! signed at every connect in `Session::prepare_attempt`, which runs before
+//! each attempt; MQTT 5 as another protocol branch of `open` and of the event
+//! mapping in `run`.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use rumqttc::{
+    AsyncClient, ClientError as MqttClientError, ConnectionError, Event, EventLoop, LastWill,
+    MqttOptions, NetworkOptions, Outgoing, Packet, QoS, Request, Subscribe, SubscribeFilter,
+    SubscribeReasonCode,
+};
+use tokio::sync::watch;
+
+use crate::clock::now_ms;
+use crate::guard::{Reentered, Slot};
+
+/// Room for a topic and the MQTT headers on top of a payload limit.
+const PACKET_OVERHEAD: usize = 64 * 1024 + 16;
+/// Filters per SUBSCRIBE packet when subscribing many after a CONNACK.
+const SUBSCRIBE_BATCH: usize = 64;
+
+/// How to reach and log in to the MQTT broker. [`MqttConfig::new`] fills in
+/// the defaults.
+#[derive(Clone)]
+pub struct MqttConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker TCP port.
+    pub port: u16,
+    /// MQTT client id; `None` lets the owner derive one.
+    pub client_id: Option<String>,
+    /// MQTT user name.
+    pub username: Option<String>,
+    /// MQTT password, sent only with a user name. Never logged, never in `Debug`.
+    pub password: Option<String>,
+    /// MQTT keep-alive in seconds; 0 disables it.
+    pub keep_alive_s: u16,
+    /// MQTT clean-session flag. `false` requires an explicit `client_id`.
+    pub clean_session: bool,
+    /// How long the owner waits for its first connection, in ms (see the
+    /// client's `start` and the caller's `connect`); also bounds each TCP
+    /// connect attempt (rounded up to whole seconds).
+    pub connect_timeout_ms: u32,
+    /// First reconnect delay in ms; it doubles after each failed attempt...
+    pub reconnect_min_ms: u32,
+    /// ...up to this cap, in ms, each delay with +-25% jitter.
+    pub reconnect_max_ms: u32,
+}
+
+impl MqttConfig {
+    pub fn new(host: impl Into<String>, port: u16) -> MqttConfig {
+        MqttConfig {
+            host: host.into(),
+            port,
+            client_id: None,
+            username: None,
+            password: None,
+            keep_alive_s: 60,
+            clean_session: true,
+            connect_timeout_ms: 5000,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 10_000,
+        }
+    }
+
+    /// Checks every value before rumqttc sees it (some of its setters assert).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.host.is_empty() {
+            return Err("host is empty".into());
+        }
+        if self.port == 0 {
+            return Err("port is 0".into());
+        }
+        if let Some(id) = &self.client_id {
+            if id.is_empty() || id.len() > 65535 {
+                return Err("client id must be 1 to 65535 bytes".into());
+            }
+        }
+        if !self.clean_session && self.client_id.is_none() {
+            return Err(
+                "clean_session = false needs an explicit client id, or the session is never found again"
+                    .into(),
+            );
+        }
+        if self.reconnect_min_ms == 0 || self.reconnect_max_ms < self.reconnect_min_ms {
+            return Err(
+                "reconnect delays must satisfy 0 < reconnect_min_ms <= reconnect_max_ms".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `host:port`, for messages.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("keep_alive_s", &self.keep_alive_s)
+            .field("clean_session", &self.clean_session)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("reconnect_min_ms", &self.reconnect_min_ms)
+            .field("reconnect_max_ms", &self.reconnect_max_ms)
+            .finish()
+    }
+}
+
+/// Why a connection is down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectCause {
+    /// A connection that was up dropped (network error, broker closed it,
+    /// keep-alive timed out).
+    Lost,
+    /// An attempt to connect failed (unreachable, refused, timed out).
+    ConnectFailed,
+    /// The application stopped the connection (clean DISCONNECT).
+    Stopped,
+}
+
+/// A change of the connection, as the application sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// The broker accepted the connection (the first one, or a reconnect).
+    Connected,
+    /// The connection is down, with the cause and the reason in words.
+    Disconnected {
+        cause: DisconnectCause,
+        reason: String,
+    },
+    /// The next attempt starts in `delay_ms`; `attempt` counts the attempts
+    /// since the last connection (1 for the first retry).
+    Reconnecting { delay_ms: u64, attempt: u32 },
+}
+
+/// The last connection failure, as an error text that tells a failed connect
+/// from a dropped connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnError {
+    pub cause: DisconnectCause,
+    pub address: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cause {
+            DisconnectCause::Lost => {
+                write!(f, "connection to {} lost: {}", self.address, self.reason)
+            }
+            DisconnectCause::ConnectFailed => {
+                write!(f, "could not connect to {}: {}", self.address, self.reason)
+            }
+            DisconnectCause::Stopped => write!(f, "connection to {} stopped", self.address),
+        }
+    }
+}
+
+/// Why a message could not be handed to the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    NotConnected,
+    QueueFull,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::NotConnected => f.write_str("not connected to the broker"),
+            SendError::QueueFull => f.write_str("outgoing queue is full"),
+        }
+    }
+}
+
+/// Capped exponential backoff with +-25% jitter.
+#[derive(Clone, Debug)]
+pub(crate) struct Backoff {
+    min: u64,
+    max: u64,
+    cur: u64,
+    seed: u64,
+}
+
+impl Backoff {
+    pub fn new(min_ms: u32, max_ms: u32) -> Backoff {
+        Backoff::with_seed(
+            min_ms,
+            max_ms,
+            now_ms() ^ u64::from(std::process::id()).rotate_left(32),
+        )
+    }
+
+    fn with_seed(min_ms: u32, max_ms: u32, seed: u64) -> Backoff {
+        Backoff {
+            min: u64::from(min_ms),
+            max: u64::from(max_ms),
+            cur: u64::from(min_ms),
+            seed: seed | 1,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.cur = self.min;
+    }
+
+    /// The next delay: the current base +-25%, then the base doubles up to the cap.
+    pub fn next(&mut self) -> Duration {
+        // xorshift64: jitter needs no cryptographic quality.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let base = self.cur;
+        let spread = base / 2;
+        let jittered = base - base / 4
+            + if spread > 0 {
+                self.seed % (spread + 1)
+            } else {
+                0
+            };
+        self.cur = (self.cur.saturating_mul(2)).min(self.max);
+        Duration::from_millis(jittered.max(1))
+    }
+}
+
+/// The connection's state machine, without I/O: what each input means as
+/// events, and how long to wait before the next attempt.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    backoff: Backoff,
+    connected: bool,
+    /// Failed attempts (and losses) since the last CONNACK.
+    failures: u32,
+}
+
+impl Machine {
+    pub fn new(backoff: Backoff) -> Machine {
+        Machine {
+            backoff,
+            connected: false,
+            failures: 0,
+        }
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
+    /// CONNACK.
+    pub fn on_connack(&mut self) -> ConnectionEvent {
+        self.connected = true;
+        self.failures = 0;
+        self.backoff.reset();
+        ConnectionEvent::Connected
+    }
+
+    /// A connection error: the connection was lost (when up) or an attempt
+    /// failed. Returns both events and the delay before the next attempt.
+    pub fn on_error(
+        &mut self,
+        reason: String,
+    ) -> (DisconnectCause, [ConnectionEvent; 2], Duration) {
+        let cause = if std::mem::replace(&mut self.connected, false) {
+            DisconnectCause::Lost
+        } else {
+            DisconnectCause::ConnectFailed
+        };
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.backoff.next();
+        (
+            cause,
+            [
+                ConnectionEvent::Disconnected { cause, reason },
+                ConnectionEvent::Reconnecting {
+                    delay_ms: delay.as_millis() as u64,
+                    attempt: self.failures,
+                },
+            ],
+            delay,
+        )
+    }
+
+    /// The application stops the connection: an event when it was up.
+    pub fn on_stop(&mut self) -> Option<ConnectionEvent> {
+        std::mem::replace(&mut self.connected, false).then(|| ConnectionEvent::Disconnected {
+            cause: DisconnectCause::Stopped,
+            reason: "stopped by the application".into(),
+        })
+    }
+}
+
+/// Connection counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Successful connections (CONNACK received), including reconnects.
+    pub connects: u64,
+    /// Connections lost or attempts failed.
+    pub connection_errors: u64,
+    /// Subscriptions the broker refused in a SUBACK.
+    pub subscribe_failures: u64,
+}
+
+/// A connection listener (see `Client::set_connection_listener` and
+/// `Caller::set_connection_listener`).
+pub type Listener = dyn Fn(&ConnectionEvent) + Send + Sync;
+
+/// What the owner and any application thread see of the session: state,
+/// counters, the last error, the listener; and a condition to wait on for
+/// changes.
+pub(crate) struct Link {
+    address: String,
+    connected: AtomicBool,
+    /// All subscriptions made at the last CONNACK are acknowledged.
+    subscribed: AtomicBool,
+    connects: AtomicU64,
+    connection_errors: AtomicU64,
+    subscribe_failures: AtomicU64,
+    last_error: Mutex<Option<ConnError>>,
+    listener: Slot<Listener>,
+    /// Application threads waiting for the outcome of connecting (a `start`, a
+    /// `yield`, the caller's `connect`): they report failures themselves, so
+    /// the log does not repeat them.
+    watchers: AtomicUsize,
+    /// A failure was logged since the last connection; repeats go to debug.
+    warned: AtomicBool,
+    changed_lock: Mutex<()>,
+    changed: Condvar,
+}
+
+impl Link {
+    pub fn new(address: String) -> Link {
+        Link {
+            address,
+            connected: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            connection_errors: AtomicU64::new(0),
+            subscribe_failures: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            listener: Slot::default(),
+            watchers: AtomicUsize::new(0),
+            warned: AtomicBool::new(false),
+            changed_lock: Mutex::new(()),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Connected: CONNACK received and the connection not lost since.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Connected, and the broker acknowledged every subscription made at connect.
+    pub fn is_subscribed(&self) -> bool {
+        self.is_connected() && self.subscribed.load(Ordering::SeqCst)
+    }
+
+    pub fn stats(&self) -> ConnStats {
+        ConnStats {
+            connects: self.connects.load(Ordering::Relaxed),
+            connection_errors: self.connection_errors.load(Ordering::Relaxed),
+            subscribe_failures: self.subscribe_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The failure since the last connection, if any.
+    pub fn last_error(&self) -> Option<ConnError> {
+        self.last_error.lock().clone()
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.connection_errors.load(Ordering::SeqCst)
+    }
+
+    pub fn note_subscribe_failures(&self, n: u64) {
+        if n > 0 {
+            self.subscribe_failures.fetch_add(n, Ordering::Relaxed);
+            warn!("broker refused {n} subscription(s); check its ACLs");
+        }
+    }
+
+    /// Sets (or clears) the application's connection listener; when it
+    /// returns, the old one is not running and will not run again.
+    pub fn set_listener(&self, f: Option<Box<Listener>>) -> Result<(), Reentered> {
+        self.listener.set(f)
+    }
+
+    /// Wakes the threads waiting in [`Link::wait`].
+    pub fn notify(&self) {
+        let _g = self.changed_lock.lock();
+        self.changed.notify_all();
+    }
+
+    /// Waits until `done` says yes (re-checked after every change) or the
+    /// deadline passes; returns `done`'s last answer. The waiting thread counts
+    /// as a watcher: failures are its to report.
+    pub fn wait<R>(&self, deadline: Instant, mut done: impl FnMut() -> Option<R>) -> Option<R> {
+        let _w = self.watch();
+        let mut g = self.changed_lock.lock();
+        loop {
+            if let Some(r) = done() {
+                return Some(r);
+            }
+            if self.changed.wait_until(&mut g, deadline).timed_out() {
+                return done();
+            }
+        }
+    }
+
+    /// Marks the calling thread as reporting connection failures itself while
+    /// the returned guard lives.
+    pub fn watch(&self) -> Watch<'_> {
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        Watch(self)
+    }
+
+    fn set_state(&self, connected: bool) {
+        self.connected.store(connected, Ordering::SeqCst);
+        if !connected {
+            self.subscribed.store(false, Ordering::SeqCst);
+        }
+    }
+
+    fn set_subscribed(&self) {
+        self.subscribed.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// Records, logs and hands on one event.
+    fn emit(&self, event: &ConnectionEvent) {
+        let told = self.listener.is_set();
+        match event {
+            ConnectionEvent::Connected => {
+                self.connects.fetch_add(1, Ordering::SeqCst);
+                *self.last_error.lock() = None;
+                self.warned.store(false, Ordering::Relaxed);
+                self.set_state(true);
+                info!("connected to {}", self.address);
+            }
+            ConnectionEvent::Disconnected { cause, reason } => {
+                self.set_state(false);
+                let err = ConnError {
+                    cause: *cause,
+                    address: self.address.clone(),
+                    reason: reason.clone(),
+                };
+                if *cause == DisconnectCause::Stopped {
+                    info!("{err}");
+                } else {
+                    self.connection_errors.fetch_add(1, Ordering::SeqCst);
+                    // An application thread waiting for the outcome reports it;
+                    // a listener has it; otherwise warn once per outage.
+                    let reported = self.watchers.load(Ordering::SeqCst) > 0 || told;
+                    if reported || self.warned.swap(true, Ordering::Relaxed) {
+                        debug!("{err}");
+                    } else {
+                        warn!("{err}");
+                    }
+                    *self.last_error.lock() = Some(err);
+                }
+            }
+            ConnectionEvent::Reconnecting { delay_ms, attempt } => {
+                debug!(
+                    "reconnecting to {} in {delay_ms} ms (attempt {attempt})",
+                    self.address
+                );
+            }
+        }
+        self.listener.call(|f| f(event));
+        self.notify();
+    }
+}
+
+/// See [`Link::watch`].
+pub(crate) struct Watch<'a>(&'a Link);
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The request side of a session: any thread may publish or subscribe through
+/// it; nothing waits (a full queue is an error).
+#[derive(Clone)]
+pub(crate) struct Publisher(AsyncClient);
+
+impl Publisher {
+    pub fn publish(
+        &self,
+        topic: impl Into<String>,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<(), SendError> {
+        self.0
+            .try_publish(topic, qos, retain, payload)
+            .map_err(send_error)
+    }
+
+    pub fn subscribe(&self, filter: impl Into<String>, qos: QoS) -> Result<(), SendError> {
+        self.0.try_subscribe(filter, qos).map_err(send_error)
+    }
+
+    pub fn unsubscribe(&self, filter: impl Into<String>) -> Result<(), SendError> {
+        self.0.try_unsubscribe(filter).map_err(send_error)
+    }
+
+    fn disconnect(&self) -> Result<(), SendError> {
+        self.0.try_disconnect().map_err(send_error)
+    }
+}
+
+/// rumqttc's channel is only ever full for a `try_` request: it closes only when
+/// the event loop is dropped, which owners do after the link says disconnected.
+fn send_error(e: MqttClientError) -> SendError {
+    match e {
+        MqttClientError::TryRequest(_) => SendError::QueueFull,
+        MqttClientError::Request(_) => SendError::NotConnected,
+    }
+}
+
+/// What to publish right after a CONNACK, ahead of anything queued before.
+pub(crate) struct Outbox<'a>(&'a mut VecDeque<Request>);
+
+impl Outbox<'_> {
+    pub fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: &[u8]) {
+        let mut p = rumqttc::Publish::new(topic, qos, payload);
+        p.retain = retain;
+        self.0.push_back(Request::Publish(p));
+    }
+}
+
+/// What the owner of a session (client or caller) does at each step. Called on
+/// the session's task, one at a time.
+pub(crate) trait Owner: Send + Sync + 'static {
+    /// Every filter to subscribe after a CONNACK, with its QoS.
+    fn filters(&self) -> Vec<(String, QoS)>;
+    /// After a CONNACK, once the SUBSCRIBEs are queued: more to send first.
+    fn on_connack(&self, _out: &mut Outbox<'_>) {}
+    /// The broker acknowledged every filter of [`Owner::filters`]; `refused`
+    /// are those it refused.
+    fn on_subscribed(&self, _refused: &[String]) {}
+    /// An incoming PUBLISH.
+    fn on_publish(&self, topic: &str, payload: &[u8]);
+    /// A SUBSCRIBE the owner queued itself (through the [`Publisher`]) went out
+    /// with this packet id...
+    fn on_outgoing_subscribe(&self, _pkid: u16) {}
+    /// ...and was acknowledged.
+    fn on_suback(&self, _pkid: u16, _codes: &[SubscribeReasonCode]) {}
+    /// The connection is down (lost, or an attempt failed), before the wait.
+    fn on_disconnected(&self, _cause: DisconnectCause) {}
+    /// The last will for the next attempt.
+    fn last_will(&self) -> Option<LastWill> {
+        None
+    }
+    /// The application stops a live connection: last words before DISCONNECT.
+    fn on_stopping(&self, _publisher: &Publisher) {}
+}
+
+/// One MQTT connection and its event loop. See the module documentation.
+pub(crate) struct Session {
+    eventloop: EventLoop,
+    publisher: Publisher,
+    link: Arc<Link>,
+    reconnect: (u32, u32),
+    /// Filters of the post-CONNACK SUBSCRIBEs queued and not yet sent, in order...
+    unsent_batches: VecDeque<Vec<String>>,
+    /// ...and those sent, by packet id, until their SUBACK.
+    sent_batches: HashMap<u16, Vec<String>>,
+    refused: Vec<String>,
+}
+
+impl Session {
+    /// The connection (not yet connecting) for `client_id`: packets up to
+    /// `max_payload` plus headers in both directions, `channel_capacity`
+    /// requests queued from other threads, TCP_NODELAY (rumqttc leaves Nagle on,
+    /// which stalls pipelined messages by ~40 ms).
+    pub fn open(
+        cfg: &MqttConfig,
+        client_id: &str,
+        max_payload: usize,
+        channel_capacity: usize,
+        link: Arc<Link>,
+    ) -> Session {
+        let mut o = MqttOptions::new(client_id, &cfg.host, cfg.port);
+        o.set_keep_alive(Duration::from_secs(u64::from(cfg.keep_alive_s)));
+        o.set_clean_session(cfg.clean_session);
+        if let Some(user) = &cfg.username {
+            o.set_credentials(user, cfg.password.clone().unwrap_or_default());
+        }
+        let limit = max_payload.saturating_add(PACKET_OVERHEAD);
+        o.set_max_packet_size(limit, limit);
+        o.set_request_channel_capacity(channel_capacity);
+        let (client, mut eventloop) = AsyncClient::new(o, channel_capacity);
+        let mut net = NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        net.set_connection_timeout(u64::from(cfg.connect_timeout_ms.div_ceil(1000)).max(1));
+        eventloop.set_network_options(net);
+        Session {
+            eventloop,
+            publisher: Publisher(client),
+            link,
+            reconnect: (cfg.reconnect_min_ms, cfg.reconnect_max_ms),
+            unsent_batches: VecDeque::new(),
+            sent_batches: HashMap::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Before every connection attempt: the owner's last will.
+    fn prepare_attempt(&mut self, owner: &impl Owner) {
+        if let Some(w) = owner.last_will() {
+            self.eventloop.mqtt_options.set_last_will(w);
+        }
+    }
+
+    /// Runs the connection until `stop` turns true: connects, reconnects with
+    /// backoff, subscribes after every CONNACK and hands everything to `owner`.
+    /// On stop, sends what is queued and a clean DISCONNECT. May run again
+    /// after it returned.
+    pub async fn run(&mut self, owner: &impl Owner, stop: &mut watch::Receiver<bool>) {
+        // A connection left from an earlier run is dropped; what was queued
+        // meanwhile is kept for the next connection.
+        self.eventloop.clean();
+        let mut machine = Machine::new(Backoff::new(self.reconnect.0, self.reconnect.1));
+        self.prepare_attempt(owner);
+        // One stop future for the whole loop: making one per event cost about as
+        // much as routing a request.
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                ev = self.eventloop.poll() => ev,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => owner.on_publish(&p.topic, &p.payload),
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let ev = machine.on_connack();
+                    self.on_connack(owner);
+                    self.link.emit(&ev);
+                }
+                Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
+                    match self.unsent_batches.pop_front() {
+                        Some(filters) => {
+                            self.sent_batches.insert(pkid, filters);
+                        }
+                        None => owner.on_outgoing_subscribe(pkid),
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    match self.sent_batches.remove(&ack.pkid) {
+                        Some(filters) => self.on_batch_ack(owner, filters, &ack.return_codes),
+                        None => owner.on_suback(ack.pkid, &ack.return_codes),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let (cause, events, delay) = machine.on_error(describe(&e));
+                    for ev in &events[..1] {
+                        self.link.emit(ev);
+                    }
+                    owner.on_disconnected(cause);
+                    self.link.emit(&events[1]);
+                    // The owner's state may have changed: the will for the next CONNECT.
+                    self.prepare_attempt(owner);
+                    tokio::select! {
+                        biased;
+                        _ = &mut stopped => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        if machine.connected() {
+            owner.on_stopping(&self.publisher);
+            // What is queued goes out before the DISCONNECT, which also tells the
+            // broker not to publish the last will.
+            let _ = self.publisher.disconnect();
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    match self.eventloop.poll().await {
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+        }
+        if let Some(ev) = machine.on_stop() {
+            self.link.emit(&ev);
+        }
+        self.link.set_state(false);
+        self.link.notify();
+    }
+
+    /// After CONNACK: SUBSCRIBE every filter again, ahead of anything queued.
+    fn on_connack(&mut self, owner: &impl Owner) {
+        // Subscriptions a resumed session left in the queue are made again below.
+        self.eventloop
+            .pending
+            .retain(|r| !matches!(r, Request::Subscribe(_) | Request::Unsubscribe(_)));
+        self.unsent_batches.clear();
+        self.sent_batches.clear();
+        self.refused.clear();
+        let filters = owner.filters();
+        let mut front = VecDeque::new();
+        for chunk in filters.chunks(SUBSCRIBE_BATCH) {
+            let batch: Vec<SubscribeFilter> = chunk
+                .iter()
+                .map(|(f, qos)| SubscribeFilter::new(f.clone(), *qos))
+                .collect();
+            front.push_back(Request::Subscribe(Subscribe::new_many(batch)));
+            self.unsent_batches
+                .push_back(chunk.iter().map(|(f, _)| f.clone()).collect());
+        }
+        if !filters.is_empty() {
+            debug!("subscribing {} filter(s)", filters.len());
+        }
+        owner.on_connack(&mut Outbox(&mut front));
+        front.extend(self.eventloop.pending.drain(..));
+        self.eventloop.pending = front;
+        if filters.is_empty() {
+            self.link.set_subscribed();
+            owner.on_subscribed(&[]);
+        }
+    }
+
+    fn on_batch_ack(
+        &mut self,
+        owner: &impl Owner,
+        filters: Vec<String>,
+        codes: &[SubscribeReasonCode],
+    ) {
+        let before = self.refused.len();
+        self.refused.extend(
+            filters
+                .into_iter()
+                .zip(codes)
+                .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
+                .map(|(f, _)| f),
+        );
+        self.link
+            .note_subscribe_failures((self.refused.len() - before) as u64);
+        if self.sent_batches.is_empty() && self.unsent_batches.is_empty() {
+            self.link.set_subscribed();
+            owner.on_subscribed(&self.refused);
+        }
+    }
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::Io(io) => io.to_string(),
+        ConnectionError::ConnectionRefused(code) => {
+            format!("broker refused the connection ({code:?})")
+        }
+        ConnectionError::NetworkTimeout => "connection attempt timed out".to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_bounded_jitter_and_resets() {
+        let mut b = Backoff::with_seed(100, 1000, 42);
+        let mut bases = Vec::new();
+        for _ in 0..8 {
+            bases.push(b.cur);
+            let d = b.next().as_millis() as u64;
+            let base = *bases.last().unwrap();
+            assert!(
+                d >= base - base / 4 && d <= base + base / 4,
+                "{d} ms outside +-25% of {base}"
+            );
+        }
+        assert_eq!(bases, [100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.cur, 100);
+    }
+
+    #[test]
+    fn backoff_jitter_spreads_and_never_reaches_zero() {
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..200 {
+            let mut b = Backoff::with_seed(100, 100, seed);
+            let d = b.next().as_millis() as u64;
+            assert!((75..=125).contains(&d), "{d}");
+            seen.insert(d);
+        }
+        assert!(seen.len() > 20, "jitter spreads delays: {seen:?}");
+        let mut tiny = Backoff::with_seed(1, 1, 7);
+        assert!(tiny.next() >= Duration::from_millis(1));
+    }
+
+    #[test]
+    fn state_machine_tells_failed_connects_from_lost_connections() {
+        let mut m = Machine::new(Backoff::with_seed(100, 400, 1));
+        // Two failed attempts, then a connection.
+        let (cause, ev, d1) = m.on_error("refused".into());
+        assert_eq!(cause, DisconnectCause::ConnectFailed);
+        assert_eq!(
+            ev[0],
+            ConnectionEvent::Disconnected {
+                cause: DisconnectCause::ConnectFailed,
+                reason: "refused".into()
+            }
+        );
+        assert!(
+            matches!(ev[1], ConnectionEvent::Reconnecting { attempt: 1, delay_ms } if delay_ms == d1.as_millis() as u64)
+        );
+        let (_, ev, d2) = m.on_error("refused".into());
+        assert!(matches!(
+            ev[1],
+            ConnectionEvent::Reconnecting { attempt: 2, .. }
+        ));
+        assert!(d2 > d1, "the delay grows: {d1:?} then {d2:?}");
+        assert_eq!(m.on_connack(), ConnectionEvent::Connected);
+        assert!(m.connected());
+        // Losing it: a lost connection, and the backoff starts over.
+        let (cause, ev, d3) = m.on_error("reset by peer".into());
+        assert_eq!(cause, DisconnectCause::Lost);
+        assert!(matches!(
+            ev[1],
+            ConnectionEvent::Reconnecting { attempt: 1, .. }
+        ));
+        assert!(d3 <= Duration::from_millis(125), "{d3:?}");
+        // Stopping while down says nothing; while up, a clean stop.
+        assert_eq!(m.on_stop(), None);
+        m.on_connack();
+        assert_eq!(
+            m.on_stop(),
+            Some(ConnectionEvent::Disconnected {
+                cause: DisconnectCause::Stopped,
+                reason: "stopped by the application".into()
+            })
+        );
+        assert!(!m.connected());
+    }
+
+    #[test]
+    fn connection_errors_read_as_what_happened() {
+        let e = ConnError {
+            cause: DisconnectCause::ConnectFailed,
+            address: "127.0.0.1:1".into(),
+            reason: "Connection refused (os error 111)".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "could not connect to 127.0.0.1:1: Connection refused (os error 111)"
+        );
+        let e = ConnError {
+            cause: DisconnectCause::Lost,
+            ..e
+        };
+        assert!(e
+            .to_string()
+            .starts_with("connection to 127.0.0.1:1 lost: "));
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug() {
+        let mut c = MqttConfig::new("h", 1);
+        c.username = Some("user".into());
+        c.password = Some("s3cret-pass".into());
+        let d = format!("{c:?}");
+        assert!(!d.contains("s3cret"), "{d}");
+        assert!(d.contains("<redacted>") && d.contains("user"), "{d}");
+    }
+
+    #[test]
+    fn config_is_checked_before_rumqttc_sees_it() {
+        let ok = MqttConfig::new("h", 1);
+        assert!(ok.validate().is_ok());
+        for (c, want) in [
+            (
+                MqttConfig {
+                    host: String::new(),
+                    ..ok.clone()
+                },
+                "host",
+            ),
+            (
+                MqttConfig {
+                    port: 0,
+                    ..ok.clone()
+                },
+                "port",
+            ),
+            (
+                MqttConfig {
+                    client_id: Some(String::new()),
+                    ..ok.clone()
+                },
+                "client id",
+            ),
+            (
+                MqttConfig {
+                    clean_session: false,
+                    ..ok.clone()
+                },
+                "clean_session",
+            ),
+            (
+                MqttConfig {
+                    reconnect_min_ms: 0,
+                    ..ok.clone()
+                },
+                "reconnect",
+            ),
+            (
+                MqttConfig {
+                    reconnect_min_ms: 10,
+                    reconnect_max_ms: 5,
+                    ..ok.clone()
+                },
+                "reconnect",
+            ),
+        ] {
+            let e = c.validate().unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_listener_hears_events_and_can_be_released() {
+        let link = Link::new("h:1".into());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        link.set_listener(Some(Box::new(move |e: &ConnectionEvent| {
+            s2.lock().push(e.clone())
+        })))
+        .unwrap();
+        link.emit(&ConnectionEvent::Connected);
+        assert!(link.is_connected());
+        link.emit(&ConnectionEvent::Disconnected {
+            cause: DisconnectCause::Lost,
+            reason: "eof".into(),
+        });
+        assert!(!link.is_connected());
+        assert_eq!(link.stats().connects, 1);
+        assert_eq!(link.stats().connection_errors, 1);
+        assert_eq!(
+            link.last_error().unwrap().to_string(),
+            "connection to h:1 lost: eof"
+        );
+        link.set_listener(None).unwrap();
+        link.emit(&ConnectionEvent::Connected);
+        assert_eq!(
+            seen.lock().len(),
+            2,
+            "no event after the listener was released"
+        );
+        assert_eq!(
+            link.last_error(),
+            None,
+            "a connection clears the last error"
+        );
+    }
+}

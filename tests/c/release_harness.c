@@ -1,0 +1,410 @@
+/* Callback release, from C: after rrpc_router_set_callback, rrpc_router_set_publish,
+ * rrpc_router_remove_device, rrpc_set_log_handler, rrpc_client_set_callback,
+ * rrpc_client_set_connection_callback or a _free returns, the callback it replaced is not
+ * running and never runs again, so the user_data it had may be freed at once. Each case
+ * starts a callback that sleeps on another thread, releases it from the main thread,
+ * checks that the release waited for it, and frees its user_data right away (valgrind,
+ * which runs this harness too, reports any later touch). From inside the callback itself
+ * the release is refused with RRPC_STATUS_WRONG_STATE.
+ *
+ *   release_harness                 the router and log cases (no network)
+ *   release_harness PORT DEAD_PORT  also the client cases, against a broker on PORT;
+ *                                   nothing listens on DEAD_PORT
+ *
+ * Prints "release harness: N checks passed" and exits 0, or names the failed check.
+ * Built and run by tests/release_c.rs. */
+#define _POSIX_C_SOURCE 200809L
+#include <rrpc.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int checks = 0;
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        checks++;                                                                            \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "release harness: check failed at line %d: %s (last error: %s)\n", \
+                    __LINE__, #cond, rrpc_last_error_message());                             \
+            exit(1);                                                                         \
+        }                                                                                    \
+    } while (0)
+
+#define SLEEP_MS 300
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t now_ms(void)
+{
+    uint64_t t = 0;
+    rrpc_monotonic_ms(&t);
+    return t;
+}
+
+/* The user_data of a slow callback: heap memory the release must let us free. */
+typedef struct {
+    volatile int started;  /* set when the callback begins */
+    volatile int finished; /* set just before it returns */
+    int calls;
+} slow_state;
+
+static slow_state *slow_new(void)
+{
+    slow_state *s = calloc(1, sizeof *s);
+    CHECK(s != NULL);
+    return s;
+}
+
+/* Runs inside a callback: note the start, sleep, touch the state last. */
+static void slow_body(void *user_data)
+{
+    slow_state *s = user_data;
+    s->started = 1;
+    sleep_ms(SLEEP_MS);
+    s->calls++;
+    s->finished = 1;
+}
+
+static void wait_started(slow_state *s)
+{
+    uint64_t t0 = now_ms();
+    while (!s->started) {
+        CHECK(now_ms() - t0 < 5000);
+        sleep_ms(1);
+    }
+}
+
+/* ---------------------------------------------------------------- router */
+
+static rrpc_router *router;
+static int refused_inside;
+
+static void slow_router_cb(void *user_data, rrpc_router *r, const rrpc_request *req)
+{
+    (void)r; (void)req;
+    slow_body(user_data);
+}
+
+static int quick_calls;
+static void quick_router_cb(void *user_data, rrpc_router *r, const rrpc_request *req)
+{
+    (void)user_data;
+    quick_calls++;
+    rrpc_router_reply(r, req->token, NULL, 0);
+}
+
+static int slow_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int qos)
+{
+    (void)topic; (void)payload; (void)len; (void)qos;
+    slow_body(user_data);
+    return 0;
+}
+
+static int quick_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int qos)
+{
+    (void)user_data; (void)topic; (void)payload; (void)len; (void)qos;
+    return 0;
+}
+
+/* Callbacks that try to release themselves. */
+static void self_replacing_cb(void *user_data, rrpc_router *r, const rrpc_request *req)
+{
+    (void)user_data;
+    if (rrpc_router_set_callback(r, quick_router_cb, NULL) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    if (rrpc_router_free(r) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    rrpc_router_reply(r, req->token, NULL, 0);
+}
+
+static void self_removing_cb(void *user_data, rrpc_router *r, const rrpc_request *req)
+{
+    (void)user_data; (void)req;
+    if (rrpc_router_remove_device(r, RRPC_DIALECT_ALIBABA, "pk", "self", NULL) == RRPC_STATUS_WRONG_STATE)
+        refused_inside++;
+    /* Another device may be removed from here. */
+    if (rrpc_router_remove_device(r, RRPC_DIALECT_ALIBABA, "pk", "other", NULL) == RRPC_STATUS_OK)
+        refused_inside += 10;
+}
+
+static int self_replacing_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len,
+                                  int qos)
+{
+    (void)user_data; (void)topic; (void)payload; (void)len; (void)qos;
+    if (rrpc_router_set_publish(router, quick_publish, NULL) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    return 0;
+}
+
+static void handle(const char *topic)
+{
+    uint32_t kind = 99;
+    CHECK(rrpc_router_handle_message(router, (const uint8_t *)topic, strlen(topic), (const uint8_t *)"x", 1,
+                                     &kind) == RRPC_STATUS_OK);
+}
+
+static void *handle_thread(void *topic)
+{
+    handle(topic);
+    return NULL;
+}
+
+static uint64_t token_seen;
+static void remember_cb(void *user_data, rrpc_router *r, const rrpc_request *req)
+{
+    (void)user_data; (void)r;
+    token_seen = req->token;
+}
+
+static void *reply_thread(void *unused)
+{
+    (void)unused;
+    CHECK(rrpc_router_reply(router, token_seen, (const uint8_t *)"y", 1) == RRPC_STATUS_OK);
+    return NULL;
+}
+
+/* Starts `fn` on a thread, waits until the slow callback runs, runs `release` on this
+ * thread, checks it waited, frees the state and joins. */
+#define RELEASE_WHILE_RUNNING(fn, arg, state, release)                       \
+    do {                                                                     \
+        pthread_t th;                                                        \
+        CHECK(pthread_create(&th, NULL, fn, (void *)(arg)) == 0);            \
+        wait_started(state);                                                 \
+        uint64_t t0 = now_ms();                                              \
+        CHECK((release) == RRPC_STATUS_OK);                                  \
+        CHECK((state)->finished == 1 && (state)->calls == 1);                \
+        CHECK(now_ms() - t0 >= SLEEP_MS / 3);                                \
+        free(state);                                                         \
+        CHECK(pthread_join(th, NULL) == 0);                                  \
+    } while (0)
+
+static void router_cases(void)
+{
+    rrpc_router_config cfg;
+    CHECK(rrpc_router_config_init(&cfg) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_new(&cfg, &router) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_set_publish(router, quick_publish, NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "shared", NULL, NULL, NULL) == RRPC_STATUS_OK);
+
+    /* The shared callback, replaced while it sleeps on another thread. */
+    slow_state *s1 = slow_new();
+    CHECK(rrpc_router_set_callback(router, slow_router_cb, s1) == RRPC_STATUS_OK);
+    RELEASE_WHILE_RUNNING(handle_thread, "/sys/pk/shared/rrpc/request/1", s1,
+                          rrpc_router_set_callback(router, quick_router_cb, NULL));
+    handle("/sys/pk/shared/rrpc/request/2");
+    CHECK(quick_calls == 1); /* the new one runs, the old one never again */
+
+    /* A device's own callback, removed with the device while it sleeps. */
+    slow_state *s2 = slow_new();
+    CHECK(rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "own", NULL, slow_router_cb, s2) ==
+          RRPC_STATUS_OK);
+    RELEASE_WHILE_RUNNING(handle_thread, "/sys/pk/own/rrpc/request/1", s2,
+                          rrpc_router_remove_device(router, RRPC_DIALECT_ALIBABA, "pk", "own", NULL));
+    handle("/sys/pk/own/rrpc/request/2"); /* an unknown device now: dropped */
+
+    /* The publish function, replaced while it sleeps inside a reply on another thread. */
+    CHECK(rrpc_router_set_callback(router, remember_cb, NULL) == RRPC_STATUS_OK);
+    handle("/sys/pk/shared/rrpc/request/3");
+    slow_state *s3 = slow_new();
+    CHECK(rrpc_router_set_publish(router, slow_publish, s3) == RRPC_STATUS_OK);
+    RELEASE_WHILE_RUNNING(reply_thread, NULL, s3, rrpc_router_set_publish(router, quick_publish, NULL));
+
+    /* From inside: a callback cannot replace itself or free the router, a device's own
+     * callback cannot remove its device (another device it may), a publish function
+     * cannot replace itself. Each refusal changes nothing. */
+    CHECK(rrpc_router_set_callback(router, self_replacing_cb, NULL) == RRPC_STATUS_OK);
+    handle("/sys/pk/shared/rrpc/request/4");
+    CHECK(refused_inside == 2);
+    CHECK(rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "self", NULL, self_removing_cb, NULL) ==
+          RRPC_STATUS_OK);
+    CHECK(rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "other", NULL, quick_router_cb, NULL) ==
+          RRPC_STATUS_OK);
+    handle("/sys/pk/self/rrpc/request/1");
+    CHECK(refused_inside == 13);
+    CHECK(rrpc_router_remove_device(router, RRPC_DIALECT_ALIBABA, "pk", "self", NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_set_callback(router, remember_cb, NULL) == RRPC_STATUS_OK);
+    handle("/sys/pk/shared/rrpc/request/5");
+    CHECK(rrpc_router_set_publish(router, self_replacing_publish, NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_reply(router, token_seen, NULL, 0) == RRPC_STATUS_OK);
+    CHECK(refused_inside == 14);
+
+    /* Free waits for a callback in flight on another thread, then none runs. */
+    slow_state *s4 = slow_new();
+    CHECK(rrpc_router_set_callback(router, slow_router_cb, s4) == RRPC_STATUS_OK);
+    RELEASE_WHILE_RUNNING(handle_thread, "/sys/pk/shared/rrpc/request/6", s4, rrpc_router_free(router));
+    router = NULL;
+}
+
+/* ------------------------------------------------------------------- log */
+
+static void slow_log(void *user_data, uint32_t level, const char *message)
+{
+    (void)level; (void)message;
+    slow_body(user_data);
+}
+
+static int log_refused;
+static void self_replacing_log(void *user_data, uint32_t level, const char *message)
+{
+    (void)user_data; (void)level; (void)message;
+    if (rrpc_set_log_handler(NULL, NULL, RRPC_LOG_OFF) == RRPC_STATUS_WRONG_STATE) log_refused++;
+}
+
+/* Something that logs at debug level: registering a device on a client. */
+static void *log_something(void *unused)
+{
+    rrpc_client_config cfg;
+    rrpc_client *c = NULL;
+    (void)unused;
+    CHECK(rrpc_client_config_init(&cfg) == RRPC_STATUS_OK);
+    cfg.mqtt.host = "127.0.0.1";
+    CHECK(rrpc_client_new(&cfg, &c) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_add_device(c, RRPC_DIALECT_ALIBABA, "pk", "logged", NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_free(c) == RRPC_STATUS_OK);
+    return NULL;
+}
+
+static void log_cases(void)
+{
+    slow_state *s = slow_new();
+    CHECK(rrpc_set_log_handler(slow_log, s, RRPC_LOG_DEBUG) == RRPC_STATUS_OK);
+    RELEASE_WHILE_RUNNING(log_something, NULL, s, rrpc_set_log_handler(NULL, NULL, RRPC_LOG_OFF));
+    CHECK(rrpc_set_log_handler(self_replacing_log, NULL, RRPC_LOG_DEBUG) == RRPC_STATUS_OK);
+    log_something(NULL);
+    CHECK(log_refused >= 1);
+    CHECK(rrpc_set_log_handler(NULL, NULL, RRPC_LOG_OFF) == RRPC_STATUS_OK);
+}
+
+/* ---------------------------------------------------------------- client */
+
+static void slow_request_cb(void *user_data, rrpc_client *c, const rrpc_request *req)
+{
+    rrpc_client_reply(c, req->token, req->payload, req->payload_len);
+    slow_body(user_data);
+}
+
+typedef struct {
+    int connected, stopped, connect_failed, retries, refused_inside;
+    char reason[256];
+} events;
+
+static void on_connection(void *user_data, const rrpc_connection_event *ev)
+{
+    events *e = user_data;
+    if (ev->state == RRPC_CONNECTION_CONNECTED) e->connected++;
+    if (ev->state == RRPC_CONNECTION_RECONNECTING && ev->attempt >= 1) e->retries++;
+    if (ev->state == RRPC_CONNECTION_DISCONNECTED) {
+        CHECK(ev->reason != NULL);
+        snprintf(e->reason, sizeof e->reason, "%s", ev->reason);
+        if (ev->cause == RRPC_DISCONNECT_STOPPED) e->stopped++;
+        if (ev->cause == RRPC_DISCONNECT_CONNECT_FAILED) e->connect_failed++;
+    }
+}
+
+static rrpc_client *the_client;
+static void self_replacing_connection_cb(void *user_data, const rrpc_connection_event *ev)
+{
+    events *e = user_data;
+    (void)ev;
+    if (rrpc_client_set_connection_callback(the_client, NULL, NULL) == RRPC_STATUS_WRONG_STATE)
+        e->refused_inside++;
+}
+
+static volatile int answered;
+static void on_response(void *user_data, const rrpc_response *response)
+{
+    rrpc_response_view v;
+    (void)user_data;
+    CHECK(rrpc_response_view_get(response, &v) == RRPC_STATUS_OK);
+    CHECK(v.success && v.rrpc_code == RRPC_CODE_SUCCESS);
+    answered = 1;
+}
+
+typedef struct {
+    rrpc_caller *caller;
+} call_arg;
+
+static void *call_thread(void *arg)
+{
+    call_arg *a = arg;
+    rrpc_caller_call_params p;
+    CHECK(rrpc_caller_call_params_init(&p) == RRPC_STATUS_OK);
+    p.product_key = "pk";
+    p.device_name = "slow";
+    p.timeout_ms = 5000;
+    CHECK(rrpc_caller_call_async(a->caller, &p, on_response, NULL) == RRPC_STATUS_OK);
+    return NULL;
+}
+
+static void client_cases(uint16_t port, uint16_t dead_port)
+{
+    rrpc_client_config cfg;
+    rrpc_client *c = NULL;
+    events *ev = calloc(1, sizeof *ev);
+    CHECK(ev != NULL);
+    CHECK(rrpc_client_config_init(&cfg) == RRPC_STATUS_OK);
+    cfg.mqtt.host = "127.0.0.1";
+    cfg.mqtt.port = port;
+    CHECK(rrpc_client_new(&cfg, &c) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_add_device(c, RRPC_DIALECT_ALIBABA, "pk", "slow", NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_set_connection_callback(c, on_connection, ev) == RRPC_STATUS_OK);
+    slow_state *s = slow_new();
+    CHECK(rrpc_client_set_callback(c, slow_request_cb, s) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_start(c) == RRPC_STATUS_OK);
+    CHECK(ev->connected == 1);
+
+    rrpc_caller_config ccfg;
+    rrpc_caller *caller = NULL;
+    CHECK(rrpc_caller_config_init(&ccfg) == RRPC_STATUS_OK);
+    ccfg.mqtt.host = "127.0.0.1";
+    ccfg.mqtt.port = port;
+    ccfg.presence = false;
+    CHECK(rrpc_caller_new(&ccfg, &caller) == RRPC_STATUS_OK);
+
+    /* The request callback, replaced while it sleeps on the client's thread. */
+    call_arg a = {caller};
+    RELEASE_WHILE_RUNNING(call_thread, &a, s, rrpc_client_set_callback(c, NULL, NULL));
+    for (uint64_t t0 = now_ms(); !answered; sleep_ms(5)) CHECK(now_ms() - t0 < 5000);
+
+    /* A clean stop is an event with its cause; the connection callback is released
+     * by replacing it, and cannot replace itself from inside. */
+    CHECK(rrpc_client_stop(c) == RRPC_STATUS_OK);
+    CHECK(ev->stopped == 1 && strstr(ev->reason, "stopped") != NULL);
+    events *ev2 = calloc(1, sizeof *ev2);
+    CHECK(ev2 != NULL);
+    the_client = c;
+    CHECK(rrpc_client_set_connection_callback(c, self_replacing_connection_cb, ev2) == RRPC_STATUS_OK);
+    free(ev); /* released above: no event reaches it any more */
+    CHECK(rrpc_client_start(c) == RRPC_STATUS_OK);
+    CHECK(ev2->refused_inside >= 1);
+    CHECK(rrpc_caller_free(caller) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_free(c) == RRPC_STATUS_OK);
+    free(ev2);
+
+    /* A failed first connection: the status, a last error that says it never connected,
+     * and the event with its cause; nothing is left running. */
+    events *ev3 = calloc(1, sizeof *ev3);
+    CHECK(ev3 != NULL);
+    cfg.mqtt.port = dead_port;
+    cfg.mqtt.connect_timeout_ms = 2000;
+    CHECK(rrpc_client_new(&cfg, &c) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_set_connection_callback(c, on_connection, ev3) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_start(c) == RRPC_STATUS_CONNECT_FAILED);
+    CHECK(strstr(rrpc_last_error_message(), "rrpc_client_start: could not connect to 127.0.0.1:") != NULL);
+    CHECK(ev3->connect_failed == 1 && ev3->connected == 0 && ev3->reason[0] != 0);
+    CHECK(rrpc_client_free(c) == RRPC_STATUS_OK);
+    free(ev3);
+}
+
+int main(int argc, char **argv)
+{
+    router_cases();
+    log_cases();
+    if (argc >= 3) client_cases((uint16_t)atoi(argv[1]), (uint16_t)atoi(argv[2]));
+    printf("release harness: %d checks passed\n", checks);
+    return 0;
+}
