@@ -471,3 +471,79 @@ fn blocking_calls_work_from_inside_a_tokio_runtime_and_are_refused_in_completion
     assert_eq!(c.device_online(PK, "late"), Some(true));
     drop(d2);
 }
+
+#[test]
+fn the_caller_reports_its_connection_and_calls_in_flight_end_unknown_when_it_drops() {
+    use rrpc::{ConnectionEvent, DisconnectCause};
+    let Some(mut broker) = Broker::mosquitto() else {
+        return;
+    };
+    let _dev = device(broker.port, &["ev1"], Dialect::AlibabaSystem, false);
+    let mut cfg = CallerConfig::new("127.0.0.1", broker.port);
+    cfg.mqtt.reconnect_min_ms = 100;
+    cfg.mqtt.reconnect_max_ms = 200;
+    let c = Caller::connect(cfg).unwrap();
+    assert!(c.is_connected());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    c.set_connection_listener(Some(Box::new(move |e: &ConnectionEvent| {
+        s2.lock().unwrap().push(e.clone())
+    })))
+    .unwrap();
+    // A call the device never answers, in flight when the broker dies.
+    let (tx, rx) = std::sync::mpsc::channel();
+    c.call_async(
+        &params("ev1", b"mute", 8000),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    broker.kill();
+    let r = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the call ends");
+    assert_eq!(code(&r), Some(RrpcCode::Unknown));
+    let until = Instant::now() + Duration::from_secs(10);
+    while !seen.lock().unwrap().iter().any(|e| {
+        matches!(
+            e,
+            ConnectionEvent::Disconnected {
+                cause: DisconnectCause::ConnectFailed,
+                ..
+            }
+        )
+    }) {
+        assert!(Instant::now() < until, "{:?}", seen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let events = seen.lock().unwrap().clone();
+    assert!(
+        matches!(
+            &events[0],
+            ConnectionEvent::Disconnected { cause: DisconnectCause::Lost, reason } if !reason.is_empty()
+        ),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events[1], ConnectionEvent::Reconnecting { attempt: 1, .. }),
+        "{events:?}"
+    );
+    broker.restart();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !c.is_connected() {
+        assert!(Instant::now() < until, "{:?}", seen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| *e == ConnectionEvent::Connected));
+    assert!(c.conn_stats().connects >= 2);
+    // After the listener is cleared, it hears nothing more.
+    c.set_connection_listener(None).unwrap();
+    let n = seen.lock().unwrap().len();
+    drop(c);
+    assert_eq!(seen.lock().unwrap().len(), n);
+}

@@ -15,6 +15,7 @@ use rrpc::ffi::client::*;
 use rrpc::ffi::misc::*;
 use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, *};
+use rrpc::ffi::session::*;
 
 const PK: &str = "a1GFjLP3xxC";
 
@@ -796,9 +797,9 @@ fn callbacks_cannot_stop_free_or_yield_their_client_but_can_reply() {
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
-#[test]
-fn free_waits_for_a_running_callback() {
-    let (_b, client, rec, caller) = running(|_| {});
+/// Calls `dev1` from another thread with the recorder in its slow mode (sleep
+/// 500 ms, then reply), and returns once the callback is running.
+fn slow_callback_running(caller: Caller, rec: &Recorder) {
     rec.mode.store(3, Ordering::SeqCst);
     std::thread::spawn(move || {
         caller.call(
@@ -814,6 +815,12 @@ fn free_waits_for_a_running_callback() {
         rec.started.load(Ordering::SeqCst)
     });
     assert!(!rec.finished.load(Ordering::SeqCst));
+}
+
+#[test]
+fn free_waits_for_a_running_callback() {
+    let (_b, client, rec, caller) = running(|_| {});
+    slow_callback_running(caller, &rec);
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
     assert!(
         rec.finished.load(Ordering::SeqCst),
@@ -1065,5 +1072,212 @@ fn a_stopped_client_starts_again_and_serves_in_either_mode() {
     });
     assert_eq!(answered.as_deref(), Some(&b"three"[..]));
     assert!(stats(client).connects >= 3);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+/// What a connection callback saw: (state, cause, reason, delay_ms).
+#[derive(Default)]
+struct Events(Mutex<Vec<(u32, u32, String, u64)>>);
+
+unsafe extern "C" fn on_connection(user_data: *mut c_void, ev: *const rrpc_connection_event) {
+    let events = unsafe { &*(user_data as *const Events) };
+    let ev = unsafe { &*ev };
+    let reason = if ev.reason.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(ev.reason) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    events
+        .0
+        .lock()
+        .unwrap()
+        .push((ev.state, ev.cause, reason, ev.delay_ms));
+}
+
+fn states(events: &Events) -> Vec<(u32, u32)> {
+    events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.0, e.1))
+        .collect()
+}
+
+const CONNECTED: u32 = rrpc_connection_state::RRPC_CONNECTION_CONNECTED as u32;
+const DISCONNECTED: u32 = rrpc_connection_state::RRPC_CONNECTION_DISCONNECTED as u32;
+const RECONNECTING: u32 = rrpc_connection_state::RRPC_CONNECTION_RECONNECTING as u32;
+const NO_CAUSE: u32 = rrpc_disconnect_cause::RRPC_DISCONNECT_NONE as u32;
+const LOST: u32 = rrpc_disconnect_cause::RRPC_DISCONNECT_LOST as u32;
+const FAILED: u32 = rrpc_disconnect_cause::RRPC_DISCONNECT_CONNECT_FAILED as u32;
+const STOPPED: u32 = rrpc_disconnect_cause::RRPC_DISCONNECT_STOPPED as u32;
+
+#[test]
+fn connection_events_tell_a_lost_connection_from_a_failed_connect() {
+    let Some(mut broker) = Broker::mosquitto() else {
+        return;
+    };
+    let client = new_client(broker.port, |c| {
+        c.mqtt.reconnect_min_ms = 200;
+        c.mqtt.reconnect_max_ms = 400;
+    });
+    let events = Arc::new(Events::default());
+    assert_eq!(
+        rrpc_client_set_connection_callback(
+            client,
+            Some(on_connection),
+            Arc::as_ptr(&events) as *mut c_void
+        ),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(
+        rrpc_client_start(client),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
+    assert_eq!(states(&events), [(CONNECTED, NO_CAUSE)]);
+
+    // The broker dies: the connection is lost, then attempts fail, each followed
+    // by the delay before the next one.
+    broker.kill();
+    wait_until("two failed attempts", Duration::from_secs(10), || {
+        states(&events)
+            .iter()
+            .filter(|s| **s == (DISCONNECTED, FAILED))
+            .count()
+            >= 2
+    });
+    let seen = events.0.lock().unwrap().clone();
+    assert_eq!((seen[1].0, seen[1].1), (DISCONNECTED, LOST), "{seen:?}");
+    assert!(!seen[1].2.is_empty(), "a lost connection has a reason");
+    assert_eq!(seen[2].0, RECONNECTING, "{seen:?}");
+    assert!(
+        (150..=500).contains(&seen[2].3),
+        "the first delay is reconnect_min_ms with jitter: {seen:?}"
+    );
+    let failed = seen.iter().find(|e| (e.0, e.1) == (DISCONNECTED, FAILED));
+    assert!(failed.unwrap().2.contains("refused"), "{seen:?}");
+
+    // Back: connected again; a stop is an event of its own.
+    broker.restart();
+    wait_until("the reconnect", Duration::from_secs(10), || {
+        states(&events).last() == Some(&(CONNECTED, NO_CAUSE))
+    });
+    assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
+    assert_eq!(states(&events).last(), Some(&(DISCONNECTED, STOPPED)));
+    assert!(stats(client).connects >= 2);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn yield_tells_a_lost_connection_from_a_failed_connect() {
+    let Some(mut broker) = Broker::mosquitto() else {
+        return;
+    };
+    let client = new_client(broker.port, |c| {
+        c.mqtt.reconnect_min_ms = 5000;
+        c.mqtt.reconnect_max_ms = 5000;
+    });
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    wait_until("the connection", Duration::from_secs(10), || {
+        rrpc_client_yield(client, 20);
+        let mut c = false;
+        rrpc_client_is_connected(client, &mut c);
+        c
+    });
+    broker.kill();
+    let mut st = RRPC_STATUS_OK;
+    for _ in 0..100 {
+        st = rrpc_client_yield(client, 50);
+        if st != RRPC_STATUS_OK {
+            break;
+        }
+    }
+    assert_eq!(st, RRPC_STATUS_CONNECT_FAILED);
+    let msg = last_error();
+    assert!(
+        msg.contains(&format!("connection to 127.0.0.1:{} lost: ", broker.port)),
+        "{msg}"
+    );
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+
+    // A client that never got through says so.
+    let port = common::free_port();
+    let client = new_client(port, |_| {});
+    assert_eq!(rrpc_client_yield(client, 50), RRPC_STATUS_CONNECT_FAILED);
+    assert!(
+        last_error().contains(&format!("could not connect to 127.0.0.1:{port}: ")),
+        "{}",
+        last_error()
+    );
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn stop_sends_the_replies_already_accepted() {
+    let (_b, client, rec, caller) = running(|_| {});
+    rec.mode.store(1, Ordering::SeqCst); // the test replies, not the callback
+    let caller = Arc::new(caller);
+    for round in 0..10 {
+        let payload = format!("last words {round}");
+        let c2 = caller.clone();
+        let p2 = payload.clone();
+        let call = std::thread::spawn(move || {
+            c2.call(
+                Dialect::AlibabaSystem,
+                PK,
+                "dev1",
+                None,
+                p2.as_bytes(),
+                Duration::from_secs(5),
+            )
+        });
+        wait_until("the request", Duration::from_secs(10), || {
+            rec.requests.lock().unwrap().len() > round
+        });
+        let token = rec.requests.lock().unwrap()[round].token;
+        // Reply and stop at once: stop sends the reply before it disconnects.
+        assert_eq!(
+            rrpc_client_reply(client, token, payload.as_ptr(), payload.len()),
+            RRPC_STATUS_OK
+        );
+        assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
+        assert_eq!(
+            call.join().unwrap().as_deref(),
+            Some(payload.as_bytes()),
+            "round {round}: the reply accepted before stop was lost"
+        );
+        assert_eq!(
+            rrpc_client_start(client),
+            RRPC_STATUS_OK,
+            "{}",
+            last_error()
+        );
+    }
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+}
+
+#[test]
+fn the_request_callback_is_released_by_set_callback() {
+    let (_b, client, rec, caller) = running(|_| {});
+    slow_callback_running(caller, &rec);
+    assert_eq!(
+        rrpc_client_set_callback(client, None, null_mut()),
+        RRPC_STATUS_OK
+    );
+    assert!(
+        rec.finished.load(Ordering::SeqCst),
+        "set_callback returned while the old callback was running"
+    );
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }

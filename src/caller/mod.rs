@@ -528,6 +528,37 @@ impl Inner {
         self.link.notify();
     }
 
+    /// A response filter's SUBACK: the filter is active, and the calls that
+    /// waited for it go out; when it was refused (or a request cannot be
+    /// queued) they end UNKNOWN, returned for completion.
+    fn activate(
+        &self,
+        st: &mut State,
+        filter: String,
+        refused: bool,
+    ) -> Vec<(Completion, RrpcResponse)> {
+        let waiting = match st.subs.insert(filter, Sub::Active) {
+            Some(Sub::Requested(w)) => w,
+            _ => Vec::new(),
+        };
+        let mut done = Vec::new();
+        for id in waiting {
+            let Some((topic, payload)) = st.pending.get_mut(&id).and_then(|c| c.unsent.take())
+            else {
+                continue;
+            };
+            if refused
+                || self
+                    .publisher
+                    .publish(topic, QoS::AtMostOnce, false, payload)
+                    .is_err()
+            {
+                done.extend(st.finish(id, RrpcCode::Unknown, None));
+            }
+        }
+        done
+    }
+
     fn route(&self, topic: &str, payload: &[u8]) {
         if let Some(p) = &self.cfg.presence {
             if topic == sync_topic(&self.client_id) {
@@ -682,36 +713,15 @@ impl Owner for Inner {
     /// filter was refused), then the presence sync message.
     fn on_subscribed(&self, refused: &[String]) {
         let mut st = self.state.lock();
-        let mut failed = Vec::new();
         let filters: Vec<String> = st.subs.keys().cloned().collect();
+        let mut done = Vec::new();
         for f in filters {
             let refused_here = refused.contains(&f);
-            let waiting = match st.subs.insert(f, Sub::Active) {
-                Some(Sub::Requested(w)) => w,
-                _ => Vec::new(),
-            };
-            for id in waiting {
-                let Some((topic, payload)) = st.pending.get_mut(&id).and_then(|c| c.unsent.take())
-                else {
-                    continue;
-                };
-                if refused_here
-                    || self
-                        .publisher
-                        .publish(topic, QoS::AtMostOnce, false, payload)
-                        .is_err()
-                {
-                    failed.push(id);
-                }
-            }
+            done.extend(self.activate(&mut st, f, refused_here));
         }
         if !refused.is_empty() {
             warn!("broker refused caller subscription(s) {refused:?}; calls that needed them end UNKNOWN");
         }
-        let done: Vec<_> = failed
-            .into_iter()
-            .filter_map(|id| st.finish(id, RrpcCode::Unknown, None))
-            .collect();
         drop(st);
         if self.cfg.presence.is_some() {
             // Everything the broker had retained for us was sent before this comes
@@ -754,33 +764,11 @@ impl Owner for Inner {
         let refused = codes
             .iter()
             .any(|c| matches!(c, SubscribeReasonCode::Failure));
-        let waiting = match st.subs.insert(filter.clone(), Sub::Active) {
-            Some(Sub::Requested(w)) => w,
-            _ => Vec::new(),
-        };
-        let mut failed = Vec::new();
-        for id in waiting {
-            let Some((topic, payload)) = st.pending.get_mut(&id).and_then(|c| c.unsent.take())
-            else {
-                continue;
-            };
-            if refused
-                || self
-                    .publisher
-                    .publish(topic, QoS::AtMostOnce, false, payload)
-                    .is_err()
-            {
-                failed.push(id);
-            }
-        }
         if refused {
             self.link.note_subscribe_failures(1);
             warn!("broker refused the caller subscription {filter:?}; calls that needed it end UNKNOWN");
         }
-        let done: Vec<_> = failed
-            .into_iter()
-            .filter_map(|id| st.finish(id, RrpcCode::Unknown, None))
-            .collect();
+        let done = self.activate(&mut st, filter, refused);
         drop(st);
         self.complete(done);
     }
