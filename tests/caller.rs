@@ -535,11 +535,7 @@ fn the_caller_reports_its_connection_and_calls_in_flight_end_unknown_when_it_dro
         assert!(Instant::now() < until, "{:?}", seen.lock().unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|e| *e == ConnectionEvent::Connected));
+    assert!(seen.lock().unwrap().contains(&ConnectionEvent::Connected));
     assert!(c.conn_stats().connects >= 2);
     // After the listener is cleared, it hears nothing more.
     c.set_connection_listener(None).unwrap();
