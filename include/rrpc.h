@@ -1,5 +1,57 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
+/*
+ * librrpc: Revert-RPC (RRPC) over MQTT for devices, gateways and JT/T 808 adapters.
+ *
+ * The C API grammar, the same in every family (rrpc_client, rrpc_router, rrpc_caller with
+ * rrpc_response, rrpc_jt808_decoder and rrpc_jt808_encode, rrpc_jt808_adapter):
+ *
+ * - Names: rrpc_<family>_<verb>. Settings rrpc_<family>_config, filled by
+ *   rrpc_<family>_config_init; counters rrpc_<family>_stats, read by rrpc_<family>_get_stats;
+ *   a function that would take more than six arguments (a callback and its user_data count as
+ *   one) takes rrpc_<family>_<verb>_params, filled by its _init. A device is always named by
+ *   the same four arguments: dialect, product_key, device_name, custom_topic.
+ * - Handles are opaque, made by rrpc_<family>_new into an out-parameter and released by
+ *   rrpc_<family>_free (NULL is ignored); the handle parameter is named after its family.
+ * - Every function returns an rrpc_status, except rrpc_version, rrpc_status_str,
+ *   rrpc_last_error_message, rrpc_code_str and rrpc_jt808_busy_payload, which cannot fail.
+ *   Out-parameters come last, are named out_* (a caller's output buffer is buf and size, before
+ *   out_len), and are written only on success. A call that fails changes nothing (a refused
+ *   reply keeps its token); rrpc_last_error_message() says why, on the calling thread.
+ * - Strings and buffers passed in are copied before the call returns; what a callback receives
+ *   lives until it returns; user_data is never dereferenced.
+ * - Callbacks take user_data first. After the call that replaces or removes a callback returns
+ *   (a set_..._callback, set_publish, set_send, remove_device, rrpc_set_log_handler, or a
+ *   _free), the old callback is not running on any other thread and never runs again: its
+ *   user_data may be freed at once. From inside that very callback such a call returns
+ *   RRPC_STATUS_WRONG_STATE and changes nothing.
+ * - Time is ms on CLOCK_MONOTONIC (rrpc_monotonic_ms), or the now_ms a family without a clock
+ *   is given. Families that own deadlines tell the next one (..._next_deadline, ..._tick).
+ *
+ * Status codes, one meaning each (details at enum rrpc_status):
+ *   OK 0                 success
+ *   NULL_POINTER 1       a required pointer was NULL
+ *   INVALID_UTF8 2       a string was not UTF-8
+ *   INVALID_ARGUMENT 3   a value out of range or inconsistent
+ *   INVALID_IDENTITY 4   a product key, device name or custom topic breaks the identity rules
+ *   PAYLOAD_TOO_LARGE 5  a payload above its configured maximum
+ *   UNKNOWN_TOKEN 6      a token never issued, or forgotten
+ *   ALREADY_REPLIED 7    answered already; nothing sent
+ *   EXPIRED 8            the deadline passed; nothing sent
+ *   DEVICE_REMOVED 9     the device was removed while the request waited; nothing sent
+ *   ALREADY_EXISTS 10    already registered or held
+ *   NOT_FOUND 11         not registered
+ *   WRONG_STATE 12       not allowed now, or from inside a callback the call would wait for
+ *   CONNECT_FAILED 13    connecting to the broker failed (start, caller_new, yield)
+ *   NOT_CONNECTED 14     no connection to send on right now (broker, or JT/T 808 terminal)
+ *   BUSY 15              occupied right now (queue full, reply in progress, pair taken)
+ *   BUFFER_TOO_SMALL 16  the output buffer was too small; the needed length was reported
+ *   INTERNAL 17, PANIC 18  a bug, caught at the boundary
+ *   SEND_FAILED 19       the application's publish or send function failed; nothing sent
+ *   MALFORMED_FRAME 20   not a valid JT/T 808 frame
+ *   LIMIT_REACHED 21     a configured bound is reached; nothing added
+ */
+
 #ifndef RRPC_H
 #define RRPC_H
 
