@@ -139,6 +139,12 @@ impl<T: ?Sized> Callback<T> {
             self.done();
             return None;
         }
+        Some(self.call_counted(call))
+    }
+
+    /// Runs `call`, this call already counted in `running`.
+    #[inline]
+    fn call_counted<R>(&self, call: impl FnOnce(&T) -> R) -> R {
         struct Done<'a, T: ?Sized>(&'a Callback<T>);
         impl<T: ?Sized> Drop for Done<'_, T> {
             fn drop(&mut self) {
@@ -146,7 +152,7 @@ impl<T: ?Sized> Callback<T> {
             }
         }
         let _done = Done(self);
-        Some(enter(Kind::Callback, self.key(), || call(&self.f)))
+        enter(Kind::Callback, self.key(), || call(&self.f))
     }
 
     fn done(&self) {
@@ -216,8 +222,19 @@ impl<T: ?Sized> Slot<T> {
     /// Calls the current callback through `call`; `None` when there is none.
     #[inline]
     pub fn call<R>(&self, call: impl FnOnce(&T) -> R) -> Option<R> {
-        let cb = self.cur.read().clone()?;
-        cb.call(call)
+        let cb: *const Callback<T> = {
+            let cur = self.cur.read();
+            let cb = cur.as_deref()?;
+            // Counted while the slot cannot change: `set` swaps the callback out
+            // under the write lock, so it is not released yet and `release` will
+            // see this call running.
+            cb.running.fetch_add(1, Ordering::SeqCst);
+            cb
+        };
+        // SAFETY: the callback lives until its `release` has returned and `set`
+        // dropped the slot's `Arc`; `release` waits for this counted call.
+        let cb = unsafe { &*cb };
+        Some(cb.call_counted(call))
     }
 
     pub fn is_set(&self) -> bool {
@@ -327,5 +344,53 @@ mod tests {
                 t.join().unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_slot_replaced_under_load_never_runs_an_old_callback_after_set() {
+        let slot: Arc<Slot<dyn Fn() -> usize + Send + Sync>> = Arc::new(Slot::default());
+        // The generation whose callback may run; a callback of an older one
+        // running after `set` returned is the bug.
+        let current = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let (slot, current, stop) = (slot.clone(), current.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut calls = 0usize;
+                    while !stop.load(Ordering::SeqCst) {
+                        if slot.call(|f| f()).is_some() {
+                            calls += 1;
+                        }
+                    }
+                    let _ = current;
+                    calls
+                })
+            })
+            .collect();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for generation in 1..100 {
+            let (c, r) = (current.clone(), ran.clone());
+            slot.set(Some(Box::new(move || {
+                assert!(
+                    generation >= c.load(Ordering::SeqCst),
+                    "generation {generation} ran after it was replaced"
+                );
+                r.fetch_add(1, Ordering::SeqCst);
+                generation
+            })))
+            .unwrap();
+            // `set` returned: the previous generation is over.
+            current.store(generation, Ordering::SeqCst);
+            // Let the callers run this generation before the next replaces it.
+            let before = ran.load(Ordering::SeqCst);
+            let t0 = std::time::Instant::now();
+            while ran.load(Ordering::SeqCst) == before && t0.elapsed() < Duration::from_millis(50) {
+                std::thread::yield_now();
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let calls: usize = callers.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(calls > 0);
     }
 }
