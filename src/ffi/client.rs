@@ -2,6 +2,7 @@
 
 use std::ffi::{c_char, c_void};
 
+use super::request::router_stats;
 use super::session::{
     connection_listener, mqtt_config, mqtt_config_defaults, presence_topics, rrpc_connection_cb,
     rrpc_mqtt_config,
@@ -510,26 +511,12 @@ pub extern "C" fn rrpc_client_get_stats(
         let out = unsafe { arg_out(out_stats, "out_stats") }?;
         let s = h.client.stats();
         let c = h.client.conn_stats();
-        *out = rrpc_client_stats {
-            messages: s.messages,
-            requests: s.requests,
-            replied: s.replied,
-            expired: s.expired,
-            duplicates: s.duplicates,
-            own_replies: s.own_replies,
-            malformed: s.malformed,
-            unknown_device: s.unknown_device,
-            table_full: s.table_full,
-            too_large: s.too_large,
-            late_replies: s.late_replies,
-            bad_tokens: s.bad_tokens,
-            send_failures: s.send_failures,
-            not_rrpc: s.not_rrpc,
+        *out = router_stats!(rrpc_client_stats, s, {
             connects: c.connects,
             connection_errors: c.connection_errors,
             subscribe_failures: c.subscribe_failures,
             pending: h.client.pending() as u64,
-        };
+        });
         Ok(())
     })
 }

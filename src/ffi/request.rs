@@ -45,6 +45,33 @@ pub struct rrpc_request {
     pub content_type: i32,
 }
 
+/// A C stats struct of the client or router family: the router's counters
+/// (`crate::router::Stats`, the same fields in both structs) and the family's
+/// own fields.
+macro_rules! router_stats {
+    ($ty:ident, $s:expr, { $($field:ident: $value:expr),* $(,)? }) => {{
+        let s: crate::router::Stats = $s;
+        $ty {
+            messages: s.messages,
+            requests: s.requests,
+            replied: s.replied,
+            expired: s.expired,
+            duplicates: s.duplicates,
+            own_replies: s.own_replies,
+            malformed: s.malformed,
+            unknown_device: s.unknown_device,
+            table_full: s.table_full,
+            too_large: s.too_large,
+            late_replies: s.late_replies,
+            bad_tokens: s.bad_tokens,
+            send_failures: s.send_failures,
+            not_rrpc: s.not_rrpc,
+            $($field: $value),*
+        }
+    }};
+}
+pub(crate) use router_stats;
+
 /// The four arguments that name a device in every family, in this order:
 /// `dialect`, `product_key`, `device_name`, `custom_topic` (NULL unless the
 /// dialect is RRPC_DIALECT_ALIBABA_CUSTOM).

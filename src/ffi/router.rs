@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::request::router_stats;
 use super::rrpc_status::*;
 use super::{
     arg_bytes, arg_out, arg_ref, boundary, bytes_ptr, device_args, opt_out, rrpc_request,
@@ -678,24 +679,10 @@ pub extern "C" fn rrpc_router_get_stats(
         let out = unsafe { arg_out(out_stats, "out_stats") }?;
         let r = h.router.lock();
         let s = r.stats();
-        *out = rrpc_router_stats {
-            messages: s.messages,
-            requests: s.requests,
-            replied: s.replied,
-            expired: s.expired,
-            duplicates: s.duplicates,
-            own_replies: s.own_replies,
-            malformed: s.malformed,
-            unknown_device: s.unknown_device,
-            table_full: s.table_full,
-            too_large: s.too_large,
-            late_replies: s.late_replies,
-            bad_tokens: s.bad_tokens,
-            send_failures: s.send_failures,
-            not_rrpc: s.not_rrpc,
+        *out = router_stats!(rrpc_router_stats, s, {
             pending: r.pending_len() as u64,
             devices: r.device_count() as u64,
-        };
+        });
         Ok(())
     })
 }
