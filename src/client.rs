@@ -446,6 +446,7 @@ impl Client {
                     // The session is lost (dropped with its task): make a new one
                     // on the next start.
                     *self.inner.publisher.write() = None;
+                    self.inner.link.forget();
                 }
             }
         }

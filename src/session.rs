@@ -456,6 +456,12 @@ impl Link {
         Watch(self)
     }
 
+    /// The session's task is gone without a clean end: nothing is connected.
+    pub fn forget(&self) {
+        self.set_state(false);
+        self.notify();
+    }
+
     fn set_state(&self, connected: bool) {
         self.connected.store(connected, Ordering::SeqCst);
         if !connected {
