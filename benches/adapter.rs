@@ -31,9 +31,9 @@ use common::{strings, Proc};
 use support::caller::StrideCaller;
 use support::machine::{machine_line, pin_to_cpu0, Show};
 use support::mosquitto::{example_args, runtime, start_mosquitto, start_pinned};
-use support::report::{Report, Table};
-use support::stats::{median, spread, Latency};
-use support::{benchmarking, env_num, golden_stride, id_base, order};
+use support::report::{ratios, Column, Report, Table};
+use support::stats::Latency;
+use support::{env_num, golden_stride, id_base, Contender};
 
 const PK: &str = "a1AdapterPK";
 const PAYLOAD: usize = 16;
@@ -41,9 +41,7 @@ const FIRST_PHONE: u64 = 13_800_000_000;
 const READY: Duration = Duration::from_secs(60);
 
 fn main() {
-    if benchmarking("adapter") {
-        std::process::exit(run());
-    }
+    support::main("adapter", &[], run);
 }
 
 struct Settings {
@@ -54,18 +52,13 @@ struct Settings {
     inflight: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Contender {
-    Adapter,
-    Echo,
-}
-
+/// The subject is the adapter with its terminals, the baseline the plain MQTT echo.
 impl Contender {
     fn name(self) -> &'static str {
-        match self {
-            Contender::Adapter => "adapter (MQTT + JT/T 808 leg)",
-            Contender::Echo => "plain MQTT echo (baseline)",
-        }
+        self.pick(
+            "adapter (MQTT + JT/T 808 leg)",
+            "plain MQTT echo (baseline)",
+        )
     }
 }
 
@@ -91,7 +84,7 @@ fn rrpc_tool() -> Result<PathBuf, String> {
 /// The contender's processes on a broker at `port`, ready to answer.
 fn start(c: Contender, s: &Settings, rrpc: &Path, broker_port: u16) -> Result<Vec<Proc>, String> {
     let n = s.terminals.to_string();
-    if c == Contender::Echo {
+    if c == Contender::Baseline {
         let args = example_args(broker_port, &["--product-key", PK, "--devices", &n]);
         let echo = common::cmake::example("paho_bare_echo");
         return Ok(vec![start_pinned(
@@ -200,47 +193,35 @@ fn run() -> i32 {
         }
     };
     pin_to_cpu0();
-    let contenders = [Contender::Adapter, Contender::Echo];
-    let mut runs: Vec<(Contender, Run)> = Vec::new();
-    for rep in 0..s.reps {
-        for c in order(contenders, rep) {
-            match run_once(c, &s, &rrpc, rep as u64) {
-                Ok(r) => {
-                    report.progress(format!(
-                        "rep {rep} {}: p50 {:.0} us, p99 {:.0} us, {:.0} calls/s",
-                        c.name(),
-                        r.lat.p50,
-                        r.lat.p99,
-                        r.calls_per_s
-                    ));
-                    runs.push((c, r));
-                }
-                Err(e) => {
-                    report.fail(format_args!("rep {rep} {}", c.name()), &e);
-                }
-            }
-        }
-    }
-    let col = |c: Contender, f: fn(&Run) -> f64| -> Vec<f64> {
-        runs.iter()
-            .filter(|(k, _)| *k == c)
-            .map(|(_, r)| f(r))
-            .collect()
+    let mut rep = 0;
+    let one = |c| {
+        rep += 1;
+        run_once(c, &s, &rrpc, rep)
     };
-    let columns: [fn(&Run) -> f64; 3] = [|r| r.lat.p50, |r| r.lat.p99, |r| r.calls_per_s];
+    let line = |rep, c: Contender, r: &Run| {
+        let (p50, p99, tp) = (r.lat.p50, r.lat.p99, r.calls_per_s);
+        format!(
+            "  rep {rep} {}: p50 {p50:.0} us, p99 {p99:.0} us, {tp:.0} calls/s",
+            c.name()
+        )
+    };
+    let (runs, raw) = report.interleave(s.reps, "", Contender::name, one, line);
     let table = Table::new(&[32, 24, 24, 26]);
     report.line(table.row(["contender", "p50 us", "p99 us", "calls/s (pipelined)"]));
-    for c in contenders {
-        let cells = columns.map(|f| spread(&col(c, f), 0));
-        report.line(table.row([c.name().to_string()].into_iter().chain(cells)));
+    let cols: [Column<Run>; 3] = [
+        (|r| r.lat.p50, 0),
+        (|r| r.lat.p99, 0),
+        (|r| r.calls_per_s, 0),
+    ];
+    let med = report.contenders(&table, &runs, Contender::name, &cols, |_| Vec::new());
+    if let Some(r) = ratios(&med) {
+        let (p50, tp) = (r[0], r[2]);
+        report.line(format!(
+            "  ratio adapter/echo: p50 {p50:.2}, calls/s {tp:.2}"
+        ));
     }
-    let ratio =
-        |f: fn(&Run) -> f64| median(&col(Contender::Adapter, f)) / median(&col(Contender::Echo, f));
-    report.line(format!(
-        "  ratio adapter/echo: p50 {:.2}, calls/s {:.2}",
-        ratio(columns[0]),
-        ratio(columns[2])
-    ));
     report.line("  every reply checked: from the called device, for the outstanding message id, payload = request payload");
+    report.line("  runs (in execution order):");
+    report.lines(raw);
     report.finish()
 }

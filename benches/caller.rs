@@ -49,7 +49,8 @@ use support::mosquitto::{echo_device_args, start_pinned, stop_device};
 use support::procs::{self, ctx_switches, process_cpu_ns, Cpu};
 use support::report::{Report, Table};
 use support::stats::{median, spread, verdict, Latency};
-use support::{benchmarking, env_choice, env_list, env_num, env_on, id_base, order, Pattern};
+use support::{env_choice, env_list, env_num, env_on, id_base, order, Pattern};
+use support::{Contender, CONTENDERS};
 
 const PK: &str = "a1CallerPK";
 const DN: &str = "callerdev1";
@@ -58,13 +59,7 @@ const DN: &str = "callerdev1";
 const CALL_TIMEOUT_MS: u32 = 5000;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--mem-probe") {
-        std::process::exit(memprobe::main(&args[2..]));
-    }
-    if benchmarking("caller") {
-        std::process::exit(run());
-    }
+    support::main("caller", &[("--mem-probe", memprobe::main)], run);
 }
 
 /// The librrpc caller's request: Alibaba system topics, to the one device.
@@ -176,8 +171,8 @@ impl Settings {
             mem_calls: env_num("RRPC_BENCH_MEM_CALLS", 50000).clamp(100, 1 << 20),
             mem_reps: env_num("RRPC_BENCH_MEM_REPS", 3).max(1),
             only: match env_choice("RRPC_BENCH_ONLY", &["librrpc", "bare"], "") {
-                "librrpc" => Some(Contender::Librrpc),
-                "bare" => Some(Contender::Bare),
+                "librrpc" => Some(Contender::Subject),
+                "bare" => Some(Contender::Baseline),
                 _ => None,
             },
         }
@@ -193,20 +188,10 @@ impl Settings {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Contender {
-    Librrpc,
-    Bare,
-}
-
-const CONTENDERS: [Contender; 2] = [Contender::Librrpc, Contender::Bare];
-
+/// The subject is librrpc's `Caller`, the baseline the bare rumqttc loop.
 impl Contender {
     fn name(self) -> &'static str {
-        match self {
-            Contender::Librrpc => "librrpc caller",
-            Contender::Bare => "bare loop",
-        }
+        self.pick("librrpc caller", "bare loop")
     }
 }
 
@@ -509,8 +494,8 @@ fn run_once(s: &Settings, echo: &Path, c: Contender, k: usize, run_no: u64) -> R
     let mut device = start_pinned(echo, &args, ready, Duration::from_secs(20))?;
     let others = [procs::pid(&broker.proc)?, procs::pid(&device)?];
     let r = match c {
-        Contender::Librrpc => librrpc_run(s, broker.port, k, &others),
-        Contender::Bare => bare_run(s, broker.port, k, run_no, &others),
+        Contender::Subject => librrpc_run(s, broker.port, k, &others),
+        Contender::Baseline => bare_run(s, broker.port, k, run_no, &others),
     };
     let handled = stop_device(
         &mut device,
@@ -666,7 +651,7 @@ fn run() -> i32 {
             let lat = (!p50.is_empty()).then(|| (median(&p50), median(&p99)));
             med.insert(c, (median(&tp), lat));
         }
-        let (a, b) = (med.get(&Contender::Librrpc), med.get(&Contender::Bare));
+        let (a, b) = (med.get(&Contender::Subject), med.get(&Contender::Baseline));
         let ratio = a.zip(b).map(|(a, b)| a.0 / b.0);
         if let (Some(a), Some(b), Some(r)) = (a, b, ratio) {
             let mut line = format!(

@@ -37,14 +37,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Proc;
-use support::caller::StrideCaller;
+use support::caller::{check_handled, StrideCaller};
 use support::machine::{machine_line, pin_to_cpu0, Show};
 use support::mosquitto::{example_args, runtime, start_mosquitto};
 use support::mosquitto::{start_pinned, stop_clean, stop_device};
 use support::procs::{self, clk_tck, cpu_ticks, key_values, Cpu, Status};
-use support::report::{Report, Table};
-use support::stats::{median, slowest, spread, Latency};
-use support::{benchmarking, env_choice, env_num, env_on, gcd, golden_stride, id_base, order};
+use support::report::{ratios, Column, Report, Table};
+use support::stats::{median, print_slowest, spread, Latency};
+use support::{env_choice, env_num, env_on, gcd, golden_stride, id_base};
+use support::{Contender, CONTENDERS};
 
 const PK: &str = "a1GatewayPK";
 /// Payload of every request and reply.
@@ -56,9 +57,7 @@ const BROKER_CONF: &str = "set_tcp_nodelay true\n";
 const FOREIGN_LIMIT_PCT: f64 = 5.0;
 
 fn main() {
-    if benchmarking("gateway") {
-        std::process::exit(run());
-    }
+    support::main("gateway", &[], run);
 }
 
 /// The gateway's own TCP socket (to the broker).
@@ -130,38 +129,21 @@ impl Settings {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Contender {
-    Router,
-    Bare,
-}
-
-const CONTENDERS: [Contender; 2] = [Contender::Router, Contender::Bare];
-
+/// The subject is paho_gateway (Paho with the router), the baseline bare Paho.
 impl Contender {
     fn name(self) -> &'static str {
-        match self {
-            Contender::Router => "librrpc router",
-            Contender::Bare => "bare Paho",
-        }
+        self.pick("librrpc router", "bare Paho")
     }
     fn short(self) -> &'static str {
-        match self {
-            Contender::Router => "router",
-            Contender::Bare => "bare",
-        }
+        self.pick("router", "bare")
     }
     fn program(self) -> &'static str {
-        match self {
-            Contender::Router => "paho_gateway",
-            Contender::Bare => "paho_bare_echo",
-        }
+        self.pick("paho_gateway", "paho_bare_echo")
     }
+    /// What the gateway prints once it is connected and subscribed.
     fn ready_line(self, devices: usize) -> String {
-        match self {
-            Contender::Router => format!("paho_gateway: connected, serving {devices} devices"),
-            Contender::Bare => "paho_bare_echo: connected".into(),
-        }
+        let router = format!("paho_gateway: connected, serving {devices} devices");
+        self.pick(router, "paho_bare_echo: connected".into())
     }
 }
 
@@ -307,7 +289,7 @@ struct Run {
 /// exit line(s) for errors: paho_gateway's router stats must show every message
 /// replied and nothing dropped, pending or failed.
 fn stop_gateway(c: Contender, p: &mut Proc) -> Result<u64, String> {
-    if c == Contender::Bare {
+    if c == Contender::Baseline {
         return stop_device(p, "paho_bare_echo", &["paho_bare_echo: "], |err| {
             let bad: Vec<&String> = err
                 .iter()
@@ -408,11 +390,7 @@ fn run_once(
         let status = procs::status(Some(gw_pid));
         caller.disconnect().await;
         if s.verbose {
-            eprintln!(
-                "  {} slowest sequential calls: {}",
-                c.short(),
-                slowest(&rtts, 12)
-            );
+            print_slowest(c.short(), &rtts, 12);
         }
         let (foreign_pct, steal_pct) = t2.foreign_load_since(&t0, s.verbose);
         let run = Run {
@@ -431,14 +409,7 @@ fn run_once(
     drop(broker);
     let (mut run, answered) = r?;
     run.handled = handled?;
-    // The first call may have been retried: the gateway may have seen up to 3 extra.
-    if run.handled < answered || run.handled > answered + 3 {
-        return Err(format!(
-            "{}: handled {} requests, the caller got {answered} answers",
-            c.program(),
-            run.handled
-        ));
-    }
+    check_handled(c.program(), run.handled, answered)?;
     Ok(run)
 }
 
@@ -487,42 +458,17 @@ fn section(
     let table = Table::new(&[15, 20, 24, 24, 12]);
     out.line(table.row(["contender", "p50 us", "p99 us", "calls/s", ">1ms (all)"]));
     let col = |rs: &[Run], f: &dyn Fn(&Run) -> f64| rs.iter().map(f).collect::<Vec<f64>>();
-    // Medians: contender -> (p50, p99, calls/s).
-    let mut med: BTreeMap<Contender, [f64; 3]> = BTreeMap::new();
-    for c in CONTENDERS {
-        let Some(rs) = runs.get(&c) else {
-            out.line(format!("  {:<15} (no successful run)", c.name()));
-            continue;
-        };
-        let cols = [
-            col(rs, &|r| r.lat.p50),
-            col(rs, &|r| r.lat.p99),
-            col(rs, &|r| r.calls_per_s),
-        ];
-        let stalls: usize = rs.iter().map(|r| r.lat.over).sum();
-        let cells = [
-            spread(&cols[0], 1),
-            spread(&cols[1], 1),
-            spread(&cols[2], 0),
-        ];
-        out.line(
-            table.row(
-                [c.name().to_string()]
-                    .into_iter()
-                    .chain(cells)
-                    .chain([stalls.to_string()]),
-            ),
-        );
-        med.insert(c, cols.map(|v| median(&v)));
-    }
-    let ratio = |f: &dyn Fn(&[f64; 3]) -> f64| {
-        Some(f(med.get(&Contender::Router)?) / f(med.get(&Contender::Bare)?))
-    };
-    if let (Some(r50), Some(r99), Some(rtp)) =
-        (ratio(&|m| m[0]), ratio(&|m| m[1]), ratio(&|m| m[2]))
-    {
+    let cols: [Column<Run>; 3] = [
+        (|r| r.lat.p50, 1),
+        (|r| r.lat.p99, 1),
+        (|r| r.calls_per_s, 0),
+    ];
+    let stalls = |rs: &[Run]| vec![rs.iter().map(|r| r.lat.over).sum::<usize>().to_string()];
+    let med = out.contenders(&table, runs, Contender::name, &cols, stalls);
+    if let Some(r) = ratios(&med) {
         out.line(format!(
-            "  ratio router/bare: p50 {r50:.3}, p99 {r99:.3}, throughput {rtp:.3}  (latency: lower is better; 1.0 = no visible cost)"
+            "  ratio router/bare: p50 {:.3}, p99 {:.3}, throughput {:.3}  (latency: lower is better; 1.0 = no visible cost)",
+            r[0], r[1], r[2]
         ));
     }
 
@@ -560,7 +506,10 @@ fn section(
             out.line(table.row(cells));
         }
     }
-    let (ca, cb) = (gw_cpu.get(&Contender::Router), gw_cpu.get(&Contender::Bare));
+    let (ca, cb) = (
+        gw_cpu.get(&Contender::Subject),
+        gw_cpu.get(&Contender::Baseline),
+    );
     if let (Some(a), Some(b)) = (ca, cb) {
         out.line(format!(
             "  gateway CPU router/bare (stat): sequential {:.2} ({:+.1} us/call), pipelined {:.2} ({:+.1} us/call)",
@@ -614,8 +563,8 @@ fn section(
     out.section("runs (in execution order)");
     out.lines(raw);
     let (a, b, ca, cb) = (
-        med.get(&Contender::Router)?,
-        med.get(&Contender::Bare)?,
+        med.get(&Contender::Subject)?,
+        med.get(&Contender::Baseline)?,
         ca?,
         cb?,
     );
@@ -665,28 +614,12 @@ fn run() -> i32 {
     let mut run_no = 0u64;
     for &mode in &s.modes {
         report.progress(mode.title());
-        let mut runs: BTreeMap<Contender, Vec<Run>> = BTreeMap::new();
-        let mut raw = Vec::new();
-        for rep in 0..s.reps {
-            for c in order(CONTENDERS, rep) {
-                run_no += 1;
-                let t = Instant::now();
-                let program = &programs[c as usize];
-                match run_once(&s, program, c, mode, run_no) {
-                    Ok(r) => {
-                        let line = run_line(rep, c, &r);
-                        eprintln!("{line} ({:.1} s)", t.elapsed().as_secs_f64());
-                        raw.push(line);
-                        runs.entry(c).or_default().push(r);
-                    }
-                    Err(e) => {
-                        let what = format!("{} rep {rep} {}", mode.short(), c.short());
-                        let first = report.fail(what, &e);
-                        raw.push(format!("  rep {rep} {:<6} FAILED: {first}", c.short()));
-                    }
-                }
-            }
-        }
+        let one = |c: Contender| {
+            run_no += 1;
+            run_once(&s, &programs[c as usize], c, mode, run_no)
+        };
+        let what = format!("{} ", mode.short());
+        let (runs, raw) = report.interleave(s.reps, &what, Contender::short, one, run_line);
         summary.extend(section(&mut report, &s, mode, &runs, raw));
     }
     report.section("summary: router/bare, medians (paho: the gateway's socket as Paho leaves it; forced: TCP_NODELAY set on it)");

@@ -30,7 +30,7 @@ use rrpc::jt808::{encode_frame, Header, Phone, StreamDecoder, Version};
 use support::machine::{machine_line, pin_to_cpu0, Show};
 use support::report::{Report, Table};
 use support::stats::{median, spread};
-use support::{benchmarking, callgrind, env_num, env_on, order};
+use support::{callgrind, env_num, env_on, order};
 
 /// TCP segment payload size the decoder is fed in.
 const CHUNK: usize = 1460;
@@ -188,7 +188,7 @@ fn run(op: &str, kind: Kind, len: usize, frames: usize, wire: &[u8], out: &mut V
 }
 
 /// The callgrind subject: one run of `op`.
-fn cg_run(args: &[String]) {
+fn cg_run(args: &[String]) -> i32 {
     let [op, kind, len, frames] = args else {
         panic!("usage: jt808 --cg-run <op> <plain|escaped> <body len> <frames>");
     };
@@ -201,6 +201,7 @@ fn cg_run(args: &[String]) {
     let mut out = Vec::with_capacity(4096);
     let n = run(op, kind, len, frames, &wire, &mut out);
     assert_eq!(n, frames);
+    0
 }
 
 /// Instructions per frame of `op`: callgrind totals of two runs, their slope.
@@ -229,13 +230,12 @@ fn instructions(op: &str, kind: Kind, len: usize, k: [usize; 2]) -> Result<f64, 
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--cg-run") {
-        return cg_run(&args[1..]);
-    }
-    if !benchmarking("jt808") {
-        return;
-    }
+    support::main("jt808", &[("--cg-run", cg_run)], experiment);
+}
+
+/// Both operations, both kinds of content, both body sizes: codec and baseline
+/// interleaved, then their instruction counts.
+fn experiment() -> i32 {
     let frames = env_num("RRPC_BENCH_FRAMES", 20_000).max(1);
     let reps = env_num("RRPC_BENCH_REPS", 7).max(1);
     let k = [
@@ -316,5 +316,5 @@ fn main() {
          Ir/frame: callgrind instructions per frame (slope of {} and {} frames, input building excluded)",
         k[0], k[1]
     ));
-    std::process::exit(report.finish());
+    report.finish()
 }

@@ -35,14 +35,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Proc;
-use support::caller::StrideCaller;
+use support::caller::{check_handled, StrideCaller};
 use support::machine::{machine_line, pin_to_cpu0, Show};
 use support::mosquitto::{echo_device_args, fast_connection, runtime};
 use support::mosquitto::{start_mosquitto, start_pinned, stop_device};
 use support::procs::{self, Status};
-use support::report::{Report, Table};
-use support::stats::{median, slowest, spread, spread_u64, verdict, Latency};
-use support::{benchmarking, callgrind, env_list, env_num, env_on, id_base, order, out_dir};
+use support::report::{ratios, Column, Report, Table};
+use support::stats::{print_slowest, spread_u64, verdict, Latency};
+use support::{callgrind, env_list, env_num, env_on, id_base, out_dir};
+use support::{Contender, CONTENDERS};
 
 const PK: &str = "a1BenchPK0";
 const DN: &str = "benchdev1";
@@ -51,13 +52,7 @@ const DN: &str = "benchdev1";
 const CHANNEL_CAP: usize = 256;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--bare-device") {
-        std::process::exit(bare::main(&args[2..]));
-    }
-    if benchmarking("roundtrip") {
-        std::process::exit(run());
-    }
+    support::main("roundtrip", &[("--bare-device", bare::main)], run);
 }
 
 /// The baseline: the bare rumqttc echo device. One current-thread runtime, one task,
@@ -215,34 +210,22 @@ impl Settings {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Contender {
-    Librrpc,
-    Bare,
-}
-
-const CONTENDERS: [Contender; 2] = [Contender::Librrpc, Contender::Bare];
-
+/// The subject is librrpc's C echo_device, the baseline the bare rumqttc device.
 impl Contender {
     fn name(self) -> &'static str {
-        match self {
-            Contender::Librrpc => "librrpc",
-            Contender::Bare => "bare",
-        }
+        self.pick("librrpc", "bare")
     }
 
+    /// What the device prints once it is connected and subscribed.
     fn ready_line(self) -> &'static str {
-        match self {
-            Contender::Librrpc => "echo_device: connected",
-            Contender::Bare => "bare: connected",
-        }
+        self.pick("echo_device: connected", "bare: connected")
     }
 
     /// The device's program and arguments (without taskset or valgrind).
     fn argv(self, echo: &Path, port: u16) -> (PathBuf, Vec<String>) {
         match self {
-            Contender::Librrpc => (echo.to_path_buf(), echo_device_args(port, PK, DN)),
-            Contender::Bare => (
+            Contender::Subject => (echo.to_path_buf(), echo_device_args(port, PK, DN)),
+            Contender::Baseline => (
                 std::env::current_exe().expect("current_exe"),
                 common::strings(&["--bare-device", &port.to_string(), PK, DN]),
             ),
@@ -256,6 +239,22 @@ struct Run {
     calls_per_s: f64,
     /// The device's, after the sequential phase.
     status: Status,
+}
+
+/// A run's line in the report's run list.
+fn run_line(rep: usize, c: Contender, r: &Run) -> String {
+    let opt = |v: Option<u64>| v.map_or("?".into(), |x| x.to_string());
+    format!(
+        "  rep {rep} {:<8} p50 {:>7.1} us  p99 {:>7.1} us  max {:>8.1} us  >10ms {:>2}  {:>8.0} calls/s  RSS {} kB  threads {}",
+        c.name(),
+        r.lat.p50,
+        r.lat.p99,
+        r.lat.max,
+        r.lat.over,
+        r.calls_per_s,
+        opt(r.status.rss_kb),
+        opt(r.status.threads),
+    )
 }
 
 /// Stops a device with SIGTERM and returns what it says it handled.
@@ -296,11 +295,7 @@ fn run_once(s: &Settings, echo: &Path, c: Contender, size: usize, run: u64) -> R
         answered += (seq_n + pipe_n) as u64;
         caller.disconnect().await;
         if s.verbose {
-            eprintln!(
-                "  {} slowest sequential calls: {}",
-                c.name(),
-                slowest(&rtts, 8)
-            );
+            print_slowest(c.name(), &rtts, 8);
         }
         let lat = Latency::of(rtts, 10_000.0);
         Ok::<_, String>((
@@ -315,14 +310,7 @@ fn run_once(s: &Settings, echo: &Path, c: Contender, size: usize, run: u64) -> R
     let handled = stop(&mut device);
     drop(broker);
     let (run, answered) = r?;
-    let handled = handled?;
-    // The first call may have been retried: the device may have seen up to 3 extra.
-    if handled < answered || handled > answered + 3 {
-        return Err(format!(
-            "{}: device handled {handled} requests, caller got {answered} answers",
-            c.name()
-        ));
-    }
+    check_handled(c.name(), handled?, answered)?;
     Ok(run)
 }
 
@@ -426,39 +414,15 @@ fn run() -> i32 {
     let mut footprint: BTreeMap<Contender, Vec<Status>> = BTreeMap::new();
     for &size in &s.sizes {
         let (seq_n, pipe_n) = s.counts(size);
-        let mut runs: BTreeMap<Contender, Vec<Run>> = BTreeMap::new();
-        let mut raw = Vec::new();
-        for rep in 0..s.reps {
-            for c in order(CONTENDERS, rep) {
-                run_no += 1;
-                let t = Instant::now();
-                let line = match run_once(&s, &echo, c, size, run_no) {
-                    Ok(r) => {
-                        let line = format!(
-                            "  rep {rep} {:<8} p50 {:>7.1} us  p99 {:>7.1} us  max {:>8.1} us  >10ms {:>2}  {:>8.0} calls/s  RSS {} kB  threads {}",
-                            c.name(),
-                            r.lat.p50,
-                            r.lat.p99,
-                            r.lat.max,
-                            r.lat.over,
-                            r.calls_per_s,
-                            r.status.rss_kb.map_or("?".into(), |v| v.to_string()),
-                            r.status.threads.map_or("?".into(), |v| v.to_string()),
-                        );
-                        if size == s.sizes[0] {
-                            footprint.entry(c).or_default().push(r.status);
-                        }
-                        runs.entry(c).or_default().push(r);
-                        line
-                    }
-                    Err(e) => {
-                        let first =
-                            report.fail(format_args!("{size} B rep {rep} {}", c.name()), &e);
-                        format!("  rep {rep} {:<8} FAILED: {first}", c.name())
-                    }
-                };
-                eprintln!("{size} B{line} ({:.1} s)", t.elapsed().as_secs_f64());
-                raw.push(line);
+        let one = |c| {
+            run_no += 1;
+            run_once(&s, &echo, c, size, run_no)
+        };
+        let what = format!("{size} B ");
+        let (runs, raw) = report.interleave(s.reps, &what, Contender::name, one, run_line);
+        if size == s.sizes[0] {
+            for (c, rs) in &runs {
+                footprint.insert(*c, rs.iter().map(|r| r.status).collect());
             }
         }
         report.section(format_args!(
@@ -467,28 +431,14 @@ fn run() -> i32 {
         ));
         let table = Table::new(&[9, 24, 24, 26]);
         report.line(table.row(["contender", "p50 us", "p99 us", "calls/s"]));
-        // Medians: contender -> (p50, p99, calls/s).
-        let mut med: BTreeMap<Contender, [f64; 3]> = BTreeMap::new();
-        for c in CONTENDERS {
-            let Some(rs) = runs.get(&c) else {
-                report.line(format!("  {:<9} (no successful run)", c.name()));
-                continue;
-            };
-            let cols = [
-                rs.iter().map(|r| r.lat.p50).collect::<Vec<_>>(),
-                rs.iter().map(|r| r.lat.p99).collect(),
-                rs.iter().map(|r| r.calls_per_s).collect(),
-            ];
-            report.line(table.row([
-                c.name().to_string(),
-                spread(&cols[0], 1),
-                spread(&cols[1], 1),
-                spread(&cols[2], 0),
-            ]));
-            med.insert(c, cols.map(|v| median(&v)));
-        }
-        if let (Some(a), Some(b)) = (med.get(&Contender::Librrpc), med.get(&Contender::Bare)) {
-            let (r50, r99, rtp) = (a[0] / b[0], a[1] / b[1], a[2] / b[2]);
+        let cols: [Column<Run>; 3] = [
+            (|r| r.lat.p50, 1),
+            (|r| r.lat.p99, 1),
+            (|r| r.calls_per_s, 0),
+        ];
+        let med = report.contenders(&table, &runs, Contender::name, &cols, |_| Vec::new());
+        if let Some(r) = ratios(&med) {
+            let (r50, r99, rtp) = (r[0], r[1], r[2]);
             report.line(format!(
                 "  ratio librrpc/bare: p50 {r50:.3} (target <= 1.05: {}), p99 {r99:.3}, throughput {rtp:.3} (target >= 0.95: {})",
                 verdict(r50 <= 1.05),
@@ -586,14 +536,17 @@ fn cpu_cost(report: &mut Report, s: &Settings, echo: &Path, run_no: &mut u64) {
         ]));
         pairs.insert(c, (pair, [ir2, per]));
     }
-    if let (Some(a), Some(b)) = (pairs.get(&Contender::Librrpc), pairs.get(&Contender::Bare)) {
+    if let (Some(a), Some(b)) = (
+        pairs.get(&Contender::Subject),
+        pairs.get(&Contender::Baseline),
+    ) {
         let d = a.1[1] - b.1[1];
         report.line(format!(
             "  library's extra cost: {d:.0} Ir/request (target <= 2000: {})",
             verdict(d <= 2000.0)
         ));
     }
-    if let Some((pair, _)) = pairs.get(&Contender::Librrpc) {
+    if let Some((pair, _)) = pairs.get(&Contender::Subject) {
         if let Err(e) = entry_points(report, pair) {
             report.line(format!("  (callgrind-cost: {e})"));
         }

@@ -56,18 +56,14 @@ use support::machine::{caches, machine_line, pin_to_cpu0, Cache, Show};
 use support::procs::{cpu_ticks, run_probe};
 use support::report::{Report, Table};
 use support::stats::{median, min_max, spread, verdict};
-use support::{benchmarking, env_list, env_num, env_on};
+use support::{env_list, env_num, env_on};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("--mem-probe") => std::process::exit(c_gateway::probe::main(&args[2..])),
-        Some("--cg-run") => std::process::exit(c_gateway::cg_subject(&args[2..])),
-        _ => {}
-    }
-    if benchmarking("router") {
-        std::process::exit(run());
-    }
+    let modes: [(&str, support::Mode); 2] = [
+        ("--mem-probe", c_gateway::probe::main),
+        ("--cg-run", c_gateway::cg_subject),
+    ];
+    support::main("router", &modes, run);
 }
 
 struct Settings {

@@ -25,8 +25,8 @@ use rrpc::ffi::rrpc_status::{self, RRPC_STATUS_OK};
 
 use crate::support::procs::{heap_bytes, status, thread_cpu_ns};
 
-pub const PK: &CStr = c"pk";
-pub const PAYLOAD_LEN: usize = 16;
+const PK: &CStr = c"pk";
+const PAYLOAD_LEN: usize = 16;
 const KIND_REQUEST: u32 = rrpc_message_kind::RRPC_MESSAGE_REQUEST as u32;
 /// A gateway calls `rrpc_router_tick` now and then; here once per this many messages.
 pub const TICK_EVERY: usize = 16_384;
@@ -68,24 +68,24 @@ impl Api {
 
 /// The gateway's state, shared by the feeding loop, the callback and the publish
 /// function (through `user_data`); only cells, since all three hold it at once.
-pub struct Gateway {
+struct Gateway {
     reply: ReplyFn,
     /// The message being handled: its sequence number (also in its payload) and its
     /// request topic.
-    pub cur_seq: Cell<u64>,
-    pub cur_topic: Cell<(*const u8, usize)>,
+    cur_seq: Cell<u64>,
+    cur_topic: Cell<(*const u8, usize)>,
     /// Publishes seen for the message being handled.
-    pub cur_pubs: Cell<u32>,
+    cur_pubs: Cell<u32>,
     /// Compare the whole response topic and the request view (warm-up runs).
-    pub full_check: Cell<bool>,
-    pub callbacks: Cell<u64>,
-    pub published: Cell<u64>,
-    pub bad: Cell<u64>,
-    pub first_bad: RefCell<Option<String>>,
+    full_check: Cell<bool>,
+    callbacks: Cell<u64>,
+    published: Cell<u64>,
+    bad: Cell<u64>,
+    first_bad: RefCell<Option<String>>,
 }
 
 impl Gateway {
-    pub fn new(api: &Api) -> Box<Gateway> {
+    fn new(api: &Api) -> Box<Gateway> {
         Box::new(Gateway {
             reply: api.reply,
             cur_seq: Cell::new(0),
@@ -139,7 +139,7 @@ impl Gateway {
 const PAYLOAD_TAIL: [u8; 8] = *b"rrpc-gw!";
 
 /// The shared C callback: answers at once with the request's payload.
-pub unsafe extern "C" fn answer(
+unsafe extern "C" fn answer(
     user_data: *mut c_void,
     router: *mut rrpc_router,
     request: *const rrpc_request,
@@ -236,7 +236,7 @@ unsafe extern "C" fn publish(
 // ---- routers, batches, feeding -----------------------------------------------------------
 
 /// An owned router handle, freed on drop.
-pub struct Router(*mut rrpc_router);
+struct Router(*mut rrpc_router);
 
 impl Drop for Router {
     fn drop(&mut self) {
@@ -268,11 +268,7 @@ pub fn default_config() -> rrpc_router_config {
 }
 
 /// A router with the gateway's publish function and `callback` as shared callback.
-pub fn new_router(
-    cfg: &rrpc_router_config,
-    g: &Gateway,
-    callback: rrpc_router_request_cb,
-) -> Router {
+fn new_router(cfg: &rrpc_router_config, g: &Gateway, callback: rrpc_router_request_cb) -> Router {
     let mut r: *mut rrpc_router = std::ptr::null_mut();
     check(rrpc_router_new(cfg, &mut r), "rrpc_router_new");
     let r = Router(r);
@@ -289,7 +285,7 @@ pub fn new_router(
 
 /// Registers dev0..dev{n-1} of product "pk" (Alibaba system topics, shared callback).
 /// The names are written into a stack buffer: nothing of the bench stays on the heap.
-pub fn add_devices(r: &Router, n: usize) {
+fn add_devices(r: &Router, n: usize) {
     let mut name = [0u8; 32];
     for i in 0..n {
         let mut w = &mut name[..];
@@ -307,7 +303,7 @@ pub fn add_devices(r: &Router, n: usize) {
     }
 }
 
-pub fn stats(r: &Router) -> rrpc_router_stats {
+fn stats(r: &Router) -> rrpc_router_stats {
     let mut s = rrpc_router_stats::default();
     check(rrpc_router_get_stats(r.0, &mut s), "rrpc_router_get_stats");
     s
@@ -344,7 +340,7 @@ fn splitmix64(x: u64) -> u64 {
 
 /// Request topics and payloads laid out back to back, as a receive buffer holds
 /// them: messages `first..first + len` of a run.
-pub struct Batch {
+struct Batch {
     first: usize,
     text: Vec<u8>,
     spans: Vec<(u32, u32)>,
@@ -352,7 +348,7 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new() -> Batch {
+    fn new() -> Batch {
         Batch {
             first: 0,
             text: Vec::new(),
@@ -362,7 +358,7 @@ impl Batch {
     }
 
     /// Messages 0..m of a run, all built up front.
-    pub fn build(devices: usize, order: Order, m: usize, run: u64) -> Batch {
+    fn build(devices: usize, order: Order, m: usize, run: u64) -> Batch {
         let mut b = Batch::new();
         b.fill(devices, order, 0, m, run);
         b
@@ -370,7 +366,7 @@ impl Batch {
 
     /// Refills the batch, keeping its memory, with messages `first..first + count`:
     /// message j goes to device `order.device(j)` with id ID_BASE + run * 10^7 + j.
-    pub fn fill(&mut self, devices: usize, order: Order, first: usize, count: usize, run: u64) {
+    fn fill(&mut self, devices: usize, order: Order, first: usize, count: usize, run: u64) {
         assert!(
             ((first + count) as u64) < ID_RUN_STRIDE,
             "at most 10^7 messages per run"
@@ -398,7 +394,7 @@ impl Batch {
         assert!(self.text.len() < u32::MAX as usize);
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.spans.len()
     }
 }
@@ -407,7 +403,7 @@ impl Batch {
 /// must be classified as a request and, when `one_publish`, published exactly once
 /// before `rrpc_router_handle_message` returns.
 #[inline(never)]
-pub fn feed(
+fn feed(
     api: &Api,
     r: &Router,
     g: &Gateway,

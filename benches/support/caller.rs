@@ -9,6 +9,17 @@ use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use super::mosquitto::{connect_subscribed, disconnect};
 use super::Pattern;
 
+/// Whether a device's own request count matches the caller's answers: equal, or up
+/// to 3 more, since [`StrideCaller::warm_up`] may retry its first call 3 times.
+pub fn check_handled(who: &str, handled: u64, answered: u64) -> Result<(), String> {
+    if handled < answered || handled > answered + 3 {
+        return Err(format!(
+            "{who}: handled {handled} requests, the caller got {answered} answers"
+        ));
+    }
+    Ok(())
+}
+
 /// A caller for one or many devices: rumqttc on the current-thread runtime, one task
 /// driving the event loop itself (no channel hop for replies), TCP_NODELAY,
 /// subscribed to `/sys/{pk}/+/rrpc/response/+`. Call k (counted from connect, warm-up

@@ -29,14 +29,24 @@ pub fn out_dir() -> PathBuf {
     d
 }
 
-/// Whether cargo runs this as a benchmark (`cargo bench` passes `--bench`). `cargo
-/// test --all-targets` runs bench targets without it: they then only say so.
-pub fn benchmarking(name: &str) -> bool {
-    let yes = std::env::args().any(|a| a == "--bench");
-    if !yes {
-        eprintln!("{name}: benchmark only; run it with `cargo bench --bench {name}`");
+/// A child-process mode of a bench binary: its arguments in, its exit code out.
+pub type Mode = fn(&[String]) -> i32;
+
+/// A bench's `main`. `<bench> <mode> args...` runs one of its child-process `modes`
+/// (a probe, a callgrind subject, the baseline device) and exits with its code.
+/// Otherwise, under `cargo bench` (which passes `--bench`), `run` runs the experiment;
+/// `cargo test --all-targets` runs bench targets without it, and they only say so.
+pub fn main(name: &str, modes: &[(&str, Mode)], run: fn() -> i32) {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map(String::as_str);
+    if let Some((_, f)) = modes.iter().find(|(m, _)| Some(*m) == mode) {
+        std::process::exit(f(&args[2..]));
     }
-    yes
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!("{name}: benchmark only; run it with `cargo bench --bench {name}`");
+        return;
+    }
+    std::process::exit(run());
 }
 
 /// Fails unless every tool is on PATH.
@@ -88,6 +98,27 @@ pub fn env_choice(name: &str, choices: &[&'static str], default: &'static str) -
             .find(|c| **c == v)
             .copied()
             .unwrap_or_else(|| panic!("{name}={v:?}: expected one of {choices:?}")),
+    }
+}
+
+/// An experiment's two contenders: the subject (librrpc's side) and its baseline,
+/// measured in the same run.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Contender {
+    Subject,
+    Baseline,
+}
+
+/// Both contenders, the subject first.
+pub const CONTENDERS: [Contender; 2] = [Contender::Subject, Contender::Baseline];
+
+impl Contender {
+    /// `subject` or `baseline`, whichever this contender is.
+    pub fn pick<T>(self, subject: T, baseline: T) -> T {
+        match self {
+            Contender::Subject => subject,
+            Contender::Baseline => baseline,
+        }
     }
 }
 

@@ -3,10 +3,15 @@
 //! the runtime; printed to stdout and written to target/bench/<name>.txt. Progress
 //! goes to stderr.
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::time::Instant;
 
-use super::out_dir;
+use super::stats::{median, spread};
+use super::{order, out_dir, Contender, CONTENDERS};
+
+/// A column of a contenders table: what it shows of a run, and its decimals.
+pub type Column<R> = (fn(&R) -> f64, usize);
 
 pub struct Report {
     name: String,
@@ -41,6 +46,78 @@ impl Report {
     /// A new section: an empty line, then "== title ==".
     pub fn section(&mut self, title: impl Display) {
         self.line(format!("\n== {title} =="));
+    }
+
+    /// `reps` repetitions of both contenders, interleaved: the order alternates, so
+    /// that neither always runs first. `run` runs one contender once; `line` makes its
+    /// line of the run list, which also goes to stderr with the run's time. A failed
+    /// run is recorded as a failure of `what` and listed as FAILED. Returns each
+    /// contender's runs and the run list in execution order.
+    pub fn interleave<R>(
+        &mut self,
+        reps: usize,
+        what: &str,
+        name: fn(Contender) -> &'static str,
+        mut run: impl FnMut(Contender) -> Result<R, String>,
+        line: impl Fn(usize, Contender, &R) -> String,
+    ) -> (BTreeMap<Contender, Vec<R>>, Vec<String>) {
+        let (mut runs, mut list) = (BTreeMap::<Contender, Vec<R>>::new(), Vec::new());
+        for rep in 0..reps {
+            for c in order(CONTENDERS, rep) {
+                let t = Instant::now();
+                let l = match run(c) {
+                    Ok(r) => {
+                        let l = line(rep, c, &r);
+                        runs.entry(c).or_default().push(r);
+                        l
+                    }
+                    Err(e) => {
+                        let first = self.fail(format_args!("{what}rep {rep} {}", name(c)), &e);
+                        format!("  rep {rep} {} FAILED: {first}", name(c))
+                    }
+                };
+                let secs = t.elapsed().as_secs_f64();
+                self.progress(format!("{what}{} ({secs:.1} s)", l.trim_start()));
+                list.push(l);
+            }
+        }
+        (runs, list)
+    }
+
+    /// One row per contender in `table`: its name, the median (min..max) of each of
+    /// `cols` over its runs, then the cells `more` makes of its runs; a contender
+    /// without runs gets "(no successful run)". Returns each contender's medians.
+    pub fn contenders<R>(
+        &mut self,
+        table: &Table,
+        runs: &BTreeMap<Contender, Vec<R>>,
+        name: fn(Contender) -> &'static str,
+        cols: &[Column<R>],
+        more: impl Fn(&[R]) -> Vec<String>,
+    ) -> BTreeMap<Contender, Vec<f64>> {
+        let mut med = BTreeMap::new();
+        for c in CONTENDERS {
+            let Some(rs) = runs.get(&c).filter(|rs| !rs.is_empty()) else {
+                let w = table.widths[0];
+                self.line(format!("  {:<w$} (no successful run)", name(c)));
+                continue;
+            };
+            let values: Vec<Vec<f64>> = cols
+                .iter()
+                .map(|(f, _)| rs.iter().map(f).collect())
+                .collect();
+            let cells = values
+                .iter()
+                .zip(cols)
+                .map(|(v, (_, prec))| spread(v, *prec));
+            let row = [name(c).to_string()]
+                .into_iter()
+                .chain(cells)
+                .chain(more(rs));
+            self.line(table.row(row));
+            med.insert(c, values.iter().map(|v| median(v)).collect());
+        }
+        med
     }
 
     /// A line on stderr, prefixed with the bench's name.
@@ -82,6 +159,16 @@ impl Report {
         }
         i32::from(!self.failures.is_empty())
     }
+}
+
+/// Subject / baseline, column by column, of the medians [`Report::contenders`]
+/// returned; None unless both have runs.
+pub fn ratios(med: &BTreeMap<Contender, Vec<f64>>) -> Option<Vec<f64>> {
+    let (a, b) = (
+        med.get(&Contender::Subject)?,
+        med.get(&Contender::Baseline)?,
+    );
+    Some(a.iter().zip(b).map(|(a, b)| a / b).collect())
 }
 
 /// Fixed-width columns: the first one (or `left` ones) left-aligned, the others

@@ -72,8 +72,9 @@ impl Latency {
     }
 }
 
-/// Where the slowest calls of a sequential phase fell ("#index:µs"), for stderr.
-pub fn slowest(rtts: &[f64], n: usize) -> String {
+/// Prints where the slowest `n` calls of a sequential phase fell ("#index:µs") to
+/// stderr, for a closer look at stalls.
+pub fn print_slowest(who: &str, rtts: &[f64], n: usize) {
     let mut idx: Vec<(usize, f64)> = rtts.iter().copied().enumerate().collect();
     idx.sort_by(|a, b| b.1.total_cmp(&a.1));
     let top: Vec<String> = idx
@@ -81,5 +82,5 @@ pub fn slowest(rtts: &[f64], n: usize) -> String {
         .take(n)
         .map(|(i, v)| format!("#{i}:{v:.0}"))
         .collect();
-    top.join(" ")
+    eprintln!("  {who} slowest sequential calls: {}", top.join(" "));
 }
