@@ -1,8 +1,18 @@
-//! RRPC round trips through Mosquitto on loopback to a gateway on Eclipse Paho MQTT C
-//! serving many sub-devices on one connection: `examples-c/paho_gateway` (librrpc's
-//! transport-less router) against `benches/c/paho_bare_echo` (the same Paho loop without
-//! librrpc), driven by the same caller. See docs/benchmarks.md for what is measured and
-//! why.
+//! Experiment: what librrpc's transport-less router costs a C gateway that owns its
+//! MQTT connection (Eclipse Paho MQTT C) and serves many sub-devices on it.
+//!
+//! Compared: `examples-c/paho_gateway` (Paho plus the router) against the baseline,
+//! `benches/c/paho_bare_echo` (the same Paho loop answering every request topic
+//! without librrpc), both serving dev0..dev{N-1} and driven by the same caller
+//! (support::caller, calls in stride order over the devices) through Mosquitto on
+//! loopback. For each socket mode (the gateway's socket as Paho leaves it, and with
+//! TCP_NODELAY forced on it from outside), RRPC_BENCH_REPS repetitions of each,
+//! interleaved, each on a fresh broker and gateway, everything pinned to CPU 0:
+//! sequential round trips (p50, p99, max, calls over 1 ms), pipelined calls/s, CPU
+//! time per call of gateway, broker and caller, the gateway's RSS, and CPU 0's
+//! other load. Printed: medians (min..max) and the ratios router/bare of the
+//! medians (1.0 = no visible cost). docs/benchmarks.md has the method and the last
+//! results.
 //!
 //! `cargo bench --bench gateway` runs it. Knobs (environment):
 //!   RRPC_BENCH_REPS       repetitions per contender and socket mode (5)
@@ -20,21 +30,22 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-// Not every shared helper is used here.
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Proc;
-use support::{
-    env_num, gcd, golden_stride, machine_line, median, min_max, out_dir, percentile, pin_to_cpu0,
-    runtime, start_mosquitto_with, StrideCaller,
-};
+use support::caller::{check_handled, StrideCaller};
+use support::machine::{machine_line, pin_to_cpu0, Show};
+use support::mosquitto::{example_args, runtime, start_mosquitto};
+use support::mosquitto::{start_pinned, stop_clean, stop_device};
+use support::procs::{self, clk_tck, cpu_ticks, key_values, Cpu, Status};
+use support::report::{ratios, Column, Report, Table};
+use support::stats::{median, print_slowest, spread, Latency};
+use support::{env_choice, env_num, env_on, gcd, golden_stride, id_base};
+use support::{Contender, CONTENDERS};
 
 const PK: &str = "a1GatewayPK";
 /// Payload of every request and reply.
@@ -42,15 +53,11 @@ const PAYLOAD: usize = 16;
 /// Extra Mosquitto config: Paho cannot set TCP_NODELAY on its socket, and with Nagle on
 /// the broker's side the first call stalls ~40 ms; the same broker for both contenders.
 const BROKER_CONF: &str = "set_tcp_nodelay true\n";
+/// Other load on CPU 0 (% of a run's measured phases) above which a run is flagged.
+const FOREIGN_LIMIT_PCT: f64 = 5.0;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") {
-        // `cargo test --all-targets` runs bench targets without --bench: stay quick.
-        eprintln!("gateway: benchmark only; run it with `cargo bench --bench gateway`");
-        return;
-    }
-    std::process::exit(run());
+    support::main("gateway", &[], run);
 }
 
 /// The gateway's own TCP socket (to the broker).
@@ -100,62 +107,43 @@ impl Settings {
             gcd(stride, devices) == 1,
             "RRPC_BENCH_STRIDE={stride} must be coprime to RRPC_BENCH_DEVICES={devices}"
         );
-        let warmup = match env_num("RRPC_BENCH_WARMUP", 0) {
-            0 => devices,
-            w => w,
-        };
-        let modes = match std::env::var("RRPC_BENCH_NODELAY").as_deref() {
-            Err(_) | Ok("both") => vec![Mode::Paho, Mode::Forced],
-            Ok("paho") => vec![Mode::Paho],
-            Ok("forced") => vec![Mode::Forced],
-            Ok(v) => panic!("RRPC_BENCH_NODELAY={v:?}: expected paho, forced or both"),
+        let modes = match env_choice("RRPC_BENCH_NODELAY", &["paho", "forced", "both"], "both") {
+            "paho" => vec![Mode::Paho],
+            "forced" => vec![Mode::Forced],
+            _ => vec![Mode::Paho, Mode::Forced],
         };
         Settings {
             reps: env_num("RRPC_BENCH_REPS", 5).max(1),
             devices,
             stride,
-            warmup,
+            warmup: match env_num("RRPC_BENCH_WARMUP", 0) {
+                0 => devices,
+                w => w,
+            },
             seq: env_num("RRPC_BENCH_SEQ", 10000).max(10),
             pipe: env_num("RRPC_BENCH_PIPE", 50000).max(10),
             inflight: env_num("RRPC_BENCH_INFLIGHT", 16).clamp(1, 200),
             modes,
-            verbose: env_num("RRPC_BENCH_VERBOSE", 0) != 0,
+            verbose: env_on("RRPC_BENCH_VERBOSE", false),
         }
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Contender {
-    Router,
-    Bare,
-}
-
-const CONTENDERS: [Contender; 2] = [Contender::Router, Contender::Bare];
-
+/// The subject is paho_gateway (Paho with the router), the baseline bare Paho.
 impl Contender {
     fn name(self) -> &'static str {
-        match self {
-            Contender::Router => "librrpc router",
-            Contender::Bare => "bare Paho",
-        }
+        self.pick("librrpc router", "bare Paho")
     }
     fn short(self) -> &'static str {
-        match self {
-            Contender::Router => "router",
-            Contender::Bare => "bare",
-        }
+        self.pick("router", "bare")
     }
     fn program(self) -> &'static str {
-        match self {
-            Contender::Router => "paho_gateway",
-            Contender::Bare => "paho_bare_echo",
-        }
+        self.pick("paho_gateway", "paho_bare_echo")
     }
+    /// What the gateway prints once it is connected and subscribed.
     fn ready_line(self, devices: usize) -> String {
-        match self {
-            Contender::Router => format!("paho_gateway: connected, serving {devices} devices"),
-            Contender::Bare => "paho_bare_echo: connected".into(),
-        }
+        let router = format!("paho_gateway: connected, serving {devices} devices");
+        self.pick(router, "paho_bare_echo: connected".into())
     }
 }
 
@@ -165,41 +153,30 @@ impl Contender {
 /// duplicates the descriptor into this process; a socket option belongs to the socket,
 /// so setting it on the duplicate sets it for the gateway. Checked with getsockopt.
 fn force_nodelay(pid: u32, port: u16) -> Result<(), String> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|e| format!("read /proc/{pid}/fd: {e}"))?;
     // SAFETY: pidfd_open(2) on our own child's PID; the result is a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
     if pidfd < 0 {
-        return Err(format!(
-            "pidfd_open({pid}): {}",
-            std::io::Error::last_os_error()
-        ));
+        let e = std::io::Error::last_os_error();
+        return Err(format!("pidfd_open({pid}): {e}"));
     }
     let mut found = 0;
     let mut errors = Vec::new();
-    let entries = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        Ok(d) => d,
-        Err(e) => {
-            // SAFETY: closing the pidfd we opened.
-            unsafe { libc::close(pidfd) };
-            return Err(format!("read /proc/{pid}/fd: {e}"));
-        }
-    };
     for e in entries.filter_map(Result::ok) {
         let Some(target) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        let is_socket = std::fs::read_link(e.path())
-            .map(|l| l.to_string_lossy().starts_with("socket:"))
-            .unwrap_or(false);
+        let is_socket =
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
         if !is_socket {
             continue;
         }
         // SAFETY: pidfd_getfd(2) with a pidfd we own; returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, target, 0) } as i32;
         if fd < 0 {
-            errors.push(format!(
-                "pidfd_getfd({target}): {}",
-                std::io::Error::last_os_error()
-            ));
+            let e = std::io::Error::last_os_error();
+            errors.push(format!("pidfd_getfd({target}): {e}"));
             continue;
         }
         // SAFETY: getpeername/setsockopt/getsockopt on the descriptor we were just given,
@@ -207,42 +184,26 @@ fn force_nodelay(pid: u32, port: u16) -> Result<(), String> {
         unsafe {
             let mut sa: libc::sockaddr_storage = std::mem::zeroed();
             let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            let peer_ok = libc::getpeername(
-                fd,
-                (&mut sa as *mut libc::sockaddr_storage).cast(),
-                &mut len,
-            ) == 0
+            let sa_ptr = (&mut sa as *mut libc::sockaddr_storage).cast();
+            let peer_ok = libc::getpeername(fd, sa_ptr, &mut len) == 0
                 && i32::from(sa.ss_family) == libc::AF_INET;
-            if peer_ok {
-                let sin = &*(&sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                if u16::from_be(sin.sin_port) == port {
-                    let one: libc::c_int = 1;
-                    let mut got: libc::c_int = 0;
-                    let mut glen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-                    let int_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-                    if libc::setsockopt(
-                        fd,
-                        libc::IPPROTO_TCP,
-                        libc::TCP_NODELAY,
-                        (&one as *const libc::c_int).cast(),
-                        int_len,
-                    ) == 0
-                        && libc::getsockopt(
-                            fd,
-                            libc::IPPROTO_TCP,
-                            libc::TCP_NODELAY,
-                            (&mut got as *mut libc::c_int).cast(),
-                            &mut glen,
-                        ) == 0
-                        && got != 0
-                    {
-                        found += 1;
-                    } else {
-                        errors.push(format!(
-                            "TCP_NODELAY on fd {target}: {}",
-                            std::io::Error::last_os_error()
-                        ));
-                    }
+            let sin = &*(&sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+            if peer_ok && u16::from_be(sin.sin_port) == port {
+                let one: libc::c_int = 1;
+                let mut got: libc::c_int = 0;
+                let int_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                let mut glen = int_len;
+                let (level, opt) = (libc::IPPROTO_TCP, libc::TCP_NODELAY);
+                if libc::setsockopt(fd, level, opt, (&one as *const libc::c_int).cast(), int_len)
+                    == 0
+                    && libc::getsockopt(fd, level, opt, (&mut got as *mut i32).cast(), &mut glen)
+                        == 0
+                    && got != 0
+                {
+                    found += 1;
+                } else {
+                    let e = std::io::Error::last_os_error();
+                    errors.push(format!("TCP_NODELAY on fd {target}: {e}"));
                 }
             }
             libc::close(fd);
@@ -258,154 +219,65 @@ fn force_nodelay(pid: u32, port: u16) -> Result<(), String> {
     }
 }
 
-/// CPU time of a process so far: utime+stime from /proc/<pid>/stat (clock ticks, all
-/// threads), and the scheduler's exact runtime summed over /proc/<pid>/task/*/schedstat
-/// as a cross-check with ns resolution.
-#[derive(Clone, Copy, Debug, Default)]
-struct Cpu {
-    ticks: u64,
-    sched_ns: u64,
-}
-
-/// Clock ticks per second (USER_HZ) of the stat times.
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
-/// `pid` of None: this process.
-fn cpu_of(pid: Option<u32>) -> Result<Cpu, String> {
-    let dir = match pid {
-        Some(p) => format!("/proc/{p}"),
-        None => "/proc/self".into(),
-    };
-    let stat = std::fs::read_to_string(format!("{dir}/stat"))
-        .map_err(|e| format!("read {dir}/stat: {e}"))?;
-    // Fields after "(comm)": state is field 3, utime 14, stime 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|x| x.1)
-        .ok_or_else(|| format!("{dir}/stat: no ')'"))?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let num = |i: usize| -> Result<u64, String> {
-        f.get(i)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{dir}/stat: field {} missing", i + 3))
-    };
-    let ticks = num(11)? + num(12)?;
-    let sched_ns = std::fs::read_dir(format!("{dir}/task"))
-        .map_err(|e| format!("read {dir}/task: {e}"))?
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Ok(Cpu { ticks, sched_ns })
-}
-
-/// CPU µs per call between two readings: (from stat, from schedstat).
-fn per_call(a: Cpu, b: Cpu, calls: usize) -> (f64, f64) {
-    let n = calls as f64;
-    (
-        b.ticks.saturating_sub(a.ticks) as f64 / clk_tck() * 1e6 / n,
-        b.sched_ns.saturating_sub(a.sched_ns) as f64 / 1e3 / n,
-    )
-}
-
-/// CPU 0's busy time (user+nice+system), steal, and irq+softirq from /proc/stat, in
-/// ticks. (A process's utime+stime includes the softirq work done on its behalf, such
-/// as loopback packets, which /proc/stat counts as softirq.)
-fn cpu0_ticks() -> Result<(u64, u64, u64), String> {
-    let stat =
-        std::fs::read_to_string("/proc/stat").map_err(|e| format!("read /proc/stat: {e}"))?;
-    let f: Vec<u64> = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("cpu0 "))
-        .ok_or("/proc/stat: no cpu0 line")?
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    if f.len() < 8 {
-        return Err("/proc/stat: short cpu0 line".into());
-    }
-    // user nice system idle iowait irq softirq steal
-    Ok((f[0] + f[1] + f[2], f[7], f[5] + f[6]))
-}
-
 /// The three processes of a run (gateway, broker, this process: the caller), CPU 0's
-/// busy and steal ticks, and the time.
-#[derive(Clone, Copy, Debug)]
+/// ticks, and the time.
+#[derive(Clone, Copy)]
 struct Snapshot {
     procs: [Cpu; 3],
-    cpu0: (u64, u64, u64),
+    cpu0: procs::CpuTicks,
     at: Instant,
 }
 
-fn snapshot(gateway: u32, broker: u32) -> Result<Snapshot, String> {
-    Ok(Snapshot {
-        procs: [cpu_of(Some(gateway))?, cpu_of(Some(broker))?, cpu_of(None)?],
-        cpu0: cpu0_ticks()?,
-        at: Instant::now(),
-    })
-}
-
-/// Between two snapshots: CPU 0 time spent by anything but our three processes (busy
-/// and irq+softirq ticks minus theirs), and steal, as % of the wall time. Our processes
-/// run only on CPU 0, so a few % is accounting noise; more means another workload
-/// shared the CPU.
-fn foreign_load(a: &Snapshot, b: &Snapshot, verbose: bool) -> (f64, f64) {
-    let ours: u64 = (0..3)
-        .map(|i| b.procs[i].ticks.saturating_sub(a.procs[i].ticks))
-        .sum();
-    let busy = b.cpu0.0.saturating_sub(a.cpu0.0);
-    let irq = b.cpu0.2.saturating_sub(a.cpu0.2);
-    let steal = b.cpu0.1.saturating_sub(a.cpu0.1);
-    let wall = (b.at - a.at).as_secs_f64() * clk_tck();
-    if verbose {
-        eprintln!("  CPU 0 ticks: wall {wall:.0}, busy {busy}, irq+softirq {irq}, our processes {ours}, steal {steal}");
+impl Snapshot {
+    fn take(gateway: u32, broker: u32) -> Result<Snapshot, String> {
+        Ok(Snapshot {
+            procs: [
+                Cpu::of(Some(gateway))?,
+                Cpu::of(Some(broker))?,
+                Cpu::of(None)?,
+            ],
+            cpu0: *cpu_ticks().first().ok_or("/proc/stat: no cpu0 line")?,
+            at: Instant::now(),
+        })
     }
-    (
-        (busy + irq).saturating_sub(ours) as f64 / wall * 100.0,
-        steal as f64 / wall * 100.0,
-    )
-}
 
-/// Per process (gateway, broker, caller): CPU µs per call (stat, schedstat).
-fn phase_cpu(a: Snapshot, b: Snapshot, calls: usize) -> [(f64, f64); 3] {
-    [0, 1, 2].map(|i| per_call(a.procs[i], b.procs[i], calls))
-}
+    /// Per process (gateway, broker, caller): CPU µs per call since `a` (stat, schedstat).
+    fn per_call_since(&self, a: &Snapshot, calls: usize) -> [(f64, f64); 3] {
+        [0, 1, 2].map(|i| self.procs[i].per_call_since(&a.procs[i], calls))
+    }
 
-/// VmRSS, VmHWM (kB) and Threads of a running process.
-fn proc_status(pid: u32) -> (Option<u64>, Option<u64>, Option<u64>) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l[name.len()..].split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    };
-    (field("VmRSS:"), field("VmHWM:"), field("Threads:"))
+    /// Since `a`: CPU 0 time spent by anything but our three processes (busy and
+    /// irq+softirq ticks minus theirs), and steal, as % of the wall time. Our
+    /// processes run only on CPU 0, so a few % is accounting noise; more means
+    /// another workload shared the CPU.
+    fn foreign_load_since(&self, a: &Snapshot, verbose: bool) -> (f64, f64) {
+        let ours: u64 = (0..3)
+            .map(|i| self.procs[i].ticks.saturating_sub(a.procs[i].ticks))
+            .sum();
+        let busy = self.cpu0.work.saturating_sub(a.cpu0.work);
+        let irq = self.cpu0.irq.saturating_sub(a.cpu0.irq);
+        let steal = self.cpu0.steal.saturating_sub(a.cpu0.steal);
+        let wall = (self.at - a.at).as_secs_f64() * clk_tck();
+        if verbose {
+            eprintln!("  CPU 0 ticks: wall {wall:.0}, busy {busy}, irq+softirq {irq}, our processes {ours}, steal {steal}");
+        }
+        (
+            (busy + irq).saturating_sub(ours) as f64 / wall * 100.0,
+            steal as f64 / wall * 100.0,
+        )
+    }
 }
 
 /// One contender run.
-#[derive(Clone, Debug)]
 struct Run {
-    p50_us: f64,
-    p99_us: f64,
-    max_us: f64,
-    /// Sequential round trips slower than 1 ms (stalls).
-    over_1ms: usize,
+    /// Of the sequential phase; `over`: calls slower than 1 ms (stalls).
+    lat: Latency,
     calls_per_s: f64,
     /// Per process (gateway, broker, caller): CPU µs per call (stat, schedstat).
     cpu_seq: [(f64, f64); 3],
     cpu_pipe: [(f64, f64); 3],
-    rss_kb: Option<u64>,
-    hwm_kb: Option<u64>,
-    threads: Option<u64>,
+    /// The gateway's, after the pipelined phase.
+    status: Status,
     /// Requests the gateway says it handled.
     handled: u64,
     /// Over the measured phases: CPU 0 time of other processes, and steal, % of wall.
@@ -413,91 +285,68 @@ struct Run {
     steal_pct: f64,
 }
 
-/// Unique decimal message ids (Alibaba-style 64-bit numbers), per process and run.
-fn id_base(run: u64) -> u64 {
-    889_455_942_124_347_392 + u64::from(std::process::id()) * 1_000_000_000 + run * 10_000_000
-}
-
 /// Stops the gateway with SIGTERM and returns the requests it handled, checking its
-/// exit line(s) for errors.
+/// exit line(s) for errors: paho_gateway's router stats must show every message
+/// replied and nothing dropped, pending or failed.
 fn stop_gateway(c: Contender, p: &mut Proc) -> Result<u64, String> {
-    match c {
-        Contender::Bare => {
-            support::stop_device(p, "paho_bare_echo", &["paho_bare_echo: "], |err| {
-                let bad: Vec<&String> = err
-                    .iter()
-                    .filter(|l| {
-                        (l.contains("failures") && !l.contains(" 0 publish failures"))
-                            || l.contains("failed")
-                            || l.contains("not connected")
-                    })
-                    .collect();
-                if bad.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("paho_bare_echo reported errors: {bad:?}"))
-                }
-            })
-        }
-        Contender::Router => {
-            match p.terminate() {
-                Some(s) if s.success() => {}
-                other => {
-                    return Err(format!(
-                        "paho_gateway did not exit cleanly on SIGTERM ({other:?})\n{}",
-                        p.transcript()
-                    ))
-                }
-            }
-            let err = p.stderr();
+    if c == Contender::Baseline {
+        return stop_device(p, "paho_bare_echo", &["paho_bare_echo: "], |err| {
             let bad: Vec<&String> = err
                 .iter()
-                .filter(|l| l.contains("failed") || l.contains("not connected"))
-                .collect();
-            if !bad.is_empty() {
-                return Err(format!("paho_gateway reported errors: {bad:?}"));
-            }
-            let stats = err
-                .iter()
-                .rev()
-                .find_map(|l| l.strip_prefix("paho_gateway: stats "))
-                .ok_or_else(|| format!("no stats line in\n{}", p.transcript()))?;
-            let m: BTreeMap<&str, u64> = stats
-                .split_whitespace()
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    Some((k, v.parse().ok()?))
+                .filter(|l| {
+                    (l.contains("failures") && !l.contains(" 0 publish failures"))
+                        || l.contains("failed")
+                        || l.contains("not connected")
                 })
                 .collect();
-            let get = |k: &str| {
-                m.get(k)
-                    .copied()
-                    .ok_or_else(|| format!("stats line without {k}: {stats}"))
-            };
-            let requests = get("requests")?;
-            if get("replied")? != requests || get("messages")? != requests {
-                return Err(format!("paho_gateway: not every message replied: {stats}"));
+            if bad.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("paho_bare_echo reported errors: {bad:?}"))
             }
-            for k in [
-                "expired",
-                "duplicates",
-                "malformed",
-                "unknown_device",
-                "table_full",
-                "too_large",
-                "late_replies",
-                "bad_tokens",
-                "send_failures",
-                "not_rrpc",
-                "pending",
-            ] {
-                if get(k)? != 0 {
-                    return Err(format!("paho_gateway: {k} is not 0: {stats}"));
-                }
-            }
-            Ok(requests)
+        });
+    }
+    let err = stop_clean(p, "paho_gateway")?;
+    let bad: Vec<&String> = err
+        .iter()
+        .filter(|l| l.contains("failed") || l.contains("not connected"))
+        .collect();
+    if !bad.is_empty() {
+        return Err(format!("paho_gateway reported errors: {bad:?}"));
+    }
+    let stats = err
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("paho_gateway: stats "))
+        .ok_or_else(|| format!("no stats line in\n{}", p.transcript()))?;
+    let m = key_values(stats);
+    let get = |k: &str| {
+        m.get(k)
+            .copied()
+            .ok_or_else(|| format!("stats line without {k}: {stats}"))
+    };
+    let requests = get("requests")?;
+    if get("replied")? != requests || get("messages")? != requests {
+        return Err(format!("paho_gateway: not every message replied: {stats}"));
+    }
+    for k in [
+        "expired",
+        "duplicates",
+        "malformed",
+        "unknown_device",
+        "table_full",
+        "too_large",
+        "late_replies",
+        "bad_tokens",
+        "send_failures",
+        "not_rrpc",
+        "pending",
+    ] {
+        if get(k)? != 0.0 {
+            return Err(format!("paho_gateway: {k} is not 0: {stats}"));
         }
     }
+    Ok(requests as u64)
 }
 
 /// Fresh broker and gateway; warm-up, sequential and pipelined phases.
@@ -506,160 +355,76 @@ fn run_once(
     program: &Path,
     c: Contender,
     mode: Mode,
-    run_no: u64,
+    run: u64,
 ) -> Result<Run, String> {
-    let (broker, port) = start_mosquitto_with(c.short(), true, BROKER_CONF)?;
-    let broker_pid = broker
-        .proc
-        .child
-        .as_ref()
-        .map(|ch| ch.id())
-        .ok_or("no broker pid")?;
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0"])
-        .arg(program)
-        .args(["--host", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .args(["--product-key", PK, "--devices"])
-        .arg(s.devices.to_string())
-        .arg("--quiet");
-    let mut gw = Proc::spawn_with(&mut cmd);
-    if !gw.wait_stderr(&c.ready_line(s.devices), Duration::from_secs(30)) {
-        return Err(format!(
-            "{} did not connect\n{}",
-            c.program(),
-            gw.transcript()
-        ));
-    }
-    // taskset execs the program: the child's PID is the gateway's.
-    let gw_pid = gw
-        .child
-        .as_ref()
-        .map(|ch| ch.id())
-        .ok_or("no gateway pid")?;
+    let broker = start_mosquitto(c.short(), true, BROKER_CONF)?;
+    let broker_pid = procs::pid(&broker.proc)?;
+    let devices = s.devices.to_string();
+    let args = example_args(broker.port, &["--product-key", PK, "--devices", &devices]);
+    let ready = c.ready_line(s.devices);
+    let mut gw = start_pinned(program, &args, &ready, Duration::from_secs(30))?;
+    let gw_pid = procs::pid(&gw)?;
     if mode == Mode::Forced {
-        force_nodelay(gw_pid, port)?;
+        force_nodelay(gw_pid, broker.port)?;
     }
     let devices: Vec<String> = (0..s.devices).map(|i| format!("dev{i}")).collect();
-    let rt = runtime();
-    let r: Result<(Run, u64), String> = rt.block_on(async {
+    let r = runtime().block_on(async {
+        let id = format!("gwbench{}x{run}", std::process::id());
         let mut caller = StrideCaller::connect(
-            port,
-            format!("gwbench{}x{run_no}", std::process::id()),
+            broker.port,
+            id,
             PK,
             devices,
             s.stride,
             PAYLOAD,
-            id_base(run_no),
+            id_base(run),
         )
         .await?;
-        let mut answered = 0u64;
-        for i in 0..s.warmup {
-            // The first call may race the gateway's subscription; allow a few tries.
-            let timeout = if i == 0 { 5 } else { 2 };
-            let mut tries = 0;
-            loop {
-                match caller.call(Duration::from_secs(timeout), i != 0).await {
-                    Ok(_) => break,
-                    Err(e) if i == 0 && tries < 3 => {
-                        tries += 1;
-                        eprintln!("  first call: {e}; retrying");
-                    }
-                    Err(e) => return Err(format!("warm-up: {e}")),
-                }
-            }
-            answered += 1;
-        }
-        let t0 = snapshot(gw_pid, broker_pid)?;
-        let mut rtts = Vec::with_capacity(s.seq);
-        for _ in 0..s.seq {
-            let d = caller.call(Duration::from_secs(5), true).await?;
-            rtts.push(d.as_secs_f64() * 1e6);
-        }
-        answered += s.seq as u64;
-        let t1 = snapshot(gw_pid, broker_pid)?;
+        let mut answered = caller.warm_up(s.warmup).await?;
+        let t0 = Snapshot::take(gw_pid, broker_pid)?;
+        let rtts = caller.sequential(s.seq).await?;
+        let t1 = Snapshot::take(gw_pid, broker_pid)?;
         let calls_per_s = caller.pipelined(s.pipe, s.inflight).await?;
-        answered += s.pipe as u64;
-        let t2 = snapshot(gw_pid, broker_pid)?;
-        let (rss_kb, hwm_kb, threads) = proc_status(gw_pid);
+        let t2 = Snapshot::take(gw_pid, broker_pid)?;
+        answered += (s.seq + s.pipe) as u64;
+        let status = procs::status(Some(gw_pid));
         caller.disconnect().await;
         if s.verbose {
-            // Where the slowest sequential calls fell (index into the phase: µs).
-            let mut idx: Vec<(usize, f64)> = rtts.iter().copied().enumerate().collect();
-            idx.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let top: Vec<String> = idx
-                .iter()
-                .take(12)
-                .map(|(i, v)| format!("#{i}:{v:.0}"))
-                .collect();
-            eprintln!(
-                "  {} slowest sequential calls: {}",
-                c.short(),
-                top.join(" ")
-            );
+            print_slowest(c.short(), &rtts, 12);
         }
-        let over_1ms = rtts.iter().filter(|&&x| x > 1000.0).count();
-        let (foreign_pct, steal_pct) = foreign_load(&t0, &t2, s.verbose);
-        rtts.sort_by(f64::total_cmp);
-        Ok((
-            Run {
-                p50_us: percentile(&rtts, 50.0),
-                p99_us: percentile(&rtts, 99.0),
-                max_us: *rtts.last().unwrap(),
-                over_1ms,
-                calls_per_s,
-                cpu_seq: phase_cpu(t0, t1, s.seq),
-                cpu_pipe: phase_cpu(t1, t2, s.pipe),
-                rss_kb,
-                hwm_kb,
-                threads,
-                handled: 0,
-                foreign_pct,
-                steal_pct,
-            },
-            answered,
-        ))
+        let (foreign_pct, steal_pct) = t2.foreign_load_since(&t0, s.verbose);
+        let run = Run {
+            lat: Latency::of(rtts, 1000.0),
+            calls_per_s,
+            cpu_seq: t1.per_call_since(&t0, s.seq),
+            cpu_pipe: t2.per_call_since(&t1, s.pipe),
+            status,
+            handled: 0,
+            foreign_pct,
+            steal_pct,
+        };
+        Ok::<_, String>((run, answered))
     });
-    drop(rt);
     let handled = stop_gateway(c, &mut gw);
     drop(broker);
     let (mut run, answered) = r?;
-    let handled = handled?;
-    // The first call may have been retried: the gateway may have seen up to 3 extra.
-    if handled < answered || handled > answered + 3 {
-        return Err(format!(
-            "{}: handled {handled} requests, the caller got {answered} answers",
-            c.program()
-        ));
-    }
-    run.handled = handled;
+    run.handled = handled?;
+    check_handled(c.program(), run.handled, answered)?;
     Ok(run)
-}
-
-/// "median (min..max)" with `prec` decimals.
-fn stat(v: &[f64], prec: usize) -> String {
-    if v.is_empty() {
-        return "-".into();
-    }
-    let (lo, hi) = min_max(v);
-    format!("{:.p$} ({lo:.p$}..{hi:.p$})", median(v), p = prec)
-}
-
-fn opt(v: Option<u64>) -> String {
-    v.map_or("?".into(), |x| x.to_string())
 }
 
 /// The per-run line of the report.
 fn run_line(rep: usize, c: Contender, r: &Run) -> String {
+    let opt = |v: Option<u64>| v.map_or("?".into(), |x| x.to_string());
     format!(
         "  rep {rep} {:<6} p50 {:>5.1} us  p99 {:>6.1} us  max {:>6.1} us  >1ms {:>3}  {:>6.0} calls/s  \
          CPU us/call (stat) seq: gw {:>4.1} broker {:>4.1} caller {:>4.1}, pipelined: gw {:>4.1} broker {:>4.1} caller {:>4.1}  \
          VmRSS {} kB  threads {}  handled {}  other load on CPU 0 {:.0}%",
         c.short(),
-        r.p50_us,
-        r.p99_us,
-        r.max_us,
-        r.over_1ms,
+        r.lat.p50,
+        r.lat.p99,
+        r.lat.max,
+        r.lat.over,
         r.calls_per_s,
         r.cpu_seq[0].0,
         r.cpu_seq[1].0,
@@ -667,184 +432,123 @@ fn run_line(rep: usize, c: Contender, r: &Run) -> String {
         r.cpu_pipe[0].0,
         r.cpu_pipe[1].0,
         r.cpu_pipe[2].0,
-        opt(r.rss_kb),
-        opt(r.threads),
+        opt(r.status.rss_kb),
+        opt(r.status.threads),
         r.handled,
         r.foreign_pct,
     )
 }
 
-/// Other load on CPU 0 (% of a run's measured phases) above which a run is flagged.
-const FOREIGN_LIMIT_PCT: f64 = 5.0;
-
 /// The report section of one socket mode; returns its summary line (router/bare).
 fn section(
-    out: &mut String,
+    out: &mut Report,
     s: &Settings,
     mode: Mode,
-    runs: &BTreeMap<&str, Vec<Run>>,
-    raw: &str,
+    runs: &BTreeMap<Contender, Vec<Run>>,
+    raw: Vec<String>,
 ) -> Option<String> {
-    writeln!(
-        out,
+    out.line(format!(
         "\n======== {}: median over repetitions (min..max) ========",
         mode.title()
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "\n== round trips: {} sequential (latency), {} pipelined with {} in flight (throughput) ==",
+    ));
+    out.section(format!(
+        "round trips: {} sequential (latency), {} pipelined with {} in flight (throughput)",
         s.seq, s.pipe, s.inflight
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "  {:<15} {:>20} {:>24} {:>24} {:>12}",
-        "contender", "p50 us", "p99 us", "calls/s", ">1ms (all)"
-    )
-    .unwrap();
-    // Medians: contender -> (p50, p99, calls/s).
-    let mut med: BTreeMap<&str, (f64, f64, f64)> = BTreeMap::new();
-    for c in CONTENDERS {
-        let Some(rs) = runs.get(c.short()) else {
-            writeln!(out, "  {:<15} (no successful run)", c.name()).unwrap();
-            continue;
-        };
-        let col = |f: &dyn Fn(&Run) -> f64| rs.iter().map(f).collect::<Vec<f64>>();
-        let (p50, p99, tp) = (
-            col(&|r| r.p50_us),
-            col(&|r| r.p99_us),
-            col(&|r| r.calls_per_s),
-        );
-        writeln!(
-            out,
-            "  {:<15} {:>20} {:>24} {:>24} {:>12}",
-            c.name(),
-            stat(&p50, 1),
-            stat(&p99, 1),
-            stat(&tp, 0),
-            rs.iter().map(|r| r.over_1ms).sum::<usize>()
-        )
-        .unwrap();
-        med.insert(c.short(), (median(&p50), median(&p99), median(&tp)));
-    }
-    if let (Some(a), Some(b)) = (med.get("router"), med.get("bare")) {
-        writeln!(
-            out,
+    ));
+    let table = Table::new(&[15, 20, 24, 24, 12]);
+    out.line(table.row(["contender", "p50 us", "p99 us", "calls/s", ">1ms (all)"]));
+    let col = |rs: &[Run], f: &dyn Fn(&Run) -> f64| rs.iter().map(f).collect::<Vec<f64>>();
+    let cols: [Column<Run>; 3] = [
+        (|r| r.lat.p50, 1),
+        (|r| r.lat.p99, 1),
+        (|r| r.calls_per_s, 0),
+    ];
+    let stalls = |rs: &[Run]| vec![rs.iter().map(|r| r.lat.over).sum::<usize>().to_string()];
+    let med = out.contenders(&table, runs, Contender::name, &cols, stalls);
+    if let Some(r) = ratios(&med) {
+        out.line(format!(
             "  ratio router/bare: p50 {:.3}, p99 {:.3}, throughput {:.3}  (latency: lower is better; 1.0 = no visible cost)",
-            a.0 / b.0,
-            a.1 / b.1,
-            a.2 / b.2
-        )
-        .unwrap();
+            r[0], r[1], r[2]
+        ));
     }
 
-    writeln!(
-        out,
-        "\n== CPU time per call: utime+stime from /proc/<pid>/stat ({} Hz ticks, all threads) over the phase / its calls; \
-         [median from /proc/<pid>/task/*/schedstat, ns resolution] ==",
+    out.section(format!(
+        "CPU time per call: utime+stime from /proc/<pid>/stat ({} Hz ticks, all threads) over the phase / its calls; \
+         [median from /proc/<pid>/task/*/schedstat, ns resolution]",
         clk_tck()
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "  {:<15} {:<10} {:>28} {:>28} {:>28}",
-        "contender", "phase", "gateway us/call", "broker us/call", "caller us/call"
-    )
-    .unwrap();
+    ));
+    let table = Table::new(&[15, 10, 28, 28, 28]).left(2);
+    out.line(table.row([
+        "contender",
+        "phase",
+        "gateway us/call",
+        "broker us/call",
+        "caller us/call",
+    ]));
     // The gateway's medians: contender -> [seq stat, seq sched, pipe stat, pipe sched].
-    let mut gw_cpu: BTreeMap<&str, [f64; 4]> = BTreeMap::new();
-    for c in CONTENDERS {
-        let Some(rs) = runs.get(c.short()) else {
-            continue;
-        };
+    let mut gw_cpu: BTreeMap<Contender, [f64; 4]> = BTreeMap::new();
+    for (c, rs) in runs {
         for (ph, phase) in ["sequential", "pipelined"].into_iter().enumerate() {
-            let pick = |r: &Run| if ph == 0 { r.cpu_seq } else { r.cpu_pipe };
-            let mut cells = Vec::new();
+            let pick = |r: &Run, i: usize| if ph == 0 { r.cpu_seq[i] } else { r.cpu_pipe[i] };
+            let mut cells = vec![
+                if ph == 0 { c.name() } else { "" }.to_string(),
+                phase.into(),
+            ];
             for i in 0..3 {
-                let st: Vec<f64> = rs.iter().map(|r| pick(r)[i].0).collect();
-                let sc: Vec<f64> = rs.iter().map(|r| pick(r)[i].1).collect();
+                let st = col(rs, &|r| pick(r, i).0);
+                let sc = col(rs, &|r| pick(r, i).1);
                 if i == 0 {
-                    let e = gw_cpu.entry(c.short()).or_default();
-                    e[2 * ph] = median(&st);
-                    e[2 * ph + 1] = median(&sc);
+                    let e = gw_cpu.entry(*c).or_default();
+                    (e[2 * ph], e[2 * ph + 1]) = (median(&st), median(&sc));
                 }
-                cells.push(format!("{} [{:.1}]", stat(&st, 1), median(&sc)));
+                cells.push(format!("{} [{:.1}]", spread(&st, 1), median(&sc)));
             }
-            writeln!(
-                out,
-                "  {:<15} {:<10} {:>28} {:>28} {:>28}",
-                if ph == 0 { c.name() } else { "" },
-                phase,
-                cells[0],
-                cells[1],
-                cells[2]
-            )
-            .unwrap();
+            out.line(table.row(cells));
         }
     }
-    if let (Some(a), Some(b)) = (gw_cpu.get("router"), gw_cpu.get("bare")) {
-        writeln!(
-            out,
+    let (ca, cb) = (
+        gw_cpu.get(&Contender::Subject),
+        gw_cpu.get(&Contender::Baseline),
+    );
+    if let (Some(a), Some(b)) = (ca, cb) {
+        out.line(format!(
             "  gateway CPU router/bare (stat): sequential {:.2} ({:+.1} us/call), pipelined {:.2} ({:+.1} us/call)",
-            a[0] / b[0],
-            a[0] - b[0],
-            a[2] / b[2],
-            a[2] - b[2],
-        )
-        .unwrap();
-        writeln!(
-            out,
+            a[0] / b[0], a[0] - b[0], a[2] / b[2], a[2] - b[2],
+        ));
+        out.line(format!(
             "  gateway CPU router/bare (schedstat): sequential {:.2} ({:+.2} us/call), pipelined {:.2} ({:+.2} us/call)",
-            a[1] / b[1],
-            a[1] - b[1],
-            a[3] / b[3],
-            a[3] - b[3],
-        )
-        .unwrap();
+            a[1] / b[1], a[1] - b[1], a[3] / b[3], a[3] - b[3],
+        ));
     }
 
-    writeln!(
-        out,
-        "\n== gateway process after the run (/proc/<pid>/status after the pipelined phase) =="
-    )
-    .unwrap();
-    for c in CONTENDERS {
-        let Some(rs) = runs.get(c.short()) else {
-            continue;
+    out.section("gateway process after the run (/proc/<pid>/status after the pipelined phase)");
+    for (c, rs) in runs {
+        let kb = |f: fn(&Status) -> Option<u64>| {
+            spread(
+                &rs.iter()
+                    .filter_map(|r| f(&r.status))
+                    .map(|x| x as f64)
+                    .collect::<Vec<_>>(),
+                0,
+            )
         };
-        let col = |f: &dyn Fn(&Run) -> Option<u64>| -> Vec<f64> {
-            rs.iter().filter_map(f).map(|x| x as f64).collect()
-        };
-        writeln!(
-            out,
+        out.line(format!(
             "  {:<15} VmRSS {} kB, VmHWM {} kB, Threads {}",
             c.name(),
-            stat(&col(&|r| r.rss_kb), 0),
-            stat(&col(&|r| r.hwm_kb), 0),
-            stat(&col(&|r| r.threads), 0)
-        )
-        .unwrap();
+            kb(|x| x.rss_kb),
+            kb(|x| x.hwm_kb),
+            kb(|x| x.threads)
+        ));
     }
-    writeln!(
-        out,
-        "\n== CPU 0 shared with other work over the measured phases (/proc/stat busy time minus our three processes; steal) =="
-    )
-    .unwrap();
-    for c in CONTENDERS {
-        let Some(rs) = runs.get(c.short()) else {
-            continue;
-        };
-        let f: Vec<f64> = rs.iter().map(|r| r.foreign_pct).collect();
-        let st: Vec<f64> = rs.iter().map(|r| r.steal_pct).collect();
-        writeln!(
-            out,
+    out.section("CPU 0 shared with other work over the measured phases (/proc/stat busy time minus our three processes; steal)");
+    for (c, rs) in runs {
+        let (f, st) = (col(rs, &|r| r.foreign_pct), col(rs, &|r| r.steal_pct));
+        out.line(format!(
             "  {:<15} other load {} %, steal {} %",
             c.name(),
-            stat(&f, 1),
-            stat(&st, 1)
-        )
-        .unwrap();
+            spread(&f, 1),
+            spread(&st, 1)
+        ));
     }
     let loaded = runs
         .values()
@@ -852,26 +556,28 @@ fn section(
         .filter(|r| r.foreign_pct > FOREIGN_LIMIT_PCT)
         .count();
     if loaded > 0 {
-        writeln!(
-            out,
+        out.line(format!(
             "  WARNING: {loaded} run(s) shared CPU 0 with other work (> {FOREIGN_LIMIT_PCT:.0}%): their latencies are not the gateway's"
-        )
-        .unwrap();
+        ));
     }
-    writeln!(out, "\n== runs (in execution order) ==").unwrap();
-    out.push_str(raw);
-    let (a, b) = (med.get("router")?, med.get("bare")?);
-    let (ca, cb) = (gw_cpu.get("router")?, gw_cpu.get("bare")?);
+    out.section("runs (in execution order)");
+    out.lines(raw);
+    let (a, b, ca, cb) = (
+        med.get(&Contender::Subject)?,
+        med.get(&Contender::Baseline)?,
+        ca?,
+        cb?,
+    );
     Some(format!(
         "  {:<6} p50 {:.1} / {:.1} us = {:.3}, throughput {:.0} / {:.0} calls/s = {:.3}; \
          gateway CPU per call {:+.1} us sequential, {:+.1} us pipelined (schedstat: {:+.2}, {:+.2})",
         mode.short(),
-        a.0,
-        b.0,
-        a.0 / b.0,
-        a.2,
-        b.2,
-        a.2 / b.2,
+        a[0],
+        b[0],
+        a[0] / b[0],
+        a[2],
+        b[2],
+        a[2] / b[2],
         ca[0] - cb[0],
         ca[2] - cb[2],
         ca[1] - cb[1],
@@ -880,115 +586,43 @@ fn section(
 }
 
 fn run() -> i32 {
-    let started = Instant::now();
-    for tool in ["mosquitto", "taskset", "cmake"] {
-        assert!(
-            common::require_tool(tool),
-            "the gateway benchmark needs {tool}"
-        );
-    }
+    support::require_tools("gateway", &["mosquitto", "taskset", "cmake"]);
     let s = Settings::from_env();
-    let machine = machine_line(false);
-    eprintln!("gateway: {machine}");
-    eprintln!(
-        "gateway: building paho_gateway and paho_bare_echo with CMake (target/cmake-test) ..."
+    let mut report = Report::new(
+        "gateway",
+        &format!(
+            "RRPC round trips through Mosquitto on loopback to a Paho MQTT C gateway serving {} sub-devices on one connection: \
+             librrpc router (examples-c/paho_gateway) vs bare Paho (benches/c/paho_bare_echo)",
+            s.devices
+        ),
+        &machine_line(Show { mosquitto: true, ..Show::default() }),
+        &format!(
+            "broker (set_tcp_nodelay true), gateway and caller (rumqttc, TCP_NODELAY) pinned to CPU 0; \
+             fresh Mosquitto and gateway per run; contender order alternates per repetition; QoS 0; payload {PAYLOAD} B; \
+             {} repetitions; requests to dev0..dev{} in stride order (call k -> dev(k*{} mod {})); warm-up {} calls; \
+             {} sequential round trips; {} pipelined calls with {} in flight; \
+             every reply's device, id and payload checked; the gateways' request counters checked",
+            s.reps, s.devices - 1, s.stride, s.devices, s.warmup, s.seq, s.pipe, s.inflight
+        ),
     );
-    let programs: BTreeMap<&str, PathBuf> = CONTENDERS
-        .into_iter()
-        .map(|c| (c.short(), common::cmake::example(c.program())))
-        .collect();
+    report.progress("building paho_gateway and paho_bare_echo with CMake (target/cmake-test) ...");
+    let programs = CONTENDERS.map(|c| common::cmake::example(c.program()));
     // Pin after the build so that CMake and cargo may use every CPU.
     pin_to_cpu0();
 
-    let mut report = String::new();
-    writeln!(
-        report,
-        "RRPC round trips through Mosquitto on loopback to a Paho MQTT C gateway serving {} sub-devices on one connection: \
-         librrpc router (examples-c/paho_gateway) vs bare Paho (benches/c/paho_bare_echo)",
-        s.devices
-    )
-    .unwrap();
-    writeln!(report, "{machine}").unwrap();
-    writeln!(
-        report,
-        "setup: broker (set_tcp_nodelay true), gateway and caller (rumqttc, TCP_NODELAY) pinned to CPU 0; \
-         fresh Mosquitto and gateway per run; contender order alternates per repetition; QoS 0; payload {PAYLOAD} B; \
-         {} repetitions; requests to dev0..dev{} in stride order (call k -> dev(k*{} mod {})); warm-up {} calls; \
-         {} sequential round trips; {} pipelined calls with {} in flight; \
-         every reply's device, id and payload checked; the gateways' request counters checked",
-        s.reps,
-        s.devices - 1,
-        s.stride,
-        s.devices,
-        s.warmup,
-        s.seq,
-        s.pipe,
-        s.inflight
-    )
-    .unwrap();
-
-    let mut failures: Vec<String> = Vec::new();
     let mut summary: Vec<String> = Vec::new();
     let mut run_no = 0u64;
     for &mode in &s.modes {
-        eprintln!("gateway: {}", mode.title());
-        let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
-        let mut raw = String::new();
-        for rep in 0..s.reps {
-            let order = if rep % 2 == 0 {
-                CONTENDERS
-            } else {
-                [CONTENDERS[1], CONTENDERS[0]]
-            };
-            for c in order {
-                run_no += 1;
-                let t = Instant::now();
-                match run_once(&s, &programs[c.short()], c, mode, run_no) {
-                    Ok(r) => {
-                        let line = run_line(rep, c, &r);
-                        eprintln!("{line} ({:.1} s)", t.elapsed().as_secs_f64());
-                        raw.push_str(&line);
-                        raw.push('\n');
-                        runs.entry(c.short()).or_default().push(r);
-                    }
-                    Err(e) => {
-                        eprintln!("{} rep {rep} {}: FAILED: {e}", mode.short(), c.short());
-                        let first = e.lines().next().unwrap_or("").to_string();
-                        failures.push(format!("{} rep {rep} {}: {first}", mode.short(), c.short()));
-                        raw.push_str(&format!("  rep {rep} {:<6} FAILED: {first}\n", c.short()));
-                    }
-                }
-            }
-        }
-        summary.extend(section(&mut report, &s, mode, &runs, &raw));
+        report.progress(mode.title());
+        let one = |c: Contender| {
+            run_no += 1;
+            run_once(&s, &programs[c as usize], c, mode, run_no)
+        };
+        let what = format!("{} ", mode.short());
+        let (runs, raw) = report.interleave(s.reps, &what, Contender::short, one, run_line);
+        summary.extend(section(&mut report, &s, mode, &runs, raw));
     }
-
-    writeln!(
-        report,
-        "\n== summary: router/bare, medians (paho: the gateway's socket as Paho leaves it; forced: TCP_NODELAY set on it) =="
-    )
-    .unwrap();
-    for line in &summary {
-        writeln!(report, "{line}").unwrap();
-    }
-    if !failures.is_empty() {
-        writeln!(report, "\n== failures ==").unwrap();
-        for f in &failures {
-            writeln!(report, "  {f}").unwrap();
-        }
-    }
-    writeln!(
-        report,
-        "\ntotal runtime: {:.0} s",
-        started.elapsed().as_secs_f64()
-    )
-    .unwrap();
-
-    print!("{report}");
-    let path = out_dir().join("gateway.txt");
-    match std::fs::write(&path, &report) {
-        Ok(()) => eprintln!("gateway: report written to {}", path.display()),
-        Err(e) => eprintln!("gateway: cannot write {}: {e}", path.display()),
-    }
-    i32::from(!failures.is_empty())
+    report.section("summary: router/bare, medians (paho: the gateway's socket as Paho leaves it; forced: TCP_NODELAY set on it)");
+    report.lines(summary);
+    report.finish()
 }

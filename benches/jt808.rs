@@ -1,32 +1,36 @@
-//! The JT/T 808 codec in process: frames/s through `StreamDecoder` (TCP-sized
-//! chunks in, frames out) and `encode_frame`, for pass-through frames whose content
-//! needs no escaping and for content made only of 0x7e/0x7d (every byte escaped,
-//! the frame twice as long). The baseline, measured in the same run on the same
-//! bytes, is the least work any decoder or encoder must do: a plain byte loop that
-//! finds the flags, unescapes (or escapes) and XORs the checksum, with no header,
-//! no validation and no frame objects. The ratio codec/baseline says what the
-//! codec's checks and structure cost. Instructions per frame come from callgrind
-//! (two-run slope, counted inside the timed function only), which is exact on a
-//! noisy machine.
+//! Experiment: what the JT/T 808 codec's checks and structure cost per frame.
+//!
+//! Compared: `StreamDecoder` (TCP-sized chunks in, frames out) and `encode_frame`, on
+//! 0x0900 pass-through frames whose content needs no escaping ("plain") and whose
+//! content is only 0x7e/0x7d ("escaped": every byte escaped, the frame twice as long),
+//! 64- and 1,000-byte bodies. Baseline, measured in the same run on the same bytes:
+//! the least work any decoder or encoder must do, a plain byte loop that finds the
+//! flags, unescapes (or escapes) and XORs the checksum, with no header, no validation
+//! and no frame objects. RRPC_BENCH_REPS timed runs of each, interleaved (the order
+//! alternates), in process, pinned to CPU 0. Printed: frames/s as medians (min..max),
+//! the ratio codec/baseline of the medians, and instructions per frame from callgrind
+//! (counted inside the timed function only, the slope between K1 and K2 frames),
+//! which is exact on a noisy machine. docs/benchmarks.md has the last results.
 //!
 //! `cargo bench --bench jt808` runs it. Knobs (environment):
 //!   RRPC_BENCH_FRAMES    frames per timed run (20000)
 //!   RRPC_BENCH_REPS      timed runs per case (7; the median is reported)
-//!   RRPC_BENCH_CALLGRIND 0 skips the callgrind section (1)
+//!   RRPC_BENCH_CALLGRIND 0 skips the callgrind columns (1)
+//!   RRPC_BENCH_K1, RRPC_BENCH_K2   frames of the two callgrind runs (2000, 6000)
 //! The same executable is the callgrind subject: `jt808 --cg-run <op> <kind> <len> <frames>`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-// Not every shared helper is used here.
-#[allow(dead_code)]
 mod support;
 
 use std::hint::black_box;
-use std::process::Command;
 use std::time::Instant;
 
 use rrpc::jt808::{encode_frame, Header, Phone, StreamDecoder, Version};
-use support::{env_num, median, min_max, pin_to_cpu0};
+use support::machine::{machine_line, pin_to_cpu0, Show};
+use support::report::{Report, Table};
+use support::stats::{median, spread};
+use support::{callgrind, env_num, env_on, order};
 
 /// TCP segment payload size the decoder is fed in.
 const CHUNK: usize = 1460;
@@ -184,7 +188,7 @@ fn run(op: &str, kind: Kind, len: usize, frames: usize, wire: &[u8], out: &mut V
 }
 
 /// The callgrind subject: one run of `op`.
-fn cg_run(args: &[String]) {
+fn cg_run(args: &[String]) -> i32 {
     let [op, kind, len, frames] = args else {
         panic!("usage: jt808 --cg-run <op> <plain|escaped> <body len> <frames>");
     };
@@ -197,61 +201,61 @@ fn cg_run(args: &[String]) {
     let mut out = Vec::with_capacity(4096);
     let n = run(op, kind, len, frames, &wire, &mut out);
     assert_eq!(n, frames);
+    0
 }
 
 /// Instructions per frame of `op`: callgrind totals of two runs, their slope.
-fn instructions(op: &str, kind: Kind, len: usize) -> Option<f64> {
-    let me = std::env::current_exe().ok()?;
-    let total = |frames: usize| -> Option<f64> {
-        let out =
-            std::env::temp_dir().join(format!("callgrind.jt808.{}.{frames}", std::process::id()));
-        let st = Command::new("valgrind")
-            .arg("--tool=callgrind")
-            .arg(format!("--callgrind-out-file={}", out.display()))
-            .arg("--toggle-collect=*jt808::run*")
+fn instructions(op: &str, kind: Kind, len: usize, k: [usize; 2]) -> Result<f64, String> {
+    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut ir = [0.0; 2];
+    for (i, frames) in k.into_iter().enumerate() {
+        let file = callgrind::out_file(&format!("jt808.{op}.{}.{len}.{frames}", kind.name()));
+        let toggle = ["--toggle-collect=*jt808::run*".to_string()];
+        let args = [kind.name().to_string(), len.to_string(), frames.to_string()];
+        let out = callgrind::command(&file, &toggle)
             .arg(&me)
-            .args([
-                "--cg-run",
-                op,
-                kind.name(),
-                &len.to_string(),
-                &frames.to_string(),
-            ])
+            .args(["--cg-run", op])
+            .args(args)
             .output()
-            .ok()?;
-        let text = std::fs::read_to_string(&out).ok();
-        let _ = std::fs::remove_file(&out);
-        if !st.status.success() {
-            eprintln!(
-                "jt808: callgrind {op} failed: {}",
-                String::from_utf8_lossy(&st.stderr)
-            );
-            return None;
+            .map_err(|e| format!("valgrind: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "callgrind {op}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
-        text?
-            .lines()
-            .find_map(|l| l.strip_prefix("summary: "))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    let (a, b) = (total(2000)?, total(6000)?);
-    Some((b - a) / 4000.0)
+        ir[i] = callgrind::totals(&file)?["Ir"];
+    }
+    Ok((ir[1] - ir[0]) / (k[1] - k[0]) as f64)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--cg-run") {
-        return cg_run(&args[1..]);
-    }
-    pin_to_cpu0();
-    let frames = env_num("RRPC_BENCH_FRAMES", 20_000);
+    support::main("jt808", &[("--cg-run", cg_run)], experiment);
+}
+
+/// Both operations, both kinds of content, both body sizes: codec and baseline
+/// interleaved, then their instruction counts.
+fn experiment() -> i32 {
+    let frames = env_num("RRPC_BENCH_FRAMES", 20_000).max(1);
     let reps = env_num("RRPC_BENCH_REPS", 7).max(1);
-    let callgrind = env_num("RRPC_BENCH_CALLGRIND", 1) != 0;
-    println!(
-        "JT/T 808 codec in process (bench pinned to CPU 0): 0x0900 frames, 2013 header, body = type 0x41 + content; \
-         decoder fed {CHUNK}-byte chunks; {frames} frames per run, median of {reps} runs (min..max)"
+    let k = [
+        env_num("RRPC_BENCH_K1", 2000),
+        env_num("RRPC_BENCH_K2", 6000),
+    ];
+    assert!(k[1] > k[0], "RRPC_BENCH_K2 must exceed RRPC_BENCH_K1");
+    let callgrind = env_on("RRPC_BENCH_CALLGRIND", true) && callgrind::available();
+    pin_to_cpu0();
+    let mut report = Report::new(
+        "jt808",
+        "JT/T 808 codec in process: StreamDecoder and encode_frame against a minimal byte loop (the baseline)",
+        &machine_line(Show { valgrind: callgrind, ..Show::default() }),
+        &format!(
+            "bench pinned to CPU 0; 0x0900 frames, 2013 header, body = type 0x41 + content; \
+             decoder fed {CHUNK}-byte chunks; {frames} frames per run, median of {reps} runs (min..max); codec and baseline interleaved"
+        ),
     );
-    println!(
-        "  {:<8} {:<8} {:>6} {:>7}  {:>26}  {:>26}  {:>6}  {:>9} {:>9}",
+    let table = Table::new(&[8, 8, 6, 7, 27, 27, 7, 10, 9]).left(2);
+    report.line(table.row([
         "op",
         "content",
         "body",
@@ -260,68 +264,57 @@ fn main() {
         "baseline frames/s",
         "ratio",
         "Ir/frame",
-        "base Ir"
-    );
+        "base Ir",
+    ]));
     let mut out = Vec::with_capacity(4096);
     for op in ["decode", "encode"] {
+        let base_op = format!("{op}-baseline");
         for kind in [Kind::Plain, Kind::Escaped] {
             for len in [64usize, 1000] {
                 let wire = stream(kind, len, frames);
-                let per_frame = wire.len() / frames;
-                let base_op = format!("{op}-baseline");
-                let (mut ours, mut base) = (Vec::new(), Vec::new());
                 run(op, kind, len, frames, &wire, &mut out); // warm-up
                 run(&base_op, kind, len, frames, &wire, &mut out);
+                let (mut ours, mut base) = (Vec::new(), Vec::new());
                 for rep in 0..reps {
-                    // Interleaved, the order alternating, so neither always goes first.
-                    let order = if rep % 2 == 0 {
-                        [op, &base_op[..]]
-                    } else {
-                        [&base_op[..], op]
-                    };
-                    for o in order {
+                    for o in order([op, &base_op], rep) {
                         let t = Instant::now();
                         let n = run(o, kind, len, frames, &wire, &mut out);
                         let rate = n as f64 / t.elapsed().as_secs_f64();
                         assert_eq!(n, frames, "{o}");
-                        if o == op {
-                            ours.push(rate)
-                        } else {
-                            base.push(rate)
-                        }
+                        if o == op { &mut ours } else { &mut base }.push(rate);
                     }
                 }
-                let span = |v: &[f64]| {
-                    let (lo, hi) = min_max(v);
-                    format!("{:.0} ({:.0}..{:.0})", median(v), lo, hi)
+                let mut ir = |o: &str| -> String {
+                    if !callgrind {
+                        return "-".into();
+                    }
+                    match instructions(o, kind, len, k) {
+                        Ok(v) => format!("{v:.0}"),
+                        Err(e) => {
+                            report.fail(format_args!("{o} {} {len}", kind.name()), &e);
+                            "-".into()
+                        }
+                    }
                 };
-                let (m_ours, m_base) = (median(&ours), median(&base));
-                let (ir, ir_base) = if callgrind {
-                    (
-                        instructions(op, kind, len),
-                        instructions(&base_op, kind, len),
-                    )
-                } else {
-                    (None, None)
-                };
-                let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}"));
-                println!(
-                    "  {:<8} {:<8} {:>6} {:>7}  {:>26}  {:>26}  {:>6.2}  {:>9} {:>9}",
-                    op,
-                    kind.name(),
-                    len,
-                    per_frame,
-                    span(&ours),
-                    span(&base),
-                    m_ours / m_base,
-                    f(ir),
-                    f(ir_base)
-                );
+                let (ir_ours, ir_base) = (ir(op), ir(&base_op));
+                report.line(table.row([
+                    op.to_string(),
+                    kind.name().into(),
+                    len.to_string(),
+                    (wire.len() / frames).to_string(),
+                    spread(&ours, 0),
+                    spread(&base, 0),
+                    format!("{:.2}", median(&ours) / median(&base)),
+                    ir_ours,
+                    ir_base,
+                ]));
             }
         }
     }
-    println!(
+    report.line(format!(
         "  body: bytes of the 0x0900 body; wire: bytes per escaped frame; ratio: codec/baseline frames/s (medians); \
-         Ir/frame: callgrind instructions per frame (slope of 2000 and 6000 frames, input building excluded)"
-    );
+         Ir/frame: callgrind instructions per frame (slope of {} and {} frames, input building excluded)",
+        k[0], k[1]
+    ));
+    report.finish()
 }

@@ -1,6 +1,16 @@
-//! RRPC round trip through Mosquitto on loopback: the C `echo_device` built on librrpc
-//! against a bare rumqttc echo device (the minimal correct RRPC device), driven by the
-//! same caller. See docs/benchmarks.md for what is measured and why.
+//! Experiment: what librrpc costs a device per RRPC round trip.
+//!
+//! Compared: `examples-c/echo_device --quiet`, the C example on librrpc.so, against the
+//! baseline, the bare rumqttc echo device below (the minimal correct RRPC device,
+//! built into this binary), both answering the same caller (support::caller) through
+//! Mosquitto on loopback. Per payload size, RRPC_BENCH_REPS repetitions of each,
+//! interleaved (the order alternates), each on a fresh broker, broker, device and
+//! caller pinned to CPU 0: sequential round trips (p50, p99, max), pipelined calls/s,
+//! the device's RSS and threads. Printed: medians (min..max) and the ratios
+//! librrpc/bare of the medians (targets: p50 <= 1.05, throughput >= 0.95). Then the
+//! instructions per request under callgrind, as the slope between K1 and K2 requests,
+//! the library's extra instructions (target <= 2,000) and where they go, and the
+//! size of librrpc.so. docs/benchmarks.md has the method and the last results.
 //!
 //! `cargo bench --bench roundtrip` runs it. Knobs (environment):
 //!   RRPC_BENCH_REPS       repetitions per payload size and contender (5)
@@ -19,39 +29,35 @@
 mod common;
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Proc;
-use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
-use support::{
-    env_num, fast_connection, machine_line, median, min_max, out_dir, percentile, pin_to_cpu0,
-    runtime, start_mosquitto, verdict,
-};
+use support::caller::{check_handled, StrideCaller};
+use support::machine::{machine_line, pin_to_cpu0, Show};
+use support::mosquitto::{echo_device_args, fast_connection, runtime};
+use support::mosquitto::{start_mosquitto, start_pinned, stop_device};
+use support::procs::{self, Status};
+use support::report::{ratios, Column, Report, Table};
+use support::stats::{print_slowest, spread_u64, verdict, Latency};
+use support::{callgrind, env_list, env_num, env_on, id_base, out_dir};
+use support::{Contender, CONTENDERS};
 
 const PK: &str = "a1BenchPK0";
 const DN: &str = "benchdev1";
 
-/// Request channel capacity of the bare device's and the caller's rumqttc connections.
+/// Request channel capacity of the bare device's rumqttc connection.
 const CHANNEL_CAP: usize = 256;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--bare-device") {
-        std::process::exit(bare::main(&args[2..]));
-    }
-    if !args.iter().any(|a| a == "--bench") {
-        // `cargo test --all-targets` runs bench targets without --bench: stay quick.
-        eprintln!("roundtrip: benchmark only; run it with `cargo bench --bench roundtrip`");
-        return;
-    }
-    bench::run();
+    support::main("roundtrip", &[("--bare-device", bare::main)], run);
 }
 
-/// The bare rumqttc echo device: one current-thread runtime, one task, no library.
+/// The baseline: the bare rumqttc echo device. One current-thread runtime, one task,
+/// no library: subscribe `/sys/{pk}/{dn}/rrpc/request/+`, answer every PUBLISH with
+/// its payload on the topic with `/rrpc/request/` replaced by `/rrpc/response/`.
 mod bare {
     use std::os::unix::io::AsRawFd;
     use std::os::unix::net::UnixStream;
@@ -60,7 +66,7 @@ mod bare {
 
     use rumqttc::{Event, Packet, QoS};
 
-    use super::{fast_connection, CHANNEL_CAP};
+    use super::{fast_connection, runtime, CHANNEL_CAP};
 
     /// Write end of the socket pair the signal handler pokes (self-pipe trick).
     static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
@@ -95,18 +101,12 @@ mod bare {
             libc::signal(libc::SIGINT, handler as libc::sighandler_t);
         }
         rd.set_nonblocking(true).expect("nonblocking");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .expect("runtime");
-        let (handled, failed) = rt.block_on(async move {
+        let (handled, failed) = runtime().block_on(async move {
             let stop = tokio::net::UnixStream::from_std(rd).expect("register the signal socket");
             let (client, mut eventloop) =
                 fast_connection(format!("bare{}", std::process::id()), port, CHANNEL_CAP);
             let filter = format!("/sys/{pk}/{dn}/rrpc/request/+");
-            let mut handled: u64 = 0;
-            let mut failed: u64 = 0;
+            let (mut handled, mut failed) = (0u64, 0u64);
             let mut announced = false;
             loop {
                 tokio::select! {
@@ -124,11 +124,9 @@ mod bare {
                                 eprintln!("bare: subscribe failed: {e}");
                             }
                         }
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
-                            if !announced {
-                                eprintln!("bare: connected to 127.0.0.1:{port}");
-                                announced = true;
-                            }
+                        Ok(Event::Incoming(Packet::SubAck(_))) if !announced => {
+                            eprintln!("bare: connected to 127.0.0.1:{port}");
+                            announced = true;
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             if let Some(i) = p.topic.find("/rrpc/request/") {
@@ -157,1007 +155,470 @@ mod bare {
             (handled, failed)
         });
         eprintln!(
-            "bare: {} requests, {} replies, {} failed",
-            handled + failed,
-            handled,
-            failed
+            "bare: {} requests, {handled} replies, {failed} failed",
+            handled + failed
         );
         0
     }
 }
 
-mod bench {
-    use super::*;
+struct Settings {
+    reps: usize,
+    seq: usize,
+    pipe: usize,
+    inflight: usize,
+    warmup: usize,
+    sizes: Vec<usize>,
+    callgrind: bool,
+    k: [u64; 2],
+    verbose: bool,
+}
 
-    /// Settings from the environment.
-    struct Settings {
-        reps: usize,
-        seq: usize,
-        pipe: usize,
-        inflight: usize,
-        warmup: usize,
-        sizes: Vec<usize>,
-        callgrind: bool,
-        k1: u64,
-        k2: u64,
-    }
-
-    impl Settings {
-        fn from_env() -> Settings {
-            let sizes = std::env::var("RRPC_BENCH_SIZES")
-                .unwrap_or_else(|_| "16,1024,65536".to_string())
-                .split(',')
-                .map(|s| {
-                    s.trim()
-                        .parse::<usize>()
-                        .unwrap_or_else(|_| panic!("RRPC_BENCH_SIZES: bad size {s:?}"))
-                })
-                .collect::<Vec<_>>();
-            assert!(
-                sizes.iter().all(|&s| (16..=1 << 20).contains(&s)),
-                "RRPC_BENCH_SIZES: sizes must be 16 B .. 1 MiB"
-            );
-            let s = Settings {
-                reps: env_num("RRPC_BENCH_REPS", 5).max(1),
-                seq: env_num("RRPC_BENCH_SEQ", 2000).max(10),
-                pipe: env_num("RRPC_BENCH_PIPE", 20000).max(10),
-                inflight: env_num("RRPC_BENCH_INFLIGHT", 16).clamp(1, 200),
-                warmup: env_num("RRPC_BENCH_WARMUP", 200),
-                sizes,
-                callgrind: env_num("RRPC_BENCH_CALLGRIND", 1) != 0,
-                k1: env_num("RRPC_BENCH_K1", 1000) as u64,
-                k2: env_num("RRPC_BENCH_K2", 3000) as u64,
-            };
-            assert!(s.k2 > s.k1, "RRPC_BENCH_K2 must exceed RRPC_BENCH_K1");
-            s
-        }
-
-        /// Sequential and pipelined call counts for one payload size: 64 KiB and up
-        /// move 64x more bytes per call, so they use a half / a quarter.
-        fn counts(&self, size: usize) -> (usize, usize) {
-            if size >= 32 * 1024 {
-                ((self.seq / 2).max(10), (self.pipe / 4).max(10))
-            } else {
-                (self.seq, self.pipe)
-            }
+impl Settings {
+    fn from_env() -> Settings {
+        let sizes = env_list("RRPC_BENCH_SIZES", "16,1024,65536");
+        assert!(
+            sizes.iter().all(|&s| (16..=1 << 20).contains(&s)),
+            "RRPC_BENCH_SIZES: sizes must be 16 B .. 1 MiB"
+        );
+        let k = [
+            env_num("RRPC_BENCH_K1", 1000) as u64,
+            env_num("RRPC_BENCH_K2", 3000) as u64,
+        ];
+        assert!(k[1] > k[0], "RRPC_BENCH_K2 must exceed RRPC_BENCH_K1");
+        Settings {
+            reps: env_num("RRPC_BENCH_REPS", 5).max(1),
+            seq: env_num("RRPC_BENCH_SEQ", 2000).max(10),
+            pipe: env_num("RRPC_BENCH_PIPE", 20000).max(10),
+            inflight: env_num("RRPC_BENCH_INFLIGHT", 16).clamp(1, 200),
+            warmup: env_num("RRPC_BENCH_WARMUP", 200),
+            sizes,
+            callgrind: env_on("RRPC_BENCH_CALLGRIND", true),
+            k,
+            verbose: env_on("RRPC_BENCH_VERBOSE", false),
         }
     }
 
-    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    enum Contender {
-        Librrpc,
-        Bare,
-    }
-
-    impl Contender {
-        fn name(self) -> &'static str {
-            match self {
-                Contender::Librrpc => "librrpc",
-                Contender::Bare => "bare",
-            }
-        }
-        fn ready_line(self) -> &'static str {
-            match self {
-                Contender::Librrpc => "echo_device: connected",
-                Contender::Bare => "bare: connected",
-            }
+    /// Sequential and pipelined call counts for one payload size: 64 KiB and up
+    /// move 64x more bytes per call, so they use a half / a quarter.
+    fn counts(&self, size: usize) -> (usize, usize) {
+        if size >= 32 * 1024 {
+            ((self.seq / 2).max(10), (self.pipe / 4).max(10))
+        } else {
+            (self.seq, self.pipe)
         }
     }
+}
 
-    /// Paths of the two device programs.
-    struct Devices {
-        echo: PathBuf,
-        me: PathBuf,
+/// The subject is librrpc's C echo_device, the baseline the bare rumqttc device.
+impl Contender {
+    fn name(self) -> &'static str {
+        self.pick("librrpc", "bare")
     }
 
-    impl Devices {
-        /// The device's command line (program first), without taskset/valgrind.
-        fn argv(&self, c: Contender, port: u16) -> Vec<String> {
-            match c {
-                Contender::Librrpc => vec![
-                    self.echo.display().to_string(),
-                    "--host".into(),
-                    "127.0.0.1".into(),
-                    "--port".into(),
-                    port.to_string(),
-                    "--dialect".into(),
-                    "alibaba".into(),
-                    "--product-key".into(),
-                    PK.into(),
-                    "--device-name".into(),
-                    DN.into(),
-                    "--quiet".into(),
-                ],
-                Contender::Bare => vec![
-                    self.me.display().to_string(),
-                    "--bare-device".into(),
-                    port.to_string(),
-                    PK.into(),
-                    DN.into(),
-                ],
-            }
+    /// What the device prints once it is connected and subscribed.
+    fn ready_line(self) -> &'static str {
+        self.pick("echo_device: connected", "bare: connected")
+    }
+
+    /// The device's program and arguments (without taskset or valgrind).
+    fn argv(self, echo: &Path, port: u16) -> (PathBuf, Vec<String>) {
+        match self {
+            Contender::Subject => (echo.to_path_buf(), echo_device_args(port, PK, DN)),
+            Contender::Baseline => (
+                std::env::current_exe().expect("current_exe"),
+                common::strings(&["--bare-device", &port.to_string(), PK, DN]),
+            ),
         }
     }
+}
 
-    /// One contender run of one payload size.
-    #[derive(Clone, Debug)]
-    struct Run {
-        p50_us: f64,
-        p99_us: f64,
-        max_us: f64,
-        /// Sequential round trips slower than 10 ms (stalls).
-        slow: usize,
-        calls_per_s: f64,
-        rss_kb: Option<u64>,
-        threads: Option<u64>,
-    }
+/// One contender's run at one payload size.
+struct Run {
+    lat: Latency,
+    calls_per_s: f64,
+    /// The device's, after the sequential phase.
+    status: Status,
+}
 
-    fn pid_of(p: &Proc) -> Option<u32> {
-        p.child.as_ref().map(|c| c.id())
-    }
+/// A run's line in the report's run list.
+fn run_line(rep: usize, c: Contender, r: &Run) -> String {
+    let opt = |v: Option<u64>| v.map_or("?".into(), |x| x.to_string());
+    format!(
+        "  rep {rep} {:<8} p50 {:>7.1} us  p99 {:>7.1} us  max {:>8.1} us  >10ms {:>2}  {:>8.0} calls/s  RSS {} kB  threads {}",
+        c.name(),
+        r.lat.p50,
+        r.lat.p99,
+        r.lat.max,
+        r.lat.over,
+        r.calls_per_s,
+        opt(r.status.rss_kb),
+        opt(r.status.threads),
+    )
+}
 
-    /// VmRSS (kB) and Threads of a running process.
-    fn proc_status(pid: u32) -> (Option<u64>, Option<u64>) {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| {
-            s.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l[name.len()..].split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        };
-        (field("VmRSS:"), field("Threads:"))
-    }
-
-    /// Stops a device with SIGTERM and returns what it says it handled.
-    fn stop_device(p: &mut Proc) -> Result<u64, String> {
-        support::stop_device(p, "device", &["echo_device: ", "bare: "], |err| {
-            let bad: Vec<&String> = err
-                .iter()
-                .filter(|l| l.contains("failed") && !l.contains(" 0 failed"))
-                .collect();
-            if bad.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("device reported errors: {bad:?}"))
-            }
-        })
-    }
-
-    /// The bench's cloud-side caller: rumqttc on a current-thread runtime, one task that
-    /// drives the event loop itself (no channel hop for replies).
-    struct Caller {
-        client: AsyncClient,
-        eventloop: EventLoop,
-        req_prefix: String,
-        resp_prefix: String,
-        next_id: u64,
-        base: Vec<u8>,
-    }
-
-    /// Unique decimal message ids (Alibaba-style 64-bit numbers), per process and run.
-    fn id_base(run: u64) -> u64 {
-        889_455_942_124_347_392 + u64::from(std::process::id()) * 1_000_000_000 + run * 10_000_000
-    }
-
-    impl Caller {
-        async fn connect(port: u16, size: usize, run: u64) -> Result<Caller, String> {
-            let (client, mut eventloop) = fast_connection(
-                format!("benchcaller{}x{run}", std::process::id()),
-                port,
-                CHANNEL_CAP,
-            );
-            client
-                .try_subscribe(format!("/sys/{PK}/{DN}/rrpc/response/+"), QoS::AtMostOnce)
-                .map_err(|e| format!("queue subscribe: {e}"))?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                match tokio::time::timeout_at(deadline, eventloop.poll()).await {
-                    Err(_) => return Err("caller: no SUBACK within 10 s".into()),
-                    Ok(Err(e)) => return Err(format!("caller connection: {e}")),
-                    Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
-                    Ok(Ok(_)) => {}
-                }
-            }
-            // A pseudo-random pattern; each request carries its id in the first 8 bytes.
-            let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ size as u64;
-            let base = (0..size)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            Ok(Caller {
-                client,
-                eventloop,
-                req_prefix: format!("/sys/{PK}/{DN}/rrpc/request/"),
-                resp_prefix: format!("/sys/{PK}/{DN}/rrpc/response/"),
-                next_id: id_base(run),
-                base,
-            })
+/// Stops a device with SIGTERM and returns what it says it handled.
+fn stop(p: &mut Proc) -> Result<u64, String> {
+    stop_device(p, "device", &["echo_device: ", "bare: "], |err| {
+        let bad: Vec<&String> = err
+            .iter()
+            .filter(|l| l.contains("failed") && !l.contains(" 0 failed"))
+            .collect();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("device reported errors: {bad:?}"))
         }
+    })
+}
 
-        fn payload(&self, id: u64) -> Vec<u8> {
-            let mut v = self.base.clone();
-            v[..8].copy_from_slice(&id.to_le_bytes());
-            v
+/// A caller for the one device, its message ids unique to the run.
+async fn caller(port: u16, size: usize, run: u64) -> Result<StrideCaller, String> {
+    let id = format!("benchcaller{}x{run}", std::process::id());
+    StrideCaller::connect(port, id, PK, vec![DN.into()], 1, size, id_base(run)).await
+}
+
+/// Fresh broker and device; warm-up, sequential and pipelined phases; the device's
+/// own request count must match the answers.
+fn run_once(s: &Settings, echo: &Path, c: Contender, size: usize, run: u64) -> Result<Run, String> {
+    let (seq_n, pipe_n) = s.counts(size);
+    let broker = start_mosquitto(c.name(), true, "")?;
+    let (program, args) = c.argv(echo, broker.port);
+    let mut device = start_pinned(&program, &args, c.ready_line(), Duration::from_secs(20))?;
+    let pid = procs::pid(&device)?;
+    let r = runtime().block_on(async {
+        let mut caller = caller(broker.port, size, run).await?;
+        let mut answered = caller.warm_up(s.warmup).await?;
+        let rtts = caller.sequential(seq_n).await?;
+        let status = procs::status(Some(pid));
+        let calls_per_s = caller.pipelined(pipe_n, s.inflight).await?;
+        answered += (seq_n + pipe_n) as u64;
+        caller.disconnect().await;
+        if s.verbose {
+            print_slowest(c.name(), &rtts, 8);
         }
+        let lat = Latency::of(rtts, 10_000.0);
+        Ok::<_, String>((
+            Run {
+                lat,
+                calls_per_s,
+                status,
+            },
+            answered,
+        ))
+    });
+    let handled = stop(&mut device);
+    drop(broker);
+    let (run, answered) = r?;
+    check_handled(c.name(), handled?, answered)?;
+    Ok(run)
+}
 
-        fn verify(&self, id: u64, payload: &[u8]) -> Result<(), String> {
-            if payload.len() != self.base.len()
-                || payload[..8] != id.to_le_bytes()
-                || payload[8..] != self.base[8..]
-            {
+/// The device under callgrind answers `k` sequential 16-byte calls and is stopped
+/// with SIGTERM (it exits cleanly, so callgrind writes its file). Returns what it
+/// handled, which must equal the answers (late replies are skipped, never counted).
+fn callgrind_run(echo: &Path, c: Contender, k: u64, run: u64) -> Result<(u64, PathBuf), String> {
+    let file = callgrind::out_file(&format!("{}.{k}", c.name()));
+    let broker = start_mosquitto("cg", false, "")?;
+    let (program, args) = c.argv(echo, broker.port);
+    let mut device = Proc::spawn_with(callgrind::command(&file, &[]).arg(program).args(args));
+    if !device.wait_stderr(c.ready_line(), Duration::from_secs(180)) {
+        return Err(format!(
+            "{} under valgrind did not connect\n{}",
+            c.name(),
+            device.transcript()
+        ));
+    }
+    let answered = runtime().block_on(async {
+        let mut caller = caller(broker.port, 16, run).await?;
+        let (mut answered, mut attempts) = (0u64, 0u64);
+        let started = Instant::now();
+        while answered < k {
+            attempts += 1;
+            if attempts > k + 20 || started.elapsed() > Duration::from_secs(1800) {
                 return Err(format!(
-                    "reply to {id} has a wrong payload ({} bytes, expected {})",
-                    payload.len(),
-                    self.base.len()
+                    "only {answered} of {k} calls answered under valgrind"
                 ));
             }
-            Ok(())
-        }
-
-        fn send(&mut self, id: u64) -> Result<(), String> {
-            let topic = format!("{}{id}", self.req_prefix);
-            let payload = self.payload(id);
-            self.client
-                .try_publish(topic, QoS::AtMostOnce, false, payload)
-                .map_err(|e| format!("queue request: {e}"))
-        }
-
-        /// The next reply's message id and payload, within `timeout`.
-        async fn next_reply(
-            &mut self,
-            deadline: tokio::time::Instant,
-        ) -> Result<(u64, rumqttc::Publish), String> {
-            loop {
-                match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
-                    Err(_) => return Err("timed out waiting for a reply".into()),
-                    Ok(Err(e)) => return Err(format!("caller connection: {e}")),
-                    Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                        let id = p
-                            .topic
-                            .strip_prefix(self.resp_prefix.as_str())
-                            .and_then(|s| s.parse::<u64>().ok())
-                            .ok_or_else(|| format!("unexpected reply topic {:?}", p.topic))?;
-                        return Ok((id, p));
-                    }
-                    Ok(Ok(_)) => {}
-                }
+            // Generous: valgrind is ~50x slower; late replies are skipped.
+            match caller.call(Duration::from_secs(30), false).await {
+                Ok(_) => answered += 1,
+                Err(e) => eprintln!("  {} under valgrind: {e}; retrying", c.name()),
             }
         }
-
-        /// One sequential call; returns its round-trip time. `strict`: any reply that is
-        /// not this call's is an error (otherwise late replies are skipped).
-        async fn call(&mut self, timeout: Duration, strict: bool) -> Result<Duration, String> {
-            let id = self.next_id;
-            self.next_id += 1;
-            let topic = format!("{}{id}", self.req_prefix);
-            let payload = self.payload(id);
-            let deadline = tokio::time::Instant::now() + timeout;
-            let t0 = Instant::now();
-            self.client
-                .try_publish(topic, QoS::AtMostOnce, false, payload)
-                .map_err(|e| format!("queue request: {e}"))?;
-            loop {
-                let (rid, p) = self
-                    .next_reply(deadline)
-                    .await
-                    .map_err(|e| format!("call {id}: {e}"))?;
-                if rid == id {
-                    let rtt = t0.elapsed();
-                    self.verify(id, &p.payload)?;
-                    return Ok(rtt);
-                }
-                if strict {
-                    return Err(format!("waiting for {id}, got a reply to {rid}"));
-                }
-            }
-        }
-
-        /// `total` calls with `inflight` outstanding at all times; returns calls/s.
-        async fn pipelined(&mut self, total: usize, inflight: usize) -> Result<f64, String> {
-            let mut outstanding = HashSet::with_capacity(inflight * 2);
-            let mut sent = 0usize;
-            let mut received = 0usize;
-            let t0 = Instant::now();
-            while sent < inflight.min(total) {
-                let id = self.next_id;
-                self.next_id += 1;
-                self.send(id)?;
-                outstanding.insert(id);
-                sent += 1;
-            }
-            while received < total {
-                // A stall of 10 s means a lost request or reply: fail instead of hanging.
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-                let (rid, p) = self
-                    .next_reply(deadline)
-                    .await
-                    .map_err(|e| format!("pipelined: {e} after {received} of {total} replies"))?;
-                if !outstanding.remove(&rid) {
-                    return Err(format!("pipelined: unexpected or duplicate reply {rid}"));
-                }
-                self.verify(rid, &p.payload)?;
-                received += 1;
-                if sent < total {
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    self.send(id)?;
-                    outstanding.insert(id);
-                    sent += 1;
-                }
-            }
-            Ok(total as f64 / t0.elapsed().as_secs_f64())
-        }
-
-        async fn disconnect(mut self) {
-            let _ = self.client.try_disconnect();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
-                if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
-                }
-            }
-        }
+        caller.disconnect().await;
+        Ok(answered)
+    });
+    let handled = stop(&mut device);
+    drop(broker);
+    let (answered, handled) = (answered?, handled?);
+    if handled != answered {
+        return Err(format!(
+            "device handled {handled} requests under valgrind, {answered} answered"
+        ));
     }
+    Ok((handled, file))
+}
 
-    /// RRPC_BENCH_VERBOSE=1: more detail on stderr (where the slowest calls fell).
-    fn verbose() -> bool {
-        env_num("RRPC_BENCH_VERBOSE", 0) != 0
-    }
+/// The librrpc.so that echo_device loads, its size, and the size of a stripped copy.
+fn library_size(echo: &Path) -> Result<(PathBuf, u64, u64), String> {
+    let out = common::cmake::try_run(Command::new("ldd").arg(echo))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let so = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("librrpc"))
+        .and_then(|l| l.split("=>").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .ok_or_else(|| format!("ldd does not show librrpc:\n{text}"))?;
+    let real = std::fs::canonicalize(so).map_err(|e| format!("{so}: {e}"))?;
+    let tmp = out_dir().join("work/librrpc.stripped.so");
+    common::cmake::try_run(Command::new("strip").arg("-o").arg(&tmp).arg(&real))?;
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|e| e.to_string())
+    };
+    Ok((real.clone(), size(&real)?, size(&tmp)?))
+}
 
-    /// Fresh broker, device, caller; warm-up, sequential and pipelined phases.
-    fn run_once(
-        s: &Settings,
-        dev: &Devices,
-        c: Contender,
-        size: usize,
-        run_no: u64,
-    ) -> Result<Run, String> {
-        let (seq_n, pipe_n) = s.counts(size);
-        let (broker, port) = start_mosquitto(c.name(), true)?;
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "0"]).args(dev.argv(c, port));
-        let mut device = Proc::spawn_with(&mut cmd);
-        if !device.wait_stderr(c.ready_line(), Duration::from_secs(20)) {
-            return Err(format!(
-                "{} did not connect\n{}",
-                c.name(),
-                device.transcript()
-            ));
-        }
-        let pid = pid_of(&device).expect("device pid");
-        let rt = runtime();
-        let r: Result<(Run, u64), String> = rt.block_on(async {
-            let mut caller = Caller::connect(port, size, run_no).await?;
-            let mut answered = 0u64;
-            for i in 0..s.warmup.max(1) {
-                // The first call may race the device's subscription; allow a few tries.
-                let timeout = if i == 0 { 5 } else { 2 };
-                let mut tries = 0;
-                loop {
-                    match caller.call(Duration::from_secs(timeout), i != 0).await {
-                        Ok(_) => break,
-                        Err(e) if i == 0 && tries < 3 => {
-                            tries += 1;
-                            eprintln!("  first call: {e}; retrying");
-                        }
-                        Err(e) => return Err(format!("warm-up: {e}")),
-                    }
-                }
-                answered += 1;
-            }
-            let mut rtts = Vec::with_capacity(seq_n);
-            for _ in 0..seq_n {
-                let d = caller.call(Duration::from_secs(5), true).await?;
-                rtts.push(d.as_secs_f64() * 1e6);
-            }
-            answered += seq_n as u64;
-            let (rss_kb, threads) = proc_status(pid);
-            let calls_per_s = caller.pipelined(pipe_n, s.inflight).await?;
-            answered += pipe_n as u64;
-            caller.disconnect().await;
-            if verbose() {
-                // Where the slowest sequential calls fell (index into the phase, µs).
-                let mut idx: Vec<(usize, f64)> = rtts.iter().copied().enumerate().collect();
-                idx.sort_by(|a, b| b.1.total_cmp(&a.1));
-                let top: Vec<String> = idx
-                    .iter()
-                    .take(8)
-                    .map(|(i, v)| format!("#{i}:{v:.0}"))
-                    .collect();
-                eprintln!("  {} slowest sequential calls: {}", c.name(), top.join(" "));
-            }
-            rtts.sort_by(f64::total_cmp);
-            Ok((
-                Run {
-                    p50_us: percentile(&rtts, 50.0),
-                    p99_us: percentile(&rtts, 99.0),
-                    max_us: *rtts.last().unwrap(),
-                    slow: rtts.iter().filter(|&&x| x > 10_000.0).count(),
-                    calls_per_s,
-                    rss_kb,
-                    threads,
-                },
-                answered,
-            ))
-        });
-        drop(rt);
-        let handled = stop_device(&mut device);
-        drop(broker);
-        let (run, answered) = r?;
-        let handled = handled?;
-        // The first call may have been retried: the device may have seen up to 3 extra.
-        if handled < answered || handled > answered + 3 {
-            return Err(format!(
-                "{}: device handled {handled} requests, caller got {answered} answers",
-                c.name()
-            ));
-        }
-        Ok(run)
-    }
-
-    /// Per-request instruction counts from callgrind.
-    struct Callgrind {
-        ir: [u64; 2],
-        handled: [u64; 2],
-        files: [PathBuf; 2],
-    }
-
-    impl Callgrind {
-        fn per_request(&self) -> f64 {
-            (self.ir[1] as f64 - self.ir[0] as f64)
-                / (self.handled[1] as f64 - self.handled[0] as f64)
-        }
-    }
-
-    /// Total Ir of a callgrind output file (`totals:` or `summary:` line).
-    fn callgrind_total(path: &Path) -> Result<u64, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-        let find = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        find("totals:")
-            .or_else(|| find("summary:"))
-            .ok_or_else(|| format!("no totals/summary line in {}", path.display()))
-    }
-
-    /// One callgrind run: the device under valgrind answers `k` sequential 16-byte calls.
-    fn callgrind_run(
-        dev: &Devices,
-        c: Contender,
-        k: u64,
-        run_no: u64,
-    ) -> Result<(u64, u64, PathBuf), String> {
-        let file = out_dir()
-            .join("work")
-            .join(format!("callgrind.{}.{k}.out", c.name()));
-        let _ = std::fs::remove_file(&file);
-        let (broker, port) = start_mosquitto("cg", false)?;
-        let mut cmd = Command::new("valgrind");
-        cmd.arg("--tool=callgrind")
-            .arg(format!("--callgrind-out-file={}", file.display()))
-            .args(dev.argv(c, port));
-        let mut device = Proc::spawn_with(&mut cmd);
-        if !device.wait_stderr(c.ready_line(), Duration::from_secs(180)) {
-            return Err(format!(
-                "{} under valgrind did not connect\n{}",
-                c.name(),
-                device.transcript()
-            ));
-        }
-        let rt = runtime();
-        let answered: Result<u64, String> = rt.block_on(async {
-            let mut caller = Caller::connect(port, 16, run_no).await?;
-            let mut answered = 0u64;
-            let mut attempts = 0u64;
-            let started = Instant::now();
-            while answered < k {
-                attempts += 1;
-                if attempts > k + 20 || started.elapsed() > Duration::from_secs(1800) {
-                    return Err(format!(
-                        "{}: only {answered} of {k} calls answered under valgrind",
-                        c.name()
-                    ));
-                }
-                // Generous: valgrind is ~50x slower; late replies are skipped.
-                match caller.call(Duration::from_secs(30), false).await {
-                    Ok(_) => answered += 1,
-                    Err(e) => eprintln!("  {} under valgrind: {e}; retrying", c.name()),
-                }
-            }
-            caller.disconnect().await;
-            Ok(answered)
-        });
-        drop(rt);
-        let handled = stop_device(&mut device);
-        drop(broker);
-        let answered = answered?;
-        let handled = handled?;
-        if handled != answered {
-            return Err(format!(
-                "{}: device handled {handled} requests under valgrind, {answered} answered",
-                c.name()
-            ));
-        }
-        let ir = callgrind_total(&file)?;
-        Ok((ir, handled, file))
-    }
-
-    /// `callgrind_annotate` output summed per function name (inlined pieces that it
-    /// lists under other source files are added up): name -> (Ir, object file name).
-    fn annotate(file: &Path, inclusive: bool) -> Result<BTreeMap<String, (u64, String)>, String> {
-        let out = Command::new("callgrind_annotate")
-            .arg(format!(
-                "--inclusive={}",
-                if inclusive { "yes" } else { "no" }
-            ))
-            .arg("--threshold=100")
-            .arg("--auto=no")
-            .arg(file)
-            .output()
-            .map_err(|e| format!("callgrind_annotate: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "callgrind_annotate failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut m: BTreeMap<String, (u64, String)> = BTreeMap::new();
-        for line in text.lines() {
-            let t = line.trim_start();
-            let Some((num, rest)) = t.split_once(' ') else {
-                continue;
-            };
-            let Ok(ir) = num.replace(',', "").parse::<u64>() else {
-                continue;
-            };
-            // Skip the "(12.34%)" column, keep "file:function [object]".
-            let rest = rest.trim_start();
-            let rest = match rest.strip_prefix('(') {
-                Some(r) => r.split_once(')').map(|x| x.1).unwrap_or(r).trim_start(),
-                None => rest,
-            };
-            if rest.is_empty() || rest.starts_with("PROGRAM TOTALS") {
-                continue;
-            }
-            let (func, obj) = match rest.rfind(" [") {
-                Some(i) if rest.ends_with(']') => (&rest[..i], &rest[i + 2..rest.len() - 1]),
-                _ => (rest, ""),
-            };
-            let func = func.split_once(':').map_or(func, |(_file, f)| f);
-            let obj = Path::new(obj)
-                .file_name()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let e = m.entry(func.to_string()).or_insert((0, String::new()));
-            e.0 += ir;
-            if e.1.is_empty() {
-                e.1 = obj;
-            }
-        }
-        Ok(m)
-    }
-
-    /// "function [object]", the function cut to 90 characters.
-    fn short_label(func: &str, obj: &str) -> String {
-        let mut f = func.to_string();
-        if f.len() > 90 {
-            let mut cut = 87;
-            while !f.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            f.truncate(cut);
-            f.push_str("...");
-        }
-        if obj.is_empty() {
-            f
-        } else {
-            format!("{f} [{obj}]")
-        }
-    }
-
-    /// The library's entry points (inclusive, K2 run, and their K1..K2 slope).
-    fn entry_points(cg: &Callgrind, k: [u64; 2], out: &mut String) -> Result<(), String> {
-        let inc = [annotate(&cg.files[0], true)?, annotate(&cg.files[1], true)?];
-        let needles = [
-            "rrpc::client::Inner::on_publish",
-            "rrpc_client_reply",
-            "rrpc::router::Router::handle_message",
-            "rrpc::router::Router::reply",
-        ];
-        writeln!(
-            out,
-            "  inclusive Ir of library entry points (callgrind_annotate --inclusive=yes):"
-        )
-        .unwrap();
-        writeln!(
-            out,
-            "  {:<62} {:>14} {:>10} {:>12}",
-            "function",
-            format!("Ir(K2={})", k[1]),
-            "Ir/K2",
-            "slope/req"
-        )
-        .unwrap();
-        let mut found = 0;
-        for n in needles {
-            let hits: Vec<(&String, &(u64, String))> =
-                inc[1].iter().filter(|(f, _)| f.ends_with(n)).collect();
-            for (func, (ir2, obj)) in hits.into_iter().take(3) {
-                let ir1 = inc[0].get(func).map_or(0, |x| x.0);
-                let slope = (*ir2 as f64 - ir1 as f64) / (cg.handled[1] - cg.handled[0]) as f64;
-                writeln!(
-                    out,
-                    "  {:<62} {:>14} {:>10.0} {:>12.0}",
-                    short_label(func, obj),
-                    ir2,
-                    *ir2 as f64 / cg.handled[1] as f64,
-                    slope
-                )
-                .unwrap();
-                found += 1;
-            }
-        }
-        if found == 0 {
-            writeln!(
-                out,
-                "  (no rrpc symbols found in the callgrind output: the library build has no symbols)"
-            )
-            .unwrap();
-        }
-        Ok(())
-    }
-
-    /// Top functions by self cost per request (slope between the two runs).
-    fn top_self(cg: &Callgrind, n: usize, out: &mut String) -> Result<(), String> {
-        let a = annotate(&cg.files[0], false)?;
-        let b = annotate(&cg.files[1], false)?;
-        let dk = (cg.handled[1] - cg.handled[0]) as f64;
-        let mut v: Vec<(f64, String)> = b
-            .iter()
-            .map(|(f, (ir2, obj))| {
-                let ir1 = a.get(f).map_or(0, |x| x.0);
-                ((*ir2 as f64 - ir1 as f64) / dk, short_label(f, obj))
-            })
-            .collect();
-        v.sort_by(|x, y| y.0.total_cmp(&x.0));
-        for (per, l) in v.into_iter().take(n) {
-            writeln!(out, "    {per:>8.0}  {l}").unwrap();
-        }
-        Ok(())
-    }
-
-    /// Size of the librrpc.so that echo_device loads, and of a stripped copy.
-    fn library_size(echo: &Path) -> Result<(PathBuf, u64, u64), String> {
-        let out = Command::new("ldd")
-            .arg(echo)
-            .output()
-            .map_err(|e| format!("ldd: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let so = text
-            .lines()
-            .find(|l| l.trim_start().starts_with("librrpc"))
-            .and_then(|l| l.split("=>").nth(1))
-            .and_then(|r| r.split_whitespace().next())
-            .map(PathBuf::from)
-            .ok_or_else(|| format!("ldd does not show librrpc:\n{text}"))?;
-        let real = std::fs::canonicalize(&so).map_err(|e| format!("{}: {e}", so.display()))?;
-        let size = std::fs::metadata(&real).map_err(|e| e.to_string())?.len();
-        let tmp = out_dir().join("work/librrpc.stripped.so");
-        common::cmake::try_run(Command::new("strip").arg("-o").arg(&tmp).arg(&real))?;
-        let stripped = std::fs::metadata(&tmp).map_err(|e| e.to_string())?.len();
-        Ok((real, size, stripped))
-    }
-
-    fn fmt_opt(v: &[u64]) -> String {
-        if v.is_empty() {
-            return "?".into();
-        }
-        let f: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-        let (lo, hi) = min_max(&f);
-        format!("{:.0} ({lo:.0}..{hi:.0})", median(&f))
-    }
-
-    pub fn run() {
-        let started = Instant::now();
-        for tool in [
+fn run() -> i32 {
+    support::require_tools(
+        "round-trip",
+        &[
             "mosquitto",
             "taskset",
             "cmake",
             "valgrind",
             "callgrind_annotate",
-        ] {
-            assert!(
-                common::require_tool(tool),
-                "the round-trip benchmark needs {tool}"
-            );
-        }
-        let s = Settings::from_env();
-        let machine = machine_line(true);
-        eprintln!("roundtrip: {machine}");
-        eprintln!("roundtrip: building echo_device with CMake (target/cmake-test) ...");
-        let dev = Devices {
-            echo: common::cmake::example("echo_device"),
-            me: std::env::current_exe().expect("current_exe"),
-        };
-        // Pin after the build so that CMake and cargo may use every CPU.
-        pin_to_cpu0();
-
-        let mut report = String::new();
-        writeln!(
-            report,
-            "RRPC round trip through Mosquitto on loopback: librrpc (C echo_device) vs bare rumqttc echo device"
-        )
-        .unwrap();
-        writeln!(report, "{machine}").unwrap();
-        writeln!(
-            report,
-            "setup: broker, device and caller pinned to CPU 0 (taskset -c 0 / sched_setaffinity); fresh Mosquitto per run; \
+        ],
+    );
+    let s = Settings::from_env();
+    let mut report = Report::new(
+        "roundtrip",
+        "RRPC round trip through Mosquitto on loopback: librrpc (C echo_device) vs bare rumqttc echo device",
+        &machine_line(Show { mosquitto: true, valgrind: true, ..Show::default() }),
+        &format!(
+            "broker, device and caller pinned to CPU 0 (taskset -c 0 / sched_setaffinity); fresh Mosquitto per run; \
              contender order alternates per repetition; QoS 0; {} repetitions; warm-up {} calls; \
              pipelined with {} in flight; every reply's payload checked",
             s.reps, s.warmup, s.inflight
-        )
-        .unwrap();
+        ),
+    );
+    report.progress("building echo_device with CMake (target/cmake-test) ...");
+    let echo = common::cmake::example("echo_device");
+    // Pin after the build so that CMake and cargo may use every CPU.
+    pin_to_cpu0();
 
-        let mut run_no = 0u64;
-        let mut failures: Vec<String> = Vec::new();
-        let mut footprint: BTreeMap<&str, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
-        let contenders = [Contender::Librrpc, Contender::Bare];
-        for &size in &s.sizes {
-            let (seq_n, pipe_n) = s.counts(size);
-            let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
-            let mut raw = String::new();
-            for rep in 0..s.reps {
-                let order = if rep % 2 == 0 {
-                    contenders
-                } else {
-                    [contenders[1], contenders[0]]
-                };
-                for c in order {
-                    run_no += 1;
-                    let t = Instant::now();
-                    match run_once(&s, &dev, c, size, run_no) {
-                        Ok(r) => {
-                            let line = format!(
-                                "  rep {rep} {:<8} p50 {:>7.1} us  p99 {:>7.1} us  max {:>8.1} us  >10ms {:>2}  {:>8.0} calls/s  RSS {} kB  threads {}",
-                                c.name(),
-                                r.p50_us,
-                                r.p99_us,
-                                r.max_us,
-                                r.slow,
-                                r.calls_per_s,
-                                r.rss_kb.map_or("?".into(), |v| v.to_string()),
-                                r.threads.map_or("?".into(), |v| v.to_string()),
-                            );
-                            eprintln!("{size} B{line} ({:.1} s)", t.elapsed().as_secs_f64());
-                            raw.push_str(&line);
-                            raw.push('\n');
-                            if size == s.sizes[0] {
-                                let e = footprint.entry(c.name()).or_default();
-                                e.0.extend(r.rss_kb);
-                                e.1.extend(r.threads);
-                            }
-                            runs.entry(c.name()).or_default().push(r);
-                        }
-                        Err(e) => {
-                            eprintln!("{size} B rep {rep} {}: FAILED: {e}", c.name());
-                            let first = e.lines().next().unwrap_or("").to_string();
-                            failures.push(format!("{size} B rep {rep} {}: {first}", c.name()));
-                            raw.push_str(&format!("  rep {rep} {:<8} FAILED: {first}\n", c.name()));
-                        }
-                    }
-                }
+    let mut run_no = 0u64;
+    // The footprint: RSS and threads of the first size's runs.
+    let mut footprint: BTreeMap<Contender, Vec<Status>> = BTreeMap::new();
+    for &size in &s.sizes {
+        let (seq_n, pipe_n) = s.counts(size);
+        let one = |c| {
+            run_no += 1;
+            run_once(&s, &echo, c, size, run_no)
+        };
+        let what = format!("{size} B ");
+        let (runs, raw) = report.interleave(s.reps, &what, Contender::name, one, run_line);
+        if size == s.sizes[0] {
+            for (c, rs) in &runs {
+                footprint.insert(*c, rs.iter().map(|r| r.status).collect());
             }
-            writeln!(
-                report,
-                "\n== payload {size} B: {seq_n} sequential round trips, {pipe_n} pipelined calls ({} in flight); median over repetitions (min..max) ==",
-                s.inflight
-            )
-            .unwrap();
-            writeln!(
-                report,
-                "  {:<9} {:>24} {:>24} {:>26}",
-                "contender", "p50 us", "p99 us", "calls/s"
-            )
-            .unwrap();
-            let mut med: BTreeMap<&str, (f64, f64, f64)> = BTreeMap::new();
-            for c in contenders {
-                let Some(rs) = runs.get(c.name()) else {
-                    writeln!(report, "  {:<9} (no successful run)", c.name()).unwrap();
-                    continue;
-                };
-                let col = |f: &dyn Fn(&Run) -> f64| {
-                    let v: Vec<f64> = rs.iter().map(f).collect();
-                    let (lo, hi) = min_max(&v);
-                    (median(&v), lo, hi)
-                };
-                let p50 = col(&|r| r.p50_us);
-                let p99 = col(&|r| r.p99_us);
-                let tp = col(&|r| r.calls_per_s);
-                writeln!(
-                    report,
-                    "  {:<9} {:>24} {:>24} {:>26}",
+        }
+        report.section(format_args!(
+            "payload {size} B: {seq_n} sequential round trips, {pipe_n} pipelined calls ({} in flight); median over repetitions (min..max)",
+            s.inflight
+        ));
+        let table = Table::new(&[9, 24, 24, 26]);
+        report.line(table.row(["contender", "p50 us", "p99 us", "calls/s"]));
+        let cols: [Column<Run>; 3] = [
+            (|r| r.lat.p50, 1),
+            (|r| r.lat.p99, 1),
+            (|r| r.calls_per_s, 0),
+        ];
+        let med = report.contenders(&table, &runs, Contender::name, &cols, |_| Vec::new());
+        if let Some(r) = ratios(&med) {
+            let (r50, r99, rtp) = (r[0], r[1], r[2]);
+            report.line(format!(
+                "  ratio librrpc/bare: p50 {r50:.3} (target <= 1.05: {}), p99 {r99:.3}, throughput {rtp:.3} (target >= 0.95: {})",
+                verdict(r50 <= 1.05),
+                verdict(rtp >= 0.95)
+            ));
+        }
+        report.line("  runs (in execution order):");
+        report.lines(raw);
+    }
+
+    if s.callgrind {
+        cpu_cost(&mut report, &s, &echo, &mut run_no);
+    }
+
+    report.section("footprint");
+    match library_size(&echo) {
+        Ok((so, size, stripped)) => report.line(format!(
+            "  librrpc.so loaded by echo_device: {} ({size} bytes), stripped: {stripped} bytes ({:.0} KiB)",
+            so.display(),
+            stripped as f64 / 1024.0
+        )),
+        Err(e) => report.line(format!("  librrpc.so size: {e}")),
+    }
+    report.line(format!(
+        "  after the sequential phase of the {} B runs, median (min..max) over repetitions:",
+        s.sizes[0]
+    ));
+    for c in CONTENDERS {
+        let st = footprint.remove(&c).unwrap_or_default();
+        let col = |f: fn(&Status) -> Option<u64>| st.iter().filter_map(f).collect::<Vec<_>>();
+        report.line(format!(
+            "  {:<9} VmRSS {} kB, Threads {}",
+            c.name(),
+            spread_u64(&col(|x| x.rss_kb)),
+            spread_u64(&col(|x| x.threads))
+        ));
+    }
+    report.finish()
+}
+
+/// The CPU cost section: both devices under callgrind, K1 and K2 requests each.
+fn cpu_cost(report: &mut Report, s: &Settings, echo: &Path, run_no: &mut u64) {
+    report.section("CPU cost per request (valgrind --tool=callgrind, 16 B sequential calls, Ir = instructions executed by the device)");
+    report.line("  per request = (Ir(K2) - Ir(K1)) / (K2 - K1): start-up and shutdown cancel");
+    let table = Table::new(&[9, 16, 16, 16, 14]);
+    report.line(table.row([
+        "device".to_string(),
+        format!("Ir(K1={})", s.k[0]),
+        format!("Ir(K2={})", s.k[1]),
+        "handled K1/K2".into(),
+        "Ir/request".into(),
+    ]));
+    let mut pairs: BTreeMap<Contender, (callgrind::Pair, [f64; 2])> = BTreeMap::new();
+    for c in CONTENDERS {
+        let mut runs = Vec::new();
+        for k in s.k {
+            *run_no += 1;
+            let t = Instant::now();
+            report.progress(format!("callgrind: {} with {k} requests ...", c.name()));
+            let r = callgrind_run(echo, c, k, *run_no).and_then(|(handled, file)| {
+                let ir = callgrind::totals(&file)?["Ir"];
+                report.progress(format!(
+                    "callgrind: {} K={k}: {ir} Ir, {handled} handled ({:.1} s)",
                     c.name(),
-                    format!("{:.1} ({:.1}..{:.1})", p50.0, p50.1, p50.2),
-                    format!("{:.1} ({:.1}..{:.1})", p99.0, p99.1, p99.2),
-                    format!("{:.0} ({:.0}..{:.0})", tp.0, tp.1, tp.2),
-                )
-                .unwrap();
-                med.insert(c.name(), (p50.0, p99.0, tp.0));
-            }
-            if let (Some(a), Some(b)) = (med.get("librrpc"), med.get("bare")) {
-                let (r50, r99, rtp) = (a.0 / b.0, a.1 / b.1, a.2 / b.2);
-                writeln!(
-                    report,
-                    "  ratio librrpc/bare: p50 {r50:.3} (target <= 1.05: {}), p99 {r99:.3}, throughput {rtp:.3} (target >= 0.95: {})",
-                    verdict(r50 <= 1.05),
-                    verdict(rtp >= 0.95)
-                )
-                .unwrap();
-            }
-            writeln!(report, "  runs (in execution order):").unwrap();
-            report.push_str(&raw);
-        }
-
-        // ---- callgrind --------------------------------------------------------------
-        if s.callgrind {
-            writeln!(
-                report,
-                "\n== CPU cost per request (valgrind --tool=callgrind, 16 B sequential calls, Ir = instructions executed by the device) =="
-            )
-            .unwrap();
-            writeln!(
-                report,
-                "  per request = (Ir(K2) - Ir(K1)) / (K2 - K1): start-up and shutdown cancel"
-            )
-            .unwrap();
-            let mut cg: BTreeMap<&str, Callgrind> = BTreeMap::new();
-            for c in contenders {
-                let mut ir = [0u64; 2];
-                let mut handled = [0u64; 2];
-                let mut files = [PathBuf::new(), PathBuf::new()];
-                let mut ok = true;
-                for (i, k) in [s.k1, s.k2].into_iter().enumerate() {
-                    run_no += 1;
-                    let t = Instant::now();
-                    eprintln!("callgrind: {} with {k} requests ...", c.name());
-                    match callgrind_run(&dev, c, k, run_no) {
-                        Ok((total, h, f)) => {
-                            eprintln!(
-                                "callgrind: {} K={k}: {total} Ir, {h} handled ({:.1} s)",
-                                c.name(),
-                                t.elapsed().as_secs_f64()
-                            );
-                            ir[i] = total;
-                            handled[i] = h;
-                            files[i] = f;
-                        }
-                        Err(e) => {
-                            eprintln!("callgrind: {} K={k} FAILED: {e}", c.name());
-                            failures.push(format!(
-                                "callgrind {} K={k}: {}",
-                                c.name(),
-                                e.lines().next().unwrap_or("")
-                            ));
-                            ok = false;
-                            break;
-                        }
-                    }
-                }
-                if ok {
-                    cg.insert(c.name(), Callgrind { ir, handled, files });
-                }
-            }
-            writeln!(
-                report,
-                "  {:<9} {:>16} {:>16} {:>16} {:>14}",
-                "device",
-                format!("Ir(K1={})", s.k1),
-                format!("Ir(K2={})", s.k2),
-                "handled K1/K2",
-                "Ir/request"
-            )
-            .unwrap();
-            for c in contenders {
-                if let Some(g) = cg.get(c.name()) {
-                    writeln!(
-                        report,
-                        "  {:<9} {:>16} {:>16} {:>16} {:>14.0}",
-                        c.name(),
-                        g.ir[0],
-                        g.ir[1],
-                        format!("{}/{}", g.handled[0], g.handled[1]),
-                        g.per_request()
-                    )
-                    .unwrap();
-                } else {
-                    writeln!(report, "  {:<9} (failed)", c.name()).unwrap();
-                }
-            }
-            if let (Some(a), Some(b)) = (cg.get("librrpc"), cg.get("bare")) {
-                let d = a.per_request() - b.per_request();
-                writeln!(
-                    report,
-                    "  library's extra cost: {d:.0} Ir/request (target <= 2000: {})",
-                    verdict(d <= 2000.0)
-                )
-                .unwrap();
-            }
-            if let Some(a) = cg.get("librrpc") {
-                if let Err(e) = entry_points(a, [s.k1, s.k2], &mut report) {
-                    writeln!(report, "  (callgrind_annotate: {e})").unwrap();
-                }
-            }
-            for c in contenders {
-                if let Some(g) = cg.get(c.name()) {
-                    writeln!(
-                        report,
-                        "  top self cost per request, {} (Ir/request, K1..K2 slope):",
-                        c.name()
-                    )
-                    .unwrap();
-                    if let Err(e) = top_self(g, 12, &mut report) {
-                        writeln!(report, "    (callgrind_annotate: {e})").unwrap();
-                    }
+                    t.elapsed().as_secs_f64()
+                ));
+                Ok((handled, file, ir))
+            });
+            match r {
+                Ok(x) => runs.push(x),
+                Err(e) => {
+                    report.fail(format_args!("callgrind {} K={k}", c.name()), &e);
+                    break;
                 }
             }
         }
-
-        // ---- footprint -----------------------------------------------------------------
-        writeln!(report, "\n== footprint ==").unwrap();
-        match library_size(&dev.echo) {
-            Ok((so, size, stripped)) => writeln!(
-                report,
-                "  librrpc.so loaded by echo_device: {} ({size} bytes), stripped: {stripped} bytes ({:.0} KiB)",
-                so.display(),
-                stripped as f64 / 1024.0
-            )
-            .unwrap(),
-            Err(e) => writeln!(report, "  librrpc.so size: {e}").unwrap(),
-        }
-        writeln!(
-            report,
-            "  after the sequential phase of the {} B runs, median (min..max) over repetitions:",
-            s.sizes[0]
-        )
-        .unwrap();
-        for c in contenders {
-            let (rss, thr) = footprint.remove(c.name()).unwrap_or_default();
-            writeln!(
-                report,
-                "  {:<9} VmRSS {} kB, Threads {}",
-                c.name(),
-                fmt_opt(&rss),
-                fmt_opt(&thr)
-            )
-            .unwrap();
-        }
-        if !failures.is_empty() {
-            writeln!(report, "\n== failures ==").unwrap();
-            for f in &failures {
-                writeln!(report, "  {f}").unwrap();
+        let [(h1, f1, ir1), (h2, f2, ir2)]: [_; 2] = match runs.try_into() {
+            Ok(r) => r,
+            Err(_) => {
+                report.line(format!("  {:<9} (failed)", c.name()));
+                continue;
             }
-        }
-        writeln!(
-            report,
-            "\ntotal runtime: {:.0} s",
-            started.elapsed().as_secs_f64()
-        )
-        .unwrap();
-
-        print!("{report}");
-        let path = out_dir().join("roundtrip.txt");
-        match std::fs::write(&path, &report) {
-            Ok(()) => eprintln!("roundtrip: report written to {}", path.display()),
-            Err(e) => eprintln!("roundtrip: cannot write {}: {e}", path.display()),
+        };
+        let pair = callgrind::Pair {
+            k: [h1, h2],
+            files: [f1, f2],
+        };
+        let per = (ir2 - ir1) / (h2 - h1) as f64;
+        report.line(table.row([
+            c.name().to_string(),
+            format!("{ir1:.0}"),
+            format!("{ir2:.0}"),
+            format!("{h1}/{h2}"),
+            format!("{per:.0}"),
+        ]));
+        pairs.insert(c, (pair, [ir2, per]));
+    }
+    if let (Some(a), Some(b)) = (
+        pairs.get(&Contender::Subject),
+        pairs.get(&Contender::Baseline),
+    ) {
+        let d = a.1[1] - b.1[1];
+        report.line(format!(
+            "  library's extra cost: {d:.0} Ir/request (target <= 2000: {})",
+            verdict(d <= 2000.0)
+        ));
+    }
+    if let Some((pair, _)) = pairs.get(&Contender::Subject) {
+        if let Err(e) = entry_points(report, pair) {
+            report.line(format!("  (callgrind-cost: {e})"));
         }
     }
+    for (c, (pair, _)) in &pairs {
+        report.line(format!(
+            "  top self cost per request, {} (Ir/request, K1..K2 slope, share of the total):",
+            c.name()
+        ));
+        match pair.lines("self", &["-n", "12"]) {
+            Ok(lines) => report.lines(lines.iter().map(|l| format!("  {l}"))),
+            Err(e) => report.line(format!("    (callgrind-cost: {e})")),
+        }
+    }
+}
+
+/// Inclusive Ir of the library's entry points: in the K2 run, per request of it, and
+/// the K1..K2 slope.
+fn entry_points(report: &mut Report, pair: &callgrind::Pair) -> Result<(), String> {
+    let file = pair.files[1].display().to_string();
+    let k2 = callgrind::rows(&common::strings(&["-a", "-n", "0", "inclusive", &file]))?;
+    let slope = pair.rows("inclusive", &["-a", "-n", "0"])?;
+    report.line("  inclusive Ir of library entry points (callgrind_annotate --inclusive=yes):");
+    let table = Table::new(&[62, 14, 10, 12]);
+    report.line(table.row([
+        "function".to_string(),
+        format!("Ir(K2={})", pair.k[1]),
+        "Ir/K2".into(),
+        "slope/req".into(),
+    ]));
+    let needles = [
+        "Inner::on_publish",
+        "rrpc_client_reply",
+        "Router::handle_message_bytes",
+        "Router::handle_message",
+        "Router::handle",
+        "Router::reply",
+        "Router::begin_reply",
+    ];
+    let mut found = 0;
+    for n in needles {
+        let suffix = format!("::{n}");
+        let hits = k2.iter().filter(|r| {
+            let f = r.name.split(" [").next().unwrap_or("");
+            f == n || f.ends_with(&suffix)
+        });
+        for r in hits.take(3) {
+            let per = slope
+                .iter()
+                .find(|x| x.name == r.name)
+                .map_or(0.0, |x| x.values[0]);
+            let mut label = r.name.clone();
+            if label.len() > 90 {
+                let cut = (0..=87)
+                    .rev()
+                    .find(|&i| label.is_char_boundary(i))
+                    .unwrap_or(0);
+                label = format!("{}...", &label[..cut]);
+            }
+            report.line(table.row([
+                label,
+                format!("{:.0}", r.values[0]),
+                format!("{:.0}", r.values[0] / pair.k[1] as f64),
+                format!("{per:.0}"),
+            ]));
+            found += 1;
+        }
+    }
+    if found == 0 {
+        report.line(
+            "  (no rrpc symbols found in the callgrind output: the library build has no symbols)",
+        );
+    }
+    Ok(())
 }
