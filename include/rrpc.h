@@ -1001,6 +1001,70 @@ typedef struct rrpc_client_stats {
 } rrpc_client_stats;
 
 /**
+ * Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
+ */
+typedef struct rrpc_jt808_adapter_config {
+    /**
+     * Requests held at once, sent and queued, over all terminals. Default 4096.
+     */
+    uint32_t max_pending;
+    /**
+     * Requests waiting behind the outstanding ANSWER request of a (terminal,
+     * type). Default 8.
+     */
+    uint32_t max_queue_per_key;
+    /**
+     * Content bytes held by queued requests. Default 8388608 (8 MiB).
+     */
+    uint32_t max_queued_bytes;
+    /**
+     * Largest request content. Default 65536.
+     */
+    uint32_t max_content;
+    /**
+     * Largest 0x8900 body per frame, 2-1023; longer ones are sub-packaged
+     * (type byte in the first packet only). Default 1023.
+     */
+    uint32_t max_body;
+    /**
+     * Terminals known at once. Default 100000.
+     */
+    uint32_t max_terminals;
+    /**
+     * Connections with a decoder (`rrpc_jt808_adapter_on_bytes`). Default 100000.
+     */
+    uint32_t max_connections;
+    /**
+     * Longest escaped frame accepted per connection, flags included; at least
+     * 15. Default 2092 (the longest the standard allows).
+     */
+    uint32_t max_frame_len;
+    /**
+     * `rrpc_jt808_completion` of requests submitted with
+     * RRPC_JT808_COMPLETION_DEFAULT. Default RRPC_JT808_COMPLETION_ACK.
+     */
+    uint32_t default_completion;
+    /**
+     * An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
+     */
+    uint32_t busy_policy;
+} rrpc_jt808_adapter_config;
+
+/**
+ * Writes `len` bytes of escaped 0x8900 frames (one whole message, all its
+ * packets back to back) to the terminal `phone` (`phone_len` raw bytes) on
+ * connection `conn`. Return 0 when the bytes were written or queued for the
+ * socket, anything else on failure. Runs on the thread that called the adapter,
+ * without any adapter lock held: it may call the adapter again.
+ */
+typedef int32_t (*rrpc_jt808_send_fn)(void *user_data,
+                                      uint64_t conn,
+                                      const uint8_t *phone,
+                                      size_t phone_len,
+                                      const uint8_t *bytes,
+                                      size_t len);
+
+/**
  * A frame header, as decoded or to encode.
  */
 typedef struct rrpc_jt808_header {
@@ -1071,70 +1135,6 @@ typedef struct rrpc_jt808_frame {
      */
     size_t body_len;
 } rrpc_jt808_frame;
-
-/**
- * Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
- */
-typedef struct rrpc_jt808_adapter_config {
-    /**
-     * Requests held at once, sent and queued, over all terminals. Default 4096.
-     */
-    uint32_t max_pending;
-    /**
-     * Requests waiting behind the outstanding ANSWER request of a (terminal,
-     * type). Default 8.
-     */
-    uint32_t max_queue_per_key;
-    /**
-     * Content bytes held by queued requests. Default 8388608 (8 MiB).
-     */
-    uint32_t max_queued_bytes;
-    /**
-     * Largest request content. Default 65536.
-     */
-    uint32_t max_content;
-    /**
-     * Largest 0x8900 body per frame, 2-1023; longer ones are sub-packaged
-     * (type byte in the first packet only). Default 1023.
-     */
-    uint32_t max_body;
-    /**
-     * Terminals known at once. Default 100000.
-     */
-    uint32_t max_terminals;
-    /**
-     * Connections with a decoder (`rrpc_jt808_adapter_on_bytes`). Default 100000.
-     */
-    uint32_t max_connections;
-    /**
-     * Longest escaped frame accepted per connection, flags included; at least
-     * 15. Default 2092 (the longest the standard allows).
-     */
-    uint32_t max_frame_len;
-    /**
-     * `rrpc_jt808_completion` of requests submitted with
-     * RRPC_JT808_COMPLETION_DEFAULT. Default RRPC_JT808_COMPLETION_ACK.
-     */
-    uint32_t default_completion;
-    /**
-     * An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
-     */
-    uint32_t busy_policy;
-} rrpc_jt808_adapter_config;
-
-/**
- * Writes `len` bytes of escaped 0x8900 frames (one whole message, all its
- * packets back to back) to the terminal `phone` (`phone_len` raw bytes) on
- * connection `conn`. Return 0 when the bytes were written or queued for the
- * socket, anything else on failure. Runs on the thread that called the adapter,
- * without any adapter lock held: it may call the adapter again.
- */
-typedef int32_t (*rrpc_jt808_send_fn)(void *user_data,
-                                      uint64_t conn,
-                                      const uint8_t *phone,
-                                      size_t phone_len,
-                                      const uint8_t *bytes,
-                                      size_t len);
 
 /**
  * Something the adapter tells the application (`rrpc_jt808_event_cb`). Every
@@ -1882,117 +1882,6 @@ rrpc_status rrpc_client_get_client_id(struct rrpc_client *client,
                                       size_t *out_len);
 
 /**
- * Creates a streaming decoder for one connection: feed it bytes as they arrive
- * (any chunking), take frames out with `rrpc_jt808_decoder_next`. Bytes
- * outside frames are skipped; a frame longer than `max_frame_len` is reported
- * and dropped, and the decoder picks up at the next 0x7e. It never holds more
- * than `max_frame_len` bytes of an unfinished frame.
- *
- * @param[in]  max_frame_len longest escaped frame, flags included; 0 for 2092
- *                           (the longest the standard allows); else at least 15.
- * @param[out] out_decoder   receives the decoder; release it with
- *                           `rrpc_jt808_decoder_free`.
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER     `out_decoder` is NULL.
- * @retval RRPC_STATUS_INVALID_ARGUMENT `max_frame_len` is 1-14.
- *
- * Any thread.
- */
-rrpc_status rrpc_jt808_decoder_new(size_t max_frame_len, struct rrpc_jt808_decoder **out_decoder);
-
-/**
- * Releases a decoder and any frame it returned. NULL is ignored.
- *
- * @retval RRPC_STATUS_OK
- *
- * Once, when no other thread uses the decoder.
- */
-rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
-
-/**
- * Feeds the next chunk of the connection's bytes. Complete frames wait for
- * `rrpc_jt808_decoder_next`.
- *
- * @param[in] bytes the chunk; may be NULL when `len` is 0.
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL, or `bytes` is NULL with a length.
- *
- * One thread at a time per decoder (it has no lock).
- */
-rrpc_status rrpc_jt808_decoder_push(struct rrpc_jt808_decoder *decoder,
-                                    const uint8_t *bytes,
-                                    size_t len);
-
-/**
- * Takes the next complete frame, in stream order. Unknown message ids are
- * frames like any other. A phone that is not BCD is not an error: see
- * `phone_bcd_error`.
- *
- * @param[out] out_frame receives the frame when `*out_ready` is true; its body
- *                       stays valid until the next call on this decoder.
- * @param[out] out_ready true when a frame was written; false when no complete
- *                       frame is waiting (push more bytes).
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_MALFORMED_FRAME the next frame is invalid and was dropped;
- *         `rrpc_last_error_message()` names the rule and the byte offset from
- *         the frame's start flag, such as "byte 18: checksum 0x60, computed
- *         0x61". Call again for the frames after it.
- * @retval RRPC_STATUS_NULL_POINTER `decoder`, `out_frame` or `out_ready` is NULL.
- *
- * One thread at a time per decoder.
- */
-rrpc_status rrpc_jt808_decoder_next(struct rrpc_jt808_decoder *decoder,
-                                    struct rrpc_jt808_frame *out_frame,
-                                    bool *out_ready);
-
-/**
- * Encodes one frame (flags, header, body, checksum, escaping) into `buf`.
- *
- * @param[in]  header    the header: `version` must match `phone_len` (2013: 6,
- *                       2019: 10), `protocol_version` 0 in 2013, `encryption`
- *                       0-7, package fields both 0 or `1 <= index <= count`.
- * @param[in]  body      the body, at most 1023 bytes; may be NULL when empty.
- * @param[out] buf       receives the frame; may be NULL when `size` is 0.
- * @param[in]  size      bytes available in `buf`.
- * @param[out] out_len   receives the frame's length, also when `buf` is too small.
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
- * @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
- *         (the message says which).
- * @retval RRPC_STATUS_NULL_POINTER `header` or `out_len` is NULL, or a buffer
- *         is NULL with a length.
- *
- * Any thread.
- */
-rrpc_status rrpc_jt808_encode(const struct rrpc_jt808_header *header,
-                              const uint8_t *body,
-                              size_t body_len,
-                              uint8_t *buf,
-                              size_t size,
-                              size_t *out_len);
-
-/**
- * Turns a phone number in decimal digits into the raw BCD header bytes,
- * left-padded with zeros: 6 bytes (12 digits) for 2013, 10 bytes (20 digits)
- * for 2019.
- *
- * @param[in]  digits    NUL-terminated ASCII digits, such as "13800138000".
- * @param[in]  version   2013 or 2019.
- * @param[out] out_phone receives the bytes; room for 10.
- * @param[out] out_len   receives 6 or 10.
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
- *         a version that is neither 2013 nor 2019.
- * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8
- *
- * Any thread.
- */
-rrpc_status rrpc_jt808_phone_from_digits(const char *digits,
-                                         uint16_t version,
-                                         uint8_t *out_phone,
-                                         size_t *out_len);
-
-/**
  * The payload `{"jt808":"error","reason":"busy"}`, for applications that answer
  * an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY.
  *
@@ -2270,6 +2159,117 @@ rrpc_status rrpc_jt808_adapter_tick(struct rrpc_jt808_adapter *adapter,
  */
 rrpc_status rrpc_jt808_adapter_get_stats(struct rrpc_jt808_adapter *adapter,
                                          struct rrpc_jt808_adapter_stats *out_stats);
+
+/**
+ * Creates a streaming decoder for one connection: feed it bytes as they arrive
+ * (any chunking), take frames out with `rrpc_jt808_decoder_next`. Bytes
+ * outside frames are skipped; a frame longer than `max_frame_len` is reported
+ * and dropped, and the decoder picks up at the next 0x7e. It never holds more
+ * than `max_frame_len` bytes of an unfinished frame.
+ *
+ * @param[in]  max_frame_len longest escaped frame, flags included; 0 for 2092
+ *                           (the longest the standard allows); else at least 15.
+ * @param[out] out_decoder   receives the decoder; release it with
+ *                           `rrpc_jt808_decoder_free`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `out_decoder` is NULL.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `max_frame_len` is 1-14.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_decoder_new(size_t max_frame_len, struct rrpc_jt808_decoder **out_decoder);
+
+/**
+ * Releases a decoder and any frame it returned. NULL is ignored.
+ *
+ * @retval RRPC_STATUS_OK
+ *
+ * Once, when no other thread uses the decoder.
+ */
+rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
+
+/**
+ * Feeds the next chunk of the connection's bytes. Complete frames wait for
+ * `rrpc_jt808_decoder_next`.
+ *
+ * @param[in] bytes the chunk; may be NULL when `len` is 0.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL, or `bytes` is NULL with a length.
+ *
+ * One thread at a time per decoder (it has no lock).
+ */
+rrpc_status rrpc_jt808_decoder_push(struct rrpc_jt808_decoder *decoder,
+                                    const uint8_t *bytes,
+                                    size_t len);
+
+/**
+ * Takes the next complete frame, in stream order. Unknown message ids are
+ * frames like any other. A phone that is not BCD is not an error: see
+ * `phone_bcd_error`.
+ *
+ * @param[out] out_frame receives the frame when `*out_ready` is true; its body
+ *                       stays valid until the next call on this decoder.
+ * @param[out] out_ready true when a frame was written; false when no complete
+ *                       frame is waiting (push more bytes).
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_MALFORMED_FRAME the next frame is invalid and was dropped;
+ *         `rrpc_last_error_message()` names the rule and the byte offset from
+ *         the frame's start flag, such as "byte 18: checksum 0x60, computed
+ *         0x61". Call again for the frames after it.
+ * @retval RRPC_STATUS_NULL_POINTER `decoder`, `out_frame` or `out_ready` is NULL.
+ *
+ * One thread at a time per decoder.
+ */
+rrpc_status rrpc_jt808_decoder_next(struct rrpc_jt808_decoder *decoder,
+                                    struct rrpc_jt808_frame *out_frame,
+                                    bool *out_ready);
+
+/**
+ * Encodes one frame (flags, header, body, checksum, escaping) into `buf`.
+ *
+ * @param[in]  header    the header: `version` must match `phone_len` (2013: 6,
+ *                       2019: 10), `protocol_version` 0 in 2013, `encryption`
+ *                       0-7, package fields both 0 or `1 <= index <= count`.
+ * @param[in]  body      the body, at most 1023 bytes; may be NULL when empty.
+ * @param[out] buf       receives the frame; may be NULL when `size` is 0.
+ * @param[in]  size      bytes available in `buf`.
+ * @param[out] out_len   receives the frame's length, also when `buf` is too small.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
+ *         (the message says which).
+ * @retval RRPC_STATUS_NULL_POINTER `header` or `out_len` is NULL, or a buffer
+ *         is NULL with a length.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_encode(const struct rrpc_jt808_header *header,
+                              const uint8_t *body,
+                              size_t body_len,
+                              uint8_t *buf,
+                              size_t size,
+                              size_t *out_len);
+
+/**
+ * Turns a phone number in decimal digits into the raw BCD header bytes,
+ * left-padded with zeros: 6 bytes (12 digits) for 2013, 10 bytes (20 digits)
+ * for 2019.
+ *
+ * @param[in]  digits    NUL-terminated ASCII digits, such as "13800138000".
+ * @param[in]  version   2013 or 2019.
+ * @param[out] out_phone receives the bytes; room for 10.
+ * @param[out] out_len   receives 6 or 10.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
+ *         a version that is neither 2013 nor 2019.
+ * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_phone_from_digits(const char *digits,
+                                         uint16_t version,
+                                         uint8_t *out_phone,
+                                         size_t *out_len);
 
 /**
  * The library version, such as "0.1.0" (the same as `RRPC_VERSION` in this

@@ -38,7 +38,8 @@ mod status;
 
 pub mod caller;
 pub mod client;
-pub mod jt808;
+pub mod jt808_adapter;
+pub mod jt808_codec;
 pub mod misc;
 pub mod router;
 pub mod session;
