@@ -278,10 +278,10 @@ static void on_request(void *user_data, rrpc_client *c, const rrpc_request *req)
                                                (uint8_t)req->content_type, req->payload,
                                                req->payload_len, how, req->deadline_ms,
                                                now_ms(), NULL);
-    if (st == RRPC_STATUS_BUSY) {
+    if (st == RRPC_STATUS_BUSY || st == RRPC_STATUS_LIMIT_REACHED) {
         const char *busy = rrpc_jt808_busy_payload();
         rrpc_client_reply(client, req->token, (const uint8_t *)busy, strlen(busy));
-    } else if (st == RRPC_STATUS_NOT_FOUND) {
+    } else if (st == RRPC_STATUS_NOT_CONNECTED) {
         reply_error(req->token, "terminal not connected");
     } else if (st != RRPC_STATUS_OK) {
         reply_error(req->token, rrpc_status_str(st));

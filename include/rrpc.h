@@ -1883,7 +1883,8 @@ rrpc_status rrpc_client_get_client_id(struct rrpc_client *client,
 
 /**
  * The payload `{"jt808":"error","reason":"busy"}`, for applications that answer
- * an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY.
+ * an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY or
+ * RRPC_STATUS_LIMIT_REACHED.
  *
  * Never fails. The string is static: do not free it. Any thread.
  */
@@ -1975,30 +1976,41 @@ rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *ada
  *   (or `"busy"` when no serial number was free)
  * - ANSWER: the 0x0900 content itself.
  *
- * @param[in]  phone, phone_len the terminal's raw phone bytes (6 or 10; see
+ * @param[in]  adapter     the adapter.
+ * @param[in]  token       the RRPC request's token (`rrpc_request.token`).
+ * @param[in]  phone       the terminal's raw phone bytes (see
  *                         `rrpc_jt808_phone_from_digits`).
+ * @param[in]  phone_len   6 or 10.
+ * @param[in]  content_type the pass-through type byte (the RRpc ContentType).
  * @param[in]  content     may be NULL when `content_len` is 0.
+ * @param[in]  content_len the content's length in bytes.
  * @param[in]  completion  an `rrpc_jt808_completion` value.
  * @param[in]  deadline_ms when the RRPC caller stops waiting (for requests from
  *                         the router, `rrpc_request.deadline_ms`), on the same
  *                         clock as `now_ms` (such as `rrpc_monotonic_ms`).
+ * @param[in]  now_ms      the time now.
  * @param[out] out_queued  receives true when the request was queued, false when
  *                         it was sent; may be NULL.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NOT_FOUND   no connection is known for the terminal: it has
- *         sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame` since
- *         it connected, and `rrpc_jt808_adapter_terminal_connected` was not called.
+ * @retval RRPC_STATUS_NOT_CONNECTED no connection is known for the terminal:
+ *         it has sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame`
+ *         since it connected, and `rrpc_jt808_adapter_terminal_connected` was not
+ *         called.
  * @retval RRPC_STATUS_BUSY        an ANSWER request of this (terminal, type) is
- *         outstanding and the policy is RRPC_JT808_BUSY_REFUSE, or the queue, the
- *         table (`max_pending`), queued bytes, terminals or serial numbers are
- *         exhausted. The application may answer the call with
- *         `rrpc_jt808_busy_payload()`.
+ *         outstanding and the policy is RRPC_JT808_BUSY_REFUSE. The application
+ *         may answer the call with `rrpc_jt808_busy_payload()`.
+ * @retval RRPC_STATUS_LIMIT_REACHED the (terminal, type) queue
+ *         (`max_queue_per_key`), the table (`max_pending`), the queued bytes
+ *         (`max_queued_bytes`), the terminals (`max_terminals`) or the
+ *         terminal's free serial numbers are exhausted; the message names which.
+ *         The application may answer the call with `rrpc_jt808_busy_payload()`.
  * @retval RRPC_STATUS_SEND_FAILED the send function failed; the request was released.
  * @retval RRPC_STATUS_EXPIRED     `deadline_ms` is not after `now_ms`.
  * @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `content_len` exceeds `max_content`.
  * @retval RRPC_STATUS_WRONG_STATE no send function is registered.
- * @retval RRPC_STATUS_INVALID_ARGUMENT `token` is already held, a bad phone length,
- *         or an unknown completion.
+ * @retval RRPC_STATUS_ALREADY_EXISTS the adapter already holds a request `token`.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT a bad phone length, an unknown
+ *         completion, or content that cannot be encoded.
  * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL, or `content`
  *         is NULL with a length.
  *
@@ -2028,8 +2040,8 @@ rrpc_status rrpc_jt808_adapter_submit(struct rrpc_jt808_adapter *adapter,
  * @param[in] bytes  may be NULL when `len` is 0.
  * @param[in] now_ms the time, on the clock of the deadlines.
  * @retval RRPC_STATUS_OK (also when frames were malformed: see the events)
- * @retval RRPC_STATUS_BUSY         a new connection while `max_connections` are open;
- *         the bytes were dropped.
+ * @retval RRPC_STATUS_LIMIT_REACHED a new connection while `max_connections`
+ *         are open; the bytes were dropped.
  * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL, or `bytes` is NULL with a length.
  *
  * Any thread, including callbacks; bytes of one connection must arrive in order.
@@ -2055,7 +2067,8 @@ rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
  * @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
  *         id, or a packet the reassembler refused; dropped.
  * @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
- * @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
+ * @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
+ *         `max_terminals` or `max_connections` are known.
  * @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
  *         is NULL with a length.
  *
@@ -2072,7 +2085,8 @@ rrpc_status rrpc_jt808_adapter_on_frame(struct rrpc_jt808_adapter *adapter,
  * applications that know the terminal from its registration already).
  *
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
+ * @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
+ *         `max_terminals` or `max_connections` are known.
  * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
  * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
  *
@@ -2182,6 +2196,7 @@ rrpc_status rrpc_jt808_decoder_new(size_t max_frame_len, struct rrpc_jt808_decod
 /**
  * Releases a decoder and any frame it returned. NULL is ignored.
  *
+ * @param[in] decoder the decoder, or NULL.
  * @retval RRPC_STATUS_OK
  *
  * Once, when no other thread uses the decoder.
@@ -2192,7 +2207,9 @@ rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
  * Feeds the next chunk of the connection's bytes. Complete frames wait for
  * `rrpc_jt808_decoder_next`.
  *
- * @param[in] bytes the chunk; may be NULL when `len` is 0.
+ * @param[in] decoder the decoder.
+ * @param[in] bytes   the chunk; may be NULL when `len` is 0.
+ * @param[in] len     the chunk's length in bytes.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL, or `bytes` is NULL with a length.
  *
@@ -2207,6 +2224,7 @@ rrpc_status rrpc_jt808_decoder_push(struct rrpc_jt808_decoder *decoder,
  * frames like any other. A phone that is not BCD is not an error: see
  * `phone_bcd_error`.
  *
+ * @param[in]  decoder   the decoder.
  * @param[out] out_frame receives the frame when `*out_ready` is true; its body
  *                       stays valid until the next call on this decoder.
  * @param[out] out_ready true when a frame was written; false when no complete
@@ -2227,13 +2245,15 @@ rrpc_status rrpc_jt808_decoder_next(struct rrpc_jt808_decoder *decoder,
 /**
  * Encodes one frame (flags, header, body, checksum, escaping) into `buf`.
  *
- * @param[in]  header    the header: `version` must match `phone_len` (2013: 6,
- *                       2019: 10), `protocol_version` 0 in 2013, `encryption`
- *                       0-7, package fields both 0 or `1 <= index <= count`.
- * @param[in]  body      the body, at most 1023 bytes; may be NULL when empty.
- * @param[out] buf       receives the frame; may be NULL when `size` is 0.
- * @param[in]  size      bytes available in `buf`.
- * @param[out] out_len   receives the frame's length, also when `buf` is too small.
+ * @param[in]  header   the header: `version` must match `phone_len` (2013: 6,
+ *                      2019: 10), `protocol_version` 0 in 2013, `encryption`
+ *                      0-7, package fields both 0 or `1 <= index <= count`.
+ * @param[in]  body     the body, at most 1023 bytes; may be NULL when
+ *                      `body_len` is 0.
+ * @param[in]  body_len the body's length in bytes.
+ * @param[out] buf      receives the frame; may be NULL when `size` is 0.
+ * @param[in]  size     bytes available in `buf`.
+ * @param[out] out_len  receives the frame's length, also when `buf` is too small.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
  * @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
@@ -2262,7 +2282,8 @@ rrpc_status rrpc_jt808_encode(const struct rrpc_jt808_header *header,
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
  *         a version that is neither 2013 nor 2019.
- * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8
+ * @retval RRPC_STATUS_NULL_POINTER `digits`, `out_phone` or `out_len` is NULL.
+ * @retval RRPC_STATUS_INVALID_UTF8 `digits` is not UTF-8.
  *
  * Any thread.
  */

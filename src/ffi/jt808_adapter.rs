@@ -11,10 +11,13 @@ use parking_lot::{Mutex, RwLock};
 
 use super::jt808_codec::{frame_view, header_from_view, rrpc_jt808_frame};
 use super::rrpc_status::*;
-use super::{arg_bytes, arg_out, arg_ref, boundary, rrpc_status, Failure, SendPtr};
+use super::{
+    arg_bytes, arg_out, arg_ref, boundary, bytes_ptr, opt_out, rrpc_status, Castable, Failure,
+    SendFailed, SendPtr,
+};
 use crate::jt808::{
     Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, Event, Frame, Handled,
-    Phone, ReplyKind, SubmitError, Submitted,
+    Phone, ReplyKind, Submitted,
 };
 
 /// The pass-through adapter. Created by `rrpc_jt808_adapter_new`, released by
@@ -253,12 +256,10 @@ pub type rrpc_jt808_event_cb = Option<
 // ------------------------------------------------------------ arguments
 
 fn phone_arg(p: *const u8, len: usize) -> Result<Phone, Failure> {
-    if p.is_null() {
-        return Err(Failure::new(RRPC_STATUS_NULL_POINTER, "phone is NULL"));
-    }
-    // SAFETY: `len` readable bytes per the documented contract.
+    // SAFETY: NULL or `len` readable bytes per the documented contract.
+    unsafe { arg_ref(p, "phone") }?;
     let raw = unsafe { arg_bytes(p, len, "phone") }?;
-    Phone::from_raw(raw).map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))
+    Ok(Phone::from_raw(raw)?)
 }
 
 fn to_c_string(s: &str) -> CString {
@@ -266,7 +267,8 @@ fn to_c_string(s: &str) -> CString {
 }
 
 /// The payload `{"jt808":"error","reason":"busy"}`, for applications that answer
-/// an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY.
+/// an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY or
+/// RRPC_STATUS_LIMIT_REACHED.
 ///
 /// Never fails. The string is static: do not free it. Any thread.
 #[no_mangle]
@@ -312,10 +314,9 @@ fn inside<T>(adapter: *const rrpc_jt808_adapter, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-fn adapter_handle<'a>(p: *const rrpc_jt808_adapter) -> Result<&'a AdapterHandle, Failure> {
-    // SAFETY: made by `rrpc_jt808_adapter_new` from a `Box<AdapterHandle>`;
-    // valid until freed.
-    unsafe { arg_ref(p.cast::<AdapterHandle>(), "adapter") }
+impl Castable for AdapterHandle {
+    type C = rrpc_jt808_adapter;
+    const NAME: &'static str = "adapter";
 }
 
 const NO_CONN: u64 = u64::MAX;
@@ -358,14 +359,6 @@ fn set_phone(ev: &mut rrpc_jt808_event, p: &Phone) {
     let raw = p.raw();
     ev.phone[..raw.len()].copy_from_slice(raw);
     ev.phone_len = raw.len();
-}
-
-fn bytes_ptr(b: &[u8]) -> *const u8 {
-    if b.is_empty() {
-        std::ptr::null()
-    } else {
-        b.as_ptr()
-    }
 }
 
 /// Hands events to the application with no lock held: queued requests go out
@@ -575,14 +568,12 @@ pub extern "C" fn rrpc_jt808_adapter_new(
             max_frame_len: c.max_frame_len as usize,
             ..AdapterConfig::default()
         };
-        let a = Adapter::new(cfg)
-            .map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))?;
         let h = AdapterHandle {
-            adapter: Mutex::new(a),
+            adapter: Mutex::new(Adapter::new(cfg)?),
             send: RwLock::new(None),
             event: RwLock::new(None),
         };
-        *out = Box::into_raw(Box::new(h)).cast::<rrpc_jt808_adapter>();
+        *out = h.into_c();
         Ok(())
     })
 }
@@ -598,18 +589,15 @@ pub extern "C" fn rrpc_jt808_adapter_new(
 #[no_mangle]
 pub extern "C" fn rrpc_jt808_adapter_free(adapter: *mut rrpc_jt808_adapter) -> rrpc_status {
     boundary("rrpc_jt808_adapter_free", || {
-        if adapter.is_null() {
-            return Ok(());
-        }
-        if INSIDE.with(|v| v.borrow().contains(&(adapter as usize))) {
-            return Err(Failure::new(
-                RRPC_STATUS_WRONG_STATE,
-                "an adapter cannot be freed from its own send function or event callback",
-            ));
-        }
-        // SAFETY: made by `Box::into_raw` in `rrpc_jt808_adapter_new`; freed once.
-        drop(unsafe { Box::from_raw(adapter.cast::<AdapterHandle>()) });
-        Ok(())
+        AdapterHandle::free(adapter, |_| {
+            if INSIDE.with(|v| v.borrow().contains(&(adapter as usize))) {
+                return Err(Failure::new(
+                    RRPC_STATUS_WRONG_STATE,
+                    "an adapter cannot be freed from its own send function or event callback",
+                ));
+            }
+            Ok(())
+        })
     })
 }
 
@@ -629,7 +617,7 @@ pub extern "C" fn rrpc_jt808_adapter_set_send(
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
     boundary("rrpc_jt808_adapter_set_send", move || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         *h.send.write() = send.map(|f| SendFn { f, user_data: ud });
         Ok(())
     })
@@ -650,25 +638,10 @@ pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
     boundary("rrpc_jt808_adapter_set_event_callback", move || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         *h.event.write() = callback.map(|f| EventFn { f, user_data: ud });
         Ok(())
     })
-}
-
-fn submit_failure(e: SubmitError) -> Failure {
-    let status = match &e {
-        SubmitError::DuplicateToken(_) | SubmitError::Encode(_) => RRPC_STATUS_INVALID_ARGUMENT,
-        SubmitError::DeadlinePassed { .. } => RRPC_STATUS_EXPIRED,
-        SubmitError::ContentTooLong { .. } => RRPC_STATUS_PAYLOAD_TOO_LARGE,
-        SubmitError::Busy { .. }
-        | SubmitError::QueueFull { .. }
-        | SubmitError::TableFull { .. }
-        | SubmitError::QueuedBytes { .. }
-        | SubmitError::TooManyTerminals { .. }
-        | SubmitError::SerialsExhausted { .. } => RRPC_STATUS_BUSY,
-    };
-    Failure::new(status, e.to_string())
 }
 
 /// Sends RRPC request `token` to a terminal as a 0x8900 whose type byte is
@@ -691,30 +664,41 @@ fn submit_failure(e: SubmitError) -> Failure {
 ///   (or `"busy"` when no serial number was free)
 /// - ANSWER: the 0x0900 content itself.
 ///
-/// @param[in]  phone, phone_len the terminal's raw phone bytes (6 or 10; see
+/// @param[in]  adapter     the adapter.
+/// @param[in]  token       the RRPC request's token (`rrpc_request.token`).
+/// @param[in]  phone       the terminal's raw phone bytes (see
 ///                         `rrpc_jt808_phone_from_digits`).
+/// @param[in]  phone_len   6 or 10.
+/// @param[in]  content_type the pass-through type byte (the RRpc ContentType).
 /// @param[in]  content     may be NULL when `content_len` is 0.
+/// @param[in]  content_len the content's length in bytes.
 /// @param[in]  completion  an `rrpc_jt808_completion` value.
 /// @param[in]  deadline_ms when the RRPC caller stops waiting (for requests from
 ///                         the router, `rrpc_request.deadline_ms`), on the same
 ///                         clock as `now_ms` (such as `rrpc_monotonic_ms`).
+/// @param[in]  now_ms      the time now.
 /// @param[out] out_queued  receives true when the request was queued, false when
 ///                         it was sent; may be NULL.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NOT_FOUND   no connection is known for the terminal: it has
-///         sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame` since
-///         it connected, and `rrpc_jt808_adapter_terminal_connected` was not called.
+/// @retval RRPC_STATUS_NOT_CONNECTED no connection is known for the terminal:
+///         it has sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame`
+///         since it connected, and `rrpc_jt808_adapter_terminal_connected` was not
+///         called.
 /// @retval RRPC_STATUS_BUSY        an ANSWER request of this (terminal, type) is
-///         outstanding and the policy is RRPC_JT808_BUSY_REFUSE, or the queue, the
-///         table (`max_pending`), queued bytes, terminals or serial numbers are
-///         exhausted. The application may answer the call with
-///         `rrpc_jt808_busy_payload()`.
+///         outstanding and the policy is RRPC_JT808_BUSY_REFUSE. The application
+///         may answer the call with `rrpc_jt808_busy_payload()`.
+/// @retval RRPC_STATUS_LIMIT_REACHED the (terminal, type) queue
+///         (`max_queue_per_key`), the table (`max_pending`), the queued bytes
+///         (`max_queued_bytes`), the terminals (`max_terminals`) or the
+///         terminal's free serial numbers are exhausted; the message names which.
+///         The application may answer the call with `rrpc_jt808_busy_payload()`.
 /// @retval RRPC_STATUS_SEND_FAILED the send function failed; the request was released.
 /// @retval RRPC_STATUS_EXPIRED     `deadline_ms` is not after `now_ms`.
 /// @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `content_len` exceeds `max_content`.
 /// @retval RRPC_STATUS_WRONG_STATE no send function is registered.
-/// @retval RRPC_STATUS_INVALID_ARGUMENT `token` is already held, a bad phone length,
-///         or an unknown completion.
+/// @retval RRPC_STATUS_ALREADY_EXISTS the adapter already holds a request `token`.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT a bad phone length, an unknown
+///         completion, or content that cannot be encoded.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL, or `content`
 ///         is NULL with a length.
 ///
@@ -735,7 +719,7 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
     out_queued: *mut bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_submit", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         let phone = phone_arg(phone, phone_len)?;
         // SAFETY: `content_len` readable bytes per the documented contract.
         let content = unsafe { arg_bytes(content, content_len, "content") }?;
@@ -759,21 +743,17 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
             let mut a = h.adapter.lock();
             let conn = a.terminal_conn(&phone).ok_or_else(|| {
                 Failure::new(
-                    RRPC_STATUS_NOT_FOUND,
+                    RRPC_STATUS_NOT_CONNECTED,
                     format!(
                         "terminal {phone} has no known connection (no frame from it yet, \
                          and rrpc_jt808_adapter_terminal_connected was not called)"
                     ),
                 )
             })?;
-            let s = a
-                .submit(&call, now_ms, &mut frames)
-                .map_err(submit_failure)?;
-            (s, conn)
+            (a.submit(&call, now_ms, &mut frames)?, conn)
         };
-        if let Some(q) = unsafe { out_queued.as_mut() } {
-            *q = matches!(submitted, Submitted::Queued { .. });
-        }
+        // SAFETY: optional out-parameter.
+        unsafe { opt_out(out_queued, matches!(submitted, Submitted::Queued { .. })) };
         if let Submitted::Queued { .. } = submitted {
             return Ok(());
         }
@@ -800,10 +780,7 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
                 with_conns(&a, ev)
             };
             deliver(h, adapter, events, now_ms);
-            return Err(Failure::new(
-                RRPC_STATUS_SEND_FAILED,
-                format!("the send function returned {rc}; the request was released"),
-            ));
+            return Err(SendFailed(rc).into());
         }
         Ok(())
     })
@@ -820,8 +797,8 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
 /// @param[in] bytes  may be NULL when `len` is 0.
 /// @param[in] now_ms the time, on the clock of the deadlines.
 /// @retval RRPC_STATUS_OK (also when frames were malformed: see the events)
-/// @retval RRPC_STATUS_BUSY         a new connection while `max_connections` are open;
-///         the bytes were dropped.
+/// @retval RRPC_STATUS_LIMIT_REACHED a new connection while `max_connections`
+///         are open; the bytes were dropped.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL, or `bytes` is NULL with a length.
 ///
 /// Any thread, including callbacks; bytes of one connection must arrive in order.
@@ -834,23 +811,17 @@ pub extern "C" fn rrpc_jt808_adapter_on_bytes(
     now_ms: u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_on_bytes", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         // SAFETY: `len` readable bytes per the documented contract.
         let data = unsafe { arg_bytes(bytes, len, "bytes") }?;
-        let events = {
+        let (r, events) = {
             let mut a = h.adapter.lock();
             let mut ev = Vec::new();
             let r = a.on_bytes(conn, data, now_ms, &mut ev);
-            let events = with_conns(&a, ev);
-            drop(a);
-            if let Err(e) = r {
-                deliver(h, adapter, events, now_ms);
-                return Err(Failure::new(RRPC_STATUS_BUSY, e.to_string()));
-            }
-            events
+            (r, with_conns(&a, ev))
         };
         deliver(h, adapter, events, now_ms);
-        Ok(())
+        Ok(r?)
     })
 }
 
@@ -868,7 +839,8 @@ pub extern "C" fn rrpc_jt808_adapter_on_bytes(
 /// @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
 ///         id, or a packet the reassembler refused; dropped.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
-/// @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
+/// @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
+///         `max_terminals` or `max_connections` are known.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
 ///         is NULL with a length.
 ///
@@ -882,7 +854,7 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
     out_taken: *mut bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_on_frame", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         // SAFETY: pointer contracts documented above.
         let v = unsafe { arg_ref(frame, "frame") }?;
         let body = unsafe { arg_bytes(v.body, v.body_len, "frame->body") }?;
@@ -894,8 +866,7 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
         let (handled, events) = {
             let mut a = h.adapter.lock();
             if conn != NO_CONN {
-                a.terminal_connected(&f.header.phone, conn)
-                    .map_err(|e| Failure::new(RRPC_STATUS_BUSY, e.to_string()))?;
+                a.terminal_connected(&f.header.phone, conn)?;
             }
             let mut ev = Vec::new();
             let handled = a.on_frame(&f, now_ms, &mut ev);
@@ -906,19 +877,16 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
             Handled::Taken => true,
             Handled::NotMine => false,
             Handled::Dropped(e) => {
-                return Err(Failure::new(
-                    RRPC_STATUS_MALFORMED_FRAME,
-                    format!(
-                        "0x{:04x} from terminal {}: {e}",
-                        f.header.msg_id, f.header.phone
-                    ),
-                ))
+                let e = Failure::from(e);
+                let message = format!(
+                    "0x{:04x} from terminal {}: {}",
+                    f.header.msg_id, f.header.phone, e.message
+                );
+                return Err(Failure { message, ..e });
             }
         };
         // SAFETY: optional out-parameter.
-        if let Some(t) = unsafe { out_taken.as_mut() } {
-            *t = taken;
-        }
+        unsafe { opt_out(out_taken, taken) };
         Ok(())
     })
 }
@@ -927,7 +895,8 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
 /// applications that know the terminal from its registration already).
 ///
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
+/// @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
+///         `max_terminals` or `max_connections` are known.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
 ///
@@ -940,12 +909,9 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_connected(
     conn: u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_terminal_connected", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         let phone = phone_arg(phone, phone_len)?;
-        h.adapter
-            .lock()
-            .terminal_connected(&phone, conn)
-            .map_err(|e| Failure::new(RRPC_STATUS_BUSY, e.to_string()))
+        Ok(h.adapter.lock().terminal_connected(&phone, conn)?)
     })
 }
 
@@ -969,7 +935,7 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
     out_answered: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_terminal_disconnected", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         let phone = phone_arg(phone, phone_len)?;
         let (n, events) = {
             let mut a = h.adapter.lock();
@@ -979,9 +945,7 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
         };
         deliver(h, adapter, events, now_ms);
         // SAFETY: optional out-parameter.
-        if let Some(o) = unsafe { out_answered.as_mut() } {
-            *o = n;
-        }
+        unsafe { opt_out(out_answered, n) };
         Ok(())
     })
 }
@@ -1003,7 +967,7 @@ pub extern "C" fn rrpc_jt808_adapter_connection_closed(
     out_answered: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_connection_closed", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         let (n, events) = {
             let mut a = h.adapter.lock();
             let mut ev = Vec::new();
@@ -1012,9 +976,7 @@ pub extern "C" fn rrpc_jt808_adapter_connection_closed(
         };
         deliver(h, adapter, events, now_ms);
         // SAFETY: optional out-parameter.
-        if let Some(o) = unsafe { out_answered.as_mut() } {
-            *o = n;
-        }
+        unsafe { opt_out(out_answered, n) };
         Ok(())
     })
 }
@@ -1034,7 +996,7 @@ pub extern "C" fn rrpc_jt808_adapter_cancel(
     now_ms: u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_cancel", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         let (found, events) = {
             let mut a = h.adapter.lock();
             let mut ev = Vec::new();
@@ -1070,7 +1032,7 @@ pub extern "C" fn rrpc_jt808_adapter_tick(
     out_next_deadline: *mut u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_tick", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         let events = {
             let mut a = h.adapter.lock();
             let mut ev = Vec::new();
@@ -1078,10 +1040,9 @@ pub extern "C" fn rrpc_jt808_adapter_tick(
             with_conns(&a, ev)
         };
         deliver(h, adapter, events, now_ms);
+        let next = h.adapter.lock().next_deadline().unwrap_or(u64::MAX);
         // SAFETY: optional out-parameter.
-        if let Some(o) = unsafe { out_next_deadline.as_mut() } {
-            *o = h.adapter.lock().next_deadline().unwrap_or(u64::MAX);
-        }
+        unsafe { opt_out(out_next_deadline, next) };
         Ok(())
     })
 }
@@ -1098,7 +1059,7 @@ pub extern "C" fn rrpc_jt808_adapter_get_stats(
     out_stats: *mut rrpc_jt808_adapter_stats,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_get_stats", || {
-        let h = adapter_handle(adapter)?;
+        let h = AdapterHandle::borrow(adapter)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_stats, "out_stats") }?;
         let s: AdapterStats = h.adapter.lock().stats();

@@ -6,9 +6,11 @@
 use std::ffi::c_char;
 
 use super::rrpc_status::*;
-use super::{arg_bytes, arg_out, arg_ref, arg_str, boundary, rrpc_status, Castable, Failure};
+use super::{
+    arg_bytes, arg_out, arg_ref, arg_str, boundary, bytes_ptr, rrpc_status, Castable, Failure,
+};
 use crate::jt808::{
-    encode_frame, Frame, Header, Package, Phone, StreamDecoder, Version, MAX_FRAME_LEN,
+    encode_frame, Frame, Header, Package, Phone, PhoneError, StreamDecoder, Version, MAX_FRAME_LEN,
 };
 
 /// A streaming JT/T 808 decoder for one TCP connection. Created by
@@ -60,12 +62,34 @@ pub struct rrpc_jt808_frame {
     /// Body length in bytes.
     pub body_len: usize,
 }
+
 // ------------------------------------------------------------ views
 
-pub(super) fn header_view(h: &Header) -> rrpc_jt808_header {
-    let mut phone = [0u8; 10];
-    let raw = h.phone.raw();
-    phone[..raw.len()].copy_from_slice(raw);
+/// A phone as C holds it inline: its raw bytes in front of 10, and how many.
+pub(super) fn phone_view(p: &Phone) -> ([u8; 10], usize) {
+    let raw = p.raw();
+    let mut bytes = [0u8; 10];
+    bytes[..raw.len()].copy_from_slice(raw);
+    (bytes, raw.len())
+}
+
+/// A phone held inline by C (`rrpc_jt808_header`, the submit parameters).
+pub(super) fn phone_from_view(bytes: &[u8; 10], len: usize) -> Result<Phone, PhoneError> {
+    Phone::from_raw(bytes.get(..len).ok_or(PhoneError::RawLength(len))?)
+}
+
+/// A protocol edition given as its year.
+fn version_arg(year: u16, name: &str) -> Result<Version, Failure> {
+    Version::from_year(year).ok_or_else(|| {
+        Failure::new(
+            RRPC_STATUS_INVALID_ARGUMENT,
+            format!("{name} {year} is neither 2013 nor 2019"),
+        )
+    })
+}
+
+fn header_view(h: &Header) -> rrpc_jt808_header {
+    let (phone, phone_len) = phone_view(&h.phone);
     let (package_count, package_index) = h.package.map_or((0, 0), |p| (p.count, p.index));
     rrpc_jt808_header {
         msg_id: h.msg_id,
@@ -74,12 +98,14 @@ pub(super) fn header_view(h: &Header) -> rrpc_jt808_header {
         encryption: h.encryption,
         serial: h.serial,
         phone,
-        phone_len: raw.len(),
+        phone_len,
         package_count,
         package_index,
     }
 }
 
+/// The view of a frame; its body pointer is valid while `f` is neither moved
+/// nor dropped.
 pub(super) fn frame_view(f: &Frame) -> rrpc_jt808_frame {
     let mut phone_digits = [0 as c_char; 21];
     let phone_bcd_error = match f.header.phone.digits() {
@@ -95,35 +121,23 @@ pub(super) fn frame_view(f: &Frame) -> rrpc_jt808_frame {
         header: header_view(&f.header),
         phone_digits,
         phone_bcd_error,
-        body: if f.body.is_empty() {
-            std::ptr::null()
-        } else {
-            f.body.as_ptr()
-        },
+        body: bytes_ptr(&f.body),
         body_len: f.body.len(),
     }
 }
 
 /// A C header to a Rust one.
 pub(super) fn header_from_view(v: &rrpc_jt808_header) -> Result<Header, Failure> {
-    let invalid = |m: String| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, m);
-    let version = Version::from_year(v.version)
-        .ok_or_else(|| invalid(format!("version {} is neither 2013 nor 2019", v.version)))?;
-    let raw = v
-        .phone
-        .get(..v.phone_len)
-        .ok_or_else(|| invalid(format!("phone_len {} is neither 6 nor 10", v.phone_len)))?;
-    let phone = Phone::from_raw(raw).map_err(|e| invalid(e.to_string()))?;
     let package = match (v.package_count, v.package_index) {
         (0, 0) => None,
         (count, index) => Some(Package { count, index }),
     };
     Ok(Header {
         msg_id: v.msg_id,
-        version,
+        version: version_arg(v.version, "version")?,
         protocol_version: v.protocol_version,
         encryption: v.encryption,
-        phone,
+        phone: phone_from_view(&v.phone, v.phone_len)?,
         serial: v.serial,
         package,
     })
@@ -131,20 +145,15 @@ pub(super) fn header_from_view(v: &rrpc_jt808_header) -> Result<Header, Failure>
 
 // ------------------------------------------------------------------ decoder
 
-fn decoder<'a>(p: *mut rrpc_jt808_decoder) -> Result<&'a mut DecoderHandle, Failure> {
-    // One thread at a time per decoder, per the contract.
-    DecoderHandle::borrow_mut(p)
+struct DecoderHandle {
+    stream: StreamDecoder,
+    /// The frame the last `_next` returned: its body backs the view.
+    current: Option<Frame>,
 }
 
 impl Castable for DecoderHandle {
     type C = rrpc_jt808_decoder;
     const NAME: &'static str = "decoder";
-}
-
-struct DecoderHandle {
-    stream: StreamDecoder,
-    /// The frame the last `_next` returned: its body backs the view.
-    current: Option<Frame>,
 }
 
 /// Creates a streaming decoder for one connection: feed it bytes as they arrive
@@ -191,6 +200,7 @@ pub extern "C" fn rrpc_jt808_decoder_new(
 
 /// Releases a decoder and any frame it returned. NULL is ignored.
 ///
+/// @param[in] decoder the decoder, or NULL.
 /// @retval RRPC_STATUS_OK
 ///
 /// Once, when no other thread uses the decoder.
@@ -204,7 +214,9 @@ pub extern "C" fn rrpc_jt808_decoder_free(decoder: *mut rrpc_jt808_decoder) -> r
 /// Feeds the next chunk of the connection's bytes. Complete frames wait for
 /// `rrpc_jt808_decoder_next`.
 ///
-/// @param[in] bytes the chunk; may be NULL when `len` is 0.
+/// @param[in] decoder the decoder.
+/// @param[in] bytes   the chunk; may be NULL when `len` is 0.
+/// @param[in] len     the chunk's length in bytes.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL, or `bytes` is NULL with a length.
 ///
@@ -216,7 +228,8 @@ pub extern "C" fn rrpc_jt808_decoder_push(
     len: usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_decoder_push", || {
-        let d = self::decoder(decoder)?;
+        // One thread at a time per decoder, per the contract.
+        let d = DecoderHandle::borrow_mut(decoder)?;
         // SAFETY: `len` readable bytes per the documented contract.
         let data = unsafe { arg_bytes(bytes, len, "bytes") }?;
         d.stream.push(data);
@@ -228,6 +241,7 @@ pub extern "C" fn rrpc_jt808_decoder_push(
 /// frames like any other. A phone that is not BCD is not an error: see
 /// `phone_bcd_error`.
 ///
+/// @param[in]  decoder   the decoder.
 /// @param[out] out_frame receives the frame when `*out_ready` is true; its body
 ///                       stays valid until the next call on this decoder.
 /// @param[out] out_ready true when a frame was written; false when no complete
@@ -247,36 +261,34 @@ pub extern "C" fn rrpc_jt808_decoder_next(
     out_ready: *mut bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_decoder_next", || {
-        let d = self::decoder(decoder)?;
+        // One thread at a time per decoder, per the contract.
+        let d = DecoderHandle::borrow_mut(decoder)?;
         // SAFETY: NULL-checked out-parameters.
         let frame_out = unsafe { arg_out(out_frame, "out_frame") }?;
         let ready_out = unsafe { arg_out(out_ready, "out_ready") }?;
         d.current = None;
-        match d.stream.next_frame() {
-            None => {
-                *ready_out = false;
-                Ok(())
-            }
-            Some(Err(e)) => Err(Failure::new(RRPC_STATUS_MALFORMED_FRAME, e.to_string())),
-            Some(Ok(f)) => {
-                let f = d.current.insert(f);
-                *frame_out = frame_view(f);
+        match d.stream.next_frame().transpose()? {
+            None => *ready_out = false,
+            Some(f) => {
+                *frame_out = frame_view(d.current.insert(f));
                 *ready_out = true;
-                Ok(())
             }
         }
+        Ok(())
     })
 }
 
 /// Encodes one frame (flags, header, body, checksum, escaping) into `buf`.
 ///
-/// @param[in]  header    the header: `version` must match `phone_len` (2013: 6,
-///                       2019: 10), `protocol_version` 0 in 2013, `encryption`
-///                       0-7, package fields both 0 or `1 <= index <= count`.
-/// @param[in]  body      the body, at most 1023 bytes; may be NULL when empty.
-/// @param[out] buf       receives the frame; may be NULL when `size` is 0.
-/// @param[in]  size      bytes available in `buf`.
-/// @param[out] out_len   receives the frame's length, also when `buf` is too small.
+/// @param[in]  header   the header: `version` must match `phone_len` (2013: 6,
+///                      2019: 10), `protocol_version` 0 in 2013, `encryption`
+///                      0-7, package fields both 0 or `1 <= index <= count`.
+/// @param[in]  body     the body, at most 1023 bytes; may be NULL when
+///                      `body_len` is 0.
+/// @param[in]  body_len the body's length in bytes.
+/// @param[out] buf      receives the frame; may be NULL when `size` is 0.
+/// @param[in]  size     bytes available in `buf`.
+/// @param[out] out_len  receives the frame's length, also when `buf` is too small.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
@@ -301,8 +313,7 @@ pub extern "C" fn rrpc_jt808_encode(
         let len_out = unsafe { arg_out(out_len, "out_len") }?;
         let h = header_from_view(h)?;
         let mut wire = Vec::new();
-        encode_frame(&h, body, &mut wire)
-            .map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))?;
+        encode_frame(&h, body, &mut wire)?;
         *len_out = wire.len();
         if buf.is_null() || size < wire.len() {
             return Err(Failure::new(
@@ -327,7 +338,8 @@ pub extern "C" fn rrpc_jt808_encode(
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
 ///         a version that is neither 2013 nor 2019.
-/// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8
+/// @retval RRPC_STATUS_NULL_POINTER `digits`, `out_phone` or `out_len` is NULL.
+/// @retval RRPC_STATUS_INVALID_UTF8 `digits` is not UTF-8.
 ///
 /// Any thread.
 #[no_mangle]
@@ -338,24 +350,13 @@ pub extern "C" fn rrpc_jt808_phone_from_digits(
     out_len: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_phone_from_digits", || {
-        // SAFETY: pointer contracts documented above.
+        // SAFETY: pointer contracts documented above (`out_phone` has room for
+        // 10 bytes, and a byte array has no alignment).
         let digits = unsafe { arg_str(digits, "digits") }?;
+        let phone_out = unsafe { arg_out(out_phone.cast::<[u8; 10]>(), "out_phone") }?;
         let len_out = unsafe { arg_out(out_len, "out_len") }?;
-        if out_phone.is_null() {
-            return Err(Failure::new(RRPC_STATUS_NULL_POINTER, "out_phone is NULL"));
-        }
-        let v = Version::from_year(version).ok_or_else(|| {
-            Failure::new(
-                RRPC_STATUS_INVALID_ARGUMENT,
-                format!("version {version} is neither 2013 nor 2019"),
-            )
-        })?;
-        let p = Phone::from_digits(digits, v)
-            .map_err(|e| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, e.to_string()))?;
-        let raw = p.raw();
-        // SAFETY: the caller provides room for 10 bytes; `raw` has 6 or 10.
-        unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr(), out_phone, raw.len()) };
-        *len_out = raw.len();
+        let p = Phone::from_digits(digits, version_arg(version, "version")?)?;
+        (*phone_out, *len_out) = phone_view(&p);
         Ok(())
     })
 }

@@ -53,4 +53,4 @@ pub(crate) use handle::Castable;
 pub use request::rrpc_request;
 pub(crate) use request::{device_args, dialect_arg, ViewStrings};
 pub use status::rrpc_status;
-pub(crate) use status::{Failure, PublishFailed};
+pub(crate) use status::{Failure, PublishFailed, SendFailed};

@@ -368,7 +368,8 @@ static void adapter_checks(void)
 
     /* No connection known yet: refused. */
     CHECK(rrpc_jt808_adapter_submit(a, 1, t.phone, t.phone_len, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
-          RRPC_STATUS_NOT_FOUND);
+          RRPC_STATUS_NOT_CONNECTED);
+    CHECK(contains(rrpc_last_error_message(), "has no known connection"));
     /* The terminal registers on connection 3: a frame the adapter passes on. */
     n = encode(wire, sizeof wire, &t, 0x0100, 1, (const uint8_t *)"reg", 3, 0, 0);
     feed(a, 3, wire, n, 0);
@@ -394,8 +395,12 @@ static void adapter_checks(void)
     submit(a, 4, &t, 0x42, "q2", RRPC_JT808_COMPLETION_ANSWER, 5000, 0, true);
     submit(a, 5, &t, 0x42, "q3", RRPC_JT808_COMPLETION_ANSWER, 1000, 0, true);
     CHECK(rrpc_jt808_adapter_submit(a, 6, t.phone, t.phone_len, 0x42, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 5000, 0,
-                                    &queued) == RRPC_STATUS_BUSY);
+                                    &queued) == RRPC_STATUS_LIMIT_REACHED);
     CHECK(contains(rrpc_last_error_message(), "queued behind the outstanding one"));
+    /* A token the adapter holds already (here a queued one). */
+    CHECK(rrpc_jt808_adapter_submit(a, 4, t.phone, t.phone_len, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ACK, 5000, 0,
+                                    &queued) == RRPC_STATUS_ALREADY_EXISTS);
+    CHECK(contains(rrpc_last_error_message(), "token 4 is already held"));
     CHECK(strcmp(rrpc_jt808_busy_payload(), "{\"jt808\":\"error\",\"reason\":\"busy\"}") == 0);
     n = ack(wire, sizeof wire, &t, s1, 0);
     feed(a, 3, wire, n, 20); /* delivery confirmed: no reply yet */
@@ -494,9 +499,9 @@ static void adapter_checks(void)
     CHECK(st.pending == 0 && st.queued_now == 0 && st.disconnected == 3);
     CHECK(st.acked == 3 && st.answered == 2 && st.failed == 1 && st.expired == 2 && st.delivered == 1);
     CHECK(st.uplinks == 1 && st.late_uplinks == 1 && st.unknown_acks == 1 && st.malformed == 1);
-    CHECK(st.cancelled == 1 && st.refused == 1 && st.packet_acks == 2);
+    CHECK(st.cancelled == 1 && st.refused == 2 && st.packet_acks == 2);
     CHECK(rrpc_jt808_adapter_submit(a, 13, t.phone, t.phone_len, 0x41, NULL, 0, 0, 9000, 6200, NULL) ==
-          RRPC_STATUS_NOT_FOUND);
+          RRPC_STATUS_NOT_CONNECTED);
 
     /* A terminal attached without frames, disconnected by phone. */
     CHECK(rrpc_jt808_adapter_terminal_connected(a, u.phone, u.phone_len, 77) == RRPC_STATUS_OK);
@@ -560,6 +565,54 @@ static void refuse_checks(void)
     CHECK(rrpc_jt808_adapter_free(a) == RRPC_STATUS_OK); /* with a request held: dropped, no leak */
 }
 
+/* Every configured bound refuses with RRPC_STATUS_LIMIT_REACHED, naming itself. */
+static void limit_checks(void)
+{
+    rrpc_jt808_adapter_config cfg;
+    rrpc_jt808_adapter *a = NULL;
+    terminal t = make_terminal("13800138000", 2013);
+    terminal u = make_terminal("13800138001", 2013);
+    uint8_t wire[256];
+    size_t n;
+    CHECK(rrpc_jt808_adapter_config_init(&cfg) == RRPC_STATUS_OK);
+    cfg.max_pending = 1;
+    cfg.max_terminals = 1;
+    cfg.max_connections = 1;
+    CHECK(rrpc_jt808_adapter_new(&cfg, &a) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_set_send(a, on_send, NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_set_event_callback(a, on_event, NULL) == RRPC_STATUS_OK);
+    the_adapter = a;
+
+    /* One terminal on one connection: another terminal, or another connection, is refused. */
+    CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 1) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_terminal_connected(a, u.phone, u.phone_len, 1) == RRPC_STATUS_LIMIT_REACHED);
+    CHECK(contains(rrpc_last_error_message(), "max_terminals"));
+    CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 2) == RRPC_STATUS_LIMIT_REACHED);
+    CHECK(contains(rrpc_last_error_message(), "max_connections"));
+    n = encode(wire, sizeof wire, &t, 0x0002, 1, NULL, 0, 0, 0);
+    CHECK(rrpc_jt808_adapter_on_bytes(a, 2, wire, n, 0) == RRPC_STATUS_LIMIT_REACHED);
+    CHECK(contains(rrpc_last_error_message(), "max_connections"));
+    {
+        rrpc_jt808_frame f;
+        bool taken = true;
+        rrpc_jt808_decoder *d = NULL;
+        CHECK(rrpc_jt808_decoder_new(0, &d) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_decoder_push(d, wire, n) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_decoder_next(d, &f, &taken) == RRPC_STATUS_OK && taken);
+        CHECK(rrpc_jt808_adapter_on_frame(a, 2, &f, 0, &taken) == RRPC_STATUS_LIMIT_REACHED);
+        CHECK(rrpc_jt808_decoder_free(d) == RRPC_STATUS_OK);
+    }
+
+    /* One request held (max_pending 1): the next is refused; a held token is ALREADY_EXISTS. */
+    submit(a, 1, &t, 0x41, "a", RRPC_JT808_COMPLETION_ACK, 5000, 0, false);
+    CHECK(rrpc_jt808_adapter_submit(a, 2, t.phone, t.phone_len, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+          RRPC_STATUS_LIMIT_REACHED);
+    CHECK(contains(rrpc_last_error_message(), "max_pending"));
+    CHECK(rrpc_jt808_adapter_submit(a, 1, t.phone, t.phone_len, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+          RRPC_STATUS_ALREADY_EXISTS);
+    CHECK(rrpc_jt808_adapter_free(a) == RRPC_STATUS_OK);
+}
+
 static void thousand_terminals(void)
 {
     rrpc_jt808_adapter *a = new_adapter(RRPC_JT808_BUSY_QUEUE);
@@ -604,6 +657,7 @@ int main(void)
     codec_checks();
     adapter_checks();
     refuse_checks();
+    limit_checks();
     thousand_terminals();
     printf("jt808 harness: %d checks passed\n", checks);
     return 0;
