@@ -523,8 +523,11 @@ typedef struct rrpc_client rrpc_client;
  * internal lock, held only for table updates). The send function and the event
  * callback run on the thread of the call that caused them, in order, with no
  * lock held: they may call any adapter function again (submit, feed bytes,
- * cancel, tick), except `rrpc_jt808_adapter_free`, which they get refused with
- * RRPC_STATUS_WRONG_STATE.
+ * cancel, tick, replace the other callback), except `rrpc_jt808_adapter_free`
+ * and replacing themselves, which are refused with RRPC_STATUS_WRONG_STATE.
+ * Replacing or removing a callback (or freeing the adapter) waits for a call of
+ * it in progress on another thread; after that the old callback never runs
+ * again.
  */
 typedef struct rrpc_jt808_adapter rrpc_jt808_adapter;
 
@@ -1055,7 +1058,8 @@ typedef struct rrpc_jt808_adapter_config {
  * packets back to back) to the terminal `phone` (`phone_len` raw bytes) on
  * connection `conn`. Return 0 when the bytes were written or queued for the
  * socket, anything else on failure. Runs on the thread that called the adapter,
- * without any adapter lock held: it may call the adapter again.
+ * without any adapter lock held: it may call the adapter again, but not free it
+ * or replace itself (RRPC_STATUS_WRONG_STATE).
  */
 typedef int32_t (*rrpc_jt808_send_fn)(void *user_data,
                                       uint64_t conn,
@@ -1197,7 +1201,8 @@ typedef struct rrpc_jt808_event {
 /**
  * Receives one adapter event. Runs on the thread that called the adapter,
  * without any adapter lock held: it may call the adapter again (submit, feed
- * bytes, cancel, reply through the router), but must not free it.
+ * bytes, cancel, reply through the router), but not free it or replace itself
+ * (RRPC_STATUS_WRONG_STATE).
  */
 typedef void (*rrpc_jt808_event_cb)(void *user_data,
                                     struct rrpc_jt808_adapter *adapter,
@@ -1917,14 +1922,18 @@ rrpc_status rrpc_jt808_adapter_new(const struct rrpc_jt808_adapter_config *confi
                                    struct rrpc_jt808_adapter **out_adapter);
 
 /**
- * Releases the adapter. Requests still held are dropped without events. NULL
- * is ignored.
+ * Releases the adapter. Requests still held are dropped without events. A
+ * send function or event callback still running on another thread is waited
+ * for; none runs after this returns, so their `user_data` may be freed at
+ * once. NULL is ignored.
  *
+ * @param[in] adapter the adapter, or NULL.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_WRONG_STATE called from this adapter's send function or
- *         event callback; nothing was released.
+ * @retval RRPC_STATUS_WRONG_STATE called from inside one of this adapter's
+ *         callbacks (the send function or the event callback, at any depth);
+ *         nothing was released.
  *
- * Once, when no other thread uses the adapter.
+ * Once, when no other thread will call the adapter again.
  */
 rrpc_status rrpc_jt808_adapter_free(struct rrpc_jt808_adapter *adapter);
 
@@ -1932,11 +1941,22 @@ rrpc_status rrpc_jt808_adapter_free(struct rrpc_jt808_adapter *adapter);
  * Registers the function that writes frames to terminals (NULL removes it:
  * submits then fail with RRPC_STATUS_WRONG_STATE, and queued requests that
  * come due are answered with `{"jt808":"error","reason":"send failed"}`).
+ * When it returns, the send function it replaced is not running on any other
+ * thread (a call in progress is waited for) and will not run again, so its
+ * `user_data` may be freed at once.
  *
+ * @param[in] adapter   the adapter.
+ * @param[in] send      the send function, or NULL.
+ * @param[in] user_data handed to every call of `send`; the library never
+ *                      touches it. It must stay valid until the function is
+ *                      replaced or the adapter freed.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the send function it
+ *                                  would replace; nothing changed.
  *
- * Any thread; `user_data` must stay valid while registered.
+ * Any thread, including the event callback. Do not call it while holding a
+ * lock the send function takes: it waits for the send function.
  */
 rrpc_status rrpc_jt808_adapter_set_send(struct rrpc_jt808_adapter *adapter,
                                         rrpc_jt808_send_fn send,
@@ -1944,12 +1964,23 @@ rrpc_status rrpc_jt808_adapter_set_send(struct rrpc_jt808_adapter *adapter,
 
 /**
  * Registers the event callback (NULL removes it: events are then dropped, and
- * the RRPC calls they would answer time out).
+ * the RRPC calls they would answer time out). When it returns, the callback it
+ * replaced is not running on any other thread (a call in progress is waited
+ * for) and will not run again, so its `user_data` may be freed at once.
  *
+ * @param[in] adapter   the adapter.
+ * @param[in] callback  the event callback, or NULL.
+ * @param[in] user_data handed to every call of `callback`; the library never
+ *                      touches it. It must stay valid until the callback is
+ *                      replaced or the adapter freed.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+ *                                  replace; nothing changed.
  *
- * Any thread; `user_data` must stay valid while registered.
+ * Any thread, including the send function; takes effect for the next event.
+ * Do not call it while holding a lock the callback takes: it waits for the
+ * callback.
  */
 rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *adapter,
                                                   rrpc_jt808_event_cb callback,

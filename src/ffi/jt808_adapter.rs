@@ -3,18 +3,19 @@
 //! replies. No I/O and no threads: the application owns the terminals' TCP
 //! connections and the MQTT side.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
-use super::jt808_codec::{frame_view, header_from_view, rrpc_jt808_frame};
+use super::jt808_codec::{frame_view, header_from_view, phone_view, rrpc_jt808_frame};
 use super::rrpc_status::*;
 use super::{
     arg_bytes, arg_out, arg_ref, boundary, bytes_ptr, opt_out, rrpc_status, Castable, Failure,
     SendFailed, SendPtr,
 };
+use crate::guard::{self, Kind, Slot};
 use crate::jt808::{
     Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, Event, Frame, Handled,
     Phone, ReplyKind, Submitted,
@@ -27,8 +28,11 @@ use crate::jt808::{
 /// internal lock, held only for table updates). The send function and the event
 /// callback run on the thread of the call that caused them, in order, with no
 /// lock held: they may call any adapter function again (submit, feed bytes,
-/// cancel, tick), except `rrpc_jt808_adapter_free`, which they get refused with
-/// RRPC_STATUS_WRONG_STATE.
+/// cancel, tick, replace the other callback), except `rrpc_jt808_adapter_free`
+/// and replacing themselves, which are refused with RRPC_STATUS_WRONG_STATE.
+/// Replacing or removing a callback (or freeing the adapter) waits for a call of
+/// it in progress on another thread; after that the old callback never runs
+/// again.
 pub struct rrpc_jt808_adapter {
     _private: [u8; 0],
 }
@@ -230,7 +234,8 @@ pub struct rrpc_jt808_adapter_stats {
 /// packets back to back) to the terminal `phone` (`phone_len` raw bytes) on
 /// connection `conn`. Return 0 when the bytes were written or queued for the
 /// socket, anything else on failure. Runs on the thread that called the adapter,
-/// without any adapter lock held: it may call the adapter again.
+/// without any adapter lock held: it may call the adapter again, but not free it
+/// or replace itself (RRPC_STATUS_WRONG_STATE).
 pub type rrpc_jt808_send_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -244,7 +249,8 @@ pub type rrpc_jt808_send_fn = Option<
 
 /// Receives one adapter event. Runs on the thread that called the adapter,
 /// without any adapter lock held: it may call the adapter again (submit, feed
-/// bytes, cancel, reply through the router), but must not free it.
+/// bytes, cancel, reply through the router), but not free it or replace itself
+/// (RRPC_STATUS_WRONG_STATE).
 pub type rrpc_jt808_event_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -276,47 +282,38 @@ pub extern "C" fn rrpc_jt808_busy_payload() -> *const c_char {
     c"{\"jt808\":\"error\",\"reason\":\"busy\"}".as_ptr()
 }
 
-#[derive(Clone, Copy)]
-struct SendFn {
-    f: unsafe extern "C" fn(*mut c_void, u64, *const u8, usize, *const u8, usize) -> i32,
-    user_data: SendPtr,
-}
+/// The send function with its `user_data`: connection, terminal, frames.
+type SendFn = dyn Fn(u64, &Phone, &[u8]) -> i32 + Send + Sync;
+/// The event callback with its `user_data` (the adapter's handle is passed at
+/// each call).
+type EventFn = dyn Fn(*mut rrpc_jt808_adapter, &rrpc_jt808_event) + Send + Sync;
 
-#[derive(Clone, Copy)]
-struct EventFn {
-    f: unsafe extern "C" fn(*mut c_void, *mut rrpc_jt808_adapter, *const rrpc_jt808_event),
-    user_data: SendPtr,
-}
-
+/// What an `rrpc_jt808_adapter *` stands for. Every function works on its own
+/// clone of `shared`: a thread whose callback `rrpc_jt808_adapter_free` waited
+/// for returns through memory that is still there.
 struct AdapterHandle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     adapter: Mutex<Adapter>,
-    send: RwLock<Option<SendFn>>,
-    event: RwLock<Option<EventFn>>,
-}
-
-thread_local! {
-    /// Adapters whose callback runs on this thread (nested calls push again), so
-    /// that freeing one from inside is refused.
-    static INSIDE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
-}
-
-fn inside<T>(adapter: *const rrpc_jt808_adapter, f: impl FnOnce() -> T) -> T {
-    INSIDE.with(|v| v.borrow_mut().push(adapter as usize));
-    struct Pop;
-    impl Drop for Pop {
-        fn drop(&mut self) {
-            INSIDE.with(|v| {
-                v.borrow_mut().pop();
-            });
-        }
-    }
-    let _pop = Pop;
-    f()
+    send: Slot<SendFn>,
+    event: Slot<EventFn>,
 }
 
 impl Castable for AdapterHandle {
     type C = rrpc_jt808_adapter;
     const NAME: &'static str = "adapter";
+}
+
+/// The adapter behind a handle, kept alive for the call.
+fn shared(adapter: *mut rrpc_jt808_adapter) -> Result<Arc<Shared>, Failure> {
+    Ok(AdapterHandle::borrow(adapter)?.shared.clone())
+}
+
+/// Runs `f` as a callback of `adapter`: freeing the adapter from inside is refused.
+fn inside<T>(adapter: *mut rrpc_jt808_adapter, f: impl FnOnce() -> T) -> T {
+    guard::enter(Kind::Object, adapter as usize, f)
 }
 
 const NO_CONN: u64 = u64::MAX;
@@ -338,14 +335,15 @@ fn with_conns(a: &Adapter, events: Vec<Event>) -> Vec<(Event, u64)> {
         .collect()
 }
 
-fn empty_event(kind: rrpc_jt808_event_kind, conn: u64) -> rrpc_jt808_event {
+fn empty_event(kind: rrpc_jt808_event_kind, conn: u64, phone: Option<&Phone>) -> rrpc_jt808_event {
+    let (phone, phone_len) = phone.map_or(([0; 10], 0), phone_view);
     rrpc_jt808_event {
         kind: kind as u32,
         token: 0,
         reply_kind: 0,
         conn,
-        phone: [0; 10],
-        phone_len: 0,
+        phone,
+        phone_len,
         content_type: 0,
         late: false,
         payload: std::ptr::null(),
@@ -355,129 +353,117 @@ fn empty_event(kind: rrpc_jt808_event_kind, conn: u64) -> rrpc_jt808_event {
     }
 }
 
-fn set_phone(ev: &mut rrpc_jt808_event, p: &Phone) {
-    let raw = p.raw();
-    ev.phone[..raw.len()].copy_from_slice(raw);
-    ev.phone_len = raw.len();
-}
+impl Shared {
+    /// Runs `f` on the adapter under its lock, then hands the events it made to
+    /// the application with no lock held.
+    fn run<T>(
+        &self,
+        adapter: *mut rrpc_jt808_adapter,
+        now_ms: u64,
+        f: impl FnOnce(&mut Adapter, &mut Vec<Event>) -> T,
+    ) -> T {
+        let (r, events) = {
+            let mut a = self.adapter.lock();
+            let mut ev = Vec::new();
+            let r = f(&mut a, &mut ev);
+            (r, with_conns(&a, ev))
+        };
+        self.deliver(adapter, events, now_ms);
+        r
+    }
 
-/// Hands events to the application with no lock held: queued requests go out
-/// through the send function (a failure answers the request with `send
-/// failed`), everything else goes to the event callback.
-fn deliver(
-    h: &AdapterHandle,
-    ptr: *mut rrpc_jt808_adapter,
-    events: Vec<(Event, u64)>,
-    now_ms: u64,
-) {
-    let mut work: VecDeque<(Event, u64)> = events.into();
-    while let Some((e, conn)) = work.pop_front() {
-        match e {
-            Event::SendQueued {
-                token,
-                phone,
-                frames,
-                ..
-            } => {
-                let send = *h.send.read();
-                let ok = conn != NO_CONN
-                    && send.is_some_and(|s| {
-                        let raw = phone.raw();
-                        inside(ptr, || {
-                            // SAFETY: the application registered `f` for this
-                            // signature; the buffers live until it returns.
-                            unsafe {
-                                (s.f)(
-                                    s.user_data.get(),
-                                    conn,
-                                    raw.as_ptr(),
-                                    raw.len(),
-                                    frames.as_ptr(),
-                                    frames.len(),
-                                )
-                            }
-                        }) == 0
-                    });
-                if !ok {
-                    let mut more = Vec::new();
-                    let mut a = h.adapter.lock();
-                    a.send_failed(token, now_ms, &mut more);
-                    work.extend(with_conns(&a, more));
+    /// Writes a message's frames through the send function: its return value,
+    /// or `None` when none is registered.
+    fn send(
+        &self,
+        adapter: *mut rrpc_jt808_adapter,
+        conn: u64,
+        phone: &Phone,
+        frames: &[u8],
+    ) -> Option<i32> {
+        inside(adapter, || self.send.call(|f| f(conn, phone, frames)))
+    }
+
+    /// Queued requests that come due go out through the send function (one
+    /// that cannot be written is answered with `send failed`); every other
+    /// event goes to the event callback.
+    fn deliver(&self, adapter: *mut rrpc_jt808_adapter, events: Vec<(Event, u64)>, now_ms: u64) {
+        let mut work: VecDeque<(Event, u64)> = events.into();
+        while let Some((e, conn)) = work.pop_front() {
+            match e {
+                Event::SendQueued {
+                    token,
+                    phone,
+                    frames,
+                    ..
+                } => {
+                    if conn == NO_CONN || self.send(adapter, conn, &phone, &frames) != Some(0) {
+                        let mut more = Vec::new();
+                        let mut a = self.adapter.lock();
+                        a.send_failed(token, now_ms, &mut more);
+                        work.extend(with_conns(&a, more));
+                    }
                 }
-            }
-            other => {
-                let Some(cb) = *h.event.read() else {
-                    continue;
-                };
-                emit(cb, ptr, &other, conn);
+                other => self.emit(adapter, &other, conn),
             }
         }
     }
-}
 
-fn emit(cb: EventFn, ptr: *mut rrpc_jt808_adapter, e: &Event, conn: u64) {
-    use rrpc_jt808_event_kind::*;
-    let mut frame_holder = None;
-    let mut message_holder = None;
-    let ev = match e {
-        Event::Reply {
-            token,
-            phone,
-            kind,
-            payload,
-        } => {
-            let mut ev = empty_event(RRPC_JT808_EVENT_REPLY, conn);
-            ev.token = *token;
-            ev.reply_kind = match kind {
-                ReplyKind::Ack => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ACK,
-                ReplyKind::Answer => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ANSWER,
-                ReplyKind::Error => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ERROR,
-            } as u32;
-            set_phone(&mut ev, phone);
-            ev.payload = bytes_ptr(payload);
-            ev.payload_len = payload.len();
-            ev
-        }
-        Event::Expired { token, phone } => {
-            let mut ev = empty_event(RRPC_JT808_EVENT_EXPIRED, conn);
-            ev.token = *token;
-            set_phone(&mut ev, phone);
-            ev
-        }
-        Event::Uplink {
-            phone,
-            content_type,
-            content,
-            late,
-        } => {
-            let mut ev = empty_event(RRPC_JT808_EVENT_UPLINK, conn);
-            set_phone(&mut ev, phone);
-            ev.content_type = *content_type;
-            ev.late = *late;
-            ev.payload = bytes_ptr(content);
-            ev.payload_len = content.len();
-            ev
-        }
-        Event::Frame { frame, .. } => {
-            let mut ev = empty_event(RRPC_JT808_EVENT_FRAME, conn);
-            set_phone(&mut ev, &frame.header.phone);
-            let view: &rrpc_jt808_frame = frame_holder.insert(frame_view(frame));
-            ev.frame = view;
-            ev
-        }
-        Event::Malformed { reason, .. } => {
-            let mut ev = empty_event(RRPC_JT808_EVENT_MALFORMED, conn);
-            let c: &CString = message_holder.insert(to_c_string(reason));
-            ev.message = c.as_ptr();
-            ev
-        }
-        Event::SendQueued { .. } => return,
-    };
-    inside(ptr, || {
-        // SAFETY: the application registered `f` for this signature; the event
-        // and everything it points to live until it returns.
-        unsafe { (cb.f)(cb.user_data.get(), ptr, &ev) }
-    });
+    fn emit(&self, adapter: *mut rrpc_jt808_adapter, e: &Event, conn: u64) {
+        use rrpc_jt808_event_kind::*;
+        let frame_view_holder;
+        let message_holder;
+        let ev = match e {
+            Event::Reply {
+                token,
+                phone,
+                kind,
+                payload,
+            } => rrpc_jt808_event {
+                token: *token,
+                reply_kind: match kind {
+                    ReplyKind::Ack => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ACK,
+                    ReplyKind::Answer => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ANSWER,
+                    ReplyKind::Error => rrpc_jt808_reply_kind::RRPC_JT808_REPLY_ERROR,
+                } as u32,
+                payload: bytes_ptr(payload),
+                payload_len: payload.len(),
+                ..empty_event(RRPC_JT808_EVENT_REPLY, conn, Some(phone))
+            },
+            Event::Expired { token, phone } => rrpc_jt808_event {
+                token: *token,
+                ..empty_event(RRPC_JT808_EVENT_EXPIRED, conn, Some(phone))
+            },
+            Event::Uplink {
+                phone,
+                content_type,
+                content,
+                late,
+            } => rrpc_jt808_event {
+                content_type: *content_type,
+                late: *late,
+                payload: bytes_ptr(content),
+                payload_len: content.len(),
+                ..empty_event(RRPC_JT808_EVENT_UPLINK, conn, Some(phone))
+            },
+            Event::Frame { frame, .. } => {
+                frame_view_holder = frame_view(frame);
+                rrpc_jt808_event {
+                    frame: &frame_view_holder,
+                    ..empty_event(RRPC_JT808_EVENT_FRAME, conn, Some(&frame.header.phone))
+                }
+            }
+            Event::Malformed { reason, .. } => {
+                message_holder = to_c_string(reason);
+                rrpc_jt808_event {
+                    message: message_holder.as_ptr(),
+                    ..empty_event(RRPC_JT808_EVENT_MALFORMED, conn, None)
+                }
+            }
+            Event::SendQueued { .. } => return,
+        };
+        inside(adapter, || self.event.call(|f| f(adapter, &ev)));
+    }
 }
 
 /// Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
@@ -569,33 +555,41 @@ pub extern "C" fn rrpc_jt808_adapter_new(
             ..AdapterConfig::default()
         };
         let h = AdapterHandle {
-            adapter: Mutex::new(Adapter::new(cfg)?),
-            send: RwLock::new(None),
-            event: RwLock::new(None),
+            shared: Arc::new(Shared {
+                adapter: Mutex::new(Adapter::new(cfg)?),
+                send: Slot::default(),
+                event: Slot::default(),
+            }),
         };
         *out = h.into_c();
         Ok(())
     })
 }
 
-/// Releases the adapter. Requests still held are dropped without events. NULL
-/// is ignored.
+/// Releases the adapter. Requests still held are dropped without events. A
+/// send function or event callback still running on another thread is waited
+/// for; none runs after this returns, so their `user_data` may be freed at
+/// once. NULL is ignored.
 ///
+/// @param[in] adapter the adapter, or NULL.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_WRONG_STATE called from this adapter's send function or
-///         event callback; nothing was released.
+/// @retval RRPC_STATUS_WRONG_STATE called from inside one of this adapter's
+///         callbacks (the send function or the event callback, at any depth);
+///         nothing was released.
 ///
-/// Once, when no other thread uses the adapter.
+/// Once, when no other thread will call the adapter again.
 #[no_mangle]
 pub extern "C" fn rrpc_jt808_adapter_free(adapter: *mut rrpc_jt808_adapter) -> rrpc_status {
     boundary("rrpc_jt808_adapter_free", || {
-        AdapterHandle::free(adapter, |_| {
-            if INSIDE.with(|v| v.borrow().contains(&(adapter as usize))) {
+        AdapterHandle::free(adapter, |h| {
+            if guard::inside(Kind::Object, adapter as usize) {
                 return Err(Failure::new(
                     RRPC_STATUS_WRONG_STATE,
                     "an adapter cannot be freed from its own send function or event callback",
                 ));
             }
+            h.shared.send.set(None)?;
+            h.shared.event.set(None)?;
             Ok(())
         })
     })
@@ -604,11 +598,22 @@ pub extern "C" fn rrpc_jt808_adapter_free(adapter: *mut rrpc_jt808_adapter) -> r
 /// Registers the function that writes frames to terminals (NULL removes it:
 /// submits then fail with RRPC_STATUS_WRONG_STATE, and queued requests that
 /// come due are answered with `{"jt808":"error","reason":"send failed"}`).
+/// When it returns, the send function it replaced is not running on any other
+/// thread (a call in progress is waited for) and will not run again, so its
+/// `user_data` may be freed at once.
 ///
+/// @param[in] adapter   the adapter.
+/// @param[in] send      the send function, or NULL.
+/// @param[in] user_data handed to every call of `send`; the library never
+///                      touches it. It must stay valid until the function is
+///                      replaced or the adapter freed.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE  called from inside the send function it
+///                                  would replace; nothing changed.
 ///
-/// Any thread; `user_data` must stay valid while registered.
+/// Any thread, including the event callback. Do not call it while holding a
+/// lock the send function takes: it waits for the send function.
 #[no_mangle]
 pub extern "C" fn rrpc_jt808_adapter_set_send(
     adapter: *mut rrpc_jt808_adapter,
@@ -617,19 +622,46 @@ pub extern "C" fn rrpc_jt808_adapter_set_send(
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
     boundary("rrpc_jt808_adapter_set_send", move || {
-        let h = AdapterHandle::borrow(adapter)?;
-        *h.send.write() = send.map(|f| SendFn { f, user_data: ud });
-        Ok(())
+        let h = shared(adapter)?;
+        let f = send.map(|f| {
+            Box::new(move |conn: u64, phone: &Phone, frames: &[u8]| {
+                let raw = phone.raw();
+                // SAFETY: the application registered `f` for this signature; the
+                // buffers live until it returns.
+                unsafe {
+                    f(
+                        ud.get(),
+                        conn,
+                        raw.as_ptr(),
+                        raw.len(),
+                        frames.as_ptr(),
+                        frames.len(),
+                    )
+                }
+            }) as Box<SendFn>
+        });
+        Ok(h.send.set(f)?)
     })
 }
 
 /// Registers the event callback (NULL removes it: events are then dropped, and
-/// the RRPC calls they would answer time out).
+/// the RRPC calls they would answer time out). When it returns, the callback it
+/// replaced is not running on any other thread (a call in progress is waited
+/// for) and will not run again, so its `user_data` may be freed at once.
 ///
+/// @param[in] adapter   the adapter.
+/// @param[in] callback  the event callback, or NULL.
+/// @param[in] user_data handed to every call of `callback`; the library never
+///                      touches it. It must stay valid until the callback is
+///                      replaced or the adapter freed.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+/// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+///                                  replace; nothing changed.
 ///
-/// Any thread; `user_data` must stay valid while registered.
+/// Any thread, including the send function; takes effect for the next event.
+/// Do not call it while holding a lock the callback takes: it waits for the
+/// callback.
 #[no_mangle]
 pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
     adapter: *mut rrpc_jt808_adapter,
@@ -638,9 +670,17 @@ pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
     boundary("rrpc_jt808_adapter_set_event_callback", move || {
-        let h = AdapterHandle::borrow(adapter)?;
-        *h.event.write() = callback.map(|f| EventFn { f, user_data: ud });
-        Ok(())
+        let h = shared(adapter)?;
+        let f = callback.map(|f| {
+            Box::new(
+                move |adapter: *mut rrpc_jt808_adapter, event: &rrpc_jt808_event| {
+                    // SAFETY: the application registered `f` for this signature;
+                    // the event and everything it points to live until it returns.
+                    unsafe { f(ud.get(), adapter, event) }
+                },
+            ) as Box<EventFn>
+        });
+        Ok(h.event.set(f)?)
     })
 }
 
@@ -719,17 +759,20 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
     out_queued: *mut bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_submit", || {
-        let h = AdapterHandle::borrow(adapter)?;
+        let h = shared(adapter)?;
         let phone = phone_arg(phone, phone_len)?;
         // SAFETY: `content_len` readable bytes per the documented contract.
         let content = unsafe { arg_bytes(content, content_len, "content") }?;
         let completion = completion_arg(completion, None)?;
-        let send = (*h.send.read()).ok_or_else(|| {
+        let no_send = || {
             Failure::new(
                 RRPC_STATUS_WRONG_STATE,
                 "no send function is registered (rrpc_jt808_adapter_set_send)",
             )
-        })?;
+        };
+        if !h.send.is_set() {
+            return Err(no_send());
+        }
         let call = Call {
             token,
             phone,
@@ -752,36 +795,16 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
             })?;
             (a.submit(&call, now_ms, &mut frames)?, conn)
         };
-        // SAFETY: optional out-parameter.
-        unsafe { opt_out(out_queued, matches!(submitted, Submitted::Queued { .. })) };
-        if let Submitted::Queued { .. } = submitted {
-            return Ok(());
-        }
-        let raw = phone.raw();
-        let rc = inside(adapter, || {
-            // SAFETY: the application registered `f` for this signature; the
-            // buffers live until it returns.
-            unsafe {
-                (send.f)(
-                    send.user_data.get(),
-                    conn,
-                    raw.as_ptr(),
-                    raw.len(),
-                    frames.as_ptr(),
-                    frames.len(),
-                )
+        let queued = matches!(submitted, Submitted::Queued { .. });
+        if !queued {
+            let rc = h.send(adapter, conn, &phone, &frames);
+            if rc != Some(0) {
+                h.run(adapter, now_ms, |a, ev| a.cancel(token, now_ms, ev));
+                return Err(rc.map_or_else(no_send, |rc| SendFailed(rc).into()));
             }
-        });
-        if rc != 0 {
-            let events = {
-                let mut a = h.adapter.lock();
-                let mut ev = Vec::new();
-                a.cancel(token, now_ms, &mut ev);
-                with_conns(&a, ev)
-            };
-            deliver(h, adapter, events, now_ms);
-            return Err(SendFailed(rc).into());
         }
+        // SAFETY: optional out-parameter.
+        unsafe { opt_out(out_queued, queued) };
         Ok(())
     })
 }
@@ -811,17 +834,10 @@ pub extern "C" fn rrpc_jt808_adapter_on_bytes(
     now_ms: u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_on_bytes", || {
-        let h = AdapterHandle::borrow(adapter)?;
+        let h = shared(adapter)?;
         // SAFETY: `len` readable bytes per the documented contract.
         let data = unsafe { arg_bytes(bytes, len, "bytes") }?;
-        let (r, events) = {
-            let mut a = h.adapter.lock();
-            let mut ev = Vec::new();
-            let r = a.on_bytes(conn, data, now_ms, &mut ev);
-            (r, with_conns(&a, ev))
-        };
-        deliver(h, adapter, events, now_ms);
-        Ok(r?)
+        Ok(h.run(adapter, now_ms, |a, ev| a.on_bytes(conn, data, now_ms, ev))?)
     })
 }
 
@@ -854,7 +870,7 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
     out_taken: *mut bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_on_frame", || {
-        let h = AdapterHandle::borrow(adapter)?;
+        let h = shared(adapter)?;
         // SAFETY: pointer contracts documented above.
         let v = unsafe { arg_ref(frame, "frame") }?;
         let body = unsafe { arg_bytes(v.body, v.body_len, "frame->body") }?;
@@ -863,16 +879,12 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
             header,
             body: body.to_vec(),
         };
-        let (handled, events) = {
-            let mut a = h.adapter.lock();
+        let handled = h.run(adapter, now_ms, |a, ev| {
             if conn != NO_CONN {
                 a.terminal_connected(&f.header.phone, conn)?;
             }
-            let mut ev = Vec::new();
-            let handled = a.on_frame(&f, now_ms, &mut ev);
-            (handled, with_conns(&a, ev))
-        };
-        deliver(h, adapter, events, now_ms);
+            Ok::<_, Failure>(a.on_frame(&f, now_ms, ev))
+        })?;
         let taken = match handled {
             Handled::Taken => true,
             Handled::NotMine => false,
@@ -909,9 +921,10 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_connected(
     conn: u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_terminal_connected", || {
-        let h = AdapterHandle::borrow(adapter)?;
+        let h = shared(adapter)?;
         let phone = phone_arg(phone, phone_len)?;
-        Ok(h.adapter.lock().terminal_connected(&phone, conn)?)
+        h.adapter.lock().terminal_connected(&phone, conn)?;
+        Ok(())
     })
 }
 
@@ -935,15 +948,11 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
     out_answered: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_terminal_disconnected", || {
-        let h = AdapterHandle::borrow(adapter)?;
+        let h = shared(adapter)?;
         let phone = phone_arg(phone, phone_len)?;
-        let (n, events) = {
-            let mut a = h.adapter.lock();
-            let mut ev = Vec::new();
-            let n = a.terminal_disconnected(&phone, now_ms, &mut ev);
-            (n, with_conns(&a, ev))
-        };
-        deliver(h, adapter, events, now_ms);
+        let n = h.run(adapter, now_ms, |a, ev| {
+            a.terminal_disconnected(&phone, now_ms, ev)
+        });
         // SAFETY: optional out-parameter.
         unsafe { opt_out(out_answered, n) };
         Ok(())
@@ -967,14 +976,10 @@ pub extern "C" fn rrpc_jt808_adapter_connection_closed(
     out_answered: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_connection_closed", || {
-        let h = AdapterHandle::borrow(adapter)?;
-        let (n, events) = {
-            let mut a = h.adapter.lock();
-            let mut ev = Vec::new();
-            let n = a.connection_closed(conn, now_ms, &mut ev);
-            (n, with_conns(&a, ev))
-        };
-        deliver(h, adapter, events, now_ms);
+        let h = shared(adapter)?;
+        let n = h.run(adapter, now_ms, |a, ev| {
+            a.connection_closed(conn, now_ms, ev)
+        });
         // SAFETY: optional out-parameter.
         unsafe { opt_out(out_answered, n) };
         Ok(())
@@ -996,15 +1001,8 @@ pub extern "C" fn rrpc_jt808_adapter_cancel(
     now_ms: u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_cancel", || {
-        let h = AdapterHandle::borrow(adapter)?;
-        let (found, events) = {
-            let mut a = h.adapter.lock();
-            let mut ev = Vec::new();
-            let found = a.cancel(token, now_ms, &mut ev);
-            (found, with_conns(&a, ev))
-        };
-        deliver(h, adapter, events, now_ms);
-        if !found {
+        let h = shared(adapter)?;
+        if !h.run(adapter, now_ms, |a, ev| a.cancel(token, now_ms, ev)) {
             return Err(Failure::new(
                 RRPC_STATUS_UNKNOWN_TOKEN,
                 format!("the adapter holds no request {token}"),
@@ -1032,14 +1030,8 @@ pub extern "C" fn rrpc_jt808_adapter_tick(
     out_next_deadline: *mut u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_tick", || {
-        let h = AdapterHandle::borrow(adapter)?;
-        let events = {
-            let mut a = h.adapter.lock();
-            let mut ev = Vec::new();
-            a.expire(now_ms, &mut ev);
-            with_conns(&a, ev)
-        };
-        deliver(h, adapter, events, now_ms);
+        let h = shared(adapter)?;
+        h.run(adapter, now_ms, |a, ev| a.expire(now_ms, ev));
         let next = h.adapter.lock().next_deadline().unwrap_or(u64::MAX);
         // SAFETY: optional out-parameter.
         unsafe { opt_out(out_next_deadline, next) };
@@ -1059,7 +1051,7 @@ pub extern "C" fn rrpc_jt808_adapter_get_stats(
     out_stats: *mut rrpc_jt808_adapter_stats,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_get_stats", || {
-        let h = AdapterHandle::borrow(adapter)?;
+        let h = shared(adapter)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_stats, "out_stats") }?;
         let s: AdapterStats = h.adapter.lock().stats();

@@ -2,15 +2,20 @@
  * encoder on good and bad frames, and the pass-through adapter driven the way a
  * gateway drives it (socket bytes in, frames out through the send function,
  * replies and uplinks through the event callback): both completion policies,
- * busy pairs queued and refused, sub-packages both ways, expiry, disconnects,
- * re-entrant calls from callbacks, and 1,000 terminals at once. Prints
+ * busy pairs queued and refused, every configured bound, sub-packages both ways,
+ * expiry, disconnects, re-entrant calls from callbacks, callbacks released while
+ * they run on another thread, and 1,000 terminals at once. Prints
  * "jt808 harness: N checks passed" and exits 0, or names the first failed check
- * and exits 1. Built and run by tests/jt808_c.rs; also clean under valgrind. */
+ * and exits 1. Built with -pthread and run by tests/jt808_adapter.rs; also clean
+ * under valgrind, which reports any touch of a user_data freed after a release. */
+#define _POSIX_C_SOURCE 200809L
 #include <rrpc.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int checks = 0;
 #define CHECK(cond)                                                                           \
@@ -613,6 +618,213 @@ static void limit_checks(void)
     CHECK(rrpc_jt808_adapter_free(a) == RRPC_STATUS_OK);
 }
 
+/* ------------------------------------------------ callbacks that are released */
+
+#define SLEEP_MS 300
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts;
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t mono_ms(void)
+{
+    uint64_t t = 0;
+    CHECK(rrpc_monotonic_ms(&t) == RRPC_STATUS_OK);
+    return t;
+}
+
+/* The user_data of a slow callback: heap memory the release must let us free. */
+typedef struct {
+    volatile int started;  /* set when the callback begins */
+    volatile int finished; /* set just before it returns */
+    int calls;
+} slow_state;
+
+static slow_state *slow_new(void)
+{
+    slow_state *st = calloc(1, sizeof *st);
+    CHECK(st != NULL);
+    return st;
+}
+
+static void slow_body(slow_state *st)
+{
+    st->started = 1;
+    sleep_ms(SLEEP_MS);
+    st->calls++;
+    st->finished = 1;
+}
+
+static int slow_send(void *user_data, uint64_t conn, const uint8_t *phone, size_t phone_len, const uint8_t *bytes,
+                     size_t len)
+{
+    (void)conn; (void)phone; (void)phone_len; (void)bytes; (void)len;
+    slow_body(user_data);
+    return 0;
+}
+
+static void slow_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt808_event *ev)
+{
+    (void)adapter; (void)ev;
+    slow_body(user_data);
+}
+
+static volatile int quick_sends, quick_events;
+
+static int quick_send(void *user_data, uint64_t conn, const uint8_t *phone, size_t phone_len, const uint8_t *bytes,
+                      size_t len)
+{
+    (void)user_data; (void)conn; (void)phone; (void)phone_len; (void)bytes; (void)len;
+    quick_sends++;
+    return 0;
+}
+
+static void quick_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt808_event *ev)
+{
+    (void)user_data; (void)adapter; (void)ev;
+    quick_events++;
+}
+
+/* Callbacks that try to replace themselves (refused, nothing changes), replace the
+ * other callback (allowed), and free the adapter (refused). */
+static int refused_inside;
+
+static int self_replacing_send(void *user_data, uint64_t conn, const uint8_t *phone, size_t phone_len,
+                               const uint8_t *bytes, size_t len)
+{
+    rrpc_jt808_adapter *a = user_data;
+    (void)conn; (void)phone; (void)phone_len; (void)bytes; (void)len;
+    if (rrpc_jt808_adapter_set_send(a, quick_send, NULL) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    if (rrpc_jt808_adapter_free(a) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    if (rrpc_jt808_adapter_set_event_callback(a, quick_event, NULL) == RRPC_STATUS_OK) refused_inside += 10;
+    return 0;
+}
+
+static void self_replacing_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt808_event *ev)
+{
+    (void)user_data; (void)ev;
+    if (rrpc_jt808_adapter_set_event_callback(adapter, quick_event, NULL) == RRPC_STATUS_WRONG_STATE)
+        refused_inside++;
+    if (rrpc_jt808_adapter_free(adapter) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    if (rrpc_jt808_adapter_set_send(adapter, quick_send, NULL) == RRPC_STATUS_OK) refused_inside += 10;
+}
+
+static rrpc_jt808_adapter *release_adapter;
+static terminal release_terminal;
+static uint64_t release_token = 100;
+
+/* On another thread: a heartbeat from the terminal, which the event callback sees. */
+static void *heartbeat_thread(void *unused)
+{
+    uint8_t wire[64];
+    size_t n = encode(wire, sizeof wire, &release_terminal, 0x0002, 1, NULL, 0, 0, 0);
+    (void)unused;
+    CHECK(rrpc_jt808_adapter_on_bytes(release_adapter, 1, wire, n, 0) == RRPC_STATUS_OK);
+    return NULL;
+}
+
+/* On another thread: a request, which goes out through the send function. */
+static void *submit_thread(void *unused)
+{
+    (void)unused;
+    CHECK(rrpc_jt808_adapter_submit(release_adapter, release_token++, release_terminal.phone,
+                                    release_terminal.phone_len, 0x41, (const uint8_t *)"x", 1,
+                                    RRPC_JT808_COMPLETION_ACK, 60000, 0, NULL) == RRPC_STATUS_OK);
+    return NULL;
+}
+
+/* Starts `fn` on a thread, waits until the slow callback runs, runs `release` on this
+ * thread, checks that it waited, frees the state and joins. */
+static void release_while_running(void *(*fn)(void *), slow_state *st, rrpc_status (*release)(void))
+{
+    pthread_t th;
+    uint64_t t0, waited;
+    CHECK(pthread_create(&th, NULL, fn, NULL) == 0);
+    t0 = mono_ms();
+    while (!st->started) {
+        CHECK(mono_ms() - t0 < 5000);
+        sleep_ms(1);
+    }
+    t0 = mono_ms();
+    CHECK(release() == RRPC_STATUS_OK);
+    waited = mono_ms() - t0;
+    CHECK(st->finished == 1 && st->calls == 1);
+    CHECK(waited >= SLEEP_MS / 3);
+    free(st);
+    CHECK(pthread_join(th, NULL) == 0);
+}
+
+static rrpc_status replace_event_callback(void)
+{
+    return rrpc_jt808_adapter_set_event_callback(release_adapter, quick_event, NULL);
+}
+
+static rrpc_status replace_send(void)
+{
+    return rrpc_jt808_adapter_set_send(release_adapter, quick_send, NULL);
+}
+
+static rrpc_status free_adapter(void)
+{
+    return rrpc_jt808_adapter_free(release_adapter);
+}
+
+static void release_checks(void)
+{
+    rrpc_jt808_adapter_config cfg;
+    slow_state *st;
+    CHECK(rrpc_jt808_adapter_config_init(&cfg) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_new(&cfg, &release_adapter) == RRPC_STATUS_OK);
+    release_terminal = make_terminal("13700137000", 2013);
+    CHECK(rrpc_jt808_adapter_terminal_connected(release_adapter, release_terminal.phone,
+                                                release_terminal.phone_len, 1) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_set_send(release_adapter, quick_send, NULL) == RRPC_STATUS_OK);
+
+    /* The event callback, replaced while it sleeps on another thread: the replacement
+     * waits for it, and only the new one runs after. */
+    st = slow_new();
+    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, slow_event, st) == RRPC_STATUS_OK);
+    release_while_running(heartbeat_thread, st, replace_event_callback);
+    quick_events = 0;
+    heartbeat_thread(NULL);
+    CHECK(quick_events == 1);
+
+    /* The send function, replaced while it sleeps inside a submit on another thread. */
+    st = slow_new();
+    CHECK(rrpc_jt808_adapter_set_send(release_adapter, slow_send, st) == RRPC_STATUS_OK);
+    release_while_running(submit_thread, st, replace_send);
+    quick_sends = 0;
+    submit_thread(NULL);
+    CHECK(quick_sends == 1);
+
+    /* From inside: a callback cannot replace itself or free the adapter (nothing
+     * changes: it runs again next time), but it may replace the other callback. */
+    refused_inside = 0;
+    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, self_replacing_event, NULL) == RRPC_STATUS_OK);
+    heartbeat_thread(NULL);
+    CHECK(refused_inside == 12);
+    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, self_replacing_event, NULL) == RRPC_STATUS_OK);
+    heartbeat_thread(NULL);
+    heartbeat_thread(NULL);
+    CHECK(refused_inside == 36);
+    CHECK(rrpc_jt808_adapter_set_send(release_adapter, self_replacing_send, release_adapter) == RRPC_STATUS_OK);
+    submit_thread(NULL);
+    CHECK(refused_inside == 48);
+    submit_thread(NULL);
+    CHECK(refused_inside == 60);
+
+    /* Free waits for a callback in flight on another thread; the thread returns
+     * through the adapter without touching freed memory (valgrind watches). */
+    st = slow_new();
+    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, slow_event, st) == RRPC_STATUS_OK);
+    release_while_running(heartbeat_thread, st, free_adapter);
+    release_adapter = NULL;
+}
+
 static void thousand_terminals(void)
 {
     rrpc_jt808_adapter *a = new_adapter(RRPC_JT808_BUSY_QUEUE);
@@ -658,6 +870,7 @@ int main(void)
     adapter_checks();
     refuse_checks();
     limit_checks();
+    release_checks();
     thousand_terminals();
     printf("jt808 harness: %d checks passed\n", checks);
     return 0;
