@@ -1209,6 +1209,53 @@ typedef void (*rrpc_jt808_event_cb)(void *user_data,
                                     const struct rrpc_jt808_event *event);
 
 /**
+ * One request for `rrpc_jt808_adapter_submit`; fill with
+ * `rrpc_jt808_adapter_submit_params_init`, then set the fields.
+ */
+typedef struct rrpc_jt808_adapter_submit_params {
+    /**
+     * The RRPC request's token (`rrpc_request.token`): it names the request in
+     * the events and in `rrpc_jt808_adapter_cancel`, and must not be held by
+     * the adapter already.
+     */
+    uint64_t token;
+    /**
+     * The terminal's raw BCD phone bytes, `phone_len` of them, as
+     * `rrpc_jt808_header.phone` holds them (see `rrpc_jt808_phone_from_digits`).
+     */
+    uint8_t phone[10];
+    /**
+     * 6 (2013) or 10 (2019).
+     */
+    size_t phone_len;
+    /**
+     * The pass-through type byte: the RRpc ContentType
+     * (`rrpc_request.content_type`). Any value goes out untouched.
+     */
+    uint8_t content_type;
+    /**
+     * The content (the RRPC request payload), copied before
+     * `rrpc_jt808_adapter_submit` returns; may be NULL when `content_len` is 0.
+     */
+    const uint8_t *content;
+    /**
+     * The content's length in bytes, at most `max_content`.
+     */
+    size_t content_len;
+    /**
+     * An `rrpc_jt808_completion` value. Default RRPC_JT808_COMPLETION_DEFAULT
+     * (the adapter's `default_completion`).
+     */
+    uint32_t completion;
+    /**
+     * When the RRPC caller stops waiting (for a request from the router or the
+     * client, `rrpc_request.deadline_ms`), on the clock of the `now_ms` the
+     * adapter is given (such as `rrpc_monotonic_ms`).
+     */
+    uint64_t deadline_ms;
+} rrpc_jt808_adapter_submit_params;
+
+/**
  * Counters of an adapter (`rrpc_jt808_adapter_get_stats`). All count from its
  * creation, except the gauges from `pending` on.
  */
@@ -1898,6 +1945,7 @@ const char *rrpc_jt808_busy_payload(void);
 /**
  * Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
  *
+ * @param[out] out_config receives the defaults.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
  *
@@ -1987,15 +2035,30 @@ rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *ada
                                                   void *user_data);
 
 /**
- * Sends RRPC request `token` to a terminal as a 0x8900 whose type byte is
- * `content_type` and whose content is `content` (sub-packaged past `max_body`),
- * through the send function, before this returns; or queues it behind the
- * outstanding ANSWER request of the same (terminal, type). Any type byte goes
- * out untouched (0x00, 0x0B, 0x41, 0x42, 0xF0-0xFF, vendor values).
+ * Fills `out_params` for `rrpc_jt808_adapter_submit`: every field zero (no
+ * content, token 0, no phone yet) and `completion`
+ * RRPC_JT808_COMPLETION_DEFAULT. Set at least `token`, `phone`, `phone_len`
+ * and `deadline_ms`.
+ *
+ * @param[out] out_params receives the defaults.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_adapter_submit_params_init(struct rrpc_jt808_adapter_submit_params *out_params);
+
+/**
+ * Sends RRPC request `params->token` to a terminal as a 0x8900 whose type byte
+ * is `params->content_type` and whose content is `params->content`
+ * (sub-packaged past `max_body`), through the send function, before this
+ * returns; or queues it behind the outstanding ANSWER request of the same
+ * (terminal, type). Any type byte goes out untouched (0x00, 0x0B, 0x41, 0x42,
+ * 0xF0-0xFF, vendor values).
  *
  * Exactly one event ends every accepted request: REPLY, or EXPIRED at
- * `deadline_ms` (never a reply after it). The payloads the adapter makes
- * (JSON, no spaces; N is the 0x8900's serial, of its first packet when
+ * `params->deadline_ms` (never a reply after it). The payloads the adapter
+ * makes (JSON, no spaces; N is the 0x8900's serial, of its first packet when
  * sub-packaged; R the result byte):
  * - ACK, result 0: `{"jt808":"ack","result":0,"serial":N}`
  * - result 1: `{"jt808":"error","reason":"failure","result":1,"serial":N}`
@@ -2007,27 +2070,19 @@ rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *ada
  *   (or `"busy"` when no serial number was free)
  * - ANSWER: the 0x0900 content itself.
  *
- * @param[in]  adapter     the adapter.
- * @param[in]  token       the RRPC request's token (`rrpc_request.token`).
- * @param[in]  phone       the terminal's raw phone bytes (see
- *                         `rrpc_jt808_phone_from_digits`).
- * @param[in]  phone_len   6 or 10.
- * @param[in]  content_type the pass-through type byte (the RRpc ContentType).
- * @param[in]  content     may be NULL when `content_len` is 0.
- * @param[in]  content_len the content's length in bytes.
- * @param[in]  completion  an `rrpc_jt808_completion` value.
- * @param[in]  deadline_ms when the RRPC caller stops waiting (for requests from
- *                         the router, `rrpc_request.deadline_ms`), on the same
- *                         clock as `now_ms` (such as `rrpc_monotonic_ms`).
- * @param[in]  now_ms      the time now.
- * @param[out] out_queued  receives true when the request was queued, false when
- *                         it was sent; may be NULL.
+ * @param[in]  adapter    the adapter.
+ * @param[in]  params     the request (see `rrpc_jt808_adapter_submit_params`);
+ *                        the content is copied before this returns.
+ * @param[in]  now_ms     the time, on the clock of `params->deadline_ms` (such
+ *                        as `rrpc_monotonic_ms`).
+ * @param[out] out_queued receives true when the request was queued, false when
+ *                        it was sent; may be NULL.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NOT_CONNECTED no connection is known for the terminal:
  *         it has sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame`
  *         since it connected, and `rrpc_jt808_adapter_terminal_connected` was not
  *         called.
- * @retval RRPC_STATUS_BUSY        an ANSWER request of this (terminal, type) is
+ * @retval RRPC_STATUS_BUSY an ANSWER request of this (terminal, type) is
  *         outstanding and the policy is RRPC_JT808_BUSY_REFUSE. The application
  *         may answer the call with `rrpc_jt808_busy_payload()`.
  * @retval RRPC_STATUS_LIMIT_REACHED the (terminal, type) queue
@@ -2035,41 +2090,39 @@ rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *ada
  *         (`max_queued_bytes`), the terminals (`max_terminals`) or the
  *         terminal's free serial numbers are exhausted; the message names which.
  *         The application may answer the call with `rrpc_jt808_busy_payload()`.
- * @retval RRPC_STATUS_SEND_FAILED the send function failed; the request was released.
- * @retval RRPC_STATUS_EXPIRED     `deadline_ms` is not after `now_ms`.
- * @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `content_len` exceeds `max_content`.
+ * @retval RRPC_STATUS_SEND_FAILED the send function returned non-zero; the
+ *         request was released.
+ * @retval RRPC_STATUS_EXPIRED `params->deadline_ms` is not after `now_ms`.
+ * @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `params->content_len` exceeds `max_content`.
  * @retval RRPC_STATUS_WRONG_STATE no send function is registered.
- * @retval RRPC_STATUS_ALREADY_EXISTS the adapter already holds a request `token`.
- * @retval RRPC_STATUS_INVALID_ARGUMENT a bad phone length, an unknown
- *         completion, or content that cannot be encoded.
- * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL, or `content`
- *         is NULL with a length.
+ * @retval RRPC_STATUS_ALREADY_EXISTS the adapter already holds a request
+ *         `params->token`.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `params->phone_len` is neither 6 nor
+ *         10, an unknown `params->completion`, or content that cannot be encoded.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `params` is NULL, or
+ *         `params->content` is NULL with a length.
  *
  * Any thread, including the event callback and the send function.
  */
 rrpc_status rrpc_jt808_adapter_submit(struct rrpc_jt808_adapter *adapter,
-                                      uint64_t token,
-                                      const uint8_t *phone,
-                                      size_t phone_len,
-                                      uint8_t content_type,
-                                      const uint8_t *content,
-                                      size_t content_len,
-                                      uint32_t completion,
-                                      uint64_t deadline_ms,
+                                      const struct rrpc_jt808_adapter_submit_params *params,
                                       uint64_t now_ms,
                                       bool *out_queued);
 
 /**
- * Takes bytes received from a terminal connection (any chunking). `conn` is
- * any id the application chooses for the connection (its socket descriptor,
- * for instance); the adapter keeps one decoder per connection and learns which
- * terminal speaks on it. Every complete frame is handled before this returns:
- * events (REPLY, EXPIRED, UPLINK, FRAME for frames that are not the adapter's,
- * MALFORMED for invalid ones) go to the event callback, and queued requests
- * that come due go out through the send function.
+ * Takes bytes received from a terminal connection (any chunking). The adapter
+ * keeps one decoder per connection and learns which terminal speaks on it.
+ * Every complete frame is handled before this returns: events (REPLY, EXPIRED,
+ * UPLINK, FRAME for frames that are not the adapter's, MALFORMED for invalid
+ * ones) go to the event callback, and queued requests that come due go out
+ * through the send function.
  *
- * @param[in] bytes  may be NULL when `len` is 0.
- * @param[in] now_ms the time, on the clock of the deadlines.
+ * @param[in] adapter the adapter.
+ * @param[in] conn    any id the application chooses for the connection (its
+ *                    socket descriptor, for instance).
+ * @param[in] bytes   the bytes; may be NULL when `len` is 0.
+ * @param[in] len     their length.
+ * @param[in] now_ms  the time, on the clock of the deadlines.
  * @retval RRPC_STATUS_OK (also when frames were malformed: see the events)
  * @retval RRPC_STATUS_LIMIT_REACHED a new connection while `max_connections`
  *         are open; the bytes were dropped.
@@ -2089,10 +2142,12 @@ rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
  * adapter's; other frames are left to the application (`*out_taken` false) and
  * produce no event.
  *
+ * @param[in]  adapter   the adapter.
  * @param[in]  conn      the connection the frame came on, which becomes the
  *                       terminal's; UINT64_MAX to leave that unchanged.
  * @param[in]  frame     the frame (`header` and `body` are read; `phone_digits`
  *                       and `phone_bcd_error` are ignored).
+ * @param[in]  now_ms    the time, on the clock of the deadlines.
  * @param[out] out_taken receives whether the adapter took it; may be NULL.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
@@ -2115,6 +2170,10 @@ rrpc_status rrpc_jt808_adapter_on_frame(struct rrpc_jt808_adapter *adapter,
  * Attaches a terminal to connection `conn` without waiting for its frames (for
  * applications that know the terminal from its registration already).
  *
+ * @param[in] adapter   the adapter.
+ * @param[in] phone     the terminal's raw phone bytes.
+ * @param[in] phone_len 6 or 10.
+ * @param[in] conn      the connection, as given to `rrpc_jt808_adapter_on_bytes`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
  *         `max_terminals` or `max_connections` are known.
@@ -2134,6 +2193,10 @@ rrpc_status rrpc_jt808_adapter_terminal_connected(struct rrpc_jt808_adapter *ada
  * `{"jt808":"error","reason":"terminal disconnected"}`, and the terminal is
  * forgotten (its serial numbers start again at 0).
  *
+ * @param[in]  adapter      the adapter.
+ * @param[in]  phone        the terminal's raw phone bytes.
+ * @param[in]  phone_len    6 or 10.
+ * @param[in]  now_ms       the time, on the clock of the deadlines.
  * @param[out] out_answered receives how many requests were answered; may be NULL.
  * @retval RRPC_STATUS_OK (also for a terminal the adapter does not know)
  * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
@@ -2152,6 +2215,9 @@ rrpc_status rrpc_jt808_adapter_terminal_disconnected(struct rrpc_jt808_adapter *
  * and every terminal whose connection it was is disconnected as by
  * `rrpc_jt808_adapter_terminal_disconnected`.
  *
+ * @param[in]  adapter      the adapter.
+ * @param[in]  conn         the connection, as given to `rrpc_jt808_adapter_on_bytes`.
+ * @param[in]  now_ms       the time, on the clock of the deadlines.
  * @param[out] out_answered receives how many requests were answered; may be NULL.
  * @retval RRPC_STATUS_OK (also for an unknown connection)
  * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
@@ -2167,6 +2233,9 @@ rrpc_status rrpc_jt808_adapter_connection_closed(struct rrpc_jt808_adapter *adap
  * Releases request `token` without any event (its RRPC call went away by other
  * means). A request queued behind it may go out.
  *
+ * @param[in] adapter the adapter.
+ * @param[in] token   the request, as submitted.
+ * @param[in] now_ms  the time, on the clock of the deadlines.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_UNKNOWN_TOKEN the adapter holds no request `token`.
  * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
@@ -2180,11 +2249,13 @@ rrpc_status rrpc_jt808_adapter_cancel(struct rrpc_jt808_adapter *adapter,
 /**
  * Expires requests whose deadline is at or before `now_ms` (EXPIRED events;
  * queued requests behind them may go out) and drops stale partial 0x0900
- * messages. Call it at `*out_next_deadline`, or regularly (every 100 ms is
+ * messages. Call it at `*out_next_deadline_ms`, or regularly (every 100 ms is
  * plenty).
  *
- * @param[out] out_next_deadline receives the earliest deadline still held, or
- *             UINT64_MAX when none; may be NULL. A poll timeout.
+ * @param[in]  adapter              the adapter.
+ * @param[in]  now_ms               the time, on the clock of the deadlines.
+ * @param[out] out_next_deadline_ms receives the earliest deadline still held,
+ *             or UINT64_MAX when none; may be NULL. A poll timeout.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
  *
@@ -2192,11 +2263,29 @@ rrpc_status rrpc_jt808_adapter_cancel(struct rrpc_jt808_adapter *adapter,
  */
 rrpc_status rrpc_jt808_adapter_tick(struct rrpc_jt808_adapter *adapter,
                                     uint64_t now_ms,
-                                    uint64_t *out_next_deadline);
+                                    uint64_t *out_next_deadline_ms);
+
+/**
+ * Tells when the earliest request the adapter holds (sent or queued) is due,
+ * without expiring anything: how long a C event loop may sleep before
+ * `rrpc_jt808_adapter_tick`.
+ *
+ * @param[in]  adapter              the adapter.
+ * @param[out] out_next_deadline_ms receives the earliest deadline, on the
+ *             clock of the deadlines, or UINT64_MAX when no request is held.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_next_deadline_ms` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_next_deadline(struct rrpc_jt808_adapter *adapter,
+                                             uint64_t *out_next_deadline_ms);
 
 /**
  * Reads the adapter's counters.
  *
+ * @param[in]  adapter   the adapter.
+ * @param[out] out_stats receives the counters.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_stats` is NULL.
  *

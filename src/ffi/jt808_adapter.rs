@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::jt808_codec::{frame_view, header_from_view, phone_view, rrpc_jt808_frame};
+use super::jt808_codec::{
+    frame_view, header_from_view, phone_from_view, phone_view, rrpc_jt808_frame,
+};
 use super::rrpc_status::*;
 use super::{
     arg_bytes, arg_out, arg_ref, boundary, bytes_ptr, opt_out, rrpc_status, Castable, Failure,
@@ -161,6 +163,36 @@ pub struct rrpc_jt808_adapter_config {
     pub default_completion: u32,
     /// An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
     pub busy_policy: u32,
+}
+
+/// One request for `rrpc_jt808_adapter_submit`; fill with
+/// `rrpc_jt808_adapter_submit_params_init`, then set the fields.
+#[repr(C)]
+pub struct rrpc_jt808_adapter_submit_params {
+    /// The RRPC request's token (`rrpc_request.token`): it names the request in
+    /// the events and in `rrpc_jt808_adapter_cancel`, and must not be held by
+    /// the adapter already.
+    pub token: u64,
+    /// The terminal's raw BCD phone bytes, `phone_len` of them, as
+    /// `rrpc_jt808_header.phone` holds them (see `rrpc_jt808_phone_from_digits`).
+    pub phone: [u8; 10],
+    /// 6 (2013) or 10 (2019).
+    pub phone_len: usize,
+    /// The pass-through type byte: the RRpc ContentType
+    /// (`rrpc_request.content_type`). Any value goes out untouched.
+    pub content_type: u8,
+    /// The content (the RRPC request payload), copied before
+    /// `rrpc_jt808_adapter_submit` returns; may be NULL when `content_len` is 0.
+    pub content: *const u8,
+    /// The content's length in bytes, at most `max_content`.
+    pub content_len: usize,
+    /// An `rrpc_jt808_completion` value. Default RRPC_JT808_COMPLETION_DEFAULT
+    /// (the adapter's `default_completion`).
+    pub completion: u32,
+    /// When the RRPC caller stops waiting (for a request from the router or the
+    /// client, `rrpc_request.deadline_ms`), on the clock of the `now_ms` the
+    /// adapter is given (such as `rrpc_monotonic_ms`).
+    pub deadline_ms: u64,
 }
 
 /// Counters of an adapter (`rrpc_jt808_adapter_get_stats`). All count from its
@@ -468,6 +500,7 @@ impl Shared {
 
 /// Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
 ///
+/// @param[out] out_config receives the defaults.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
 ///
@@ -684,15 +717,47 @@ pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
     })
 }
 
-/// Sends RRPC request `token` to a terminal as a 0x8900 whose type byte is
-/// `content_type` and whose content is `content` (sub-packaged past `max_body`),
-/// through the send function, before this returns; or queues it behind the
-/// outstanding ANSWER request of the same (terminal, type). Any type byte goes
-/// out untouched (0x00, 0x0B, 0x41, 0x42, 0xF0-0xFF, vendor values).
+/// Fills `out_params` for `rrpc_jt808_adapter_submit`: every field zero (no
+/// content, token 0, no phone yet) and `completion`
+/// RRPC_JT808_COMPLETION_DEFAULT. Set at least `token`, `phone`, `phone_len`
+/// and `deadline_ms`.
+///
+/// @param[out] out_params receives the defaults.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_submit_params_init(
+    out_params: *mut rrpc_jt808_adapter_submit_params,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_submit_params_init", || {
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_params, "out_params") }?;
+        *out = rrpc_jt808_adapter_submit_params {
+            token: 0,
+            phone: [0; 10],
+            phone_len: 0,
+            content_type: 0,
+            content: std::ptr::null(),
+            content_len: 0,
+            completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_DEFAULT as u32,
+            deadline_ms: 0,
+        };
+        Ok(())
+    })
+}
+
+/// Sends RRPC request `params->token` to a terminal as a 0x8900 whose type byte
+/// is `params->content_type` and whose content is `params->content`
+/// (sub-packaged past `max_body`), through the send function, before this
+/// returns; or queues it behind the outstanding ANSWER request of the same
+/// (terminal, type). Any type byte goes out untouched (0x00, 0x0B, 0x41, 0x42,
+/// 0xF0-0xFF, vendor values).
 ///
 /// Exactly one event ends every accepted request: REPLY, or EXPIRED at
-/// `deadline_ms` (never a reply after it). The payloads the adapter makes
-/// (JSON, no spaces; N is the 0x8900's serial, of its first packet when
+/// `params->deadline_ms` (never a reply after it). The payloads the adapter
+/// makes (JSON, no spaces; N is the 0x8900's serial, of its first packet when
 /// sub-packaged; R the result byte):
 /// - ACK, result 0: `{"jt808":"ack","result":0,"serial":N}`
 /// - result 1: `{"jt808":"error","reason":"failure","result":1,"serial":N}`
@@ -704,27 +769,19 @@ pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
 ///   (or `"busy"` when no serial number was free)
 /// - ANSWER: the 0x0900 content itself.
 ///
-/// @param[in]  adapter     the adapter.
-/// @param[in]  token       the RRPC request's token (`rrpc_request.token`).
-/// @param[in]  phone       the terminal's raw phone bytes (see
-///                         `rrpc_jt808_phone_from_digits`).
-/// @param[in]  phone_len   6 or 10.
-/// @param[in]  content_type the pass-through type byte (the RRpc ContentType).
-/// @param[in]  content     may be NULL when `content_len` is 0.
-/// @param[in]  content_len the content's length in bytes.
-/// @param[in]  completion  an `rrpc_jt808_completion` value.
-/// @param[in]  deadline_ms when the RRPC caller stops waiting (for requests from
-///                         the router, `rrpc_request.deadline_ms`), on the same
-///                         clock as `now_ms` (such as `rrpc_monotonic_ms`).
-/// @param[in]  now_ms      the time now.
-/// @param[out] out_queued  receives true when the request was queued, false when
-///                         it was sent; may be NULL.
+/// @param[in]  adapter    the adapter.
+/// @param[in]  params     the request (see `rrpc_jt808_adapter_submit_params`);
+///                        the content is copied before this returns.
+/// @param[in]  now_ms     the time, on the clock of `params->deadline_ms` (such
+///                        as `rrpc_monotonic_ms`).
+/// @param[out] out_queued receives true when the request was queued, false when
+///                        it was sent; may be NULL.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NOT_CONNECTED no connection is known for the terminal:
 ///         it has sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame`
 ///         since it connected, and `rrpc_jt808_adapter_terminal_connected` was not
 ///         called.
-/// @retval RRPC_STATUS_BUSY        an ANSWER request of this (terminal, type) is
+/// @retval RRPC_STATUS_BUSY an ANSWER request of this (terminal, type) is
 ///         outstanding and the policy is RRPC_JT808_BUSY_REFUSE. The application
 ///         may answer the call with `rrpc_jt808_busy_payload()`.
 /// @retval RRPC_STATUS_LIMIT_REACHED the (terminal, type) queue
@@ -732,38 +789,39 @@ pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
 ///         (`max_queued_bytes`), the terminals (`max_terminals`) or the
 ///         terminal's free serial numbers are exhausted; the message names which.
 ///         The application may answer the call with `rrpc_jt808_busy_payload()`.
-/// @retval RRPC_STATUS_SEND_FAILED the send function failed; the request was released.
-/// @retval RRPC_STATUS_EXPIRED     `deadline_ms` is not after `now_ms`.
-/// @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `content_len` exceeds `max_content`.
+/// @retval RRPC_STATUS_SEND_FAILED the send function returned non-zero; the
+///         request was released.
+/// @retval RRPC_STATUS_EXPIRED `params->deadline_ms` is not after `now_ms`.
+/// @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `params->content_len` exceeds `max_content`.
 /// @retval RRPC_STATUS_WRONG_STATE no send function is registered.
-/// @retval RRPC_STATUS_ALREADY_EXISTS the adapter already holds a request `token`.
-/// @retval RRPC_STATUS_INVALID_ARGUMENT a bad phone length, an unknown
-///         completion, or content that cannot be encoded.
-/// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL, or `content`
-///         is NULL with a length.
+/// @retval RRPC_STATUS_ALREADY_EXISTS the adapter already holds a request
+///         `params->token`.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `params->phone_len` is neither 6 nor
+///         10, an unknown `params->completion`, or content that cannot be encoded.
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` or `params` is NULL, or
+///         `params->content` is NULL with a length.
 ///
 /// Any thread, including the event callback and the send function.
 #[no_mangle]
-#[allow(clippy::too_many_arguments)] // the C signature: one call, no struct to fill
 pub extern "C" fn rrpc_jt808_adapter_submit(
     adapter: *mut rrpc_jt808_adapter,
-    token: u64,
-    phone: *const u8,
-    phone_len: usize,
-    content_type: u8,
-    content: *const u8,
-    content_len: usize,
-    completion: u32,
-    deadline_ms: u64,
+    params: *const rrpc_jt808_adapter_submit_params,
     now_ms: u64,
     out_queued: *mut bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_submit", || {
         let h = shared(adapter)?;
-        let phone = phone_arg(phone, phone_len)?;
-        // SAFETY: `content_len` readable bytes per the documented contract.
-        let content = unsafe { arg_bytes(content, content_len, "content") }?;
-        let completion = completion_arg(completion, None)?;
+        // SAFETY: pointer contracts documented above.
+        let p = unsafe { arg_ref(params, "params") }?;
+        let content = unsafe { arg_bytes(p.content, p.content_len, "params->content") }?;
+        let call = Call {
+            token: p.token,
+            phone: phone_from_view(&p.phone, p.phone_len)?,
+            content_type: p.content_type,
+            content,
+            completion: completion_arg(p.completion, None)?,
+            deadline_ms: p.deadline_ms,
+        };
         let no_send = || {
             Failure::new(
                 RRPC_STATUS_WRONG_STATE,
@@ -773,23 +831,16 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
         if !h.send.is_set() {
             return Err(no_send());
         }
-        let call = Call {
-            token,
-            phone,
-            content_type,
-            content,
-            completion,
-            deadline_ms,
-        };
         let mut frames = Vec::new();
         let (submitted, conn) = {
             let mut a = h.adapter.lock();
-            let conn = a.terminal_conn(&phone).ok_or_else(|| {
+            let conn = a.terminal_conn(&call.phone).ok_or_else(|| {
                 Failure::new(
                     RRPC_STATUS_NOT_CONNECTED,
                     format!(
-                        "terminal {phone} has no known connection (no frame from it yet, \
-                         and rrpc_jt808_adapter_terminal_connected was not called)"
+                        "terminal {} has no known connection (no frame from it yet, \
+                         and rrpc_jt808_adapter_terminal_connected was not called)",
+                        call.phone
                     ),
                 )
             })?;
@@ -797,9 +848,9 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
         };
         let queued = matches!(submitted, Submitted::Queued { .. });
         if !queued {
-            let rc = h.send(adapter, conn, &phone, &frames);
+            let rc = h.send(adapter, conn, &call.phone, &frames);
             if rc != Some(0) {
-                h.run(adapter, now_ms, |a, ev| a.cancel(token, now_ms, ev));
+                h.run(adapter, now_ms, |a, ev| a.cancel(call.token, now_ms, ev));
                 return Err(rc.map_or_else(no_send, |rc| SendFailed(rc).into()));
             }
         }
@@ -809,16 +860,19 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
     })
 }
 
-/// Takes bytes received from a terminal connection (any chunking). `conn` is
-/// any id the application chooses for the connection (its socket descriptor,
-/// for instance); the adapter keeps one decoder per connection and learns which
-/// terminal speaks on it. Every complete frame is handled before this returns:
-/// events (REPLY, EXPIRED, UPLINK, FRAME for frames that are not the adapter's,
-/// MALFORMED for invalid ones) go to the event callback, and queued requests
-/// that come due go out through the send function.
+/// Takes bytes received from a terminal connection (any chunking). The adapter
+/// keeps one decoder per connection and learns which terminal speaks on it.
+/// Every complete frame is handled before this returns: events (REPLY, EXPIRED,
+/// UPLINK, FRAME for frames that are not the adapter's, MALFORMED for invalid
+/// ones) go to the event callback, and queued requests that come due go out
+/// through the send function.
 ///
-/// @param[in] bytes  may be NULL when `len` is 0.
-/// @param[in] now_ms the time, on the clock of the deadlines.
+/// @param[in] adapter the adapter.
+/// @param[in] conn    any id the application chooses for the connection (its
+///                    socket descriptor, for instance).
+/// @param[in] bytes   the bytes; may be NULL when `len` is 0.
+/// @param[in] len     their length.
+/// @param[in] now_ms  the time, on the clock of the deadlines.
 /// @retval RRPC_STATUS_OK (also when frames were malformed: see the events)
 /// @retval RRPC_STATUS_LIMIT_REACHED a new connection while `max_connections`
 ///         are open; the bytes were dropped.
@@ -846,10 +900,12 @@ pub extern "C" fn rrpc_jt808_adapter_on_bytes(
 /// adapter's; other frames are left to the application (`*out_taken` false) and
 /// produce no event.
 ///
+/// @param[in]  adapter   the adapter.
 /// @param[in]  conn      the connection the frame came on, which becomes the
 ///                       terminal's; UINT64_MAX to leave that unchanged.
 /// @param[in]  frame     the frame (`header` and `body` are read; `phone_digits`
 ///                       and `phone_bcd_error` are ignored).
+/// @param[in]  now_ms    the time, on the clock of the deadlines.
 /// @param[out] out_taken receives whether the adapter took it; may be NULL.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
@@ -874,9 +930,8 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
         // SAFETY: pointer contracts documented above.
         let v = unsafe { arg_ref(frame, "frame") }?;
         let body = unsafe { arg_bytes(v.body, v.body_len, "frame->body") }?;
-        let header = header_from_view(&v.header)?;
         let f = Frame {
-            header,
+            header: header_from_view(&v.header)?,
             body: body.to_vec(),
         };
         let handled = h.run(adapter, now_ms, |a, ev| {
@@ -906,6 +961,10 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
 /// Attaches a terminal to connection `conn` without waiting for its frames (for
 /// applications that know the terminal from its registration already).
 ///
+/// @param[in] adapter   the adapter.
+/// @param[in] phone     the terminal's raw phone bytes.
+/// @param[in] phone_len 6 or 10.
+/// @param[in] conn      the connection, as given to `rrpc_jt808_adapter_on_bytes`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
 ///         `max_terminals` or `max_connections` are known.
@@ -933,6 +992,10 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_connected(
 /// `{"jt808":"error","reason":"terminal disconnected"}`, and the terminal is
 /// forgotten (its serial numbers start again at 0).
 ///
+/// @param[in]  adapter      the adapter.
+/// @param[in]  phone        the terminal's raw phone bytes.
+/// @param[in]  phone_len    6 or 10.
+/// @param[in]  now_ms       the time, on the clock of the deadlines.
 /// @param[out] out_answered receives how many requests were answered; may be NULL.
 /// @retval RRPC_STATUS_OK (also for a terminal the adapter does not know)
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
@@ -963,6 +1026,9 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
 /// and every terminal whose connection it was is disconnected as by
 /// `rrpc_jt808_adapter_terminal_disconnected`.
 ///
+/// @param[in]  adapter      the adapter.
+/// @param[in]  conn         the connection, as given to `rrpc_jt808_adapter_on_bytes`.
+/// @param[in]  now_ms       the time, on the clock of the deadlines.
 /// @param[out] out_answered receives how many requests were answered; may be NULL.
 /// @retval RRPC_STATUS_OK (also for an unknown connection)
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
@@ -989,6 +1055,9 @@ pub extern "C" fn rrpc_jt808_adapter_connection_closed(
 /// Releases request `token` without any event (its RRPC call went away by other
 /// means). A request queued behind it may go out.
 ///
+/// @param[in] adapter the adapter.
+/// @param[in] token   the request, as submitted.
+/// @param[in] now_ms  the time, on the clock of the deadlines.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_UNKNOWN_TOKEN the adapter holds no request `token`.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
@@ -1014,11 +1083,13 @@ pub extern "C" fn rrpc_jt808_adapter_cancel(
 
 /// Expires requests whose deadline is at or before `now_ms` (EXPIRED events;
 /// queued requests behind them may go out) and drops stale partial 0x0900
-/// messages. Call it at `*out_next_deadline`, or regularly (every 100 ms is
+/// messages. Call it at `*out_next_deadline_ms`, or regularly (every 100 ms is
 /// plenty).
 ///
-/// @param[out] out_next_deadline receives the earliest deadline still held, or
-///             UINT64_MAX when none; may be NULL. A poll timeout.
+/// @param[in]  adapter              the adapter.
+/// @param[in]  now_ms               the time, on the clock of the deadlines.
+/// @param[out] out_next_deadline_ms receives the earliest deadline still held,
+///             or UINT64_MAX when none; may be NULL. A poll timeout.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
 ///
@@ -1027,20 +1098,47 @@ pub extern "C" fn rrpc_jt808_adapter_cancel(
 pub extern "C" fn rrpc_jt808_adapter_tick(
     adapter: *mut rrpc_jt808_adapter,
     now_ms: u64,
-    out_next_deadline: *mut u64,
+    out_next_deadline_ms: *mut u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_tick", || {
         let h = shared(adapter)?;
         h.run(adapter, now_ms, |a, ev| a.expire(now_ms, ev));
         let next = h.adapter.lock().next_deadline().unwrap_or(u64::MAX);
         // SAFETY: optional out-parameter.
-        unsafe { opt_out(out_next_deadline, next) };
+        unsafe { opt_out(out_next_deadline_ms, next) };
+        Ok(())
+    })
+}
+
+/// Tells when the earliest request the adapter holds (sent or queued) is due,
+/// without expiring anything: how long a C event loop may sleep before
+/// `rrpc_jt808_adapter_tick`.
+///
+/// @param[in]  adapter              the adapter.
+/// @param[out] out_next_deadline_ms receives the earliest deadline, on the
+///             clock of the deadlines, or UINT64_MAX when no request is held.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_next_deadline_ms` is NULL.
+///
+/// Any thread, including callbacks.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_adapter_next_deadline(
+    adapter: *mut rrpc_jt808_adapter,
+    out_next_deadline_ms: *mut u64,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_next_deadline", || {
+        let h = shared(adapter)?;
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_next_deadline_ms, "out_next_deadline_ms") }?;
+        *out = h.adapter.lock().next_deadline().unwrap_or(u64::MAX);
         Ok(())
     })
 }
 
 /// Reads the adapter's counters.
 ///
+/// @param[in]  adapter   the adapter.
+/// @param[out] out_stats receives the counters.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_stats` is NULL.
 ///
@@ -1087,4 +1185,122 @@ pub extern "C" fn rrpc_jt808_adapter_get_stats(
         };
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn accept(
+        _: *mut c_void,
+        _: u64,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+    ) -> i32 {
+        0
+    }
+
+    fn params(token: u64, phone: &Phone, deadline_ms: u64) -> rrpc_jt808_adapter_submit_params {
+        let mut p = std::mem::MaybeUninit::<rrpc_jt808_adapter_submit_params>::uninit();
+        assert_eq!(
+            rrpc_jt808_adapter_submit_params_init(p.as_mut_ptr()),
+            RRPC_STATUS_OK
+        );
+        // SAFETY: written by the init just above.
+        let mut p = unsafe { p.assume_init() };
+        (p.phone, p.phone_len) = phone_view(phone);
+        p.token = token;
+        p.deadline_ms = deadline_ms;
+        p
+    }
+
+    #[test]
+    fn submit_takes_params_and_the_next_deadline_is_told() {
+        let mut cfg = std::mem::MaybeUninit::uninit();
+        assert_eq!(
+            rrpc_jt808_adapter_config_init(cfg.as_mut_ptr()),
+            RRPC_STATUS_OK
+        );
+        let mut a = std::ptr::null_mut();
+        assert_eq!(rrpc_jt808_adapter_new(cfg.as_ptr(), &mut a), RRPC_STATUS_OK);
+        let phone = Phone::from_digits("13800138000", crate::jt808::Version::V2013).unwrap();
+        let p = params(1, &phone, 5_000);
+        assert_eq!(
+            p.completion,
+            rrpc_jt808_completion::RRPC_JT808_COMPLETION_DEFAULT as u32
+        );
+        assert!(p.content.is_null() && p.content_len == 0);
+        let mut next = 0;
+        assert_eq!(
+            rrpc_jt808_adapter_next_deadline(a, &mut next),
+            RRPC_STATUS_OK
+        );
+        assert_eq!(next, u64::MAX);
+
+        // No send function, then no connection: refused, nothing held.
+        let mut queued = true;
+        assert_eq!(
+            rrpc_jt808_adapter_submit(a, &p, 0, &mut queued),
+            RRPC_STATUS_WRONG_STATE
+        );
+        assert_eq!(
+            rrpc_jt808_adapter_set_send(a, Some(accept), std::ptr::null_mut()),
+            RRPC_STATUS_OK
+        );
+        assert_eq!(
+            rrpc_jt808_adapter_submit(a, &p, 0, &mut queued),
+            RRPC_STATUS_NOT_CONNECTED
+        );
+        assert!(queued, "out-parameters are written only on success");
+        let raw = phone.raw();
+        assert_eq!(
+            rrpc_jt808_adapter_terminal_connected(a, raw.as_ptr(), raw.len(), 7),
+            RRPC_STATUS_OK
+        );
+        assert_eq!(
+            rrpc_jt808_adapter_submit(a, &p, 0, &mut queued),
+            RRPC_STATUS_OK
+        );
+        assert!(!queued);
+        assert_eq!(
+            rrpc_jt808_adapter_next_deadline(a, &mut next),
+            RRPC_STATUS_OK
+        );
+        assert_eq!(next, 5_000);
+        assert_eq!(
+            rrpc_jt808_adapter_submit(a, &p, 0, std::ptr::null_mut()),
+            RRPC_STATUS_ALREADY_EXISTS
+        );
+        let bad = rrpc_jt808_adapter_submit_params {
+            phone_len: 11,
+            ..params(2, &phone, 5_000)
+        };
+        assert_eq!(
+            rrpc_jt808_adapter_submit(a, &bad, 0, std::ptr::null_mut()),
+            RRPC_STATUS_INVALID_ARGUMENT
+        );
+        let bad = rrpc_jt808_adapter_submit_params {
+            content_len: 3,
+            ..params(2, &phone, 5_000)
+        };
+        assert_eq!(
+            rrpc_jt808_adapter_submit(a, &bad, 0, std::ptr::null_mut()),
+            RRPC_STATUS_NULL_POINTER
+        );
+        assert_eq!(
+            rrpc_jt808_adapter_submit(a, std::ptr::null(), 0, std::ptr::null_mut()),
+            RRPC_STATUS_NULL_POINTER
+        );
+        assert_eq!(
+            rrpc_jt808_adapter_next_deadline(a, std::ptr::null_mut()),
+            RRPC_STATUS_NULL_POINTER
+        );
+
+        // The tick expires it and says nothing is left.
+        assert_eq!(rrpc_jt808_adapter_tick(a, 5_000, &mut next), RRPC_STATUS_OK);
+        assert_eq!(next, u64::MAX);
+        assert_eq!(rrpc_jt808_adapter_free(a), RRPC_STATUS_OK);
+    }
 }

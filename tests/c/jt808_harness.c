@@ -45,6 +45,32 @@ static terminal make_terminal(const char *digits, uint16_t version)
     return t;
 }
 
+/* A request for terminal `t`, as rrpc_jt808_adapter_submit takes it. */
+static rrpc_jt808_adapter_submit_params request(uint64_t token, const terminal *t, uint8_t type, const void *content,
+                                                size_t content_len, uint32_t completion, uint64_t deadline_ms)
+{
+    rrpc_jt808_adapter_submit_params p;
+    CHECK(rrpc_jt808_adapter_submit_params_init(&p) == RRPC_STATUS_OK);
+    p.token = token;
+    memcpy(p.phone, t->phone, sizeof p.phone);
+    p.phone_len = t->phone_len;
+    p.content_type = type;
+    p.content = content;
+    p.content_len = content_len;
+    p.completion = completion;
+    p.deadline_ms = deadline_ms;
+    return p;
+}
+
+/* Submits request(...) at `now`. */
+static rrpc_status submit_to(rrpc_jt808_adapter *a, uint64_t token, const terminal *t, uint8_t type,
+                             const void *content, size_t content_len, uint32_t completion, uint64_t deadline_ms,
+                             uint64_t now, bool *out_queued)
+{
+    rrpc_jt808_adapter_submit_params p = request(token, t, type, content, content_len, completion, deadline_ms);
+    return rrpc_jt808_adapter_submit(a, &p, now, out_queued);
+}
+
 /* Encodes one frame from `t` into `out` (room for `cap`); returns its length. */
 static size_t encode(uint8_t *out, size_t cap, const terminal *t, uint16_t msg_id, uint16_t serial,
                      const uint8_t *body, size_t body_len, uint16_t count, uint16_t index)
@@ -160,7 +186,7 @@ static void on_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt
         bool queued = true;
         reenter_on_reply = 0;
         CHECK(rrpc_jt808_adapter_free(adapter) == RRPC_STATUS_WRONG_STATE);
-        CHECK(rrpc_jt808_adapter_submit(adapter, 999, reenter_terminal.phone, reenter_terminal.phone_len, 0xf1,
+        CHECK(submit_to(adapter, 999, &reenter_terminal, 0xf1,
                                         (const uint8_t *)"again", 5, RRPC_JT808_COMPLETION_ACK, 100000, 1, &queued) ==
               RRPC_STATUS_OK);
         CHECK(!queued);
@@ -347,7 +373,7 @@ static uint16_t submit(rrpc_jt808_adapter *a, uint64_t token, const terminal *t,
     bool queued = !expect_queued;
     uint16_t serial = 0;
     int before = sends;
-    CHECK(rrpc_jt808_adapter_submit(a, token, t->phone, t->phone_len, type, (const uint8_t *)content, strlen(content),
+    CHECK(submit_to(a, token, t, type, (const uint8_t *)content, strlen(content),
                                     completion, deadline, now, &queued) == RRPC_STATUS_OK);
     CHECK(queued == expect_queued);
     if (!expect_queued) {
@@ -372,7 +398,7 @@ static void adapter_checks(void)
     bool queued = false;
 
     /* No connection known yet: refused. */
-    CHECK(rrpc_jt808_adapter_submit(a, 1, t.phone, t.phone_len, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+    CHECK(submit_to(a, 1, &t, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
           RRPC_STATUS_NOT_CONNECTED);
     CHECK(contains(rrpc_last_error_message(), "has no known connection"));
     /* The terminal registers on connection 3: a frame the adapter passes on. */
@@ -399,11 +425,11 @@ static void adapter_checks(void)
     s1 = submit(a, 3, &t, 0x42, "q1", RRPC_JT808_COMPLETION_ANSWER, 5000, 0, false);
     submit(a, 4, &t, 0x42, "q2", RRPC_JT808_COMPLETION_ANSWER, 5000, 0, true);
     submit(a, 5, &t, 0x42, "q3", RRPC_JT808_COMPLETION_ANSWER, 1000, 0, true);
-    CHECK(rrpc_jt808_adapter_submit(a, 6, t.phone, t.phone_len, 0x42, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 5000, 0,
+    CHECK(submit_to(a, 6, &t, 0x42, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 5000, 0,
                                     &queued) == RRPC_STATUS_LIMIT_REACHED);
     CHECK(contains(rrpc_last_error_message(), "queued behind the outstanding one"));
     /* A token the adapter holds already (here a queued one). */
-    CHECK(rrpc_jt808_adapter_submit(a, 4, t.phone, t.phone_len, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ACK, 5000, 0,
+    CHECK(submit_to(a, 4, &t, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ACK, 5000, 0,
                                     &queued) == RRPC_STATUS_ALREADY_EXISTS);
     CHECK(contains(rrpc_last_error_message(), "token 4 is already held"));
     CHECK(strcmp(rrpc_jt808_busy_payload(), "{\"jt808\":\"error\",\"reason\":\"busy\"}") == 0);
@@ -418,11 +444,18 @@ static void adapter_checks(void)
         CHECK(sends == before + 1); /* request 4 went out */
         CHECK(sent_frames(&s2) == 1 && s2 != s1);
     }
-    /* Request 5 expires while it waits; 4 expires later and nothing is left. */
+    /* Request 5 expires while it waits; 4 expires later and nothing is left. The next
+     * deadline counts queued requests too, and telling it expires nothing. */
+    CHECK(rrpc_jt808_adapter_next_deadline(a, &next) == RRPC_STATUS_OK && next == 1000);
+    CHECK(rrpc_jt808_adapter_next_deadline(a, &next) == RRPC_STATUS_OK && next == 1000);
+    CHECK(rrpc_jt808_adapter_next_deadline(a, NULL) == RRPC_STATUS_NULL_POINTER);
+    CHECK(rrpc_jt808_adapter_next_deadline(NULL, &next) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_jt808_adapter_tick(a, 1000, &next) == RRPC_STATUS_OK);
     CHECK(events[RRPC_JT808_EVENT_EXPIRED] == 1 && last_token == 5 && next == 5000);
     CHECK(rrpc_jt808_adapter_tick(a, 5000, &next) == RRPC_STATUS_OK);
     CHECK(events[RRPC_JT808_EVENT_EXPIRED] == 2 && last_token == 4 && next == UINT64_MAX);
+    next = 0;
+    CHECK(rrpc_jt808_adapter_next_deadline(a, &next) == RRPC_STATUS_OK && next == UINT64_MAX);
     /* Its late answer is an uplink marked late; an ack with an unknown serial is counted. */
     n = uplink(wire, sizeof wire, &t, 0x42, "late");
     feed(a, 3, wire, n, 5001);
@@ -445,7 +478,7 @@ static void adapter_checks(void)
         uint16_t first = 0;
         memset(big, 'x', 3000);
         big[3000] = 0;
-        CHECK(rrpc_jt808_adapter_submit(a, 7, t.phone, t.phone_len, 0xf0, (const uint8_t *)big, 3000,
+        CHECK(submit_to(a, 7, &t, 0xf0, (const uint8_t *)big, 3000,
                                         RRPC_JT808_COMPLETION_ACK, 9000, 6000, &queued) == RRPC_STATUS_OK);
         CHECK(sent_frames(&first) == 3);
         n = ack(wire, sizeof wire, &t, first, 0);
@@ -475,7 +508,7 @@ static void adapter_checks(void)
 
     /* The send function failing: reported, request released. */
     send_result = -1;
-    CHECK(rrpc_jt808_adapter_submit(a, 9, t.phone, t.phone_len, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ACK, 9000, 6000,
+    CHECK(submit_to(a, 9, &t, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ACK, 9000, 6000,
                                     NULL) == RRPC_STATUS_SEND_FAILED);
     send_result = 0;
     CHECK(rrpc_jt808_adapter_cancel(a, 9, 6000) == RRPC_STATUS_UNKNOWN_TOKEN);
@@ -505,7 +538,7 @@ static void adapter_checks(void)
     CHECK(st.acked == 3 && st.answered == 2 && st.failed == 1 && st.expired == 2 && st.delivered == 1);
     CHECK(st.uplinks == 1 && st.late_uplinks == 1 && st.unknown_acks == 1 && st.malformed == 1);
     CHECK(st.cancelled == 1 && st.refused == 2 && st.packet_acks == 2);
-    CHECK(rrpc_jt808_adapter_submit(a, 13, t.phone, t.phone_len, 0x41, NULL, 0, 0, 9000, 6200, NULL) ==
+    CHECK(submit_to(a, 13, &t, 0x41, NULL, 0, 0, 9000, 6200, NULL) ==
           RRPC_STATUS_NOT_CONNECTED);
 
     /* A terminal attached without frames, disconnected by phone. */
@@ -535,16 +568,36 @@ static void adapter_checks(void)
     }
 
     /* Bad arguments. */
-    CHECK(rrpc_jt808_adapter_submit(NULL, 1, t.phone, 6, 0, NULL, 0, 0, 1, 0, NULL) == RRPC_STATUS_NULL_POINTER);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, NULL, 6, 0, NULL, 0, 0, 1, 0, NULL) == RRPC_STATUS_NULL_POINTER);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, t.phone, 7, 0, NULL, 0, 0, 1, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, u.phone, 6, 0, NULL, 0, 9, 1, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, u.phone, 6, 0, NULL, 0, 0, 100, 100, NULL) == RRPC_STATUS_EXPIRED);
+    {
+        rrpc_jt808_adapter_submit_params p;
+        memset(&p, 0xff, sizeof p);
+        CHECK(rrpc_jt808_adapter_submit_params_init(&p) == RRPC_STATUS_OK);
+        CHECK(p.token == 0 && p.phone_len == 0 && p.phone[0] == 0 && p.phone[9] == 0 && p.content_type == 0);
+        CHECK(p.content == NULL && p.content_len == 0 && p.deadline_ms == 0);
+        CHECK(p.completion == RRPC_JT808_COMPLETION_DEFAULT);
+        CHECK(rrpc_jt808_adapter_submit_params_init(NULL) == RRPC_STATUS_NULL_POINTER);
+        p = request(1, &u, 0, NULL, 0, 0, 100000);
+        CHECK(rrpc_jt808_adapter_submit(NULL, &p, 0, NULL) == RRPC_STATUS_NULL_POINTER);
+        CHECK(rrpc_jt808_adapter_submit(a, NULL, 0, NULL) == RRPC_STATUS_NULL_POINTER);
+        CHECK(contains(rrpc_last_error_message(), "params is NULL"));
+        p.content_len = 3;
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 0, NULL) == RRPC_STATUS_NULL_POINTER);
+        CHECK(contains(rrpc_last_error_message(), "params->content is NULL"));
+        p = request(1, &u, 0, NULL, 0, 0, 100000);
+        p.phone_len = 7;
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
+        p.phone_len = 11;
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
+        p = request(1, &u, 0, NULL, 0, 9, 100000);
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
+        p = request(1, &u, 0, NULL, 0, 0, 100);
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 100, NULL) == RRPC_STATUS_EXPIRED);
+    }
     CHECK(rrpc_jt808_adapter_on_bytes(a, 1, NULL, 4, 0) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_jt808_adapter_tick(NULL, 0, NULL) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_jt808_adapter_get_stats(a, NULL) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_jt808_adapter_set_send(a, NULL, NULL) == RRPC_STATUS_OK);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, u.phone, 6, 0, NULL, 0, 0, 100000, 0, NULL) == RRPC_STATUS_WRONG_STATE);
+    CHECK(submit_to(a, 1, &u, 0, NULL, 0, 0, 100000, 0, NULL) == RRPC_STATUS_WRONG_STATE);
 
     CHECK(rrpc_jt808_adapter_free(a) == RRPC_STATUS_OK);
     CHECK(rrpc_jt808_adapter_free(NULL) == RRPC_STATUS_OK);
@@ -559,7 +612,7 @@ static void refuse_checks(void)
     size_t n;
     CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 1) == RRPC_STATUS_OK);
     serial = submit(a, 1, &t, 0x41, "q", RRPC_JT808_COMPLETION_ANSWER, 9000, 0, false);
-    CHECK(rrpc_jt808_adapter_submit(a, 2, t.phone, t.phone_len, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 9000, 0,
+    CHECK(submit_to(a, 2, &t, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 9000, 0,
                                     NULL) == RRPC_STATUS_BUSY);
     CHECK(contains(rrpc_last_error_message(), "busy policy: refuse"));
     /* Failure ack: answered at once, the pair is free again. */
@@ -610,10 +663,10 @@ static void limit_checks(void)
 
     /* One request held (max_pending 1): the next is refused; a held token is ALREADY_EXISTS. */
     submit(a, 1, &t, 0x41, "a", RRPC_JT808_COMPLETION_ACK, 5000, 0, false);
-    CHECK(rrpc_jt808_adapter_submit(a, 2, t.phone, t.phone_len, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+    CHECK(submit_to(a, 2, &t, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
           RRPC_STATUS_LIMIT_REACHED);
     CHECK(contains(rrpc_last_error_message(), "max_pending"));
-    CHECK(rrpc_jt808_adapter_submit(a, 1, t.phone, t.phone_len, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+    CHECK(submit_to(a, 1, &t, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
           RRPC_STATUS_ALREADY_EXISTS);
     CHECK(rrpc_jt808_adapter_free(a) == RRPC_STATUS_OK);
 }
@@ -731,8 +784,7 @@ static void *heartbeat_thread(void *unused)
 static void *submit_thread(void *unused)
 {
     (void)unused;
-    CHECK(rrpc_jt808_adapter_submit(release_adapter, release_token++, release_terminal.phone,
-                                    release_terminal.phone_len, 0x41, (const uint8_t *)"x", 1,
+    CHECK(submit_to(release_adapter, release_token++, &release_terminal, 0x41, (const uint8_t *)"x", 1,
                                     RRPC_JT808_COMPLETION_ACK, 60000, 0, NULL) == RRPC_STATUS_OK);
     return NULL;
 }
