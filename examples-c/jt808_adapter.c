@@ -262,26 +262,28 @@ static void on_request(void *user_data, rrpc_client *c, const rrpc_request *req)
         fflush(stdout);
     }
     if (req->content_type < 0) { reply_error(req->token, "no ContentType"); return; }
-    uint8_t phone[10];
-    size_t phone_len = 0;
+    rrpc_jt808_adapter_submit_params p;
+    rrpc_jt808_adapter_submit_params_init(&p);
     pthread_mutex_lock(&lock);
     unsigned at = name_slot(req->device_name);
     int slot = at < NAME_SLOTS ? by_name[at] : 0;
     if (slot != 0 && terms[slot - 1].online) {
-        phone_len = terms[slot - 1].phone_len;
-        memcpy(phone, terms[slot - 1].phone, phone_len);
+        p.phone_len = terms[slot - 1].phone_len;
+        memcpy(p.phone, terms[slot - 1].phone, p.phone_len);
     }
     pthread_mutex_unlock(&lock);
-    if (phone_len == 0) { reply_error(req->token, "terminal not connected"); return; }
-    uint32_t how = req->content_type == 0x0B ? RRPC_JT808_COMPLETION_ACK : completion;
-    rrpc_status st = rrpc_jt808_adapter_submit(adapter, req->token, phone, phone_len,
-                                               (uint8_t)req->content_type, req->payload,
-                                               req->payload_len, how, req->deadline_ms,
-                                               now_ms(), NULL);
-    if (st == RRPC_STATUS_BUSY) {
+    if (p.phone_len == 0) { reply_error(req->token, "terminal not connected"); return; }
+    p.token = req->token;
+    p.content_type = (uint8_t)req->content_type;
+    p.content = req->payload;
+    p.content_len = req->payload_len;
+    p.completion = req->content_type == 0x0B ? RRPC_JT808_COMPLETION_ACK : completion;
+    p.deadline_ms = req->deadline_ms;
+    rrpc_status st = rrpc_jt808_adapter_submit(adapter, &p, now_ms(), NULL);
+    if (st == RRPC_STATUS_BUSY || st == RRPC_STATUS_LIMIT_REACHED) {
         const char *busy = rrpc_jt808_busy_payload();
         rrpc_client_reply(client, req->token, (const uint8_t *)busy, strlen(busy));
-    } else if (st == RRPC_STATUS_NOT_FOUND) {
+    } else if (st == RRPC_STATUS_NOT_CONNECTED) {
         reply_error(req->token, "terminal not connected");
     } else if (st != RRPC_STATUS_OK) {
         reply_error(req->token, rrpc_status_str(st));

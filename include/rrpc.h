@@ -575,8 +575,11 @@ typedef struct rrpc_client rrpc_client;
  * internal lock, held only for table updates). The send function and the event
  * callback run on the thread of the call that caused them, in order, with no
  * lock held: they may call any adapter function again (submit, feed bytes,
- * cancel, tick), except `rrpc_jt808_adapter_free`, which they get refused with
- * RRPC_STATUS_WRONG_STATE.
+ * cancel, tick, replace the other callback), except `rrpc_jt808_adapter_free`
+ * and replacing themselves, which are refused with RRPC_STATUS_WRONG_STATE.
+ * Replacing or removing a callback (or freeing the adapter) waits for a call of
+ * it in progress on another thread; after that the old callback never runs
+ * again.
  */
 typedef struct rrpc_jt808_adapter rrpc_jt808_adapter;
 
@@ -1053,6 +1056,71 @@ typedef struct rrpc_client_stats {
 } rrpc_client_stats;
 
 /**
+ * Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
+ */
+typedef struct rrpc_jt808_adapter_config {
+    /**
+     * Requests held at once, sent and queued, over all terminals. Default 4096.
+     */
+    uint32_t max_pending;
+    /**
+     * Requests waiting behind the outstanding ANSWER request of a (terminal,
+     * type). Default 8.
+     */
+    uint32_t max_queue_per_key;
+    /**
+     * Content bytes held by queued requests. Default 8388608 (8 MiB).
+     */
+    uint32_t max_queued_bytes;
+    /**
+     * Largest request content. Default 65536.
+     */
+    uint32_t max_content;
+    /**
+     * Largest 0x8900 body per frame, 2-1023; longer ones are sub-packaged
+     * (type byte in the first packet only). Default 1023.
+     */
+    uint32_t max_body;
+    /**
+     * Terminals known at once. Default 100000.
+     */
+    uint32_t max_terminals;
+    /**
+     * Connections with a decoder (`rrpc_jt808_adapter_on_bytes`). Default 100000.
+     */
+    uint32_t max_connections;
+    /**
+     * Longest escaped frame accepted per connection, flags included; at least
+     * 15. Default 2092 (the longest the standard allows).
+     */
+    uint32_t max_frame_len;
+    /**
+     * `rrpc_jt808_completion` of requests submitted with
+     * RRPC_JT808_COMPLETION_DEFAULT. Default RRPC_JT808_COMPLETION_ACK.
+     */
+    uint32_t default_completion;
+    /**
+     * An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
+     */
+    uint32_t busy_policy;
+} rrpc_jt808_adapter_config;
+
+/**
+ * Writes `len` bytes of escaped 0x8900 frames (one whole message, all its
+ * packets back to back) to the terminal `phone` (`phone_len` raw bytes) on
+ * connection `conn`. Return 0 when the bytes were written or queued for the
+ * socket, anything else on failure. Runs on the thread that called the adapter,
+ * without any adapter lock held: it may call the adapter again, but not free it
+ * or replace itself (RRPC_STATUS_WRONG_STATE).
+ */
+typedef int32_t (*rrpc_jt808_send_fn)(void *user_data,
+                                      uint64_t conn,
+                                      const uint8_t *phone,
+                                      size_t phone_len,
+                                      const uint8_t *bytes,
+                                      size_t len);
+
+/**
  * A frame header, as decoded or to encode.
  */
 typedef struct rrpc_jt808_header {
@@ -1125,70 +1193,6 @@ typedef struct rrpc_jt808_frame {
 } rrpc_jt808_frame;
 
 /**
- * Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
- */
-typedef struct rrpc_jt808_adapter_config {
-    /**
-     * Requests held at once, sent and queued, over all terminals. Default 4096.
-     */
-    uint32_t max_pending;
-    /**
-     * Requests waiting behind the outstanding ANSWER request of a (terminal,
-     * type). Default 8.
-     */
-    uint32_t max_queue_per_key;
-    /**
-     * Content bytes held by queued requests. Default 8388608 (8 MiB).
-     */
-    uint32_t max_queued_bytes;
-    /**
-     * Largest request content. Default 65536.
-     */
-    uint32_t max_content;
-    /**
-     * Largest 0x8900 body per frame, 2-1023; longer ones are sub-packaged
-     * (type byte in the first packet only). Default 1023.
-     */
-    uint32_t max_body;
-    /**
-     * Terminals known at once. Default 100000.
-     */
-    uint32_t max_terminals;
-    /**
-     * Connections with a decoder (`rrpc_jt808_adapter_on_bytes`). Default 100000.
-     */
-    uint32_t max_connections;
-    /**
-     * Longest escaped frame accepted per connection, flags included; at least
-     * 15. Default 2092 (the longest the standard allows).
-     */
-    uint32_t max_frame_len;
-    /**
-     * `rrpc_jt808_completion` of requests submitted with
-     * RRPC_JT808_COMPLETION_DEFAULT. Default RRPC_JT808_COMPLETION_ACK.
-     */
-    uint32_t default_completion;
-    /**
-     * An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
-     */
-    uint32_t busy_policy;
-} rrpc_jt808_adapter_config;
-
-/**
- * Writes `len` bytes of escaped 0x8900 frames (one whole message, all its
- * packets back to back) to the terminal `phone` (`phone_len` raw bytes) on
- * connection `conn`. Return 0 when the bytes were written or queued for the
- * socket, anything else on failure. Runs on the thread that called the adapter,
- * without any adapter lock held: it may call the adapter again.
- */
-typedef int32_t (*rrpc_jt808_send_fn)(void *user_data,
-                                      uint64_t conn,
-                                      const uint8_t *phone,
-                                      size_t phone_len,
-                                      const uint8_t *bytes,
-                                      size_t len);
-
-/**
  * Something the adapter tells the application (`rrpc_jt808_event_cb`). Every
  * pointer is owned by the library and valid only during the callback.
  */
@@ -1249,11 +1253,59 @@ typedef struct rrpc_jt808_event {
 /**
  * Receives one adapter event. Runs on the thread that called the adapter,
  * without any adapter lock held: it may call the adapter again (submit, feed
- * bytes, cancel, reply through the router), but must not free it.
+ * bytes, cancel, reply through the router), but not free it or replace itself
+ * (RRPC_STATUS_WRONG_STATE).
  */
 typedef void (*rrpc_jt808_event_cb)(void *user_data,
                                     struct rrpc_jt808_adapter *adapter,
                                     const struct rrpc_jt808_event *event);
+
+/**
+ * One request for `rrpc_jt808_adapter_submit`; fill with
+ * `rrpc_jt808_adapter_submit_params_init`, then set the fields.
+ */
+typedef struct rrpc_jt808_adapter_submit_params {
+    /**
+     * The RRPC request's token (`rrpc_request.token`): it names the request in
+     * the events and in `rrpc_jt808_adapter_cancel`, and must not be held by
+     * the adapter already.
+     */
+    uint64_t token;
+    /**
+     * The terminal's raw BCD phone bytes, `phone_len` of them, as
+     * `rrpc_jt808_header.phone` holds them (see `rrpc_jt808_phone_from_digits`).
+     */
+    uint8_t phone[10];
+    /**
+     * 6 (2013) or 10 (2019).
+     */
+    size_t phone_len;
+    /**
+     * The pass-through type byte: the RRpc ContentType
+     * (`rrpc_request.content_type`). Any value goes out untouched.
+     */
+    uint8_t content_type;
+    /**
+     * The content (the RRPC request payload), copied before
+     * `rrpc_jt808_adapter_submit` returns; may be NULL when `content_len` is 0.
+     */
+    const uint8_t *content;
+    /**
+     * The content's length in bytes, at most `max_content`.
+     */
+    size_t content_len;
+    /**
+     * An `rrpc_jt808_completion` value. Default RRPC_JT808_COMPLETION_DEFAULT
+     * (the adapter's `default_completion`).
+     */
+    uint32_t completion;
+    /**
+     * When the RRPC caller stops waiting (for a request from the router or the
+     * client, `rrpc_request.deadline_ms`), on the clock of the `now_ms` the
+     * adapter is given (such as `rrpc_monotonic_ms`).
+     */
+    uint64_t deadline_ms;
+} rrpc_jt808_adapter_submit_params;
 
 /**
  * Counters of an adapter (`rrpc_jt808_adapter_get_stats`). All count from its
@@ -1934,6 +1986,367 @@ rrpc_status rrpc_client_get_client_id(struct rrpc_client *client,
                                       size_t *out_len);
 
 /**
+ * The payload `{"jt808":"error","reason":"busy"}`, for applications that answer
+ * an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY or
+ * RRPC_STATUS_LIMIT_REACHED.
+ *
+ * Never fails. The string is static: do not free it. Any thread.
+ */
+const char *rrpc_jt808_busy_payload(void);
+
+/**
+ * Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
+ *
+ * @param[out] out_config receives the defaults.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_adapter_config_init(struct rrpc_jt808_adapter_config *out_config);
+
+/**
+ * Creates an adapter: no I/O, no threads. Register the send function and the
+ * event callback before feeding it.
+ *
+ * @param[in]  config      settings (`rrpc_jt808_adapter_config_init` gives the defaults).
+ * @param[out] out_adapter receives the adapter; release it with `rrpc_jt808_adapter_free`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `config` or `out_adapter` is NULL.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `max_body` outside 2-1023, `max_frame_len`
+ *         below 15, or an unknown completion or busy policy.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_adapter_new(const struct rrpc_jt808_adapter_config *config,
+                                   struct rrpc_jt808_adapter **out_adapter);
+
+/**
+ * Releases the adapter. Requests still held are dropped without events. A
+ * send function or event callback still running on another thread is waited
+ * for; none runs after this returns, so their `user_data` may be freed at
+ * once. NULL is ignored.
+ *
+ * @param[in] adapter the adapter, or NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_WRONG_STATE called from inside one of this adapter's
+ *         callbacks (the send function or the event callback, at any depth);
+ *         nothing was released.
+ *
+ * Once, when no other thread will call the adapter again.
+ */
+rrpc_status rrpc_jt808_adapter_free(struct rrpc_jt808_adapter *adapter);
+
+/**
+ * Registers the function that writes frames to terminals (NULL removes it:
+ * submits then fail with RRPC_STATUS_WRONG_STATE, and queued requests that
+ * come due are answered with `{"jt808":"error","reason":"send failed"}`).
+ * When it returns, the send function it replaced is not running on any other
+ * thread (a call in progress is waited for) and will not run again, so its
+ * `user_data` may be freed at once.
+ *
+ * @param[in] adapter   the adapter.
+ * @param[in] send      the send function, or NULL.
+ * @param[in] user_data handed to every call of `send`; the library never
+ *                      touches it. It must stay valid until the function is
+ *                      replaced or the adapter freed.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the send function it
+ *                                  would replace; nothing changed.
+ *
+ * Any thread, including the event callback. Do not call it while holding a
+ * lock the send function takes: it waits for the send function.
+ */
+rrpc_status rrpc_jt808_adapter_set_send(struct rrpc_jt808_adapter *adapter,
+                                        rrpc_jt808_send_fn send,
+                                        void *user_data);
+
+/**
+ * Registers the event callback (NULL removes it: events are then dropped, and
+ * the RRPC calls they would answer time out). When it returns, the callback it
+ * replaced is not running on any other thread (a call in progress is waited
+ * for) and will not run again, so its `user_data` may be freed at once.
+ *
+ * @param[in] adapter   the adapter.
+ * @param[in] callback  the event callback, or NULL.
+ * @param[in] user_data handed to every call of `callback`; the library never
+ *                      touches it. It must stay valid until the callback is
+ *                      replaced or the adapter freed.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ * @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
+ *                                  replace; nothing changed.
+ *
+ * Any thread, including the send function; takes effect for the next event.
+ * Do not call it while holding a lock the callback takes: it waits for the
+ * callback.
+ */
+rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *adapter,
+                                                  rrpc_jt808_event_cb callback,
+                                                  void *user_data);
+
+/**
+ * Fills `out_params` for `rrpc_jt808_adapter_submit`: every field zero (no
+ * content, token 0, no phone yet) and `completion`
+ * RRPC_JT808_COMPLETION_DEFAULT. Set at least `token`, `phone`, `phone_len`
+ * and `deadline_ms`.
+ *
+ * @param[out] out_params receives the defaults.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_adapter_submit_params_init(struct rrpc_jt808_adapter_submit_params *out_params);
+
+/**
+ * Sends RRPC request `params->token` to a terminal as a 0x8900 whose type byte
+ * is `params->content_type` and whose content is `params->content`
+ * (sub-packaged past `max_body`), through the send function, before this
+ * returns; or queues it behind the outstanding ANSWER request of the same
+ * (terminal, type). Any type byte goes out untouched (0x00, 0x0B, 0x41, 0x42,
+ * 0xF0-0xFF, vendor values).
+ *
+ * Exactly one event ends every accepted request: REPLY, or EXPIRED at
+ * `params->deadline_ms` (never a reply after it). The payloads the adapter
+ * makes (JSON, no spaces; N is the 0x8900's serial, of its first packet when
+ * sub-packaged; R the result byte):
+ * - ACK, result 0: `{"jt808":"ack","result":0,"serial":N}`
+ * - result 1: `{"jt808":"error","reason":"failure","result":1,"serial":N}`
+ * - result 2: `{"jt808":"error","reason":"message error","result":2,"serial":N}`
+ * - result 3: `{"jt808":"error","reason":"not supported","result":3,"serial":N}`
+ * - other results: `{"jt808":"error","reason":"unknown result","result":R,"serial":N}`
+ * - terminal gone: `{"jt808":"error","reason":"terminal disconnected"}`
+ * - a queued request that could not be written: `{"jt808":"error","reason":"send failed"}`
+ *   (or `"busy"` when no serial number was free)
+ * - ANSWER: the 0x0900 content itself.
+ *
+ * @param[in]  adapter    the adapter.
+ * @param[in]  params     the request (see `rrpc_jt808_adapter_submit_params`);
+ *                        the content is copied before this returns.
+ * @param[in]  now_ms     the time, on the clock of `params->deadline_ms` (such
+ *                        as `rrpc_monotonic_ms`).
+ * @param[out] out_queued receives true when the request was queued, false when
+ *                        it was sent; may be NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NOT_CONNECTED no connection is known for the terminal:
+ *         it has sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame`
+ *         since it connected, and `rrpc_jt808_adapter_terminal_connected` was not
+ *         called.
+ * @retval RRPC_STATUS_BUSY an ANSWER request of this (terminal, type) is
+ *         outstanding and the policy is RRPC_JT808_BUSY_REFUSE. The application
+ *         may answer the call with `rrpc_jt808_busy_payload()`.
+ * @retval RRPC_STATUS_LIMIT_REACHED the (terminal, type) queue
+ *         (`max_queue_per_key`), the table (`max_pending`), the queued bytes
+ *         (`max_queued_bytes`), the terminals (`max_terminals`) or the
+ *         terminal's free serial numbers are exhausted; the message names which.
+ *         The application may answer the call with `rrpc_jt808_busy_payload()`.
+ * @retval RRPC_STATUS_SEND_FAILED the send function returned non-zero; the
+ *         request was released.
+ * @retval RRPC_STATUS_EXPIRED `params->deadline_ms` is not after `now_ms`.
+ * @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `params->content_len` exceeds `max_content`.
+ * @retval RRPC_STATUS_WRONG_STATE no send function is registered.
+ * @retval RRPC_STATUS_ALREADY_EXISTS the adapter already holds a request
+ *         `params->token`.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `params->phone_len` is neither 6 nor
+ *         10, an unknown `params->completion`, or content that cannot be encoded.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `params` is NULL, or
+ *         `params->content` is NULL with a length.
+ *
+ * Any thread, including the event callback and the send function.
+ */
+rrpc_status rrpc_jt808_adapter_submit(struct rrpc_jt808_adapter *adapter,
+                                      const struct rrpc_jt808_adapter_submit_params *params,
+                                      uint64_t now_ms,
+                                      bool *out_queued);
+
+/**
+ * Takes bytes received from a terminal connection (any chunking). The adapter
+ * keeps one decoder per connection and learns which terminal speaks on it.
+ * Every complete frame is handled before this returns: events (REPLY, EXPIRED,
+ * UPLINK, FRAME for frames that are not the adapter's, MALFORMED for invalid
+ * ones) go to the event callback, and queued requests that come due go out
+ * through the send function.
+ *
+ * @param[in] adapter the adapter.
+ * @param[in] conn    any id the application chooses for the connection (its
+ *                    socket descriptor, for instance).
+ * @param[in] bytes   the bytes; may be NULL when `len` is 0.
+ * @param[in] len     their length.
+ * @param[in] now_ms  the time, on the clock of the deadlines.
+ * @retval RRPC_STATUS_OK (also when frames were malformed: see the events)
+ * @retval RRPC_STATUS_LIMIT_REACHED a new connection while `max_connections`
+ *         are open; the bytes were dropped.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL, or `bytes` is NULL with a length.
+ *
+ * Any thread, including callbacks; bytes of one connection must arrive in order.
+ */
+rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
+                                        uint64_t conn,
+                                        const uint8_t *bytes,
+                                        size_t len,
+                                        uint64_t now_ms);
+
+/**
+ * Takes one frame the application decoded itself (for example with an
+ * `rrpc_jt808_decoder`). A 0x0001 answering 0x8900 and any 0x0900 are the
+ * adapter's; other frames are left to the application (`*out_taken` false) and
+ * produce no event.
+ *
+ * @param[in]  adapter   the adapter.
+ * @param[in]  conn      the connection the frame came on, which becomes the
+ *                       terminal's; UINT64_MAX to leave that unchanged.
+ * @param[in]  frame     the frame (`header` and `body` are read; `phone_digits`
+ *                       and `phone_bcd_error` are ignored).
+ * @param[in]  now_ms    the time, on the clock of the deadlines.
+ * @param[out] out_taken receives whether the adapter took it; may be NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
+ *         id, or a packet the reassembler refused; dropped.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
+ * @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
+ *         `max_terminals` or `max_connections` are known.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
+ *         is NULL with a length.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_on_frame(struct rrpc_jt808_adapter *adapter,
+                                        uint64_t conn,
+                                        const struct rrpc_jt808_frame *frame,
+                                        uint64_t now_ms,
+                                        bool *out_taken);
+
+/**
+ * Attaches a terminal to connection `conn` without waiting for its frames (for
+ * applications that know the terminal from its registration already).
+ *
+ * @param[in] adapter   the adapter.
+ * @param[in] phone     the terminal's raw phone bytes.
+ * @param[in] phone_len 6 or 10.
+ * @param[in] conn      the connection, as given to `rrpc_jt808_adapter_on_bytes`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
+ *         `max_terminals` or `max_connections` are known.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_terminal_connected(struct rrpc_jt808_adapter *adapter,
+                                                  const uint8_t *phone,
+                                                  size_t phone_len,
+                                                  uint64_t conn);
+
+/**
+ * The terminal went away: each of its requests, sent or queued, is answered
+ * (REPLY events, before this returns) with
+ * `{"jt808":"error","reason":"terminal disconnected"}`, and the terminal is
+ * forgotten (its serial numbers start again at 0).
+ *
+ * @param[in]  adapter      the adapter.
+ * @param[in]  phone        the terminal's raw phone bytes.
+ * @param[in]  phone_len    6 or 10.
+ * @param[in]  now_ms       the time, on the clock of the deadlines.
+ * @param[out] out_answered receives how many requests were answered; may be NULL.
+ * @retval RRPC_STATUS_OK (also for a terminal the adapter does not know)
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_terminal_disconnected(struct rrpc_jt808_adapter *adapter,
+                                                     const uint8_t *phone,
+                                                     size_t phone_len,
+                                                     uint64_t now_ms,
+                                                     size_t *out_answered);
+
+/**
+ * Connection `conn` closed: its decoder is dropped (with any unfinished frame)
+ * and every terminal whose connection it was is disconnected as by
+ * `rrpc_jt808_adapter_terminal_disconnected`.
+ *
+ * @param[in]  adapter      the adapter.
+ * @param[in]  conn         the connection, as given to `rrpc_jt808_adapter_on_bytes`.
+ * @param[in]  now_ms       the time, on the clock of the deadlines.
+ * @param[out] out_answered receives how many requests were answered; may be NULL.
+ * @retval RRPC_STATUS_OK (also for an unknown connection)
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_connection_closed(struct rrpc_jt808_adapter *adapter,
+                                                 uint64_t conn,
+                                                 uint64_t now_ms,
+                                                 size_t *out_answered);
+
+/**
+ * Releases request `token` without any event (its RRPC call went away by other
+ * means). A request queued behind it may go out.
+ *
+ * @param[in] adapter the adapter.
+ * @param[in] token   the request, as submitted.
+ * @param[in] now_ms  the time, on the clock of the deadlines.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_UNKNOWN_TOKEN the adapter holds no request `token`.
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_cancel(struct rrpc_jt808_adapter *adapter,
+                                      uint64_t token,
+                                      uint64_t now_ms);
+
+/**
+ * Expires requests whose deadline is at or before `now_ms` (EXPIRED events;
+ * queued requests behind them may go out) and drops stale partial 0x0900
+ * messages. Call it at `*out_next_deadline_ms`, or regularly (every 100 ms is
+ * plenty).
+ *
+ * @param[in]  adapter              the adapter.
+ * @param[in]  now_ms               the time, on the clock of the deadlines.
+ * @param[out] out_next_deadline_ms receives the earliest deadline still held,
+ *             or UINT64_MAX when none; may be NULL. A poll timeout.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_tick(struct rrpc_jt808_adapter *adapter,
+                                    uint64_t now_ms,
+                                    uint64_t *out_next_deadline_ms);
+
+/**
+ * Tells when the earliest request the adapter holds (sent or queued) is due,
+ * without expiring anything: how long a C event loop may sleep before
+ * `rrpc_jt808_adapter_tick`.
+ *
+ * @param[in]  adapter              the adapter.
+ * @param[out] out_next_deadline_ms receives the earliest deadline, on the
+ *             clock of the deadlines, or UINT64_MAX when no request is held.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_next_deadline_ms` is NULL.
+ *
+ * Any thread, including callbacks.
+ */
+rrpc_status rrpc_jt808_adapter_next_deadline(struct rrpc_jt808_adapter *adapter,
+                                             uint64_t *out_next_deadline_ms);
+
+/**
+ * Reads the adapter's counters.
+ *
+ * @param[in]  adapter   the adapter.
+ * @param[out] out_stats receives the counters.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_stats` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_jt808_adapter_get_stats(struct rrpc_jt808_adapter *adapter,
+                                         struct rrpc_jt808_adapter_stats *out_stats);
+
+/**
  * Creates a streaming decoder for one connection: feed it bytes as they arrive
  * (any chunking), take frames out with `rrpc_jt808_decoder_next`. Bytes
  * outside frames are skipped; a frame longer than `max_frame_len` is reported
@@ -1955,6 +2368,7 @@ rrpc_status rrpc_jt808_decoder_new(size_t max_frame_len, struct rrpc_jt808_decod
 /**
  * Releases a decoder and any frame it returned. NULL is ignored.
  *
+ * @param[in] decoder the decoder, or NULL.
  * @retval RRPC_STATUS_OK
  *
  * Once, when no other thread uses the decoder.
@@ -1965,7 +2379,9 @@ rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
  * Feeds the next chunk of the connection's bytes. Complete frames wait for
  * `rrpc_jt808_decoder_next`.
  *
- * @param[in] bytes the chunk; may be NULL when `len` is 0.
+ * @param[in] decoder the decoder.
+ * @param[in] bytes   the chunk; may be NULL when `len` is 0.
+ * @param[in] len     the chunk's length in bytes.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL, or `bytes` is NULL with a length.
  *
@@ -1980,6 +2396,7 @@ rrpc_status rrpc_jt808_decoder_push(struct rrpc_jt808_decoder *decoder,
  * frames like any other. A phone that is not BCD is not an error: see
  * `phone_bcd_error`.
  *
+ * @param[in]  decoder   the decoder.
  * @param[out] out_frame receives the frame when `*out_ready` is true; its body
  *                       stays valid until the next call on this decoder.
  * @param[out] out_ready true when a frame was written; false when no complete
@@ -2000,13 +2417,15 @@ rrpc_status rrpc_jt808_decoder_next(struct rrpc_jt808_decoder *decoder,
 /**
  * Encodes one frame (flags, header, body, checksum, escaping) into `buf`.
  *
- * @param[in]  header    the header: `version` must match `phone_len` (2013: 6,
- *                       2019: 10), `protocol_version` 0 in 2013, `encryption`
- *                       0-7, package fields both 0 or `1 <= index <= count`.
- * @param[in]  body      the body, at most 1023 bytes; may be NULL when empty.
- * @param[out] buf       receives the frame; may be NULL when `size` is 0.
- * @param[in]  size      bytes available in `buf`.
- * @param[out] out_len   receives the frame's length, also when `buf` is too small.
+ * @param[in]  header   the header: `version` must match `phone_len` (2013: 6,
+ *                      2019: 10), `protocol_version` 0 in 2013, `encryption`
+ *                      0-7, package fields both 0 or `1 <= index <= count`.
+ * @param[in]  body     the body, at most 1023 bytes; may be NULL when
+ *                      `body_len` is 0.
+ * @param[in]  body_len the body's length in bytes.
+ * @param[out] buf      receives the frame; may be NULL when `size` is 0.
+ * @param[in]  size     bytes available in `buf`.
+ * @param[out] out_len  receives the frame's length, also when `buf` is too small.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
  * @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
@@ -2035,7 +2454,8 @@ rrpc_status rrpc_jt808_encode(const struct rrpc_jt808_header *header,
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
  *         a version that is neither 2013 nor 2019.
- * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8
+ * @retval RRPC_STATUS_NULL_POINTER `digits`, `out_phone` or `out_len` is NULL.
+ * @retval RRPC_STATUS_INVALID_UTF8 `digits` is not UTF-8.
  *
  * Any thread.
  */
@@ -2043,285 +2463,6 @@ rrpc_status rrpc_jt808_phone_from_digits(const char *digits,
                                          uint16_t version,
                                          uint8_t *out_phone,
                                          size_t *out_len);
-
-/**
- * The payload `{"jt808":"error","reason":"busy"}`, for applications that answer
- * an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY.
- *
- * Never fails. The string is static: do not free it. Any thread.
- */
-const char *rrpc_jt808_busy_payload(void);
-
-/**
- * Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
- *
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
- *
- * Any thread.
- */
-rrpc_status rrpc_jt808_adapter_config_init(struct rrpc_jt808_adapter_config *out_config);
-
-/**
- * Creates an adapter: no I/O, no threads. Register the send function and the
- * event callback before feeding it.
- *
- * @param[in]  config      settings (`rrpc_jt808_adapter_config_init` gives the defaults).
- * @param[out] out_adapter receives the adapter; release it with `rrpc_jt808_adapter_free`.
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER     `config` or `out_adapter` is NULL.
- * @retval RRPC_STATUS_INVALID_ARGUMENT `max_body` outside 2-1023, `max_frame_len`
- *         below 15, or an unknown completion or busy policy.
- *
- * Any thread.
- */
-rrpc_status rrpc_jt808_adapter_new(const struct rrpc_jt808_adapter_config *config,
-                                   struct rrpc_jt808_adapter **out_adapter);
-
-/**
- * Releases the adapter. Requests still held are dropped without events. NULL
- * is ignored.
- *
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_WRONG_STATE called from this adapter's send function or
- *         event callback; nothing was released.
- *
- * Once, when no other thread uses the adapter.
- */
-rrpc_status rrpc_jt808_adapter_free(struct rrpc_jt808_adapter *adapter);
-
-/**
- * Registers the function that writes frames to terminals (NULL removes it:
- * submits then fail with RRPC_STATUS_WRONG_STATE, and queued requests that
- * come due are answered with `{"jt808":"error","reason":"send failed"}`).
- *
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
- *
- * Any thread; `user_data` must stay valid while registered.
- */
-rrpc_status rrpc_jt808_adapter_set_send(struct rrpc_jt808_adapter *adapter,
-                                        rrpc_jt808_send_fn send,
-                                        void *user_data);
-
-/**
- * Registers the event callback (NULL removes it: events are then dropped, and
- * the RRPC calls they would answer time out).
- *
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
- *
- * Any thread; `user_data` must stay valid while registered.
- */
-rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *adapter,
-                                                  rrpc_jt808_event_cb callback,
-                                                  void *user_data);
-
-/**
- * Sends RRPC request `token` to a terminal as a 0x8900 whose type byte is
- * `content_type` and whose content is `content` (sub-packaged past `max_body`),
- * through the send function, before this returns; or queues it behind the
- * outstanding ANSWER request of the same (terminal, type). Any type byte goes
- * out untouched (0x00, 0x0B, 0x41, 0x42, 0xF0-0xFF, vendor values).
- *
- * Exactly one event ends every accepted request: REPLY, or EXPIRED at
- * `deadline_ms` (never a reply after it). The payloads the adapter makes
- * (JSON, no spaces; N is the 0x8900's serial, of its first packet when
- * sub-packaged; R the result byte):
- * - ACK, result 0: `{"jt808":"ack","result":0,"serial":N}`
- * - result 1: `{"jt808":"error","reason":"failure","result":1,"serial":N}`
- * - result 2: `{"jt808":"error","reason":"message error","result":2,"serial":N}`
- * - result 3: `{"jt808":"error","reason":"not supported","result":3,"serial":N}`
- * - other results: `{"jt808":"error","reason":"unknown result","result":R,"serial":N}`
- * - terminal gone: `{"jt808":"error","reason":"terminal disconnected"}`
- * - a queued request that could not be written: `{"jt808":"error","reason":"send failed"}`
- *   (or `"busy"` when no serial number was free)
- * - ANSWER: the 0x0900 content itself.
- *
- * @param[in]  phone, phone_len the terminal's raw phone bytes (6 or 10; see
- *                         `rrpc_jt808_phone_from_digits`).
- * @param[in]  content     may be NULL when `content_len` is 0.
- * @param[in]  completion  an `rrpc_jt808_completion` value.
- * @param[in]  deadline_ms when the RRPC caller stops waiting (for requests from
- *                         the router, `rrpc_request.deadline_ms`), on the same
- *                         clock as `now_ms` (such as `rrpc_monotonic_ms`).
- * @param[out] out_queued  receives true when the request was queued, false when
- *                         it was sent; may be NULL.
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NOT_FOUND   no connection is known for the terminal: it has
- *         sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame` since
- *         it connected, and `rrpc_jt808_adapter_terminal_connected` was not called.
- * @retval RRPC_STATUS_BUSY        an ANSWER request of this (terminal, type) is
- *         outstanding and the policy is RRPC_JT808_BUSY_REFUSE, or the queue, the
- *         table (`max_pending`), queued bytes, terminals or serial numbers are
- *         exhausted. The application may answer the call with
- *         `rrpc_jt808_busy_payload()`.
- * @retval RRPC_STATUS_SEND_FAILED the send function failed; the request was released.
- * @retval RRPC_STATUS_EXPIRED     `deadline_ms` is not after `now_ms`.
- * @retval RRPC_STATUS_PAYLOAD_TOO_LARGE `content_len` exceeds `max_content`.
- * @retval RRPC_STATUS_WRONG_STATE no send function is registered.
- * @retval RRPC_STATUS_INVALID_ARGUMENT `token` is already held, a bad phone length,
- *         or an unknown completion.
- * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL, or `content`
- *         is NULL with a length.
- *
- * Any thread, including the event callback and the send function.
- */
-rrpc_status rrpc_jt808_adapter_submit(struct rrpc_jt808_adapter *adapter,
-                                      uint64_t token,
-                                      const uint8_t *phone,
-                                      size_t phone_len,
-                                      uint8_t content_type,
-                                      const uint8_t *content,
-                                      size_t content_len,
-                                      uint32_t completion,
-                                      uint64_t deadline_ms,
-                                      uint64_t now_ms,
-                                      bool *out_queued);
-
-/**
- * Takes bytes received from a terminal connection (any chunking). `conn` is
- * any id the application chooses for the connection (its socket descriptor,
- * for instance); the adapter keeps one decoder per connection and learns which
- * terminal speaks on it. Every complete frame is handled before this returns:
- * events (REPLY, EXPIRED, UPLINK, FRAME for frames that are not the adapter's,
- * MALFORMED for invalid ones) go to the event callback, and queued requests
- * that come due go out through the send function.
- *
- * @param[in] bytes  may be NULL when `len` is 0.
- * @param[in] now_ms the time, on the clock of the deadlines.
- * @retval RRPC_STATUS_OK (also when frames were malformed: see the events)
- * @retval RRPC_STATUS_BUSY         a new connection while `max_connections` are open;
- *         the bytes were dropped.
- * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL, or `bytes` is NULL with a length.
- *
- * Any thread, including callbacks; bytes of one connection must arrive in order.
- */
-rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
-                                        uint64_t conn,
-                                        const uint8_t *bytes,
-                                        size_t len,
-                                        uint64_t now_ms);
-
-/**
- * Takes one frame the application decoded itself (for example with an
- * `rrpc_jt808_decoder`). A 0x0001 answering 0x8900 and any 0x0900 are the
- * adapter's; other frames are left to the application (`*out_taken` false) and
- * produce no event.
- *
- * @param[in]  conn      the connection the frame came on, which becomes the
- *                       terminal's; UINT64_MAX to leave that unchanged.
- * @param[in]  frame     the frame (`header` and `body` are read; `phone_digits`
- *                       and `phone_bcd_error` are ignored).
- * @param[out] out_taken receives whether the adapter took it; may be NULL.
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
- *         id, or a packet the reassembler refused; dropped.
- * @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
- * @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
- * @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
- *         is NULL with a length.
- *
- * Any thread, including callbacks.
- */
-rrpc_status rrpc_jt808_adapter_on_frame(struct rrpc_jt808_adapter *adapter,
-                                        uint64_t conn,
-                                        const struct rrpc_jt808_frame *frame,
-                                        uint64_t now_ms,
-                                        bool *out_taken);
-
-/**
- * Attaches a terminal to connection `conn` without waiting for its frames (for
- * applications that know the terminal from its registration already).
- *
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_BUSY a new terminal or connection while the table is full.
- * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
- * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
- *
- * Any thread, including callbacks.
- */
-rrpc_status rrpc_jt808_adapter_terminal_connected(struct rrpc_jt808_adapter *adapter,
-                                                  const uint8_t *phone,
-                                                  size_t phone_len,
-                                                  uint64_t conn);
-
-/**
- * The terminal went away: each of its requests, sent or queued, is answered
- * (REPLY events, before this returns) with
- * `{"jt808":"error","reason":"terminal disconnected"}`, and the terminal is
- * forgotten (its serial numbers start again at 0).
- *
- * @param[out] out_answered receives how many requests were answered; may be NULL.
- * @retval RRPC_STATUS_OK (also for a terminal the adapter does not know)
- * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
- * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
- *
- * Any thread, including callbacks.
- */
-rrpc_status rrpc_jt808_adapter_terminal_disconnected(struct rrpc_jt808_adapter *adapter,
-                                                     const uint8_t *phone,
-                                                     size_t phone_len,
-                                                     uint64_t now_ms,
-                                                     size_t *out_answered);
-
-/**
- * Connection `conn` closed: its decoder is dropped (with any unfinished frame)
- * and every terminal whose connection it was is disconnected as by
- * `rrpc_jt808_adapter_terminal_disconnected`.
- *
- * @param[out] out_answered receives how many requests were answered; may be NULL.
- * @retval RRPC_STATUS_OK (also for an unknown connection)
- * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
- *
- * Any thread, including callbacks.
- */
-rrpc_status rrpc_jt808_adapter_connection_closed(struct rrpc_jt808_adapter *adapter,
-                                                 uint64_t conn,
-                                                 uint64_t now_ms,
-                                                 size_t *out_answered);
-
-/**
- * Releases request `token` without any event (its RRPC call went away by other
- * means). A request queued behind it may go out.
- *
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_UNKNOWN_TOKEN the adapter holds no request `token`.
- * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
- *
- * Any thread, including callbacks.
- */
-rrpc_status rrpc_jt808_adapter_cancel(struct rrpc_jt808_adapter *adapter,
-                                      uint64_t token,
-                                      uint64_t now_ms);
-
-/**
- * Expires requests whose deadline is at or before `now_ms` (EXPIRED events;
- * queued requests behind them may go out) and drops stale partial 0x0900
- * messages. Call it at `*out_next_deadline`, or regularly (every 100 ms is
- * plenty).
- *
- * @param[out] out_next_deadline receives the earliest deadline still held, or
- *             UINT64_MAX when none; may be NULL. A poll timeout.
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
- *
- * Any thread, including callbacks.
- */
-rrpc_status rrpc_jt808_adapter_tick(struct rrpc_jt808_adapter *adapter,
-                                    uint64_t now_ms,
-                                    uint64_t *out_next_deadline);
-
-/**
- * Reads the adapter's counters.
- *
- * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_stats` is NULL.
- *
- * Any thread.
- */
-rrpc_status rrpc_jt808_adapter_get_stats(struct rrpc_jt808_adapter *adapter,
-                                         struct rrpc_jt808_adapter_stats *out_stats);
 
 /**
  * The library version, such as "0.1.0" (the same as `RRPC_VERSION` in this

@@ -3,8 +3,9 @@
 //! survive: broken frames, unknown ids, non-BCD phones, unmatched answers,
 //! disconnects with calls pending, serial wrap, busy pairs, sub-packages both
 //! ways, and a thousand terminals at once. The same from C: tests/c/jt808_harness.c
-//! is compiled as C99 with every warning an error against the CMake-built
-//! librrpc.so, run, and run again under valgrind.
+//! (also the callbacks released while they run on another thread) is compiled as
+//! C99 with every warning an error against the CMake-built librrpc.so, run, and
+//! run again under valgrind.
 
 mod common;
 
@@ -1328,16 +1329,20 @@ fn random_input_never_panics_and_nothing_leaks() {
 
 // ------------------------------------------------------------ the C API
 
+fn c_harness(name: &str) -> Option<std::path::PathBuf> {
+    common::c_harness_with("jt808_harness.c", name, &["-pthread"])
+}
+
 #[test]
 fn c_api_without_network() {
-    if let Some(exe) = common::c_harness("jt808_harness.c", "jt808_harness") {
+    if let Some(exe) = c_harness("jt808_harness") {
         common::run_c_harness(&exe);
     }
 }
 
 #[test]
 fn c_api_runs_clean_under_valgrind() {
-    if let Some(exe) = common::c_harness("jt808_harness.c", "jt808_harness_vg") {
+    if let Some(exe) = c_harness("jt808_harness_vg") {
         common::run_c_harness_under_valgrind(&exe, "jt808_harness.log");
     }
 }

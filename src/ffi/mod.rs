@@ -38,7 +38,8 @@ mod status;
 
 pub mod caller;
 pub mod client;
-pub mod jt808;
+pub mod jt808_adapter;
+pub mod jt808_codec;
 pub mod misc;
 pub mod router;
 pub mod session;
@@ -52,4 +53,4 @@ pub(crate) use handle::Castable;
 pub use request::rrpc_request;
 pub(crate) use request::{device_args, dialect_arg, ViewStrings};
 pub use status::rrpc_status;
-pub(crate) use status::{Failure, PublishFailed};
+pub(crate) use status::{Failure, PublishFailed, SendFailed};

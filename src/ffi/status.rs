@@ -12,8 +12,8 @@ use crate::caller::CallerError;
 use crate::client::{ClientError, SendError};
 use crate::guard::Reentered;
 use crate::jt808::{
-    ConfigError as AdapterConfigError, ConnectionError, DecodeError, EncodeError, PhoneError,
-    SubmitError,
+    ConfigError as AdapterConfigError, ConnectionError, DecodeError, EncodeError, FrameError,
+    PhoneError, SubmitError,
 };
 use crate::router::{DeviceError, ReplyError};
 
@@ -222,6 +222,25 @@ impl SendStatus for PublishFailed {
     }
 }
 
+/// The JT/T 808 adapter's send function returned this non-zero value.
+pub(crate) struct SendFailed(pub i32);
+
+impl std::fmt::Display for SendFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the send function returned {}; the request was released",
+            self.0
+        )
+    }
+}
+
+impl Status for SendFailed {
+    fn status(&self) -> rrpc_status {
+        RRPC_STATUS_SEND_FAILED
+    }
+}
+
 impl SendStatus for std::convert::Infallible {
     fn status(&self) -> rrpc_status {
         match *self {}
@@ -306,6 +325,12 @@ impl Status for AdapterConfigError {
 }
 
 impl Status for DecodeError {
+    fn status(&self) -> rrpc_status {
+        RRPC_STATUS_MALFORMED_FRAME
+    }
+}
+
+impl Status for FrameError {
     fn status(&self) -> rrpc_status {
         RRPC_STATUS_MALFORMED_FRAME
     }

@@ -2,15 +2,20 @@
  * encoder on good and bad frames, and the pass-through adapter driven the way a
  * gateway drives it (socket bytes in, frames out through the send function,
  * replies and uplinks through the event callback): both completion policies,
- * busy pairs queued and refused, sub-packages both ways, expiry, disconnects,
- * re-entrant calls from callbacks, and 1,000 terminals at once. Prints
+ * busy pairs queued and refused, every configured bound, sub-packages both ways,
+ * expiry, disconnects, re-entrant calls from callbacks, callbacks released while
+ * they run on another thread, and 1,000 terminals at once. Prints
  * "jt808 harness: N checks passed" and exits 0, or names the first failed check
- * and exits 1. Built and run by tests/jt808_c.rs; also clean under valgrind. */
+ * and exits 1. Built with -pthread and run by tests/jt808_adapter.rs; also clean
+ * under valgrind, which reports any touch of a user_data freed after a release. */
+#define _POSIX_C_SOURCE 200809L
 #include <rrpc.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int checks = 0;
 #define CHECK(cond)                                                                           \
@@ -38,6 +43,32 @@ static terminal make_terminal(const char *digits, uint16_t version)
     memset(&t, 0, sizeof t);
     CHECK(rrpc_jt808_phone_from_digits(digits, version, t.phone, &t.phone_len) == RRPC_STATUS_OK);
     return t;
+}
+
+/* A request for terminal `t`, as rrpc_jt808_adapter_submit takes it. */
+static rrpc_jt808_adapter_submit_params request(uint64_t token, const terminal *t, uint8_t type, const void *content,
+                                                size_t content_len, uint32_t completion, uint64_t deadline_ms)
+{
+    rrpc_jt808_adapter_submit_params p;
+    CHECK(rrpc_jt808_adapter_submit_params_init(&p) == RRPC_STATUS_OK);
+    p.token = token;
+    memcpy(p.phone, t->phone, sizeof p.phone);
+    p.phone_len = t->phone_len;
+    p.content_type = type;
+    p.content = content;
+    p.content_len = content_len;
+    p.completion = completion;
+    p.deadline_ms = deadline_ms;
+    return p;
+}
+
+/* Submits request(...) at `now`. */
+static rrpc_status submit_to(rrpc_jt808_adapter *a, uint64_t token, const terminal *t, uint8_t type,
+                             const void *content, size_t content_len, uint32_t completion, uint64_t deadline_ms,
+                             uint64_t now, bool *out_queued)
+{
+    rrpc_jt808_adapter_submit_params p = request(token, t, type, content, content_len, completion, deadline_ms);
+    return rrpc_jt808_adapter_submit(a, &p, now, out_queued);
 }
 
 /* Encodes one frame from `t` into `out` (room for `cap`); returns its length. */
@@ -155,7 +186,7 @@ static void on_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt
         bool queued = true;
         reenter_on_reply = 0;
         CHECK(rrpc_jt808_adapter_free(adapter) == RRPC_STATUS_WRONG_STATE);
-        CHECK(rrpc_jt808_adapter_submit(adapter, 999, reenter_terminal.phone, reenter_terminal.phone_len, 0xf1,
+        CHECK(submit_to(adapter, 999, &reenter_terminal, 0xf1,
                                         (const uint8_t *)"again", 5, RRPC_JT808_COMPLETION_ACK, 100000, 1, &queued) ==
               RRPC_STATUS_OK);
         CHECK(!queued);
@@ -342,7 +373,7 @@ static uint16_t submit(rrpc_jt808_adapter *a, uint64_t token, const terminal *t,
     bool queued = !expect_queued;
     uint16_t serial = 0;
     int before = sends;
-    CHECK(rrpc_jt808_adapter_submit(a, token, t->phone, t->phone_len, type, (const uint8_t *)content, strlen(content),
+    CHECK(submit_to(a, token, t, type, (const uint8_t *)content, strlen(content),
                                     completion, deadline, now, &queued) == RRPC_STATUS_OK);
     CHECK(queued == expect_queued);
     if (!expect_queued) {
@@ -367,8 +398,9 @@ static void adapter_checks(void)
     bool queued = false;
 
     /* No connection known yet: refused. */
-    CHECK(rrpc_jt808_adapter_submit(a, 1, t.phone, t.phone_len, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
-          RRPC_STATUS_NOT_FOUND);
+    CHECK(submit_to(a, 1, &t, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+          RRPC_STATUS_NOT_CONNECTED);
+    CHECK(contains(rrpc_last_error_message(), "has no known connection"));
     /* The terminal registers on connection 3: a frame the adapter passes on. */
     n = encode(wire, sizeof wire, &t, 0x0100, 1, (const uint8_t *)"reg", 3, 0, 0);
     feed(a, 3, wire, n, 0);
@@ -393,9 +425,13 @@ static void adapter_checks(void)
     s1 = submit(a, 3, &t, 0x42, "q1", RRPC_JT808_COMPLETION_ANSWER, 5000, 0, false);
     submit(a, 4, &t, 0x42, "q2", RRPC_JT808_COMPLETION_ANSWER, 5000, 0, true);
     submit(a, 5, &t, 0x42, "q3", RRPC_JT808_COMPLETION_ANSWER, 1000, 0, true);
-    CHECK(rrpc_jt808_adapter_submit(a, 6, t.phone, t.phone_len, 0x42, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 5000, 0,
-                                    &queued) == RRPC_STATUS_BUSY);
+    CHECK(submit_to(a, 6, &t, 0x42, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 5000, 0,
+                                    &queued) == RRPC_STATUS_LIMIT_REACHED);
     CHECK(contains(rrpc_last_error_message(), "queued behind the outstanding one"));
+    /* A token the adapter holds already (here a queued one). */
+    CHECK(submit_to(a, 4, &t, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ACK, 5000, 0,
+                                    &queued) == RRPC_STATUS_ALREADY_EXISTS);
+    CHECK(contains(rrpc_last_error_message(), "token 4 is already held"));
     CHECK(strcmp(rrpc_jt808_busy_payload(), "{\"jt808\":\"error\",\"reason\":\"busy\"}") == 0);
     n = ack(wire, sizeof wire, &t, s1, 0);
     feed(a, 3, wire, n, 20); /* delivery confirmed: no reply yet */
@@ -408,11 +444,18 @@ static void adapter_checks(void)
         CHECK(sends == before + 1); /* request 4 went out */
         CHECK(sent_frames(&s2) == 1 && s2 != s1);
     }
-    /* Request 5 expires while it waits; 4 expires later and nothing is left. */
+    /* Request 5 expires while it waits; 4 expires later and nothing is left. The next
+     * deadline counts queued requests too, and telling it expires nothing. */
+    CHECK(rrpc_jt808_adapter_next_deadline(a, &next) == RRPC_STATUS_OK && next == 1000);
+    CHECK(rrpc_jt808_adapter_next_deadline(a, &next) == RRPC_STATUS_OK && next == 1000);
+    CHECK(rrpc_jt808_adapter_next_deadline(a, NULL) == RRPC_STATUS_NULL_POINTER);
+    CHECK(rrpc_jt808_adapter_next_deadline(NULL, &next) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_jt808_adapter_tick(a, 1000, &next) == RRPC_STATUS_OK);
     CHECK(events[RRPC_JT808_EVENT_EXPIRED] == 1 && last_token == 5 && next == 5000);
     CHECK(rrpc_jt808_adapter_tick(a, 5000, &next) == RRPC_STATUS_OK);
     CHECK(events[RRPC_JT808_EVENT_EXPIRED] == 2 && last_token == 4 && next == UINT64_MAX);
+    next = 0;
+    CHECK(rrpc_jt808_adapter_next_deadline(a, &next) == RRPC_STATUS_OK && next == UINT64_MAX);
     /* Its late answer is an uplink marked late; an ack with an unknown serial is counted. */
     n = uplink(wire, sizeof wire, &t, 0x42, "late");
     feed(a, 3, wire, n, 5001);
@@ -435,7 +478,7 @@ static void adapter_checks(void)
         uint16_t first = 0;
         memset(big, 'x', 3000);
         big[3000] = 0;
-        CHECK(rrpc_jt808_adapter_submit(a, 7, t.phone, t.phone_len, 0xf0, (const uint8_t *)big, 3000,
+        CHECK(submit_to(a, 7, &t, 0xf0, (const uint8_t *)big, 3000,
                                         RRPC_JT808_COMPLETION_ACK, 9000, 6000, &queued) == RRPC_STATUS_OK);
         CHECK(sent_frames(&first) == 3);
         n = ack(wire, sizeof wire, &t, first, 0);
@@ -465,7 +508,7 @@ static void adapter_checks(void)
 
     /* The send function failing: reported, request released. */
     send_result = -1;
-    CHECK(rrpc_jt808_adapter_submit(a, 9, t.phone, t.phone_len, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ACK, 9000, 6000,
+    CHECK(submit_to(a, 9, &t, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ACK, 9000, 6000,
                                     NULL) == RRPC_STATUS_SEND_FAILED);
     send_result = 0;
     CHECK(rrpc_jt808_adapter_cancel(a, 9, 6000) == RRPC_STATUS_UNKNOWN_TOKEN);
@@ -494,9 +537,9 @@ static void adapter_checks(void)
     CHECK(st.pending == 0 && st.queued_now == 0 && st.disconnected == 3);
     CHECK(st.acked == 3 && st.answered == 2 && st.failed == 1 && st.expired == 2 && st.delivered == 1);
     CHECK(st.uplinks == 1 && st.late_uplinks == 1 && st.unknown_acks == 1 && st.malformed == 1);
-    CHECK(st.cancelled == 1 && st.refused == 1 && st.packet_acks == 2);
-    CHECK(rrpc_jt808_adapter_submit(a, 13, t.phone, t.phone_len, 0x41, NULL, 0, 0, 9000, 6200, NULL) ==
-          RRPC_STATUS_NOT_FOUND);
+    CHECK(st.cancelled == 1 && st.refused == 2 && st.packet_acks == 2);
+    CHECK(submit_to(a, 13, &t, 0x41, NULL, 0, 0, 9000, 6200, NULL) ==
+          RRPC_STATUS_NOT_CONNECTED);
 
     /* A terminal attached without frames, disconnected by phone. */
     CHECK(rrpc_jt808_adapter_terminal_connected(a, u.phone, u.phone_len, 77) == RRPC_STATUS_OK);
@@ -525,16 +568,36 @@ static void adapter_checks(void)
     }
 
     /* Bad arguments. */
-    CHECK(rrpc_jt808_adapter_submit(NULL, 1, t.phone, 6, 0, NULL, 0, 0, 1, 0, NULL) == RRPC_STATUS_NULL_POINTER);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, NULL, 6, 0, NULL, 0, 0, 1, 0, NULL) == RRPC_STATUS_NULL_POINTER);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, t.phone, 7, 0, NULL, 0, 0, 1, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, u.phone, 6, 0, NULL, 0, 9, 1, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, u.phone, 6, 0, NULL, 0, 0, 100, 100, NULL) == RRPC_STATUS_EXPIRED);
+    {
+        rrpc_jt808_adapter_submit_params p;
+        memset(&p, 0xff, sizeof p);
+        CHECK(rrpc_jt808_adapter_submit_params_init(&p) == RRPC_STATUS_OK);
+        CHECK(p.token == 0 && p.phone_len == 0 && p.phone[0] == 0 && p.phone[9] == 0 && p.content_type == 0);
+        CHECK(p.content == NULL && p.content_len == 0 && p.deadline_ms == 0);
+        CHECK(p.completion == RRPC_JT808_COMPLETION_DEFAULT);
+        CHECK(rrpc_jt808_adapter_submit_params_init(NULL) == RRPC_STATUS_NULL_POINTER);
+        p = request(1, &u, 0, NULL, 0, 0, 100000);
+        CHECK(rrpc_jt808_adapter_submit(NULL, &p, 0, NULL) == RRPC_STATUS_NULL_POINTER);
+        CHECK(rrpc_jt808_adapter_submit(a, NULL, 0, NULL) == RRPC_STATUS_NULL_POINTER);
+        CHECK(contains(rrpc_last_error_message(), "params is NULL"));
+        p.content_len = 3;
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 0, NULL) == RRPC_STATUS_NULL_POINTER);
+        CHECK(contains(rrpc_last_error_message(), "params->content is NULL"));
+        p = request(1, &u, 0, NULL, 0, 0, 100000);
+        p.phone_len = 7;
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
+        p.phone_len = 11;
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
+        p = request(1, &u, 0, NULL, 0, 9, 100000);
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 0, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
+        p = request(1, &u, 0, NULL, 0, 0, 100);
+        CHECK(rrpc_jt808_adapter_submit(a, &p, 100, NULL) == RRPC_STATUS_EXPIRED);
+    }
     CHECK(rrpc_jt808_adapter_on_bytes(a, 1, NULL, 4, 0) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_jt808_adapter_tick(NULL, 0, NULL) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_jt808_adapter_get_stats(a, NULL) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_jt808_adapter_set_send(a, NULL, NULL) == RRPC_STATUS_OK);
-    CHECK(rrpc_jt808_adapter_submit(a, 1, u.phone, 6, 0, NULL, 0, 0, 100000, 0, NULL) == RRPC_STATUS_WRONG_STATE);
+    CHECK(submit_to(a, 1, &u, 0, NULL, 0, 0, 100000, 0, NULL) == RRPC_STATUS_WRONG_STATE);
 
     CHECK(rrpc_jt808_adapter_free(a) == RRPC_STATUS_OK);
     CHECK(rrpc_jt808_adapter_free(NULL) == RRPC_STATUS_OK);
@@ -549,7 +612,7 @@ static void refuse_checks(void)
     size_t n;
     CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 1) == RRPC_STATUS_OK);
     serial = submit(a, 1, &t, 0x41, "q", RRPC_JT808_COMPLETION_ANSWER, 9000, 0, false);
-    CHECK(rrpc_jt808_adapter_submit(a, 2, t.phone, t.phone_len, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 9000, 0,
+    CHECK(submit_to(a, 2, &t, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 9000, 0,
                                     NULL) == RRPC_STATUS_BUSY);
     CHECK(contains(rrpc_last_error_message(), "busy policy: refuse"));
     /* Failure ack: answered at once, the pair is free again. */
@@ -558,6 +621,260 @@ static void refuse_checks(void)
     CHECK(last_token == 1 && strcmp(last_payload, "{\"jt808\":\"error\",\"reason\":\"failure\",\"result\":1,\"serial\":0}") == 0);
     submit(a, 2, &t, 0x41, "q", RRPC_JT808_COMPLETION_ANSWER, 9000, 6, false);
     CHECK(rrpc_jt808_adapter_free(a) == RRPC_STATUS_OK); /* with a request held: dropped, no leak */
+}
+
+/* Every configured bound refuses with RRPC_STATUS_LIMIT_REACHED, naming itself. */
+static void limit_checks(void)
+{
+    rrpc_jt808_adapter_config cfg;
+    rrpc_jt808_adapter *a = NULL;
+    terminal t = make_terminal("13800138000", 2013);
+    terminal u = make_terminal("13800138001", 2013);
+    uint8_t wire[256];
+    size_t n;
+    CHECK(rrpc_jt808_adapter_config_init(&cfg) == RRPC_STATUS_OK);
+    cfg.max_pending = 1;
+    cfg.max_terminals = 1;
+    cfg.max_connections = 1;
+    CHECK(rrpc_jt808_adapter_new(&cfg, &a) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_set_send(a, on_send, NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_set_event_callback(a, on_event, NULL) == RRPC_STATUS_OK);
+    the_adapter = a;
+
+    /* One terminal on one connection: another terminal, or another connection, is refused. */
+    CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 1) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_terminal_connected(a, u.phone, u.phone_len, 1) == RRPC_STATUS_LIMIT_REACHED);
+    CHECK(contains(rrpc_last_error_message(), "max_terminals"));
+    CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 2) == RRPC_STATUS_LIMIT_REACHED);
+    CHECK(contains(rrpc_last_error_message(), "max_connections"));
+    n = encode(wire, sizeof wire, &t, 0x0002, 1, NULL, 0, 0, 0);
+    CHECK(rrpc_jt808_adapter_on_bytes(a, 2, wire, n, 0) == RRPC_STATUS_LIMIT_REACHED);
+    CHECK(contains(rrpc_last_error_message(), "max_connections"));
+    {
+        rrpc_jt808_frame f;
+        bool taken = true;
+        rrpc_jt808_decoder *d = NULL;
+        CHECK(rrpc_jt808_decoder_new(0, &d) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_decoder_push(d, wire, n) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_decoder_next(d, &f, &taken) == RRPC_STATUS_OK && taken);
+        CHECK(rrpc_jt808_adapter_on_frame(a, 2, &f, 0, &taken) == RRPC_STATUS_LIMIT_REACHED);
+        CHECK(rrpc_jt808_decoder_free(d) == RRPC_STATUS_OK);
+    }
+
+    /* One request held (max_pending 1): the next is refused; a held token is ALREADY_EXISTS. */
+    submit(a, 1, &t, 0x41, "a", RRPC_JT808_COMPLETION_ACK, 5000, 0, false);
+    CHECK(submit_to(a, 2, &t, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+          RRPC_STATUS_LIMIT_REACHED);
+    CHECK(contains(rrpc_last_error_message(), "max_pending"));
+    CHECK(submit_to(a, 1, &t, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+          RRPC_STATUS_ALREADY_EXISTS);
+    CHECK(rrpc_jt808_adapter_free(a) == RRPC_STATUS_OK);
+}
+
+/* ------------------------------------------------ callbacks that are released */
+
+#define SLEEP_MS 300
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts;
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t mono_ms(void)
+{
+    uint64_t t = 0;
+    CHECK(rrpc_monotonic_ms(&t) == RRPC_STATUS_OK);
+    return t;
+}
+
+/* The user_data of a slow callback: heap memory the release must let us free. */
+typedef struct {
+    volatile int started;  /* set when the callback begins */
+    volatile int finished; /* set just before it returns */
+    int calls;
+} slow_state;
+
+static slow_state *slow_new(void)
+{
+    slow_state *st = calloc(1, sizeof *st);
+    CHECK(st != NULL);
+    return st;
+}
+
+static void slow_body(slow_state *st)
+{
+    st->started = 1;
+    sleep_ms(SLEEP_MS);
+    st->calls++;
+    st->finished = 1;
+}
+
+static int slow_send(void *user_data, uint64_t conn, const uint8_t *phone, size_t phone_len, const uint8_t *bytes,
+                     size_t len)
+{
+    (void)conn; (void)phone; (void)phone_len; (void)bytes; (void)len;
+    slow_body(user_data);
+    return 0;
+}
+
+static void slow_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt808_event *ev)
+{
+    (void)adapter; (void)ev;
+    slow_body(user_data);
+}
+
+static volatile int quick_sends, quick_events;
+
+static int quick_send(void *user_data, uint64_t conn, const uint8_t *phone, size_t phone_len, const uint8_t *bytes,
+                      size_t len)
+{
+    (void)user_data; (void)conn; (void)phone; (void)phone_len; (void)bytes; (void)len;
+    quick_sends++;
+    return 0;
+}
+
+static void quick_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt808_event *ev)
+{
+    (void)user_data; (void)adapter; (void)ev;
+    quick_events++;
+}
+
+/* Callbacks that try to replace themselves (refused, nothing changes), replace the
+ * other callback (allowed), and free the adapter (refused). */
+static int refused_inside;
+
+static int self_replacing_send(void *user_data, uint64_t conn, const uint8_t *phone, size_t phone_len,
+                               const uint8_t *bytes, size_t len)
+{
+    rrpc_jt808_adapter *a = user_data;
+    (void)conn; (void)phone; (void)phone_len; (void)bytes; (void)len;
+    if (rrpc_jt808_adapter_set_send(a, quick_send, NULL) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    if (rrpc_jt808_adapter_free(a) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    if (rrpc_jt808_adapter_set_event_callback(a, quick_event, NULL) == RRPC_STATUS_OK) refused_inside += 10;
+    return 0;
+}
+
+static void self_replacing_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt808_event *ev)
+{
+    (void)user_data; (void)ev;
+    if (rrpc_jt808_adapter_set_event_callback(adapter, quick_event, NULL) == RRPC_STATUS_WRONG_STATE)
+        refused_inside++;
+    if (rrpc_jt808_adapter_free(adapter) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    if (rrpc_jt808_adapter_set_send(adapter, quick_send, NULL) == RRPC_STATUS_OK) refused_inside += 10;
+}
+
+static rrpc_jt808_adapter *release_adapter;
+static terminal release_terminal;
+static uint64_t release_token = 100;
+
+/* On another thread: a heartbeat from the terminal, which the event callback sees. */
+static void *heartbeat_thread(void *unused)
+{
+    uint8_t wire[64];
+    size_t n = encode(wire, sizeof wire, &release_terminal, 0x0002, 1, NULL, 0, 0, 0);
+    (void)unused;
+    CHECK(rrpc_jt808_adapter_on_bytes(release_adapter, 1, wire, n, 0) == RRPC_STATUS_OK);
+    return NULL;
+}
+
+/* On another thread: a request, which goes out through the send function. */
+static void *submit_thread(void *unused)
+{
+    (void)unused;
+    CHECK(submit_to(release_adapter, release_token++, &release_terminal, 0x41, (const uint8_t *)"x", 1,
+                                    RRPC_JT808_COMPLETION_ACK, 60000, 0, NULL) == RRPC_STATUS_OK);
+    return NULL;
+}
+
+/* Starts `fn` on a thread, waits until the slow callback runs, runs `release` on this
+ * thread, checks that it waited, frees the state and joins. */
+static void release_while_running(void *(*fn)(void *), slow_state *st, rrpc_status (*release)(void))
+{
+    pthread_t th;
+    uint64_t t0, waited;
+    CHECK(pthread_create(&th, NULL, fn, NULL) == 0);
+    t0 = mono_ms();
+    while (!st->started) {
+        CHECK(mono_ms() - t0 < 5000);
+        sleep_ms(1);
+    }
+    t0 = mono_ms();
+    CHECK(release() == RRPC_STATUS_OK);
+    waited = mono_ms() - t0;
+    CHECK(st->finished == 1 && st->calls == 1);
+    CHECK(waited >= SLEEP_MS / 3);
+    free(st);
+    CHECK(pthread_join(th, NULL) == 0);
+}
+
+static rrpc_status replace_event_callback(void)
+{
+    return rrpc_jt808_adapter_set_event_callback(release_adapter, quick_event, NULL);
+}
+
+static rrpc_status replace_send(void)
+{
+    return rrpc_jt808_adapter_set_send(release_adapter, quick_send, NULL);
+}
+
+static rrpc_status free_adapter(void)
+{
+    return rrpc_jt808_adapter_free(release_adapter);
+}
+
+static void release_checks(void)
+{
+    rrpc_jt808_adapter_config cfg;
+    slow_state *st;
+    CHECK(rrpc_jt808_adapter_config_init(&cfg) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_new(&cfg, &release_adapter) == RRPC_STATUS_OK);
+    release_terminal = make_terminal("13700137000", 2013);
+    CHECK(rrpc_jt808_adapter_terminal_connected(release_adapter, release_terminal.phone,
+                                                release_terminal.phone_len, 1) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_set_send(release_adapter, quick_send, NULL) == RRPC_STATUS_OK);
+
+    /* The event callback, replaced while it sleeps on another thread: the replacement
+     * waits for it, and only the new one runs after. */
+    st = slow_new();
+    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, slow_event, st) == RRPC_STATUS_OK);
+    release_while_running(heartbeat_thread, st, replace_event_callback);
+    quick_events = 0;
+    heartbeat_thread(NULL);
+    CHECK(quick_events == 1);
+
+    /* The send function, replaced while it sleeps inside a submit on another thread. */
+    st = slow_new();
+    CHECK(rrpc_jt808_adapter_set_send(release_adapter, slow_send, st) == RRPC_STATUS_OK);
+    release_while_running(submit_thread, st, replace_send);
+    quick_sends = 0;
+    submit_thread(NULL);
+    CHECK(quick_sends == 1);
+
+    /* From inside: a callback cannot replace itself or free the adapter (nothing
+     * changes: it runs again next time), but it may replace the other callback. */
+    refused_inside = 0;
+    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, self_replacing_event, NULL) == RRPC_STATUS_OK);
+    heartbeat_thread(NULL);
+    CHECK(refused_inside == 12);
+    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, self_replacing_event, NULL) == RRPC_STATUS_OK);
+    heartbeat_thread(NULL);
+    heartbeat_thread(NULL);
+    CHECK(refused_inside == 36);
+    CHECK(rrpc_jt808_adapter_set_send(release_adapter, self_replacing_send, release_adapter) == RRPC_STATUS_OK);
+    submit_thread(NULL);
+    CHECK(refused_inside == 48);
+    submit_thread(NULL);
+    CHECK(refused_inside == 60);
+
+    /* Free waits for a callback in flight on another thread; the thread returns
+     * through the adapter without touching freed memory (valgrind watches). */
+    st = slow_new();
+    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, slow_event, st) == RRPC_STATUS_OK);
+    release_while_running(heartbeat_thread, st, free_adapter);
+    release_adapter = NULL;
 }
 
 static void thousand_terminals(void)
@@ -604,6 +921,8 @@ int main(void)
     codec_checks();
     adapter_checks();
     refuse_checks();
+    limit_checks();
+    release_checks();
     thousand_terminals();
     printf("jt808 harness: %d checks passed\n", checks);
     return 0;
