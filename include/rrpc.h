@@ -1539,6 +1539,7 @@ extern "C" {
 /**
  * Fills `out_config` with the defaults (see `rrpc_caller_config`).
  *
+ * @param[out] out_config the struct to fill.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
  *
@@ -1569,6 +1570,7 @@ rrpc_status rrpc_caller_new(const struct rrpc_caller_config *config,
  * Disconnects and releases the caller. Calls still in flight end with
  * RRPC_CODE_UNKNOWN (their callbacks run before this returns). NULL is ignored.
  *
+ * @param[in] caller the caller, or NULL.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_WRONG_STATE called from a response callback; nothing released.
  *
@@ -1604,6 +1606,7 @@ rrpc_status rrpc_caller_set_connection_callback(struct rrpc_caller *caller,
  * Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no topic, empty
  * payload, timeout 0 (set it), content_type -1.
  *
+ * @param[out] out_params the struct to fill.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
  */
@@ -1658,6 +1661,8 @@ rrpc_status rrpc_caller_call_async(struct rrpc_caller *caller,
 /**
  * Reads a response's fields into `out_view`.
  *
+ * @param[in]  response the response.
+ * @param[out] out_view receives the fields; its pointers live as long as the response.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `response` or `out_view` is NULL.
  *
@@ -1670,6 +1675,7 @@ rrpc_status rrpc_response_view_get(const struct rrpc_response *response,
  * Writes the response as JSON (the RRpc API's field names) into `buf`,
  * NUL-terminated.
  *
+ * @param[in]  response the response.
  * @param[out] buf     destination, or NULL to learn the length.
  * @param[in]  size    size of `buf`.
  * @param[out] out_len receives the length without the NUL; may be NULL.
@@ -1684,6 +1690,14 @@ rrpc_status rrpc_response_to_json(const struct rrpc_response *response,
 
 /**
  * As `rrpc_response_to_json`, in the XML form (`<RRpcResponse>`).
+ *
+ * @param[in]  response the response.
+ * @param[out] buf      destination, or NULL to learn the length.
+ * @param[in]  size     size of `buf`.
+ * @param[out] out_len  receives the length without the NUL; may be NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
+ * @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
  */
 rrpc_status rrpc_response_to_xml(const struct rrpc_response *response,
                                  char *buf,
@@ -1694,6 +1708,7 @@ rrpc_status rrpc_response_to_xml(const struct rrpc_response *response,
  * Releases a response returned by `rrpc_caller_call`. NULL is ignored. Never
  * free the response handed to a callback.
  *
+ * @param[in] response the response, or NULL.
  * @retval RRPC_STATUS_OK
  */
 rrpc_status rrpc_response_free(struct rrpc_response *response);
@@ -1701,6 +1716,8 @@ rrpc_status rrpc_response_free(struct rrpc_response *response);
 /**
  * Reads the caller's counters.
  *
+ * @param[in]  caller    the caller.
+ * @param[out] out_stats receives the counters.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `caller` or `out_stats` is NULL.
  *
@@ -1712,6 +1729,7 @@ rrpc_status rrpc_caller_get_stats(struct rrpc_caller *caller, struct rrpc_caller
  * The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",
  * "UNKNOWN", or "NONE" for RRPC_CODE_NONE and unknown values.
  *
+ * @param[in] code an `rrpc_code` value (any `uint32_t`).
  * Never fails. The string is static. Any thread.
  */
 const char *rrpc_code_str(uint32_t code);
@@ -1794,7 +1812,11 @@ rrpc_status rrpc_client_add_device(struct rrpc_client *client,
  * Unregisters a device and unsubscribes its topic. Its pending requests are
  * cancelled: replies to them fail with RRPC_STATUS_DEVICE_REMOVED.
  *
- * Parameters as `rrpc_client_add_device`.
+ * @param[in] client       the client.
+ * @param[in] dialect      as given to `rrpc_client_add_device`.
+ * @param[in] product_key  as given to `rrpc_client_add_device`.
+ * @param[in] device_name  as given to `rrpc_client_add_device`.
+ * @param[in] custom_topic as given to `rrpc_client_add_device`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NOT_FOUND the device is not registered.
  * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT
@@ -2476,6 +2498,7 @@ const char *rrpc_version(void);
  * A short English description of a status code (any `uint32_t`; unknown values
  * give "unknown status").
  *
+ * @param[in] status an `rrpc_status` value.
  * Never fails. The string is static: do not free it. Any thread.
  */
 const char *rrpc_status_str(uint32_t status);
@@ -2542,6 +2565,7 @@ rrpc_status rrpc_dialect_from_name(const char *name, uint32_t *out_dialect);
 /**
  * Fills `out_config` with the defaults (see `rrpc_router_config`).
  *
+ * @param[out] out_config the struct to fill.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
  */
@@ -2773,6 +2797,8 @@ rrpc_status rrpc_router_next_deadline(struct rrpc_router *router, uint64_t *out_
 /**
  * Reads the router's counters.
  *
+ * @param[in]  router    the router.
+ * @param[out] out_stats receives the counters.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `router` or `out_stats` is NULL.
  *

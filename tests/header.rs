@@ -93,3 +93,69 @@ fn header_docs_name_the_real_parameters() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Every parameter of every function in the header is documented by an
+/// `@param` line of its doc comment (clang's check above catches names that do
+/// not exist; this one catches parameters left out).
+#[test]
+fn header_docs_document_every_parameter() {
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/rrpc.h"))
+            .expect("read rrpc.h");
+    let mut missing = Vec::new();
+    let mut rest = header.as_str();
+    let mut functions = 0;
+    while let Some(start) = rest.find("/**") {
+        let Some(end) = rest[start..].find("*/") else {
+            break;
+        };
+        let doc = &rest[start..start + end];
+        let after = &rest[start + end + 2..];
+        rest = after;
+        // The declaration right after the comment: a function when it has `(`
+        // before its `;` and is not a typedef or a struct member.
+        let Some(semi) = after.find(';') else { break };
+        let decl = after[..semi].trim();
+        if decl.starts_with("typedef") || decl.contains('{') || decl.contains("/*") {
+            continue;
+        }
+        let (Some(open), Some(close)) = (decl.find('('), decl.rfind(')')) else {
+            continue;
+        };
+        let name = decl[..open]
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .trim_start_matches('*');
+        if !name.starts_with("rrpc_") {
+            continue;
+        }
+        functions += 1;
+        for param in decl[open + 1..close].split(',') {
+            let param = param.trim();
+            if param.is_empty() || param == "void" {
+                continue;
+            }
+            let pname = param
+                .rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or("");
+            let documented = doc.lines().any(|l| {
+                let l = l.trim_start_matches([' ', '*']).trim_start();
+                l.starts_with("@param")
+                    && l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|w| w.split(',').any(|n| n == pname))
+            });
+            if !documented {
+                missing.push(format!("{name}: {pname}"));
+            }
+        }
+    }
+    assert!(functions > 60, "found {functions} documented functions");
+    assert!(
+        missing.is_empty(),
+        "parameters without an @param line in rrpc.h:\n{}",
+        missing.join("\n")
+    );
+}

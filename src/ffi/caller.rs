@@ -184,6 +184,7 @@ impl Castable for Response {
 
 /// Fills `out_config` with the defaults (see `rrpc_caller_config`).
 ///
+/// @param[out] out_config the struct to fill.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
 ///
@@ -246,6 +247,7 @@ pub extern "C" fn rrpc_caller_new(
 /// Disconnects and releases the caller. Calls still in flight end with
 /// RRPC_CODE_UNKNOWN (their callbacks run before this returns). NULL is ignored.
 ///
+/// @param[in] caller the caller, or NULL.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_WRONG_STATE called from a response callback; nothing released.
 ///
@@ -298,6 +300,7 @@ pub extern "C" fn rrpc_caller_set_connection_callback(
 /// Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no topic, empty
 /// payload, timeout 0 (set it), content_type -1.
 ///
+/// @param[out] out_params the struct to fill.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
 #[no_mangle]
@@ -433,6 +436,8 @@ pub extern "C" fn rrpc_caller_call_async(
 
 /// Reads a response's fields into `out_view`.
 ///
+/// @param[in]  response the response.
+/// @param[out] out_view receives the fields; its pointers live as long as the response.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `response` or `out_view` is NULL.
 ///
@@ -471,6 +476,7 @@ pub extern "C" fn rrpc_response_view_get(
 /// Writes the response as JSON (the RRpc API's field names) into `buf`,
 /// NUL-terminated.
 ///
+/// @param[in]  response the response.
 /// @param[out] buf     destination, or NULL to learn the length.
 /// @param[in]  size    size of `buf`.
 /// @param[out] out_len receives the length without the NUL; may be NULL.
@@ -492,6 +498,14 @@ pub extern "C" fn rrpc_response_to_json(
 }
 
 /// As `rrpc_response_to_json`, in the XML form (`<RRpcResponse>`).
+///
+/// @param[in]  response the response.
+/// @param[out] buf      destination, or NULL to learn the length.
+/// @param[in]  size     size of `buf`.
+/// @param[out] out_len  receives the length without the NUL; may be NULL.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
+/// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
 #[no_mangle]
 pub extern "C" fn rrpc_response_to_xml(
     response: *const rrpc_response,
@@ -509,6 +523,7 @@ pub extern "C" fn rrpc_response_to_xml(
 /// Releases a response returned by `rrpc_caller_call`. NULL is ignored. Never
 /// free the response handed to a callback.
 ///
+/// @param[in] response the response, or NULL.
 /// @retval RRPC_STATUS_OK
 #[no_mangle]
 pub extern "C" fn rrpc_response_free(response: *mut rrpc_response) -> rrpc_status {
@@ -519,6 +534,8 @@ pub extern "C" fn rrpc_response_free(response: *mut rrpc_response) -> rrpc_statu
 
 /// Reads the caller's counters.
 ///
+/// @param[in]  caller    the caller.
+/// @param[out] out_stats receives the counters.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `caller` or `out_stats` is NULL.
 ///
@@ -553,6 +570,7 @@ pub extern "C" fn rrpc_caller_get_stats(
 /// The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",
 /// "UNKNOWN", or "NONE" for RRPC_CODE_NONE and unknown values.
 ///
+/// @param[in] code an `rrpc_code` value (any `uint32_t`).
 /// Never fails. The string is static. Any thread.
 #[no_mangle]
 pub extern "C" fn rrpc_code_str(code: u32) -> *const c_char {

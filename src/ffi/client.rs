@@ -253,7 +253,11 @@ pub extern "C" fn rrpc_client_add_device(
 /// Unregisters a device and unsubscribes its topic. Its pending requests are
 /// cancelled: replies to them fail with RRPC_STATUS_DEVICE_REMOVED.
 ///
-/// Parameters as `rrpc_client_add_device`.
+/// @param[in] client       the client.
+/// @param[in] dialect      as given to `rrpc_client_add_device`.
+/// @param[in] product_key  as given to `rrpc_client_add_device`.
+/// @param[in] device_name  as given to `rrpc_client_add_device`.
+/// @param[in] custom_topic as given to `rrpc_client_add_device`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NOT_FOUND the device is not registered.
 /// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT

@@ -57,6 +57,7 @@ pub extern "C" fn rrpc_version() -> *const c_char {
 /// A short English description of a status code (any `uint32_t`; unknown values
 /// give "unknown status").
 ///
+/// @param[in] status an `rrpc_status` value.
 /// Never fails. The string is static: do not free it. Any thread.
 #[no_mangle]
 pub extern "C" fn rrpc_status_str(status: u32) -> *const c_char {

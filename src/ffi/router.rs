@@ -183,6 +183,7 @@ fn device_callback(a: &Arc<dyn std::any::Any + Send + Sync>) -> Option<&Callback
 
 /// Fills `out_config` with the defaults (see `rrpc_router_config`).
 ///
+/// @param[out] out_config the struct to fill.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
 #[no_mangle]
@@ -664,6 +665,8 @@ pub extern "C" fn rrpc_router_next_deadline(
 
 /// Reads the router's counters.
 ///
+/// @param[in]  router    the router.
+/// @param[out] out_stats receives the counters.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `router` or `out_stats` is NULL.
 ///
