@@ -2305,7 +2305,8 @@ rrpc_status rrpc_router_handle_message(struct rrpc_router *router,
  * function (QoS 0) without any router lock held. Exactly one reply per request.
  *
  * @retval RRPC_STATUS_OK                published; the request is finished.
- * @retval RRPC_STATUS_SEND_FAILED       the publish function failed; the request is released.
+ * @retval RRPC_STATUS_SEND_FAILED       the publish function failed: nothing was sent, the
+ *         request stays pending and may be answered again until its deadline.
  * @retval RRPC_STATUS_WRONG_STATE       no publish function is registered (token kept).
  * @retval RRPC_STATUS_BUSY              another thread is replying to this token now.
  * @retval RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,

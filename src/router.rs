@@ -334,8 +334,6 @@ pub enum ReplyError<E> {
     Send(E),
     /// A reply to this token is being sent by another thread right now.
     InProgress,
-    /// An earlier reply could not be sent and the request was released.
-    Released,
 }
 
 impl<E: fmt::Display> fmt::Display for ReplyError<E> {
@@ -348,9 +346,6 @@ impl<E: fmt::Display> fmt::Display for ReplyError<E> {
             ReplyError::TooLarge => f.write_str("reply payload exceeds the maximum"),
             ReplyError::Send(e) => write!(f, "transport could not send the reply: {e}"),
             ReplyError::InProgress => f.write_str("a reply to this request is being sent"),
-            ReplyError::Released => {
-                f.write_str("an earlier reply could not be sent and the request was released")
-            }
         }
     }
 }
@@ -364,7 +359,6 @@ fn widen<E>(e: ReplyError<Infallible>) -> ReplyError<E> {
         ReplyError::DeviceRemoved => ReplyError::DeviceRemoved,
         ReplyError::TooLarge => ReplyError::TooLarge,
         ReplyError::InProgress => ReplyError::InProgress,
-        ReplyError::Released => ReplyError::Released,
         ReplyError::Send(never) => match never {},
     }
 }
@@ -400,8 +394,6 @@ enum Outcome {
     Replied,
     Expired,
     Cancelled,
-    /// The transport could not send the reply and the request was released.
-    SendFailed,
 }
 
 /// A device's message id: the key of the duplicate/echo table.
@@ -1108,13 +1100,9 @@ impl Router {
         let topic = self
             .check_reply(token, payload.len(), now_ms)
             .map_err(widen)?;
-        if let Err(e) = send(&topic, payload) {
-            self.stats.send_failures += 1;
-            return Err(ReplyError::Send(e));
-        }
-        self.finish(token, Outcome::Replied, now_ms);
-        self.stats.replied += 1;
-        Ok(())
+        let sent = send(&topic, payload);
+        self.settle(token, sent.is_ok(), true, now_ms);
+        sent.map_err(ReplyError::Send)
     }
 
     /// First half of a reply sent without holding the router: the checks of
@@ -1134,29 +1122,35 @@ impl Router {
         Ok(topic)
     }
 
-    /// Second half: `sent` finishes the request as answered; otherwise the
-    /// request is released (a later reply fails with [`ReplyError::Released`]).
-    /// When the request ended meanwhile (expired, device removed) only a sent
-    /// reply is counted.
+    /// Second half: `sent` finishes the request as answered. A reply that could
+    /// not be sent leaves the request pending, as [`Router::reply`] does: another
+    /// reply may be tried until the deadline. Either way the reply is counted
+    /// (`replied` or `send_failures`), also when the request ended meanwhile
+    /// (expired, device removed).
     pub fn end_reply(&mut self, token: u64, sent: bool, now_ms: u64) {
-        match self.tokens.get_mut(&token) {
-            Some(TokenState::Pending(p)) if p.sending => p.sending = false,
-            _ => {
-                // The request ended while its reply was being sent (device removed,
-                // deadline passed); the reply went out all the same.
-                if sent {
-                    self.stats.replied += 1;
-                }
-                return;
+        // The request may have ended while its reply was being sent (device
+        // removed, deadline passed); a reply that went out is counted all the same.
+        let still_pending = match self.tokens.get_mut(&token) {
+            Some(TokenState::Pending(p)) if p.sending => {
+                p.sending = false;
+                true
             }
-        }
-        if sent {
-            self.finish(token, Outcome::Replied, now_ms);
-            self.stats.replied += 1;
-        } else {
-            self.finish(token, Outcome::SendFailed, now_ms);
+            _ => false,
+        };
+        self.settle(token, sent, still_pending, now_ms);
+    }
+
+    /// The end of every reply: one that was sent finishes its request (when it
+    /// is `still_pending`); one that was not leaves the request pending.
+    fn settle(&mut self, token: u64, sent: bool, still_pending: bool, now_ms: u64) {
+        if !sent {
             self.stats.send_failures += 1;
+            return;
         }
+        if still_pending {
+            self.finish(token, Outcome::Replied, now_ms);
+        }
+        self.stats.replied += 1;
     }
 
     /// Everything a reply must pass before it is sent; returns the response topic.
@@ -1173,7 +1167,6 @@ impl Router {
                     Outcome::Replied => (ReplyError::AlreadyReplied, false),
                     Outcome::Expired => (ReplyError::Expired, true),
                     Outcome::Cancelled => (ReplyError::DeviceRemoved, false),
-                    Outcome::SendFailed => (ReplyError::Released, false),
                 };
                 if late {
                     self.stats.late_replies += 1;
@@ -1942,7 +1935,7 @@ mod tests {
     }
 
     #[test]
-    fn two_phase_replies_exclude_each_other_and_release_on_failure() {
+    fn two_phase_replies_exclude_each_other_and_keep_the_token_on_failure() {
         let mut r = router();
         let t = r
             .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"", 0)
@@ -1960,16 +1953,26 @@ mod tests {
         assert_eq!(r.begin_reply(t, 3, 3), Err(ReplyError::AlreadyReplied));
         assert_eq!(r.stats().replied, 1);
 
-        // A failed send releases the request for good.
+        // A failed send keeps the request pending: it may be answered again
+        // until its deadline, as after a failed `reply`.
         let t2 = r
             .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/2", b"", 0)
             .unwrap()
             .token;
         r.begin_reply(t2, 0, 1).unwrap();
         r.end_reply(t2, false, 1);
-        assert_eq!(r.pending_len(), 0);
-        assert_eq!(r.begin_reply(t2, 0, 2), Err(ReplyError::Released));
+        assert_eq!(r.pending_len(), 1);
         assert_eq!(r.stats().send_failures, 1);
+        assert_eq!(
+            r.begin_reply(t2, 0, 2).unwrap(),
+            "/sys/a1GFjLP3xxC/dev1/rrpc/response/2"
+        );
+        r.end_reply(t2, false, 2);
+        r.reply(t2, b"", 3, |_, _| Ok::<(), ()>(())).unwrap();
+        assert_eq!(r.pending_len(), 0);
+        assert_eq!(r.begin_reply(t2, 0, 4), Err(ReplyError::AlreadyReplied));
+        let s = r.stats();
+        assert_eq!((s.send_failures, s.replied), (2, 2));
 
         // The deadline may pass while a reply is being sent.
         let t3 = r
@@ -1980,8 +1983,21 @@ mod tests {
         assert_eq!(r.expire(9000), 1);
         // The reply that went out while the request expired is still counted.
         r.end_reply(t3, true, 9001);
-        assert_eq!(r.stats().replied, 2);
+        assert_eq!(r.stats().replied, 3);
         assert_eq!(r.begin_reply(t3, 0, 9002), Err(ReplyError::Expired));
+
+        // A failed send of a request that expired meanwhile: counted, and the
+        // request stays expired.
+        let t4 = r
+            .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/4", b"", 10_000)
+            .unwrap()
+            .token;
+        r.begin_reply(t4, 0, 10_001).unwrap();
+        assert_eq!(r.expire(20_000), 1);
+        r.end_reply(t4, false, 20_001);
+        assert_eq!(r.stats().send_failures, 3);
+        assert_eq!(r.begin_reply(t4, 0, 20_002), Err(ReplyError::Expired));
+        assert_eq!(r.pending_len(), 0);
     }
 
     #[test]

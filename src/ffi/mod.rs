@@ -177,7 +177,6 @@ impl From<ClientError> for Failure {
                 ReplyError::TooLarge => RRPC_STATUS_PAYLOAD_TOO_LARGE,
                 ReplyError::Send(_) => RRPC_STATUS_NOT_CONNECTED,
                 ReplyError::InProgress => RRPC_STATUS_BUSY,
-                ReplyError::Released => RRPC_STATUS_SEND_FAILED,
             },
         };
         Failure::new(status, e.to_string())

@@ -527,7 +527,8 @@ pub extern "C" fn rrpc_router_handle_message(
 /// function (QoS 0) without any router lock held. Exactly one reply per request.
 ///
 /// @retval RRPC_STATUS_OK                published; the request is finished.
-/// @retval RRPC_STATUS_SEND_FAILED       the publish function failed; the request is released.
+/// @retval RRPC_STATUS_SEND_FAILED       the publish function failed: nothing was sent, the
+///         request stays pending and may be answered again until its deadline.
 /// @retval RRPC_STATUS_WRONG_STATE       no publish function is registered (token kept).
 /// @retval RRPC_STATUS_BUSY              another thread is replying to this token now.
 /// @retval RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,
@@ -564,7 +565,6 @@ pub extern "C" fn rrpc_router_reply(
                     ReplyError::DeviceRemoved => RRPC_STATUS_DEVICE_REMOVED,
                     ReplyError::TooLarge => RRPC_STATUS_PAYLOAD_TOO_LARGE,
                     ReplyError::InProgress => RRPC_STATUS_BUSY,
-                    ReplyError::Released => RRPC_STATUS_SEND_FAILED,
                     ReplyError::Send(never) => match never {},
                 };
                 Failure::new(status, e.to_string())
@@ -596,7 +596,7 @@ pub extern "C" fn rrpc_router_reply(
         if rc != 0 {
             return Err(Failure::new(
                 RRPC_STATUS_SEND_FAILED,
-                format!("the publish function returned {rc}; the request was released"),
+                format!("the publish function returned {rc}; the request is still pending"),
             ));
         }
         Ok(())
