@@ -208,6 +208,7 @@ fn joined_names<'t>(topic: &'t str, parsed: &ParsedTopic<'t>) -> Option<Cow<'t, 
 mod tests {
     use super::super::tests::{dev, router, router_with, send_ok, PK};
     use super::super::*;
+    use super::{joined_names, request_key};
 
     #[test]
     fn duplicate_delivery_is_handed_over_once() {
@@ -364,5 +365,209 @@ mod tests {
         // The device still answers.
         let t = format!("/sys/{PK}/dev1/rrpc/request/9");
         assert!(guessing.handle_message(&t, b"", 0).is_ok());
+    }
+
+    /// A router for the comparisons of the two paths: small tables; an Alibaba
+    /// and a Tencent device of the same names, a custom-topic device and a
+    /// Tencent device of its own names; tokens from a fixed start.
+    fn twin() -> Router {
+        let mut r = router_with(RouterConfig {
+            max_pending: 4,
+            max_payload: 8,
+            history_ms: 1000,
+            ..RouterConfig::default()
+        });
+        r.add_device(Dialect::Tencent, &dev("dev1")).unwrap();
+        let custom = Identity {
+            custom_topic: Some("/a1GFjLP3xxC/dev2/user/rrpc"),
+            ..dev("dev2")
+        };
+        r.add_device(Dialect::AlibabaCustom, &custom).unwrap();
+        r.add_device(Dialect::Tencent, &dev("dev3")).unwrap();
+        r.requests.restart_tokens(1000);
+        r
+    }
+
+    /// The fast path alone, for a topic whose device the raw topic names.
+    fn fast<'a>(
+        r: &mut Router,
+        topic: &'a str,
+        payload: &'a [u8],
+        now: u64,
+    ) -> Option<Accepted<'a>> {
+        let parsed = dialect::parse_request_unchecked(topic).unwrap();
+        let names = joined_names(topic, &parsed);
+        let key = request_key(&parsed, &names).unwrap();
+        let g = r
+            .guess_hash(topic.as_bytes())
+            .and_then(|h| r.guess_slot(h))?;
+        r.accept_guessed(&key, g, &parsed, payload, now)
+    }
+
+    /// The full path alone, as when no guess was taken.
+    fn full<'a>(
+        r: &mut Router,
+        topic: &'a str,
+        payload: &'a [u8],
+        now: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        let parsed = dialect::parse_request_unchecked(topic).unwrap();
+        r.accept(topic, parsed, payload, now, None)
+    }
+
+    #[test]
+    fn the_fast_path_admits_a_new_request_as_the_full_path_does() {
+        let (mut a, mut b) = (twin(), twin());
+        let topics = [
+            format!("/sys/{PK}/dev1/rrpc/request/1"),
+            format!("$rrpc/rxd/{PK}/dev3/1"),
+            format!("/sys/{PK}/dev1/rrpc/request/2;ct=65"),
+        ];
+        for (i, topic) in topics.iter().enumerate() {
+            let now = 10 * i as u64;
+            let got = fast(&mut a, topic, b"x", now).unwrap_or_else(|| panic!("{topic}"));
+            assert_eq!(Ok(got), full(&mut b, topic, b"x", now), "{topic}");
+        }
+        assert_eq!(a.stats(), b.stats());
+        assert_eq!(a.next_deadline(), b.next_deadline());
+        assert_eq!(a.requests.snapshot(), b.requests.snapshot());
+        // Answered, expired and forgotten alike.
+        let mut sent = Vec::new();
+        a.reply(1000, b"y", 50, send_ok(&mut sent)).unwrap();
+        b.reply(1000, b"y", 50, send_ok(&mut sent)).unwrap();
+        assert_eq!(sent[0], sent[1]);
+        assert_eq!(a.expire(10_000), b.expire(10_000));
+        assert_eq!(a.requests.snapshot(), b.requests.snapshot());
+    }
+
+    #[test]
+    fn the_fast_path_declines_what_is_not_plainly_new_and_changes_nothing() {
+        let mut r = twin();
+        r.handle_message(&format!("/sys/{PK}/dev1/rrpc/request/seen"), b"", 0)
+            .unwrap();
+        let declined = [
+            // Seen already by this device.
+            (format!("/sys/{PK}/dev1/rrpc/request/seen"), &b""[..]),
+            // Too large.
+            (
+                format!("/sys/{PK}/dev1/rrpc/request/big"),
+                &b"123456789"[..],
+            ),
+            // A message id the full path calls malformed.
+            (format!("/sys/{PK}/dev1/rrpc/request/bad\u{1}id"), &b""[..]),
+            // The Tencent device's names are the Alibaba device's: the guess
+            // taken from them finds the Alibaba one, registered first.
+            (format!("$rrpc/rxd/{PK}/dev1/new"), &b""[..]),
+        ];
+        for (topic, payload) in &declined {
+            let before = (r.stats(), r.requests.snapshot());
+            assert_eq!(fast(&mut r, topic, payload, 1), None, "{topic}");
+            assert_eq!((r.stats(), r.requests.snapshot()), before, "{topic}");
+        }
+        // A full table.
+        for i in 0..3 {
+            r.handle_message(&format!("$rrpc/rxd/{PK}/dev1/{i}"), b"", 0)
+                .unwrap();
+        }
+        let before = (r.stats(), r.requests.snapshot());
+        assert_eq!(
+            fast(&mut r, &format!("/sys/{PK}/dev1/rrpc/request/new"), b"", 1),
+            None
+        );
+        assert_eq!((r.stats(), r.requests.snapshot()), before);
+    }
+
+    #[test]
+    fn guessed_and_unguessed_requests_agree_on_every_outcome() {
+        // One stream through the fast path where it applies (`handle_message`),
+        // the same through the full path alone: the same results, counters,
+        // deadlines and tables after every message.
+        let (mut guessing, mut plain) = (twin(), twin());
+        let sys = |id: &str| format!("/sys/{PK}/dev1/rrpc/request/{id}");
+        let tencent = |id: &str| format!("$rrpc/rxd/{PK}/dev1/{id}");
+        let custom = |id: &str| format!("/ext/rrpc/{id}/a1GFjLP3xxC/dev2/user/rrpc");
+        enum Step {
+            Msg(String, &'static [u8], u64),
+            Reply(usize, u64),
+            Remove(u64),
+            Add,
+        }
+        use Step::*;
+        let steps = [
+            Msg(sys("1"), b"a", 0),
+            Msg(sys("1"), b"a", 1),         // duplicate, pending
+            Msg(sys("2"), b"123456789", 2), // too large
+            Msg(sys("1"), b"123456789", 2), // a duplicate before too large
+            Msg(tencent("1"), b"", 3),      // the same id for another device
+            Msg(custom("7"), b"q", 4),
+            Reply(5, 5),               // the custom request answered
+            Msg(custom("7"), b"q", 6), // its reply echoed back
+            Msg(sys("3;ct=65"), b"", 7),
+            Msg(sys("4"), b"", 8),     // the fourth pending request
+            Msg(sys("5"), b"", 9),     // table full
+            Msg(tencent("1"), b"", 9), // a duplicate before table full
+            Reply(0, 10),
+            Msg(sys("5"), b"", 11),    // room again
+            Msg(sys("6"), b"", 4_004), // full, until the Tencent request expires
+            Remove(4_005),             // the Alibaba dev1: its requests cancelled
+            Msg(sys("7"), b"", 4_006), // unknown device
+            Add,                       // dev1 again, in the same slot
+            Msg(sys("4"), b"", 4_007), // an id of the old registration is new
+            Msg(sys("4"), b"", 4_008), // and then a duplicate
+            Msg(sys("8"), b"", 20_000),
+            Msg(sys("1"), b"", 20_001), // forgotten long ago
+        ];
+        let mut accepted = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                Msg(topic, payload, now) => {
+                    let got = guessing.handle_message(topic, payload, *now);
+                    let want = plain.handle(topic, payload, *now, None);
+                    assert_eq!(got, want, "step {i}: {topic}");
+                    accepted.push(got.ok().map(|a| a.token));
+                }
+                Reply(n, now) => {
+                    let token = accepted[*n].expect("an accepted request");
+                    let mut sent = Vec::new();
+                    guessing
+                        .reply(token, b"r", *now, send_ok(&mut sent))
+                        .unwrap();
+                    plain.reply(token, b"r", *now, send_ok(&mut sent)).unwrap();
+                    accepted.push(None);
+                }
+                Remove(now) => {
+                    for r in [&mut guessing, &mut plain] {
+                        r.remove_device(Dialect::AlibabaSystem, &dev("dev1"), *now)
+                            .unwrap();
+                    }
+                    accepted.push(None);
+                }
+                Add => {
+                    for r in [&mut guessing, &mut plain] {
+                        r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+                    }
+                    accepted.push(None);
+                }
+            }
+            assert_eq!(guessing.stats(), plain.stats(), "step {i}");
+            assert_eq!(guessing.next_deadline(), plain.next_deadline(), "step {i}");
+            assert_eq!(
+                guessing.requests.snapshot(),
+                plain.requests.snapshot(),
+                "step {i}"
+            );
+        }
+        let s = guessing.stats();
+        assert_eq!(
+            (
+                s.requests,
+                s.duplicates,
+                s.too_large,
+                s.table_full,
+                s.own_replies
+            ),
+            (10, 4, 1, 1, 1)
+        );
+        assert_eq!((s.unknown_device, s.expired), (1, 1));
     }
 }

@@ -68,11 +68,13 @@ pub(super) enum MsgState {
     Done(Outcome),
 }
 
+#[derive(Debug)]
 enum TokenState {
     Pending(Pending),
     Done(Outcome),
 }
 
+#[derive(Debug)]
 struct Pending {
     key: MsgKey,
     generation: u32,
@@ -84,11 +86,13 @@ struct Pending {
     sending: bool,
 }
 
+#[derive(Debug)]
 struct DeadlineQueue {
     timeout: u64,
     fifo: VecDeque<(u64, u64)>,
 }
 
+#[derive(Debug)]
 struct Finished {
     token: u64,
     key: MsgKey,
@@ -253,9 +257,11 @@ impl Requests {
         }
     }
 
-    /// Finishes every pending request of the device in `slot` as cancelled.
+    /// Finishes every pending request of the device in `slot` as cancelled, in
+    /// the order they were accepted (not the table's), so that the history, and
+    /// what is forgotten first, does not depend on hashing.
     pub(super) fn cancel_slot(&mut self, slot: u32, now_ms: u64) {
-        let cancelled: Vec<u64> = self
+        let mut cancelled: Vec<u64> = self
             .tokens
             .iter()
             .filter_map(|(&t, s)| match s {
@@ -263,6 +269,7 @@ impl Requests {
                 _ => None,
             })
             .collect();
+        cancelled.sort_unstable();
         for token in cancelled {
             self.finish(token, Outcome::Cancelled, now_ms);
         }
@@ -394,6 +401,26 @@ impl Requests {
                 self.msgs.remove(&r);
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl Requests {
+    /// Makes `first` the next token, so that two routers' tokens can be compared.
+    pub(super) fn restart_tokens(&mut self, first: u64) {
+        self.next_token = first;
+    }
+
+    /// Everything the tables hold, in an order that does not depend on hashing.
+    pub(super) fn snapshot(&self) -> String {
+        let mut msgs: Vec<_> = self.msgs.iter().collect();
+        msgs.sort_by(|a, b| (a.0.slot, &a.0.id).cmp(&(b.0.slot, &b.0.id)));
+        let mut tokens: Vec<_> = self.tokens.iter().collect();
+        tokens.sort_by_key(|t| *t.0);
+        format!(
+            "pending {} next {}\nmsgs {msgs:?}\ntokens {tokens:?}\ndeadlines {:?}\nhistory {:?}",
+            self.pending, self.next_token, self.deadlines, self.history
+        )
     }
 }
 

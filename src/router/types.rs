@@ -131,7 +131,7 @@ impl Stats {
 }
 
 /// A request accepted by the router, for the application to answer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted<'a> {
     pub token: u64,
     /// The device it is for: [`Router::request_device`](super::Router::request_device)
