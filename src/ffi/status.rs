@@ -256,7 +256,6 @@ impl<E: SendStatus> Status for ReplyError<E> {
             ReplyError::DeviceRemoved => RRPC_STATUS_DEVICE_REMOVED,
             ReplyError::TooLarge => RRPC_STATUS_PAYLOAD_TOO_LARGE,
             ReplyError::InProgress => RRPC_STATUS_BUSY,
-            ReplyError::Released => RRPC_STATUS_SEND_FAILED,
             ReplyError::Send(e) => e.status(),
         }
     }

@@ -115,7 +115,7 @@ impl SlotIndex {
     #[inline]
     pub(super) fn prefetch(&self, hash: u64) {
         if !self.groups.is_empty() {
-            super::prefetch(&self.groups[hash as usize & self.mask()]);
+            super::devices::prefetch(&self.groups[hash as usize & self.mask()]);
         }
     }
 

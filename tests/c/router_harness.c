@@ -206,13 +206,19 @@ int main(void)
     CHECK(rrpc_router_reply(r, deferred, (const uint8_t *)"again", 5) == RRPC_STATUS_ALREADY_REPLIED);
     CHECK(rrpc_router_reply(r, deferred ^ 0x5555, NULL, 0) == RRPC_STATUS_UNKNOWN_TOKEN);
 
-    /* Publish function failing: reported, request released, nothing sent again. */
+    /* Publish function failing: reported, the request stays pending, and the same
+     * token is answered once a working publish function is back. */
     CHECK(handle(r, "/sys/pk/dev10/rrpc/request/p1", "defer") == RRPC_MESSAGE_REQUEST);
     uint64_t failing = last_token;
     publish_result = -1;
     CHECK(rrpc_router_reply(r, failing, (const uint8_t *)"x", 1) == RRPC_STATUS_SEND_FAILED);
+    CHECK(rrpc_router_get_stats(r, &st) == RRPC_STATUS_OK && st.pending == 2); /* p1, "free" */
     publish_result = 0;
-    CHECK(rrpc_router_reply(r, failing, (const uint8_t *)"x", 1) == RRPC_STATUS_SEND_FAILED);
+    before = published;
+    CHECK(rrpc_router_reply(r, failing, (const uint8_t *)"retry", 5) == RRPC_STATUS_OK);
+    CHECK(published == before + 1 && strcmp(last_payload, "retry") == 0);
+    CHECK(strcmp(last_topic, "/sys/pk/dev10/rrpc/response/p1") == 0);
+    CHECK(rrpc_router_reply(r, failing, (const uint8_t *)"x", 1) == RRPC_STATUS_ALREADY_REPLIED);
 
     /* Removing a device with a request pending: the reply is refused cleanly. */
     CHECK(handle(r, "/sys/pk/dev11/rrpc/request/r1", "defer") == RRPC_MESSAGE_REQUEST);

@@ -1,0 +1,573 @@
+//! Admission: from a parsed request topic to an accepted request, or the reason
+//! it is dropped.
+//!
+//! Two paths lead there. The fast one, [`Router::accept_guessed`], takes a
+//! request that is plainly new for the device guessed from the raw topic
+//! ([`Router::guess_hash`], [`Router::guess_slot`]) and reads that device's
+//! record last; anything else falls to the full path, [`Router::accept`], which
+//! finds the device, tells duplicates and own replies apart and makes room.
+//! Both end in the one admission step, [`Router::admit`]: the timeout, the
+//! deadline, the token, the table entries and the counters are decided there
+//! and nowhere else.
+
+use std::borrow::Cow;
+
+use super::devices::DeviceKey;
+use super::pending::{MsgState, Outcome};
+use super::types::{Accepted, DeviceRef, Dropped};
+use super::Router;
+use crate::dialect::{self, Dialect, ParsedTopic, TopicError};
+
+impl Router {
+    /// With many devices, the index entry and the record of a request's device
+    /// are the reads most likely to miss the caches, and each needs the one
+    /// before. So they are started early, from a guess at the device taken from
+    /// the topic's raw bytes, and the topic's checks and parsing run while they
+    /// are on their way: [`Router::guess_hash`] hashes the guessed names and
+    /// starts loading the index entry, [`Router::guess_slot`] reads it and
+    /// starts loading the record, and [`Router::accept`] confirms the guess.
+    #[inline]
+    pub(super) fn guess_hash(&self, topic: &[u8]) -> Option<u64> {
+        let names = Dialect::names_guess(topic)?;
+        Some(self.registry.start_index_load(names))
+    }
+
+    /// See [`Router::guess_hash`].
+    #[inline]
+    pub(super) fn guess_slot(&self, hash: u64) -> Option<u32> {
+        self.registry.start_record_load(hash)
+    }
+
+    /// Accepts the request `parsed` from `topic` for the device it names, or
+    /// says why not. `guess` is the slot [`Router::guess_slot`] gave.
+    pub(super) fn accept<'a>(
+        &mut self,
+        topic: &'a str,
+        parsed: ParsedTopic<'a>,
+        payload: &'a [u8],
+        now_ms: u64,
+        guess: Option<u32>,
+    ) -> Result<Accepted<'a>, Dropped> {
+        let names = joined_names(topic, &parsed);
+        let key = request_key(&parsed, &names);
+        if let (Some(k), Some(g)) = (&key, guess) {
+            if let Some(a) = self.accept_guessed(k, g, &parsed, payload, now_ms) {
+                return Ok(a);
+            }
+        }
+        let found = key.and_then(|k| match guess {
+            Some(g) if self.registry.holds(g, &k) => Some((g, k)),
+            _ => self.registry.lookup(&k).map(|i| (i, k)),
+        });
+        let Some((index, key)) = found else {
+            // Tell a broken topic from a stranger's request.
+            if let Err(TopicError::Malformed(why)) = parsed.validate() {
+                return Err(self.stats.dropped(Dropped::Malformed(why)));
+            }
+            return Err(self.stats.dropped(Dropped::UnknownDevice));
+        };
+        // The rest of the topic equals a validated registration; the id is new.
+        if let Err(TopicError::Malformed(why)) = parsed.validate_message_id() {
+            return Err(self.stats.dropped(Dropped::Malformed(why)));
+        }
+        self.requests.trim_history(now_ms);
+        let slot = self.registry.record(index).expect("indexed slot is live");
+        if slot.dialect != parsed.dialect {
+            return Err(self.stats.dropped(Dropped::UnknownDevice));
+        }
+        match self
+            .requests
+            .seen(index, parsed.message_id, slot.generation)
+        {
+            Some(MsgState::Done(Outcome::Replied)) if parsed.dialect.needs_custom_topic() => {
+                return Err(self.stats.dropped(Dropped::OwnReply));
+            }
+            Some(_) => return Err(self.stats.dropped(Dropped::Duplicate)),
+            None => {}
+        }
+        if payload.len() > self.cfg.max_payload {
+            return Err(self.stats.dropped(Dropped::TooLarge));
+        }
+        if self.requests.len() >= self.cfg.max_pending {
+            self.expire(now_ms);
+            if self.requests.len() >= self.cfg.max_pending {
+                return Err(self.stats.dropped(Dropped::TableFull));
+            }
+        }
+        // Refused only when the next token is still remembered, which takes 2^64
+        // requests within the history window: no room, as for a full table.
+        self.admit(index, &key, &parsed, payload, now_ms)
+            .ok_or_else(|| self.stats.dropped(Dropped::TableFull))
+    }
+
+    /// [`Router::accept`] for a request whose device was guessed as slot `g`, in
+    /// an order that reads the slot's record last: everything that does not need
+    /// it (checks, the message id's copy, finding where the request's table
+    /// entries go) runs while the record's line, requested by
+    /// [`Router::guess_slot`], is on its way. `None`, with nothing changed, when
+    /// the guess is wrong or the request is not plainly new (the full path then
+    /// decides).
+    #[inline]
+    fn accept_guessed<'a>(
+        &mut self,
+        key: &DeviceKey<'_>,
+        g: u32,
+        parsed: &ParsedTopic<'a>,
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Option<Accepted<'a>> {
+        if parsed.validate_message_id().is_err()
+            || payload.len() > self.cfg.max_payload
+            || self.requests.len() >= self.cfg.max_pending
+        {
+            return None;
+        }
+        self.requests.trim_history(now_ms);
+        self.admit(g, key, parsed, payload, now_ms)
+    }
+
+    /// The admission step both paths end in, once the request passed their
+    /// checks: its timeout and deadline, a token, its entries in the request
+    /// tables, and the counters. The device record of `slot` is read last, to
+    /// confirm that it is the device `key` names in the request's dialect (see
+    /// [`Router::accept_guessed`]). `None`, with nothing changed, when it is not,
+    /// when the device has seen this message id already, or when the next token
+    /// is still remembered (see [`Requests::admit`](super::pending::Requests::admit)).
+    ///
+    /// Not inlined: one copy serves both paths. Inlined into each, the hash
+    /// table code inside it was outlined instead, at some 40 more instructions
+    /// per request (callgrind, `cargo bench --bench router`).
+    #[inline(never)]
+    fn admit<'a>(
+        &mut self,
+        slot: u32,
+        key: &DeviceKey<'_>,
+        parsed: &ParsedTopic<'a>,
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Option<Accepted<'a>> {
+        let timeout_ms = self.cfg.timeout_ms(parsed.dialect);
+        let deadline_ms = now_ms.saturating_add(u64::from(timeout_ms));
+        let registry = &self.registry;
+        let (token, generation) =
+            self.requests
+                .admit(slot, parsed.message_id, timeout_ms, deadline_ms, || {
+                    // Now the record.
+                    let record = registry.record(slot)?;
+                    (record.is(key) && record.dialect == parsed.dialect)
+                        .then_some(record.generation)
+                })?;
+        self.stats.requests += 1;
+        let (message_id, content_type) = dialect::split_content_type(parsed.message_id);
+        Some(Accepted {
+            token,
+            device: DeviceRef { slot, generation },
+            message_id,
+            content_type,
+            payload,
+            deadline_ms,
+        })
+    }
+}
+
+/// The key of the device request `parsed` names; `names` are its
+/// [`joined_names`].
+fn request_key<'k>(
+    parsed: &ParsedTopic<'k>,
+    names: &'k Option<Cow<'k, str>>,
+) -> Option<DeviceKey<'k>> {
+    match (parsed.custom_topic, names) {
+        (Some(t), _) => Some(DeviceKey::Topic(t)),
+        (None, Some(n)) => Some(DeviceKey::Name(parsed.dialect, n)),
+        (None, None) => None,
+    }
+}
+
+/// `{pk}/{dn}` of a request topic that is not a custom topic and names both:
+/// borrowed from the topic when the two levels are adjacent there (every system
+/// and Tencent topic), else built.
+fn joined_names<'t>(topic: &'t str, parsed: &ParsedTopic<'t>) -> Option<Cow<'t, str>> {
+    let (None, Some(pk), Some(dn)) = (parsed.custom_topic, parsed.product_key, parsed.device_name)
+    else {
+        return None;
+    };
+    let base = topic.as_ptr() as usize;
+    let start = (pk.as_ptr() as usize).wrapping_sub(base);
+    let end = (dn.as_ptr() as usize)
+        .wrapping_sub(base)
+        .wrapping_add(dn.len());
+    match topic.get(start..end) {
+        Some(s) if s.len() == pk.len() + 1 + dn.len() && s.as_bytes()[pk.len()] == b'/' => {
+            Some(Cow::Borrowed(s))
+        }
+        _ => Some(Cow::Owned(format!("{pk}/{dn}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{dev, router, router_with, send_ok, PK};
+    use super::super::*;
+    use super::{joined_names, request_key};
+
+    #[test]
+    fn duplicate_delivery_is_handed_over_once() {
+        let mut r = router();
+        let topic = "/sys/a1GFjLP3xxC/dev1/rrpc/request/7";
+        let t = r.handle_message(topic, b"x", 0).unwrap().token;
+        assert_eq!(
+            r.handle_message(topic, b"x", 5).unwrap_err(),
+            Dropped::Duplicate
+        );
+        r.reply(t, b"y", 6, |_, _| Ok::<(), ()>(())).unwrap();
+        // Still a duplicate after the reply, within the history window.
+        assert_eq!(
+            r.handle_message(topic, b"x", 7).unwrap_err(),
+            Dropped::Duplicate
+        );
+        assert_eq!(r.stats().duplicates, 2);
+        // The same id for another device is a different request.
+        r.add_device(Dialect::AlibabaSystem, &dev("dev2")).unwrap();
+        assert!(r
+            .handle_message("/sys/a1GFjLP3xxC/dev2/rrpc/request/7", b"x", 8)
+            .is_ok());
+    }
+
+    #[test]
+    fn custom_topic_reply_echo_is_not_a_new_request() {
+        let mut r = Router::new(RouterConfig::default());
+        let id = Identity {
+            product_key: PK,
+            device_name: "dev1",
+            custom_topic: Some("/a1GFjLP3xxC/dev1/user/update"),
+        };
+        let d = r.add_device(Dialect::AlibabaCustom, &id).unwrap();
+        assert_eq!(d.filter(), "/ext/rrpc/+/a1GFjLP3xxC/dev1/user/update");
+        let topic = "/ext/rrpc/99/a1GFjLP3xxC/dev1/user/update";
+        let a = r.handle_message(topic, b"req", 0).unwrap();
+        assert_eq!(r.request_device(a.device).unwrap().identity.product_key, PK);
+        let t = a.token;
+        let mut sent = Vec::new();
+        r.reply(t, b"resp", 1, send_ok(&mut sent)).unwrap();
+        assert_eq!(
+            sent[0].0, topic,
+            "custom replies go out on the request topic"
+        );
+        // The broker delivers our reply back to our own subscription.
+        assert_eq!(
+            r.handle_message(topic, b"resp", 2).unwrap_err(),
+            Dropped::OwnReply
+        );
+        assert_eq!(
+            r.handle_message(topic, b"resp", 3).unwrap_err(),
+            Dropped::OwnReply
+        );
+        assert_eq!(r.stats().own_replies, 2);
+        assert_eq!(r.stats().requests, 1);
+    }
+
+    #[test]
+    fn tencent_default_deadline_is_four_seconds() {
+        let mut r = Router::new(RouterConfig::default());
+        r.add_device(Dialect::Tencent, &dev("test01")).unwrap();
+        let a = r
+            .handle_message("$rrpc/rxd/a1GFjLP3xxC/test01/41440", b"", 10)
+            .unwrap();
+        assert_eq!(a.deadline_ms, 4010);
+    }
+
+    #[test]
+    fn table_is_bounded_and_frees_expired_entries() {
+        let mut r = router_with(RouterConfig {
+            max_pending: 2,
+            request_timeout_ms: 10,
+            ..RouterConfig::default()
+        });
+        let topic = |i: u32| format!("/sys/a1GFjLP3xxC/dev1/rrpc/request/{i}");
+        r.handle_message(&topic(1), b"", 0).unwrap();
+        r.handle_message(&topic(2), b"", 0).unwrap();
+        assert_eq!(
+            r.handle_message(&topic(3), b"", 5).unwrap_err(),
+            Dropped::TableFull
+        );
+        assert_eq!(r.stats().table_full, 1);
+        // Once the first two are past their deadline, room is made on demand.
+        assert!(r.handle_message(&topic(4), b"", 11).is_ok());
+        assert_eq!(r.pending_len(), 1);
+    }
+
+    #[test]
+    fn a_device_guessed_from_the_raw_topic_is_confirmed() {
+        // The same names in two dialects hash alike: the guess taken from a
+        // topic's names can point at the other dialect's device first.
+        for tencent_first in [true, false] {
+            let mut r = Router::new(RouterConfig::default());
+            let order = if tencent_first {
+                [Dialect::Tencent, Dialect::AlibabaSystem]
+            } else {
+                [Dialect::AlibabaSystem, Dialect::Tencent]
+            };
+            for d in order {
+                r.add_device(d, &dev("dev1")).unwrap();
+            }
+            for (d, topic) in [
+                (
+                    Dialect::AlibabaSystem,
+                    format!("/sys/{PK}/dev1/rrpc/request/7"),
+                ),
+                (Dialect::Tencent, format!("$rrpc/rxd/{PK}/dev1/7")),
+            ] {
+                let a = r.handle_message_bytes(topic.as_bytes(), b"", 0).unwrap();
+                assert_eq!(r.request_device(a.device).unwrap().dialect, d, "{topic}");
+            }
+        }
+    }
+
+    #[test]
+    fn topics_that_defeat_the_guess_are_classified_as_without_it() {
+        let setup = || {
+            let mut r = router();
+            r.add_device(Dialect::Tencent, &dev("dev1")).unwrap();
+            r.remove_device(Dialect::Tencent, &dev("dev1"), 0).unwrap();
+            r
+        };
+        let (mut guessing, mut plain) = (setup(), setup());
+        let topics: [&[u8]; 12] = [
+            b"/sys/",
+            b"/sys/a1GFjLP3xxC",
+            b"/sys/a1GFjLP3xxC/dev1",
+            b"/sys/a1GFjLP3xxC/dev1/rrpc/request",
+            b"/sys//dev1/rrpc/request/1",
+            b"/sys/a1GFjLP3xxC//rrpc/request/1",
+            b"/sys/a1GFjLP3xxC/dev1/rrpc/request/",
+            b"/sys/a1GFjLP3xxC/dev2/rrpc/request/1",
+            b"/sys/a1GFjLP3xxC/dev1/rrpc/response/1",
+            // Removed: the index no longer names it.
+            b"$rrpc/rxd/a1GFjLP3xxC/dev1/1",
+            b"$rrpc/rxd/",
+            b"/ext/rrpc/1/a1GFjLP3xxC/dev1",
+        ];
+        for topic in topics {
+            let t = std::str::from_utf8(topic).unwrap();
+            let got = guessing
+                .handle_message_bytes(topic, b"", 0)
+                .map(|a| a.token);
+            let want = plain.handle(t, b"", 0, None).map(|a| a.token);
+            assert!(got.is_err(), "{t}: {got:?}");
+            assert_eq!(got, want, "{t}");
+        }
+        assert_eq!(guessing.stats(), plain.stats());
+        let bad = b"/sys/a1GFjLP3xxC/\xffdev1/rrpc/request/1";
+        assert_eq!(
+            guessing.handle_message_bytes(bad, b"", 0).unwrap_err(),
+            Dropped::Malformed("the topic is not valid UTF-8")
+        );
+        // The device still answers.
+        let t = format!("/sys/{PK}/dev1/rrpc/request/9");
+        assert!(guessing.handle_message(&t, b"", 0).is_ok());
+    }
+
+    /// A router for the comparisons of the two paths: small tables; an Alibaba
+    /// and a Tencent device of the same names, a custom-topic device and a
+    /// Tencent device of its own names; tokens from a fixed start.
+    fn twin() -> Router {
+        let mut r = router_with(RouterConfig {
+            max_pending: 4,
+            max_payload: 8,
+            history_ms: 1000,
+            ..RouterConfig::default()
+        });
+        r.add_device(Dialect::Tencent, &dev("dev1")).unwrap();
+        let custom = Identity {
+            custom_topic: Some("/a1GFjLP3xxC/dev2/user/rrpc"),
+            ..dev("dev2")
+        };
+        r.add_device(Dialect::AlibabaCustom, &custom).unwrap();
+        r.add_device(Dialect::Tencent, &dev("dev3")).unwrap();
+        r.requests.restart_tokens(1000);
+        r
+    }
+
+    /// The fast path alone, for a topic whose device the raw topic names.
+    fn fast<'a>(
+        r: &mut Router,
+        topic: &'a str,
+        payload: &'a [u8],
+        now: u64,
+    ) -> Option<Accepted<'a>> {
+        let parsed = dialect::parse_request_unchecked(topic).unwrap();
+        let names = joined_names(topic, &parsed);
+        let key = request_key(&parsed, &names).unwrap();
+        let g = r
+            .guess_hash(topic.as_bytes())
+            .and_then(|h| r.guess_slot(h))?;
+        r.accept_guessed(&key, g, &parsed, payload, now)
+    }
+
+    /// The full path alone, as when no guess was taken.
+    fn full<'a>(
+        r: &mut Router,
+        topic: &'a str,
+        payload: &'a [u8],
+        now: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        let parsed = dialect::parse_request_unchecked(topic).unwrap();
+        r.accept(topic, parsed, payload, now, None)
+    }
+
+    #[test]
+    fn the_fast_path_admits_a_new_request_as_the_full_path_does() {
+        let (mut a, mut b) = (twin(), twin());
+        let topics = [
+            format!("/sys/{PK}/dev1/rrpc/request/1"),
+            format!("$rrpc/rxd/{PK}/dev3/1"),
+            format!("/sys/{PK}/dev1/rrpc/request/2;ct=65"),
+        ];
+        for (i, topic) in topics.iter().enumerate() {
+            let now = 10 * i as u64;
+            let got = fast(&mut a, topic, b"x", now).unwrap_or_else(|| panic!("{topic}"));
+            assert_eq!(Ok(got), full(&mut b, topic, b"x", now), "{topic}");
+        }
+        assert_eq!(a.stats(), b.stats());
+        assert_eq!(a.next_deadline(), b.next_deadline());
+        assert_eq!(a.requests.snapshot(), b.requests.snapshot());
+        // Answered, expired and forgotten alike.
+        let mut sent = Vec::new();
+        a.reply(1000, b"y", 50, send_ok(&mut sent)).unwrap();
+        b.reply(1000, b"y", 50, send_ok(&mut sent)).unwrap();
+        assert_eq!(sent[0], sent[1]);
+        assert_eq!(a.expire(10_000), b.expire(10_000));
+        assert_eq!(a.requests.snapshot(), b.requests.snapshot());
+    }
+
+    #[test]
+    fn the_fast_path_declines_what_is_not_plainly_new_and_changes_nothing() {
+        let mut r = twin();
+        r.handle_message(&format!("/sys/{PK}/dev1/rrpc/request/seen"), b"", 0)
+            .unwrap();
+        let declined = [
+            // Seen already by this device.
+            (format!("/sys/{PK}/dev1/rrpc/request/seen"), &b""[..]),
+            // Too large.
+            (
+                format!("/sys/{PK}/dev1/rrpc/request/big"),
+                &b"123456789"[..],
+            ),
+            // A message id the full path calls malformed.
+            (format!("/sys/{PK}/dev1/rrpc/request/bad\u{1}id"), &b""[..]),
+            // The Tencent device's names are the Alibaba device's: the guess
+            // taken from them finds the Alibaba one, registered first.
+            (format!("$rrpc/rxd/{PK}/dev1/new"), &b""[..]),
+        ];
+        for (topic, payload) in &declined {
+            let before = (r.stats(), r.requests.snapshot());
+            assert_eq!(fast(&mut r, topic, payload, 1), None, "{topic}");
+            assert_eq!((r.stats(), r.requests.snapshot()), before, "{topic}");
+        }
+        // A full table.
+        for i in 0..3 {
+            r.handle_message(&format!("$rrpc/rxd/{PK}/dev1/{i}"), b"", 0)
+                .unwrap();
+        }
+        let before = (r.stats(), r.requests.snapshot());
+        assert_eq!(
+            fast(&mut r, &format!("/sys/{PK}/dev1/rrpc/request/new"), b"", 1),
+            None
+        );
+        assert_eq!((r.stats(), r.requests.snapshot()), before);
+    }
+
+    #[test]
+    fn guessed_and_unguessed_requests_agree_on_every_outcome() {
+        // One stream through the fast path where it applies (`handle_message`),
+        // the same through the full path alone: the same results, counters,
+        // deadlines and tables after every message.
+        let (mut guessing, mut plain) = (twin(), twin());
+        let sys = |id: &str| format!("/sys/{PK}/dev1/rrpc/request/{id}");
+        let tencent = |id: &str| format!("$rrpc/rxd/{PK}/dev1/{id}");
+        let custom = |id: &str| format!("/ext/rrpc/{id}/a1GFjLP3xxC/dev2/user/rrpc");
+        enum Step {
+            Msg(String, &'static [u8], u64),
+            Reply(usize, u64),
+            Remove(u64),
+            Add,
+        }
+        use Step::*;
+        let steps = [
+            Msg(sys("1"), b"a", 0),
+            Msg(sys("1"), b"a", 1),         // duplicate, pending
+            Msg(sys("2"), b"123456789", 2), // too large
+            Msg(sys("1"), b"123456789", 2), // a duplicate before too large
+            Msg(tencent("1"), b"", 3),      // the same id for another device
+            Msg(custom("7"), b"q", 4),
+            Reply(5, 5),               // the custom request answered
+            Msg(custom("7"), b"q", 6), // its reply echoed back
+            Msg(sys("3;ct=65"), b"", 7),
+            Msg(sys("4"), b"", 8),     // the fourth pending request
+            Msg(sys("5"), b"", 9),     // table full
+            Msg(tencent("1"), b"", 9), // a duplicate before table full
+            Reply(0, 10),
+            Msg(sys("5"), b"", 11),    // room again
+            Msg(sys("6"), b"", 4_004), // full, until the Tencent request expires
+            Remove(4_005),             // the Alibaba dev1: its requests cancelled
+            Msg(sys("7"), b"", 4_006), // unknown device
+            Add,                       // dev1 again, in the same slot
+            Msg(sys("4"), b"", 4_007), // an id of the old registration is new
+            Msg(sys("4"), b"", 4_008), // and then a duplicate
+            Msg(sys("8"), b"", 20_000),
+            Msg(sys("1"), b"", 20_001), // forgotten long ago
+        ];
+        let mut accepted = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                Msg(topic, payload, now) => {
+                    let got = guessing.handle_message(topic, payload, *now);
+                    let want = plain.handle(topic, payload, *now, None);
+                    assert_eq!(got, want, "step {i}: {topic}");
+                    accepted.push(got.ok().map(|a| a.token));
+                }
+                Reply(n, now) => {
+                    let token = accepted[*n].expect("an accepted request");
+                    let mut sent = Vec::new();
+                    guessing
+                        .reply(token, b"r", *now, send_ok(&mut sent))
+                        .unwrap();
+                    plain.reply(token, b"r", *now, send_ok(&mut sent)).unwrap();
+                    accepted.push(None);
+                }
+                Remove(now) => {
+                    for r in [&mut guessing, &mut plain] {
+                        r.remove_device(Dialect::AlibabaSystem, &dev("dev1"), *now)
+                            .unwrap();
+                    }
+                    accepted.push(None);
+                }
+                Add => {
+                    for r in [&mut guessing, &mut plain] {
+                        r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+                    }
+                    accepted.push(None);
+                }
+            }
+            assert_eq!(guessing.stats(), plain.stats(), "step {i}");
+            assert_eq!(guessing.next_deadline(), plain.next_deadline(), "step {i}");
+            assert_eq!(
+                guessing.requests.snapshot(),
+                plain.requests.snapshot(),
+                "step {i}"
+            );
+        }
+        let s = guessing.stats();
+        assert_eq!(
+            (
+                s.requests,
+                s.duplicates,
+                s.too_large,
+                s.table_full,
+                s.own_replies
+            ),
+            (10, 4, 1, 1, 1)
+        );
+        assert_eq!((s.unknown_device, s.expired), (1, 1));
+    }
+}

@@ -1,0 +1,322 @@
+//! The transport-agnostic core: which devices are served, which requests are
+//! pending, and what each reply must look like.
+//!
+//! The router does no I/O, owns no threads and reads no clock: time comes in as
+//! milliseconds on any monotonic clock the caller chooses (the built-in client
+//! uses `CLOCK_MONOTONIC`). Both transports drive it: the built-in MQTT client and
+//! a C gateway that feeds messages from its own MQTT stack.
+//!
+//! Rules it enforces:
+//! - every accepted request gets a fresh token and a deadline; it can be answered
+//!   exactly once, and not after its deadline;
+//! - a second delivery of the same message id for the same device is dropped
+//!   (MQTT QoS 1 redelivery, a broker replaying a session, a caller's retry);
+//! - a reply that comes back to the device's own subscription (custom-topic RRPC
+//!   answers on the request topic itself) is recognised as its own and dropped;
+//! - at most `max_pending` requests wait at once; expired entries are removed by
+//!   [`Router::expire`] and, lazily, whenever a request or reply needs room;
+//! - a reply that could not be sent leaves its request pending: it may be
+//!   answered again until its deadline.
+//!
+//! Where each part lives: this file is the [`Router`] itself, what transports
+//! call; `types.rs` its public settings, counters, results and errors;
+//! `devices.rs` the registered devices, their dispatch records and the registry
+//! that finds them (with its index in `index.rs`); `pending.rs` the pending and
+//! recently finished requests (tokens, message ids, deadlines, history);
+//! `admission.rs` how a received request becomes an accepted one.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::dialect::{self, Dialect, Identity, TopicError};
+
+mod admission;
+mod devices;
+mod index;
+mod pending;
+mod types;
+
+use devices::Registry;
+use pending::{NoReply, Outcome, Requests};
+
+pub use devices::Device;
+pub use types::{
+    Accepted, Attachment, DeviceError, DeviceRef, Dropped, ReplyError, RequestDevice, RouterConfig,
+    Stats, DEFAULT_HISTORY_MS, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
+};
+
+/// The RRPC core. See the module documentation.
+pub struct Router {
+    cfg: RouterConfig,
+    registry: Registry,
+    requests: Requests,
+    stats: Stats,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("devices", &self.device_count())
+            .field("pending", &self.pending_len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Router {
+    pub fn new(cfg: RouterConfig) -> Router {
+        Router {
+            registry: Registry::new(),
+            requests: Requests::new(&cfg),
+            stats: Stats::default(),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Requests waiting for a reply.
+    pub fn pending_len(&self) -> usize {
+        self.requests.len()
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Every registered device, in registration-slot order.
+    pub fn devices(&self) -> impl Iterator<Item = &Arc<Device>> {
+        self.registry.devices()
+    }
+
+    /// The device of an accepted request, while it is registered.
+    pub fn device(&self, r: DeviceRef) -> Option<&Arc<Device>> {
+        self.registry.device(r)
+    }
+
+    /// Dialect, identity and attachment of an accepted request's device, while it
+    /// is registered. Cheaper than [`Router::device`]: it reads the record the
+    /// dispatch of the request has just read.
+    pub fn request_device(&self, r: DeviceRef) -> Option<RequestDevice<'_>> {
+        self.registry.request_device(r)
+    }
+
+    /// What the transport attached to the registered devices.
+    pub fn attachments(&self) -> impl Iterator<Item = &Arc<dyn std::any::Any + Send + Sync>> {
+        self.registry.attachments()
+    }
+
+    /// What the transport attached to a registered device, if anything.
+    pub fn attachment(
+        &self,
+        dialect: Dialect,
+        id: &Identity<'_>,
+    ) -> Option<&Arc<dyn std::any::Any + Send + Sync>> {
+        self.registry.attachment(dialect, id)
+    }
+
+    /// Registers a device. Its filter is [`Device::filter`]; subscribing it is
+    /// the transport's job.
+    pub fn add_device(
+        &mut self,
+        dialect: Dialect,
+        id: &Identity<'_>,
+    ) -> Result<Arc<Device>, DeviceError> {
+        self.add_device_with(dialect, id, Attachment::default())
+    }
+
+    /// [`Router::add_device`] with data the transport wants back with each request.
+    pub fn add_device_with(
+        &mut self,
+        dialect: Dialect,
+        id: &Identity<'_>,
+        attachment: Attachment,
+    ) -> Result<Arc<Device>, DeviceError> {
+        self.registry.add(dialect, id, attachment)
+    }
+
+    /// Removes a device. Its pending requests are cancelled: replying to them
+    /// fails with [`ReplyError::DeviceRemoved`].
+    pub fn remove_device(
+        &mut self,
+        dialect: Dialect,
+        id: &Identity<'_>,
+        now_ms: u64,
+    ) -> Result<Arc<Device>, DeviceError> {
+        let (slot, device) = self.registry.remove(dialect, id)?;
+        self.requests.cancel_slot(slot, now_ms);
+        Ok(device)
+    }
+
+    /// Takes in one received MQTT message. A request for a registered device is
+    /// accepted (and must be answered with [`Router::reply`] before its deadline);
+    /// anything else is dropped, with the reason, and counted.
+    pub fn handle_message<'a>(
+        &mut self,
+        topic: &'a str,
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        let guess = self.guess_hash(topic.as_bytes());
+        let guess = guess.and_then(|h| self.guess_slot(h));
+        self.handle(topic, payload, now_ms, guess)
+    }
+
+    /// As [`Router::handle_message`], for a topic given as bytes: one that is not
+    /// UTF-8 is dropped as malformed.
+    pub fn handle_message_bytes<'a>(
+        &mut self,
+        topic: &'a [u8],
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        let guess = self.guess_hash(topic);
+        match std::str::from_utf8(topic) {
+            Ok(t) => {
+                let guess = guess.and_then(|h| self.guess_slot(h));
+                self.handle(t, payload, now_ms, guess)
+            }
+            Err(_) => {
+                self.stats.messages += 1;
+                Err(self
+                    .stats
+                    .dropped(Dropped::Malformed("the topic is not valid UTF-8")))
+            }
+        }
+    }
+
+    /// Parses `topic` and hands a request to admission; `guess` is the slot of
+    /// the device guessed from the raw topic, if any.
+    fn handle<'a>(
+        &mut self,
+        topic: &'a str,
+        payload: &'a [u8],
+        now_ms: u64,
+        guess: Option<u32>,
+    ) -> Result<Accepted<'a>, Dropped> {
+        self.stats.messages += 1;
+        let parsed = match dialect::parse_request_unchecked(topic) {
+            Ok(p) => p,
+            Err(TopicError::NoMatch) => return Err(self.stats.dropped(Dropped::NotRrpc)),
+            Err(TopicError::Malformed(why)) => {
+                return Err(self.stats.dropped(Dropped::Malformed(why)))
+            }
+        };
+        self.accept(topic, parsed, payload, now_ms, guess)
+    }
+
+    /// Answers the request `token` with `payload`: checks the token, the deadline
+    /// and the size, builds the response topic and hands topic and payload to
+    /// `send`. Only when `send` succeeds is the request finished; when it fails the
+    /// token stays valid until its deadline, so the reply can be retried.
+    pub fn reply<E>(
+        &mut self,
+        token: u64,
+        payload: &[u8],
+        now_ms: u64,
+        send: impl FnOnce(&str, &[u8]) -> Result<(), E>,
+    ) -> Result<(), ReplyError<E>> {
+        let topic = self
+            .check_reply(token, payload.len(), now_ms)
+            .map_err(ReplyError::widen)?;
+        let sent = send(&topic, payload);
+        self.settle(token, sent.is_ok(), true, now_ms);
+        sent.map_err(ReplyError::Send)
+    }
+
+    /// First half of a reply sent without holding the router: the checks of
+    /// [`Router::reply`], then the request is marked as being answered (another
+    /// reply now fails with [`ReplyError::InProgress`]) and the response topic is
+    /// returned. Finish with [`Router::end_reply`].
+    pub fn begin_reply(
+        &mut self,
+        token: u64,
+        payload_len: usize,
+        now_ms: u64,
+    ) -> Result<String, ReplyError<Infallible>> {
+        let topic = self.check_reply(token, payload_len, now_ms)?;
+        self.requests.start_sending(token);
+        Ok(topic)
+    }
+
+    /// Second half: `sent` finishes the request as answered. A reply that could
+    /// not be sent leaves the request pending, as [`Router::reply`] does: another
+    /// reply may be tried until the deadline. Either way the reply is counted
+    /// (`replied` or `send_failures`), also when the request ended meanwhile
+    /// (expired, device removed).
+    pub fn end_reply(&mut self, token: u64, sent: bool, now_ms: u64) {
+        // The request may have ended while its reply was being sent (device
+        // removed, deadline passed); a reply that went out is counted all the same.
+        let still_pending = self.requests.stop_sending(token);
+        self.settle(token, sent, still_pending, now_ms);
+    }
+
+    /// The end of every reply: one that was sent finishes its request (when it
+    /// is `still_pending`); one that was not leaves the request pending.
+    fn settle(&mut self, token: u64, sent: bool, still_pending: bool, now_ms: u64) {
+        if !sent {
+            self.stats.send_failures += 1;
+            return;
+        }
+        if still_pending {
+            self.requests.finish(token, Outcome::Replied, now_ms);
+        }
+        self.stats.replied += 1;
+    }
+
+    /// Everything a reply must pass before it is sent; returns the response topic.
+    fn check_reply(
+        &mut self,
+        token: u64,
+        payload_len: usize,
+        now_ms: u64,
+    ) -> Result<String, ReplyError<Infallible>> {
+        let (err, late) = match self.requests.reply_target(token, now_ms) {
+            Ok((slot, id)) => {
+                if payload_len > self.cfg.max_payload {
+                    return Err(ReplyError::TooLarge);
+                }
+                return Ok(self.registry.response_topic(slot, id));
+            }
+            Err(NoReply::Sending) => return Err(ReplyError::InProgress),
+            Err(NoReply::Late) => {
+                self.stats.late_replies += 1;
+                self.expire(now_ms);
+                return Err(ReplyError::Expired);
+            }
+            Err(NoReply::Done(Outcome::Expired)) => (ReplyError::Expired, true),
+            Err(NoReply::Done(Outcome::Replied)) => (ReplyError::AlreadyReplied, false),
+            Err(NoReply::Done(Outcome::Cancelled)) => (ReplyError::DeviceRemoved, false),
+            Err(NoReply::Unknown) => (ReplyError::UnknownToken, false),
+        };
+        if late {
+            self.stats.late_replies += 1;
+        } else {
+            self.stats.bad_tokens += 1;
+        }
+        Err(err)
+    }
+
+    /// The earliest deadline among pending requests (possibly of one just
+    /// finished: waking early is harmless).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.requests.next_deadline()
+    }
+
+    /// Removes every request whose deadline is before `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let n = self.requests.expire(now_ms);
+        self.stats.expired += n as u64;
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests;

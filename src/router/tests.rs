@@ -1,0 +1,257 @@
+//! The router as a transport drives it: requests in, replies out, counted.
+//! Also the helpers the tests of the other router modules share.
+
+use super::*;
+
+pub(super) const PK: &str = "a1GFjLP3xxC";
+
+pub(super) fn dev(dn: &str) -> Identity<'_> {
+    Identity {
+        product_key: PK,
+        device_name: dn,
+        custom_topic: None,
+    }
+}
+
+/// A router serving one Alibaba device, `dev1`.
+pub(super) fn router() -> Router {
+    router_with(RouterConfig::default())
+}
+
+/// The token of a new request `id` at `now` for `dev1` of [`router`].
+pub(super) fn request(r: &mut Router, id: &str, now: u64) -> u64 {
+    let topic = format!("/sys/{PK}/dev1/rrpc/request/{id}");
+    r.handle_message(&topic, b"", now).unwrap().token
+}
+
+/// A router with settings `cfg` serving one Alibaba device, `dev1`.
+pub(super) fn router_with(cfg: RouterConfig) -> Router {
+    let mut r = Router::new(cfg);
+    r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
+    r
+}
+
+pub(super) fn send_ok(
+    sent: &mut Vec<(String, Vec<u8>)>,
+) -> impl FnOnce(&str, &[u8]) -> Result<(), ()> + '_ {
+    move |t, p| {
+        sent.push((t.to_string(), p.to_vec()));
+        Ok(())
+    }
+}
+
+#[test]
+fn request_reply_round_trip() {
+    let mut r = router();
+    let a = r
+        .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/42", b"ping", 1000)
+        .unwrap();
+    assert_eq!(a.message_id, "42");
+    assert_eq!(a.payload, b"ping");
+    assert_eq!(
+        r.request_device(a.device).unwrap().identity.device_name,
+        "dev1"
+    );
+    assert_eq!(a.deadline_ms, 1000 + 8000);
+    let token = a.token;
+    assert_ne!(token, 0);
+    let mut sent = Vec::new();
+    r.reply(token, b"pong", 1001, send_ok(&mut sent)).unwrap();
+    assert_eq!(
+        sent,
+        vec![(
+            "/sys/a1GFjLP3xxC/dev1/rrpc/response/42".to_string(),
+            b"pong".to_vec()
+        )]
+    );
+    assert_eq!(r.pending_len(), 0);
+    let s = r.stats();
+    assert_eq!((s.messages, s.requests, s.replied), (1, 1, 1));
+}
+
+#[test]
+fn exactly_one_reply_per_token() {
+    let mut r = router();
+    let t = request(&mut r, "1", 0);
+    let mut sent = Vec::new();
+    r.reply(t, b"a", 1, send_ok(&mut sent)).unwrap();
+    assert_eq!(
+        r.reply(t, b"b", 2, send_ok(&mut sent)),
+        Err(ReplyError::AlreadyReplied)
+    );
+    assert_eq!(
+        r.reply(t ^ 0xdead, b"c", 2, send_ok(&mut sent)),
+        Err(ReplyError::UnknownToken)
+    );
+    assert_eq!(sent.len(), 1);
+    assert_eq!(r.stats().bad_tokens, 2);
+}
+
+#[test]
+fn late_reply_is_refused_and_entry_expires() {
+    let mut r = router();
+    let t = request(&mut r, "1", 0);
+    let mut sent = Vec::new();
+    assert_eq!(
+        r.reply(t, b"late", 8001, send_ok(&mut sent)),
+        Err(ReplyError::Expired)
+    );
+    assert!(sent.is_empty());
+    assert_eq!(r.pending_len(), 0);
+    assert_eq!(
+        r.reply(t, b"later", 9000, send_ok(&mut sent)),
+        Err(ReplyError::Expired)
+    );
+    let s = r.stats();
+    assert_eq!((s.expired, s.late_replies), (1, 2));
+}
+
+#[test]
+fn failed_send_keeps_the_token() {
+    let mut r = router();
+    let t = request(&mut r, "1", 0);
+    assert_eq!(
+        r.reply(t, b"x", 1, |_, _| Err("link down")),
+        Err(ReplyError::Send("link down"))
+    );
+    assert_eq!(r.pending_len(), 1);
+    assert_eq!(r.stats().send_failures, 1);
+    r.reply(t, b"x", 2, |_, _| Ok::<(), &str>(())).unwrap();
+}
+
+#[test]
+fn payload_limits() {
+    let mut r = router_with(RouterConfig {
+        max_payload: 4,
+        ..RouterConfig::default()
+    });
+    assert_eq!(
+        r.handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/1", b"12345", 0)
+            .unwrap_err(),
+        Dropped::TooLarge
+    );
+    let t = r
+        .handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/2", b"1234", 0)
+        .unwrap()
+        .token;
+    assert_eq!(
+        r.reply(t, b"12345", 1, |_, _| Ok::<(), ()>(())),
+        Err(ReplyError::TooLarge)
+    );
+    r.reply(t, b"1234", 1, |_, _| Ok::<(), ()>(())).unwrap();
+}
+
+#[test]
+fn unknown_devices_malformed_and_foreign_topics_are_counted() {
+    let mut r = router();
+    assert_eq!(
+        r.handle_message("/sys/a1GFjLP3xxC/other/rrpc/request/1", b"", 0)
+            .unwrap_err(),
+        Dropped::UnknownDevice
+    );
+    assert!(matches!(
+        r.handle_message("/sys/a1GFjLP3xxC/dev1/rrpc/request/", b"", 0)
+            .unwrap_err(),
+        Dropped::Malformed(_)
+    ));
+    assert!(matches!(
+        r.handle_message_bytes(b"/sys/\xff/dev1/rrpc/request/1", b"", 0)
+            .unwrap_err(),
+        Dropped::Malformed(_)
+    ));
+    assert_eq!(
+        r.handle_message("/sys/a1GFjLP3xxC/dev1/thing/event", b"", 0)
+            .unwrap_err(),
+        Dropped::NotRrpc
+    );
+    let s = r.stats();
+    assert_eq!(
+        (s.unknown_device, s.malformed, s.not_rrpc, s.messages),
+        (1, 2, 1, 4)
+    );
+}
+
+#[test]
+fn two_phase_replies_exclude_each_other_and_keep_the_token_on_failure() {
+    let mut r = router();
+    let t = request(&mut r, "1", 0);
+    let topic = r.begin_reply(t, 3, 1).unwrap();
+    assert_eq!(topic, "/sys/a1GFjLP3xxC/dev1/rrpc/response/1");
+    // While the first reply is being sent, a second is refused.
+    assert_eq!(r.begin_reply(t, 3, 1), Err(ReplyError::InProgress));
+    assert_eq!(
+        r.reply(t, b"x", 1, |_, _| Ok::<(), ()>(())),
+        Err(ReplyError::InProgress)
+    );
+    r.end_reply(t, true, 2);
+    assert_eq!(r.begin_reply(t, 3, 3), Err(ReplyError::AlreadyReplied));
+    assert_eq!(r.stats().replied, 1);
+
+    // A failed send keeps the request pending: it may be answered again
+    // until its deadline, as after a failed `reply`.
+    let t2 = request(&mut r, "2", 0);
+    r.begin_reply(t2, 0, 1).unwrap();
+    r.end_reply(t2, false, 1);
+    assert_eq!(r.pending_len(), 1);
+    assert_eq!(r.stats().send_failures, 1);
+    assert_eq!(
+        r.begin_reply(t2, 0, 2).unwrap(),
+        "/sys/a1GFjLP3xxC/dev1/rrpc/response/2"
+    );
+    r.end_reply(t2, false, 2);
+    r.reply(t2, b"", 3, |_, _| Ok::<(), ()>(())).unwrap();
+    assert_eq!(r.pending_len(), 0);
+    assert_eq!(r.begin_reply(t2, 0, 4), Err(ReplyError::AlreadyReplied));
+    let s = r.stats();
+    assert_eq!((s.send_failures, s.replied), (2, 2));
+
+    // The deadline may pass while a reply is being sent: the request stays
+    // expired, and the reply is counted as what it was, sent or not.
+    for (id, sent) in [("3", true), ("4", false)] {
+        let t = r
+            .handle_message(&format!("/sys/a1GFjLP3xxC/dev1/rrpc/request/{id}"), b"", 0)
+            .unwrap()
+            .token;
+        r.begin_reply(t, 0, 1).unwrap();
+        let before = r.stats();
+        assert_eq!(r.expire(9000), 1);
+        r.end_reply(t, sent, 9001);
+        let s = r.stats();
+        assert_eq!(
+            (
+                s.replied - before.replied,
+                s.send_failures - before.send_failures
+            ),
+            if sent { (1, 0) } else { (0, 1) }
+        );
+        assert_eq!(r.begin_reply(t, 0, 9002), Err(ReplyError::Expired));
+        assert_eq!(r.pending_len(), 0);
+    }
+}
+
+#[test]
+fn content_type_comes_out_of_the_message_id_level() {
+    let mut r = router();
+    let topic = format!("/sys/{PK}/dev1/rrpc/request/889455942124347392;ct=65");
+    let a = r.handle_message(&topic, b"x", 0).unwrap();
+    assert_eq!(a.message_id, "889455942124347392");
+    assert_eq!(a.content_type, Some(65));
+    let mut sent = String::new();
+    r.reply(a.token, b"y", 1, |t, _| {
+        sent = t.to_string();
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    assert_eq!(
+        sent,
+        format!("/sys/{PK}/dev1/rrpc/response/889455942124347392;ct=65")
+    );
+    // The same request again is a duplicate; a plain one with the same id is not.
+    assert_eq!(
+        r.handle_message(&topic, b"x", 2).unwrap_err(),
+        Dropped::Duplicate
+    );
+    let plain = format!("/sys/{PK}/dev1/rrpc/request/889455942124347392");
+    let a = r.handle_message(&plain, b"x", 3).unwrap();
+    assert_eq!((a.message_id, a.content_type), ("889455942124347392", None));
+}

@@ -1,0 +1,275 @@
+//! The router's public vocabulary: its settings, counters, what an accepted
+//! request carries, and why a message, a reply or a device was refused.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::dialect::{Dialect, Identity, IdentityError};
+
+/// Default bound of the pending-request table.
+pub const DEFAULT_MAX_PENDING: usize = 1024;
+/// Default largest payload accepted in a request or a reply: 256 KiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 256 * 1024;
+/// How long a finished request is remembered, so that a redelivery or the echo of
+/// its reply is recognised: longer than any caller waits (8 s) with a wide margin.
+pub const DEFAULT_HISTORY_MS: u64 = 30_000;
+
+/// Router settings.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// Most requests waiting for a reply at once; more are dropped and counted.
+    pub max_pending: usize,
+    /// Largest request or reply payload, in bytes.
+    pub max_payload: usize,
+    /// Time a request may wait for its reply, in ms; 0 takes the dialect's
+    /// caller timeout (8000 for Alibaba, 4000 for Tencent).
+    pub request_timeout_ms: u32,
+    /// How long finished requests are remembered for duplicate and echo detection.
+    pub history_ms: u64,
+    /// Most finished requests remembered; 0 means `max_pending`, at least 1024.
+    /// Own-reply echoes come back within milliseconds; the bound only matters
+    /// for redeliveries at high request rates (30 s at 34 requests/s by default).
+    pub max_history: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            max_pending: DEFAULT_MAX_PENDING,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            request_timeout_ms: 0,
+            history_ms: DEFAULT_HISTORY_MS,
+            max_history: 0,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// Most finished requests remembered (see [`RouterConfig::max_history`]).
+    pub(super) fn history_cap(&self) -> usize {
+        if self.max_history > 0 {
+            self.max_history
+        } else {
+            self.max_pending.max(1024)
+        }
+    }
+
+    /// How long a request of `dialect` may wait for its reply, in ms.
+    #[inline]
+    pub(super) fn timeout_ms(&self, dialect: Dialect) -> u32 {
+        match self.request_timeout_ms {
+            0 => dialect.default_timeout_ms(),
+            t => t,
+        }
+    }
+}
+
+/// Data a transport attaches to a device when it registers it (the C router keeps
+/// the device's callback there). The router only stores it.
+#[derive(Clone, Default)]
+pub struct Attachment(pub Option<Arc<dyn std::any::Any + Send + Sync>>);
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Attachment(..)"
+        } else {
+            "Attachment(None)"
+        })
+    }
+}
+
+/// Counters, all monotonic since the router was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages handed to [`Router::handle_message`](super::Router::handle_message).
+    pub messages: u64,
+    /// Requests accepted and handed to the application.
+    pub requests: u64,
+    /// Replies accepted for sending.
+    pub replied: u64,
+    /// Requests whose deadline passed without a reply.
+    pub expired: u64,
+    /// Second deliveries of a request already seen.
+    pub duplicates: u64,
+    /// Own replies that came back on the request subscription (custom topics).
+    pub own_replies: u64,
+    /// RRPC-looking topics that break the dialect's format.
+    pub malformed: u64,
+    /// Well-formed requests for a device that is not registered.
+    pub unknown_device: u64,
+    /// Requests dropped because `max_pending` requests were already waiting.
+    pub table_full: u64,
+    /// Requests dropped because their payload exceeded `max_payload`.
+    pub too_large: u64,
+    /// Replies refused because the request's deadline had passed.
+    pub late_replies: u64,
+    /// Replies refused for an unknown, finished or cancelled token.
+    pub bad_tokens: u64,
+    /// Replies the transport failed to send.
+    pub send_failures: u64,
+    /// Messages that were not RRPC requests at all.
+    pub not_rrpc: u64,
+}
+
+impl Stats {
+    /// Counts a message dropped for `why`, and hands `why` back.
+    pub(super) fn dropped(&mut self, why: Dropped) -> Dropped {
+        let counter = match why {
+            Dropped::NotRrpc => &mut self.not_rrpc,
+            Dropped::Malformed(_) => &mut self.malformed,
+            Dropped::UnknownDevice => &mut self.unknown_device,
+            Dropped::Duplicate => &mut self.duplicates,
+            Dropped::OwnReply => &mut self.own_replies,
+            Dropped::TableFull => &mut self.table_full,
+            Dropped::TooLarge => &mut self.too_large,
+        };
+        *counter += 1;
+        why
+    }
+}
+
+/// A request accepted by the router, for the application to answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted<'a> {
+    pub token: u64,
+    /// The device it is for: [`Router::request_device`](super::Router::request_device)
+    /// and [`Router::device`](super::Router::device) resolve it while the device is
+    /// registered.
+    pub device: DeviceRef,
+    /// The message id, without the ContentType suffix (see
+    /// [`CONTENT_TYPE_SEPARATOR`](crate::dialect::CONTENT_TYPE_SEPARATOR)); the
+    /// reply goes out on the whole level.
+    pub message_id: &'a str,
+    /// The RRpc ContentType the caller sent (JT/T 808 pass-through type), if any.
+    pub content_type: Option<u8>,
+    pub payload: &'a [u8],
+    /// Last moment (router clock, ms) a reply is accepted.
+    pub deadline_ms: u64,
+}
+
+/// A registration of a device, as named by an accepted request. A device removed
+/// and added again is a new registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRef {
+    pub(super) slot: u32,
+    pub(super) generation: u32,
+}
+
+/// What the application needs of a request's device, read from the router's
+/// dispatch record (no further memory than the request itself touched).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestDevice<'r> {
+    pub dialect: Dialect,
+    pub identity: Identity<'r>,
+    /// What the transport attached at registration.
+    pub attachment: Option<&'r Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+/// Why a message was not handed to the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not an RRPC request topic of any dialect.
+    NotRrpc,
+    /// In an RRPC namespace but broken.
+    Malformed(&'static str),
+    /// Well-formed, for a device nobody registered.
+    UnknownDevice,
+    /// This message id was already delivered to the application.
+    Duplicate,
+    /// This is the device's own reply coming back (custom-topic RRPC).
+    OwnReply,
+    /// The pending table is full.
+    TableFull,
+    /// The payload is larger than `max_payload`.
+    TooLarge,
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dropped::NotRrpc => f.write_str("not an RRPC request topic"),
+            Dropped::Malformed(why) => write!(f, "malformed RRPC topic: {why}"),
+            Dropped::UnknownDevice => f.write_str("request for a device that is not registered"),
+            Dropped::Duplicate => f.write_str("duplicate delivery of a request already handled"),
+            Dropped::OwnReply => f.write_str("own reply echoed back by the broker"),
+            Dropped::TableFull => f.write_str("pending-request table is full"),
+            Dropped::TooLarge => f.write_str("request payload exceeds the maximum"),
+        }
+    }
+}
+
+/// Why a reply was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyError<E> {
+    /// The token was never issued by this router, or is too old to remember.
+    UnknownToken,
+    /// The request was answered already.
+    AlreadyReplied,
+    /// The request's deadline passed; nothing was sent.
+    Expired,
+    /// The device was removed while the request was pending.
+    DeviceRemoved,
+    /// The payload is larger than `max_payload`; the token stays valid.
+    TooLarge,
+    /// The transport refused to send; the token stays valid until its deadline.
+    Send(E),
+    /// A reply to this token is being sent by another thread right now.
+    InProgress,
+}
+
+impl<E: fmt::Display> fmt::Display for ReplyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::UnknownToken => f.write_str("unknown token"),
+            ReplyError::AlreadyReplied => f.write_str("request already answered"),
+            ReplyError::Expired => f.write_str("request deadline passed; reply not sent"),
+            ReplyError::DeviceRemoved => f.write_str("device was removed; reply not sent"),
+            ReplyError::TooLarge => f.write_str("reply payload exceeds the maximum"),
+            ReplyError::Send(e) => write!(f, "transport could not send the reply: {e}"),
+            ReplyError::InProgress => f.write_str("a reply to this request is being sent"),
+        }
+    }
+}
+
+impl ReplyError<Infallible> {
+    /// This error as a reply error of any send error (it carries none).
+    pub(super) fn widen<E>(self) -> ReplyError<E> {
+        match self {
+            ReplyError::UnknownToken => ReplyError::UnknownToken,
+            ReplyError::AlreadyReplied => ReplyError::AlreadyReplied,
+            ReplyError::Expired => ReplyError::Expired,
+            ReplyError::DeviceRemoved => ReplyError::DeviceRemoved,
+            ReplyError::TooLarge => ReplyError::TooLarge,
+            ReplyError::InProgress => ReplyError::InProgress,
+            ReplyError::Send(never) => match never {},
+        }
+    }
+}
+
+/// Why a device could not be added or removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceError {
+    Invalid(IdentityError),
+    AlreadyExists,
+    /// Another device already receives requests on this custom topic.
+    TopicInUse(String),
+    NotFound,
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceError::Invalid(e) => write!(f, "invalid identity: {e}"),
+            DeviceError::AlreadyExists => f.write_str("device is already registered"),
+            DeviceError::TopicInUse(other) => {
+                write!(
+                    f,
+                    "custom topic already receives requests for device {other}"
+                )
+            }
+            DeviceError::NotFound => f.write_str("device is not registered"),
+        }
+    }
+}
