@@ -62,9 +62,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RRPC_VERSION "0.1.0"
+#define RRPC_VERSION "0.2.0"
 #define RRPC_VERSION_MAJOR 0
-#define RRPC_VERSION_MINOR 1
+#define RRPC_VERSION_MINOR 2
 #define RRPC_VERSION_PATCH 0
 
 
@@ -2487,7 +2487,7 @@ rrpc_status rrpc_jt808_phone_from_digits(const char *digits,
                                          size_t *out_len);
 
 /**
- * The library version, such as "0.1.0" (the same as `RRPC_VERSION` in this
+ * The library version, such as "0.2.0" (the same as `RRPC_VERSION` in this
  * header when header and library match).
  *
  * Never fails. The string is static: do not free it. Any thread.

@@ -40,7 +40,7 @@ pub enum rrpc_log_level {
 pub type rrpc_log_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
 
-/// The library version, such as "0.1.0" (the same as `RRPC_VERSION` in this
+/// The library version, such as "0.2.0" (the same as `RRPC_VERSION` in this
 /// header when header and library match).
 ///
 /// Never fails. The string is static: do not free it. Any thread.
