@@ -205,7 +205,7 @@ impl Client {
                 link: Arc::new(Link::new(cfg.mqtt.address())),
                 cfg,
                 router: Mutex::new(router),
-                handler: Slot::default(),
+                handler: Slot::of_kind(Kind::ClientHandler),
                 publisher: RwLock::new(None),
                 warned_no_handler: AtomicBool::new(false),
                 client_id: Mutex::new(None),
@@ -337,7 +337,7 @@ impl Client {
 
     /// Whether the calling thread is inside this client's handler.
     pub fn in_handler(&self) -> bool {
-        guard::inside(Kind::ClientHandler, self.inner.key())
+        self.inner.handler.running_here()
     }
 
     /// Refuses what would wait for the calling thread itself: from inside any
@@ -496,7 +496,7 @@ impl Client {
         if d.task.is_some() {
             return;
         }
-        let mut session = match d.session.take() {
+        let session = match d.session.take() {
             Some(s) => s,
             None => {
                 let s = self.inner.open_session();
@@ -506,12 +506,7 @@ impl Client {
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let rt = d.runtime.as_ref().expect("runtime at rest when idle");
-        let inner = self.inner.clone();
-        let mut rx = stop_rx.clone();
-        d.task = Some(rt.spawn(async move {
-            session.run(&*inner, &mut rx).await;
-            session
-        }));
+        d.task = Some(rt.spawn(session.run(self.inner.clone(), stop_rx.clone())));
         rt.spawn(expire_loop(self.inner.clone(), stop_rx));
         d.stop_tx = Some(stop_tx);
     }
@@ -545,10 +540,6 @@ impl fmt::Debug for Replier {
 }
 
 impl Inner {
-    fn key(&self) -> usize {
-        self as *const Inner as usize
-    }
-
     fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
         let now = now_ms();
         let connected = self.link.is_connected();
@@ -715,10 +706,9 @@ impl Owner for Inner {
             payload: a.payload,
             deadline_ms: a.deadline_ms,
         };
-        let called = guard::enter(Kind::ClientHandler, self.key(), || {
-            self.handler.call(|handler| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req))).is_ok()
-            })
+        // The handler's slot records the thread as inside a client handler.
+        let called = self.handler.call(|handler| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req))).is_ok()
         });
         match called {
             Some(true) => {}

@@ -26,7 +26,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 /// What a thread is inside of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A device client's request handler (key: the client).
+    /// A device client's request handler (key: the handler).
     ClientHandler,
     /// A thread that drives a caller's runtime: the caller's own thread, or one
     /// waiting in a blocking call (key: the caller).
@@ -107,6 +107,8 @@ impl std::error::Error for Reentered {}
 
 /// A callback with a count of its calls in flight; see the module documentation.
 pub(crate) struct Callback<T: ?Sized> {
+    /// What a thread running this callback is inside of.
+    kind: Kind,
     running: AtomicUsize,
     released: AtomicBool,
     idle: Mutex<()>,
@@ -116,7 +118,14 @@ pub(crate) struct Callback<T: ?Sized> {
 
 impl<T: ?Sized> Callback<T> {
     pub fn new(f: Box<T>) -> Callback<T> {
+        Callback::of_kind(Kind::Callback, f)
+    }
+
+    /// A callback whose calls record `kind` (such as a client's request handler,
+    /// which a thread must not stop its client from).
+    pub fn of_kind(kind: Kind, f: Box<T>) -> Callback<T> {
         Callback {
+            kind,
             running: AtomicUsize::new(0),
             released: AtomicBool::new(false),
             idle: Mutex::new(()),
@@ -152,7 +161,7 @@ impl<T: ?Sized> Callback<T> {
             }
         }
         let _done = Done(self);
-        enter(Kind::Callback, self.key(), || call(&self.f))
+        enter(self.kind, self.key(), || call(&self.f))
     }
 
     fn done(&self) {
@@ -165,7 +174,7 @@ impl<T: ?Sized> Callback<T> {
 
     /// Whether this thread is inside a call of this callback.
     pub fn running_here(&self) -> bool {
-        inside(Kind::Callback, self.key())
+        inside(self.kind, self.key())
     }
 
     /// Marks the callback released and waits until no call of it runs on any
@@ -188,13 +197,26 @@ impl<T: ?Sized> Callback<T> {
 /// The current callback of one registration point (`set_callback`, a log
 /// handler, a publish function...), or none.
 pub(crate) struct Slot<T: ?Sized> {
+    /// What a thread running the slot's callback is inside of.
+    kind: Kind,
     cur: RwLock<Option<Arc<Callback<T>>>>,
+    /// Whether `cur` holds a callback, readable without the lock.
+    is_set: AtomicBool,
 }
 
 impl<T: ?Sized> Default for Slot<T> {
     fn default() -> Self {
+        Slot::of_kind(Kind::Callback)
+    }
+}
+
+impl<T: ?Sized> Slot<T> {
+    /// A slot whose callbacks record `kind` when they run.
+    pub fn of_kind(kind: Kind) -> Slot<T> {
         Slot {
+            kind,
             cur: RwLock::new(None),
+            is_set: AtomicBool::new(false),
         }
     }
 }
@@ -205,12 +227,13 @@ impl<T: ?Sized> Slot<T> {
     /// will not run again. From inside the old callback it refuses and changes
     /// nothing.
     pub fn set(&self, f: Option<Box<T>>) -> Result<(), Reentered> {
-        let new = f.map(|f| Arc::new(Callback::new(f)));
+        let new = f.map(|f| Arc::new(Callback::of_kind(self.kind, f)));
         let old = {
             let mut cur = self.cur.write();
             if cur.as_ref().is_some_and(|c| c.running_here()) {
                 return Err(Reentered);
             }
+            self.is_set.store(new.is_some(), Ordering::Relaxed);
             std::mem::replace(&mut *cur, new)
         };
         match old {
@@ -237,8 +260,14 @@ impl<T: ?Sized> Slot<T> {
         Some(cb.call_counted(call))
     }
 
+    /// Whether a callback is installed (a hint: it may change right after).
     pub fn is_set(&self) -> bool {
-        self.cur.read().is_some()
+        self.is_set.load(Ordering::Relaxed)
+    }
+
+    /// Whether this thread is inside a call of the current callback.
+    pub fn running_here(&self) -> bool {
+        self.cur.read().as_ref().is_some_and(|c| c.running_here())
     }
 }
 

@@ -669,9 +669,16 @@ impl Session {
 
     /// Runs the connection until `stop` turns true: connects, reconnects with
     /// backoff, subscribes after every CONNACK and hands everything to `owner`.
-    /// On stop, sends what is queued and a clean DISCONNECT. May run again
-    /// after it returned.
-    pub async fn run(&mut self, owner: &impl Owner, stop: &mut watch::Receiver<bool>) {
+    /// On stop, sends what is queued and a clean DISCONNECT, and gives the
+    /// session back, to run again later. Spawned as a task of its own (not
+    /// wrapped in another future: each level of futures costs instructions on
+    /// every event).
+    pub async fn run<O: Owner>(
+        mut self,
+        owner: Arc<O>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Session {
+        let owner = &*owner;
         // A connection left from an earlier run is dropped; what was queued
         // meanwhile is kept for the next connection.
         self.eventloop.clean();
@@ -746,6 +753,7 @@ impl Session {
         }
         self.link.set_state(false);
         self.link.notify();
+        self
     }
 
     /// After CONNACK: SUBSCRIBE every filter again, ahead of anything queued.

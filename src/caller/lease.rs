@@ -47,7 +47,7 @@ impl Lease {
         rt: Arc<Runtime>,
         key: usize,
         mut stop: watch::Receiver<bool>,
-        last: tokio::task::JoinHandle<()>,
+        last: tokio::task::JoinHandle<crate::session::Session>,
     ) -> std::io::Result<JoinHandle<()>> {
         let lease = self.clone();
         std::thread::Builder::new()

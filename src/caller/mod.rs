@@ -205,7 +205,7 @@ impl Caller {
         let link = Arc::new(Link::new(cfg.mqtt.address()));
         // This thread reports a failure to connect; the log does not.
         let _watch = link.watch();
-        let mut session = Session::open(
+        let session = Session::open(
             &cfg.mqtt,
             &client_id,
             cfg.max_payload,
@@ -237,17 +237,10 @@ impl Caller {
                 .build()
                 .map_err(|e| CallerError::InvalidArgument(format!("cannot create runtime: {e}")))?,
         );
-        let driver = {
-            let inner2 = inner.clone();
-            let mut stop_rx = stop_rx.clone();
-            runtime.spawn(async move {
-                let timers = tokio::spawn(expire_calls(inner2.clone(), stop_rx.clone()));
-                let sender = tokio::spawn(send_outbox(inner2.clone(), stop_rx.clone()));
-                session.run(&*inner2, &mut stop_rx).await;
-                timers.abort();
-                sender.abort();
-            })
-        };
+        // Each a task of its own; the timers and the sender end on `stop` too.
+        runtime.spawn(expire_calls(inner.clone(), stop_rx.clone()));
+        runtime.spawn(send_outbox(inner.clone(), stop_rx.clone()));
+        let driver = runtime.spawn(session.run(inner.clone(), stop_rx.clone()));
         let lease = Arc::new(Lease::default());
         let thread = lease
             .spawn_thread(runtime.clone(), inner.key(), stop_rx, driver)

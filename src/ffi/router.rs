@@ -171,9 +171,22 @@ impl Handle {
     }
 }
 
-/// Runs `f` as a callback of `router`: freeing the router from inside is refused.
+/// Runs `f`, a callback of `router` that is not a released-on-change one (the
+/// filter callback), so that freeing the router from inside is refused.
 fn inside<T>(router: *const rrpc_router, f: impl FnOnce() -> T) -> T {
     guard::enter(Kind::Object, router as usize, f)
+}
+
+/// Whether this thread runs one of the router's callbacks or its publish function.
+fn in_any_callback(router: *const rrpc_router, h: &Handle) -> bool {
+    guard::inside(Kind::Object, router as usize)
+        || h.shared_callback.running_here()
+        || h.publish.running_here()
+        || h.router
+            .lock()
+            .attachments()
+            .filter_map(device_callback)
+            .any(|cb| cb.running_here())
 }
 
 /// A device's own callback, as the router keeps it (its attachment).
@@ -258,7 +271,7 @@ pub extern "C" fn rrpc_router_new(
 pub extern "C" fn rrpc_router_free(router: *mut rrpc_router) -> rrpc_status {
     boundary("rrpc_router_free", || {
         Handle::free(router, |h| {
-            if guard::inside(Kind::Object, router as usize) {
+            if in_any_callback(router, h) {
                 return Err(Failure::new(
                     RRPC_STATUS_WRONG_STATE,
                     "a router cannot be freed from its own callback or publish function",
@@ -536,10 +549,10 @@ pub extern "C" fn rrpc_router_handle_message(
         let dialect = d.dialect;
         drop(r);
         let view = strings.view(a.token, dialect, a.content_type, a.payload, a.deadline_ms);
-        inside(router, || match own.as_ref().and_then(device_callback) {
+        match own.as_ref().and_then(device_callback) {
             Some(cb) => cb.call(|f| f(router, &view)),
             None => h.shared_callback.call(|f| f(router, &view)),
-        });
+        };
         Ok(())
     })
 }
@@ -594,10 +607,9 @@ pub extern "C" fn rrpc_router_reply(
         // validated message id, none of which may contain one. (Rendered with
         // spare capacity, so the terminator does not reallocate.)
         let c_topic = unsafe { CString::from_vec_unchecked(topic.into_bytes()) };
-        let rc = inside(router, || {
-            h.publish
-                .call(|f| f(c_topic.as_ptr(), bytes_ptr(bytes), bytes.len(), 0))
-        });
+        let rc = h
+            .publish
+            .call(|f| f(c_topic.as_ptr(), bytes_ptr(bytes), bytes.len(), 0));
         h.router.lock().end_reply(token, rc == Some(0), h.now());
         match rc {
             Some(0) => Ok(()),
