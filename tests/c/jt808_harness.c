@@ -9,24 +9,11 @@
  * and exits 1. Built with -pthread and run by tests/jt808_adapter.rs; also clean
  * under valgrind, which reports any touch of a user_data freed after a release. */
 #define _POSIX_C_SOURCE 200809L
-#include <rrpc.h>
+#define HARNESS_NAME "jt808 harness"
+#define HARNESS_THREADS
+#include "harness.h"
 
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static int checks = 0;
-#define CHECK(cond)                                                                           \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(cond)) {                                                                        \
-            fprintf(stderr, "jt808 harness: check failed at line %d: %s (last error: %s)\n", \
-                    __LINE__, #cond, rrpc_last_error_message());                              \
-            exit(1);                                                                          \
-        }                                                                                     \
-    } while (0)
 
 #define NO_CONN UINT64_MAX
 
@@ -673,45 +660,6 @@ static void limit_checks(void)
 
 /* ------------------------------------------------ callbacks that are released */
 
-#define SLEEP_MS 300
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts;
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000L;
-    nanosleep(&ts, NULL);
-}
-
-static uint64_t mono_ms(void)
-{
-    uint64_t t = 0;
-    CHECK(rrpc_monotonic_ms(&t) == RRPC_STATUS_OK);
-    return t;
-}
-
-/* The user_data of a slow callback: heap memory the release must let us free. */
-typedef struct {
-    volatile int started;  /* set when the callback begins */
-    volatile int finished; /* set just before it returns */
-    int calls;
-} slow_state;
-
-static slow_state *slow_new(void)
-{
-    slow_state *st = calloc(1, sizeof *st);
-    CHECK(st != NULL);
-    return st;
-}
-
-static void slow_body(slow_state *st)
-{
-    st->started = 1;
-    sleep_ms(SLEEP_MS);
-    st->calls++;
-    st->finished = 1;
-}
-
 static int slow_send(void *user_data, uint64_t conn, const uint8_t *phone, size_t phone_len, const uint8_t *bytes,
                      size_t len)
 {
@@ -789,27 +737,6 @@ static void *submit_thread(void *unused)
     return NULL;
 }
 
-/* Starts `fn` on a thread, waits until the slow callback runs, runs `release` on this
- * thread, checks that it waited, frees the state and joins. */
-static void release_while_running(void *(*fn)(void *), slow_state *st, rrpc_status (*release)(void))
-{
-    pthread_t th;
-    uint64_t t0, waited;
-    CHECK(pthread_create(&th, NULL, fn, NULL) == 0);
-    t0 = mono_ms();
-    while (!st->started) {
-        CHECK(mono_ms() - t0 < 5000);
-        sleep_ms(1);
-    }
-    t0 = mono_ms();
-    CHECK(release() == RRPC_STATUS_OK);
-    waited = mono_ms() - t0;
-    CHECK(st->finished == 1 && st->calls == 1);
-    CHECK(waited >= SLEEP_MS / 3);
-    free(st);
-    CHECK(pthread_join(th, NULL) == 0);
-}
-
 static rrpc_status replace_event_callback(void)
 {
     return rrpc_jt808_adapter_set_event_callback(release_adapter, quick_event, NULL);
@@ -840,7 +767,7 @@ static void release_checks(void)
      * waits for it, and only the new one runs after. */
     st = slow_new();
     CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, slow_event, st) == RRPC_STATUS_OK);
-    release_while_running(heartbeat_thread, st, replace_event_callback);
+    RELEASE_WHILE_RUNNING(heartbeat_thread, NULL, st, replace_event_callback());
     quick_events = 0;
     heartbeat_thread(NULL);
     CHECK(quick_events == 1);
@@ -848,7 +775,7 @@ static void release_checks(void)
     /* The send function, replaced while it sleeps inside a submit on another thread. */
     st = slow_new();
     CHECK(rrpc_jt808_adapter_set_send(release_adapter, slow_send, st) == RRPC_STATUS_OK);
-    release_while_running(submit_thread, st, replace_send);
+    RELEASE_WHILE_RUNNING(submit_thread, NULL, st, replace_send());
     quick_sends = 0;
     submit_thread(NULL);
     CHECK(quick_sends == 1);
@@ -873,7 +800,7 @@ static void release_checks(void)
      * through the adapter without touching freed memory (valgrind watches). */
     st = slow_new();
     CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, slow_event, st) == RRPC_STATUS_OK);
-    release_while_running(heartbeat_thread, st, free_adapter);
+    RELEASE_WHILE_RUNNING(heartbeat_thread, NULL, st, free_adapter());
     release_adapter = NULL;
 }
 

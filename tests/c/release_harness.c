@@ -14,72 +14,11 @@
  * Prints "release harness: N checks passed" and exits 0, or names the failed check.
  * Built and run by tests/release_c.rs. */
 #define _POSIX_C_SOURCE 200809L
-#include <rrpc.h>
+#define HARNESS_NAME "release harness"
+#define HARNESS_THREADS
+#include "harness.h"
 
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static int checks = 0;
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        checks++;                                                                            \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "release harness: check failed at line %d: %s (last error: %s)\n", \
-                    __LINE__, #cond, rrpc_last_error_message());                             \
-            exit(1);                                                                         \
-        }                                                                                    \
-    } while (0)
-
-#define SLEEP_MS 300
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static uint64_t now_ms(void)
-{
-    uint64_t t = 0;
-    rrpc_monotonic_ms(&t);
-    return t;
-}
-
-/* The user_data of a slow callback: heap memory the release must let us free. */
-typedef struct {
-    volatile int started;  /* set when the callback begins */
-    volatile int finished; /* set just before it returns */
-    int calls;
-} slow_state;
-
-static slow_state *slow_new(void)
-{
-    slow_state *s = calloc(1, sizeof *s);
-    CHECK(s != NULL);
-    return s;
-}
-
-/* Runs inside a callback: note the start, sleep, touch the state last. */
-static void slow_body(void *user_data)
-{
-    slow_state *s = user_data;
-    s->started = 1;
-    sleep_ms(SLEEP_MS);
-    s->calls++;
-    s->finished = 1;
-}
-
-static void wait_started(slow_state *s)
-{
-    uint64_t t0 = now_ms();
-    while (!s->started) {
-        CHECK(now_ms() - t0 < 5000);
-        sleep_ms(1);
-    }
-}
 
 /* ---------------------------------------------------------------- router */
 
@@ -166,21 +105,6 @@ static void *reply_thread(void *unused)
     CHECK(rrpc_router_reply(router, token_seen, (const uint8_t *)"y", 1) == RRPC_STATUS_OK);
     return NULL;
 }
-
-/* Starts `fn` on a thread, waits until the slow callback runs, runs `release` on this
- * thread, checks it waited, frees the state and joins. */
-#define RELEASE_WHILE_RUNNING(fn, arg, state, release)                       \
-    do {                                                                     \
-        pthread_t th;                                                        \
-        CHECK(pthread_create(&th, NULL, fn, (void *)(arg)) == 0);            \
-        wait_started(state);                                                 \
-        uint64_t t0 = now_ms();                                              \
-        CHECK((release) == RRPC_STATUS_OK);                                  \
-        CHECK((state)->finished == 1 && (state)->calls == 1);                \
-        CHECK(now_ms() - t0 >= SLEEP_MS / 3);                                \
-        free(state);                                                         \
-        CHECK(pthread_join(th, NULL) == 0);                                  \
-    } while (0)
 
 static void router_cases(void)
 {
@@ -368,7 +292,7 @@ static void client_cases(uint16_t port, uint16_t dead_port)
     /* The request callback, replaced while it sleeps on the client's thread. */
     call_arg a = {caller};
     RELEASE_WHILE_RUNNING(call_thread, &a, s, rrpc_client_set_callback(c, NULL, NULL));
-    for (uint64_t t0 = now_ms(); !answered; sleep_ms(5)) CHECK(now_ms() - t0 < 5000);
+    for (uint64_t t0 = mono_ms(); !answered; sleep_ms(5)) CHECK(mono_ms() - t0 < 5000);
 
     /* A clean stop is an event with its cause; the connection callback is released
      * by replacing it, and cannot replace itself from inside. */

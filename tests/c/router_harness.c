@@ -3,22 +3,10 @@
  * calls, and the bad inputs of the router issue. Prints "router harness: N checks
  * passed" and exits 0, or names the first failed check and exits 1.
  * Built and run by tests/router_c.rs; also clean under valgrind. */
-#include <rrpc.h>
+#define HARNESS_NAME "router harness"
+#include "harness.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-static int checks = 0;
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        checks++;                                                                       \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "router harness: check failed at line %d: %s (last error: %s)\n", \
-                    __LINE__, #cond, rrpc_last_error_message());                        \
-            exit(1);                                                                    \
-        }                                                                               \
-    } while (0)
 
 /* What the publish function saw. */
 static char last_topic[256];
