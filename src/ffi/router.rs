@@ -148,7 +148,15 @@ fn request_fn(cb: Option<RouterCb>, user_data: *mut c_void) -> Option<Box<Reques
 
 type RouterCb = unsafe extern "C" fn(*mut c_void, *mut rrpc_router, *const rrpc_request);
 
+/// What an `rrpc_router *` stands for. A function that still uses the router
+/// after one of its callbacks returned (a reply, after the publish function)
+/// holds its own clone of `shared`, so that `rrpc_router_free`, which waits for
+/// that callback, cannot pull the memory from under it.
 struct Handle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     router: Mutex<Router>,
     shared_callback: Slot<RequestFn>,
     publish: Slot<PublishFn>,
@@ -161,7 +169,14 @@ impl Castable for Handle {
     const NAME: &'static str = "router";
 }
 
-impl Handle {
+impl std::ops::Deref for Handle {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Shared {
     fn now(&self) -> u64 {
         if self.manual_clock {
             self.clock.load(Ordering::Relaxed)
@@ -245,14 +260,14 @@ pub extern "C" fn rrpc_router_new(
             request_timeout_ms: c.request_timeout_ms,
             ..RouterConfig::default()
         };
-        let h = Handle {
+        let shared = Arc::new(Shared {
             router: Mutex::new(Router::new(cfg)),
             shared_callback: Slot::default(),
             publish: Slot::default(),
             manual_clock: c.manual_clock,
             clock: AtomicU64::new(0),
-        };
-        *out = h.into_c();
+        });
+        *out = Handle { shared }.into_c();
         Ok(())
     })
 }
@@ -585,7 +600,7 @@ pub extern "C" fn rrpc_router_reply(
     payload_len: usize,
 ) -> rrpc_status {
     boundary("rrpc_router_reply", || {
-        let h = Handle::borrow(router)?;
+        let h = Handle::borrow(router)?.shared.clone();
         // SAFETY: `payload_len` readable bytes per the documented contract.
         let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
         let no_publish = || {
