@@ -40,7 +40,7 @@ use support::machine::{machine_line, pin_to_cpu0, Show};
 use support::mosquitto::{echo_device_args, fast_connection, runtime};
 use support::mosquitto::{start_mosquitto, start_pinned, stop_device};
 use support::procs::{self, Status};
-use support::report::{ratios, Column, Report, Table};
+use support::report::{paired_ratios, ratios, Column, Report, Table};
 use support::stats::{print_slowest, spread_u64, verdict, Latency};
 use support::{callgrind, env_list, env_num, env_on, id_base, out_dir};
 use support::{Contender, CONTENDERS};
@@ -443,6 +443,17 @@ fn run() -> i32 {
                 "  ratio librrpc/bare: p50 {r50:.3} (target <= 1.05: {}), p99 {r99:.3}, throughput {rtp:.3} (target >= 0.95: {})",
                 verdict(r50 <= 1.05),
                 verdict(rtp >= 0.95)
+            ));
+        }
+        // Neighbouring runs share the machine's state of the moment: their ratios
+        // say how much of a difference of the medians is the machine.
+        if let (Some(p), Some(t)) = (
+            paired_ratios(&runs, |r: &Run| r.lat.p50),
+            paired_ratios(&runs, |r: &Run| r.calls_per_s),
+        ) {
+            report.line(format!(
+                "  paired per repetition: p50 median {:.3} ({:.3}..{:.3}), throughput median {:.3} ({:.3}..{:.3})",
+                p.0, p.1, p.2, t.0, t.1, t.2
             ));
         }
         report.line("  runs (in execution order):");

@@ -171,6 +171,29 @@ pub fn ratios(med: &BTreeMap<Contender, Vec<f64>>) -> Option<Vec<f64>> {
     Some(a.iter().zip(b).map(|(a, b)| a / b).collect())
 }
 
+/// Subject / baseline of one figure, repetition by repetition (the two runs of a
+/// repetition are neighbours in time): median, min and max. None unless both
+/// contenders have a run in every repetition.
+pub fn paired_ratios<R>(
+    runs: &BTreeMap<Contender, Vec<R>>,
+    figure: fn(&R) -> f64,
+) -> Option<(f64, f64, f64)> {
+    let (a, b) = (
+        runs.get(&Contender::Subject)?,
+        runs.get(&Contender::Baseline)?,
+    );
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let r: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| figure(a) / figure(b))
+        .collect();
+    let (lo, hi) = super::stats::min_max(&r);
+    Some((median(&r), lo, hi))
+}
+
 /// Fixed-width columns: the first one (or `left` ones) left-aligned, the others
 /// right-aligned, each row indented by two spaces.
 pub struct Table {
