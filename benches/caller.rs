@@ -47,7 +47,7 @@ use support::machine::{machine_line, pin_to_cpu0, Show};
 use support::mosquitto::{connect_subscribed, disconnect, runtime, start_mosquitto};
 use support::mosquitto::{echo_device_args, start_pinned, stop_device};
 use support::procs::{self, ctx_switches, process_cpu_ns, Cpu};
-use support::report::{Report, Table};
+use support::report::{paired, Report, Table};
 use support::stats::{median, spread, verdict, Latency};
 use support::{env_choice, env_list, env_num, env_on, id_base, order, Pattern};
 use support::{Contender, CONTENDERS};
@@ -666,6 +666,16 @@ fn run() -> i32 {
                 );
             }
             report.line(line);
+        }
+        if let (Some(ra), Some(rb)) = (
+            runs.get(&(k, Contender::Subject)),
+            runs.get(&(k, Contender::Baseline)),
+        ) {
+            if let Some((m, lo, hi)) = paired(ra, rb, |r: &Run| r.calls_per_s) {
+                report.line(format!(
+                    "  paired per repetition: throughput median {m:.3} ({lo:.3}..{hi:.3})"
+                ));
+            }
         }
         let tp = a.map_or("?".into(), |x| format!("{:.0}", x.0));
         let r = ratio.map_or("?".into(), |r| {

@@ -178,10 +178,15 @@ pub fn paired_ratios<R>(
     runs: &BTreeMap<Contender, Vec<R>>,
     figure: fn(&R) -> f64,
 ) -> Option<(f64, f64, f64)> {
-    let (a, b) = (
+    paired(
         runs.get(&Contender::Subject)?,
         runs.get(&Contender::Baseline)?,
-    );
+        figure,
+    )
+}
+
+/// [`paired_ratios`] of the subject's runs `a` and the baseline's runs `b`.
+pub fn paired<R>(a: &[R], b: &[R], figure: fn(&R) -> f64) -> Option<(f64, f64, f64)> {
     if a.len() != b.len() || a.is_empty() {
         return None;
     }
