@@ -23,10 +23,13 @@
 //!   RRPC_BENCH_MEM        0 skips the memory section (1)
 //!   RRPC_BENCH_MEM_CALLS  calls kept in flight by the memory probe (50000)
 //!   RRPC_BENCH_MEM_REPS   memory probe repetitions (3)
+//!   RRPC_BENCH_CALLGRIND 0 skips the instruction counts (1)
+//!   RRPC_BENCH_K1, RRPC_BENCH_K2   sequential calls of the two callgrind runs (300, 1500)
 //!   RRPC_BENCH_ONLY       `librrpc` or `bare`: run one contender only (for profiling;
 //!                         the report then goes to target/bench/caller-<contender>.txt)
 //!
-//! The same executable is also the memory probe:
+//! The same executable is also the callgrind subject, `caller --cg-run librrpc|bare
+//! <port> <calls>`, and the memory probe:
 //!   `caller --mem-probe librrpc <port> <calls> <batch>` (batch 0: all at once) and
 //!   `caller --mem-probe bare <port> <calls> <batch>`.
 
@@ -43,6 +46,7 @@ use std::time::{Duration, Instant};
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 use rrpc::dialect::Dialect;
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use support::callgrind;
 use support::machine::{machine_line, pin_to_cpu0, Show};
 use support::mosquitto::{connect_subscribed, disconnect, runtime, start_mosquitto};
 use support::mosquitto::{echo_device_args, start_pinned, stop_device};
@@ -59,7 +63,11 @@ const DN: &str = "callerdev1";
 const CALL_TIMEOUT_MS: u32 = 5000;
 
 fn main() {
-    support::main("caller", &[("--mem-probe", memprobe::main)], run);
+    support::main(
+        "caller",
+        &[("--mem-probe", memprobe::main), ("--cg-run", cg::main)],
+        run,
+    );
 }
 
 /// The librrpc caller's request: Alibaba system topics, to the one device.
@@ -92,6 +100,9 @@ fn self_rss_kb() -> (u64, u64) {
 
 #[path = "caller/memprobe.rs"]
 mod memprobe;
+
+#[path = "caller/cg.rs"]
+mod cg;
 
 /// From a start point: CPU time and context switches of this process (all its
 /// threads: the caller side), and CPU time of the broker and the device.
@@ -150,12 +161,23 @@ struct Settings {
     mem: bool,
     mem_calls: usize,
     mem_reps: usize,
+    /// Instruction counts: whether, and the calls of the two callgrind runs.
+    cg: bool,
+    cg_calls: [usize; 2],
     only: Option<Contender>,
 }
 
 impl Settings {
     fn from_env() -> Settings {
         let ks = env_list("RRPC_BENCH_KS", "1,16,256");
+        let (k1, k2) = (
+            env_num("RRPC_BENCH_K1", 300),
+            env_num("RRPC_BENCH_K2", 1500),
+        );
+        assert!(
+            k2 > k1 && k1 > 0,
+            "RRPC_BENCH_K2 must exceed RRPC_BENCH_K1 > 0"
+        );
         assert!(
             ks.iter().all(|&k| (1..=1000).contains(&k)),
             "RRPC_BENCH_KS: values must be 1 .. 1000 (the bare loop's request channel holds 1024)"
@@ -170,6 +192,8 @@ impl Settings {
             mem: env_on("RRPC_BENCH_MEM", true),
             mem_calls: env_num("RRPC_BENCH_MEM_CALLS", 50000).clamp(100, 1 << 20),
             mem_reps: env_num("RRPC_BENCH_MEM_REPS", 3).max(1),
+            cg: env_on("RRPC_BENCH_CALLGRIND", true) && callgrind::available(),
+            cg_calls: [k1, k2],
             only: match env_choice("RRPC_BENCH_ONLY", &["librrpc", "bare"], "") {
                 "librrpc" => Some(Contender::Subject),
                 "bare" => Some(Contender::Baseline),
@@ -550,7 +574,7 @@ fn run() -> i32 {
     let mut report = Report::new(
         "caller",
         "RRPC calls through Mosquitto on loopback to the C echo_device: librrpc Caller vs a bare rumqttc request/response loop",
-        &machine_line(Show { mosquitto: true, ..Show::default() }),
+        &machine_line(Show { mosquitto: true, valgrind: s.cg, ..Show::default() }),
         &format!(
             "broker, device (examples-c/echo_device --quiet, Alibaba system topics) and caller pinned to CPU 0; \
              fresh Mosquitto and device per run; contender order alternates; QoS 0; payload {} B; {} repetitions; \
@@ -688,6 +712,9 @@ fn run() -> i32 {
     report.section("summary: throughput ratio librrpc/bare");
     report.lines(summary);
 
+    if s.cg && s.only.is_none() {
+        cg::section(&mut report, &s, &echo);
+    }
     if s.mem {
         memory(&mut report, &s);
     }
