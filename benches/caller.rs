@@ -39,7 +39,6 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -330,22 +329,32 @@ fn lib_phase(
     Ok((n as f64 / t0.elapsed().as_secs_f64(), Vec::new()))
 }
 
+/// The first call of a run, which may race the device's subscription: up to four
+/// tries of `timeout_ms` each. Returns the requests sent.
+fn lib_first_call(
+    caller: &Caller,
+    pat: &Pattern,
+    seq: &mut u64,
+    timeout_ms: u32,
+) -> Result<u64, String> {
+    for tries in 1.. {
+        *seq += 1;
+        let r = caller.call(&params(&pat.payload(*seq), timeout_ms));
+        match check_response(pat, *seq, &r) {
+            Ok(()) => return Ok(tries),
+            Err(e) if tries < 4 => eprintln!("  first call: {e}; retrying"),
+            Err(e) => return Err(format!("first call: {e}")),
+        }
+    }
+    unreachable!()
+}
+
 fn librrpc_run(s: &Settings, port: u16, k: usize, others: &[u32]) -> Result<Run, String> {
     let caller = Caller::connect(CallerConfig::new("127.0.0.1", port))
         .map_err(|e| format!("Caller::connect: {e}"))?;
     let pat = Pattern::new(s.payload);
-    let (mut seq, mut sent) = (0u64, 0u64);
-    // The first call may race the device's subscription: a few short tries.
-    for tries in 0.. {
-        seq += 1;
-        sent += 1;
-        let r = caller.call(&params(&pat.payload(seq), 2000));
-        match check_response(&pat, seq, &r) {
-            Ok(()) => break,
-            Err(e) if tries < 3 => eprintln!("  first call: {e}; retrying"),
-            Err(e) => return Err(format!("first call: {e}")),
-        }
-    }
+    let mut seq = 0u64;
+    let mut sent = lib_first_call(&caller, &pat, &mut seq, 2000)?;
     lib_phase(&caller, &pat, &mut seq, s.warmup, k).map_err(|e| format!("warm-up: {e}"))?;
     let n = s.count(k);
     let meter = Meter::start(others);
@@ -439,6 +448,25 @@ impl Bare {
         }
     }
 
+    /// The first call of a run, as [`lib_first_call`]: up to four tries, the replies
+    /// of abandoned ones skipped later. Returns the requests sent.
+    async fn first_call(&mut self, timeout: Duration) -> Result<u64, String> {
+        for tries in 1.. {
+            let id = self.send()?;
+            let deadline = tokio::time::Instant::now() + timeout;
+            match self.next_reply(deadline).await {
+                Ok(_) => return Ok(tries),
+                Err(e) if tries < 4 => {
+                    self.pending.remove(&id);
+                    self.abandoned.push(id);
+                    eprintln!("  first call: {e}; retrying");
+                }
+                Err(e) => return Err(format!("first call: {e}")),
+            }
+        }
+        unreachable!()
+    }
+
     /// `n` calls with `k` in flight (K=1: sequential). Returns calls/s and, for K=1,
     /// the round-trip times (µs).
     async fn phase(&mut self, n: usize, k: usize) -> Result<(f64, Vec<f64>), String> {
@@ -471,21 +499,7 @@ impl Bare {
 fn bare_run(s: &Settings, port: u16, k: usize, run_no: u64, others: &[u32]) -> Result<Run, String> {
     runtime().block_on(async {
         let mut b = Bare::connect(port, s.payload, run_no, k).await?;
-        let mut sent = 0u64;
-        for tries in 0.. {
-            let id = b.send()?;
-            sent += 1;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            match b.next_reply(deadline).await {
-                Ok(_) => break,
-                Err(e) if tries < 3 => {
-                    b.pending.remove(&id);
-                    b.abandoned.push(id);
-                    eprintln!("  first call: {e}; retrying");
-                }
-                Err(e) => return Err(format!("first call: {e}")),
-            }
-        }
+        let mut sent = b.first_call(Duration::from_secs(2)).await?;
         b.phase(s.warmup, k)
             .await
             .map_err(|e| format!("warm-up: {e}"))?;
@@ -541,31 +555,6 @@ fn run_once(s: &Settings, echo: &Path, c: Contender, k: usize, run_no: u64) -> R
         ));
     }
     Ok(run)
-}
-
-/// One memory probe in a child process against a fresh Mosquitto with no device.
-/// Returns (bytes per call from VmRSS, from RssAnon, the probe's line).
-fn mem_probe(who: &str, m: usize, batch: usize) -> Result<(f64, f64, String), String> {
-    let broker = start_mosquitto(&format!("caller-mem-{who}"), true, "")?;
-    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let mut cmd = Command::new(me);
-    cmd.args(["--mem-probe", who])
-        .arg(broker.port.to_string())
-        .arg(m.to_string())
-        .arg(batch.to_string());
-    let (line, kv) = procs::run_probe(&mut cmd, "memprobe ", Duration::from_secs(90))?;
-    let field = |name: &str| {
-        kv.get(name)
-            .copied()
-            .ok_or_else(|| format!("no {name} in {line:?}"))
-    };
-    let per = |a: &str, b: &str| Ok::<f64, String>((field(a)? - field(b)?) * 1024.0 / m as f64);
-    let line = line.trim_start_matches("memprobe ").to_string();
-    Ok((
-        per("after_kb", "before_kb")?,
-        per("after_anon_kb", "before_anon_kb")?,
-        line,
-    ))
 }
 
 fn run() -> i32 {
@@ -714,76 +703,17 @@ fn run() -> i32 {
 
     if s.cg && s.only.is_none() {
         cg::section(&mut report, &s, &echo);
+    } else if env_on("RRPC_BENCH_CALLGRIND", true) && !callgrind::available() {
+        report.section(
+            "instructions per call: SKIPPED (valgrind or callgrind_annotate not installed)",
+        );
     }
     if s.mem {
-        memory(&mut report, &s);
+        memprobe::section(&mut report, &s);
     }
     match s.only {
         // A one-contender (profiling) run does not replace the full report.
         Some(c) => report.finish_as(&format!("caller-{}", c.name().replace(' ', "-"))),
         None => report.finish(),
     }
-}
-
-/// The memory section: each probe a fresh process and a fresh Mosquitto.
-fn memory(report: &mut Report, s: &Settings) {
-    let m = s.mem_calls;
-    report.section(format!(
-        "memory per in-flight call: {m} calls to an absent device (Timeout 8000 ms) kept in flight; \
-         (VmRSS after - VmRSS before) / {m}; each probe a fresh process and a fresh Mosquitto; \
-         median over {} probes (min..max)",
-        s.mem_reps
-    ));
-    let probes: [(&str, usize, &str); 3] = [
-        (
-            "librrpc",
-            0,
-            "librrpc caller, all calls at once (call_async in a tight loop)",
-        ),
-        (
-            "librrpc",
-            500,
-            "librrpc caller, paced (2 ms pause every 500 calls)",
-        ),
-        (
-            "bare",
-            500,
-            "bare loop, its HashMap<u64, Instant> (500 requests written per batch)",
-        ),
-    ];
-    for (who, batch, label) in probes {
-        let (mut vm, mut anon, mut lines) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..s.mem_reps {
-            let t = Instant::now();
-            match mem_probe(who, m, batch) {
-                Ok((a, b, line)) => {
-                    let secs = t.elapsed().as_secs_f64();
-                    report.progress(format!(
-                        "memory {label} #{i}: {a:.0} B/call (RssAnon {b:.0}) [{line}] ({secs:.1} s)"
-                    ));
-                    vm.push(a);
-                    anon.push(b);
-                    lines.push(line);
-                }
-                Err(e) => {
-                    let first = report.fail(format_args!("memory {label} #{i}"), &e);
-                    lines.push(format!("FAILED: {first}"));
-                }
-            }
-        }
-        if vm.is_empty() {
-            report.line(format!("  {label}: no successful probe"));
-        } else {
-            report.line(format!(
-                "  {label}:\n    {} bytes per in-flight call (from RssAnon: {})",
-                spread(&vm, 0),
-                spread(&anon, 0)
-            ));
-        }
-        report.lines(lines.iter().map(|l| format!("    probe: {l}")));
-    }
-    report.line(format!(
-        "  (librrpc probes: before the first reading 1000 calls timed out once (warm-up); after the second, \
-         stats().in_flight must equal {m}, and every completion must then run exactly once with TIMEOUT)"
-    ));
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rrpc::caller::{Caller, CallerConfig};
 
-use super::{check_response, lib_phase, params, Bare, Settings, DN, PK};
+use super::{lib_first_call, lib_phase, Bare, Settings, DN, PK};
 use crate::support::callgrind;
 use crate::support::mosquitto::{echo_device_args, runtime, start_mosquitto};
 use crate::support::mosquitto::{start_pinned, stop_device};
@@ -44,34 +44,14 @@ fn librrpc(port: u16, n: usize, payload: usize) -> Result<(), String> {
         .map_err(|e| format!("Caller::connect: {e}"))?;
     let pat = Pattern::new(payload);
     let mut seq = 0u64;
-    for tries in 0.. {
-        seq += 1;
-        let r = caller.call(&params(&pat.payload(seq), 5000));
-        match check_response(&pat, seq, &r) {
-            Ok(()) => break,
-            Err(e) if tries < 3 => eprintln!("first call: {e}; retrying"),
-            Err(e) => return Err(format!("first call: {e}")),
-        }
-    }
+    lib_first_call(&caller, &pat, &mut seq, 5000)?;
     lib_phase(&caller, &pat, &mut seq, n, 1).map(drop)
 }
 
 fn bare(port: u16, n: usize, payload: usize) -> Result<(), String> {
     runtime().block_on(async {
         let mut b = Bare::connect(port, payload, 0, 1).await?;
-        for tries in 0.. {
-            let id = b.send()?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            match b.next_reply(deadline).await {
-                Ok(_) => break,
-                Err(e) if tries < 3 => {
-                    b.pending.remove(&id);
-                    b.abandoned.push(id);
-                    eprintln!("first call: {e}; retrying");
-                }
-                Err(e) => return Err(format!("first call: {e}")),
-            }
-        }
+        b.first_call(Duration::from_secs(5)).await?;
         b.phase(n, 1).await.map(drop)
     })
 }

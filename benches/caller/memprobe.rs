@@ -1,9 +1,11 @@
 //! The caller bench's memory probe: memory per in-flight call, measured in a fresh
 //! process of its own (the bench binary re-executed as `caller --mem-probe ...`), so
 //! that nothing the benchmark did before (allocator state, other runs) blurs the RSS
-//! difference. It prints one `memprobe key=value ...` line.
+//! difference. It prints one `memprobe key=value ...` line; [`section`] runs the
+//! probes and writes the report's memory section.
 
 use std::collections::HashMap;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +13,11 @@ use std::time::{Duration, Instant};
 use rrpc::caller::{Caller, CallerConfig, RrpcCode, RrpcResponse};
 use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, QoS};
 
-use super::{bare_connect, params, self_rss_kb, DN, PK};
-use crate::support::mosquitto::runtime;
+use super::{bare_connect, params, self_rss_kb, Settings, DN, PK};
+use crate::support::mosquitto::{runtime, start_mosquitto};
+use crate::support::procs;
+use crate::support::report::Report;
+use crate::support::stats::spread;
 use crate::support::Pattern;
 
 pub fn main(args: &[String]) -> i32 {
@@ -230,4 +235,92 @@ impl Outbox<'_> {
         }
         Ok(())
     }
+}
+
+/// One memory probe in a child process against a fresh Mosquitto with no device.
+/// Returns (bytes per call from VmRSS, from RssAnon, the probe's line).
+fn mem_probe(who: &str, m: usize, batch: usize) -> Result<(f64, f64, String), String> {
+    let broker = start_mosquitto(&format!("caller-mem-{who}"), true, "")?;
+    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut cmd = Command::new(me);
+    cmd.args(["--mem-probe", who])
+        .arg(broker.port.to_string())
+        .arg(m.to_string())
+        .arg(batch.to_string());
+    let (line, kv) = procs::run_probe(&mut cmd, "memprobe ", Duration::from_secs(90))?;
+    let field = |name: &str| {
+        kv.get(name)
+            .copied()
+            .ok_or_else(|| format!("no {name} in {line:?}"))
+    };
+    let per = |a: &str, b: &str| Ok::<f64, String>((field(a)? - field(b)?) * 1024.0 / m as f64);
+    let line = line.trim_start_matches("memprobe ").to_string();
+    Ok((
+        per("after_kb", "before_kb")?,
+        per("after_anon_kb", "before_anon_kb")?,
+        line,
+    ))
+}
+
+/// The memory section: each probe a fresh process and a fresh Mosquitto.
+pub fn section(report: &mut Report, s: &Settings) {
+    let m = s.mem_calls;
+    report.section(format!(
+        "memory per in-flight call: {m} calls to an absent device (Timeout 8000 ms) kept in flight; \
+         (VmRSS after - VmRSS before) / {m}; each probe a fresh process and a fresh Mosquitto; \
+         median over {} probes (min..max)",
+        s.mem_reps
+    ));
+    let probes: [(&str, usize, &str); 3] = [
+        (
+            "librrpc",
+            0,
+            "librrpc caller, all calls at once (call_async in a tight loop)",
+        ),
+        (
+            "librrpc",
+            500,
+            "librrpc caller, paced (2 ms pause every 500 calls)",
+        ),
+        (
+            "bare",
+            500,
+            "bare loop, its HashMap<u64, Instant> (500 requests written per batch)",
+        ),
+    ];
+    for (who, batch, label) in probes {
+        let (mut vm, mut anon, mut lines) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..s.mem_reps {
+            let t = Instant::now();
+            match mem_probe(who, m, batch) {
+                Ok((a, b, line)) => {
+                    let secs = t.elapsed().as_secs_f64();
+                    report.progress(format!(
+                        "memory {label} #{i}: {a:.0} B/call (RssAnon {b:.0}) [{line}] ({secs:.1} s)"
+                    ));
+                    vm.push(a);
+                    anon.push(b);
+                    lines.push(line);
+                }
+                Err(e) => {
+                    let first = report.fail(format_args!("memory {label} #{i}"), &e);
+                    lines.push(format!("FAILED: {first}"));
+                }
+            }
+        }
+        if vm.is_empty() {
+            report.line(format!("  {label}: no successful probe"));
+        } else {
+            report.line(format!(
+                "  {label}:\n    {} bytes per in-flight call (from RssAnon: {})",
+                spread(&vm, 0),
+                spread(&anon, 0)
+            ));
+        }
+        report.lines(lines.iter().map(|l| format!("    probe: {l}")));
+    }
+    report.line(format!(
+        "  (librrpc probes: before the first reading 1000 calls timed out once (warm-up); after the second, \
+         stats().in_flight must equal {m}, and every completion must then run exactly once with TIMEOUT)"
+    ));
 }
