@@ -69,6 +69,7 @@ pub mod log;
 pub mod caller;
 pub mod client;
 pub mod clock;
+pub mod credentials;
 pub mod dialect;
 mod guard;
 /// JT/T 808 frames, streaming decoder and sub-packages for the pass-through adapter.
