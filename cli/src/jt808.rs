@@ -14,6 +14,7 @@ use rrpc::jt808::{
     Version,
 };
 
+use crate::json::Obj;
 use crate::EXIT_INVALID;
 
 const AFTER_HELP: &str = "\
@@ -190,63 +191,6 @@ fn decode(args: DecodeArgs) -> Result<String, String> {
     frame_json(&frame)
 }
 
-/// A JSON object written field by field.
-struct Obj {
-    s: String,
-}
-
-impl Obj {
-    fn new() -> Obj {
-        Obj { s: "{".to_string() }
-    }
-    fn key(&mut self, k: &str) {
-        if self.s.len() > 1 {
-            self.s.push(',');
-        }
-        push_json_str(&mut self.s, k);
-        self.s.push(':');
-    }
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        push_json_str(&mut self.s, v);
-    }
-    fn num(&mut self, k: &str, v: impl std::fmt::Display) {
-        self.key(k);
-        let _ = write!(self.s, "{v}");
-    }
-    fn null(&mut self, k: &str) {
-        self.key(k);
-        self.s.push_str("null");
-    }
-    fn raw(&mut self, k: &str, json: &str) {
-        self.key(k);
-        self.s.push_str(json);
-    }
-    fn finish(mut self) -> String {
-        self.s.push('}');
-        self.s
-    }
-}
-
-/// Appends `v` as a JSON string: quotes, backslashes and control characters escaped.
-fn push_json_str(out: &mut String, v: &str) {
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 fn frame_json(frame: &Frame) -> Result<String, String> {
     let h = &frame.header;
     let mut o = Obj::new();
@@ -400,12 +344,5 @@ mod tests {
         assert!(parse_u16("0x10000").is_err());
         assert_eq!(parse_u8("0xF0"), Ok(0xf0));
         assert!(parse_u8("256").is_err());
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        let mut s = String::new();
-        push_json_str(&mut s, "a\"b\\c\n\u{1}");
-        assert_eq!(s, r#""a\"b\\c\n\u0001""#);
     }
 }

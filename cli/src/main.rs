@@ -4,8 +4,10 @@
 
 mod broker;
 mod call;
+mod credentials;
 mod demo;
 mod device;
+mod json;
 mod jt808;
 mod jt808_terminal;
 mod signals;
@@ -69,6 +71,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// JT/T 808: decode a frame to JSON, encode one from flags, or simulate terminals.
     Jt808(jt808::Jt808Args),
+    /// Signed MQTT credentials of a cloud device (Alibaba, Tencent), printed as JSON.
+    Credentials(credentials::CredentialsArgs),
 }
 
 /// Where the broker is, and how to log in.
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         Command::Broker(a) => broker::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Jt808(a) => jt808::run(a),
+        Command::Credentials(a) => credentials::run(a),
     }
 }
 

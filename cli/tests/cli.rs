@@ -868,3 +868,113 @@ fn librrpc_links_neither_clap_nor_rumqttd() {
         );
     }
 }
+
+/// `rrpc credentials <words>` (split at spaces) followed by `extra` as given.
+fn credentials(words: &str, extra: &[&str]) -> Run {
+    let mut all = vec!["credentials".to_string()];
+    all.extend(words.split_whitespace().map(str::to_string));
+    all.extend(extra.iter().map(|s| s.to_string()));
+    run_limited(&all, Duration::from_secs(20))
+}
+
+/// `rrpc credentials` prints what the vendors' SDKs compute for the same inputs (the
+/// values and how they were produced: src/credentials.rs, scripts/vendor-vectors.py),
+/// with host and port, and refuses bad input with exit 2 without echoing a secret.
+#[test]
+fn credentials_match_the_vendor_sdks() {
+    let secret = "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U";
+    let ali = format!(
+        "alibaba --product-key a1B2c3D4e5F --device-name sensor-01 --device-secret {secret}"
+    );
+    let r = credentials(
+        &format!("{ali} --timestamp 1700000000 --sign-method hmacsha1 --no-tls"),
+        &["--client-id", "a1B2c3D4e5F&sensor-01"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["username"], "sensor-01&a1B2c3D4e5F");
+    assert_eq!(j["password"], "44a1a7816039b48ee97e2ac5fcc34519c99597b2");
+    assert_eq!(
+        j["client_id"],
+        "a1B2c3D4e5F&sensor-01|securemode=3,signmethod=hmacsha1,timestamp=1700000000|"
+    );
+    assert_eq!(
+        j["host"],
+        "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com"
+    );
+    assert_eq!(j["port"], 1883);
+
+    let r = credentials(
+        &format!("{ali} --timestamp 1700000000123 --instance-id iot-06z00abc1de2fgh --custom-rrpc"),
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let j = r.json();
+    assert_eq!(
+        j["password"],
+        "6c7ec5593a51edd2896a0a671054a08bf9ca882d1beadcea1097bdbbaa565bc2"
+    );
+    assert_eq!(
+        j["client_id"],
+        "a1B2c3D4e5F.sensor-01|securemode=2,signmethod=hmacsha256,timestamp=1700000000123,ext=3|"
+    );
+    assert_eq!(j["host"], "iot-06z00abc1de2fgh.mqtt.iothub.aliyuncs.com");
+    assert_eq!(j["port"], 8883);
+
+    let r = credentials(
+        "tencent --product-id ABCDEFGHIJ --device-name dev001 --device-psk bXlfZGV2aWNlX3BzazEyMw== \
+         --expiry 1700000000123 --conn-id Ab3dE --sdk-app-id 21010406 --sign-method hmacsha1",
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["client_id"], "ABCDEFGHIJdev001");
+    assert_eq!(
+        j["username"],
+        "ABCDEFGHIJdev001;21010406;Ab3dE;1700000000123"
+    );
+    assert_eq!(
+        j["password"],
+        "507ae7d8fe4f61be26963ba8badc47f29aab108c;hmacsha1"
+    );
+    assert_eq!(j["host"], "ABCDEFGHIJ.iotcloud.tencentdevices.com");
+    assert_eq!(j["port"], 8883);
+
+    // Bad input: exit 2, the field named on stderr, nothing on stdout, no secret.
+    let base = "alibaba --product-key pk --device-name";
+    let bad: [(String, &[&str], &str); 4] = [
+        (
+            format!("{base} d#1 --device-secret {secret} --timestamp 1"),
+            &[],
+            "device name contains an MQTT wildcard",
+        ),
+        (
+            format!("{base} d1 --timestamp 1"),
+            &["--device-secret", ""],
+            "device secret is empty",
+        ),
+        (
+            format!("{base} d1 --device-secret {secret} --timestamp 0"),
+            &[],
+            "timestamp must be 1 to 9999999999999",
+        ),
+        (
+            "tencent --product-id P --device-name d1 --device-psk secret!psk --expiry 1 \
+             --conn-id abcde"
+                .to_string(),
+            &[],
+            "device PSK is not Base64",
+        ),
+    ];
+    for (words, extra, want) in bad {
+        let r = credentials(&words, extra);
+        assert_eq!(r.code, Some(2), "{}", r.show());
+        assert!(r.stderr.contains(want), "{}", r.show());
+        assert!(r.stdout.is_empty(), "{}", r.show());
+        assert!(
+            !r.stderr.contains(secret) && !r.stderr.contains("secret!psk"),
+            "{}",
+            r.show()
+        );
+    }
+}

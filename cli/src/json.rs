@@ -1,0 +1,81 @@
+//! One-line JSON output: objects written field by field, strings escaped.
+
+use std::fmt::Write as _;
+
+/// A JSON object written field by field.
+pub struct Obj {
+    s: String,
+}
+
+impl Obj {
+    pub fn new() -> Obj {
+        Obj { s: "{".to_string() }
+    }
+    pub fn key(&mut self, k: &str) {
+        if self.s.len() > 1 {
+            self.s.push(',');
+        }
+        push_json_str(&mut self.s, k);
+        self.s.push(':');
+    }
+    pub fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        push_json_str(&mut self.s, v);
+    }
+    pub fn num(&mut self, k: &str, v: impl std::fmt::Display) {
+        self.key(k);
+        let _ = write!(self.s, "{v}");
+    }
+    pub fn null(&mut self, k: &str) {
+        self.key(k);
+        self.s.push_str("null");
+    }
+    pub fn raw(&mut self, k: &str, json: &str) {
+        self.key(k);
+        self.s.push_str(json);
+    }
+    pub fn finish(mut self) -> String {
+        self.s.push('}');
+        self.s
+    }
+}
+
+/// Appends `v` as a JSON string: quotes, backslashes and control characters escaped.
+pub fn push_json_str(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\c\n\u{1}");
+        assert_eq!(s, r#""a\"b\\c\n\u0001""#);
+    }
+
+    #[test]
+    fn objects() {
+        let mut o = Obj::new();
+        o.str("a", "x");
+        o.num("b", 2);
+        o.null("c");
+        assert_eq!(o.finish(), r#"{"a":"x","b":2,"c":null}"#);
+    }
+}
