@@ -4,7 +4,7 @@
  * librrpc: Revert-RPC (RRPC) over MQTT for devices, gateways and JT/T 808 adapters.
  *
  * The C API grammar, the same in every family (rrpc_client, rrpc_router, rrpc_caller with
- * rrpc_response, rrpc_jt808_decoder and rrpc_jt808_encode, rrpc_jt808_adapter):
+ * rrpc_response, rrpc_credentials, rrpc_jt808_decoder and rrpc_jt808_encode, rrpc_jt808_adapter):
  *
  * - Names: rrpc_<family>_<verb>. Settings rrpc_<family>_config, filled by
  *   rrpc_<family>_config_init; counters rrpc_<family>_stats, read by rrpc_<family>_get_stats;
@@ -67,6 +67,22 @@
 #define RRPC_VERSION_MINOR 2
 #define RRPC_VERSION_PATCH 0
 
+
+/**
+ * Bytes of `rrpc_credentials.client_id` and `.username`, the NUL included: room
+ * for the longest identities the credentials accept (128 bytes each).
+ */
+#define RRPC_CREDENTIALS_ID_SIZE 384
+
+/**
+ * Bytes of `rrpc_credentials.password`, the NUL included.
+ */
+#define RRPC_CREDENTIALS_PASSWORD_SIZE 128
+
+/**
+ * Bytes of `rrpc_credentials.host`, the NUL included.
+ */
+#define RRPC_CREDENTIALS_HOST_SIZE 256
 
 /**
  * Status code returned by every fallible function. `RRPC_STATUS_OK` is 0; every
@@ -250,6 +266,32 @@ enum rrpc_log_level
 typedef enum rrpc_log_level rrpc_log_level;
 #else
 typedef uint32_t rrpc_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * The HMAC of a signature. Pass these values where a field is `uint32_t
+ * sign_method`.
+ */
+enum rrpc_sign_method
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * HMAC-SHA256 (default): Alibaba LinkSDK C 4.x, Tencent's C SDK.
+     */
+    RRPC_SIGN_METHOD_HMACSHA256 = 0,
+    /**
+     * HMAC-SHA1: older SDKs.
+     */
+    RRPC_SIGN_METHOD_HMACSHA1 = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_sign_method rrpc_sign_method;
+#else
+typedef uint32_t rrpc_sign_method;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -1056,6 +1098,114 @@ typedef struct rrpc_client_stats {
 } rrpc_client_stats;
 
 /**
+ * An Alibaba IoT Platform device with device-secret authentication (also the
+ * white labels that copy the scheme, such as Tuya's); fill with
+ * `rrpc_credentials_alibaba_params_init`.
+ */
+typedef struct rrpc_credentials_alibaba_params {
+    /**
+     * ProductKey. Required.
+     */
+    const char *product_key;
+    /**
+     * DeviceName. Required.
+     */
+    const char *device_name;
+    /**
+     * DeviceSecret. Required; never logged or put into an error message.
+     */
+    const char *device_secret;
+    /**
+     * The `{id}` of the client id, or NULL (default) for `{ProductKey}.{DeviceName}`.
+     */
+    const char *client_id;
+    /**
+     * RRPC_SIGN_METHOD_HMACSHA256 (default) or RRPC_SIGN_METHOD_HMACSHA1.
+     */
+    uint32_t sign_method;
+    /**
+     * Signature time: Unix ms (seconds are accepted too), 1 to 9999999999999.
+     * Required (default 0).
+     */
+    uint64_t timestamp;
+    /**
+     * TLS (default true): securemode 2 and port 8883; false: securemode 3, 1883.
+     */
+    bool tls;
+    /**
+     * The device serves a custom RRPC topic: `ext=3` in the client id. Default false.
+     */
+    bool custom_rrpc;
+    /**
+     * Region of the public instance for the host, or NULL for "cn-shanghai".
+     */
+    const char *region;
+    /**
+     * Enterprise instance id, or NULL (default) for the public instance.
+     */
+    const char *instance_id;
+} rrpc_credentials_alibaba_params;
+
+/**
+ * A Tencent IoT Hub device with key (PSK) authentication; fill with
+ * `rrpc_credentials_tencent_params_init`.
+ */
+typedef struct rrpc_credentials_tencent_params {
+    /**
+     * ProductId. Required.
+     */
+    const char *product_id;
+    /**
+     * DeviceName. Required.
+     */
+    const char *device_name;
+    /**
+     * The device PSK in Base64, as the console shows it. Required; never logged.
+     */
+    const char *device_psk;
+    /**
+     * Connection id, 5 letters or digits, or NULL (default) for a random one.
+     */
+    const char *conn_id;
+    /**
+     * The `sdkappid` of the user name. Default 12010126.
+     */
+    uint32_t sdk_app_id;
+    /**
+     * RRPC_SIGN_METHOD_HMACSHA256 (default) or RRPC_SIGN_METHOD_HMACSHA1.
+     */
+    uint32_t sign_method;
+    /**
+     * When the signature expires: Unix seconds, 1 to 9999999999999. Required
+     * (default 0).
+     */
+    uint64_t expiry;
+    /**
+     * TLS (default true): port 8883; false: 1883.
+     */
+    bool tls;
+} rrpc_credentials_tencent_params;
+
+/**
+ * What a device presents in its MQTT CONNECT, and where it connects: each string
+ * NUL-terminated. `password` is derived from the device secret: clear the struct
+ * (for example with memset) when it is no longer needed.
+ */
+typedef struct rrpc_credentials {
+    char client_id[RRPC_CREDENTIALS_ID_SIZE];
+    char username[RRPC_CREDENTIALS_ID_SIZE];
+    char password[RRPC_CREDENTIALS_PASSWORD_SIZE];
+    /**
+     * The cloud's MQTT host for this device.
+     */
+    char host[RRPC_CREDENTIALS_HOST_SIZE];
+    /**
+     * 8883 with TLS, 1883 without.
+     */
+    uint16_t port;
+} rrpc_credentials;
+
+/**
  * Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
  */
 typedef struct rrpc_jt808_adapter_config {
@@ -1532,6 +1682,8 @@ typedef struct rrpc_router_stats {
     uint64_t devices;
 } rrpc_router_stats;
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -2006,6 +2158,83 @@ rrpc_status rrpc_client_get_client_id(struct rrpc_client *client,
                                       char *buf,
                                       size_t size,
                                       size_t *out_len);
+
+/**
+ * Fills `out_params` with the defaults: NULL strings, HMAC-SHA256, timestamp 0
+ * (set it), TLS, no custom RRPC topic, the public instance in cn-shanghai.
+ *
+ * @param[out] out_params the struct to fill.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_credentials_alibaba_params_init(struct rrpc_credentials_alibaba_params *out_params);
+
+/**
+ * Fills `out_params` with the defaults: NULL strings (a random connection id),
+ * sdkappid 12010126, HMAC-SHA256, expiry 0 (set it), TLS.
+ *
+ * @param[out] out_params the struct to fill.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_credentials_tencent_params_init(struct rrpc_credentials_tencent_params *out_params);
+
+/**
+ * Signs an Alibaba device's credentials: client id
+ * `{id}|securemode=2,signmethod=hmacsha256,timestamp={ts}|`, user name
+ * `{DeviceName}&{ProductKey}`, password the hex HMAC of
+ * `clientId{id}deviceName{dn}productKey{pk}timestamp{ts}` keyed with the
+ * DeviceSecret; host `{ProductKey}.iot-as-mqtt.{region}.aliyuncs.com` or
+ * `{instanceId}.mqtt.iothub.aliyuncs.com`. Sign again at every connect.
+ *
+ * @param[in]  params          the device, from `rrpc_credentials_alibaba_params_init`.
+ * @param[out] out_credentials receives the credentials; written only on success.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER      `params`, `out_credentials` or a required
+ *                                       string is NULL.
+ * @retval RRPC_STATUS_INVALID_UTF8      a string is not UTF-8.
+ * @retval RRPC_STATUS_INVALID_IDENTITY  product key, device name or client id is
+ *         empty, longer than 128 bytes, or holds `+ # /`, a control character or
+ *         a separator of the signed strings (`& | , ; =`; `&` is allowed in the
+ *         client id).
+ * @retval RRPC_STATUS_INVALID_ARGUMENT  empty or over-long secret, timestamp out
+ *         of range, unknown sign_method, or a region or instance id that is not
+ *         a host name label. The message names the field, never the secret.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_credentials_alibaba(const struct rrpc_credentials_alibaba_params *params,
+                                     struct rrpc_credentials *out_credentials);
+
+/**
+ * Signs a Tencent IoT Hub device's credentials: client id
+ * `{ProductId}{DeviceName}`, user name
+ * `{ProductId}{DeviceName};{sdkappid};{connid};{expiry}`, password the hex HMAC
+ * of the user name keyed with the Base64-decoded PSK, then `;hmacsha256` or
+ * `;hmacsha1`; host `{ProductId}.iotcloud.tencentdevices.com`. Sign again at
+ * every connect, with a fresh connection id.
+ *
+ * @param[in]  params          the device, from `rrpc_credentials_tencent_params_init`.
+ * @param[out] out_credentials receives the credentials; written only on success.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER      `params`, `out_credentials` or a required
+ *                                       string is NULL.
+ * @retval RRPC_STATUS_INVALID_UTF8      a string is not UTF-8.
+ * @retval RRPC_STATUS_INVALID_IDENTITY  product id or device name is empty,
+ *         longer than 128 bytes, or holds `+ # /`, a control character or one of
+ *         `& | , ; =`; or the product id is not a host name label.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT  empty PSK, a PSK that is not Base64, a
+ *         connection id that is not 5 letters or digits, expiry out of range, or
+ *         unknown sign_method. The message names the field, never the PSK.
+ *
+ * Any thread.
+ */
+rrpc_status rrpc_credentials_tencent(const struct rrpc_credentials_tencent_params *params,
+                                     struct rrpc_credentials *out_credentials);
 
 /**
  * The payload `{"jt808":"error","reason":"busy"}`, for applications that answer

@@ -101,6 +101,17 @@ pub struct CredentialError {
     pub reason: String,
 }
 
+impl CredentialError {
+    /// Whether the refused field names the device (product key or id, device
+    /// name, client id) rather than a secret, a time or a host part.
+    pub fn is_identity(&self) -> bool {
+        matches!(
+            self.field,
+            "product key" | "product id" | "device name" | "client id"
+        )
+    }
+}
+
 impl fmt::Display for CredentialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.field, self.reason)

@@ -22,6 +22,25 @@ fn header_matches_generated() {
     );
 }
 
+/// Every name the header defines as a macro or an enum constant belongs to the
+/// library's namespace: a Rust constant that cbindgen picked up by accident (its
+/// `[export] exclude` list keeps the Rust API's own constants out) fails here.
+#[test]
+fn header_defines_only_rrpc_names() {
+    let h = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/rrpc.h"))
+        .expect("read include/rrpc.h");
+    let foreign: Vec<&str> = h
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("#define "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| !name.starts_with("RRPC_"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "macros outside the RRPC_ namespace: {foreign:?}"
+    );
+}
+
 fn compile(compiler: &str, std: &str, lang: &str) {
     if !common::require_tool(compiler) {
         return;

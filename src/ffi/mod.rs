@@ -17,7 +17,8 @@
 //!
 //! One module per C type family, named as its functions are: `client.rs`
 //! (`rrpc_client_*`), `router.rs` (`rrpc_router_*`), `caller.rs`
-//! (`rrpc_caller_*`, `rrpc_response_*`), `jt808_codec.rs`
+//! (`rrpc_caller_*`, `rrpc_response_*`), `credentials.rs` (`rrpc_credentials_*`),
+//! `jt808_codec.rs`
 //! (`rrpc_jt808_decoder_*`, `rrpc_jt808_encode`, ...), `jt808_adapter.rs`
 //! (`rrpc_jt808_adapter_*`), and `misc.rs` for the library-wide functions.
 
@@ -38,6 +39,7 @@ mod status;
 
 pub mod caller;
 pub mod client;
+pub mod credentials;
 pub mod jt808_adapter;
 pub mod jt808_codec;
 pub mod misc;

@@ -10,6 +10,7 @@ use std::ffi::CStr;
 
 use crate::caller::CallerError;
 use crate::client::{ClientError, SendError};
+use crate::credentials::CredentialError;
 use crate::guard::Reentered;
 use crate::jt808::{
     ConfigError as AdapterConfigError, ConnectionError, DecodeError, EncodeError, FrameError,
@@ -281,6 +282,16 @@ impl Status for CallerError {
             CallerError::InvalidArgument(_) => RRPC_STATUS_INVALID_ARGUMENT,
             CallerError::ConnectFailed(_) => RRPC_STATUS_CONNECT_FAILED,
             CallerError::WrongState(_) => RRPC_STATUS_WRONG_STATE,
+        }
+    }
+}
+
+impl Status for CredentialError {
+    fn status(&self) -> rrpc_status {
+        if self.is_identity() {
+            RRPC_STATUS_INVALID_IDENTITY
+        } else {
+            RRPC_STATUS_INVALID_ARGUMENT
         }
     }
 }

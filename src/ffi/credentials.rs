@@ -1,0 +1,306 @@
+//! `rrpc_credentials_*`: signed MQTT credentials of cloud devices, written into a
+//! caller-provided `rrpc_credentials` (no allocation to free).
+
+use std::ffi::c_char;
+
+use super::{arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
+use crate::credentials::{
+    alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
+    Credentials, SignMethod, TencentDevice, TENCENT_SDK_APP_ID,
+};
+
+/// Bytes of `rrpc_credentials.client_id` and `.username`, the NUL included: room
+/// for the longest identities the credentials accept (128 bytes each).
+pub const RRPC_CREDENTIALS_ID_SIZE: usize = 384;
+/// Bytes of `rrpc_credentials.password`, the NUL included.
+pub const RRPC_CREDENTIALS_PASSWORD_SIZE: usize = 128;
+/// Bytes of `rrpc_credentials.host`, the NUL included.
+pub const RRPC_CREDENTIALS_HOST_SIZE: usize = 256;
+
+/// The HMAC of a signature. Pass these values where a field is `uint32_t
+/// sign_method`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_sign_method {
+    /// HMAC-SHA256 (default): Alibaba LinkSDK C 4.x, Tencent's C SDK.
+    RRPC_SIGN_METHOD_HMACSHA256 = 0,
+    /// HMAC-SHA1: older SDKs.
+    RRPC_SIGN_METHOD_HMACSHA1 = 1,
+}
+
+fn sign_method(v: u32) -> Result<SignMethod, Failure> {
+    match v {
+        0 => Ok(SignMethod::HmacSha256),
+        1 => Ok(SignMethod::HmacSha1),
+        _ => Err(Failure::new(
+            rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
+            format!("sign_method {v} is neither RRPC_SIGN_METHOD_HMACSHA256 nor _HMACSHA1"),
+        )),
+    }
+}
+
+/// What a device presents in its MQTT CONNECT, and where it connects: each string
+/// NUL-terminated. `password` is derived from the device secret: clear the struct
+/// (for example with memset) when it is no longer needed.
+#[repr(C)]
+pub struct rrpc_credentials {
+    pub client_id: [c_char; RRPC_CREDENTIALS_ID_SIZE],
+    pub username: [c_char; RRPC_CREDENTIALS_ID_SIZE],
+    pub password: [c_char; RRPC_CREDENTIALS_PASSWORD_SIZE],
+    /// The cloud's MQTT host for this device.
+    pub host: [c_char; RRPC_CREDENTIALS_HOST_SIZE],
+    /// 8883 with TLS, 1883 without.
+    pub port: u16,
+}
+
+/// An Alibaba IoT Platform device with device-secret authentication (also the
+/// white labels that copy the scheme, such as Tuya's); fill with
+/// `rrpc_credentials_alibaba_params_init`.
+#[repr(C)]
+pub struct rrpc_credentials_alibaba_params {
+    /// ProductKey. Required.
+    pub product_key: *const c_char,
+    /// DeviceName. Required.
+    pub device_name: *const c_char,
+    /// DeviceSecret. Required; never logged or put into an error message.
+    pub device_secret: *const c_char,
+    /// The `{id}` of the client id, or NULL (default) for `{ProductKey}.{DeviceName}`.
+    pub client_id: *const c_char,
+    /// RRPC_SIGN_METHOD_HMACSHA256 (default) or RRPC_SIGN_METHOD_HMACSHA1.
+    pub sign_method: u32,
+    /// Signature time: Unix ms (seconds are accepted too), 1 to 9999999999999.
+    /// Required (default 0).
+    pub timestamp: u64,
+    /// TLS (default true): securemode 2 and port 8883; false: securemode 3, 1883.
+    pub tls: bool,
+    /// The device serves a custom RRPC topic: `ext=3` in the client id. Default false.
+    pub custom_rrpc: bool,
+    /// Region of the public instance for the host, or NULL for "cn-shanghai".
+    pub region: *const c_char,
+    /// Enterprise instance id, or NULL (default) for the public instance.
+    pub instance_id: *const c_char,
+}
+
+/// A Tencent IoT Hub device with key (PSK) authentication; fill with
+/// `rrpc_credentials_tencent_params_init`.
+#[repr(C)]
+pub struct rrpc_credentials_tencent_params {
+    /// ProductId. Required.
+    pub product_id: *const c_char,
+    /// DeviceName. Required.
+    pub device_name: *const c_char,
+    /// The device PSK in Base64, as the console shows it. Required; never logged.
+    pub device_psk: *const c_char,
+    /// Connection id, 5 letters or digits, or NULL (default) for a random one.
+    pub conn_id: *const c_char,
+    /// The `sdkappid` of the user name. Default 12010126.
+    pub sdk_app_id: u32,
+    /// RRPC_SIGN_METHOD_HMACSHA256 (default) or RRPC_SIGN_METHOD_HMACSHA1.
+    pub sign_method: u32,
+    /// When the signature expires: Unix seconds, 1 to 9999999999999. Required
+    /// (default 0).
+    pub expiry: u64,
+    /// TLS (default true): port 8883; false: 1883.
+    pub tls: bool,
+}
+
+/// Fills `out_params` with the defaults: NULL strings, HMAC-SHA256, timestamp 0
+/// (set it), TLS, no custom RRPC topic, the public instance in cn-shanghai.
+///
+/// @param[out] out_params the struct to fill.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_credentials_alibaba_params_init(
+    out_params: *mut rrpc_credentials_alibaba_params,
+) -> rrpc_status {
+    boundary("rrpc_credentials_alibaba_params_init", || {
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_params, "out_params") }?;
+        *out = rrpc_credentials_alibaba_params {
+            product_key: std::ptr::null(),
+            device_name: std::ptr::null(),
+            device_secret: std::ptr::null(),
+            client_id: std::ptr::null(),
+            sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
+            timestamp: 0,
+            tls: true,
+            custom_rrpc: false,
+            region: std::ptr::null(),
+            instance_id: std::ptr::null(),
+        };
+        Ok(())
+    })
+}
+
+/// Fills `out_params` with the defaults: NULL strings (a random connection id),
+/// sdkappid 12010126, HMAC-SHA256, expiry 0 (set it), TLS.
+///
+/// @param[out] out_params the struct to fill.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_credentials_tencent_params_init(
+    out_params: *mut rrpc_credentials_tencent_params,
+) -> rrpc_status {
+    boundary("rrpc_credentials_tencent_params_init", || {
+        // SAFETY: NULL-checked out-parameter.
+        let out = unsafe { arg_out(out_params, "out_params") }?;
+        *out = rrpc_credentials_tencent_params {
+            product_id: std::ptr::null(),
+            device_name: std::ptr::null(),
+            device_psk: std::ptr::null(),
+            conn_id: std::ptr::null(),
+            sdk_app_id: TENCENT_SDK_APP_ID,
+            sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
+            expiry: 0,
+            tls: true,
+        };
+        Ok(())
+    })
+}
+
+/// Signs an Alibaba device's credentials: client id
+/// `{id}|securemode=2,signmethod=hmacsha256,timestamp={ts}|`, user name
+/// `{DeviceName}&{ProductKey}`, password the hex HMAC of
+/// `clientId{id}deviceName{dn}productKey{pk}timestamp{ts}` keyed with the
+/// DeviceSecret; host `{ProductKey}.iot-as-mqtt.{region}.aliyuncs.com` or
+/// `{instanceId}.mqtt.iothub.aliyuncs.com`. Sign again at every connect.
+///
+/// @param[in]  params          the device, from `rrpc_credentials_alibaba_params_init`.
+/// @param[out] out_credentials receives the credentials; written only on success.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER      `params`, `out_credentials` or a required
+///                                       string is NULL.
+/// @retval RRPC_STATUS_INVALID_UTF8      a string is not UTF-8.
+/// @retval RRPC_STATUS_INVALID_IDENTITY  product key, device name or client id is
+///         empty, longer than 128 bytes, or holds `+ # /`, a control character or
+///         a separator of the signed strings (`& | , ; =`; `&` is allowed in the
+///         client id).
+/// @retval RRPC_STATUS_INVALID_ARGUMENT  empty or over-long secret, timestamp out
+///         of range, unknown sign_method, or a region or instance id that is not
+///         a host name label. The message names the field, never the secret.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_credentials_alibaba(
+    params: *const rrpc_credentials_alibaba_params,
+    out_credentials: *mut rrpc_credentials,
+) -> rrpc_status {
+    boundary("rrpc_credentials_alibaba", || {
+        // SAFETY: pointer contracts documented above.
+        let p = unsafe { arg_ref(params, "params") }?;
+        let out = unsafe { arg_out(out_credentials, "out_credentials") }?;
+        // SAFETY: the strings' contracts are the caller's, as documented.
+        let (pk, dn, secret, id, region, instance) = unsafe {
+            (
+                arg_str(p.product_key, "product_key")?,
+                arg_str(p.device_name, "device_name")?,
+                arg_str(p.device_secret, "device_secret")?,
+                arg_opt_str(p.client_id, "client_id")?,
+                arg_opt_str(p.region, "region")?,
+                arg_opt_str(p.instance_id, "instance_id")?,
+            )
+        };
+        let mut d = AlibabaDevice::new(pk, dn, secret);
+        d.client_id = id.map(str::to_string);
+        d.sign_method = sign_method(p.sign_method)?;
+        d.tls = p.tls;
+        d.custom_rrpc = p.custom_rrpc;
+        let c = d.sign(p.timestamp)?;
+        let host = match instance {
+            Some(i) => alibaba_instance_host(i)?,
+            None => alibaba_public_host(pk, region.unwrap_or("cn-shanghai"))?,
+        };
+        fill(out, &c, &host, p.tls)
+    })
+}
+
+/// Signs a Tencent IoT Hub device's credentials: client id
+/// `{ProductId}{DeviceName}`, user name
+/// `{ProductId}{DeviceName};{sdkappid};{connid};{expiry}`, password the hex HMAC
+/// of the user name keyed with the Base64-decoded PSK, then `;hmacsha256` or
+/// `;hmacsha1`; host `{ProductId}.iotcloud.tencentdevices.com`. Sign again at
+/// every connect, with a fresh connection id.
+///
+/// @param[in]  params          the device, from `rrpc_credentials_tencent_params_init`.
+/// @param[out] out_credentials receives the credentials; written only on success.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER      `params`, `out_credentials` or a required
+///                                       string is NULL.
+/// @retval RRPC_STATUS_INVALID_UTF8      a string is not UTF-8.
+/// @retval RRPC_STATUS_INVALID_IDENTITY  product id or device name is empty,
+///         longer than 128 bytes, or holds `+ # /`, a control character or one of
+///         `& | , ; =`; or the product id is not a host name label.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT  empty PSK, a PSK that is not Base64, a
+///         connection id that is not 5 letters or digits, expiry out of range, or
+///         unknown sign_method. The message names the field, never the PSK.
+///
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_credentials_tencent(
+    params: *const rrpc_credentials_tencent_params,
+    out_credentials: *mut rrpc_credentials,
+) -> rrpc_status {
+    boundary("rrpc_credentials_tencent", || {
+        // SAFETY: pointer contracts documented above.
+        let p = unsafe { arg_ref(params, "params") }?;
+        let out = unsafe { arg_out(out_credentials, "out_credentials") }?;
+        // SAFETY: the strings' contracts are the caller's, as documented.
+        let (pid, dn, psk, conn) = unsafe {
+            (
+                arg_str(p.product_id, "product_id")?,
+                arg_str(p.device_name, "device_name")?,
+                arg_str(p.device_psk, "device_psk")?,
+                arg_opt_str(p.conn_id, "conn_id")?,
+            )
+        };
+        let mut d = TencentDevice::new(pid, dn, psk);
+        d.sdk_app_id = p.sdk_app_id;
+        d.sign_method = sign_method(p.sign_method)?;
+        let conn = conn.map_or_else(tencent_conn_id, str::to_string);
+        let c = d.sign(&conn, p.expiry)?;
+        let host = tencent_host(pid)?;
+        fill(out, &c, &host, p.tls)
+    })
+}
+
+/// Writes the credentials into `out`: every string checked to fit first, so a
+/// failure writes nothing.
+fn fill(out: &mut rrpc_credentials, c: &Credentials, host: &str, tls: bool) -> Result<(), Failure> {
+    let fits = |name: &str, s: &str, size: usize| {
+        if s.len() < size {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                rrpc_status::RRPC_STATUS_INTERNAL,
+                format!(
+                    "{name} of {} bytes does not fit its {size}-byte field",
+                    s.len()
+                ),
+            ))
+        }
+    };
+    fits("client_id", &c.client_id, RRPC_CREDENTIALS_ID_SIZE)?;
+    fits("username", &c.username, RRPC_CREDENTIALS_ID_SIZE)?;
+    fits("password", &c.password, RRPC_CREDENTIALS_PASSWORD_SIZE)?;
+    fits("host", host, RRPC_CREDENTIALS_HOST_SIZE)?;
+    copy(&mut out.client_id, &c.client_id);
+    copy(&mut out.username, &c.username);
+    copy(&mut out.password, &c.password);
+    copy(&mut out.host, host);
+    out.port = if tls { 8883 } else { 1883 };
+    Ok(())
+}
+
+/// `s` and a NUL into `field`, the rest zeroed; `s` fits (checked by [`fill`]).
+fn copy(field: &mut [c_char], s: &str) {
+    field.fill(0);
+    for (d, &b) in field.iter_mut().zip(s.as_bytes()) {
+        *d = b as c_char;
+    }
+}

@@ -1,0 +1,19 @@
+//! Cloud credentials from C (tests/c/credentials_harness.c): the vendors' SDK
+//! values through `rrpc_credentials_alibaba` and `rrpc_credentials_tencent`, and
+//! every bad input with its status; also clean under valgrind.
+
+mod common;
+
+#[test]
+fn credentials_from_c() {
+    if let Some(exe) = common::c_harness("credentials_harness.c", "credentials_harness") {
+        common::run_c_harness(&exe);
+    }
+}
+
+#[test]
+fn credentials_from_c_run_clean_under_valgrind() {
+    if let Some(exe) = common::c_harness("credentials_harness.c", "credentials_harness_vg") {
+        common::run_c_harness_under_valgrind(&exe, "credentials_harness.log");
+    }
+}
