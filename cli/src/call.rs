@@ -153,7 +153,10 @@ pub fn run(a: CallArgs) -> ExitCode {
     };
     let mut cfg = CallerConfig::new(a.conn.host.clone(), a.conn.port);
     cfg.mqtt.username = a.conn.username.clone();
-    cfg.mqtt.password = a.conn.password.clone();
+    cfg.mqtt.password = match a.conn.password() {
+        Ok(p) => p,
+        Err(why) => return fail(CODE_INVALID_PARAMETER, why, a.format),
+    };
     cfg.mqtt.connect_timeout_ms = a.connect_timeout_ms;
     cfg.presence = (!a.no_presence).then(PresenceTopics::default);
     // The library checks the parameters again in `call`; checking first means bad

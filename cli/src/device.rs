@@ -64,14 +64,14 @@ pub struct DeviceArgs {
 }
 
 /// A client config for `conn`, with presence announcements when `presence`.
-pub fn client_config(conn: &Conn, presence: bool) -> ClientConfig {
+pub fn client_config(conn: &Conn, presence: bool) -> Result<ClientConfig, String> {
     let mut cfg = ClientConfig::new(conn.host.clone(), conn.port);
     cfg.mqtt.username = conn.username.clone();
-    cfg.mqtt.password = conn.password.clone();
+    cfg.mqtt.password = conn.password()?;
     if presence {
         cfg.presence = Some(PresenceTopics::default());
     }
-    cfg
+    Ok(cfg)
 }
 
 /// Answers requests after a fixed delay, in arrival order, on one thread.
@@ -124,7 +124,10 @@ pub fn run(a: DeviceArgs) -> ExitCode {
             "a custom topic serves one device: give one --device-name with --topic".to_string(),
         );
     }
-    let mut cfg = client_config(&a.conn, !a.no_presence);
+    let mut cfg = match client_config(&a.conn, !a.no_presence) {
+        Ok(c) => c,
+        Err(m) => return invalid(m),
+    };
     cfg.mqtt.client_id = a.client_id.clone();
     cfg.mqtt.connect_timeout_ms = a.connect_timeout_ms;
     let client = match Client::new(cfg) {

@@ -76,7 +76,7 @@ enum Command {
 }
 
 /// Where the broker is, and how to log in.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct Conn {
     /// Broker host name or address.
     #[arg(long, default_value = "127.0.0.1")]
@@ -87,9 +87,52 @@ pub struct Conn {
     /// MQTT user name.
     #[arg(long)]
     pub username: Option<String>,
-    /// MQTT password (needs --username).
-    #[arg(long, requires = "username")]
-    pub password: Option<String>,
+    /// MQTT password (needs --username). It shows in the process list: prefer
+    /// --password-file.
+    #[arg(long, requires = "username", conflicts_with = "password_file")]
+    password: Option<String>,
+    /// A file holding the MQTT password (needs --username); one trailing newline is
+    /// ignored.
+    #[arg(long, value_name = "FILE", requires = "username")]
+    password_file: Option<std::path::PathBuf>,
+}
+
+impl Conn {
+    /// The password of --password or --password-file. Errors name the file and the
+    /// problem, never the content.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.password_file else {
+            return Ok(self.password.clone());
+        };
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("--password-file {}: {e}", path.display()))?;
+        let mut text = String::from_utf8(bytes)
+            .map_err(|_| format!("--password-file {}: not UTF-8", path.display()))?;
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        if text.is_empty() {
+            return Err(format!("--password-file {}: empty", path.display()));
+        }
+        Ok(Some(text))
+    }
+}
+
+/// The password stays out of `Debug` output.
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |set: bool| if set { "<redacted>" } else { "<none>" };
+        f.debug_struct("Conn")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &secret(self.password.is_some()))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
 }
 
 /// The topic conventions, by their command-line names.

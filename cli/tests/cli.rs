@@ -978,3 +978,102 @@ fn credentials_match_the_vendor_sdks() {
         );
     }
 }
+
+/// `--password-file` logs `rrpc device` and `rrpc call` in to a Mosquitto that
+/// refuses anonymous clients; a wrong, empty or missing file is refused clearly,
+/// and the password never shows in the output.
+#[test]
+fn password_file_logs_in_and_bad_files_are_named() {
+    if !common::require_tool("mosquitto_passwd") {
+        return;
+    }
+    let dir = common::scratch_dir("cli-auth");
+    let pwfile = dir.join(format!("passwd-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pwfile);
+    let st = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&pwfile)
+        .args(["gateway1", "pa55 word"])
+        .status()
+        .expect("run mosquitto_passwd");
+    assert!(st.success());
+    let conf = format!(
+        "allow_anonymous false\npassword_file {}\n",
+        pwfile.display()
+    );
+    let Some(broker) = Broker::mosquitto_with(&conf) else {
+        return;
+    };
+    let good = dir.join(format!("good-{}", std::process::id()));
+    std::fs::write(&good, "pa55 word\n").unwrap();
+    let wrong = dir.join(format!("wrong-{}", std::process::id()));
+    std::fs::write(&wrong, "guess\r\n").unwrap();
+    let empty = dir.join(format!("empty-{}", std::process::id()));
+    std::fs::write(&empty, "\n").unwrap();
+    let login = |file: &Path| {
+        vec![
+            "--username".to_string(),
+            "gateway1".to_string(),
+            "--password-file".to_string(),
+            file.display().to_string(),
+        ]
+    };
+    let mut dev_args = strings(&["--device-name", "pwdev"]);
+    dev_args.extend(login(&good));
+    let dev = rrpc_device(
+        broker.port,
+        &dev_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+
+    let mut ok_args = strings(&[
+        "--product-key",
+        PK,
+        "--device-name",
+        "pwdev",
+        "--payload",
+        "hi",
+    ]);
+    ok_args.extend(strings(&["--timeout", "3000"]));
+    ok_args.extend(login(&good));
+    let r = call(
+        broker.port,
+        &ok_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_success_json(&r, "aGk=");
+    assert_eq!(
+        dev.wait_stdout_lines("request ", 1, READY),
+        1,
+        "{}",
+        dev.transcript()
+    );
+
+    for (file, want, code) in [
+        (wrong.clone(), "", 7),
+        (empty.clone(), "empty", 2),
+        (dir.join("no-such-file"), "No such file", 2),
+    ] {
+        let mut a = strings(&[
+            "--product-key",
+            PK,
+            "--device-name",
+            "pwdev",
+            "--payload",
+            "hi",
+        ]);
+        a.extend(strings(&["--timeout", "3000"]));
+        a.extend(login(&file));
+        let r = call(
+            broker.port,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert_eq!(r.code, Some(code), "{}", r.show());
+        assert!(r.stderr.contains(want), "{}", r.show());
+        assert!(
+            !r.stdout.contains("guess") && !r.stderr.contains("guess"),
+            "{}",
+            r.show()
+        );
+    }
+    assert!(!dev.transcript().contains("pa55"), "{}", dev.transcript());
+    drop(dev);
+}
