@@ -3,6 +3,7 @@
  *   echo_device --host 127.0.0.1 --port 1883 --dialect alibaba \
  *               --product-key a1B2c3 --device-name dev1 [--device-name dev2 ...]
  *               [--topic /a1B2c3/dev1/user/update] [--yield] [--max-requests N]
+ *               [--tls] [--ca-file ca.pem] [--cert c.pem --key c.key] [--tls-server-name N]
  *
  * Prints one line per request on stdout: "request <dialect> <pk>/<dn> id=<id> len=<n>",
  * followed by " ct=<n>" when the request carries a ContentType.
@@ -11,6 +12,8 @@
  * --quiet prints nothing per request (for benchmarks).
  * --presence announces the devices (retained online/offline, last will) so that
  * callers can tell OFFLINE and HALFCONN.
+ * --tls connects over TLS, verified against the system's CA store or --ca-file (which
+ * implies --tls); --cert and --key add a client certificate (mutual TLS).
  * Connection changes (up, lost, connect failed, retry in N ms) go to stderr.
  * Exits on SIGINT/SIGTERM, freeing everything.
  */
@@ -82,15 +85,17 @@ static void usage(void)
             "usage: echo_device --host H --port P --dialect alibaba|alibaba-custom|tencent\n"
             "                   --product-key PK --device-name DN [--device-name DN2 ...]\n"
             "                   [--topic /custom/topic] [--yield] [--max-requests N]\n"
-            "                   [--client-id ID] [--connect-timeout-ms MS] [--quiet] [--presence]\n");
+            "                   [--client-id ID] [--connect-timeout-ms MS] [--quiet] [--presence]\n"
+            "                   [--tls] [--ca-file PEM] [--cert PEM --key PEM] [--tls-server-name NAME]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1", *dialect_name = "alibaba", *pk = NULL, *topic = NULL;
     const char *client_id = NULL;
+    const char *ca_file = NULL, *cert_file = NULL, *key_file = NULL, *server_name = NULL;
     const char *names[MAX_DEVICES];
-    int n_names = 0, use_yield = 0, presence = 0;
+    int n_names = 0, use_yield = 0, presence = 0, tls = 0;
     long port = 1883, connect_timeout = -1;
     unsigned long max_requests = 0;
 
@@ -99,6 +104,7 @@ int main(int argc, char **argv)
         if (strcmp(a, "--yield") == 0) { use_yield = 1; continue; }
         if (strcmp(a, "--quiet") == 0) { quiet = 1; continue; }
         if (strcmp(a, "--presence") == 0) { presence = 1; continue; }
+        if (strcmp(a, "--tls") == 0) { tls = 1; continue; }
         if (v == NULL) { usage(); return 2; }
         if (strcmp(a, "--host") == 0) host = v;
         else if (strcmp(a, "--port") == 0) port = strtol(v, NULL, 10);
@@ -109,6 +115,10 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--client-id") == 0) client_id = v;
         else if (strcmp(a, "--max-requests") == 0) max_requests = strtoul(v, NULL, 10);
         else if (strcmp(a, "--connect-timeout-ms") == 0) connect_timeout = strtol(v, NULL, 10);
+        else if (strcmp(a, "--ca-file") == 0) { ca_file = v; tls = 1; }
+        else if (strcmp(a, "--cert") == 0) { cert_file = v; tls = 1; }
+        else if (strcmp(a, "--key") == 0) { key_file = v; tls = 1; }
+        else if (strcmp(a, "--tls-server-name") == 0) { server_name = v; tls = 1; }
         else { usage(); return 2; }
         i++;
     }
@@ -124,6 +134,11 @@ int main(int argc, char **argv)
     cfg.mqtt.port = (uint16_t)port;
     cfg.mqtt.client_id = client_id;
     if (connect_timeout >= 0) cfg.mqtt.connect_timeout_ms = (uint32_t)connect_timeout;
+    cfg.mqtt.tls = tls != 0;
+    cfg.mqtt.tls_ca_file = ca_file;
+    cfg.mqtt.tls_cert_file = cert_file;
+    cfg.mqtt.tls_key_file = key_file;
+    cfg.mqtt.tls_server_name = server_name;
     cfg.presence = presence != 0;
 
     rrpc_client *client = NULL;

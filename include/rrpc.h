@@ -50,6 +50,7 @@
  *   SEND_FAILED 19       the application's publish or send function failed; nothing sent
  *   MALFORMED_FRAME 20   not a valid JT/T 808 frame
  *   LIMIT_REACHED 21     a configured bound is reached; nothing added
+ *   TLS 22               TLS configuration unusable, or the TLS handshake failed
  */
 
 #ifndef RRPC_H
@@ -203,6 +204,14 @@ enum rrpc_status
      * call may succeed once load drops; the message names the bound.
      */
     RRPC_STATUS_LIMIT_REACHED = 21,
+    /**
+     * TLS failed: a configuration that cannot be used (unreadable or malformed
+     * PEM, a client key that does not match its certificate, no CA
+     * certificates), or a handshake the server's certificate failed (unknown CA,
+     * expired, not valid for the host name) or the server refused; the message
+     * says which.
+     */
+    RRPC_STATUS_TLS = 22,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -696,6 +705,43 @@ typedef struct rrpc_mqtt_config {
      * Largest reconnect delay in ms; each delay gets +-25% jitter. Default 10000.
      */
     uint32_t reconnect_max_ms;
+    /**
+     * Connect over TLS (rustls, verified). Default false. The tls_* fields
+     * below apply only with it; setting one without `tls` is refused.
+     */
+    bool tls;
+    /**
+     * PEM file of the CA certificates that verify the broker, or NULL (default)
+     * for the operating system's CA store.
+     */
+    const char *tls_ca_file;
+    /**
+     * The name the broker's certificate must be valid for when it differs from
+     * `host` (for example when `host` is an IP address), or NULL (default). The
+     * SNI sent is still `host`.
+     */
+    const char *tls_server_name;
+    /**
+     * PEM file of the client certificate chain for mutual TLS, or NULL
+     * (default). Needs `tls_key_file`.
+     */
+    const char *tls_cert_file;
+    /**
+     * PEM file of the private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1),
+     * or NULL (default). It must match the certificate.
+     */
+    const char *tls_key_file;
+    /**
+     * ALPN protocols to offer, comma separated ("mqtt" for brokers on port
+     * 443), or NULL (default) for none.
+     */
+    const char *tls_alpn;
+    /**
+     * Accept any broker certificate: verification OFF. Default false. For test
+     * benches only: anyone on the path can then read and change the traffic;
+     * every connect logs a warning.
+     */
+    bool tls_insecure_skip_verify;
 } rrpc_mqtt_config;
 
 /**

@@ -28,10 +28,10 @@ use crate::dialect::{Dialect, Identity};
 use crate::guard::{self, Kind, Slot};
 use crate::presence::{self, PresenceTopics};
 use crate::router::{Device, DeviceError, Dropped, ReplyError, Router, RouterConfig, Stats};
+use crate::session::{ConnError, Link, Outbox, Owner, Publisher, Session};
 pub use crate::session::{
     ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig, SendError,
 };
-use crate::session::{Link, Outbox, Owner, Publisher, Session};
 
 /// Settings of the built-in client. [`ClientConfig::new`] fills in the defaults.
 #[derive(Clone, Debug)]
@@ -99,11 +99,25 @@ pub enum ClientError {
     /// failed connect ("could not connect to ...") from a dropped connection
     /// ("connection to ... lost: ...").
     ConnectFailed(String),
+    /// The TLS configuration cannot be used (unreadable or malformed PEM, a key
+    /// that does not match its certificate, no CA certificates).
+    Tls(String),
     /// The client has no connection to the broker at the moment.
     NotConnected,
     /// The outgoing queue is full; retry shortly.
     Busy,
     Reply(ReplyError<SendError>),
+}
+
+/// A failed connection: TLS when its handshake failed, a failed connect otherwise.
+impl From<ConnError> for ClientError {
+    fn from(e: ConnError) -> ClientError {
+        if e.is_tls() {
+            ClientError::Tls(e.to_string())
+        } else {
+            ClientError::ConnectFailed(e.to_string())
+        }
+    }
 }
 
 impl fmt::Display for ClientError {
@@ -113,6 +127,7 @@ impl fmt::Display for ClientError {
             ClientError::Device(e) => e.fmt(f),
             ClientError::WrongState(m) => f.write_str(m),
             ClientError::ConnectFailed(m) => f.write_str(m),
+            ClientError::Tls(m) => write!(f, "TLS: {m}"),
             ClientError::NotConnected => f.write_str("not connected to the broker"),
             ClientError::Busy => f.write_str("outgoing queue is full; retry shortly"),
             ClientError::Reply(e) => e.fmt(f),
@@ -152,6 +167,8 @@ struct Inner {
     warned_no_handler: AtomicBool,
     /// The client id of the connection, once it is made.
     client_id: Mutex<Option<String>>,
+    /// The TLS configuration, checked when the client was made; `None`: plain TCP.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Who runs the runtime at the moment.
@@ -194,6 +211,10 @@ impl Client {
     /// [`Client::yield_for`].
     pub fn new(cfg: ClientConfig) -> Result<Client, ClientError> {
         cfg.validate()?;
+        let tls = cfg
+            .mqtt
+            .tls_transport()
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -209,6 +230,7 @@ impl Client {
                 publisher: RwLock::new(None),
                 warned_no_handler: AtomicBool::new(false),
                 client_id: Mutex::new(None),
+                tls,
             }),
             driver: Mutex::new(Driver {
                 runtime: Some(runtime),
@@ -397,21 +419,21 @@ impl Client {
             if link.is_subscribed() {
                 Some(None)
             } else if link.errors() != errors_before {
-                Some(link.last_error().map(|e| e.to_string()))
+                Some(link.last_error())
             } else {
                 None
             }
         });
-        let why = match outcome {
+        let err = match outcome {
             Some(None) => return Ok(()),
-            Some(Some(why)) => why,
-            _ => format!(
+            Some(Some(e)) => ClientError::from(e),
+            _ => ClientError::ConnectFailed(format!(
                 "could not connect to {}: no CONNACK and SUBACK within {wait} ms",
                 link.address()
-            ),
+            )),
         };
         let _ = self.stop();
-        Err(ClientError::ConnectFailed(why))
+        Err(err)
     }
 
     /// Disconnects and ends the background thread (thread mode), or disconnects
@@ -485,8 +507,10 @@ impl Client {
             }
         });
         if !link.is_connected() && link.errors() != errors_before {
-            let why = link.last_error().map(|e| e.to_string()).unwrap_or_default();
-            return Err(ClientError::ConnectFailed(why));
+            return Err(match link.last_error() {
+                Some(e) => ClientError::from(e),
+                None => ClientError::ConnectFailed(String::new()),
+            });
         }
         Ok(())
     }
@@ -579,6 +603,7 @@ impl Inner {
         *self.client_id.lock() = Some(client_id.clone());
         Session::open(
             &cfg.mqtt,
+            self.tls.clone(),
             &client_id,
             cfg.router.max_payload,
             // Every pending request may have its reply queued at once.

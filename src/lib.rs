@@ -77,6 +77,7 @@ pub mod jt808;
 pub mod presence;
 pub mod router;
 pub mod session;
+pub mod tls;
 
 /// The C ABI (`include/rrpc.h`). Public so that tests can call it as C does; Rust
 /// users should use the safe API above.

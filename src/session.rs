@@ -39,12 +39,13 @@ use parking_lot::{Condvar, Mutex};
 use rumqttc::{
     AsyncClient, ClientError as MqttClientError, ConnectionError, Event, EventLoop, LastWill,
     MqttOptions, NetworkOptions, Outgoing, Packet, QoS, Request, Subscribe, SubscribeFilter,
-    SubscribeReasonCode,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::guard::{Reentered, Slot};
+use crate::tls::{self, TlsConfig, TlsError};
 
 /// Room for a topic and the MQTT headers on top of a payload limit.
 const PACKET_OVERHEAD: usize = 64 * 1024 + 16;
@@ -77,6 +78,8 @@ pub struct MqttConfig {
     pub reconnect_min_ms: u32,
     /// ...up to this cap, in ms, each delay with +-25% jitter.
     pub reconnect_max_ms: u32,
+    /// TLS; `None`: plain TCP. See [`TlsConfig`].
+    pub tls: Option<TlsConfig>,
 }
 
 impl MqttConfig {
@@ -92,7 +95,14 @@ impl MqttConfig {
             connect_timeout_ms: 5000,
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
+            tls: None,
         }
+    }
+
+    /// The rustls configuration of [`MqttConfig::tls`], checked now (files read,
+    /// PEM parsed, client key matched with its certificate); `None` for plain TCP.
+    pub(crate) fn tls_transport(&self) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+        self.tls.as_ref().map(tls::client_config).transpose()
     }
 
     /// Checks every value before rumqttc sees it (some of its setters assert).
@@ -141,6 +151,7 @@ impl fmt::Debug for MqttConfig {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("reconnect_min_ms", &self.reconnect_min_ms)
             .field("reconnect_max_ms", &self.reconnect_max_ms)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -179,6 +190,14 @@ pub struct ConnError {
     pub cause: DisconnectCause,
     pub address: String,
     pub reason: String,
+}
+
+impl ConnError {
+    /// Whether the connection failed in its TLS handshake (the certificate, or
+    /// the server's refusal), rather than in TCP or MQTT.
+    pub fn is_tls(&self) -> bool {
+        self.reason.starts_with(tls::HANDSHAKE_FAILED)
+    }
 }
 
 impl fmt::Display for ConnError {
@@ -612,6 +631,8 @@ pub(crate) struct Session {
     publisher: Publisher,
     link: Arc<Link>,
     reconnect: (u32, u32),
+    /// TLS without certificate verification: warned about at every connect.
+    insecure: bool,
     /// Filters of the post-CONNACK SUBSCRIBEs queued and not yet sent, in order...
     unsent_batches: VecDeque<Vec<String>>,
     /// ...and those sent, by packet id, until their SUBACK.
@@ -624,14 +645,19 @@ impl Session {
     /// `max_payload` plus headers in both directions, `channel_capacity`
     /// requests queued from other threads, TCP_NODELAY (rumqttc leaves Nagle on,
     /// which stalls pipelined messages by ~40 ms).
+    /// `tls` is the configuration [`MqttConfig::tls_transport`] made, or `None`.
     pub fn open(
         cfg: &MqttConfig,
+        tls: Option<Arc<rustls::ClientConfig>>,
         client_id: &str,
         max_payload: usize,
         channel_capacity: usize,
         link: Arc<Link>,
     ) -> Session {
         let mut o = MqttOptions::new(client_id, &cfg.host, cfg.port);
+        if let Some(t) = tls {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(t)));
+        }
         o.set_keep_alive(Duration::from_secs(u64::from(cfg.keep_alive_s)));
         o.set_clean_session(cfg.clean_session);
         if let Some(user) = &cfg.username {
@@ -650,6 +676,7 @@ impl Session {
             publisher: Publisher(client),
             link,
             reconnect: (cfg.reconnect_min_ms, cfg.reconnect_max_ms),
+            insecure: cfg.tls.as_ref().is_some_and(|t| t.insecure_skip_verify),
             unsent_batches: VecDeque::new(),
             sent_batches: HashMap::new(),
             refused: Vec::new(),
@@ -697,6 +724,12 @@ impl Session {
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => owner.on_publish(&p.topic, &p.payload),
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if self.insecure {
+                        warn!(
+                            "connected to {} over TLS WITHOUT certificate verification (insecure_skip_verify): anyone on the path can read and change this connection",
+                            self.link.address()
+                        );
+                    }
                     let ev = machine.on_connack();
                     self.on_connack(owner);
                     self.link.emit(&ev);
@@ -812,12 +845,20 @@ impl Session {
 }
 
 fn describe(e: &ConnectionError) -> String {
+    // A TLS failure, wherever rumqttc wraps it (TLS 1.3 reports a refused client
+    // certificate at the first read, as an MQTT state error).
+    if let Some(why) = tls::handshake_failure(e) {
+        return why;
+    }
     match e {
         ConnectionError::Io(io) => io.to_string(),
         ConnectionError::ConnectionRefused(code) => {
             format!("broker refused the connection ({code:?})")
         }
         ConnectionError::NetworkTimeout => "connection attempt timed out".to_string(),
+        ConnectionError::Tls(t) => {
+            tls::handshake_failure(t).unwrap_or_else(|| format!("{}{t}", tls::HANDSHAKE_FAILED))
+        }
         other => other.to_string(),
     }
 }

@@ -158,6 +158,7 @@ pub fn run(a: CallArgs) -> ExitCode {
         Err(why) => return fail(CODE_INVALID_PARAMETER, why, a.format),
     };
     cfg.mqtt.connect_timeout_ms = a.connect_timeout_ms;
+    cfg.mqtt.tls = a.conn.tls_config();
     cfg.presence = (!a.no_presence).then(PresenceTopics::default);
     // The library checks the parameters again in `call`; checking first means bad
     // input is reported as such even when the broker is down.

@@ -68,6 +68,7 @@ pub fn client_config(conn: &Conn, presence: bool) -> Result<ClientConfig, String
     let mut cfg = ClientConfig::new(conn.host.clone(), conn.port);
     cfg.mqtt.username = conn.username.clone();
     cfg.mqtt.password = conn.password()?;
+    cfg.mqtt.tls = conn.tls_config();
     if presence {
         cfg.presence = Some(PresenceTopics::default());
     }

@@ -95,6 +95,23 @@ pub struct Conn {
     /// ignored.
     #[arg(long, value_name = "FILE", requires = "username")]
     password_file: Option<std::path::PathBuf>,
+    /// Connect over TLS, verified against the system's CA certificates.
+    #[arg(long)]
+    pub tls: bool,
+    /// Connect over TLS, verified against the CA certificates of this PEM file
+    /// (implies --tls).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS (implies --tls; needs --key).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// The name the broker's certificate must be valid for, when it is not --host
+    /// (implies --tls).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
 }
 
 impl Conn {
@@ -121,6 +138,23 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// The TLS settings of the flags; `None` for plain TCP.
+    pub fn tls_config(&self) -> Option<rrpc::tls::TlsConfig> {
+        let on = self.tls
+            || self.ca_file.is_some()
+            || self.cert.is_some()
+            || self.tls_server_name.is_some();
+        on.then(|| rrpc::tls::TlsConfig {
+            ca_file: self.ca_file.clone(),
+            server_name: self.tls_server_name.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            ..Default::default()
+        })
+    }
+}
+
 /// The password stays out of `Debug` output.
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,6 +165,7 @@ impl std::fmt::Debug for Conn {
             .field("username", &self.username)
             .field("password", &secret(self.password.is_some()))
             .field("password_file", &self.password_file)
+            .field("tls", &self.tls_config())
             .finish()
     }
 }

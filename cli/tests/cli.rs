@@ -1077,3 +1077,64 @@ fn password_file_logs_in_and_bad_files_are_named() {
     assert!(!dev.transcript().contains("pa55"), "{}", dev.transcript());
     drop(dev);
 }
+
+/// `rrpc device --ca-file` and `rrpc call --ca-file` through a Mosquitto TLS
+/// listener with certificates made here; mutual TLS with `--cert`/`--key`; a CA
+/// that did not sign the broker is refused with the reason (exit 7).
+#[test]
+fn device_and_call_over_tls() {
+    let pki = common::pki::Pki::new("cli-tls");
+    let (cert, key) = pki.server("server", false);
+    let (ccert, ckey) = pki.leaf("cli-client", &[], true, false);
+    let ca = pki.path("ca.pem");
+    let Some(broker) = common::pki::tls_broker(&cert, &key, Some(&ca)) else {
+        return;
+    };
+    let (ca, ccert, ckey) = (
+        ca.display().to_string(),
+        ccert.display().to_string(),
+        ckey.display().to_string(),
+    );
+    let tls = ["--ca-file", &ca, "--cert", &ccert, "--key", &ckey];
+    let mut dev_args = vec!["--device-name", "tlsdev"];
+    dev_args.extend(tls);
+    let dev = rrpc_device(broker.port, &dev_args);
+
+    let base = [
+        "--product-key",
+        PK,
+        "--device-name",
+        "tlsdev",
+        "--payload",
+        "hi",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v = strings(&base);
+        v.extend(strings(&["--timeout", "3000"]));
+        v.extend(strings(extra));
+        v
+    };
+    let args = with(&tls);
+    let r = call(
+        broker.port,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_success_json(&r, "aGk=");
+    assert_eq!(
+        dev.wait_stdout_lines("request ", 1, READY),
+        1,
+        "{}",
+        dev.transcript()
+    );
+
+    let other = common::pki::Pki::new("cli-tls-other");
+    let other_ca = other.path("ca.pem").display().to_string();
+    let wrong_ca = ["--ca-file", &other_ca, "--cert", &ccert, "--key", &ckey];
+    let args = with(&wrong_ca);
+    let r = call(
+        broker.port,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(r.code, Some(7), "{}", r.show());
+    assert!(r.stderr.contains("unknown issuer"), "{}", r.show());
+}

@@ -79,6 +79,9 @@ pub enum CallerError {
     InvalidArgument(String),
     /// The text tells a failed connect from a dropped connection.
     ConnectFailed(String),
+    /// The TLS configuration cannot be used (unreadable or malformed PEM, a key
+    /// that does not match its certificate, no CA certificates).
+    Tls(String),
     WrongState(&'static str),
 }
 
@@ -87,6 +90,7 @@ impl fmt::Display for CallerError {
         match self {
             CallerError::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             CallerError::ConnectFailed(m) => f.write_str(m),
+            CallerError::Tls(m) => write!(f, "TLS: {m}"),
             CallerError::WrongState(m) => f.write_str(m),
         }
     }
@@ -202,11 +206,16 @@ impl Caller {
                 format!("rrpccaller{:016x}", u64::from_le_bytes(b))
             }
         };
+        let tls = cfg
+            .mqtt
+            .tls_transport()
+            .map_err(|e| CallerError::Tls(e.to_string()))?;
         let link = Arc::new(Link::new(cfg.mqtt.address()));
         // This thread reports a failure to connect; the log does not.
         let _watch = link.watch();
         let session = Session::open(
             &cfg.mqtt,
+            tls,
             &client_id,
             cfg.max_payload,
             cfg.max_in_flight.min(1 << 20).saturating_add(64),
@@ -259,12 +268,13 @@ impl Caller {
             if i.ready.load(Ordering::SeqCst) {
                 Some(None)
             } else {
-                link.last_error().map(|e| Some(e.to_string()))
+                link.last_error().map(Some)
             }
         });
         match outcome {
             Some(None) => Ok(caller),
-            Some(Some(why)) => Err(CallerError::ConnectFailed(why)),
+            Some(Some(e)) if e.is_tls() => Err(CallerError::Tls(e.to_string())),
+            Some(Some(e)) => Err(CallerError::ConnectFailed(e.to_string())),
             None => Err(CallerError::ConnectFailed(format!(
                 "could not connect to {}: no answer within {connect_timeout} ms",
                 link.address()

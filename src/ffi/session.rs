@@ -3,9 +3,11 @@
 //! the session engine (`rrpc_connection_event`).
 
 use std::ffi::{c_char, c_void, CString};
+use std::path::PathBuf;
 
-use super::{arg_opt_string, arg_str, Failure, SendPtr};
+use super::{arg_opt_string, arg_str, rrpc_status, Failure, SendPtr};
 use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig};
+use crate::tls::TlsConfig;
 
 /// How to reach and log in to the MQTT broker: the `mqtt` member of
 /// `rrpc_client_config` and `rrpc_caller_config`, filled with defaults by their
@@ -38,6 +40,29 @@ pub struct rrpc_mqtt_config {
     pub reconnect_min_ms: u32,
     /// Largest reconnect delay in ms; each delay gets +-25% jitter. Default 10000.
     pub reconnect_max_ms: u32,
+    /// Connect over TLS (rustls, verified). Default false. The tls_* fields
+    /// below apply only with it; setting one without `tls` is refused.
+    pub tls: bool,
+    /// PEM file of the CA certificates that verify the broker, or NULL (default)
+    /// for the operating system's CA store.
+    pub tls_ca_file: *const c_char,
+    /// The name the broker's certificate must be valid for when it differs from
+    /// `host` (for example when `host` is an IP address), or NULL (default). The
+    /// SNI sent is still `host`.
+    pub tls_server_name: *const c_char,
+    /// PEM file of the client certificate chain for mutual TLS, or NULL
+    /// (default). Needs `tls_key_file`.
+    pub tls_cert_file: *const c_char,
+    /// PEM file of the private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1),
+    /// or NULL (default). It must match the certificate.
+    pub tls_key_file: *const c_char,
+    /// ALPN protocols to offer, comma separated ("mqtt" for brokers on port
+    /// 443), or NULL (default) for none.
+    pub tls_alpn: *const c_char,
+    /// Accept any broker certificate: verification OFF. Default false. For test
+    /// benches only: anyone on the path can then read and change the traffic;
+    /// every connect logs a warning.
+    pub tls_insecure_skip_verify: bool,
 }
 
 /// The kinds of `rrpc_connection_event`.
@@ -109,6 +134,13 @@ pub(crate) fn mqtt_config_defaults() -> rrpc_mqtt_config {
         connect_timeout_ms: d.connect_timeout_ms,
         reconnect_min_ms: d.reconnect_min_ms,
         reconnect_max_ms: d.reconnect_max_ms,
+        tls: false,
+        tls_ca_file: std::ptr::null(),
+        tls_server_name: std::ptr::null(),
+        tls_cert_file: std::ptr::null(),
+        tls_key_file: std::ptr::null(),
+        tls_alpn: std::ptr::null(),
+        tls_insecure_skip_verify: false,
     }
 }
 
@@ -124,7 +156,55 @@ pub(crate) fn mqtt_config(c: &rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
     m.connect_timeout_ms = c.connect_timeout_ms;
     m.reconnect_min_ms = c.reconnect_min_ms;
     m.reconnect_max_ms = c.reconnect_max_ms;
+    m.tls = tls_config(c)?;
     Ok(m)
+}
+
+/// The TLS part of a C `rrpc_mqtt_config`: `None` without `tls`, where any
+/// tls_* field set is a mistake worth refusing (it would silently go unused).
+fn tls_config(c: &rrpc_mqtt_config) -> Result<Option<TlsConfig>, Failure> {
+    // SAFETY: NUL-terminated strings (or NULL) per the documented contract.
+    let (ca, name, cert, key, alpn) = unsafe {
+        (
+            arg_opt_string(c.tls_ca_file, "config->mqtt.tls_ca_file")?,
+            arg_opt_string(c.tls_server_name, "config->mqtt.tls_server_name")?,
+            arg_opt_string(c.tls_cert_file, "config->mqtt.tls_cert_file")?,
+            arg_opt_string(c.tls_key_file, "config->mqtt.tls_key_file")?,
+            arg_opt_string(c.tls_alpn, "config->mqtt.tls_alpn")?,
+        )
+    };
+    if !c.tls {
+        let set = [
+            ("tls_ca_file", ca.is_some()),
+            ("tls_server_name", name.is_some()),
+            ("tls_cert_file", cert.is_some()),
+            ("tls_key_file", key.is_some()),
+            ("tls_alpn", alpn.is_some()),
+            ("tls_insecure_skip_verify", c.tls_insecure_skip_verify),
+        ];
+        return match set.iter().find(|(_, on)| *on) {
+            Some((field, _)) => Err(Failure::new(
+                rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
+                format!("config->mqtt.{field} is set but config->mqtt.tls is false"),
+            )),
+            None => Ok(None),
+        };
+    }
+    Ok(Some(TlsConfig {
+        ca_file: ca.map(PathBuf::from),
+        server_name: name,
+        cert_file: cert.map(PathBuf::from),
+        key_file: key.map(PathBuf::from),
+        alpn: alpn
+            .map(|a| {
+                a.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        insecure_skip_verify: c.tls_insecure_skip_verify,
+    }))
 }
 
 /// A connection listener that hands each event to a C callback.

@@ -89,12 +89,18 @@ pub enum rrpc_status {
     /// terminals, connections, serial numbers...): nothing was added. The same
     /// call may succeed once load drops; the message names the bound.
     RRPC_STATUS_LIMIT_REACHED = 21,
+    /// TLS failed: a configuration that cannot be used (unreadable or malformed
+    /// PEM, a client key that does not match its certificate, no CA
+    /// certificates), or a handshake the server's certificate failed (unknown CA,
+    /// expired, not valid for the host name) or the server refused; the message
+    /// says which.
+    RRPC_STATUS_TLS = 22,
 }
 
 use rrpc_status::*;
 
 impl rrpc_status {
-    const ALL: [rrpc_status; 22] = [
+    const ALL: [rrpc_status; 23] = [
         RRPC_STATUS_OK,
         RRPC_STATUS_NULL_POINTER,
         RRPC_STATUS_INVALID_UTF8,
@@ -117,6 +123,7 @@ impl rrpc_status {
         RRPC_STATUS_SEND_FAILED,
         RRPC_STATUS_MALFORMED_FRAME,
         RRPC_STATUS_LIMIT_REACHED,
+        RRPC_STATUS_TLS,
     ];
 
     /// The text of `rrpc_status_str`.
@@ -144,6 +151,7 @@ impl rrpc_status {
             RRPC_STATUS_SEND_FAILED => c"publish or send function failed; nothing sent",
             RRPC_STATUS_MALFORMED_FRAME => c"malformed JT/T 808 frame",
             RRPC_STATUS_LIMIT_REACHED => c"configured limit reached",
+            RRPC_STATUS_TLS => c"TLS configuration or handshake failed",
         }
     }
 
@@ -269,6 +277,7 @@ impl Status for ClientError {
             ClientError::Device(e) => e.status(),
             ClientError::WrongState(_) => RRPC_STATUS_WRONG_STATE,
             ClientError::ConnectFailed(_) => RRPC_STATUS_CONNECT_FAILED,
+            ClientError::Tls(_) => RRPC_STATUS_TLS,
             ClientError::NotConnected => RRPC_STATUS_NOT_CONNECTED,
             ClientError::Busy => RRPC_STATUS_BUSY,
             ClientError::Reply(e) => e.status(),
@@ -281,6 +290,7 @@ impl Status for CallerError {
         match self {
             CallerError::InvalidArgument(_) => RRPC_STATUS_INVALID_ARGUMENT,
             CallerError::ConnectFailed(_) => RRPC_STATUS_CONNECT_FAILED,
+            CallerError::Tls(_) => RRPC_STATUS_TLS,
             CallerError::WrongState(_) => RRPC_STATUS_WRONG_STATE,
         }
     }

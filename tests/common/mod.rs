@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rrpc::dialect::{self, Dialect};
 
 pub mod cmake;
+pub mod pki;
 
 /// Whether `tool` is on PATH. Under CI (`CI` set) a missing tool fails the test:
 /// CI installs everything the suite needs, so absence there is a bug.

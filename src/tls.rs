@@ -1,0 +1,310 @@
+//! TLS options of the session engine, and the rustls client configuration made
+//! from them (ring as the crypto provider).
+//!
+//! Verification is on unless [`TlsConfig::insecure_skip_verify`] is set; then every
+//! connect logs a warning. Errors say what was wrong (unreadable or malformed PEM,
+//! a key that does not match its certificate, an unknown CA, an expired
+//! certificate, a certificate for another host name) and never print key material.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{ring as ring_provider, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, Error as RustlsError, RootCertStore,
+    SignatureScheme,
+};
+
+/// How a session secures its connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificates to trust; `None`: the operating system's
+    /// roots (for public clouds).
+    pub ca_file: Option<PathBuf>,
+    /// The name the server's certificate must be valid for, when it differs from
+    /// the broker host (for example when connecting by IP address). The SNI sent
+    /// is the host's, as rumqttc sends it.
+    pub server_name: Option<String>,
+    /// PEM file of the client certificate chain, for mutual TLS (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// ALPN protocols to offer, in order of preference; empty: none.
+    pub alpn: Vec<String>,
+    /// Accept any server certificate. For test benches only: anyone on the path
+    /// can then read and change the traffic. Every connect logs a warning.
+    pub insecure_skip_verify: bool,
+}
+
+/// Why a TLS configuration could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsError(pub String);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, TlsError> {
+    Err(TlsError(msg.into()))
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring_provider::default_provider())
+}
+
+/// The certificates of a PEM file: at least one, each well-formed.
+fn certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let shown = path.display();
+    std::fs::metadata(path).or_else(|e| err(format!("{what} {shown}: {e}")))?;
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .or_else(|e| err(format!("{what} {shown}: {e}")))?
+        .collect::<Result<_, _>>()
+        .or_else(|e| err(format!("{what} {shown}: malformed PEM ({e})")))?;
+    if certs.is_empty() {
+        return err(format!("{what} {shown}: no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+fn roots(cfg: &TlsConfig) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(path) => {
+            for c in certs(path, "CA file")? {
+                store.add(c).or_else(|e| {
+                    err(format!(
+                        "CA file {}: malformed or unusable CA certificate ({e})",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                // A system store may hold certificates webpki cannot use: skip them.
+                let _ = store.add(c);
+            }
+            if store.is_empty() {
+                return err("no CA certificates found in the system store; give a CA file");
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// The rustls client configuration for `cfg`, checked now: files read, PEM
+/// parsed, the client key matched against its certificate.
+pub(crate) fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .or_else(|e| err(format!("TLS protocol versions: {e}")))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if cfg.insecure_skip_verify {
+        Arc::new(AcceptAnyCertificate(provider.clone()))
+    } else {
+        let roots = Arc::new(roots(cfg)?);
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .or_else(|e| err(format!("certificate verifier: {e}")))?;
+        match &cfg.server_name {
+            None => webpki,
+            Some(name) => {
+                let name = ServerName::try_from(name.clone())
+                    .or_else(|_| err(format!("server name {name:?} is not a DNS name or IP")))?;
+                Arc::new(VerifyAs {
+                    inner: webpki,
+                    name,
+                })
+            }
+        }
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match (&cfg.cert_file, &cfg.key_file) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let chain = certs(cert, "client certificate file")?;
+            let shown = key.display();
+            std::fs::metadata(key).or_else(|e| err(format!("client key file {shown}: {e}")))?;
+            let der = PrivateKeyDer::from_pem_file(key).or_else(|_| {
+                err(format!(
+                    "client key file {shown}: no well-formed PEM private key in it"
+                ))
+            })?;
+            let signer = provider
+                .key_provider
+                .load_private_key(der.clone_key())
+                .or_else(|e| err(format!("client key file {shown}: unusable key ({e})")))?;
+            rustls::sign::CertifiedKey::new(chain.clone(), signer)
+                .keys_match()
+                .or_else(|_| {
+                    err(format!(
+                        "client key file {shown} does not match the client certificate {}",
+                        cert.display()
+                    ))
+                })?;
+            builder
+                .with_client_auth_cert(chain, der)
+                .or_else(|e| err(format!("client certificate and key: {e}")))?
+        }
+        _ => return err("a client certificate needs its key, and a key its certificate"),
+    };
+    config.alpn_protocols = cfg.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// How every handshake failure's text starts (see [`crate::session::ConnError::is_tls`]).
+pub(crate) const HANDSHAKE_FAILED: &str = "TLS handshake failed: ";
+
+/// What went wrong in a TLS handshake, in words, when `e` carries a rustls error.
+pub(crate) fn handshake_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if let Some(r) = x.downcast_ref::<RustlsError>() {
+            return Some(explain(r));
+        }
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(r) = inner.downcast_ref::<RustlsError>() {
+                    return Some(explain(r));
+                }
+            }
+        }
+        cur = x.source();
+    }
+    None
+}
+
+fn explain(e: &RustlsError) -> String {
+    let what = match e {
+        RustlsError::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => {
+                "the server's certificate is not signed by a trusted CA (unknown issuer)".into()
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "the server's certificate has expired".into()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet".into()
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "the server's certificate is not valid for this host name (see the server name option)"
+                    .into()
+            }
+            other => format!("the server's certificate was refused ({other:?})"),
+        },
+        RustlsError::AlertReceived(a) => format!(
+            "the server ended the handshake with the alert {a:?} (a client certificate it does not accept, or none)"
+        ),
+        RustlsError::InvalidMessage(_) | RustlsError::InappropriateMessage { .. } => {
+            format!("the server does not speak TLS on this port ({e})")
+        }
+        other => other.to_string(),
+    };
+    format!("{HANDSHAKE_FAILED}{what}")
+}
+
+/// Verifies the server's certificate for a configured name instead of the host.
+#[derive(Debug)]
+struct VerifyAs {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for VerifyAs {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, RustlsError> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, RustlsError> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, RustlsError> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `insecure_skip_verify`: any certificate is accepted; the handshake's
+/// signatures are still checked, so the session keys belong to whoever holds the
+/// certificate's key, whoever that is.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, RustlsError> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, RustlsError> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, RustlsError> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
