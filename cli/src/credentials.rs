@@ -10,7 +10,7 @@ use rrpc::credentials::{
 };
 
 use crate::json::Obj;
-use crate::EXIT_INVALID;
+use crate::{Secret, EXIT_INVALID};
 
 const AFTER_HELP: &str = "\
 Output (stdout): one JSON object with client_id, username, password, host and port (8883 with
@@ -39,13 +39,13 @@ enum Cloud {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum SignArg {
+pub enum SignArg {
     Hmacsha256,
     Hmacsha1,
 }
 
 impl SignArg {
-    fn method(self) -> SignMethod {
+    pub fn method(self) -> SignMethod {
         match self {
             SignArg::Hmacsha256 => SignMethod::HmacSha256,
             SignArg::Hmacsha1 => SignMethod::HmacSha1,
@@ -86,7 +86,7 @@ struct AlibabaArgs {
     device_name: String,
     /// The DeviceSecret (never printed).
     #[arg(long)]
-    device_secret: String,
+    device_secret: Secret,
     /// Signature time, Unix milliseconds (seconds are accepted too).
     #[arg(long)]
     timestamp: u64,
@@ -116,7 +116,7 @@ struct TencentArgs {
     device_name: String,
     /// The device PSK, Base64 (never printed).
     #[arg(long)]
-    device_psk: String,
+    device_psk: Secret,
     /// When the signature expires, Unix seconds.
     #[arg(long)]
     expiry: u64,
@@ -147,7 +147,7 @@ pub fn run(args: CredentialsArgs) -> ExitCode {
 fn signed(cloud: Cloud) -> Result<String, CredentialError> {
     let (c, host, port) = match cloud {
         Cloud::Alibaba(a) => {
-            let mut d = AlibabaDevice::new(&a.product_key, &a.device_name, &a.device_secret);
+            let mut d = AlibabaDevice::new(&a.product_key, &a.device_name, &a.device_secret.0);
             d.client_id = a.client_id;
             d.sign_method = a.sign_method.method();
             d.tls = a.tls.on();
@@ -160,7 +160,7 @@ fn signed(cloud: Cloud) -> Result<String, CredentialError> {
             (c, host, a.tls.port())
         }
         Cloud::Tencent(t) => {
-            let mut d = TencentDevice::new(&t.product_id, &t.device_name, &t.device_psk);
+            let mut d = TencentDevice::new(&t.product_id, &t.device_name, &t.device_psk.0);
             d.sdk_app_id = t.sdk_app_id;
             d.sign_method = t.sign_method.method();
             let c = d.sign(&t.conn_id, t.expiry)?;

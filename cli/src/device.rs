@@ -8,7 +8,7 @@ use clap::Args;
 use rrpc::presence::PresenceTopics;
 use rrpc::{Client, ClientConfig, ClientError, Dialect, Identity, Replier, Request};
 
-use crate::{signals, Conn, DialectArg, EXIT_INVALID, EXIT_SYSTEM};
+use crate::{signals, Conn, DialectArg, Secret, EXIT_INVALID, EXIT_SYSTEM};
 
 pub const AFTER_HELP: &str = "\
 The device answers every request with its own payload (QoS 0), at once or after --delay-ms,
@@ -54,9 +54,24 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub delay_ms: u64,
-    /// MQTT client id (default: derived, unique per process and device set).
+    /// MQTT client id (default: derived, unique per process and device set). With
+    /// --device-secret on Alibaba dialects: the {id} part of the signed client id
+    /// (default {ProductKey}.{DeviceName}).
     #[arg(long)]
     pub client_id: Option<String>,
+    /// Sign the MQTT credentials with this secret at start, as the cloud expects
+    /// (one --device-name): Alibaba dialects the DeviceSecret, Tencent the device
+    /// PSK in Base64. Replaces --username and --password. See `rrpc credentials`.
+    #[arg(long, value_name = "SECRET", conflicts_with_all = ["username", "password", "password_file"])]
+    pub device_secret: Option<Secret>,
+    /// HMAC of the signature (with --device-secret).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "hmacsha256",
+        requires = "device_secret"
+    )]
+    pub sign_method: crate::credentials::SignArg,
     /// How long to wait for the broker at start, in ms.
     #[arg(long, value_name = "MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=600_000))]
@@ -73,6 +88,44 @@ pub fn client_config(conn: &Conn, presence: bool) -> Result<ClientConfig, String
         cfg.presence = Some(PresenceTopics::default());
     }
     Ok(cfg)
+}
+
+/// The cloud's signed credentials for the one device, as client id, user name and
+/// password of `cfg`, signed now (Tencent: valid for an hour; the device does not
+/// sign again when it reconnects later).
+fn sign_in(
+    cfg: &mut ClientConfig,
+    a: &DeviceArgs,
+    dialect: Dialect,
+    secret: &str,
+) -> Result<(), String> {
+    use rrpc::credentials::{tencent_conn_id, AlibabaDevice, TencentDevice};
+    let [dn] = a.device_name.as_slice() else {
+        return Err("--device-secret signs for one device: give one --device-name".into());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("system clock: {e}"))?;
+    let signed = match dialect {
+        Dialect::Tencent => {
+            let mut d = TencentDevice::new(&a.product_key, dn, secret);
+            d.sign_method = a.sign_method.method();
+            d.sign(&tencent_conn_id(), now.as_secs() + 3600)
+        }
+        Dialect::AlibabaSystem | Dialect::AlibabaCustom => {
+            let mut d = AlibabaDevice::new(&a.product_key, dn, secret);
+            d.client_id = a.client_id.clone();
+            d.sign_method = a.sign_method.method();
+            d.tls = cfg.mqtt.tls.is_some();
+            d.custom_rrpc = a.topic.is_some();
+            d.sign(now.as_millis() as u64)
+        }
+    }
+    .map_err(|e| format!("--device-secret: {e}"))?;
+    cfg.mqtt.client_id = Some(signed.client_id);
+    cfg.mqtt.username = Some(signed.username);
+    cfg.mqtt.password = Some(signed.password);
+    Ok(())
 }
 
 /// Answers requests after a fixed delay, in arrival order, on one thread.
@@ -130,6 +183,11 @@ pub fn run(a: DeviceArgs) -> ExitCode {
         Err(m) => return invalid(m),
     };
     cfg.mqtt.client_id = a.client_id.clone();
+    if let Some(secret) = &a.device_secret {
+        if let Err(m) = sign_in(&mut cfg, &a, dialect, &secret.0) {
+            return invalid(m);
+        }
+    }
     cfg.mqtt.connect_timeout_ms = a.connect_timeout_ms;
     let client = match Client::new(cfg) {
         Ok(c) => c,

@@ -170,6 +170,24 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// A secret from the command line (a device secret, a PSK): `Debug` prints
+/// `<redacted>`, so argument structs may derive `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// The topic conventions, by their command-line names.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DialectArg {

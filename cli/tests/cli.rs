@@ -1138,3 +1138,81 @@ fn device_and_call_over_tls() {
     assert_eq!(r.code, Some(7), "{}", r.show());
     assert!(r.stderr.contains("unknown issuer"), "{}", r.show());
 }
+
+/// `rrpc device --device-secret` connects with the cloud's signed credentials:
+/// Mosquitto's log shows the signed client id and user name (Alibaba and Tencent
+/// forms), the device still answers calls, and the secret and the password never
+/// show in the device's output.
+#[test]
+fn device_signs_in_with_a_device_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::scratch_dir("cli-sign");
+    let log = dir.join(format!("mosquitto-{}.log", std::process::id()));
+    std::fs::write(&log, "").unwrap();
+    // Mosquitto started as root writes as its own user.
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let conf = format!(
+        "allow_anonymous true\nlog_dest file {}\nlog_type notice\n",
+        log.display()
+    );
+    let Some(broker) = Broker::mosquitto_with(&conf) else {
+        return;
+    };
+    let secret = "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U";
+    let dev = rrpc_device(
+        broker.port,
+        &["--device-name", "sdev", "--device-secret", secret],
+    );
+    let r = call(
+        broker.port,
+        &[
+            "--product-key",
+            PK,
+            "--device-name",
+            "sdev",
+            "--payload",
+            "hi",
+            "--timeout",
+            "3000",
+        ],
+    );
+    assert_success_json(&r, "aGk=");
+    let psk = "bXlfZGV2aWNlX3BzazEyMw==";
+    let tdev = rrpc_device(
+        broker.port,
+        &[
+            "--dialect",
+            "tencent",
+            "--device-name",
+            "tdev",
+            "--device-secret",
+            psk,
+            "--sign-method",
+            "hmacsha1",
+        ],
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let id = format!("as {PK}.sdev|securemode=3,signmethod=hmacsha256,timestamp=");
+    assert!(text.contains(&id), "{text}");
+    assert!(text.contains(&format!("u'sdev&{PK}'")), "{text}");
+    assert!(text.contains(&format!("as {PK}tdev (")), "{text}");
+    assert!(text.contains(&format!("u'{PK}tdev;12010126;")), "{text}");
+    for d in [&dev, &tdev] {
+        let out = d.transcript();
+        assert!(!out.contains(secret) && !out.contains(psk), "{out}");
+    }
+
+    // One device per signature, and no --username beside it.
+    let refused = |extra: &[&str]| {
+        let mut a = strings(&["device", "--port", "1", "--product-key", PK]);
+        a.extend(strings(&["--device-name", "a", "--device-secret", secret]));
+        a.extend(strings(extra));
+        let r = run_limited(&a, Duration::from_secs(20));
+        assert_eq!(r.code, Some(2), "{}", r.show());
+        r
+    };
+    let r = refused(&["--device-name", "b"]);
+    assert!(r.stderr.contains("one --device-name"), "{}", r.show());
+    let r = refused(&["--username", "u"]);
+    assert!(r.stderr.contains("cannot be used with"), "{}", r.show());
+}
