@@ -80,7 +80,17 @@ pub struct MqttConfig {
     pub reconnect_max_ms: u32,
     /// TLS; `None`: plain TCP. See [`TlsConfig`].
     pub tls: Option<TlsConfig>,
+    /// Signs the user name and password again before every connection attempt,
+    /// for cloud signatures that expire (Tencent IoT Hub's); replaces `username`
+    /// and `password`. See [`Signer`].
+    pub signer: Option<Arc<Signer>>,
 }
+
+/// Makes the (user name, password) of a connection attempt from the Unix time
+/// in ms, for example with [`crate::credentials::TencentDevice::sign`] and a fresh
+/// connection id. Runs on the session's thread before each attempt; when it fails,
+/// the error is logged and the attempt uses the last credentials.
+pub type Signer = dyn Fn(u64) -> Result<(String, String), String> + Send + Sync;
 
 impl MqttConfig {
     pub fn new(host: impl Into<String>, port: u16) -> MqttConfig {
@@ -96,6 +106,7 @@ impl MqttConfig {
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
             tls: None,
+            signer: None,
         }
     }
 
@@ -152,6 +163,10 @@ impl fmt::Debug for MqttConfig {
             .field("reconnect_min_ms", &self.reconnect_min_ms)
             .field("reconnect_max_ms", &self.reconnect_max_ms)
             .field("tls", &self.tls)
+            .field(
+                "signer",
+                &self.signer.as_ref().map(|_| "<signs each attempt>"),
+            )
             .finish()
     }
 }
@@ -633,6 +648,8 @@ pub(crate) struct Session {
     reconnect: (u32, u32),
     /// TLS without certificate verification: warned about at every connect.
     insecure: bool,
+    /// Signs the credentials of every attempt (see [`MqttConfig::signer`]).
+    signer: Option<Arc<Signer>>,
     /// Filters of the post-CONNACK SUBSCRIBEs queued and not yet sent, in order...
     unsent_batches: VecDeque<Vec<String>>,
     /// ...and those sent, by packet id, until their SUBACK.
@@ -677,6 +694,7 @@ impl Session {
             link,
             reconnect: (cfg.reconnect_min_ms, cfg.reconnect_max_ms),
             insecure: cfg.tls.as_ref().is_some_and(|t| t.insecure_skip_verify),
+            signer: cfg.signer.clone(),
             unsent_batches: VecDeque::new(),
             sent_batches: HashMap::new(),
             refused: Vec::new(),
@@ -691,6 +709,20 @@ impl Session {
     fn prepare_attempt(&mut self, owner: &impl Owner) {
         if let Some(w) = owner.last_will() {
             self.eventloop.mqtt_options.set_last_will(w);
+        }
+        if let Some(sign) = &self.signer {
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            match sign(unix_ms) {
+                Ok((user, password)) => {
+                    self.eventloop.mqtt_options.set_credentials(user, password);
+                }
+                Err(e) => warn!(
+                    "signing the credentials for {} failed: {e}; the attempt uses the last ones",
+                    self.link.address()
+                ),
+            }
         }
     }
 

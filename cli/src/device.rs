@@ -90,9 +90,12 @@ pub fn client_config(conn: &Conn, presence: bool) -> Result<ClientConfig, String
     Ok(cfg)
 }
 
+/// How long a Tencent signature of `rrpc device` is valid, from its connect.
+const TENCENT_VALIDITY_S: u64 = 3600;
+
 /// The cloud's signed credentials for the one device, as client id, user name and
-/// password of `cfg`, signed now (Tencent: valid for an hour; the device does not
-/// sign again when it reconnects later).
+/// password of `cfg`, signed now; Tencent's, which expire, are signed again before
+/// every connection attempt (valid for an hour from it, with a fresh connection id).
 fn sign_in(
     cfg: &mut ClientConfig,
     a: &DeviceArgs,
@@ -110,7 +113,14 @@ fn sign_in(
         Dialect::Tencent => {
             let mut d = TencentDevice::new(&a.product_key, dn, secret);
             d.sign_method = a.sign_method.method();
-            d.sign(&tencent_conn_id(), now.as_secs() + 3600)
+            let first = d.sign(&tencent_conn_id(), now.as_secs() + TENCENT_VALIDITY_S);
+            cfg.mqtt.signer = Some(std::sync::Arc::new(move |unix_ms: u64| {
+                let c = d
+                    .sign(&tencent_conn_id(), unix_ms / 1000 + TENCENT_VALIDITY_S)
+                    .map_err(|e| e.to_string())?;
+                Ok((c.username, c.password))
+            }));
+            first
         }
         Dialect::AlibabaSystem | Dialect::AlibabaCustom => {
             let mut d = AlibabaDevice::new(&a.product_key, dn, secret);

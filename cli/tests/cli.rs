@@ -1202,6 +1202,28 @@ fn device_signs_in_with_a_device_secret() {
         assert!(!out.contains(secret) && !out.contains(psk), "{out}");
     }
 
+    // Tencent's signature expires: a reconnect signs again (a new connection id).
+    let mut broker = broker;
+    broker.kill();
+    broker.restart();
+    let user = format!("u'{PK}tdev;12010126;");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let users = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let users: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.split_once(&user).map(|(_, rest)| rest.to_string()))
+            .collect();
+        if users.len() >= 2 || Instant::now() > deadline {
+            break users;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        users.len() >= 2,
+        "no second signature after the restart: {users:?}"
+    );
+
     // One device per signature, and no --username beside it.
     let refused = |extra: &[&str]| {
         let mut a = strings(&["device", "--port", "1", "--product-key", PK]);
