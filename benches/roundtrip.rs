@@ -22,8 +22,14 @@
 //!   RRPC_BENCH_CALLGRIND  0 skips the callgrind section (1)
 //!   RRPC_BENCH_K1, RRPC_BENCH_K2   requests of the two callgrind runs (1000, 3000)
 //!   RRPC_BENCH_VERBOSE    1 prints where the slowest sequential calls fell (0)
+//!   RRPC_BENCH_TLS        1 runs everything over TLS (0): a CA and a broker certificate
+//!                         made at run time, Mosquitto's listener with them, both devices
+//!                         (echo_device --ca-file, the bare device on rumqttc + rustls with
+//!                         ring) and the caller over TLS; adds the handshake time and the
+//!                         TLS echo_device's idle RSS; report target/bench/roundtrip-tls.txt
 //!
-//! The same executable is also the bare device: `roundtrip --bare-device <port> <pk> <dn>`.
+//! The same executable is also the bare device: `roundtrip --bare-device <port> <pk> <dn>
+//! [<ca file>]` (with a CA file: over TLS).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -85,9 +91,14 @@ mod bare {
             args.get(1),
             args.get(2),
         ) else {
-            eprintln!("usage: roundtrip --bare-device <port> <product-key> <device-name>");
+            eprintln!(
+                "usage: roundtrip --bare-device <port> <product-key> <device-name> [<ca file>]"
+            );
             return 2;
         };
+        if let Some(ca) = args.get(3) {
+            crate::support::tls::use_ca(std::path::Path::new(ca));
+        }
         // SIGTERM/SIGINT end the event loop through a socket pair (no periodic timer, so
         // the callgrind counts hold no time-dependent wake-ups), and the process exits 0
         // so that callgrind writes its output file.
@@ -172,6 +183,7 @@ struct Settings {
     callgrind: bool,
     k: [u64; 2],
     verbose: bool,
+    tls: bool,
 }
 
 impl Settings {
@@ -196,6 +208,7 @@ impl Settings {
             callgrind: env_on("RRPC_BENCH_CALLGRIND", true),
             k,
             verbose: env_on("RRPC_BENCH_VERBOSE", false),
+            tls: env_on("RRPC_BENCH_TLS", false),
         }
     }
 
@@ -224,11 +237,20 @@ impl Contender {
     /// The device's program and arguments (without taskset or valgrind).
     fn argv(self, echo: &Path, port: u16) -> (PathBuf, Vec<String>) {
         match self {
-            Contender::Subject => (echo.to_path_buf(), echo_device_args(port, PK, DN)),
-            Contender::Baseline => (
-                std::env::current_exe().expect("current_exe"),
-                common::strings(&["--bare-device", &port.to_string(), PK, DN]),
-            ),
+            Contender::Subject => {
+                let mut args = echo_device_args(port, PK, DN);
+                if let Some(ca) = support::tls::ca_file() {
+                    args.extend(common::strings(&["--ca-file", &ca.display().to_string()]));
+                }
+                (echo.to_path_buf(), args)
+            }
+            Contender::Baseline => {
+                let mut args = common::strings(&["--bare-device", &port.to_string(), PK, DN]);
+                if let Some(ca) = support::tls::ca_file() {
+                    args.push(ca.display().to_string());
+                }
+                (std::env::current_exe().expect("current_exe"), args)
+            }
         }
     }
 }
@@ -393,9 +415,16 @@ fn run() -> i32 {
         ],
     );
     let s = Settings::from_env();
+    if s.tls {
+        support::tls::enable("roundtrip-tls");
+    }
     let mut report = Report::new(
-        "roundtrip",
-        "RRPC round trip through Mosquitto on loopback: librrpc (C echo_device) vs bare rumqttc echo device",
+        if s.tls { "roundtrip-tls" } else { "roundtrip" },
+        if s.tls {
+            "RRPC round trip over TLS through Mosquitto on loopback: librrpc (C echo_device, rustls) vs bare rumqttc + rustls echo device"
+        } else {
+            "RRPC round trip through Mosquitto on loopback: librrpc (C echo_device) vs bare rumqttc echo device"
+        },
         &machine_line(Show { mosquitto: true, valgrind: true, ..Show::default() }),
         &format!(
             "broker, device and caller pinned to CPU 0 (taskset -c 0 / sched_setaffinity); fresh Mosquitto per run; \
@@ -487,7 +516,93 @@ fn run() -> i32 {
             spread_u64(&col(|x| x.threads))
         ));
     }
+    if s.tls {
+        tls_costs(&mut report, &echo);
+    }
     report.finish()
+}
+
+/// TLS only: connect time (TCP + TLS handshake + MQTT CONNECT/CONNACK) over TLS
+/// against plain TCP on two listeners of one broker, and the idle RSS of the TLS
+/// echo_device.
+fn tls_costs(report: &mut Report, echo: &Path) {
+    const N: usize = 30;
+    let plain = common::free_port();
+    let broker = match start_mosquitto("tls-costs", true, &format!("listener {plain} 127.0.0.1\n"))
+    {
+        Ok(b) => b,
+        Err(e) => {
+            report.fail("TLS costs: broker", &e);
+            return;
+        }
+    };
+    let connect_us = |port: u16, tls: bool| -> Result<Vec<f64>, String> {
+        runtime().block_on(async {
+            let mut times = Vec::with_capacity(N);
+            for i in 0..N {
+                let mut o = rumqttc::MqttOptions::new(
+                    format!("hs{i}x{}", std::process::id()),
+                    "127.0.0.1",
+                    port,
+                );
+                o.set_keep_alive(Duration::from_secs(60));
+                if let (true, Some(c)) = (tls, support::tls::client()) {
+                    o.set_transport(rumqttc::Transport::tls_with_config(
+                        rumqttc::TlsConfiguration::Rustls(c),
+                    ));
+                }
+                let (client, mut el) = rumqttc::AsyncClient::new(o, 8);
+                let t = Instant::now();
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(5), el.poll()).await {
+                        Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => break,
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(format!("connect: {e}")),
+                        Err(_) => return Err("no CONNACK within 5 s".into()),
+                    }
+                }
+                times.push(t.elapsed().as_secs_f64() * 1e6);
+                support::mosquitto::disconnect(client, el).await;
+            }
+            Ok(times)
+        })
+    };
+    report.section(format!(
+        "TLS costs: connect (TCP, TLS handshake, CONNECT/CONNACK) from this process, {N} times per listener of one broker; median (min..max)"
+    ));
+    match (connect_us(broker.port, true), connect_us(plain, false)) {
+        (Ok(t), Ok(p)) => {
+            let (mt, mp) = (support::stats::median(&t), support::stats::median(&p));
+            report.line(format!(
+                "  over TLS {} us, plain TCP {} us: the TLS handshake adds {:.0} us",
+                support::stats::spread(&t, 0),
+                support::stats::spread(&p, 0),
+                mt - mp
+            ));
+        }
+        (Err(e), _) | (_, Err(e)) => report.line(format!("  connect times: {e}")),
+    }
+    let (program, args) = Contender::Subject.argv(echo, broker.port);
+    match start_pinned(
+        &program,
+        &args,
+        Contender::Subject.ready_line(),
+        Duration::from_secs(20),
+    ) {
+        Ok(mut dev) => {
+            std::thread::sleep(Duration::from_millis(500));
+            let st = procs::pid(&dev).map(|p| procs::status(Some(p)));
+            if let Ok(st) = st {
+                report.line(format!(
+                    "  echo_device over TLS, connected and idle: VmRSS {} kB, Threads {} (budget: 4 MB)",
+                    st.rss_kb.map_or("?".into(), |v| v.to_string()),
+                    st.threads.map_or("?".into(), |v| v.to_string())
+                ));
+            }
+            let _ = stop(&mut dev);
+        }
+        Err(e) => report.line(format!("  echo_device over TLS: {e}")),
+    }
 }
 
 /// The CPU cost section: both devices under callgrind, K1 and K2 requests each.

@@ -2,7 +2,8 @@
 //! ([`stats`]), CPU pinning and the report's machine line ([`machine`]), process
 //! readers ([`procs`]), Mosquitto and device processes ([`mosquitto`]), the
 //! cloud-side caller ([`caller`]), callgrind runs and their costs ([`callgrind`],
-//! through scripts/callgrind-cost) and the report itself ([`report`]).
+//! through scripts/callgrind-cost), TLS when a bench compares over it ([`tls`]) and
+//! the report itself ([`report`]).
 //!
 //! It sits in a subdirectory so that cargo does not take it for a bench target of its
 //! own; each bench declares it with `mod support;` next to its `mod common;`, and
@@ -16,6 +17,7 @@ pub mod mosquitto;
 pub mod procs;
 pub mod report;
 pub mod stats;
+pub mod tls;
 
 use std::path::PathBuf;
 

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
+};
 
 use super::out_dir;
 use crate::common::{self, Proc};
@@ -38,7 +41,8 @@ pub fn start_mosquitto(tag: &str, pinned: bool, extra: &str) -> Result<Mosquitto
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 2097152\npersistence false\n{extra}"
+            "listener {port} 127.0.0.1\n{}allow_anonymous true\nmax_packet_size 2097152\npersistence false\n{extra}",
+            super::tls::listener_conf()
         ),
     )
     .map_err(|e| format!("write {}: {e}", conf.display()))?;
@@ -147,11 +151,15 @@ pub fn stop_clean(p: &mut Proc, who: &str) -> Result<Vec<String>, String> {
 }
 
 /// A rumqttc connection as the benches use it: TCP_NODELAY (rumqttc leaves Nagle on),
-/// 2 MiB packets, 60 s keep-alive; `cap` is the capacity of its request channel.
+/// 2 MiB packets, 60 s keep-alive, TLS when [`super::tls`] is on; `cap` is the
+/// capacity of its request channel.
 pub fn fast_connection(client_id: String, port: u16, cap: usize) -> (AsyncClient, EventLoop) {
     let mut o = MqttOptions::new(client_id, "127.0.0.1".to_string(), port);
     o.set_max_packet_size(2 << 20, 2 << 20);
     o.set_keep_alive(Duration::from_secs(60));
+    if let Some(tls) = super::tls::client() {
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+    }
     let (client, mut eventloop) = AsyncClient::new(o, cap);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
