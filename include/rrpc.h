@@ -13,7 +13,7 @@
  *   the same four arguments: dialect, product_key, device_name, custom_topic.
  * - Handles are opaque, made by rrpc_<family>_new into an out-parameter and released by
  *   rrpc_<family>_free (NULL is ignored); the handle parameter is named after its family.
- * - Every function returns an rrpc_status, except rrpc_version, rrpc_status_str,
+ * - Every function returns an rrpc_status, except rrpc_version, rrpc_features, rrpc_status_str,
  *   rrpc_last_error_message, rrpc_code_str and rrpc_jt808_busy_payload, which cannot fail.
  *   Out-parameters come last, are named out_* (a caller's output buffer is buf and size, before
  *   out_len), and are written only on success. A call that fails changes nothing (a refused
@@ -84,6 +84,31 @@
  * Bytes of `rrpc_credentials.host`, the NUL included.
  */
 #define RRPC_CREDENTIALS_HOST_SIZE 256
+
+/**
+ * Bit of `rrpc_features()`: the device client (`rrpc_client_*`).
+ */
+#define RRPC_FEATURE_CLIENT 1
+
+/**
+ * Bit of `rrpc_features()`: the caller (`rrpc_caller_*`, `rrpc_response_*`).
+ */
+#define RRPC_FEATURE_CALLER 2
+
+/**
+ * Bit of `rrpc_features()`: TLS for the client and the caller (`rrpc_mqtt_config.tls`).
+ */
+#define RRPC_FEATURE_TLS 4
+
+/**
+ * Bit of `rrpc_features()`: signed cloud credentials (`rrpc_credentials_*`).
+ */
+#define RRPC_FEATURE_CREDENTIALS 8
+
+/**
+ * Bit of `rrpc_features()`: JT/T 808 codec and adapter (`rrpc_jt808_*`).
+ */
+#define RRPC_FEATURE_JT808 16
 
 /**
  * Status code returned by every fallible function. `RRPC_STATUS_OK` is 0; every
@@ -2768,6 +2793,19 @@ rrpc_status rrpc_jt808_phone_from_digits(const char *digits,
  * Never fails. The string is static: do not free it. Any thread.
  */
 const char *rrpc_version(void);
+
+/**
+ * What this library was built with: an OR of the `RRPC_FEATURE_*` bits. One
+ * header serves every build; a family left out of the build (a lean device
+ * library, see the README's "Building") is absent from the library, so using it
+ * fails at link time, or here at run time for a library loaded with dlopen. The
+ * router (`rrpc_router_*`) and the library-wide functions are always in. Without
+ * `RRPC_FEATURE_TLS`, a client or caller configured with `tls` fails with
+ * `RRPC_STATUS_TLS`.
+ *
+ * Never fails. Any thread.
+ */
+uint32_t rrpc_features(void);
 
 /**
  * A short English description of a status code (any `uint32_t`; unknown values

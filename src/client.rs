@@ -168,7 +168,7 @@ struct Inner {
     /// The client id of the connection, once it is made.
     client_id: Mutex<Option<String>>,
     /// The TLS configuration, checked when the client was made; `None`: plain TCP.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<crate::session::TlsTransport>,
 }
 
 /// Who runs the runtime at the moment.

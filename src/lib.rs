@@ -18,6 +18,10 @@
 //! - [`jt808`]: JT/T 808 codec and the pass-through adapter;
 //! - `ffi`: the C ABI (`include/rrpc.h`).
 //!
+//! Cargo features choose what is built (all by default): `client`, `caller`, `tls`,
+//! `credentials`, `jt808`. The router, the dialects and the presence topics are
+//! always in; `client` and `caller` bring the session engine (rumqttc on tokio).
+//!
 //! The router alone, driven the way any transport drives it (time is an
 //! argument, publishing is a closure):
 //!
@@ -49,9 +53,10 @@
 //! assert!(router.reply(token, b"again", 1002, |_, _| Ok::<(), ()>(())).is_err());
 //! ```
 //!
-//! The built-in client over MQTT (needs a broker):
+//! The built-in client over MQTT (needs a broker; cargo feature `client`):
 //!
 //! ```no_run
+//! # #[cfg(feature = "client")] {
 //! use rrpc::{Client, ClientConfig, Dialect, Identity, Request};
 //!
 //! let client = Client::new(ClientConfig::new("127.0.0.1", 1883)).unwrap();
@@ -62,21 +67,42 @@
 //!     let _ = replier.reply(req.token, req.payload); // echo
 //! }))).unwrap();
 //! client.start().unwrap(); // background thread; or call client.yield_for(ms) in a loop
+//! # }
 //! ```
+
+// Plumbing shared by the C families (argument helpers, log macros, re-entry
+// kinds) is partly unused when a family is left out: warnings are errors for the
+// full build, where all of it is used.
+#![cfg_attr(
+    not(all(
+        feature = "client",
+        feature = "caller",
+        feature = "tls",
+        feature = "credentials",
+        feature = "jt808"
+    )),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 
 #[macro_use]
 pub mod log;
+#[cfg(feature = "caller")]
 pub mod caller;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod clock;
+#[cfg(feature = "credentials")]
 pub mod credentials;
 pub mod dialect;
 mod guard;
 /// JT/T 808 frames, streaming decoder and sub-packages for the pass-through adapter.
+#[cfg(feature = "jt808")]
 pub mod jt808;
 pub mod presence;
 pub mod router;
+#[cfg(feature = "session")]
 pub mod session;
+#[cfg(feature = "session")]
 pub mod tls;
 
 /// The C ABI (`include/rrpc.h`). Public so that tests can call it as C does; Rust
@@ -84,11 +110,14 @@ pub mod tls;
 #[doc(hidden)]
 pub mod ffi;
 
+#[cfg(feature = "caller")]
 pub use caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
+#[cfg(feature = "client")]
 pub use client::{Client, ClientConfig, ClientError, Replier, Request};
 pub use dialect::{Dialect, Identity};
 pub use guard::Reentered;
 pub use router::{Router, RouterConfig, Stats};
+#[cfg(feature = "session")]
 pub use session::{ConnectionEvent, DisconnectCause, MqttConfig};
 
 /// The library version, as in `Cargo.toml`.

@@ -39,8 +39,10 @@ use parking_lot::{Condvar, Mutex};
 use rumqttc::{
     AsyncClient, ClientError as MqttClientError, ConnectionError, Event, EventLoop, LastWill,
     MqttOptions, NetworkOptions, Outgoing, Packet, QoS, Request, Subscribe, SubscribeFilter,
-    SubscribeReasonCode, TlsConfiguration, Transport,
+    SubscribeReasonCode,
 };
+#[cfg(feature = "tls")]
+use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
@@ -51,6 +53,9 @@ use crate::tls::{self, TlsConfig, TlsError};
 const PACKET_OVERHEAD: usize = 64 * 1024 + 16;
 /// Filters per SUBSCRIBE packet when subscribing many after a CONNACK.
 const SUBSCRIBE_BATCH: usize = 64;
+
+/// A checked TLS transport, as [`MqttConfig::tls_transport`] makes it.
+pub(crate) type TlsTransport = tls::Transport;
 
 /// How to reach and log in to the MQTT broker. [`MqttConfig::new`] fills in
 /// the defaults.
@@ -112,8 +117,8 @@ impl MqttConfig {
 
     /// The rustls configuration of [`MqttConfig::tls`], checked now (files read,
     /// PEM parsed, client key matched with its certificate); `None` for plain TCP.
-    pub(crate) fn tls_transport(&self) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
-        self.tls.as_ref().map(tls::client_config).transpose()
+    pub(crate) fn tls_transport(&self) -> Result<Option<TlsTransport>, TlsError> {
+        self.tls.as_ref().map(tls::transport).transpose()
     }
 
     /// Checks every value before rumqttc sees it (some of its setters assert).
@@ -665,7 +670,7 @@ impl Session {
     /// `tls` is the configuration [`MqttConfig::tls_transport`] made, or `None`.
     pub fn open(
         cfg: &MqttConfig,
-        tls: Option<Arc<rustls::ClientConfig>>,
+        tls: Option<TlsTransport>,
         client_id: &str,
         max_payload: usize,
         channel_capacity: usize,
@@ -673,7 +678,10 @@ impl Session {
     ) -> Session {
         let mut o = MqttOptions::new(client_id, &cfg.host, cfg.port);
         if let Some(t) = tls {
+            #[cfg(feature = "tls")]
             o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(t)));
+            #[cfg(not(feature = "tls"))]
+            match t {}
         }
         o.set_keep_alive(Duration::from_secs(u64::from(cfg.keep_alive_s)));
         o.set_clean_session(cfg.clean_session);
@@ -888,6 +896,7 @@ fn describe(e: &ConnectionError) -> String {
             format!("broker refused the connection ({code:?})")
         }
         ConnectionError::NetworkTimeout => "connection attempt timed out".to_string(),
+        #[cfg(feature = "tls")]
         ConnectionError::Tls(t) => {
             tls::handshake_failure(t).unwrap_or_else(|| format!("{}{t}", tls::HANDSHAKE_FAILED))
         }
@@ -1004,6 +1013,20 @@ mod tests {
         let d = format!("{c:?}");
         assert!(!d.contains("s3cret"), "{d}");
         assert!(d.contains("<redacted>") && d.contains("user"), "{d}");
+    }
+
+    /// A library built without the `tls` feature refuses a TLS configuration with
+    /// an error that names the missing feature, before any connection is tried.
+    #[test]
+    #[cfg(not(feature = "tls"))]
+    fn tls_without_the_tls_feature_is_refused_in_words() {
+        let cfg = MqttConfig {
+            tls: Some(TlsConfig::default()),
+            ..MqttConfig::new("127.0.0.1", 8883)
+        };
+        let e = cfg.tls_transport().err().expect("refused");
+        assert!(e.0.contains("cargo feature `tls`"), "{e}");
+        assert!(MqttConfig::new("h", 1).tls_transport().unwrap().is_none());
     }
 
     #[test]

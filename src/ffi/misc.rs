@@ -54,6 +54,47 @@ pub extern "C" fn rrpc_version() -> *const c_char {
     V.as_ptr()
 }
 
+/// Bit of `rrpc_features()`: the device client (`rrpc_client_*`).
+pub const RRPC_FEATURE_CLIENT: u32 = 1;
+/// Bit of `rrpc_features()`: the caller (`rrpc_caller_*`, `rrpc_response_*`).
+pub const RRPC_FEATURE_CALLER: u32 = 2;
+/// Bit of `rrpc_features()`: TLS for the client and the caller (`rrpc_mqtt_config.tls`).
+pub const RRPC_FEATURE_TLS: u32 = 4;
+/// Bit of `rrpc_features()`: signed cloud credentials (`rrpc_credentials_*`).
+pub const RRPC_FEATURE_CREDENTIALS: u32 = 8;
+/// Bit of `rrpc_features()`: JT/T 808 codec and adapter (`rrpc_jt808_*`).
+pub const RRPC_FEATURE_JT808: u32 = 16;
+
+/// What this library was built with: an OR of the `RRPC_FEATURE_*` bits. One
+/// header serves every build; a family left out of the build (a lean device
+/// library, see the README's "Building") is absent from the library, so using it
+/// fails at link time, or here at run time for a library loaded with dlopen. The
+/// router (`rrpc_router_*`) and the library-wide functions are always in. Without
+/// `RRPC_FEATURE_TLS`, a client or caller configured with `tls` fails with
+/// `RRPC_STATUS_TLS`.
+///
+/// Never fails. Any thread.
+#[no_mangle]
+pub extern "C" fn rrpc_features() -> u32 {
+    let mut bits = 0;
+    if cfg!(feature = "client") {
+        bits |= RRPC_FEATURE_CLIENT;
+    }
+    if cfg!(feature = "caller") {
+        bits |= RRPC_FEATURE_CALLER;
+    }
+    if cfg!(feature = "tls") {
+        bits |= RRPC_FEATURE_TLS;
+    }
+    if cfg!(feature = "credentials") {
+        bits |= RRPC_FEATURE_CREDENTIALS;
+    }
+    if cfg!(feature = "jt808") {
+        bits |= RRPC_FEATURE_JT808;
+    }
+    bits
+}
+
 /// A short English description of a status code (any `uint32_t`; unknown values
 /// give "unknown status").
 ///

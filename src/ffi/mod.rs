@@ -37,13 +37,21 @@ mod handle;
 mod request;
 mod status;
 
+// A family whose cargo feature is off is left out of the library whole; the
+// header still declares it (one header for every build: see rrpc_features).
+#[cfg(feature = "caller")]
 pub mod caller;
+#[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "credentials")]
 pub mod credentials;
+#[cfg(feature = "jt808")]
 pub mod jt808_adapter;
+#[cfg(feature = "jt808")]
 pub mod jt808_codec;
 pub mod misc;
 pub mod router;
+#[cfg(feature = "session")]
 pub mod session;
 
 pub(crate) use args::{
@@ -55,4 +63,6 @@ pub(crate) use handle::Castable;
 pub use request::rrpc_request;
 pub(crate) use request::{device_args, dialect_arg, ViewStrings};
 pub use status::rrpc_status;
-pub(crate) use status::{Failure, PublishFailed, SendFailed};
+#[cfg(feature = "jt808")]
+pub(crate) use status::SendFailed;
+pub(crate) use status::{Failure, PublishFailed};

@@ -8,15 +8,21 @@
 
 use std::ffi::CStr;
 
+#[cfg(feature = "caller")]
 use crate::caller::CallerError;
-use crate::client::{ClientError, SendError};
+#[cfg(feature = "client")]
+use crate::client::ClientError;
+#[cfg(feature = "credentials")]
 use crate::credentials::CredentialError;
 use crate::guard::Reentered;
+#[cfg(feature = "jt808")]
 use crate::jt808::{
     ConfigError as AdapterConfigError, ConnectionError, DecodeError, EncodeError, FrameError,
     PhoneError, SubmitError,
 };
 use crate::router::{DeviceError, ReplyError};
+#[cfg(feature = "session")]
+use crate::session::SendError;
 
 /// Status code returned by every fallible function. `RRPC_STATUS_OK` is 0; every
 /// other value names one kind of failure, with detail in
@@ -203,6 +209,7 @@ pub(crate) trait SendStatus: std::fmt::Display {
     fn status(&self) -> rrpc_status;
 }
 
+#[cfg(feature = "session")]
 impl SendStatus for SendError {
     fn status(&self) -> rrpc_status {
         match self {
@@ -231,9 +238,11 @@ impl SendStatus for PublishFailed {
     }
 }
 
+#[cfg(feature = "jt808")]
 /// The JT/T 808 adapter's send function returned this non-zero value.
 pub(crate) struct SendFailed(pub i32);
 
+#[cfg(feature = "jt808")]
 impl std::fmt::Display for SendFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -244,6 +253,7 @@ impl std::fmt::Display for SendFailed {
     }
 }
 
+#[cfg(feature = "jt808")]
 impl Status for SendFailed {
     fn status(&self) -> rrpc_status {
         RRPC_STATUS_SEND_FAILED
@@ -270,6 +280,7 @@ impl<E: SendStatus> Status for ReplyError<E> {
     }
 }
 
+#[cfg(feature = "client")]
 impl Status for ClientError {
     fn status(&self) -> rrpc_status {
         match self {
@@ -285,6 +296,7 @@ impl Status for ClientError {
     }
 }
 
+#[cfg(feature = "caller")]
 impl Status for CallerError {
     fn status(&self) -> rrpc_status {
         match self {
@@ -296,6 +308,7 @@ impl Status for CallerError {
     }
 }
 
+#[cfg(feature = "credentials")]
 impl Status for CredentialError {
     fn status(&self) -> rrpc_status {
         if self.is_identity() {
@@ -312,6 +325,7 @@ impl Status for Reentered {
     }
 }
 
+#[cfg(feature = "jt808")]
 impl Status for SubmitError {
     fn status(&self) -> rrpc_status {
         match self {
@@ -329,6 +343,7 @@ impl Status for SubmitError {
     }
 }
 
+#[cfg(feature = "jt808")]
 impl Status for ConnectionError {
     fn status(&self) -> rrpc_status {
         match self {
@@ -338,30 +353,35 @@ impl Status for ConnectionError {
     }
 }
 
+#[cfg(feature = "jt808")]
 impl Status for AdapterConfigError {
     fn status(&self) -> rrpc_status {
         RRPC_STATUS_INVALID_ARGUMENT
     }
 }
 
+#[cfg(feature = "jt808")]
 impl Status for DecodeError {
     fn status(&self) -> rrpc_status {
         RRPC_STATUS_MALFORMED_FRAME
     }
 }
 
+#[cfg(feature = "jt808")]
 impl Status for FrameError {
     fn status(&self) -> rrpc_status {
         RRPC_STATUS_MALFORMED_FRAME
     }
 }
 
+#[cfg(feature = "jt808")]
 impl Status for EncodeError {
     fn status(&self) -> rrpc_status {
         RRPC_STATUS_INVALID_ARGUMENT
     }
 }
 
+#[cfg(feature = "jt808")]
 impl Status for PhoneError {
     fn status(&self) -> rrpc_status {
         RRPC_STATUS_INVALID_ARGUMENT
@@ -383,6 +403,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "session")]
     fn a_failed_send_keeps_its_meaning_per_transport() {
         let client: ReplyError<SendError> = ReplyError::Send(SendError::NotConnected);
         assert_eq!(client.status(), RRPC_STATUS_NOT_CONNECTED);

@@ -1,15 +1,10 @@
-//! TLS options of the session engine, and the rustls client configuration made
-//! from them (ring as the crypto provider).
-//!
-//! Verification is on unless [`TlsConfig::insecure_skip_verify`] is set; then every
-//! connect logs a warning. Errors say what was wrong (unreadable or malformed PEM,
-//! a key that does not match its certificate, an unknown CA, an expired
-//! certificate, a certificate for another host name) and never print key material.
+//! The rustls client configuration made from a [`TlsConfig`] (ring as the crypto
+//! provider), and handshake errors in words. Built with the `tls` feature.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use super::{err, TlsConfig, TlsError, HANDSHAKE_FAILED};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{ring as ring_provider, CryptoProvider};
@@ -19,43 +14,6 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error as RustlsError, RootCertStore,
     SignatureScheme,
 };
-
-/// How a session secures its connection.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TlsConfig {
-    /// PEM file of the CA certificates to trust; `None`: the operating system's
-    /// roots (for public clouds).
-    pub ca_file: Option<PathBuf>,
-    /// The name the server's certificate must be valid for, when it differs from
-    /// the broker host (for example when connecting by IP address). The SNI sent
-    /// is the host's, as rumqttc sends it.
-    pub server_name: Option<String>,
-    /// PEM file of the client certificate chain, for mutual TLS (with `key_file`).
-    pub cert_file: Option<PathBuf>,
-    /// PEM file of the client's private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: Option<PathBuf>,
-    /// ALPN protocols to offer, in order of preference; empty: none.
-    pub alpn: Vec<String>,
-    /// Accept any server certificate. For test benches only: anyone on the path
-    /// can then read and change the traffic. Every connect logs a warning.
-    pub insecure_skip_verify: bool,
-}
-
-/// Why a TLS configuration could not be used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsError(pub String);
-
-impl fmt::Display for TlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TlsError {}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, TlsError> {
-    Err(TlsError(msg.into()))
-}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring_provider::default_provider())
@@ -104,7 +62,7 @@ fn roots(cfg: &TlsConfig) -> Result<RootCertStore, TlsError> {
 
 /// The rustls client configuration for `cfg`, checked now: files read, PEM
 /// parsed, the client key matched against its certificate.
-pub(crate) fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
+pub(super) fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -163,9 +121,6 @@ pub(crate) fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsErr
     config.alpn_protocols = cfg.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(Arc::new(config))
 }
-
-/// How every handshake failure's text starts (see [`crate::session::ConnError::is_tls`]).
-pub(crate) const HANDSHAKE_FAILED: &str = "TLS handshake failed: ";
 
 /// What went wrong in a TLS handshake, in words, when `e` carries a rustls error.
 pub(crate) fn handshake_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
