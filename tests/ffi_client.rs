@@ -972,25 +972,7 @@ fn two_clients_on_one_broker_get_distinct_default_ids() {
 
 #[test]
 fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
-    if !common::require_tool("mosquitto_passwd") {
-        return;
-    }
-    let dir = common::scratch_dir("auth");
-    let pwfile = dir.join(format!("passwd-{}", std::process::id()));
-    let _ = std::fs::remove_file(&pwfile);
-    let st = std::process::Command::new("mosquitto_passwd")
-        .args(["-b", "-c"])
-        .arg(&pwfile)
-        .args(["dev1&a1GFjLP3xxC", "s3cret"])
-        .status()
-        .expect("run mosquitto_passwd");
-    assert!(st.success());
-    // Mosquitto 2 wants the password file readable by its own user only.
-    let conf = format!(
-        "allow_anonymous false\npassword_file {}\n",
-        pwfile.display()
-    );
-    let Some(broker) = Broker::mosquitto_with(&conf) else {
+    let Some(broker) = Broker::mosquitto_with_user("dev1&a1GFjLP3xxC", "s3cret") else {
         return;
     };
 
@@ -1071,24 +1053,7 @@ unsafe extern "C" fn sign(
 /// last credentials in use; it cannot stop its own client.
 #[test]
 fn the_sign_callback_signs_every_attempt() {
-    if !common::require_tool("mosquitto_passwd") {
-        return;
-    }
-    let dir = common::scratch_dir("sign");
-    let pwfile = dir.join(format!("passwd-{}", std::process::id()));
-    let _ = std::fs::remove_file(&pwfile);
-    let st = std::process::Command::new("mosquitto_passwd")
-        .args(["-b", "-c"])
-        .arg(&pwfile)
-        .args([&format!("dev1&{PK}"), "s3cret"])
-        .status()
-        .expect("run mosquitto_passwd");
-    assert!(st.success());
-    let conf = format!(
-        "allow_anonymous false\npassword_file {}\n",
-        pwfile.display()
-    );
-    let Some(broker) = Broker::mosquitto_with(&conf) else {
+    let Some(broker) = Broker::mosquitto_with_user(&format!("dev1&{PK}"), "s3cret") else {
         return;
     };
     let now_ms = || {

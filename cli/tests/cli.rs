@@ -984,26 +984,10 @@ fn credentials_match_the_vendor_sdks() {
 /// and the password never shows in the output.
 #[test]
 fn password_file_logs_in_and_bad_files_are_named() {
-    if !common::require_tool("mosquitto_passwd") {
-        return;
-    }
-    let dir = common::scratch_dir("cli-auth");
-    let pwfile = dir.join(format!("passwd-{}", std::process::id()));
-    let _ = std::fs::remove_file(&pwfile);
-    let st = Command::new("mosquitto_passwd")
-        .args(["-b", "-c"])
-        .arg(&pwfile)
-        .args(["gateway1", "pa55 word"])
-        .status()
-        .expect("run mosquitto_passwd");
-    assert!(st.success());
-    let conf = format!(
-        "allow_anonymous false\npassword_file {}\n",
-        pwfile.display()
-    );
-    let Some(broker) = Broker::mosquitto_with(&conf) else {
+    let Some(broker) = Broker::mosquitto_with_user("gateway1", "pa55 word") else {
         return;
     };
+    let dir = common::scratch_dir("cli-auth");
     let good = dir.join(format!("good-{}", std::process::id()));
     std::fs::write(&good, "pa55 word\n").unwrap();
     let wrong = dir.join(format!("wrong-{}", std::process::id()));
