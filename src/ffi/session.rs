@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 
 use super::{arg_opt_string, arg_str, rrpc_status, Failure, SendPtr};
-use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig};
+use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion};
 use crate::tls::TlsConfig;
 
 /// How to reach and log in to the MQTT broker: the `mqtt` member of
@@ -63,6 +63,17 @@ pub struct rrpc_mqtt_config {
     /// benches only: anyone on the path can then read and change the traffic;
     /// every connect logs a warning.
     pub tls_insecure_skip_verify: bool,
+    /// MQTT protocol version: 3 (MQTT 3.1.1, the default; 0 means the same) or 5
+    /// (MQTT 5: No Local on custom-topic request subscriptions, reason codes in
+    /// connection errors, session expiry, the maximum packet size announced to
+    /// the broker). Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
+    /// MQTT 5 needs `keep_alive_s` of at least 5.
+    pub mqtt_version: u8,
+    /// MQTT 5 with `clean_session` false only: how long the broker keeps the
+    /// session after the connection ends, in seconds (UINT32_MAX: never
+    /// expires). 0 (default) means 3600. Any other value with MQTT 3.1.1 or a
+    /// clean session is refused with RRPC_STATUS_INVALID_ARGUMENT.
+    pub session_expiry_s: u32,
 }
 
 /// The kinds of `rrpc_connection_event`.
@@ -141,6 +152,8 @@ pub(crate) fn mqtt_config_defaults() -> rrpc_mqtt_config {
         tls_key_file: std::ptr::null(),
         tls_alpn: std::ptr::null(),
         tls_insecure_skip_verify: false,
+        mqtt_version: d.protocol.number(),
+        session_expiry_s: d.session_expiry_s,
     }
 }
 
@@ -157,6 +170,16 @@ pub(crate) fn mqtt_config(c: &rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
     m.reconnect_min_ms = c.reconnect_min_ms;
     m.reconnect_max_ms = c.reconnect_max_ms;
     m.tls = tls_config(c)?;
+    m.protocol = match c.mqtt_version {
+        0 => MqttVersion::V311,
+        v => MqttVersion::from_number(v).ok_or_else(|| {
+            Failure::new(
+                rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
+                format!("config->mqtt.mqtt_version must be 3 (MQTT 3.1.1) or 5 (MQTT 5), not {v}"),
+            )
+        })?,
+    };
+    m.session_expiry_s = c.session_expiry_s;
     Ok(m)
 }
 
