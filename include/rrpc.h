@@ -818,6 +818,21 @@ typedef struct rrpc_mqtt_config {
      * client or caller is freed.
      */
     void *sign_user_data;
+    /**
+     * MQTT protocol version: 3 (MQTT 3.1.1, the default; 0 means the same) or 5
+     * (MQTT 5: No Local on custom-topic request subscriptions, reason codes in
+     * connection errors, session expiry, the maximum packet size announced to
+     * the broker). Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
+     * MQTT 5 needs `keep_alive_s` of at least 5.
+     */
+    uint8_t mqtt_version;
+    /**
+     * MQTT 5 with `clean_session` false only: how long the broker keeps the
+     * session after the connection ends, in seconds (UINT32_MAX: never
+     * expires). 0 (default) means 3600. Any other value with MQTT 3.1.1 or a
+     * clean session is refused with RRPC_STATUS_INVALID_ARGUMENT.
+     */
+    uint32_t session_expiry_s;
 } rrpc_mqtt_config;
 
 /**

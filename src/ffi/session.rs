@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::signed::{field_str, rrpc_credentials, wipe};
 use super::{arg_opt_string, arg_str, rrpc_status, Failure, SendPtr};
-use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, Signer};
+use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
 
 /// How to reach and log in to the MQTT broker: the `mqtt` member of
@@ -72,6 +72,17 @@ pub struct rrpc_mqtt_config {
     /// Handed to `sign` as is; never dereferenced. Must stay valid until the
     /// client or caller is freed.
     pub sign_user_data: *mut c_void,
+    /// MQTT protocol version: 3 (MQTT 3.1.1, the default; 0 means the same) or 5
+    /// (MQTT 5: No Local on custom-topic request subscriptions, reason codes in
+    /// connection errors, session expiry, the maximum packet size announced to
+    /// the broker). Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
+    /// MQTT 5 needs `keep_alive_s` of at least 5.
+    pub mqtt_version: u8,
+    /// MQTT 5 with `clean_session` false only: how long the broker keeps the
+    /// session after the connection ends, in seconds (UINT32_MAX: never
+    /// expires). 0 (default) means 3600. Any other value with MQTT 3.1.1 or a
+    /// clean session is refused with RRPC_STATUS_INVALID_ARGUMENT.
+    pub session_expiry_s: u32,
 }
 
 /// Writes the user name and password of the next connection attempt. The
@@ -174,6 +185,8 @@ pub(crate) fn mqtt_config_defaults() -> rrpc_mqtt_config {
         tls_insecure_skip_verify: false,
         sign: None,
         sign_user_data: std::ptr::null_mut(),
+        mqtt_version: d.protocol.number(),
+        session_expiry_s: d.session_expiry_s,
     }
 }
 
@@ -191,6 +204,16 @@ pub(crate) fn mqtt_config(c: &rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
     m.reconnect_max_ms = c.reconnect_max_ms;
     m.tls = tls_config(c)?;
     m.signer = c.sign.map(|cb| c_signer(cb, SendPtr(c.sign_user_data)));
+    m.protocol = match c.mqtt_version {
+        0 => MqttVersion::V311,
+        v => MqttVersion::from_number(v).ok_or_else(|| {
+            Failure::new(
+                rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
+                format!("config->mqtt.mqtt_version must be 3 (MQTT 3.1.1) or 5 (MQTT 5), not {v}"),
+            )
+        })?,
+    };
+    m.session_expiry_s = c.session_expiry_s;
     Ok(m)
 }
 
