@@ -679,6 +679,45 @@ typedef struct rrpc_response rrpc_response;
 typedef struct rrpc_router rrpc_router;
 
 /**
+ * What a device presents in its MQTT CONNECT, and where it connects: each string
+ * NUL-terminated. `password` is derived from the device secret: clear the struct
+ * (for example with memset) when it is no longer needed.
+ */
+typedef struct rrpc_credentials {
+    char client_id[RRPC_CREDENTIALS_ID_SIZE];
+    char username[RRPC_CREDENTIALS_ID_SIZE];
+    char password[RRPC_CREDENTIALS_PASSWORD_SIZE];
+    /**
+     * The cloud's MQTT host for this device.
+     */
+    char host[RRPC_CREDENTIALS_HOST_SIZE];
+    /**
+     * 8883 with TLS, 1883 without.
+     */
+    uint16_t port;
+} rrpc_credentials;
+
+/**
+ * Writes the user name and password of the next connection attempt. The
+ * library passes the Unix time in ms and a zeroed `rrpc_credentials`; the
+ * callback fills `username` and `password` (for example with
+ * `rrpc_credentials_tencent`, an expiry some time after `unix_ms` and a fresh
+ * connection id) and returns 0. Its other fields are ignored: the client id and
+ * the broker stay the config's. A non-zero return, or a user name that is empty
+ * or a field that is not NUL-terminated UTF-8, is logged as a warning and the
+ * attempt uses the last credentials. The library wipes the struct after reading
+ * it.
+ *
+ * Runs before each attempt on the thread that drives the connection (the
+ * client's background thread or `rrpc_client_yield`; the caller's thread or one
+ * waiting in `rrpc_caller_call`), with no library lock held. It must not stop,
+ * free or yield its object (they fail with RRPC_STATUS_WRONG_STATE).
+ */
+typedef int32_t (*rrpc_sign_cb)(void *user_data,
+                                uint64_t unix_ms,
+                                struct rrpc_credentials *out_credentials);
+
+/**
  * How to reach and log in to the MQTT broker: the `mqtt` member of
  * `rrpc_client_config` and `rrpc_caller_config`, filled with defaults by their
  * `_init`. Strings are copied by the `_new` function; they only need to live
@@ -767,6 +806,33 @@ typedef struct rrpc_mqtt_config {
      * every connect logs a warning.
      */
     bool tls_insecure_skip_verify;
+    /**
+     * Signs the user name and password again before every connection attempt,
+     * for cloud signatures that expire (Tencent IoT Hub's), or NULL (default).
+     * See `rrpc_sign_cb`. What it writes replaces `username` and `password`,
+     * which are used only while it fails.
+     */
+    rrpc_sign_cb sign;
+    /**
+     * Handed to `sign` as is; never dereferenced. Must stay valid until the
+     * client or caller is freed.
+     */
+    void *sign_user_data;
+    /**
+     * MQTT protocol version: 3 (MQTT 3.1.1, the default; 0 means the same) or 5
+     * (MQTT 5: No Local on custom-topic request subscriptions, reason codes in
+     * connection errors, session expiry, the maximum packet size announced to
+     * the broker). Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
+     * MQTT 5 needs `keep_alive_s` of at least 5.
+     */
+    uint8_t mqtt_version;
+    /**
+     * MQTT 5 with `clean_session` false only: how long the broker keeps the
+     * session after the connection ends, in seconds (UINT32_MAX: never
+     * expires). 0 (default) means 3600. Any other value with MQTT 3.1.1 or a
+     * clean session is refused with RRPC_STATUS_INVALID_ARGUMENT.
+     */
+    uint32_t session_expiry_s;
 } rrpc_mqtt_config;
 
 /**
@@ -1256,25 +1322,6 @@ typedef struct rrpc_credentials_tencent_params {
      */
     bool tls;
 } rrpc_credentials_tencent_params;
-
-/**
- * What a device presents in its MQTT CONNECT, and where it connects: each string
- * NUL-terminated. `password` is derived from the device secret: clear the struct
- * (for example with memset) when it is no longer needed.
- */
-typedef struct rrpc_credentials {
-    char client_id[RRPC_CREDENTIALS_ID_SIZE];
-    char username[RRPC_CREDENTIALS_ID_SIZE];
-    char password[RRPC_CREDENTIALS_PASSWORD_SIZE];
-    /**
-     * The cloud's MQTT host for this device.
-     */
-    char host[RRPC_CREDENTIALS_HOST_SIZE];
-    /**
-     * 8883 with TLS, 1883 without.
-     */
-    uint16_t port;
-} rrpc_credentials;
 
 /**
  * Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.

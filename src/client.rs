@@ -19,7 +19,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use rumqttc::{LastWill, QoS, SubscribeReasonCode};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
@@ -28,7 +27,9 @@ use crate::dialect::{Dialect, Identity};
 use crate::guard::{self, Kind, Slot};
 use crate::presence::{self, PresenceTopics};
 use crate::router::{Device, DeviceError, Dropped, ReplyError, Router, RouterConfig, Stats};
-use crate::session::{ConnError, Link, Outbox, Owner, Publisher, Session};
+use crate::session::{
+    ConnError, Filter, Link, Outbox, Owner, Publisher, QoS, Session, SubAcks, Will,
+};
 pub use crate::session::{
     ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig, SendError,
 };
@@ -278,7 +279,7 @@ impl Client {
         if self.inner.link.is_connected() {
             let publisher = self.inner.publisher.read().clone();
             if let Some(p) = publisher {
-                if let Err(e) = p.subscribe(device.filter(), self.inner.qos()) {
+                if let Err(e) = p.subscribe(self.inner.request_filter(&device)) {
                     // Undo, so that the caller can simply retry.
                     let _ = self
                         .inner
@@ -585,11 +586,19 @@ impl Inner {
         })
     }
 
-    fn qos(&self) -> QoS {
-        if self.cfg.subscribe_qos == 1 {
-            QoS::AtLeastOnce
-        } else {
-            QoS::AtMostOnce
+    /// The subscription of a device's requests. A custom-topic device answers
+    /// on the topic its requests come on, which its own filter matches: with
+    /// MQTT 5 No Local the broker keeps those replies from coming back (on MQTT
+    /// 3.1.1 the router recognises them, `own_replies`).
+    fn request_filter(&self, d: &Device) -> Filter {
+        Filter {
+            topic: d.filter().to_string(),
+            qos: if self.cfg.subscribe_qos == 1 {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            },
+            no_local: d.dialect.needs_custom_topic(),
         }
     }
 
@@ -659,12 +668,11 @@ impl Inner {
 }
 
 impl Owner for Inner {
-    fn filters(&self) -> Vec<(String, QoS)> {
-        let qos = self.qos();
+    fn filters(&self) -> Vec<Filter> {
         self.router
             .lock()
             .devices()
-            .map(|d| (d.filter().to_string(), qos))
+            .map(|d| self.request_filter(d))
             .collect()
     }
 
@@ -749,18 +757,15 @@ impl Owner for Inner {
         }
     }
 
-    fn on_suback(&self, _pkid: u16, codes: &[SubscribeReasonCode]) {
+    fn on_suback(&self, _pkid: u16, acks: SubAcks<'_>) {
         // A device added while connected.
-        let refused = codes
-            .iter()
-            .filter(|c| matches!(c, SubscribeReasonCode::Failure))
-            .count();
-        self.link.note_subscribe_failures(refused as u64);
+        self.link
+            .note_subscribe_failures(acks.refused() as u64, acks.reason());
     }
 
     /// The last will for the next connection: retained `offline` on the device's
     /// topic when the connection serves one device, else on the connection topic.
-    fn last_will(&self) -> Option<LastWill> {
+    fn last_will(&self) -> Option<Will> {
         let p = self.cfg.presence.as_ref()?;
         let topic = {
             let router = self.router.lock();
@@ -770,12 +775,12 @@ impl Owner for Inner {
                 _ => p.connection_topic(&self.client_id_or_empty()),
             }
         };
-        Some(LastWill::new(
+        Some(Will {
             topic,
-            presence::OFFLINE,
-            QoS::AtLeastOnce,
-            true,
-        ))
+            payload: presence::OFFLINE.to_vec(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        })
     }
 
     /// On a clean stop: every device's retained `offline` (a clean DISCONNECT

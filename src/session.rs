@@ -23,11 +23,16 @@
 //! messages and lost connections. The engine runs as one task on the owner's
 //! runtime (`Session::run`); any thread publishes through a `Publisher`.
 //!
+//! MQTT 3.1.1 (the default) or MQTT 5 ([`MqttConfig::protocol`]): rumqttc's
+//! two clients behind one interface (`wire`), so owners never see which one
+//! runs. MQTT 5 adds No Local on the subscriptions that ask for it, reason
+//! codes in the error texts, session expiry and the maximum packet size
+//! announced to the broker.
+//!
 //! Where the next transport options go: TLS and other transports in
 //! `Session::open` (the rumqttc transport and network options); credentials
-//! signed at every connect in `Session::prepare_attempt`, which runs before
-//! each attempt; MQTT 5 as another protocol branch of `open` and of the event
-//! mapping in `run`.
+//! signed at every connect in `Engine::prepare_attempt`, which runs before
+//! each attempt.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -36,23 +41,60 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use rumqttc::{
-    AsyncClient, ClientError as MqttClientError, ConnectionError, Event, EventLoop, LastWill,
-    MqttOptions, NetworkOptions, Outgoing, Packet, QoS, Request, Subscribe, SubscribeFilter,
-    SubscribeReasonCode,
-};
 #[cfg(feature = "tls")]
-use rumqttc::{TlsConfiguration, Transport};
+use rumqttc::TlsConfiguration;
+use rumqttc::{v5, AsyncClient, EventLoop, MqttOptions, NetworkOptions, Transport};
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::guard::{Reentered, Slot};
 use crate::tls::{self, TlsConfig, TlsError};
 
+mod wire;
+
+pub use wire::Reason;
+pub(crate) use wire::{Filter, QoS, SubAcks, Will};
+use wire::{Message, Step, Wire};
+
 /// Room for a topic and the MQTT headers on top of a payload limit.
 const PACKET_OVERHEAD: usize = 64 * 1024 + 16;
 /// Filters per SUBSCRIBE packet when subscribing many after a CONNACK.
 const SUBSCRIBE_BATCH: usize = 64;
+/// MQTT 5 session expiry, in seconds, of a session kept with
+/// `clean_session = false` when [`MqttConfig::session_expiry_s`] is 0.
+pub(crate) const DEFAULT_SESSION_EXPIRY_S: u32 = 3600;
+/// rumqttc's MQTT 5 client pings at least every this many seconds; it cannot
+/// turn keep-alive off.
+const MIN_KEEP_ALIVE_V5_S: u16 = 5;
+
+/// The MQTT protocol version of a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1 (protocol level 4), the default.
+    #[default]
+    V311,
+    /// MQTT 5.
+    V5,
+}
+
+impl MqttVersion {
+    /// The version by its number on command lines and in C: 3 (MQTT 3.1.1) or 5.
+    pub fn from_number(n: u8) -> Option<MqttVersion> {
+        match n {
+            3 => Some(MqttVersion::V311),
+            5 => Some(MqttVersion::V5),
+            _ => None,
+        }
+    }
+
+    /// 3 or 5, as [`MqttVersion::from_number`] takes it.
+    pub fn number(self) -> u8 {
+        match self {
+            MqttVersion::V311 => 3,
+            MqttVersion::V5 => 5,
+        }
+    }
+}
 
 /// A checked TLS transport, as [`MqttConfig::tls_transport`] makes it.
 pub(crate) type TlsTransport = tls::Transport;
@@ -73,8 +115,16 @@ pub struct MqttConfig {
     pub password: Option<String>,
     /// MQTT keep-alive in seconds; 0 disables it.
     pub keep_alive_s: u16,
-    /// MQTT clean-session flag. `false` requires an explicit `client_id`.
+    /// MQTT clean-session flag (MQTT 5: clean start). `false` requires an
+    /// explicit `client_id`.
     pub clean_session: bool,
+    /// MQTT 3.1.1 (default) or MQTT 5.
+    pub protocol: MqttVersion,
+    /// MQTT 5 only, with `clean_session = false`: how long the broker keeps the
+    /// session after the connection ends, in seconds (`u32::MAX`: never
+    /// expires). 0 means 3600 (an hour). With `clean_session = true` the
+    /// session ends with the connection.
+    pub session_expiry_s: u32,
     /// How long the owner waits for its first connection, in ms (see the
     /// client's `start` and the caller's `connect`); also bounds each TCP
     /// connect attempt (rounded up to whole seconds).
@@ -107,6 +157,8 @@ impl MqttConfig {
             password: None,
             keep_alive_s: 60,
             clean_session: true,
+            protocol: MqttVersion::V311,
+            session_expiry_s: 0,
             connect_timeout_ms: 5000,
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
@@ -145,7 +197,36 @@ impl MqttConfig {
                 "reconnect delays must satisfy 0 < reconnect_min_ms <= reconnect_max_ms".into(),
             );
         }
+        if self.session_expiry_s != 0 {
+            if self.protocol != MqttVersion::V5 {
+                return Err(
+                    "session_expiry_s is an MQTT 5 setting: choose MQTT 5, or leave it 0".into(),
+                );
+            }
+            if self.clean_session {
+                return Err(
+                    "session_expiry_s needs clean_session = false (a clean session ends with its connection)"
+                        .into(),
+                );
+            }
+        }
+        if self.protocol == MqttVersion::V5 && self.keep_alive_s < MIN_KEEP_ALIVE_V5_S {
+            return Err(format!(
+                "keep_alive_s must be at least {MIN_KEEP_ALIVE_V5_S} with MQTT 5 (its client cannot turn keep-alive off)"
+            ));
+        }
         Ok(())
+    }
+
+    /// The MQTT 5 session expiry interval to announce, in seconds: `None` for
+    /// MQTT 3.1.1 and clean sessions (the session ends with the connection).
+    pub fn session_expiry(&self) -> Option<u32> {
+        (self.protocol == MqttVersion::V5 && !self.clean_session).then_some(
+            match self.session_expiry_s {
+                0 => DEFAULT_SESSION_EXPIRY_S,
+                s => s,
+            },
+        )
     }
 
     /// `host:port`, for messages.
@@ -164,6 +245,8 @@ impl fmt::Debug for MqttConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("keep_alive_s", &self.keep_alive_s)
             .field("clean_session", &self.clean_session)
+            .field("protocol", &self.protocol)
+            .field("session_expiry_s", &self.session_expiry_s)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("reconnect_min_ms", &self.reconnect_min_ms)
             .field("reconnect_max_ms", &self.reconnect_max_ms)
@@ -453,10 +536,15 @@ impl Link {
         self.connection_errors.load(Ordering::SeqCst)
     }
 
-    pub fn note_subscribe_failures(&self, n: u64) {
+    /// Counts and logs `n` refused subscriptions; `why` is the MQTT 5 reason
+    /// code of one of them (MQTT 3.1.1 gives none).
+    pub fn note_subscribe_failures(&self, n: u64, why: Option<Reason>) {
         if n > 0 {
             self.subscribe_failures.fetch_add(n, Ordering::Relaxed);
-            warn!("broker refused {n} subscription(s); check its ACLs");
+            match why {
+                Some(why) => warn!("broker refused {n} subscription(s) ({why}); check its ACLs"),
+                None => warn!("broker refused {n} subscription(s); check its ACLs"),
+            }
         }
     }
 
@@ -570,7 +658,10 @@ impl Drop for Watch<'_> {
 /// The request side of a session: any thread may publish or subscribe through
 /// it; nothing waits (a full queue is an error).
 #[derive(Clone)]
-pub(crate) struct Publisher(AsyncClient);
+pub(crate) enum Publisher {
+    V311(AsyncClient),
+    V5(v5::AsyncClient),
+}
 
 impl Publisher {
     pub fn publish(
@@ -580,49 +671,80 @@ impl Publisher {
         retain: bool,
         payload: impl Into<Vec<u8>>,
     ) -> Result<(), SendError> {
-        self.0
-            .try_publish(topic, qos, retain, payload)
-            .map_err(send_error)
+        match self {
+            Publisher::V311(c) => c
+                .try_publish(topic, qos.v4(), retain, payload)
+                .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            Publisher::V5(c) => c
+                .try_publish(topic, qos.v5(), retain, payload.into())
+                .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
+        }
     }
 
-    pub fn subscribe(&self, filter: impl Into<String>, qos: QoS) -> Result<(), SendError> {
-        self.0.try_subscribe(filter, qos).map_err(send_error)
+    /// Subscribes one filter (No Local only on MQTT 5).
+    pub fn subscribe(&self, filter: Filter) -> Result<(), SendError> {
+        match self {
+            Publisher::V311(c) => c
+                .try_subscribe(filter.topic, filter.qos.v4())
+                .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            Publisher::V5(c) => c
+                .try_subscribe_many([filter.v5()])
+                .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
+        }
     }
 
     pub fn unsubscribe(&self, filter: impl Into<String>) -> Result<(), SendError> {
-        self.0.try_unsubscribe(filter).map_err(send_error)
+        match self {
+            Publisher::V311(c) => c
+                .try_unsubscribe(filter)
+                .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            Publisher::V5(c) => c
+                .try_unsubscribe(filter)
+                .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
+        }
     }
 
     fn disconnect(&self) -> Result<(), SendError> {
-        self.0.try_disconnect().map_err(send_error)
+        match self {
+            Publisher::V311(c) => c
+                .try_disconnect()
+                .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            Publisher::V5(c) => c
+                .try_disconnect()
+                .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
+        }
     }
 }
 
 /// rumqttc's channel is only ever full for a `try_` request: it closes only when
 /// the event loop is dropped, which owners do after the link says disconnected.
-fn send_error(e: MqttClientError) -> SendError {
-    match e {
-        MqttClientError::TryRequest(_) => SendError::QueueFull,
-        MqttClientError::Request(_) => SendError::NotConnected,
+fn send_error(try_request: bool) -> SendError {
+    if try_request {
+        SendError::QueueFull
+    } else {
+        SendError::NotConnected
     }
 }
 
 /// What to publish right after a CONNACK, ahead of anything queued before.
-pub(crate) struct Outbox<'a>(&'a mut VecDeque<Request>);
+pub(crate) struct Outbox<'a>(&'a mut Vec<Message>);
 
 impl Outbox<'_> {
     pub fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: &[u8]) {
-        let mut p = rumqttc::Publish::new(topic, qos, payload);
-        p.retain = retain;
-        self.0.push_back(Request::Publish(p));
+        self.0.push(Message {
+            topic,
+            qos,
+            retain,
+            payload: payload.to_vec(),
+        });
     }
 }
 
 /// What the owner of a session (client or caller) does at each step. Called on
 /// the session's task, one at a time.
 pub(crate) trait Owner: Send + Sync + 'static {
-    /// Every filter to subscribe after a CONNACK, with its QoS.
-    fn filters(&self) -> Vec<(String, QoS)>;
+    /// Every filter to subscribe after a CONNACK.
+    fn filters(&self) -> Vec<Filter>;
     /// After a CONNACK, once the SUBSCRIBEs are queued: more to send first.
     fn on_connack(&self, _out: &mut Outbox<'_>) {}
     /// The broker acknowledged every filter of [`Owner::filters`]; `refused`
@@ -634,20 +756,33 @@ pub(crate) trait Owner: Send + Sync + 'static {
     /// with this packet id...
     fn on_outgoing_subscribe(&self, _pkid: u16) {}
     /// ...and was acknowledged.
-    fn on_suback(&self, _pkid: u16, _codes: &[SubscribeReasonCode]) {}
+    fn on_suback(&self, _pkid: u16, _acks: SubAcks<'_>) {}
     /// The connection is down (lost, or an attempt failed), before the wait.
     fn on_disconnected(&self, _cause: DisconnectCause) {}
     /// The last will for the next attempt.
-    fn last_will(&self) -> Option<LastWill> {
+    fn last_will(&self) -> Option<Will> {
         None
     }
     /// The application stops a live connection: last words before DISCONNECT.
     fn on_stopping(&self, _publisher: &Publisher) {}
 }
 
+/// The event loop of one protocol. One per session: the MQTT 5 one is boxed
+/// so that a 3.1.1 session does not carry its size.
+#[allow(clippy::large_enum_variant)] // the 3.1.1 loop stays inline: no indirection on its path
+enum Conn {
+    V311(EventLoop),
+    V5(Box<v5::EventLoop>),
+}
+
 /// One MQTT connection and its event loop. See the module documentation.
 pub(crate) struct Session {
-    eventloop: EventLoop,
+    conn: Conn,
+    engine: Engine,
+}
+
+/// Everything of a session but its event loop.
+struct Engine {
     publisher: Publisher,
     link: Arc<Link>,
     reconnect: (u32, u32),
@@ -664,9 +799,10 @@ pub(crate) struct Session {
 
 impl Session {
     /// The connection (not yet connecting) for `client_id`: packets up to
-    /// `max_payload` plus headers in both directions, `channel_capacity`
-    /// requests queued from other threads, TCP_NODELAY (rumqttc leaves Nagle on,
-    /// which stalls pipelined messages by ~40 ms).
+    /// `max_payload` plus headers in both directions (MQTT 5 also announces
+    /// the limit to the broker, which then never sends anything larger),
+    /// `channel_capacity` requests queued from other threads, TCP_NODELAY
+    /// (rumqttc leaves Nagle on, which stalls pipelined messages by ~40 ms).
     /// `tls` is the configuration [`MqttConfig::tls_transport`] made, or `None`.
     pub fn open(
         cfg: &MqttConfig,
@@ -676,56 +812,103 @@ impl Session {
         channel_capacity: usize,
         link: Arc<Link>,
     ) -> Session {
-        let mut o = MqttOptions::new(client_id, &cfg.host, cfg.port);
-        if let Some(t) = tls {
-            #[cfg(feature = "tls")]
-            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(t)));
-            #[cfg(not(feature = "tls"))]
-            match t {}
-        }
-        o.set_keep_alive(Duration::from_secs(u64::from(cfg.keep_alive_s)));
-        o.set_clean_session(cfg.clean_session);
-        if let Some(user) = &cfg.username {
-            o.set_credentials(user, cfg.password.clone().unwrap_or_default());
-        }
+        #[cfg(feature = "tls")]
+        let transport = tls.map(|t| Transport::tls_with_config(TlsConfiguration::Rustls(t)));
+        #[cfg(not(feature = "tls"))]
+        let transport: Option<Transport> = tls.map(|t| match t {});
+        let keep_alive = Duration::from_secs(u64::from(cfg.keep_alive_s));
+        let credentials = cfg
+            .username
+            .as_ref()
+            .map(|user| (user.clone(), cfg.password.clone().unwrap_or_default()));
         let limit = max_payload.saturating_add(PACKET_OVERHEAD);
-        o.set_max_packet_size(limit, limit);
-        o.set_request_channel_capacity(channel_capacity);
-        let (client, mut eventloop) = AsyncClient::new(o, channel_capacity);
+        let connect_timeout_s = u64::from(cfg.connect_timeout_ms.div_ceil(1000)).max(1);
         let mut net = NetworkOptions::new();
         net.set_tcp_nodelay(true);
-        net.set_connection_timeout(u64::from(cfg.connect_timeout_ms.div_ceil(1000)).max(1));
-        eventloop.set_network_options(net);
+        net.set_connection_timeout(connect_timeout_s);
+        let (conn, publisher) = match cfg.protocol {
+            MqttVersion::V311 => {
+                let mut o = MqttOptions::new(client_id, &cfg.host, cfg.port);
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
+                o.set_keep_alive(keep_alive);
+                o.set_clean_session(cfg.clean_session);
+                if let Some((user, password)) = credentials {
+                    o.set_credentials(user, password);
+                }
+                o.set_max_packet_size(limit, limit);
+                o.set_request_channel_capacity(channel_capacity);
+                let (client, mut eventloop) = AsyncClient::new(o, channel_capacity);
+                eventloop.set_network_options(net);
+                (Conn::V311(eventloop), Publisher::V311(client))
+            }
+            MqttVersion::V5 => {
+                let mut o = v5::MqttOptions::new(client_id, &cfg.host, cfg.port);
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
+                o.set_keep_alive(keep_alive);
+                o.set_clean_start(cfg.clean_session);
+                o.set_session_expiry_interval(cfg.session_expiry());
+                if let Some((user, password)) = credentials {
+                    o.set_credentials(user, password);
+                }
+                o.set_max_packet_size(Some(u32::try_from(limit).unwrap_or(u32::MAX)));
+                o.set_request_channel_capacity(channel_capacity);
+                o.set_connection_timeout(connect_timeout_s);
+                o.set_network_options(net);
+                let (client, eventloop) = v5::AsyncClient::new(o, channel_capacity);
+                (Conn::V5(Box::new(eventloop)), Publisher::V5(client))
+            }
+        };
         Session {
-            eventloop,
-            publisher: Publisher(client),
-            link,
-            reconnect: (cfg.reconnect_min_ms, cfg.reconnect_max_ms),
-            insecure: cfg.tls.as_ref().is_some_and(|t| t.insecure_skip_verify),
-            signer: cfg.signer.clone(),
-            unsent_batches: VecDeque::new(),
-            sent_batches: HashMap::new(),
-            refused: Vec::new(),
+            conn,
+            engine: Engine {
+                publisher,
+                link,
+                reconnect: (cfg.reconnect_min_ms, cfg.reconnect_max_ms),
+                insecure: cfg.tls.as_ref().is_some_and(|t| t.insecure_skip_verify),
+                signer: cfg.signer.clone(),
+                unsent_batches: VecDeque::new(),
+                sent_batches: HashMap::new(),
+                refused: Vec::new(),
+            },
         }
     }
 
     pub fn publisher(&self) -> Publisher {
-        self.publisher.clone()
+        self.engine.publisher.clone()
     }
 
+    /// Runs the connection until `stop` turns true: connects, reconnects with
+    /// backoff, subscribes after every CONNACK and hands everything to `owner`.
+    /// On stop, sends what is queued and a clean DISCONNECT, and gives the
+    /// session back, to run again later. Spawned as a task of its own (not
+    /// wrapped in another future: each level of futures costs instructions on
+    /// every event); the protocol is chosen once here, each has its own loop.
+    pub async fn run<O: Owner>(mut self, owner: Arc<O>, stop: watch::Receiver<bool>) -> Session {
+        let owner = &*owner;
+        match &mut self.conn {
+            Conn::V311(eventloop) => self.engine.drive(eventloop, owner, stop).await,
+            Conn::V5(eventloop) => self.engine.drive(&mut **eventloop, owner, stop).await,
+        }
+        self
+    }
+}
+
+impl Engine {
     /// Before every connection attempt: the owner's last will.
-    fn prepare_attempt(&mut self, owner: &impl Owner) {
+    fn prepare_attempt(&mut self, wire: &mut impl Wire, owner: &impl Owner) {
         if let Some(w) = owner.last_will() {
-            self.eventloop.mqtt_options.set_last_will(w);
+            wire.set_last_will(w);
         }
         if let Some(sign) = &self.signer {
             let unix_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             match sign(unix_ms) {
-                Ok((user, password)) => {
-                    self.eventloop.mqtt_options.set_credentials(user, password);
-                }
+                Ok((user, password)) => wire.set_credentials(user, password),
                 Err(e) => warn!(
                     "signing the credentials for {} failed: {e}; the attempt uses the last ones",
                     self.link.address()
@@ -734,23 +917,18 @@ impl Session {
         }
     }
 
-    /// Runs the connection until `stop` turns true: connects, reconnects with
-    /// backoff, subscribes after every CONNACK and hands everything to `owner`.
-    /// On stop, sends what is queued and a clean DISCONNECT, and gives the
-    /// session back, to run again later. Spawned as a task of its own (not
-    /// wrapped in another future: each level of futures costs instructions on
-    /// every event).
-    pub async fn run<O: Owner>(
-        mut self,
-        owner: Arc<O>,
+    /// [`Session::run`] on one protocol's event loop.
+    async fn drive<W: Wire, O: Owner>(
+        &mut self,
+        wire: &mut W,
+        owner: &O,
         mut stop: watch::Receiver<bool>,
-    ) -> Session {
-        let owner = &*owner;
+    ) {
         // A connection left from an earlier run is dropped; what was queued
         // meanwhile is kept for the next connection.
-        self.eventloop.clean();
+        wire.clean();
         let mut machine = Machine::new(Backoff::new(self.reconnect.0, self.reconnect.1));
-        self.prepare_attempt(owner);
+        self.prepare_attempt(wire, owner);
         // One stop future for the whole loop: making one per event cost about as
         // much as routing a request.
         let stopped = stop.changed();
@@ -759,45 +937,43 @@ impl Session {
             let event = tokio::select! {
                 biased;
                 _ = &mut stopped => break,
-                ev = self.eventloop.poll() => ev,
+                ev = wire.poll() => ev,
             };
             match event {
-                Ok(Event::Incoming(Packet::Publish(p))) => owner.on_publish(&p.topic, &p.payload),
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    if self.insecure {
-                        warn!(
-                            "connected to {} over TLS WITHOUT certificate verification (insecure_skip_verify): anyone on the path can read and change this connection",
-                            self.link.address()
-                        );
+                Ok(ev) => match W::step(&ev) {
+                    Step::Publish(topic, payload) => owner.on_publish(topic, payload),
+                    Step::ConnAck => {
+                        if self.insecure {
+                            warn!(
+                                "connected to {} over TLS WITHOUT certificate verification (insecure_skip_verify): anyone on the path can read and change this connection",
+                                self.link.address()
+                            );
+                        }
+                        let ev = machine.on_connack();
+                        self.on_connack(wire, owner);
+                        self.link.emit(&ev);
                     }
-                    let ev = machine.on_connack();
-                    self.on_connack(owner);
-                    self.link.emit(&ev);
-                }
-                Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
-                    match self.unsent_batches.pop_front() {
+                    Step::Subscribing(pkid) => match self.unsent_batches.pop_front() {
                         Some(filters) => {
                             self.sent_batches.insert(pkid, filters);
                         }
                         None => owner.on_outgoing_subscribe(pkid),
-                    }
-                }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    match self.sent_batches.remove(&ack.pkid) {
-                        Some(filters) => self.on_batch_ack(owner, filters, &ack.return_codes),
-                        None => owner.on_suback(ack.pkid, &ack.return_codes),
-                    }
-                }
-                Ok(_) => {}
+                    },
+                    Step::SubAck(pkid, acks) => match self.sent_batches.remove(&pkid) {
+                        Some(filters) => self.on_batch_ack(owner, filters, acks),
+                        None => owner.on_suback(pkid, acks),
+                    },
+                    Step::Disconnecting | Step::Other => {}
+                },
                 Err(e) => {
-                    let (cause, events, delay) = machine.on_error(describe(&e));
+                    let (cause, events, delay) = machine.on_error(W::describe(&e));
                     for ev in &events[..1] {
                         self.link.emit(ev);
                     }
                     owner.on_disconnected(cause);
                     self.link.emit(&events[1]);
                     // The owner's state may have changed: the will for the next CONNECT.
-                    self.prepare_attempt(owner);
+                    self.prepare_attempt(wire, owner);
                     tokio::select! {
                         biased;
                         _ = &mut stopped => break,
@@ -813,8 +989,9 @@ impl Session {
             let _ = self.publisher.disconnect();
             let _ = tokio::time::timeout(Duration::from_millis(500), async {
                 loop {
-                    match self.eventloop.poll().await {
-                        Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    match wire.poll().await {
+                        Ok(ev) if matches!(W::step(&ev), Step::Disconnecting) => break,
+                        Err(_) => break,
                         Ok(_) => {}
                     }
                 }
@@ -826,81 +1003,46 @@ impl Session {
         }
         self.link.set_state(false);
         self.link.notify();
-        self
     }
 
     /// After CONNACK: SUBSCRIBE every filter again, ahead of anything queued.
-    fn on_connack(&mut self, owner: &impl Owner) {
-        // Subscriptions a resumed session left in the queue are made again below.
-        self.eventloop
-            .pending
-            .retain(|r| !matches!(r, Request::Subscribe(_) | Request::Unsubscribe(_)));
+    fn on_connack(&mut self, wire: &mut impl Wire, owner: &impl Owner) {
         self.unsent_batches.clear();
         self.sent_batches.clear();
         self.refused.clear();
         let filters = owner.filters();
-        let mut front = VecDeque::new();
         for chunk in filters.chunks(SUBSCRIBE_BATCH) {
-            let batch: Vec<SubscribeFilter> = chunk
-                .iter()
-                .map(|(f, qos)| SubscribeFilter::new(f.clone(), *qos))
-                .collect();
-            front.push_back(Request::Subscribe(Subscribe::new_many(batch)));
             self.unsent_batches
-                .push_back(chunk.iter().map(|(f, _)| f.clone()).collect());
+                .push_back(chunk.iter().map(|f| f.topic.clone()).collect());
         }
         if !filters.is_empty() {
             debug!("subscribing {} filter(s)", filters.len());
         }
-        owner.on_connack(&mut Outbox(&mut front));
-        front.extend(self.eventloop.pending.drain(..));
-        self.eventloop.pending = front;
+        let mut messages = Vec::new();
+        owner.on_connack(&mut Outbox(&mut messages));
+        // Subscriptions a resumed session left in the queue are made again here.
+        wire.queue_first(filters.chunks(SUBSCRIBE_BATCH), messages);
         if filters.is_empty() {
             self.link.set_subscribed();
             owner.on_subscribed(&[]);
         }
     }
 
-    fn on_batch_ack(
-        &mut self,
-        owner: &impl Owner,
-        filters: Vec<String>,
-        codes: &[SubscribeReasonCode],
-    ) {
+    fn on_batch_ack(&mut self, owner: &impl Owner, filters: Vec<String>, acks: SubAcks<'_>) {
         let before = self.refused.len();
         self.refused.extend(
             filters
                 .into_iter()
-                .zip(codes)
-                .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
-                .map(|(f, _)| f),
+                .enumerate()
+                .filter(|(i, _)| acks.is_refused(*i))
+                .map(|(_, f)| f),
         );
         self.link
-            .note_subscribe_failures((self.refused.len() - before) as u64);
+            .note_subscribe_failures((self.refused.len() - before) as u64, acks.reason());
         if self.sent_batches.is_empty() && self.unsent_batches.is_empty() {
             self.link.set_subscribed();
             owner.on_subscribed(&self.refused);
         }
-    }
-}
-
-fn describe(e: &ConnectionError) -> String {
-    // A TLS failure, wherever rumqttc wraps it (TLS 1.3 reports a refused client
-    // certificate at the first read, as an MQTT state error).
-    if let Some(why) = tls::handshake_failure(e) {
-        return why;
-    }
-    match e {
-        ConnectionError::Io(io) => io.to_string(),
-        ConnectionError::ConnectionRefused(code) => {
-            format!("broker refused the connection ({code:?})")
-        }
-        ConnectionError::NetworkTimeout => "connection attempt timed out".to_string(),
-        #[cfg(feature = "tls")]
-        ConnectionError::Tls(t) => {
-            tls::handshake_failure(t).unwrap_or_else(|| format!("{}{t}", tls::HANDSHAKE_FAILED))
-        }
-        other => other.to_string(),
     }
 }
 
@@ -1077,10 +1219,59 @@ mod tests {
                 },
                 "reconnect",
             ),
+            (
+                MqttConfig {
+                    session_expiry_s: 60,
+                    clean_session: false,
+                    client_id: Some("id".into()),
+                    ..ok.clone()
+                },
+                "session_expiry_s is an MQTT 5 setting",
+            ),
+            (
+                MqttConfig {
+                    session_expiry_s: 60,
+                    protocol: MqttVersion::V5,
+                    ..ok.clone()
+                },
+                "needs clean_session = false",
+            ),
+            (
+                MqttConfig {
+                    keep_alive_s: 0,
+                    protocol: MqttVersion::V5,
+                    ..ok.clone()
+                },
+                "keep_alive_s must be at least 5 with MQTT 5",
+            ),
         ] {
             let e = c.validate().unwrap_err();
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn mqtt5_session_expiry_applies_only_to_kept_sessions() {
+        let mut c = MqttConfig::new("h", 1);
+        assert_eq!(c.session_expiry(), None, "MQTT 3.1.1 has no session expiry");
+        c.protocol = MqttVersion::V5;
+        assert_eq!(
+            c.session_expiry(),
+            None,
+            "a clean session ends with its connection"
+        );
+        c.clean_session = false;
+        c.client_id = Some("kept".into());
+        assert!(c.validate().is_ok());
+        assert_eq!(c.session_expiry(), Some(DEFAULT_SESSION_EXPIRY_S));
+        c.session_expiry_s = 30;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.session_expiry(), Some(30));
+        assert!(format!("{c:?}").contains("protocol: V5"));
+        assert_eq!(MqttVersion::from_number(5), Some(MqttVersion::V5));
+        assert_eq!(MqttVersion::from_number(3), Some(MqttVersion::V311));
+        assert_eq!(MqttVersion::from_number(4), None);
+        assert_eq!(MqttVersion::V5.number(), 5);
     }
 
     #[test]

@@ -972,25 +972,7 @@ fn two_clients_on_one_broker_get_distinct_default_ids() {
 
 #[test]
 fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
-    if !common::require_tool("mosquitto_passwd") {
-        return;
-    }
-    let dir = common::scratch_dir("auth");
-    let pwfile = dir.join(format!("passwd-{}", std::process::id()));
-    let _ = std::fs::remove_file(&pwfile);
-    let st = std::process::Command::new("mosquitto_passwd")
-        .args(["-b", "-c"])
-        .arg(&pwfile)
-        .args(["dev1&a1GFjLP3xxC", "s3cret"])
-        .status()
-        .expect("run mosquitto_passwd");
-    assert!(st.success());
-    // Mosquitto 2 wants the password file readable by its own user only.
-    let conf = format!(
-        "allow_anonymous false\npassword_file {}\n",
-        pwfile.display()
-    );
-    let Some(broker) = Broker::mosquitto_with(&conf) else {
+    let Some(broker) = Broker::mosquitto_with_user("dev1&a1GFjLP3xxC", "s3cret") else {
         return;
     };
 
@@ -1016,6 +998,126 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
         cfg.mqtt.password = good.as_ptr();
     });
     rrpc_client_free(client);
+}
+
+/// What a test's sign callback saw and does.
+#[derive(Default)]
+struct SignState {
+    calls: AtomicU32,
+    unix_ms: Mutex<Vec<u64>>,
+    /// Fail every call (return -1).
+    always_fail: bool,
+    client: std::sync::atomic::AtomicPtr<rrpc_client>,
+    stop_from_inside: Mutex<Option<rrpc_status>>,
+}
+
+fn put(field: &mut [c_char], s: &str) {
+    for (d, b) in field.iter_mut().zip(s.bytes().chain([0])) {
+        *d = b as c_char;
+    }
+}
+
+/// Attempt 1: a wrong password (and tries to stop its client from inside);
+/// attempt 2: a user name without its NUL (so the last credentials are used);
+/// from attempt 3: the right ones.
+unsafe extern "C" fn sign(
+    user_data: *mut c_void,
+    unix_ms: u64,
+    out: *mut rrpc::ffi::credentials::rrpc_credentials,
+) -> i32 {
+    let st = unsafe { &*(user_data as *const SignState) };
+    let n = st.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    st.unix_ms.lock().unwrap().push(unix_ms);
+    if st.always_fail {
+        return -1;
+    }
+    let out = unsafe { &mut *out };
+    match n {
+        1 => {
+            let client = st.client.load(Ordering::SeqCst);
+            *st.stop_from_inside.lock().unwrap() = Some(rrpc_client_stop(client));
+            put(&mut out.username, &format!("dev1&{PK}"));
+            put(&mut out.password, "wrong");
+        }
+        2 => out.username.fill(b'x' as c_char),
+        _ => {
+            put(&mut out.username, &format!("dev1&{PK}"));
+            put(&mut out.password, "s3cret");
+        }
+    }
+    0
+}
+
+/// `rrpc_mqtt_config.sign` signs every connection attempt again: what it writes
+/// is what the broker sees; a failing callback or a malformed field leaves the
+/// last credentials in use; it cannot stop its own client.
+#[test]
+fn the_sign_callback_signs_every_attempt() {
+    let Some(broker) = Broker::mosquitto_with_user(&format!("dev1&{PK}"), "s3cret") else {
+        return;
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let before = now_ms();
+
+    // Re-signed until the broker takes it.
+    let state = Box::new(SignState::default());
+    let client = new_client(broker.port, |cfg| {
+        cfg.mqtt.connect_timeout_ms = 0;
+        cfg.mqtt.reconnect_min_ms = 20;
+        cfg.mqtt.reconnect_max_ms = 50;
+        cfg.mqtt.sign = Some(sign);
+        cfg.mqtt.sign_user_data = &*state as *const SignState as *mut c_void;
+    });
+    state.client.store(client, Ordering::SeqCst);
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(
+        rrpc_client_start(client),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
+    wait_until("connected", Duration::from_secs(10), || {
+        let mut c = false;
+        rrpc_client_is_connected(client, &mut c);
+        c
+    });
+    let calls = state.calls.load(Ordering::SeqCst);
+    assert!(calls >= 3, "connected after {calls} signings");
+    assert!(stats(client).connection_errors >= 2);
+    assert_eq!(
+        *state.stop_from_inside.lock().unwrap(),
+        Some(RRPC_STATUS_WRONG_STATE)
+    );
+    let times = state.unix_ms.lock().unwrap().clone();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert!(
+        times[0] >= before && *times.last().unwrap() <= now_ms(),
+        "{times:?}"
+    );
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+
+    // A callback that always fails: the config's own credentials are used.
+    let failing = Box::new(SignState {
+        always_fail: true,
+        ..SignState::default()
+    });
+    let (user, good) = (c(&format!("dev1&{PK}")), c("s3cret"));
+    let (client, _rec) = started(broker.port, |cfg| {
+        cfg.mqtt.username = user.as_ptr();
+        cfg.mqtt.password = good.as_ptr();
+        cfg.mqtt.sign = Some(sign);
+        cfg.mqtt.sign_user_data = &*failing as *const SignState as *mut c_void;
+    });
+    assert!(failing.calls.load(Ordering::SeqCst) >= 1);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
 #[test]

@@ -366,3 +366,84 @@ fn c_config_tls_fields() {
     assert!(last().contains("CA file /nonexistent/ca.pem"), "{}", last());
     assert_eq!(new(false, false), RRPC_STATUS_OK);
 }
+
+static C_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn keep_log(
+    _ud: *mut std::ffi::c_void,
+    _level: u32,
+    msg: *const std::ffi::c_char,
+) {
+    let m = unsafe { std::ffi::CStr::from_ptr(msg) }
+        .to_string_lossy()
+        .into_owned();
+    C_LOG.lock().unwrap().push(m);
+}
+
+/// From C, `tls_insecure_skip_verify` is the only way past a certificate that
+/// does not verify, and the connection it makes is logged as unverified.
+#[test]
+fn c_insecure_skip_verify_connects_and_warns() {
+    use rrpc::ffi::client::*;
+    use rrpc::ffi::misc::*;
+    use rrpc::ffi::rrpc_status::*;
+    use std::ffi::CString;
+
+    let pki = Pki::new("c-insecure");
+    let other = Pki::new("c-insecure-other");
+    let (cert, key) = pki.server("server", false);
+    let Some(broker) = tls_broker(&cert, &key, None) else {
+        return;
+    };
+    assert_eq!(
+        rrpc_set_log_handler(
+            Some(keep_log),
+            std::ptr::null_mut(),
+            rrpc_log_level::RRPC_LOG_WARN as u32
+        ),
+        RRPC_STATUS_OK
+    );
+    let host = CString::new("127.0.0.1").unwrap();
+    let wrong_ca = CString::new(other.path("ca.pem").display().to_string()).unwrap();
+    let (pk, dn) = (
+        CString::new("a1GFjLP3xxC").unwrap(),
+        CString::new("cdev").unwrap(),
+    );
+    let start = |insecure: bool| {
+        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
+        assert_eq!(rrpc_client_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
+        let mut cfg = unsafe { cfg.assume_init() };
+        cfg.mqtt.host = host.as_ptr();
+        cfg.mqtt.port = broker.port;
+        cfg.mqtt.tls = true;
+        cfg.mqtt.tls_ca_file = wrong_ca.as_ptr();
+        cfg.mqtt.tls_insecure_skip_verify = insecure;
+        let mut client = std::ptr::null_mut();
+        assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_OK);
+        let st = rrpc_client_add_device(
+            client,
+            rrpc_dialect::RRPC_DIALECT_ALIBABA as u32,
+            pk.as_ptr(),
+            dn.as_ptr(),
+            std::ptr::null(),
+        );
+        assert_eq!(st, RRPC_STATUS_OK);
+        let st = rrpc_client_start(client);
+        rrpc_client_free(client);
+        st
+    };
+    assert_eq!(start(false), RRPC_STATUS_TLS);
+    assert_eq!(start(true), RRPC_STATUS_OK);
+    rrpc_set_log_handler(
+        None,
+        std::ptr::null_mut(),
+        rrpc_log_level::RRPC_LOG_WARN as u32,
+    );
+    let log = C_LOG.lock().unwrap().clone();
+    assert!(
+        log.iter()
+            .any(|m| m.contains("WITHOUT certificate verification")
+                && m.contains(&broker.port.to_string())),
+        "{log:?}"
+    );
+}

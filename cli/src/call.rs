@@ -159,6 +159,7 @@ pub fn run(a: CallArgs) -> ExitCode {
     };
     cfg.mqtt.connect_timeout_ms = a.connect_timeout_ms;
     cfg.mqtt.tls = a.conn.tls_config();
+    cfg.mqtt.protocol = a.conn.mqtt_version;
     cfg.presence = (!a.no_presence).then(PresenceTopics::default);
     // The library checks the parameters again in `call`; checking first means bad
     // input is reported as such even when the broker is down.

@@ -84,6 +84,7 @@ pub fn client_config(conn: &Conn, presence: bool) -> Result<ClientConfig, String
     cfg.mqtt.username = conn.username.clone();
     cfg.mqtt.password = conn.password()?;
     cfg.mqtt.tls = conn.tls_config();
+    cfg.mqtt.protocol = conn.mqtt_version;
     if presence {
         cfg.presence = Some(PresenceTopics::default());
     }
@@ -277,6 +278,10 @@ pub fn run(a: DeviceArgs) -> ExitCode {
         eprintln!("rrpc device: stop: {e}");
         return ExitCode::from(EXIT_SYSTEM);
     }
-    eprintln!("rrpc device: stopped");
+    let s = client.stats();
+    eprintln!(
+        "rrpc device: stopped after {} request(s), {} replied, {} own replies ignored",
+        s.requests, s.replied, s.own_replies
+    );
     ExitCode::SUCCESS
 }

@@ -112,6 +112,17 @@ pub struct Conn {
     /// (implies --tls).
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
+    /// MQTT protocol version: 3 (MQTT 3.1.1) or 5 (MQTT 5: No Local on the
+    /// device's custom-topic subscriptions, reason codes in connection errors).
+    #[arg(long, value_name = "3|5", default_value = "3", value_parser = mqtt_version)]
+    pub mqtt_version: rrpc::session::MqttVersion,
+}
+
+fn mqtt_version(s: &str) -> Result<rrpc::session::MqttVersion, String> {
+    s.parse::<u8>()
+        .ok()
+        .and_then(rrpc::session::MqttVersion::from_number)
+        .ok_or_else(|| "must be 3 (MQTT 3.1.1) or 5 (MQTT 5)".to_string())
 }
 
 impl Conn {
@@ -166,6 +177,7 @@ impl std::fmt::Debug for Conn {
             .field("password", &secret(self.password.is_some()))
             .field("password_file", &self.password_file)
             .field("tls", &self.tls_config())
+            .field("mqtt_version", &self.mqtt_version)
             .finish()
     }
 }

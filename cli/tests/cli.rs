@@ -984,26 +984,10 @@ fn credentials_match_the_vendor_sdks() {
 /// and the password never shows in the output.
 #[test]
 fn password_file_logs_in_and_bad_files_are_named() {
-    if !common::require_tool("mosquitto_passwd") {
-        return;
-    }
-    let dir = common::scratch_dir("cli-auth");
-    let pwfile = dir.join(format!("passwd-{}", std::process::id()));
-    let _ = std::fs::remove_file(&pwfile);
-    let st = Command::new("mosquitto_passwd")
-        .args(["-b", "-c"])
-        .arg(&pwfile)
-        .args(["gateway1", "pa55 word"])
-        .status()
-        .expect("run mosquitto_passwd");
-    assert!(st.success());
-    let conf = format!(
-        "allow_anonymous false\npassword_file {}\n",
-        pwfile.display()
-    );
-    let Some(broker) = Broker::mosquitto_with(&conf) else {
+    let Some(broker) = Broker::mosquitto_with_user("gateway1", "pa55 word") else {
         return;
     };
+    let dir = common::scratch_dir("cli-auth");
     let good = dir.join(format!("good-{}", std::process::id()));
     std::fs::write(&good, "pa55 word\n").unwrap();
     let wrong = dir.join(format!("wrong-{}", std::process::id()));
@@ -1237,4 +1221,70 @@ fn device_signs_in_with_a_device_secret() {
     assert!(r.stderr.contains("one --device-name"), "{}", r.show());
     let r = refused(&["--username", "u"]);
     assert!(r.stderr.contains("cannot be used with"), "{}", r.show());
+}
+
+/// `--mqtt-version 5` on both sides: a custom-topic device answers, and No Local
+/// keeps its own replies away (on MQTT 3.1.1 the same calls bring them back);
+/// other versions are refused before connecting.
+#[test]
+fn mqtt5_device_and_call_with_no_local() {
+    let Some(b) = Broker::mosquitto() else { return };
+    for (version, dn) in [("5", "v5dev"), ("3", "v3dev")] {
+        let topic = format!("/{PK}/{dn}/user/update");
+        let mut dev = rrpc_device(
+            b.port,
+            &[
+                "--mqtt-version",
+                version,
+                "--dialect",
+                "alibaba-custom",
+                "--device-name",
+                dn,
+                "--topic",
+                &topic,
+            ],
+        );
+        // Two calls: the second request reaches the device after the first
+        // reply's echo would have.
+        for payload in ["b24=", "b2Zm"] {
+            let r = call(
+                b.port,
+                &[
+                    "--mqtt-version",
+                    version,
+                    "--product-key",
+                    PK,
+                    "--device-name",
+                    dn,
+                    "--topic",
+                    &topic,
+                    "--request-base64",
+                    payload,
+                    "--timeout",
+                    "3000",
+                ],
+            );
+            assert_success_json(&r, payload);
+        }
+        assert_eq!(dev.terminate().and_then(|s| s.code()), Some(0));
+        let err = dev.stderr().join("\n");
+        assert!(
+            err.contains("stopped after 2 request(s), 2 replied"),
+            "{err}"
+        );
+        let none_back = err.contains("replied, 0 own replies ignored");
+        assert_eq!(none_back, version == "5", "MQTT {version}:\n{err}");
+    }
+    for cmd in ["device", "call"] {
+        let r = run_limited(
+            &strings(&[cmd, "--mqtt-version", "4", "--product-key", PK]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(r.code, Some(2), "{}", r.show());
+        assert!(
+            r.stderr.contains("--mqtt-version") && r.stderr.contains("must be 3 (MQTT 3.1.1) or 5"),
+            "{}",
+            r.show()
+        );
+    }
 }

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashSet;
 use parking_lot::Mutex;
-use rumqttc::{QoS, SubscribeReasonCode};
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
@@ -32,7 +31,9 @@ use crate::dialect::{self, validate_part, Dialect, Identity};
 use crate::guard::{self, Kind};
 use crate::presence::{Presence, PresenceTopics, Status};
 pub use crate::session::{ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig};
-use crate::session::{DisconnectCause as Cause, Link, Outbox, Owner, Publisher, Session};
+use crate::session::{
+    DisconnectCause as Cause, Filter, Link, Outbox, Owner, Publisher, QoS, Session, SubAcks,
+};
 
 mod api;
 mod calls;
@@ -169,6 +170,17 @@ impl fmt::Debug for Caller {
 /// would wait for this very thread.
 pub fn on_caller_thread() -> bool {
     guard::inside_kind(Kind::CallerDriver)
+}
+
+/// A subscription of the caller (responses, presence, its sync topic): QoS 0,
+/// and without No Local even on MQTT 5, so a custom-topic request still comes
+/// back to the caller first, as `own_echo_expected` counts on.
+fn response_filter(topic: String) -> Filter {
+    Filter {
+        topic,
+        qos: QoS::AtMostOnce,
+        no_local: false,
+    }
 }
 
 fn sync_topic(client_id: &str) -> String {
@@ -423,7 +435,7 @@ impl Caller {
             None => {
                 if inner
                     .publisher
-                    .subscribe(filter.clone(), QoS::AtMostOnce)
+                    .subscribe(response_filter(filter.clone()))
                     .is_err()
                 {
                     drop(st);
@@ -684,7 +696,7 @@ impl Inner {
 impl Owner for Inner {
     /// The Alibaba response wildcard, the presence topics and the caller's sync
     /// topic, and every response filter a call needed so far.
-    fn filters(&self) -> Vec<(String, QoS)> {
+    fn filters(&self) -> Vec<Filter> {
         let mut filters = vec![Dialect::AlibabaSystem.response_wildcard(None)];
         if let Some(p) = &self.cfg.presence {
             filters.extend(p.filters());
@@ -696,7 +708,7 @@ impl Owner for Inner {
                 filters.push(f.clone());
             }
         }
-        filters.into_iter().map(|f| (f, QoS::AtMostOnce)).collect()
+        filters.into_iter().map(response_filter).collect()
     }
 
     /// Every response filter waits for the SUBACK again (clean session); calls
@@ -759,16 +771,14 @@ impl Owner for Inner {
     }
 
     /// A response filter a call subscribed: its waiting calls go out.
-    fn on_suback(&self, pkid: u16, codes: &[SubscribeReasonCode]) {
+    fn on_suback(&self, pkid: u16, acks: SubAcks<'_>) {
         let mut st = self.state.lock();
         let Some(filter) = st.sub_pkids.remove(&pkid) else {
             return;
         };
-        let refused = codes
-            .iter()
-            .any(|c| matches!(c, SubscribeReasonCode::Failure));
+        let refused = acks.refused() > 0;
         if refused {
-            self.link.note_subscribe_failures(1);
+            self.link.note_subscribe_failures(1, acks.reason());
             warn!("broker refused the caller subscription {filter:?}; calls that needed it end UNKNOWN");
         }
         let done = self.activate(&mut st, filter, refused);

@@ -3,19 +3,16 @@
 
 use std::ffi::c_char;
 
+use super::signed::copy_field;
+pub use super::signed::{
+    rrpc_credentials, RRPC_CREDENTIALS_HOST_SIZE, RRPC_CREDENTIALS_ID_SIZE,
+    RRPC_CREDENTIALS_PASSWORD_SIZE,
+};
 use super::{arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
 use crate::credentials::{
     alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
     Credentials, SignMethod, TencentDevice, TENCENT_SDK_APP_ID,
 };
-
-/// Bytes of `rrpc_credentials.client_id` and `.username`, the NUL included: room
-/// for the longest identities the credentials accept (128 bytes each).
-pub const RRPC_CREDENTIALS_ID_SIZE: usize = 384;
-/// Bytes of `rrpc_credentials.password`, the NUL included.
-pub const RRPC_CREDENTIALS_PASSWORD_SIZE: usize = 128;
-/// Bytes of `rrpc_credentials.host`, the NUL included.
-pub const RRPC_CREDENTIALS_HOST_SIZE: usize = 256;
 
 /// The HMAC of a signature. Pass these values where a field is `uint32_t
 /// sign_method`.
@@ -37,20 +34,6 @@ fn sign_method(v: u32) -> Result<SignMethod, Failure> {
             format!("sign_method {v} is neither RRPC_SIGN_METHOD_HMACSHA256 nor _HMACSHA1"),
         )),
     }
-}
-
-/// What a device presents in its MQTT CONNECT, and where it connects: each string
-/// NUL-terminated. `password` is derived from the device secret: clear the struct
-/// (for example with memset) when it is no longer needed.
-#[repr(C)]
-pub struct rrpc_credentials {
-    pub client_id: [c_char; RRPC_CREDENTIALS_ID_SIZE],
-    pub username: [c_char; RRPC_CREDENTIALS_ID_SIZE],
-    pub password: [c_char; RRPC_CREDENTIALS_PASSWORD_SIZE],
-    /// The cloud's MQTT host for this device.
-    pub host: [c_char; RRPC_CREDENTIALS_HOST_SIZE],
-    /// 8883 with TLS, 1883 without.
-    pub port: u16,
 }
 
 /// An Alibaba IoT Platform device with device-secret authentication (also the
@@ -289,18 +272,10 @@ fn fill(out: &mut rrpc_credentials, c: &Credentials, host: &str, tls: bool) -> R
     fits("username", &c.username, RRPC_CREDENTIALS_ID_SIZE)?;
     fits("password", &c.password, RRPC_CREDENTIALS_PASSWORD_SIZE)?;
     fits("host", host, RRPC_CREDENTIALS_HOST_SIZE)?;
-    copy(&mut out.client_id, &c.client_id);
-    copy(&mut out.username, &c.username);
-    copy(&mut out.password, &c.password);
-    copy(&mut out.host, host);
+    copy_field(&mut out.client_id, &c.client_id);
+    copy_field(&mut out.username, &c.username);
+    copy_field(&mut out.password, &c.password);
+    copy_field(&mut out.host, host);
     out.port = if tls { 8883 } else { 1883 };
     Ok(())
-}
-
-/// `s` and a NUL into `field`, the rest zeroed; `s` fits (checked by [`fill`]).
-fn copy(field: &mut [c_char], s: &str) {
-    field.fill(0);
-    for (d, &b) in field.iter_mut().zip(s.as_bytes()) {
-        *d = b as c_char;
-    }
 }

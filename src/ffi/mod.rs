@@ -9,7 +9,9 @@
 //! - `handle.rs`: how an opaque handle stands for a boxed Rust object;
 //! - `request.rs`: `rrpc_request` and the four arguments that name a device;
 //! - `session.rs`: `rrpc_mqtt_config` and the connection events that the client
-//!   and the caller share.
+//!   and the caller share;
+//! - `signed.rs`: `rrpc_credentials`, which `rrpc_credentials_*` write and the
+//!   sign callback of `rrpc_mqtt_config` fills.
 //!
 //! Callbacks registered from C are held in `crate::guard::Slot`s (or released
 //! `crate::guard::Callback`s), so that after the function that replaces or
@@ -35,6 +37,7 @@ mod args;
 mod boundary;
 mod handle;
 mod request;
+mod signed;
 mod status;
 
 // A family whose cargo feature is off is left out of the library whole; the

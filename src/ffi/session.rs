@@ -5,8 +5,9 @@
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 
+use super::signed::{field_str, rrpc_credentials, wipe};
 use super::{arg_opt_string, arg_str, rrpc_status, Failure, SendPtr};
-use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig};
+use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
 
 /// How to reach and log in to the MQTT broker: the `mqtt` member of
@@ -63,7 +64,48 @@ pub struct rrpc_mqtt_config {
     /// benches only: anyone on the path can then read and change the traffic;
     /// every connect logs a warning.
     pub tls_insecure_skip_verify: bool,
+    /// Signs the user name and password again before every connection attempt,
+    /// for cloud signatures that expire (Tencent IoT Hub's), or NULL (default).
+    /// See `rrpc_sign_cb`. What it writes replaces `username` and `password`,
+    /// which are used only while it fails.
+    pub sign: rrpc_sign_cb,
+    /// Handed to `sign` as is; never dereferenced. Must stay valid until the
+    /// client or caller is freed.
+    pub sign_user_data: *mut c_void,
+    /// MQTT protocol version: 3 (MQTT 3.1.1, the default; 0 means the same) or 5
+    /// (MQTT 5: No Local on custom-topic request subscriptions, reason codes in
+    /// connection errors, session expiry, the maximum packet size announced to
+    /// the broker). Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
+    /// MQTT 5 needs `keep_alive_s` of at least 5.
+    pub mqtt_version: u8,
+    /// MQTT 5 with `clean_session` false only: how long the broker keeps the
+    /// session after the connection ends, in seconds (UINT32_MAX: never
+    /// expires). 0 (default) means 3600. Any other value with MQTT 3.1.1 or a
+    /// clean session is refused with RRPC_STATUS_INVALID_ARGUMENT.
+    pub session_expiry_s: u32,
 }
+
+/// Writes the user name and password of the next connection attempt. The
+/// library passes the Unix time in ms and a zeroed `rrpc_credentials`; the
+/// callback fills `username` and `password` (for example with
+/// `rrpc_credentials_tencent`, an expiry some time after `unix_ms` and a fresh
+/// connection id) and returns 0. Its other fields are ignored: the client id and
+/// the broker stay the config's. A non-zero return, or a user name that is empty
+/// or a field that is not NUL-terminated UTF-8, is logged as a warning and the
+/// attempt uses the last credentials. The library wipes the struct after reading
+/// it.
+///
+/// Runs before each attempt on the thread that drives the connection (the
+/// client's background thread or `rrpc_client_yield`; the caller's thread or one
+/// waiting in `rrpc_caller_call`), with no library lock held. It must not stop,
+/// free or yield its object (they fail with RRPC_STATUS_WRONG_STATE).
+pub type rrpc_sign_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        unix_ms: u64,
+        out_credentials: *mut rrpc_credentials,
+    ) -> i32,
+>;
 
 /// The kinds of `rrpc_connection_event`.
 #[repr(u32)]
@@ -141,6 +183,10 @@ pub(crate) fn mqtt_config_defaults() -> rrpc_mqtt_config {
         tls_key_file: std::ptr::null(),
         tls_alpn: std::ptr::null(),
         tls_insecure_skip_verify: false,
+        sign: None,
+        sign_user_data: std::ptr::null_mut(),
+        mqtt_version: d.protocol.number(),
+        session_expiry_s: d.session_expiry_s,
     }
 }
 
@@ -157,7 +203,49 @@ pub(crate) fn mqtt_config(c: &rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
     m.reconnect_min_ms = c.reconnect_min_ms;
     m.reconnect_max_ms = c.reconnect_max_ms;
     m.tls = tls_config(c)?;
+    m.signer = c.sign.map(|cb| c_signer(cb, SendPtr(c.sign_user_data)));
+    m.protocol = match c.mqtt_version {
+        0 => MqttVersion::V311,
+        v => MqttVersion::from_number(v).ok_or_else(|| {
+            Failure::new(
+                rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
+                format!("config->mqtt.mqtt_version must be 3 (MQTT 3.1.1) or 5 (MQTT 5), not {v}"),
+            )
+        })?,
+    };
+    m.session_expiry_s = c.session_expiry_s;
     Ok(m)
+}
+
+/// A [`Signer`] that asks the application's `rrpc_sign_cb`.
+fn c_signer(
+    cb: unsafe extern "C" fn(*mut c_void, u64, *mut rrpc_credentials) -> i32,
+    ud: SendPtr,
+) -> std::sync::Arc<Signer> {
+    std::sync::Arc::new(move |unix_ms: u64| {
+        let ud = ud;
+        // SAFETY: all zero bytes are a valid `rrpc_credentials`.
+        let mut creds: Box<rrpc_credentials> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: the application registered `cb` for this signature; `creds` is a
+        // valid, writable struct for the duration of the call.
+        let rc = unsafe { cb(ud.get(), unix_ms, &mut *creds) };
+        let signed = if rc != 0 {
+            Err(format!("the sign callback returned {rc}"))
+        } else {
+            match (field_str(&creds.username), field_str(&creds.password)) {
+                (Some(user), Some(password)) if !user.is_empty() => {
+                    Ok((user.to_string(), password.to_string()))
+                }
+                (Some(""), Some(_)) => Err("the sign callback wrote an empty user name".into()),
+                _ => Err(
+                    "the sign callback wrote a user name or password that is not NUL-terminated UTF-8"
+                        .into(),
+                ),
+            }
+        };
+        wipe(&mut creds);
+        signed
+    })
 }
 
 /// The TLS part of a C `rrpc_mqtt_config`: `None` without `tls`, where any

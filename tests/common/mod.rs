@@ -190,6 +190,28 @@ impl Broker {
         Some(b)
     }
 
+    /// Mosquitto that refuses anonymous clients and knows one user; `None` (after
+    /// `require_tool`) when mosquitto or mosquitto_passwd is missing outside CI.
+    pub fn mosquitto_with_user(user: &str, password: &str) -> Option<Broker> {
+        if !require_tool("mosquitto_passwd") {
+            return None;
+        }
+        let dir = scratch_dir("auth");
+        let pwfile = dir.join(format!("passwd-{}-{}", std::process::id(), free_port()));
+        let _ = std::fs::remove_file(&pwfile);
+        let st = std::process::Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&pwfile)
+            .args([user, password])
+            .status()
+            .expect("run mosquitto_passwd");
+        assert!(st.success(), "mosquitto_passwd failed");
+        Broker::mosquitto_with(&format!(
+            "allow_anonymous false\npassword_file {}\n",
+            pwfile.display()
+        ))
+    }
+
     /// Mosquitto only: starts it again on the same port after [`Broker::kill`].
     pub fn restart(&mut self) {
         assert_eq!(

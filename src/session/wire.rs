@@ -1,0 +1,492 @@
+//! MQTT 3.1.1 and MQTT 5 behind one interface: rumqttc's two event loops and
+//! clients, and the protocol-neutral types the owners of a session see (QoS,
+//! subscription filters, SUBACK results, the last will, MQTT 5 reason codes in
+//! words).
+//!
+//! The session's loop is generic over [`Wire`], so each protocol gets its own
+//! copy of the loop with rumqttc's `poll` future awaited directly: MQTT 3.1.1
+//! pays nothing for MQTT 5 being there.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+
+use rumqttc::v5;
+use rumqttc::v5::mqttbytes::v5 as p5;
+use rumqttc::{ConnectionError, Event, EventLoop, Outgoing, Packet, Request};
+
+use crate::tls;
+
+/// QoS of a subscription or a message (RRPC never needs QoS 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QoS {
+    AtMostOnce,
+    AtLeastOnce,
+}
+
+impl QoS {
+    pub(super) fn v4(self) -> rumqttc::QoS {
+        match self {
+            QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        }
+    }
+
+    pub(super) fn v5(self) -> v5::mqttbytes::QoS {
+        match self {
+            QoS::AtMostOnce => v5::mqttbytes::QoS::AtMostOnce,
+            QoS::AtLeastOnce => v5::mqttbytes::QoS::AtLeastOnce,
+        }
+    }
+}
+
+/// One subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Filter {
+    pub topic: String,
+    pub qos: QoS,
+    /// MQTT 5 No Local: the broker does not send this connection's own
+    /// messages back through this subscription. Ignored on MQTT 3.1.1.
+    pub no_local: bool,
+}
+
+impl Filter {
+    fn v4(&self) -> rumqttc::SubscribeFilter {
+        rumqttc::SubscribeFilter::new(self.topic.clone(), self.qos.v4())
+    }
+
+    pub(super) fn v5(&self) -> p5::Filter {
+        p5::Filter {
+            nolocal: self.no_local,
+            ..p5::Filter::new(self.topic.clone(), self.qos.v5())
+        }
+    }
+}
+
+/// The last will of a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Will {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+/// A message queued for right after a CONNACK (see `Outbox`).
+pub(super) struct Message {
+    pub topic: String,
+    pub qos: QoS,
+    pub retain: bool,
+    pub payload: Vec<u8>,
+}
+
+/// The broker's answer to one SUBSCRIBE, one result per filter in order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SubAcks<'a> {
+    V4(&'a [rumqttc::SubscribeReasonCode]),
+    V5(&'a [p5::SubscribeReasonCode]),
+}
+
+impl SubAcks<'_> {
+    pub fn len(self) -> usize {
+        match self {
+            SubAcks::V4(c) => c.len(),
+            SubAcks::V5(c) => c.len(),
+        }
+    }
+
+    /// Whether the broker refused filter `i`.
+    pub fn is_refused(self, i: usize) -> bool {
+        match self {
+            SubAcks::V4(c) => matches!(c.get(i), Some(rumqttc::SubscribeReasonCode::Failure)),
+            SubAcks::V5(c) => !matches!(c.get(i), Some(p5::SubscribeReasonCode::Success(_)) | None),
+        }
+    }
+
+    /// How many filters the broker refused.
+    pub fn refused(self) -> usize {
+        (0..self.len()).filter(|&i| self.is_refused(i)).count()
+    }
+
+    /// Why the first refused filter was refused: an MQTT 5 reason code
+    /// (MQTT 3.1.1 only says "failure").
+    pub fn reason(self) -> Option<Reason> {
+        let SubAcks::V5(codes) = self else {
+            return None;
+        };
+        codes.iter().find_map(|c| {
+            use p5::SubscribeReasonCode as S;
+            Some(Reason(match c {
+                S::Success(_) => return None,
+                S::Failure | S::Unspecified => 0x80,
+                S::ImplementationSpecific => 0x83,
+                S::NotAuthorized => 0x87,
+                S::TopicFilterInvalid => 0x8F,
+                S::PkidInUse => 0x91,
+                S::QuotaExceeded => 0x97,
+                S::SharedSubscriptionsNotSupported => 0x9E,
+                S::SubscriptionIdNotSupported => 0xA1,
+                S::WildcardSubscriptionsNotSupported => 0xA2,
+            }))
+        })
+    }
+}
+
+/// An MQTT 5 reason code, shown as its name in the specification and its
+/// value: `not authorized (0x87)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reason(pub u8);
+
+impl Reason {
+    fn of_connack(c: p5::ConnectReturnCode) -> Reason {
+        use p5::ConnectReturnCode as C;
+        Reason(match c {
+            C::Success => 0x00,
+            C::UnspecifiedError => 0x80,
+            C::MalformedPacket => 0x81,
+            C::ProtocolError => 0x82,
+            C::ImplementationSpecificError => 0x83,
+            C::UnsupportedProtocolVersion | C::RefusedProtocolVersion => 0x84,
+            C::ClientIdentifierNotValid | C::BadClientId => 0x85,
+            C::BadUserNamePassword => 0x86,
+            C::NotAuthorized => 0x87,
+            C::ServerUnavailable | C::ServiceUnavailable => 0x88,
+            C::ServerBusy => 0x89,
+            C::Banned => 0x8A,
+            C::BadAuthenticationMethod => 0x8C,
+            C::TopicNameInvalid => 0x90,
+            C::PacketTooLarge => 0x95,
+            C::QuotaExceeded => 0x97,
+            C::PayloadFormatInvalid => 0x99,
+            C::RetainNotSupported => 0x9A,
+            C::QoSNotSupported => 0x9B,
+            C::UseAnotherServer => 0x9C,
+            C::ServerMoved => 0x9D,
+            C::ConnectionRateExceeded => 0x9F,
+        })
+    }
+
+    /// The name of the code in the MQTT 5 specification (section 2.4).
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            0x00 => "success",
+            0x04 => "disconnect with will message",
+            0x80 => "unspecified error",
+            0x81 => "malformed packet",
+            0x82 => "protocol error",
+            0x83 => "implementation specific error",
+            0x84 => "unsupported protocol version",
+            0x85 => "client identifier not valid",
+            0x86 => "bad user name or password",
+            0x87 => "not authorized",
+            0x88 => "server unavailable",
+            0x89 => "server busy",
+            0x8A => "banned",
+            0x8B => "server shutting down",
+            0x8C => "bad authentication method",
+            0x8D => "keep alive timeout",
+            0x8E => "session taken over",
+            0x8F => "topic filter invalid",
+            0x90 => "topic name invalid",
+            0x91 => "packet identifier in use",
+            0x93 => "receive maximum exceeded",
+            0x94 => "topic alias invalid",
+            0x95 => "packet too large",
+            0x96 => "message rate too high",
+            0x97 => "quota exceeded",
+            0x98 => "administrative action",
+            0x99 => "payload format invalid",
+            0x9A => "retain not supported",
+            0x9B => "QoS not supported",
+            0x9C => "use another server",
+            0x9D => "server moved",
+            0x9E => "shared subscriptions not supported",
+            0x9F => "connection rate exceeded",
+            0xA0 => "maximum connect time",
+            0xA1 => "subscription identifiers not supported",
+            0xA2 => "wildcard subscriptions not supported",
+            _ => "unknown reason code",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (0x{:02X})", self.name(), self.0)
+    }
+}
+
+/// What the session's loop does with one event of either protocol.
+pub(super) enum Step<'a> {
+    Publish(&'a str, &'a [u8]),
+    ConnAck,
+    /// A SUBSCRIBE went out with this packet id.
+    Subscribing(u16),
+    SubAck(u16, SubAcks<'a>),
+    /// The DISCONNECT of a clean stop went out.
+    Disconnecting,
+    Other,
+}
+
+/// One protocol's event loop, as the session's loop drives it.
+pub(super) trait Wire: Send {
+    type Event: Send;
+    type Error: std::error::Error + Send + 'static;
+    /// rumqttc's own `poll` future, not wrapped.
+    fn poll(&mut self) -> impl Future<Output = Result<Self::Event, Self::Error>> + Send + '_;
+    fn step(ev: &Self::Event) -> Step<'_>;
+    /// A connection error in words, with the MQTT 5 reason code when there is one.
+    fn describe(e: &Self::Error) -> String;
+    /// Drops a connection left from an earlier run; keeps what is queued.
+    fn clean(&mut self);
+    fn set_last_will(&mut self, will: Will);
+    fn set_credentials(&mut self, user: String, password: String);
+    /// After a CONNACK: drops queued (un)subscriptions (made again here), then
+    /// queues one SUBSCRIBE per batch and the messages, ahead of anything else.
+    fn queue_first<'f>(
+        &mut self,
+        batches: impl Iterator<Item = &'f [Filter]>,
+        messages: Vec<Message>,
+    );
+}
+
+/// A TLS error of rumqttc's, in words.
+#[cfg(feature = "tls")]
+fn tls_failure(t: &rumqttc::TlsError) -> String {
+    tls::handshake_failure(t).unwrap_or_else(|| format!("{}{t}", tls::HANDSHAKE_FAILED))
+}
+
+/// The requests queued after a CONNACK, in front of `pending`.
+fn requeue<R>(
+    pending: &mut VecDeque<R>,
+    is_subscription: impl Fn(&R) -> bool,
+    front: impl Iterator<Item = R>,
+) {
+    pending.retain(|r| !is_subscription(r));
+    let rest = std::mem::take(pending);
+    pending.extend(front);
+    pending.extend(rest);
+}
+
+impl Wire for EventLoop {
+    type Event = Event;
+    type Error = ConnectionError;
+
+    fn poll(&mut self) -> impl Future<Output = Result<Event, ConnectionError>> + Send + '_ {
+        EventLoop::poll(self)
+    }
+
+    #[inline]
+    fn step(ev: &Event) -> Step<'_> {
+        match ev {
+            Event::Incoming(Packet::Publish(p)) => Step::Publish(&p.topic, &p.payload),
+            Event::Incoming(Packet::ConnAck(_)) => Step::ConnAck,
+            Event::Outgoing(Outgoing::Subscribe(pkid)) => Step::Subscribing(*pkid),
+            Event::Incoming(Packet::SubAck(ack)) => {
+                Step::SubAck(ack.pkid, SubAcks::V4(&ack.return_codes))
+            }
+            Event::Outgoing(Outgoing::Disconnect) => Step::Disconnecting,
+            _ => Step::Other,
+        }
+    }
+
+    fn describe(e: &ConnectionError) -> String {
+        // A TLS failure, wherever rumqttc wraps it (TLS 1.3 reports a refused client
+        // certificate at the first read, as an MQTT state error).
+        if let Some(why) = tls::handshake_failure(e) {
+            return why;
+        }
+        match e {
+            ConnectionError::Io(io) => io.to_string(),
+            ConnectionError::ConnectionRefused(code) => {
+                format!("broker refused the connection ({code:?})")
+            }
+            ConnectionError::NetworkTimeout => "connection attempt timed out".to_string(),
+            #[cfg(feature = "tls")]
+            ConnectionError::Tls(t) => tls_failure(t),
+            other => other.to_string(),
+        }
+    }
+
+    fn clean(&mut self) {
+        EventLoop::clean(self);
+    }
+
+    fn set_last_will(&mut self, w: Will) {
+        self.mqtt_options.set_last_will(rumqttc::LastWill::new(
+            w.topic,
+            w.payload,
+            w.qos.v4(),
+            w.retain,
+        ));
+    }
+
+    fn set_credentials(&mut self, user: String, password: String) {
+        self.mqtt_options.set_credentials(user, password);
+    }
+
+    fn queue_first<'f>(
+        &mut self,
+        batches: impl Iterator<Item = &'f [Filter]>,
+        messages: Vec<Message>,
+    ) {
+        let subscribes = batches
+            .map(|b| Request::Subscribe(rumqttc::Subscribe::new_many(b.iter().map(Filter::v4))));
+        let publishes = messages.into_iter().map(|m| {
+            let mut p = rumqttc::Publish::new(m.topic, m.qos.v4(), m.payload);
+            p.retain = m.retain;
+            Request::Publish(p)
+        });
+        requeue(
+            &mut self.pending,
+            |r| matches!(r, Request::Subscribe(_) | Request::Unsubscribe(_)),
+            subscribes.chain(publishes),
+        );
+    }
+}
+
+impl Wire for v5::EventLoop {
+    type Event = v5::Event;
+    type Error = v5::ConnectionError;
+
+    fn poll(&mut self) -> impl Future<Output = Result<v5::Event, v5::ConnectionError>> + Send + '_ {
+        v5::EventLoop::poll(self)
+    }
+
+    #[inline]
+    fn step(ev: &v5::Event) -> Step<'_> {
+        use p5::Packet as P;
+        match ev {
+            v5::Event::Incoming(P::Publish(p)) => match std::str::from_utf8(&p.topic) {
+                Ok(topic) => Step::Publish(topic, &p.payload),
+                // MQTT requires UTF-8 topics: nothing of ours is there.
+                Err(_) => Step::Other,
+            },
+            v5::Event::Incoming(P::ConnAck(_)) => Step::ConnAck,
+            v5::Event::Outgoing(Outgoing::Subscribe(pkid)) => Step::Subscribing(*pkid),
+            v5::Event::Incoming(P::SubAck(ack)) => {
+                Step::SubAck(ack.pkid, SubAcks::V5(&ack.return_codes))
+            }
+            v5::Event::Outgoing(Outgoing::Disconnect) => Step::Disconnecting,
+            _ => Step::Other,
+        }
+    }
+
+    fn describe(e: &v5::ConnectionError) -> String {
+        if let Some(why) = tls::handshake_failure(e) {
+            return why;
+        }
+        use v5::StateError as S;
+        match e {
+            v5::ConnectionError::Io(io) => io.to_string(),
+            v5::ConnectionError::ConnectionRefused(code)
+            | v5::ConnectionError::MqttState(S::ConnFail { reason: code }) => {
+                format!(
+                    "broker refused the connection: {}",
+                    Reason::of_connack(*code)
+                )
+            }
+            v5::ConnectionError::MqttState(S::ServerDisconnect {
+                reason_code,
+                reason_string,
+            }) => {
+                let reason = Reason(*reason_code as u8);
+                match reason_string {
+                    Some(s) => format!("broker disconnected: {reason}: {s}"),
+                    None => format!("broker disconnected: {reason}"),
+                }
+            }
+            v5::ConnectionError::Timeout(_) => "connection attempt timed out".to_string(),
+            #[cfg(feature = "tls")]
+            v5::ConnectionError::Tls(t) => tls_failure(t),
+            other => other.to_string(),
+        }
+    }
+
+    fn clean(&mut self) {
+        v5::EventLoop::clean(self);
+    }
+
+    fn set_last_will(&mut self, w: Will) {
+        self.options.set_last_will(p5::LastWill::new(
+            w.topic,
+            w.payload,
+            w.qos.v5(),
+            w.retain,
+            None,
+        ));
+    }
+
+    fn set_credentials(&mut self, user: String, password: String) {
+        self.options.set_credentials(user, password);
+    }
+
+    fn queue_first<'f>(
+        &mut self,
+        batches: impl Iterator<Item = &'f [Filter]>,
+        messages: Vec<Message>,
+    ) {
+        let subscribes = batches.map(|b| {
+            v5::Request::Subscribe(p5::Subscribe::new_many(b.iter().map(Filter::v5), None))
+        });
+        let publishes = messages.into_iter().map(|m| {
+            let mut p = p5::Publish::new(m.topic, m.qos.v5(), m.payload, None);
+            p.retain = m.retain;
+            v5::Request::Publish(p)
+        });
+        requeue(
+            &mut self.pending,
+            |r| matches!(r, v5::Request::Subscribe(_) | v5::Request::Unsubscribe(_)),
+            subscribes.chain(publishes),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_read_as_the_specification_names_them() {
+        assert_eq!(Reason(0x87).to_string(), "not authorized (0x87)");
+        assert_eq!(Reason(0x8E).to_string(), "session taken over (0x8E)");
+        assert_eq!(Reason(0x12).to_string(), "unknown reason code (0x12)");
+        assert_eq!(
+            Reason::of_connack(p5::ConnectReturnCode::BadUserNamePassword).to_string(),
+            "bad user name or password (0x86)"
+        );
+    }
+
+    #[test]
+    fn suback_results_of_both_protocols() {
+        use p5::SubscribeReasonCode as S5;
+        use rumqttc::SubscribeReasonCode as S4;
+        let v4 = [S4::Success(rumqttc::QoS::AtMostOnce), S4::Failure];
+        let a = SubAcks::V4(&v4);
+        assert_eq!((a.len(), a.refused()), (2, 1));
+        assert!(!a.is_refused(0) && a.is_refused(1));
+        assert_eq!(a.reason(), None, "MQTT 3.1.1 has no reason codes");
+        let v5 = [
+            S5::NotAuthorized,
+            S5::Success(v5::mqttbytes::QoS::AtLeastOnce),
+            S5::TopicFilterInvalid,
+        ];
+        let a = SubAcks::V5(&v5);
+        assert_eq!((a.len(), a.refused()), (3, 2));
+        assert!(a.is_refused(0) && !a.is_refused(1) && a.is_refused(2));
+        assert_eq!(a.reason(), Some(Reason(0x87)));
+    }
+
+    #[test]
+    fn no_local_reaches_the_mqtt5_filter() {
+        let f = Filter {
+            topic: "/ext/rrpc/+/a/b".into(),
+            qos: QoS::AtLeastOnce,
+            no_local: true,
+        };
+        let v = f.v5();
+        assert!(v.nolocal);
+        assert_eq!(v.qos, v5::mqttbytes::QoS::AtLeastOnce);
+        assert_eq!(v.path, "/ext/rrpc/+/a/b");
+    }
+}
