@@ -13,6 +13,8 @@ set -euo pipefail
 # cmake: the C examples and the find_package/pkg-config consumers. mosquitto: the
 # interop broker. valgrind: leak checks and instruction counts. clang: the header's
 # doc comments name the real parameters. libpaho-mqtt-dev: the Paho gateway example.
+# dpkg, dpkg-dev, tar: cpack's .deb (dpkg-shlibdeps for its Depends) and .tar.gz, unpacked
+# by tests/packaging.rs. binutils: nm, readelf, strip.
 NEEDS="
 cmake            cmd:cmake
 mosquitto        cmd:mosquitto
@@ -25,6 +27,9 @@ make             cmd:make
 libc6-dev        file:/usr/include/stdio.h
 binutils         cmd:nm
 libpaho-mqtt-dev file:/usr/include/MQTTClient.h
+dpkg             cmd:dpkg-deb
+dpkg-dev         cmd:dpkg-shlibdeps
+tar              cmd:tar
 "
 
 missing() {

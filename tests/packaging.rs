@@ -9,6 +9,7 @@ use common::cmake::{self, c_build, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -200,6 +201,55 @@ fn cmake_builds_examples_and_library_with_soname() {
     }
 }
 
+/// Every cargo feature, in the order CMake lists them (RRPC_FEATURES, rrpc.pc).
+const ALL_FEATURES: [&str; 5] = ["client", "caller", "tls", "jt808", "credentials"];
+
+/// Builds tests/cmake-consumer against the installation in `prefix` (find_package through
+/// CMAKE_PREFIX_PATH) into a fresh scratch dir `name`, checks the package reports
+/// `features` and that the static consumer links with section GC, and runs the three
+/// consumers (the shared ones with LD_LIBRARY_PATH=`libdir`).
+fn cmake_consumer(prefix: &Path, libdir: &Path, name: &str, features: &[&str]) {
+    let build = fresh_dir(name);
+    let out = run(Command::new("cmake")
+        .arg("-S")
+        .arg(cmake::repo_root().join("tests/cmake-consumer"))
+        .arg("-B")
+        .arg(&build)
+        .args(["-G", "Unix Makefiles"]) // link.txt below
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
+        .arg(format!("-DRRPC_WANT_VERSION={VERSION}")));
+    let configure_log = String::from_utf8_lossy(&out.stdout);
+    let want = format!("rrpc features: {}", features.join(";"));
+    assert!(
+        configure_log
+            .lines()
+            .any(|l| l.trim_start_matches("-- ") == want),
+        "RRPC_FEATURES of {} should read \"{want}\":\n{configure_log}",
+        prefix.display()
+    );
+    run(Command::new("cmake")
+        .arg("--build")
+        .arg(&build)
+        .args(["--parallel", "2"]));
+
+    // rrpc::rrpc_static puts -Wl,--gc-sections on the consumer's link line.
+    let link_txt = build.join("CMakeFiles/consumer_static.dir/link.txt");
+    let link = std::fs::read_to_string(&link_txt)
+        .unwrap_or_else(|e| panic!("{}: {e}", link_txt.display()));
+    assert!(
+        link.contains("-Wl,--gc-sections"),
+        "rrpc::rrpc_static should link with section GC: {link}"
+    );
+
+    run_consumer(&build.join("consumer_shared"), Some(libdir));
+    assert_needs_shared_rrpc(&build.join("consumer_shared"));
+    run_consumer(&build.join("consumer_static"), None);
+    assert_no_shared_rrpc(&build.join("consumer_static"));
+    // rrpc::lib is the shared library unless BUILD_SHARED_LIBS is OFF.
+    run_consumer(&build.join("consumer_lib"), Some(libdir));
+    assert_needs_shared_rrpc(&build.join("consumer_lib"));
+}
+
 #[test]
 fn install_then_find_package_shared_and_static() {
     if !have_tools(&["cmake", "cc"]) {
@@ -237,6 +287,8 @@ fn install_then_find_package_shared_and_static() {
         "include/rrpc.h",
         "lib/cmake/rrpc/rrpcConfig.cmake",
         "lib/cmake/rrpc/rrpcConfigVersion.cmake",
+        "lib/cmake/rrpc/rrpcImportedTargets.cmake",
+        "bin/rrpc",
         "lib/pkgconfig/rrpc.pc",
     ] {
         assert!(prefix.join(f).is_file(), "the install has no {f}");
@@ -250,27 +302,8 @@ fn install_then_find_package_shared_and_static() {
     );
 
     // An unrelated project finds it with find_package(rrpc <version> CONFIG REQUIRED).
+    cmake_consumer(prefix, &libdir, "packaging-consumer", &ALL_FEATURES);
     let consumer_src = cmake::repo_root().join("tests/cmake-consumer");
-    let build = fresh_dir("packaging-consumer");
-    run(Command::new("cmake")
-        .arg("-S")
-        .arg(&consumer_src)
-        .arg("-B")
-        .arg(&build)
-        .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
-        .arg(format!("-DRRPC_WANT_VERSION={VERSION}")));
-    run(Command::new("cmake")
-        .arg("--build")
-        .arg(&build)
-        .args(["--parallel", "2"]));
-
-    run_consumer(&build.join("consumer_shared"), Some(&libdir));
-    assert_needs_shared_rrpc(&build.join("consumer_shared"));
-    run_consumer(&build.join("consumer_static"), None);
-    assert_no_shared_rrpc(&build.join("consumer_static"));
-    // rrpc::lib is the shared library unless BUILD_SHARED_LIBS is OFF.
-    run_consumer(&build.join("consumer_lib"), Some(&libdir));
-    assert_needs_shared_rrpc(&build.join("consumer_lib"));
 
     // The version file refuses the next minor release (0.x: SameMinorVersion).
     let major: u32 = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap();
@@ -304,16 +337,7 @@ fn pkg_config_shared_and_static() {
     let prefix = installed_prefix();
     let libdir = prefix.join("lib");
     let pc_path = libdir.join("pkgconfig");
-    let pkg_config = |args: &[&str]| -> Vec<String> {
-        let out = run(Command::new("pkg-config")
-            .env("PKG_CONFIG_PATH", &pc_path)
-            .args(args)
-            .arg("rrpc"));
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect()
-    };
+    let pkg_config = |args: &[&str]| pkg_config(&pc_path, args);
 
     assert_eq!(pkg_config(&["--modversion"]), vec![VERSION.to_owned()]);
     let cflags_libs = pkg_config(&["--cflags", "--libs"]);
@@ -323,45 +347,82 @@ fn pkg_config_shared_and_static() {
         "pkg-config --cflags --libs rrpc points elsewhere (the .pc prefix must be the install prefix): {cflags_libs:?}"
     );
 
-    let consumer_c = cmake::repo_root().join("tests/cmake-consumer/consumer.c");
     let out_dir = fresh_dir("packaging-pkg-config");
 
     // Shared: cc consumer.c $(pkg-config --cflags --libs rrpc)
     let shared = out_dir.join("consumer_shared");
-    run(Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
-        .arg(&consumer_c)
-        .args(&cflags_libs)
-        .arg("-o")
-        .arg(&shared));
+    cc_consumer(&cflags_libs, &[], &shared);
     run_consumer(&shared, Some(&libdir));
     assert_needs_shared_rrpc(&shared);
 
-    // Static: librrpc.a plus Libs.private (the system libraries rustc asked for).
+    // Shared, found at run time through the RPATH the README suggests for a non-system prefix.
+    let rpath = out_dir.join("consumer_rpath");
+    cc_consumer(
+        &cflags_libs,
+        &[format!("-Wl,-rpath,{}", libdir.display())],
+        &rpath,
+    );
+    run_consumer(&rpath, None);
+
+    // Static, exactly as the README writes it:
+    //   cc main.c $(pkg-config --cflags rrpc) -Wl,-Bstatic $(pkg-config --static --libs rrpc) -Wl,-Bdynamic
+    // Libs.private holds the system libraries rustc asked for behind -Wl,-Bdynamic (libgcc_s
+    // has no .a), and -Wl,--gc-sections.
     let static_libs = pkg_config(&["--static", "--libs"]);
     let shared_libs = pkg_config(&["--libs"]);
     assert!(
         static_libs.len() > shared_libs.len(),
         "rrpc.pc has no Libs.private: --static --libs gives {static_libs:?}"
     );
-    let mut link: Vec<String> = Vec::new();
-    for flag in static_libs {
-        if flag == "-lrrpc" {
-            link.extend(["-Wl,-Bstatic", "-lrrpc", "-Wl,-Bdynamic"].map(str::to_owned));
-        } else {
-            link.push(flag);
-        }
-    }
+    assert!(
+        static_libs.contains(&"-Wl,--gc-sections".to_owned()),
+        "pkg-config --static --libs rrpc should turn on section GC: {static_libs:?}"
+    );
     let static_exe = out_dir.join("consumer_static");
-    run(Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
-        .arg(&consumer_c)
-        .args(pkg_config(&["--cflags"]))
-        .args(&link)
-        .arg("-o")
-        .arg(&static_exe));
+    cc_consumer(
+        &pkg_config(&["--cflags"]),
+        &static_line(&static_libs),
+        &static_exe,
+    );
     run_consumer(&static_exe, None);
     assert_no_shared_rrpc(&static_exe);
+
+    assert_eq!(
+        pkg_config(&["--variable=features"]),
+        ["client", "caller", "tls", "jt808", "credentials"],
+        "rrpc.pc's features variable"
+    );
+}
+
+/// `pkg-config <args> rrpc` with PKG_CONFIG_PATH=`pc_dir`, split into words.
+fn pkg_config(pc_dir: &Path, args: &[&str]) -> Vec<String> {
+    let out = run(Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", pc_dir)
+        .args(args)
+        .arg("rrpc"));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `-Wl,-Bstatic <pkg-config --static --libs rrpc> -Wl,-Bdynamic`, the README's static line.
+fn static_line(static_libs: &[String]) -> Vec<String> {
+    let mut link = vec!["-Wl,-Bstatic".to_owned()];
+    link.extend(static_libs.iter().cloned());
+    link.push("-Wl,-Bdynamic".to_owned());
+    link
+}
+
+/// `cc -std=c99 <warnings> tests/cmake-consumer/consumer.c <cflags> <libs> -o out`.
+fn cc_consumer(cflags: &[String], libs: &[String], out: &Path) {
+    run(Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg(cmake::repo_root().join("tests/cmake-consumer/consumer.c"))
+        .args(cflags)
+        .args(libs)
+        .arg("-o")
+        .arg(out));
 }
 
 #[test]
@@ -423,4 +484,349 @@ endforeach()
     assert_no_shared_rrpc(&build.join("consumer_rrpc_static"));
     run_consumer(&build.join("consumer_lib"), None);
     assert_needs_shared_rrpc(&build.join("consumer_lib"));
+}
+
+/// `cpack` makes a .tar.gz and a .deb of the install; the .deb, unpacked with `dpkg -x`
+/// into a scratch root, serves find_package, pkg-config (--define-prefix) and the tool,
+/// and the tarball's rrpc.pc works wherever it is unpacked.
+#[test]
+fn cpack_deb_and_tarball_serve_consumers() {
+    if !have_tools(&["cmake", "cc", "pkg-config", "dpkg", "dpkg-deb", "tar"]) {
+        return;
+    }
+    let build = c_build();
+    let out = fresh_dir("packaging-cpack");
+    {
+        // cpack installs the build (and may rebuild it): not while another test does.
+        let _lock = cmake::FileLock::exclusive(&cmake::repo_root().join("target/cmake-test.lock"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        run(Command::new("cpack")
+            .current_dir(build)
+            .args(["-G", "TGZ;DEB", "-B"])
+            .arg(&out));
+    }
+    let find = |suffix: &str| -> PathBuf {
+        std::fs::read_dir(&out)
+            .expect("read the cpack output dir")
+            .map(|e| e.expect("dir entry").path())
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap_or_else(|| panic!("cpack made no *{suffix} in {}", out.display()))
+    };
+
+    // The .deb: its control fields, then its files under a scratch root.
+    let deb = find(".deb");
+    let field = |name: &str| -> String {
+        let o = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    assert_eq!(field("Package"), "librrpc");
+    assert_eq!(field("Version"), VERSION);
+    assert!(
+        !field("Maintainer").is_empty(),
+        "the .deb has no Maintainer"
+    );
+    assert!(
+        field("Depends").contains("libc6"),
+        "the .deb should depend on libc6: {}",
+        field("Depends")
+    );
+    let root = out.join("root");
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&root));
+    let usr = root.join("usr");
+    let libdir = usr.join("lib");
+    for f in [
+        "lib/librrpc.a",
+        "include/rrpc.h",
+        "lib/cmake/rrpc/rrpcConfig.cmake",
+        "lib/pkgconfig/rrpc.pc",
+        "bin/rrpc",
+    ] {
+        assert!(usr.join(f).is_file(), "the .deb has no /usr/{f}");
+    }
+    let d = dynamic(&libdir.join(format!("librrpc.so.{VERSION}")));
+    assert_eq!(d.soname, Some(soname()), "SONAME in the .deb:\n{}", d.raw);
+
+    let tool = run(Command::new(usr.join("bin/rrpc")).arg("--version"));
+    assert!(
+        String::from_utf8_lossy(&tool.stdout).contains(VERSION),
+        "rrpc --version from the .deb: {}",
+        String::from_utf8_lossy(&tool.stdout)
+    );
+
+    cmake_consumer(&usr, &libdir, "packaging-cpack-consumer", &ALL_FEATURES);
+
+    // pkg-config: rrpc.pc says prefix=/usr; --define-prefix makes it the unpacked root.
+    let pc_dir = libdir.join("pkgconfig");
+    assert_eq!(pkg_config(&pc_dir, &["--variable=prefix"]), ["/usr"]);
+    let flags = pkg_config(&pc_dir, &["--define-prefix", "--cflags", "--libs"]);
+    let rpath = format!("-Wl,-rpath,{}", libdir.display());
+    let shared = out.join("consumer_pkg_config");
+    cc_consumer(&flags, &[rpath], &shared);
+    run_consumer(&shared, None);
+    let static_exe = out.join("consumer_pkg_config_static");
+    cc_consumer(
+        &pkg_config(&pc_dir, &["--define-prefix", "--cflags"]),
+        &static_line(&pkg_config(
+            &pc_dir,
+            &["--define-prefix", "--static", "--libs"],
+        )),
+        &static_exe,
+    );
+    run_consumer(&static_exe, None);
+    assert_no_shared_rrpc(&static_exe);
+
+    // The tarball: unpacked anywhere, its rrpc.pc finds its own directory (no --define-prefix).
+    let tgz = find(".tar.gz");
+    let unpacked = out.join("tgz");
+    std::fs::create_dir_all(&unpacked).expect("create the tarball dir");
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&unpacked));
+    let top = std::fs::read_dir(&unpacked)
+        .expect("read the unpacked tarball")
+        .next()
+        .expect("the tarball has a top directory")
+        .expect("dir entry")
+        .path();
+    let tgz_pc = top.join("lib/pkgconfig");
+    let flags = pkg_config(&tgz_pc, &["--cflags", "--libs"]);
+    let rpath = format!("-Wl,-rpath,{}", top.join("lib").display());
+    let from_tgz = out.join("consumer_tarball");
+    cc_consumer(&flags, &[rpath], &from_tgz);
+    run_consumer(&from_tgz, None);
+}
+
+/// The symbol names `nm <args> <file>` prints (third column, or second for undefined ones).
+fn nm(args: &[&str], file: &Path) -> Vec<String> {
+    let out = run(Command::new("nm").args(args).arg(file));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .collect()
+}
+
+/// Device-only libraries, built as firmware is: cross-style (`RRPC_RUST_TARGET`, here the
+/// host's own triple, the only target this machine can run) with the caller and JT/T 808
+/// left out, once with TLS and credentials and once with the client alone. Each leaves the
+/// left-out families out of librrpc.so, skips the examples that need them, serves a call
+/// through its echo_device, and installs a package that says what it holds.
+#[test]
+fn lean_device_builds_for_a_rust_target() {
+    if !have_tools(&["cmake", "cc", "nm", "pkg-config"]) {
+        return;
+    }
+    let host = cmake::host_triple();
+    let lean: [(&str, &[&str]); 2] = [
+        ("lean-tls", &["client", "tls", "credentials"]),
+        ("lean-client", &["client"]),
+    ];
+    for (name, features) in lean {
+        // Both build into <target-dir>/<triple>/release, which no other build uses: one
+        // after the other, in this test only.
+        let dir = cmake::repo_root()
+            .join("target")
+            .join(format!("cmake-{name}"));
+        let mut defines = vec![
+            format!("-DRRPC_RUST_TARGET={host}"),
+            "-DRRPC_BUILD_TOOL=OFF".to_owned(),
+            "-DRRPC_BUILD_EXAMPLES=ON".to_owned(),
+        ];
+        for f in ALL_FEATURES {
+            let on = if features.contains(&f) { "ON" } else { "OFF" };
+            defines.push(format!("-DRRPC_WITH_{}={on}", f.to_uppercase()));
+        }
+        cmake::configure_and_build(&dir, &defines).unwrap_or_else(|e| panic!("{e}"));
+
+        let cargo_so = cmake::cargo_target_dir()
+            .join(&host)
+            .join("release/librrpc.so");
+        assert!(
+            cargo_so.is_file(),
+            "{name}: cargo --target {host} should have built {}",
+            cargo_so.display()
+        );
+        let so = dir.join("lib/librrpc.so");
+        let exported = nm(&["-D", "--defined-only"], &so);
+        for present in ["rrpc_client_new", "rrpc_router_new", "rrpc_features"] {
+            assert!(
+                exported.iter().any(|s| s == present),
+                "{name}: librrpc.so should export {present}"
+            );
+        }
+        let mut absent = vec!["rrpc_caller_", "rrpc_response_", "rrpc_jt808_"];
+        if !features.contains(&"credentials") {
+            absent.push("rrpc_credentials_");
+        }
+        for prefix in absent {
+            let found: Vec<&String> = exported.iter().filter(|s| s.starts_with(prefix)).collect();
+            assert!(found.is_empty(), "{name}: librrpc.so exports {found:?}");
+        }
+        if !features.contains(&"tls") {
+            let rustls = nm(&["--demangle"], &so)
+                .into_iter()
+                .filter(|s| s.contains("rustls"))
+                .count();
+            assert_eq!(
+                rustls, 0,
+                "{name}: rustls is linked into a build without TLS"
+            );
+        }
+
+        let examples = dir.join("examples-c");
+        assert!(
+            examples.join("echo_device").is_file(),
+            "{name}: no echo_device"
+        );
+        for skipped in ["call_device", "jt808_adapter"] {
+            assert!(
+                !examples.join(skipped).exists(),
+                "{name}: {skipped} needs a left-out feature and should be skipped"
+            );
+        }
+
+        // The device example answers a call through a broker.
+        let broker = common::Broker::rumqttd();
+        let caller = common::Caller::connect(broker.port);
+        let port = broker.port.to_string();
+        let dev = common::Proc::spawn(
+            &examples.join("echo_device"),
+            &common::strings(&[
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--product-key",
+                "a1Lean",
+                "--dialect",
+                "alibaba",
+                "--device-name",
+                "dev1",
+            ]),
+        );
+        assert!(
+            dev.wait_stderr("connected", Duration::from_secs(15)),
+            "{name}: {}",
+            dev.transcript()
+        );
+        let answer = caller.call(
+            rrpc::dialect::Dialect::AlibabaSystem,
+            "a1Lean",
+            "dev1",
+            None,
+            b"lean",
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            answer.as_deref(),
+            Some(&b"lean"[..]),
+            "{name}: {}",
+            dev.transcript()
+        );
+
+        // Installed: the CMake package and rrpc.pc name the features.
+        let prefix = fresh_dir(&format!("packaging-{name}-prefix"));
+        run(Command::new("cmake")
+            .arg("--install")
+            .arg(&dir)
+            .arg("--prefix")
+            .arg(&prefix));
+        cmake_consumer(
+            &prefix,
+            &prefix.join("lib"),
+            &format!("packaging-{name}-consumer"),
+            features,
+        );
+        assert_eq!(
+            pkg_config(&prefix.join("lib/pkgconfig"), &["--variable=features"]),
+            features,
+            "{name}: rrpc.pc's features"
+        );
+    }
+}
+
+/// A toolchain file in the Yocto/Buildroot/OpenWrt manner picks cargo's `--target` and the
+/// .deb's architecture from CMAKE_SYSTEM_PROCESSOR and the compiler's name. Configure only:
+/// this machine has no cross compilers, so the host's `cc` stands in under the SDK's name.
+#[test]
+fn toolchain_file_picks_the_rust_target() {
+    if !have_tools(&["cmake", "cc"]) {
+        return;
+    }
+    let dir = fresh_dir("packaging-toolchain");
+    let cc = Command::new("sh")
+        .args(["-c", "command -v cc"])
+        .output()
+        .expect("find cc");
+    let cc = PathBuf::from(String::from_utf8_lossy(&cc.stdout).trim());
+    for (processor, compiler, triple, deb_arch) in [
+        (
+            "aarch64",
+            "aarch64-poky-linux-gcc",
+            "aarch64-unknown-linux-gnu",
+            "arm64",
+        ),
+        (
+            "armv7",
+            "arm-buildroot-linux-gnueabihf-gcc",
+            "armv7-unknown-linux-gnueabihf",
+            "armhf",
+        ),
+        (
+            "aarch64",
+            "aarch64-openwrt-linux-musl-gcc",
+            "aarch64-unknown-linux-musl",
+            "arm64",
+        ),
+    ] {
+        let sdk_cc = dir.join(compiler);
+        std::os::unix::fs::symlink(&cc, &sdk_cc).expect("symlink the stand-in compiler");
+        let toolchain = dir.join(format!("{compiler}.cmake"));
+        std::fs::write(
+            &toolchain,
+            format!(
+                "set(CMAKE_SYSTEM_NAME Linux)\nset(CMAKE_SYSTEM_PROCESSOR {processor})\n\
+                 set(CMAKE_C_COMPILER [==[{}]==])\n",
+                sdk_cc.display()
+            ),
+        )
+        .expect("write the toolchain file");
+        let build = dir.join(format!("build-{compiler}"));
+        run(Command::new("cmake")
+            .arg("-S")
+            .arg(cmake::repo_root())
+            .arg("-B")
+            .arg(&build)
+            .args(["-G", "Unix Makefiles"]) // build.make below
+            .arg(format!("-DCMAKE_TOOLCHAIN_FILE={}", toolchain.display()))
+            .args(cmake::rrpc_cmake_defines())
+            // The target's standard library may be missing here: skip rustc's question.
+            .arg("-DRRPC_NATIVE_STATIC_LIBS=-lgcc_s -lc")
+            .arg("-DRRPC_BUILD_EXAMPLES=OFF"));
+        let cache = std::fs::read_to_string(build.join("CMakeCache.txt")).expect("CMakeCache.txt");
+        assert!(
+            cache.contains(&format!("RRPC_RUST_TARGET:STRING={triple}\n")),
+            "{compiler} ({processor}) should build for {triple}"
+        );
+        let cpack = std::fs::read_to_string(build.join("CPackConfig.cmake")).expect("CPackConfig");
+        assert!(
+            cpack.contains(&format!(
+                "set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE \"{deb_arch}\")"
+            )),
+            "{compiler}: the .deb should be for {deb_arch}"
+        );
+        // The build rule passes the triple and links with the toolchain's compiler.
+        let rules = std::fs::read_to_string(build.join("CMakeFiles/rrpc_cargo.dir/build.make"))
+            .expect("the cargo rule");
+        let linker_var = format!(
+            "CARGO_TARGET_{}_LINKER={}",
+            triple.to_uppercase().replace('-', "_"),
+            sdk_cc.display()
+        );
+        assert!(
+            rules.contains(&format!("--target {triple}")) && rules.contains(&linker_var),
+            "{compiler}: the cargo rule should have --target {triple} and {linker_var}"
+        );
+    }
 }

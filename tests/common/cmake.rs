@@ -1,7 +1,8 @@
 //! The CMake build of librrpc and examples-c/, shared by the test suites.
 //!
 //! [`c_build`] configures and builds the top-level `CMakeLists.txt` into
-//! `target/cmake-test` (cargo profile `release`), once per test process. CMake runs
+//! `target/cmake-test` (cargo profile `release`, with the `rrpc` tool: one cargo run
+//! builds the library and the tool), once per test process. CMake runs
 //! cargo itself with its own target directory, `target/cmake-test/cargo-target`, so it
 //! never waits on the build-directory lock of the `cargo test` that runs us. Several
 //! test binaries may call it at the same time: an flock on `target/cmake-test.lock`
@@ -39,14 +40,17 @@ pub fn cargo() -> String {
 }
 
 /// `-D` options every test configure passes for the librrpc part: the cargo to use,
-/// the shared cargo target dir, release profile, and `--offline` (the outer `cargo test`
-/// has already fetched every dependency; the tests must not touch the network).
+/// the shared cargo target dir, release profile, `--offline` (the outer `cargo test`
+/// has already fetched every dependency; the tests must not touch the network), and the
+/// `rrpc` tool: cargo unifies the dependencies' features over everything one run builds,
+/// so builds with and without the tool would not share their compiled dependencies.
 pub fn rrpc_cmake_defines() -> Vec<String> {
     vec![
         format!("-DCARGO={}", cargo()),
         format!("-DRRPC_CARGO_TARGET_DIR={}", cargo_target_dir().display()),
         "-DRRPC_CARGO_PROFILE=release".to_owned(),
         "-DRRPC_CARGO_FLAGS=--offline".to_owned(),
+        "-DRRPC_BUILD_TOOL=ON".to_owned(),
     ]
 }
 
@@ -80,24 +84,47 @@ pub fn build_lib_dir() -> PathBuf {
 
 fn build_once() -> Result<PathBuf, String> {
     let dir = build_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let _lock = FileLock::exclusive(&repo_root().join("target/cmake-test.lock"))?;
+    configure_and_build(&dir, &["-DRRPC_BUILD_EXAMPLES=ON".into()])?;
+    Ok(dir)
+}
 
-    // Configure every time (cheap): picks up CMakeLists.txt edits and a changed $CARGO.
+/// Configures the top-level project into `dir` with [`rrpc_cmake_defines`] and `extra`
+/// (later -D options win), then builds it. Configuring every time is cheap and picks up
+/// CMakeLists.txt edits and a changed $CARGO.
+pub fn configure_and_build(dir: &Path, extra: &[String]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let mut configure = Command::new("cmake");
     configure
         .arg("-S")
         .arg(repo_root())
         .arg("-B")
-        .arg(&dir)
+        .arg(dir)
         .args(rrpc_cmake_defines())
-        .arg("-DRRPC_BUILD_EXAMPLES=ON");
+        .args(extra);
     try_run(&mut configure)?;
 
     let mut build = Command::new("cmake");
-    build.arg("--build").arg(&dir).args(["--parallel", "2"]);
+    build.arg("--build").arg(dir).args(["--parallel", "2"]);
     try_run(&mut build)?;
-    Ok(dir)
+    Ok(())
+}
+
+/// The host's target triple, from `rustc -vV` (the rustc next to `$CARGO` when it is set).
+pub fn host_triple() -> String {
+    let cargo = cargo();
+    let rustc = Path::new(&cargo)
+        .parent()
+        .map(|d| d.join("rustc"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("rustc"));
+    let out = run(Command::new(rustc).arg("-vV"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .trim()
+        .to_owned()
 }
 
 /// An exclusive flock, released when dropped (the file is closed).
