@@ -111,6 +111,11 @@
 #define RRPC_FEATURE_JT808 16
 
 /**
+ * Bit of `rrpc_features()`: MQTT 5 (`rrpc_mqtt_config.mqtt_version` 5).
+ */
+#define RRPC_FEATURE_MQTT5 32
+
+/**
  * Status code returned by every fallible function. `RRPC_STATUS_OK` is 0; every
  * other value names one kind of failure, with detail in
  * `rrpc_last_error_message()`. Each value means the same in every function
@@ -2848,7 +2853,8 @@ const char *rrpc_version(void);
  * fails at link time, or here at run time for a library loaded with dlopen. The
  * router (`rrpc_router_*`) and the library-wide functions are always in. Without
  * `RRPC_FEATURE_TLS`, a client or caller configured with `tls` fails with
- * `RRPC_STATUS_TLS`.
+ * `RRPC_STATUS_TLS`; without `RRPC_FEATURE_MQTT5`, one configured with
+ * `mqtt_version` 5 fails with `RRPC_STATUS_INVALID_ARGUMENT`.
  *
  * Never fails. Any thread.
  */

@@ -54,7 +54,7 @@ for profile in release release-small; do
         --target-dir "$target/floor-target"
     floor=$(stripped_kib "$target/floor-target/$profile/libfloor.so")
     sizes+=("| std floor (one function, catch_unwind) | $profile | $floor |")
-    for features in default client,tls,credentials client,tls client,credentials client; do
+    for features in default client,tls,mqtt5,credentials client,tls,credentials client,tls client,mqtt5 client; do
         if [ "$features" = default ]; then
             args=()
         else

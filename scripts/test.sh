@@ -27,7 +27,7 @@ cargo fmt --all --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== lean builds: the cargo feature sets of a device-only library (clippy -D warnings, unit tests)"
-for features in "" client client,tls client,tls,credentials caller jt808; do
+for features in "" client client,mqtt5 client,tls client,tls,credentials caller jt808; do
     echo "-- --no-default-features --features '$features'"
     cargo clippy --quiet -p rrpc --lib --no-default-features --features "$features" -- -D warnings
 done

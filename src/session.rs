@@ -41,9 +41,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+#[cfg(feature = "mqtt5")]
+use rumqttc::v5;
 #[cfg(feature = "tls")]
 use rumqttc::TlsConfiguration;
-use rumqttc::{v5, AsyncClient, EventLoop, MqttOptions, NetworkOptions, Transport};
+use rumqttc::{AsyncClient, EventLoop, MqttOptions, NetworkOptions, Transport};
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
@@ -93,6 +95,11 @@ impl MqttVersion {
             MqttVersion::V311 => 3,
             MqttVersion::V5 => 5,
         }
+    }
+
+    /// Whether this library can speak it (MQTT 5 needs the cargo feature `mqtt5`).
+    pub fn is_built(self) -> bool {
+        self == MqttVersion::V311 || cfg!(feature = "mqtt5")
     }
 }
 
@@ -214,6 +221,12 @@ impl MqttConfig {
             return Err(format!(
                 "keep_alive_s must be at least {MIN_KEEP_ALIVE_V5_S} with MQTT 5 (its client cannot turn keep-alive off)"
             ));
+        }
+        if !self.protocol.is_built() {
+            return Err(
+                "MQTT 5 is not built into this library (cargo feature `mqtt5`, CMake option RRPC_WITH_MQTT5)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -660,6 +673,7 @@ impl Drop for Watch<'_> {
 #[derive(Clone)]
 pub(crate) enum Publisher {
     V311(AsyncClient),
+    #[cfg(feature = "mqtt5")]
     V5(v5::AsyncClient),
 }
 
@@ -675,6 +689,7 @@ impl Publisher {
             Publisher::V311(c) => c
                 .try_publish(topic, qos.v4(), retain, payload)
                 .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            #[cfg(feature = "mqtt5")]
             Publisher::V5(c) => c
                 .try_publish(topic, qos.v5(), retain, payload.into())
                 .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
@@ -687,6 +702,7 @@ impl Publisher {
             Publisher::V311(c) => c
                 .try_subscribe(filter.topic, filter.qos.v4())
                 .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            #[cfg(feature = "mqtt5")]
             Publisher::V5(c) => c
                 .try_subscribe_many([filter.v5()])
                 .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
@@ -698,6 +714,7 @@ impl Publisher {
             Publisher::V311(c) => c
                 .try_unsubscribe(filter)
                 .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            #[cfg(feature = "mqtt5")]
             Publisher::V5(c) => c
                 .try_unsubscribe(filter)
                 .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
@@ -709,6 +726,7 @@ impl Publisher {
             Publisher::V311(c) => c
                 .try_disconnect()
                 .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            #[cfg(feature = "mqtt5")]
             Publisher::V5(c) => c
                 .try_disconnect()
                 .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
@@ -772,6 +790,7 @@ pub(crate) trait Owner: Send + Sync + 'static {
 #[allow(clippy::large_enum_variant)] // the 3.1.1 loop stays inline: no indirection on its path
 enum Conn {
     V311(EventLoop),
+    #[cfg(feature = "mqtt5")]
     V5(Box<v5::EventLoop>),
 }
 
@@ -843,6 +862,11 @@ impl Session {
                 eventloop.set_network_options(net);
                 (Conn::V311(eventloop), Publisher::V311(client))
             }
+            #[cfg(not(feature = "mqtt5"))]
+            MqttVersion::V5 => {
+                unreachable!("MqttConfig::validate refuses MQTT 5 without its feature")
+            }
+            #[cfg(feature = "mqtt5")]
             MqttVersion::V5 => {
                 let mut o = v5::MqttOptions::new(client_id, &cfg.host, cfg.port);
                 if let Some(t) = transport {
@@ -891,6 +915,7 @@ impl Session {
         let owner = &*owner;
         match &mut self.conn {
             Conn::V311(eventloop) => self.engine.drive(eventloop, owner, stop).await,
+            #[cfg(feature = "mqtt5")]
             Conn::V5(eventloop) => self.engine.drive(&mut **eventloop, owner, stop).await,
         }
         self
@@ -1251,6 +1276,19 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "mqtt5"))]
+    fn mqtt5_without_its_feature_is_refused_in_words() {
+        let c = MqttConfig {
+            protocol: MqttVersion::V5,
+            ..MqttConfig::new("h", 1)
+        };
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("cargo feature `mqtt5`"), "{e}");
+        assert!(!MqttVersion::V5.is_built() && MqttVersion::V311.is_built());
+    }
+
+    #[test]
+    #[cfg(feature = "mqtt5")]
     fn mqtt5_session_expiry_applies_only_to_kept_sessions() {
         let mut c = MqttConfig::new("h", 1);
         assert_eq!(c.session_expiry(), None, "MQTT 3.1.1 has no session expiry");

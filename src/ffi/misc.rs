@@ -64,6 +64,8 @@ pub const RRPC_FEATURE_TLS: u32 = 4;
 pub const RRPC_FEATURE_CREDENTIALS: u32 = 8;
 /// Bit of `rrpc_features()`: JT/T 808 codec and adapter (`rrpc_jt808_*`).
 pub const RRPC_FEATURE_JT808: u32 = 16;
+/// Bit of `rrpc_features()`: MQTT 5 (`rrpc_mqtt_config.mqtt_version` 5).
+pub const RRPC_FEATURE_MQTT5: u32 = 32;
 
 /// What this library was built with: an OR of the `RRPC_FEATURE_*` bits. One
 /// header serves every build; a family left out of the build (a lean device
@@ -71,7 +73,8 @@ pub const RRPC_FEATURE_JT808: u32 = 16;
 /// fails at link time, or here at run time for a library loaded with dlopen. The
 /// router (`rrpc_router_*`) and the library-wide functions are always in. Without
 /// `RRPC_FEATURE_TLS`, a client or caller configured with `tls` fails with
-/// `RRPC_STATUS_TLS`.
+/// `RRPC_STATUS_TLS`; without `RRPC_FEATURE_MQTT5`, one configured with
+/// `mqtt_version` 5 fails with `RRPC_STATUS_INVALID_ARGUMENT`.
 ///
 /// Never fails. Any thread.
 #[no_mangle]
@@ -91,6 +94,9 @@ pub extern "C" fn rrpc_features() -> u32 {
     }
     if cfg!(feature = "jt808") {
         bits |= RRPC_FEATURE_JT808;
+    }
+    if cfg!(feature = "mqtt5") {
+        bits |= RRPC_FEATURE_MQTT5;
     }
     bits
 }

@@ -11,7 +11,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 
+#[cfg(feature = "mqtt5")]
 use rumqttc::v5;
+#[cfg(feature = "mqtt5")]
 use rumqttc::v5::mqttbytes::v5 as p5;
 use rumqttc::{ConnectionError, Event, EventLoop, Outgoing, Packet, Request};
 
@@ -32,6 +34,7 @@ impl QoS {
         }
     }
 
+    #[cfg(feature = "mqtt5")]
     pub(super) fn v5(self) -> v5::mqttbytes::QoS {
         match self {
             QoS::AtMostOnce => v5::mqttbytes::QoS::AtMostOnce,
@@ -55,6 +58,7 @@ impl Filter {
         rumqttc::SubscribeFilter::new(self.topic.clone(), self.qos.v4())
     }
 
+    #[cfg(feature = "mqtt5")]
     pub(super) fn v5(&self) -> p5::Filter {
         p5::Filter {
             nolocal: self.no_local,
@@ -84,6 +88,7 @@ pub(super) struct Message {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum SubAcks<'a> {
     V4(&'a [rumqttc::SubscribeReasonCode]),
+    #[cfg(feature = "mqtt5")]
     V5(&'a [p5::SubscribeReasonCode]),
 }
 
@@ -91,6 +96,7 @@ impl SubAcks<'_> {
     pub fn len(self) -> usize {
         match self {
             SubAcks::V4(c) => c.len(),
+            #[cfg(feature = "mqtt5")]
             SubAcks::V5(c) => c.len(),
         }
     }
@@ -99,6 +105,7 @@ impl SubAcks<'_> {
     pub fn is_refused(self, i: usize) -> bool {
         match self {
             SubAcks::V4(c) => matches!(c.get(i), Some(rumqttc::SubscribeReasonCode::Failure)),
+            #[cfg(feature = "mqtt5")]
             SubAcks::V5(c) => !matches!(c.get(i), Some(p5::SubscribeReasonCode::Success(_)) | None),
         }
     }
@@ -111,9 +118,14 @@ impl SubAcks<'_> {
     /// Why the first refused filter was refused: an MQTT 5 reason code
     /// (MQTT 3.1.1 only says "failure").
     pub fn reason(self) -> Option<Reason> {
-        let SubAcks::V5(codes) = self else {
+        #[cfg(not(feature = "mqtt5"))]
+        return None;
+        #[cfg(feature = "mqtt5")]
+        let SubAcks::V5(codes) = self
+        else {
             return None;
         };
+        #[cfg(feature = "mqtt5")]
         codes.iter().find_map(|c| {
             use p5::SubscribeReasonCode as S;
             Some(Reason(match c {
@@ -138,6 +150,7 @@ impl SubAcks<'_> {
 pub struct Reason(pub u8);
 
 impl Reason {
+    #[cfg(feature = "mqtt5")]
     fn of_connack(c: p5::ConnectReturnCode) -> Reason {
         use p5::ConnectReturnCode as C;
         Reason(match c {
@@ -345,6 +358,7 @@ impl Wire for EventLoop {
     }
 }
 
+#[cfg(feature = "mqtt5")]
 impl Wire for v5::EventLoop {
     type Event = v5::Event;
     type Error = v5::ConnectionError;
@@ -451,6 +465,7 @@ mod tests {
         assert_eq!(Reason(0x87).to_string(), "not authorized (0x87)");
         assert_eq!(Reason(0x8E).to_string(), "session taken over (0x8E)");
         assert_eq!(Reason(0x12).to_string(), "unknown reason code (0x12)");
+        #[cfg(feature = "mqtt5")]
         assert_eq!(
             Reason::of_connack(p5::ConnectReturnCode::BadUserNamePassword).to_string(),
             "bad user name or password (0x86)"
@@ -458,6 +473,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mqtt5")]
     fn suback_results_of_both_protocols() {
         use p5::SubscribeReasonCode as S5;
         use rumqttc::SubscribeReasonCode as S4;
@@ -478,6 +494,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mqtt5")]
     fn no_local_reaches_the_mqtt5_filter() {
         let f = Filter {
             topic: "/ext/rrpc/+/a/b".into(),

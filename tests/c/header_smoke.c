@@ -119,7 +119,7 @@ int header_smoke(void)
         st = rrpc_router_free(router);
     }
     (void)rrpc_version();
-    if ((rrpc_features() & (RRPC_FEATURE_CLIENT | RRPC_FEATURE_CALLER | RRPC_FEATURE_TLS | RRPC_FEATURE_CREDENTIALS | RRPC_FEATURE_JT808)) == 0u)
+    if ((rrpc_features() & (RRPC_FEATURE_CLIENT | RRPC_FEATURE_CALLER | RRPC_FEATURE_TLS | RRPC_FEATURE_CREDENTIALS | RRPC_FEATURE_JT808 | RRPC_FEATURE_MQTT5)) == 0u)
         return 2;
     (void)rrpc_last_error_message();
     return st == RRPC_STATUS_OK ? 0 : (int)rrpc_status_str(st)[0];
