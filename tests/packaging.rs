@@ -202,7 +202,7 @@ fn cmake_builds_examples_and_library_with_soname() {
 }
 
 /// Every cargo feature, in the order CMake lists them (RRPC_FEATURES, rrpc.pc).
-const ALL_FEATURES: [&str; 5] = ["client", "caller", "tls", "jt808", "credentials"];
+const ALL_FEATURES: [&str; 6] = ["client", "caller", "tls", "mqtt5", "jt808", "credentials"];
 
 /// Builds tests/cmake-consumer against the installation in `prefix` (find_package through
 /// CMAKE_PREFIX_PATH) into a fresh scratch dir `name`, checks the package reports
@@ -389,7 +389,7 @@ fn pkg_config_shared_and_static() {
 
     assert_eq!(
         pkg_config(&["--variable=features"]),
-        ["client", "caller", "tls", "jt808", "credentials"],
+        ALL_FEATURES,
         "rrpc.pc's features variable"
     );
 }
