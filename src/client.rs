@@ -531,7 +531,7 @@ impl Client {
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let rt = d.runtime.as_ref().expect("runtime at rest when idle");
-        d.task = Some(rt.spawn(session.run(self.inner.clone(), stop_rx.clone())));
+        d.task = Some(session.spawn(rt.handle(), self.inner.clone(), stop_rx.clone()));
         rt.spawn(expire_loop(self.inner.clone(), stop_rx));
         d.stop_tx = Some(stop_tx);
     }

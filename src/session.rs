@@ -21,7 +21,7 @@
 //! The owner (client or caller) plugs in through `Owner`: what to subscribe,
 //! what to publish after CONNACK, the last will, and what to do with incoming
 //! messages and lost connections. The engine runs as one task on the owner's
-//! runtime (`Session::run`); any thread publishes through a `Publisher`.
+//! runtime (`Session::spawn`); any thread publishes through a `Publisher`.
 //!
 //! MQTT 3.1.1 (the default) or MQTT 5 ([`MqttConfig::protocol`]): rumqttc's
 //! two clients behind one interface (`wire`), so owners never see which one
@@ -905,20 +905,29 @@ impl Session {
         self.engine.publisher.clone()
     }
 
-    /// Runs the connection until `stop` turns true: connects, reconnects with
-    /// backoff, subscribes after every CONNACK and hands everything to `owner`.
-    /// On stop, sends what is queued and a clean DISCONNECT, and gives the
-    /// session back, to run again later. Spawned as a task of its own (not
-    /// wrapped in another future: each level of futures costs instructions on
-    /// every event); the protocol is chosen once here, each has its own loop.
-    pub async fn run<O: Owner>(mut self, owner: Arc<O>, stop: watch::Receiver<bool>) -> Session {
-        let owner = &*owner;
-        match &mut self.conn {
-            Conn::V311(eventloop) => self.engine.drive(eventloop, owner, stop).await,
+    /// Runs the connection as a task of `rt` until `stop` turns true: connects,
+    /// reconnects with backoff, subscribes after every CONNACK and hands
+    /// everything to `owner`. On stop, sends what is queued and a clean
+    /// DISCONNECT, and the task gives the session back, to run again later. The
+    /// protocol is chosen once here, and the task is that protocol's loop itself
+    /// (not wrapped in another future: each level of futures costs instructions
+    /// on every event).
+    pub fn spawn<O: Owner>(
+        self,
+        rt: &tokio::runtime::Handle,
+        owner: Arc<O>,
+        stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<Session> {
+        let Session { conn, engine } = self;
+        match conn {
+            Conn::V311(eventloop) => {
+                rt.spawn(engine.drive::<EventLoop, _, _>(eventloop, owner, stop, Conn::V311))
+            }
             #[cfg(feature = "mqtt5")]
-            Conn::V5(eventloop) => self.engine.drive(&mut **eventloop, owner, stop).await,
+            Conn::V5(eventloop) => {
+                rt.spawn(engine.drive::<v5::EventLoop, _, _>(eventloop, owner, stop, Conn::V5))
+            }
         }
-        self
     }
 }
 
@@ -942,13 +951,17 @@ impl Engine {
         }
     }
 
-    /// [`Session::run`] on one protocol's event loop.
-    async fn drive<W: Wire, O: Owner>(
-        &mut self,
-        wire: &mut W,
-        owner: &O,
+    /// [`Session::spawn`]'s task on one protocol's event loop, held in `conn`
+    /// (and given back in a [`Session`] made by `wrap`).
+    async fn drive<W: Wire, B: std::borrow::BorrowMut<W>, O: Owner>(
+        mut self,
+        mut conn: B,
+        owner: Arc<O>,
         mut stop: watch::Receiver<bool>,
-    ) {
+        wrap: fn(B) -> Conn,
+    ) -> Session {
+        let owner = &*owner;
+        let wire: &mut W = conn.borrow_mut();
         // A connection left from an earlier run is dropped; what was queued
         // meanwhile is kept for the next connection.
         wire.clean();
@@ -1028,6 +1041,10 @@ impl Engine {
         }
         self.link.set_state(false);
         self.link.notify();
+        Session {
+            conn: wrap(conn),
+            engine: self,
+        }
     }
 
     /// After CONNACK: SUBSCRIBE every filter again, ahead of anything queued.

@@ -261,7 +261,7 @@ impl Caller {
         // Each a task of its own; the timers and the sender end on `stop` too.
         runtime.spawn(expire_calls(inner.clone(), stop_rx.clone()));
         runtime.spawn(send_outbox(inner.clone(), stop_rx.clone()));
-        let driver = runtime.spawn(session.run(inner.clone(), stop_rx.clone()));
+        let driver = session.spawn(runtime.handle(), inner.clone(), stop_rx.clone());
         let lease = Arc::new(Lease::default());
         let thread = lease
             .spawn_thread(runtime.clone(), inner.key(), stop_rx, driver)
