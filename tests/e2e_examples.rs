@@ -71,6 +71,14 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
         let dev = echo_device(&broker, &["--dialect", "alibaba", "--device-name", "dev1"]);
         assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
         check_echo(&caller, Dialect::AlibabaSystem, "dev1", None, &dev);
+        // A reply can reach the caller before the device's line reaches our reader.
+        let n = payloads().len();
+        assert_eq!(
+            dev.wait_stdout_lines("request ", n, READY),
+            n,
+            "{}",
+            dev.transcript()
+        );
         let lines = dev.stdout();
         assert!(
             lines
@@ -100,6 +108,13 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
         );
         check_echo(&caller, Dialect::AlibabaCustom, "dev2", Some(&topic), &dev2);
         // Each custom-topic reply came back to the device and was not answered again.
+        let want = payloads().len();
+        assert_eq!(
+            dev2.wait_stdout_lines("request ", want, READY),
+            want,
+            "{}",
+            dev2.transcript()
+        );
         let n = dev2.stdout().len();
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(dev2.stdout().len(), n, "the device answered its own reply");
@@ -162,6 +177,13 @@ fn several_devices_share_one_client() {
                 assert_eq!(r, Some(p.into_bytes()), "{}", dev.transcript());
             }
         }
+        // A reply can reach the caller before the device's line reaches our reader.
+        assert_eq!(
+            dev.wait_stdout_lines("request ", 24, READY),
+            24,
+            "{}",
+            dev.transcript()
+        );
         let lines = dev.stdout();
         assert_eq!(lines.len(), 24);
         for n in &names {
