@@ -1023,14 +1023,15 @@ impl Engine {
         if machine.connected() {
             owner.on_stopping(&self.publisher);
             // What is queued goes out before the DISCONNECT, which also tells the
-            // broker not to publish the last will.
+            // broker not to publish the last will. Then wait (briefly) for the
+            // broker to close the connection: once it has, it is done with this
+            // client id, and a start right after cannot race the old session's
+            // clean-up (rumqttd closed the new connection when it came first).
             let _ = self.publisher.disconnect();
             let _ = tokio::time::timeout(Duration::from_millis(500), async {
                 loop {
-                    match wire.poll().await {
-                        Ok(ev) if matches!(W::step(&ev), Step::Disconnecting) => break,
-                        Err(_) => break,
-                        Ok(_) => {}
+                    if wire.poll().await.is_err() {
+                        break;
                     }
                 }
             })
