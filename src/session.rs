@@ -688,11 +688,11 @@ impl Publisher {
         match self {
             Publisher::V311(c) => c
                 .try_publish(topic, qos.v4(), retain, payload)
-                .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+                .map_err(v4_send_error),
             #[cfg(feature = "mqtt5")]
             Publisher::V5(c) => c
                 .try_publish(topic, qos.v5(), retain, payload.into())
-                .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
+                .map_err(v5_send_error),
         }
     }
 
@@ -701,46 +701,44 @@ impl Publisher {
         match self {
             Publisher::V311(c) => c
                 .try_subscribe(filter.topic, filter.qos.v4())
-                .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+                .map_err(v4_send_error),
             #[cfg(feature = "mqtt5")]
-            Publisher::V5(c) => c
-                .try_subscribe_many([filter.v5()])
-                .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
+            Publisher::V5(c) => c.try_subscribe_many([filter.v5()]).map_err(v5_send_error),
         }
     }
 
     pub fn unsubscribe(&self, filter: impl Into<String>) -> Result<(), SendError> {
         match self {
-            Publisher::V311(c) => c
-                .try_unsubscribe(filter)
-                .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            Publisher::V311(c) => c.try_unsubscribe(filter).map_err(v4_send_error),
             #[cfg(feature = "mqtt5")]
-            Publisher::V5(c) => c
-                .try_unsubscribe(filter)
-                .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
+            Publisher::V5(c) => c.try_unsubscribe(filter).map_err(v5_send_error),
         }
     }
 
     fn disconnect(&self) -> Result<(), SendError> {
         match self {
-            Publisher::V311(c) => c
-                .try_disconnect()
-                .map_err(|e| send_error(matches!(e, rumqttc::ClientError::TryRequest(_)))),
+            Publisher::V311(c) => c.try_disconnect().map_err(v4_send_error),
             #[cfg(feature = "mqtt5")]
-            Publisher::V5(c) => c
-                .try_disconnect()
-                .map_err(|e| send_error(matches!(e, v5::ClientError::TryRequest(_)))),
+            Publisher::V5(c) => c.try_disconnect().map_err(v5_send_error),
         }
     }
 }
 
 /// rumqttc's channel is only ever full for a `try_` request: it closes only when
 /// the event loop is dropped, which owners do after the link says disconnected.
-fn send_error(try_request: bool) -> SendError {
-    if try_request {
-        SendError::QueueFull
-    } else {
-        SendError::NotConnected
+fn v4_send_error(e: rumqttc::ClientError) -> SendError {
+    match e {
+        rumqttc::ClientError::TryRequest(_) => SendError::QueueFull,
+        rumqttc::ClientError::Request(_) => SendError::NotConnected,
+    }
+}
+
+/// [`v4_send_error`] for the MQTT 5 client.
+#[cfg(feature = "mqtt5")]
+fn v5_send_error(e: v5::ClientError) -> SendError {
+    match e {
+        v5::ClientError::TryRequest(_) => SendError::QueueFull,
+        v5::ClientError::Request(_) => SendError::NotConnected,
     }
 }
 
@@ -1001,7 +999,7 @@ impl Engine {
                         Some(filters) => self.on_batch_ack(owner, filters, acks),
                         None => owner.on_suback(pkid, acks),
                     },
-                    Step::Disconnecting | Step::Other => {}
+                    Step::Other => {}
                 },
                 Err(e) => {
                     let (cause, events, delay) = machine.on_error(W::describe(&e));

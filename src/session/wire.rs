@@ -236,8 +236,6 @@ pub(super) enum Step<'a> {
     /// A SUBSCRIBE went out with this packet id.
     Subscribing(u16),
     SubAck(u16, SubAcks<'a>),
-    /// The DISCONNECT of a clean stop went out.
-    Disconnecting,
     Other,
 }
 
@@ -298,7 +296,6 @@ impl Wire for EventLoop {
             Event::Incoming(Packet::SubAck(ack)) => {
                 Step::SubAck(ack.pkid, SubAcks::V4(&ack.return_codes))
             }
-            Event::Outgoing(Outgoing::Disconnect) => Step::Disconnecting,
             _ => Step::Other,
         }
     }
@@ -381,7 +378,6 @@ impl Wire for v5::EventLoop {
             v5::Event::Incoming(P::SubAck(ack)) => {
                 Step::SubAck(ack.pkid, SubAcks::V5(&ack.return_codes))
             }
-            v5::Event::Outgoing(Outgoing::Disconnect) => Step::Disconnecting,
             _ => Step::Other,
         }
     }
