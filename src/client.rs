@@ -28,7 +28,7 @@ use crate::guard::{self, Kind, Slot};
 use crate::presence::{self, PresenceTopics};
 use crate::router::{Device, DeviceError, Dropped, ReplyError, Router, RouterConfig, Stats};
 use crate::session::{
-    ConnError, Filter, Link, Outbox, Owner, Publisher, QoS, Session, SubAcks, Will,
+    ConnError, Filter, Inbound, Link, Outbox, Owner, Publisher, QoS, Session, SubAcks, Will,
 };
 pub use crate::session::{
     ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig, SendError,
@@ -704,7 +704,7 @@ impl Owner for Inner {
     }
 
     /// One incoming PUBLISH: route it and, if it is a request, call the handler.
-    fn on_publish(&self, topic: &str, payload: &[u8]) {
+    fn on_publish(&self, topic: &str, payload: &[u8], _how: Inbound) {
         let now = now_ms();
         let accepted = {
             let mut router = self.router.lock();

@@ -758,6 +758,18 @@ impl Outbox<'_> {
 
 /// What the owner of a session (client or caller) does at each step. Called on
 /// the session's task, one at a time.
+/// How an incoming PUBLISH reached the session (see the README, "Security").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Inbound {
+    /// The broker delivered a retained message (stored earlier, by anyone who
+    /// could publish on the topic), not a live one.
+    pub retain: bool,
+    /// Delivered on this connection before the broker acknowledged the
+    /// session's subscriptions again: a message queued for a resumed
+    /// persistent session while the client was away (or its retained copy).
+    pub early: bool,
+}
+
 pub(crate) trait Owner: Send + Sync + 'static {
     /// Every filter to subscribe after a CONNACK.
     fn filters(&self) -> Vec<Filter>;
@@ -766,8 +778,8 @@ pub(crate) trait Owner: Send + Sync + 'static {
     /// The broker acknowledged every filter of [`Owner::filters`]; `refused`
     /// are those it refused.
     fn on_subscribed(&self, _refused: &[String]) {}
-    /// An incoming PUBLISH.
-    fn on_publish(&self, topic: &str, payload: &[u8]);
+    /// An incoming PUBLISH, with what the session knows of how it came.
+    fn on_publish(&self, topic: &str, payload: &[u8], how: Inbound);
     /// A SUBSCRIBE the owner queued itself (through the [`Publisher`]) went out
     /// with this packet id...
     fn on_outgoing_subscribe(&self, _pkid: u16) {}
@@ -812,6 +824,8 @@ struct Engine {
     /// ...and those sent, by packet id, until their SUBACK.
     sent_batches: HashMap<u16, Vec<String>>,
     refused: Vec<String>,
+    /// The broker acknowledged every filter of this connection's SUBSCRIBEs.
+    acked: bool,
 }
 
 impl Session {
@@ -895,6 +909,7 @@ impl Session {
                 unsent_batches: VecDeque::new(),
                 sent_batches: HashMap::new(),
                 refused: Vec::new(),
+                acked: false,
             },
         }
     }
@@ -977,7 +992,14 @@ impl Engine {
             };
             match event {
                 Ok(ev) => match W::step(&ev) {
-                    Step::Publish(topic, payload) => owner.on_publish(topic, payload),
+                    Step::Publish(topic, payload, retain) => owner.on_publish(
+                        topic,
+                        payload,
+                        Inbound {
+                            retain,
+                            early: !self.acked,
+                        },
+                    ),
                     Step::ConnAck => {
                         if self.insecure {
                             warn!(
@@ -1051,6 +1073,7 @@ impl Engine {
         self.unsent_batches.clear();
         self.sent_batches.clear();
         self.refused.clear();
+        self.acked = false;
         let filters = owner.filters();
         for chunk in filters.chunks(SUBSCRIBE_BATCH) {
             self.unsent_batches
@@ -1064,6 +1087,7 @@ impl Engine {
         // Subscriptions a resumed session left in the queue are made again here.
         wire.queue_first(filters.chunks(SUBSCRIBE_BATCH), messages);
         if filters.is_empty() {
+            self.acked = true;
             self.link.set_subscribed();
             owner.on_subscribed(&[]);
         }
@@ -1081,6 +1105,7 @@ impl Engine {
         self.link
             .note_subscribe_failures((self.refused.len() - before) as u64, acks.reason());
         if self.sent_batches.is_empty() && self.unsent_batches.is_empty() {
+            self.acked = true;
             self.link.set_subscribed();
             owner.on_subscribed(&self.refused);
         }

@@ -32,7 +32,8 @@ use crate::guard::{self, Kind};
 use crate::presence::{Presence, PresenceTopics, Status};
 pub use crate::session::{ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig};
 use crate::session::{
-    DisconnectCause as Cause, Filter, Link, Outbox, Owner, Publisher, QoS, Session, SubAcks,
+    DisconnectCause as Cause, Filter, Inbound, Link, Outbox, Owner, Publisher, QoS, Session,
+    SubAcks,
 };
 
 mod api;
@@ -759,7 +760,7 @@ impl Owner for Inner {
         self.complete(done);
     }
 
-    fn on_publish(&self, topic: &str, payload: &[u8]) {
+    fn on_publish(&self, topic: &str, payload: &[u8], _how: Inbound) {
         self.route(topic, payload);
     }
 

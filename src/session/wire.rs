@@ -231,7 +231,8 @@ impl fmt::Display for Reason {
 
 /// What the session's loop does with one event of either protocol.
 pub(super) enum Step<'a> {
-    Publish(&'a str, &'a [u8]),
+    /// An incoming PUBLISH: topic, payload, retain flag.
+    Publish(&'a str, &'a [u8], bool),
     ConnAck,
     /// A SUBSCRIBE went out with this packet id.
     Subscribing(u16),
@@ -290,7 +291,7 @@ impl Wire for EventLoop {
     #[inline]
     fn step(ev: &Event) -> Step<'_> {
         match ev {
-            Event::Incoming(Packet::Publish(p)) => Step::Publish(&p.topic, &p.payload),
+            Event::Incoming(Packet::Publish(p)) => Step::Publish(&p.topic, &p.payload, p.retain),
             Event::Incoming(Packet::ConnAck(_)) => Step::ConnAck,
             Event::Outgoing(Outgoing::Subscribe(pkid)) => Step::Subscribing(*pkid),
             Event::Incoming(Packet::SubAck(ack)) => {
@@ -369,7 +370,7 @@ impl Wire for v5::EventLoop {
         use p5::Packet as P;
         match ev {
             v5::Event::Incoming(P::Publish(p)) => match std::str::from_utf8(&p.topic) {
-                Ok(topic) => Step::Publish(topic, &p.payload),
+                Ok(topic) => Step::Publish(topic, &p.payload, p.retain),
                 // MQTT requires UTF-8 topics: nothing of ours is there.
                 Err(_) => Step::Other,
             },
