@@ -742,13 +742,17 @@ typedef struct rrpc_mqtt_config {
      */
     uint16_t keep_alive_s;
     /**
-     * MQTT clean-session flag. Default true. false needs `client_id`.
+     * MQTT clean-session flag: 1 (default) or 0; 0 needs `client_id`. Other
+     * values are refused with RRPC_STATUS_INVALID_ARGUMENT (as for every
+     * `uint8_t` flag of the library's structs).
      */
-    bool clean_session;
+    uint8_t clean_session;
     /**
      * MQTT client id, or NULL (default) for one the library derives: the
      * client's "rrpc" + 16 hex digits (unique per process and device set), the
-     * caller's "rrpccaller" + 16 random hex digits.
+     * caller's "rrpccaller" + 16 random hex digits. 1 to 256 bytes without
+     * `+`, `#`, `/` or control characters, else RRPC_STATUS_INVALID_ARGUMENT
+     * with the reason.
      */
     const char *client_id;
     /**
@@ -775,10 +779,10 @@ typedef struct rrpc_mqtt_config {
      */
     uint32_t reconnect_max_ms;
     /**
-     * Connect over TLS (rustls, verified). Default false. The tls_* fields
+     * Connect over TLS (rustls, verified): 1, or 0 (default). The tls_* fields
      * below apply only with it; setting one without `tls` is refused.
      */
-    bool tls;
+    uint8_t tls;
     /**
      * PEM file of the CA certificates that verify the broker, or NULL (default)
      * for the operating system's CA store.
@@ -806,11 +810,11 @@ typedef struct rrpc_mqtt_config {
      */
     const char *tls_alpn;
     /**
-     * Accept any broker certificate: verification OFF. Default false. For test
-     * benches only: anyone on the path can then read and change the traffic;
-     * every connect logs a warning.
+     * Accept any broker certificate: verification OFF when 1; 0 (default)
+     * verifies. For test benches only: anyone on the path can then read and
+     * change the traffic; every connect logs a warning.
      */
-    bool tls_insecure_skip_verify;
+    uint8_t tls_insecure_skip_verify;
     /**
      * Signs the user name and password again before every connection attempt,
      * for cloud signatures that expire (Tencent IoT Hub's), or NULL (default).
@@ -838,6 +842,16 @@ typedef struct rrpc_mqtt_config {
      * clean session is refused with RRPC_STATUS_INVALID_ARGUMENT.
      */
     uint32_t session_expiry_s;
+    /**
+     * Largest MQTT packet read from the broker, in bytes; 0 (default) means
+     * 1 MiB, at most 268435455, never less than the payload limit + 64 KiB.
+     * A message over the payload limit but within this one is dropped and
+     * counted (`oversize`) with the connection kept. A larger one is refused
+     * by the broker on MQTT 5 (this is announced as the Maximum Packet Size);
+     * on MQTT 3.1.1 it ends the connection. At most one such packet is held
+     * in memory at a time.
+     */
+    uint32_t max_incoming_packet;
 } rrpc_mqtt_config;
 
 /**
@@ -854,9 +868,9 @@ typedef struct rrpc_caller_config {
      */
     struct rrpc_mqtt_config mqtt;
     /**
-     * Follow device presence (OFFLINE, HALFCONN). Default true.
+     * Follow device presence (OFFLINE, HALFCONN): 1 (default) or 0.
      */
-    bool presence;
+    uint8_t presence;
     /**
      * Largest request or response payload. Default 262144.
      */
@@ -1073,9 +1087,9 @@ typedef struct rrpc_client_config {
      * `{presence_prefix}/{pk}/{dn}` after every connect and a retained `offline`
      * on a clean stop; the last will (retained `offline`) goes on the device's
      * topic when the client serves one device, else on
-     * `{connection_prefix}/{client id}`. Default false.
+     * `{connection_prefix}/{client id}`. 1, or 0 (default).
      */
-    bool presence;
+    uint8_t presence;
     /**
      * Prefix of device status topics, or NULL (default) for "rrpc/presence".
      */
@@ -1084,6 +1098,26 @@ typedef struct rrpc_client_config {
      * Prefix of connection status topics, or NULL (default) for "rrpc/connection".
      */
     const char *connection_prefix;
+    /**
+     * 1: execute requests that a resumed persistent session (`mqtt.clean_session`
+     * 0, `subscribe_qos` 1) delivers before the broker acknowledged the
+     * subscriptions again, i.e. requests queued while the client was away. 0
+     * (default): drop and count them (`stale`). Retained requests are never
+     * executed (`retained`).
+     */
+    uint8_t accept_queued;
+    /**
+     * Most messages (replies, presence) waiting to be written to the network,
+     * 1 to 65536; 0 (default) means 1024. A reply beyond it fails with
+     * RRPC_STATUS_BUSY and counts in `queue_full`.
+     */
+    uint32_t reply_queue_max;
+    /**
+     * Most payload bytes waiting to be written to the network, 1 to 268435456;
+     * 0 (default) means 4194304 (4 MiB). A single larger reply still goes when
+     * nothing else waits.
+     */
+    uint32_t reply_queue_bytes;
 } rrpc_client_config;
 
 /**
@@ -1237,6 +1271,37 @@ typedef struct rrpc_client_stats {
      * Requests waiting for a reply now.
      */
     uint64_t pending;
+    /**
+     * Incoming messages over `max_payload` (dropped, connection kept), and
+     * MQTT 3.1.1 packets over `mqtt.max_incoming_packet` (they end the connection).
+     */
+    uint64_t oversize;
+    /**
+     * Incoming packets that cannot be decoded, such as a topic that is not
+     * UTF-8 (dropped on MQTT 5; on MQTT 3.1.1 they end the connection).
+     */
+    uint64_t malformed_packets;
+    /**
+     * Retained requests (never executed).
+     */
+    uint64_t retained;
+    /**
+     * Requests a resumed persistent session delivered before the subscriptions
+     * were acknowledged again (queued while away; dropped unless `accept_queued`).
+     */
+    uint64_t stale;
+    /**
+     * Replies refused because the outgoing queue was full (stalled or slow link).
+     */
+    uint64_t queue_full;
+    /**
+     * Messages waiting in the outgoing queue now.
+     */
+    uint64_t queued;
+    /**
+     * Payload bytes waiting in the outgoing queue now.
+     */
+    uint64_t queued_bytes;
 } rrpc_client_stats;
 
 /**
@@ -1271,13 +1336,13 @@ typedef struct rrpc_credentials_alibaba_params {
      */
     uint64_t timestamp;
     /**
-     * TLS (default true): securemode 2 and port 8883; false: securemode 3, 1883.
+     * TLS: 1 (default) for securemode 2 and port 8883; 0 for securemode 3, 1883.
      */
-    bool tls;
+    uint8_t tls;
     /**
-     * The device serves a custom RRPC topic: `ext=3` in the client id. Default false.
+     * The device serves a custom RRPC topic (`ext=3` in the client id): 1, or 0 (default).
      */
-    bool custom_rrpc;
+    uint8_t custom_rrpc;
     /**
      * Region of the public instance for the host, or NULL for "cn-shanghai".
      */
@@ -1323,9 +1388,9 @@ typedef struct rrpc_credentials_tencent_params {
      */
     uint64_t expiry;
     /**
-     * TLS (default true): port 8883; false: 1883.
+     * TLS: 1 (default) for port 8883; 0 for 1883.
      */
-    bool tls;
+    uint8_t tls;
 } rrpc_credentials_tencent_params;
 
 /**
@@ -1728,10 +1793,11 @@ typedef struct rrpc_router_config {
      */
     uint32_t request_timeout_ms;
     /**
-     * false (default): time is CLOCK_MONOTONIC. true: time is whatever the last
+     * 0 (default): time is CLOCK_MONOTONIC. 1: time is whatever the last
      * `rrpc_router_tick` said, for gateways with their own clock and for tests.
+     * Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
      */
-    bool manual_clock;
+    uint8_t manual_clock;
 } rrpc_router_config;
 
 /**

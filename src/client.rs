@@ -25,10 +25,12 @@ use tokio::sync::watch;
 use crate::clock::now_ms;
 use crate::dialect::{Dialect, Identity};
 use crate::guard::{self, Kind, Slot};
+use crate::log::Excerpt;
 use crate::presence::{self, PresenceTopics};
 use crate::router::{Device, DeviceError, Dropped, ReplyError, Router, RouterConfig, Stats};
 use crate::session::{
-    ConnError, Filter, Inbound, Link, Outbox, Owner, Publisher, QoS, Session, SubAcks, Will,
+    ConnError, Filter, Inbound, Link, Outbox, Owner, Publisher, QoS, Refused, Session, SubAcks,
+    Will,
 };
 pub use crate::session::{
     ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig, SendError,
@@ -53,7 +55,32 @@ pub struct ClientConfig {
     /// caller on a plain broker can tell OFFLINE and HALFCONN; see
     /// [`crate::presence`]. `None` (the default) publishes nothing.
     pub presence: Option<PresenceTopics>,
+    /// Execute requests that a resumed persistent session (`mqtt.clean_session
+    /// = false`, QoS 1) delivers before the broker acknowledged the
+    /// subscriptions again: requests the broker queued while the client was
+    /// away, whose callers have most likely given up. `false` (the default)
+    /// drops and counts them (`ConnStats::stale`). Retained requests are never
+    /// executed, whatever this says (`ConnStats::retained`).
+    pub accept_queued: bool,
+    /// Most messages (replies, presence) waiting to be written to the network,
+    /// 1 to [`MAX_REPLY_QUEUE`]; default [`DEFAULT_REPLY_QUEUE`]. A reply beyond
+    /// it fails with [`ClientError::Busy`] and counts in
+    /// `ConnStats::queue_full`; its token stays valid until the deadline.
+    pub reply_queue_max: usize,
+    /// Most payload bytes waiting to be written to the network, 1 to
+    /// [`MAX_REPLY_QUEUE_BYTES`]; default [`DEFAULT_REPLY_QUEUE_BYTES`]. A
+    /// single reply larger than this still goes when nothing else waits.
+    pub reply_queue_bytes: usize,
 }
+
+/// Default [`ClientConfig::reply_queue_max`].
+pub const DEFAULT_REPLY_QUEUE: usize = 1024;
+/// Largest [`ClientConfig::reply_queue_max`].
+pub const MAX_REPLY_QUEUE: usize = 65_536;
+/// Default [`ClientConfig::reply_queue_bytes`]: 4 MiB.
+pub const DEFAULT_REPLY_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest [`ClientConfig::reply_queue_bytes`]: 256 MiB.
+pub const MAX_REPLY_QUEUE_BYTES: usize = 256 * 1024 * 1024;
 
 impl ClientConfig {
     pub fn new(host: impl Into<String>, port: u16) -> ClientConfig {
@@ -62,6 +89,9 @@ impl ClientConfig {
             subscribe_qos: 0,
             router: RouterConfig::default(),
             presence: None,
+            accept_queued: false,
+            reply_queue_max: DEFAULT_REPLY_QUEUE,
+            reply_queue_bytes: DEFAULT_REPLY_QUEUE_BYTES,
         }
     }
 
@@ -79,6 +109,18 @@ impl ClientConfig {
         }
         if self.router.request_timeout_ms > 600_000 {
             return bad("request_timeout_ms must be at most 600000");
+        }
+        if !(1..=MAX_REPLY_QUEUE).contains(&self.reply_queue_max) {
+            return bad(&format!(
+                "reply_queue_max must be 1 to {MAX_REPLY_QUEUE}, not {}",
+                self.reply_queue_max
+            ));
+        }
+        if !(1..=MAX_REPLY_QUEUE_BYTES).contains(&self.reply_queue_bytes) {
+            return bad(&format!(
+                "reply_queue_bytes must be 1 to {MAX_REPLY_QUEUE_BYTES}, not {}",
+                self.reply_queue_bytes
+            ));
         }
         if let Some(p) = &self.presence {
             p.validate()
@@ -610,15 +652,16 @@ impl Inner {
             .clone()
             .unwrap_or_else(|| self.derive_client_id());
         *self.client_id.lock() = Some(client_id.clone());
-        Session::open(
+        let s = Session::open(
             &cfg.mqtt,
             self.tls.clone(),
             &client_id,
             cfg.router.max_payload,
-            // Every pending request may have its reply queued at once.
-            cfg.router.max_pending.saturating_add(64),
+            cfg.reply_queue_max,
             self.link.clone(),
-        )
+        );
+        s.bound_queue(cfg.reply_queue_max, cfg.reply_queue_bytes);
+        s
     }
 
     /// `rrpc` + 16 hex digits of a hash of the process id, the registered
@@ -704,7 +747,17 @@ impl Owner for Inner {
     }
 
     /// One incoming PUBLISH: route it and, if it is a request, call the handler.
-    fn on_publish(&self, topic: &str, payload: &[u8], _how: Inbound) {
+    fn on_publish(&self, topic: &str, payload: &[u8], how: Inbound) {
+        if how.retain {
+            // Stored by anyone who could publish there, and delivered again at
+            // every subscription: never executed.
+            self.link.note_refused(Refused::Retained, topic);
+            return;
+        }
+        if how.early && !self.cfg.accept_queued {
+            self.link.note_refused(Refused::Stale, topic);
+            return;
+        }
         let now = now_ms();
         let accepted = {
             let mut router = self.router.lock();
@@ -719,15 +772,23 @@ impl Owner for Inner {
         let (a, device) = match accepted {
             Ok(a) => a,
             Err(Dropped::NotRrpc) => {
-                debug!("ignored message on {topic:?}: not an RRPC request");
+                debug!("ignored message on {}: not an RRPC request", Excerpt(topic));
                 return;
             }
             Err(Dropped::Malformed(why)) => {
-                warn!("ignored malformed RRPC topic {topic:?}: {why}");
+                throttled!(
+                    crate::log::Level::Warn,
+                    "ignored malformed RRPC topic {}: {why}",
+                    Excerpt(topic)
+                );
                 return;
             }
             Err(d) => {
-                info!("ignored request on {topic:?}: {d}");
+                throttled!(
+                    crate::log::Level::Info,
+                    "ignored request on {}: {d}",
+                    Excerpt(topic)
+                );
                 return;
             }
         };
@@ -747,7 +808,7 @@ impl Owner for Inner {
             Some(true) => {}
             Some(false) => error!(
                 "request handler panicked; request {} left to expire",
-                a.message_id
+                Excerpt(a.message_id)
             ),
             None => {
                 if !self.warned_no_handler.swap(true, Ordering::Relaxed) {

@@ -98,3 +98,146 @@ macro_rules! error { ($($arg:tt)*) => { log_at!($crate::log::Level::Error, $($ar
 macro_rules! warn { ($($arg:tt)*) => { log_at!($crate::log::Level::Warn, $($arg)*) }; }
 macro_rules! info { ($($arg:tt)*) => { log_at!($crate::log::Level::Info, $($arg)*) }; }
 macro_rules! debug { ($($arg:tt)*) => { log_at!($crate::log::Level::Debug, $($arg)*) }; }
+
+/// Longest excerpt of network input a log line carries, in characters.
+pub(crate) const EXCERPT_CHARS: usize = 80;
+
+/// Network input (a topic, a client id) as a log line may carry it: at most
+/// [`EXCERPT_CHARS`] characters, control and quote characters escaped, and the
+/// length of what was cut. A topic may be 64 KiB of anything.
+pub struct Excerpt<'a>(pub &'a str);
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for (n, c) in self.0.chars().enumerate() {
+            if n == EXCERPT_CHARS {
+                return write!(f, "\"... ({} bytes in all)", self.0.len());
+            }
+            if c.is_control() || c == '"' || c == '\\' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
+/// Bytes that should have been text (a topic that is not UTF-8): an escaped
+/// excerpt as [`Excerpt`] shows text.
+pub struct BytesExcerpt<'a>(pub &'a [u8]);
+
+impl fmt::Display for BytesExcerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cut = self.0.len().min(EXCERPT_CHARS);
+        write!(f, "b\"{}\"", self.0[..cut].escape_ascii())?;
+        if cut < self.0.len() {
+            write!(f, "... ({} bytes in all)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Lines of one kind let through per [`THROTTLE_WINDOW_MS`].
+pub(crate) const THROTTLE_LINES: u32 = 5;
+/// The window of a [`Throttle`], in ms.
+pub(crate) const THROTTLE_WINDOW_MS: u64 = 10_000;
+
+/// Rate limit of one kind of log line that the network can provoke at will
+/// (a malformed topic, an oversize message): [`THROTTLE_LINES`] lines per
+/// [`THROTTLE_WINDOW_MS`], then silence; the next line let through says how
+/// many were suppressed.
+pub struct Throttle {
+    /// Window start (ms), lines in the window, lines suppressed since the last one shown.
+    state: parking_lot::Mutex<(u64, u32, u64)>,
+}
+
+impl Throttle {
+    pub const fn new() -> Throttle {
+        Throttle {
+            state: parking_lot::const_mutex((0, 0, 0)),
+        }
+    }
+
+    /// Whether a line may go out at `now_ms`: `Some(suppressed before it)`, or
+    /// `None` (counted as suppressed).
+    pub fn admit(&self, now_ms: u64) -> Option<u64> {
+        let mut s = self.state.lock();
+        if now_ms.saturating_sub(s.0) >= THROTTLE_WINDOW_MS || s.0 == 0 {
+            s.0 = now_ms.max(1);
+            s.1 = 0;
+        }
+        if s.1 < THROTTLE_LINES {
+            s.1 += 1;
+            Some(std::mem::take(&mut s.2))
+        } else {
+            s.2 += 1;
+            None
+        }
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Throttle {
+        Throttle::new()
+    }
+}
+
+/// Writes one throttled line (see [`Throttle`]).
+pub fn write_throttled(throttle: &Throttle, level: Level, args: fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    match throttle.admit(crate::clock::now_ms()) {
+        Some(0) => write(level, args),
+        Some(n) => write(
+            level,
+            format_args!("{args} ({n} similar line(s) suppressed before this one)"),
+        ),
+        None => {}
+    }
+}
+
+/// `warn!` (or another level) through a `static` [`Throttle`] of its own.
+macro_rules! throttled {
+    ($lvl:expr, $($arg:tt)*) => {{
+        static THROTTLE: $crate::log::Throttle = $crate::log::Throttle::new();
+        $crate::log::write_throttled(&THROTTLE, $lvl, format_args!($($arg)*));
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_bounded_and_escaped() {
+        let long = "a/".repeat(40_000);
+        let s = Excerpt(&long).to_string();
+        assert!(s.len() < 140, "{s}");
+        assert!(s.ends_with("(80000 bytes in all)"), "{s}");
+        let s = Excerpt("x\ny\u{1b}[31m\"z").to_string();
+        assert_eq!(s, r#""x\ny\u{1b}[31m\"z""#);
+        assert_eq!(Excerpt("short").to_string(), "\"short\"");
+        let s = BytesExcerpt(b"/a\xff\n").to_string();
+        assert_eq!(s, r#"b"/a\xff\n""#);
+        let s = BytesExcerpt(&[0xfe; 1000]).to_string();
+        assert!(s.len() < 400 && s.ends_with("(1000 bytes in all)"), "{s}");
+    }
+
+    #[test]
+    fn a_throttle_lets_a_few_through_per_window_and_counts_the_rest() {
+        let t = Throttle::new();
+        let t0 = 5_000;
+        for _ in 0..THROTTLE_LINES {
+            assert_eq!(t.admit(t0), Some(0));
+        }
+        for _ in 0..100 {
+            assert_eq!(t.admit(t0 + 1), None);
+        }
+        assert_eq!(t.admit(t0 + THROTTLE_WINDOW_MS - 1), None);
+        assert_eq!(t.admit(t0 + THROTTLE_WINDOW_MS), Some(101));
+        assert_eq!(t.admit(t0 + THROTTLE_WINDOW_MS), Some(0));
+    }
+}

@@ -55,11 +55,22 @@ use crate::tls::{self, TlsConfig, TlsError};
 mod wire;
 
 pub use wire::Reason;
+use wire::{BadPacket, Message, Step, Wire};
 pub(crate) use wire::{Filter, QoS, SubAcks, Will};
-use wire::{Message, Step, Wire};
 
 /// Room for a topic and the MQTT headers on top of a payload limit.
 const PACKET_OVERHEAD: usize = 64 * 1024 + 16;
+/// The incoming packet limit when [`MqttConfig::max_incoming_packet`] is 0
+/// (and the owner's payload limit is smaller): 1 MiB.
+pub const DEFAULT_MAX_INCOMING_PACKET: u32 = 1024 * 1024;
+/// The largest [`MqttConfig::max_incoming_packet`]: MQTT's own limit on a
+/// packet's remaining length (256 MiB - 1).
+pub const MAX_INCOMING_PACKET: u32 = 268_435_455;
+/// The longest client id accepted, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 256;
+/// Room in rumqttc's request channel beyond the outgoing queue's bound: the
+/// owner's (un)subscriptions and the DISCONNECT.
+const CHANNEL_SLACK: usize = 64;
 /// Filters per SUBSCRIBE packet when subscribing many after a CONNACK.
 const SUBSCRIBE_BATCH: usize = 64;
 /// MQTT 5 session expiry, in seconds, of a session kept with
@@ -114,7 +125,9 @@ pub struct MqttConfig {
     pub host: String,
     /// Broker TCP port.
     pub port: u16,
-    /// MQTT client id; `None` lets the owner derive one.
+    /// MQTT client id; `None` lets the owner derive one. 1 to
+    /// [`MAX_CLIENT_ID_LEN`] bytes, without `+`, `#`, `/`, NUL or control
+    /// characters (it is a level of the presence connection topic).
     pub client_id: Option<String>,
     /// MQTT user name.
     pub username: Option<String>,
@@ -142,6 +155,18 @@ pub struct MqttConfig {
     pub reconnect_max_ms: u32,
     /// TLS; `None`: plain TCP. See [`TlsConfig`].
     pub tls: Option<TlsConfig>,
+    /// Largest MQTT packet read from the broker, in bytes: 0 (the default) means
+    /// [`DEFAULT_MAX_INCOMING_PACKET`] (1 MiB); at most [`MAX_INCOMING_PACKET`];
+    /// never less than the owner's payload limit plus 64 KiB. A PUBLISH over
+    /// the owner's payload limit but within this one is read, dropped and
+    /// counted (`ConnStats::oversize`) with the connection kept; one larger
+    /// than this is refused by the broker on MQTT 5 (the limit is announced as
+    /// the Maximum Packet Size), while on MQTT 3.1.1 it ends the connection
+    /// (counted too, and the reason says so). The session holds at most one
+    /// incoming packet in memory: this is the most a broker, or anyone who can
+    /// publish on a subscribed topic, can make it allocate at once (about twice
+    /// this while the read buffer grows).
+    pub max_incoming_packet: u32,
     /// Signs the user name and password again before every connection attempt,
     /// for cloud signatures that expire (Tencent IoT Hub's); replaces `username`
     /// and `password`. See [`Signer`].
@@ -170,6 +195,7 @@ impl MqttConfig {
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
             tls: None,
+            max_incoming_packet: 0,
             signer: None,
         }
     }
@@ -189,9 +215,13 @@ impl MqttConfig {
             return Err("port is 0".into());
         }
         if let Some(id) = &self.client_id {
-            if id.is_empty() || id.len() > 65535 {
-                return Err("client id must be 1 to 65535 bytes".into());
-            }
+            check_client_id(id)?;
+        }
+        if self.max_incoming_packet > MAX_INCOMING_PACKET {
+            return Err(format!(
+                "max_incoming_packet must be at most {MAX_INCOMING_PACKET} (MQTT's own limit), not {}",
+                self.max_incoming_packet
+            ));
         }
         if !self.clean_session && self.client_id.is_none() {
             return Err(
@@ -246,6 +276,47 @@ impl MqttConfig {
     pub fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+
+    /// The incoming packet limit for an owner whose payloads are at most
+    /// `max_payload` bytes (see [`MqttConfig::max_incoming_packet`]).
+    pub fn incoming_limit(&self, max_payload: usize) -> usize {
+        let configured = match self.max_incoming_packet {
+            0 => DEFAULT_MAX_INCOMING_PACKET,
+            n => n,
+        } as usize;
+        configured.max(max_payload.saturating_add(PACKET_OVERHEAD))
+    }
+}
+
+/// Why `id` cannot be an MQTT client id here, in words: empty or longer than
+/// [`MAX_CLIENT_ID_LEN`], or holding `+` or `#` (brokers refuse the CONNECT,
+/// so every attempt would fail), `/` (it would split the presence connection
+/// topic, so that callers never see the connection go), NUL or a control
+/// character.
+pub fn check_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN {
+        return Err(format!(
+            "client id must be 1 to {MAX_CLIENT_ID_LEN} bytes, not {}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| matches!(c, '+' | '#' | '/') || c.is_control())
+    {
+        let what = match c {
+            '+' | '#' => "an MQTT wildcard",
+            '/' => "a topic level separator",
+            '\0' => "NUL",
+            _ => "a control character",
+        };
+        return Err(format!(
+            "client id {} contains {what} ({:?}); use letters, digits and punctuation other than + # /",
+            crate::log::Excerpt(id),
+            c
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for MqttConfig {
@@ -264,6 +335,7 @@ impl fmt::Debug for MqttConfig {
             .field("reconnect_min_ms", &self.reconnect_min_ms)
             .field("reconnect_max_ms", &self.reconnect_max_ms)
             .field("tls", &self.tls)
+            .field("max_incoming_packet", &self.max_incoming_packet)
             .field(
                 "signer",
                 &self.signer.as_ref().map(|_| "<signs each attempt>"),
@@ -471,6 +543,38 @@ pub struct ConnStats {
     pub connection_errors: u64,
     /// Subscriptions the broker refused in a SUBACK.
     pub subscribe_failures: u64,
+    /// Incoming PUBLISHes over the owner's payload limit, dropped with the
+    /// connection kept; and MQTT 3.1.1 packets over
+    /// [`MqttConfig::max_incoming_packet`], which end the connection.
+    pub oversize: u64,
+    /// Incoming PUBLISHes that cannot be decoded (a topic that is not UTF-8),
+    /// dropped with the connection kept on MQTT 5; on MQTT 3.1.1 the decoder
+    /// ends the connection (counted too).
+    pub malformed: u64,
+    /// Retained messages the owner refused: a retained request is never
+    /// executed, a retained response never completes a call.
+    pub retained: u64,
+    /// Messages a resumed persistent session delivered before the broker
+    /// acknowledged the subscriptions again (queued while the client was
+    /// away), dropped by the owner.
+    pub stale: u64,
+    /// Messages refused because the outgoing queue was full (its entries or
+    /// bytes bound): the link is stalled or slower than what is published.
+    pub queue_full: u64,
+    /// Messages waiting in the outgoing queue now (handed to the session, not
+    /// yet written to the network; QoS 1 ones until the broker acknowledges them).
+    pub queued: u64,
+    /// Payload bytes of those messages.
+    pub queued_bytes: u64,
+}
+
+/// What an incoming message that an owner refused was (see [`Link::note_refused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// A retained message.
+    Retained,
+    /// Delivered early by a resumed session ([`Inbound::early`]).
+    Stale,
 }
 
 /// A connection listener (see `Client::set_connection_listener` and
@@ -488,6 +592,16 @@ pub(crate) struct Link {
     connects: AtomicU64,
     connection_errors: AtomicU64,
     subscribe_failures: AtomicU64,
+    oversize: AtomicU64,
+    malformed: AtomicU64,
+    retained: AtomicU64,
+    stale: AtomicU64,
+    queue_full: AtomicU64,
+    /// The outgoing queue: messages and payload bytes in it, and their bounds.
+    queued: AtomicUsize,
+    queued_bytes: AtomicUsize,
+    max_queued: AtomicUsize,
+    max_queued_bytes: AtomicUsize,
     last_error: Mutex<Option<ConnError>>,
     listener: Slot<Listener>,
     /// Application threads waiting for the outcome of connecting (a `start`, a
@@ -509,6 +623,15 @@ impl Link {
             connects: AtomicU64::new(0),
             connection_errors: AtomicU64::new(0),
             subscribe_failures: AtomicU64::new(0),
+            oversize: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            retained: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            queue_full: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            max_queued: AtomicUsize::new(usize::MAX),
+            max_queued_bytes: AtomicUsize::new(usize::MAX),
             last_error: Mutex::new(None),
             listener: Slot::default(),
             watchers: AtomicUsize::new(0),
@@ -537,7 +660,99 @@ impl Link {
             connects: self.connects.load(Ordering::Relaxed),
             connection_errors: self.connection_errors.load(Ordering::Relaxed),
             subscribe_failures: self.subscribe_failures.load(Ordering::Relaxed),
+            oversize: self.oversize.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            retained: self.retained.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
+            queue_full: self.queue_full.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed) as u64,
+            queued_bytes: self.queued_bytes.load(Ordering::Relaxed) as u64,
         }
+    }
+
+    /// An incoming message the owner refused for `why`: counted, and logged
+    /// (throttled, the topic as a bounded excerpt).
+    pub fn note_refused(&self, why: Refused, topic: &str) {
+        match why {
+            Refused::Retained => {
+                self.retained.fetch_add(1, Ordering::Relaxed);
+                throttled!(
+                    crate::log::Level::Warn,
+                    "ignored a retained message on {} (a retained request is never executed, a retained response never completes a call)",
+                    crate::log::Excerpt(topic)
+                );
+            }
+            Refused::Stale => {
+                self.stale.fetch_add(1, Ordering::Relaxed);
+                throttled!(
+                    crate::log::Level::Warn,
+                    "ignored a message on {} that the broker queued while this client was away (delivered before the subscriptions were acknowledged again)",
+                    crate::log::Excerpt(topic)
+                );
+            }
+        }
+    }
+
+    /// An incoming PUBLISH of `len` payload bytes over the owner's `max`.
+    fn note_oversize(&self, topic: &str, len: usize, max: usize) {
+        self.oversize.fetch_add(1, Ordering::Relaxed);
+        throttled!(
+            crate::log::Level::Warn,
+            "dropped a message of {len} bytes on {}: over the payload limit of {max} bytes",
+            crate::log::Excerpt(topic)
+        );
+    }
+
+    /// An incoming PUBLISH whose topic is not UTF-8.
+    fn note_malformed(&self, topic: &[u8]) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+        throttled!(
+            crate::log::Level::Warn,
+            "dropped a message whose topic is not UTF-8 (MQTT forbids it): {}",
+            crate::log::BytesExcerpt(topic)
+        );
+    }
+
+    /// Bounds the outgoing queue: at most `entries` messages and `bytes`
+    /// payload bytes (a single message larger than `bytes` still goes when the
+    /// queue is empty).
+    pub fn bound_queue(&self, entries: usize, bytes: usize) {
+        self.max_queued.store(entries.max(1), Ordering::Relaxed);
+        self.max_queued_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes room for one message of `len` payload bytes in the outgoing
+    /// queue, or counts and logs a full queue.
+    fn reserve(&self, len: usize) -> Result<(), SendError> {
+        let n = self.queued.fetch_add(1, Ordering::AcqRel);
+        let b = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        let max_n = self.max_queued.load(Ordering::Relaxed);
+        let max_b = self.max_queued_bytes.load(Ordering::Relaxed);
+        if n < max_n && (n == 0 || b.saturating_add(len) <= max_b) {
+            return Ok(());
+        }
+        self.release(len);
+        self.queue_full.fetch_add(1, Ordering::Relaxed);
+        throttled!(
+            crate::log::Level::Warn,
+            "outgoing queue to {} is full ({n} message(s), {b} bytes waiting; bounds {max_n} and {max_b}): the link is stalled or slower than what is published; message refused",
+            self.address
+        );
+        Err(SendError::QueueFull)
+    }
+
+    fn release(&self, len: usize) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// A PUBLISH over [`MqttConfig::max_incoming_packet`] or with a topic that
+    /// is not UTF-8 ended an MQTT 3.1.1 connection: counted as such too.
+    fn note_bad_packet(&self, bad: BadPacket) {
+        match bad {
+            BadPacket::Oversize => self.oversize.fetch_add(1, Ordering::Relaxed),
+            BadPacket::Malformed => self.malformed.fetch_add(1, Ordering::Relaxed),
+        };
     }
 
     /// The failure since the last connection, if any.
@@ -669,12 +884,59 @@ impl Drop for Watch<'_> {
 }
 
 /// The request side of a session: any thread may publish or subscribe through
-/// it; nothing waits (a full queue is an error).
+/// it; nothing waits (a full queue is an error). Every message published
+/// through it counts in the outgoing queue's bounds ([`Link::bound_queue`])
+/// until the session has written it (QoS 1: until the broker acknowledged it)
+/// or dropped it.
 #[derive(Clone)]
-pub(crate) enum Publisher {
+pub(crate) struct Publisher {
+    requests: Requests,
+    link: Arc<Link>,
+}
+
+#[derive(Clone)]
+enum Requests {
     V311(AsyncClient),
     #[cfg(feature = "mqtt5")]
     V5(v5::AsyncClient),
+}
+
+/// A payload in the outgoing queue: its bytes leave the queue's count when
+/// rumqttc drops the buffer.
+struct Queued {
+    data: Vec<u8>,
+    link: Arc<Link>,
+}
+
+impl AsRef<[u8]> for Queued {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.link.release(self.data.len());
+    }
+}
+
+/// Polls `f` once: its output if it is ready at once. rumqttc's MQTT 3.1.1
+/// client takes a payload buffer of ours only in its async publish; the channel
+/// always has room for what the queue's bounds let through (see
+/// [`Session::open`]), so that future is ready at its first poll.
+fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    static WAKER: once_cell::sync::Lazy<std::task::Waker> =
+        once_cell::sync::Lazy::new(|| std::task::Waker::from(Arc::new(Noop)));
+    let mut cx = std::task::Context::from_waker(&WAKER);
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 impl Publisher {
@@ -685,41 +947,51 @@ impl Publisher {
         retain: bool,
         payload: impl Into<Vec<u8>>,
     ) -> Result<(), SendError> {
-        match self {
-            Publisher::V311(c) => c
-                .try_publish(topic, qos.v4(), retain, payload)
-                .map_err(v4_send_error),
+        let data = payload.into();
+        self.link.reserve(data.len())?;
+        let payload = bytes::Bytes::from_owner(Queued {
+            data,
+            link: self.link.clone(),
+        });
+        match &self.requests {
+            Requests::V311(c) => {
+                match ready_now(c.publish_bytes(topic, qos.v4(), retain, payload)) {
+                    Some(r) => r.map_err(v4_send_error),
+                    // Dropping the future took the message back out of the channel.
+                    None => Err(SendError::QueueFull),
+                }
+            }
             #[cfg(feature = "mqtt5")]
-            Publisher::V5(c) => c
-                .try_publish(topic, qos.v5(), retain, payload.into())
+            Requests::V5(c) => c
+                .try_publish(topic, qos.v5(), retain, payload)
                 .map_err(v5_send_error),
         }
     }
 
     /// Subscribes one filter (No Local only on MQTT 5).
     pub fn subscribe(&self, filter: Filter) -> Result<(), SendError> {
-        match self {
-            Publisher::V311(c) => c
+        match &self.requests {
+            Requests::V311(c) => c
                 .try_subscribe(filter.topic, filter.qos.v4())
                 .map_err(v4_send_error),
             #[cfg(feature = "mqtt5")]
-            Publisher::V5(c) => c.try_subscribe_many([filter.v5()]).map_err(v5_send_error),
+            Requests::V5(c) => c.try_subscribe_many([filter.v5()]).map_err(v5_send_error),
         }
     }
 
     pub fn unsubscribe(&self, filter: impl Into<String>) -> Result<(), SendError> {
-        match self {
-            Publisher::V311(c) => c.try_unsubscribe(filter).map_err(v4_send_error),
+        match &self.requests {
+            Requests::V311(c) => c.try_unsubscribe(filter).map_err(v4_send_error),
             #[cfg(feature = "mqtt5")]
-            Publisher::V5(c) => c.try_unsubscribe(filter).map_err(v5_send_error),
+            Requests::V5(c) => c.try_unsubscribe(filter).map_err(v5_send_error),
         }
     }
 
     fn disconnect(&self) -> Result<(), SendError> {
-        match self {
-            Publisher::V311(c) => c.try_disconnect().map_err(v4_send_error),
+        match &self.requests {
+            Requests::V311(c) => c.try_disconnect().map_err(v4_send_error),
             #[cfg(feature = "mqtt5")]
-            Publisher::V5(c) => c.try_disconnect().map_err(v5_send_error),
+            Requests::V5(c) => c.try_disconnect().map_err(v5_send_error),
         }
     }
 }
@@ -826,14 +1098,21 @@ struct Engine {
     refused: Vec<String>,
     /// The broker acknowledged every filter of this connection's SUBSCRIBEs.
     acked: bool,
+    /// The CONNACK of this connection said the broker resumed a session.
+    session_present: bool,
+    /// The owner's payload limit: larger incoming PUBLISHes are dropped.
+    max_payload: usize,
 }
 
 impl Session {
-    /// The connection (not yet connecting) for `client_id`: packets up to
-    /// `max_payload` plus headers in both directions (MQTT 5 also announces
-    /// the limit to the broker, which then never sends anything larger),
-    /// `channel_capacity` requests queued from other threads, TCP_NODELAY
-    /// (rumqttc leaves Nagle on, which stalls pipelined messages by ~40 ms).
+    /// The connection (not yet connecting) for `client_id`: outgoing packets
+    /// up to `max_payload` plus headers, incoming ones up to
+    /// [`MqttConfig::incoming_limit`] (MQTT 5 also announces that limit to the
+    /// broker, which then never sends anything larger) of which PUBLISHes over
+    /// `max_payload` are dropped and counted, `channel_capacity` requests
+    /// queued from other threads (the outgoing queue's bound in messages until
+    /// [`Session::bound_queue`] tightens it), TCP_NODELAY (rumqttc leaves Nagle
+    /// on, which stalls pipelined messages by ~40 ms).
     /// `tls` is the configuration [`MqttConfig::tls_transport`] made, or `None`.
     pub fn open(
         cfg: &MqttConfig,
@@ -853,11 +1132,16 @@ impl Session {
             .as_ref()
             .map(|user| (user.clone(), cfg.password.clone().unwrap_or_default()));
         let limit = max_payload.saturating_add(PACKET_OVERHEAD);
+        let incoming = cfg.incoming_limit(max_payload);
+        // Room in rumqttc's channel for every message the queue's bounds let
+        // through, and for (un)subscriptions and the DISCONNECT besides.
+        link.bound_queue(channel_capacity, usize::MAX);
+        let channel_capacity = channel_capacity.saturating_add(CHANNEL_SLACK);
         let connect_timeout_s = u64::from(cfg.connect_timeout_ms.div_ceil(1000)).max(1);
         let mut net = NetworkOptions::new();
         net.set_tcp_nodelay(true);
         net.set_connection_timeout(connect_timeout_s);
-        let (conn, publisher) = match cfg.protocol {
+        let (conn, requests) = match cfg.protocol {
             MqttVersion::V311 => {
                 let mut o = MqttOptions::new(client_id, &cfg.host, cfg.port);
                 if let Some(t) = transport {
@@ -868,11 +1152,11 @@ impl Session {
                 if let Some((user, password)) = credentials {
                     o.set_credentials(user, password);
                 }
-                o.set_max_packet_size(limit, limit);
+                o.set_max_packet_size(incoming, limit);
                 o.set_request_channel_capacity(channel_capacity);
                 let (client, mut eventloop) = AsyncClient::new(o, channel_capacity);
                 eventloop.set_network_options(net);
-                (Conn::V311(eventloop), Publisher::V311(client))
+                (Conn::V311(eventloop), Requests::V311(client))
             }
             #[cfg(not(feature = "mqtt5"))]
             MqttVersion::V5 => {
@@ -890,18 +1174,21 @@ impl Session {
                 if let Some((user, password)) = credentials {
                     o.set_credentials(user, password);
                 }
-                o.set_max_packet_size(Some(u32::try_from(limit).unwrap_or(u32::MAX)));
+                o.set_max_packet_size(Some(u32::try_from(incoming).unwrap_or(u32::MAX)));
                 o.set_request_channel_capacity(channel_capacity);
                 o.set_connection_timeout(connect_timeout_s);
                 o.set_network_options(net);
                 let (client, eventloop) = v5::AsyncClient::new(o, channel_capacity);
-                (Conn::V5(Box::new(eventloop)), Publisher::V5(client))
+                (Conn::V5(Box::new(eventloop)), Requests::V5(client))
             }
         };
         Session {
             conn,
             engine: Engine {
-                publisher,
+                publisher: Publisher {
+                    requests,
+                    link: link.clone(),
+                },
                 link,
                 reconnect: (cfg.reconnect_min_ms, cfg.reconnect_max_ms),
                 insecure: cfg.tls.as_ref().is_some_and(|t| t.insecure_skip_verify),
@@ -910,12 +1197,24 @@ impl Session {
                 sent_batches: HashMap::new(),
                 refused: Vec::new(),
                 acked: false,
+                session_present: false,
+                max_payload,
             },
         }
     }
 
     pub fn publisher(&self) -> Publisher {
         self.engine.publisher.clone()
+    }
+
+    /// Bounds the outgoing queue to at most `entries` messages (no more than
+    /// the `channel_capacity` given to [`Session::open`]) and `bytes` payload
+    /// bytes; a publish beyond either fails with [`SendError::QueueFull`] and
+    /// counts in [`ConnStats::queue_full`].
+    pub fn bound_queue(&self, entries: usize, bytes: usize) {
+        let link = &self.engine.link;
+        let cap = link.max_queued.load(Ordering::Relaxed);
+        link.bound_queue(entries.min(cap), bytes);
     }
 
     /// Runs the connection as a task of `rt` until `stop` turns true: connects,
@@ -992,15 +1291,20 @@ impl Engine {
             };
             match event {
                 Ok(ev) => match W::step(&ev) {
+                    Step::Publish(topic, payload, _) if payload.len() > self.max_payload => self
+                        .link
+                        .note_oversize(topic, payload.len(), self.max_payload),
                     Step::Publish(topic, payload, retain) => owner.on_publish(
                         topic,
                         payload,
                         Inbound {
                             retain,
-                            early: !self.acked,
+                            early: !self.acked && self.session_present,
                         },
                     ),
-                    Step::ConnAck => {
+                    Step::BadTopic(topic) => self.link.note_malformed(topic),
+                    Step::ConnAck(session_present) => {
+                        self.session_present = session_present;
                         if self.insecure {
                             warn!(
                                 "connected to {} over TLS WITHOUT certificate verification (insecure_skip_verify): anyone on the path can read and change this connection",
@@ -1024,6 +1328,9 @@ impl Engine {
                     Step::Other => {}
                 },
                 Err(e) => {
+                    if let Some(bad) = W::bad_packet(&e) {
+                        self.link.note_bad_packet(bad);
+                    }
                     let (cause, events, delay) = machine.on_error(W::describe(&e));
                     for ev in &events[..1] {
                         self.link.emit(ev);
@@ -1211,6 +1518,136 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("connection to 127.0.0.1:1 lost: "));
+    }
+
+    #[test]
+    fn client_ids_that_would_break_connects_or_presence_are_refused_in_words() {
+        let with = |id: &str| MqttConfig {
+            client_id: Some(id.into()),
+            ..MqttConfig::new("h", 1)
+        };
+        for (id, want) in [
+            ("dev#1", "an MQTT wildcard"),
+            ("dev+1", "an MQTT wildcard"),
+            ("site/dev", "a topic level separator"),
+            ("dev\0x", "NUL"),
+            ("dev\n", "a control character"),
+            ("dev\u{7f}", "a control character"),
+            ("", "1 to 256 bytes"),
+        ] {
+            let e = with(id).validate().unwrap_err();
+            assert!(e.contains(want), "{id:?}: {e}");
+        }
+        let e = with(&"x".repeat(MAX_CLIENT_ID_LEN + 1))
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("not 257"), "{e}");
+        // What real clouds use passes: Alibaba's signed ids, Tencent's, ours.
+        for id in [
+            "a1Pk&dev|securemode=2,signmethod=hmacsha1,ext=1,_ss=1,lan=Python,_v=1.2.13,timestamp=1700000000|",
+            "ABCDEFGHIJdev-01",
+            "rrpc0123456789abcdef",
+            &"x".repeat(MAX_CLIENT_ID_LEN),
+        ] {
+            assert_eq!(with(id).validate(), Ok(()), "{id}");
+        }
+    }
+
+    #[test]
+    fn the_incoming_limit_is_bounded_and_covers_the_payload_limit() {
+        let mut c = MqttConfig::new("h", 1);
+        assert_eq!(c.incoming_limit(1024), DEFAULT_MAX_INCOMING_PACKET as usize);
+        assert_eq!(
+            c.incoming_limit(4 * 1024 * 1024),
+            4 * 1024 * 1024 + PACKET_OVERHEAD
+        );
+        c.max_incoming_packet = 10 * 1024 * 1024;
+        assert_eq!(c.incoming_limit(1024), 10 * 1024 * 1024);
+        c.max_incoming_packet = MAX_INCOMING_PACKET;
+        assert!(c.validate().is_ok());
+        c.max_incoming_packet = MAX_INCOMING_PACKET + 1;
+        assert!(c.validate().unwrap_err().contains("max_incoming_packet"));
+    }
+
+    #[test]
+    fn the_outgoing_queue_is_bounded_in_messages_and_bytes() {
+        let link = Link::new("h:1".into());
+        link.bound_queue(3, 1000);
+        // A single message larger than the byte bound goes when nothing waits...
+        assert_eq!(link.reserve(5000), Ok(()));
+        // ...but nothing joins it.
+        assert_eq!(link.reserve(1), Err(SendError::QueueFull));
+        link.release(5000);
+        assert_eq!(link.reserve(600), Ok(()));
+        assert_eq!(link.reserve(300), Ok(()));
+        assert_eq!(link.reserve(200), Err(SendError::QueueFull), "bytes");
+        assert_eq!(link.reserve(100), Ok(()));
+        assert_eq!(link.reserve(0), Err(SendError::QueueFull), "messages");
+        let s = link.stats();
+        assert_eq!((s.queued, s.queued_bytes, s.queue_full), (3, 1000, 3));
+        link.release(600);
+        link.release(300);
+        link.release(100);
+        assert_eq!((link.stats().queued, link.stats().queued_bytes), (0, 0));
+    }
+
+    #[test]
+    fn payload_buffers_leave_the_queue_when_dropped() {
+        let link = Arc::new(Link::new("h:1".into()));
+        link.reserve(3).unwrap();
+        let b = bytes::Bytes::from_owner(Queued {
+            data: vec![1, 2, 3],
+            link: link.clone(),
+        });
+        let copy = b.clone();
+        drop(b);
+        assert_eq!(link.stats().queued_bytes, 3, "a clone still holds it");
+        assert_eq!(&copy[..], &[1, 2, 3]);
+        drop(copy);
+        assert_eq!((link.stats().queued, link.stats().queued_bytes), (0, 0));
+    }
+
+    #[test]
+    fn secrets_never_show_in_the_debug_of_any_config() {
+        let mut c = MqttConfig::new("h", 1);
+        c.username = Some("user".into());
+        c.password = Some("s3cret-pass".into());
+        c.tls = Some(TlsConfig {
+            key_file: Some("/etc/dev/key.pem".into()),
+            ..TlsConfig::default()
+        });
+        c.signer = Some(Arc::new(|_| Ok(("u".into(), "s3cret-signed".into()))));
+        let mut shown = vec![format!("{c:?}")];
+        #[cfg(feature = "client")]
+        shown.push(format!(
+            "{:?}",
+            crate::client::ClientConfig {
+                mqtt: c.clone(),
+                ..crate::client::ClientConfig::new("h", 1)
+            }
+        ));
+        #[cfg(feature = "caller")]
+        shown.push(format!(
+            "{:?}",
+            crate::caller::CallerConfig {
+                mqtt: c.clone(),
+                ..crate::caller::CallerConfig::new("h", 1)
+            }
+        ));
+        #[cfg(feature = "credentials")]
+        {
+            use crate::credentials::{AlibabaDevice, TencentDevice};
+            let a = AlibabaDevice::new("a1Pk", "dev", "s3cret-device");
+            shown.push(format!("{a:?}"));
+            shown.push(format!("{:?}", a.sign(1_700_000_000_000).unwrap()));
+            let t = TencentDevice::new("PID0123456", "dev", "czNjcmV0LXBzaw==");
+            shown.push(format!("{t:?}"));
+        }
+        for d in &shown {
+            assert!(!d.contains("s3cret") && !d.contains("czNjcmV0"), "{d}");
+            assert!(d.contains("<redacted>"), "{d}");
+        }
+        assert!(shown[0].contains("key.pem"), "paths are fine: {}", shown[0]);
     }
 
     #[test]

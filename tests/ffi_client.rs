@@ -412,7 +412,7 @@ fn configuration_is_validated() {
         assert!(last_error().contains(what), "{what}: {}", last_error());
     };
     check(&|c| c.mqtt.port = 0, "port");
-    check(&|c| c.mqtt.clean_session = false, "client id");
+    check(&|c| c.mqtt.clean_session = 0, "client id");
     check(&|c| c.subscribe_qos = 2, "subscribe_qos");
     check(&|c| c.max_pending = 0, "max_pending");
     check(&|c| c.max_payload = 0, "max_payload");

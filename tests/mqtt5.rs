@@ -226,47 +226,76 @@ fn the_brokers_disconnect_reason_reaches_the_listener() {
 
 /// With MQTT 5 the broker knows the device's limit and never sends it a larger
 /// packet; over MQTT 3.1.1 such a packet costs the device its connection.
+/// A request over `max_payload` but within the incoming packet limit is
+/// dropped and counted with the connection kept, on both protocols. One over
+/// the incoming limit (announced on MQTT 5 as the Maximum Packet Size) never
+/// reaches an MQTT 5 device; on MQTT 3.1.1 rumqttc cannot skip it and the
+/// connection ends, counted and explained.
 #[test]
-fn the_maximum_packet_size_is_announced_to_the_broker() {
+fn oversize_requests_are_dropped_and_the_maximum_packet_size_is_announced() {
     let Some(b) = Broker::mosquitto() else { return };
     let publisher = common::Caller::connect(b.port);
-    let huge = vec![0x42; 200 * 1024];
     for (protocol, dn) in [(MqttVersion::V5, "small5"), (MqttVersion::V311, "small3")] {
         let mut cfg = device_config(b.port, protocol);
         cfg.router.max_payload = 1024;
         cfg.mqtt.reconnect_min_ms = 5000;
         cfg.mqtt.reconnect_max_ms = 5000;
         let dev = echo_device(cfg, dn);
-        let topic = format!("/sys/{PK}/{dn}/rrpc/request/{}", common::message_id());
-        publisher.publish_raw(&topic, &huge);
-        // A request after it tells when the broker has dealt with both.
-        let c = caller(b.port, MqttVersion::V311);
-        let after = Instant::now() + Duration::from_secs(4);
-        let answered = loop {
-            let r = c.call(&CallParams {
-                dialect: Dialect::AlibabaSystem,
-                product_key: PK,
-                device_name: dn,
-                payload: b"after",
-                timeout_ms: Some(1000),
-                topic: None,
-                content_type: None,
-            });
-            if r.rrpc_code == Some(RrpcCode::Success) || Instant::now() > after {
-                break r.rrpc_code == Some(RrpcCode::Success);
+        let answered = |big: usize| {
+            let topic = format!("/sys/{PK}/{dn}/rrpc/request/{}", common::message_id());
+            publisher.publish_raw(&topic, &vec![0x42; big]);
+            // A request after it tells when the broker has dealt with both.
+            let c = caller(b.port, MqttVersion::V311);
+            let after = Instant::now() + Duration::from_secs(4);
+            loop {
+                let r = c.call(&CallParams {
+                    dialect: Dialect::AlibabaSystem,
+                    product_key: PK,
+                    device_name: dn,
+                    payload: b"after",
+                    timeout_ms: Some(1000),
+                    topic: None,
+                    content_type: None,
+                });
+                if r.rrpc_code == Some(RrpcCode::Success) || Instant::now() > after {
+                    break r.rrpc_code == Some(RrpcCode::Success);
+                }
             }
         };
+        // 200 KiB: over max_payload, within the default 1 MiB incoming limit.
+        assert!(
+            answered(200 * 1024),
+            "{protocol:?}: the device stays connected"
+        );
+        let conn = dev.conn_stats();
+        assert_eq!(conn.connection_errors, 0, "{protocol:?}: {conn:?}");
+        assert_eq!(conn.oversize, 1, "{protocol:?}: {conn:?}");
+        assert_eq!(dev.stats().too_large, 0, "never handed to the router");
+        // 2 MiB: over the incoming limit.
+        let listener = Arc::new(Mutex::new(Vec::new()));
+        let l2 = listener.clone();
+        dev.set_connection_listener(Some(Box::new(move |e: &ConnectionEvent| {
+            l2.lock().unwrap().push(e.clone())
+        })))
+        .unwrap();
+        let ok = answered(2 * 1024 * 1024);
         let conn = dev.conn_stats();
         match protocol {
             MqttVersion::V5 => {
-                assert!(answered, "the device stays connected");
+                assert!(ok, "the device stays connected");
                 assert_eq!(conn.connection_errors, 0, "{conn:?}");
-                assert_eq!(dev.stats().too_large, 0, "never delivered");
+                assert_eq!(conn.oversize, 1, "the broker dropped it: {conn:?}");
             }
             MqttVersion::V311 => {
                 assert!(conn.connection_errors >= 1, "{conn:?}");
+                assert_eq!(conn.oversize, 2, "{conn:?}");
+                let told = listener.lock().unwrap().iter().any(|e| {
+                    matches!(e, ConnectionEvent::Disconnected { reason, .. } if reason.contains("max_incoming_packet"))
+                });
+                assert!(told, "{:?}", listener.lock().unwrap());
             }
         }
+        dev.set_connection_listener(None).unwrap();
         dev.stop().unwrap();
     }
 }
@@ -285,6 +314,9 @@ fn a_kept_mqtt5_session_holds_requests_while_the_device_is_away() {
         cfg.mqtt.clean_session = clean;
         cfg.mqtt.session_expiry_s = expiry;
         cfg.subscribe_qos = 1;
+        // Requests queued while away are dropped by default (see
+        // tests/hostile_network.rs); this test is about the session holding them.
+        cfg.accept_queued = true;
         let seen = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
         let c = Client::new(cfg).unwrap();
         c.add_device(
@@ -386,7 +418,7 @@ fn c_config_mqtt_version_and_session_expiry() {
         );
     }
     let kept = |c: &mut rrpc_client_config| {
-        c.mqtt.clean_session = false;
+        c.mqtt.clean_session = 0;
         c.mqtt.client_id = id.as_ptr();
         c.mqtt.session_expiry_s = 120;
     };
@@ -399,7 +431,7 @@ fn c_config_mqtt_version_and_session_expiry() {
     refused(
         &|c| {
             kept5(c);
-            c.mqtt.clean_session = true;
+            c.mqtt.clean_session = 1;
         },
         "session_expiry_s needs clean_session = false",
     );

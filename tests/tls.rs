@@ -415,9 +415,9 @@ fn c_insecure_skip_verify_connects_and_warns() {
         let mut cfg = unsafe { cfg.assume_init() };
         cfg.mqtt.host = host.as_ptr();
         cfg.mqtt.port = broker.port;
-        cfg.mqtt.tls = true;
+        cfg.mqtt.tls = 1;
         cfg.mqtt.tls_ca_file = wrong_ca.as_ptr();
-        cfg.mqtt.tls_insecure_skip_verify = insecure;
+        cfg.mqtt.tls_insecure_skip_verify = u8::from(insecure);
         let mut client = std::ptr::null_mut();
         assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_OK);
         let st = rrpc_client_add_device(

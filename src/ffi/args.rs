@@ -38,6 +38,21 @@ pub(crate) unsafe fn opt_out<T>(p: *mut T, value: T) {
     }
 }
 
+/// A flag field of a struct that C fills: `uint8_t` 0 (false) or 1 (true).
+/// Any other value is refused with RRPC_STATUS_INVALID_ARGUMENT naming the
+/// field (a C `bool` holding another byte would be undefined behaviour in Rust,
+/// which is why these fields are not `bool`).
+pub(crate) fn arg_flag(v: u8, name: &str) -> Result<bool, Failure> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(Failure::new(
+            RRPC_STATUS_INVALID_ARGUMENT,
+            format!("{name} must be 0 (false) or 1 (true), not {v}"),
+        )),
+    }
+}
+
 /// A required NUL-terminated UTF-8 string argument.
 ///
 /// # Safety

@@ -8,7 +8,7 @@ use super::session::{
     rrpc_mqtt_config,
 };
 use super::{
-    arg_bytes, arg_opt_str, arg_out, arg_ref, arg_str, boundary, bytes_ptr, dialect_arg,
+    arg_bytes, arg_flag, arg_opt_str, arg_out, arg_ref, arg_str, boundary, bytes_ptr, dialect_arg,
     rrpc_status, write_str_out, Castable, Failure, SendPtr,
 };
 use crate::caller::{on_caller_thread, CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
@@ -62,8 +62,8 @@ pub struct rrpc_caller_config {
     /// caller's `mqtt.connect_timeout_ms` (at least 1) is how long
     /// `rrpc_caller_new` waits for the connection and the presence snapshot.
     pub mqtt: rrpc_mqtt_config,
-    /// Follow device presence (OFFLINE, HALFCONN). Default true.
-    pub presence: bool,
+    /// Follow device presence (OFFLINE, HALFCONN): 1 (default) or 0.
+    pub presence: u8,
     /// Largest request or response payload. Default 262144.
     pub max_payload: u32,
     /// Most calls in flight at once. Default 65536.
@@ -197,7 +197,7 @@ pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -
         let d = CallerConfig::new("", 1883);
         *out = rrpc_caller_config {
             mqtt: mqtt_config_defaults(),
-            presence: d.presence.is_some(),
+            presence: u8::from(d.presence.is_some()),
             max_payload: d.max_payload as u32,
             max_in_flight: d.max_in_flight as u32,
             presence_prefix: std::ptr::null(),
@@ -234,7 +234,7 @@ pub extern "C" fn rrpc_caller_new(
         cfg.mqtt = mqtt_config(&c.mqtt)?;
         cfg.max_payload = c.max_payload as usize;
         cfg.max_in_flight = c.max_in_flight as usize;
-        cfg.presence = if c.presence {
+        cfg.presence = if arg_flag(c.presence, "config->presence")? {
             Some(presence_topics(c.presence_prefix, c.connection_prefix)?)
         } else {
             None

@@ -8,8 +8,8 @@ use super::session::{
     rrpc_mqtt_config,
 };
 use super::{
-    arg_bytes, arg_out, arg_ref, boundary, device_args, rrpc_request, rrpc_status, write_str_out,
-    Castable, SendPtr, ViewStrings,
+    arg_bytes, arg_flag, arg_out, arg_ref, boundary, device_args, rrpc_request, rrpc_status,
+    write_str_out, Castable, SendPtr, ViewStrings,
 };
 use crate::client::{Client, ClientConfig, Request};
 use crate::router::RouterConfig;
@@ -48,12 +48,26 @@ pub struct rrpc_client_config {
     /// `{presence_prefix}/{pk}/{dn}` after every connect and a retained `offline`
     /// on a clean stop; the last will (retained `offline`) goes on the device's
     /// topic when the client serves one device, else on
-    /// `{connection_prefix}/{client id}`. Default false.
-    pub presence: bool,
+    /// `{connection_prefix}/{client id}`. 1, or 0 (default).
+    pub presence: u8,
     /// Prefix of device status topics, or NULL (default) for "rrpc/presence".
     pub presence_prefix: *const c_char,
     /// Prefix of connection status topics, or NULL (default) for "rrpc/connection".
     pub connection_prefix: *const c_char,
+    /// 1: execute requests that a resumed persistent session (`mqtt.clean_session`
+    /// 0, `subscribe_qos` 1) delivers before the broker acknowledged the
+    /// subscriptions again, i.e. requests queued while the client was away. 0
+    /// (default): drop and count them (`stale`). Retained requests are never
+    /// executed (`retained`).
+    pub accept_queued: u8,
+    /// Most messages (replies, presence) waiting to be written to the network,
+    /// 1 to 65536; 0 (default) means 1024. A reply beyond it fails with
+    /// RRPC_STATUS_BUSY and counts in `queue_full`.
+    pub reply_queue_max: u32,
+    /// Most payload bytes waiting to be written to the network, 1 to 268435456;
+    /// 0 (default) means 4194304 (4 MiB). A single larger reply still goes when
+    /// nothing else waits.
+    pub reply_queue_bytes: u32,
 }
 
 /// Counters of a client, read with `rrpc_client_get_stats`. All count from the
@@ -97,6 +111,23 @@ pub struct rrpc_client_stats {
     pub subscribe_failures: u64,
     /// Requests waiting for a reply now.
     pub pending: u64,
+    /// Incoming messages over `max_payload` (dropped, connection kept), and
+    /// MQTT 3.1.1 packets over `mqtt.max_incoming_packet` (they end the connection).
+    pub oversize: u64,
+    /// Incoming packets that cannot be decoded, such as a topic that is not
+    /// UTF-8 (dropped on MQTT 5; on MQTT 3.1.1 they end the connection).
+    pub malformed_packets: u64,
+    /// Retained requests (never executed).
+    pub retained: u64,
+    /// Requests a resumed persistent session delivered before the subscriptions
+    /// were acknowledged again (queued while away; dropped unless `accept_queued`).
+    pub stale: u64,
+    /// Replies refused because the outgoing queue was full (stalled or slow link).
+    pub queue_full: u64,
+    /// Messages waiting in the outgoing queue now.
+    pub queued: u64,
+    /// Payload bytes waiting in the outgoing queue now.
+    pub queued_bytes: u64,
 }
 
 /// The request callback. `client` is the client the request came through (pass it
@@ -145,9 +176,12 @@ pub extern "C" fn rrpc_client_config_init(out_config: *mut rrpc_client_config) -
             max_pending: d.router.max_pending as u32,
             max_payload: d.router.max_payload as u32,
             request_timeout_ms: d.router.request_timeout_ms,
-            presence: false,
+            presence: 0,
             presence_prefix: std::ptr::null(),
             connection_prefix: std::ptr::null(),
+            accept_queued: 0,
+            reply_queue_max: 0,
+            reply_queue_bytes: 0,
         };
         Ok(())
     })
@@ -184,8 +218,15 @@ pub extern "C" fn rrpc_client_new(
             request_timeout_ms: c.request_timeout_ms,
             ..RouterConfig::default()
         };
-        if c.presence {
+        if arg_flag(c.presence, "config->presence")? {
             cfg.presence = Some(presence_topics(c.presence_prefix, c.connection_prefix)?);
+        }
+        cfg.accept_queued = arg_flag(c.accept_queued, "config->accept_queued")?;
+        if c.reply_queue_max != 0 {
+            cfg.reply_queue_max = c.reply_queue_max as usize;
+        }
+        if c.reply_queue_bytes != 0 {
+            cfg.reply_queue_bytes = c.reply_queue_bytes as usize;
         }
         let client = Client::new(cfg)?;
         *out = Handle { client }.into_c();
@@ -520,6 +561,13 @@ pub extern "C" fn rrpc_client_get_stats(
             connection_errors: c.connection_errors,
             subscribe_failures: c.subscribe_failures,
             pending: h.client.pending() as u64,
+            oversize: c.oversize,
+            malformed_packets: c.malformed,
+            retained: c.retained,
+            stale: c.stale,
+            queue_full: c.queue_full,
+            queued: c.queued,
+            queued_bytes: c.queued_bytes,
         });
         Ok(())
     })

@@ -8,7 +8,7 @@ pub use super::signed::{
     rrpc_credentials, RRPC_CREDENTIALS_HOST_SIZE, RRPC_CREDENTIALS_ID_SIZE,
     RRPC_CREDENTIALS_PASSWORD_SIZE,
 };
-use super::{arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
+use super::{arg_flag, arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
 use crate::credentials::{
     alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
     Credentials, SignMethod, TencentDevice, TENCENT_SDK_APP_ID,
@@ -54,10 +54,10 @@ pub struct rrpc_credentials_alibaba_params {
     /// Signature time: Unix ms (seconds are accepted too), 1 to 9999999999999.
     /// Required (default 0).
     pub timestamp: u64,
-    /// TLS (default true): securemode 2 and port 8883; false: securemode 3, 1883.
-    pub tls: bool,
-    /// The device serves a custom RRPC topic: `ext=3` in the client id. Default false.
-    pub custom_rrpc: bool,
+    /// TLS: 1 (default) for securemode 2 and port 8883; 0 for securemode 3, 1883.
+    pub tls: u8,
+    /// The device serves a custom RRPC topic (`ext=3` in the client id): 1, or 0 (default).
+    pub custom_rrpc: u8,
     /// Region of the public instance for the host, or NULL for "cn-shanghai".
     pub region: *const c_char,
     /// Enterprise instance id, or NULL (default) for the public instance.
@@ -83,8 +83,8 @@ pub struct rrpc_credentials_tencent_params {
     /// When the signature expires: Unix seconds, 1 to 9999999999999. Required
     /// (default 0).
     pub expiry: u64,
-    /// TLS (default true): port 8883; false: 1883.
-    pub tls: bool,
+    /// TLS: 1 (default) for port 8883; 0 for 1883.
+    pub tls: u8,
 }
 
 /// Fills `out_params` with the defaults: NULL strings, HMAC-SHA256, timestamp 0
@@ -109,8 +109,8 @@ pub extern "C" fn rrpc_credentials_alibaba_params_init(
             client_id: std::ptr::null(),
             sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
             timestamp: 0,
-            tls: true,
-            custom_rrpc: false,
+            tls: 1,
+            custom_rrpc: 0,
             region: std::ptr::null(),
             instance_id: std::ptr::null(),
         };
@@ -141,7 +141,7 @@ pub extern "C" fn rrpc_credentials_tencent_params_init(
             sdk_app_id: TENCENT_SDK_APP_ID,
             sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
             expiry: 0,
-            tls: true,
+            tls: 1,
         };
         Ok(())
     })
@@ -192,14 +192,14 @@ pub extern "C" fn rrpc_credentials_alibaba(
         let mut d = AlibabaDevice::new(pk, dn, secret);
         d.client_id = id.map(str::to_string);
         d.sign_method = sign_method(p.sign_method)?;
-        d.tls = p.tls;
-        d.custom_rrpc = p.custom_rrpc;
+        d.tls = arg_flag(p.tls, "params->tls")?;
+        d.custom_rrpc = arg_flag(p.custom_rrpc, "params->custom_rrpc")?;
         let c = d.sign(p.timestamp)?;
         let host = match instance {
             Some(i) => alibaba_instance_host(i)?,
             None => alibaba_public_host(pk, region.unwrap_or("cn-shanghai"))?,
         };
-        fill(out, &c, &host, p.tls)
+        fill(out, &c, &host, arg_flag(p.tls, "params->tls")?)
     })
 }
 
@@ -248,7 +248,7 @@ pub extern "C" fn rrpc_credentials_tencent(
         let conn = conn.map_or_else(tencent_conn_id, str::to_string);
         let c = d.sign(&conn, p.expiry)?;
         let host = tencent_host(pid)?;
-        fill(out, &c, &host, p.tls)
+        fill(out, &c, &host, arg_flag(p.tls, "params->tls")?)
     })
 }
 

@@ -58,8 +58,8 @@ pub mod router;
 pub mod session;
 
 pub(crate) use args::{
-    arg_bytes, arg_opt_str, arg_opt_string, arg_out, arg_ref, arg_str, bytes_ptr, opt_out,
-    write_str_out, SendPtr,
+    arg_bytes, arg_flag, arg_opt_str, arg_opt_string, arg_out, arg_ref, arg_str, bytes_ptr,
+    opt_out, write_str_out, SendPtr,
 };
 pub(crate) use boundary::{boundary, last_error_ptr};
 pub(crate) use handle::Castable;

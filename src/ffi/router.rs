@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use super::request::router_stats;
 use super::rrpc_status::*;
 use super::{
-    arg_bytes, arg_out, arg_ref, boundary, bytes_ptr, device_args, opt_out, rrpc_request,
+    arg_bytes, arg_flag, arg_out, arg_ref, boundary, bytes_ptr, device_args, opt_out, rrpc_request,
     rrpc_status, Castable, Failure, PublishFailed, SendPtr, ViewStrings,
 };
 use crate::clock::now_ms;
@@ -35,9 +35,10 @@ pub struct rrpc_router_config {
     pub max_payload: u32,
     /// Reply deadline in ms; 0 (default) = the dialect's caller timeout.
     pub request_timeout_ms: u32,
-    /// false (default): time is CLOCK_MONOTONIC. true: time is whatever the last
+    /// 0 (default): time is CLOCK_MONOTONIC. 1: time is whatever the last
     /// `rrpc_router_tick` said, for gateways with their own clock and for tests.
-    pub manual_clock: bool,
+    /// Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
+    pub manual_clock: u8,
 }
 
 /// What `rrpc_router_handle_message` made of a message.
@@ -224,7 +225,7 @@ pub extern "C" fn rrpc_router_config_init(out_config: *mut rrpc_router_config) -
             max_pending: d.max_pending as u32,
             max_payload: d.max_payload as u32,
             request_timeout_ms: d.request_timeout_ms,
-            manual_clock: false,
+            manual_clock: 0,
         };
         Ok(())
     })
@@ -264,7 +265,7 @@ pub extern "C" fn rrpc_router_new(
             router: Mutex::new(Router::new(cfg)),
             shared_callback: Slot::default(),
             publish: Slot::default(),
-            manual_clock: c.manual_clock,
+            manual_clock: arg_flag(c.manual_clock, "config->manual_clock")?,
             clock: AtomicU64::new(0),
         });
         *out = Handle { shared }.into_c();

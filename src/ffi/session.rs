@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 
 use super::signed::{field_str, rrpc_credentials, wipe};
-use super::{arg_opt_string, arg_str, rrpc_status, Failure, SendPtr};
+use super::{arg_flag, arg_opt_string, arg_str, rrpc_status, Failure, SendPtr};
 use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
 
@@ -22,11 +22,15 @@ pub struct rrpc_mqtt_config {
     pub port: u16,
     /// MQTT keep-alive in seconds (0 disables). Default 60.
     pub keep_alive_s: u16,
-    /// MQTT clean-session flag. Default true. false needs `client_id`.
-    pub clean_session: bool,
+    /// MQTT clean-session flag: 1 (default) or 0; 0 needs `client_id`. Other
+    /// values are refused with RRPC_STATUS_INVALID_ARGUMENT (as for every
+    /// `uint8_t` flag of the library's structs).
+    pub clean_session: u8,
     /// MQTT client id, or NULL (default) for one the library derives: the
     /// client's "rrpc" + 16 hex digits (unique per process and device set), the
-    /// caller's "rrpccaller" + 16 random hex digits.
+    /// caller's "rrpccaller" + 16 random hex digits. 1 to 256 bytes without
+    /// `+`, `#`, `/` or control characters, else RRPC_STATUS_INVALID_ARGUMENT
+    /// with the reason.
     pub client_id: *const c_char,
     /// MQTT user name, or NULL (default) for none.
     pub username: *const c_char,
@@ -41,9 +45,9 @@ pub struct rrpc_mqtt_config {
     pub reconnect_min_ms: u32,
     /// Largest reconnect delay in ms; each delay gets +-25% jitter. Default 10000.
     pub reconnect_max_ms: u32,
-    /// Connect over TLS (rustls, verified). Default false. The tls_* fields
+    /// Connect over TLS (rustls, verified): 1, or 0 (default). The tls_* fields
     /// below apply only with it; setting one without `tls` is refused.
-    pub tls: bool,
+    pub tls: u8,
     /// PEM file of the CA certificates that verify the broker, or NULL (default)
     /// for the operating system's CA store.
     pub tls_ca_file: *const c_char,
@@ -60,10 +64,10 @@ pub struct rrpc_mqtt_config {
     /// ALPN protocols to offer, comma separated ("mqtt" for brokers on port
     /// 443), or NULL (default) for none.
     pub tls_alpn: *const c_char,
-    /// Accept any broker certificate: verification OFF. Default false. For test
-    /// benches only: anyone on the path can then read and change the traffic;
-    /// every connect logs a warning.
-    pub tls_insecure_skip_verify: bool,
+    /// Accept any broker certificate: verification OFF when 1; 0 (default)
+    /// verifies. For test benches only: anyone on the path can then read and
+    /// change the traffic; every connect logs a warning.
+    pub tls_insecure_skip_verify: u8,
     /// Signs the user name and password again before every connection attempt,
     /// for cloud signatures that expire (Tencent IoT Hub's), or NULL (default).
     /// See `rrpc_sign_cb`. What it writes replaces `username` and `password`,
@@ -83,6 +87,14 @@ pub struct rrpc_mqtt_config {
     /// expires). 0 (default) means 3600. Any other value with MQTT 3.1.1 or a
     /// clean session is refused with RRPC_STATUS_INVALID_ARGUMENT.
     pub session_expiry_s: u32,
+    /// Largest MQTT packet read from the broker, in bytes; 0 (default) means
+    /// 1 MiB, at most 268435455, never less than the payload limit + 64 KiB.
+    /// A message over the payload limit but within this one is dropped and
+    /// counted (`oversize`) with the connection kept. A larger one is refused
+    /// by the broker on MQTT 5 (this is announced as the Maximum Packet Size);
+    /// on MQTT 3.1.1 it ends the connection. At most one such packet is held
+    /// in memory at a time.
+    pub max_incoming_packet: u32,
 }
 
 /// Writes the user name and password of the next connection attempt. The
@@ -169,24 +181,25 @@ pub(crate) fn mqtt_config_defaults() -> rrpc_mqtt_config {
         host: std::ptr::null(),
         port: d.port,
         keep_alive_s: d.keep_alive_s,
-        clean_session: d.clean_session,
+        clean_session: u8::from(d.clean_session),
         client_id: std::ptr::null(),
         username: std::ptr::null(),
         password: std::ptr::null(),
         connect_timeout_ms: d.connect_timeout_ms,
         reconnect_min_ms: d.reconnect_min_ms,
         reconnect_max_ms: d.reconnect_max_ms,
-        tls: false,
+        tls: 0,
         tls_ca_file: std::ptr::null(),
         tls_server_name: std::ptr::null(),
         tls_cert_file: std::ptr::null(),
         tls_key_file: std::ptr::null(),
         tls_alpn: std::ptr::null(),
-        tls_insecure_skip_verify: false,
+        tls_insecure_skip_verify: 0,
         sign: None,
         sign_user_data: std::ptr::null_mut(),
         mqtt_version: d.protocol.number(),
         session_expiry_s: d.session_expiry_s,
+        max_incoming_packet: d.max_incoming_packet,
     }
 }
 
@@ -198,7 +211,7 @@ pub(crate) fn mqtt_config(c: &rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
     m.username = unsafe { arg_opt_string(c.username, "config->mqtt.username") }?;
     m.password = unsafe { arg_opt_string(c.password, "config->mqtt.password") }?;
     m.keep_alive_s = c.keep_alive_s;
-    m.clean_session = c.clean_session;
+    m.clean_session = arg_flag(c.clean_session, "config->mqtt.clean_session")?;
     m.connect_timeout_ms = c.connect_timeout_ms;
     m.reconnect_min_ms = c.reconnect_min_ms;
     m.reconnect_max_ms = c.reconnect_max_ms;
@@ -214,6 +227,7 @@ pub(crate) fn mqtt_config(c: &rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
         })?,
     };
     m.session_expiry_s = c.session_expiry_s;
+    m.max_incoming_packet = c.max_incoming_packet;
     Ok(m)
 }
 
@@ -261,14 +275,18 @@ fn tls_config(c: &rrpc_mqtt_config) -> Result<Option<TlsConfig>, Failure> {
             arg_opt_string(c.tls_alpn, "config->mqtt.tls_alpn")?,
         )
     };
-    if !c.tls {
+    let insecure = arg_flag(
+        c.tls_insecure_skip_verify,
+        "config->mqtt.tls_insecure_skip_verify",
+    )?;
+    if !arg_flag(c.tls, "config->mqtt.tls")? {
         let set = [
             ("tls_ca_file", ca.is_some()),
             ("tls_server_name", name.is_some()),
             ("tls_cert_file", cert.is_some()),
             ("tls_key_file", key.is_some()),
             ("tls_alpn", alpn.is_some()),
-            ("tls_insecure_skip_verify", c.tls_insecure_skip_verify),
+            ("tls_insecure_skip_verify", insecure),
         ];
         return match set.iter().find(|(_, on)| *on) {
             Some((field, _)) => Err(Failure::new(
@@ -291,7 +309,7 @@ fn tls_config(c: &rrpc_mqtt_config) -> Result<Option<TlsConfig>, Failure> {
                     .collect()
             })
             .unwrap_or_default(),
-        insecure_skip_verify: c.tls_insecure_skip_verify,
+        insecure_skip_verify: insecure,
     }))
 }
 

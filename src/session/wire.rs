@@ -233,11 +233,68 @@ impl fmt::Display for Reason {
 pub(super) enum Step<'a> {
     /// An incoming PUBLISH: topic, payload, retain flag.
     Publish(&'a str, &'a [u8], bool),
-    ConnAck,
+    /// An incoming PUBLISH whose topic is not UTF-8 (MQTT 5; MQTT 3.1.1's
+    /// decoder ends the connection instead, see [`Wire::bad_packet`]).
+    BadTopic(&'a [u8]),
+    /// CONNACK, and whether the broker resumed a session.
+    ConnAck(bool),
     /// A SUBSCRIBE went out with this packet id.
     Subscribing(u16),
     SubAck(u16, SubAcks<'a>),
     Other,
+}
+
+/// An incoming packet that ended the connection in rumqttc's decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BadPacket {
+    /// Larger than the incoming limit.
+    Oversize,
+    /// Not decodable (a topic that is not UTF-8, a broken length).
+    Malformed,
+}
+
+impl BadPacket {
+    fn of_v4(e: &rumqttc::Error) -> Option<BadPacket> {
+        use rumqttc::Error as E;
+        match e {
+            E::PayloadSizeLimitExceeded(_) => Some(BadPacket::Oversize),
+            E::TopicNotUtf8
+            | E::BoundaryCrossed(_)
+            | E::MalformedPacket
+            | E::MalformedRemainingLength
+            | E::PayloadRequired
+            | E::PacketIdZero
+            | E::InvalidQoS(_) => Some(BadPacket::Malformed),
+            _ => None,
+        }
+    }
+
+    #[cfg(feature = "mqtt5")]
+    fn of_v5(e: &v5::mqttbytes::Error) -> Option<BadPacket> {
+        use v5::mqttbytes::Error as E;
+        match e {
+            E::PayloadSizeLimitExceeded { .. } => Some(BadPacket::Oversize),
+            E::TopicNotUtf8
+            | E::BoundaryCrossed(_)
+            | E::MalformedPacket
+            | E::MalformedRemainingLength
+            | E::PayloadRequired
+            | E::PacketIdZero
+            | E::InvalidQoS(_) => Some(BadPacket::Malformed),
+            _ => None,
+        }
+    }
+
+    fn describe(self, limit: impl fmt::Display) -> String {
+        match self {
+            BadPacket::Oversize => format!(
+                "the broker sent a packet larger than max_incoming_packet ({limit}); MQTT 3.1.1 cannot skip it, so the connection ends (a retained one arrives again at every connect: remove it, or raise max_incoming_packet)"
+            ),
+            BadPacket::Malformed => format!(
+                "the broker sent a packet that cannot be decoded ({limit}); MQTT 3.1.1 cannot skip it, so the connection ends"
+            ),
+        }
+    }
 }
 
 /// One protocol's event loop, as the session's loop drives it.
@@ -249,6 +306,8 @@ pub(super) trait Wire: Send {
     fn step(ev: &Self::Event) -> Step<'_>;
     /// A connection error in words, with the MQTT 5 reason code when there is one.
     fn describe(e: &Self::Error) -> String;
+    /// The incoming packet that caused the error, when rumqttc's decoder refused one.
+    fn bad_packet(e: &Self::Error) -> Option<BadPacket>;
     /// Drops a connection left from an earlier run; keeps what is queued.
     fn clean(&mut self);
     fn set_last_will(&mut self, will: Will);
@@ -292,7 +351,7 @@ impl Wire for EventLoop {
     fn step(ev: &Event) -> Step<'_> {
         match ev {
             Event::Incoming(Packet::Publish(p)) => Step::Publish(&p.topic, &p.payload, p.retain),
-            Event::Incoming(Packet::ConnAck(_)) => Step::ConnAck,
+            Event::Incoming(Packet::ConnAck(ack)) => Step::ConnAck(ack.session_present),
             Event::Outgoing(Outgoing::Subscribe(pkid)) => Step::Subscribing(*pkid),
             Event::Incoming(Packet::SubAck(ack)) => {
                 Step::SubAck(ack.pkid, SubAcks::V4(&ack.return_codes))
@@ -307,6 +366,11 @@ impl Wire for EventLoop {
         if let Some(why) = tls::handshake_failure(e) {
             return why;
         }
+        if let ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) = e {
+            if let Some(bad) = BadPacket::of_v4(d) {
+                return bad.describe(d);
+            }
+        }
         match e {
             ConnectionError::Io(io) => io.to_string(),
             ConnectionError::ConnectionRefused(code) => {
@@ -316,6 +380,15 @@ impl Wire for EventLoop {
             #[cfg(feature = "tls")]
             ConnectionError::Tls(t) => tls_failure(t),
             other => other.to_string(),
+        }
+    }
+
+    fn bad_packet(e: &ConnectionError) -> Option<BadPacket> {
+        match e {
+            ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) => {
+                BadPacket::of_v4(d)
+            }
+            _ => None,
         }
     }
 
@@ -372,9 +445,9 @@ impl Wire for v5::EventLoop {
             v5::Event::Incoming(P::Publish(p)) => match std::str::from_utf8(&p.topic) {
                 Ok(topic) => Step::Publish(topic, &p.payload, p.retain),
                 // MQTT requires UTF-8 topics: nothing of ours is there.
-                Err(_) => Step::Other,
+                Err(_) => Step::BadTopic(&p.topic),
             },
-            v5::Event::Incoming(P::ConnAck(_)) => Step::ConnAck,
+            v5::Event::Incoming(P::ConnAck(ack)) => Step::ConnAck(ack.session_present),
             v5::Event::Outgoing(Outgoing::Subscribe(pkid)) => Step::Subscribing(*pkid),
             v5::Event::Incoming(P::SubAck(ack)) => {
                 Step::SubAck(ack.pkid, SubAcks::V5(&ack.return_codes))
@@ -388,6 +461,11 @@ impl Wire for v5::EventLoop {
             return why;
         }
         use v5::StateError as S;
+        if let v5::ConnectionError::MqttState(S::Deserialization(d)) = e {
+            if let Some(bad) = BadPacket::of_v5(d) {
+                return bad.describe(d);
+            }
+        }
         match e {
             v5::ConnectionError::Io(io) => io.to_string(),
             v5::ConnectionError::ConnectionRefused(code)
@@ -411,6 +489,15 @@ impl Wire for v5::EventLoop {
             #[cfg(feature = "tls")]
             v5::ConnectionError::Tls(t) => tls_failure(t),
             other => other.to_string(),
+        }
+    }
+
+    fn bad_packet(e: &v5::ConnectionError) -> Option<BadPacket> {
+        match e {
+            v5::ConnectionError::MqttState(v5::StateError::Deserialization(d)) => {
+                BadPacket::of_v5(d)
+            }
+            _ => None,
         }
     }
 
