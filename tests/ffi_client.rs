@@ -1383,3 +1383,13 @@ fn the_request_callback_is_released_by_set_callback() {
     );
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
+
+/// From a C program: flag fields holding 2 and client ids with `#`, `+`, `/`
+/// or control characters are refused with INVALID_ARGUMENT naming the field
+/// (tests/c/config_harness.c).
+#[test]
+fn c_flags_and_client_ids_are_checked() {
+    if let Some(exe) = common::c_harness("config_harness.c", "config_harness") {
+        common::run_c_harness(&exe);
+    }
+}

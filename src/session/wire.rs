@@ -481,7 +481,8 @@ impl Wire for v5::EventLoop {
             }) => {
                 let reason = Reason(*reason_code as u8);
                 match reason_string {
-                    Some(s) => format!("broker disconnected: {reason}: {s}"),
+                    // The broker's own words: bounded and escaped like any network input.
+                    Some(s) => format!("broker disconnected: {reason}: {}", crate::log::Excerpt(s)),
                     None => format!("broker disconnected: {reason}"),
                 }
             }

@@ -1,0 +1,155 @@
+/* Config values C gets wrong: a flag field (uint8_t, 0 or 1) holding 2, as a C `bool`
+ * filled from garbage or a non-boolean expression would, and client ids that would break
+ * every connect (`#`, `+`), the presence connection topic (`/`) or the log (control
+ * characters). Each is refused with RRPC_STATUS_INVALID_ARGUMENT and a last-error message
+ * that names the field and the rule; 0 and 1 are accepted. Nothing connects. Prints
+ * "config harness: N checks passed" and exits 0, or names the first failed check and
+ * exits 1. Built and run by tests/ffi_client.rs. */
+#define HARNESS_NAME "config harness"
+#include "harness.h"
+
+#include <string.h>
+
+static void refused(rrpc_status st, const char *needle)
+{
+    CHECK(st == RRPC_STATUS_INVALID_ARGUMENT);
+    if (strstr(rrpc_last_error_message(), needle) == NULL) {
+        fprintf(stderr, "config harness: \"%s\" not in \"%s\"\n", needle,
+                rrpc_last_error_message());
+        exit(1);
+    }
+}
+
+static rrpc_client_config client_config(void)
+{
+    rrpc_client_config c;
+    CHECK(rrpc_client_config_init(&c) == RRPC_STATUS_OK);
+    c.mqtt.host = "127.0.0.1";
+    c.mqtt.port = 1;
+    return c;
+}
+
+static rrpc_status new_client(const rrpc_client_config *c)
+{
+    rrpc_client *client = NULL;
+    rrpc_status st = rrpc_client_new(c, &client);
+    CHECK((st == RRPC_STATUS_OK) == (client != NULL));
+    CHECK(rrpc_client_free(client) == RRPC_STATUS_OK);
+    return st;
+}
+
+static rrpc_credentials_alibaba_params alibaba(void)
+{
+    rrpc_credentials_alibaba_params p;
+    CHECK(rrpc_credentials_alibaba_params_init(&p) == RRPC_STATUS_OK);
+    p.product_key = "a1B2c3D4e5F";
+    p.device_name = "dev1";
+    p.device_secret = "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U";
+    p.timestamp = 1700000000000ull;
+    return p;
+}
+
+static rrpc_credentials_tencent_params tencent(void)
+{
+    rrpc_credentials_tencent_params p;
+    CHECK(rrpc_credentials_tencent_params_init(&p) == RRPC_STATUS_OK);
+    p.product_id = "ABCDEFGHIJ";
+    p.device_name = "dev1";
+    p.device_psk = "bXlfZGV2aWNlX3BzazEyMw==";
+    p.expiry = 2000000000ull;
+    return p;
+}
+
+int main(void)
+{
+    rrpc_client_config c;
+    rrpc_caller_config k;
+    rrpc_router_config r;
+    rrpc_router *router = NULL;
+    rrpc_caller *caller = NULL;
+    rrpc_credentials creds;
+    rrpc_credentials_alibaba_params a;
+    rrpc_credentials_tencent_params t;
+
+    /* The defaults, and both valid values of every flag. */
+    c = client_config();
+    CHECK(c.mqtt.clean_session == 1 && c.mqtt.tls == 0 && c.mqtt.tls_insecure_skip_verify == 0);
+    CHECK(c.presence == 0 && c.accept_queued == 0);
+    CHECK(new_client(&c) == RRPC_STATUS_OK);
+    c.presence = 1;
+    c.accept_queued = 1;
+    CHECK(new_client(&c) == RRPC_STATUS_OK);
+
+    /* 2 in each flag of the client's config. */
+    c = client_config();
+    c.mqtt.clean_session = 2;
+    refused(new_client(&c), "config->mqtt.clean_session must be 0 (false) or 1 (true), not 2");
+    c = client_config();
+    c.mqtt.tls = 2;
+    refused(new_client(&c), "config->mqtt.tls must be 0 (false) or 1 (true), not 2");
+    c = client_config();
+    c.mqtt.tls_insecure_skip_verify = 2;
+    refused(new_client(&c), "config->mqtt.tls_insecure_skip_verify must be 0");
+    c = client_config();
+    c.presence = 2;
+    refused(new_client(&c), "config->presence must be 0 (false) or 1 (true), not 2");
+    c = client_config();
+    c.accept_queued = 255;
+    refused(new_client(&c), "config->accept_queued must be 0 (false) or 1 (true), not 255");
+
+    /* The caller's and the router's flags. */
+    CHECK(rrpc_caller_config_init(&k) == RRPC_STATUS_OK);
+    CHECK(k.presence == 1);
+    k.mqtt.host = "127.0.0.1";
+    k.mqtt.port = 1;
+    k.presence = 2;
+    refused(rrpc_caller_new(&k, &caller), "config->presence must be 0 (false) or 1 (true)");
+    CHECK(caller == NULL);
+    k.presence = 1;
+    k.mqtt.clean_session = 7;
+    refused(rrpc_caller_new(&k, &caller), "config->mqtt.clean_session must be 0");
+    CHECK(rrpc_router_config_init(&r) == RRPC_STATUS_OK);
+    CHECK(r.manual_clock == 0);
+    r.manual_clock = 2;
+    refused(rrpc_router_new(&r, &router), "config->manual_clock must be 0 (false) or 1 (true)");
+    CHECK(router == NULL);
+    r.manual_clock = 1;
+    CHECK(rrpc_router_new(&r, &router) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_free(router) == RRPC_STATUS_OK);
+
+    /* The credentials' input flags. */
+    a = alibaba();
+    CHECK(a.tls == 1 && a.custom_rrpc == 0);
+    CHECK(rrpc_credentials_alibaba(&a, &creds) == RRPC_STATUS_OK);
+    a.tls = 2;
+    refused(rrpc_credentials_alibaba(&a, &creds), "params->tls must be 0 (false) or 1 (true)");
+    a = alibaba();
+    a.custom_rrpc = 2;
+    refused(rrpc_credentials_alibaba(&a, &creds), "params->custom_rrpc must be 0");
+    t = tencent();
+    CHECK(t.tls == 1);
+    CHECK(rrpc_credentials_tencent(&t, &creds) == RRPC_STATUS_OK);
+    t.tls = 2;
+    refused(rrpc_credentials_tencent(&t, &creds), "params->tls must be 0 (false) or 1 (true)");
+
+    /* Client ids. */
+    c = client_config();
+    c.mqtt.client_id = "dev#1";
+    refused(new_client(&c), "contains an MQTT wildcard");
+    c.mqtt.client_id = "dev+1";
+    refused(new_client(&c), "contains an MQTT wildcard");
+    c.mqtt.client_id = "site/dev1";
+    refused(new_client(&c), "contains a topic level separator");
+    c.mqtt.client_id = "dev\x01";
+    refused(new_client(&c), "contains a control character");
+    c.mqtt.client_id = "";
+    refused(new_client(&c), "client id must be 1 to 256 bytes");
+    c.mqtt.client_id = "a1B2c3D4e5F.dev1|securemode=2,signmethod=hmacsha256,timestamp=1700000000000|";
+    CHECK(new_client(&c) == RRPC_STATUS_OK);
+    k.mqtt.clean_session = 1;
+    k.mqtt.client_id = "caller#";
+    refused(rrpc_caller_new(&k, &caller), "contains an MQTT wildcard");
+
+    printf("config harness: %d checks passed\n", checks);
+    return 0;
+}
