@@ -244,6 +244,9 @@ fn blackholed_link_is_detected_within_one_and_a_half_keep_alives_and_reconnected
     assert_eq!(r.payload.as_deref(), Some(&b"after"[..]));
 }
 
+/// A fault the proxy injects.
+type Fault = fn(&Proxy);
+
 /// After each kind of fault (FIN, RST, a packet cut in the middle, and new
 /// connections refused for a while) the device reconnects by itself and
 /// answers the requests published after it did.
@@ -256,15 +259,13 @@ fn requests_after_each_kind_of_reconnection_are_answered() {
     let dev = Device::start(proxy.port, "rc1", |c| c.mqtt.keep_alive_s = 5, None);
     let c = caller(broker.port);
     assert!(call_until_success(&c, "rc1", b"first", READY).is_some());
-    let faults: [(&str, &dyn Fn(&Proxy)); 4] = [
-        ("drop", &|p| p.drop_conn(Target::All)),
-        ("reset", &|p| p.reset(Target::All)),
-        ("truncate", &|p| {
-            // The next packet from the broker (the reply's way back is the
-            // caller's, so provoke one: a ping answer or a request) is cut.
-            p.truncate(Target::All, 3)
-        }),
-        ("refuse", &|p| {
+    let faults: [(&str, Fault); 4] = [
+        ("drop", |p| p.drop_conn(Target::All)),
+        ("reset", |p| p.reset(Target::All)),
+        // The next packet from the broker to the device is cut in the middle
+        // (the call below provokes one: its request).
+        ("truncate", |p| p.truncate(Target::All, 3)),
+        ("refuse", |p| {
             p.refuse_for(Duration::from_secs(2));
             p.reset(Target::All);
         }),
