@@ -767,11 +767,23 @@ impl Link {
     /// Counts and logs `n` refused subscriptions; `why` is the MQTT 5 reason
     /// code of one of them (MQTT 3.1.1 gives none).
     pub fn note_subscribe_failures(&self, n: u64, why: Option<Reason>) {
+        self.note_refused_filters(n, why, None);
+    }
+
+    /// [`Link::note_subscribe_failures`] naming the first refused filter, so
+    /// that the warning says which device (or topic) will not receive anything.
+    fn note_refused_filters(&self, n: u64, why: Option<Reason>, first: Option<&str>) {
         if n > 0 {
             self.subscribe_failures.fetch_add(n, Ordering::Relaxed);
-            match why {
-                Some(why) => warn!("broker refused {n} subscription(s) ({why}); check its ACLs"),
-                None => warn!("broker refused {n} subscription(s); check its ACLs"),
+            let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
+            match first {
+                Some(f) if n > 1 => warn!(
+                    "broker refused {n} subscriptions{why}, the first {f}; nothing arrives on them: check its ACLs"
+                ),
+                Some(f) => warn!(
+                    "broker refused the subscription {f}{why}; nothing arrives on it: check its ACLs"
+                ),
+                None => warn!("broker refused {n} subscription(s){why}; check its ACLs"),
             }
         }
     }
@@ -1102,6 +1114,22 @@ struct Engine {
     session_present: bool,
     /// The owner's payload limit: larger incoming PUBLISHes are dropped.
     max_payload: usize,
+    /// How long a PINGREQ waits for its PINGRESP before the connection counts
+    /// as dead (see [`pingresp_timeout`]); `None` with keep-alive off.
+    pingresp_timeout: Option<Duration>,
+}
+
+/// How long a PINGREQ may wait for its PINGRESP: a quarter of the keep-alive,
+/// at least 500 ms, at most half of it. rumqttc itself notices a missing
+/// PINGRESP only when the next ping is due, a whole keep-alive later; with this
+/// timer a link that silently stopped forwarding (a dead NAT, a cut cable) is
+/// given up within 1.5x keep-alive of when it stopped, and reconnected.
+fn pingresp_timeout(keep_alive: Duration) -> Option<Duration> {
+    (!keep_alive.is_zero()).then(|| {
+        (keep_alive / 4)
+            .max(Duration::from_millis(500))
+            .min(keep_alive / 2)
+    })
 }
 
 impl Session {
@@ -1199,6 +1227,7 @@ impl Session {
                 acked: false,
                 session_present: false,
                 max_payload,
+                pingresp_timeout: pingresp_timeout(keep_alive),
             },
         }
     }
@@ -1283,11 +1312,29 @@ impl Engine {
         // much as routing a request.
         let stopped = stop.changed();
         tokio::pin!(stopped);
+        // Armed at each PINGREQ, disarmed by its PINGRESP (one timer, reset).
+        let pong = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(pong);
+        let mut awaiting_pong = false;
         loop {
             let event = tokio::select! {
                 biased;
                 _ = &mut stopped => break,
-                ev = wire.poll() => ev,
+                _ = pong.as_mut(), if awaiting_pong => {
+                    awaiting_pong = false;
+                    // Drop the dead connection (what is queued stays queued).
+                    wire.clean();
+                    Err(format!(
+                        "no PINGRESP within {} ms of a PINGREQ: the link is dead",
+                        self.pingresp_timeout.unwrap_or_default().as_millis()
+                    ))
+                }
+                ev = wire.poll() => ev.map_err(|e| {
+                    if let Some(bad) = W::bad_packet(&e) {
+                        self.link.note_bad_packet(bad);
+                    }
+                    W::describe(&e)
+                }),
             };
             match event {
                 Ok(ev) => match W::step(&ev) {
@@ -1325,13 +1372,18 @@ impl Engine {
                         Some(filters) => self.on_batch_ack(owner, filters, acks),
                         None => owner.on_suback(pkid, acks),
                     },
+                    Step::PingReq => {
+                        if let Some(t) = self.pingresp_timeout {
+                            pong.as_mut().reset(tokio::time::Instant::now() + t);
+                            awaiting_pong = true;
+                        }
+                    }
+                    Step::PingResp => awaiting_pong = false,
                     Step::Other => {}
                 },
-                Err(e) => {
-                    if let Some(bad) = W::bad_packet(&e) {
-                        self.link.note_bad_packet(bad);
-                    }
-                    let (cause, events, delay) = machine.on_error(W::describe(&e));
+                Err(reason) => {
+                    awaiting_pong = false;
+                    let (cause, events, delay) = machine.on_error(reason);
                     for ev in &events[..1] {
                         self.link.emit(ev);
                     }
@@ -1409,8 +1461,11 @@ impl Engine {
                 .filter(|(i, _)| acks.is_refused(*i))
                 .map(|(_, f)| f),
         );
-        self.link
-            .note_subscribe_failures((self.refused.len() - before) as u64, acks.reason());
+        self.link.note_refused_filters(
+            (self.refused.len() - before) as u64,
+            acks.reason(),
+            self.refused.get(before).map(String::as_str),
+        );
         if self.sent_batches.is_empty() && self.unsent_batches.is_empty() {
             self.acked = true;
             self.link.set_subscribed();
@@ -1453,6 +1508,19 @@ mod tests {
         assert!(seen.len() > 20, "jitter spreads delays: {seen:?}");
         let mut tiny = Backoff::with_seed(1, 1, 7);
         assert!(tiny.next() >= Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_pingreq_waits_at_most_half_a_keep_alive_for_its_pingresp() {
+        let s = Duration::from_secs;
+        assert_eq!(pingresp_timeout(s(0)), None);
+        assert_eq!(pingresp_timeout(s(60)), Some(s(15)));
+        assert_eq!(pingresp_timeout(s(4)), Some(s(1)));
+        assert_eq!(pingresp_timeout(s(1)), Some(Duration::from_millis(500)));
+        for k in 1..=65535u64 {
+            let t = pingresp_timeout(s(k)).unwrap();
+            assert!(t <= s(k) / 2, "{k} s");
+        }
     }
 
     #[test]

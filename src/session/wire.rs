@@ -241,6 +241,10 @@ pub(super) enum Step<'a> {
     /// A SUBSCRIBE went out with this packet id.
     Subscribing(u16),
     SubAck(u16, SubAcks<'a>),
+    /// A keep-alive PINGREQ went out...
+    PingReq,
+    /// ...and its PINGRESP came back.
+    PingResp,
     Other,
 }
 
@@ -356,6 +360,8 @@ impl Wire for EventLoop {
             Event::Incoming(Packet::SubAck(ack)) => {
                 Step::SubAck(ack.pkid, SubAcks::V4(&ack.return_codes))
             }
+            Event::Outgoing(Outgoing::PingReq) => Step::PingReq,
+            Event::Incoming(Packet::PingResp) => Step::PingResp,
             _ => Step::Other,
         }
     }
@@ -452,6 +458,8 @@ impl Wire for v5::EventLoop {
             v5::Event::Incoming(P::SubAck(ack)) => {
                 Step::SubAck(ack.pkid, SubAcks::V5(&ack.return_codes))
             }
+            v5::Event::Outgoing(Outgoing::PingReq) => Step::PingReq,
+            v5::Event::Incoming(P::PingResp(_)) => Step::PingResp,
             _ => Step::Other,
         }
     }

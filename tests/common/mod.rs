@@ -16,6 +16,7 @@ use rrpc::dialect::{self, Dialect};
 
 pub mod cmake;
 pub mod pki;
+pub mod proxy;
 
 /// Whether `tool` is on PATH. Under CI (`CI` set) a missing tool fails the test:
 /// CI installs everything the suite needs, so absence there is a bug.
