@@ -428,7 +428,7 @@ fn memory(report: &mut Report, s: &Settings, me: &Path) {
     }
     report.line(format!(
         "  device probe: rrpc_router_new (defaults), reading (before), {} x rrpc_router_add_device, reading (after).\n  \
-         pending probe: the {p} request topics built (for random devices among 1000), reading (base), rrpc_router_new with max_pending {p} and request_timeout_ms 3600000, reading (new), \
+         pending probe: the {p} request topics built (for random devices among 1000), reading (base), rrpc_router_new with max_pending {p} and request_timeout_ms 600000, reading (new), \
          1000 devices added, reading (before), the {p} requests handled by a callback that does not reply (stats: requests = pending = {p}, nothing replied or dropped), reading (after)",
         s.mem_devices,
         p = s.mem_pending

@@ -244,8 +244,10 @@ int main(int argc, char **argv)
             size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
             size_t plen = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
             uint32_t kind = 0;
+            /* A retained request is never executed: pass the flag on. */
             rrpc_router_handle_message(gw.router, (const uint8_t *)topic, tlen,
-                                       plen ? (const uint8_t *)msg->payload : NULL, plen, &kind);
+                                       plen ? (const uint8_t *)msg->payload : NULL, plen,
+                                       msg->retained ? RRPC_MESSAGE_RETAINED : 0, &kind);
             MQTTClient_freeMessage(&msg);
             MQTTClient_free(topic);
         } else if (rc != MQTTCLIENT_SUCCESS) {

@@ -70,6 +70,42 @@
 
 
 /**
+ * Default bound of the registered devices.
+ */
+#define DEFAULT_MAX_DEVICES 100000
+
+/**
+ * Largest `max_pending` accepted: the request tables are sized for it up
+ * front (some 200 bytes a request, touched only as they fill).
+ */
+#define MAX_PENDING_LIMIT 65536
+
+/**
+ * Largest `max_payload` accepted: 256 MiB.
+ */
+#define MAX_PAYLOAD_LIMIT ((256 * 1024) * 1024)
+
+/**
+ * Largest `request_timeout_ms` accepted: 10 minutes.
+ */
+#define MAX_REQUEST_TIMEOUT_MS 600000
+
+/**
+ * Largest `history_ms` accepted: 10 minutes.
+ */
+#define MAX_HISTORY_MS 600000
+
+/**
+ * Largest `max_history` accepted.
+ */
+#define MAX_HISTORY_LIMIT 1048576
+
+/**
+ * Largest `max_devices` accepted.
+ */
+#define MAX_DEVICES_LIMIT 1000000
+
+/**
  * Bytes of `rrpc_credentials.client_id` and `.username`, the NUL included: room
  * for the longest identities the credentials accept (128 bytes each).
  */
@@ -114,6 +150,13 @@
  * Bit of `rrpc_features()`: MQTT 5 (`rrpc_mqtt_config.mqtt_version` 5).
  */
 #define RRPC_FEATURE_MQTT5 32
+
+/**
+ * `rrpc_router_handle_message` flag: the message was delivered with the MQTT
+ * retain flag set. A retained RRPC request is never executed: it is dropped
+ * and counted (`retained`).
+ */
+#define RRPC_MESSAGE_RETAINED 1
 
 /**
  * Status code returned by every fallible function. `RRPC_STATUS_OK` is 0; every
@@ -463,7 +506,8 @@ enum rrpc_message_kind
     RRPC_MESSAGE_MALFORMED = 2,
     /**
      * A well-formed request that was not handed over: unknown device, duplicate,
-     * own reply echoed back, table full or payload too large. Counted in the stats.
+     * own reply echoed back, table full, payload too large or retained.
+     * Counted in the stats.
      */
     RRPC_MESSAGE_DROPPED = 3,
 };
@@ -1781,15 +1825,16 @@ typedef void (*rrpc_log_cb)(void *user_data, uint32_t level, const char *message
  */
 typedef struct rrpc_router_config {
     /**
-     * Most requests waiting for a reply at once. Default 1024.
+     * Most requests waiting for a reply at once: 1 to 65536. Default 1024.
      */
     uint32_t max_pending;
     /**
-     * Largest request or reply payload. Default 262144.
+     * Largest request or reply payload: 1 to 268435456 (256 MiB). Default 262144.
      */
     uint32_t max_payload;
     /**
-     * Reply deadline in ms; 0 (default) = the dialect's caller timeout.
+     * Reply deadline in ms, at most 600000; 0 (default) = the dialect's caller
+     * timeout.
      */
     uint32_t request_timeout_ms;
     /**
@@ -1798,6 +1843,10 @@ typedef struct rrpc_router_config {
      * Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
      */
     uint8_t manual_clock;
+    /**
+     * Most devices registered at once: 1 to 1000000. Default 100000.
+     */
+    uint32_t max_devices;
 } rrpc_router_config;
 
 /**
@@ -1869,6 +1918,10 @@ typedef struct rrpc_router_stats {
      * Devices registered now.
      */
     uint64_t devices;
+    /**
+     * Requests that arrived retained (RRPC_MESSAGE_RETAINED): never executed.
+     */
+    uint64_t retained;
 } rrpc_router_stats;
 
 
@@ -3010,7 +3063,8 @@ rrpc_status rrpc_router_config_init(struct rrpc_router_config *out_config);
  * @param[out] out_router receives the router; release it with `rrpc_router_free`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER     `config` or `out_router` is NULL.
- * @retval RRPC_STATUS_INVALID_ARGUMENT `max_pending` or `max_payload` is 0.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT a field is outside its documented range
+ *         (see `rrpc_router_config`); the message names it.
  *
  * Any thread.
  */
@@ -3153,9 +3207,17 @@ rrpc_status rrpc_router_get_filters(struct rrpc_router *router,
  * @param[in]  topic_len    its length.
  * @param[in]  payload      the payload, binary-safe; may be NULL when empty.
  * @param[in]  payload_len  its length.
+ * @param[in]  flags        0, or RRPC_MESSAGE_RETAINED when the MQTT stack
+ *                          delivered the message with its retain flag set (Paho
+ *                          C: `message->retained`; libmosquitto:
+ *                          `msg->retain`). A retained request is never
+ *                          executed: it is dropped (RRPC_MESSAGE_DROPPED) and
+ *                          counted as `retained`.
  * @param[out] out_kind     receives an `rrpc_message_kind`; may be NULL.
  * @retval RRPC_STATUS_OK               the message was classified (see `out_kind`).
  * @retval RRPC_STATUS_NULL_POINTER     `router` is NULL, or a buffer is NULL with a length.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `flags` has a bit other than
+ *                                      RRPC_MESSAGE_RETAINED; nothing was done.
  *
  * Any thread; several threads may handle messages at once.
  */
@@ -3164,6 +3226,7 @@ rrpc_status rrpc_router_handle_message(struct rrpc_router *router,
                                        size_t topic_len,
                                        const uint8_t *payload,
                                        size_t payload_len,
+                                       uint32_t flags,
                                        uint32_t *out_kind);
 
 /**

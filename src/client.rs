@@ -688,12 +688,21 @@ impl Inner {
         self.client_id.lock().clone().unwrap_or_default()
     }
 
+    /// This connection's name in presence: under its user name, where an ACL
+    /// can keep other accounts from writing its status (see [`presence`]).
+    fn connection_name(&self) -> String {
+        presence::connection_name(
+            self.cfg.mqtt.username.as_deref(),
+            &self.client_id_or_empty(),
+        )
+    }
+
     /// Publishes a device's retained `online {client-id}` or `offline` (presence on).
     fn announce(&self, publisher: &Publisher, device: &Device, online: bool) {
         let Some(p) = &self.cfg.presence else { return };
         let topic = p.device_topic(device.product_key(), device.device_name());
         let payload = if online {
-            presence::online_payload(&self.client_id_or_empty()).into_bytes()
+            presence::online_payload(&self.connection_name()).into_bytes()
         } else {
             presence::OFFLINE.to_vec()
         };
@@ -722,7 +731,7 @@ impl Owner for Inner {
     /// After CONNACK: the retained `online` announcements (presence on).
     fn on_connack(&self, out: &mut Outbox<'_>) {
         let Some(p) = &self.cfg.presence else { return };
-        let cid = self.client_id_or_empty();
+        let cid = self.connection_name();
         let online = presence::online_payload(&cid);
         let router = self.router.lock();
         let mut n = 0;
@@ -833,7 +842,7 @@ impl Owner for Inner {
             let mut devices = router.devices();
             match (devices.next(), devices.next()) {
                 (Some(d), None) => p.device_topic(d.product_key(), d.device_name()),
-                _ => p.connection_topic(&self.client_id_or_empty()),
+                _ => p.connection_topic(&self.connection_name()),
             }
         };
         Some(Will {

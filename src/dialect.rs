@@ -365,6 +365,18 @@ pub fn split_content_type(level: &str) -> (&str, Option<u8>) {
     }
 }
 
+/// The message id a message-id level names, as far as telling deliveries of one
+/// request apart goes: the level up to its first `;ct=`, whatever follows
+/// (`42`, `42;ct=0`, `42;ct=65` and `42;ct=065` are all message 42), or the
+/// whole level when it has none or starts with it. A ContentType suffix, well
+/// formed or not, never makes a delivery a new request.
+pub fn bare_message_id(level: &str) -> &str {
+    match level.find(CONTENT_TYPE_SEPARATOR) {
+        Some(at) if at > 0 => &level[..at],
+        _ => level,
+    }
+}
+
 /// Checks one identity part (product key, device name, message id): non-empty, at
 /// most [`MAX_IDENTITY_LEN`] bytes, and free of the MQTT wildcard and separator
 /// characters `+ # /`, NUL and other control characters, which would let the value

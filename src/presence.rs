@@ -6,9 +6,12 @@
 //!
 //! | topic (defaults) | retained payload | published by |
 //! |---|---|---|
-//! | `rrpc/presence/{pk}/{dn}` | `online {client-id}` | the device client, after every CONNACK |
+//! | `rrpc/presence/{pk}/{dn}` | `online {connection}` | the device client, after every CONNACK |
 //! | `rrpc/presence/{pk}/{dn}` | `offline` | the device client on a clean stop or device removal; the broker (last will) when the connection serves this one device and drops |
-//! | `rrpc/connection/{client-id}` | `online` / `offline` | the client after CONNACK / the broker (last will) when a connection that serves several devices drops |
+//! | `rrpc/connection/{connection}` | `online` / `offline` | the client after CONNACK / the broker (last will) when a connection that serves several devices drops |
+//!
+//! `{connection}` is `{user name}/{client id}` when the client logs in with a
+//! user name, else `{client id}`.
 //!
 //! MQTT gives a connection one last will, so a connection serving one device puts
 //! its will on that device's topic, and one serving several devices puts it on its
@@ -16,6 +19,19 @@
 //! caller can follow the link. A device is **offline** when its topic says
 //! `offline`, or says `online {c}` while `rrpc/connection/{c}` says `offline`.
 //! Both prefixes are configurable.
+//!
+//! **Who may say so.** Presence is believed exactly as far as the broker's ACLs
+//! restrict who may publish it. Every topic above sits in a namespace of the
+//! account that owns it: a device's status under its `{pk}/{dn}`, a
+//! connection's under its user name. With the user name of a device account
+//! being `{pk}/{dn}`, one pattern ACL per topic (`pattern write
+//! rrpc/presence/%u`, `pattern write rrpc/connection/%u/+`) lets only that
+//! device write its status, and only that account its connection's; the
+//! template `docs/mosquitto-acl.conf` holds them. A device's `online` names the
+//! connection to follow, so a stranger's `offline` on a connection topic of its
+//! own account never reaches a device that does not name it. The layout of
+//! earlier releases (`rrpc/connection/{client id}`, `online {client id}`) is
+//! still read: it is the same layout without a user name.
 
 use std::fmt;
 
@@ -62,6 +78,8 @@ pub enum Presence<'a> {
         status: Status,
     },
     Connection {
+        /// The connection as a device's `online` names it: `{user name}/{client
+        /// id}`, or the client id alone.
         client_id: &'a str,
         status: Status,
     },
@@ -69,7 +87,7 @@ pub enum Presence<'a> {
 
 impl PresenceTopics {
     /// Checks the prefixes: non-empty, no wildcards, NUL or control characters,
-    /// no leading or trailing `/`, and the two differ.
+    /// no leading or trailing `/`, and neither is the other or begins its levels.
     pub fn validate(&self) -> Result<(), IdentityError> {
         for (field, p) in [
             ("presence device prefix", &self.device_prefix),
@@ -85,10 +103,12 @@ impl PresenceTopics {
                 validate_part(field, level)?;
             }
         }
-        if self.device_prefix == self.connection_prefix {
+        let (d, c) = (&self.device_prefix, &self.connection_prefix);
+        if d == c || strip_level_prefix(d, c).is_some() || strip_level_prefix(c, d).is_some() {
             return Err(IdentityError {
                 field: "presence connection prefix",
-                reason: "must differ from the device prefix",
+                reason:
+                    "must differ from the device prefix, and neither may be levels of the other",
             });
         }
         Ok(())
@@ -98,15 +118,16 @@ impl PresenceTopics {
         format!("{}/{product_key}/{device_name}", self.device_prefix)
     }
 
-    pub fn connection_topic(&self, client_id: &str) -> String {
-        format!("{}/{client_id}", self.connection_prefix)
+    /// The status topic of `connection` (see [`connection_name`]).
+    pub fn connection_topic(&self, connection: &str) -> String {
+        format!("{}/{connection}", self.connection_prefix)
     }
 
     /// The filters a caller subscribes to follow every device and connection.
     pub fn filters(&self) -> [String; 2] {
         [
             format!("{}/+/+", self.device_prefix),
-            format!("{}/+", self.connection_prefix),
+            format!("{}/#", self.connection_prefix),
         ]
     }
 
@@ -126,7 +147,7 @@ impl PresenceTopics {
             });
         }
         if let Some(cid) = strip_level_prefix(topic, &self.connection_prefix) {
-            if cid.is_empty() || cid.contains('/') {
+            if cid.split('/').any(str::is_empty) {
                 return None;
             }
             return Some(Presence::Connection {
@@ -142,9 +163,21 @@ fn strip_level_prefix<'a>(topic: &'a str, prefix: &str) -> Option<&'a str> {
     topic.strip_prefix(prefix)?.strip_prefix('/')
 }
 
-/// The payload of a device's `online` message.
-pub fn online_payload(client_id: &str) -> String {
-    format!("online {client_id}")
+/// How a connection is named in presence: `{user name}/{client id}` when the
+/// connection logs in with a user name, so that its status topic lies in the
+/// namespace of the account (a pattern ACL `rrpc/connection/%u/+` lets no other
+/// account write it), else the client id alone.
+pub fn connection_name(user_name: Option<&str>, client_id: &str) -> String {
+    match user_name {
+        Some(u) if !u.is_empty() => format!("{u}/{client_id}"),
+        _ => client_id.to_string(),
+    }
+}
+
+/// The payload of a device's `online` message: `online {connection}` (see
+/// [`connection_name`]).
+pub fn online_payload(connection: &str) -> String {
+    format!("online {connection}")
 }
 
 pub const OFFLINE: &[u8] = b"offline";
@@ -190,7 +223,7 @@ mod tests {
             p.filters(),
             [
                 "rrpc/presence/+/+".to_string(),
-                "rrpc/connection/+".to_string()
+                "rrpc/connection/#".to_string()
             ]
         );
         assert_eq!(
@@ -223,6 +256,33 @@ mod tests {
                 status: Status::Cleared
             })
         );
+        // A connection named by its account: the status topic lies under the
+        // user name, the device's `online` names the whole path.
+        let conn = connection_name(Some("a1B2/gw1"), "rrpc0123");
+        assert_eq!(conn, "a1B2/gw1/rrpc0123");
+        assert_eq!(
+            p.connection_topic(&conn),
+            "rrpc/connection/a1B2/gw1/rrpc0123"
+        );
+        assert_eq!(connection_name(None, "rrpc0123"), "rrpc0123");
+        assert_eq!(connection_name(Some(""), "rrpc0123"), "rrpc0123");
+        assert_eq!(
+            p.parse("rrpc/connection/a1B2/gw1/rrpc0123", b"offline"),
+            Some(Presence::Connection {
+                client_id: "a1B2/gw1/rrpc0123",
+                status: Status::Offline
+            })
+        );
+        assert_eq!(
+            p.parse("rrpc/presence/a1B2/dev1", online_payload(&conn).as_bytes()),
+            Some(Presence::Device {
+                product_key: "a1B2",
+                device_name: "dev1",
+                status: Status::Online(Some(conn.clone()))
+            })
+        );
+        assert_eq!(p.parse("rrpc/connection/a//c", b"offline"), None);
+        assert_eq!(p.parse("rrpc/connection/a/", b"offline"), None);
         assert_eq!(p.parse("rrpc/presence/a1B2/dev1", b"maybe"), None);
         assert_eq!(p.parse("rrpc/presence/a1B2", b"online"), None);
         assert_eq!(p.parse("rrpc/presence/a/b/c", b"online"), None);
@@ -239,6 +299,8 @@ mod tests {
             ("a/", "x"),
             ("same", "same"),
             ("a//b", "x"),
+            ("a/b", "a"),
+            ("a", "a/b"),
         ] {
             let p = PresenceTopics {
                 device_prefix: d.into(),

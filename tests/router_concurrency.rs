@@ -83,6 +83,7 @@ fn devices_come_and_go_while_messages_flow() {
                         topic.len(),
                         b"x".as_ptr(),
                         1,
+                        0,
                         &mut kind,
                     );
                     assert_eq!(st, RRPC_STATUS_OK);

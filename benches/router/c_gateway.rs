@@ -36,8 +36,15 @@ const ID_RUN_STRIDE: u64 = 10_000_000;
 
 // ---- the C entry points of the hot path, the callback, the publish function -------------
 
-type HandleFn =
-    extern "C" fn(*mut rrpc_router, *const u8, usize, *const u8, usize, *mut u32) -> rrpc_status;
+type HandleFn = extern "C" fn(
+    *mut rrpc_router,
+    *const u8,
+    usize,
+    *const u8,
+    usize,
+    u32,
+    *mut u32,
+) -> rrpc_status;
 type ReplyFn = extern "C" fn(*mut rrpc_router, u64, *const u8, usize) -> rrpc_status;
 type TickFn = extern "C" fn(*mut rrpc_router, u64, *mut u64) -> rrpc_status;
 
@@ -262,6 +269,7 @@ pub fn default_config() -> rrpc_router_config {
         max_payload: 0,
         request_timeout_ms: 0,
         manual_clock: 0,
+        max_devices: 0,
     };
     check(rrpc_router_config_init(&mut cfg), "rrpc_router_config_init");
     cfg
@@ -427,6 +435,7 @@ fn feed(
             len as usize,
             payload.as_ptr(),
             PAYLOAD_LEN,
+            0,
             &mut kind,
         );
         if st != RRPC_STATUS_OK || kind != KIND_REQUEST || (one_publish && g.cur_pubs.get() != 1) {
@@ -612,7 +621,7 @@ pub mod probe {
                 let b = Batch::build(devices, Order::Random, k, 0);
                 let mut cfg = default_config();
                 cfg.max_pending = k as u32;
-                cfg.request_timeout_ms = 3_600_000;
+                cfg.request_timeout_ms = 600_000; // the maximum: nothing expires while measured
                 let r0 = reading();
                 let r = new_router(&cfg, &g, Some(ignore));
                 let reserved = reading();

@@ -29,17 +29,25 @@ pub struct rrpc_router {
 /// Settings for `rrpc_router_new`; fill with `rrpc_router_config_init`.
 #[repr(C)]
 pub struct rrpc_router_config {
-    /// Most requests waiting for a reply at once. Default 1024.
+    /// Most requests waiting for a reply at once: 1 to 65536. Default 1024.
     pub max_pending: u32,
-    /// Largest request or reply payload. Default 262144.
+    /// Largest request or reply payload: 1 to 268435456 (256 MiB). Default 262144.
     pub max_payload: u32,
-    /// Reply deadline in ms; 0 (default) = the dialect's caller timeout.
+    /// Reply deadline in ms, at most 600000; 0 (default) = the dialect's caller
+    /// timeout.
     pub request_timeout_ms: u32,
     /// 0 (default): time is CLOCK_MONOTONIC. 1: time is whatever the last
     /// `rrpc_router_tick` said, for gateways with their own clock and for tests.
     /// Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
     pub manual_clock: u8,
+    /// Most devices registered at once: 1 to 1000000. Default 100000.
+    pub max_devices: u32,
 }
+
+/// `rrpc_router_handle_message` flag: the message was delivered with the MQTT
+/// retain flag set. A retained RRPC request is never executed: it is dropped
+/// and counted (`retained`).
+pub const RRPC_MESSAGE_RETAINED: u32 = 1;
 
 /// What `rrpc_router_handle_message` made of a message.
 #[repr(u32)]
@@ -53,7 +61,8 @@ pub enum rrpc_message_kind {
     /// UTF-8, ...): dropped and counted.
     RRPC_MESSAGE_MALFORMED = 2,
     /// A well-formed request that was not handed over: unknown device, duplicate,
-    /// own reply echoed back, table full or payload too large. Counted in the stats.
+    /// own reply echoed back, table full, payload too large or retained.
+    /// Counted in the stats.
     RRPC_MESSAGE_DROPPED = 3,
 }
 
@@ -127,6 +136,8 @@ pub struct rrpc_router_stats {
     pub pending: u64,
     /// Devices registered now.
     pub devices: u64,
+    /// Requests that arrived retained (RRPC_MESSAGE_RETAINED): never executed.
+    pub retained: u64,
 }
 
 /// A request callback with its `user_data` (the router's handle is passed at
@@ -226,6 +237,7 @@ pub extern "C" fn rrpc_router_config_init(out_config: *mut rrpc_router_config) -
             max_payload: d.max_payload as u32,
             request_timeout_ms: d.request_timeout_ms,
             manual_clock: 0,
+            max_devices: d.max_devices as u32,
         };
         Ok(())
     })
@@ -237,7 +249,8 @@ pub extern "C" fn rrpc_router_config_init(out_config: *mut rrpc_router_config) -
 /// @param[out] out_router receives the router; release it with `rrpc_router_free`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `config` or `out_router` is NULL.
-/// @retval RRPC_STATUS_INVALID_ARGUMENT `max_pending` or `max_payload` is 0.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT a field is outside its documented range
+///         (see `rrpc_router_config`); the message names it.
 ///
 /// Any thread.
 #[no_mangle]
@@ -249,18 +262,15 @@ pub extern "C" fn rrpc_router_new(
         // SAFETY: pointer contracts documented above.
         let c = unsafe { arg_ref(config, "config") }?;
         let out = unsafe { arg_out(out_router, "out_router") }?;
-        if c.max_pending == 0 || c.max_payload == 0 {
-            return Err(Failure::new(
-                RRPC_STATUS_INVALID_ARGUMENT,
-                "max_pending and max_payload must be at least 1",
-            ));
-        }
         let cfg = RouterConfig {
             max_pending: c.max_pending as usize,
             max_payload: c.max_payload as usize,
             request_timeout_ms: c.request_timeout_ms,
+            max_devices: c.max_devices as usize,
             ..RouterConfig::default()
         };
+        cfg.validate()
+            .map_err(|m| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, m))?;
         let shared = Arc::new(Shared {
             router: Mutex::new(Router::new(cfg)),
             shared_callback: Slot::default(),
@@ -521,9 +531,17 @@ pub extern "C" fn rrpc_router_get_filters(
 /// @param[in]  topic_len    its length.
 /// @param[in]  payload      the payload, binary-safe; may be NULL when empty.
 /// @param[in]  payload_len  its length.
+/// @param[in]  flags        0, or RRPC_MESSAGE_RETAINED when the MQTT stack
+///                          delivered the message with its retain flag set (Paho
+///                          C: `message->retained`; libmosquitto:
+///                          `msg->retain`). A retained request is never
+///                          executed: it is dropped (RRPC_MESSAGE_DROPPED) and
+///                          counted as `retained`.
 /// @param[out] out_kind     receives an `rrpc_message_kind`; may be NULL.
 /// @retval RRPC_STATUS_OK               the message was classified (see `out_kind`).
 /// @retval RRPC_STATUS_NULL_POINTER     `router` is NULL, or a buffer is NULL with a length.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `flags` has a bit other than
+///                                      RRPC_MESSAGE_RETAINED; nothing was done.
 ///
 /// Any thread; several threads may handle messages at once.
 #[no_mangle]
@@ -533,6 +551,7 @@ pub extern "C" fn rrpc_router_handle_message(
     topic_len: usize,
     payload: *const u8,
     payload_len: usize,
+    flags: u32,
     out_kind: *mut u32,
 ) -> rrpc_status {
     boundary("rrpc_router_handle_message", || {
@@ -540,9 +559,15 @@ pub extern "C" fn rrpc_router_handle_message(
         // SAFETY: `len` readable bytes per the documented contract.
         let topic = unsafe { arg_bytes(topic, topic_len, "topic") }?;
         let payload = unsafe { arg_bytes(payload, payload_len, "payload") }?;
+        if flags & !RRPC_MESSAGE_RETAINED != 0 {
+            return Err(Failure::new(
+                RRPC_STATUS_INVALID_ARGUMENT,
+                format!("flags {flags:#x} has bits other than RRPC_MESSAGE_RETAINED"),
+            ));
+        }
         let now = h.now();
         let mut r = h.router.lock();
-        let accepted = r.handle_message_bytes(topic, payload, now);
+        let accepted = r.handle_received(topic, payload, flags & RRPC_MESSAGE_RETAINED != 0, now);
         let kind = match &accepted {
             Ok(_) => rrpc_message_kind::RRPC_MESSAGE_REQUEST,
             Err(Dropped::NotRrpc) => rrpc_message_kind::RRPC_MESSAGE_NOT_RRPC,
@@ -713,6 +738,7 @@ pub extern "C" fn rrpc_router_get_stats(
         *out = router_stats!(rrpc_router_stats, s, {
             pending: r.pending_len() as u64,
             devices: r.device_count() as u64,
+            retained: s.retained,
         });
         Ok(())
     })

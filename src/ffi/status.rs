@@ -200,6 +200,7 @@ impl Status for DeviceError {
             DeviceError::Invalid(_) => RRPC_STATUS_INVALID_IDENTITY,
             DeviceError::AlreadyExists | DeviceError::TopicInUse(_) => RRPC_STATUS_ALREADY_EXISTS,
             DeviceError::NotFound => RRPC_STATUS_NOT_FOUND,
+            DeviceError::TableFull => RRPC_STATUS_LIMIT_REACHED,
         }
     }
 }

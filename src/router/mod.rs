@@ -10,7 +10,11 @@
 //! - every accepted request gets a fresh token and a deadline; it can be answered
 //!   exactly once, and not after its deadline;
 //! - a second delivery of the same message id for the same device is dropped
-//!   (MQTT QoS 1 redelivery, a broker replaying a session, a caller's retry);
+//!   (MQTT QoS 1 redelivery, a broker replaying a session, a caller's retry),
+//!   whatever ContentType suffix either delivery carries;
+//! - a retained request is never executed ([`Router::handle_received`]): any
+//!   client allowed to publish on the topic could have left it there, and every
+//!   resubscription would deliver it again;
 //! - a reply that comes back to the device's own subscription (custom-topic RRPC
 //!   answers on the request topic itself) is recognised as its own and dropped;
 //! - at most `max_pending` requests wait at once; expired entries are removed by
@@ -43,7 +47,9 @@ use pending::{NoReply, Outcome, Requests};
 pub use devices::Device;
 pub use types::{
     Accepted, Attachment, DeviceError, DeviceRef, Dropped, ReplyError, RequestDevice, RouterConfig,
-    Stats, DEFAULT_HISTORY_MS, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
+    Stats, DEFAULT_HISTORY_MS, DEFAULT_MAX_DEVICES, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
+    MAX_DEVICES_LIMIT, MAX_HISTORY_LIMIT, MAX_HISTORY_MS, MAX_PAYLOAD_LIMIT, MAX_PENDING_LIMIT,
+    MAX_REQUEST_TIMEOUT_MS,
 };
 
 /// The RRPC core. See the module documentation.
@@ -139,6 +145,9 @@ impl Router {
         id: &Identity<'_>,
         attachment: Attachment,
     ) -> Result<Arc<Device>, DeviceError> {
+        if self.registry.len() >= self.cfg.max_devices {
+            return Err(DeviceError::TableFull);
+        }
         self.registry.add(dialect, id, attachment)
     }
 
@@ -192,6 +201,41 @@ impl Router {
         }
     }
 
+    /// Takes in one received MQTT message with its retain flag, as a
+    /// transport's receive path should: a retained RRPC request is dropped and
+    /// counted (`retained`) without being executed; anything else is
+    /// [`Router::handle_message_bytes`].
+    pub fn handle_received<'a>(
+        &mut self,
+        topic: &'a [u8],
+        payload: &'a [u8],
+        retained: bool,
+        now_ms: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        if !retained {
+            return self.handle_message_bytes(topic, payload, now_ms);
+        }
+        self.stats.messages += 1;
+        let Ok(topic) = std::str::from_utf8(topic) else {
+            return Err(self
+                .stats
+                .dropped(Dropped::Malformed("the topic is not valid UTF-8")));
+        };
+        match self.parse(topic) {
+            Ok(_) => Err(self.stats.dropped(Dropped::Retained)),
+            Err(d) => Err(d),
+        }
+    }
+
+    /// Parses `topic` as a request topic; a message that is not one is counted.
+    fn parse<'a>(&mut self, topic: &'a str) -> Result<dialect::ParsedTopic<'a>, Dropped> {
+        match dialect::parse_request_unchecked(topic) {
+            Ok(p) => Ok(p),
+            Err(TopicError::NoMatch) => Err(self.stats.dropped(Dropped::NotRrpc)),
+            Err(TopicError::Malformed(why)) => Err(self.stats.dropped(Dropped::Malformed(why))),
+        }
+    }
+
     /// Parses `topic` and hands a request to admission; `guess` is the slot of
     /// the device guessed from the raw topic, if any.
     fn handle<'a>(
@@ -202,13 +246,7 @@ impl Router {
         guess: Option<u32>,
     ) -> Result<Accepted<'a>, Dropped> {
         self.stats.messages += 1;
-        let parsed = match dialect::parse_request_unchecked(topic) {
-            Ok(p) => p,
-            Err(TopicError::NoMatch) => return Err(self.stats.dropped(Dropped::NotRrpc)),
-            Err(TopicError::Malformed(why)) => {
-                return Err(self.stats.dropped(Dropped::Malformed(why)))
-            }
-        };
+        let parsed = self.parse(topic)?;
         self.accept(topic, parsed, payload, now_ms, guess)
     }
 

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use hashbrown::hash_map::Entry;
 use hashbrown::{Equivalent, HashMap};
 
-use super::types::RouterConfig;
+use super::types::{RouterConfig, MAX_PENDING_LIMIT};
+use crate::dialect;
 
 /// How a request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +77,11 @@ enum TokenState {
 
 #[derive(Debug)]
 struct Pending {
+    /// The device's slot and the bare message id (the duplicate key).
     key: MsgKey,
+    /// The whole message-id level, ContentType suffix included: what the reply
+    /// topic carries.
+    level: Arc<str>,
     generation: u32,
     deadline_ms: u64,
     /// Selects the deadline queue.
@@ -139,14 +144,19 @@ impl Requests {
     pub(super) fn new(cfg: &RouterConfig) -> Requests {
         // Sized up front for a full table and history, so that no rehash stalls
         // a request once the router runs (memory is touched only as it fills).
+        // Never more than the documented bounds allow, whatever a configuration
+        // that skipped `RouterConfig::validate` says: an allocation the system
+        // refuses aborts the process, which no panic boundary catches.
         let history_cap = cfg.history_cap();
-        let cap = history_cap + cfg.max_pending;
+        let cap = history_cap
+            .saturating_add(cfg.max_pending)
+            .min(4 * MAX_PENDING_LIMIT);
         Requests {
             msgs: HashMap::with_capacity(cap),
             tokens: HashMap::with_capacity(cap),
             pending: 0,
             deadlines: Vec::new(),
-            history: VecDeque::with_capacity(history_cap),
+            history: VecDeque::with_capacity(history_cap.min(2 * MAX_PENDING_LIMIT)),
             next_token: first_token(),
             max_pending: cfg.max_pending,
             history_cap,
@@ -160,8 +170,9 @@ impl Requests {
         self.pending
     }
 
-    /// Enters a new request for message `id` of the device in `slot`: a token,
-    /// its deadline queued, and the id remembered. Where the entries go is found
+    /// Enters a new request for the message-id level `level` of the device in
+    /// `slot`: a token, its deadline queued, and its bare message id
+    /// ([`dialect::bare_message_id`]) remembered. Where the entries go is found
     /// first; only then does `confirm` say whether the request is for the device
     /// it was taken for, and give that registration's generation. `None`, with
     /// nothing changed, when it is not, when this registration has seen `id`
@@ -171,13 +182,19 @@ impl Requests {
     pub(super) fn admit(
         &mut self,
         slot: u32,
-        id: &str,
+        level: &str,
         timeout_ms: u32,
         deadline_ms: u64,
         confirm: impl FnOnce() -> Option<u32>,
     ) -> Option<(u64, u32)> {
         let token = self.next_token;
-        let id: Arc<str> = Arc::from(id);
+        let level: Arc<str> = Arc::from(level);
+        let bare = dialect::bare_message_id(&level);
+        let id: Arc<str> = if bare.len() == level.len() {
+            level.clone()
+        } else {
+            Arc::from(bare)
+        };
         let msg = self.msgs.entry(MsgKey {
             slot,
             id: id.clone(),
@@ -203,6 +220,7 @@ impl Requests {
         let timeout_ms = u64::from(timeout_ms);
         tok.insert(TokenState::Pending(Pending {
             key: MsgKey { slot, id },
+            level,
             generation,
             deadline_ms,
             timeout_ms,
@@ -214,9 +232,11 @@ impl Requests {
         Some((token, generation))
     }
 
-    /// Where message `id` stands for the registration `generation` of the device
-    /// in `slot`: `None` when that registration has not seen it (or has forgotten).
-    pub(super) fn seen(&self, slot: u32, id: &str, generation: u32) -> Option<MsgState> {
+    /// Where the message of message-id level `level` stands for the
+    /// registration `generation` of the device in `slot`: `None` when that
+    /// registration has not seen its bare id (or has forgotten).
+    pub(super) fn seen(&self, slot: u32, level: &str, generation: u32) -> Option<MsgState> {
+        let id = dialect::bare_message_id(level);
         self.msgs
             .get(&MsgRef { slot, id })
             .filter(|e| e.generation == generation)
@@ -230,7 +250,7 @@ impl Requests {
         match self.tokens.get(&token) {
             Some(TokenState::Pending(p)) if p.sending => Err(NoReply::Sending),
             Some(TokenState::Pending(p)) if now_ms > p.deadline_ms => Err(NoReply::Late),
-            Some(TokenState::Pending(p)) => Ok((p.key.slot, &p.key.id)),
+            Some(TokenState::Pending(p)) => Ok((p.key.slot, &p.level)),
             Some(TokenState::Done(outcome)) => Err(NoReply::Done(*outcome)),
             None => Err(NoReply::Unknown),
         }

@@ -246,12 +246,173 @@ fn content_type_comes_out_of_the_message_id_level() {
         sent,
         format!("/sys/{PK}/dev1/rrpc/response/889455942124347392;ct=65")
     );
-    // The same request again is a duplicate; a plain one with the same id is not.
+    // The same request again is a duplicate, and so is the same id without
+    // the ContentType (see content_type_suffixes_do_not_make_a_new_request).
     assert_eq!(
         r.handle_message(&topic, b"x", 2).unwrap_err(),
         Dropped::Duplicate
     );
-    let plain = format!("/sys/{PK}/dev1/rrpc/request/889455942124347392");
+    let plain = format!("/sys/{PK}/dev1/rrpc/request/889455942124347393");
     let a = r.handle_message(&plain, b"x", 3).unwrap();
-    assert_eq!((a.message_id, a.content_type), ("889455942124347392", None));
+    assert_eq!((a.message_id, a.content_type), ("889455942124347393", None));
+}
+
+#[test]
+fn content_type_suffixes_do_not_make_a_new_request() {
+    let mut r = router();
+    let t = request(&mut r, "42", 0);
+    for level in ["42", "42;ct=0", "42;ct=65", "42;ct=065", "42;ct=x"] {
+        let topic = format!("/sys/{PK}/dev1/rrpc/request/{level}");
+        assert_eq!(
+            r.handle_message(&topic, b"", 1).unwrap_err(),
+            Dropped::Duplicate,
+            "{level}"
+        );
+    }
+    // Answered, still the same request; the reply went out on the level it came on.
+    let topic = format!("/sys/{PK}/dev1/rrpc/request/43;ct=65");
+    let a = r.handle_message(&topic, b"", 2).unwrap();
+    assert_eq!((a.message_id, a.content_type), ("43", Some(65)));
+    let mut sent = Vec::new();
+    r.reply(a.token, b"", 3, send_ok(&mut sent)).unwrap();
+    assert_eq!(sent[0].0, format!("/sys/{PK}/dev1/rrpc/response/43;ct=65"));
+    assert_eq!(
+        r.handle_message(&format!("/sys/{PK}/dev1/rrpc/request/43"), b"", 4)
+            .unwrap_err(),
+        Dropped::Duplicate
+    );
+    assert_eq!(r.stats().duplicates, 6);
+    assert_eq!(r.stats().requests, 2);
+    r.reply(t, b"", 5, |_, _| Ok::<(), ()>(())).unwrap();
+}
+
+#[test]
+fn retained_requests_are_never_executed() {
+    let mut r = router();
+    let topic = format!("/sys/{PK}/dev1/rrpc/request/7");
+    assert_eq!(
+        r.handle_received(topic.as_bytes(), b"old", true, 0)
+            .unwrap_err(),
+        Dropped::Retained
+    );
+    // Not remembered as seen: the same id delivered live is a request.
+    assert!(r
+        .handle_received(topic.as_bytes(), b"new", false, 1)
+        .is_ok());
+    assert_eq!(
+        r.handle_received(b"other/topic", b"", true, 2).unwrap_err(),
+        Dropped::NotRrpc
+    );
+    assert!(matches!(
+        r.handle_received(b"/sys/x/y/rrpc/request/", b"", true, 2),
+        Err(Dropped::Malformed(_))
+    ));
+    assert_eq!(
+        r.handle_received(b"/sys/\xff/y/rrpc/request/1", b"", true, 2)
+            .unwrap_err(),
+        Dropped::Malformed("the topic is not valid UTF-8")
+    );
+    let s = r.stats();
+    assert_eq!((s.retained, s.requests, s.not_rrpc), (1, 1, 1));
+    assert_eq!((s.messages, s.malformed), (5, 2));
+}
+
+#[test]
+fn every_bound_has_a_documented_maximum() {
+    let ok = RouterConfig::default();
+    ok.validate().unwrap();
+    let at_max = RouterConfig {
+        max_pending: MAX_PENDING_LIMIT,
+        max_payload: MAX_PAYLOAD_LIMIT,
+        request_timeout_ms: MAX_REQUEST_TIMEOUT_MS,
+        history_ms: MAX_HISTORY_MS,
+        max_history: MAX_HISTORY_LIMIT,
+        max_devices: MAX_DEVICES_LIMIT,
+    };
+    at_max.validate().unwrap();
+    let over: [(&str, RouterConfig); 8] = [
+        (
+            "max_pending",
+            RouterConfig {
+                max_pending: 0,
+                ..ok.clone()
+            },
+        ),
+        (
+            "max_pending",
+            RouterConfig {
+                max_pending: u32::MAX as usize,
+                ..ok.clone()
+            },
+        ),
+        (
+            "max_payload",
+            RouterConfig {
+                max_payload: MAX_PAYLOAD_LIMIT + 1,
+                ..ok.clone()
+            },
+        ),
+        (
+            "request_timeout_ms",
+            RouterConfig {
+                request_timeout_ms: u32::MAX,
+                ..ok.clone()
+            },
+        ),
+        (
+            "history_ms",
+            RouterConfig {
+                history_ms: u64::MAX,
+                ..ok.clone()
+            },
+        ),
+        (
+            "max_history",
+            RouterConfig {
+                max_history: usize::MAX,
+                ..ok.clone()
+            },
+        ),
+        (
+            "max_devices",
+            RouterConfig {
+                max_devices: 0,
+                ..ok.clone()
+            },
+        ),
+        (
+            "max_devices",
+            RouterConfig {
+                max_devices: MAX_DEVICES_LIMIT + 1,
+                ..ok.clone()
+            },
+        ),
+    ];
+    for (field, cfg) in over {
+        let e = cfg.validate().unwrap_err();
+        assert!(e.starts_with(field), "{e}");
+    }
+    // A configuration that skipped validation does not allocate for its bound.
+    let r = Router::new(RouterConfig {
+        max_pending: u32::MAX as usize,
+        ..ok
+    });
+    assert_eq!(r.pending_len(), 0);
+}
+
+#[test]
+fn the_device_table_is_bounded() {
+    let mut r = Router::new(RouterConfig {
+        max_devices: 2,
+        ..RouterConfig::default()
+    });
+    r.add_device(Dialect::AlibabaSystem, &dev("a")).unwrap();
+    r.add_device(Dialect::Tencent, &dev("a")).unwrap();
+    assert_eq!(
+        r.add_device(Dialect::AlibabaSystem, &dev("b")).unwrap_err(),
+        DeviceError::TableFull
+    );
+    r.remove_device(Dialect::Tencent, &dev("a"), 0).unwrap();
+    r.add_device(Dialect::AlibabaSystem, &dev("b")).unwrap();
+    assert_eq!(r.device_count(), 2);
 }

@@ -14,6 +14,22 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 256 * 1024;
 /// How long a finished request is remembered, so that a redelivery or the echo of
 /// its reply is recognised: longer than any caller waits (8 s) with a wide margin.
 pub const DEFAULT_HISTORY_MS: u64 = 30_000;
+/// Default bound of the registered devices.
+pub const DEFAULT_MAX_DEVICES: usize = 100_000;
+
+/// Largest `max_pending` accepted: the request tables are sized for it up
+/// front (some 200 bytes a request, touched only as they fill).
+pub const MAX_PENDING_LIMIT: usize = 65_536;
+/// Largest `max_payload` accepted: 256 MiB.
+pub const MAX_PAYLOAD_LIMIT: usize = 256 * 1024 * 1024;
+/// Largest `request_timeout_ms` accepted: 10 minutes.
+pub const MAX_REQUEST_TIMEOUT_MS: u32 = 600_000;
+/// Largest `history_ms` accepted: 10 minutes.
+pub const MAX_HISTORY_MS: u64 = 600_000;
+/// Largest `max_history` accepted.
+pub const MAX_HISTORY_LIMIT: usize = 1_048_576;
+/// Largest `max_devices` accepted.
+pub const MAX_DEVICES_LIMIT: usize = 1_000_000;
 
 /// Router settings.
 #[derive(Clone, Debug)]
@@ -31,6 +47,9 @@ pub struct RouterConfig {
     /// Own-reply echoes come back within milliseconds; the bound only matters
     /// for redeliveries at high request rates (30 s at 34 requests/s by default).
     pub max_history: usize,
+    /// Most devices registered at once; more are refused with
+    /// [`DeviceError::TableFull`].
+    pub max_devices: usize,
 }
 
 impl Default for RouterConfig {
@@ -41,11 +60,58 @@ impl Default for RouterConfig {
             request_timeout_ms: 0,
             history_ms: DEFAULT_HISTORY_MS,
             max_history: 0,
+            max_devices: DEFAULT_MAX_DEVICES,
         }
     }
 }
 
 impl RouterConfig {
+    /// Checks every bound against its documented range: `max_pending` 1 to
+    /// [`MAX_PENDING_LIMIT`], `max_payload` 1 to [`MAX_PAYLOAD_LIMIT`],
+    /// `request_timeout_ms` at most [`MAX_REQUEST_TIMEOUT_MS`], `history_ms` at
+    /// most [`MAX_HISTORY_MS`], `max_history` at most [`MAX_HISTORY_LIMIT`]
+    /// (0: the default), `max_devices` 1 to [`MAX_DEVICES_LIMIT`]. The text
+    /// names the field and its range.
+    pub fn validate(&self) -> Result<(), String> {
+        fn range(field: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+            if v < lo || v > hi {
+                return Err(format!("{field} is {v}; it must be {lo} to {hi}"));
+            }
+            Ok(())
+        }
+        range(
+            "max_pending",
+            self.max_pending as u64,
+            1,
+            MAX_PENDING_LIMIT as u64,
+        )?;
+        range(
+            "max_payload",
+            self.max_payload as u64,
+            1,
+            MAX_PAYLOAD_LIMIT as u64,
+        )?;
+        range(
+            "request_timeout_ms",
+            self.request_timeout_ms.into(),
+            0,
+            MAX_REQUEST_TIMEOUT_MS.into(),
+        )?;
+        range("history_ms", self.history_ms, 0, MAX_HISTORY_MS)?;
+        range(
+            "max_history",
+            self.max_history as u64,
+            0,
+            MAX_HISTORY_LIMIT as u64,
+        )?;
+        range(
+            "max_devices",
+            self.max_devices as u64,
+            1,
+            MAX_DEVICES_LIMIT as u64,
+        )
+    }
+
     /// Most finished requests remembered (see [`RouterConfig::max_history`]).
     pub(super) fn history_cap(&self) -> usize {
         if self.max_history > 0 {
@@ -111,6 +177,8 @@ pub struct Stats {
     pub send_failures: u64,
     /// Messages that were not RRPC requests at all.
     pub not_rrpc: u64,
+    /// Requests that arrived as retained messages: never executed.
+    pub retained: u64,
 }
 
 impl Stats {
@@ -124,6 +192,7 @@ impl Stats {
             Dropped::OwnReply => &mut self.own_replies,
             Dropped::TableFull => &mut self.table_full,
             Dropped::TooLarge => &mut self.too_large,
+            Dropped::Retained => &mut self.retained,
         };
         *counter += 1;
         why
@@ -184,6 +253,9 @@ pub enum Dropped {
     TableFull,
     /// The payload is larger than `max_payload`.
     TooLarge,
+    /// A retained request: whoever may publish on the topic left it there, and
+    /// every (re)subscription would deliver it again. Never executed.
+    Retained,
 }
 
 impl fmt::Display for Dropped {
@@ -196,6 +268,7 @@ impl fmt::Display for Dropped {
             Dropped::OwnReply => f.write_str("own reply echoed back by the broker"),
             Dropped::TableFull => f.write_str("pending-request table is full"),
             Dropped::TooLarge => f.write_str("request payload exceeds the maximum"),
+            Dropped::Retained => f.write_str("retained request (never executed)"),
         }
     }
 }
@@ -256,6 +329,8 @@ pub enum DeviceError {
     /// Another device already receives requests on this custom topic.
     TopicInUse(String),
     NotFound,
+    /// `max_devices` devices are registered already.
+    TableFull,
 }
 
 impl fmt::Display for DeviceError {
@@ -270,6 +345,7 @@ impl fmt::Display for DeviceError {
                 )
             }
             DeviceError::NotFound => f.write_str("device is not registered"),
+            DeviceError::TableFull => f.write_str("max_devices devices are registered already"),
         }
     }
 }

@@ -111,7 +111,7 @@ int header_smoke(void)
         st = rrpc_router_set_callback(router, on_router_request, NULL);
         st = rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "dn", NULL, on_router_request, NULL);
         st = rrpc_router_get_filters(router, RRPC_FILTERS_WILDCARD, on_filter, NULL);
-        st = rrpc_router_handle_message(router, (const uint8_t *)"t", 1, NULL, 0, &kind);
+        st = rrpc_router_handle_message(router, (const uint8_t *)"t", 1, NULL, 0, 0, &kind);
         st = rrpc_router_tick(router, 0, &next_deadline);
         st = rrpc_router_next_deadline(router, &next_deadline);
         st = rrpc_router_get_stats(router, &rstats);

@@ -82,7 +82,7 @@ static int self_replacing_publish(void *user_data, const char *topic, const uint
 static void handle(const char *topic)
 {
     uint32_t kind = 99;
-    CHECK(rrpc_router_handle_message(router, (const uint8_t *)topic, strlen(topic), (const uint8_t *)"x", 1,
+    CHECK(rrpc_router_handle_message(router, (const uint8_t *)topic, strlen(topic), (const uint8_t *)"x", 1, 0,
                                      &kind) == RRPC_STATUS_OK);
 }
 

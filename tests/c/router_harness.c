@@ -27,7 +27,7 @@ static int publish(void *user_data, const char *topic, const uint8_t *payload, s
         const char *t = "/sys/pk/dev13/rrpc/request/from-publish";
         uint32_t kind = 99;
         reentered = 1;
-        CHECK(rrpc_router_handle_message(the_router, (const uint8_t *)t, strlen(t), (const uint8_t *)"inner", 5,
+        CHECK(rrpc_router_handle_message(the_router, (const uint8_t *)t, strlen(t), (const uint8_t *)"inner", 5, 0,
                                          &kind) == RRPC_STATUS_OK);
         CHECK(kind == RRPC_MESSAGE_REQUEST);
         CHECK(rrpc_router_free(the_router) == RRPC_STATUS_WRONG_STATE);
@@ -64,7 +64,7 @@ static void shared_cb(void *user_data, rrpc_router *router, const rrpc_request *
         /* Re-entrant: handle another message from inside the callback. */
         const char *t = "/sys/pk/dev7/rrpc/request/nested-inner";
         uint32_t kind = 99;
-        CHECK(rrpc_router_handle_message(router, (const uint8_t *)t, strlen(t), (const uint8_t *)"x", 1, &kind) ==
+        CHECK(rrpc_router_handle_message(router, (const uint8_t *)t, strlen(t), (const uint8_t *)"x", 1, 0, &kind) ==
               RRPC_STATUS_OK);
         CHECK(kind == RRPC_MESSAGE_REQUEST);
     }
@@ -90,12 +90,17 @@ static void on_filter(void *user_data, const char *filter)
     filters_seen++;
 }
 
-static uint32_t handle(rrpc_router *r, const char *topic, const char *payload)
+static uint32_t handle_flags(rrpc_router *r, const char *topic, const char *payload, uint32_t flags)
 {
     uint32_t kind = 99;
     CHECK(rrpc_router_handle_message(r, (const uint8_t *)topic, strlen(topic), (const uint8_t *)payload,
-                                     strlen(payload), &kind) == RRPC_STATUS_OK);
+                                     strlen(payload), flags, &kind) == RRPC_STATUS_OK);
     return kind;
+}
+
+static uint32_t handle(rrpc_router *r, const char *topic, const char *payload)
+{
+    return handle_flags(r, topic, payload, 0);
 }
 
 int main(void)
@@ -106,6 +111,42 @@ int main(void)
     char topic[128], name[32];
 
     CHECK(rrpc_router_config_init(&cfg) == RRPC_STATUS_OK);
+    CHECK(cfg.max_pending == 1024 && cfg.max_devices == 100000);
+    /* Every bound has a documented maximum, refused at creation, not at the
+     * allocation that would abort the process. */
+    {
+        rrpc_router_config bad = cfg;
+        bad.max_pending = UINT32_MAX;
+        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
+        CHECK(strstr(rrpc_last_error_message(), "max_pending") != NULL);
+        bad.max_pending = 65537;
+        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
+        bad = cfg;
+        bad.max_pending = 0;
+        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
+        bad = cfg;
+        bad.max_devices = 1000001;
+        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
+        bad = cfg;
+        bad.max_payload = UINT32_MAX;
+        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
+        bad = cfg;
+        bad.request_timeout_ms = 600001;
+        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
+        /* At the maximum, and a device table that fills. */
+        bad = cfg;
+        bad.max_pending = 65536;
+        bad.max_devices = 2;
+        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_OK);
+        CHECK(rrpc_router_add_device(r, RRPC_DIALECT_ALIBABA, "pk", "a", NULL, NULL, NULL) == RRPC_STATUS_OK);
+        CHECK(rrpc_router_add_device(r, RRPC_DIALECT_TENCENT, "pk", "a", NULL, NULL, NULL) == RRPC_STATUS_OK);
+        CHECK(rrpc_router_add_device(r, RRPC_DIALECT_ALIBABA, "pk", "b", NULL, NULL, NULL) ==
+              RRPC_STATUS_LIMIT_REACHED);
+        CHECK(rrpc_router_remove_device(r, RRPC_DIALECT_ALIBABA, "pk", "a", NULL) == RRPC_STATUS_OK);
+        CHECK(rrpc_router_add_device(r, RRPC_DIALECT_ALIBABA, "pk", "b", NULL, NULL, NULL) == RRPC_STATUS_OK);
+        CHECK(rrpc_router_free(r) == RRPC_STATUS_OK);
+        r = NULL;
+    }
     cfg.manual_clock = true;
     cfg.request_timeout_ms = 1000;
     CHECK(rrpc_router_new(&cfg, &r) == RRPC_STATUS_OK);
@@ -150,6 +191,28 @@ int main(void)
     CHECK(strcmp(last_topic, "/sys/pk/dev3/rrpc/response/889455942124347392;ct=65") == 0);
     CHECK(handle(r, "/sys/pk/dev3/rrpc/request/889455942124347393", "plain") == RRPC_MESSAGE_REQUEST);
     CHECK(strcmp(last_id, "889455942124347393") == 0 && last_content_type == -1);
+    /* The duplicate check uses the message id alone: another ContentType suffix
+     * (or a malformed one) on a seen id is the same request again. */
+    CHECK(handle(r, "/sys/pk/dev3/rrpc/request/889455942124347392", "serial") == RRPC_MESSAGE_DROPPED);
+    CHECK(handle(r, "/sys/pk/dev3/rrpc/request/889455942124347392;ct=0", "serial") == RRPC_MESSAGE_DROPPED);
+    CHECK(handle(r, "/sys/pk/dev3/rrpc/request/889455942124347393;ct=065", "plain") == RRPC_MESSAGE_DROPPED);
+
+    /* A retained request is never executed, whoever left it on the topic. */
+    {
+        int before_calls = published;
+        CHECK(handle_flags(r, "/sys/pk/dev4/rrpc/request/r1", "retained", RRPC_MESSAGE_RETAINED) ==
+              RRPC_MESSAGE_DROPPED);
+        CHECK(published == before_calls);
+        CHECK(handle_flags(r, "/sys/pk/dev4/thing/event", "x", RRPC_MESSAGE_RETAINED) == RRPC_MESSAGE_NOT_RRPC);
+        CHECK(handle_flags(r, "/sys/pk/dev4/rrpc/request/", "x", RRPC_MESSAGE_RETAINED) == RRPC_MESSAGE_MALFORMED);
+        uint32_t kind = 99;
+        CHECK(rrpc_router_handle_message(r, (const uint8_t *)"/sys/pk/dev4/rrpc/request/r1", 28, NULL, 0, 2,
+                                         &kind) == RRPC_STATUS_INVALID_ARGUMENT);
+        CHECK(kind == 99);
+        /* The same id, delivered live afterwards, is a new request. */
+        CHECK(handle(r, "/sys/pk/dev4/rrpc/request/r1", "live") == RRPC_MESSAGE_REQUEST);
+        CHECK(published == before_calls + 1);
+    }
 
     /* Mixed dialects: the Tencent device's own callback. */
     CHECK(handle(r, "$rrpc/rxd/pid/t1/41440", "q") == RRPC_MESSAGE_REQUEST);
@@ -165,14 +228,14 @@ int main(void)
     {
         const uint8_t bad[] = {'/', 's', 'y', 's', '/', 0xff, 0xfe, '/', 'd', '/', 'r', 'r', 'p', 'c'};
         uint32_t kind = 99;
-        CHECK(rrpc_router_handle_message(r, bad, sizeof bad, NULL, 0, &kind) == RRPC_STATUS_OK);
+        CHECK(rrpc_router_handle_message(r, bad, sizeof bad, NULL, 0, 0, &kind) == RRPC_STATUS_OK);
         CHECK(kind == RRPC_MESSAGE_MALFORMED); /* not UTF-8 */
     }
     /* A topic handed over without its NUL: only topic_len bytes count. */
     {
         const char *t = "/sys/pk/dev2/rrpc/request/77GARBAGE";
         uint32_t kind = 99;
-        CHECK(rrpc_router_handle_message(r, (const uint8_t *)t, strlen(t) - 7, NULL, 0, &kind) == RRPC_STATUS_OK);
+        CHECK(rrpc_router_handle_message(r, (const uint8_t *)t, strlen(t) - 7, NULL, 0, 0, &kind) == RRPC_STATUS_OK);
         CHECK(kind == RRPC_MESSAGE_REQUEST && strcmp(last_topic, "/sys/pk/dev2/rrpc/response/77") == 0);
     }
 
@@ -233,14 +296,15 @@ int main(void)
     CHECK(rrpc_router_reply(r, late, NULL, 0) == RRPC_STATUS_EXPIRED);
 
     /* Bad handles and buffers. */
-    CHECK(rrpc_router_handle_message(NULL, (const uint8_t *)"t", 1, NULL, 0, NULL) == RRPC_STATUS_NULL_POINTER);
-    CHECK(rrpc_router_handle_message(r, NULL, 5, NULL, 0, NULL) == RRPC_STATUS_NULL_POINTER);
+    CHECK(rrpc_router_handle_message(NULL, (const uint8_t *)"t", 1, NULL, 0, 0, NULL) == RRPC_STATUS_NULL_POINTER);
+    CHECK(rrpc_router_handle_message(r, NULL, 5, NULL, 0, 0, NULL) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_router_reply(NULL, 1, NULL, 0) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_router_add_device(r, 9, "pk", "x", NULL, NULL, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
 
     CHECK(rrpc_router_get_stats(r, &st) == RRPC_STATUS_OK);
     CHECK(st.devices == 1000); /* 1,000 + t1 - dev11 */
-    CHECK(st.unknown_device == 2 && st.duplicates == 1 && st.malformed == 4 && st.not_rrpc == 1);
+    CHECK(st.unknown_device == 2 && st.duplicates == 4 && st.malformed == 5 && st.not_rrpc == 2);
+    CHECK(st.retained == 1);
     /* The unanswered "free" request expired with e1 at the 2001 ms tick. */
     CHECK(st.send_failures == 1 && st.late_replies == 1 && st.pending == 0 && st.expired == 2);
     CHECK(rrpc_router_free(r) == RRPC_STATUS_OK);

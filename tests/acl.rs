@@ -1,0 +1,283 @@
+//! The trust model through a real Mosquitto: the ACL template shipped in
+//! `docs/mosquitto-acl.conf`, a password file, a device and a caller on the
+//! library, and a foreign client logged in as another device that tries to fake
+//! presence, answer a call of the device, and read its requests.
+
+mod common;
+
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{require_tool, scratch_dir, Broker};
+use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode};
+use rrpc::presence::PresenceTopics;
+use rrpc::{Client, ClientConfig, Dialect, Identity};
+
+const PK: &str = "a1AclPk";
+const CALLER: &str = "rrpc-caller";
+
+/// Mosquitto with the shipped ACL template and one account per name in `users`
+/// (password: the name reversed).
+fn broker(users: &[&str]) -> Option<Broker> {
+    if !require_tool("mosquitto_passwd") {
+        return None;
+    }
+    let dir = scratch_dir("acl");
+    let tag = format!("{}-{}", std::process::id(), common::free_port());
+    let pwfile = dir.join(format!("passwd-{tag}"));
+    let _ = std::fs::remove_file(&pwfile);
+    for (i, u) in users.iter().enumerate() {
+        let mut cmd = Command::new("mosquitto_passwd");
+        cmd.arg("-b");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let st = cmd
+            .arg(&pwfile)
+            .args([u.to_string(), password(u)])
+            .status()
+            .expect("run mosquitto_passwd");
+        assert!(st.success(), "mosquitto_passwd {u}");
+    }
+    // The template, materialised as an operator would: copied as it ships.
+    let template = common::repo_root().join("docs/mosquitto-acl.conf");
+    let acl = dir.join(format!("acl-{tag}"));
+    std::fs::copy(&template, &acl).expect("copy the ACL template");
+    Broker::mosquitto_with(&format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+        pwfile.display(),
+        acl.display()
+    ))
+}
+
+fn password(user: &str) -> String {
+    user.chars().rev().collect()
+}
+
+fn ident(dn: &str) -> Identity<'_> {
+    Identity {
+        product_key: PK,
+        device_name: dn,
+        custom_topic: None,
+    }
+}
+
+/// A device `dn` on the library, logged in as `{PK}/{dn}`, presence on:
+/// echoes, but never answers the payload "mute".
+fn device(port: u16, dn: &str) -> Client {
+    device_as(port, &format!("{PK}/{dn}"), dn)
+}
+
+/// [`device`], logged in as `user`.
+fn device_as(port: u16, user: &str, dn: &str) -> Client {
+    let mut cfg = ClientConfig::new("127.0.0.1", port);
+    cfg.mqtt.client_id = Some(format!("conn-{dn}"));
+    cfg.mqtt.password = Some(password(user));
+    cfg.mqtt.username = Some(user.to_string());
+    cfg.presence = Some(PresenceTopics::default());
+    let c = Client::new(cfg).unwrap();
+    c.add_device(Dialect::AlibabaSystem, &ident(dn)).unwrap();
+    let r = c.replier();
+    c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
+        if req.payload != b"mute" {
+            let _ = r.reply(req.token, req.payload);
+        }
+    })))
+    .unwrap();
+    c.start().unwrap();
+    c
+}
+
+fn caller(port: u16) -> Caller {
+    let mut cfg = CallerConfig::new("127.0.0.1", port);
+    cfg.mqtt.username = Some(CALLER.into());
+    cfg.mqtt.password = Some(password(CALLER));
+    Caller::connect(cfg).expect("the caller connects")
+}
+
+fn params<'a>(dn: &'a str, payload: &'a [u8]) -> CallParams<'a> {
+    CallParams {
+        dialect: Dialect::AlibabaSystem,
+        product_key: PK,
+        device_name: dn,
+        payload,
+        timeout_ms: Some(2000),
+        topic: None,
+        content_type: None,
+    }
+}
+
+/// A raw MQTT client logged in as `user`: what it receives arrives on the
+/// channel, in order.
+struct Raw {
+    client: rumqttc::Client,
+    rx: mpsc::Receiver<(String, Vec<u8>)>,
+    acks: mpsc::Receiver<()>,
+}
+
+impl Raw {
+    fn connect(port: u16, user: &str) -> Raw {
+        let id = format!("raw-{}", user.replace('/', "-"));
+        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        o.set_credentials(user, password(user));
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut conn) = rumqttc::Client::new(o, 100);
+        let (tx, rx) = mpsc::channel();
+        let (ack_tx, acks) = mpsc::channel();
+        std::thread::spawn(move || {
+            for ev in conn.iter() {
+                match ev {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(rumqttc::Event::Incoming(
+                        rumqttc::Packet::ConnAck(_) | rumqttc::Packet::SubAck(_),
+                    )) => {
+                        let _ = ack_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        let raw = Raw { client, rx, acks };
+        raw.ack();
+        raw
+    }
+
+    fn ack(&self) {
+        self.acks
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an acknowledgement from the broker");
+    }
+
+    fn subscribe(&self, filter: &str) {
+        self.client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .unwrap();
+        self.ack();
+    }
+
+    fn publish(&self, topic: &str, payload: &[u8], retain: bool) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload.to_vec())
+            .unwrap();
+    }
+
+    /// Everything received until a message on `topic` arrives (included), or
+    /// panics after 10 s.
+    fn until(&self, topic: &str) -> Vec<(String, Vec<u8>)> {
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while Instant::now() < end {
+            if let Ok(m) = self.rx.recv_timeout(Duration::from_millis(100)) {
+                let done = m.0 == topic;
+                got.push(m);
+                if done {
+                    return got;
+                }
+            }
+        }
+        panic!("nothing on {topic} within 10 s; got {got:?}");
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "{what} within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn under_the_acl_template_a_foreign_account_cannot_fake_presence_answer_or_read() {
+    let dev1 = format!("{PK}/dev1");
+    let dev2 = format!("{PK}/dev2");
+    let Some(b) = broker(&[&dev1, &dev2, CALLER]) else {
+        return;
+    };
+    // The device and the caller work under the ACL.
+    let _d = device(b.port, "dev1");
+    let c = caller(b.port);
+    wait_until("dev1 online", || c.device_online(PK, "dev1") == Some(true));
+    let r = c.call(&params("dev1", b"hello"));
+    assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");
+    assert_eq!(r.payload.as_deref(), Some(&b"hello"[..]));
+
+    // A foreign client, logged in as another device, subscribes everything.
+    let foe = Raw::connect(b.port, &dev2);
+    for f in ["#", "$rrpc/#", "/sys/a1AclPk/dev1/rrpc/request/+"] {
+        foe.subscribe(f);
+    }
+
+    // Faking presence: `offline` on the device's status and on its connection's,
+    // in today's layout and in the earlier one, retained and not.
+    let fakes = [
+        format!("rrpc/presence/{dev1}"),
+        format!("rrpc/connection/{dev1}/conn-dev1"),
+        "rrpc/connection/conn-dev1".to_string(),
+    ];
+    for t in &fakes {
+        foe.publish(t, b"offline", true);
+        foe.publish(t, b"offline", false);
+    }
+    // Control, on the same connection after the fakes: its own status is
+    // allowed, and the caller sees it, so the fakes before it were handled.
+    foe.publish(&format!("rrpc/presence/{dev2}"), b"offline", true);
+    wait_until("the foreign account's own status", || {
+        c.device_online(PK, "dev2") == Some(false)
+    });
+    assert_eq!(c.device_online(PK, "dev1"), Some(true));
+    let r = c.call(&params("dev1", b"after the fakes"));
+    assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");
+
+    // Answering another device's call: a caller-side client that knows the
+    // message id (the foreign client would have to guess it) sends a request
+    // the device leaves unanswered; the foreign answer never reaches it.
+    let cloud = Raw::connect(b.port, CALLER);
+    cloud.subscribe("/sys/+/+/rrpc/response/+");
+    cloud.publish("/sys/a1AclPk/dev1/rrpc/request/9001", b"mute", false);
+    foe.publish("/sys/a1AclPk/dev1/rrpc/response/9001", b"forged", false);
+    foe.publish("/sys/a1AclPk/dev2/rrpc/response/9002", b"own", false);
+    let got = cloud.until("/sys/a1AclPk/dev2/rrpc/response/9002");
+    assert_eq!(got.len(), 1, "a forged reply arrived: {got:?}");
+
+    // Reading another device's requests: nothing of dev1's reached the foreign
+    // client; its own request, sent last, did.
+    cloud.publish("/sys/a1AclPk/dev2/rrpc/request/ctl", b"yours", false);
+    let seen = foe.until("/sys/a1AclPk/dev2/rrpc/request/ctl");
+    let leaked: Vec<_> = seen
+        .iter()
+        .filter(|(t, _)| t.contains("/dev1/") || t.contains("presence") || t.contains("connection"))
+        .collect();
+    assert!(leaked.is_empty(), "the foreign client read {leaked:?}");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+}
+
+#[test]
+fn a_device_whose_request_topic_the_acl_denies_gets_no_requests() {
+    // The template gives an account its own namespace only: a device logged in
+    // under another device's name subscribes fine (Mosquitto 2.0 checks reads
+    // at delivery) and receives nothing, and the caller's call times out.
+    let dev1 = format!("{PK}/dev1");
+    let Some(b) = broker(&[&dev1, CALLER]) else {
+        return;
+    };
+    let d = device_as(b.port, &dev1, "dev3");
+    let c = caller(b.port);
+    let r = c.call(&params("dev3", b"x"));
+    assert_eq!(r.rrpc_code, Some(RrpcCode::Timeout), "{r:?}");
+    assert_eq!(d.stats().requests, 0);
+}
+
+#[test]
+fn the_template_is_what_the_readme_documents() {
+    let t = std::fs::read_to_string(common::repo_root().join("docs/mosquitto-acl.conf")).unwrap();
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    assert!(readme.contains("docs/mosquitto-acl.conf"));
+    for line in t.lines().filter(|l| l.starts_with("pattern ")) {
+        assert!(line.contains("%u"), "{line}: every pattern is per account");
+    }
+}
