@@ -427,6 +427,32 @@ impl Caller {
         None
     }
 
+    /// Calls the Alibaba (system topic) device `pk/dn` once per payload, in order, and
+    /// checks that each answer is `reply_prefix` followed by the payload. The first call
+    /// is repeated until answered, for up to `ready` (the device may be starting under
+    /// valgrind or a sanitizer); the others wait 20 s each.
+    pub fn expect_echoes(
+        &self,
+        pk: &str,
+        dn: &str,
+        payloads: &[Vec<u8>],
+        reply_prefix: &[u8],
+        ready: Duration,
+        dev: &Proc,
+    ) {
+        for (i, p) in payloads.iter().enumerate() {
+            let d = Dialect::AlibabaSystem;
+            let r = if i == 0 {
+                self.call_until_answered(d, pk, dn, None, p, ready)
+            } else {
+                self.call(d, pk, dn, None, p, Duration::from_secs(20))
+            };
+            let mut want = reply_prefix.to_vec();
+            want.extend_from_slice(p);
+            assert!(r == Some(want), "call {i}: {r:?}\n{}", dev.transcript());
+        }
+    }
+
     /// Publishes raw bytes on any topic (for malformed-topic tests).
     pub fn publish_raw(&self, topic: &str, payload: &[u8]) {
         self.client
@@ -639,7 +665,26 @@ pub fn run_c_harness_args(exe: &Path, args: &[String]) -> String {
     stderr.into_owned()
 }
 
-/// Runs a C harness under valgrind: no error, no definite or indirect leak.
+/// The shipped valgrind suppression file, `valgrind/rrpc.supp` (installed as
+/// `share/rrpc/rrpc.supp`).
+pub fn valgrind_suppressions() -> PathBuf {
+    repo_root().join("valgrind/rrpc.supp")
+}
+
+/// The memcheck options the README documents for programs that use librrpc: a full
+/// leak check in which definite, indirect and possible leaks are errors, exit status
+/// 99 on any error, and the shipped suppression file.
+pub fn valgrind_args() -> Vec<String> {
+    vec![
+        "--leak-check=full".into(),
+        "--errors-for-leak-kinds=definite,indirect,possible".into(),
+        "--show-leak-kinds=definite,indirect,possible".into(),
+        "--error-exitcode=99".into(),
+        format!("--suppressions={}", valgrind_suppressions().display()),
+    ]
+}
+
+/// Runs a C harness under valgrind with [`valgrind_args`]: no error, no leak.
 pub fn run_c_harness_under_valgrind(exe: &Path, log_name: &str) {
     run_c_harness_under_valgrind_args(exe, log_name, &[]);
 }
@@ -651,11 +696,7 @@ pub fn run_c_harness_under_valgrind_args(exe: &Path, log_name: &str, args: &[Str
     }
     let log = scratch_dir("valgrind").join(log_name);
     let out = Command::new("valgrind")
-        .args([
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite,indirect",
-            "--error-exitcode=99",
-        ])
+        .args(valgrind_args())
         .arg(format!("--log-file={}", log.display()))
         .arg(exe)
         .args(args)
