@@ -402,14 +402,10 @@ fn valgrind_clean(name: &str, extra: &[&str], n: usize, reply_prefix: &[u8]) {
         .args(extra);
     let mut dev = Proc::spawn_with(&mut cmd);
     let payloads: Vec<Vec<u8>> = (0..n).map(|i| format!("vg{i}").into_bytes()).collect();
-    caller.expect_echoes(
-        PK,
-        "vg",
-        &payloads,
-        reply_prefix,
-        Duration::from_secs(60),
-        &dev,
-    );
+    // In thread mode the example says when it is subscribed; in yield mode it does not.
+    let ready_line = (!extra.contains(&"--yield")).then_some("connected to");
+    let ready = (ready_line, Duration::from_secs(60));
+    caller.expect_echoes(PK, "vg", &payloads, reply_prefix, ready, &dev);
     let st = dev.wait_exit(Duration::from_secs(60));
     let report = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(

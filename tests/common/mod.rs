@@ -428,22 +428,33 @@ impl Caller {
     }
 
     /// Calls the Alibaba (system topic) device `pk/dn` once per payload, in order, and
-    /// checks that each answer is `reply_prefix` followed by the payload. The first call
-    /// is repeated until answered, for up to `ready` (the device may be starting under
-    /// valgrind or a sanitizer); the others wait 20 s each.
+    /// checks that each answer is `reply_prefix` followed by the payload; each call waits
+    /// up to 20 s. With `ready_line`, the device says on stderr when it is subscribed:
+    /// that is waited for (up to `ready`) first. Without, the first call is repeated
+    /// until answered, for up to `ready`, each attempt waiting 5 s: an attempt the device
+    /// received is one of the requests it counts, so it must not time out merely
+    /// because the device is slow (valgrind, a sanitizer, a loaded machine).
     pub fn expect_echoes(
         &self,
         pk: &str,
         dn: &str,
         payloads: &[Vec<u8>],
         reply_prefix: &[u8],
-        ready: Duration,
+        (ready_line, ready): (Option<&str>, Duration),
         dev: &Proc,
     ) {
+        if let Some(line) = ready_line {
+            assert!(dev.wait_stderr(line, ready), "{}", dev.transcript());
+        }
         for (i, p) in payloads.iter().enumerate() {
             let d = Dialect::AlibabaSystem;
-            let r = if i == 0 {
-                self.call_until_answered(d, pk, dn, None, p, ready)
+            let r = if i == 0 && ready_line.is_none() {
+                let end = Instant::now() + ready;
+                let mut r = None;
+                while r.is_none() && Instant::now() < end {
+                    r = self.call(d, pk, dn, None, p, Duration::from_secs(5));
+                }
+                r
             } else {
                 self.call(d, pk, dn, None, p, Duration::from_secs(20))
             };
