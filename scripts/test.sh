@@ -4,8 +4,9 @@
 # cargo build in target/cmake-test), start rumqttd in-process and Mosquitto on
 # free 127.0.0.1 ports, and run the examples as real processes, some under
 # valgrind. With CI set, a missing cmake/mosquitto/valgrind fails instead of
-# skipping. Last, the JT/T 808 stream decoder is fuzzed for a bounded time
-# (RRPC_FUZZ_SECONDS, 60 by default; 0 skips it outside CI).
+# skipping. Last, every fuzz target is fuzzed for a bounded time (scripts/fuzz.sh:
+# RRPC_FUZZ_SECONDS in all, 120 by default, split among the targets with at least
+# 10 s each; 0 skips it outside CI).
 #
 # First it makes sure the Debian packages the tests use are there
 # (scripts/install-deps.sh: installs them as root, otherwise names the command);
@@ -39,11 +40,11 @@ echo "== cargo test"
 # (tests/demo.rs runs the demo binary it leaves in target/debug/examples/).
 cargo test 2>&1 | tee target/test-output.log
 
-fuzz_seconds="${RRPC_FUZZ_SECONDS:-60}"
+fuzz_seconds="${RRPC_FUZZ_SECONDS:-120}"
 if [ "$fuzz_seconds" != 0 ] || [ -n "${CI:-}" ]; then
-    echo "== fuzzing the JT/T 808 stream decoder (scripts/fuzz.sh)"
-    RRPC_FUZZ_SECONDS="$([ "$fuzz_seconds" = 0 ] && echo 60 || echo "$fuzz_seconds")" \
-        scripts/fuzz.sh 2>&1 | tail -n 25
+    echo "== fuzzing every target in fuzz/fuzz_targets/ (scripts/fuzz.sh)"
+    RRPC_FUZZ_SECONDS="$([ "$fuzz_seconds" = 0 ] && echo 120 || echo "$fuzz_seconds")" \
+        scripts/fuzz.sh 2>&1 | tail -n 40
 fi
 
 # One closing line for the whole run, summed over every test binary.

@@ -297,11 +297,7 @@ fn call_device_runs_clean_under_valgrind() {
     let log = common::scratch_dir("valgrind").join("call_device.log");
     let mut p = Proc::spawn_with(
         std::process::Command::new("valgrind")
-            .args([
-                "--leak-check=full",
-                "--errors-for-leak-kinds=definite,indirect",
-                "--error-exitcode=99",
-            ])
+            .args(common::valgrind_args())
             .arg(format!("--log-file={}", log.display()))
             .arg(example("call_device"))
             .args([

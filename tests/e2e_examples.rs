@@ -375,7 +375,7 @@ fn malformed_request_topics_are_ignored_counted_and_logged_by_the_device() {
 }
 
 /// Runs `program args` under valgrind memcheck, feeds it `n` requests, and checks
-/// that it exits cleanly with no errors and no definite or indirect leaks.
+/// that it exits cleanly with no errors and no leaks ([`common::valgrind_args`]).
 fn valgrind_clean(name: &str, extra: &[&str], n: usize, reply_prefix: &[u8]) {
     if !common::require_tool("valgrind") {
         return;
@@ -385,10 +385,7 @@ fn valgrind_clean(name: &str, extra: &[&str], n: usize, reply_prefix: &[u8]) {
     let port = broker.port.to_string();
     let log = common::scratch_dir("valgrind").join(format!("{name}-{}.log", extra.join("")));
     let mut cmd = std::process::Command::new("valgrind");
-    cmd.arg("--leak-check=full")
-        .arg("--errors-for-leak-kinds=definite,indirect")
-        .arg("--show-leak-kinds=definite,indirect")
-        .arg("--error-exitcode=99")
+    cmd.args(common::valgrind_args())
         .arg(format!("--log-file={}", log.display()))
         .arg(example(name))
         .args([
@@ -404,31 +401,11 @@ fn valgrind_clean(name: &str, extra: &[&str], n: usize, reply_prefix: &[u8]) {
         .args(["--max-requests", &n.to_string()])
         .args(extra);
     let mut dev = Proc::spawn_with(&mut cmd);
-    for i in 0..n {
-        let p = format!("vg{i}");
-        let r = if i == 0 {
-            caller.call_until_answered(
-                Dialect::AlibabaSystem,
-                PK,
-                "vg",
-                None,
-                p.as_bytes(),
-                Duration::from_secs(60),
-            )
-        } else {
-            caller.call(
-                Dialect::AlibabaSystem,
-                PK,
-                "vg",
-                None,
-                p.as_bytes(),
-                Duration::from_secs(20),
-            )
-        };
-        let mut want = reply_prefix.to_vec();
-        want.extend_from_slice(p.as_bytes());
-        assert_eq!(r, Some(want), "{}", dev.transcript());
-    }
+    let payloads: Vec<Vec<u8>> = (0..n).map(|i| format!("vg{i}").into_bytes()).collect();
+    // In thread mode the example says when it is subscribed; in yield mode it does not.
+    let ready_line = (!extra.contains(&"--yield")).then_some("connected to");
+    let ready = (ready_line, Duration::from_secs(60));
+    caller.expect_echoes(PK, "vg", &payloads, reply_prefix, ready, &dev);
     let st = dev.wait_exit(Duration::from_secs(60));
     let report = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(

@@ -210,10 +210,7 @@ fn paho_gateway_runs_clean_under_valgrind() {
     };
     let log = common::scratch_dir("valgrind").join("paho_gateway.log");
     let mut cmd = std::process::Command::new("valgrind");
-    cmd.arg("--leak-check=full")
-        .arg("--errors-for-leak-kinds=definite,indirect")
-        .arg("--show-leak-kinds=definite,indirect")
-        .arg("--error-exitcode=99")
+    cmd.args(common::valgrind_args())
         .arg(format!("--log-file={}", log.display()))
         .arg(&program)
         .args(args(broker.port, 10, &["--max-requests", "5"]));

@@ -290,6 +290,7 @@ fn install_then_find_package_shared_and_static() {
         "lib/cmake/rrpc/rrpcImportedTargets.cmake",
         "bin/rrpc",
         "lib/pkgconfig/rrpc.pc",
+        "share/rrpc/rrpc.supp",
     ] {
         assert!(prefix.join(f).is_file(), "the install has no {f}");
     }

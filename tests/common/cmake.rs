@@ -82,6 +82,83 @@ pub fn build_lib_dir() -> PathBuf {
     c_build().join("lib")
 }
 
+/// The sanitizers of [`sanitized_build`] and of [`sanitizer_flags`].
+pub const SANITIZERS: &str = "address,undefined";
+
+/// Configures and builds a second CMake tree, `target/cmake-sanitize`, whose C examples
+/// are built with `-DRRPC_SANITIZE=address,undefined`, once per test process, and
+/// returns it. The library is the one [`c_build`] made (same cargo target dir and
+/// options, so cargo has nothing to do); only the examples are compiled again.
+pub fn sanitized_build() -> &'static Path {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BUILT.get_or_init(|| {
+        c_build();
+        let dir = repo_root().join("target/cmake-sanitize");
+        let _lock = FileLock::exclusive(&repo_root().join("target/cmake-test.lock"))?;
+        configure_and_build(
+            &dir,
+            &[
+                "-DRRPC_BUILD_EXAMPLES=ON".into(),
+                format!("-DRRPC_SANITIZE={SANITIZERS}"),
+            ],
+        )?;
+        Ok(dir)
+    }) {
+        Ok(dir) => dir,
+        Err(e) => panic!("the sanitizer CMake build of librrpc failed:\n{e}"),
+    }
+}
+
+/// `target/cmake-sanitize/examples-c/<name>`, built by [`sanitized_build`].
+pub fn sanitized_example(name: &str) -> PathBuf {
+    let path = sanitized_build().join("examples-c").join(name);
+    assert!(
+        path.is_file(),
+        "the sanitizer CMake build did not produce {}",
+        path.display()
+    );
+    path
+}
+
+/// Compiler and linker flags of a C program built with `sanitizers` (for
+/// `-fsanitize=`): every report is fatal, with frame pointers and debug info for
+/// readable stacks. The same flags as `RRPC_SANITIZE` in CMake.
+pub fn sanitizer_flags(sanitizers: &str) -> Vec<String> {
+    vec![
+        format!("-fsanitize={sanitizers}"),
+        "-fno-sanitize-recover=all".into(),
+        "-fno-omit-frame-pointer".into(),
+        "-g".into(),
+    ]
+}
+
+/// The environment a sanitized program runs with: leaks checked at exit, the first
+/// report ends the program with a failing status (a distinct one per sanitizer),
+/// stacks printed. ThreadSanitizer reads `tests/c/tsan.supp`: it ignores the libc
+/// calls librrpc makes, whose synchronization it cannot see (the file says why).
+pub fn sanitizer_env() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "ASAN_OPTIONS",
+            "detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:\
+             detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1"
+                .into(),
+        ),
+        ("LSAN_OPTIONS", "exitcode=87".into()),
+        (
+            "UBSAN_OPTIONS",
+            "halt_on_error=1:print_stacktrace=1:exitcode=88".into(),
+        ),
+        (
+            "TSAN_OPTIONS",
+            format!(
+                "halt_on_error=1:exitcode=89:second_deadlock_stack=1:suppressions={}",
+                repo_root().join("tests/c/tsan.supp").display()
+            ),
+        ),
+    ]
+}
+
 fn build_once() -> Result<PathBuf, String> {
     let dir = build_dir();
     let _lock = FileLock::exclusive(&repo_root().join("target/cmake-test.lock"))?;

@@ -428,6 +428,43 @@ impl Caller {
         None
     }
 
+    /// Calls the Alibaba (system topic) device `pk/dn` once per payload, in order, and
+    /// checks that each answer is `reply_prefix` followed by the payload; each call waits
+    /// up to 20 s. With `ready_line`, the device says on stderr when it is subscribed:
+    /// that is waited for (up to `ready`) first. Without, the first call is repeated
+    /// until answered, for up to `ready`, each attempt waiting 5 s: an attempt the device
+    /// received is one of the requests it counts, so it must not time out merely
+    /// because the device is slow (valgrind, a sanitizer, a loaded machine).
+    pub fn expect_echoes(
+        &self,
+        pk: &str,
+        dn: &str,
+        payloads: &[Vec<u8>],
+        reply_prefix: &[u8],
+        (ready_line, ready): (Option<&str>, Duration),
+        dev: &Proc,
+    ) {
+        if let Some(line) = ready_line {
+            assert!(dev.wait_stderr(line, ready), "{}", dev.transcript());
+        }
+        for (i, p) in payloads.iter().enumerate() {
+            let d = Dialect::AlibabaSystem;
+            let r = if i == 0 && ready_line.is_none() {
+                let end = Instant::now() + ready;
+                let mut r = None;
+                while r.is_none() && Instant::now() < end {
+                    r = self.call(d, pk, dn, None, p, Duration::from_secs(5));
+                }
+                r
+            } else {
+                self.call(d, pk, dn, None, p, Duration::from_secs(20))
+            };
+            let mut want = reply_prefix.to_vec();
+            want.extend_from_slice(p);
+            assert!(r == Some(want), "call {i}: {r:?}\n{}", dev.transcript());
+        }
+    }
+
     /// Publishes raw bytes on any topic (for malformed-topic tests).
     pub fn publish_raw(&self, topic: &str, payload: &[u8]) {
         self.client
@@ -640,7 +677,26 @@ pub fn run_c_harness_args(exe: &Path, args: &[String]) -> String {
     stderr.into_owned()
 }
 
-/// Runs a C harness under valgrind: no error, no definite or indirect leak.
+/// The shipped valgrind suppression file, `valgrind/rrpc.supp` (installed as
+/// `share/rrpc/rrpc.supp`).
+pub fn valgrind_suppressions() -> PathBuf {
+    repo_root().join("valgrind/rrpc.supp")
+}
+
+/// The memcheck options the README documents for programs that use librrpc: a full
+/// leak check in which definite, indirect and possible leaks are errors, exit status
+/// 99 on any error, and the shipped suppression file.
+pub fn valgrind_args() -> Vec<String> {
+    vec![
+        "--leak-check=full".into(),
+        "--errors-for-leak-kinds=definite,indirect,possible".into(),
+        "--show-leak-kinds=definite,indirect,possible".into(),
+        "--error-exitcode=99".into(),
+        format!("--suppressions={}", valgrind_suppressions().display()),
+    ]
+}
+
+/// Runs a C harness under valgrind with [`valgrind_args`]: no error, no leak.
 pub fn run_c_harness_under_valgrind(exe: &Path, log_name: &str) {
     run_c_harness_under_valgrind_args(exe, log_name, &[]);
 }
@@ -652,11 +708,7 @@ pub fn run_c_harness_under_valgrind_args(exe: &Path, log_name: &str, args: &[Str
     }
     let log = scratch_dir("valgrind").join(log_name);
     let out = Command::new("valgrind")
-        .args([
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite,indirect",
-            "--error-exitcode=99",
-        ])
+        .args(valgrind_args())
         .arg(format!("--log-file={}", log.display()))
         .arg(exe)
         .args(args)
