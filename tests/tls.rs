@@ -347,7 +347,7 @@ fn c_config_tls_fields() {
         assert_eq!(rrpc_client_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
         let mut cfg = unsafe { cfg.assume_init() };
         cfg.mqtt.host = host.as_ptr();
-        cfg.mqtt.tls = tls;
+        cfg.mqtt.tls = u8::from(tls);
         if ca {
             cfg.mqtt.tls_ca_file = missing.as_ptr();
         }

@@ -261,7 +261,7 @@ pub fn default_config() -> rrpc_router_config {
         max_pending: 0,
         max_payload: 0,
         request_timeout_ms: 0,
-        manual_clock: false,
+        manual_clock: 0,
     };
     check(rrpc_router_config_init(&mut cfg), "rrpc_router_config_init");
     cfg
