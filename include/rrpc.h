@@ -70,42 +70,6 @@
 
 
 /**
- * Default bound of the registered devices.
- */
-#define DEFAULT_MAX_DEVICES 100000
-
-/**
- * Largest `max_pending` accepted: the request tables are sized for it up
- * front (some 200 bytes a request, touched only as they fill).
- */
-#define MAX_PENDING_LIMIT 65536
-
-/**
- * Largest `max_payload` accepted: 256 MiB.
- */
-#define MAX_PAYLOAD_LIMIT ((256 * 1024) * 1024)
-
-/**
- * Largest `request_timeout_ms` accepted: 10 minutes.
- */
-#define MAX_REQUEST_TIMEOUT_MS 600000
-
-/**
- * Largest `history_ms` accepted: 10 minutes.
- */
-#define MAX_HISTORY_MS 600000
-
-/**
- * Largest `max_history` accepted.
- */
-#define MAX_HISTORY_LIMIT 1048576
-
-/**
- * Largest `max_devices` accepted.
- */
-#define MAX_DEVICES_LIMIT 1000000
-
-/**
  * Bytes of `rrpc_credentials.client_id` and `.username`, the NUL included: room
  * for the longest identities the credentials accept (128 bytes each).
  */

@@ -101,15 +101,9 @@ impl ClientConfig {
         if self.subscribe_qos > 1 {
             return bad("subscribe_qos must be 0 or 1");
         }
-        if self.router.max_pending == 0 {
-            return bad("max_pending must be at least 1");
-        }
-        if self.router.max_payload == 0 || self.router.max_payload > 256 * 1024 * 1024 {
-            return bad("max_payload must be 1 byte to 256 MiB");
-        }
-        if self.router.request_timeout_ms > 600_000 {
-            return bad("request_timeout_ms must be at most 600000");
-        }
+        self.router
+            .validate()
+            .map_err(ClientError::InvalidArgument)?;
         if !(1..=MAX_REPLY_QUEUE).contains(&self.reply_queue_max) {
             return bad(&format!(
                 "reply_queue_max must be 1 to {MAX_REPLY_QUEUE}, not {}",
