@@ -8,7 +8,8 @@
 //!   RRPC_SOAK_SECONDS=600 cargo bench --bench soak
 //!
 //! Also `RRPC_SOAK_RATE` (calls/s) and `RRPC_SOAK_FAULT_MS` (ms between faults).
-//! The 30 s version runs with the tests (`tests/soak.rs`).
+//! The 30 s version runs with the tests (`tests/soak.rs`). The report also goes
+//! to `target/bench/soak.txt`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -17,6 +18,10 @@ mod soak;
 
 fn main() {
     soak::maybe_device();
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("soak: benchmark only; run it with `cargo bench --bench soak`");
+        return;
+    }
     let plan = soak::Plan::from_env(180);
     println!(
         "soak: {} s at {} calls/s, a fault every {} ms",
@@ -27,6 +32,9 @@ fn main() {
     match soak::run(&plan) {
         Ok(Some(r)) => {
             r.print();
+            let dir = common::repo_root().join("target/bench");
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("soak.txt"), r.text());
             if r.losses > 0 {
                 eprintln!("soak: {} calls got no outcome", r.losses);
                 std::process::exit(1);

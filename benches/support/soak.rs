@@ -92,33 +92,36 @@ pub struct Report {
     pub first: Sample,
     pub last: Sample,
     pub max: Sample,
+    /// The device's RSS in kB at the end of each minute of load.
+    pub rss_by_minute: Vec<u64>,
 }
 
 impl Report {
-    pub fn print(&self) {
-        println!(
-            "soak: {:.0} s, {} calls, losses {}, duplicate responses {}",
-            self.seconds, self.calls, self.losses, self.duplicate_responses
-        );
+    /// The report's lines, as printed.
+    pub fn text(&self) -> String {
         let codes: Vec<String> = self
             .outcomes
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        println!("soak: outcomes {}", codes.join(" "));
         let faults: Vec<String> = self
             .faults
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        println!(
-            "soak: faults {} ({} device connections)",
-            faults.join(" "),
-            self.device_connections
-        );
         let (f, l) = (self.first, self.last);
-        println!(
-            "soak: device RSS {} kB -> {} kB (drift {:+} kB, max {} kB); fds {} -> {} ({:+}); threads {} -> {} ({:+})",
+        format!(
+            "soak: {:.0} s, {} calls, losses {}, duplicate responses {}\n\
+             soak: outcomes {}\n\
+             soak: faults {} ({} device connections)\n\
+             soak: device RSS {} kB -> {} kB (drift {:+} kB, max {} kB); fds {} -> {} ({:+}); threads {} -> {} ({:+})\n",
+            self.seconds,
+            self.calls,
+            self.losses,
+            self.duplicate_responses,
+            codes.join(" "),
+            faults.join(" "),
+            self.device_connections,
             f.rss_kb,
             l.rss_kb,
             l.rss_kb as i64 - f.rss_kb as i64,
@@ -129,7 +132,11 @@ impl Report {
             f.threads,
             l.threads,
             l.threads as i64 - f.threads as i64
-        );
+        ) + &format!("soak: device RSS by minute (kB): {:?}\n", self.rss_by_minute)
+    }
+
+    pub fn print(&self) {
+        print!("{}", self.text());
     }
 }
 
@@ -224,6 +231,7 @@ pub fn run(plan: &Plan) -> Result<Option<Report>, String> {
     let start = Instant::now();
     let first = sample(pid, start);
     let mut max = first;
+    let mut rss_by_minute = Vec::new();
     let outcomes: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let done = Arc::new(AtomicU64::new(0));
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -266,6 +274,9 @@ pub fn run(plan: &Plan) -> Result<Option<Report>, String> {
             max.rss_kb = max.rss_kb.max(s.rss_kb);
             max.fds = max.fds.max(s.fds);
             max.threads = max.threads.max(s.threads);
+            if s.at_s >= 60.0 * (rss_by_minute.len() + 1) as f64 {
+                rss_by_minute.push(s.rss_kb);
+            }
             next_sample += Duration::from_secs(1);
         }
         let (o, d) = (outcomes.clone(), done.clone());
@@ -318,5 +329,6 @@ pub fn run(plan: &Plan) -> Result<Option<Report>, String> {
         first,
         last,
         max,
+        rss_by_minute,
     }))
 }
