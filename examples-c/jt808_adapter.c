@@ -4,9 +4,21 @@
  *                 [--listen-host 127.0.0.1] [--completion answer|ack] [--quiet]
  *
  * Terminals connect over TCP to the listen port. Each one registers (0x0100, answered
- * with 0x8100 and an auth code) and authenticates (0x0102, answered with 0x8001);
- * it then becomes the RRPC device <product-key>/<phone> (the phone number without
- * leading zeros, e.g. 13800138000) on one MQTT connection. An RRpc call with a
+ * with 0x8100 and an authentication code drawn at random for it) and authenticates
+ * (0x0102 carrying that code, answered with 0x8001). Only then is its connection bound
+ * to its phone number (rrpc_jt808_adapter_terminal_authenticated): a phone number in a
+ * frame header is a claim any connection can make, and frames from a connection that
+ * has not authenticated complete no call. The terminal then becomes the RRPC device
+ * <product-key>/<phone> (the phone number without leading zeros, e.g. 13800138000) on
+ * one MQTT connection.
+ *
+ * Registrations: a phone that is registered already (by a connection still open) is
+ * refused (0x8100 result 3, no code); a terminal that reconnects while its old socket is
+ * still half-open authenticates with the code it kept, and its binding moves to the new
+ * connection. A registration is forgotten when the connection holding it closes, so
+ * the table only ever holds terminals that are connected. This example has no vehicle
+ * database: whoever registers a phone first, while it is free, gets its code; a real
+ * gateway checks registrations against its records. An RRpc call with a
  * ContentType goes to the terminal as a 0x8900 whose type byte is the ContentType;
  * the reply is the terminal's answer:
  *   --completion answer (default): the content of the terminal's next 0x0900 of
@@ -33,6 +45,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -45,25 +58,35 @@
 #include <unistd.h>
 
 #define MAX_FDS 8192            /* terminals are indexed by socket descriptor */
-#define NAME_SLOTS 16384        /* open-addressing table: device name -> fd */
-#define AUTH_CODE "rrpc-auth"
+#define NAME_SLOTS 16384        /* open-addressing table of registrations, by name: at most
+                                   one per open connection, so never more than MAX_FDS */
+#define CODE_LEN 16             /* authentication codes: 16 hex digits, 64 random bits */
 #define MAX_EVENTS 256          /* socket events taken per epoll_wait */
 #define MAX_WAIT_MS 20          /* longest wait, so that deadlines added by the client's
                                    thread and a stop request are seen in time */
 
 struct terminal {
     int open;                   /* the socket is open */
-    int online;                 /* authenticated: a registered RRPC device */
-    char name[24];              /* phone digits without leading zeros */
-    uint8_t phone[10];
+    int online;                 /* authenticated on this socket: a registered RRPC device */
+    char name[24];              /* the registration this socket holds (registered or
+                                   authenticated here), phone digits without leading zeros */
+    uint8_t phone[10];          /* the authenticated phone */
     size_t phone_len;
-    uint16_t version;           /* 2013 or 2019 */
-    uint8_t protocol_version;
     uint16_t serial;            /* this platform's serial for 0x8100/0x8001 */
 };
 
+/* One registered terminal: its code, and the socket that holds it. */
+struct registration {
+    int state;                  /* SLOT_EMPTY, SLOT_USED or SLOT_FREED (a tombstone) */
+    char name[24];
+    char code[CODE_LEN + 1];
+    int fd;                     /* the socket that registered or last authenticated */
+};
+enum { SLOT_EMPTY = 0, SLOT_USED = 1, SLOT_FREED = 2 };
+
 static struct terminal terms[MAX_FDS];
-static int by_name[NAME_SLOTS]; /* fd + 1, 0 = empty */
+static struct registration regs[NAME_SLOTS];
+static int random_fd = -1;      /* /dev/urandom */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile sig_atomic_t stop_requested = 0;
 static rrpc_client *client = NULL;
@@ -88,15 +111,48 @@ static unsigned name_hash(const char *s)
     return h;
 }
 
-/* Caller holds `lock`. The slot of `name`, or of the empty place where it would go;
- * NAME_SLOTS when the table is full. Entries are never removed: one whose descriptor
- * now serves another terminal simply no longer matches its old name. */
-static unsigned name_slot(const char *name)
+/* Caller holds `lock`. The slot holding `name`, or NAME_SLOTS when none does. */
+static unsigned find_registration(const char *name)
+{
+    unsigned i = name_hash(name) % NAME_SLOTS;
+    for (unsigned probes = 0; probes < NAME_SLOTS; probes++, i = (i + 1) % NAME_SLOTS) {
+        if (regs[i].state == SLOT_EMPTY) return NAME_SLOTS;
+        if (regs[i].state == SLOT_USED && strcmp(regs[i].name, name) == 0) return i;
+    }
+    return NAME_SLOTS;
+}
+
+/* Caller holds `lock` and checked that `name` is not registered. A free slot for it
+ * (freed slots are used again), or NAME_SLOTS when the table is full. */
+static unsigned free_registration(const char *name)
 {
     unsigned i = name_hash(name) % NAME_SLOTS;
     for (unsigned probes = 0; probes < NAME_SLOTS; probes++, i = (i + 1) % NAME_SLOTS)
-        if (by_name[i] == 0 || strcmp(terms[by_name[i] - 1].name, name) == 0) return i;
+        if (regs[i].state != SLOT_USED) return i;
     return NAME_SLOTS;
+}
+
+/* A fresh random code, CODE_LEN hex digits. */
+static int random_code(char out[CODE_LEN + 1])
+{
+    uint8_t raw[CODE_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = read(random_fd, raw + got, sizeof raw - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof raw; i++) snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+/* Compares a received code with the issued one without stopping at the first difference. */
+static int code_matches(const uint8_t *got, size_t got_len, const char *issued)
+{
+    unsigned diff = got_len != CODE_LEN;
+    for (size_t i = 0; i < CODE_LEN; i++) diff |= (unsigned)(i < got_len ? got[i] : 0) ^ (uint8_t)issued[i];
+    return diff == 0;
 }
 
 /* Writes all of `len` bytes to `fd`; caller holds `lock`. */
@@ -127,21 +183,22 @@ static int32_t send_to_terminal(void *user_data, uint64_t conn, const uint8_t *p
     return rc;
 }
 
-/* Sends a platform message (0x8100, 0x8001) to the terminal on `fd`. */
-static void platform_send(int fd, uint16_t msg_id, const uint8_t *body, size_t body_len)
+/* Sends a platform message (0x8100, 0x8001) on `fd`, answering the frame with header
+ * `to` (its phone and edition). */
+static void platform_send(int fd, const rrpc_jt808_header *to, uint16_t msg_id, const uint8_t *body,
+                          size_t body_len)
 {
     uint8_t frame[256];
     size_t len = 0;
     pthread_mutex_lock(&lock);
-    struct terminal *t = &terms[fd];
     rrpc_jt808_header h;
     memset(&h, 0, sizeof h);
     h.msg_id = msg_id;
-    h.version = t->version;
-    h.protocol_version = t->version == 2019 ? t->protocol_version : 0;
-    memcpy(h.phone, t->phone, t->phone_len);
-    h.phone_len = t->phone_len;
-    h.serial = t->serial++;
+    h.version = to->version;
+    h.protocol_version = to->version == 2019 ? to->protocol_version : 0;
+    memcpy(h.phone, to->phone, to->phone_len);
+    h.phone_len = to->phone_len;
+    h.serial = terms[fd].serial++;
     if (rrpc_jt808_encode(&h, body, body_len, frame, sizeof frame, &len) == RRPC_STATUS_OK)
         write_all(fd, frame, len);
     else
@@ -149,76 +206,115 @@ static void platform_send(int fd, uint16_t msg_id, const uint8_t *body, size_t b
     pthread_mutex_unlock(&lock);
 }
 
-/* 0x8001 platform general response: reply serial, reply id, result 0. */
-static void platform_ack(int fd, const rrpc_jt808_header *to)
+/* 0x8001 platform general response: reply serial, reply id, result. */
+static void platform_ack(int fd, const rrpc_jt808_header *to, uint8_t result)
 {
     uint8_t body[5] = {(uint8_t)(to->serial >> 8), (uint8_t)to->serial,
-                       (uint8_t)(to->msg_id >> 8), (uint8_t)to->msg_id, 0};
-    platform_send(fd, 0x8001, body, sizeof body);
+                       (uint8_t)(to->msg_id >> 8), (uint8_t)to->msg_id, result};
+    platform_send(fd, to, 0x8001, body, sizeof body);
 }
 
-/* Frames that are not the adapter's: registration, authentication, heartbeats... */
-static void on_frame(int fd, const rrpc_jt808_frame *f)
+/* 0x0100 registration -> 0x8100: reply serial, result, and on success a fresh code. */
+static void on_register(int fd, const rrpc_jt808_frame *f, const char *name)
+{
+    const rrpc_jt808_header *h = &f->header;
+    uint8_t body[3 + CODE_LEN] = {(uint8_t)(h->serial >> 8), (uint8_t)h->serial, 0};
+    size_t body_len = 3;
+    pthread_mutex_lock(&lock);
+    if (name[0] == '\0') {
+        body[2] = 4;                                    /* no such terminal (phone not BCD) */
+    } else if (find_registration(name) < NAME_SLOTS || terms[fd].name[0] != '\0') {
+        body[2] = 3;                                    /* terminal already registered */
+    } else {
+        unsigned slot = free_registration(name);
+        if (slot < NAME_SLOTS && random_code(regs[slot].code) == 0) {
+            regs[slot].state = SLOT_USED;
+            snprintf(regs[slot].name, sizeof regs[slot].name, "%s", name);
+            regs[slot].fd = fd;
+            snprintf(terms[fd].name, sizeof terms[fd].name, "%s", name);
+            memcpy(body + 3, regs[slot].code, CODE_LEN);
+            body_len += CODE_LEN;
+        } else {
+            body[2] = 4;                                /* no room: refused */
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (body[2] != 0)
+        fprintf(stderr, "jt808_adapter: registration of %s refused (result %u)\n",
+                name[0] ? name : "a non-BCD phone", body[2]);
+    platform_send(fd, h, 0x8100, body, body_len);
+}
+
+/* 0x0102 authentication: the code (2019: length-prefixed). On a match the terminal's
+ * connection is bound to its phone; a connection it held before loses it. */
+static void on_authenticate(rrpc_jt808_adapter *adapter, int fd, const rrpc_jt808_frame *f, const char *name)
+{
+    const rrpc_jt808_header *h = &f->header;
+    const uint8_t *code = f->body;
+    size_t code_len = f->body_len;
+    if (h->version == 2019 && code_len > 0) {
+        code_len = code[0] < f->body_len ? code[0] : f->body_len - 1;
+        code++;
+    }
+    int ok = 0;
+    pthread_mutex_lock(&lock);
+    unsigned slot = name[0] != '\0' ? find_registration(name) : NAME_SLOTS;
+    if (slot < NAME_SLOTS && code_matches(code, code_len, regs[slot].code) &&
+        (terms[fd].name[0] == '\0' || strcmp(terms[fd].name, name) == 0)) {
+        int old = regs[slot].fd;
+        if (old != fd && old >= 0 && old < MAX_FDS && strcmp(terms[old].name, name) == 0) {
+            terms[old].name[0] = '\0';             /* the half-open socket loses it */
+            terms[old].online = 0;
+        }
+        regs[slot].fd = fd;
+        snprintf(terms[fd].name, sizeof terms[fd].name, "%s", name);
+        memcpy(terms[fd].phone, h->phone, h->phone_len);
+        terms[fd].phone_len = h->phone_len;
+        ok = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    /* The only place where a connection comes to speak for a phone number. */
+    if (ok && rrpc_jt808_adapter_terminal_authenticated(adapter, h->phone, h->phone_len, (uint64_t)fd) !=
+                  RRPC_STATUS_OK) {
+        fprintf(stderr, "jt808_adapter: binding %s: %s\n", name, rrpc_last_error_message());
+        ok = 0;
+    }
+    if (ok) {
+        pthread_mutex_lock(&lock);
+        terms[fd].online = 1;
+        pthread_mutex_unlock(&lock);
+        rrpc_status st = rrpc_client_add_device(client, RRPC_DIALECT_ALIBABA, product_key, name, NULL);
+        if (st != RRPC_STATUS_OK && st != RRPC_STATUS_ALREADY_EXISTS)
+            fprintf(stderr, "jt808_adapter: device %s: %s\n", name, rrpc_last_error_message());
+    } else {
+        fprintf(stderr, "jt808_adapter: authentication of %s on connection %d refused\n",
+                name[0] ? name : "a non-BCD phone", fd);
+    }
+    platform_ack(fd, h, ok ? 0 : 1);
+    if (ok) { printf("terminal %s online\n", name); fflush(stdout); }
+}
+
+/* Frames that are not the adapter's: registration, authentication, heartbeats... (and
+ * 0x0001/0x0900 from connections that have not authenticated, which completed nothing). */
+static void on_frame(rrpc_jt808_adapter *adapter, int fd, const rrpc_jt808_frame *f)
 {
     const rrpc_jt808_header *h = &f->header;
     if (fd < 0 || fd >= MAX_FDS || h->msg_id == 0x0001) return;
-    pthread_mutex_lock(&lock);
-    struct terminal *t = &terms[fd];
-    memcpy(t->phone, h->phone, h->phone_len);
-    t->phone_len = h->phone_len;
-    t->version = h->version;
-    t->protocol_version = h->protocol_version;
-    if (t->name[0] == '\0') {
+    char name[24] = "";
+    if (f->phone_bcd_error < 0) {
         const char *d = f->phone_digits;
         while (d[0] == '0' && d[1] != '\0') d++;
-        snprintf(t->name, sizeof t->name, "%s", f->phone_bcd_error < 0 ? d : "");
+        snprintf(name, sizeof name, "%s", d);
     }
-    pthread_mutex_unlock(&lock);
-
-    if (h->msg_id == 0x0100) { /* registration -> 0x8100: reply serial, result 0, auth code */
-        uint8_t body[3 + sizeof AUTH_CODE - 1] = {(uint8_t)(h->serial >> 8), (uint8_t)h->serial, 0};
-        memcpy(body + 3, AUTH_CODE, sizeof AUTH_CODE - 1);
-        platform_send(fd, 0x8100, body, sizeof body);
-        return;
-    }
-    if (h->msg_id == 0x0102) { /* authentication: the code (2019: length-prefixed) */
-        const uint8_t *code = f->body;
-        size_t code_len = f->body_len;
-        if (h->version == 2019 && code_len > 0) {
-            code_len = code[0] < f->body_len ? code[0] : f->body_len - 1;
-            code++;
-        }
-        int ok = code_len == sizeof AUTH_CODE - 1 && memcmp(code, AUTH_CODE, code_len) == 0;
-        uint8_t body[5] = {(uint8_t)(h->serial >> 8), (uint8_t)h->serial, 0x01, 0x02, ok ? 0 : 1};
-        char name[24] = "";
-        if (ok) {
-            pthread_mutex_lock(&lock);
-            struct terminal *t = &terms[fd];
-            unsigned slot = name_slot(t->name);
-            if (t->name[0] != '\0' && slot < NAME_SLOTS) {
-                t->online = 1;
-                by_name[slot] = fd + 1;
-                snprintf(name, sizeof name, "%s", t->name);
-            }
-            pthread_mutex_unlock(&lock);
-        }
-        if (name[0] != '\0') {
-            rrpc_status st = rrpc_client_add_device(client, RRPC_DIALECT_ALIBABA, product_key, name, NULL);
-            if (st != RRPC_STATUS_OK && st != RRPC_STATUS_ALREADY_EXISTS)
-                fprintf(stderr, "jt808_adapter: device %s: %s\n", name, rrpc_last_error_message());
-        }
-        platform_send(fd, 0x8001, body, sizeof body);
-        if (name[0] != '\0') { printf("terminal %s online\n", name); fflush(stdout); }
-        return;
-    }
-    platform_ack(fd, h); /* heartbeat, location report, ...: acknowledged */
+    if (h->msg_id == 0x0100) { on_register(fd, f, name); return; }
+    if (h->msg_id == 0x0102) { on_authenticate(adapter, fd, f, name); return; }
+    platform_ack(fd, h, 0); /* heartbeat, location report, ...: acknowledged */
 }
 
 /* The adapter's events, on the thread that fed it (the main thread here). */
 static void on_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt808_event *ev)
 {
     (void)user_data;
-    (void)adapter;
     switch (ev->kind) {
     case RRPC_JT808_EVENT_REPLY:
         if (rrpc_client_reply(client, ev->token, ev->payload, ev->payload_len) != RRPC_STATUS_OK && !quiet)
@@ -235,7 +331,7 @@ static void on_event(void *user_data, rrpc_jt808_adapter *adapter, const rrpc_jt
         }
         break;
     case RRPC_JT808_EVENT_FRAME:
-        on_frame((int)ev->conn, ev->frame);
+        on_frame(adapter, (int)ev->conn, ev->frame);
         break;
     case RRPC_JT808_EVENT_MALFORMED:
         fprintf(stderr, "jt808_adapter: connection %llu: %s\n", (unsigned long long)ev->conn, ev->message);
@@ -265,11 +361,11 @@ static void on_request(void *user_data, rrpc_client *c, const rrpc_request *req)
     rrpc_jt808_adapter_submit_params p;
     rrpc_jt808_adapter_submit_params_init(&p);
     pthread_mutex_lock(&lock);
-    unsigned at = name_slot(req->device_name);
-    int slot = at < NAME_SLOTS ? by_name[at] : 0;
-    if (slot != 0 && terms[slot - 1].online) {
-        p.phone_len = terms[slot - 1].phone_len;
-        memcpy(p.phone, terms[slot - 1].phone, p.phone_len);
+    unsigned at = find_registration(req->device_name);
+    int fd = at < NAME_SLOTS ? regs[at].fd : -1;
+    if (fd >= 0 && fd < MAX_FDS && terms[fd].online && strcmp(terms[fd].name, req->device_name) == 0) {
+        p.phone_len = terms[fd].phone_len;
+        memcpy(p.phone, terms[fd].phone, p.phone_len);
     }
     pthread_mutex_unlock(&lock);
     if (p.phone_len == 0) { reply_error(req->token, "terminal not connected"); return; }
@@ -294,8 +390,15 @@ static void close_terminal(rrpc_jt808_adapter *adapter, int ep, int fd)
 {
     epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
     pthread_mutex_lock(&lock);
-    terms[fd].open = 0;
-    terms[fd].online = 0;
+    /* The registration this socket holds is forgotten: the terminal registers again. */
+    if (terms[fd].name[0] != '\0') {
+        unsigned slot = find_registration(terms[fd].name);
+        if (slot < NAME_SLOTS && regs[slot].fd == fd) {
+            memset(&regs[slot], 0, sizeof regs[slot]);
+            regs[slot].state = SLOT_FREED;
+        }
+    }
+    memset(&terms[fd], 0, sizeof terms[fd]);
     close(fd);
     pthread_mutex_unlock(&lock);
     size_t answered = 0;
@@ -338,6 +441,12 @@ int main(int argc, char **argv)
     if (product_key == NULL || port <= 0 || port > 65535 || listen_port <= 0 || listen_port > 65535) {
         usage();
         return 2;
+    }
+
+    random_fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (random_fd < 0) {
+        fprintf(stderr, "jt808_adapter: cannot open /dev/urandom: %s\n", strerror(errno));
+        return 1;
     }
 
     /* The terminals' listening socket. */
@@ -427,14 +536,16 @@ int main(int argc, char **argv)
     rrpc_jt808_adapter_stats s;
     rrpc_jt808_adapter_get_stats(adapter, &s);
     fprintf(stderr, "jt808_adapter: %llu requests sent, %llu replies (%llu answered, %llu acked, %llu failed), "
-                    "%llu expired, %llu uplinks, %llu malformed\n",
+                    "%llu expired, %llu uplinks, %llu malformed, %llu unauthenticated\n",
             (unsigned long long)s.sent, (unsigned long long)s.replies, (unsigned long long)s.answered,
             (unsigned long long)s.acked, (unsigned long long)s.failed, (unsigned long long)s.expired,
-            (unsigned long long)s.uplinks, (unsigned long long)s.malformed);
+            (unsigned long long)s.uplinks, (unsigned long long)s.malformed,
+            (unsigned long long)s.unauthenticated);
     for (int fd = 0; fd < MAX_FDS; fd++)
         if (terms[fd].open) close(fd);
     close(lfd);
     close(ep);
+    close(random_fd);
     rrpc_client_free(client);
     rrpc_jt808_adapter_free(adapter);
     return 0;

@@ -70,6 +70,26 @@
 
 
 /**
+ * Largest `max_partials` (and `max_partials_per_terminal`).
+ */
+#define ReassemblerConfig_MAX_PARTIALS 65536
+
+/**
+ * Largest `max_bytes` (and `max_bytes_per_terminal`): 256 MiB.
+ */
+#define ReassemblerConfig_MAX_BYTES (256 << 20)
+
+/**
+ * Largest `max_packets` (and `max_packets_per_terminal`).
+ */
+#define ReassemblerConfig_MAX_PACKETS (1 << 20)
+
+/**
+ * Largest `timeout_ms`: one hour.
+ */
+#define ReassemblerConfig_MAX_TIMEOUT_MS 3600000
+
+/**
  * Bytes of `rrpc_credentials.client_id` and `.username`, the NUL included: room
  * for the longest identities the credentials accept (128 bytes each).
  */
@@ -598,7 +618,9 @@ enum rrpc_jt808_event_kind
     RRPC_JT808_EVENT_UPLINK = 2,
     /**
      * A frame that is not the adapter's (registration, authentication,
-     * heartbeat, location, a 0x0001 to another platform message...): `frame`.
+     * heartbeat, location, a 0x0001 to another platform message...), or a
+     * 0x0001/0x0900 from a terminal not bound to the connection it came on
+     * (which completed nothing): `frame`.
      */
     RRPC_JT808_EVENT_FRAME = 3,
     /**
@@ -1428,7 +1450,9 @@ typedef struct rrpc_jt808_adapter_config {
      */
     uint32_t max_body;
     /**
-     * Terminals known at once. Default 100000.
+     * Terminals bound to a connection at once
+     * (`rrpc_jt808_adapter_terminal_authenticated`); phones that never
+     * authenticate take none. Default 100000.
      */
     uint32_t max_terminals;
     /**
@@ -1449,6 +1473,46 @@ typedef struct rrpc_jt808_adapter_config {
      * An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
      */
     uint32_t busy_policy;
+    /**
+     * Sub-packaged 0x0900 messages being put together at once, over all
+     * terminals. Default 256, 1-65536.
+     */
+    uint32_t reassembly_max_partials;
+    /**
+     * The same for one terminal. Default 4, 1-`reassembly_max_partials`.
+     */
+    uint32_t reassembly_max_partials_per_terminal;
+    /**
+     * Body bytes held by partial messages, over all terminals. Default
+     * 4194304 (4 MiB), 1-268435456 (256 MiB).
+     */
+    uint32_t reassembly_max_bytes;
+    /**
+     * The same for one terminal. Default 1048576 (1 MiB),
+     * 1-`reassembly_max_bytes`.
+     */
+    uint32_t reassembly_max_bytes_per_terminal;
+    /**
+     * Packets held by partial messages (empty packets count too), over all
+     * terminals. Default 16384, 1-1048576.
+     */
+    uint32_t reassembly_max_packets;
+    /**
+     * The same for one terminal; a message announcing more packets is refused
+     * at its first packet. Default 1024, 1-`reassembly_max_packets`.
+     */
+    uint32_t reassembly_max_packets_per_terminal;
+    /**
+     * A partial message is dropped this long after its first packet. Default
+     * 60000, 1-3600000.
+     */
+    uint32_t reassembly_timeout_ms;
+    /**
+     * 1: decode frames with unescaped 0x7d bytes too (some terminals send
+     * them; see `rrpc_jt808_decoder_set_lenient`); 0 (default): strict. Other
+     * values are refused.
+     */
+    uint32_t lenient_escapes;
 } rrpc_jt808_adapter_config;
 
 /**
@@ -1774,6 +1838,25 @@ typedef struct rrpc_jt808_adapter_stats {
      * Gauge: sub-packaged 0x0900 messages being put together.
      */
     uint64_t partials;
+    /**
+     * 0x0001 answering 0x8900 and 0x0900 that came on a connection their
+     * terminal is not bound to (`rrpc_jt808_adapter_terminal_authenticated`):
+     * they completed nothing and were handed over as FRAME events.
+     */
+    uint64_t unauthenticated;
+    /**
+     * Calls of `rrpc_jt808_adapter_terminal_authenticated` that bound a
+     * terminal (rebinds included).
+     */
+    uint64_t bindings;
+    /**
+     * The part of `bindings` that moved a terminal from another connection.
+     */
+    uint64_t rebinds;
+    /**
+     * Frames decoded only by the lenient reading (`lenient_escapes`).
+     */
+    uint64_t lenient_frames;
 } rrpc_jt808_adapter_stats;
 
 /**
@@ -2471,7 +2554,9 @@ rrpc_status rrpc_jt808_adapter_config_init(struct rrpc_jt808_adapter_config *out
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER     `config` or `out_adapter` is NULL.
  * @retval RRPC_STATUS_INVALID_ARGUMENT `max_body` outside 2-1023, `max_frame_len`
- *         below 15, or an unknown completion or busy policy.
+ *         below 15, an unknown completion or busy policy, a reassembly limit
+ *         outside its documented range, or `lenient_escapes` neither 0 nor 1;
+ *         the message names the field.
  *
  * Any thread.
  */
@@ -2587,10 +2672,9 @@ rrpc_status rrpc_jt808_adapter_submit_params_init(struct rrpc_jt808_adapter_subm
  * @param[out] out_queued receives true when the request was queued, false when
  *                        it was sent; may be NULL.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NOT_CONNECTED no connection is known for the terminal:
- *         it has sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame`
- *         since it connected, and `rrpc_jt808_adapter_terminal_connected` was not
- *         called.
+ * @retval RRPC_STATUS_NOT_CONNECTED the terminal is not bound to a connection:
+ *         `rrpc_jt808_adapter_terminal_authenticated` was not called for it, or
+ *         it went away since.
  * @retval RRPC_STATUS_BUSY an ANSWER request of this (terminal, type) is
  *         outstanding and the policy is RRPC_JT808_BUSY_REFUSE. The application
  *         may answer the call with `rrpc_jt808_busy_payload()`.
@@ -2620,7 +2704,10 @@ rrpc_status rrpc_jt808_adapter_submit(struct rrpc_jt808_adapter *adapter,
 
 /**
  * Takes bytes received from a terminal connection (any chunking). The adapter
- * keeps one decoder per connection and learns which terminal speaks on it.
+ * keeps one decoder per connection. Frames never bind their terminal to the
+ * connection (see `rrpc_jt808_adapter_terminal_authenticated`): a 0x0001 or
+ * 0x0900 from a terminal not bound to `conn` completes nothing and comes out as
+ * a FRAME event, like registrations and heartbeats.
  * Every complete frame is handled before this returns: events (REPLY, EXPIRED,
  * UPLINK, FRAME for frames that are not the adapter's, MALFORMED for invalid
  * ones) go to the event callback, and queued requests that come due go out
@@ -2648,12 +2735,14 @@ rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
 /**
  * Takes one frame the application decoded itself (for example with an
  * `rrpc_jt808_decoder`). A 0x0001 answering 0x8900 and any 0x0900 are the
- * adapter's; other frames are left to the application (`*out_taken` false) and
- * produce no event.
+ * adapter's when the frame's terminal is bound to `conn`
+ * (`rrpc_jt808_adapter_terminal_authenticated`); from any other connection
+ * they complete nothing and are counted in `unauthenticated`. Frames the
+ * adapter does not take are left to the application (`*out_taken` false) and
+ * produce no event. The frame never binds its terminal to `conn`.
  *
  * @param[in]  adapter   the adapter.
- * @param[in]  conn      the connection the frame came on, which becomes the
- *                       terminal's; UINT64_MAX to leave that unchanged.
+ * @param[in]  conn      the connection the frame came on.
  * @param[in]  frame     the frame (`header` and `body` are read; `phone_digits`
  *                       and `phone_bcd_error` are ignored).
  * @param[in]  now_ms    the time, on the clock of the deadlines.
@@ -2662,8 +2751,6 @@ rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
  * @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
  *         id, or a packet the reassembler refused; dropped.
  * @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
- * @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
- *         `max_terminals` or `max_connections` are known.
  * @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
  *         is NULL with a length.
  *
@@ -2676,25 +2763,32 @@ rrpc_status rrpc_jt808_adapter_on_frame(struct rrpc_jt808_adapter *adapter,
                                         bool *out_taken);
 
 /**
- * Attaches a terminal to connection `conn` without waiting for its frames (for
- * applications that know the terminal from its registration already).
+ * Binds a terminal to connection `conn`: its requests go out on `conn`, and
+ * only the 0x0001 and 0x0900 frames that come on `conn` with its phone number
+ * complete them. Call it only after the terminal authenticated on `conn`: its
+ * 0x0102 carried the code the application issued at its registration
+ * (0x8100). Nothing else binds a terminal; a phone number in a frame header
+ * is a claim any connection can make. A terminal bound to another connection
+ * is moved here (a reconnect while the old socket is half-open): its pending
+ * requests stay pending, and closing the old connection no longer affects it.
  *
  * @param[in] adapter   the adapter.
- * @param[in] phone     the terminal's raw phone bytes.
+ * @param[in] phone     the terminal's raw phone bytes, as the authenticating
+ *                      frame's header holds them.
  * @param[in] phone_len 6 or 10.
  * @param[in] conn      the connection, as given to `rrpc_jt808_adapter_on_bytes`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
- *         `max_terminals` or `max_connections` are known.
+ *         `max_terminals` or `max_connections` are known; nothing changed.
  * @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
  * @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
  *
  * Any thread, including callbacks.
  */
-rrpc_status rrpc_jt808_adapter_terminal_connected(struct rrpc_jt808_adapter *adapter,
-                                                  const uint8_t *phone,
-                                                  size_t phone_len,
-                                                  uint64_t conn);
+rrpc_status rrpc_jt808_adapter_terminal_authenticated(struct rrpc_jt808_adapter *adapter,
+                                                      const uint8_t *phone,
+                                                      size_t phone_len,
+                                                      uint64_t conn);
 
 /**
  * The terminal went away: each of its requests, sent or queued, is answered
@@ -2847,6 +2941,26 @@ rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
 rrpc_status rrpc_jt808_decoder_push(struct rrpc_jt808_decoder *decoder,
                                     const uint8_t *bytes,
                                     size_t len);
+
+/**
+ * Makes the decoder lenient (1) or strict again (0, the default) for the frames
+ * that complete from now on. A lenient decoder also takes frames from
+ * terminals that leave 0x7d unescaped: a frame the strict reading refuses (an
+ * invalid or lone escape, a wrong checksum or body length) is read again with
+ * `0x7d 0x02` as 0x7e and every other 0x7d as itself, and kept when its
+ * checksum and body length then hold. Frames a strict terminal sends decode
+ * the same either way; about 1 in 256 corrupted frames may pass the second
+ * reading's one-byte checksum.
+ *
+ * @param[in] decoder the decoder.
+ * @param[in] lenient 1 for lenient, 0 for strict.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `lenient` is neither 0 nor 1.
+ * @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL.
+ *
+ * One thread at a time per decoder.
+ */
+rrpc_status rrpc_jt808_decoder_set_lenient(struct rrpc_jt808_decoder *decoder, uint32_t lenient);
 
 /**
  * Takes the next complete frame, in stream order. Unknown message ids are

@@ -12,8 +12,8 @@ mod common;
 use rrpc::jt808::adapter::{ack_payload, error_payload, result_error_payload};
 use rrpc::jt808::{
     decode_frame, encode_frame, split_passthrough, Adapter, AdapterConfig, Body, BusyPolicy, Call,
-    Completion, ErrorReason, Event, Frame, Handled, Header, Package, Phone, ReplyKind,
-    StreamDecoder, SubmitError, Submitted, Version, MAX_FRAME_LEN,
+    Completion, ConnectionError, ErrorReason, Event, Frame, Handled, Header, Package, Phone,
+    ReplyKind, StreamDecoder, SubmitError, Submitted, Version, MAX_FRAME_LEN,
 };
 
 // ---------------------------------------------------------- building frames
@@ -43,8 +43,21 @@ fn frames(wire: &[u8]) -> Vec<Frame> {
     v
 }
 
-/// Submits and returns the single frame sent.
+/// The connection the tests' terminals authenticated on.
+const CONN: u64 = 1;
+
+/// Binds the terminal to [`CONN`], as a gateway does once it checked the
+/// terminal's authentication code.
+fn bind(a: &mut Adapter, phone: Phone) {
+    a.terminal_authenticated(&phone, CONN).unwrap();
+}
+
+/// Submits (binding the terminal to [`CONN`] first if it is not bound) and
+/// returns the single frame sent.
 fn send(a: &mut Adapter, call: Call<'_>, now: u64) -> Frame {
+    if a.terminal_conn(&call.phone).is_none() {
+        bind(a, call.phone);
+    }
     let mut out = Vec::new();
     let r = a.submit(&call, now, &mut out).expect("submit");
     assert!(matches!(r, Submitted::Sent { packets: 1, .. }), "{r:?}");
@@ -80,9 +93,10 @@ fn uplink(phone: Phone, content_type: u8, content: &[u8]) -> Frame {
     decode_frame(&uplink_wire(phone, content_type, content)).unwrap()
 }
 
+/// A frame arriving on [`CONN`].
 fn on(a: &mut Adapter, f: &Frame, now: u64) -> Vec<Event> {
     let mut ev = Vec::new();
-    a.on_frame(f, now, &mut ev);
+    a.on_frame(CONN, f, now, &mut ev);
     ev
 }
 
@@ -257,6 +271,7 @@ fn answer_completion_takes_the_next_uplink_of_the_type() {
     );
     // Nor is one of the right type from another terminal.
     let other = p13("13800138001");
+    bind(&mut a, other);
     assert!(matches!(
         &on(&mut a, &uplink(other, 0x41, b"x"), 1_200)[..],
         [Event::Uplink { .. }]
@@ -393,6 +408,8 @@ fn submit_refuses_clearly_and_holds_nothing() {
         c.max_terminals = 2;
     });
     let t = p13("1");
+    bind(&mut a, t);
+    bind(&mut a, p13("2"));
     let mut out = Vec::new();
     a.submit(&Call::new(1, t, 0, b"", 10), 0, &mut out).unwrap();
     out.clear();
@@ -415,12 +432,19 @@ fn submit_refuses_clearly_and_holds_nothing() {
     assert_eq!(e, Err(SubmitError::TableFull { max: 2 }));
     assert!(out.is_empty());
     a.cancel(1, 0, &mut Vec::new());
+    // A terminal that has not authenticated gets nothing.
     let e = a.submit(&Call::new(3, p13("3"), 0, b"", 10), 0, &mut out);
-    assert_eq!(e, Err(SubmitError::TooManyTerminals { max: 2 }));
-    assert!(e.unwrap_err().to_string().contains("max_terminals"));
+    assert_eq!(e, Err(SubmitError::NotConnected { phone: p13("3") }));
+    assert_eq!(e.as_ref().unwrap_err().reply_payload(), None);
+    assert!(e.unwrap_err().to_string().contains("not bound"));
     assert!(out.is_empty());
     assert_eq!(a.stats().refused, 5);
     assert_eq!(a.len(), 1);
+    // Binding a third terminal is refused by max_terminals, and changes nothing.
+    let e = a.terminal_authenticated(&p13("3"), CONN).unwrap_err();
+    assert_eq!(e, ConnectionError::TooManyTerminals { max: 2 });
+    assert!(e.to_string().contains("max_terminals"));
+    assert_eq!(a.terminal_conn(&p13("3")), None);
 }
 
 // ------------------------------------------------------ busy (terminal, type)
@@ -644,6 +668,8 @@ fn serial_wraps_at_65535_and_skips_pending_serials() {
 fn serials_exhausted_when_every_serial_is_pending() {
     let mut a = adapter_with(|c| c.max_pending = 70_000);
     let t = p13("1");
+    bind(&mut a, t);
+    bind(&mut a, p13("2"));
     let mut out = Vec::new();
     for i in 0..65536u64 {
         out.clear();
@@ -700,6 +726,7 @@ fn serials_exhausted_when_every_serial_is_pending() {
 fn long_downlink_is_sub_packaged_and_acked_packet_by_packet() {
     let mut a = adapter();
     let t = p13("13800138000");
+    bind(&mut a, t);
     let content: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
     let mut out = Vec::new();
     let r = a
@@ -756,6 +783,7 @@ fn long_downlink_is_sub_packaged_and_acked_packet_by_packet() {
 fn long_downlink_fails_on_the_first_failing_packet() {
     let mut a = adapter();
     let t = p13("1");
+    bind(&mut a, t);
     let content = vec![0x7eu8; 2500];
     let mut out = Vec::new();
     a.submit(&Call::new(1, t, 0x41, &content, 9_000), 0, &mut out)
@@ -803,7 +831,7 @@ fn sub_packaged_uplink_is_reassembled_into_the_answer() {
     }
     let mut ev = Vec::new();
     for chunk in wire.chunks(97) {
-        a.on_bytes(3, chunk, 10, &mut ev).unwrap();
+        a.on_bytes(CONN, chunk, 10, &mut ev).unwrap();
     }
     assert_eq!(ev, [reply(1, t, ReplyKind::Answer, &content)]);
     assert_eq!(a.stats().partials, 0);
@@ -812,7 +840,7 @@ fn sub_packaged_uplink_is_reassembled_into_the_answer() {
     let mut ev = Vec::new();
     for p in &parts {
         assert_eq!(
-            a.on_frame(&decode_frame(p).unwrap(), 20, &mut ev),
+            a.on_frame(CONN, &decode_frame(p).unwrap(), 20, &mut ev),
             Handled::Taken
         );
     }
@@ -828,9 +856,9 @@ fn sub_packaged_uplink_is_reassembled_into_the_answer() {
     // A packet sent twice is dropped and counted.
     let mut ev = Vec::new();
     let first = decode_frame(&parts[0]).unwrap();
-    assert_eq!(a.on_frame(&first, 30, &mut ev), Handled::Taken);
+    assert_eq!(a.on_frame(CONN, &first, 30, &mut ev), Handled::Taken);
     assert!(matches!(
-        a.on_frame(&first, 30, &mut ev),
+        a.on_frame(CONN, &first, 30, &mut ev),
         Handled::Dropped(_)
     ));
     assert_eq!(a.stats().reassembly_errors, 1);
@@ -911,6 +939,7 @@ fn malformed_frames_are_reported_and_the_stream_carries_on() {
 fn bodies_that_do_not_fit_their_id_are_dropped() {
     let mut a = adapter();
     let t = p13("1");
+    bind(&mut a, t);
     let mut w = Vec::new();
     encode_frame(&Header::new(0x0001, t, 1), &[0, 1, 0x89], &mut w).unwrap();
     encode_frame(&Header::new(0x0900, t, 2), &[], &mut w).unwrap();
@@ -950,10 +979,16 @@ fn unknown_message_ids_pass_through() {
     assert_eq!(ids, [0x0002, 0x0200, 0x0001]);
     let s = a.stats();
     assert_eq!((s.other_frames, s.malformed, s.unknown_acks), (3, 0, 0));
-    // The terminal is known on connection 4 now.
-    assert_eq!(a.terminal_conn(&t), Some(4));
+    // Frames never bind their terminal to the connection.
+    assert_eq!(a.terminal_conn(&t), None);
+    assert_eq!(s.terminals, 0);
     assert_eq!(
-        a.on_frame(&ack(t, 0, 0), 0, &mut Vec::new()),
+        a.on_frame(4, &ack(t, 0, 0), 0, &mut Vec::new()),
+        Handled::Unauthenticated
+    );
+    a.terminal_authenticated(&t, 4).unwrap();
+    assert_eq!(
+        a.on_frame(4, &ack(t, 0, 0), 0, &mut Vec::new()),
         Handled::Taken,
         "a 0x0001 answering 0x8900 is taken even when nothing matches"
     );
@@ -978,6 +1013,7 @@ fn phone_with_a_non_bcd_digit_is_keyed_by_its_raw_bytes() {
     assert_eq!(frame.header.phone.raw(), &raw[..]);
     assert!(frame.header.phone.digits().is_err());
     // Calls to it correlate by the raw bytes.
+    a.terminal_authenticated(&t, 9).unwrap();
     let f = send(&mut a, Call::new(1, t, 0x41, b"x", 99), 0);
     assert_eq!(f.header.phone.raw(), &raw[..]);
     let ev = bytes(&mut a, 9, &ack_wire(t, f.header.serial, 0), 1);
@@ -991,6 +1027,7 @@ fn phone_with_a_non_bcd_digit_is_keyed_by_its_raw_bytes() {
 fn uplink_without_a_request_and_ack_with_unknown_serial() {
     let mut a = adapter();
     let t = p13("13800138000");
+    bind(&mut a, t);
     assert_eq!(
         bytes(&mut a, 1, &uplink_wire(t, 0x41, b"unasked"), 0),
         [Event::Uplink {
@@ -1048,12 +1085,12 @@ fn disconnect_answers_every_pending_and_queued_call() {
         (s.disconnected, s.replies, s.pending, s.queued_now),
         (5, 5, 1, 0)
     );
-    // Frames for the old calls are unknown now; nothing is answered twice.
+    // The terminal is no longer bound: frames for the old calls complete
+    // nothing, and nothing is answered twice.
+    assert_eq!(a.terminal_conn(&t), None);
     assert!(on(&mut a, &ack(t, 0, 0), 11).is_empty());
-    assert!(matches!(
-        &on(&mut a, &uplink(t, 0xf0, b""), 11)[..],
-        [Event::Uplink { .. }]
-    ));
+    assert!(on(&mut a, &uplink(t, 0xf0, b""), 11).is_empty());
+    assert_eq!(a.stats().unauthenticated, 2);
     // Serial numbering starts over after a reconnect.
     assert_eq!(
         send(&mut a, Call::new(7, t, 0, b"", 99), 20).header.serial,
@@ -1066,11 +1103,9 @@ fn disconnect_answers_every_pending_and_queued_call() {
 fn closing_a_connection_disconnects_its_terminals() {
     let mut a = adapter();
     let (x, y, z) = (p13("1"), p13("2"), p13("3"));
-    let mut w = Vec::new();
-    encode_frame(&Header::new(0x0002, x, 1), &[], &mut w).unwrap();
-    encode_frame(&Header::new(0x0002, y, 1), &[], &mut w).unwrap();
-    bytes(&mut a, 7, &w, 0);
-    a.terminal_connected(&z, 8).unwrap();
+    a.terminal_authenticated(&x, 7).unwrap();
+    a.terminal_authenticated(&y, 7).unwrap();
+    a.terminal_authenticated(&z, 8).unwrap();
     assert_eq!(
         (
             a.terminal_conn(&x),
@@ -1082,10 +1117,8 @@ fn closing_a_connection_disconnects_its_terminals() {
     for (tok, p) in [(1, x), (2, y), (3, z)] {
         send(&mut a, Call::new(tok, p, 0x41, b"", 99), 0);
     }
-    // y reconnects on connection 9 before 7 is noticed closed.
-    let mut w = Vec::new();
-    encode_frame(&Header::new(0x0002, y, 2), &[], &mut w).unwrap();
-    bytes(&mut a, 9, &w, 1);
+    // y reconnects and authenticates on connection 9 before 7 is noticed closed.
+    a.terminal_authenticated(&y, 9).unwrap();
     let mut ev = Vec::new();
     assert_eq!(a.connection_closed(7, 2, &mut ev), 1);
     assert!(matches!(
@@ -1099,7 +1132,8 @@ fn closing_a_connection_disconnects_its_terminals() {
     assert!(a.contains(2) && a.contains(3));
     assert_eq!(a.terminal_conn(&x), None);
     assert_eq!(a.connection_closed(7, 2, &mut ev), 0);
-    assert_eq!(a.stats().connections, 2);
+    let s = a.stats();
+    assert_eq!((s.connections, s.bindings, s.rebinds), (2, 4, 1));
 }
 
 #[test]
@@ -1132,6 +1166,114 @@ fn cancel_and_send_failure() {
     assert!(matches!(ev[1], Event::SendQueued { token: 3, .. }));
     let s = a.stats();
     assert_eq!((s.cancelled, s.send_failures), (1, 1));
+}
+
+// ------------------------------------------- who a connection speaks for
+
+/// A heartbeat from the terminal's phone on `conn`, on the wire.
+fn heartbeat_wire(phone: Phone) -> Vec<u8> {
+    let mut w = Vec::new();
+    encode_frame(&Header::new(0x0002, phone, 7), &[], &mut w).unwrap();
+    w
+}
+
+#[test]
+fn a_phone_claimed_on_another_connection_binds_and_completes_nothing() {
+    let mut a = adapter();
+    let victim = p13("13800138000");
+    a.terminal_authenticated(&victim, 1).unwrap();
+    let f = send(&mut a, Call::new(1, victim, 0x41, b"q", 9_000), 0);
+    let answer = Call::new(2, victim, 0xf0, b"q", 9_000).with_completion(Completion::Answer);
+    let f2 = send(&mut a, answer, 0);
+    // An attacker on connection 66 claims the victim's number with a
+    // heartbeat, then spoofs the ack and the answer, serials guessed right.
+    let mut w = heartbeat_wire(victim);
+    w.extend(ack_wire(victim, f.header.serial, 0));
+    w.extend(ack_wire(victim, f2.header.serial, 0));
+    w.extend(uplink_wire(victim, 0xf0, b"forged"));
+    let ev = bytes(&mut a, 66, &w, 10);
+    assert_eq!(ev.len(), 4, "{ev:?}");
+    assert!(
+        ev.iter()
+            .all(|e| matches!(e, Event::Frame { conn: 66, .. })),
+        "the attacker's frames are the application's, none is a reply: {ev:?}"
+    );
+    assert_eq!(a.terminal_conn(&victim), Some(1), "nothing rebinds");
+    assert_eq!((a.pending_len(), a.stats().unauthenticated), (2, 3));
+    // The victim's downlinks still go to connection 1, and the attacker
+    // hanging up fails none of its calls.
+    assert_eq!(a.connection_closed(66, 11, &mut Vec::new()), 0);
+    assert_eq!(a.pending_len(), 2);
+    // The real terminal's answers, on its own connection, complete them.
+    let mut w = ack_wire(victim, f.header.serial, 0);
+    w.extend(uplink_wire(victim, 0xf0, b"real"));
+    let ev = bytes(&mut a, 1, &w, 12);
+    assert_eq!(
+        ev,
+        [
+            reply(1, victim, ReplyKind::Ack, &ack_payload(f.header.serial)),
+            reply(2, victim, ReplyKind::Answer, b"real"),
+        ]
+    );
+    let s = a.stats();
+    assert_eq!((s.bindings, s.rebinds, s.unauthenticated), (1, 0, 3));
+}
+
+#[test]
+fn reauthentication_on_a_new_connection_moves_the_terminal() {
+    let mut a = adapter();
+    let t = p13("13800138000");
+    a.terminal_authenticated(&t, 1).unwrap();
+    let f = send(&mut a, Call::new(1, t, 0x41, b"q", 9_000), 0);
+    // The terminal reconnects while connection 1 is half-open, and
+    // authenticates again on 2: the binding moves, the call stays pending.
+    a.terminal_authenticated(&t, 2).unwrap();
+    assert_eq!(a.terminal_conn(&t), Some(2));
+    assert_eq!(a.pending_len(), 1);
+    // Connection 1 speaks for it no more.
+    assert!(bytes(&mut a, 1, &ack_wire(t, f.header.serial, 0), 1)
+        .iter()
+        .all(|e| matches!(e, Event::Frame { conn: 1, .. })));
+    // The old socket finally closes: the terminal is not affected.
+    assert_eq!(a.connection_closed(1, 2, &mut Vec::new()), 0);
+    assert_eq!(a.terminal_conn(&t), Some(2));
+    assert_eq!(
+        bytes(&mut a, 2, &ack_wire(t, f.header.serial, 0), 3),
+        [reply(1, t, ReplyKind::Ack, &ack_payload(f.header.serial))]
+    );
+    // Its new connection closing disconnects it.
+    send(&mut a, Call::new(2, t, 0x41, b"q", 9_000), 4);
+    let mut ev = Vec::new();
+    assert_eq!(a.connection_closed(2, 5, &mut ev), 1);
+    assert!(matches!(&ev[..], [Event::Reply { token: 2, .. }]));
+    let s = a.stats();
+    assert_eq!((s.bindings, s.rebinds, s.unauthenticated), (2, 1, 1));
+}
+
+#[test]
+fn unbound_phones_take_no_terminal_slot() {
+    let mut a = adapter_with(|c| c.max_terminals = 10);
+    // 100000 invented phone numbers on one connection: heartbeats, acks,
+    // uplinks.
+    let mut ev = Vec::new();
+    for i in 0..100_000u64 {
+        let p = p13(&format!("{:011}", 20_000_000_000u64 + i));
+        let w = match i % 3 {
+            0 => heartbeat_wire(p),
+            1 => ack_wire(p, 0, 0),
+            _ => uplink_wire(p, 0x41, b"x"),
+        };
+        a.on_bytes(5, &w, 0, &mut ev).unwrap();
+        ev.clear();
+    }
+    let s = a.stats();
+    assert_eq!((s.terminals, s.uplinks, s.replies), (0, 0, 0));
+    assert_eq!(s.unauthenticated, 66_666);
+    // Every slot is still there for terminals that authenticate.
+    for i in 0..10 {
+        a.terminal_authenticated(&p13(&i.to_string()), 5).unwrap();
+    }
+    assert_eq!(a.stats().terminals, 10);
 }
 
 // ------------------------------------------------------------ 2019 edition
@@ -1167,6 +1309,10 @@ fn a_thousand_terminals_interleaved() {
     let phones: Vec<Phone> = (0..n).map(|i| p13(&format!("1380000{i:04}"))).collect();
     // Two calls per terminal: an Ack one (type 0x41) and an Answer one (0xf0),
     // submitted interleaved across terminals.
+    // Each terminal authenticated on a connection of its own.
+    for (i, p) in phones.iter().enumerate() {
+        a.terminal_authenticated(p, i as u64).unwrap();
+    }
     let mut sent = Vec::new(); // (token, phone, serial)
     for round in 0..2u64 {
         for (i, &p) in phones.iter().enumerate() {
@@ -1246,6 +1392,9 @@ fn random_input_never_panics_and_nothing_leaks() {
     });
     let mut rng = XorShift(0x5eed);
     let phones: Vec<Phone> = (0..4).map(|i| p13(&i.to_string())).collect();
+    // Phones 0 and 1 authenticated on connections 0 and 1; 2 and 3 only claim.
+    a.terminal_authenticated(&phones[0], 0).unwrap();
+    a.terminal_authenticated(&phones[1], 1).unwrap();
     let mut ev = Vec::new();
     let mut now = 0u64;
     let mut replied = std::collections::HashSet::new();
@@ -1277,11 +1426,11 @@ fn random_input_never_panics_and_nothing_leaks() {
             }
             2 => {
                 let f = ack(p, rng.below(40) as u16, rng.below(5) as u8);
-                a.on_frame(&f, now, &mut ev);
+                a.on_frame(rng.below(3) as u64, &f, now, &mut ev);
             }
             3 => {
                 let f = uplink(p, [0x41, 0x42, 0x0b][rng.below(3)], b"u");
-                a.on_frame(&f, now, &mut ev);
+                a.on_frame(rng.below(3) as u64, &f, now, &mut ev);
             }
             4 => {
                 let junk: Vec<u8> = (0..rng.below(64))
@@ -1294,6 +1443,9 @@ fn random_input_never_panics_and_nothing_leaks() {
             }
             6 if rng.below(20) == 0 => {
                 a.terminal_disconnected(&p, now, &mut ev);
+            }
+            6 if rng.below(4) == 0 && p != phones[3] => {
+                a.terminal_authenticated(&p, rng.below(3) as u64).unwrap();
             }
             _ => {
                 a.cancel(rng.below(step as usize + 1) as u64, now, &mut ev);

@@ -4,9 +4,10 @@
 //! and a randomized no-panic sweep.
 
 use rrpc::jt808::{
-    decode_frame, encode_frame, split_passthrough, BcdError, Body, BodyError, DecodeErrorKind,
-    EncodeError, Frame, Header, Package, Phone, PhoneError, Reassembler, ReassemblerConfig,
-    ReassemblyError, ResponseResult, StreamDecoder, Version, MAX_BODY_LEN, MAX_FRAME_LEN,
+    decode_frame, decode_frame_lenient, encode_frame, split_passthrough, BcdError, Body, BodyError,
+    DecodeErrorKind, EncodeError, Escapes, Frame, Header, Package, Phone, PhoneError, Reassembler,
+    ReassemblerConfig, ReassemblyError, ResponseResult, StreamDecoder, Version, MAX_BODY_LEN,
+    MAX_FRAME_LEN,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -861,6 +862,47 @@ fn unescaped_0x7d_from_a_lenient_terminal_is_refused() {
     );
 }
 
+#[test]
+fn lenient_mode_reads_traccars_unescaped_0x7d_frames() {
+    let a = hex("7e0900001f4f07788ef87d000cf0230223150215010203013800000c000b029dc58c04b99b60230223171822507e");
+    let b = hex("7e090000344f07788ef87d0138f02305151230460102020001ffffffff000100001457000000020006503134353700000c000a029dc63004b99a98230515132726787e");
+    let phone = Phone::from_raw(&hex("4f07788ef87d")).unwrap();
+    for (wire, serial, body_len) in [(&a, 0x000c, 0x1f), (&b, 0x0138, 0x34)] {
+        let f = decode_frame_lenient(wire).unwrap();
+        assert_eq!(f.header.msg_id, 0x0900);
+        assert_eq!(f.header.phone, phone);
+        assert_eq!(f.header.serial, serial);
+        assert_eq!(f.body.len(), body_len);
+        assert_eq!(f.body[0], 0xf0, "pass-through type");
+        // Re-encoded, the 0x7d is escaped: a strict decoder reads it back.
+        let mut strict = Vec::new();
+        f.encode(&mut strict).unwrap();
+        assert_eq!(decode_frame(&strict).unwrap(), f);
+        // The stream decoder in lenient mode, chunked, counts them.
+        let mut d = StreamDecoder::with_escapes(MAX_FRAME_LEN, Escapes::Lenient);
+        for chunk in wire.chunks(5) {
+            d.push(chunk);
+        }
+        assert_eq!(d.next_frame(), Some(Ok(f)));
+        assert_eq!(d.lenient_frames(), 1);
+        // Off by default.
+        let mut d = StreamDecoder::default();
+        d.push(wire);
+        assert!(matches!(d.next_frame(), Some(Err(_))));
+        assert_eq!(d.escapes(), Escapes::Strict);
+    }
+    // Strict frames decode the same in both modes, and what neither reading
+    // makes valid keeps the strict reading's error.
+    for v in all_vectors() {
+        assert_eq!(decode_frame_lenient(&v), decode_frame(&v));
+    }
+    let mut bad = hex(TRACCAR_8900_2013);
+    let n = bad.len();
+    bad[n - 2] ^= 1;
+    assert_eq!(decode_frame_lenient(&bad), decode_frame(&bad));
+    assert!(decode_frame(&bad).is_err());
+}
+
 // ------------------------------------------------------ stream decoder
 
 fn all_vectors() -> Vec<Vec<u8>> {
@@ -1174,10 +1216,13 @@ fn reassembly_errors_and_limits() {
     // Expiry by the caller's clock.
     let cfg = ReassemblerConfig {
         max_partials: 2,
+        max_partials_per_terminal: 2,
         max_bytes: 2500,
+        max_bytes_per_terminal: 2500,
         timeout_ms: 100,
+        ..ReassemblerConfig::default()
     };
-    let mut r = Reassembler::new(cfg);
+    let mut r = Reassembler::new(cfg).unwrap();
     r.push(frames[0].clone(), 0).unwrap();
     assert_eq!(r.partials(), 1);
     assert_eq!(r.expire(99), 0);
@@ -1190,7 +1235,7 @@ fn reassembly_errors_and_limits() {
     assert_eq!(r.expire(250), 1);
 
     // Byte limit.
-    let mut r = Reassembler::new(cfg);
+    let mut r = Reassembler::new(cfg).unwrap();
     r.push(frames[0].clone(), 0).unwrap();
     r.push(frames[1].clone(), 0).unwrap();
     assert_eq!(
@@ -1200,8 +1245,10 @@ fn reassembly_errors_and_limits() {
     // Partial-message limit: three terminals, room for two.
     let mut r = Reassembler::new(ReassemblerConfig {
         max_bytes: 1 << 20,
+        max_bytes_per_terminal: 1 << 20,
         ..cfg
-    });
+    })
+    .unwrap();
     for (i, d) in ["1", "2", "3"].iter().enumerate() {
         let mut f = frames[0].clone();
         f.header.phone = phone13(d);
@@ -1218,6 +1265,180 @@ fn reassembly_errors_and_limits() {
     assert!(matches!(r.push(f, 0), Err(ReassemblyError::BadPackage(_))));
     let whole = decode_frame(&hex(SMALLCHI_0900_2013)).unwrap();
     assert_eq!(r.push(whole.clone(), 0), Ok(Some(whole)));
+}
+
+/// Packets of a 0x0900 from `phone` announcing `count` packets, first serial
+/// `serial`, each with an empty body but packet 1 (the type byte).
+fn empty_packet(phone: Phone, serial: u16, count: u16, index: u16) -> Frame {
+    let mut header = Header::new(0x0900, phone, serial.wrapping_add(index - 1));
+    header.package = Some(Package { count, index });
+    Frame {
+        header,
+        body: if index == 1 { vec![0x41] } else { Vec::new() },
+    }
+}
+
+#[test]
+fn reassembly_bounds_packets_even_when_they_are_empty() {
+    // Empty packets used to cost nothing against max_bytes: 256 partial
+    // messages of 65534 empty packets each were about 0.5 GB.
+    let mut r = Reassembler::default();
+    let t = phone13("13800138000");
+    let c = ReassemblerConfig::default();
+    assert_eq!(
+        r.push(empty_packet(t, 0, 65_535, 2), 0),
+        Err(ReassemblyError::TooManyPackets {
+            max: c.max_packets_per_terminal
+        }),
+        "a message that could never complete is refused at its first packet"
+    );
+    // Within the announced bound, empty packets still count one each.
+    let count = c.max_packets_per_terminal as u16;
+    for index in 2..=count {
+        assert_eq!(r.push(empty_packet(t, 0, count, index), 0), Ok(None));
+    }
+    assert_eq!(r.buffered_packets(), usize::from(count) - 1);
+    assert_eq!(r.push(empty_packet(t, 5000, 2, 2), 0), Ok(None));
+    assert_eq!(
+        r.push(empty_packet(t, 6000, 2, 2), 0),
+        Err(ReassemblyError::TerminalLimit {
+            limit: "max_packets_per_terminal",
+            max: c.max_packets_per_terminal
+        })
+    );
+    // Over all terminals: 16 terminals fill max_packets.
+    let mut r = Reassembler::default();
+    let mut refused = 0;
+    for p in 0..20u32 {
+        let phone = phone13(&format!("1{p:03}"));
+        for index in 2..=count {
+            if r.push(empty_packet(phone, 0, count, index), 0).is_err() {
+                refused += 1;
+            }
+        }
+    }
+    assert!(r.buffered_packets() <= c.max_packets);
+    assert_eq!(
+        r.buffered_packets() + refused,
+        20 * (usize::from(count) - 1)
+    );
+    assert_eq!(r.buffered_packets(), c.max_packets);
+}
+
+#[test]
+fn one_terminal_cannot_take_every_partial_slot() {
+    let mut r = Reassembler::default();
+    let c = ReassemblerConfig::default();
+    let greedy = phone13("666");
+    let mut refused = None;
+    for serial in 0..300u16 {
+        if let Err(e) = r.push(empty_packet(greedy, serial * 2, 2, 1), 0) {
+            refused.get_or_insert(e);
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(ReassemblyError::TerminalLimit {
+            limit: "max_partials_per_terminal",
+            max: c.max_partials_per_terminal
+        })
+    );
+    assert_eq!(r.partials(), c.max_partials_per_terminal);
+    assert_eq!(r.terminal_usage(&greedy).0, c.max_partials_per_terminal);
+    // Another terminal still reassembles.
+    let other = phone13("13800138000");
+    assert_eq!(r.push(empty_packet(other, 9, 2, 1), 0), Ok(None));
+    let whole = r.push(empty_packet(other, 9, 2, 2), 0).unwrap().unwrap();
+    assert_eq!(whole.body, [0x41]);
+    // Bytes per terminal: one terminal cannot fill max_bytes either.
+    let cfg = ReassemblerConfig {
+        max_bytes_per_terminal: 2000,
+        ..c
+    };
+    let mut r = Reassembler::new(cfg).unwrap();
+    let mut big = empty_packet(greedy, 0, 3, 1);
+    big.body = vec![1; 1023];
+    assert_eq!(r.push(big.clone(), 0), Ok(None));
+    big.header.serial = 1;
+    big.header.package = Some(Package { count: 3, index: 2 });
+    assert_eq!(
+        r.push(big.clone(), 0),
+        Err(ReassemblyError::TerminalLimit {
+            limit: "max_bytes_per_terminal",
+            max: 2000
+        })
+    );
+    // Forgetting the terminal gives everything back.
+    assert_eq!(r.forget(&greedy), 1);
+    assert_eq!(
+        (r.partials(), r.buffered_bytes(), r.buffered_packets()),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn reassembly_limits_are_checked_at_config_time() {
+    let d = ReassemblerConfig::default();
+    assert!(Reassembler::new(d).is_ok());
+    let cases = [
+        (
+            ReassemblerConfig {
+                max_partials: 0,
+                ..d
+            },
+            "max_partials 0 is outside 1..=65536",
+        ),
+        (
+            ReassemblerConfig {
+                max_partials: 65_537,
+                ..d
+            },
+            "max_partials 65537 is outside 1..=65536",
+        ),
+        (
+            ReassemblerConfig {
+                max_partials_per_terminal: 257,
+                ..d
+            },
+            "max_partials_per_terminal 257 is outside 1..=256 (max_partials)",
+        ),
+        (
+            ReassemblerConfig {
+                max_bytes: (256 << 20) + 1,
+                ..d
+            },
+            "max_bytes 268435457 is outside 1..=268435456",
+        ),
+        (
+            ReassemblerConfig {
+                max_bytes_per_terminal: 0,
+                ..d
+            },
+            "max_bytes_per_terminal 0 is outside 1..=4194304 (max_bytes)",
+        ),
+        (
+            ReassemblerConfig {
+                max_packets: (1 << 20) + 1,
+                ..d
+            },
+            "max_packets 1048577 is outside 1..=1048576",
+        ),
+        (
+            ReassemblerConfig {
+                max_packets_per_terminal: 16_385,
+                ..d
+            },
+            "max_packets_per_terminal 16385 is outside 1..=16384 (max_packets)",
+        ),
+        (
+            ReassemblerConfig { timeout_ms: 0, ..d },
+            "timeout_ms 0 is outside 1..=3600000",
+        ),
+    ];
+    for (cfg, text) in cases {
+        let e = Reassembler::new(cfg).unwrap_err();
+        assert!(e.to_string().ends_with(text), "{e} / {text}");
+    }
 }
 
 // ------------------------------------------------------ randomized sweep

@@ -2,7 +2,8 @@
 //! pass-through adapters without vehicles.
 //!
 //! Each terminal opens its own TCP connection, registers (0x0100 / 0x8100),
-//! authenticates (0x0102 / 0x8001), then acknowledges every downlink
+//! authenticates with the code it was issued (0x0102 / 0x8001: an adapter binds
+//! the connection to the phone only then), then acknowledges every downlink
 //! pass-through (0x8900) with a general response (0x0001) and, when told to,
 //! answers it with an uplink pass-through (0x0900). All terminals run as tasks
 //! on one thread: a thousand terminals are a thousand sockets, not a thousand
@@ -55,8 +56,9 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 
 const AFTER_HELP: &str = "\
 Each terminal connects to --connect, registers (0x0100, answered by 0x8100 with an
-authentication code), authenticates with that code (0x0102, answered by 0x8001 result 0),
-and then serves until SIGINT or SIGTERM, or until the adapter closes its connection:
+authentication code), authenticates with that code (0x0102, answered by 0x8001 result 0:
+from then on the adapter takes this connection's frames as the terminal's), and then serves
+until SIGINT or SIGTERM, or until the adapter closes its connection:
   0x8900 downlink pass-through  -> 0x0001 general response (reply serial, 0x8900, --result),
                                    one per packet when the 0x8900 is sub-packaged; then, when
                                    --result is ok and --answer is not none, after

@@ -226,6 +226,156 @@ fn failures_and_disconnects_answer_the_call_at_once() {
     );
 }
 
+/// A raw TCP connection to the adapter, speaking for whatever phone it likes.
+struct Raw {
+    stream: std::net::TcpStream,
+    decoder: rrpc::jt808::StreamDecoder,
+    serial: u16,
+}
+
+impl Raw {
+    fn connect(listen: u16) -> Raw {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        Raw {
+            stream,
+            decoder: rrpc::jt808::StreamDecoder::default(),
+            serial: 0,
+        }
+    }
+
+    fn send(&mut self, phone: &str, msg_id: u16, body: &[u8]) {
+        use std::io::Write;
+        let phone = rrpc::jt808::Phone::from_digits(phone, rrpc::jt808::Version::V2013).unwrap();
+        let mut w = Vec::new();
+        rrpc::jt808::encode_frame(
+            &rrpc::jt808::Header::new(msg_id, phone, self.serial),
+            body,
+            &mut w,
+        )
+        .unwrap();
+        self.serial += 1;
+        self.stream.write_all(&w).unwrap();
+    }
+
+    /// The next frame with message id `msg_id` the adapter sends.
+    fn expect(&mut self, msg_id: u16) -> rrpc::jt808::Frame {
+        use std::io::Read;
+        let mut buf = [0u8; 1024];
+        loop {
+            while let Some(f) = self.decoder.next_frame() {
+                let f = f.unwrap();
+                if f.header.msg_id == msg_id {
+                    return f;
+                }
+            }
+            let n = self
+                .stream
+                .read(&mut buf)
+                .expect("an answer from the adapter");
+            assert!(n > 0, "the adapter closed the connection");
+            self.decoder.push(&buf[..n]);
+        }
+    }
+}
+
+/// Any TCP connection could claim any terminal's phone with one heartbeat: its
+/// downlinks went to the claimant, spoofed 0x0001/0x0900 completed its calls,
+/// and hanging up failed them. Now only an authenticated connection speaks for
+/// a phone, a registered phone cannot be registered again for its code, and a
+/// registration is freed when its connection closes.
+#[test]
+fn a_connection_that_did_not_authenticate_cannot_speak_for_a_terminal() {
+    let Some(b) = Broker::mosquitto() else { return };
+    let Some((adapter, listen)) = adapter(b.port, &[]) else {
+        return;
+    };
+    let victim = "13500000000";
+    let _t = terminals(
+        &adapter,
+        listen,
+        13_500_000_000,
+        1,
+        &["--answer-delay-ms", "1500"],
+    );
+    let c = Arc::new(Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap());
+    let c2 = c.clone();
+    let pending = std::thread::spawn(move || call(&c2, victim, b"real question", Some(65)));
+    assert_eq!(
+        adapter.wait_stdout_lines(&format!("request {victim} ct=65"), 1, READY),
+        1,
+        "{}",
+        adapter.transcript()
+    );
+
+    let mut attacker = Raw::connect(listen);
+    // Registering the victim's phone again: refused, no code handed out.
+    attacker.send(victim, 0x0100, &[0; 25]);
+    let r = attacker.expect(0x8100);
+    assert_eq!(r.body.len(), 3, "{:?}", r.body);
+    assert_eq!(r.body[2], 3, "0x8100 result 3: terminal already registered");
+    // A guessed code: refused.
+    attacker.send(victim, 0x0102, b"0000000000000000");
+    let r = attacker.expect(0x8001);
+    assert_eq!(r.body[4], 1, "0x8001 result 1 to the 0x0102");
+    // A heartbeat, then acks (failure) for every plausible serial and a forged
+    // answer: none of it may complete the victim's call.
+    attacker.send(victim, 0x0002, &[]);
+    attacker.expect(0x8001);
+    for serial in 0..32u16 {
+        let mut body = serial.to_be_bytes().to_vec();
+        body.extend_from_slice(&[0x89, 0x00, 1]);
+        attacker.send(victim, 0x0001, &body);
+    }
+    attacker.send(victim, 0x0900, b"\x41forged");
+    attacker.send(victim, 0x0002, &[]);
+    attacker.expect(0x8001); // everything before it was read
+                             // Hanging up fails nothing either.
+    drop(attacker);
+    let r = pending.join().unwrap();
+    assert_eq!(text(&r), "real question", "{}", adapter.transcript());
+    assert!(
+        adapter
+            .stderr()
+            .iter()
+            .any(|l| l.contains(&format!("authentication of {victim} on connection"))),
+        "{}",
+        adapter.transcript()
+    );
+
+    // A terminal that leaves frees its registration: the phone registers again.
+    let phone = "13500000100";
+    let mut first = Raw::connect(listen);
+    first.send(phone, 0x0100, &[0; 25]);
+    let r = first.expect(0x8100);
+    assert_eq!((r.body[2], r.body.len()), (0, 3 + 16), "{:?}", r.body);
+    let code = r.body[3..].to_vec();
+    first.send(phone, 0x0102, &code);
+    assert_eq!(first.expect(0x8001).body[4], 0);
+    // The code is random per terminal.
+    let mut other = Raw::connect(listen);
+    other.send("13500000101", 0x0100, &[0; 25]);
+    let r = other.expect(0x8100);
+    assert_eq!(r.body[2], 0);
+    assert_ne!(r.body[3..], code[..]);
+    drop(first);
+    // The adapter sees the close on its next wake-up; until then, result 3.
+    let start = Instant::now();
+    loop {
+        let mut again = Raw::connect(listen);
+        again.send(phone, 0x0100, &[0; 25]);
+        let result = again.expect(0x8100).body[2];
+        if result == 0 {
+            break;
+        }
+        assert_eq!(result, 3);
+        assert!(start.elapsed() < READY, "{}", adapter.transcript());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The adapter under valgrind memcheck: terminals come and go, calls succeed and
 /// fail, and at SIGTERM everything is freed (no errors, no definite or indirect leak).
 #[test]

@@ -1,18 +1,21 @@
 //! Arbitrary bytes through the JT/T 808 decoders.
 //!
 //! Input layout: byte 0 picks the stream decoder's bound (16 to 4096 bytes),
-//! byte 1 how many chunk-size bytes follow (1 to 8), then those bytes give the
-//! sizes of the chunks (1 to 256) pushed in turn; the rest is the stream.
+//! byte 1 how many chunk-size bytes follow (1 to 8, low 3 bits) and whether
+//! the stream decoder is lenient (bit 7), then those bytes give the sizes of
+//! the chunks (1 to 256) pushed in turn; the rest is the stream.
 //!
 //! Checked: nothing panics; the partial-frame buffer never exceeds the bound;
-//! every frame that decodes (whole, or out of the stream) re-encodes to bytes
-//! that decode to the same header and body; and an input that is exactly one
-//! valid frame comes out of the stream decoder as that frame.
+//! every frame that decodes (whole, strictly or leniently, or out of the
+//! stream) re-encodes to bytes that decode strictly to the same header and
+//! body; a frame the strict decoder takes, the lenient one takes unchanged;
+//! and an input that is exactly one valid frame comes out of the stream
+//! decoder, strict or lenient, as that frame.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rrpc::jt808::{decode_frame, Frame, StreamDecoder};
+use rrpc::jt808::{decode_frame, decode_frame_lenient, Escapes, Frame, StreamDecoder};
 
 fn round_trip(f: &Frame) {
     let mut wire = Vec::new();
@@ -26,24 +29,36 @@ fn round_trip(f: &Frame) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (bound, sizes, stream) = match data {
+    let (bound, escapes, sizes, stream) = match data {
         [b, k, rest @ ..] => {
+            let escapes = if k & 0x80 != 0 {
+                Escapes::Lenient
+            } else {
+                Escapes::Strict
+            };
             let k = 1 + usize::from(*k % 8);
             let k = k.min(rest.len());
             let (sizes, stream) = rest.split_at(k);
-            (16 + usize::from(*b) * 16, sizes, stream)
+            (16 + usize::from(*b) * 16, escapes, sizes, stream)
         }
-        _ => (64, &[][..], data),
+        _ => (64, Escapes::Strict, &[][..], data),
     };
 
     let whole = decode_frame(stream);
     if let Ok(f) = &whole {
         round_trip(f);
     }
+    let lenient = decode_frame_lenient(stream);
+    if let Ok(f) = &lenient {
+        round_trip(f);
+    }
+    if let Ok(f) = &whole {
+        assert_eq!(lenient.as_ref().ok(), Some(f));
+    }
     // The same bytes, whole, as a frame of their own.
     let _ = decode_frame(data);
 
-    let mut dec = StreamDecoder::new(bound);
+    let mut dec = StreamDecoder::with_escapes(bound, escapes);
     let mut out = Vec::new();
     let mut rest = stream;
     let mut i = 0;

@@ -19,8 +19,8 @@ use super::{
 };
 use crate::guard::{self, Kind, Slot};
 use crate::jt808::{
-    Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, Event, Frame, Handled,
-    Phone, ReplyKind, Submitted,
+    Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, Escapes, Event, Frame,
+    Handled, Phone, ReassemblerConfig, ReplyKind, Submitted,
 };
 
 /// The pass-through adapter. Created by `rrpc_jt808_adapter_new`, released by
@@ -84,7 +84,9 @@ pub enum rrpc_jt808_event_kind {
     /// ANSWER request of that (terminal, type) expired recently.
     RRPC_JT808_EVENT_UPLINK = 2,
     /// A frame that is not the adapter's (registration, authentication,
-    /// heartbeat, location, a 0x0001 to another platform message...): `frame`.
+    /// heartbeat, location, a 0x0001 to another platform message...), or a
+    /// 0x0001/0x0900 from a terminal not bound to the connection it came on
+    /// (which completed nothing): `frame`.
     RRPC_JT808_EVENT_FRAME = 3,
     /// Bytes that are not a valid frame, or a 0x0001/0x0900 whose body does not
     /// fit its id; dropped. `message` names the byte offset and the rule.
@@ -151,7 +153,9 @@ pub struct rrpc_jt808_adapter_config {
     /// Largest 0x8900 body per frame, 2-1023; longer ones are sub-packaged
     /// (type byte in the first packet only). Default 1023.
     pub max_body: u32,
-    /// Terminals known at once. Default 100000.
+    /// Terminals bound to a connection at once
+    /// (`rrpc_jt808_adapter_terminal_authenticated`); phones that never
+    /// authenticate take none. Default 100000.
     pub max_terminals: u32,
     /// Connections with a decoder (`rrpc_jt808_adapter_on_bytes`). Default 100000.
     pub max_connections: u32,
@@ -163,6 +167,30 @@ pub struct rrpc_jt808_adapter_config {
     pub default_completion: u32,
     /// An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
     pub busy_policy: u32,
+    /// Sub-packaged 0x0900 messages being put together at once, over all
+    /// terminals. Default 256, 1-65536.
+    pub reassembly_max_partials: u32,
+    /// The same for one terminal. Default 4, 1-`reassembly_max_partials`.
+    pub reassembly_max_partials_per_terminal: u32,
+    /// Body bytes held by partial messages, over all terminals. Default
+    /// 4194304 (4 MiB), 1-268435456 (256 MiB).
+    pub reassembly_max_bytes: u32,
+    /// The same for one terminal. Default 1048576 (1 MiB),
+    /// 1-`reassembly_max_bytes`.
+    pub reassembly_max_bytes_per_terminal: u32,
+    /// Packets held by partial messages (empty packets count too), over all
+    /// terminals. Default 16384, 1-1048576.
+    pub reassembly_max_packets: u32,
+    /// The same for one terminal; a message announcing more packets is refused
+    /// at its first packet. Default 1024, 1-`reassembly_max_packets`.
+    pub reassembly_max_packets_per_terminal: u32,
+    /// A partial message is dropped this long after its first packet. Default
+    /// 60000, 1-3600000.
+    pub reassembly_timeout_ms: u32,
+    /// 1: decode frames with unescaped 0x7d bytes too (some terminals send
+    /// them; see `rrpc_jt808_decoder_set_lenient`); 0 (default): strict. Other
+    /// values are refused.
+    pub lenient_escapes: u32,
 }
 
 /// One request for `rrpc_jt808_adapter_submit`; fill with
@@ -260,6 +288,17 @@ pub struct rrpc_jt808_adapter_stats {
     pub connections: u64,
     /// Gauge: sub-packaged 0x0900 messages being put together.
     pub partials: u64,
+    /// 0x0001 answering 0x8900 and 0x0900 that came on a connection their
+    /// terminal is not bound to (`rrpc_jt808_adapter_terminal_authenticated`):
+    /// they completed nothing and were handed over as FRAME events.
+    pub unauthenticated: u64,
+    /// Calls of `rrpc_jt808_adapter_terminal_authenticated` that bound a
+    /// terminal (rebinds included).
+    pub bindings: u64,
+    /// The part of `bindings` that moved a terminal from another connection.
+    pub rebinds: u64,
+    /// Frames decoded only by the lenient reading (`lenient_escapes`).
+    pub lenient_frames: u64,
 }
 
 /// Writes `len` bytes of escaped 0x8900 frames (one whole message, all its
@@ -513,6 +552,7 @@ pub extern "C" fn rrpc_jt808_adapter_config_init(
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_config, "out_config") }?;
         let d = AdapterConfig::default();
+        let r = d.reassembly;
         let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         *out = rrpc_jt808_adapter_config {
             max_pending: clamp(d.max_pending),
@@ -525,9 +565,29 @@ pub extern "C" fn rrpc_jt808_adapter_config_init(
             max_frame_len: clamp(d.max_frame_len),
             default_completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_ACK as u32,
             busy_policy: rrpc_jt808_busy_policy::RRPC_JT808_BUSY_QUEUE as u32,
+            reassembly_max_partials: clamp(r.max_partials),
+            reassembly_max_partials_per_terminal: clamp(r.max_partials_per_terminal),
+            reassembly_max_bytes: clamp(r.max_bytes),
+            reassembly_max_bytes_per_terminal: clamp(r.max_bytes_per_terminal),
+            reassembly_max_packets: clamp(r.max_packets),
+            reassembly_max_packets_per_terminal: clamp(r.max_packets_per_terminal),
+            reassembly_timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(u32::MAX),
+            lenient_escapes: 0,
         };
         Ok(())
     })
+}
+
+/// 0: strict, 1: lenient; anything else is refused.
+pub(super) fn escapes_arg(v: u32, what: &str) -> Result<Escapes, Failure> {
+    match v {
+        0 => Ok(Escapes::Strict),
+        1 => Ok(Escapes::Lenient),
+        _ => Err(Failure::new(
+            RRPC_STATUS_INVALID_ARGUMENT,
+            format!("{what} {v} is neither 0 (strict) nor 1 (lenient)"),
+        )),
+    }
 }
 
 fn completion_arg(v: u32, default: Option<Completion>) -> Result<Option<Completion>, Failure> {
@@ -550,7 +610,9 @@ fn completion_arg(v: u32, default: Option<Completion>) -> Result<Option<Completi
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `config` or `out_adapter` is NULL.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `max_body` outside 2-1023, `max_frame_len`
-///         below 15, or an unknown completion or busy policy.
+///         below 15, an unknown completion or busy policy, a reassembly limit
+///         outside its documented range, or `lenient_escapes` neither 0 nor 1;
+///         the message names the field.
 ///
 /// Any thread.
 #[no_mangle]
@@ -585,6 +647,16 @@ pub extern "C" fn rrpc_jt808_adapter_new(
             max_terminals: c.max_terminals as usize,
             max_connections: c.max_connections as usize,
             max_frame_len: c.max_frame_len as usize,
+            reassembly: ReassemblerConfig {
+                max_partials: c.reassembly_max_partials as usize,
+                max_partials_per_terminal: c.reassembly_max_partials_per_terminal as usize,
+                max_bytes: c.reassembly_max_bytes as usize,
+                max_bytes_per_terminal: c.reassembly_max_bytes_per_terminal as usize,
+                max_packets: c.reassembly_max_packets as usize,
+                max_packets_per_terminal: c.reassembly_max_packets_per_terminal as usize,
+                timeout_ms: u64::from(c.reassembly_timeout_ms),
+            },
+            escapes: escapes_arg(c.lenient_escapes, "lenient_escapes")?,
             ..AdapterConfig::default()
         };
         let h = AdapterHandle {
@@ -777,10 +849,9 @@ pub extern "C" fn rrpc_jt808_adapter_submit_params_init(
 /// @param[out] out_queued receives true when the request was queued, false when
 ///                        it was sent; may be NULL.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NOT_CONNECTED no connection is known for the terminal:
-///         it has sent no frame through `rrpc_jt808_adapter_on_bytes`/`_on_frame`
-///         since it connected, and `rrpc_jt808_adapter_terminal_connected` was not
-///         called.
+/// @retval RRPC_STATUS_NOT_CONNECTED the terminal is not bound to a connection:
+///         `rrpc_jt808_adapter_terminal_authenticated` was not called for it, or
+///         it went away since.
 /// @retval RRPC_STATUS_BUSY an ANSWER request of this (terminal, type) is
 ///         outstanding and the policy is RRPC_JT808_BUSY_REFUSE. The application
 ///         may answer the call with `rrpc_jt808_busy_payload()`.
@@ -838,8 +909,8 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
                 Failure::new(
                     RRPC_STATUS_NOT_CONNECTED,
                     format!(
-                        "terminal {} has no known connection (no frame from it yet, \
-                         and rrpc_jt808_adapter_terminal_connected was not called)",
+                        "terminal {} is not bound to a connection (it has not authenticated: \
+                         rrpc_jt808_adapter_terminal_authenticated)",
                         call.phone
                     ),
                 )
@@ -861,7 +932,10 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
 }
 
 /// Takes bytes received from a terminal connection (any chunking). The adapter
-/// keeps one decoder per connection and learns which terminal speaks on it.
+/// keeps one decoder per connection. Frames never bind their terminal to the
+/// connection (see `rrpc_jt808_adapter_terminal_authenticated`): a 0x0001 or
+/// 0x0900 from a terminal not bound to `conn` completes nothing and comes out as
+/// a FRAME event, like registrations and heartbeats.
 /// Every complete frame is handled before this returns: events (REPLY, EXPIRED,
 /// UPLINK, FRAME for frames that are not the adapter's, MALFORMED for invalid
 /// ones) go to the event callback, and queued requests that come due go out
@@ -897,12 +971,14 @@ pub extern "C" fn rrpc_jt808_adapter_on_bytes(
 
 /// Takes one frame the application decoded itself (for example with an
 /// `rrpc_jt808_decoder`). A 0x0001 answering 0x8900 and any 0x0900 are the
-/// adapter's; other frames are left to the application (`*out_taken` false) and
-/// produce no event.
+/// adapter's when the frame's terminal is bound to `conn`
+/// (`rrpc_jt808_adapter_terminal_authenticated`); from any other connection
+/// they complete nothing and are counted in `unauthenticated`. Frames the
+/// adapter does not take are left to the application (`*out_taken` false) and
+/// produce no event. The frame never binds its terminal to `conn`.
 ///
 /// @param[in]  adapter   the adapter.
-/// @param[in]  conn      the connection the frame came on, which becomes the
-///                       terminal's; UINT64_MAX to leave that unchanged.
+/// @param[in]  conn      the connection the frame came on.
 /// @param[in]  frame     the frame (`header` and `body` are read; `phone_digits`
 ///                       and `phone_bcd_error` are ignored).
 /// @param[in]  now_ms    the time, on the clock of the deadlines.
@@ -911,8 +987,6 @@ pub extern "C" fn rrpc_jt808_adapter_on_bytes(
 /// @retval RRPC_STATUS_MALFORMED_FRAME a 0x0001/0x0900 whose body does not fit its
 ///         id, or a packet the reassembler refused; dropped.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
-/// @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
-///         `max_terminals` or `max_connections` are known.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
 ///         is NULL with a length.
 ///
@@ -934,15 +1008,10 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
             header: header_from_view(&v.header)?,
             body: body.to_vec(),
         };
-        let handled = h.run(adapter, now_ms, |a, ev| {
-            if conn != NO_CONN {
-                a.terminal_connected(&f.header.phone, conn)?;
-            }
-            Ok::<_, Failure>(a.on_frame(&f, now_ms, ev))
-        })?;
+        let handled = h.run(adapter, now_ms, |a, ev| a.on_frame(conn, &f, now_ms, ev));
         let taken = match handled {
             Handled::Taken => true,
-            Handled::NotMine => false,
+            Handled::NotMine | Handled::Unauthenticated => false,
             Handled::Dropped(e) => {
                 let e = Failure::from(e);
                 let message = format!(
@@ -958,31 +1027,38 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
     })
 }
 
-/// Attaches a terminal to connection `conn` without waiting for its frames (for
-/// applications that know the terminal from its registration already).
+/// Binds a terminal to connection `conn`: its requests go out on `conn`, and
+/// only the 0x0001 and 0x0900 frames that come on `conn` with its phone number
+/// complete them. Call it only after the terminal authenticated on `conn`: its
+/// 0x0102 carried the code the application issued at its registration
+/// (0x8100). Nothing else binds a terminal; a phone number in a frame header
+/// is a claim any connection can make. A terminal bound to another connection
+/// is moved here (a reconnect while the old socket is half-open): its pending
+/// requests stay pending, and closing the old connection no longer affects it.
 ///
 /// @param[in] adapter   the adapter.
-/// @param[in] phone     the terminal's raw phone bytes.
+/// @param[in] phone     the terminal's raw phone bytes, as the authenticating
+///                      frame's header holds them.
 /// @param[in] phone_len 6 or 10.
 /// @param[in] conn      the connection, as given to `rrpc_jt808_adapter_on_bytes`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_LIMIT_REACHED a new terminal or connection while
-///         `max_terminals` or `max_connections` are known.
+///         `max_terminals` or `max_connections` are known; nothing changed.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
-pub extern "C" fn rrpc_jt808_adapter_terminal_connected(
+pub extern "C" fn rrpc_jt808_adapter_terminal_authenticated(
     adapter: *mut rrpc_jt808_adapter,
     phone: *const u8,
     phone_len: usize,
     conn: u64,
 ) -> rrpc_status {
-    boundary("rrpc_jt808_adapter_terminal_connected", || {
+    boundary("rrpc_jt808_adapter_terminal_authenticated", || {
         let h = shared(adapter)?;
         let phone = phone_arg(phone, phone_len)?;
-        h.adapter.lock().terminal_connected(&phone, conn)?;
+        h.adapter.lock().terminal_authenticated(&phone, conn)?;
         Ok(())
     })
 }
@@ -1182,6 +1258,10 @@ pub extern "C" fn rrpc_jt808_adapter_get_stats(
             terminals: s.terminals,
             connections: s.connections,
             partials: s.partials,
+            unauthenticated: s.unauthenticated,
+            bindings: s.bindings,
+            rebinds: s.rebinds,
+            lenient_frames: s.lenient_frames,
         };
         Ok(())
     })
@@ -1256,7 +1336,7 @@ mod tests {
         assert!(queued, "out-parameters are written only on success");
         let raw = phone.raw();
         assert_eq!(
-            rrpc_jt808_adapter_terminal_connected(a, raw.as_ptr(), raw.len(), 7),
+            rrpc_jt808_adapter_terminal_authenticated(a, raw.as_ptr(), raw.len(), 7),
             RRPC_STATUS_OK
         );
         assert_eq!(

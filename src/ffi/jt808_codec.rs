@@ -237,6 +237,36 @@ pub extern "C" fn rrpc_jt808_decoder_push(
     })
 }
 
+/// Makes the decoder lenient (1) or strict again (0, the default) for the frames
+/// that complete from now on. A lenient decoder also takes frames from
+/// terminals that leave 0x7d unescaped: a frame the strict reading refuses (an
+/// invalid or lone escape, a wrong checksum or body length) is read again with
+/// `0x7d 0x02` as 0x7e and every other 0x7d as itself, and kept when its
+/// checksum and body length then hold. Frames a strict terminal sends decode
+/// the same either way; about 1 in 256 corrupted frames may pass the second
+/// reading's one-byte checksum.
+///
+/// @param[in] decoder the decoder.
+/// @param[in] lenient 1 for lenient, 0 for strict.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `lenient` is neither 0 nor 1.
+/// @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL.
+///
+/// One thread at a time per decoder.
+#[no_mangle]
+pub extern "C" fn rrpc_jt808_decoder_set_lenient(
+    decoder: *mut rrpc_jt808_decoder,
+    lenient: u32,
+) -> rrpc_status {
+    boundary("rrpc_jt808_decoder_set_lenient", || {
+        // One thread at a time per decoder, per the contract.
+        let d = DecoderHandle::borrow_mut(decoder)?;
+        let escapes = super::jt808_adapter::escapes_arg(lenient, "lenient")?;
+        d.stream.set_escapes(escapes);
+        Ok(())
+    })
+}
+
 /// Takes the next complete frame, in stream order. Unknown message ids are
 /// frames like any other. A phone that is not BCD is not an error: see
 /// `phone_bcd_error`.

@@ -338,8 +338,8 @@ impl Status for SubmitError {
             SubmitError::QueueFull { .. }
             | SubmitError::TableFull { .. }
             | SubmitError::QueuedBytes { .. }
-            | SubmitError::TooManyTerminals { .. }
             | SubmitError::SerialsExhausted { .. } => RRPC_STATUS_LIMIT_REACHED,
+            SubmitError::NotConnected { .. } => RRPC_STATUS_NOT_CONNECTED,
         }
     }
 }

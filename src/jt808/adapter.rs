@@ -89,19 +89,34 @@
 //!
 //! [`Adapter::on_bytes`] takes raw socket bytes per connection (an id the
 //! application chooses, such as its socket descriptor): one
-//! [`StreamDecoder`] per connection, and the adapter learns which terminal
-//! speaks on which connection from the frames' headers.
-//! [`Adapter::connection_closed`] and [`Adapter::terminal_disconnected`]
-//! answer every request of the terminals concerned, sent or queued, with the
-//! `terminal disconnected` error.
+//! [`StreamDecoder`] per connection.
+//!
+//! # Who a connection speaks for
+//! A phone number in a frame's header is a claim: any TCP connection can put
+//! any number there. So no frame binds a terminal to a connection. The
+//! application binds it with [`Adapter::terminal_authenticated`] once the
+//! terminal has authenticated on that connection (0x0102 carrying the code the
+//! application issued at its registration, 0x8100). Requests go out only to
+//! bound terminals ([`SubmitError::NotConnected`] otherwise), on their bound
+//! connection, and only the 0x0001 and 0x0900 frames that come on that
+//! connection complete them: the same kinds from any other connection complete
+//! nothing, are counted in [`AdapterStats::unauthenticated`] and come back to
+//! the application as [`Event::Frame`] ([`Handled::Unauthenticated`] from
+//! [`Adapter::on_frame`]). Frames from unbound phones take no terminal slot.
+//! A terminal that authenticates again on a new connection (a reconnect while
+//! its old socket is still half-open) is moved there, and closing the old
+//! connection then leaves it alone. [`Adapter::connection_closed`] and
+//! [`Adapter::terminal_disconnected`] answer every request of the terminals
+//! concerned, sent or queued, with the `terminal disconnected` error.
 //!
 //! # Cost and bounds
 //! Each frame costs a few hash lookups (by phone and serial, by phone and
 //! type) and, when a request ends, an ordered-set removal for its deadline.
 //! Memory is bounded by [`AdapterConfig`]: requests held, queue length per
-//! (terminal, type), queued bytes, terminals, connections, the frame length
-//! of each connection's decoder and the reassembler's limits. No input makes
-//! the adapter panic.
+//! (terminal, type), queued bytes, bound terminals, connections, the frame
+//! length of each connection's decoder and the reassembler's limits (partial
+//! messages, bytes and packets, over all terminals and per terminal). No input
+//! makes the adapter panic.
 //!
 //! ```
 //! use rrpc::jt808::{
@@ -111,6 +126,8 @@
 //!
 //! let mut adapter = Adapter::new(AdapterConfig::default()).unwrap();
 //! let phone = Phone::from_digits("13800138000", Version::V2013).unwrap();
+//! // The terminal authenticated on connection 3 with the code it was issued.
+//! adapter.terminal_authenticated(&phone, 3).unwrap();
 //!
 //! // An RRPC request (token 7, ContentType 0x41) goes out as a 0x8900.
 //! let mut wire = Vec::new();
@@ -124,7 +141,7 @@
 //! let body = [0, sent.header.serial as u8, 0x89, 0x00, 0];
 //! encode_frame(&Header::new(0x0001, phone, 40), &body, &mut ack).unwrap();
 //! let mut events = Vec::new();
-//! adapter.on_frame(&decode_frame(&ack).unwrap(), 1_050, &mut events);
+//! adapter.on_frame(3, &decode_frame(&ack).unwrap(), 1_050, &mut events);
 //! assert_eq!(
 //!     events,
 //!     [Event::Reply {
@@ -142,8 +159,9 @@ use std::fmt;
 use hashbrown::{HashMap, HashSet};
 
 use super::codec::{
-    Body, BodyError, EncodeError, Frame, Header, Phone, ResponseResult, Version, MAX_BODY_LEN,
-    MAX_FRAME_LEN, MSG_DOWNLINK_PASSTHROUGH, MSG_TERMINAL_RESPONSE, MSG_UPLINK_PASSTHROUGH,
+    Body, BodyError, EncodeError, Escapes, Frame, Header, Phone, ResponseResult, Version,
+    MAX_BODY_LEN, MAX_FRAME_LEN, MSG_DOWNLINK_PASSTHROUGH, MSG_TERMINAL_RESPONSE,
+    MSG_UPLINK_PASSTHROUGH,
 };
 use super::packets::{split_passthrough, Reassembler, ReassemblerConfig, ReassemblyError};
 use super::stream::StreamDecoder;
@@ -192,8 +210,9 @@ pub struct AdapterConfig {
     /// Largest 0x8900 body per frame; longer ones are sub-packaged. 2..=1023,
     /// default 1023 (the standard's limit).
     pub max_body: usize,
-    /// Terminals known at once (those with requests, and those seen in frames).
-    /// Default 100000.
+    /// Terminals bound to a connection ([`Adapter::terminal_authenticated`]) or
+    /// given a serial counter ([`Adapter::set_next_serial`]) at once; frames
+    /// from unbound phones take no slot. Default 100000.
     pub max_terminals: usize,
     /// Connections with a stream decoder ([`Adapter::on_bytes`]). Default 100000.
     pub max_connections: usize,
@@ -203,8 +222,13 @@ pub struct AdapterConfig {
     /// Finished requests remembered (serials, and (terminal, type) pairs of
     /// expired Answer requests) to tell late frames from unknown ones. Default 4096.
     pub finished_memory: usize,
-    /// Limits for putting sub-packaged 0x0900 messages back together.
+    /// Limits for putting sub-packaged 0x0900 messages back together, over
+    /// all terminals and per terminal; checked by [`Adapter::new`].
     pub reassembly: ReassemblerConfig,
+    /// How the connections' decoders read 0x7d bytes. Default
+    /// [`Escapes::Strict`]; [`Escapes::Lenient`] for terminals that leave 0x7d
+    /// unescaped.
+    pub escapes: Escapes,
 }
 
 impl Default for AdapterConfig {
@@ -222,6 +246,7 @@ impl Default for AdapterConfig {
             max_frame_len: MAX_FRAME_LEN,
             finished_memory: 4096,
             reassembly: ReassemblerConfig::default(),
+            escapes: Escapes::Strict,
         }
     }
 }
@@ -229,6 +254,12 @@ impl Default for AdapterConfig {
 /// A configuration [`Adapter::new`] refuses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(message: String) -> ConfigError {
+        ConfigError(message)
+    }
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -349,10 +380,11 @@ pub enum SubmitError {
         /// The limit.
         max: usize,
     },
-    /// The terminal is new and [`AdapterConfig::max_terminals`] are known.
-    TooManyTerminals {
-        /// The limit.
-        max: usize,
+    /// The terminal is not bound to a connection: the application has not
+    /// called [`Adapter::terminal_authenticated`] for it (or it went away since).
+    NotConnected {
+        /// The terminal.
+        phone: Phone,
     },
     /// Every run of consecutive serials the message needs is held by pending
     /// requests of this terminal.
@@ -369,17 +401,18 @@ pub enum SubmitError {
 impl SubmitError {
     /// The payload an application may answer a refused RRPC call with:
     /// `{"jt808":"error","reason":"busy"}` for refusals by capacity (busy pair,
-    /// full queue, full table, too many queued bytes or terminals, serials
-    /// exhausted); `None` for the others, which are the caller's mistakes.
+    /// full queue, full table, too many queued bytes, serials exhausted);
+    /// `None` for the others (the caller's mistakes, and a terminal without a
+    /// connection, which the application answers as it sees fit).
     pub fn reply_payload(&self) -> Option<Vec<u8>> {
         match self {
             SubmitError::Busy { .. }
             | SubmitError::QueueFull { .. }
             | SubmitError::TableFull { .. }
             | SubmitError::QueuedBytes { .. }
-            | SubmitError::TooManyTerminals { .. }
             | SubmitError::SerialsExhausted { .. } => Some(error_payload(ErrorReason::Busy)),
-            SubmitError::DuplicateToken(_)
+            SubmitError::NotConnected { .. }
+            | SubmitError::DuplicateToken(_)
             | SubmitError::DeadlinePassed { .. }
             | SubmitError::ContentTooLong { .. }
             | SubmitError::Encode(_) => None,
@@ -422,9 +455,10 @@ impl fmt::Display for SubmitError {
                 f,
                 "queued requests would hold more than {max} content bytes (max_queued_bytes)"
             ),
-            SubmitError::TooManyTerminals { max } => {
-                write!(f, "{max} terminals are known already (max_terminals)")
-            }
+            SubmitError::NotConnected { phone } => write!(
+                f,
+                "terminal {phone} is not bound to a connection (it has not authenticated)"
+            ),
             SubmitError::SerialsExhausted { phone, packets } => write!(
                 f,
                 "terminal {phone} has no {packets} consecutive free serial numbers (all held by pending requests)"
@@ -567,6 +601,11 @@ pub enum Handled {
     NotMine,
     /// A 0x0001 or 0x0900 that cannot be used; dropped and counted.
     Dropped(FrameError),
+    /// A 0x0001 answering 0x8900, or a 0x0900, from a connection its terminal
+    /// is not bound to ([`Adapter::terminal_authenticated`]): it completes
+    /// nothing, is counted in [`AdapterStats::unauthenticated`], and is the
+    /// application's to handle (from [`Adapter::on_bytes`], [`Event::Frame`]).
+    Unauthenticated,
 }
 
 /// Why a 0x0001 or 0x0900 was dropped.
@@ -669,6 +708,18 @@ pub struct AdapterStats {
     pub malformed: u64,
     /// Frames that were not the adapter's.
     pub other_frames: u64,
+    /// 0x0001 answering 0x8900 and 0x0900 that came on a connection their
+    /// terminal is not bound to: they completed nothing.
+    pub unauthenticated: u64,
+    /// Calls of [`Adapter::terminal_authenticated`] that bound a terminal to a
+    /// connection (rebinds included).
+    pub bindings: u64,
+    /// The part of `bindings` that moved a terminal from another connection
+    /// (a reconnect while the old socket was still open).
+    pub rebinds: u64,
+    /// Frames the connections' decoders could read only leniently (unescaped
+    /// 0x7d; [`Escapes::Lenient`]).
+    pub lenient_frames: u64,
     /// Gauge: requests sent and waiting for their answer.
     pub pending: u64,
     /// Gauge: requests waiting in queues.
@@ -796,8 +847,9 @@ impl Adapter {
     /// An adapter with these limits.
     ///
     /// # Errors
-    /// [`ConfigError`] when `max_body` is outside 2..=1023 or `max_frame_len`
-    /// is below the shortest frame (15 bytes).
+    /// [`ConfigError`] when `max_body` is outside 2..=1023, `max_frame_len`
+    /// is below the shortest frame (15 bytes), or a reassembly limit is outside
+    /// its range ([`ReassemblerConfig::check`]).
     pub fn new(config: AdapterConfig) -> Result<Adapter, ConfigError> {
         if !(2..=MAX_BODY_LEN).contains(&config.max_body) {
             return Err(ConfigError(format!(
@@ -811,6 +863,7 @@ impl Adapter {
                 config.max_frame_len
             )));
         }
+        let reassembler = Reassembler::new(config.reassembly)?;
         Ok(Adapter {
             next_id: 0,
             entries: HashMap::new(),
@@ -820,7 +873,7 @@ impl Adapter {
             deadlines: BTreeSet::new(),
             terminals: HashMap::new(),
             conns: HashMap::new(),
-            reassembler: Reassembler::new(config.reassembly),
+            reassembler,
             finished: Finished::new(config.finished_memory),
             queued_bytes: 0,
             queued_now: 0,
@@ -879,8 +932,7 @@ impl Adapter {
         Ok(())
     }
 
-    /// The connection the terminal last spoke on ([`Adapter::on_bytes`]) or was
-    /// attached to ([`Adapter::terminal_connected`]).
+    /// The connection the terminal is bound to ([`Adapter::terminal_authenticated`]).
     pub fn terminal_conn(&self, phone: &Phone) -> Option<u64> {
         self.terminals.get(phone).and_then(|t| t.conn)
     }
@@ -899,6 +951,12 @@ impl Adapter {
             terminals: self.terminals.len() as u64,
             connections: self.conns.len() as u64,
             partials: self.reassembler.partials() as u64,
+            lenient_frames: self.stats.lenient_frames
+                + self
+                    .conns
+                    .values()
+                    .map(|c| c.decoder.lenient_frames())
+                    .sum::<u64>(),
             ..self.stats.clone()
         }
     }
@@ -962,9 +1020,9 @@ impl Adapter {
             });
         }
         let phone = call.phone;
-        let max_terminals = self.config.max_terminals;
-        self.terminal_entry(&phone)
-            .map_err(|_| SubmitError::TooManyTerminals { max: max_terminals })?;
+        if self.terminal_conn(&phone).is_none() {
+            return Err(SubmitError::NotConnected { phone });
+        }
         let completion = call.completion.unwrap_or(self.config.default_completion);
         let key = (phone, call.content_type);
 
@@ -1268,13 +1326,47 @@ impl Adapter {
         }
     }
 
-    /// Takes one decoded frame from a terminal. 0x0001 answering 0x8900 and
-    /// 0x0900 are the adapter's; everything else is [`Handled::NotMine`].
-    /// Replies, expiries of matched requests and unmatched uplinks are appended
-    /// to `events`.
-    pub fn on_frame(&mut self, frame: &Frame, now_ms: u64, events: &mut Vec<Event>) -> Handled {
-        let _ = self.note_terminal(&frame.header, None);
+    /// Takes one frame a terminal sent on connection `conn`, decoded by the
+    /// application. 0x0001 answering 0x8900 and 0x0900 are the adapter's when
+    /// the frame's terminal is bound to `conn`
+    /// ([`Adapter::terminal_authenticated`]); from any other connection they
+    /// complete nothing ([`Handled::Unauthenticated`]). Everything else is
+    /// [`Handled::NotMine`]. Replies, expiries of matched requests and
+    /// unmatched uplinks are appended to `events`.
+    pub fn on_frame(
+        &mut self,
+        conn: u64,
+        frame: &Frame,
+        now_ms: u64,
+        events: &mut Vec<Event>,
+    ) -> Handled {
+        let bound = self.terminal_conn(&frame.header.phone) == Some(conn);
+        if bound {
+            self.note_version(&frame.header);
+        }
+        if !self.is_adapters(frame) {
+            self.stats.other_frames += 1;
+            return Handled::NotMine;
+        }
+        if !bound {
+            self.stats.unauthenticated += 1;
+            return Handled::Unauthenticated;
+        }
         self.dispatch(frame, now_ms, events)
+    }
+
+    /// Whether the frame is of a kind the adapter takes: a 0x0900, or a 0x0001
+    /// answering 0x8900 (a 0x0001 whose body is too short to say counts too,
+    /// so that it is reported as dropped).
+    fn is_adapters(&self, frame: &Frame) -> bool {
+        match frame.header.msg_id {
+            MSG_UPLINK_PASSTHROUGH => true,
+            MSG_TERMINAL_RESPONSE => !matches!(
+                Body::parse(MSG_TERMINAL_RESPONSE, &frame.body),
+                Ok(Body::GeneralResponse { reply_id, .. }) if reply_id != MSG_DOWNLINK_PASSTHROUGH
+            ),
+            _ => false,
+        }
     }
 
     fn dispatch(&mut self, frame: &Frame, now_ms: u64, events: &mut Vec<Event>) -> Handled {
@@ -1287,7 +1379,6 @@ impl Adapter {
                     result,
                 }) => {
                     if reply_id != MSG_DOWNLINK_PASSTHROUGH {
-                        self.stats.other_frames += 1;
                         return Handled::NotMine;
                     }
                     self.on_ack(phone, reply_serial, result, now_ms, events);
@@ -1313,10 +1404,7 @@ impl Adapter {
                     self.uplink_body(frame, now_ms, events)
                 }
             }
-            _ => {
-                self.stats.other_frames += 1;
-                Handled::NotMine
-            }
+            _ => Handled::NotMine,
         }
     }
 
@@ -1434,34 +1522,14 @@ impl Adapter {
         });
     }
 
-    /// Records the terminal's protocol version, and its connection when known.
-    fn note_terminal(&mut self, header: &Header, conn: Option<u64>) -> Result<(), ConnectionError> {
-        let t = self.terminal_entry(&header.phone)?;
-        if header.version == Version::V2019 {
+    /// Records the protocol version of a bound terminal's frames: outgoing
+    /// 2019 frames use the one it last used.
+    fn note_version(&mut self, header: &Header) {
+        if header.version != Version::V2019 {
+            return;
+        }
+        if let Some(t) = self.terminals.get_mut(&header.phone) {
             t.protocol_version = Some(header.protocol_version);
-        }
-        if let Some(c) = conn {
-            self.attach(&header.phone, c);
-        }
-        Ok(())
-    }
-
-    /// Makes `conn` the terminal's connection (the terminal must be known).
-    fn attach(&mut self, phone: &Phone, conn: u64) {
-        let Some(t) = self.terminals.get_mut(phone) else {
-            return;
-        };
-        if t.conn == Some(conn) {
-            return;
-        }
-        let old = t.conn.replace(conn);
-        if let Some(o) = old {
-            if let Some(c) = self.conns.get_mut(&o) {
-                c.phones.remove(phone);
-            }
-        }
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.phones.insert(*phone);
         }
     }
 
@@ -1469,6 +1537,7 @@ impl Adapter {
         let max = self.config.max_connections;
         let len = self.conns.len();
         let max_frame = self.config.max_frame_len;
+        let escapes = self.config.escapes;
         match self.conns.entry(conn) {
             hashbrown::hash_map::Entry::Occupied(o) => Ok(o.into_mut()),
             hashbrown::hash_map::Entry::Vacant(v) => {
@@ -1476,31 +1545,67 @@ impl Adapter {
                     return Err(ConnectionError::TooManyConnections { max });
                 }
                 Ok(v.insert(Conn {
-                    decoder: StreamDecoder::new(max_frame),
+                    decoder: StreamDecoder::with_escapes(max_frame, escapes),
                     phones: HashSet::new(),
                 }))
             }
         }
     }
 
-    /// Attaches a terminal to a connection without waiting for its frames (for
-    /// applications that decode frames themselves and call
-    /// [`Adapter::on_frame`]).
+    /// Binds terminal `phone` to connection `conn`: from now on its 0x8900
+    /// downlinks go to `conn`, and only the 0x0001 and 0x0900 frames that come
+    /// on `conn` with its phone number complete its requests. Call it only once
+    /// the terminal has proven who it is on `conn`: its authentication
+    /// (0x0102) carried the code the application issued at its registration.
+    /// Nothing else binds a terminal: a phone number in a frame's header is a
+    /// claim anyone can make.
+    ///
+    /// A terminal bound to another connection is moved (a reconnect while the
+    /// old socket is still half-open): its pending requests stay pending (their
+    /// acks and answers are then taken from `conn`), its partial sub-packaged
+    /// uplinks are dropped, and closing the old connection no longer affects
+    /// it.
     ///
     /// # Errors
     /// [`ConnectionError`] when the terminal or the connection is new and its
-    /// table is full.
-    pub fn terminal_connected(&mut self, phone: &Phone, conn: u64) -> Result<(), ConnectionError> {
+    /// table is full; nothing changes then.
+    pub fn terminal_authenticated(
+        &mut self,
+        phone: &Phone,
+        conn: u64,
+    ) -> Result<(), ConnectionError> {
+        if !self.terminals.contains_key(phone) && self.terminals.len() >= self.config.max_terminals
+        {
+            return Err(ConnectionError::TooManyTerminals {
+                max: self.config.max_terminals,
+            });
+        }
         self.conn_entry(conn)?;
-        self.terminal_entry(phone)?;
-        self.attach(phone, conn);
+        let t = self.terminal_entry(phone)?;
+        if t.conn == Some(conn) {
+            return Ok(());
+        }
+        let old = t.conn.replace(conn);
+        self.stats.bindings += 1;
+        if let Some(o) = old {
+            self.stats.rebinds += 1;
+            if let Some(c) = self.conns.get_mut(&o) {
+                c.phones.remove(phone);
+            }
+            self.reassembler.forget(phone);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phones.insert(*phone);
+        }
         Ok(())
     }
 
     /// Takes bytes received on connection `conn` (any chunking). Each complete
     /// frame is decoded and handled as by [`Adapter::on_frame`]; frames that are
-    /// not the adapter's come back as [`Event::Frame`], undecodable ones as
-    /// [`Event::Malformed`]. The terminal of every frame is attached to `conn`.
+    /// not the adapter's, and the adapter's kinds from a terminal not bound to
+    /// `conn` ([`Handled::Unauthenticated`]), come back as [`Event::Frame`],
+    /// undecodable ones as [`Event::Malformed`]. No frame binds its terminal to
+    /// `conn`: only [`Adapter::terminal_authenticated`] does.
     ///
     /// # Errors
     /// [`ConnectionError::TooManyConnections`] for a new connection when the
@@ -1522,21 +1627,19 @@ impl Adapter {
                 return Ok(());
             };
             match result {
-                Ok(frame) => {
-                    // A full terminal table still lets the frame through.
-                    let _ = self.note_terminal(&frame.header, Some(conn));
-                    match self.dispatch(&frame, now_ms, events) {
-                        Handled::Taken => {}
-                        Handled::NotMine => events.push(Event::Frame { conn, frame }),
-                        Handled::Dropped(e) => events.push(Event::Malformed {
-                            conn,
-                            reason: format!(
-                                "0x{:04x} from terminal {}: {e}",
-                                frame.header.msg_id, frame.header.phone
-                            ),
-                        }),
+                Ok(frame) => match self.on_frame(conn, &frame, now_ms, events) {
+                    Handled::Taken => {}
+                    Handled::NotMine | Handled::Unauthenticated => {
+                        events.push(Event::Frame { conn, frame })
                     }
-                }
+                    Handled::Dropped(e) => events.push(Event::Malformed {
+                        conn,
+                        reason: format!(
+                            "0x{:04x} from terminal {}: {e}",
+                            frame.header.msg_id, frame.header.phone
+                        ),
+                    }),
+                },
                 Err(e) => {
                     self.stats.malformed += 1;
                     events.push(Event::Malformed {
@@ -1555,6 +1658,7 @@ impl Adapter {
         let Some(c) = self.conns.remove(&conn) else {
             return 0;
         };
+        self.stats.lenient_frames += c.decoder.lenient_frames();
         let mut n = 0;
         for phone in c.phones {
             if self.terminal_conn(&phone) == Some(conn) {
@@ -1701,6 +1805,7 @@ mod tests {
     fn vendor_types_go_out_untouched() {
         let mut a = Adapter::new(AdapterConfig::default()).unwrap();
         let p = phone("13800138000");
+        a.terminal_authenticated(&p, 1).unwrap();
         for (i, t) in [0x83u8, 0xf7, 0xf8, 0x00, 0x0b].into_iter().enumerate() {
             let mut out = Vec::new();
             a.submit(&Call::new(i as u64, p, t, &[0x7e, 0x7d], 100), 0, &mut out)
@@ -1715,12 +1820,12 @@ mod tests {
             );
         }
         let mut ev = Vec::new();
-        assert_eq!(a.on_frame(&ack(p, 2, 0), 1, &mut ev), Handled::Taken);
+        assert_eq!(a.on_frame(1, &ack(p, 2, 0), 1, &mut ev), Handled::Taken);
         assert!(matches!(&ev[..], [Event::Reply { token: 2, .. }]));
         let mut wire = Vec::new();
         encode_frame(&Header::new(0x0200, p, 9), &[1, 2, 3], &mut wire).unwrap();
         assert_eq!(
-            a.on_frame(&decode_frame(&wire).unwrap(), 1, &mut ev),
+            a.on_frame(1, &decode_frame(&wire).unwrap(), 1, &mut ev),
             Handled::NotMine
         );
     }

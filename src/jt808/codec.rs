@@ -943,11 +943,74 @@ fn escaped_offset(escaped: &[u8], index: usize) -> usize {
 /// a body-length field that disagrees with the body; package fields outside
 /// `1 <= index <= count`.
 pub fn decode_frame(input: &[u8]) -> Result<Frame, DecodeError> {
-    decode_frame_limited(input, MAX_FRAME_LEN)
+    decode_frame_limited(input, MAX_FRAME_LEN, Escapes::Strict).map(|(f, _)| f)
 }
 
-/// [`decode_frame`] with a caller's length limit (the stream decoder's bound).
-pub(crate) fn decode_frame_limited(input: &[u8], max: usize) -> Result<Frame, DecodeError> {
+/// How a decoder reads 0x7d bytes inside a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Escapes {
+    /// The standard's rule: 0x7d is always followed by 0x01 or 0x02, anything
+    /// else is an error. The default.
+    #[default]
+    Strict,
+    /// For terminals that send 0x7d unescaped (traccar's decoder tests carry
+    /// two such 0x0900 frames, from a terminal whose phone number ends in
+    /// 0x7d). The frame is first read strictly; only when that fails (an
+    /// invalid or lone escape, a wrong checksum, a body length that disagrees,
+    /// a frame too short) is it read again with `0x7d 0x02` as 0x7e and every
+    /// other 0x7d as itself (so `0x7d 0x01` stays two bytes). The second
+    /// reading is kept only when its checksum and body length hold; otherwise
+    /// the strict reading's error is returned. A frame whose two readings are
+    /// both valid is read strictly, so a strict terminal's frames decode the
+    /// same in both modes; the XOR checksum is one byte, so about 1 in 256
+    /// corrupted frames that the strict reading refuses may pass the second
+    /// reading's checks.
+    Lenient,
+}
+
+/// [`decode_frame`] in lenient mode (see [`Escapes::Lenient`]): frames with
+/// unescaped 0x7d bytes decode too. Errors are those of the strict reading.
+///
+/// # Errors
+/// As [`decode_frame`], when neither reading yields a valid frame.
+pub fn decode_frame_lenient(input: &[u8]) -> Result<Frame, DecodeError> {
+    decode_frame_limited(input, MAX_FRAME_LEN, Escapes::Lenient).map(|(f, _)| f)
+}
+
+/// [`decode_frame`] with a caller's length limit (the stream decoder's bound)
+/// and escape mode. The flag says whether the lenient reading was needed.
+pub(crate) fn decode_frame_limited(
+    input: &[u8],
+    max: usize,
+    escapes: Escapes,
+) -> Result<(Frame, bool), DecodeError> {
+    match decode_once(input, max, false) {
+        Ok(f) => Ok((f, false)),
+        Err(e) if escapes == Escapes::Lenient && lenient_may_help(&e) => {
+            match decode_once(input, max, true) {
+                Ok(f) => Ok((f, true)),
+                Err(_) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether an error of the strict reading can come from an unescaped 0x7d.
+fn lenient_may_help(e: &DecodeError) -> bool {
+    matches!(
+        e.kind,
+        DecodeErrorKind::InvalidEscape { .. }
+            | DecodeErrorKind::LoneEscape
+            | DecodeErrorKind::Checksum { .. }
+            | DecodeErrorKind::BodyLength { .. }
+            | DecodeErrorKind::TooShort { .. }
+    )
+}
+
+/// One reading of a frame; `literal_escapes`: every 0x7d not followed by 0x02
+/// is a data byte.
+fn decode_once(input: &[u8], max: usize, literal_escapes: bool) -> Result<Frame, DecodeError> {
     let (&first, _) = input
         .split_first()
         .ok_or_else(|| err(0, DecodeErrorKind::Empty))?;
@@ -988,6 +1051,11 @@ pub(crate) fn decode_frame_limited(input: &[u8], max: usize) -> Result<Frame, De
         let offset = i + 1; // in `input`
         if inner[i] == FLAG {
             return Err(err(offset, DecodeErrorKind::FlagInside));
+        }
+        if literal_escapes && inner.get(i + 1) != Some(&0x02) {
+            buf.push(ESCAPE);
+            i += 1;
+            continue;
         }
         match inner.get(i + 1) {
             None => return Err(err(offset, DecodeErrorKind::LoneEscape)),

@@ -38,10 +38,10 @@ pub use adapter::{
     ConnectionError, ErrorReason, Event, FrameError, Handled, ReplyKind, SubmitError, Submitted,
 };
 pub use codec::{
-    decode_frame, encode_frame, passthrough_type_name, BcdError, Body, BodyError, BodyKind,
-    DecodeError, DecodeErrorKind, EncodeError, Frame, Header, Package, Phone, PhoneError,
-    ResponseResult, Version, ESCAPE, FLAG, MAX_BODY_LEN, MAX_FRAME_LEN, MSG_DOWNLINK_PASSTHROUGH,
-    MSG_PLATFORM_RESPONSE, MSG_TERMINAL_RESPONSE, MSG_UPLINK_PASSTHROUGH,
+    decode_frame, decode_frame_lenient, encode_frame, passthrough_type_name, BcdError, Body,
+    BodyError, BodyKind, DecodeError, DecodeErrorKind, EncodeError, Escapes, Frame, Header,
+    Package, Phone, PhoneError, ResponseResult, Version, ESCAPE, FLAG, MAX_BODY_LEN, MAX_FRAME_LEN,
+    MSG_DOWNLINK_PASSTHROUGH, MSG_PLATFORM_RESPONSE, MSG_TERMINAL_RESPONSE, MSG_UPLINK_PASSTHROUGH,
 };
 pub use packets::{split_passthrough, Reassembler, ReassemblerConfig, ReassemblyError};
 pub use stream::StreamDecoder;

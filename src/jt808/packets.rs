@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use super::adapter::ConfigError;
 use super::codec::{encode_frame, EncodeError, Frame, Header, Package, Phone, MAX_BODY_LEN};
 
 /// Encodes `content_type | content` as the body of `template.msg_id` (0x8900,
@@ -73,23 +74,111 @@ pub fn split_passthrough(
     Ok(frames)
 }
 
-/// Limits of a [`Reassembler`].
+/// Limits of a [`Reassembler`]: partial messages, body bytes and packets
+/// held, each over all terminals and per terminal, so that one terminal cannot
+/// take the room of the others. Memory held is at most `max_bytes` plus about
+/// 64 bytes of bookkeeping per held packet (`max_packets`): with the defaults,
+/// about 5 MiB in all and 1.1 MiB per terminal.
+///
+/// [`Reassembler::new`] refuses a configuration with a limit of 0, a
+/// per-terminal limit above its total, or a limit above its documented
+/// maximum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReassemblerConfig {
-    /// Messages being put together at once, over all terminals.
+    /// Messages being put together at once, over all terminals. Default 256,
+    /// at most [`ReassemblerConfig::MAX_PARTIALS`].
     pub max_partials: usize,
-    /// Body bytes held over all partial messages.
+    /// Messages being put together at once for one terminal. Default 4.
+    pub max_partials_per_terminal: usize,
+    /// Body bytes held over all partial messages. Default 4 MiB, at most
+    /// [`ReassemblerConfig::MAX_BYTES`].
     pub max_bytes: usize,
+    /// Body bytes held in the partial messages of one terminal. Default 1 MiB.
+    pub max_bytes_per_terminal: usize,
+    /// Packets held over all partial messages (empty packets count too).
+    /// Default 16384, at most [`ReassemblerConfig::MAX_PACKETS`].
+    pub max_packets: usize,
+    /// Packets held for one terminal; a message announcing more packets than
+    /// this is refused at its first packet, since it could never complete.
+    /// Default 1024 (1024 full packets carry 1 MiB).
+    pub max_packets_per_terminal: usize,
     /// A partial message is dropped this long after its first packet arrived.
+    /// Default 60000, 1 to [`ReassemblerConfig::MAX_TIMEOUT_MS`].
     pub timeout_ms: u64,
 }
 
+impl ReassemblerConfig {
+    /// Largest `max_partials` (and `max_partials_per_terminal`).
+    pub const MAX_PARTIALS: usize = 65_536;
+    /// Largest `max_bytes` (and `max_bytes_per_terminal`): 256 MiB.
+    pub const MAX_BYTES: usize = 256 << 20;
+    /// Largest `max_packets` (and `max_packets_per_terminal`).
+    pub const MAX_PACKETS: usize = 1 << 20;
+    /// Largest `timeout_ms`: one hour.
+    pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+    /// Checks every limit against its documented range.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first limit out of range.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let pairs = [
+            (
+                "max_partials",
+                self.max_partials,
+                "max_partials_per_terminal",
+                self.max_partials_per_terminal,
+                Self::MAX_PARTIALS,
+            ),
+            (
+                "max_bytes",
+                self.max_bytes,
+                "max_bytes_per_terminal",
+                self.max_bytes_per_terminal,
+                Self::MAX_BYTES,
+            ),
+            (
+                "max_packets",
+                self.max_packets,
+                "max_packets_per_terminal",
+                self.max_packets_per_terminal,
+                Self::MAX_PACKETS,
+            ),
+        ];
+        for (total_name, total, per_name, per, max) in pairs {
+            if !(1..=max).contains(&total) {
+                return Err(ConfigError::new(format!(
+                    "reassembly {total_name} {total} is outside 1..={max}"
+                )));
+            }
+            if !(1..=total).contains(&per) {
+                return Err(ConfigError::new(format!(
+                    "reassembly {per_name} {per} is outside 1..={total} ({total_name})"
+                )));
+            }
+        }
+        if !(1..=Self::MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
+            return Err(ConfigError::new(format!(
+                "reassembly timeout_ms {} is outside 1..={}",
+                self.timeout_ms,
+                Self::MAX_TIMEOUT_MS
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ReassemblerConfig {
-    /// 256 partial messages, 4 MiB, 60 s.
+    /// 256 partial messages (4 per terminal), 4 MiB (1 MiB per terminal),
+    /// 16384 packets (1024 per terminal), 60 s.
     fn default() -> Self {
         ReassemblerConfig {
             max_partials: 256,
+            max_partials_per_terminal: 4,
             max_bytes: 4 << 20,
+            max_bytes_per_terminal: 1 << 20,
+            max_packets: 16_384,
+            max_packets_per_terminal: 1024,
             timeout_ms: 60_000,
         }
     }
@@ -129,6 +218,21 @@ pub enum ReassemblyError {
         /// The limit.
         max: usize,
     },
+    /// The packet limit would be exceeded, or the message announces more
+    /// packets than one terminal may hold; the packet is dropped.
+    TooManyPackets {
+        /// The limit.
+        max: usize,
+    },
+    /// The terminal's own share of a limit is used up; the packet is dropped.
+    /// Other terminals are not affected.
+    TerminalLimit {
+        /// Which limit: `max_partials_per_terminal`, `max_bytes_per_terminal`
+        /// or `max_packets_per_terminal`.
+        limit: &'static str,
+        /// Its value.
+        max: usize,
+    },
 }
 
 impl fmt::Display for ReassemblyError {
@@ -162,6 +266,14 @@ impl fmt::Display for ReassemblyError {
             ReassemblyError::TooManyBytes { max } => {
                 write!(f, "partial messages would exceed {max} bytes; packet dropped")
             }
+            ReassemblyError::TooManyPackets { max } => write!(
+                f,
+                "partial messages would exceed {max} packets; packet dropped"
+            ),
+            ReassemblyError::TerminalLimit { limit, max } => write!(
+                f,
+                "the terminal's partial messages would exceed {limit} ({max}); packet dropped"
+            ),
         }
     }
 }
@@ -182,24 +294,40 @@ struct Partial {
 
 type Key = (Phone, u16, u16);
 
-/// Puts sub-packaged messages back together, within bounds on the number of
-/// partial messages and the bytes they hold. Time is an argument (`now_ms`, any
+/// What one terminal's partial messages hold.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    partials: usize,
+    bytes: usize,
+    packets: usize,
+}
+
+/// Puts sub-packaged messages back together, within bounds on the partial
+/// messages, the bytes and the packets they hold, over all terminals and per
+/// terminal ([`ReassemblerConfig`]). Time is an argument (`now_ms`, any
 /// monotonic milliseconds), so the reassembler has no clock of its own.
 #[derive(Debug, Default)]
 pub struct Reassembler {
     config: ReassemblerConfig,
     partials: HashMap<Key, Partial>,
-    bytes: usize,
+    usage: HashMap<Phone, Usage>,
+    total: Usage,
 }
 
 impl Reassembler {
     /// A reassembler with these limits.
-    pub fn new(config: ReassemblerConfig) -> Reassembler {
-        Reassembler {
+    ///
+    /// # Errors
+    /// [`ConfigError`] when a limit is outside its range
+    /// ([`ReassemblerConfig::check`]).
+    pub fn new(config: ReassemblerConfig) -> Result<Reassembler, ConfigError> {
+        config.check()?;
+        Ok(Reassembler {
             config,
             partials: HashMap::new(),
-            bytes: 0,
-        }
+            usage: HashMap::new(),
+            total: Usage::default(),
+        })
     }
 
     /// Partial messages held.
@@ -209,40 +337,66 @@ impl Reassembler {
 
     /// Body bytes held in partial messages.
     pub fn buffered_bytes(&self) -> usize {
-        self.bytes
+        self.total.bytes
+    }
+
+    /// Packets held in partial messages.
+    pub fn buffered_packets(&self) -> usize {
+        self.total.packets
+    }
+
+    /// Partial messages, bytes and packets held for one terminal.
+    pub fn terminal_usage(&self, phone: &Phone) -> (usize, usize, usize) {
+        self.usage
+            .get(phone)
+            .map_or((0, 0, 0), |u| (u.partials, u.bytes, u.packets))
+    }
+
+    /// Gives back what a dropped or finished partial message held.
+    fn release(&mut self, phone: &Phone, p: &Partial) {
+        let packets = p.parts.len();
+        self.total.partials -= 1;
+        self.total.bytes -= p.bytes;
+        self.total.packets -= packets;
+        if let Some(u) = self.usage.get_mut(phone) {
+            u.partials -= 1;
+            u.bytes -= p.bytes;
+            u.packets -= packets;
+            if u.partials == 0 {
+                self.usage.remove(phone);
+            }
+        }
+    }
+
+    fn drop_where(&mut self, mut gone: impl FnMut(&Key, &Partial) -> bool) -> usize {
+        let keys: Vec<Key> = self
+            .partials
+            .iter()
+            .filter(|(k, p)| gone(k, p))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &keys {
+            if let Some(p) = self.partials.remove(k) {
+                self.release(&k.0, &p);
+            }
+        }
+        keys.len()
     }
 
     /// Drops partial messages whose first packet arrived `timeout_ms` or more
     /// before `now_ms`; returns how many were dropped.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let timeout = self.config.timeout_ms;
-        let before = self.partials.len();
-        let mut freed = 0;
-        self.partials.retain(|_, p| {
-            let keep = now_ms.saturating_sub(p.started_ms) < timeout;
-            if !keep {
-                freed += p.bytes;
-            }
-            keep
-        });
-        self.bytes -= freed;
-        before - self.partials.len()
+        self.drop_where(|_, p| now_ms.saturating_sub(p.started_ms) >= timeout)
     }
 
     /// Drops the partial messages of terminal `phone` (it went away); returns how
     /// many were dropped.
     pub fn forget(&mut self, phone: &Phone) -> usize {
-        let before = self.partials.len();
-        let mut freed = 0;
-        self.partials.retain(|k, p| {
-            let keep = k.0 != *phone;
-            if !keep {
-                freed += p.bytes;
-            }
-            keep
-        });
-        self.bytes -= freed;
-        before - self.partials.len()
+        if !self.usage.contains_key(phone) {
+            return 0;
+        }
+        self.drop_where(|k, _| k.0 == *phone)
     }
 
     /// Takes one frame. A frame without package fields is a whole message and
@@ -254,8 +408,9 @@ impl Reassembler {
     /// # Errors
     /// [`ReassemblyError`] for package fields outside `1..=count`, a packet
     /// received twice, a count that differs from the message's other packets, or
-    /// a limit that would be exceeded. The packet is dropped; the partial message
-    /// it belongs to, if any, is kept.
+    /// a limit that would be exceeded (over all terminals, or the terminal's
+    /// own share). The packet is dropped; the partial message it belongs to, if
+    /// any, is kept.
     pub fn push(&mut self, frame: Frame, now_ms: u64) -> Result<Option<Frame>, ReassemblyError> {
         let Some(pkg) = frame.header.package else {
             return Ok(Some(frame));
@@ -265,26 +420,70 @@ impl Reassembler {
         }
         self.expire(now_ms);
         let msg_id = frame.header.msg_id;
+        let phone = frame.header.phone;
         let first_serial = frame.header.serial.wrapping_sub(pkg.index - 1);
-        let key = (frame.header.phone, msg_id, first_serial);
+        let key = (phone, msg_id, first_serial);
         let len = frame.body.len();
-        if self.bytes + len > self.config.max_bytes {
-            return Err(ReassemblyError::TooManyBytes {
-                max: self.config.max_bytes,
+        let c = self.config;
+        let is_new = !self.partials.contains_key(&key);
+        if is_new && pkg.count == 1 {
+            let mut header = frame.header;
+            header.package = None;
+            return Ok(Some(Frame {
+                header,
+                body: frame.body,
+            }));
+        }
+        if let Some(partial) = self.partials.get(&key) {
+            if partial.count != pkg.count {
+                return Err(ReassemblyError::InconsistentCount {
+                    msg_id,
+                    expected: partial.count,
+                    found: pkg.count,
+                });
+            }
+            if partial.parts.contains_key(&pkg.index) {
+                return Err(ReassemblyError::Duplicate {
+                    msg_id,
+                    index: pkg.index,
+                    count: pkg.count,
+                });
+            }
+        }
+        if usize::from(pkg.count) > c.max_packets_per_terminal {
+            return Err(ReassemblyError::TooManyPackets {
+                max: c.max_packets_per_terminal,
             });
         }
-        if !self.partials.contains_key(&key) {
-            if pkg.count == 1 {
-                let mut header = frame.header;
-                header.package = None;
-                return Ok(Some(Frame {
-                    header,
-                    body: frame.body,
-                }));
-            }
-            if self.partials.len() >= self.config.max_partials {
+        let mine = self.usage.get(&phone).copied().unwrap_or_default();
+        if self.total.bytes + len > c.max_bytes {
+            return Err(ReassemblyError::TooManyBytes { max: c.max_bytes });
+        }
+        if mine.bytes + len > c.max_bytes_per_terminal {
+            return Err(ReassemblyError::TerminalLimit {
+                limit: "max_bytes_per_terminal",
+                max: c.max_bytes_per_terminal,
+            });
+        }
+        if self.total.packets >= c.max_packets {
+            return Err(ReassemblyError::TooManyPackets { max: c.max_packets });
+        }
+        if mine.packets >= c.max_packets_per_terminal {
+            return Err(ReassemblyError::TerminalLimit {
+                limit: "max_packets_per_terminal",
+                max: c.max_packets_per_terminal,
+            });
+        }
+        if is_new {
+            if self.partials.len() >= c.max_partials {
                 return Err(ReassemblyError::TooManyPartials {
-                    max: self.config.max_partials,
+                    max: c.max_partials,
+                });
+            }
+            if mine.partials >= c.max_partials_per_terminal {
+                return Err(ReassemblyError::TerminalLimit {
+                    limit: "max_partials_per_terminal",
+                    max: c.max_partials_per_terminal,
                 });
             }
             self.partials.insert(
@@ -297,37 +496,30 @@ impl Reassembler {
                     started_ms: now_ms,
                 },
             );
+            self.total.partials += 1;
+            self.usage.entry(phone).or_default().partials += 1;
         }
         let Some(partial) = self.partials.get_mut(&key) else {
             return Ok(None); // inserted just above
         };
-        if partial.count != pkg.count {
-            return Err(ReassemblyError::InconsistentCount {
-                msg_id,
-                expected: partial.count,
-                found: pkg.count,
-            });
-        }
-        if partial.parts.contains_key(&pkg.index) {
-            return Err(ReassemblyError::Duplicate {
-                msg_id,
-                index: pkg.index,
-                count: pkg.count,
-            });
-        }
         if pkg.index == 1 {
             partial.first_header = Some(frame.header);
         }
         partial.parts.insert(pkg.index, frame.body);
         partial.bytes += len;
-        self.bytes += len;
+        self.total.bytes += len;
+        self.total.packets += 1;
+        if let Some(u) = self.usage.get_mut(&phone) {
+            u.bytes += len;
+            u.packets += 1;
+        }
         if partial.parts.len() < usize::from(partial.count) {
             return Ok(None);
         }
         let Some(done) = self.partials.remove(&key) else {
             return Ok(None);
         };
-        self.bytes -= done.bytes;
+        self.release(&phone, &done);
         let Some(mut header) = done.first_header else {
             // Every index 1..=count is present, so packet 1 was among them.
             return Ok(None);

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use super::codec::{
-    decode_frame_limited, DecodeError, DecodeErrorKind, Frame, FLAG, MAX_FRAME_LEN,
+    decode_frame_limited, DecodeError, DecodeErrorKind, Escapes, Frame, FLAG, MAX_FRAME_LEN,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct StreamDecoder {
     buf: Vec<u8>,
     ready: VecDeque<Result<Frame, DecodeError>>,
     skipped: u64,
+    escapes: Escapes,
+    lenient_frames: u64,
 }
 
 impl Default for StreamDecoder {
@@ -68,7 +70,33 @@ impl StreamDecoder {
             buf: Vec::new(),
             ready: VecDeque::new(),
             skipped: 0,
+            escapes: Escapes::Strict,
+            lenient_frames: 0,
         }
+    }
+
+    /// A decoder as [`StreamDecoder::new`] that reads 0x7d bytes as `escapes`
+    /// says ([`Escapes::Lenient`] for terminals that leave 0x7d unescaped).
+    pub fn with_escapes(max_frame_len: usize, escapes: Escapes) -> StreamDecoder {
+        StreamDecoder {
+            escapes,
+            ..StreamDecoder::new(max_frame_len)
+        }
+    }
+
+    /// Changes how the frames that complete from now on read 0x7d bytes.
+    pub fn set_escapes(&mut self, escapes: Escapes) {
+        self.escapes = escapes;
+    }
+
+    /// The escape mode given to [`StreamDecoder::with_escapes`].
+    pub fn escapes(&self) -> Escapes {
+        self.escapes
+    }
+
+    /// Frames that decoded only in the lenient reading (unescaped 0x7d).
+    pub fn lenient_frames(&self) -> u64 {
+        self.lenient_frames
     }
 
     /// The bound given to [`StreamDecoder::new`].
@@ -115,7 +143,11 @@ impl StreamDecoder {
     }
 
     fn finish(&mut self, frame: &[u8]) {
-        let r = decode_frame_limited(frame, self.max_frame_len);
+        let r = decode_frame_limited(frame, self.max_frame_len, self.escapes);
+        let r = r.map(|(f, lenient)| {
+            self.lenient_frames += u64::from(lenient);
+            f
+        });
         self.ready.push_back(r);
     }
 

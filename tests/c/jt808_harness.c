@@ -232,6 +232,25 @@ static void codec_checks(void)
 
     CHECK(rrpc_jt808_decoder_new(3, &d) == RRPC_STATUS_INVALID_ARGUMENT);
     CHECK(rrpc_jt808_decoder_new(0, NULL) == RRPC_STATUS_NULL_POINTER);
+    /* Lenient mode: a terminal that leaves 0x7d unescaped (one of traccar's frames). */
+    {
+        static const uint8_t unescaped[] = {
+            0x7e, 0x09, 0x00, 0x00, 0x1f, 0x4f, 0x07, 0x78, 0x8e, 0xf8, 0x7d, 0x00, 0x0c, 0xf0, 0x23,
+            0x02, 0x23, 0x15, 0x02, 0x15, 0x01, 0x02, 0x03, 0x01, 0x38, 0x00, 0x00, 0x0c, 0x00, 0x0b,
+            0x02, 0x9d, 0xc5, 0x8c, 0x04, 0xb9, 0x9b, 0x60, 0x23, 0x02, 0x23, 0x17, 0x18, 0x22, 0x50, 0x7e};
+        CHECK(rrpc_jt808_decoder_new(0, &d) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_decoder_push(d, unescaped, sizeof unescaped) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_decoder_next(d, &f, &ready) == RRPC_STATUS_MALFORMED_FRAME);
+        CHECK(rrpc_jt808_decoder_set_lenient(d, 2) == RRPC_STATUS_INVALID_ARGUMENT);
+        CHECK(rrpc_jt808_decoder_set_lenient(NULL, 1) == RRPC_STATUS_NULL_POINTER);
+        CHECK(rrpc_jt808_decoder_set_lenient(d, 1) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_decoder_push(d, unescaped, sizeof unescaped) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_decoder_next(d, &f, &ready) == RRPC_STATUS_OK && ready);
+        CHECK(f.header.msg_id == 0x0900 && f.header.phone[5] == 0x7d && f.header.serial == 0x0c);
+        CHECK(f.body_len == 0x1f && f.body[0] == 0xf0);
+        CHECK(rrpc_jt808_decoder_free(d) == RRPC_STATUS_OK);
+        d = NULL;
+    }
     CHECK(rrpc_jt808_decoder_new(0, &d) == RRPC_STATUS_OK);
 
     /* Good frame split across pushes. */
@@ -387,12 +406,17 @@ static void adapter_checks(void)
     /* No connection known yet: refused. */
     CHECK(submit_to(a, 1, &t, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
           RRPC_STATUS_NOT_CONNECTED);
-    CHECK(contains(rrpc_last_error_message(), "has no known connection"));
+    CHECK(contains(rrpc_last_error_message(), "not bound to a connection"));
     /* The terminal registers on connection 3: a frame the adapter passes on. */
     n = encode(wire, sizeof wire, &t, 0x0100, 1, (const uint8_t *)"reg", 3, 0, 0);
     feed(a, 3, wire, n, 0);
     CHECK(events[RRPC_JT808_EVENT_FRAME] == 1 && last_frame_id == 0x0100 && last_conn == 3);
     CHECK(strcmp(last_digits, "013800138000") == 0 && last_bcd_error == -1);
+    /* A frame does not bind its terminal: only the application, after checking the
+     * terminal's authentication code, does. */
+    CHECK(submit_to(a, 1, &t, 0x41, NULL, 0, 0, 5000, 0, NULL) ==
+          RRPC_STATUS_NOT_CONNECTED);
+    CHECK(rrpc_jt808_adapter_terminal_authenticated(a, t.phone, t.phone_len, 3) == RRPC_STATUS_OK);
 
     /* ACK completion: the 0x0001 is the reply, byte-exact. */
     s1 = submit(a, 1, &t, 0x41, "AT+1", RRPC_JT808_COMPLETION_DEFAULT, 5000, 0, false);
@@ -529,7 +553,7 @@ static void adapter_checks(void)
           RRPC_STATUS_NOT_CONNECTED);
 
     /* A terminal attached without frames, disconnected by phone. */
-    CHECK(rrpc_jt808_adapter_terminal_connected(a, u.phone, u.phone_len, 77) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_terminal_authenticated(a, u.phone, u.phone_len, 77) == RRPC_STATUS_OK);
     submit(a, 14, &u, 0x0b, "card", RRPC_JT808_COMPLETION_ACK, 9000, 6000, false);
     CHECK(sent_conn == 77);
     CHECK(rrpc_jt808_adapter_terminal_disconnected(a, u.phone, u.phone_len, 6300, &answered) == RRPC_STATUS_OK);
@@ -540,13 +564,16 @@ static void adapter_checks(void)
         rrpc_jt808_decoder *d = NULL;
         rrpc_jt808_frame f;
         bool ready = false, taken = true;
-        CHECK(rrpc_jt808_adapter_terminal_connected(a, u.phone, u.phone_len, 78) == RRPC_STATUS_OK);
+        CHECK(rrpc_jt808_adapter_terminal_authenticated(a, u.phone, u.phone_len, 78) == RRPC_STATUS_OK);
         s1 = submit(a, 15, &u, 0x41, "x", RRPC_JT808_COMPLETION_ACK, 9000, 6000, false);
         CHECK(rrpc_jt808_decoder_new(0, &d) == RRPC_STATUS_OK);
         n = ack(wire, sizeof wire, &u, s1, 0);
         n += encode(wire + n, sizeof wire - n, &u, 0x0002, 9, NULL, 0, 0, 0);
         CHECK(rrpc_jt808_decoder_push(d, wire, n) == RRPC_STATUS_OK);
         CHECK(rrpc_jt808_decoder_next(d, &f, &ready) == RRPC_STATUS_OK && ready);
+        /* From another connection, the ack completes nothing. */
+        CHECK(rrpc_jt808_adapter_on_frame(a, 79, &f, 6001, &taken) == RRPC_STATUS_OK && !taken);
+        CHECK(last_token != 15);
         CHECK(rrpc_jt808_adapter_on_frame(a, 78, &f, 6001, &taken) == RRPC_STATUS_OK && taken);
         CHECK(last_token == 15 && last_reply_kind == RRPC_JT808_REPLY_ACK);
         CHECK(rrpc_jt808_decoder_next(d, &f, &ready) == RRPC_STATUS_OK && ready);
@@ -597,7 +624,7 @@ static void refuse_checks(void)
     uint16_t serial;
     uint8_t wire[256];
     size_t n;
-    CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 1) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_terminal_authenticated(a, t.phone, t.phone_len, 1) == RRPC_STATUS_OK);
     serial = submit(a, 1, &t, 0x41, "q", RRPC_JT808_COMPLETION_ANSWER, 9000, 0, false);
     CHECK(submit_to(a, 2, &t, 0x41, NULL, 0, RRPC_JT808_COMPLETION_ANSWER, 9000, 0,
                                     NULL) == RRPC_STATUS_BUSY);
@@ -620,6 +647,22 @@ static void limit_checks(void)
     uint8_t wire[256];
     size_t n;
     CHECK(rrpc_jt808_adapter_config_init(&cfg) == RRPC_STATUS_OK);
+    /* Reassembly limits and the escape mode are checked at creation. */
+    CHECK(cfg.reassembly_max_partials == 256 && cfg.reassembly_max_partials_per_terminal == 4);
+    CHECK(cfg.reassembly_max_packets == 16384 && cfg.reassembly_max_packets_per_terminal == 1024);
+    CHECK(cfg.lenient_escapes == 0);
+    cfg.reassembly_max_packets_per_terminal = cfg.reassembly_max_packets + 1;
+    CHECK(rrpc_jt808_adapter_new(&cfg, &a) == RRPC_STATUS_INVALID_ARGUMENT && a == NULL);
+    CHECK(contains(rrpc_last_error_message(), "max_packets_per_terminal"));
+    cfg.reassembly_max_packets_per_terminal = 1024;
+    cfg.reassembly_max_bytes = 0;
+    CHECK(rrpc_jt808_adapter_new(&cfg, &a) == RRPC_STATUS_INVALID_ARGUMENT && a == NULL);
+    CHECK(contains(rrpc_last_error_message(), "max_bytes 0"));
+    cfg.reassembly_max_bytes = 4194304;
+    cfg.lenient_escapes = 2;
+    CHECK(rrpc_jt808_adapter_new(&cfg, &a) == RRPC_STATUS_INVALID_ARGUMENT && a == NULL);
+    CHECK(contains(rrpc_last_error_message(), "lenient_escapes 2"));
+    cfg.lenient_escapes = 1;
     cfg.max_pending = 1;
     cfg.max_terminals = 1;
     cfg.max_connections = 1;
@@ -629,10 +672,10 @@ static void limit_checks(void)
     the_adapter = a;
 
     /* One terminal on one connection: another terminal, or another connection, is refused. */
-    CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 1) == RRPC_STATUS_OK);
-    CHECK(rrpc_jt808_adapter_terminal_connected(a, u.phone, u.phone_len, 1) == RRPC_STATUS_LIMIT_REACHED);
+    CHECK(rrpc_jt808_adapter_terminal_authenticated(a, t.phone, t.phone_len, 1) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_terminal_authenticated(a, u.phone, u.phone_len, 1) == RRPC_STATUS_LIMIT_REACHED);
     CHECK(contains(rrpc_last_error_message(), "max_terminals"));
-    CHECK(rrpc_jt808_adapter_terminal_connected(a, t.phone, t.phone_len, 2) == RRPC_STATUS_LIMIT_REACHED);
+    CHECK(rrpc_jt808_adapter_terminal_authenticated(a, t.phone, t.phone_len, 2) == RRPC_STATUS_LIMIT_REACHED);
     CHECK(contains(rrpc_last_error_message(), "max_connections"));
     n = encode(wire, sizeof wire, &t, 0x0002, 1, NULL, 0, 0, 0);
     CHECK(rrpc_jt808_adapter_on_bytes(a, 2, wire, n, 0) == RRPC_STATUS_LIMIT_REACHED);
@@ -644,7 +687,8 @@ static void limit_checks(void)
         CHECK(rrpc_jt808_decoder_new(0, &d) == RRPC_STATUS_OK);
         CHECK(rrpc_jt808_decoder_push(d, wire, n) == RRPC_STATUS_OK);
         CHECK(rrpc_jt808_decoder_next(d, &f, &taken) == RRPC_STATUS_OK && taken);
-        CHECK(rrpc_jt808_adapter_on_frame(a, 2, &f, 0, &taken) == RRPC_STATUS_LIMIT_REACHED);
+        /* Frames handed over decoded take no connection slot. */
+        CHECK(rrpc_jt808_adapter_on_frame(a, 2, &f, 0, &taken) == RRPC_STATUS_OK && !taken);
         CHECK(rrpc_jt808_decoder_free(d) == RRPC_STATUS_OK);
     }
 
@@ -759,8 +803,8 @@ static void release_checks(void)
     CHECK(rrpc_jt808_adapter_config_init(&cfg) == RRPC_STATUS_OK);
     CHECK(rrpc_jt808_adapter_new(&cfg, &release_adapter) == RRPC_STATUS_OK);
     release_terminal = make_terminal("13700137000", 2013);
-    CHECK(rrpc_jt808_adapter_terminal_connected(release_adapter, release_terminal.phone,
-                                                release_terminal.phone_len, 1) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_terminal_authenticated(release_adapter, release_terminal.phone,
+                                                    release_terminal.phone_len, 1) == RRPC_STATUS_OK);
     CHECK(rrpc_jt808_adapter_set_send(release_adapter, quick_send, NULL) == RRPC_STATUS_OK);
 
     /* The event callback, replaced while it sleeps on another thread: the replacement
@@ -818,8 +862,10 @@ static void thousand_terminals(void)
     for (i = 0; i < 1000; i++) {
         snprintf(digits, sizeof digits, "1390000%04d", i);
         ts[i] = make_terminal(digits, 2013);
-        n = encode(wire, sizeof wire, &ts[i], 0x0002, 1, NULL, 0, 0, 0); /* heartbeat: learn the connection */
+        n = encode(wire, sizeof wire, &ts[i], 0x0002, 1, NULL, 0, 0, 0); /* heartbeat */
         feed(a, (uint64_t)i, wire, n, 0);
+        CHECK(rrpc_jt808_adapter_terminal_authenticated(a, ts[i].phone, ts[i].phone_len, (uint64_t)i) ==
+              RRPC_STATUS_OK);
     }
     for (i = 0; i < 1000; i++) {
         serials[i] = submit(a, (uint64_t)(i + 1), &ts[i], 0x41, "ping", RRPC_JT808_COMPLETION_ACK, 60000, 1, false);
