@@ -315,10 +315,9 @@ pub extern "C" fn rrpc_caller_free(caller: *mut rrpc_caller) -> rrpc_status {
     boundary("rrpc_caller_free", || {
         Caller::free(caller, |_| {
             if on_caller_thread() {
-                return Err(Failure::new(
-                    RRPC_STATUS_WRONG_STATE,
-                    "a caller cannot be freed from a response or connection callback",
-                ));
+                let why = "a caller cannot be freed from a response or connection callback";
+                warn!("{why}: it would wait for the thread running the callback; refused");
+                return Err(Failure::new(RRPC_STATUS_WRONG_STATE, why));
             }
             Ok(())
         })
