@@ -716,7 +716,10 @@ impl Publisher {
                 c.try_publish_with_properties(topic, qos.v5(), false, payload.into(), props)
                     .map_err(v5_send_error)
             }
-            _ => self.publish(topic, qos, false, payload),
+            _ => {
+                let _ = expiry_s; // MQTT 3.1.1 has no expiry
+                self.publish(topic, qos, false, payload)
+            }
         }
     }
 
