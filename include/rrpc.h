@@ -106,6 +106,36 @@
 #define RRPC_CREDENTIALS_HOST_SIZE 256
 
 /**
+ * Largest `rrpc_caller_config.max_payload` (16 MiB).
+ */
+#define RRPC_CALLER_MAX_PAYLOAD 16777216
+
+/**
+ * Largest `rrpc_caller_config.max_in_flight`.
+ */
+#define RRPC_CALLER_MAX_IN_FLIGHT 65536
+
+/**
+ * Largest `rrpc_caller_config.max_in_flight_bytes` (1 GiB).
+ */
+#define RRPC_CALLER_MAX_IN_FLIGHT_BYTES 1073741824
+
+/**
+ * Largest `rrpc_caller_config.max_presence`.
+ */
+#define RRPC_CALLER_MAX_PRESENCE 1000000
+
+/**
+ * Largest `rrpc_caller_config.max_subscriptions`.
+ */
+#define RRPC_CALLER_MAX_SUBSCRIPTIONS 65536
+
+/**
+ * Largest `rrpc_caller_config.subscription_idle_ms` (one hour).
+ */
+#define RRPC_CALLER_MAX_SUBSCRIPTION_IDLE_MS 3600000
+
+/**
  * Bit of `rrpc_features()`: the device client (`rrpc_client_*`).
  */
 #define RRPC_FEATURE_CLIENT 1
@@ -902,11 +932,12 @@ typedef struct rrpc_caller_config {
      */
     uint8_t presence;
     /**
-     * Largest request or response payload. Default 262144.
+     * Largest request or response payload, 1 to RRPC_CALLER_MAX_PAYLOAD.
+     * Default 262144.
      */
     uint32_t max_payload;
     /**
-     * Most calls in flight at once. Default 65536.
+     * Most calls in flight at once, 1 to RRPC_CALLER_MAX_IN_FLIGHT. Default 65536.
      */
     uint32_t max_in_flight;
     /**
@@ -917,6 +948,30 @@ typedef struct rrpc_caller_config {
      * Connection status prefix, or NULL for "rrpc/connection".
      */
     const char *connection_prefix;
+    /**
+     * Most request bytes held by the calls in flight, `max_payload` to
+     * RRPC_CALLER_MAX_IN_FLIGHT_BYTES; a call beyond it is refused. Default
+     * 67108864.
+     */
+    uint32_t max_in_flight_bytes;
+    /**
+     * Most devices (and, separately, connections) whose presence is
+     * remembered, 1 to RRPC_CALLER_MAX_PRESENCE; beyond it the entry updated longest ago is
+     * forgotten (`presence_evicted`). Default 100000.
+     */
+    uint32_t max_presence;
+    /**
+     * Most response subscriptions made for calls (custom topics, the Tencent
+     * wildcard), 1 to RRPC_CALLER_MAX_SUBSCRIPTIONS; a call needing one more while all are in use is
+     * refused. Default 1024.
+     */
+    uint32_t max_subscriptions;
+    /**
+     * How long a response subscription stays after the last call that used
+     * it, in ms, 0 to RRPC_CALLER_MAX_SUBSCRIPTION_IDLE_MS; then it is
+     * unsubscribed. Default 30000.
+     */
+    uint32_t subscription_idle_ms;
 } rrpc_caller_config;
 
 /**
@@ -1075,6 +1130,24 @@ typedef struct rrpc_caller_stats {
      */
     uint64_t duplicate_responses;
     uint64_t in_flight;
+    /**
+     * Retained messages on a response topic (never taken as a reply).
+     */
+    uint64_t retained_responses;
+    /**
+     * Messages with the id of a call in flight on another topic than the
+     * called device's response topic (another device, another ContentType):
+     * discarded, the call goes on.
+     */
+    uint64_t mismatched_responses;
+    /**
+     * Presence entries forgotten to stay within `max_presence`.
+     */
+    uint64_t presence_evicted;
+    /**
+     * Response subscriptions dropped after `subscription_idle_ms` unused.
+     */
+    uint64_t unsubscribed;
 } rrpc_caller_stats;
 
 /**
@@ -1998,7 +2071,8 @@ rrpc_status rrpc_caller_config_init(struct rrpc_caller_config *out_config);
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_caller` is NULL.
  * @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
- * @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (each bound is
+ *                                      documented on its field; the message names it).
  * @retval RRPC_STATUS_CONNECT_FAILED   no connection within `connect_timeout_ms`
  *                                      (the message has the address and reason).
  *

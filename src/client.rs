@@ -407,6 +407,7 @@ impl Client {
             || guard::inside_kind(Kind::CallerDriver)
             || tokio::runtime::Handle::try_current().is_ok()
         {
+            warn!("{what}: it would wait for the thread running the callback; refused");
             return Err(ClientError::WrongState(what));
         }
         Ok(())

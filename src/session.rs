@@ -980,6 +980,39 @@ impl Publisher {
         }
     }
 
+    /// Publishes without retain; on MQTT 5 with a Message Expiry Interval of
+    /// `expiry_s` seconds (0: none), after which the broker drops the message
+    /// instead of delivering it. MQTT 3.1.1 has no such interval.
+    pub fn publish_expiring(
+        &self,
+        topic: impl Into<String>,
+        qos: QoS,
+        payload: impl Into<Vec<u8>>,
+        expiry_s: u32,
+    ) -> Result<(), SendError> {
+        match &self.requests {
+            #[cfg(feature = "mqtt5")]
+            Requests::V5(c) if expiry_s > 0 => {
+                let data = payload.into();
+                self.link.reserve(data.len())?;
+                let payload = bytes::Bytes::from_owner(Queued {
+                    data,
+                    link: self.link.clone(),
+                });
+                let props = v5::mqttbytes::v5::PublishProperties {
+                    message_expiry_interval: Some(expiry_s),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, qos.v5(), false, payload, props)
+                    .map_err(v5_send_error)
+            }
+            _ => {
+                let _ = expiry_s; // MQTT 3.1.1 has no expiry
+                self.publish(topic, qos, false, payload)
+            }
+        }
+    }
+
     /// Subscribes one filter (No Local only on MQTT 5).
     pub fn subscribe(&self, filter: Filter) -> Result<(), SendError> {
         match &self.requests {

@@ -87,7 +87,7 @@ fn success_carries_binary_payloads_and_the_api_fields() {
         assert!(r.success, "{r:?}");
         assert_eq!(code(&r), Some(RrpcCode::Success));
         assert_eq!(r.payload.as_deref(), Some(&payload[..]));
-        assert!(r.message_id.unwrap() > 100_000_000_000_000_000);
+        assert!(r.message_id.unwrap() > 0);
         assert_eq!(r.request_id.len(), 36);
         let json = r.to_json();
         assert!(

@@ -1,33 +1,47 @@
 //! The caller's bookkeeping, under one lock: calls in flight and their
-//! deadlines, recently finished ids (to tell late and duplicate responses from
-//! unknown ones), response subscriptions, and what presence says of devices.
+//! deadlines, indexed by device; recently finished ids (to tell late and
+//! duplicate responses from unknown ones); response subscriptions and how many
+//! calls use each; and what presence says of devices, bounded.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::hash::Hash;
 
 use hashbrown::{Equivalent, HashMap, HashSet};
 
 use super::api::{RrpcCode, RrpcResponse};
-use crate::dialect::Dialect;
 
 /// Completes a call; called exactly once, on the caller's thread or on the thread
 /// that made the call (for immediate outcomes).
 pub type Completion = Box<dyn FnOnce(RrpcResponse) + Send>;
 
 pub(super) struct PendingCall {
-    pub dialect: Dialect,
-    pub product_key: Box<str>,
-    pub device_name: Box<str>,
+    pub device: DeviceKey,
     pub deadline_ms: u64,
-    /// Custom-topic requests come back to the caller itself first.
-    pub own_echo_expected: bool,
+    /// The one topic the device's reply may come on (its own response topic,
+    /// with the request's whole message-id level).
+    pub response_topic: Box<str>,
+    /// The response filter the call needs (its subscription stays while used).
+    pub filter: Box<str>,
+    /// A custom-topic request comes back to the caller itself on MQTT 3.1.1
+    /// (same topic as the reply): a keyed hash of its payload, until that copy
+    /// is seen.
+    pub echo: Option<u64>,
+    /// Request bytes held for this call (see `max_in_flight_bytes`).
+    pub bytes: usize,
     /// The request, until it could be published (waiting for a SUBACK).
-    pub unsent: Option<(String, Vec<u8>)>,
+    pub unsent: Option<Outgoing>,
     pub done: Completion,
 }
+
+/// A request to publish: the call, topic, payload and Message Expiry Interval
+/// (seconds, MQTT 5 only).
+pub(super) type Outgoing = (String, Vec<u8>, u32);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Finished {
     Answered,
+    /// Answered before the caller's own custom-topic request came back to it.
+    AnsweredEchoDue,
     TimedOut,
     Other,
 }
@@ -36,6 +50,14 @@ pub(super) enum Sub {
     Active,
     /// SUBSCRIBE sent; these calls wait for the SUBACK to be published.
     Requested(Vec<u64>),
+}
+
+/// A response subscription a call asked for, with how many calls in flight use
+/// it and since when none does.
+pub(super) struct SubEntry {
+    pub state: Sub,
+    pub users: usize,
+    pub idle_since_ms: u64,
 }
 
 /// A device's identity as a presence key, looked up by borrowed strings.
@@ -51,46 +73,189 @@ impl Equivalent<DeviceKey> for DeviceRef<'_> {
     }
 }
 
-#[derive(Default)]
-pub(super) struct PresenceState {
-    /// (pk, dn) -> online, and on which connection.
-    pub devices: HashMap<DeviceKey, (bool, Option<String>)>,
-    pub offline_connections: HashSet<String>,
+/// A map of at most `cap` entries that evicts the entry updated longest ago.
+pub(super) struct Bounded<K, V> {
+    map: HashMap<K, (u64, V)>,
+    /// Insertion order: (sequence, key); entries whose sequence no longer
+    /// matches the map's are stale and skipped.
+    order: VecDeque<(u64, K)>,
+    seq: u64,
+    cap: usize,
 }
 
-impl PresenceState {
-    /// `Some(true)` online, `Some(false)` offline, `None` never heard of.
-    pub fn online(&self, pk: &str, dn: &str) -> Option<bool> {
-        if self.devices.is_empty() {
-            return None;
+impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
+    pub fn new(cap: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            seq: 0,
+            cap: cap.max(1),
         }
-        let (online, conn) = self.devices.get(&DeviceRef(pk, dn))?;
-        let conn_down = conn
-            .as_ref()
-            .is_some_and(|c| self.offline_connections.contains(c));
-        Some(*online && !conn_down)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn get<Q: Hash + Equivalent<K> + ?Sized>(&self, k: &Q) -> Option<&V> {
+        self.map.get(k).map(|(_, v)| v)
+    }
+
+    pub fn remove<Q: Hash + Equivalent<K> + ?Sized>(&mut self, k: &Q) -> Option<V> {
+        self.map.remove(k).map(|(_, v)| v)
+    }
+
+    /// Inserts or replaces; returns the entries evicted to stay within the cap
+    /// (and the replaced value's key is not among them).
+    pub fn insert(&mut self, k: K, v: V) -> (Option<V>, Vec<(K, V)>) {
+        self.seq += 1;
+        let old = self.map.insert(k.clone(), (self.seq, v)).map(|(_, v)| v);
+        self.order.push_back((self.seq, k));
+        let mut evicted = Vec::new();
+        while self.map.len() > self.cap {
+            let Some((seq, key)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&key).is_some_and(|(s, _)| *s == seq) {
+                if let Some((_, v)) = self.map.remove(&key) {
+                    evicted.push((key, v));
+                }
+            }
+        }
+        // Updates and removals leave stale entries behind: compact now and then.
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order
+                .retain(|(s, k)| map.get(k).is_some_and(|(cur, _)| cur == s));
+        }
+        (old, evicted)
     }
 }
 
-#[derive(Default)]
+/// A device's last presence status.
+pub(super) struct DeviceStatus {
+    pub online: bool,
+    pub conn: Option<String>,
+}
+
+pub(super) struct PresenceState {
+    /// (pk, dn) -> online, and on which connection.
+    pub devices: Bounded<DeviceKey, DeviceStatus>,
+    /// Connection -> the devices whose status names it (an index of `devices`).
+    pub by_conn: HashMap<String, HashSet<DeviceKey>>,
+    pub offline_connections: Bounded<String, ()>,
+    /// Entries dropped to stay within the bound.
+    pub evicted: u64,
+}
+
+impl PresenceState {
+    pub fn new(cap: usize) -> PresenceState {
+        PresenceState {
+            devices: Bounded::new(cap),
+            by_conn: HashMap::new(),
+            offline_connections: Bounded::new(cap),
+            evicted: 0,
+        }
+    }
+
+    /// `Some(true)` online, `Some(false)` offline, `None` never heard of.
+    pub fn online(&self, pk: &str, dn: &str) -> Option<bool> {
+        if self.devices.len() == 0 {
+            return None;
+        }
+        let s = self.devices.get(&DeviceRef(pk, dn))?;
+        let conn_down = s
+            .conn
+            .as_ref()
+            .is_some_and(|c| self.offline_connections.get(c.as_str()).is_some());
+        Some(s.online && !conn_down)
+    }
+
+    fn unlink(&mut self, key: &DeviceKey, status: &DeviceStatus) {
+        if let Some(c) = &status.conn {
+            if let Some(set) = self.by_conn.get_mut(c.as_str()) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_conn.remove(c.as_str());
+                }
+            }
+        }
+    }
+
+    pub fn set_device(&mut self, key: DeviceKey, status: Option<DeviceStatus>) {
+        let Some(status) = status else {
+            if let Some(old) = self.devices.remove(&key) {
+                self.unlink(&key, &old);
+            }
+            return;
+        };
+        if let Some(c) = &status.conn {
+            self.by_conn
+                .entry(c.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        let conn = status.conn.clone();
+        let (old, evicted) = self.devices.insert(key.clone(), status);
+        if let Some(old) = old {
+            if old.conn != conn {
+                self.unlink(&key, &old);
+            }
+        }
+        for (k, v) in evicted {
+            self.evicted += 1;
+            self.unlink(&k, &v);
+        }
+    }
+
+    pub fn set_connection_offline(&mut self, client_id: &str, offline: bool) {
+        if offline {
+            let (_, evicted) = self.offline_connections.insert(client_id.to_string(), ());
+            self.evicted += evicted.len() as u64;
+        } else {
+            self.offline_connections.remove(client_id);
+        }
+    }
+}
+
 pub(super) struct State {
     pub pending: HashMap<u64, PendingCall>,
+    /// Calls in flight per device, so that presence touches only its own calls.
+    pub by_device: HashMap<DeviceKey, HashSet<u64>>,
     pub deadlines: BTreeSet<(u64, u64)>,
+    /// Request bytes of the calls in flight.
+    pub bytes: usize,
     finished: HashMap<u64, Finished>,
     finished_order: VecDeque<u64>,
-    pub subs: HashMap<String, Sub>,
+    pub subs: HashMap<String, SubEntry>,
     /// Filters of the SUBSCRIBE packets the caller queued itself, in order...
     pub sub_queue: VecDeque<String>,
     /// ...and by packet id once sent.
     pub sub_pkids: HashMap<u16, String>,
     pub presence: PresenceState,
     /// Requests to publish, queued by any thread, sent from the caller's thread.
-    pub outbox: Vec<(u64, String, Vec<u8>)>,
+    pub outbox: Vec<(u64, Outgoing)>,
 }
 
 const FINISHED_MEMORY: usize = 65_536;
 
 impl State {
+    pub fn new(max_presence: usize) -> State {
+        State {
+            pending: HashMap::new(),
+            by_device: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            bytes: 0,
+            finished: HashMap::new(),
+            finished_order: VecDeque::new(),
+            subs: HashMap::new(),
+            sub_queue: VecDeque::new(),
+            sub_pkids: HashMap::new(),
+            presence: PresenceState::new(max_presence),
+            outbox: Vec::new(),
+        }
+    }
+
     fn remember(&mut self, id: u64, how: Finished) {
         self.finished.insert(id, how);
         self.finished_order.push_back(id);
@@ -106,6 +271,35 @@ impl State {
         self.finished.get(&id).copied()
     }
 
+    /// The late echo of an answered call came: nothing more is expected.
+    pub fn echo_seen(&mut self, id: u64) {
+        if let Some(f) = self.finished.get_mut(&id) {
+            *f = Finished::Answered;
+        }
+    }
+
+    /// Adds a call in flight.
+    pub fn insert(&mut self, id: u64, call: PendingCall) {
+        self.deadlines.insert((call.deadline_ms, id));
+        self.bytes += call.bytes;
+        self.by_device
+            .entry(call.device.clone())
+            .or_default()
+            .insert(id);
+        if let Some(s) = self.subs.get_mut(&*call.filter) {
+            s.users += 1;
+        }
+        self.pending.insert(id, call);
+    }
+
+    /// The calls in flight to one device.
+    pub fn calls_to(&self, device: &DeviceKey) -> Vec<u64> {
+        self.by_device
+            .get(device)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Removes call `id` and returns its completion with the response to give it.
     pub fn finish(
         &mut self,
@@ -115,9 +309,23 @@ impl State {
     ) -> Option<(Completion, RrpcResponse)> {
         let call = self.pending.remove(&id)?;
         self.deadlines.remove(&(call.deadline_ms, id));
+        self.bytes -= call.bytes;
+        if let Some(ids) = self.by_device.get_mut(&call.device) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_device.remove(&call.device);
+            }
+        }
+        if let Some(s) = self.subs.get_mut(&*call.filter) {
+            s.users = s.users.saturating_sub(1);
+            if s.users == 0 {
+                s.idle_since_ms = crate::clock::now_ms();
+            }
+        }
         self.remember(
             id,
             match code {
+                RrpcCode::Success if call.echo.is_some() => Finished::AnsweredEchoDue,
                 RrpcCode::Success => Finished::Answered,
                 RrpcCode::Timeout => Finished::TimedOut,
                 _ => Finished::Other,
@@ -132,5 +340,53 @@ impl State {
         ids.into_iter()
             .filter_map(|id| self.finish(id, code, None))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_map_evicts_the_entry_updated_longest_ago() {
+        let mut m: Bounded<u32, u32> = Bounded::new(3);
+        for k in 0..3 {
+            assert!(m.insert(k, k).1.is_empty());
+        }
+        // Updating 0 makes 1 the oldest.
+        m.insert(0, 10);
+        let (_, ev) = m.insert(3, 3);
+        assert_eq!(ev.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get(&0), Some(&10));
+        // Many updates of one key keep the order queue small.
+        for i in 0..10_000 {
+            m.insert(0, i);
+        }
+        assert!(m.order.len() < 100, "{}", m.order.len());
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn presence_keeps_its_connection_index_through_updates_and_evictions() {
+        let mut p = PresenceState::new(2);
+        let k = |n: &str| DeviceKey("pk".into(), n.into());
+        let on = |c: &str| {
+            Some(DeviceStatus {
+                online: true,
+                conn: Some(c.into()),
+            })
+        };
+        p.set_device(k("a"), on("c1"));
+        p.set_device(k("b"), on("c1"));
+        assert_eq!(p.by_conn["c1"].len(), 2);
+        p.set_device(k("a"), on("c2"));
+        assert_eq!(p.by_conn["c1"].len(), 1);
+        p.set_device(k("c"), on("c2")); // evicts b
+        assert_eq!(p.evicted, 1);
+        assert!(!p.by_conn.contains_key("c1"));
+        assert_eq!(p.by_conn["c2"].len(), 2);
+        p.set_device(k("a"), None);
+        assert_eq!(p.by_conn["c2"].len(), 1);
     }
 }

@@ -5,10 +5,14 @@
 //! One [`Caller`] owns one connection and a background thread (a one-thread tokio
 //! runtime). Calls may be made from any number of threads at once
 //! ([`Caller::call`] blocks; [`Caller::call_async`] returns at once and completes
-//! a callback exactly once). Each call gets a fresh 64-bit message id, goes out
-//! on the dialect's request topic at QoS 0, and is matched by id with the
-//! response from the dialect's response wildcard, which is subscribed once per
-//! dialect (or custom topic) before the first request that needs it.
+//! a callback exactly once). Each call gets a random message id (63 bits) from the
+//! operating system (unique among the calls in flight, never 0), goes out on
+//! the dialect's request topic at QoS 0 (on MQTT 5 with a Message Expiry
+//! Interval equal to its timeout), and is completed only by a message on the
+//! called device's own response topic with that id, from the dialect's response
+//! wildcard, which is subscribed once per dialect (or custom topic) before the
+//! first request that needs it and unsubscribed once no call has used it for
+//! `subscription_idle_ms`. Retained responses are never taken.
 //!
 //! With presence on (see [`crate::presence`]) the caller also follows the
 //! devices' retained status: OFFLINE comes back at once for a device known to be
@@ -17,12 +21,12 @@
 //! caller's own connection fails.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hashbrown::HashSet;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -32,12 +36,13 @@ use crate::guard::{self, Kind};
 use crate::presence::{Presence, PresenceTopics, Status};
 pub use crate::session::{ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig};
 use crate::session::{
-    DisconnectCause as Cause, Filter, Inbound, Link, Outbox, Owner, Publisher, QoS, Session,
-    SubAcks,
+    DisconnectCause as Cause, Filter, Inbound, Link, MqttVersion, Outbox, Owner, Publisher, QoS,
+    Session, SubAcks,
 };
 
 mod api;
 mod calls;
+mod fuzz;
 mod lease;
 
 pub use api::{
@@ -45,7 +50,9 @@ pub use api::{
     CODE_INVALID_PARAMETER, CODE_SYSTEM_EXCEPTION,
 };
 pub use calls::Completion;
-use calls::{DeviceKey, DeviceRef, Finished, PendingCall, State, Sub};
+use calls::{DeviceKey, DeviceStatus, Finished, Outgoing, PendingCall, State, Sub, SubEntry};
+#[doc(hidden)]
+pub use fuzz::ResponseFuzz;
 use lease::Lease;
 
 /// Settings of a [`Caller`].
@@ -56,22 +63,96 @@ pub struct CallerConfig {
     /// least 1) is how long [`Caller::connect`] waits for the connection and
     /// the presence snapshot.
     pub mqtt: MqttConfig,
-    /// Largest request or response payload, in bytes.
+    /// Largest request or response payload, in bytes: 1 to
+    /// 16 MiB.
     pub max_payload: usize,
-    /// Most calls in flight at once; more are refused (`Success` false).
+    /// Most calls in flight at once, 1 to 65,536; more are
+    /// refused (`Success` false).
     pub max_in_flight: usize,
+    /// Most request bytes held by the calls in flight, 1 to
+    /// 1 GiB (and at least `max_payload`); a call that
+    /// would exceed it is refused (`Success` false).
+    pub max_in_flight_bytes: usize,
     /// Presence topics to follow; `None` turns OFFLINE and HALFCONN off.
     pub presence: Option<PresenceTopics>,
+    /// Most devices (and, separately, connections) whose presence the caller
+    /// remembers, 1 to 1,000,000; beyond it the entry updated
+    /// longest ago is forgotten (counted in `presence_evicted`).
+    pub max_presence: usize,
+    /// Most response subscriptions made for calls (custom topics, the Tencent
+    /// wildcard) at once, 1 to 65,536; a call that needs
+    /// one more while all are in use is refused (`Success` false).
+    pub max_subscriptions: usize,
+    /// How long a response subscription stays after the last call that used it
+    /// ended, in ms (at most 3,600,000); then it is
+    /// unsubscribed.
+    pub subscription_idle_ms: u32,
 }
 
 impl CallerConfig {
+    // The maxima, also in the C header as RRPC_CALLER_MAX_* (`ffi::caller`).
+    /// Largest `max_payload` a caller accepts (16 MiB).
+    pub(crate) const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+    /// Largest `max_in_flight` a caller accepts.
+    pub(crate) const MAX_IN_FLIGHT: usize = 65_536;
+    /// Largest `max_in_flight_bytes` a caller accepts (1 GiB).
+    pub(crate) const MAX_IN_FLIGHT_BYTES: usize = 1024 * 1024 * 1024;
+    /// Largest `max_presence` a caller accepts.
+    pub(crate) const MAX_PRESENCE: usize = 1_000_000;
+    /// Largest `max_subscriptions` a caller accepts.
+    pub(crate) const MAX_SUBSCRIPTIONS: usize = 65_536;
+    /// Largest `subscription_idle_ms` a caller accepts (one hour).
+    pub(crate) const MAX_SUBSCRIPTION_IDLE_MS: u32 = 3_600_000;
+
     pub fn new(host: impl Into<String>, port: u16) -> CallerConfig {
         CallerConfig {
             mqtt: MqttConfig::new(host, port),
             max_payload: 256 * 1024,
             max_in_flight: 65_536,
+            max_in_flight_bytes: 64 * 1024 * 1024,
             presence: Some(PresenceTopics::default()),
+            max_presence: 100_000,
+            max_subscriptions: 1024,
+            subscription_idle_ms: 30_000,
         }
+    }
+
+    /// Checks the bounds (see each field); the text names the field.
+    pub fn validate_bounds(&self) -> Result<(), String> {
+        let check = |name: &str, v: usize, max: usize| {
+            if v == 0 || v > max {
+                Err(format!("{name} {v} is outside 1 to {max}"))
+            } else {
+                Ok(())
+            }
+        };
+        check("max_payload", self.max_payload, Self::MAX_PAYLOAD)?;
+        check("max_in_flight", self.max_in_flight, Self::MAX_IN_FLIGHT)?;
+        check(
+            "max_in_flight_bytes",
+            self.max_in_flight_bytes,
+            Self::MAX_IN_FLIGHT_BYTES,
+        )?;
+        if self.max_in_flight_bytes < self.max_payload {
+            return Err(format!(
+                "max_in_flight_bytes {} is smaller than max_payload {}",
+                self.max_in_flight_bytes, self.max_payload
+            ));
+        }
+        check("max_presence", self.max_presence, Self::MAX_PRESENCE)?;
+        check(
+            "max_subscriptions",
+            self.max_subscriptions,
+            Self::MAX_SUBSCRIPTIONS,
+        )?;
+        if self.subscription_idle_ms > Self::MAX_SUBSCRIPTION_IDLE_MS {
+            return Err(format!(
+                "subscription_idle_ms {} is more than {}",
+                self.subscription_idle_ms,
+                Self::MAX_SUBSCRIPTION_IDLE_MS
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -118,6 +199,16 @@ pub struct CallerStats {
     /// Second responses to a call already answered (discarded: the first wins).
     pub duplicate_responses: u64,
     pub in_flight: u64,
+    /// Retained messages on a response topic (never taken as a reply).
+    pub retained_responses: u64,
+    /// Messages with the id of a call in flight on another topic than the
+    /// called device's response topic (another device, or another ContentType):
+    /// discarded, the call goes on.
+    pub mismatched_responses: u64,
+    /// Presence entries forgotten to stay within `max_presence`.
+    pub presence_evicted: u64,
+    /// Response subscriptions dropped after `subscription_idle_ms` unused.
+    pub unsubscribed: u64,
 }
 
 struct Inner {
@@ -128,8 +219,9 @@ struct Inner {
     state: Mutex<State>,
     /// Connected, subscribed and (presence on) the retained snapshot is in.
     ready: AtomicBool,
-    next_id: AtomicU64,
-    stats: [AtomicU64; 10],
+    /// Keys the hash of a custom-topic request's payload (its echo).
+    echo_key: hashbrown::DefaultHashBuilder,
+    stats: [AtomicU64; 13],
     /// Signalled when the outbox goes from empty to not empty.
     outbox_ready: tokio::sync::Notify,
 }
@@ -146,6 +238,9 @@ enum Stat {
     Late,
     UnknownResponse,
     Duplicate,
+    Retained,
+    Mismatched,
+    Unsubscribed,
 }
 
 /// An RRpc caller over one MQTT connection. See the module documentation.
@@ -173,14 +268,45 @@ pub fn on_caller_thread() -> bool {
     guard::inside_kind(Kind::CallerDriver)
 }
 
-/// A subscription of the caller (responses, presence, its sync topic): QoS 0,
-/// and without No Local even on MQTT 5, so a custom-topic request still comes
-/// back to the caller first, as `own_echo_expected` counts on.
+/// A subscription of the caller (responses, presence): QoS 0, with No Local
+/// (MQTT 5 only), so that a custom-topic request, whose topic is its reply's,
+/// does not come back to the caller.
 fn response_filter(topic: String) -> Filter {
     Filter {
         topic,
         qos: QoS::AtMostOnce,
-        no_local: false,
+        no_local: true,
+    }
+}
+
+/// The Message Expiry Interval of a request with `timeout_ms`: the timeout
+/// rounded up to whole seconds.
+fn expiry_s(timeout_ms: u32) -> u32 {
+    timeout_ms.div_ceil(1000)
+}
+
+/// A message id as the caller sends them: the canonical decimal form of a
+/// non-zero 64-bit number (no sign, no leading zero, no other character).
+pub fn parse_message_id(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 20 || b[0] == b'0' || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.parse::<u64>().ok()
+}
+
+/// A fresh message id: 63 random bits from the operating system (getrandom(2)),
+/// so another client cannot guess the id of a call in flight; never 0. The top
+/// bit stays clear so that the id is also a valid signed 64-bit `MessageId`
+/// (the RRpc API's Java and JSON clients read it as a `long`).
+fn random_id() -> u64 {
+    loop {
+        let mut b = [0u8; 8];
+        api::fill_random(&mut b);
+        let id = u64::from_le_bytes(b) & (i64::MAX as u64);
+        if id != 0 {
+            return id;
+        }
     }
 }
 
@@ -195,9 +321,8 @@ impl Caller {
     pub fn connect(cfg: CallerConfig) -> Result<Caller, CallerError> {
         let bad = |m: &str| Err(CallerError::InvalidArgument(m.to_string()));
         cfg.mqtt.validate().map_err(CallerError::InvalidArgument)?;
-        if cfg.max_in_flight == 0 || cfg.max_payload == 0 {
-            return bad("max_in_flight and max_payload must be at least 1");
-        }
+        cfg.validate_bounds()
+            .map_err(CallerError::InvalidArgument)?;
         if cfg.mqtt.connect_timeout_ms == 0 {
             return bad(
                 "connect_timeout_ms must be at least 1: the caller waits for its connection",
@@ -231,24 +356,20 @@ impl Caller {
             tls,
             &client_id,
             cfg.max_payload,
-            cfg.max_in_flight.min(1 << 20).saturating_add(64),
+            cfg.max_in_flight.saturating_add(64),
             link.clone(),
         );
 
-        let mut start = [0u8; 8];
-        api::fill_random(&mut start);
-        // Ids look like Alibaba's (about 8.9e17) and never repeat within a caller.
-        let first_id =
-            100_000_000_000_000_000 + u64::from_le_bytes(start) % 800_000_000_000_000_000;
         let connect_timeout = cfg.mqtt.connect_timeout_ms;
+        let max_presence = cfg.max_presence;
         let inner = Arc::new(Inner {
             cfg,
             client_id,
             link: link.clone(),
             publisher: session.publisher(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(max_presence)),
             ready: AtomicBool::new(false),
-            next_id: AtomicU64::new(first_id),
+            echo_key: hashbrown::DefaultHashBuilder::default(),
             stats: Default::default(),
             outbox_ready: tokio::sync::Notify::new(),
         });
@@ -395,18 +516,29 @@ impl Caller {
             inner.bump(Stat::Offline);
             return done(RrpcResponse::done(None, RrpcCode::Offline, None));
         }
-        if st.pending.len() >= inner.cfg.max_in_flight {
+        let refuse = |st: parking_lot::MutexGuard<'_, State>, done: Completion, why: String| {
             drop(st);
             inner.bump(Stat::Refused);
-            return done(RrpcResponse::failed(
+            done(RrpcResponse::failed(
                 CODE_SYSTEM_EXCEPTION,
-                format!(
-                    "A system exception occurred: {} calls are already in flight",
-                    inner.cfg.max_in_flight
-                ),
-            ));
+                format!("A system exception occurred: {why}"),
+            ))
+        };
+        if st.pending.len() >= inner.cfg.max_in_flight {
+            let why = format!("{} calls are already in flight", inner.cfg.max_in_flight);
+            return refuse(st, done, why);
         }
-        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        if st.bytes + p.payload.len() > inner.cfg.max_in_flight_bytes {
+            let why = format!(
+                "the calls in flight already hold {} request bytes (at most {})",
+                st.bytes, inner.cfg.max_in_flight_bytes
+            );
+            return refuse(st, done, why);
+        }
+        let mut id = random_id();
+        while st.pending.contains_key(&id) || st.finished(id).is_some() {
+            id = random_id();
+        }
         let ident = Identity {
             product_key: p.product_key,
             device_name: p.device_name,
@@ -416,51 +548,78 @@ impl Caller {
         let content_type = p.content_type.and_then(|c| u8::try_from(c).ok());
         let level = dialect::message_id_level(&id.to_string(), content_type);
         let request_topic = dialect.request_topic(&ident, &level);
+        let response_topic = dialect.response_topic(&ident, &level);
         let filter = dialect.response_wildcard(p.topic);
         let deadline_ms = now_ms() + u64::from(timeout);
+        // On MQTT 3.1.1 a custom-topic request comes back to the caller on its
+        // reply's topic; No Local keeps it away on MQTT 5.
+        let echo = (dialect == Dialect::AlibabaCustom
+            && inner.cfg.mqtt.protocol != MqttVersion::V5)
+            .then(|| inner.echo_hash(p.payload));
         let mut call = PendingCall {
-            dialect,
-            product_key: p.product_key.into(),
-            device_name: p.device_name.into(),
+            device: DeviceKey(p.product_key.into(), p.device_name.into()),
             deadline_ms,
-            own_echo_expected: dialect == Dialect::AlibabaCustom,
+            response_topic: response_topic.into(),
+            filter: filter.as_str().into(),
+            echo,
+            bytes: p.payload.len(),
             unsent: None,
             done,
         };
         let publish_now = match st.subs.get_mut(&filter) {
-            Some(Sub::Active) => true,
-            Some(Sub::Requested(waiting)) => {
+            Some(SubEntry {
+                state: Sub::Active, ..
+            }) => true,
+            Some(SubEntry {
+                state: Sub::Requested(waiting),
+                ..
+            }) => {
                 waiting.push(id);
                 false
             }
             None => {
+                let permanent = Dialect::AlibabaSystem.response_wildcard(None);
+                let in_use =
+                    |st: &State| st.subs.len() - usize::from(st.subs.contains_key(&permanent));
+                if filter != permanent && in_use(&st) >= inner.cfg.max_subscriptions {
+                    // Make room with the unused ones first, grace period or not.
+                    inner.drop_idle_subscriptions(&mut st, 0);
+                    if in_use(&st) >= inner.cfg.max_subscriptions {
+                        let why = format!(
+                            "{} response subscriptions are in use (max_subscriptions)",
+                            in_use(&st)
+                        );
+                        return refuse(st, call.done, why);
+                    }
+                }
                 if inner
                     .publisher
                     .subscribe(response_filter(filter.clone()))
                     .is_err()
                 {
-                    drop(st);
-                    inner.bump(Stat::Refused);
-                    return (call.done)(RrpcResponse::failed(
-                        CODE_SYSTEM_EXCEPTION,
-                        "A system exception occurred: the outgoing queue is full",
-                    ));
+                    return refuse(st, call.done, "the outgoing queue is full".to_string());
                 }
                 st.sub_queue.push_back(filter.clone());
-                st.subs.insert(filter, Sub::Requested(vec![id]));
+                st.subs.insert(
+                    filter,
+                    SubEntry {
+                        state: Sub::Requested(vec![id]),
+                        users: 0,
+                        idle_since_ms: 0,
+                    },
+                );
                 false
             }
         };
-        let payload = p.payload.to_vec();
+        let out = (request_topic, p.payload.to_vec(), expiry_s(timeout));
         if publish_now {
             // The caller's own thread hands it to rumqttc (see `send_outbox`), so
             // application threads never contend on the MQTT request channel.
-            st.outbox.push((id, request_topic, payload));
+            st.outbox.push((id, out));
         } else {
-            call.unsent = Some((request_topic, payload));
+            call.unsent = Some(out);
         }
-        st.deadlines.insert((deadline_ms, id));
-        st.pending.insert(id, call);
+        st.insert(id, call);
         let wake = publish_now && st.outbox.len() == 1;
         drop(st);
         if wake {
@@ -470,6 +629,7 @@ impl Caller {
 
     pub fn stats(&self) -> CallerStats {
         let s = |k: Stat| self.inner.stats[k as usize].load(Ordering::Relaxed);
+        let st = self.inner.state.lock();
         CallerStats {
             calls: s(Stat::Calls),
             success: s(Stat::Success),
@@ -481,7 +641,11 @@ impl Caller {
             late_responses: s(Stat::Late),
             unknown_responses: s(Stat::UnknownResponse),
             duplicate_responses: s(Stat::Duplicate),
-            in_flight: self.inner.state.lock().pending.len() as u64,
+            retained_responses: s(Stat::Retained),
+            mismatched_responses: s(Stat::Mismatched),
+            unsubscribed: s(Stat::Unsubscribed),
+            in_flight: st.pending.len() as u64,
+            presence_evicted: st.presence.evicted,
         }
     }
 
@@ -544,38 +708,77 @@ impl Inner {
         self.link.notify();
     }
 
+    /// The keyed hash a custom-topic request's own echo is recognised by.
+    fn echo_hash(&self, payload: &[u8]) -> u64 {
+        self.echo_key.hash_one(payload)
+    }
+
+    /// Publishes a request, on MQTT 5 with its Message Expiry Interval.
+    fn publish_request(&self, (topic, payload, expiry): Outgoing) -> bool {
+        self.publisher
+            .publish_expiring(topic, QoS::AtMostOnce, payload, expiry)
+            .is_ok()
+    }
+
+    /// Unsubscribes the response filters no call has used for `idle_ms` (the
+    /// permanent Alibaba system wildcard stays).
+    fn drop_idle_subscriptions(&self, st: &mut State, idle_ms: u64) {
+        let now = now_ms();
+        let permanent = Dialect::AlibabaSystem.response_wildcard(None);
+        let idle: Vec<String> = st
+            .subs
+            .iter()
+            .filter(|(f, e)| {
+                e.users == 0
+                    && matches!(e.state, Sub::Active)
+                    && now.saturating_sub(e.idle_since_ms) >= idle_ms
+                    && **f != permanent
+            })
+            .map(|(f, _)| f.clone())
+            .collect();
+        for f in idle {
+            if self.publisher.unsubscribe(f.clone()).is_err() {
+                break; // the queue is full: next round
+            }
+            st.subs.remove(&f);
+            self.bump(Stat::Unsubscribed);
+            debug!("unsubscribed the unused response filter {f:?}");
+        }
+    }
+
     /// A response filter's SUBACK: the filter is active, and the calls that
     /// waited for it go out; when it was refused (or a request cannot be
-    /// queued) they end UNKNOWN, returned for completion.
+    /// queued) they end UNKNOWN, returned for completion, and the filter is
+    /// forgotten (the next call that needs it subscribes again).
     fn activate(
         &self,
         st: &mut State,
         filter: String,
         refused: bool,
     ) -> Vec<(Completion, RrpcResponse)> {
-        let waiting = match st.subs.insert(filter, Sub::Active) {
-            Some(Sub::Requested(w)) => w,
-            _ => Vec::new(),
+        let Some(entry) = st.subs.get_mut(&filter) else {
+            return Vec::new();
+        };
+        let waiting = match std::mem::replace(&mut entry.state, Sub::Active) {
+            Sub::Requested(w) => w,
+            Sub::Active => Vec::new(),
         };
         let mut done = Vec::new();
         for id in waiting {
-            let Some((topic, payload)) = st.pending.get_mut(&id).and_then(|c| c.unsent.take())
-            else {
+            let Some(out) = st.pending.get_mut(&id).and_then(|c| c.unsent.take()) else {
                 continue;
             };
-            if refused
-                || self
-                    .publisher
-                    .publish(topic, QoS::AtMostOnce, false, payload)
-                    .is_err()
-            {
+            if refused || !self.publish_request(out) {
                 done.extend(st.finish(id, RrpcCode::Unknown, None));
             }
+        }
+        if refused {
+            st.subs.remove(&filter);
         }
         done
     }
 
-    fn route(&self, topic: &str, payload: &[u8]) {
+    fn route(&self, topic: &str, payload: &[u8], how: Inbound) {
         if let Some(p) = &self.cfg.presence {
             if topic == sync_topic(&self.client_id) {
                 self.set_ready(true);
@@ -586,47 +789,65 @@ impl Inner {
                 return;
             }
         }
-        for d in Dialect::ALL {
-            let Ok(r) = d.parse_response(topic) else {
-                continue;
-            };
-            let (bare_id, _) = dialect::split_content_type(r.message_id);
-            let Ok(id) = bare_id.parse::<u64>() else {
+        self.on_response(topic, payload, how.retain);
+    }
+
+    /// A message on a response topic. Only a live message on the called
+    /// device's own response topic, with the call's whole message-id level,
+    /// completes a call; the caller's own custom-topic request (MQTT 3.1.1) is
+    /// recognised by its topic and payload, whenever it comes.
+    fn on_response(&self, topic: &str, payload: &[u8], retained: bool) {
+        let level = Dialect::ALL
+            .iter()
+            .find_map(|d| match d.parse_response(topic) {
+                Ok(r) => Some(Ok(r.message_id)),
+                Err(dialect::TopicError::Malformed(_)) => Some(Err(())),
+                Err(dialect::TopicError::NoMatch) => None,
+            });
+        let level = match level {
+            None => return, // not a response topic at all
+            Some(Err(())) => {
                 self.bump(Stat::UnknownResponse);
-                return;
-            };
-            let mut st = self.state.lock();
-            let Some(call) = st.pending.get_mut(&id) else {
-                let what = st.finished(id);
-                drop(st);
-                match what {
-                    Some(Finished::TimedOut) => {
-                        self.bump(Stat::Late);
-                        debug!("response {id} arrived after its call timed out; discarded");
-                    }
-                    Some(Finished::Answered) => self.bump(Stat::Duplicate),
-                    _ => self.bump(Stat::UnknownResponse),
+                return debug!("malformed response topic ({} bytes) discarded", topic.len());
+            }
+            Some(Ok(l)) => l,
+        };
+        if retained {
+            // Stored by the broker earlier, by anyone allowed to publish there.
+            self.bump(Stat::Retained);
+            return debug!("retained message on a response topic discarded");
+        }
+        let (bare_id, _) = dialect::split_content_type(level);
+        let Some(id) = parse_message_id(bare_id) else {
+            self.bump(Stat::UnknownResponse);
+            return;
+        };
+        let mut st = self.state.lock();
+        let Some(call) = st.pending.get_mut(&id) else {
+            let what = st.finished(id);
+            match what {
+                Some(Finished::AnsweredEchoDue) => st.echo_seen(id),
+                Some(Finished::TimedOut) => {
+                    self.bump(Stat::Late);
+                    debug!("response {id} arrived after its call timed out; discarded");
                 }
-                return;
-            };
-            let same_device = match (r.product_key, r.device_name) {
-                (Some(pk), Some(dn)) => *call.product_key == *pk && *call.device_name == *dn,
-                _ => true, // custom topics carry no identity; the id decides
-            };
-            if call.dialect != d || !same_device {
-                drop(st);
-                self.bump(Stat::UnknownResponse);
-                return;
+                Some(Finished::Answered) => self.bump(Stat::Duplicate),
+                _ => self.bump(Stat::UnknownResponse),
             }
-            if call.own_echo_expected {
-                call.own_echo_expected = false; // our own request, back from the broker
-                return;
-            }
-            let done = st.finish(id, RrpcCode::Success, Some(payload.to_vec()));
+            return;
+        };
+        if *call.response_topic != *topic {
             drop(st);
-            self.complete(done.into_iter().collect());
+            self.bump(Stat::Mismatched);
+            return debug!("a message with the id of call {id} on another device's topic or with another ContentType; discarded");
+        }
+        if call.echo.is_some_and(|h| h == self.echo_hash(payload)) {
+            call.echo = None; // the caller's own request, back from the broker
             return;
         }
+        let done = st.finish(id, RrpcCode::Success, Some(payload.to_vec()));
+        drop(st);
+        self.complete(done.into_iter().collect());
     }
 
     fn on_presence(&self, pr: Presence<'_>) {
@@ -640,47 +861,41 @@ impl Inner {
                 let key = DeviceKey(product_key.to_string(), device_name.to_string());
                 match status {
                     Status::Online(conn) => {
-                        st.presence.devices.insert(key, (true, conn));
+                        st.presence
+                            .set_device(key, Some(DeviceStatus { online: true, conn }));
                         Vec::new()
                     }
                     Status::Cleared => {
-                        st.presence.devices.remove(&key);
+                        st.presence.set_device(key, None);
                         Vec::new()
                     }
                     Status::Offline => {
-                        st.presence.devices.insert(key, (false, None));
-                        st.pending
-                            .iter()
-                            .filter(|(_, c)| {
-                                *c.product_key == *product_key && *c.device_name == *device_name
-                            })
-                            .map(|(&id, _)| id)
-                            .collect()
+                        let ids = st.calls_to(&key);
+                        st.presence.set_device(
+                            key,
+                            Some(DeviceStatus {
+                                online: false,
+                                conn: None,
+                            }),
+                        );
+                        ids
                     }
                 }
             }
             Presence::Connection { client_id, status } => match status {
                 Status::Offline => {
-                    st.presence
-                        .offline_connections
-                        .insert(client_id.to_string());
-                    let on_conn: HashSet<DeviceKey> = st
+                    st.presence.set_connection_offline(client_id, true);
+                    // Only the devices on this connection, and only their calls.
+                    let on_conn: Vec<DeviceKey> = st
                         .presence
-                        .devices
-                        .iter()
-                        .filter(|(_, (_, c))| c.as_deref() == Some(client_id))
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    st.pending
-                        .iter()
-                        .filter(|(_, c)| {
-                            on_conn.contains(&DeviceRef(&c.product_key, &c.device_name))
-                        })
-                        .map(|(&id, _)| id)
-                        .collect()
+                        .by_conn
+                        .get(client_id)
+                        .map(|d| d.iter().cloned().collect())
+                        .unwrap_or_default();
+                    on_conn.iter().flat_map(|k| st.calls_to(k)).collect()
                 }
                 _ => {
-                    st.presence.offline_connections.remove(client_id);
+                    st.presence.set_connection_offline(client_id, false);
                     Vec::new()
                 }
             },
@@ -701,15 +916,24 @@ impl Owner for Inner {
         let mut filters = vec![Dialect::AlibabaSystem.response_wildcard(None)];
         if let Some(p) = &self.cfg.presence {
             filters.extend(p.filters());
-            filters.push(sync_topic(&self.client_id));
         }
         let st = self.state.lock();
+        let mut seen: hashbrown::HashSet<String> = filters.iter().cloned().collect();
         for f in st.subs.keys() {
-            if !filters.contains(f) {
+            if seen.insert(f.clone()) {
                 filters.push(f.clone());
             }
         }
-        filters.into_iter().map(response_filter).collect()
+        let mut filters: Vec<Filter> = filters.into_iter().map(response_filter).collect();
+        if self.cfg.presence.is_some() {
+            // The caller's own message must come back on this one.
+            filters.push(Filter {
+                topic: sync_topic(&self.client_id),
+                qos: QoS::AtMostOnce,
+                no_local: false,
+            });
+        }
+        filters
     }
 
     /// Every response filter waits for the SUBACK again (clean session); calls
@@ -719,8 +943,8 @@ impl Owner for Inner {
         st.sub_queue.clear();
         st.sub_pkids.clear();
         for sub in st.subs.values_mut() {
-            if matches!(sub, Sub::Active) {
-                *sub = Sub::Requested(Vec::new());
+            if matches!(sub.state, Sub::Active) {
+                sub.state = Sub::Requested(Vec::new());
             }
         }
     }
@@ -760,8 +984,8 @@ impl Owner for Inner {
         self.complete(done);
     }
 
-    fn on_publish(&self, topic: &str, payload: &[u8], _how: Inbound) {
-        self.route(topic, payload);
+    fn on_publish(&self, topic: &str, payload: &[u8], how: Inbound) {
+        self.route(topic, payload, how);
     }
 
     fn on_outgoing_subscribe(&self, pkid: u16) {
@@ -810,12 +1034,8 @@ async fn send_outbox(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         let batch = std::mem::take(&mut inner.state.lock().outbox);
         let mut failed = Vec::new();
-        for (id, topic, payload) in batch {
-            if inner
-                .publisher
-                .publish(topic, QoS::AtMostOnce, false, payload)
-                .is_err()
-            {
+        for (id, out) in batch {
+            if !inner.publish_request(out) {
                 failed.push(id);
             }
         }
@@ -855,6 +1075,8 @@ async fn expire_calls(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         let now = now_ms();
         let mut st = inner.state.lock();
+        let idle_ms = u64::from(inner.cfg.subscription_idle_ms);
+        inner.drop_idle_subscriptions(&mut st, idle_ms);
         let mut done = Vec::new();
         while let Some(&(d, id)) = st.deadlines.first() {
             if d > now {

@@ -52,6 +52,28 @@ const _: () = {
     assert!(rrpc_code::RRPC_CODE_UNKNOWN as u32 == RrpcCode::Unknown as u32);
 };
 
+/// Largest `rrpc_caller_config.max_payload` (16 MiB).
+pub const RRPC_CALLER_MAX_PAYLOAD: u32 = 16_777_216;
+/// Largest `rrpc_caller_config.max_in_flight`.
+pub const RRPC_CALLER_MAX_IN_FLIGHT: u32 = 65_536;
+/// Largest `rrpc_caller_config.max_in_flight_bytes` (1 GiB).
+pub const RRPC_CALLER_MAX_IN_FLIGHT_BYTES: u32 = 1_073_741_824;
+/// Largest `rrpc_caller_config.max_presence`.
+pub const RRPC_CALLER_MAX_PRESENCE: u32 = 1_000_000;
+/// Largest `rrpc_caller_config.max_subscriptions`.
+pub const RRPC_CALLER_MAX_SUBSCRIPTIONS: u32 = 65_536;
+/// Largest `rrpc_caller_config.subscription_idle_ms` (one hour).
+pub const RRPC_CALLER_MAX_SUBSCRIPTION_IDLE_MS: u32 = 3_600_000;
+
+const _: () = {
+    assert!(RRPC_CALLER_MAX_PAYLOAD as usize == CallerConfig::MAX_PAYLOAD);
+    assert!(RRPC_CALLER_MAX_IN_FLIGHT as usize == CallerConfig::MAX_IN_FLIGHT);
+    assert!(RRPC_CALLER_MAX_IN_FLIGHT_BYTES as usize == CallerConfig::MAX_IN_FLIGHT_BYTES);
+    assert!(RRPC_CALLER_MAX_PRESENCE as usize == CallerConfig::MAX_PRESENCE);
+    assert!(RRPC_CALLER_MAX_SUBSCRIPTIONS as usize == CallerConfig::MAX_SUBSCRIPTIONS);
+    assert!(RRPC_CALLER_MAX_SUBSCRIPTION_IDLE_MS == CallerConfig::MAX_SUBSCRIPTION_IDLE_MS);
+};
+
 /// Settings for `rrpc_caller_new`; fill with `rrpc_caller_config_init`. Strings
 /// are copied.
 ///
@@ -64,14 +86,31 @@ pub struct rrpc_caller_config {
     pub mqtt: rrpc_mqtt_config,
     /// Follow device presence (OFFLINE, HALFCONN): 1 (default) or 0.
     pub presence: u8,
-    /// Largest request or response payload. Default 262144.
+    /// Largest request or response payload, 1 to RRPC_CALLER_MAX_PAYLOAD.
+    /// Default 262144.
     pub max_payload: u32,
-    /// Most calls in flight at once. Default 65536.
+    /// Most calls in flight at once, 1 to RRPC_CALLER_MAX_IN_FLIGHT. Default 65536.
     pub max_in_flight: u32,
     /// Device status prefix, or NULL for "rrpc/presence".
     pub presence_prefix: *const c_char,
     /// Connection status prefix, or NULL for "rrpc/connection".
     pub connection_prefix: *const c_char,
+    /// Most request bytes held by the calls in flight, `max_payload` to
+    /// RRPC_CALLER_MAX_IN_FLIGHT_BYTES; a call beyond it is refused. Default
+    /// 67108864.
+    pub max_in_flight_bytes: u32,
+    /// Most devices (and, separately, connections) whose presence is
+    /// remembered, 1 to RRPC_CALLER_MAX_PRESENCE; beyond it the entry updated longest ago is
+    /// forgotten (`presence_evicted`). Default 100000.
+    pub max_presence: u32,
+    /// Most response subscriptions made for calls (custom topics, the Tencent
+    /// wildcard), 1 to RRPC_CALLER_MAX_SUBSCRIPTIONS; a call needing one more while all are in use is
+    /// refused. Default 1024.
+    pub max_subscriptions: u32,
+    /// How long a response subscription stays after the last call that used
+    /// it, in ms, 0 to RRPC_CALLER_MAX_SUBSCRIPTION_IDLE_MS; then it is
+    /// unsubscribed. Default 30000.
+    pub subscription_idle_ms: u32,
 }
 
 /// One call's parameters, as the RRpc API names them; fill with
@@ -141,6 +180,16 @@ pub struct rrpc_caller_stats {
     /// Second responses to an answered call (discarded; the first wins).
     pub duplicate_responses: u64,
     pub in_flight: u64,
+    /// Retained messages on a response topic (never taken as a reply).
+    pub retained_responses: u64,
+    /// Messages with the id of a call in flight on another topic than the
+    /// called device's response topic (another device, another ContentType):
+    /// discarded, the call goes on.
+    pub mismatched_responses: u64,
+    /// Presence entries forgotten to stay within `max_presence`.
+    pub presence_evicted: u64,
+    /// Response subscriptions dropped after `subscription_idle_ms` unused.
+    pub unsubscribed: u64,
 }
 
 /// Receives a call's response, exactly once. `response` is valid only during the
@@ -202,6 +251,10 @@ pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -
             max_in_flight: d.max_in_flight as u32,
             presence_prefix: std::ptr::null(),
             connection_prefix: std::ptr::null(),
+            max_in_flight_bytes: d.max_in_flight_bytes as u32,
+            max_presence: d.max_presence as u32,
+            max_subscriptions: d.max_subscriptions as u32,
+            subscription_idle_ms: d.subscription_idle_ms,
         };
         Ok(())
     })
@@ -216,7 +269,8 @@ pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_caller` is NULL.
 /// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
-/// @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (each bound is
+///                                      documented on its field; the message names it).
 /// @retval RRPC_STATUS_CONNECT_FAILED   no connection within `connect_timeout_ms`
 ///                                      (the message has the address and reason).
 ///
@@ -234,6 +288,10 @@ pub extern "C" fn rrpc_caller_new(
         cfg.mqtt = mqtt_config(&c.mqtt)?;
         cfg.max_payload = c.max_payload as usize;
         cfg.max_in_flight = c.max_in_flight as usize;
+        cfg.max_in_flight_bytes = c.max_in_flight_bytes as usize;
+        cfg.max_presence = c.max_presence as usize;
+        cfg.max_subscriptions = c.max_subscriptions as usize;
+        cfg.subscription_idle_ms = c.subscription_idle_ms;
         cfg.presence = if arg_flag(c.presence, "config->presence")? {
             Some(presence_topics(c.presence_prefix, c.connection_prefix)?)
         } else {
@@ -257,10 +315,9 @@ pub extern "C" fn rrpc_caller_free(caller: *mut rrpc_caller) -> rrpc_status {
     boundary("rrpc_caller_free", || {
         Caller::free(caller, |_| {
             if on_caller_thread() {
-                return Err(Failure::new(
-                    RRPC_STATUS_WRONG_STATE,
-                    "a caller cannot be freed from a response or connection callback",
-                ));
+                let why = "a caller cannot be freed from a response or connection callback";
+                warn!("{why}: it would wait for the thread running the callback; refused");
+                return Err(Failure::new(RRPC_STATUS_WRONG_STATE, why));
             }
             Ok(())
         })
@@ -562,6 +619,10 @@ pub extern "C" fn rrpc_caller_get_stats(
             unknown_responses: s.unknown_responses,
             duplicate_responses: s.duplicate_responses,
             in_flight: s.in_flight,
+            retained_responses: s.retained_responses,
+            mismatched_responses: s.mismatched_responses,
+            presence_evicted: s.presence_evicted,
+            unsubscribed: s.unsubscribed,
         };
         Ok(())
     })

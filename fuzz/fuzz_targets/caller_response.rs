@@ -1,0 +1,31 @@
+//! Arbitrary messages through a caller's response path (the one every
+//! incoming PUBLISH takes), with calls of every dialect in flight.
+//!
+//! Input layout: byte 0 holds the retain flag (bit 0); bytes 1-2 the topic's
+//! length (little-endian, cut to what is there); then the topic bytes, then
+//! the payload. One message per input; the caller's state (calls in flight,
+//! echoes seen, presence) carries over from input to input.
+//!
+//! Checked (inside `ResponseFuzz::feed`): nothing panics; a call completes with
+//! SUCCESS only from its own device's response topic, with its whole message-id
+//! level, and never from a retained message.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rrpc::caller::ResponseFuzz;
+
+thread_local! {
+    static CALLER: ResponseFuzz = ResponseFuzz::new();
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [flags, lo, hi, rest @ ..] = data else {
+        return;
+    };
+    let len = usize::from(u16::from_le_bytes([*lo, *hi])).min(rest.len());
+    let (topic, payload) = rest.split_at(len);
+    CALLER.with(|c| {
+        c.feed(topic, payload, flags & 1 == 1);
+    });
+});

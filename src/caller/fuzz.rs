@@ -1,0 +1,227 @@
+//! A caller's incoming-message path without a broker, for fuzzing: the same
+//! `route` the session calls for every PUBLISH, with a few calls in flight
+//! whose ids and topics are fixed, so that a fuzzer can hit (and try to fool)
+//! the correlation.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::calls::{DeviceKey, PendingCall, State, Sub, SubEntry};
+use super::{CallerConfig, Inner, RrpcCode};
+use crate::dialect::{self, Dialect, Identity};
+use crate::session::{Inbound, Link, Session};
+
+/// The calls kept in flight: (dialect, product key, device name, custom topic,
+/// message id, ContentType, request payload).
+type Fixture = (
+    Dialect,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u64,
+    Option<u8>,
+    &'static [u8],
+);
+
+const CALLS: [Fixture; 4] = [
+    (
+        Dialect::AlibabaSystem,
+        "a1Pk",
+        "dev1",
+        None,
+        889_455_942_124_347_392,
+        None,
+        b"req",
+    ),
+    (
+        Dialect::AlibabaSystem,
+        "a1Pk",
+        "dev2",
+        None,
+        42,
+        Some(65),
+        b"req",
+    ),
+    (
+        Dialect::AlibabaCustom,
+        "a1Pk",
+        "dev3",
+        Some("/a1Pk/dev3/user/update"),
+        7,
+        None,
+        b"echo me",
+    ),
+    (Dialect::Tencent, "pid", "dev4", None, 41440, None, b""),
+];
+
+/// A caller's response path, fed by hand. See the module documentation.
+#[doc(hidden)]
+pub struct ResponseFuzz {
+    inner: Arc<Inner>,
+    _session: Session,
+    /// (id, response topic, code) of every completed call.
+    completed: Arc<Mutex<Vec<(u64, RrpcCode)>>>,
+}
+
+impl Default for ResponseFuzz {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ResponseFuzz {
+    /// A caller (never connected) with presence on and the fixed calls in flight.
+    pub fn new() -> ResponseFuzz {
+        let mut cfg = CallerConfig::new("127.0.0.1", 1);
+        cfg.max_presence = 64;
+        let link = Arc::new(Link::new(cfg.mqtt.address()));
+        let session = Session::open(&cfg.mqtt, None, "fuzz", cfg.max_payload, 64, link.clone());
+        let inner = Arc::new(Inner {
+            client_id: "fuzz".into(),
+            link,
+            publisher: session.publisher(),
+            state: Mutex::new(State::new(cfg.max_presence)),
+            ready: AtomicBool::new(false),
+            echo_key: hashbrown::DefaultHashBuilder::default(),
+            stats: Default::default(),
+            outbox_ready: tokio::sync::Notify::new(),
+            cfg,
+        });
+        let f = ResponseFuzz {
+            inner,
+            _session: session,
+            completed: Arc::new(Mutex::new(Vec::new())),
+        };
+        f.refill();
+        f
+    }
+
+    /// The response topics of the calls in flight (the real replies), for seeds.
+    pub fn response_topics() -> Vec<String> {
+        CALLS
+            .iter()
+            .map(|&(d, pk, dn, topic, id, ct, _)| {
+                let level = dialect::message_id_level(&id.to_string(), ct);
+                d.response_topic(
+                    &Identity {
+                        product_key: pk,
+                        device_name: dn,
+                        custom_topic: topic,
+                    },
+                    &level,
+                )
+            })
+            .collect()
+    }
+
+    /// Puts every fixed call that is not in flight back in flight.
+    fn refill(&self) {
+        let topics = Self::response_topics();
+        let mut st = self.inner.state.lock();
+        for (&(d, pk, dn, topic, id, _, payload), response_topic) in CALLS.iter().zip(topics) {
+            if st.pending.contains_key(&id) {
+                continue;
+            }
+            let filter = d.response_wildcard(topic);
+            st.subs.entry(filter.clone()).or_insert(SubEntry {
+                state: Sub::Active,
+                users: 0,
+                idle_since_ms: 0,
+            });
+            let done = self.completed.clone();
+            let call = PendingCall {
+                device: DeviceKey(pk.into(), dn.into()),
+                deadline_ms: u64::MAX / 2,
+                response_topic: response_topic.into(),
+                filter: filter.into(),
+                echo: (d == Dialect::AlibabaCustom).then(|| self.inner.echo_hash(payload)),
+                bytes: payload.len(),
+                unsent: None,
+                done: Box::new(move |r| {
+                    if let (Some(id), Some(code)) = (r.message_id, r.rrpc_code) {
+                        done.lock().push((id, code));
+                    }
+                }),
+            };
+            st.insert(id, call);
+        }
+    }
+
+    /// One incoming PUBLISH: topic bytes (not UTF-8: dropped, as the session
+    /// does), payload and retain flag. Returns the calls it completed, with
+    /// their codes, after checking that a SUCCESS came from the call's own
+    /// response topic, live.
+    pub fn feed(&self, topic: &[u8], payload: &[u8], retain: bool) -> Vec<(u64, RrpcCode)> {
+        let Ok(topic) = std::str::from_utf8(topic) else {
+            return Vec::new();
+        };
+        self.inner.route(
+            topic,
+            payload,
+            Inbound {
+                retain,
+                early: false,
+            },
+        );
+        let done = std::mem::take(&mut *self.completed.lock());
+        let topics = Self::response_topics();
+        for &(id, code) in &done {
+            if code == RrpcCode::Success {
+                let i = CALLS.iter().position(|c| c.4 == id).expect("a fixed call");
+                assert!(!retain, "a retained message completed call {id}");
+                assert_eq!(topic, topics[i], "call {id} completed from another topic");
+            }
+        }
+        self.refill();
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_each_calls_own_topic_completes_it_and_the_echo_does_not() {
+        let f = ResponseFuzz::new();
+        let t = ResponseFuzz::response_topics();
+        assert!(f.feed(t[0].as_bytes(), b"r", true).is_empty(), "retained");
+        assert!(f
+            .feed(b"/sys/a1Pk/devX/rrpc/response/42;ct=65", b"r", false)
+            .is_empty());
+        assert!(f
+            .feed(b"/sys/a1Pk/dev2/rrpc/response/042;ct=65", b"r", false)
+            .is_empty());
+        assert!(f
+            .feed(b"/sys/a1Pk/dev2/rrpc/response/42", b"r", false)
+            .is_empty());
+        assert!(f
+            .feed(b"/sys/a1Pk/dev2/rrpc/response/42;ct=66", b"r", false)
+            .is_empty());
+        assert_eq!(
+            f.feed(t[1].as_bytes(), b"r", false),
+            vec![(42, RrpcCode::Success)]
+        );
+        // The custom-topic request's own copy first, then the reply.
+        assert!(f.feed(t[2].as_bytes(), b"echo me", false).is_empty());
+        assert_eq!(
+            f.feed(t[2].as_bytes(), b"echo me", false),
+            vec![(7, RrpcCode::Success)]
+        );
+        assert_eq!(
+            f.feed(t[3].as_bytes(), b"", false),
+            vec![(41440, RrpcCode::Success)]
+        );
+        assert!(f.feed(&[0xff, 0xfe], b"", false).is_empty());
+        // A device's offline status ends its call HALFCONN.
+        assert_eq!(
+            f.feed(b"rrpc/presence/a1Pk/dev1", b"offline", false),
+            vec![(889_455_942_124_347_392, RrpcCode::HalfConn)]
+        );
+        let s = f.inner.stats[super::super::Stat::Mismatched as usize]
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(s, 3);
+    }
+}
