@@ -72,22 +72,22 @@
 /**
  * Largest `max_partials` (and `max_partials_per_terminal`).
  */
-#define ReassemblerConfig_MAX_PARTIALS 65536
+#define RRPC_JT808_REASSEMBLY_MAX_PARTIALS 65536
 
 /**
  * Largest `max_bytes` (and `max_bytes_per_terminal`): 256 MiB.
  */
-#define ReassemblerConfig_MAX_BYTES (256 << 20)
+#define RRPC_JT808_REASSEMBLY_MAX_BYTES (256 << 20)
 
 /**
  * Largest `max_packets` (and `max_packets_per_terminal`).
  */
-#define ReassemblerConfig_MAX_PACKETS (1 << 20)
+#define RRPC_JT808_REASSEMBLY_MAX_PACKETS (1 << 20)
 
 /**
  * Largest `timeout_ms`: one hour.
  */
-#define ReassemblerConfig_MAX_TIMEOUT_MS 3600000
+#define RRPC_JT808_REASSEMBLY_MAX_TIMEOUT_MS 3600000
 
 /**
  * Bytes of `rrpc_credentials.client_id` and `.username`, the NUL included: room

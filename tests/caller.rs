@@ -21,6 +21,7 @@ const PK: &str = "a1CallerPk";
 fn device(port: u16, names: &[&str], dialect: Dialect, presence: bool) -> Client {
     let mut cfg = ClientConfig::new("127.0.0.1", port);
     cfg.router.max_pending = 20_000; // room for the 10,000-in-flight test
+    cfg.reply_queue_max = 20_000; // and for its replies, queued faster than they are written
     if presence {
         cfg.presence = Some(PresenceTopics::default());
     }

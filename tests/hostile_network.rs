@@ -436,3 +436,44 @@ fn reply_queue_bounds_are_checked_at_config_time() {
         assert!(e.contains(want), "{e}");
     }
 }
+
+/// Passwords, signed passwords, device secrets and PSKs never show in `Debug`.
+#[test]
+fn secrets_never_show_in_the_debug_of_any_config() {
+    let mut c = rrpc::MqttConfig::new("h", 1);
+    c.username = Some("user".into());
+    c.password = Some("s3cret-pass".into());
+    c.tls = Some(rrpc::tls::TlsConfig {
+        key_file: Some("/etc/dev/key.pem".into()),
+        ..rrpc::tls::TlsConfig::default()
+    });
+    c.signer = Some(Arc::new(|_| Ok(("u".into(), "s3cret-signed".into()))));
+    let mut shown = vec![format!("{c:?}")];
+    shown.push(format!(
+        "{:?}",
+        rrpc::client::ClientConfig {
+            mqtt: c.clone(),
+            ..rrpc::client::ClientConfig::new("h", 1)
+        }
+    ));
+    shown.push(format!(
+        "{:?}",
+        rrpc::caller::CallerConfig {
+            mqtt: c.clone(),
+            ..rrpc::caller::CallerConfig::new("h", 1)
+        }
+    ));
+    {
+        use rrpc::credentials::{AlibabaDevice, TencentDevice};
+        let a = AlibabaDevice::new("a1Pk", "dev", "s3cret-device");
+        shown.push(format!("{a:?}"));
+        shown.push(format!("{:?}", a.sign(1_700_000_000_000).unwrap()));
+        let t = TencentDevice::new("PID0123456", "dev", "czNjcmV0LXBzaw==");
+        shown.push(format!("{t:?}"));
+    }
+    for d in &shown {
+        assert!(!d.contains("s3cret") && !d.contains("czNjcmV0"), "{d}");
+        assert!(d.contains("<redacted>"), "{d}");
+    }
+    assert!(shown[0].contains("key.pem"), "paths are fine: {}", shown[0]);
+}
