@@ -103,7 +103,7 @@ macro_rules! debug { ($($arg:tt)*) => { log_at!($crate::log::Level::Debug, $($ar
 pub(crate) const EXCERPT_CHARS: usize = 80;
 
 /// Network input (a topic, a client id) as a log line may carry it: at most
-/// [`EXCERPT_CHARS`] characters, control and quote characters escaped, and the
+/// 80 characters (`EXCERPT_CHARS`), control and quote characters escaped, and the
 /// length of what was cut. A topic may be 64 KiB of anything.
 pub struct Excerpt<'a>(pub &'a str);
 
@@ -145,8 +145,8 @@ pub(crate) const THROTTLE_LINES: u32 = 5;
 pub(crate) const THROTTLE_WINDOW_MS: u64 = 10_000;
 
 /// Rate limit of one kind of log line that the network can provoke at will
-/// (a malformed topic, an oversize message): [`THROTTLE_LINES`] lines per
-/// [`THROTTLE_WINDOW_MS`], then silence; the next line let through says how
+/// (a malformed topic, an oversize message): 5 lines (`THROTTLE_LINES`) per
+/// 10 s (`THROTTLE_WINDOW_MS`), then silence; the next line let through says how
 /// many were suppressed.
 pub struct Throttle {
     /// Window start (ms), lines in the window, lines suppressed since the last one shown.

@@ -628,7 +628,7 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Why [`Adapter::on_bytes`] or [`Adapter::terminal_connected`] refused.
+/// Why [`Adapter::on_bytes`] or [`Adapter::terminal_authenticated`] refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectionError {
     /// A new connection, and [`AdapterConfig::max_connections`] are open.
