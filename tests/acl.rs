@@ -183,14 +183,6 @@ impl Raw {
     }
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < end, "{what} within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn under_the_acl_template_a_foreign_account_cannot_fake_presence_answer_or_read() {
     let dev1 = format!("{PK}/dev1");
@@ -201,7 +193,9 @@ fn under_the_acl_template_a_foreign_account_cannot_fake_presence_answer_or_read(
     // The device and the caller work under the ACL.
     let _d = device(b.port, "dev1");
     let c = caller(b.port);
-    wait_until("dev1 online", || c.device_online(PK, "dev1") == Some(true));
+    common::wait_until("dev1 online", Duration::from_secs(10), || {
+        c.device_online(PK, "dev1") == Some(true)
+    });
     let r = c.call(&params("dev1", b"hello"));
     assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");
     assert_eq!(r.payload.as_deref(), Some(&b"hello"[..]));
@@ -226,9 +220,11 @@ fn under_the_acl_template_a_foreign_account_cannot_fake_presence_answer_or_read(
     // Control, on the same connection after the fakes: its own status is
     // allowed, and the caller sees it, so the fakes before it were handled.
     foe.publish(&format!("rrpc/presence/{dev2}"), b"offline", true);
-    wait_until("the foreign account's own status", || {
-        c.device_online(PK, "dev2") == Some(false)
-    });
+    common::wait_until(
+        "the foreign account's own status",
+        Duration::from_secs(10),
+        || c.device_online(PK, "dev2") == Some(false),
+    );
     assert_eq!(c.device_online(PK, "dev1"), Some(true));
     let r = c.call(&params("dev1", b"after the fakes"));
     assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");

@@ -138,17 +138,6 @@ fn stats(client: *mut rrpc_client) -> rrpc_client_stats {
     s
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// A client started on `port` with one Alibaba device `dev1` and a recorder.
 fn started(
     port: u16,
@@ -501,7 +490,7 @@ fn background_mode_reconnects_until_the_broker_appears() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(stats(client).connection_errors >= 1);
     let _broker = Broker::rumqttd_on(port);
-    wait_until("connect", Duration::from_secs(10), || {
+    common::wait_until("connect", Duration::from_secs(10), || {
         let mut c = false;
         rrpc_client_is_connected(client, &mut c);
         c
@@ -588,7 +577,7 @@ fn reply_rules_unknown_double_oversized_and_late() {
             Duration::from_secs(10),
         )
     });
-    wait_until("a request", Duration::from_secs(10), || {
+    common::wait_until("a request", Duration::from_secs(10), || {
         !rec.requests.lock().unwrap().is_empty()
     });
     let seen = rec.requests.lock().unwrap()[0].clone();
@@ -641,7 +630,7 @@ fn reply_rules_unknown_double_oversized_and_late() {
             Duration::from_millis(2500),
         )
     });
-    wait_until("the second request", Duration::from_secs(10), || {
+    common::wait_until("the second request", Duration::from_secs(10), || {
         rec.requests.lock().unwrap().len() > n
     });
     let late = rec.requests.lock().unwrap()[n].clone();
@@ -681,7 +670,7 @@ fn a_request_left_unanswered_expires_and_frees_its_entry() {
         None
     );
     assert_eq!(rec.requests.lock().unwrap().len(), 1);
-    wait_until("expiry", Duration::from_secs(3), || {
+    common::wait_until("expiry", Duration::from_secs(3), || {
         let s = stats(client);
         s.expired == 1 && s.pending == 0
     });
@@ -704,7 +693,7 @@ fn oversized_requests_are_dropped_and_counted_without_losing_the_connection() {
         None
     );
     // Dropped by the session before the router sees it.
-    wait_until("the drop to be counted", Duration::from_secs(3), || {
+    common::wait_until("the drop to be counted", Duration::from_secs(3), || {
         stats(client).oversize == 1
     });
     assert_eq!(stats(client).too_large, 0);
@@ -747,7 +736,7 @@ fn malformed_request_topics_are_ignored_counted_and_logged() {
     // a control character in the id.
     caller.publish_raw(&format!("/sys/{PK}/dev1/rrpc/request/"), b"x");
     caller.publish_raw(&format!("/sys/{PK}/dev1/rrpc/request/12\x01"), b"x");
-    wait_until("two malformed", Duration::from_secs(5), || {
+    common::wait_until("two malformed", Duration::from_secs(5), || {
         stats(client).malformed == 2
     });
     assert!(rec.requests.lock().unwrap().is_empty());
@@ -813,7 +802,7 @@ fn slow_callback_running(caller: Caller, rec: &Recorder) {
             Duration::from_secs(3),
         )
     });
-    wait_until("the callback to start", Duration::from_secs(10), || {
+    common::wait_until("the callback to start", Duration::from_secs(10), || {
         rec.started.load(Ordering::SeqCst)
     });
     assert!(!rec.finished.load(Ordering::SeqCst));
@@ -1086,7 +1075,7 @@ fn the_sign_callback_signs_every_attempt() {
         "{}",
         last_error()
     );
-    wait_until("connected", Duration::from_secs(10), || {
+    common::wait_until("connected", Duration::from_secs(10), || {
         let mut c = false;
         rrpc_client_is_connected(client, &mut c);
         c
@@ -1251,7 +1240,7 @@ fn connection_events_tell_a_lost_connection_from_a_failed_connect() {
     // The broker dies: the connection is lost, then attempts fail, each followed
     // by the delay before the next one.
     broker.kill();
-    wait_until("two failed attempts", Duration::from_secs(10), || {
+    common::wait_until("two failed attempts", Duration::from_secs(10), || {
         states(&events)
             .iter()
             .filter(|s| **s == (DISCONNECTED, FAILED))
@@ -1271,7 +1260,7 @@ fn connection_events_tell_a_lost_connection_from_a_failed_connect() {
 
     // Back: connected again; a stop is an event of its own.
     broker.restart();
-    wait_until("the reconnect", Duration::from_secs(10), || {
+    common::wait_until("the reconnect", Duration::from_secs(10), || {
         states(&events).last() == Some(&(CONNECTED, NO_CAUSE))
     });
     assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
@@ -1293,7 +1282,7 @@ fn yield_tells_a_lost_connection_from_a_failed_connect() {
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
         RRPC_STATUS_OK
     );
-    wait_until("the connection", Duration::from_secs(10), || {
+    common::wait_until("the connection", Duration::from_secs(10), || {
         rrpc_client_yield(client, 20);
         let mut c = false;
         rrpc_client_is_connected(client, &mut c);
@@ -1346,7 +1335,7 @@ fn stop_sends_the_replies_already_accepted() {
                 Duration::from_secs(5),
             )
         });
-        wait_until("the request", Duration::from_secs(10), || {
+        common::wait_until("the request", Duration::from_secs(10), || {
             rec.requests.lock().unwrap().len() > round
         });
         let token = rec.requests.lock().unwrap()[round].token;

@@ -74,33 +74,6 @@ fn answered(c: &Caller, dn: &str, payload: &[u8]) -> bool {
     r.rrpc_code == Some(RrpcCode::Success) && r.payload.as_deref() == Some(payload)
 }
 
-/// Publishes one QoS 1 message and waits for the broker's PUBACK.
-fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
-    let mut o =
-        rumqttc::MqttOptions::new(format!("pub-{}", common::message_id()), "127.0.0.1", port);
-    o.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut conn) = rumqttc::Client::new(o, 10);
-    client
-        .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload.to_vec())
-        .unwrap();
-    for ev in conn.iter() {
-        match ev {
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
-            Ok(_) => {}
-            Err(e) => panic!("publishing {topic}: {e}"),
-        }
-    }
-    let _ = client.disconnect();
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A retained 400 KiB message (over the default 256 KiB payload limit) on a
 /// device's request topic and on a presence topic the caller follows: both
 /// connect, stay connected through a restart of the device (the retained
@@ -112,8 +85,8 @@ fn a_retained_oversize_message_takes_down_neither_device_nor_caller() {
     for protocol in [MqttVersion::V311, MqttVersion::V5] {
         let dn = format!("big{}", protocol.number());
         let big = vec![0x41; 400 * 1024];
-        publish(b.port, &request_topic(&dn, "1"), &big, true);
-        publish(b.port, &format!("rrpc/presence/x/{dn}"), &big, true);
+        common::publish_acked(b.port, &request_topic(&dn, "1"), &big, true);
+        common::publish_acked(b.port, &format!("rrpc/presence/x/{dn}"), &big, true);
         let (dev, handled) = echo_device(device_config(b.port, protocol), &dn);
         dev.start().unwrap();
         let c = caller(b.port, protocol);
@@ -210,19 +183,19 @@ fn retained_requests_are_never_executed() {
         let dn = format!("ret{}", protocol.number());
         let (dev, handled) = echo_device(device_config(b.port, protocol), &dn);
         dev.start().unwrap();
-        publish(
+        common::publish_acked(
             b.port,
             &request_topic(&dn, &common::message_id()),
             b"run once",
             true,
         );
-        wait_until("the live request", Duration::from_secs(3), || {
+        common::wait_until("the live request", Duration::from_secs(3), || {
             handled.load(Ordering::SeqCst) == 1
         });
         for restart in 1..=2 {
             dev.stop().unwrap();
             dev.start().unwrap();
-            wait_until("the retained copy", Duration::from_secs(3), || {
+            common::wait_until("the retained copy", Duration::from_secs(3), || {
                 dev.conn_stats().retained == restart
             });
         }
@@ -231,7 +204,7 @@ fn retained_requests_are_never_executed() {
         assert_eq!(handled.load(Ordering::SeqCst), 2, "{protocol:?}");
         dev.stop().unwrap();
         // Clear the retained message for the next round.
-        publish(b.port, &request_topic(&dn, "0"), b"", true);
+        common::publish_acked(b.port, &request_topic(&dn, "0"), b"", true);
     }
 }
 
@@ -256,7 +229,7 @@ fn requests_queued_while_the_device_was_away_are_dropped_unless_accepted() {
             dev.stop().unwrap();
             for i in 0..3 {
                 let p = format!("queued {i}");
-                publish(
+                common::publish_acked(
                     b.port,
                     &request_topic(&dn, &common::message_id()),
                     p.as_bytes(),

@@ -334,7 +334,7 @@ fn a_kept_mqtt5_session_holds_requests_while_the_device_is_away() {
         c.start().unwrap();
         c.stop().unwrap();
         let topic = format!("/sys/{PK}/{dn}/rrpc/request/{}", common::message_id());
-        publish_qos1(b.port, &topic, b"while away");
+        common::publish_acked(b.port, &topic, b"while away", false);
         c.start().unwrap();
         let deadline = Instant::now() + Duration::from_secs(3);
         while seen.lock().unwrap().is_empty() && Instant::now() < deadline {
@@ -347,23 +347,6 @@ fn a_kept_mqtt5_session_holds_requests_while_the_device_is_away() {
         );
         c.stop().unwrap();
     }
-}
-
-/// Publishes one QoS 1 message and waits for the broker's PUBACK.
-fn publish_qos1(port: u16, topic: &str, payload: &[u8]) {
-    let o = rumqttc::MqttOptions::new(format!("qos1-{}", common::message_id()), "127.0.0.1", port);
-    let (client, mut conn) = rumqttc::Client::new(o, 10);
-    client
-        .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec())
-        .unwrap();
-    for ev in conn.iter() {
-        match ev {
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
-            Ok(_) => {}
-            Err(e) => panic!("publishing {topic}: {e}"),
-        }
-    }
-    let _ = client.disconnect();
 }
 
 // ---- C configuration ----

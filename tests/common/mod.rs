@@ -723,3 +723,34 @@ pub fn run_c_harness_under_valgrind_args(exe: &Path, log_name: &str, args: &[Str
     );
     assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
 }
+
+/// Publishes one QoS 1 message (retained or not, up to 1 MiB) from a client of
+/// its own and waits for the broker's PUBACK.
+pub fn publish_acked(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    let mut o = rumqttc::MqttOptions::new(format!("pub-{}", message_id()), "127.0.0.1", port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut conn) = rumqttc::Client::new(o, 10);
+    client
+        .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload.to_vec())
+        .unwrap();
+    for ev in conn.iter() {
+        match ev {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => panic!("publishing {topic}: {e}"),
+        }
+    }
+    let _ = client.disconnect();
+}
+
+/// Polls `done` every 20 ms until it is true; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
