@@ -8,6 +8,32 @@
 use std::env;
 use std::path::PathBuf;
 
+/// Macros the declarations use, after the version.
+const PROLOGUE: &str = r#"
+/**
+ * Marks every function that returns an rrpc_status: ignoring the status is a
+ * compiler warning. To drop one on purpose, test it:
+ * `if (rrpc_client_free(client) != RRPC_STATUS_OK) { ... }`.
+ */
+#if defined(__cplusplus) && __cplusplus >= 201703L
+#define RRPC_NODISCARD [[nodiscard]]
+#elif !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 202311L
+#define RRPC_NODISCARD [[nodiscard]]
+#elif defined(__GNUC__) || defined(__clang__)
+#define RRPC_NODISCARD __attribute__((warn_unused_result))
+#else
+#define RRPC_NODISCARD
+#endif
+
+/**
+ * Whether a struct the library handed over (`rrpc_request`,
+ * `rrpc_connection_event`, `rrpc_jt808_event`: they start with `struct_size`)
+ * has `field`: true when the library that made it knows the field.
+ */
+#define RRPC_HAS_FIELD(ptr, type, field) \
+    ((size_t)(ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
+"#;
+
 fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
@@ -35,8 +61,9 @@ fn main() {
         .with_crate(&crate_dir)
         .with_config(config)
         .with_after_include(format!(
-            "\n#define RRPC_VERSION \"{version}\"\n#define RRPC_VERSION_MAJOR {major}\n#define RRPC_VERSION_MINOR {minor}\n#define RRPC_VERSION_PATCH {}\n",
-            env::var("CARGO_PKG_VERSION_PATCH").expect("patch")
+            "\n#define RRPC_VERSION \"{version}\"\n#define RRPC_VERSION_MAJOR {major}\n#define RRPC_VERSION_MINOR {minor}\n#define RRPC_VERSION_PATCH {}\n{}",
+            env::var("CARGO_PKG_VERSION_PATCH").expect("patch"),
+            PROLOGUE
         ))
         .generate()
         .expect("cbindgen could not generate rrpc.h")

@@ -68,6 +68,29 @@
 #define RRPC_VERSION_MINOR 2
 #define RRPC_VERSION_PATCH 0
 
+/**
+ * Marks every function that returns an rrpc_status: ignoring the status is a
+ * compiler warning. To drop one on purpose, test it:
+ * `if (rrpc_client_free(client) != RRPC_STATUS_OK) { ... }`.
+ */
+#if defined(__cplusplus) && __cplusplus >= 201703L
+#define RRPC_NODISCARD [[nodiscard]]
+#elif !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 202311L
+#define RRPC_NODISCARD [[nodiscard]]
+#elif defined(__GNUC__) || defined(__clang__)
+#define RRPC_NODISCARD __attribute__((warn_unused_result))
+#else
+#define RRPC_NODISCARD
+#endif
+
+/**
+ * Whether a struct the library handed over (`rrpc_request`,
+ * `rrpc_connection_event`, `rrpc_jt808_event`: they start with `struct_size`)
+ * has `field`: true when the library that made it knows the field.
+ */
+#define RRPC_HAS_FIELD(ptr, type, field) \
+    ((size_t)(ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
 
 /**
  * Largest `max_partials` (and `max_partials_per_terminal`).
@@ -164,13 +187,6 @@
  * Bit of `rrpc_features()`: MQTT 5 (`rrpc_mqtt_config.mqtt_version` 5).
  */
 #define RRPC_FEATURE_MQTT5 32
-
-/**
- * `rrpc_router_handle_message` flag: the message was delivered with the MQTT
- * retain flag set. A retained RRPC request is never executed: it is dropped
- * and counted (`retained`).
- */
-#define RRPC_MESSAGE_RETAINED 1
 
 /**
  * Status code returned by every fallible function. `RRPC_STATUS_OK` is 0; every
@@ -299,6 +315,14 @@ enum rrpc_status
      * says which.
      */
     RRPC_STATUS_TLS = 22,
+    /**
+     * A struct's size is not one this library knows: a `struct_size` (or the
+     * size given to an `_init`) larger than the library's own struct, because
+     * the application was built against a newer `rrpc.h` than the library it
+     * runs with; or smaller than 4, because the struct was not filled by its
+     * `_init`. Nothing changed; the message names the struct and both sizes.
+     */
+    RRPC_STATUS_STRUCT_SIZE = 23,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -309,7 +333,32 @@ typedef uint32_t rrpc_status;
 #endif // __cplusplus
 
 /**
- * Topic conventions. Pass these values where a function takes `uint32_t dialect`.
+ * MQTT protocol versions, by their protocol level (`rrpc_mqtt_config.mqtt_version`).
+ */
+enum rrpc_mqtt_version
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * MQTT 3.1.1.
+     */
+    RRPC_MQTT_V311 = 4,
+    /**
+     * MQTT 5.
+     */
+    RRPC_MQTT_V5 = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rrpc_mqtt_version rrpc_mqtt_version;
+#else
+typedef uint32_t rrpc_mqtt_version;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Topic conventions: the `dialect` of a device.
  */
 enum rrpc_dialect
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -705,6 +754,15 @@ typedef struct rrpc_caller rrpc_caller;
 /**
  * An RRPC device client: one MQTT connection serving one or more devices.
  * Created by `rrpc_client_new`, released by `rrpc_client_free`.
+ *
+ * Threads: two ways to run it. Thread mode (`rrpc_client_start`): one
+ * background thread does all network work and calls the callbacks. Yield mode
+ * (`rrpc_client_yield`, for single-threaded firmware): the work and the
+ * callbacks run on the thread inside `rrpc_client_yield`, one thread at a
+ * time. In both, any function may be called from any thread, except that
+ * start, stop, yield and free are not called concurrently on one client and
+ * not from its callbacks (RRPC_STATUS_WRONG_STATE); replies may come from any
+ * thread at any time. Callbacks run with no library lock held.
  */
 typedef struct rrpc_client rrpc_client;
 
@@ -738,8 +796,19 @@ typedef struct rrpc_jt808_decoder rrpc_jt808_decoder;
 typedef struct rrpc_response rrpc_response;
 
 /**
- * The RRPC core without a transport. Created by `rrpc_router_new`, released by
- * `rrpc_router_free`.
+ * The RRPC core without a transport: feed it every message your MQTT stack
+ * receives (`rrpc_router_handle_message`); it calls the request callback and
+ * sends replies through the publish function you register. No I/O, no
+ * threads, no clock: every call that needs the time takes `now_ms` (any
+ * monotonic clock in ms, such as `rrpc_monotonic_ms`). Created by
+ * `rrpc_router_new`, released by `rrpc_router_free`.
+ *
+ * Threads: every function may be called from any thread, also several at once
+ * (one internal lock, held only for table updates), except `rrpc_router_free`,
+ * called once when no other thread uses the router. Callbacks and the publish
+ * function run on the thread of the call that caused them, with no router
+ * lock held: they may call the router again, except to free it or to replace
+ * themselves (RRPC_STATUS_WRONG_STATE).
  */
 typedef struct rrpc_router rrpc_router;
 
@@ -778,17 +847,22 @@ typedef struct rrpc_credentials {
  * waiting in `rrpc_caller_call`), with no library lock held. It must not stop,
  * free or yield its object (they fail with RRPC_STATUS_WRONG_STATE).
  */
-typedef int32_t (*rrpc_sign_cb)(void *user_data,
-                                uint64_t unix_ms,
-                                struct rrpc_credentials *out_credentials);
+typedef int32_t (*rrpc_mqtt_sign_cb)(void *user_data,
+                                     uint64_t unix_ms,
+                                     struct rrpc_credentials *out_credentials);
 
 /**
- * How to reach and log in to the MQTT broker: the `mqtt` member of
- * `rrpc_client_config` and `rrpc_caller_config`, filled with defaults by their
- * `_init`. Strings are copied by the `_new` function; they only need to live
- * until it returns.
+ * How to reach and log in to the MQTT broker, for `rrpc_client_config.mqtt`
+ * and `rrpc_caller_config.mqtt` (a pointer, so that this struct and those
+ * grow each on its own). Fill it with `rrpc_mqtt_config_init`. Strings are
+ * copied by the `_new` function; they only need to live until it returns.
  */
 typedef struct rrpc_mqtt_config {
+    /**
+     * The size of this struct as the application knows it; set by
+     * `rrpc_mqtt_config_init`.
+     */
+    uint32_t struct_size;
     /**
      * Broker host name or IP address. Required.
      */
@@ -802,11 +876,9 @@ typedef struct rrpc_mqtt_config {
      */
     uint16_t keep_alive_s;
     /**
-     * MQTT clean-session flag: 1 (default) or 0; 0 needs `client_id`. Other
-     * values are refused with RRPC_STATUS_INVALID_ARGUMENT (as for every
-     * `uint8_t` flag of the library's structs).
+     * MQTT clean-session flag: true (default) or false; false needs `client_id`.
      */
-    uint8_t clean_session;
+    bool clean_session;
     /**
      * MQTT client id, or NULL (default) for one the library derives: the
      * client's "rrpc" + 16 hex digits (unique per process and device set), the
@@ -839,10 +911,10 @@ typedef struct rrpc_mqtt_config {
      */
     uint32_t reconnect_max_ms;
     /**
-     * Connect over TLS (rustls, verified): 1, or 0 (default). The tls_* fields
-     * below apply only with it; setting one without `tls` is refused.
+     * Connect over TLS (rustls, verified): true, or false (default). The tls_*
+     * fields below apply only with it; setting one without `tls` is refused.
      */
-    uint8_t tls;
+    bool tls;
     /**
      * PEM file of the CA certificates that verify the broker, or NULL (default)
      * for the operating system's CA store.
@@ -870,31 +942,32 @@ typedef struct rrpc_mqtt_config {
      */
     const char *tls_alpn;
     /**
-     * Accept any broker certificate: verification OFF when 1; 0 (default)
-     * verifies. For test benches only: anyone on the path can then read and
-     * change the traffic; every connect logs a warning.
+     * Accept any broker certificate: verification OFF when true; false
+     * (default) verifies. For test benches only: anyone on the path can then
+     * read and change the traffic; every connect logs a warning.
      */
-    uint8_t tls_insecure_skip_verify;
+    bool tls_insecure_skip_verify;
     /**
      * Signs the user name and password again before every connection attempt,
      * for cloud signatures that expire (Tencent IoT Hub's), or NULL (default).
-     * See `rrpc_sign_cb`. What it writes replaces `username` and `password`,
+     * See `rrpc_mqtt_sign_cb`. What it writes replaces `username` and `password`,
      * which are used only while it fails.
      */
-    rrpc_sign_cb sign;
+    rrpc_mqtt_sign_cb sign;
     /**
      * Handed to `sign` as is; never dereferenced. Must stay valid until the
      * client or caller is freed.
      */
     void *sign_user_data;
     /**
-     * MQTT protocol version: 3 (MQTT 3.1.1, the default; 0 means the same) or 5
-     * (MQTT 5: No Local on custom-topic request subscriptions, reason codes in
+     * MQTT protocol version: RRPC_MQTT_V311 (4, the default) or RRPC_MQTT_V5
+     * (5: No Local on custom-topic request subscriptions, reason codes in
      * connection errors, session expiry, the maximum packet size announced to
-     * the broker). Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
-     * MQTT 5 needs `keep_alive_s` of at least 5.
+     * the broker), the protocol levels that Paho's `MQTTVERSION_3_1_1` and
+     * `MQTTVERSION_5` also use. Other values are refused with
+     * RRPC_STATUS_INVALID_ARGUMENT. MQTT 5 needs `keep_alive_s` of at least 5.
      */
-    uint8_t mqtt_version;
+    rrpc_mqtt_version mqtt_version;
     /**
      * MQTT 5 with `clean_session` false only: how long the broker keeps the
      * session after the connection ends, in seconds (UINT32_MAX: never
@@ -922,15 +995,20 @@ typedef struct rrpc_mqtt_config {
  */
 typedef struct rrpc_caller_config {
     /**
-     * The broker and how to connect to it (`mqtt.host` is required). The
-     * caller's `mqtt.connect_timeout_ms` (at least 1) is how long
+     * The size of this struct as the application knows it; set by
+     * `rrpc_caller_config_init`.
+     */
+    uint32_t struct_size;
+    /**
+     * The broker and how to connect to it (required; `mqtt->host` too). The
+     * caller's `mqtt->connect_timeout_ms` (at least 1) is how long
      * `rrpc_caller_new` waits for the connection and the presence snapshot.
      */
-    struct rrpc_mqtt_config mqtt;
+    const struct rrpc_mqtt_config *mqtt;
     /**
-     * Follow device presence (OFFLINE, HALFCONN): 1 (default) or 0.
+     * Follow device presence (OFFLINE, HALFCONN): true (default) or false.
      */
-    uint8_t presence;
+    bool presence;
     /**
      * Largest request or response payload, 1 to RRPC_CALLER_MAX_PAYLOAD.
      * Default 262144.
@@ -976,17 +1054,22 @@ typedef struct rrpc_caller_config {
 
 /**
  * A change of a client's or caller's connection. Pointers are owned by the
- * library and valid only during the callback.
+ * library and valid only during the callback. Later 1.x releases may append
+ * fields: see `RRPC_HAS_FIELD`.
  */
 typedef struct rrpc_connection_event {
     /**
-     * An `rrpc_connection_state` value.
+     * `sizeof(rrpc_connection_event)` of the library that made it.
      */
-    uint32_t state;
+    uint32_t struct_size;
     /**
-     * DISCONNECTED: an `rrpc_disconnect_cause` value; RRPC_DISCONNECT_NONE otherwise.
+     * What happened.
      */
-    uint32_t cause;
+    rrpc_connection_state state;
+    /**
+     * DISCONNECTED: why; RRPC_DISCONNECT_NONE otherwise.
+     */
+    rrpc_disconnect_cause cause;
     /**
      * DISCONNECTED: the reason in words (such as "Connection refused (os error
      * 111)"), NUL-terminated; NULL otherwise.
@@ -1018,10 +1101,15 @@ typedef void (*rrpc_connection_cb)(void *user_data, const struct rrpc_connection
  */
 typedef struct rrpc_caller_call_params {
     /**
-     * RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with `topic`, the
-     * Alibaba custom-topic dialect.
+     * The size of this struct as the application knows it; set by
+     * `rrpc_caller_call_params_init`.
      */
-    uint32_t dialect;
+    uint32_t struct_size;
+    /**
+     * RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with
+     * `custom_topic`, the Alibaba custom-topic dialect.
+     */
+    rrpc_dialect dialect;
     /**
      * ProductKey (Tencent: product id). Required.
      */
@@ -1031,13 +1119,17 @@ typedef struct rrpc_caller_call_params {
      */
     const char *device_name;
     /**
-     * Custom RRPC topic such as "/a1B2/dev1/user/update", or NULL.
+     * The custom RRPC topic (the RRpc API's `Topic`), such as
+     * "/a1B2/dev1/user/update", or NULL.
      */
-    const char *topic;
+    const char *custom_topic;
     /**
      * The request bytes (the API's RequestBase64Byte, decoded); NULL when empty.
      */
     const uint8_t *payload;
+    /**
+     * Length of `payload`.
+     */
     size_t payload_len;
     /**
      * Timeout in ms, 1000 to 8000; 0 only for Tencent (4000).
@@ -1061,10 +1153,11 @@ typedef struct rrpc_caller_call_params {
  * `rrpc_caller_call` or `rrpc_caller_free` (they fail with
  * RRPC_STATUS_WRONG_STATE); `rrpc_caller_call_async` is fine.
  */
-typedef void (*rrpc_response_cb)(void *user_data, const struct rrpc_response *response);
+typedef void (*rrpc_caller_response_cb)(void *user_data, const struct rrpc_response *response);
 
 /**
- * A response's fields. Pointers belong to the response and live as long as it.
+ * A response's fields (`rrpc_response_get_view`). Pointers belong to the
+ * response and live as long as it.
  */
 typedef struct rrpc_response_view {
     /**
@@ -1076,10 +1169,10 @@ typedef struct rrpc_response_view {
      */
     bool success;
     /**
-     * Code when `success` is false ("InvalidParameter",
+     * The API's Code when `success` is false ("InvalidParameter",
      * "iot.system.SystemException"), else NULL.
      */
-    const char *code;
+    const char *error_code;
     /**
      * ErrorMessage when `success` is false, else NULL.
      */
@@ -1093,50 +1186,71 @@ typedef struct rrpc_response_view {
      */
     uint64_t message_id;
     /**
-     * RrpcCode (an `rrpc_code` value); RRPC_CODE_NONE when `success` is false.
+     * The API's RrpcCode; RRPC_CODE_NONE when `success` is false.
      */
-    uint32_t rrpc_code;
+    rrpc_code code;
     /**
      * The device's reply (RRPC_CODE_SUCCESS), binary-safe; NULL when empty or absent.
      */
     const uint8_t *payload;
+    /**
+     * Length of `payload`.
+     */
     size_t payload_len;
 } rrpc_response_view;
 
 /**
- * Counters of a caller (`rrpc_caller_get_stats`).
+ * A caller's counters: each counts from the caller's creation, except the
+ * gauge `in_flight`. This struct is also the C API's `rrpc_caller_stats`.
  */
 typedef struct rrpc_caller_stats {
+    /**
+     * Calls made (refused ones included).
+     */
     uint64_t calls;
+    /**
+     * Calls answered by the device (RrpcCode SUCCESS).
+     */
     uint64_t success;
+    /**
+     * Calls with no answer in time (TIMEOUT).
+     */
     uint64_t timeout;
+    /**
+     * Calls to a device known to be offline (OFFLINE).
+     */
     uint64_t offline;
+    /**
+     * Calls to a device whose connection dropped moments ago (HALFCONN).
+     */
     uint64_t halfconn;
+    /**
+     * Calls that failed in the caller (UNKNOWN).
+     */
     uint64_t unknown;
     /**
-     * Calls refused before sending (parameters, not connected, too many).
+     * Calls refused before sending (parameters, not connected, too many in flight).
      */
     uint64_t refused;
     /**
-     * Responses that arrived after their call timed out (discarded).
+     * Responses that arrived after their call had timed out (discarded).
      */
     uint64_t late_responses;
     /**
-     * Responses for unknown message ids (discarded).
+     * Responses for ids this caller never sent or no longer remembers.
      */
     uint64_t unknown_responses;
     /**
-     * Second responses to an answered call (discarded; the first wins).
+     * Second responses to a call already answered (discarded: the first wins).
      */
     uint64_t duplicate_responses;
-    uint64_t in_flight;
     /**
      * Retained messages on a response topic (never taken as a reply).
      */
     uint64_t retained_responses;
     /**
      * Messages with the id of a call in flight on another topic than the
-     * called device's response topic (another device, another ContentType):
+     * called device's response topic (another device, or another ContentType):
      * discarded, the call goes on.
      */
     uint64_t mismatched_responses;
@@ -1148,24 +1262,31 @@ typedef struct rrpc_caller_stats {
      * Response subscriptions dropped after `subscription_idle_ms` unused.
      */
     uint64_t unsubscribed;
+    /**
+     * Gauge: calls in flight now.
+     */
+    uint64_t in_flight;
 } rrpc_caller_stats;
 
 /**
  * Settings for `rrpc_client_new`. Fill it with `rrpc_client_config_init`, then
  * change the fields you need. Strings are copied by `rrpc_client_new`; they only
  * need to live until it returns.
- *
- * Fields are only ever appended, and only with a new soname.
  */
 typedef struct rrpc_client_config {
     /**
-     * The broker and how to connect to it (`mqtt.host` is required). The
-     * client's `mqtt.connect_timeout_ms` is how long `rrpc_client_start` waits
+     * The size of this struct as the application knows it; set by
+     * `rrpc_client_config_init`.
+     */
+    uint32_t struct_size;
+    /**
+     * The broker and how to connect to it (required; `mqtt->host` too). The
+     * client's `mqtt->connect_timeout_ms` is how long `rrpc_client_start` waits
      * for the first connection: if the first attempt fails in that time, start
      * fails with RRPC_STATUS_CONNECT_FAILED and leaves nothing running; 0: start
      * returns at once and the client connects and reconnects in the background.
      */
-    struct rrpc_mqtt_config mqtt;
+    const struct rrpc_mqtt_config *mqtt;
     /**
      * QoS of the request subscriptions, 0 or 1. Default 0. Replies are always QoS 0.
      */
@@ -1190,9 +1311,9 @@ typedef struct rrpc_client_config {
      * `{presence_prefix}/{pk}/{dn}` after every connect and a retained `offline`
      * on a clean stop; the last will (retained `offline`) goes on the device's
      * topic when the client serves one device, else on
-     * `{connection_prefix}/{client id}`. 1, or 0 (default).
+     * `{connection_prefix}/{user name}/{client id}`. Default false.
      */
-    uint8_t presence;
+    bool presence;
     /**
      * Prefix of device status topics, or NULL (default) for "rrpc/presence".
      */
@@ -1202,13 +1323,13 @@ typedef struct rrpc_client_config {
      */
     const char *connection_prefix;
     /**
-     * 1: execute requests that a resumed persistent session (`mqtt.clean_session`
-     * 0, `subscribe_qos` 1) delivers before the broker acknowledged the
-     * subscriptions again, i.e. requests queued while the client was away. 0
-     * (default): drop and count them (`stale`). Retained requests are never
-     * executed (`retained`).
+     * true: execute requests that a resumed persistent session
+     * (`mqtt->clean_session` false, `subscribe_qos` 1) delivers before the
+     * broker acknowledged the subscriptions again, i.e. requests queued while
+     * the client was away. false (default): drop and count them (`stale`).
+     * Retained requests are never executed (`retained`).
      */
-    uint8_t accept_queued;
+    bool accept_queued;
     /**
      * Most messages (replies, presence) waiting to be written to the network,
      * 1 to 65536; 0 (default) means 1024. A reply beyond it fails with
@@ -1224,19 +1345,28 @@ typedef struct rrpc_client_config {
 } rrpc_client_config;
 
 /**
- * A request handed to a callback. All pointers are owned by the library and
- * valid only until the callback returns: copy what you need, keep `token` to
- * reply later. Strings are NUL-terminated UTF-8.
+ * A request handed to a request callback (`rrpc_client_request_cb`,
+ * `rrpc_router_request_cb`). All pointers are owned by the library and valid
+ * only until the callback returns: copy what you need, keep `token` to reply
+ * later. Strings are NUL-terminated UTF-8.
+ *
+ * The library may append fields in later 1.x releases: `struct_size` is the
+ * size of the struct it passes, so a field is there when
+ * `RRPC_HAS_FIELD(request, rrpc_request, field)` is true.
  */
 typedef struct rrpc_request {
+    /**
+     * `sizeof(rrpc_request)` of the library that made it.
+     */
+    uint32_t struct_size;
+    /**
+     * The device's dialect.
+     */
+    rrpc_dialect dialect;
     /**
      * Identifies the request in `rrpc_client_reply` / `rrpc_router_reply`. Never 0.
      */
     uint64_t token;
-    /**
-     * The device's dialect (an `rrpc_dialect` value).
-     */
-    uint32_t dialect;
     /**
      * The message id (Alibaba messageId, Tencent processId) from the topic,
      * without a ContentType suffix (see `content_type`).
@@ -1264,9 +1394,9 @@ typedef struct rrpc_request {
      */
     size_t payload_len;
     /**
-     * Time in ms after which a reply is refused with RRPC_STATUS_EXPIRED, on the
-     * clock of the object that took the request: `CLOCK_MONOTONIC` (see
-     * `rrpc_monotonic_ms`), or a router's manual clock.
+     * Time in ms after which a reply is refused with RRPC_STATUS_EXPIRED: on
+     * `CLOCK_MONOTONIC` (`rrpc_monotonic_ms`) for a client, on the clock of the
+     * `now_ms` a router is given.
      */
     uint64_t deadline_ms;
     /**
@@ -1288,18 +1418,19 @@ typedef struct rrpc_request {
  * Runs on the client's background thread (after `rrpc_client_start`) or inside
  * `rrpc_client_yield` on the caller's thread. It must not call
  * `rrpc_client_stop`, `rrpc_client_free`, `rrpc_client_yield`, or replace
- * itself with `rrpc_client_set_callback` (they fail with
+ * itself with `rrpc_client_set_request_callback` (they fail with
  * RRPC_STATUS_WRONG_STATE); `rrpc_client_reply` and the other functions are
  * fine. While it runs, no other request of this client is handled: answer
  * quickly, or keep the token and answer from another thread.
  */
-typedef void (*rrpc_request_cb)(void *user_data,
-                                struct rrpc_client *client,
-                                const struct rrpc_request *request);
+typedef void (*rrpc_client_request_cb)(void *user_data,
+                                       struct rrpc_client *client,
+                                       const struct rrpc_request *request);
 
 /**
- * Counters of a client, read with `rrpc_client_get_stats`. All count from the
- * client's creation, except `pending`.
+ * A client's counters: the router's, then the connection's, then gauges. All
+ * count from the client's creation, except the gauges. This struct is also
+ * the C API's `rrpc_client_stats`.
  */
 typedef struct rrpc_client_stats {
     /**
@@ -1359,6 +1490,10 @@ typedef struct rrpc_client_stats {
      */
     uint64_t not_rrpc;
     /**
+     * Retained requests (never executed).
+     */
+    uint64_t retained;
+    /**
      * Successful connections, reconnects included.
      */
     uint64_t connects;
@@ -1371,12 +1506,8 @@ typedef struct rrpc_client_stats {
      */
     uint64_t subscribe_failures;
     /**
-     * Requests waiting for a reply now.
-     */
-    uint64_t pending;
-    /**
      * Incoming messages over `max_payload` (dropped, connection kept), and
-     * MQTT 3.1.1 packets over `mqtt.max_incoming_packet` (they end the connection).
+     * MQTT 3.1.1 packets over `max_incoming_packet` (they end the connection).
      */
     uint64_t oversize;
     /**
@@ -1384,10 +1515,6 @@ typedef struct rrpc_client_stats {
      * UTF-8 (dropped on MQTT 5; on MQTT 3.1.1 they end the connection).
      */
     uint64_t malformed_packets;
-    /**
-     * Retained requests (never executed).
-     */
-    uint64_t retained;
     /**
      * Requests a resumed persistent session delivered before the subscriptions
      * were acknowledged again (queued while away; dropped unless `accept_queued`).
@@ -1398,11 +1525,19 @@ typedef struct rrpc_client_stats {
      */
     uint64_t queue_full;
     /**
-     * Messages waiting in the outgoing queue now.
+     * Gauge: requests waiting for a reply now.
+     */
+    uint64_t pending;
+    /**
+     * Gauge: devices registered now.
+     */
+    uint64_t devices;
+    /**
+     * Gauge: messages waiting in the outgoing queue now.
      */
     uint64_t queued;
     /**
-     * Payload bytes waiting in the outgoing queue now.
+     * Gauge: payload bytes waiting in the outgoing queue now.
      */
     uint64_t queued_bytes;
 } rrpc_client_stats;
@@ -1413,6 +1548,11 @@ typedef struct rrpc_client_stats {
  * `rrpc_credentials_alibaba_params_init`.
  */
 typedef struct rrpc_credentials_alibaba_params {
+    /**
+     * The size of this struct as the application knows it; set by
+     * `rrpc_credentials_alibaba_params_init`.
+     */
+    uint32_t struct_size;
     /**
      * ProductKey. Required.
      */
@@ -1432,20 +1572,21 @@ typedef struct rrpc_credentials_alibaba_params {
     /**
      * RRPC_SIGN_METHOD_HMACSHA256 (default) or RRPC_SIGN_METHOD_HMACSHA1.
      */
-    uint32_t sign_method;
+    rrpc_sign_method sign_method;
     /**
      * Signature time: Unix ms (seconds are accepted too), 1 to 9999999999999.
      * Required (default 0).
      */
     uint64_t timestamp;
     /**
-     * TLS: 1 (default) for securemode 2 and port 8883; 0 for securemode 3, 1883.
+     * TLS: true (default) for securemode 2 and port 8883; false for securemode 3, 1883.
      */
-    uint8_t tls;
+    bool tls;
     /**
-     * The device serves a custom RRPC topic (`ext=3` in the client id): 1, or 0 (default).
+     * The device serves a custom RRPC topic (`ext=3` in the client id): true, or
+     * false (default).
      */
-    uint8_t custom_rrpc;
+    bool custom_rrpc;
     /**
      * Region of the public instance for the host, or NULL for "cn-shanghai".
      */
@@ -1461,6 +1602,11 @@ typedef struct rrpc_credentials_alibaba_params {
  * `rrpc_credentials_tencent_params_init`.
  */
 typedef struct rrpc_credentials_tencent_params {
+    /**
+     * The size of this struct as the application knows it; set by
+     * `rrpc_credentials_tencent_params_init`.
+     */
+    uint32_t struct_size;
     /**
      * ProductId. Required.
      */
@@ -1484,22 +1630,27 @@ typedef struct rrpc_credentials_tencent_params {
     /**
      * RRPC_SIGN_METHOD_HMACSHA256 (default) or RRPC_SIGN_METHOD_HMACSHA1.
      */
-    uint32_t sign_method;
+    rrpc_sign_method sign_method;
     /**
      * When the signature expires: Unix seconds, 1 to 9999999999999. Required
      * (default 0).
      */
     uint64_t expiry;
     /**
-     * TLS: 1 (default) for port 8883; 0 for 1883.
+     * TLS: true (default) for port 8883; false for 1883.
      */
-    uint8_t tls;
+    bool tls;
 } rrpc_credentials_tencent_params;
 
 /**
  * Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
  */
 typedef struct rrpc_jt808_adapter_config {
+    /**
+     * The size of this struct as the application knows it; set by
+     * `rrpc_jt808_adapter_config_init`.
+     */
+    uint32_t struct_size;
     /**
      * Requests held at once, sent and queued, over all terminals. Default 4096.
      */
@@ -1538,14 +1689,15 @@ typedef struct rrpc_jt808_adapter_config {
      */
     uint32_t max_frame_len;
     /**
-     * `rrpc_jt808_completion` of requests submitted with
-     * RRPC_JT808_COMPLETION_DEFAULT. Default RRPC_JT808_COMPLETION_ACK.
+     * How requests submitted with RRPC_JT808_COMPLETION_DEFAULT complete.
+     * Default RRPC_JT808_COMPLETION_ACK.
      */
-    uint32_t default_completion;
+    rrpc_jt808_completion default_completion;
     /**
-     * An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
+     * What a second ANSWER request for a busy (terminal, type) does. Default
+     * RRPC_JT808_BUSY_QUEUE.
      */
-    uint32_t busy_policy;
+    rrpc_jt808_busy_policy busy_policy;
     /**
      * Sub-packaged 0x0900 messages being put together at once, over all
      * terminals. Default 256, 1-65536.
@@ -1581,11 +1733,10 @@ typedef struct rrpc_jt808_adapter_config {
      */
     uint32_t reassembly_timeout_ms;
     /**
-     * 1: decode frames with unescaped 0x7d bytes too (some terminals send
-     * them; see `rrpc_jt808_decoder_set_lenient`); 0 (default): strict. Other
-     * values are refused.
+     * true: decode frames with unescaped 0x7d bytes too (some terminals send
+     * them; see `rrpc_jt808_decoder_set_lenient`); false (default): strict.
      */
-    uint32_t lenient_escapes;
+    bool lenient_escapes;
 } rrpc_jt808_adapter_config;
 
 /**
@@ -1596,12 +1747,12 @@ typedef struct rrpc_jt808_adapter_config {
  * without any adapter lock held: it may call the adapter again, but not free it
  * or replace itself (RRPC_STATUS_WRONG_STATE).
  */
-typedef int32_t (*rrpc_jt808_send_fn)(void *user_data,
-                                      uint64_t conn,
-                                      const uint8_t *phone,
-                                      size_t phone_len,
-                                      const uint8_t *bytes,
-                                      size_t len);
+typedef int32_t (*rrpc_jt808_adapter_send_fn)(void *user_data,
+                                              uint64_t conn,
+                                              const uint8_t *phone,
+                                              size_t phone_len,
+                                              const uint8_t *bytes,
+                                              size_t len);
 
 /**
  * A frame header, as decoded or to encode.
@@ -1676,22 +1827,27 @@ typedef struct rrpc_jt808_frame {
 } rrpc_jt808_frame;
 
 /**
- * Something the adapter tells the application (`rrpc_jt808_event_cb`). Every
- * pointer is owned by the library and valid only during the callback.
+ * Something the adapter tells the application (`rrpc_jt808_adapter_event_cb`).
+ * Every pointer is owned by the library and valid only during the callback.
+ * Later 1.x releases may append fields: see `RRPC_HAS_FIELD`.
  */
 typedef struct rrpc_jt808_event {
     /**
-     * An `rrpc_jt808_event_kind` value.
+     * `sizeof(rrpc_jt808_event)` of the library that made it.
      */
-    uint32_t kind;
+    uint32_t struct_size;
+    /**
+     * What happened.
+     */
+    rrpc_jt808_event_kind kind;
     /**
      * REPLY, EXPIRED: the request's token; 0 otherwise.
      */
     uint64_t token;
     /**
-     * REPLY: an `rrpc_jt808_reply_kind` value; 0 otherwise.
+     * REPLY: what the payload is; 0 otherwise.
      */
-    uint32_t reply_kind;
+    rrpc_jt808_reply_kind reply_kind;
     /**
      * FRAME, MALFORMED: the connection the bytes came on. Others: the
      * terminal's connection, or UINT64_MAX when none is known.
@@ -1739,15 +1895,20 @@ typedef struct rrpc_jt808_event {
  * bytes, cancel, reply through the router), but not free it or replace itself
  * (RRPC_STATUS_WRONG_STATE).
  */
-typedef void (*rrpc_jt808_event_cb)(void *user_data,
-                                    struct rrpc_jt808_adapter *adapter,
-                                    const struct rrpc_jt808_event *event);
+typedef void (*rrpc_jt808_adapter_event_cb)(void *user_data,
+                                            struct rrpc_jt808_adapter *adapter,
+                                            const struct rrpc_jt808_event *event);
 
 /**
  * One request for `rrpc_jt808_adapter_submit`; fill with
  * `rrpc_jt808_adapter_submit_params_init`, then set the fields.
  */
 typedef struct rrpc_jt808_adapter_submit_params {
+    /**
+     * The size of this struct as the application knows it; set by
+     * `rrpc_jt808_adapter_submit_params_init`.
+     */
+    uint32_t struct_size;
     /**
      * The RRPC request's token (`rrpc_request.token`): it names the request in
      * the events and in `rrpc_jt808_adapter_cancel`, and must not be held by
@@ -1778,10 +1939,10 @@ typedef struct rrpc_jt808_adapter_submit_params {
      */
     size_t content_len;
     /**
-     * An `rrpc_jt808_completion` value. Default RRPC_JT808_COMPLETION_DEFAULT
-     * (the adapter's `default_completion`).
+     * How the request completes. Default RRPC_JT808_COMPLETION_DEFAULT (the
+     * adapter's `default_completion`).
      */
-    uint32_t completion;
+    rrpc_jt808_completion completion;
     /**
      * When the RRPC caller stops waiting (for a request from the router or the
      * client, `rrpc_request.deadline_ms`), on the clock of the `now_ms` the
@@ -1791,54 +1952,52 @@ typedef struct rrpc_jt808_adapter_submit_params {
 } rrpc_jt808_adapter_submit_params;
 
 /**
- * Counters of an adapter (`rrpc_jt808_adapter_get_stats`). All count from its
- * creation, except the gauges from `pending` on.
+ * Counters of an [`Adapter`]; all count from its creation except the gauges
+ * at the end. This struct is also the C API's `rrpc_jt808_adapter_stats`.
  */
 typedef struct rrpc_jt808_adapter_stats {
     /**
-     * Requests accepted (sent or queued).
+     * Requests accepted by `submit` (sent or queued).
      */
     uint64_t submitted;
     /**
-     * Requests `rrpc_jt808_adapter_submit` refused for a duplicate token, a
-     * passed deadline, a content too long or a limit (not those refused before
-     * reaching the adapter: no connection, no send function, bad arguments).
+     * Requests refused by `submit`.
      */
     uint64_t refused;
     /**
-     * Requests that waited in a (terminal, type) queue.
+     * Requests that had to wait in a (terminal, type) queue.
      */
     uint64_t queued;
     /**
-     * 0x8900 messages sent.
+     * 0x8900 messages sent (at submit, or later from a queue).
      */
     uint64_t sent;
     /**
-     * 0x8900 frames sent (packets counted one by one).
+     * 0x8900 frames sent (packets of sub-packaged messages counted one by one).
      */
     uint64_t packets_sent;
     /**
-     * REPLY events of every kind.
+     * Reply events, of every kind.
      */
     uint64_t replies;
     /**
-     * Replies with the ack payload.
+     * Replies with the ack payload (Ack requests, result 0).
      */
     uint64_t acked;
     /**
-     * Replies with a 0x0900's content.
+     * Replies with a 0x0900's content (Answer requests).
      */
     uint64_t answered;
     /**
-     * Replies with an error from a 0x0001 result other than 0.
+     * Replies with an error payload from a 0x0001 result other than 0.
      */
     uint64_t failed;
     /**
-     * ANSWER requests whose delivery a 0x0001 with result 0 confirmed.
+     * Answer requests whose delivery a 0x0001 with result 0 confirmed.
      */
     uint64_t delivered;
     /**
-     * Requests released at their deadline (EXPIRED events).
+     * Requests released at their deadline without a reply.
      */
     uint64_t expired;
     /**
@@ -1846,21 +2005,19 @@ typedef struct rrpc_jt808_adapter_stats {
      */
     uint64_t disconnected;
     /**
-     * Requests answered with `send failed` or `busy` when their frames could
-     * not go out.
+     * Requests answered with `send failed` or `busy` when they could not go out.
      */
     uint64_t send_failures;
     /**
-     * Requests released by `rrpc_jt808_adapter_cancel` (or by a failing send
-     * function inside `rrpc_jt808_adapter_submit`).
+     * Requests released by `cancel`.
      */
     uint64_t cancelled;
     /**
-     * 0x0001 for packets that are not the last of their message.
+     * 0x0001 answering 0x8900 packets that are not the last of their message.
      */
     uint64_t packet_acks;
     /**
-     * 0x0001 answering 0x8900 with a serial no request holds or held recently.
+     * 0x0001 answering 0x8900 with a serial no request holds, nor held recently.
      */
     uint64_t unknown_acks;
     /**
@@ -1868,29 +2025,49 @@ typedef struct rrpc_jt808_adapter_stats {
      */
     uint64_t late_acks;
     /**
-     * 0x0900 no request waited for (UPLINK events).
+     * 0x0900 that no request waited for (delivered as `Uplink`).
      */
     uint64_t uplinks;
     /**
-     * UPLINK events with `late` set.
+     * The part of `uplinks` whose (terminal, type) had an Answer request expire recently.
      */
     uint64_t late_uplinks;
     /**
-     * 0x0001/0x0900 dropped because their body does not fit the id.
+     * 0x0001 or 0x0900 dropped because their body does not fit the message id.
      */
     uint64_t bad_bodies;
     /**
-     * 0x0900 packets the reassembler refused (duplicate, limits).
+     * 0x0900 packets the reassembler refused.
      */
     uint64_t reassembly_errors;
     /**
-     * Frames that could not be decoded.
+     * Frames `on_bytes` could not decode.
      */
     uint64_t malformed;
     /**
-     * Frames that are not the adapter's.
+     * Frames that were not the adapter's.
      */
     uint64_t other_frames;
+    /**
+     * 0x0001 answering 0x8900 and 0x0900 that came on a connection their
+     * terminal is not bound to: they completed nothing.
+     */
+    uint64_t unauthenticated;
+    /**
+     * Calls of [`Adapter::terminal_authenticated`] that bound a terminal to a
+     * connection (rebinds included).
+     */
+    uint64_t bindings;
+    /**
+     * The part of `bindings` that moved a terminal from another connection
+     * (a reconnect while the old socket was still open).
+     */
+    uint64_t rebinds;
+    /**
+     * Frames the connections' decoders could read only leniently (unescaped
+     * 0x7d; [`Escapes::Lenient`]).
+     */
+    uint64_t lenient_frames;
     /**
      * Gauge: requests sent and waiting for their answer.
      */
@@ -1911,39 +2088,25 @@ typedef struct rrpc_jt808_adapter_stats {
      * Gauge: sub-packaged 0x0900 messages being put together.
      */
     uint64_t partials;
-    /**
-     * 0x0001 answering 0x8900 and 0x0900 that came on a connection their
-     * terminal is not bound to (`rrpc_jt808_adapter_terminal_authenticated`):
-     * they completed nothing and were handed over as FRAME events.
-     */
-    uint64_t unauthenticated;
-    /**
-     * Calls of `rrpc_jt808_adapter_terminal_authenticated` that bound a
-     * terminal (rebinds included).
-     */
-    uint64_t bindings;
-    /**
-     * The part of `bindings` that moved a terminal from another connection.
-     */
-    uint64_t rebinds;
-    /**
-     * Frames decoded only by the lenient reading (`lenient_escapes`).
-     */
-    uint64_t lenient_frames;
 } rrpc_jt808_adapter_stats;
 
 /**
- * A log handler: receives the level (an `rrpc_log_level` value) and a
+ * A log handler: receives the level and a
  * NUL-terminated message valid only during the call. It may be called from any
  * thread the library runs on, including the client's background thread, and
  * must not call back into the library.
  */
-typedef void (*rrpc_log_cb)(void *user_data, uint32_t level, const char *message);
+typedef void (*rrpc_log_cb)(void *user_data, rrpc_log_level level, const char *message);
 
 /**
  * Settings for `rrpc_router_new`; fill with `rrpc_router_config_init`.
  */
 typedef struct rrpc_router_config {
+    /**
+     * The size of this struct as the application knows it; set by
+     * `rrpc_router_config_init`.
+     */
+    uint32_t struct_size;
     /**
      * Most requests waiting for a reply at once: 1 to 65536. Default 1024.
      */
@@ -1954,15 +2117,9 @@ typedef struct rrpc_router_config {
     uint32_t max_payload;
     /**
      * Reply deadline in ms, at most 600000; 0 (default) = the dialect's caller
-     * timeout.
+     * timeout (8000 for Alibaba, 4000 for Tencent).
      */
     uint32_t request_timeout_ms;
-    /**
-     * 0 (default): time is CLOCK_MONOTONIC. 1: time is whatever the last
-     * `rrpc_router_tick` said, for gateways with their own clock and for tests.
-     * Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
-     */
-    uint8_t manual_clock;
     /**
      * Most devices registered at once: 1 to 1000000. Default 100000.
      */
@@ -1972,16 +2129,16 @@ typedef struct rrpc_router_config {
 /**
  * Publishes a reply: `topic` is NUL-terminated, `payload` is `len` bytes (may be
  * NULL when 0), `qos` is always 0. Return 0 when the message was handed to the
- * MQTT stack, anything else on failure (the request is then released and
- * `rrpc_router_reply` returns RRPC_STATUS_SEND_FAILED). Runs on the thread that
- * called `rrpc_router_reply`, without any router lock held: it may call the
- * router again.
+ * MQTT stack, anything else on failure (`rrpc_router_reply` then returns
+ * RRPC_STATUS_SEND_FAILED and the request stays pending). Runs on the thread
+ * that called `rrpc_router_reply`, without any router lock held: it may call
+ * the router again.
  */
-typedef int32_t (*rrpc_publish_fn)(void *user_data,
-                                   const char *topic,
-                                   const uint8_t *payload,
-                                   size_t len,
-                                   int32_t qos);
+typedef int32_t (*rrpc_router_publish_fn)(void *user_data,
+                                          const char *topic,
+                                          const uint8_t *payload,
+                                          size_t len,
+                                          int32_t qos);
 
 /**
  * A request callback of the router. Runs on the thread that called
@@ -1995,53 +2152,82 @@ typedef void (*rrpc_router_request_cb)(void *user_data,
 /**
  * Receives one subscription filter (NUL-terminated, valid during the call).
  */
-typedef void (*rrpc_filter_cb)(void *user_data, const char *filter);
+typedef void (*rrpc_router_filter_cb)(void *user_data, const char *filter);
 
 /**
- * Counters of a router (`rrpc_router_get_stats`).
+ * A router's counters: each counts since the router was created, except the
+ * gauges `pending` and `devices`. This struct is also the C API's
+ * `rrpc_router_stats` (see [`Router::stats`](super::Router::stats)).
  */
 typedef struct rrpc_router_stats {
+    /**
+     * Messages handed to the router.
+     */
     uint64_t messages;
     /**
-     * Requests handed to callbacks.
+     * Requests accepted and handed to the application.
      */
     uint64_t requests;
+    /**
+     * Replies sent.
+     */
     uint64_t replied;
+    /**
+     * Requests whose deadline passed without a reply.
+     */
     uint64_t expired;
+    /**
+     * Second deliveries of a request already handed over (dropped).
+     */
     uint64_t duplicates;
+    /**
+     * Own replies that came back on a custom-topic subscription (dropped).
+     */
     uint64_t own_replies;
+    /**
+     * RRPC topics that break the dialect's format (dropped).
+     */
     uint64_t malformed;
     /**
-     * Requests for devices that are not registered (wildcard subscriptions).
+     * Well-formed requests for a device that is not registered (dropped).
      */
     uint64_t unknown_device;
+    /**
+     * Requests dropped because `max_pending` requests were waiting.
+     */
     uint64_t table_full;
+    /**
+     * Requests dropped because their payload exceeded `max_payload`.
+     */
     uint64_t too_large;
     /**
-     * Replies refused because the deadline had passed.
+     * Replies refused because the request's deadline had passed.
      */
     uint64_t late_replies;
     /**
-     * Replies refused for unknown, answered, cancelled or released tokens.
+     * Replies refused for an unknown, answered or cancelled token.
      */
     uint64_t bad_tokens;
     /**
-     * Replies whose publish function failed (requests released).
+     * Replies the transport failed to send (the request stays pending).
      */
     uint64_t send_failures;
+    /**
+     * Messages that were not RRPC requests.
+     */
     uint64_t not_rrpc;
     /**
-     * Requests waiting for a reply now.
+     * Requests that arrived retained: never executed.
+     */
+    uint64_t retained;
+    /**
+     * Gauge: requests waiting for a reply now.
      */
     uint64_t pending;
     /**
-     * Devices registered now.
+     * Gauge: devices registered now.
      */
     uint64_t devices;
-    /**
-     * Requests that arrived retained (RRPC_MESSAGE_RETAINED): never executed.
-     */
-    uint64_t retained;
 } rrpc_router_stats;
 
 
@@ -2053,13 +2239,16 @@ extern "C" {
 /**
  * Fills `out_config` with the defaults (see `rrpc_caller_config`).
  *
- * @param[out] out_config the struct to fill.
+ * @param[out] out_config  the struct to fill.
+ * @param[in]  config_size `sizeof *out_config`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
- *
- * Any thread.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+ *                                  struct, or smaller than 4.
  */
-rrpc_status rrpc_caller_config_init(struct rrpc_caller_config *out_config);
+RRPC_NODISCARD
+rrpc_status rrpc_caller_config_init(struct rrpc_caller_config *out_config,
+                                    size_t config_size);
 
 /**
  * Connects a caller: subscribes the response wildcard and (presence on) the
@@ -2069,7 +2258,9 @@ rrpc_status rrpc_caller_config_init(struct rrpc_caller_config *out_config);
  * @param[in]  config     settings; strings are copied.
  * @param[out] out_caller receives the caller; release it with `rrpc_caller_free`.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_caller` is NULL.
+ * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt`, `config->mqtt->host` or
+ *                                      `out_caller` is NULL.
+ * @retval RRPC_STATUS_STRUCT_SIZE      a `struct_size` is not one this library knows.
  * @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
  * @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (each bound is
  *                                      documented on its field; the message names it).
@@ -2078,6 +2269,7 @@ rrpc_status rrpc_caller_config_init(struct rrpc_caller_config *out_config);
  *
  * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_caller_new(const struct rrpc_caller_config *config,
                             struct rrpc_caller **out_caller);
 
@@ -2091,7 +2283,7 @@ rrpc_status rrpc_caller_new(const struct rrpc_caller_config *config,
  *
  * Once, when no other thread uses the caller; not from a response callback.
  */
-rrpc_status rrpc_caller_free(struct rrpc_caller *caller);
+RRPC_NODISCARD rrpc_status rrpc_caller_free(struct rrpc_caller *caller);
 
 /**
  * Sets the caller's connection callback (NULL removes it): disconnected (with
@@ -2113,19 +2305,25 @@ rrpc_status rrpc_caller_free(struct rrpc_caller *caller);
  *
  * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_caller_set_connection_callback(struct rrpc_caller *caller,
                                                 rrpc_connection_cb callback,
                                                 void *user_data);
 
 /**
- * Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no topic, empty
- * payload, timeout 0 (set it), content_type -1.
+ * Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no custom
+ * topic, empty payload, timeout 0 (set it), content_type -1.
  *
- * @param[out] out_params the struct to fill.
+ * @param[out] out_params  the struct to fill.
+ * @param[in]  params_size `sizeof *out_params`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `params_size` is larger than this library's
+ *                                  struct, or smaller than 4.
  */
-rrpc_status rrpc_caller_call_params_init(struct rrpc_caller_call_params *out_params);
+RRPC_NODISCARD
+rrpc_status rrpc_caller_call_params_init(struct rrpc_caller_call_params *out_params,
+                                         size_t params_size);
 
 /**
  * Makes a call and waits for its outcome (at most the timeout), doing the
@@ -2149,13 +2347,14 @@ rrpc_status rrpc_caller_call_params_init(struct rrpc_caller_call_params *out_par
  *
  * Any thread, many at once.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_caller_call(struct rrpc_caller *caller,
                              const struct rrpc_caller_call_params *params,
                              struct rrpc_response **out_response);
 
 /**
  * Starts a call and returns at once; `callback` receives the response exactly
- * once (see `rrpc_response_cb` for the thread).
+ * once (see `rrpc_caller_response_cb` for the thread).
  *
  * @param[in] caller    the caller.
  * @param[in] params    the call; strings and payload are copied.
@@ -2168,23 +2367,27 @@ rrpc_status rrpc_caller_call(struct rrpc_caller *caller,
  *
  * Any thread, including response callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_caller_call_async(struct rrpc_caller *caller,
                                    const struct rrpc_caller_call_params *params,
-                                   rrpc_response_cb callback,
+                                   rrpc_caller_response_cb callback,
                                    void *user_data);
 
 /**
  * Reads a response's fields into `out_view`.
  *
- * @param[in]  response the response.
- * @param[out] out_view receives the fields; its pointers live as long as the response.
+ * @param[in]  response  the response.
+ * @param[out] out_view  receives the fields, as many as `view_size` holds (the
+ *                       rest of it is zeroed); its pointers live as long as the
+ *                       response.
+ * @param[in]  view_size `sizeof *out_view`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `response` or `out_view` is NULL.
- *
- * Any thread; the view's pointers live as long as the response.
  */
-rrpc_status rrpc_response_view_get(const struct rrpc_response *response,
-                                   struct rrpc_response_view *out_view);
+RRPC_NODISCARD
+rrpc_status rrpc_response_get_view(const struct rrpc_response *response,
+                                   struct rrpc_response_view *out_view,
+                                   size_t view_size);
 
 /**
  * Writes the response as JSON (the RRpc API's field names) into `buf`,
@@ -2198,6 +2401,7 @@ rrpc_status rrpc_response_view_get(const struct rrpc_response *response,
  * @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
  * @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
  */
+RRPC_NODISCARD
 rrpc_status rrpc_response_to_json(const struct rrpc_response *response,
                                   char *buf,
                                   size_t size,
@@ -2214,6 +2418,7 @@ rrpc_status rrpc_response_to_json(const struct rrpc_response *response,
  * @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
  * @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
  */
+RRPC_NODISCARD
 rrpc_status rrpc_response_to_xml(const struct rrpc_response *response,
                                  char *buf,
                                  size_t size,
@@ -2226,39 +2431,45 @@ rrpc_status rrpc_response_to_xml(const struct rrpc_response *response,
  * @param[in] response the response, or NULL.
  * @retval RRPC_STATUS_OK
  */
-rrpc_status rrpc_response_free(struct rrpc_response *response);
+RRPC_NODISCARD rrpc_status rrpc_response_free(struct rrpc_response *response);
 
 /**
  * Reads the caller's counters.
  *
- * @param[in]  caller    the caller.
- * @param[out] out_stats receives the counters.
+ * @param[in]  caller     the caller.
+ * @param[out] out_stats  receives the counters: as many as `stats_size` holds
+ *                        (the rest of it is zeroed).
+ * @param[in]  stats_size `sizeof *out_stats`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `caller` or `out_stats` is NULL.
- *
- * Any thread.
  */
-rrpc_status rrpc_caller_get_stats(struct rrpc_caller *caller, struct rrpc_caller_stats *out_stats);
+RRPC_NODISCARD
+rrpc_status rrpc_caller_get_stats(const struct rrpc_caller *caller,
+                                  struct rrpc_caller_stats *out_stats,
+                                  size_t stats_size);
 
 /**
  * The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",
  * "UNKNOWN", or "NONE" for RRPC_CODE_NONE and unknown values.
  *
- * @param[in] code an `rrpc_code` value (any `uint32_t`).
+ * @param[in] code an RrpcCode (any value).
  * Never fails. The string is static. Any thread.
  */
-const char *rrpc_code_str(uint32_t code);
+const char *rrpc_code_str(rrpc_code code);
 
 /**
  * Fills `out_config` with the defaults (see each field of `rrpc_client_config`).
  *
- * @param[out] out_config the struct to fill.
+ * @param[out] out_config  the struct to fill.
+ * @param[in]  config_size `sizeof *out_config`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
- *
- * Any thread.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+ *                                  struct, or smaller than 4.
  */
-rrpc_status rrpc_client_config_init(struct rrpc_client_config *out_config);
+RRPC_NODISCARD
+rrpc_status rrpc_client_config_init(struct rrpc_client_config *out_config,
+                                    size_t config_size);
 
 /**
  * Creates a client. It does not connect yet: register devices and a callback,
@@ -2269,12 +2480,14 @@ rrpc_status rrpc_client_config_init(struct rrpc_client_config *out_config);
  * @param[out] out_client receives the new client, owned by the caller: release
  *                        it with `rrpc_client_free`. Written only on success.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_client` is NULL.
+ * @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt`, `config->mqtt->host`
+ *                                      or `out_client` is NULL.
+ * @retval RRPC_STATUS_STRUCT_SIZE      a `struct_size` is not one this library knows.
  * @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
  * @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (message says which).
- *
- * Any thread.
+ * @retval RRPC_STATUS_TLS              the TLS settings cannot be used.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_client_new(const struct rrpc_client_config *config,
                             struct rrpc_client **out_client);
 
@@ -2291,7 +2504,7 @@ rrpc_status rrpc_client_new(const struct rrpc_client_config *config,
  * Call it once, when no other thread uses the client any more (deferred replies
  * included); from any thread except a callback.
  */
-rrpc_status rrpc_client_free(struct rrpc_client *client);
+RRPC_NODISCARD rrpc_status rrpc_client_free(struct rrpc_client *client);
 
 /**
  * Registers a device on the client and subscribes its request topic (at once
@@ -2299,7 +2512,7 @@ rrpc_status rrpc_client_free(struct rrpc_client *client);
  * dialects, may share one client. Works before and after start.
  *
  * @param[in] client       the client.
- * @param[in] dialect      an `rrpc_dialect` value.
+ * @param[in] dialect      the device's dialect.
  * @param[in] product_key  product key (Tencent: product id): 1-128 bytes, no
  *                         `+ # /`, NUL or control characters.
  * @param[in] device_name  device name, same rules.
@@ -2317,8 +2530,9 @@ rrpc_status rrpc_client_free(struct rrpc_client *client);
  *
  * Any thread, including callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_client_add_device(struct rrpc_client *client,
-                                   uint32_t dialect,
+                                   rrpc_dialect dialect,
                                    const char *product_key,
                                    const char *device_name,
                                    const char *custom_topic);
@@ -2339,8 +2553,9 @@ rrpc_status rrpc_client_add_device(struct rrpc_client *client,
  *
  * Any thread, including callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_client_remove_device(struct rrpc_client *client,
-                                      uint32_t dialect,
+                                      rrpc_dialect dialect,
                                       const char *product_key,
                                       const char *device_name,
                                       const char *custom_topic);
@@ -2366,9 +2581,10 @@ rrpc_status rrpc_client_remove_device(struct rrpc_client *client,
  * Any thread. Do not call it while holding a lock the callback takes: it waits
  * for the callback.
  */
-rrpc_status rrpc_client_set_callback(struct rrpc_client *client,
-                                     rrpc_request_cb callback,
-                                     void *user_data);
+RRPC_NODISCARD
+rrpc_status rrpc_client_set_request_callback(struct rrpc_client *client,
+                                             rrpc_client_request_cb callback,
+                                             void *user_data);
 
 /**
  * Sets the connection callback (NULL removes it): connected, disconnected (with
@@ -2388,6 +2604,7 @@ rrpc_status rrpc_client_set_callback(struct rrpc_client *client,
  *
  * Any thread; set it before `rrpc_client_start` to see the first connection.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_client_set_connection_callback(struct rrpc_client *client,
                                                 rrpc_connection_cb callback,
                                                 void *user_data);
@@ -2410,6 +2627,7 @@ rrpc_status rrpc_client_set_connection_callback(struct rrpc_client *client,
  * Any thread except a callback; not concurrently with start/stop/yield/free
  * on the same client.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_client_start(struct rrpc_client *client);
 
 /**
@@ -2428,7 +2646,7 @@ rrpc_status rrpc_client_start(struct rrpc_client *client);
  *
  * Any thread except a callback.
  */
-rrpc_status rrpc_client_stop(struct rrpc_client *client);
+RRPC_NODISCARD rrpc_status rrpc_client_stop(struct rrpc_client *client);
 
 /**
  * Yield mode (for single-threaded firmware): does the client's network work and
@@ -2449,7 +2667,7 @@ rrpc_status rrpc_client_stop(struct rrpc_client *client);
  *
  * One thread at a time; not from a callback.
  */
-rrpc_status rrpc_client_yield(struct rrpc_client *client, uint32_t timeout_ms);
+RRPC_NODISCARD rrpc_status rrpc_client_yield(struct rrpc_client *client, uint32_t timeout_ms);
 
 /**
  * Answers the request `token` with `payload` (QoS 0, on the response topic of
@@ -2474,6 +2692,7 @@ rrpc_status rrpc_client_yield(struct rrpc_client *client, uint32_t timeout_ms);
  * Any thread, including callbacks. In yield mode the reply leaves during the
  * next `rrpc_client_yield` (or immediately when called from the callback).
  */
+RRPC_NODISCARD
 rrpc_status rrpc_client_reply(struct rrpc_client *client,
                               uint64_t token,
                               const uint8_t *payload,
@@ -2486,22 +2705,25 @@ rrpc_status rrpc_client_reply(struct rrpc_client *client,
  * @param[out] out_connected receives true when connected.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `client` or `out_connected` is NULL.
- *
- * Any thread.
  */
-rrpc_status rrpc_client_is_connected(struct rrpc_client *client, bool *out_connected);
+RRPC_NODISCARD
+rrpc_status rrpc_client_is_connected(const struct rrpc_client *client,
+                                     bool *out_connected);
 
 /**
  * Reads the client's counters.
  *
- * @param[in]  client    the client.
- * @param[out] out_stats receives the counters.
+ * @param[in]  client     the client.
+ * @param[out] out_stats  receives the counters: as many as `stats_size` holds
+ *                        (the rest of it is zeroed).
+ * @param[in]  stats_size `sizeof *out_stats`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `client` or `out_stats` is NULL.
- *
- * Any thread.
  */
-rrpc_status rrpc_client_get_stats(struct rrpc_client *client, struct rrpc_client_stats *out_stats);
+RRPC_NODISCARD
+rrpc_status rrpc_client_get_stats(const struct rrpc_client *client,
+                                  struct rrpc_client_stats *out_stats,
+                                  size_t stats_size);
 
 /**
  * Copies the MQTT client id into `buf` (NUL-terminated). Before the first
@@ -2517,34 +2739,39 @@ rrpc_status rrpc_client_get_stats(struct rrpc_client *client, struct rrpc_client
  *
  * Any thread.
  */
-rrpc_status rrpc_client_get_client_id(struct rrpc_client *client,
+RRPC_NODISCARD
+rrpc_status rrpc_client_get_client_id(const struct rrpc_client *client,
                                       char *buf,
                                       size_t size,
                                       size_t *out_len);
 
 /**
- * Fills `out_params` with the defaults: NULL strings, HMAC-SHA256, timestamp 0
- * (set it), TLS, no custom RRPC topic, the public instance in cn-shanghai.
+ * Fills `out_params` with the defaults (see `rrpc_credentials_alibaba_params`).
  *
- * @param[out] out_params the struct to fill.
+ * @param[out] out_params  the struct to fill.
+ * @param[in]  params_size `sizeof *out_params`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
- *
- * Any thread.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `params_size` is larger than this library's
+ *                                  struct, or smaller than 4.
  */
-rrpc_status rrpc_credentials_alibaba_params_init(struct rrpc_credentials_alibaba_params *out_params);
+RRPC_NODISCARD
+rrpc_status rrpc_credentials_alibaba_params_init(struct rrpc_credentials_alibaba_params *out_params,
+                                                 size_t params_size);
 
 /**
- * Fills `out_params` with the defaults: NULL strings (a random connection id),
- * sdkappid 12010126, HMAC-SHA256, expiry 0 (set it), TLS.
+ * Fills `out_params` with the defaults (see `rrpc_credentials_tencent_params`).
  *
- * @param[out] out_params the struct to fill.
+ * @param[out] out_params  the struct to fill.
+ * @param[in]  params_size `sizeof *out_params`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
- *
- * Any thread.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `params_size` is larger than this library's
+ *                                  struct, or smaller than 4.
  */
-rrpc_status rrpc_credentials_tencent_params_init(struct rrpc_credentials_tencent_params *out_params);
+RRPC_NODISCARD
+rrpc_status rrpc_credentials_tencent_params_init(struct rrpc_credentials_tencent_params *out_params,
+                                                 size_t params_size);
 
 /**
  * Signs an Alibaba device's credentials: client id
@@ -2570,6 +2797,7 @@ rrpc_status rrpc_credentials_tencent_params_init(struct rrpc_credentials_tencent
  *
  * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_credentials_alibaba(const struct rrpc_credentials_alibaba_params *params,
                                      struct rrpc_credentials *out_credentials);
 
@@ -2596,6 +2824,7 @@ rrpc_status rrpc_credentials_alibaba(const struct rrpc_credentials_alibaba_param
  *
  * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_credentials_tencent(const struct rrpc_credentials_tencent_params *params,
                                      struct rrpc_credentials *out_credentials);
 
@@ -2611,13 +2840,16 @@ const char *rrpc_jt808_busy_payload(void);
 /**
  * Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
  *
- * @param[out] out_config receives the defaults.
+ * @param[out] out_config  the struct to fill.
+ * @param[in]  config_size `sizeof *out_config`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
- *
- * Any thread.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+ *                                  struct, or smaller than 4.
  */
-rrpc_status rrpc_jt808_adapter_config_init(struct rrpc_jt808_adapter_config *out_config);
+RRPC_NODISCARD
+rrpc_status rrpc_jt808_adapter_config_init(struct rrpc_jt808_adapter_config *out_config,
+                                           size_t config_size);
 
 /**
  * Creates an adapter: no I/O, no threads. Register the send function and the
@@ -2627,6 +2859,7 @@ rrpc_status rrpc_jt808_adapter_config_init(struct rrpc_jt808_adapter_config *out
  * @param[out] out_adapter receives the adapter; release it with `rrpc_jt808_adapter_free`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER     `config` or `out_adapter` is NULL.
+ * @retval RRPC_STATUS_STRUCT_SIZE      `config->struct_size` is not one this library knows.
  * @retval RRPC_STATUS_INVALID_ARGUMENT `max_body` outside 2-1023, `max_frame_len`
  *         below 15, an unknown completion or busy policy, a reassembly limit
  *         outside its documented range, or `lenient_escapes` neither 0 nor 1;
@@ -2634,6 +2867,7 @@ rrpc_status rrpc_jt808_adapter_config_init(struct rrpc_jt808_adapter_config *out
  *
  * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_new(const struct rrpc_jt808_adapter_config *config,
                                    struct rrpc_jt808_adapter **out_adapter);
 
@@ -2651,7 +2885,7 @@ rrpc_status rrpc_jt808_adapter_new(const struct rrpc_jt808_adapter_config *confi
  *
  * Once, when no other thread will call the adapter again.
  */
-rrpc_status rrpc_jt808_adapter_free(struct rrpc_jt808_adapter *adapter);
+RRPC_NODISCARD rrpc_status rrpc_jt808_adapter_free(struct rrpc_jt808_adapter *adapter);
 
 /**
  * Registers the function that writes frames to terminals (NULL removes it:
@@ -2674,8 +2908,9 @@ rrpc_status rrpc_jt808_adapter_free(struct rrpc_jt808_adapter *adapter);
  * Any thread, including the event callback. Do not call it while holding a
  * lock the send function takes: it waits for the send function.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_set_send(struct rrpc_jt808_adapter *adapter,
-                                        rrpc_jt808_send_fn send,
+                                        rrpc_jt808_adapter_send_fn send,
                                         void *user_data);
 
 /**
@@ -2698,23 +2933,25 @@ rrpc_status rrpc_jt808_adapter_set_send(struct rrpc_jt808_adapter *adapter,
  * Do not call it while holding a lock the callback takes: it waits for the
  * callback.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_set_event_callback(struct rrpc_jt808_adapter *adapter,
-                                                  rrpc_jt808_event_cb callback,
+                                                  rrpc_jt808_adapter_event_cb callback,
                                                   void *user_data);
 
 /**
- * Fills `out_params` for `rrpc_jt808_adapter_submit`: every field zero (no
- * content, token 0, no phone yet) and `completion`
- * RRPC_JT808_COMPLETION_DEFAULT. Set at least `token`, `phone`, `phone_len`
- * and `deadline_ms`.
+ * Fills `out_params` with the defaults: no content, RRPC_JT808_COMPLETION_DEFAULT;
+ * set `token`, the phone, `content_type`, the content and `deadline_ms`.
  *
- * @param[out] out_params receives the defaults.
+ * @param[out] out_params  the struct to fill.
+ * @param[in]  params_size `sizeof *out_params`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
- *
- * Any thread.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `params_size` is larger than this library's
+ *                                  struct, or smaller than 4.
  */
-rrpc_status rrpc_jt808_adapter_submit_params_init(struct rrpc_jt808_adapter_submit_params *out_params);
+RRPC_NODISCARD
+rrpc_status rrpc_jt808_adapter_submit_params_init(struct rrpc_jt808_adapter_submit_params *out_params,
+                                                  size_t params_size);
 
 /**
  * Sends RRPC request `params->token` to a terminal as a 0x8900 whose type byte
@@ -2771,6 +3008,7 @@ rrpc_status rrpc_jt808_adapter_submit_params_init(struct rrpc_jt808_adapter_subm
  *
  * Any thread, including the event callback and the send function.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_submit(struct rrpc_jt808_adapter *adapter,
                                       const struct rrpc_jt808_adapter_submit_params *params,
                                       uint64_t now_ms,
@@ -2800,6 +3038,7 @@ rrpc_status rrpc_jt808_adapter_submit(struct rrpc_jt808_adapter *adapter,
  *
  * Any thread, including callbacks; bytes of one connection must arrive in order.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
                                         uint64_t conn,
                                         const uint8_t *bytes,
@@ -2830,6 +3069,7 @@ rrpc_status rrpc_jt808_adapter_on_bytes(struct rrpc_jt808_adapter *adapter,
  *
  * Any thread, including callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_on_frame(struct rrpc_jt808_adapter *adapter,
                                         uint64_t conn,
                                         const struct rrpc_jt808_frame *frame,
@@ -2859,6 +3099,7 @@ rrpc_status rrpc_jt808_adapter_on_frame(struct rrpc_jt808_adapter *adapter,
  *
  * Any thread, including callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_terminal_authenticated(struct rrpc_jt808_adapter *adapter,
                                                       const uint8_t *phone,
                                                       size_t phone_len,
@@ -2881,6 +3122,7 @@ rrpc_status rrpc_jt808_adapter_terminal_authenticated(struct rrpc_jt808_adapter 
  *
  * Any thread, including callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_terminal_disconnected(struct rrpc_jt808_adapter *adapter,
                                                      const uint8_t *phone,
                                                      size_t phone_len,
@@ -2901,6 +3143,7 @@ rrpc_status rrpc_jt808_adapter_terminal_disconnected(struct rrpc_jt808_adapter *
  *
  * Any thread, including callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_connection_closed(struct rrpc_jt808_adapter *adapter,
                                                  uint64_t conn,
                                                  uint64_t now_ms,
@@ -2919,6 +3162,7 @@ rrpc_status rrpc_jt808_adapter_connection_closed(struct rrpc_jt808_adapter *adap
  *
  * Any thread, including callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_cancel(struct rrpc_jt808_adapter *adapter,
                                       uint64_t token,
                                       uint64_t now_ms);
@@ -2938,6 +3182,7 @@ rrpc_status rrpc_jt808_adapter_cancel(struct rrpc_jt808_adapter *adapter,
  *
  * Any thread, including callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_adapter_tick(struct rrpc_jt808_adapter *adapter,
                                     uint64_t now_ms,
                                     uint64_t *out_next_deadline_ms);
@@ -2955,21 +3200,24 @@ rrpc_status rrpc_jt808_adapter_tick(struct rrpc_jt808_adapter *adapter,
  *
  * Any thread, including callbacks.
  */
-rrpc_status rrpc_jt808_adapter_next_deadline(struct rrpc_jt808_adapter *adapter,
+RRPC_NODISCARD
+rrpc_status rrpc_jt808_adapter_next_deadline(const struct rrpc_jt808_adapter *adapter,
                                              uint64_t *out_next_deadline_ms);
 
 /**
  * Reads the adapter's counters.
  *
- * @param[in]  adapter   the adapter.
- * @param[out] out_stats receives the counters.
+ * @param[in]  adapter    the adapter.
+ * @param[out] out_stats  receives the counters: as many as `stats_size` holds
+ *                        (the rest of it is zeroed).
+ * @param[in]  stats_size `sizeof *out_stats`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_stats` is NULL.
- *
- * Any thread.
  */
-rrpc_status rrpc_jt808_adapter_get_stats(struct rrpc_jt808_adapter *adapter,
-                                         struct rrpc_jt808_adapter_stats *out_stats);
+RRPC_NODISCARD
+rrpc_status rrpc_jt808_adapter_get_stats(const struct rrpc_jt808_adapter *adapter,
+                                         struct rrpc_jt808_adapter_stats *out_stats,
+                                         size_t stats_size);
 
 /**
  * Creates a streaming decoder for one connection: feed it bytes as they arrive
@@ -2988,7 +3236,9 @@ rrpc_status rrpc_jt808_adapter_get_stats(struct rrpc_jt808_adapter *adapter,
  *
  * Any thread.
  */
-rrpc_status rrpc_jt808_decoder_new(size_t max_frame_len, struct rrpc_jt808_decoder **out_decoder);
+RRPC_NODISCARD
+rrpc_status rrpc_jt808_decoder_new(size_t max_frame_len,
+                                   struct rrpc_jt808_decoder **out_decoder);
 
 /**
  * Releases a decoder and any frame it returned. NULL is ignored.
@@ -2998,7 +3248,7 @@ rrpc_status rrpc_jt808_decoder_new(size_t max_frame_len, struct rrpc_jt808_decod
  *
  * Once, when no other thread uses the decoder.
  */
-rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
+RRPC_NODISCARD rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
 
 /**
  * Feeds the next chunk of the connection's bytes. Complete frames wait for
@@ -3012,12 +3262,13 @@ rrpc_status rrpc_jt808_decoder_free(struct rrpc_jt808_decoder *decoder);
  *
  * One thread at a time per decoder (it has no lock).
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_decoder_push(struct rrpc_jt808_decoder *decoder,
                                     const uint8_t *bytes,
                                     size_t len);
 
 /**
- * Makes the decoder lenient (1) or strict again (0, the default) for the frames
+ * Makes the decoder lenient (true) or strict again (false, the default) for the frames
  * that complete from now on. A lenient decoder also takes frames from
  * terminals that leave 0x7d unescaped: a frame the strict reading refuses (an
  * invalid or lone escape, a wrong checksum or body length) is read again with
@@ -3027,14 +3278,16 @@ rrpc_status rrpc_jt808_decoder_push(struct rrpc_jt808_decoder *decoder,
  * reading's one-byte checksum.
  *
  * @param[in] decoder the decoder.
- * @param[in] lenient 1 for lenient, 0 for strict.
+ * @param[in] lenient true for lenient, false for strict.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_INVALID_ARGUMENT `lenient` is neither 0 nor 1.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `lenient` is neither false nor true.
  * @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL.
  *
  * One thread at a time per decoder.
  */
-rrpc_status rrpc_jt808_decoder_set_lenient(struct rrpc_jt808_decoder *decoder, uint32_t lenient);
+RRPC_NODISCARD
+rrpc_status rrpc_jt808_decoder_set_lenient(struct rrpc_jt808_decoder *decoder,
+                                           bool lenient);
 
 /**
  * Takes the next complete frame, in stream order. Unknown message ids are
@@ -3055,6 +3308,7 @@ rrpc_status rrpc_jt808_decoder_set_lenient(struct rrpc_jt808_decoder *decoder, u
  *
  * One thread at a time per decoder.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_decoder_next(struct rrpc_jt808_decoder *decoder,
                                     struct rrpc_jt808_frame *out_frame,
                                     bool *out_ready);
@@ -3070,16 +3324,18 @@ rrpc_status rrpc_jt808_decoder_next(struct rrpc_jt808_decoder *decoder,
  * @param[in]  body_len the body's length in bytes.
  * @param[out] buf      receives the frame; may be NULL when `size` is 0.
  * @param[in]  size     bytes available in `buf`.
- * @param[out] out_len  receives the frame's length, also when `buf` is too small.
+ * @param[out] out_len  receives the frame's length; may be NULL.
  * @retval RRPC_STATUS_OK
- * @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
+ * @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or smaller than the frame;
+ *         nothing written, `out_len` receives the length needed.
  * @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
  *         (the message says which).
- * @retval RRPC_STATUS_NULL_POINTER `header` or `out_len` is NULL, or a buffer
- *         is NULL with a length.
+ * @retval RRPC_STATUS_NULL_POINTER `header` is NULL, or `body` is NULL with a
+ *         length.
  *
  * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_encode(const struct rrpc_jt808_header *header,
                               const uint8_t *body,
                               size_t body_len,
@@ -3094,19 +3350,22 @@ rrpc_status rrpc_jt808_encode(const struct rrpc_jt808_header *header,
  *
  * @param[in]  digits    NUL-terminated ASCII digits, such as "13800138000".
  * @param[in]  version   2013 or 2019.
- * @param[out] out_phone receives the bytes; room for 10.
- * @param[out] out_len   receives 6 or 10.
+ * @param[out] buf       receives the bytes (10 always fit).
+ * @param[in]  size      size of `buf` in bytes.
+ * @param[out] out_len   receives 6 or 10; may be NULL.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
  *         a version that is neither 2013 nor 2019.
- * @retval RRPC_STATUS_NULL_POINTER `digits`, `out_phone` or `out_len` is NULL.
+ * @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or smaller than the phone
+ *         (`out_len` receives the length needed).
+ * @retval RRPC_STATUS_NULL_POINTER `digits` is NULL.
  * @retval RRPC_STATUS_INVALID_UTF8 `digits` is not UTF-8.
- *
- * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_jt808_phone_from_digits(const char *digits,
                                          uint16_t version,
-                                         uint8_t *out_phone,
+                                         uint8_t *buf,
+                                         size_t size,
                                          size_t *out_len);
 
 /**
@@ -3163,7 +3422,7 @@ const char *rrpc_last_error_message(void);
  *
  * @param[in] handler   the handler, or NULL for stderr.
  * @param[in] user_data passed to every handler call; the library does not touch it.
- * @param[in] max_level an `rrpc_log_level` value.
+ * @param[in] max_level the least severe level handed over.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_INVALID_ARGUMENT `max_level` is not a log level.
  * @retval RRPC_STATUS_WRONG_STATE      called from inside the handler it would
@@ -3171,7 +3430,10 @@ const char *rrpc_last_error_message(void);
  *
  * Any thread; `user_data` must stay valid until the handler is replaced.
  */
-rrpc_status rrpc_set_log_handler(rrpc_log_cb handler, void *user_data, uint32_t max_level);
+RRPC_NODISCARD
+rrpc_status rrpc_set_log_handler(rrpc_log_cb handler,
+                                 void *user_data,
+                                 rrpc_log_level max_level);
 
 /**
  * Reads the clock that request deadlines use (`CLOCK_MONOTONIC`), in milliseconds.
@@ -3182,14 +3444,14 @@ rrpc_status rrpc_set_log_handler(rrpc_log_cb handler, void *user_data, uint32_t 
  *
  * Any thread.
  */
-rrpc_status rrpc_monotonic_ms(uint64_t *out_ms);
+RRPC_NODISCARD rrpc_status rrpc_monotonic_ms(uint64_t *out_ms);
 
 /**
  * Looks up a dialect by its command-line name: "alibaba", "alibaba-custom" or
  * "tencent".
  *
  * @param[in]  name        NUL-terminated name.
- * @param[out] out_dialect receives an `rrpc_dialect` value.
+ * @param[out] out_dialect receives the dialect.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER    `name` or `out_dialect` is NULL.
  * @retval RRPC_STATUS_INVALID_UTF8    `name` is not UTF-8.
@@ -3197,29 +3459,34 @@ rrpc_status rrpc_monotonic_ms(uint64_t *out_ms);
  *
  * Any thread.
  */
-rrpc_status rrpc_dialect_from_name(const char *name, uint32_t *out_dialect);
+RRPC_NODISCARD rrpc_status rrpc_dialect_from_name(const char *name, rrpc_dialect *out_dialect);
 
 /**
  * Fills `out_config` with the defaults (see `rrpc_router_config`).
  *
- * @param[out] out_config the struct to fill.
+ * @param[out] out_config  the struct to fill.
+ * @param[in]  config_size `sizeof *out_config`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+ *                                  struct, or smaller than 4.
  */
-rrpc_status rrpc_router_config_init(struct rrpc_router_config *out_config);
+RRPC_NODISCARD
+rrpc_status rrpc_router_config_init(struct rrpc_router_config *out_config,
+                                    size_t config_size);
 
 /**
- * Creates a router: no I/O, no threads.
+ * Creates a router.
  *
- * @param[in]  config     settings.
+ * @param[in]  config     settings (`rrpc_router_config_init` gives the defaults).
  * @param[out] out_router receives the router; release it with `rrpc_router_free`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER     `config` or `out_router` is NULL.
+ * @retval RRPC_STATUS_STRUCT_SIZE      `config->struct_size` is not one this library knows.
  * @retval RRPC_STATUS_INVALID_ARGUMENT a field is outside its documented range
  *         (see `rrpc_router_config`); the message names it.
- *
- * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_router_new(const struct rrpc_router_config *config,
                             struct rrpc_router **out_router);
 
@@ -3232,10 +3499,8 @@ rrpc_status rrpc_router_new(const struct rrpc_router_config *config,
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_WRONG_STATE called from one of this router's callbacks or
  *         its publish function; nothing was released.
- *
- * Once, when no other thread will call the router again.
  */
-rrpc_status rrpc_router_free(struct rrpc_router *router);
+RRPC_NODISCARD rrpc_status rrpc_router_free(struct rrpc_router *router);
 
 /**
  * Registers the function that publishes replies (NULL removes it; replies then
@@ -3250,11 +3515,10 @@ rrpc_status rrpc_router_free(struct rrpc_router *router);
  * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
  * @retval RRPC_STATUS_WRONG_STATE  called from inside the publish function it
  *                                  would replace; nothing changed.
- *
- * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_router_set_publish(struct rrpc_router *router,
-                                    rrpc_publish_fn publish,
+                                    rrpc_router_publish_fn publish,
                                     void *user_data);
 
 /**
@@ -3269,12 +3533,11 @@ rrpc_status rrpc_router_set_publish(struct rrpc_router *router,
  * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
  * @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
  *                                  replace; nothing changed.
- *
- * Any thread; takes effect for the next request.
  */
-rrpc_status rrpc_router_set_callback(struct rrpc_router *router,
-                                     rrpc_router_request_cb callback,
-                                     void *user_data);
+RRPC_NODISCARD
+rrpc_status rrpc_router_set_request_callback(struct rrpc_router *router,
+                                             rrpc_router_request_cb callback,
+                                             void *user_data);
 
 /**
  * Registers a device (rules as `rrpc_client_add_device`), with its own callback
@@ -3282,7 +3545,7 @@ rrpc_status rrpc_router_set_callback(struct rrpc_router *router,
  * the application's job (`rrpc_router_get_filters`).
  *
  * @param[in] router       the router.
- * @param[in] dialect      an `rrpc_dialect` value.
+ * @param[in] dialect      the device's dialect.
  * @param[in] product_key  product key (Tencent: product id).
  * @param[in] device_name  device name.
  * @param[in] custom_topic the custom topic for RRPC_DIALECT_ALIBABA_CUSTOM, else NULL.
@@ -3290,14 +3553,14 @@ rrpc_status rrpc_router_set_callback(struct rrpc_router *router,
  * @param[in] user_data    handed to the device's callback; it must stay valid
  *                         until the device is removed or the router freed.
  * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_LIMIT_REACHED `max_devices` devices are registered.
  * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT,
  *         RRPC_STATUS_INVALID_IDENTITY, RRPC_STATUS_ALREADY_EXISTS as for
  *         `rrpc_client_add_device`.
- *
- * Any thread, also while messages are handled, and from callbacks.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_router_add_device(struct rrpc_router *router,
-                                   uint32_t dialect,
+                                   rrpc_dialect dialect,
                                    const char *product_key,
                                    const char *device_name,
                                    const char *custom_topic,
@@ -3314,38 +3577,40 @@ rrpc_status rrpc_router_add_device(struct rrpc_router *router,
  * @param[in] product_key  as given to `rrpc_router_add_device`.
  * @param[in] device_name  as given to `rrpc_router_add_device`.
  * @param[in] custom_topic as given to `rrpc_router_add_device`.
+ * @param[in] now_ms       the time, on the router's clock.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NOT_FOUND   the device is not registered.
  * @retval RRPC_STATUS_WRONG_STATE called from inside the device's own callback
  *                                 (it would wait for itself); nothing changed.
  * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT
  *         as for `rrpc_router_add_device`.
- *
- * Any thread, also while messages are handled, and from callbacks (other than
- * the device's own).
  */
+RRPC_NODISCARD
 rrpc_status rrpc_router_remove_device(struct rrpc_router *router,
-                                      uint32_t dialect,
+                                      rrpc_dialect dialect,
                                       const char *product_key,
                                       const char *device_name,
-                                      const char *custom_topic);
+                                      const char *custom_topic,
+                                      uint64_t now_ms);
 
 /**
  * Lists the subscription filters to subscribe, one `callback` call per filter.
  *
  * @param[in] router    the router.
- * @param[in] mode      an `rrpc_filter_mode` value.
+ * @param[in] mode      which filters.
  * @param[in] callback  receives each filter; required.
  * @param[in] user_data handed to `callback`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER     `router` or `callback` is NULL.
- * @retval RRPC_STATUS_INVALID_ARGUMENT `mode` is not a filter mode.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `mode` is not an `rrpc_filter_mode`.
  *
- * Any thread; the callback runs without any router lock held.
+ * The callback runs on this thread without any router lock held; it must not
+ * free the router.
  */
-rrpc_status rrpc_router_get_filters(struct rrpc_router *router,
-                                    uint32_t mode,
-                                    rrpc_filter_cb callback,
+RRPC_NODISCARD
+rrpc_status rrpc_router_get_filters(const struct rrpc_router *router,
+                                    rrpc_filter_mode mode,
+                                    rrpc_router_filter_cb callback,
                                     void *user_data);
 
 /**
@@ -3353,33 +3618,33 @@ rrpc_status rrpc_router_get_filters(struct rrpc_router *router,
  * accepted and its callback runs before this returns (on this thread, without
  * any router lock held); anything else is classified and, if RRPC, counted.
  *
- * @param[in]  router       the router.
- * @param[in]  topic        the topic's bytes (need not be NUL-terminated; bytes
- *                          that are not UTF-8 make it malformed).
- * @param[in]  topic_len    its length.
- * @param[in]  payload      the payload, binary-safe; may be NULL when empty.
- * @param[in]  payload_len  its length.
- * @param[in]  flags        0, or RRPC_MESSAGE_RETAINED when the MQTT stack
- *                          delivered the message with its retain flag set (Paho
- *                          C: `message->retained`; libmosquitto:
- *                          `msg->retain`). A retained request is never
- *                          executed: it is dropped (RRPC_MESSAGE_DROPPED) and
- *                          counted as `retained`.
- * @param[out] out_kind     receives an `rrpc_message_kind`; may be NULL.
+ * @param[in]  router      the router.
+ * @param[in]  topic       the topic's bytes (need not be NUL-terminated; bytes
+ *                         that are not UTF-8 make it malformed).
+ * @param[in]  topic_len   its length.
+ * @param[in]  payload     the payload, binary-safe; may be NULL when empty.
+ * @param[in]  payload_len its length.
+ * @param[in]  retained    the MQTT stack delivered the message with its retain
+ *                         flag set (Paho C: `message->retained`; libmosquitto:
+ *                         `msg->retain`). A retained request is never executed:
+ *                         it is dropped (RRPC_MESSAGE_DROPPED) and counted as
+ *                         `retained`.
+ * @param[in]  now_ms      the time, on the router's clock: the request's
+ *                         deadline counts from it.
+ * @param[out] out_kind    receives what the message was; may be NULL.
  * @retval RRPC_STATUS_OK               the message was classified (see `out_kind`).
  * @retval RRPC_STATUS_NULL_POINTER     `router` is NULL, or a buffer is NULL with a length.
- * @retval RRPC_STATUS_INVALID_ARGUMENT `flags` has a bit other than
- *                                      RRPC_MESSAGE_RETAINED; nothing was done.
- *
- * Any thread; several threads may handle messages at once.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `retained` is neither false nor true.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_router_handle_message(struct rrpc_router *router,
                                        const uint8_t *topic,
                                        size_t topic_len,
                                        const uint8_t *payload,
                                        size_t payload_len,
-                                       uint32_t flags,
-                                       uint32_t *out_kind);
+                                       bool retained,
+                                       uint64_t now_ms,
+                                       rrpc_message_kind *out_kind);
 
 /**
  * Answers request `token`: builds the response topic and calls the publish
@@ -3392,6 +3657,7 @@ rrpc_status rrpc_router_handle_message(struct rrpc_router *router,
  * @param[in] payload     reply bytes, copied before return; may be NULL when
  *                        `payload_len` is 0.
  * @param[in] payload_len reply length in bytes.
+ * @param[in] now_ms      the time, on the router's clock.
  * @retval RRPC_STATUS_OK                published; the request is finished.
  * @retval RRPC_STATUS_SEND_FAILED       the publish function returned non-zero:
  *                                       nothing was sent, the token stays valid.
@@ -3400,58 +3666,73 @@ rrpc_status rrpc_router_handle_message(struct rrpc_router *router,
  * @retval RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,
  *         RRPC_STATUS_DEVICE_REMOVED, RRPC_STATUS_PAYLOAD_TOO_LARGE,
  *         RRPC_STATUS_NULL_POINTER  as for `rrpc_client_reply`.
- *
- * Any thread, including callbacks and the publish function.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_router_reply(struct rrpc_router *router,
                               uint64_t token,
                               const uint8_t *payload,
-                              size_t payload_len);
+                              size_t payload_len,
+                              uint64_t now_ms);
 
 /**
- * Expires requests whose deadline passed and tells when the next one is due.
- * With `manual_clock`, `now_ms` becomes the router's time first; otherwise it
- * is ignored (pass 0) and CLOCK_MONOTONIC is read. Call it at
- * `*out_next_deadline_ms` (a poll timeout for your event loop), or regularly.
+ * Expires requests whose deadline passed and tells when the next one is due:
+ * call it at `*out_next_deadline_ms` (a poll timeout for your event loop), or
+ * regularly.
  *
  * @param[in]  router               the router.
- * @param[in]  now_ms               the time, with `manual_clock`; else ignored.
+ * @param[in]  now_ms               the time, on the router's clock.
  * @param[out] out_next_deadline_ms receives the earliest deadline still
- *             pending, on the router's clock, or UINT64_MAX when none; may be NULL.
+ *             pending, or UINT64_MAX when none; may be NULL.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
- *
- * Any thread.
  */
+RRPC_NODISCARD
 rrpc_status rrpc_router_tick(struct rrpc_router *router,
                              uint64_t now_ms,
                              uint64_t *out_next_deadline_ms);
 
 /**
  * Tells when the earliest pending request's deadline is due, without expiring
- * anything: how long a C event loop may sleep before `rrpc_router_tick`.
+ * anything: how long an event loop may sleep before `rrpc_router_tick`.
  *
  * @param[in]  router               the router.
  * @param[out] out_next_deadline_ms receives the earliest deadline on the
  *             router's clock, or UINT64_MAX when no request is pending.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `router` or `out_next_deadline_ms` is NULL.
- *
- * Any thread.
  */
-rrpc_status rrpc_router_next_deadline(struct rrpc_router *router, uint64_t *out_next_deadline_ms);
+RRPC_NODISCARD
+rrpc_status rrpc_router_next_deadline(const struct rrpc_router *router,
+                                      uint64_t *out_next_deadline_ms);
 
 /**
  * Reads the router's counters.
  *
- * @param[in]  router    the router.
- * @param[out] out_stats receives the counters.
+ * @param[in]  router     the router.
+ * @param[out] out_stats  receives the counters: as many as `stats_size` holds
+ *                        (the rest of it is zeroed).
+ * @param[in]  stats_size `sizeof *out_stats`.
  * @retval RRPC_STATUS_OK
  * @retval RRPC_STATUS_NULL_POINTER `router` or `out_stats` is NULL.
- *
- * Any thread.
  */
-rrpc_status rrpc_router_get_stats(struct rrpc_router *router, struct rrpc_router_stats *out_stats);
+RRPC_NODISCARD
+rrpc_status rrpc_router_get_stats(const struct rrpc_router *router,
+                                  struct rrpc_router_stats *out_stats,
+                                  size_t stats_size);
+
+/**
+ * Fills `out_config` with the defaults (see each field of `rrpc_mqtt_config`).
+ *
+ * @param[out] out_config  the struct to fill.
+ * @param[in]  config_size `sizeof *out_config`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+ *                                  struct, or smaller than 4.
+ */
+RRPC_NODISCARD
+rrpc_status rrpc_mqtt_config_init(struct rrpc_mqtt_config *out_config,
+                                  size_t config_size);
 
 #ifdef __cplusplus
 }  // extern "C"

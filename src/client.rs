@@ -22,12 +22,17 @@ use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
+use crate::callback::{self, Kind};
 use crate::clock::now_ms;
+use crate::counters::counter_set;
 use crate::dialect::{Dialect, Identity};
-use crate::guard::{self, Kind, Slot};
 use crate::log::Excerpt;
 use crate::presence::{self, PresenceTopics};
-use crate::router::{Device, DeviceError, Dropped, ReplyError, Router, RouterConfig, Stats};
+pub use crate::router::Request;
+use crate::router::{
+    Delivery, Device, DeviceError, Dropped, ReplyError, RequestFn, RouterConfig, RouterStats,
+    SharedRouter,
+};
 use crate::session::{
     ConnError, Filter, Inbound, Link, Outbox, Owner, Publisher, QoS, Refused, Session, SubAcks,
     Will,
@@ -174,33 +179,143 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// A request handed to the handler. Everything borrows from the received
-/// message and is valid only during the handler call; keep the `token` to reply
-/// later.
-#[derive(Debug)]
-pub struct Request<'a> {
-    pub token: u64,
-    pub device: &'a Device,
-    /// The message id, without a ContentType suffix.
-    pub message_id: &'a str,
-    /// The RRpc ContentType the caller sent, if any (see
-    /// [`crate::dialect::CONTENT_TYPE_SEPARATOR`] for the wire format).
-    pub content_type: Option<u8>,
-    pub payload: &'a [u8],
-    /// `CLOCK_MONOTONIC` milliseconds after which a reply is refused.
-    pub deadline_ms: u64,
+/// The request handler: called once per accepted request, on the client's
+/// thread (or inside [`Client::yield_for`]). See [`Request`].
+pub type Handler = RequestFn;
+
+/// A client's counters: the router's, then the connection's, then gauges. All
+/// count from the client's creation, except the gauges. This struct is also
+/// the C API's `rrpc_client_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Messages received on the client's subscriptions.
+    pub messages: u64,
+    /// Requests accepted and handed to the callback.
+    pub requests: u64,
+    /// Replies sent.
+    pub replied: u64,
+    /// Requests whose deadline passed without a reply.
+    pub expired: u64,
+    /// Second deliveries of a request already handed over (dropped).
+    pub duplicates: u64,
+    /// Own replies that came back on a custom-topic subscription (dropped).
+    pub own_replies: u64,
+    /// RRPC topics that break the dialect's format (dropped, logged).
+    pub malformed: u64,
+    /// Well-formed requests for devices not registered (dropped).
+    pub unknown_device: u64,
+    /// Requests dropped because `max_pending` requests were waiting.
+    pub table_full: u64,
+    /// Requests dropped because the payload exceeded `max_payload`.
+    pub too_large: u64,
+    /// Replies refused because the deadline had passed.
+    pub late_replies: u64,
+    /// Replies refused for an unknown, answered or cancelled token.
+    pub bad_tokens: u64,
+    /// Replies that could not be queued (not connected, queue full).
+    pub send_failures: u64,
+    /// Messages that were not RRPC requests.
+    pub not_rrpc: u64,
+    /// Retained requests (never executed).
+    pub retained: u64,
+    /// Successful connections, reconnects included.
+    pub connects: u64,
+    /// Failed connection attempts and lost connections.
+    pub connection_errors: u64,
+    /// Subscriptions the broker refused.
+    pub subscribe_failures: u64,
+    /// Incoming messages over `max_payload` (dropped, connection kept), and
+    /// MQTT 3.1.1 packets over `max_incoming_packet` (they end the connection).
+    pub oversize: u64,
+    /// Incoming packets that cannot be decoded, such as a topic that is not
+    /// UTF-8 (dropped on MQTT 5; on MQTT 3.1.1 they end the connection).
+    pub malformed_packets: u64,
+    /// Requests a resumed persistent session delivered before the subscriptions
+    /// were acknowledged again (queued while away; dropped unless `accept_queued`).
+    pub stale: u64,
+    /// Replies refused because the outgoing queue was full (stalled or slow link).
+    pub queue_full: u64,
+    /// Gauge: requests waiting for a reply now.
+    pub pending: u64,
+    /// Gauge: devices registered now.
+    pub devices: u64,
+    /// Gauge: messages waiting in the outgoing queue now.
+    pub queued: u64,
+    /// Gauge: payload bytes waiting in the outgoing queue now.
+    pub queued_bytes: u64,
 }
 
-/// The request handler: called once per accepted request.
-pub type Handler = dyn Fn(&Request<'_>) + Send + Sync;
+counter_set!(ClientStats {
+    messages,
+    requests,
+    replied,
+    expired,
+    duplicates,
+    own_replies,
+    malformed,
+    unknown_device,
+    table_full,
+    too_large,
+    late_replies,
+    bad_tokens,
+    send_failures,
+    not_rrpc,
+    retained,
+    connects,
+    connection_errors,
+    subscribe_failures,
+    oversize,
+    malformed_packets,
+    stale,
+    queue_full,
+    pending,
+    devices,
+    queued,
+    queued_bytes,
+});
+
+impl ClientStats {
+    fn of(r: RouterStats, c: ConnStats) -> ClientStats {
+        ClientStats {
+            messages: r.messages,
+            requests: r.requests,
+            replied: r.replied,
+            expired: r.expired,
+            duplicates: r.duplicates,
+            own_replies: r.own_replies,
+            malformed: r.malformed,
+            unknown_device: r.unknown_device,
+            table_full: r.table_full,
+            too_large: r.too_large,
+            late_replies: r.late_replies,
+            bad_tokens: r.bad_tokens,
+            send_failures: r.send_failures,
+            not_rrpc: r.not_rrpc,
+            retained: r.retained,
+            connects: c.connects,
+            connection_errors: c.connection_errors,
+            subscribe_failures: c.subscribe_failures,
+            oversize: c.oversize,
+            malformed_packets: c.malformed,
+            stale: c.stale,
+            queue_full: c.queue_full,
+            pending: r.pending,
+            devices: r.devices,
+            queued: c.queued,
+            queued_bytes: c.queued_bytes,
+        }
+    }
+}
 
 struct Inner {
     cfg: ClientConfig,
     link: Arc<Link>,
-    router: Mutex<Router>,
-    handler: Slot<Handler>,
+    /// The devices, pending requests and the handler; replies go out through
+    /// the session's publisher.
+    router: SharedRouter<SendError>,
     /// The request side of the connection; read-locked (not cloned) per reply.
-    publisher: RwLock<Option<Publisher>>,
+    publisher: Arc<RwLock<Option<Publisher>>>,
     warned_no_handler: AtomicBool,
     /// The client id of the connection, once it is made.
     client_id: Mutex<Option<String>>,
@@ -257,14 +372,25 @@ impl Client {
             .enable_time()
             .build()
             .map_err(|e| ClientError::InvalidArgument(format!("cannot create runtime: {e}")))?;
-        let router = Router::new(cfg.router.clone());
+        let router = SharedRouter::with_callback_kind(cfg.router.clone(), Kind::ClientHandler)
+            .map_err(ClientError::InvalidArgument)?;
+        let link = Arc::new(Link::new(cfg.mqtt.address()));
+        let publisher: Arc<RwLock<Option<Publisher>>> = Arc::default();
+        let (l2, p2) = (link.clone(), publisher.clone());
+        router
+            .set_publish(Some(Box::new(move |topic: &str, payload: &[u8]| {
+                match (&*p2.read(), l2.is_connected()) {
+                    (Some(p), true) => p.publish(topic, QoS::AtMostOnce, false, payload),
+                    _ => Err(SendError::NotConnected),
+                }
+            })))
+            .expect("a new router runs no callback");
         Ok(Client {
             inner: Arc::new(Inner {
-                link: Arc::new(Link::new(cfg.mqtt.address())),
+                link,
                 cfg,
-                router: Mutex::new(router),
-                handler: Slot::of_kind(Kind::ClientHandler),
-                publisher: RwLock::new(None),
+                router,
+                publisher,
                 warned_no_handler: AtomicBool::new(false),
                 client_id: Mutex::new(None),
                 tls,
@@ -284,9 +410,12 @@ impl Client {
     /// From inside the handler itself it fails with `WrongState` (it would wait
     /// for itself).
     pub fn set_handler(&self, handler: Option<Box<Handler>>) -> Result<(), ClientError> {
-        self.inner.handler.set(handler).map_err(|_| {
-            ClientError::WrongState("the request handler cannot be replaced from inside itself")
-        })
+        self.inner
+            .router
+            .set_request_callback(handler)
+            .map_err(|_| {
+                ClientError::WrongState("the request handler cannot be replaced from inside itself")
+            })
     }
 
     /// Sets (or clears) the connection listener: connected, disconnected (with
@@ -309,19 +438,14 @@ impl Client {
         let device = self
             .inner
             .router
-            .lock()
-            .add_device(dialect, id)
+            .add_device(dialect, id, None)
             .map_err(ClientError::Device)?;
         if self.inner.link.is_connected() {
             let publisher = self.inner.publisher.read().clone();
             if let Some(p) = publisher {
                 if let Err(e) = p.subscribe(self.inner.request_filter(&device)) {
                     // Undo, so that the caller can simply retry.
-                    let _ = self
-                        .inner
-                        .router
-                        .lock()
-                        .remove_device(dialect, id, now_ms());
+                    let _ = self.inner.router.remove_device(dialect, id, now_ms());
                     return Err(match e {
                         SendError::QueueFull => ClientError::Busy,
                         SendError::NotConnected => ClientError::NotConnected,
@@ -339,7 +463,6 @@ impl Client {
         let device = self
             .inner
             .router
-            .lock()
             .remove_device(dialect, id, now_ms())
             .map_err(ClientError::Device)?;
         if self.inner.link.is_connected() {
@@ -373,15 +496,12 @@ impl Client {
 
     /// Requests waiting for a reply now.
     pub fn pending(&self) -> usize {
-        self.inner.router.lock().pending_len()
+        self.inner.router.pending()
     }
 
-    pub fn stats(&self) -> Stats {
-        self.inner.router.lock().stats()
-    }
-
-    pub fn conn_stats(&self) -> ConnStats {
-        self.inner.link.stats()
+    /// The counters now.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats::of(self.inner.router.stats(), self.inner.link.stats())
     }
 
     /// The MQTT client id in use (derived at the first `start`/`yield_for` when
@@ -396,15 +516,15 @@ impl Client {
 
     /// Whether the calling thread is inside this client's handler.
     pub fn in_handler(&self) -> bool {
-        self.inner.handler.running_here()
+        self.inner.router.in_request_callback()
     }
 
     /// Refuses what would wait for the calling thread itself: from inside any
     /// client's handler, or from a thread that runs an async runtime (a caller's
     /// response callback, a tokio task).
     fn refuse_reentry(&self, what: &'static str) -> Result<(), ClientError> {
-        if guard::inside_kind(Kind::ClientHandler)
-            || guard::inside_kind(Kind::CallerDriver)
+        if callback::inside_kind(Kind::ClientHandler)
+            || callback::inside_kind(Kind::CallerDriver)
             || tokio::runtime::Handle::try_current().is_ok()
         {
             warn!("{what}: it would wait for the thread running the callback; refused");
@@ -603,24 +723,15 @@ impl fmt::Debug for Replier {
 
 impl Inner {
     fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
-        let now = now_ms();
-        let connected = self.link.is_connected();
-        // Lock order: publisher, then router (nothing takes them the other way round).
-        let publisher = self.publisher.read();
-        let mut router = self.router.lock();
-        let r = router.reply(token, payload, now, |topic, payload| {
-            match (&*publisher, connected) {
-                (Some(p), true) => p.publish(topic, QoS::AtMostOnce, false, payload),
-                _ => Err(SendError::NotConnected),
-            }
-        });
-        drop(router);
-        drop(publisher);
-        r.map_err(|e| match e {
-            ReplyError::Send(SendError::QueueFull) => ClientError::Busy,
-            ReplyError::Send(SendError::NotConnected) => ClientError::NotConnected,
-            e => ClientError::Reply(e),
-        })
+        self.router
+            .reply(token, payload, now_ms())
+            .map_err(|e| match e {
+                ReplyError::Send(SendError::QueueFull) => ClientError::Busy,
+                ReplyError::Send(SendError::NotConnected) | ReplyError::NoPublish => {
+                    ClientError::NotConnected
+                }
+                e => ClientError::Reply(e),
+            })
     }
 
     /// The subscription of a device's requests. A custom-topic device answers
@@ -673,9 +784,11 @@ impl Inner {
             .map(|d| d.as_nanos())
             .unwrap_or_default()
             .hash(&mut h);
-        for d in self.router.lock().devices() {
-            d.filter().hash(&mut h);
-        }
+        self.router.with_router(|r| {
+            for d in r.devices() {
+                d.filter().hash(&mut h);
+            }
+        });
         format!("rrpc{:016x}", h.finish())
     }
 
@@ -717,10 +830,7 @@ impl Inner {
 impl Owner for Inner {
     fn filters(&self) -> Vec<Filter> {
         self.router
-            .lock()
-            .devices()
-            .map(|d| self.request_filter(d))
-            .collect()
+            .with_router(|r| r.devices().map(|d| self.request_filter(d)).collect())
     }
 
     /// After CONNACK: the retained `online` announcements (presence on).
@@ -728,17 +838,19 @@ impl Owner for Inner {
         let Some(p) = &self.cfg.presence else { return };
         let cid = self.connection_name();
         let online = presence::online_payload(&cid);
-        let router = self.router.lock();
-        let mut n = 0;
-        for d in router.devices() {
-            out.publish(
-                p.device_topic(d.product_key(), d.device_name()),
-                QoS::AtLeastOnce,
-                true,
-                online.as_bytes(),
-            );
-            n += 1;
-        }
+        let n = self.router.with_router(|router| {
+            let mut n = 0;
+            for d in router.devices() {
+                out.publish(
+                    p.device_topic(d.product_key(), d.device_name()),
+                    QoS::AtLeastOnce,
+                    true,
+                    online.as_bytes(),
+                );
+                n += 1;
+            }
+            n
+        });
         if n > 1 {
             // Clears an `offline` left by an earlier connection with this id.
             out.publish(
@@ -752,32 +864,27 @@ impl Owner for Inner {
 
     /// One incoming PUBLISH: route it and, if it is a request, call the handler.
     fn on_publish(&self, topic: &str, payload: &[u8], how: Inbound) {
-        if how.retain {
-            // Stored by anyone who could publish there, and delivered again at
-            // every subscription: never executed.
-            self.link.note_refused(Refused::Retained, topic);
-            return;
-        }
-        if how.early && !self.cfg.accept_queued {
+        if how.early && !how.retain && !self.cfg.accept_queued {
             self.link.note_refused(Refused::Stale, topic);
             return;
         }
-        let now = now_ms();
-        let accepted = {
-            let mut router = self.router.lock();
-            router.handle_message(topic, payload, now).map(|a| {
-                let device = router.device(a.device).cloned();
-                (
-                    a,
-                    device.expect("an accepted request's device is registered"),
-                )
-            })
-        };
-        let (a, device) = match accepted {
-            Ok(a) => a,
+        // The router refuses a retained request (anyone who could publish there
+        // may have left it, and every subscription delivers it again).
+        match self
+            .router
+            .handle_message(topic.as_bytes(), payload, how.retain, now_ms())
+        {
+            Ok(Delivery::Delivered) => {}
+            Ok(Delivery::Panicked(token)) => {
+                error!("request handler panicked; request {token} left to expire")
+            }
+            Ok(Delivery::NoCallback) => {
+                if !self.warned_no_handler.swap(true, Ordering::Relaxed) {
+                    warn!("request received but no handler is registered; it will expire");
+                }
+            }
             Err(Dropped::NotRrpc) => {
                 debug!("ignored message on {}: not an RRPC request", Excerpt(topic));
-                return;
             }
             Err(Dropped::Malformed(why)) => {
                 throttled!(
@@ -785,7 +892,13 @@ impl Owner for Inner {
                     "ignored malformed RRPC topic {}: {why}",
                     Excerpt(topic)
                 );
-                return;
+            }
+            Err(Dropped::Retained) => {
+                throttled!(
+                    crate::log::Level::Warn,
+                    "ignored a retained request on {} (a retained request is never executed)",
+                    Excerpt(topic)
+                );
             }
             Err(d) => {
                 throttled!(
@@ -793,31 +906,6 @@ impl Owner for Inner {
                     "ignored request on {}: {d}",
                     Excerpt(topic)
                 );
-                return;
-            }
-        };
-        let req = Request {
-            token: a.token,
-            device: &device,
-            message_id: a.message_id,
-            content_type: a.content_type,
-            payload: a.payload,
-            deadline_ms: a.deadline_ms,
-        };
-        // The handler's slot records the thread as inside a client handler.
-        let called = self.handler.call(|handler| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req))).is_ok()
-        });
-        match called {
-            Some(true) => {}
-            Some(false) => error!(
-                "request handler panicked; request {} left to expire",
-                Excerpt(a.message_id)
-            ),
-            None => {
-                if !self.warned_no_handler.swap(true, Ordering::Relaxed) {
-                    warn!("request received but no handler is registered; it will expire");
-                }
             }
         }
     }
@@ -832,14 +920,13 @@ impl Owner for Inner {
     /// topic when the connection serves one device, else on the connection topic.
     fn last_will(&self) -> Option<Will> {
         let p = self.cfg.presence.as_ref()?;
-        let topic = {
-            let router = self.router.lock();
+        let topic = self.router.with_router(|router| {
             let mut devices = router.devices();
             match (devices.next(), devices.next()) {
                 (Some(d), None) => p.device_topic(d.product_key(), d.device_name()),
                 _ => p.connection_topic(&self.connection_name()),
             }
-        };
+        });
         Some(Will {
             topic,
             payload: presence::OFFLINE.to_vec(),
@@ -854,7 +941,7 @@ impl Owner for Inner {
         if self.cfg.presence.is_none() {
             return;
         }
-        let devices: Vec<Arc<Device>> = self.router.lock().devices().cloned().collect();
+        let devices: Vec<Arc<Device>> = self.router.with_router(|r| r.devices().cloned().collect());
         for d in &devices {
             self.announce(publisher, d, false);
         }
@@ -866,8 +953,7 @@ impl Owner for Inner {
 async fn expire_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     loop {
         let now = now_ms();
-        let next = inner.router.lock().next_deadline();
-        let wait = match next {
+        let wait = match inner.router.next_deadline() {
             Some(d) if d >= now => (d - now + 1).min(1000),
             Some(_) => 0,
             None => 1000,
@@ -877,7 +963,7 @@ async fn expire_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
-        let n = inner.router.lock().expire(now_ms());
+        let (n, _) = inner.router.tick(now_ms());
         if n > 0 {
             debug!("{n} request(s) expired without a reply");
         }

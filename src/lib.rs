@@ -86,15 +86,16 @@
 
 #[macro_use]
 pub mod log;
+mod callback;
 #[cfg(feature = "caller")]
 pub mod caller;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clock;
+mod counters;
 #[cfg(feature = "credentials")]
 pub mod credentials;
 pub mod dialect;
-mod guard;
 /// JT/T 808 frames, streaming decoder and sub-packages for the pass-through adapter.
 #[cfg(feature = "jt808")]
 pub mod jt808;
@@ -110,13 +111,13 @@ pub mod tls;
 #[doc(hidden)]
 pub mod ffi;
 
+pub use callback::Reentered;
 #[cfg(feature = "caller")]
 pub use caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 #[cfg(feature = "client")]
-pub use client::{Client, ClientConfig, ClientError, Replier, Request};
+pub use client::{Client, ClientConfig, ClientError, ClientStats, Replier};
 pub use dialect::{Dialect, Identity};
-pub use guard::Reentered;
-pub use router::{Router, RouterConfig, Stats};
+pub use router::{Request, Router, RouterConfig, RouterStats, SharedRouter};
 #[cfg(feature = "session")]
 pub use session::{ConnectionEvent, DisconnectCause, MqttConfig};
 

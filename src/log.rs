@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use once_cell::sync::Lazy;
 
-use crate::guard::{Reentered, Slot};
+use crate::callback::{CallbackSlot, Reentered};
 
 /// Message severity. Numeric values are part of the C ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,7 +49,7 @@ pub type SinkFn = dyn Fn(Level, &str) + Send + Sync;
 /// A log sink.
 pub type Sink = Box<SinkFn>;
 
-static SINK: Lazy<Slot<SinkFn>> = Lazy::new(Slot::default);
+static SINK: Lazy<CallbackSlot<SinkFn>> = Lazy::new(CallbackSlot::default);
 /// Highest level that is produced at all (0 = off). Checked before formatting.
 static MAX_LEVEL: Lazy<AtomicU8> = Lazy::new(|| AtomicU8::new(env_level()));
 

@@ -48,8 +48,8 @@ use rumqttc::TlsConfiguration;
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, NetworkOptions, Transport};
 use tokio::sync::watch;
 
+use crate::callback::{CallbackSlot, Reentered};
 use crate::clock::now_ms;
-use crate::guard::{Reentered, Slot};
 use crate::tls::{self, TlsConfig, TlsError};
 
 mod wire;
@@ -91,19 +91,20 @@ pub enum MqttVersion {
 }
 
 impl MqttVersion {
-    /// The version by its number on command lines and in C: 3 (MQTT 3.1.1) or 5.
+    /// The version by its protocol level, as C (`RRPC_MQTT_V311`, Paho's
+    /// `MQTTVERSION_3_1_1`) and command lines give it: 4 (MQTT 3.1.1) or 5.
     pub fn from_number(n: u8) -> Option<MqttVersion> {
         match n {
-            3 => Some(MqttVersion::V311),
+            4 => Some(MqttVersion::V311),
             5 => Some(MqttVersion::V5),
             _ => None,
         }
     }
 
-    /// 3 or 5, as [`MqttVersion::from_number`] takes it.
+    /// The protocol level: 4 or 5, as [`MqttVersion::from_number`] takes it.
     pub fn number(self) -> u8 {
         match self {
-            MqttVersion::V311 => 3,
+            MqttVersion::V311 => 4,
             MqttVersion::V5 => 5,
         }
     }
@@ -551,9 +552,6 @@ pub struct ConnStats {
     /// dropped with the connection kept on MQTT 5; on MQTT 3.1.1 the decoder
     /// ends the connection (counted too).
     pub malformed: u64,
-    /// Retained messages the owner refused: a retained request is never
-    /// executed, a retained response never completes a call.
-    pub retained: u64,
     /// Messages a resumed persistent session delivered before the broker
     /// acknowledged the subscriptions again (queued while the client was
     /// away), dropped by the owner.
@@ -571,8 +569,6 @@ pub struct ConnStats {
 /// What an incoming message that an owner refused was (see [`Link::note_refused`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
-    /// A retained message.
-    Retained,
     /// Delivered early by a resumed session ([`Inbound::early`]).
     Stale,
 }
@@ -594,7 +590,6 @@ pub(crate) struct Link {
     subscribe_failures: AtomicU64,
     oversize: AtomicU64,
     malformed: AtomicU64,
-    retained: AtomicU64,
     stale: AtomicU64,
     queue_full: AtomicU64,
     /// The outgoing queue: messages and payload bytes in it, and their bounds.
@@ -603,7 +598,7 @@ pub(crate) struct Link {
     max_queued: AtomicUsize,
     max_queued_bytes: AtomicUsize,
     last_error: Mutex<Option<ConnError>>,
-    listener: Slot<Listener>,
+    listener: CallbackSlot<Listener>,
     /// Application threads waiting for the outcome of connecting (a `start`, a
     /// `yield`, the caller's `connect`): they report failures themselves, so
     /// the log does not repeat them.
@@ -625,7 +620,6 @@ impl Link {
             subscribe_failures: AtomicU64::new(0),
             oversize: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
-            retained: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             queue_full: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
@@ -633,7 +627,7 @@ impl Link {
             max_queued: AtomicUsize::new(usize::MAX),
             max_queued_bytes: AtomicUsize::new(usize::MAX),
             last_error: Mutex::new(None),
-            listener: Slot::default(),
+            listener: CallbackSlot::default(),
             watchers: AtomicUsize::new(0),
             warned: AtomicBool::new(false),
             changed_lock: Mutex::new(()),
@@ -662,7 +656,6 @@ impl Link {
             subscribe_failures: self.subscribe_failures.load(Ordering::Relaxed),
             oversize: self.oversize.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
-            retained: self.retained.load(Ordering::Relaxed),
             stale: self.stale.load(Ordering::Relaxed),
             queue_full: self.queue_full.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed) as u64,
@@ -674,14 +667,6 @@ impl Link {
     /// (throttled, the topic as a bounded excerpt).
     pub fn note_refused(&self, why: Refused, topic: &str) {
         match why {
-            Refused::Retained => {
-                self.retained.fetch_add(1, Ordering::Relaxed);
-                throttled!(
-                    crate::log::Level::Warn,
-                    "ignored a retained message on {} (a retained request is never executed, a retained response never completes a call)",
-                    crate::log::Excerpt(topic)
-                );
-            }
             Refused::Stale => {
                 self.stale.fetch_add(1, Ordering::Relaxed);
                 throttled!(
@@ -1844,9 +1829,14 @@ mod tests {
         assert_eq!(c.session_expiry(), Some(30));
         assert!(format!("{c:?}").contains("protocol: V5"));
         assert_eq!(MqttVersion::from_number(5), Some(MqttVersion::V5));
-        assert_eq!(MqttVersion::from_number(3), Some(MqttVersion::V311));
-        assert_eq!(MqttVersion::from_number(4), None);
+        assert_eq!(MqttVersion::from_number(4), Some(MqttVersion::V311));
+        assert_eq!(
+            MqttVersion::from_number(3),
+            None,
+            "3 is MQTT 3.1, which is not spoken"
+        );
         assert_eq!(MqttVersion::V5.number(), 5);
+        assert_eq!(MqttVersion::V311.number(), 4);
     }
 
     #[test]

@@ -177,8 +177,8 @@ fn the_tool_uses_the_rust_api_never_the_c_abi() {
 fn the_reader_sees_grouped_imports_and_skips_macros_and_comments() {
     let names = |c: &str| -> Vec<String> { crate_refs(c).into_iter().map(|(_, n)| n).collect() };
     assert_eq!(
-        names("use crate::{\n    dialect::X,\n    router, guard::{a, b},\n};"),
-        ["dialect", "router", "guard"]
+        names("use crate::{\n    dialect::X,\n    router, callback::{a, b},\n};"),
+        ["dialect", "router", "callback"]
     );
     assert_eq!(names("let x = crate::clock::now_ms();"), ["clock"]);
     assert!(names("$crate::log::write(l, a)").is_empty());

@@ -148,7 +148,7 @@ pub fn run(a: CallArgs) -> ExitCode {
         device_name: &a.device_name,
         payload: &payload,
         timeout_ms: a.timeout,
-        topic: a.topic.as_deref(),
+        custom_topic: a.topic.as_deref(),
         content_type: a.content_type,
     };
     let mut cfg = CallerConfig::new(a.conn.host.clone(), a.conn.port);

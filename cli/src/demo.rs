@@ -189,7 +189,7 @@ pub fn run(a: DemoArgs) -> ExitCode {
         device_name: dn,
         payload,
         timeout_ms: Some(timeout),
-        topic: None,
+        custom_topic: None,
         content_type: None,
     };
     let binary: &[u8] = &[0, 1, 2, 0, 255];
@@ -207,7 +207,7 @@ pub fn run(a: DemoArgs) -> ExitCode {
         DemoCall {
             what: "custom topic to demo-valve",
             params: CallParams {
-                topic: Some(&valve_topic),
+                custom_topic: Some(&valve_topic),
                 ..base("demo-valve", b"open", 2000)
             },
             expect: Some(RrpcCode::Success),

@@ -230,10 +230,10 @@ pub fn run(a: DeviceArgs) -> ExitCode {
                 .unwrap_or_default();
             println!(
                 "request {} {}/{} id={} len={}{ct}",
-                req.device.dialect,
-                req.device.product_key(),
-                req.device.device_name(),
-                req.message_id,
+                req.dialect,
+                req.product_key(),
+                req.device_name(),
+                req.message_id(),
                 req.payload.len()
             );
             let sent = match &delayed {
@@ -246,7 +246,7 @@ pub fn run(a: DeviceArgs) -> ExitCode {
                     .map_err(|e| e.to_string()),
             };
             if let Err(e) = sent {
-                eprintln!("rrpc device: reply to {} failed: {e}", req.message_id);
+                eprintln!("rrpc device: reply to {} failed: {e}", req.message_id());
             }
         })))
         .expect("set from the main thread, never from inside the handler");

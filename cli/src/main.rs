@@ -112,17 +112,22 @@ pub struct Conn {
     /// (implies --tls).
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
-    /// MQTT protocol version: 3 (MQTT 3.1.1) or 5 (MQTT 5: No Local on the
-    /// device's custom-topic subscriptions, reason codes in connection errors).
-    #[arg(long, value_name = "3|5", default_value = "3", value_parser = mqtt_version)]
+    /// MQTT protocol version: 3.1.1 (also written 4, its protocol level) or 5
+    /// (MQTT 5: No Local on the device's custom-topic subscriptions, reason codes
+    /// in connection errors).
+    #[arg(long, value_name = "3.1.1|5", default_value = "3.1.1", value_parser = mqtt_version)]
     pub mqtt_version: rrpc::session::MqttVersion,
 }
 
 fn mqtt_version(s: &str) -> Result<rrpc::session::MqttVersion, String> {
-    s.parse::<u8>()
-        .ok()
-        .and_then(rrpc::session::MqttVersion::from_number)
-        .ok_or_else(|| "must be 3 (MQTT 3.1.1) or 5 (MQTT 5)".to_string())
+    match s {
+        "3.1.1" => Some(rrpc::session::MqttVersion::V311),
+        s => s
+            .parse::<u8>()
+            .ok()
+            .and_then(rrpc::session::MqttVersion::from_number),
+    }
+    .ok_or_else(|| "must be 3.1.1 (or 4, its protocol level) or 5 (MQTT 5)".to_string())
 }
 
 impl Conn {

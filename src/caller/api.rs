@@ -256,15 +256,15 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
 /// [`decode_request_base64`] for the API's `RequestBase64Byte`).
 #[derive(Clone, Debug)]
 pub struct CallParams<'a> {
-    /// `AlibabaSystem` or `Tencent`; with `topic`, the Alibaba custom-topic dialect is used.
+    /// `AlibabaSystem` or `Tencent`; with `custom_topic`, the Alibaba custom-topic dialect is used.
     pub dialect: Dialect,
     pub product_key: &'a str,
     pub device_name: &'a str,
     pub payload: &'a [u8],
     /// Milliseconds, 1000-8000. `None` is allowed for Tencent only (4000).
     pub timeout_ms: Option<u32>,
-    /// Custom RRPC topic, such as `/a1B2/dev1/user/update`.
-    pub topic: Option<&'a str>,
+    /// Custom RRPC topic (the API's `Topic`), such as `/a1B2/dev1/user/update`.
+    pub custom_topic: Option<&'a str>,
     /// JT/T 808 pass-through type: 0, 11, 65, 66 or 240-255. Sent in the
     /// message-id level of the request topic as `{messageId};ct={ContentType}`
     /// ([`crate::dialect::CONTENT_TYPE_SEPARATOR`]); without it the topic is the plain
@@ -279,12 +279,12 @@ pub fn validate_params(p: &CallParams<'_>, max_payload: usize) -> Result<(), Str
     match p.dialect {
         Dialect::AlibabaSystem | Dialect::Tencent => {}
         Dialect::AlibabaCustom => {
-            if p.topic.is_none() {
+            if p.custom_topic.is_none() {
                 return Err("the alibaba-custom dialect needs Topic".to_string());
             }
         }
     }
-    if let Some(t) = p.topic {
+    if let Some(t) = p.custom_topic {
         if p.dialect == Dialect::Tencent {
             return Err("Topic (custom RRPC topics) exists only for Alibaba".to_string());
         }

@@ -220,8 +220,10 @@ mod tests {
             f.feed(b"rrpc/presence/a1Pk/dev1", b"offline", false),
             vec![(889_455_942_124_347_392, RrpcCode::HalfConn)]
         );
-        let s = f.inner.stats[super::super::Stat::Mismatched as usize]
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let s = f
+            .inner
+            .stats
+            .get(super::super::CallerStats::mismatched_responses);
         assert_eq!(s, 3);
     }
 }

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
-use crate::guard::{self, Kind};
+use crate::callback::{self, Kind};
 
 /// How long the caller's own thread leaves the connection to application threads
 /// after their last blocking call, before it drives the connection again.
@@ -53,7 +53,7 @@ impl Lease {
         std::thread::Builder::new()
             .name("rrpc-caller".into())
             .spawn(move || {
-                guard::enter(Kind::CallerDriver, key, || {
+                callback::enter(Kind::CallerDriver, key, || {
                     loop {
                         if !lease.wait_for_turn(&stop) {
                             break;

@@ -22,7 +22,7 @@
 
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use crate::callback::{self, Kind};
 use crate::clock::now_ms;
+use crate::counters::{counter_set, Counter, Counters};
 use crate::dialect::{self, validate_part, Dialect, Identity};
-use crate::guard::{self, Kind};
 use crate::presence::{Presence, PresenceTopics, Status};
 pub use crate::session::{ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig};
 use crate::session::{
@@ -181,14 +182,22 @@ impl fmt::Display for CallerError {
 
 impl std::error::Error for CallerError {}
 
-/// Counters of a caller.
+/// A caller's counters: each counts from the caller's creation, except the
+/// gauge `in_flight`. This struct is also the C API's `rrpc_caller_stats`.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallerStats {
+    /// Calls made (refused ones included).
     pub calls: u64,
+    /// Calls answered by the device (RrpcCode SUCCESS).
     pub success: u64,
+    /// Calls with no answer in time (TIMEOUT).
     pub timeout: u64,
+    /// Calls to a device known to be offline (OFFLINE).
     pub offline: u64,
+    /// Calls to a device whose connection dropped moments ago (HALFCONN).
     pub halfconn: u64,
+    /// Calls that failed in the caller (UNKNOWN).
     pub unknown: u64,
     /// Calls refused before sending (parameters, not connected, too many in flight).
     pub refused: u64,
@@ -198,7 +207,6 @@ pub struct CallerStats {
     pub unknown_responses: u64,
     /// Second responses to a call already answered (discarded: the first wins).
     pub duplicate_responses: u64,
-    pub in_flight: u64,
     /// Retained messages on a response topic (never taken as a reply).
     pub retained_responses: u64,
     /// Messages with the id of a call in flight on another topic than the
@@ -209,7 +217,27 @@ pub struct CallerStats {
     pub presence_evicted: u64,
     /// Response subscriptions dropped after `subscription_idle_ms` unused.
     pub unsubscribed: u64,
+    /// Gauge: calls in flight now.
+    pub in_flight: u64,
 }
+
+counter_set!(CallerStats {
+    calls,
+    success,
+    timeout,
+    offline,
+    halfconn,
+    unknown,
+    refused,
+    late_responses,
+    unknown_responses,
+    duplicate_responses,
+    retained_responses,
+    mismatched_responses,
+    presence_evicted,
+    unsubscribed,
+    in_flight,
+});
 
 struct Inner {
     cfg: CallerConfig,
@@ -221,26 +249,9 @@ struct Inner {
     ready: AtomicBool,
     /// Keys the hash of a custom-topic request's payload (its echo).
     echo_key: hashbrown::DefaultHashBuilder,
-    stats: [AtomicU64; 13],
+    stats: Counters<CallerStats>,
     /// Signalled when the outbox goes from empty to not empty.
     outbox_ready: tokio::sync::Notify,
-}
-
-#[derive(Clone, Copy)]
-enum Stat {
-    Calls,
-    Success,
-    Timeout,
-    Offline,
-    HalfConn,
-    Unknown,
-    Refused,
-    Late,
-    UnknownResponse,
-    Duplicate,
-    Retained,
-    Mismatched,
-    Unsubscribed,
 }
 
 /// An RRpc caller over one MQTT connection. See the module documentation.
@@ -265,7 +276,7 @@ impl fmt::Debug for Caller {
 /// inside a blocking call): blocking there on a call, or dropping a caller,
 /// would wait for this very thread.
 pub fn on_caller_thread() -> bool {
-    guard::inside_kind(Kind::CallerDriver)
+    callback::inside_kind(Kind::CallerDriver)
 }
 
 /// A subscription of the caller (responses, presence): QoS 0, with No Local
@@ -479,7 +490,7 @@ impl Caller {
             }),
         );
         // Drive the connection on this thread until the answer is here.
-        let r = guard::enter(Kind::CallerDriver, self.inner.key(), || {
+        let r = callback::enter(Kind::CallerDriver, self.inner.key(), || {
             self.runtime.block_on(rx)
         });
         self.lease.end_call();
@@ -491,18 +502,18 @@ impl Caller {
     /// the caller (its own thread, or one waiting in a blocking `call()`).
     pub fn call_async(&self, p: &CallParams<'_>, done: Completion) {
         let inner = &self.inner;
-        inner.bump(Stat::Calls);
+        inner.bump(CallerStats::calls);
         if let Err(why) = validate_params(p, inner.cfg.max_payload) {
-            inner.bump(Stat::Refused);
+            inner.bump(CallerStats::refused);
             return done(RrpcResponse::failed(CODE_INVALID_PARAMETER, why));
         }
-        let dialect = match (p.dialect, p.topic) {
+        let dialect = match (p.dialect, p.custom_topic) {
             (Dialect::AlibabaSystem, Some(_)) => Dialect::AlibabaCustom,
             (d, _) => d,
         };
         let timeout = p.timeout_ms.unwrap_or(4000);
         if !inner.link.is_connected() {
-            inner.bump(Stat::Refused);
+            inner.bump(CallerStats::refused);
             return done(RrpcResponse::failed(
                 CODE_SYSTEM_EXCEPTION,
                 "A system exception occurred: not connected to the broker",
@@ -513,12 +524,12 @@ impl Caller {
             && st.presence.online(p.product_key, p.device_name) == Some(false)
         {
             drop(st);
-            inner.bump(Stat::Offline);
+            inner.bump(CallerStats::offline);
             return done(RrpcResponse::done(None, RrpcCode::Offline, None));
         }
         let refuse = |st: parking_lot::MutexGuard<'_, State>, done: Completion, why: String| {
             drop(st);
-            inner.bump(Stat::Refused);
+            inner.bump(CallerStats::refused);
             done(RrpcResponse::failed(
                 CODE_SYSTEM_EXCEPTION,
                 format!("A system exception occurred: {why}"),
@@ -542,14 +553,14 @@ impl Caller {
         let ident = Identity {
             product_key: p.product_key,
             device_name: p.device_name,
-            custom_topic: p.topic,
+            custom_topic: p.custom_topic,
         };
         // Validated above: a ContentType is one of the RRpc values, all below 256.
         let content_type = p.content_type.and_then(|c| u8::try_from(c).ok());
         let level = dialect::message_id_level(&id.to_string(), content_type);
         let request_topic = dialect.request_topic(&ident, &level);
         let response_topic = dialect.response_topic(&ident, &level);
-        let filter = dialect.response_wildcard(p.topic);
+        let filter = dialect.response_wildcard(p.custom_topic);
         let deadline_ms = now_ms() + u64::from(timeout);
         // On MQTT 3.1.1 a custom-topic request comes back to the caller on its
         // reply's topic; No Local keeps it away on MQTT 5.
@@ -627,25 +638,13 @@ impl Caller {
         }
     }
 
+    /// The counters now.
     pub fn stats(&self) -> CallerStats {
-        let s = |k: Stat| self.inner.stats[k as usize].load(Ordering::Relaxed);
         let st = self.inner.state.lock();
         CallerStats {
-            calls: s(Stat::Calls),
-            success: s(Stat::Success),
-            timeout: s(Stat::Timeout),
-            offline: s(Stat::Offline),
-            halfconn: s(Stat::HalfConn),
-            unknown: s(Stat::Unknown),
-            refused: s(Stat::Refused),
-            late_responses: s(Stat::Late),
-            unknown_responses: s(Stat::UnknownResponse),
-            duplicate_responses: s(Stat::Duplicate),
-            retained_responses: s(Stat::Retained),
-            mismatched_responses: s(Stat::Mismatched),
-            unsubscribed: s(Stat::Unsubscribed),
             in_flight: st.pending.len() as u64,
             presence_evicted: st.presence.evicted,
+            ..self.inner.stats.snapshot()
         }
     }
 
@@ -680,17 +679,17 @@ impl Inner {
         self as *const Inner as usize
     }
 
-    fn bump(&self, s: Stat) {
-        self.stats[s as usize].fetch_add(1, Ordering::Relaxed);
+    fn bump(&self, c: Counter<CallerStats>) {
+        self.stats.bump(c);
     }
 
     fn count(&self, code: RrpcCode) {
         self.bump(match code {
-            RrpcCode::Success => Stat::Success,
-            RrpcCode::Timeout => Stat::Timeout,
-            RrpcCode::Offline => Stat::Offline,
-            RrpcCode::HalfConn => Stat::HalfConn,
-            RrpcCode::Unknown => Stat::Unknown,
+            RrpcCode::Success => CallerStats::success,
+            RrpcCode::Timeout => CallerStats::timeout,
+            RrpcCode::Offline => CallerStats::offline,
+            RrpcCode::HalfConn => CallerStats::halfconn,
+            RrpcCode::Unknown => CallerStats::unknown,
         });
     }
 
@@ -741,7 +740,7 @@ impl Inner {
                 break; // the queue is full: next round
             }
             st.subs.remove(&f);
-            self.bump(Stat::Unsubscribed);
+            self.bump(CallerStats::unsubscribed);
             debug!("unsubscribed the unused response filter {f:?}");
         }
     }
@@ -807,19 +806,19 @@ impl Inner {
         let level = match level {
             None => return, // not a response topic at all
             Some(Err(())) => {
-                self.bump(Stat::UnknownResponse);
+                self.bump(CallerStats::unknown_responses);
                 return debug!("malformed response topic ({} bytes) discarded", topic.len());
             }
             Some(Ok(l)) => l,
         };
         if retained {
             // Stored by the broker earlier, by anyone allowed to publish there.
-            self.bump(Stat::Retained);
+            self.bump(CallerStats::retained_responses);
             return debug!("retained message on a response topic discarded");
         }
         let (bare_id, _) = dialect::split_content_type(level);
         let Some(id) = parse_message_id(bare_id) else {
-            self.bump(Stat::UnknownResponse);
+            self.bump(CallerStats::unknown_responses);
             return;
         };
         let mut st = self.state.lock();
@@ -828,17 +827,17 @@ impl Inner {
             match what {
                 Some(Finished::AnsweredEchoDue) => st.echo_seen(id),
                 Some(Finished::TimedOut) => {
-                    self.bump(Stat::Late);
+                    self.bump(CallerStats::late_responses);
                     debug!("response {id} arrived after its call timed out; discarded");
                 }
-                Some(Finished::Answered) => self.bump(Stat::Duplicate),
-                _ => self.bump(Stat::UnknownResponse),
+                Some(Finished::Answered) => self.bump(CallerStats::duplicate_responses),
+                _ => self.bump(CallerStats::unknown_responses),
             }
             return;
         };
         if *call.response_topic != *topic {
             drop(st);
-            self.bump(Stat::Mismatched);
+            self.bump(CallerStats::mismatched_responses);
             return debug!("a message with the id of call {id} on another device's topic or with another ContentType; discarded");
         }
         if call.echo.is_some_and(|h| h == self.echo_hash(payload)) {

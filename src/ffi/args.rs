@@ -140,9 +140,44 @@ pub(crate) fn bytes_ptr(b: &[u8]) -> *const u8 {
     }
 }
 
-/// Writes `s` NUL-terminated into a caller buffer, reporting the length without
-/// the NUL. Fails with BUFFER_TOO_SMALL (but still reports the length) when it
-/// does not fit.
+/// The one rule of output buffers (`buf`, `size`, `out_len`): on success the
+/// output is in `buf` and its length in `*out_len`; when `buf` is NULL or
+/// `size` too small, RRPC_STATUS_BUFFER_TOO_SMALL, `*out_len` receives the
+/// length needed and `buf` is untouched. `out_len` may be NULL. Strings are
+/// NUL-terminated, their length counted without the NUL.
+///
+/// # Safety
+/// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or writable.
+unsafe fn write_out(
+    bytes: &[u8],
+    nul: bool,
+    buf: *mut u8,
+    size: usize,
+    out_len: *mut usize,
+) -> Result<(), Failure> {
+    let need = bytes.len() + usize::from(nul);
+    // SAFETY: forwarded contract.
+    unsafe { opt_out(out_len, bytes.len()) };
+    if buf.is_null() || size < need {
+        return Err(Failure::new(
+            RRPC_STATUS_BUFFER_TOO_SMALL,
+            format!(
+                "{need} bytes needed{}, {size} given",
+                if nul { " (with the NUL)" } else { "" }
+            ),
+        ));
+    }
+    // SAFETY: `buf` has room for `need` bytes, checked above.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len());
+        if nul {
+            *buf.add(bytes.len()) = 0;
+        }
+    }
+    Ok(())
+}
+
+/// A string into an output buffer, NUL-terminated (see [`write_out`]).
 ///
 /// # Safety
 /// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or writable.
@@ -153,19 +188,21 @@ pub(crate) unsafe fn write_str_out(
     out_len: *mut usize,
 ) -> Result<(), Failure> {
     // SAFETY: forwarded contract.
-    unsafe { opt_out(out_len, s.len()) };
-    if buf.is_null() || size < s.len() + 1 {
-        return Err(Failure::new(
-            RRPC_STATUS_BUFFER_TOO_SMALL,
-            format!("{} bytes needed (with the NUL), {size} given", s.len() + 1),
-        ));
-    }
-    // SAFETY: `buf` has room for `s.len() + 1` bytes, checked above.
-    unsafe {
-        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), s.len());
-        *buf.add(s.len()) = 0;
-    }
-    Ok(())
+    unsafe { write_out(s.as_bytes(), true, buf.cast(), size, out_len) }
+}
+
+/// Bytes into an output buffer (see [`write_out`]).
+///
+/// # Safety
+/// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or writable.
+pub(crate) unsafe fn write_bytes_out(
+    bytes: &[u8],
+    buf: *mut u8,
+    size: usize,
+    out_len: *mut usize,
+) -> Result<(), Failure> {
+    // SAFETY: forwarded contract.
+    unsafe { write_out(bytes, false, buf, size, out_len) }
 }
 
 /// A `user_data` pointer, which the application promised may cross threads.

@@ -2,16 +2,21 @@
 
 use std::ffi::{c_char, c_void, CString};
 
+use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::rrpc_status::*;
 use super::session::{
-    connection_listener, mqtt_config, mqtt_config_defaults, presence_topics, rrpc_connection_cb,
-    rrpc_mqtt_config,
+    connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
+};
+use super::sized::{
+    init_settings, read_settings, sized_fields, write_counters, write_output, Settings,
 };
 use super::{
-    arg_bytes, arg_flag, arg_opt_str, arg_out, arg_ref, arg_str, boundary, bytes_ptr, dialect_arg,
+    arg_bytes, arg_flag, arg_opt_str, arg_out, arg_str, boundary, bytes_ptr, dialect_arg,
     rrpc_status, write_str_out, Castable, Failure, SendPtr,
 };
-use crate::caller::{on_caller_thread, CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
+use crate::caller::{
+    on_caller_thread, CallParams, Caller, CallerConfig, CallerStats, RrpcCode, RrpcResponse,
+};
 use crate::dialect::Dialect;
 
 /// An RRpc caller: one MQTT connection that calls devices. Created by
@@ -80,12 +85,15 @@ const _: () = {
 /// Fields are only ever appended, and only with a new soname.
 #[repr(C)]
 pub struct rrpc_caller_config {
-    /// The broker and how to connect to it (`mqtt.host` is required). The
-    /// caller's `mqtt.connect_timeout_ms` (at least 1) is how long
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_caller_config_init`.
+    pub struct_size: u32,
+    /// The broker and how to connect to it (required; `mqtt->host` too). The
+    /// caller's `mqtt->connect_timeout_ms` (at least 1) is how long
     /// `rrpc_caller_new` waits for the connection and the presence snapshot.
-    pub mqtt: rrpc_mqtt_config,
-    /// Follow device presence (OFFLINE, HALFCONN): 1 (default) or 0.
-    pub presence: u8,
+    pub mqtt: *const rrpc_mqtt_config,
+    /// Follow device presence (OFFLINE, HALFCONN): true (default) or false.
+    pub presence: rrpc_bool,
     /// Largest request or response payload, 1 to RRPC_CALLER_MAX_PAYLOAD.
     /// Default 262144.
     pub max_payload: u32,
@@ -117,17 +125,22 @@ pub struct rrpc_caller_config {
 /// `rrpc_caller_call_params_init`.
 #[repr(C)]
 pub struct rrpc_caller_call_params {
-    /// RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with `topic`, the
-    /// Alibaba custom-topic dialect.
-    pub dialect: u32,
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_caller_call_params_init`.
+    pub struct_size: u32,
+    /// RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with
+    /// `custom_topic`, the Alibaba custom-topic dialect.
+    pub dialect: rrpc_dialect_raw,
     /// ProductKey (Tencent: product id). Required.
     pub product_key: *const c_char,
     /// DeviceName. Required.
     pub device_name: *const c_char,
-    /// Custom RRPC topic such as "/a1B2/dev1/user/update", or NULL.
-    pub topic: *const c_char,
+    /// The custom RRPC topic (the RRpc API's `Topic`), such as
+    /// "/a1B2/dev1/user/update", or NULL.
+    pub custom_topic: *const c_char,
     /// The request bytes (the API's RequestBase64Byte, decoded); NULL when empty.
     pub payload: *const u8,
+    /// Length of `payload`.
     pub payload_len: usize,
     /// Timeout in ms, 1000 to 8000; 0 only for Tencent (4000).
     pub timeout_ms: u32,
@@ -138,59 +151,106 @@ pub struct rrpc_caller_call_params {
     pub content_type: i32,
 }
 
-/// A response's fields. Pointers belong to the response and live as long as it.
+/// A response's fields (`rrpc_response_get_view`). Pointers belong to the
+/// response and live as long as it.
 #[repr(C)]
 pub struct rrpc_response_view {
     /// RequestId (UUID form), NUL-terminated.
     pub request_id: *const c_char,
     /// Success: whether the call was carried out.
-    pub success: bool,
-    /// Code when `success` is false ("InvalidParameter",
+    pub success: rrpc_bool,
+    /// The API's Code when `success` is false ("InvalidParameter",
     /// "iot.system.SystemException"), else NULL.
-    pub code: *const c_char,
+    pub error_code: *const c_char,
     /// ErrorMessage when `success` is false, else NULL.
     pub error_message: *const c_char,
     /// Whether `message_id` is set (a request went out).
-    pub has_message_id: bool,
+    pub has_message_id: rrpc_bool,
     /// MessageId.
     pub message_id: u64,
-    /// RrpcCode (an `rrpc_code` value); RRPC_CODE_NONE when `success` is false.
-    pub rrpc_code: u32,
+    /// The API's RrpcCode; RRPC_CODE_NONE when `success` is false.
+    pub code: rrpc_code_raw,
     /// The device's reply (RRPC_CODE_SUCCESS), binary-safe; NULL when empty or absent.
     pub payload: *const u8,
+    /// Length of `payload`.
     pub payload_len: usize,
 }
 
-/// Counters of a caller (`rrpc_caller_get_stats`).
-#[repr(C)]
-#[derive(Default)]
-pub struct rrpc_caller_stats {
-    pub calls: u64,
-    pub success: u64,
-    pub timeout: u64,
-    pub offline: u64,
-    pub halfconn: u64,
-    pub unknown: u64,
-    /// Calls refused before sending (parameters, not connected, too many).
-    pub refused: u64,
-    /// Responses that arrived after their call timed out (discarded).
-    pub late_responses: u64,
-    /// Responses for unknown message ids (discarded).
-    pub unknown_responses: u64,
-    /// Second responses to an answered call (discarded; the first wins).
-    pub duplicate_responses: u64,
-    pub in_flight: u64,
-    /// Retained messages on a response topic (never taken as a reply).
-    pub retained_responses: u64,
-    /// Messages with the id of a call in flight on another topic than the
-    /// called device's response topic (another device, another ContentType):
-    /// discarded, the call goes on.
-    pub mismatched_responses: u64,
-    /// Presence entries forgotten to stay within `max_presence`.
-    pub presence_evicted: u64,
-    /// Response subscriptions dropped after `subscription_idle_ms` unused.
-    pub unsubscribed: u64,
+/// An `rrpc_code` as the library writes it.
+pub type rrpc_code_raw = u32;
+
+sized_fields!(rrpc_caller_config {
+    struct_size,
+    mqtt,
+    presence,
+    max_payload,
+    max_in_flight,
+    presence_prefix,
+    connection_prefix,
+    max_in_flight_bytes,
+    max_presence,
+    max_subscriptions,
+    subscription_idle_ms,
+});
+
+impl Settings for rrpc_caller_config {
+    fn defaults() -> Self {
+        let d = CallerConfig::new("", 1883);
+        rrpc_caller_config {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            mqtt: std::ptr::null(),
+            presence: u8::from(d.presence.is_some()),
+            max_payload: d.max_payload as u32,
+            max_in_flight: d.max_in_flight as u32,
+            presence_prefix: std::ptr::null(),
+            connection_prefix: std::ptr::null(),
+            max_in_flight_bytes: d.max_in_flight_bytes as u32,
+            max_presence: d.max_presence as u32,
+            max_subscriptions: d.max_subscriptions as u32,
+            subscription_idle_ms: d.subscription_idle_ms,
+        }
+    }
 }
+
+sized_fields!(rrpc_caller_call_params {
+    struct_size,
+    dialect,
+    product_key,
+    device_name,
+    custom_topic,
+    payload,
+    payload_len,
+    timeout_ms,
+    content_type,
+});
+
+impl Settings for rrpc_caller_call_params {
+    fn defaults() -> Self {
+        rrpc_caller_call_params {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            dialect: Dialect::AlibabaSystem as u32,
+            product_key: std::ptr::null(),
+            device_name: std::ptr::null(),
+            custom_topic: std::ptr::null(),
+            payload: std::ptr::null(),
+            payload_len: 0,
+            timeout_ms: 0,
+            content_type: -1,
+        }
+    }
+}
+
+sized_fields!(rrpc_response_view {
+    request_id,
+    success,
+    error_code,
+    error_message,
+    has_message_id,
+    message_id,
+    code,
+    payload,
+    payload_len,
+});
 
 /// Receives a call's response, exactly once. `response` is valid only during the
 /// call. Runs on the thread that drives the caller at that moment: the caller's
@@ -199,7 +259,7 @@ pub struct rrpc_caller_stats {
 /// for OFFLINE, on the thread that made the call. It must not call
 /// `rrpc_caller_call` or `rrpc_caller_free` (they fail with
 /// RRPC_STATUS_WRONG_STATE); `rrpc_caller_call_async` is fine.
-pub type rrpc_response_cb =
+pub type rrpc_caller_response_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, response: *const rrpc_response)>;
 
 struct Response {
@@ -233,30 +293,21 @@ impl Castable for Response {
 
 /// Fills `out_config` with the defaults (see `rrpc_caller_config`).
 ///
-/// @param[out] out_config the struct to fill.
+/// @param[out] out_config  the struct to fill.
+/// @param[in]  config_size `sizeof *out_config`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
-///
-/// Any thread.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+///                                  struct, or smaller than 4.
 #[no_mangle]
-pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -> rrpc_status {
+#[must_use]
+pub extern "C" fn rrpc_caller_config_init(
+    out_config: *mut rrpc_caller_config,
+    config_size: usize,
+) -> rrpc_status {
     boundary("rrpc_caller_config_init", || {
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_config, "out_config") }?;
-        let d = CallerConfig::new("", 1883);
-        *out = rrpc_caller_config {
-            mqtt: mqtt_config_defaults(),
-            presence: u8::from(d.presence.is_some()),
-            max_payload: d.max_payload as u32,
-            max_in_flight: d.max_in_flight as u32,
-            presence_prefix: std::ptr::null(),
-            connection_prefix: std::ptr::null(),
-            max_in_flight_bytes: d.max_in_flight_bytes as u32,
-            max_presence: d.max_presence as u32,
-            max_subscriptions: d.max_subscriptions as u32,
-            subscription_idle_ms: d.subscription_idle_ms,
-        };
-        Ok(())
+        // SAFETY: `config_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_config, config_size, "out_config") }
     })
 }
 
@@ -267,7 +318,9 @@ pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -
 /// @param[in]  config     settings; strings are copied.
 /// @param[out] out_caller receives the caller; release it with `rrpc_caller_free`.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_caller` is NULL.
+/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt`, `config->mqtt->host` or
+///                                      `out_caller` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE      a `struct_size` is not one this library knows.
 /// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (each bound is
 ///                                      documented on its field; the message names it).
@@ -276,16 +329,18 @@ pub extern "C" fn rrpc_caller_config_init(out_config: *mut rrpc_caller_config) -
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_caller_new(
     config: *const rrpc_caller_config,
     out_caller: *mut *mut rrpc_caller,
 ) -> rrpc_status {
     boundary("rrpc_caller_new", || {
         // SAFETY: pointer contracts documented above.
-        let c = unsafe { arg_ref(config, "config") }?;
+        let c = unsafe { read_settings(config, "config") }?;
         let out = unsafe { arg_out(out_caller, "out_caller") }?;
         let mut cfg = CallerConfig::new("", 0);
-        cfg.mqtt = mqtt_config(&c.mqtt)?;
+        // SAFETY: as above.
+        cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
         cfg.max_payload = c.max_payload as usize;
         cfg.max_in_flight = c.max_in_flight as usize;
         cfg.max_in_flight_bytes = c.max_in_flight_bytes as usize;
@@ -311,6 +366,7 @@ pub extern "C" fn rrpc_caller_new(
 ///
 /// Once, when no other thread uses the caller; not from a response callback.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_caller_free(caller: *mut rrpc_caller) -> rrpc_status {
     boundary("rrpc_caller_free", || {
         Caller::free(caller, |_| {
@@ -343,6 +399,7 @@ pub extern "C" fn rrpc_caller_free(caller: *mut rrpc_caller) -> rrpc_status {
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_caller_set_connection_callback(
     caller: *mut rrpc_caller,
     callback: rrpc_connection_cb,
@@ -354,30 +411,24 @@ pub extern "C" fn rrpc_caller_set_connection_callback(
     })
 }
 
-/// Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no topic, empty
-/// payload, timeout 0 (set it), content_type -1.
+/// Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no custom
+/// topic, empty payload, timeout 0 (set it), content_type -1.
 ///
-/// @param[out] out_params the struct to fill.
+/// @param[out] out_params  the struct to fill.
+/// @param[in]  params_size `sizeof *out_params`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `params_size` is larger than this library's
+///                                  struct, or smaller than 4.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_caller_call_params_init(
     out_params: *mut rrpc_caller_call_params,
+    params_size: usize,
 ) -> rrpc_status {
     boundary("rrpc_caller_call_params_init", || {
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_params, "out_params") }?;
-        *out = rrpc_caller_call_params {
-            dialect: Dialect::AlibabaSystem as u32,
-            product_key: std::ptr::null(),
-            device_name: std::ptr::null(),
-            topic: std::ptr::null(),
-            payload: std::ptr::null(),
-            payload_len: 0,
-            timeout_ms: 0,
-            content_type: -1,
-        };
-        Ok(())
+        // SAFETY: `params_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_params, params_size, "out_params") }
     })
 }
 
@@ -386,13 +437,13 @@ fn with_params<T>(
     f: impl FnOnce(&CallParams<'_>) -> T,
 ) -> Result<T, Failure> {
     // SAFETY: pointer contracts documented on the calling functions.
-    let p = unsafe { arg_ref(p, "params") }?;
+    let p = &unsafe { read_settings(p, "params") }?;
     let dialect = dialect_arg(p.dialect, "params->dialect")?;
     let params = CallParams {
         dialect,
         product_key: unsafe { arg_str(p.product_key, "params->product_key") }?,
         device_name: unsafe { arg_str(p.device_name, "params->device_name") }?,
-        topic: unsafe { arg_opt_str(p.topic, "params->topic") }?,
+        custom_topic: unsafe { arg_opt_str(p.custom_topic, "params->custom_topic") }?,
         payload: unsafe { arg_bytes(p.payload, p.payload_len, "params->payload") }?,
         timeout_ms: (p.timeout_ms != 0).then_some(p.timeout_ms),
         content_type: u32::try_from(p.content_type).ok(),
@@ -430,6 +481,7 @@ fn with_params<T>(
 ///
 /// Any thread, many at once.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_caller_call(
     caller: *mut rrpc_caller,
     params: *const rrpc_caller_call_params,
@@ -452,7 +504,7 @@ pub extern "C" fn rrpc_caller_call(
 }
 
 /// Starts a call and returns at once; `callback` receives the response exactly
-/// once (see `rrpc_response_cb` for the thread).
+/// once (see `rrpc_caller_response_cb` for the thread).
 ///
 /// @param[in] caller    the caller.
 /// @param[in] params    the call; strings and payload are copied.
@@ -465,10 +517,11 @@ pub extern "C" fn rrpc_caller_call(
 ///
 /// Any thread, including response callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_caller_call_async(
     caller: *mut rrpc_caller,
     params: *const rrpc_caller_call_params,
-    callback: rrpc_response_cb,
+    callback: rrpc_caller_response_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
@@ -493,40 +546,42 @@ pub extern "C" fn rrpc_caller_call_async(
 
 /// Reads a response's fields into `out_view`.
 ///
-/// @param[in]  response the response.
-/// @param[out] out_view receives the fields; its pointers live as long as the response.
+/// @param[in]  response  the response.
+/// @param[out] out_view  receives the fields, as many as `view_size` holds (the
+///                       rest of it is zeroed); its pointers live as long as the
+///                       response.
+/// @param[in]  view_size `sizeof *out_view`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `response` or `out_view` is NULL.
-///
-/// Any thread; the view's pointers live as long as the response.
 #[no_mangle]
-pub extern "C" fn rrpc_response_view_get(
+#[must_use]
+pub extern "C" fn rrpc_response_get_view(
     response: *const rrpc_response,
     out_view: *mut rrpc_response_view,
+    view_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_response_view_get", || {
+    boundary("rrpc_response_get_view", || {
         let r = Response::borrow(response)?;
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_view, "out_view") }?;
         let payload = r.r.payload.as_deref().unwrap_or(&[]);
-        *out = rrpc_response_view {
+        let view = rrpc_response_view {
             request_id: r.request_id.as_ptr(),
-            success: r.r.success,
-            code: r.code.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            success: u8::from(r.r.success),
+            error_code: r.code.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             error_message: r
                 .error_message
                 .as_ref()
                 .map_or(std::ptr::null(), |c| c.as_ptr()),
-            has_message_id: r.r.message_id.is_some(),
+            has_message_id: u8::from(r.r.message_id.is_some()),
             message_id: r.r.message_id.unwrap_or(0),
-            rrpc_code: r
+            code: r
                 .r
                 .rrpc_code
                 .map_or(rrpc_code::RRPC_CODE_NONE as u32, |c| c as u32),
             payload: bytes_ptr(payload),
             payload_len: payload.len(),
         };
-        Ok(())
+        // SAFETY: `view_size` writable bytes per the documented contract.
+        unsafe { write_output(&view, out_view, view_size, "out_view") }
     })
 }
 
@@ -541,6 +596,7 @@ pub extern "C" fn rrpc_response_view_get(
 /// @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
 /// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_response_to_json(
     response: *const rrpc_response,
     buf: *mut c_char,
@@ -564,6 +620,7 @@ pub extern "C" fn rrpc_response_to_json(
 /// @retval RRPC_STATUS_NULL_POINTER     `response` is NULL.
 /// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_response_to_xml(
     response: *const rrpc_response,
     buf: *mut c_char,
@@ -583,6 +640,7 @@ pub extern "C" fn rrpc_response_to_xml(
 /// @param[in] response the response, or NULL.
 /// @retval RRPC_STATUS_OK
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_response_free(response: *mut rrpc_response) -> rrpc_status {
     boundary("rrpc_response_free", || {
         Response::free(response, |_| Ok(()))
@@ -591,50 +649,33 @@ pub extern "C" fn rrpc_response_free(response: *mut rrpc_response) -> rrpc_statu
 
 /// Reads the caller's counters.
 ///
-/// @param[in]  caller    the caller.
-/// @param[out] out_stats receives the counters.
+/// @param[in]  caller     the caller.
+/// @param[out] out_stats  receives the counters: as many as `stats_size` holds
+///                        (the rest of it is zeroed).
+/// @param[in]  stats_size `sizeof *out_stats`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `caller` or `out_stats` is NULL.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_caller_get_stats(
-    caller: *mut rrpc_caller,
-    out_stats: *mut rrpc_caller_stats,
+    caller: *const rrpc_caller,
+    out_stats: *mut CallerStats,
+    stats_size: usize,
 ) -> rrpc_status {
     boundary("rrpc_caller_get_stats", || {
-        let c = Caller::borrow(caller)?;
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_stats, "out_stats") }?;
-        let s = c.stats();
-        *out = rrpc_caller_stats {
-            calls: s.calls,
-            success: s.success,
-            timeout: s.timeout,
-            offline: s.offline,
-            halfconn: s.halfconn,
-            unknown: s.unknown,
-            refused: s.refused,
-            late_responses: s.late_responses,
-            unknown_responses: s.unknown_responses,
-            duplicate_responses: s.duplicate_responses,
-            in_flight: s.in_flight,
-            retained_responses: s.retained_responses,
-            mismatched_responses: s.mismatched_responses,
-            presence_evicted: s.presence_evicted,
-            unsubscribed: s.unsubscribed,
-        };
-        Ok(())
+        let s = Caller::borrow(caller)?.stats();
+        // SAFETY: `stats_size` writable bytes per the documented contract.
+        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
     })
 }
 
 /// The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",
 /// "UNKNOWN", or "NONE" for RRPC_CODE_NONE and unknown values.
 ///
-/// @param[in] code an `rrpc_code` value (any `uint32_t`).
+/// @param[in] code an RrpcCode (any value).
 /// Never fails. The string is static. Any thread.
 #[no_mangle]
-pub extern "C" fn rrpc_code_str(code: u32) -> *const c_char {
+pub extern "C" fn rrpc_code_str(code: rrpc_code_raw) -> *const c_char {
     match code {
         0 => c"SUCCESS",
         1 => c"TIMEOUT",

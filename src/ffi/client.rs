@@ -2,20 +2,29 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::request::router_stats;
+use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::session::{
-    connection_listener, mqtt_config, mqtt_config_defaults, presence_topics, rrpc_connection_cb,
-    rrpc_mqtt_config,
+    connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
+use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
 use super::{
-    arg_bytes, arg_flag, arg_out, arg_ref, boundary, device_args, rrpc_request, rrpc_status,
-    write_str_out, Castable, SendPtr, ViewStrings,
+    arg_bytes, arg_flag, arg_out, boundary, device_args, request_view, rrpc_request, rrpc_status,
+    write_str_out, Castable, SendPtr,
 };
-use crate::client::{Client, ClientConfig, Request};
+use crate::client::{Client, ClientConfig, ClientStats, Request};
 use crate::router::RouterConfig;
 
 /// An RRPC device client: one MQTT connection serving one or more devices.
 /// Created by `rrpc_client_new`, released by `rrpc_client_free`.
+///
+/// Threads: two ways to run it. Thread mode (`rrpc_client_start`): one
+/// background thread does all network work and calls the callbacks. Yield mode
+/// (`rrpc_client_yield`, for single-threaded firmware): the work and the
+/// callbacks run on the thread inside `rrpc_client_yield`, one thread at a
+/// time. In both, any function may be called from any thread, except that
+/// start, stop, yield and free are not called concurrently on one client and
+/// not from its callbacks (RRPC_STATUS_WRONG_STATE); replies may come from any
+/// thread at any time. Callbacks run with no library lock held.
 pub struct rrpc_client {
     _private: [u8; 0],
 }
@@ -23,16 +32,17 @@ pub struct rrpc_client {
 /// Settings for `rrpc_client_new`. Fill it with `rrpc_client_config_init`, then
 /// change the fields you need. Strings are copied by `rrpc_client_new`; they only
 /// need to live until it returns.
-///
-/// Fields are only ever appended, and only with a new soname.
 #[repr(C)]
 pub struct rrpc_client_config {
-    /// The broker and how to connect to it (`mqtt.host` is required). The
-    /// client's `mqtt.connect_timeout_ms` is how long `rrpc_client_start` waits
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_client_config_init`.
+    pub struct_size: u32,
+    /// The broker and how to connect to it (required; `mqtt->host` too). The
+    /// client's `mqtt->connect_timeout_ms` is how long `rrpc_client_start` waits
     /// for the first connection: if the first attempt fails in that time, start
     /// fails with RRPC_STATUS_CONNECT_FAILED and leaves nothing running; 0: start
     /// returns at once and the client connects and reconnects in the background.
-    pub mqtt: rrpc_mqtt_config,
+    pub mqtt: *const rrpc_mqtt_config,
     /// QoS of the request subscriptions, 0 or 1. Default 0. Replies are always QoS 0.
     pub subscribe_qos: u8,
     /// Most requests waiting for a reply at once; more are dropped and counted.
@@ -48,18 +58,18 @@ pub struct rrpc_client_config {
     /// `{presence_prefix}/{pk}/{dn}` after every connect and a retained `offline`
     /// on a clean stop; the last will (retained `offline`) goes on the device's
     /// topic when the client serves one device, else on
-    /// `{connection_prefix}/{client id}`. 1, or 0 (default).
-    pub presence: u8,
+    /// `{connection_prefix}/{user name}/{client id}`. Default false.
+    pub presence: rrpc_bool,
     /// Prefix of device status topics, or NULL (default) for "rrpc/presence".
     pub presence_prefix: *const c_char,
     /// Prefix of connection status topics, or NULL (default) for "rrpc/connection".
     pub connection_prefix: *const c_char,
-    /// 1: execute requests that a resumed persistent session (`mqtt.clean_session`
-    /// 0, `subscribe_qos` 1) delivers before the broker acknowledged the
-    /// subscriptions again, i.e. requests queued while the client was away. 0
-    /// (default): drop and count them (`stale`). Retained requests are never
-    /// executed (`retained`).
-    pub accept_queued: u8,
+    /// true: execute requests that a resumed persistent session
+    /// (`mqtt->clean_session` false, `subscribe_qos` 1) delivers before the
+    /// broker acknowledged the subscriptions again, i.e. requests queued while
+    /// the client was away. false (default): drop and count them (`stale`).
+    /// Retained requests are never executed (`retained`).
+    pub accept_queued: rrpc_bool,
     /// Most messages (replies, presence) waiting to be written to the network,
     /// 1 to 65536; 0 (default) means 1024. A reply beyond it fails with
     /// RRPC_STATUS_BUSY and counts in `queue_full`.
@@ -70,108 +80,27 @@ pub struct rrpc_client_config {
     pub reply_queue_bytes: u32,
 }
 
-/// Counters of a client, read with `rrpc_client_get_stats`. All count from the
-/// client's creation, except `pending`.
-#[repr(C)]
-#[derive(Default)]
-pub struct rrpc_client_stats {
-    /// Messages received on the client's subscriptions.
-    pub messages: u64,
-    /// Requests accepted and handed to the callback.
-    pub requests: u64,
-    /// Replies sent.
-    pub replied: u64,
-    /// Requests whose deadline passed without a reply.
-    pub expired: u64,
-    /// Second deliveries of a request already handed over (dropped).
-    pub duplicates: u64,
-    /// Own replies that came back on a custom-topic subscription (dropped).
-    pub own_replies: u64,
-    /// RRPC topics that break the dialect's format (dropped, logged).
-    pub malformed: u64,
-    /// Well-formed requests for devices not registered (dropped).
-    pub unknown_device: u64,
-    /// Requests dropped because `max_pending` requests were waiting.
-    pub table_full: u64,
-    /// Requests dropped because the payload exceeded `max_payload`.
-    pub too_large: u64,
-    /// Replies refused because the deadline had passed.
-    pub late_replies: u64,
-    /// Replies refused for an unknown, answered or cancelled token.
-    pub bad_tokens: u64,
-    /// Replies that could not be queued (not connected, queue full).
-    pub send_failures: u64,
-    /// Messages that were not RRPC requests.
-    pub not_rrpc: u64,
-    /// Successful connections, reconnects included.
-    pub connects: u64,
-    /// Failed connection attempts and lost connections.
-    pub connection_errors: u64,
-    /// Subscriptions the broker refused.
-    pub subscribe_failures: u64,
-    /// Requests waiting for a reply now.
-    pub pending: u64,
-    /// Incoming messages over `max_payload` (dropped, connection kept), and
-    /// MQTT 3.1.1 packets over `mqtt.max_incoming_packet` (they end the connection).
-    pub oversize: u64,
-    /// Incoming packets that cannot be decoded, such as a topic that is not
-    /// UTF-8 (dropped on MQTT 5; on MQTT 3.1.1 they end the connection).
-    pub malformed_packets: u64,
-    /// Retained requests (never executed).
-    pub retained: u64,
-    /// Requests a resumed persistent session delivered before the subscriptions
-    /// were acknowledged again (queued while away; dropped unless `accept_queued`).
-    pub stale: u64,
-    /// Replies refused because the outgoing queue was full (stalled or slow link).
-    pub queue_full: u64,
-    /// Messages waiting in the outgoing queue now.
-    pub queued: u64,
-    /// Payload bytes waiting in the outgoing queue now.
-    pub queued_bytes: u64,
-}
+sized_fields!(rrpc_client_config {
+    struct_size,
+    mqtt,
+    subscribe_qos,
+    max_pending,
+    max_payload,
+    request_timeout_ms,
+    presence,
+    presence_prefix,
+    connection_prefix,
+    accept_queued,
+    reply_queue_max,
+    reply_queue_bytes,
+});
 
-/// The request callback. `client` is the client the request came through (pass it
-/// to `rrpc_client_reply`); `request` is valid only during the call.
-///
-/// Runs on the client's background thread (after `rrpc_client_start`) or inside
-/// `rrpc_client_yield` on the caller's thread. It must not call
-/// `rrpc_client_stop`, `rrpc_client_free`, `rrpc_client_yield`, or replace
-/// itself with `rrpc_client_set_callback` (they fail with
-/// RRPC_STATUS_WRONG_STATE); `rrpc_client_reply` and the other functions are
-/// fine. While it runs, no other request of this client is handled: answer
-/// quickly, or keep the token and answer from another thread.
-pub type rrpc_request_cb = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        client: *mut rrpc_client,
-        request: *const rrpc_request,
-    ),
->;
-
-struct Handle {
-    client: Client,
-}
-
-impl Castable for Handle {
-    type C = rrpc_client;
-    const NAME: &'static str = "client";
-}
-
-/// Fills `out_config` with the defaults (see each field of `rrpc_client_config`).
-///
-/// @param[out] out_config the struct to fill.
-/// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
-///
-/// Any thread.
-#[no_mangle]
-pub extern "C" fn rrpc_client_config_init(out_config: *mut rrpc_client_config) -> rrpc_status {
-    boundary("rrpc_client_config_init", || {
-        // SAFETY: NULL-checked; the caller provides a writable struct.
-        let out = unsafe { arg_out(out_config, "out_config") }?;
+impl Settings for rrpc_client_config {
+    fn defaults() -> Self {
         let d = ClientConfig::new("", 1883);
-        *out = rrpc_client_config {
-            mqtt: mqtt_config_defaults(),
+        rrpc_client_config {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            mqtt: std::ptr::null(),
             subscribe_qos: d.subscribe_qos,
             max_pending: d.router.max_pending as u32,
             max_payload: d.router.max_payload as u32,
@@ -182,8 +111,50 @@ pub extern "C" fn rrpc_client_config_init(out_config: *mut rrpc_client_config) -
             accept_queued: 0,
             reply_queue_max: 0,
             reply_queue_bytes: 0,
-        };
-        Ok(())
+        }
+    }
+}
+
+/// The request callback. `client` is the client the request came through (pass it
+/// to `rrpc_client_reply`); `request` is valid only during the call.
+///
+/// Runs on the client's background thread (after `rrpc_client_start`) or inside
+/// `rrpc_client_yield` on the caller's thread. It must not call
+/// `rrpc_client_stop`, `rrpc_client_free`, `rrpc_client_yield`, or replace
+/// itself with `rrpc_client_set_request_callback` (they fail with
+/// RRPC_STATUS_WRONG_STATE); `rrpc_client_reply` and the other functions are
+/// fine. While it runs, no other request of this client is handled: answer
+/// quickly, or keep the token and answer from another thread.
+pub type rrpc_client_request_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        client: *mut rrpc_client,
+        request: *const rrpc_request,
+    ),
+>;
+
+impl Castable for Client {
+    type C = rrpc_client;
+    const NAME: &'static str = "client";
+}
+
+/// Fills `out_config` with the defaults (see each field of `rrpc_client_config`).
+///
+/// @param[out] out_config  the struct to fill.
+/// @param[in]  config_size `sizeof *out_config`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+///                                  struct, or smaller than 4.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn rrpc_client_config_init(
+    out_config: *mut rrpc_client_config,
+    config_size: usize,
+) -> rrpc_status {
+    boundary("rrpc_client_config_init", || {
+        // SAFETY: `config_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_config, config_size, "out_config") }
     })
 }
 
@@ -195,22 +166,25 @@ pub extern "C" fn rrpc_client_config_init(out_config: *mut rrpc_client_config) -
 /// @param[out] out_client receives the new client, owned by the caller: release
 ///                        it with `rrpc_client_free`. Written only on success.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt.host` or `out_client` is NULL.
+/// @retval RRPC_STATUS_NULL_POINTER     `config`, `config->mqtt`, `config->mqtt->host`
+///                                      or `out_client` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE      a `struct_size` is not one this library knows.
 /// @retval RRPC_STATUS_INVALID_UTF8     a string is not UTF-8.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT a value is out of range (message says which).
-///
-/// Any thread.
+/// @retval RRPC_STATUS_TLS              the TLS settings cannot be used.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_new(
     config: *const rrpc_client_config,
     out_client: *mut *mut rrpc_client,
 ) -> rrpc_status {
     boundary("rrpc_client_new", || {
         // SAFETY: pointer contracts documented above.
-        let c = unsafe { arg_ref(config, "config") }?;
+        let c = unsafe { read_settings(config, "config") }?;
         let out = unsafe { arg_out(out_client, "out_client") }?;
         let mut cfg = ClientConfig::new("", 0);
-        cfg.mqtt = mqtt_config(&c.mqtt)?;
+        // SAFETY: as above.
+        cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
         cfg.subscribe_qos = c.subscribe_qos;
         cfg.router = RouterConfig {
             max_pending: c.max_pending as usize,
@@ -229,7 +203,7 @@ pub extern "C" fn rrpc_client_new(
             cfg.reply_queue_bytes = c.reply_queue_bytes as usize;
         }
         let client = Client::new(cfg)?;
-        *out = Handle { client }.into_c();
+        *out = client.into_c();
         Ok(())
     })
 }
@@ -246,10 +220,11 @@ pub extern "C" fn rrpc_client_new(
 /// Call it once, when no other thread uses the client any more (deferred replies
 /// included); from any thread except a callback.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_free(client: *mut rrpc_client) -> rrpc_status {
     boundary("rrpc_client_free", || {
         // stop() joins the client's thread: no callback runs after it.
-        Handle::free(client, |h| Ok(h.client.stop()?))
+        Client::free(client, |c| Ok(c.stop()?))
     })
 }
 
@@ -258,7 +233,7 @@ pub extern "C" fn rrpc_client_free(client: *mut rrpc_client) -> rrpc_status {
 /// dialects, may share one client. Works before and after start.
 ///
 /// @param[in] client       the client.
-/// @param[in] dialect      an `rrpc_dialect` value.
+/// @param[in] dialect      the device's dialect.
 /// @param[in] product_key  product key (Tencent: product id): 1-128 bytes, no
 ///                         `+ # /`, NUL or control characters.
 /// @param[in] device_name  device name, same rules.
@@ -276,17 +251,18 @@ pub extern "C" fn rrpc_client_free(client: *mut rrpc_client) -> rrpc_status {
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_add_device(
     client: *mut rrpc_client,
-    dialect: u32,
+    dialect: rrpc_dialect_raw,
     product_key: *const c_char,
     device_name: *const c_char,
     custom_topic: *const c_char,
 ) -> rrpc_status {
     boundary("rrpc_client_add_device", || {
-        let h = Handle::borrow(client)?;
+        let c = Client::borrow(client)?;
         let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        h.client.add_device(d, &id)?;
+        c.add_device(d, &id)?;
         Ok(())
     })
 }
@@ -306,17 +282,18 @@ pub extern "C" fn rrpc_client_add_device(
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_remove_device(
     client: *mut rrpc_client,
-    dialect: u32,
+    dialect: rrpc_dialect_raw,
     product_key: *const c_char,
     device_name: *const c_char,
     custom_topic: *const c_char,
 ) -> rrpc_status {
     boundary("rrpc_client_remove_device", || {
-        let h = Handle::borrow(client)?;
+        let c = Client::borrow(client)?;
         let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        h.client.remove_device(d, &id)?;
+        c.remove_device(d, &id)?;
         Ok(())
     })
 }
@@ -341,26 +318,26 @@ pub extern "C" fn rrpc_client_remove_device(
 /// Any thread. Do not call it while holding a lock the callback takes: it waits
 /// for the callback.
 #[no_mangle]
-pub extern "C" fn rrpc_client_set_callback(
+#[must_use]
+pub extern "C" fn rrpc_client_set_request_callback(
     client: *mut rrpc_client,
-    callback: rrpc_request_cb,
+    callback: rrpc_client_request_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
     let user_data = SendPtr(user_data);
     let client_ptr = SendPtr(client.cast());
-    boundary("rrpc_client_set_callback", move || {
-        let h = Handle::borrow(client)?;
+    boundary("rrpc_client_set_request_callback", move || {
+        let c = Client::borrow(client)?;
         let handler = callback.map(|cb| {
             Box::new(move |req: &Request<'_>| {
                 let (ud, cp) = (user_data, client_ptr);
-                with_request_view(req, |view| {
-                    // SAFETY: the application registered `cb` for this signature;
-                    // `view` and its strings live until this call returns.
-                    unsafe { cb(ud.get(), cp.get().cast(), view) }
-                });
+                let view = request_view(req);
+                // SAFETY: the application registered `cb` for this signature;
+                // `view` and its strings live until this call returns.
+                unsafe { cb(ud.get(), cp.get().cast(), &view) }
             }) as Box<crate::client::Handler>
         });
-        Ok(h.client.set_handler(handler)?)
+        Ok(c.set_handler(handler)?)
     })
 }
 
@@ -381,30 +358,16 @@ pub extern "C" fn rrpc_client_set_callback(
 ///
 /// Any thread; set it before `rrpc_client_start` to see the first connection.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_set_connection_callback(
     client: *mut rrpc_client,
     callback: rrpc_connection_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
     boundary("rrpc_client_set_connection_callback", || {
-        let h = Handle::borrow(client)?;
-        Ok(h.client
-            .set_connection_listener(connection_listener(callback, user_data))?)
+        let c = Client::borrow(client)?;
+        Ok(c.set_connection_listener(connection_listener(callback, user_data))?)
     })
-}
-
-/// Builds the C view of `req` and runs `f` with it.
-pub(crate) fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_request)) {
-    let dev = req.device;
-    let mut strings = ViewStrings::default();
-    strings.fill(req.message_id, &dev.identity());
-    f(&strings.view(
-        req.token,
-        dev.dialect,
-        req.content_type,
-        req.payload,
-        req.deadline_ms,
-    ));
 }
 
 /// Thread mode: starts the background thread that connects, subscribes every
@@ -424,9 +387,10 @@ pub(crate) fn with_request_view(req: &Request<'_>, f: impl FnOnce(*const rrpc_re
 /// Any thread except a callback; not concurrently with start/stop/yield/free
 /// on the same client.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_start(client: *mut rrpc_client) -> rrpc_status {
     boundary("rrpc_client_start", || {
-        Handle::borrow(client)?.client.start()?;
+        Client::borrow(client)?.start()?;
         Ok(())
     })
 }
@@ -446,9 +410,10 @@ pub extern "C" fn rrpc_client_start(client: *mut rrpc_client) -> rrpc_status {
 ///
 /// Any thread except a callback.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_stop(client: *mut rrpc_client) -> rrpc_status {
     boundary("rrpc_client_stop", || {
-        Handle::borrow(client)?.client.stop()?;
+        Client::borrow(client)?.stop()?;
         Ok(())
     })
 }
@@ -471,9 +436,10 @@ pub extern "C" fn rrpc_client_stop(client: *mut rrpc_client) -> rrpc_status {
 ///
 /// One thread at a time; not from a callback.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_yield(client: *mut rrpc_client, timeout_ms: u32) -> rrpc_status {
     boundary("rrpc_client_yield", || {
-        Handle::borrow(client)?.client.yield_for(timeout_ms)?;
+        Client::borrow(client)?.yield_for(timeout_ms)?;
         Ok(())
     })
 }
@@ -500,6 +466,7 @@ pub extern "C" fn rrpc_client_yield(client: *mut rrpc_client, timeout_ms: u32) -
 /// Any thread, including callbacks. In yield mode the reply leaves during the
 /// next `rrpc_client_yield` (or immediately when called from the callback).
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_reply(
     client: *mut rrpc_client,
     token: u64,
@@ -507,10 +474,10 @@ pub extern "C" fn rrpc_client_reply(
     payload_len: usize,
 ) -> rrpc_status {
     boundary("rrpc_client_reply", || {
-        let h = Handle::borrow(client)?;
+        let c = Client::borrow(client)?;
         // SAFETY: `payload_len` readable bytes per the documented contract.
         let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
-        h.client.reply(token, bytes)?;
+        c.reply(token, bytes)?;
         Ok(())
     })
 }
@@ -521,55 +488,40 @@ pub extern "C" fn rrpc_client_reply(
 /// @param[out] out_connected receives true when connected.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `client` or `out_connected` is NULL.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_is_connected(
-    client: *mut rrpc_client,
-    out_connected: *mut bool,
+    client: *const rrpc_client,
+    out_connected: *mut rrpc_bool,
 ) -> rrpc_status {
     boundary("rrpc_client_is_connected", || {
-        let h = Handle::borrow(client)?;
+        let c = Client::borrow(client)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_connected, "out_connected") }?;
-        *out = h.client.is_connected();
+        *out = u8::from(c.is_connected());
         Ok(())
     })
 }
 
 /// Reads the client's counters.
 ///
-/// @param[in]  client    the client.
-/// @param[out] out_stats receives the counters.
+/// @param[in]  client     the client.
+/// @param[out] out_stats  receives the counters: as many as `stats_size` holds
+///                        (the rest of it is zeroed).
+/// @param[in]  stats_size `sizeof *out_stats`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `client` or `out_stats` is NULL.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_get_stats(
-    client: *mut rrpc_client,
-    out_stats: *mut rrpc_client_stats,
+    client: *const rrpc_client,
+    out_stats: *mut ClientStats,
+    stats_size: usize,
 ) -> rrpc_status {
     boundary("rrpc_client_get_stats", || {
-        let h = Handle::borrow(client)?;
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_stats, "out_stats") }?;
-        let s = h.client.stats();
-        let c = h.client.conn_stats();
-        *out = router_stats!(rrpc_client_stats, s, {
-            connects: c.connects,
-            connection_errors: c.connection_errors,
-            subscribe_failures: c.subscribe_failures,
-            pending: h.client.pending() as u64,
-            oversize: c.oversize,
-            malformed_packets: c.malformed,
-            retained: c.retained,
-            stale: c.stale,
-            queue_full: c.queue_full,
-            queued: c.queued,
-            queued_bytes: c.queued_bytes,
-        });
-        Ok(())
+        let s = Client::borrow(client)?.stats();
+        // SAFETY: `stats_size` writable bytes per the documented contract.
+        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
     })
 }
 
@@ -586,15 +538,16 @@ pub extern "C" fn rrpc_client_get_stats(
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_client_get_client_id(
-    client: *mut rrpc_client,
+    client: *const rrpc_client,
     buf: *mut c_char,
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_client_get_client_id", || {
-        let h = Handle::borrow(client)?;
-        let id = h.client.client_id().unwrap_or_default();
+        let c = Client::borrow(client)?;
+        let id = c.client_id().unwrap_or_default();
         // SAFETY: `buf` has `size` writable bytes per the documented contract.
         unsafe { write_str_out(&id, buf, size, out_len) }
     })

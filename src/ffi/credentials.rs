@@ -3,12 +3,14 @@
 
 use std::ffi::c_char;
 
+use super::misc::rrpc_bool;
 use super::signed::copy_field;
 pub use super::signed::{
     rrpc_credentials, RRPC_CREDENTIALS_HOST_SIZE, RRPC_CREDENTIALS_ID_SIZE,
     RRPC_CREDENTIALS_PASSWORD_SIZE,
 };
-use super::{arg_flag, arg_opt_str, arg_out, arg_ref, arg_str, boundary, rrpc_status, Failure};
+use super::sized::{init_settings, read_settings, sized_fields, Settings};
+use super::{arg_flag, arg_opt_str, arg_out, arg_str, boundary, rrpc_status, Failure};
 use crate::credentials::{
     alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
     Credentials, SignMethod, TencentDevice, TENCENT_SDK_APP_ID,
@@ -25,7 +27,10 @@ pub enum rrpc_sign_method {
     RRPC_SIGN_METHOD_HMACSHA1 = 1,
 }
 
-fn sign_method(v: u32) -> Result<SignMethod, Failure> {
+/// An `rrpc_sign_method` as C passes it.
+pub type rrpc_sign_method_raw = u32;
+
+fn sign_method(v: rrpc_sign_method_raw) -> Result<SignMethod, Failure> {
     match v {
         0 => Ok(SignMethod::HmacSha256),
         1 => Ok(SignMethod::HmacSha1),
@@ -41,6 +46,9 @@ fn sign_method(v: u32) -> Result<SignMethod, Failure> {
 /// `rrpc_credentials_alibaba_params_init`.
 #[repr(C)]
 pub struct rrpc_credentials_alibaba_params {
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_credentials_alibaba_params_init`.
+    pub struct_size: u32,
     /// ProductKey. Required.
     pub product_key: *const c_char,
     /// DeviceName. Required.
@@ -50,14 +58,15 @@ pub struct rrpc_credentials_alibaba_params {
     /// The `{id}` of the client id, or NULL (default) for `{ProductKey}.{DeviceName}`.
     pub client_id: *const c_char,
     /// RRPC_SIGN_METHOD_HMACSHA256 (default) or RRPC_SIGN_METHOD_HMACSHA1.
-    pub sign_method: u32,
+    pub sign_method: rrpc_sign_method_raw,
     /// Signature time: Unix ms (seconds are accepted too), 1 to 9999999999999.
     /// Required (default 0).
     pub timestamp: u64,
-    /// TLS: 1 (default) for securemode 2 and port 8883; 0 for securemode 3, 1883.
-    pub tls: u8,
-    /// The device serves a custom RRPC topic (`ext=3` in the client id): 1, or 0 (default).
-    pub custom_rrpc: u8,
+    /// TLS: true (default) for securemode 2 and port 8883; false for securemode 3, 1883.
+    pub tls: rrpc_bool,
+    /// The device serves a custom RRPC topic (`ext=3` in the client id): true, or
+    /// false (default).
+    pub custom_rrpc: rrpc_bool,
     /// Region of the public instance for the host, or NULL for "cn-shanghai".
     pub region: *const c_char,
     /// Enterprise instance id, or NULL (default) for the public instance.
@@ -68,6 +77,9 @@ pub struct rrpc_credentials_alibaba_params {
 /// `rrpc_credentials_tencent_params_init`.
 #[repr(C)]
 pub struct rrpc_credentials_tencent_params {
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_credentials_tencent_params_init`.
+    pub struct_size: u32,
     /// ProductId. Required.
     pub product_id: *const c_char,
     /// DeviceName. Required.
@@ -79,30 +91,32 @@ pub struct rrpc_credentials_tencent_params {
     /// The `sdkappid` of the user name. Default 12010126.
     pub sdk_app_id: u32,
     /// RRPC_SIGN_METHOD_HMACSHA256 (default) or RRPC_SIGN_METHOD_HMACSHA1.
-    pub sign_method: u32,
+    pub sign_method: rrpc_sign_method_raw,
     /// When the signature expires: Unix seconds, 1 to 9999999999999. Required
     /// (default 0).
     pub expiry: u64,
-    /// TLS: 1 (default) for port 8883; 0 for 1883.
-    pub tls: u8,
+    /// TLS: true (default) for port 8883; false for 1883.
+    pub tls: rrpc_bool,
 }
 
-/// Fills `out_params` with the defaults: NULL strings, HMAC-SHA256, timestamp 0
-/// (set it), TLS, no custom RRPC topic, the public instance in cn-shanghai.
-///
-/// @param[out] out_params the struct to fill.
-/// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
-///
-/// Any thread.
-#[no_mangle]
-pub extern "C" fn rrpc_credentials_alibaba_params_init(
-    out_params: *mut rrpc_credentials_alibaba_params,
-) -> rrpc_status {
-    boundary("rrpc_credentials_alibaba_params_init", || {
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_params, "out_params") }?;
-        *out = rrpc_credentials_alibaba_params {
+sized_fields!(rrpc_credentials_alibaba_params {
+    struct_size,
+    product_key,
+    device_name,
+    device_secret,
+    client_id,
+    sign_method,
+    timestamp,
+    tls,
+    custom_rrpc,
+    region,
+    instance_id,
+});
+
+impl Settings for rrpc_credentials_alibaba_params {
+    fn defaults() -> Self {
+        rrpc_credentials_alibaba_params {
+            struct_size: std::mem::size_of::<Self>() as u32,
             product_key: std::ptr::null(),
             device_name: std::ptr::null(),
             device_secret: std::ptr::null(),
@@ -113,27 +127,26 @@ pub extern "C" fn rrpc_credentials_alibaba_params_init(
             custom_rrpc: 0,
             region: std::ptr::null(),
             instance_id: std::ptr::null(),
-        };
-        Ok(())
-    })
+        }
+    }
 }
 
-/// Fills `out_params` with the defaults: NULL strings (a random connection id),
-/// sdkappid 12010126, HMAC-SHA256, expiry 0 (set it), TLS.
-///
-/// @param[out] out_params the struct to fill.
-/// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
-///
-/// Any thread.
-#[no_mangle]
-pub extern "C" fn rrpc_credentials_tencent_params_init(
-    out_params: *mut rrpc_credentials_tencent_params,
-) -> rrpc_status {
-    boundary("rrpc_credentials_tencent_params_init", || {
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_params, "out_params") }?;
-        *out = rrpc_credentials_tencent_params {
+sized_fields!(rrpc_credentials_tencent_params {
+    struct_size,
+    product_id,
+    device_name,
+    device_psk,
+    conn_id,
+    sdk_app_id,
+    sign_method,
+    expiry,
+    tls,
+});
+
+impl Settings for rrpc_credentials_tencent_params {
+    fn defaults() -> Self {
+        rrpc_credentials_tencent_params {
+            struct_size: std::mem::size_of::<Self>() as u32,
             product_id: std::ptr::null(),
             device_name: std::ptr::null(),
             device_psk: std::ptr::null(),
@@ -142,8 +155,47 @@ pub extern "C" fn rrpc_credentials_tencent_params_init(
             sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
             expiry: 0,
             tls: 1,
-        };
-        Ok(())
+        }
+    }
+}
+
+/// Fills `out_params` with the defaults (see `rrpc_credentials_alibaba_params`).
+///
+/// @param[out] out_params  the struct to fill.
+/// @param[in]  params_size `sizeof *out_params`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `params_size` is larger than this library's
+///                                  struct, or smaller than 4.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn rrpc_credentials_alibaba_params_init(
+    out_params: *mut rrpc_credentials_alibaba_params,
+    params_size: usize,
+) -> rrpc_status {
+    boundary("rrpc_credentials_alibaba_params_init", || {
+        // SAFETY: `params_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_params, params_size, "out_params") }
+    })
+}
+
+/// Fills `out_params` with the defaults (see `rrpc_credentials_tencent_params`).
+///
+/// @param[out] out_params  the struct to fill.
+/// @param[in]  params_size `sizeof *out_params`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `params_size` is larger than this library's
+///                                  struct, or smaller than 4.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn rrpc_credentials_tencent_params_init(
+    out_params: *mut rrpc_credentials_tencent_params,
+    params_size: usize,
+) -> rrpc_status {
+    boundary("rrpc_credentials_tencent_params_init", || {
+        // SAFETY: `params_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_params, params_size, "out_params") }
     })
 }
 
@@ -170,13 +222,14 @@ pub extern "C" fn rrpc_credentials_tencent_params_init(
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_credentials_alibaba(
     params: *const rrpc_credentials_alibaba_params,
     out_credentials: *mut rrpc_credentials,
 ) -> rrpc_status {
     boundary("rrpc_credentials_alibaba", || {
         // SAFETY: pointer contracts documented above.
-        let p = unsafe { arg_ref(params, "params") }?;
+        let p = &unsafe { read_settings(params, "params") }?;
         let out = unsafe { arg_out(out_credentials, "out_credentials") }?;
         // SAFETY: the strings' contracts are the caller's, as documented.
         let (pk, dn, secret, id, region, instance) = unsafe {
@@ -225,13 +278,14 @@ pub extern "C" fn rrpc_credentials_alibaba(
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_credentials_tencent(
     params: *const rrpc_credentials_tencent_params,
     out_credentials: *mut rrpc_credentials,
 ) -> rrpc_status {
     boundary("rrpc_credentials_tencent", || {
         // SAFETY: pointer contracts documented above.
-        let p = unsafe { arg_ref(params, "params") }?;
+        let p = &unsafe { read_settings(params, "params") }?;
         let out = unsafe { arg_out(out_credentials, "out_credentials") }?;
         // SAFETY: the strings' contracts are the caller's, as documented.
         let (pid, dn, psk, conn) = unsafe {

@@ -12,12 +12,14 @@ use parking_lot::Mutex;
 use super::jt808_codec::{
     frame_view, header_from_view, phone_from_view, phone_view, rrpc_jt808_frame,
 };
+use super::misc::rrpc_bool;
 use super::rrpc_status::*;
+use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
 use super::{
-    arg_bytes, arg_out, arg_ref, boundary, bytes_ptr, opt_out, rrpc_status, Castable, Failure,
-    SendFailed, SendPtr,
+    arg_bytes, arg_flag, arg_out, arg_ref, boundary, bytes_ptr, opt_out, rrpc_status, Castable,
+    Failure, SendFailed, SendPtr,
 };
-use crate::guard::{self, Kind, Slot};
+use crate::callback::{self, CallbackSlot, Kind};
 use crate::jt808::{
     Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, Escapes, Event, Frame,
     Handled, Phone, ReassemblerConfig, ReplyKind, Submitted,
@@ -93,6 +95,15 @@ pub enum rrpc_jt808_event_kind {
     RRPC_JT808_EVENT_MALFORMED = 4,
 }
 
+/// An `rrpc_jt808_completion` as C passes it.
+pub type rrpc_jt808_completion_raw = u32;
+/// An `rrpc_jt808_busy_policy` as C passes it.
+pub type rrpc_jt808_busy_policy_raw = u32;
+/// An `rrpc_jt808_event_kind` as the library writes it.
+pub type rrpc_jt808_event_kind_raw = u32;
+/// An `rrpc_jt808_reply_kind` as the library writes it.
+pub type rrpc_jt808_reply_kind_raw = u32;
+
 /// What a reply payload is (`rrpc_jt808_event.reply_kind`).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,16 +116,19 @@ pub enum rrpc_jt808_reply_kind {
     RRPC_JT808_REPLY_ERROR = 2,
 }
 
-/// Something the adapter tells the application (`rrpc_jt808_event_cb`). Every
-/// pointer is owned by the library and valid only during the callback.
+/// Something the adapter tells the application (`rrpc_jt808_adapter_event_cb`).
+/// Every pointer is owned by the library and valid only during the callback.
+/// Later 1.x releases may append fields: see `RRPC_HAS_FIELD`.
 #[repr(C)]
 pub struct rrpc_jt808_event {
-    /// An `rrpc_jt808_event_kind` value.
-    pub kind: u32,
+    /// `sizeof(rrpc_jt808_event)` of the library that made it.
+    pub struct_size: u32,
+    /// What happened.
+    pub kind: rrpc_jt808_event_kind_raw,
     /// REPLY, EXPIRED: the request's token; 0 otherwise.
     pub token: u64,
-    /// REPLY: an `rrpc_jt808_reply_kind` value; 0 otherwise.
-    pub reply_kind: u32,
+    /// REPLY: what the payload is; 0 otherwise.
+    pub reply_kind: rrpc_jt808_reply_kind_raw,
     /// FRAME, MALFORMED: the connection the bytes came on. Others: the
     /// terminal's connection, or UINT64_MAX when none is known.
     pub conn: u64,
@@ -126,7 +140,7 @@ pub struct rrpc_jt808_event {
     pub content_type: u8,
     /// UPLINK: an ANSWER request of this (terminal, type) expired recently, so
     /// this is probably its late answer.
-    pub late: bool,
+    pub late: rrpc_bool,
     /// REPLY: the reply payload. UPLINK: the content after the type byte. NULL
     /// when empty or for other kinds.
     pub payload: *const u8,
@@ -141,6 +155,9 @@ pub struct rrpc_jt808_event {
 /// Settings for `rrpc_jt808_adapter_new`; fill with `rrpc_jt808_adapter_config_init`.
 #[repr(C)]
 pub struct rrpc_jt808_adapter_config {
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_jt808_adapter_config_init`.
+    pub struct_size: u32,
     /// Requests held at once, sent and queued, over all terminals. Default 4096.
     pub max_pending: u32,
     /// Requests waiting behind the outstanding ANSWER request of a (terminal,
@@ -162,11 +179,12 @@ pub struct rrpc_jt808_adapter_config {
     /// Longest escaped frame accepted per connection, flags included; at least
     /// 15. Default 2092 (the longest the standard allows).
     pub max_frame_len: u32,
-    /// `rrpc_jt808_completion` of requests submitted with
-    /// RRPC_JT808_COMPLETION_DEFAULT. Default RRPC_JT808_COMPLETION_ACK.
-    pub default_completion: u32,
-    /// An `rrpc_jt808_busy_policy` value. Default RRPC_JT808_BUSY_QUEUE.
-    pub busy_policy: u32,
+    /// How requests submitted with RRPC_JT808_COMPLETION_DEFAULT complete.
+    /// Default RRPC_JT808_COMPLETION_ACK.
+    pub default_completion: rrpc_jt808_completion_raw,
+    /// What a second ANSWER request for a busy (terminal, type) does. Default
+    /// RRPC_JT808_BUSY_QUEUE.
+    pub busy_policy: rrpc_jt808_busy_policy_raw,
     /// Sub-packaged 0x0900 messages being put together at once, over all
     /// terminals. Default 256, 1-65536.
     pub reassembly_max_partials: u32,
@@ -187,16 +205,18 @@ pub struct rrpc_jt808_adapter_config {
     /// A partial message is dropped this long after its first packet. Default
     /// 60000, 1-3600000.
     pub reassembly_timeout_ms: u32,
-    /// 1: decode frames with unescaped 0x7d bytes too (some terminals send
-    /// them; see `rrpc_jt808_decoder_set_lenient`); 0 (default): strict. Other
-    /// values are refused.
-    pub lenient_escapes: u32,
+    /// true: decode frames with unescaped 0x7d bytes too (some terminals send
+    /// them; see `rrpc_jt808_decoder_set_lenient`); false (default): strict.
+    pub lenient_escapes: rrpc_bool,
 }
 
 /// One request for `rrpc_jt808_adapter_submit`; fill with
 /// `rrpc_jt808_adapter_submit_params_init`, then set the fields.
 #[repr(C)]
 pub struct rrpc_jt808_adapter_submit_params {
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_jt808_adapter_submit_params_init`.
+    pub struct_size: u32,
     /// The RRPC request's token (`rrpc_request.token`): it names the request in
     /// the events and in `rrpc_jt808_adapter_cancel`, and must not be held by
     /// the adapter already.
@@ -214,91 +234,13 @@ pub struct rrpc_jt808_adapter_submit_params {
     pub content: *const u8,
     /// The content's length in bytes, at most `max_content`.
     pub content_len: usize,
-    /// An `rrpc_jt808_completion` value. Default RRPC_JT808_COMPLETION_DEFAULT
-    /// (the adapter's `default_completion`).
-    pub completion: u32,
+    /// How the request completes. Default RRPC_JT808_COMPLETION_DEFAULT (the
+    /// adapter's `default_completion`).
+    pub completion: rrpc_jt808_completion_raw,
     /// When the RRPC caller stops waiting (for a request from the router or the
     /// client, `rrpc_request.deadline_ms`), on the clock of the `now_ms` the
     /// adapter is given (such as `rrpc_monotonic_ms`).
     pub deadline_ms: u64,
-}
-
-/// Counters of an adapter (`rrpc_jt808_adapter_get_stats`). All count from its
-/// creation, except the gauges from `pending` on.
-#[repr(C)]
-#[derive(Default)]
-pub struct rrpc_jt808_adapter_stats {
-    /// Requests accepted (sent or queued).
-    pub submitted: u64,
-    /// Requests `rrpc_jt808_adapter_submit` refused for a duplicate token, a
-    /// passed deadline, a content too long or a limit (not those refused before
-    /// reaching the adapter: no connection, no send function, bad arguments).
-    pub refused: u64,
-    /// Requests that waited in a (terminal, type) queue.
-    pub queued: u64,
-    /// 0x8900 messages sent.
-    pub sent: u64,
-    /// 0x8900 frames sent (packets counted one by one).
-    pub packets_sent: u64,
-    /// REPLY events of every kind.
-    pub replies: u64,
-    /// Replies with the ack payload.
-    pub acked: u64,
-    /// Replies with a 0x0900's content.
-    pub answered: u64,
-    /// Replies with an error from a 0x0001 result other than 0.
-    pub failed: u64,
-    /// ANSWER requests whose delivery a 0x0001 with result 0 confirmed.
-    pub delivered: u64,
-    /// Requests released at their deadline (EXPIRED events).
-    pub expired: u64,
-    /// Requests answered with `terminal disconnected`.
-    pub disconnected: u64,
-    /// Requests answered with `send failed` or `busy` when their frames could
-    /// not go out.
-    pub send_failures: u64,
-    /// Requests released by `rrpc_jt808_adapter_cancel` (or by a failing send
-    /// function inside `rrpc_jt808_adapter_submit`).
-    pub cancelled: u64,
-    /// 0x0001 for packets that are not the last of their message.
-    pub packet_acks: u64,
-    /// 0x0001 answering 0x8900 with a serial no request holds or held recently.
-    pub unknown_acks: u64,
-    /// 0x0001 answering 0x8900 for a request that had already finished.
-    pub late_acks: u64,
-    /// 0x0900 no request waited for (UPLINK events).
-    pub uplinks: u64,
-    /// UPLINK events with `late` set.
-    pub late_uplinks: u64,
-    /// 0x0001/0x0900 dropped because their body does not fit the id.
-    pub bad_bodies: u64,
-    /// 0x0900 packets the reassembler refused (duplicate, limits).
-    pub reassembly_errors: u64,
-    /// Frames that could not be decoded.
-    pub malformed: u64,
-    /// Frames that are not the adapter's.
-    pub other_frames: u64,
-    /// Gauge: requests sent and waiting for their answer.
-    pub pending: u64,
-    /// Gauge: requests waiting in queues.
-    pub queued_now: u64,
-    /// Gauge: terminals known.
-    pub terminals: u64,
-    /// Gauge: connections with a decoder.
-    pub connections: u64,
-    /// Gauge: sub-packaged 0x0900 messages being put together.
-    pub partials: u64,
-    /// 0x0001 answering 0x8900 and 0x0900 that came on a connection their
-    /// terminal is not bound to (`rrpc_jt808_adapter_terminal_authenticated`):
-    /// they completed nothing and were handed over as FRAME events.
-    pub unauthenticated: u64,
-    /// Calls of `rrpc_jt808_adapter_terminal_authenticated` that bound a
-    /// terminal (rebinds included).
-    pub bindings: u64,
-    /// The part of `bindings` that moved a terminal from another connection.
-    pub rebinds: u64,
-    /// Frames decoded only by the lenient reading (`lenient_escapes`).
-    pub lenient_frames: u64,
 }
 
 /// Writes `len` bytes of escaped 0x8900 frames (one whole message, all its
@@ -307,7 +249,7 @@ pub struct rrpc_jt808_adapter_stats {
 /// socket, anything else on failure. Runs on the thread that called the adapter,
 /// without any adapter lock held: it may call the adapter again, but not free it
 /// or replace itself (RRPC_STATUS_WRONG_STATE).
-pub type rrpc_jt808_send_fn = Option<
+pub type rrpc_jt808_adapter_send_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         conn: u64,
@@ -322,7 +264,7 @@ pub type rrpc_jt808_send_fn = Option<
 /// without any adapter lock held: it may call the adapter again (submit, feed
 /// bytes, cancel, reply through the router), but not free it or replace itself
 /// (RRPC_STATUS_WRONG_STATE).
-pub type rrpc_jt808_event_cb = Option<
+pub type rrpc_jt808_adapter_event_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         adapter: *mut rrpc_jt808_adapter,
@@ -368,8 +310,8 @@ struct AdapterHandle {
 
 struct Shared {
     adapter: Mutex<Adapter>,
-    send: Slot<SendFn>,
-    event: Slot<EventFn>,
+    send: CallbackSlot<SendFn>,
+    event: CallbackSlot<EventFn>,
 }
 
 impl Castable for AdapterHandle {
@@ -378,13 +320,13 @@ impl Castable for AdapterHandle {
 }
 
 /// The adapter behind a handle, kept alive for the call.
-fn shared(adapter: *mut rrpc_jt808_adapter) -> Result<Arc<Shared>, Failure> {
+fn shared(adapter: *const rrpc_jt808_adapter) -> Result<Arc<Shared>, Failure> {
     Ok(AdapterHandle::borrow(adapter)?.shared.clone())
 }
 
 /// Runs `f` as a callback of `adapter`: freeing the adapter from inside is refused.
 fn inside<T>(adapter: *mut rrpc_jt808_adapter, f: impl FnOnce() -> T) -> T {
-    guard::enter(Kind::Object, adapter as usize, f)
+    callback::enter(Kind::Object, adapter as usize, f)
 }
 
 const NO_CONN: u64 = u64::MAX;
@@ -409,6 +351,7 @@ fn with_conns(a: &Adapter, events: Vec<Event>) -> Vec<(Event, u64)> {
 fn empty_event(kind: rrpc_jt808_event_kind, conn: u64, phone: Option<&Phone>) -> rrpc_jt808_event {
     let (phone, phone_len) = phone.map_or(([0; 10], 0), phone_view);
     rrpc_jt808_event {
+        struct_size: std::mem::size_of::<rrpc_jt808_event>() as u32,
         kind: kind as u32,
         token: 0,
         reply_kind: 0,
@@ -416,7 +359,7 @@ fn empty_event(kind: rrpc_jt808_event_kind, conn: u64, phone: Option<&Phone>) ->
         phone,
         phone_len,
         content_type: 0,
-        late: false,
+        late: 0,
         payload: std::ptr::null(),
         payload_len: 0,
         frame: std::ptr::null(),
@@ -512,7 +455,7 @@ impl Shared {
                 late,
             } => rrpc_jt808_event {
                 content_type: *content_type,
-                late: *late,
+                late: u8::from(*late),
                 payload: bytes_ptr(content),
                 payload_len: content.len(),
                 ..empty_event(RRPC_JT808_EVENT_UPLINK, conn, Some(phone))
@@ -537,24 +480,35 @@ impl Shared {
     }
 }
 
-/// Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
-///
-/// @param[out] out_config receives the defaults.
-/// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
-///
-/// Any thread.
-#[no_mangle]
-pub extern "C" fn rrpc_jt808_adapter_config_init(
-    out_config: *mut rrpc_jt808_adapter_config,
-) -> rrpc_status {
-    boundary("rrpc_jt808_adapter_config_init", || {
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_config, "out_config") }?;
+sized_fields!(rrpc_jt808_adapter_config {
+    struct_size,
+    max_pending,
+    max_queue_per_key,
+    max_queued_bytes,
+    max_content,
+    max_body,
+    max_terminals,
+    max_connections,
+    max_frame_len,
+    default_completion,
+    busy_policy,
+    reassembly_max_partials,
+    reassembly_max_partials_per_terminal,
+    reassembly_max_bytes,
+    reassembly_max_bytes_per_terminal,
+    reassembly_max_packets,
+    reassembly_max_packets_per_terminal,
+    reassembly_timeout_ms,
+    lenient_escapes,
+});
+
+impl Settings for rrpc_jt808_adapter_config {
+    fn defaults() -> Self {
         let d = AdapterConfig::default();
         let r = d.reassembly;
         let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        *out = rrpc_jt808_adapter_config {
+        rrpc_jt808_adapter_config {
+            struct_size: std::mem::size_of::<Self>() as u32,
             max_pending: clamp(d.max_pending),
             max_queue_per_key: clamp(d.max_queue_per_key),
             max_queued_bytes: clamp(d.max_queued_bytes),
@@ -573,24 +527,71 @@ pub extern "C" fn rrpc_jt808_adapter_config_init(
             reassembly_max_packets_per_terminal: clamp(r.max_packets_per_terminal),
             reassembly_timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(u32::MAX),
             lenient_escapes: 0,
-        };
-        Ok(())
-    })
-}
-
-/// 0: strict, 1: lenient; anything else is refused.
-pub(super) fn escapes_arg(v: u32, what: &str) -> Result<Escapes, Failure> {
-    match v {
-        0 => Ok(Escapes::Strict),
-        1 => Ok(Escapes::Lenient),
-        _ => Err(Failure::new(
-            RRPC_STATUS_INVALID_ARGUMENT,
-            format!("{what} {v} is neither 0 (strict) nor 1 (lenient)"),
-        )),
+        }
     }
 }
 
-fn completion_arg(v: u32, default: Option<Completion>) -> Result<Option<Completion>, Failure> {
+sized_fields!(rrpc_jt808_adapter_submit_params {
+    struct_size,
+    token,
+    phone,
+    phone_len,
+    content_type,
+    content,
+    content_len,
+    completion,
+    deadline_ms,
+});
+
+impl Settings for rrpc_jt808_adapter_submit_params {
+    fn defaults() -> Self {
+        rrpc_jt808_adapter_submit_params {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            token: 0,
+            phone: [0; 10],
+            phone_len: 0,
+            content_type: 0,
+            content: std::ptr::null(),
+            content_len: 0,
+            completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_DEFAULT as u32,
+            deadline_ms: 0,
+        }
+    }
+}
+
+/// Fills `out_config` with the defaults (see `rrpc_jt808_adapter_config`).
+///
+/// @param[out] out_config  the struct to fill.
+/// @param[in]  config_size `sizeof *out_config`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+///                                  struct, or smaller than 4.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn rrpc_jt808_adapter_config_init(
+    out_config: *mut rrpc_jt808_adapter_config,
+    config_size: usize,
+) -> rrpc_status {
+    boundary("rrpc_jt808_adapter_config_init", || {
+        // SAFETY: `config_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_config, config_size, "out_config") }
+    })
+}
+
+/// false: strict, true: lenient.
+pub(super) fn escapes_arg(v: rrpc_bool, what: &str) -> Result<Escapes, Failure> {
+    Ok(if arg_flag(v, what)? {
+        Escapes::Lenient
+    } else {
+        Escapes::Strict
+    })
+}
+
+fn completion_arg(
+    v: rrpc_jt808_completion_raw,
+    default: Option<Completion>,
+) -> Result<Option<Completion>, Failure> {
     match v {
         0 => Ok(default),
         1 => Ok(Some(Completion::Ack)),
@@ -609,6 +610,7 @@ fn completion_arg(v: u32, default: Option<Completion>) -> Result<Option<Completi
 /// @param[out] out_adapter receives the adapter; release it with `rrpc_jt808_adapter_free`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `config` or `out_adapter` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE      `config->struct_size` is not one this library knows.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `max_body` outside 2-1023, `max_frame_len`
 ///         below 15, an unknown completion or busy policy, a reassembly limit
 ///         outside its documented range, or `lenient_escapes` neither 0 nor 1;
@@ -616,13 +618,14 @@ fn completion_arg(v: u32, default: Option<Completion>) -> Result<Option<Completi
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_new(
     config: *const rrpc_jt808_adapter_config,
     out_adapter: *mut *mut rrpc_jt808_adapter,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_new", || {
         // SAFETY: pointer contracts documented above.
-        let c = unsafe { arg_ref(config, "config") }?;
+        let c = unsafe { read_settings(config, "config") }?;
         let out = unsafe { arg_out(out_adapter, "out_adapter") }?;
         let default_completion =
             completion_arg(c.default_completion, Some(Completion::Ack))?.unwrap_or(Completion::Ack);
@@ -662,8 +665,8 @@ pub extern "C" fn rrpc_jt808_adapter_new(
         let h = AdapterHandle {
             shared: Arc::new(Shared {
                 adapter: Mutex::new(Adapter::new(cfg)?),
-                send: Slot::default(),
-                event: Slot::default(),
+                send: CallbackSlot::default(),
+                event: CallbackSlot::default(),
             }),
         };
         *out = h.into_c();
@@ -684,10 +687,11 @@ pub extern "C" fn rrpc_jt808_adapter_new(
 ///
 /// Once, when no other thread will call the adapter again.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_free(adapter: *mut rrpc_jt808_adapter) -> rrpc_status {
     boundary("rrpc_jt808_adapter_free", || {
         AdapterHandle::free(adapter, |h| {
-            if guard::inside(Kind::Object, adapter as usize) {
+            if callback::inside(Kind::Object, adapter as usize) {
                 return Err(Failure::new(
                     RRPC_STATUS_WRONG_STATE,
                     "an adapter cannot be freed from its own send function or event callback",
@@ -720,9 +724,10 @@ pub extern "C" fn rrpc_jt808_adapter_free(adapter: *mut rrpc_jt808_adapter) -> r
 /// Any thread, including the event callback. Do not call it while holding a
 /// lock the send function takes: it waits for the send function.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_set_send(
     adapter: *mut rrpc_jt808_adapter,
-    send: rrpc_jt808_send_fn,
+    send: rrpc_jt808_adapter_send_fn,
     user_data: *mut c_void,
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
@@ -768,9 +773,10 @@ pub extern "C" fn rrpc_jt808_adapter_set_send(
 /// Do not call it while holding a lock the callback takes: it waits for the
 /// callback.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
     adapter: *mut rrpc_jt808_adapter,
-    callback: rrpc_jt808_event_cb,
+    callback: rrpc_jt808_adapter_event_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
@@ -789,34 +795,24 @@ pub extern "C" fn rrpc_jt808_adapter_set_event_callback(
     })
 }
 
-/// Fills `out_params` for `rrpc_jt808_adapter_submit`: every field zero (no
-/// content, token 0, no phone yet) and `completion`
-/// RRPC_JT808_COMPLETION_DEFAULT. Set at least `token`, `phone`, `phone_len`
-/// and `deadline_ms`.
+/// Fills `out_params` with the defaults: no content, RRPC_JT808_COMPLETION_DEFAULT;
+/// set `token`, the phone, `content_type`, the content and `deadline_ms`.
 ///
-/// @param[out] out_params receives the defaults.
+/// @param[out] out_params  the struct to fill.
+/// @param[in]  params_size `sizeof *out_params`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_params` is NULL.
-///
-/// Any thread.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `params_size` is larger than this library's
+///                                  struct, or smaller than 4.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_submit_params_init(
     out_params: *mut rrpc_jt808_adapter_submit_params,
+    params_size: usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_submit_params_init", || {
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_params, "out_params") }?;
-        *out = rrpc_jt808_adapter_submit_params {
-            token: 0,
-            phone: [0; 10],
-            phone_len: 0,
-            content_type: 0,
-            content: std::ptr::null(),
-            content_len: 0,
-            completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_DEFAULT as u32,
-            deadline_ms: 0,
-        };
-        Ok(())
+        // SAFETY: `params_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_params, params_size, "out_params") }
     })
 }
 
@@ -874,16 +870,17 @@ pub extern "C" fn rrpc_jt808_adapter_submit_params_init(
 ///
 /// Any thread, including the event callback and the send function.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_submit(
     adapter: *mut rrpc_jt808_adapter,
     params: *const rrpc_jt808_adapter_submit_params,
     now_ms: u64,
-    out_queued: *mut bool,
+    out_queued: *mut rrpc_bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_submit", || {
         let h = shared(adapter)?;
         // SAFETY: pointer contracts documented above.
-        let p = unsafe { arg_ref(params, "params") }?;
+        let p = &unsafe { read_settings(params, "params") }?;
         let content = unsafe { arg_bytes(p.content, p.content_len, "params->content") }?;
         let call = Call {
             token: p.token,
@@ -926,7 +923,7 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
             }
         }
         // SAFETY: optional out-parameter.
-        unsafe { opt_out(out_queued, queued) };
+        unsafe { opt_out(out_queued, u8::from(queued)) };
         Ok(())
     })
 }
@@ -954,6 +951,7 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
 ///
 /// Any thread, including callbacks; bytes of one connection must arrive in order.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_on_bytes(
     adapter: *mut rrpc_jt808_adapter,
     conn: u64,
@@ -992,12 +990,13 @@ pub extern "C" fn rrpc_jt808_adapter_on_bytes(
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_on_frame(
     adapter: *mut rrpc_jt808_adapter,
     conn: u64,
     frame: *const rrpc_jt808_frame,
     now_ms: u64,
-    out_taken: *mut bool,
+    out_taken: *mut rrpc_bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_on_frame", || {
         let h = shared(adapter)?;
@@ -1022,7 +1021,7 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
             }
         };
         // SAFETY: optional out-parameter.
-        unsafe { opt_out(out_taken, taken) };
+        unsafe { opt_out(out_taken, u8::from(taken)) };
         Ok(())
     })
 }
@@ -1049,6 +1048,7 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_terminal_authenticated(
     adapter: *mut rrpc_jt808_adapter,
     phone: *const u8,
@@ -1079,6 +1079,7 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_authenticated(
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
     adapter: *mut rrpc_jt808_adapter,
     phone: *const u8,
@@ -1111,6 +1112,7 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_connection_closed(
     adapter: *mut rrpc_jt808_adapter,
     conn: u64,
@@ -1140,6 +1142,7 @@ pub extern "C" fn rrpc_jt808_adapter_connection_closed(
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_cancel(
     adapter: *mut rrpc_jt808_adapter,
     token: u64,
@@ -1171,6 +1174,7 @@ pub extern "C" fn rrpc_jt808_adapter_cancel(
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_tick(
     adapter: *mut rrpc_jt808_adapter,
     now_ms: u64,
@@ -1198,8 +1202,9 @@ pub extern "C" fn rrpc_jt808_adapter_tick(
 ///
 /// Any thread, including callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_next_deadline(
-    adapter: *mut rrpc_jt808_adapter,
+    adapter: *const rrpc_jt808_adapter,
     out_next_deadline_ms: *mut u64,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_next_deadline", || {
@@ -1213,174 +1218,22 @@ pub extern "C" fn rrpc_jt808_adapter_next_deadline(
 
 /// Reads the adapter's counters.
 ///
-/// @param[in]  adapter   the adapter.
-/// @param[out] out_stats receives the counters.
+/// @param[in]  adapter    the adapter.
+/// @param[out] out_stats  receives the counters: as many as `stats_size` holds
+///                        (the rest of it is zeroed).
+/// @param[in]  stats_size `sizeof *out_stats`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_stats` is NULL.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_adapter_get_stats(
-    adapter: *mut rrpc_jt808_adapter,
-    out_stats: *mut rrpc_jt808_adapter_stats,
+    adapter: *const rrpc_jt808_adapter,
+    out_stats: *mut AdapterStats,
+    stats_size: usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_adapter_get_stats", || {
-        let h = shared(adapter)?;
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_stats, "out_stats") }?;
-        let s: AdapterStats = h.adapter.lock().stats();
-        *out = rrpc_jt808_adapter_stats {
-            submitted: s.submitted,
-            refused: s.refused,
-            queued: s.queued,
-            sent: s.sent,
-            packets_sent: s.packets_sent,
-            replies: s.replies,
-            acked: s.acked,
-            answered: s.answered,
-            failed: s.failed,
-            delivered: s.delivered,
-            expired: s.expired,
-            disconnected: s.disconnected,
-            send_failures: s.send_failures,
-            cancelled: s.cancelled,
-            packet_acks: s.packet_acks,
-            unknown_acks: s.unknown_acks,
-            late_acks: s.late_acks,
-            uplinks: s.uplinks,
-            late_uplinks: s.late_uplinks,
-            bad_bodies: s.bad_bodies,
-            reassembly_errors: s.reassembly_errors,
-            malformed: s.malformed,
-            other_frames: s.other_frames,
-            pending: s.pending,
-            queued_now: s.queued_now,
-            terminals: s.terminals,
-            connections: s.connections,
-            partials: s.partials,
-            unauthenticated: s.unauthenticated,
-            bindings: s.bindings,
-            rebinds: s.rebinds,
-            lenient_frames: s.lenient_frames,
-        };
-        Ok(())
+        let s = shared(adapter)?.adapter.lock().stats();
+        // SAFETY: `stats_size` writable bytes per the documented contract.
+        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    unsafe extern "C" fn accept(
-        _: *mut c_void,
-        _: u64,
-        _: *const u8,
-        _: usize,
-        _: *const u8,
-        _: usize,
-    ) -> i32 {
-        0
-    }
-
-    fn params(token: u64, phone: &Phone, deadline_ms: u64) -> rrpc_jt808_adapter_submit_params {
-        let mut p = std::mem::MaybeUninit::<rrpc_jt808_adapter_submit_params>::uninit();
-        assert_eq!(
-            rrpc_jt808_adapter_submit_params_init(p.as_mut_ptr()),
-            RRPC_STATUS_OK
-        );
-        // SAFETY: written by the init just above.
-        let mut p = unsafe { p.assume_init() };
-        (p.phone, p.phone_len) = phone_view(phone);
-        p.token = token;
-        p.deadline_ms = deadline_ms;
-        p
-    }
-
-    #[test]
-    fn submit_takes_params_and_the_next_deadline_is_told() {
-        let mut cfg = std::mem::MaybeUninit::uninit();
-        assert_eq!(
-            rrpc_jt808_adapter_config_init(cfg.as_mut_ptr()),
-            RRPC_STATUS_OK
-        );
-        let mut a = std::ptr::null_mut();
-        assert_eq!(rrpc_jt808_adapter_new(cfg.as_ptr(), &mut a), RRPC_STATUS_OK);
-        let phone = Phone::from_digits("13800138000", crate::jt808::Version::V2013).unwrap();
-        let p = params(1, &phone, 5_000);
-        assert_eq!(
-            p.completion,
-            rrpc_jt808_completion::RRPC_JT808_COMPLETION_DEFAULT as u32
-        );
-        assert!(p.content.is_null() && p.content_len == 0);
-        let mut next = 0;
-        assert_eq!(
-            rrpc_jt808_adapter_next_deadline(a, &mut next),
-            RRPC_STATUS_OK
-        );
-        assert_eq!(next, u64::MAX);
-
-        // No send function, then no connection: refused, nothing held.
-        let mut queued = true;
-        assert_eq!(
-            rrpc_jt808_adapter_submit(a, &p, 0, &mut queued),
-            RRPC_STATUS_WRONG_STATE
-        );
-        assert_eq!(
-            rrpc_jt808_adapter_set_send(a, Some(accept), std::ptr::null_mut()),
-            RRPC_STATUS_OK
-        );
-        assert_eq!(
-            rrpc_jt808_adapter_submit(a, &p, 0, &mut queued),
-            RRPC_STATUS_NOT_CONNECTED
-        );
-        assert!(queued, "out-parameters are written only on success");
-        let raw = phone.raw();
-        assert_eq!(
-            rrpc_jt808_adapter_terminal_authenticated(a, raw.as_ptr(), raw.len(), 7),
-            RRPC_STATUS_OK
-        );
-        assert_eq!(
-            rrpc_jt808_adapter_submit(a, &p, 0, &mut queued),
-            RRPC_STATUS_OK
-        );
-        assert!(!queued);
-        assert_eq!(
-            rrpc_jt808_adapter_next_deadline(a, &mut next),
-            RRPC_STATUS_OK
-        );
-        assert_eq!(next, 5_000);
-        assert_eq!(
-            rrpc_jt808_adapter_submit(a, &p, 0, std::ptr::null_mut()),
-            RRPC_STATUS_ALREADY_EXISTS
-        );
-        let bad = rrpc_jt808_adapter_submit_params {
-            phone_len: 11,
-            ..params(2, &phone, 5_000)
-        };
-        assert_eq!(
-            rrpc_jt808_adapter_submit(a, &bad, 0, std::ptr::null_mut()),
-            RRPC_STATUS_INVALID_ARGUMENT
-        );
-        let bad = rrpc_jt808_adapter_submit_params {
-            content_len: 3,
-            ..params(2, &phone, 5_000)
-        };
-        assert_eq!(
-            rrpc_jt808_adapter_submit(a, &bad, 0, std::ptr::null_mut()),
-            RRPC_STATUS_NULL_POINTER
-        );
-        assert_eq!(
-            rrpc_jt808_adapter_submit(a, std::ptr::null(), 0, std::ptr::null_mut()),
-            RRPC_STATUS_NULL_POINTER
-        );
-        assert_eq!(
-            rrpc_jt808_adapter_next_deadline(a, std::ptr::null_mut()),
-            RRPC_STATUS_NULL_POINTER
-        );
-
-        // The tick expires it and says nothing is left.
-        assert_eq!(rrpc_jt808_adapter_tick(a, 5_000, &mut next), RRPC_STATUS_OK);
-        assert_eq!(next, u64::MAX);
-        assert_eq!(rrpc_jt808_adapter_free(a), RRPC_STATUS_OK);
-    }
 }

@@ -5,9 +5,11 @@
 
 use std::ffi::c_char;
 
+use super::misc::rrpc_bool;
 use super::rrpc_status::*;
 use super::{
-    arg_bytes, arg_out, arg_ref, arg_str, boundary, bytes_ptr, rrpc_status, Castable, Failure,
+    arg_bytes, arg_out, arg_ref, arg_str, boundary, bytes_ptr, rrpc_status, write_bytes_out,
+    Castable, Failure,
 };
 use crate::jt808::{
     encode_frame, Frame, Header, Package, Phone, PhoneError, StreamDecoder, Version, MAX_FRAME_LEN,
@@ -172,6 +174,7 @@ impl Castable for DecoderHandle {
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_decoder_new(
     max_frame_len: usize,
     out_decoder: *mut *mut rrpc_jt808_decoder,
@@ -205,6 +208,7 @@ pub extern "C" fn rrpc_jt808_decoder_new(
 ///
 /// Once, when no other thread uses the decoder.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_decoder_free(decoder: *mut rrpc_jt808_decoder) -> rrpc_status {
     boundary("rrpc_jt808_decoder_free", || {
         DecoderHandle::free(decoder, |_| Ok(()))
@@ -222,6 +226,7 @@ pub extern "C" fn rrpc_jt808_decoder_free(decoder: *mut rrpc_jt808_decoder) -> r
 ///
 /// One thread at a time per decoder (it has no lock).
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_decoder_push(
     decoder: *mut rrpc_jt808_decoder,
     bytes: *const u8,
@@ -237,7 +242,7 @@ pub extern "C" fn rrpc_jt808_decoder_push(
     })
 }
 
-/// Makes the decoder lenient (1) or strict again (0, the default) for the frames
+/// Makes the decoder lenient (true) or strict again (false, the default) for the frames
 /// that complete from now on. A lenient decoder also takes frames from
 /// terminals that leave 0x7d unescaped: a frame the strict reading refuses (an
 /// invalid or lone escape, a wrong checksum or body length) is read again with
@@ -247,16 +252,17 @@ pub extern "C" fn rrpc_jt808_decoder_push(
 /// reading's one-byte checksum.
 ///
 /// @param[in] decoder the decoder.
-/// @param[in] lenient 1 for lenient, 0 for strict.
+/// @param[in] lenient true for lenient, false for strict.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_INVALID_ARGUMENT `lenient` is neither 0 nor 1.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `lenient` is neither false nor true.
 /// @retval RRPC_STATUS_NULL_POINTER `decoder` is NULL.
 ///
 /// One thread at a time per decoder.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_decoder_set_lenient(
     decoder: *mut rrpc_jt808_decoder,
-    lenient: u32,
+    lenient: rrpc_bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_decoder_set_lenient", || {
         // One thread at a time per decoder, per the contract.
@@ -285,10 +291,11 @@ pub extern "C" fn rrpc_jt808_decoder_set_lenient(
 ///
 /// One thread at a time per decoder.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_decoder_next(
     decoder: *mut rrpc_jt808_decoder,
     out_frame: *mut rrpc_jt808_frame,
-    out_ready: *mut bool,
+    out_ready: *mut rrpc_bool,
 ) -> rrpc_status {
     boundary("rrpc_jt808_decoder_next", || {
         // One thread at a time per decoder, per the contract.
@@ -298,10 +305,10 @@ pub extern "C" fn rrpc_jt808_decoder_next(
         let ready_out = unsafe { arg_out(out_ready, "out_ready") }?;
         d.current = None;
         match d.stream.next_frame().transpose()? {
-            None => *ready_out = false,
+            None => *ready_out = 0,
             Some(f) => {
                 *frame_out = frame_view(d.current.insert(f));
-                *ready_out = true;
+                *ready_out = 1;
             }
         }
         Ok(())
@@ -318,16 +325,18 @@ pub extern "C" fn rrpc_jt808_decoder_next(
 /// @param[in]  body_len the body's length in bytes.
 /// @param[out] buf      receives the frame; may be NULL when `size` is 0.
 /// @param[in]  size     bytes available in `buf`.
-/// @param[out] out_len  receives the frame's length, also when `buf` is too small.
+/// @param[out] out_len  receives the frame's length; may be NULL.
 /// @retval RRPC_STATUS_OK
-/// @retval RRPC_STATUS_BUFFER_TOO_SMALL `size` is below `*out_len`; nothing written.
+/// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or smaller than the frame;
+///         nothing written, `out_len` receives the length needed.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT the header or body breaks a rule above
 ///         (the message says which).
-/// @retval RRPC_STATUS_NULL_POINTER `header` or `out_len` is NULL, or a buffer
-///         is NULL with a length.
+/// @retval RRPC_STATUS_NULL_POINTER `header` is NULL, or `body` is NULL with a
+///         length.
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_encode(
     header: *const rrpc_jt808_header,
     body: *const u8,
@@ -340,20 +349,11 @@ pub extern "C" fn rrpc_jt808_encode(
         // SAFETY: pointer contracts documented above.
         let h = unsafe { arg_ref(header, "header") }?;
         let body = unsafe { arg_bytes(body, body_len, "body") }?;
-        let len_out = unsafe { arg_out(out_len, "out_len") }?;
         let h = header_from_view(h)?;
         let mut wire = Vec::new();
         encode_frame(&h, body, &mut wire)?;
-        *len_out = wire.len();
-        if buf.is_null() || size < wire.len() {
-            return Err(Failure::new(
-                RRPC_STATUS_BUFFER_TOO_SMALL,
-                format!("{} bytes needed, {size} given", wire.len()),
-            ));
-        }
-        // SAFETY: `buf` has room for `wire.len()` bytes, checked above.
-        unsafe { std::ptr::copy_nonoverlapping(wire.as_ptr(), buf, wire.len()) };
-        Ok(())
+        // SAFETY: `buf` has `size` writable bytes per the documented contract.
+        unsafe { write_bytes_out(&wire, buf, size, out_len) }
     })
 }
 
@@ -363,31 +363,31 @@ pub extern "C" fn rrpc_jt808_encode(
 ///
 /// @param[in]  digits    NUL-terminated ASCII digits, such as "13800138000".
 /// @param[in]  version   2013 or 2019.
-/// @param[out] out_phone receives the bytes; room for 10.
-/// @param[out] out_len   receives 6 or 10.
+/// @param[out] buf       receives the bytes (10 always fit).
+/// @param[in]  size      size of `buf` in bytes.
+/// @param[out] out_len   receives 6 or 10; may be NULL.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_INVALID_ARGUMENT empty, a non-digit, too many digits, or
 ///         a version that is neither 2013 nor 2019.
-/// @retval RRPC_STATUS_NULL_POINTER `digits`, `out_phone` or `out_len` is NULL.
+/// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or smaller than the phone
+///         (`out_len` receives the length needed).
+/// @retval RRPC_STATUS_NULL_POINTER `digits` is NULL.
 /// @retval RRPC_STATUS_INVALID_UTF8 `digits` is not UTF-8.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_jt808_phone_from_digits(
     digits: *const c_char,
     version: u16,
-    out_phone: *mut u8,
+    buf: *mut u8,
+    size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
     boundary("rrpc_jt808_phone_from_digits", || {
-        // SAFETY: pointer contracts documented above (`out_phone` has room for
-        // 10 bytes, and a byte array has no alignment).
+        // SAFETY: pointer contracts documented above.
         let digits = unsafe { arg_str(digits, "digits") }?;
-        let phone_out = unsafe { arg_out(out_phone.cast::<[u8; 10]>(), "out_phone") }?;
-        let len_out = unsafe { arg_out(out_len, "out_len") }?;
         let p = Phone::from_digits(digits, version_arg(version, "version")?)?;
-        (*phone_out, *len_out) = phone_view(&p);
-        Ok(())
+        // SAFETY: `buf` has `size` writable bytes per the documented contract.
+        unsafe { write_bytes_out(p.raw(), buf, size, out_len) }
     })
 }
 
@@ -419,7 +419,7 @@ mod tests {
             RRPC_STATUS_OK
         );
         let mut f = std::mem::MaybeUninit::<rrpc_jt808_frame>::zeroed();
-        let mut ready = false;
+        let mut ready = 0u8;
         assert_eq!(
             rrpc_jt808_decoder_next(d, f.as_mut_ptr(), &mut ready),
             RRPC_STATUS_MALFORMED_FRAME
@@ -432,7 +432,7 @@ mod tests {
             rrpc_jt808_decoder_next(d, f.as_mut_ptr(), &mut ready),
             RRPC_STATUS_OK
         );
-        assert!(ready);
+        assert_eq!(ready, 1);
         let f = unsafe { f.assume_init() };
         assert_eq!(f.header.msg_id, 0x8001);
         assert_eq!(f.header.version, 2013);
@@ -447,7 +447,7 @@ mod tests {
             rrpc_jt808_decoder_next(d, f2.as_mut_ptr(), &mut ready),
             RRPC_STATUS_OK
         );
-        assert!(!ready);
+        assert_eq!(ready, 0);
         assert_eq!(rrpc_jt808_decoder_free(d), RRPC_STATUS_OK);
     }
 
@@ -460,11 +460,25 @@ mod tests {
                 c"13800138000".as_ptr(),
                 2013,
                 raw.as_mut_ptr(),
+                raw.len(),
                 &mut plen
             ),
             RRPC_STATUS_OK
         );
         assert_eq!(plen, 6);
+        let mut short = [0u8; 5];
+        let mut need = 0usize;
+        assert_eq!(
+            rrpc_jt808_phone_from_digits(
+                c"13800138000".as_ptr(),
+                2013,
+                short.as_mut_ptr(),
+                short.len(),
+                &mut need
+            ),
+            RRPC_STATUS_BUFFER_TOO_SMALL
+        );
+        assert_eq!((need, short), (6, [0; 5]), "only the length is written");
         let h = rrpc_jt808_header {
             msg_id: 0x8900,
             version: 2013,

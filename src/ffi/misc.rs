@@ -6,7 +6,7 @@ use crate::dialect::Dialect;
 use crate::log::{self, Level};
 use std::ffi::{c_char, c_void, CStr};
 
-/// Topic conventions. Pass these values where a function takes `uint32_t dialect`.
+/// Topic conventions: the `dialect` of a device.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rrpc_dialect {
@@ -21,6 +21,15 @@ pub enum rrpc_dialect {
     RRPC_DIALECT_TENCENT = 2,
 }
 
+/// An `rrpc_dialect` as C passes it (the header says `rrpc_dialect`): a value
+/// that is not a dialect is refused, never trusted.
+pub type rrpc_dialect_raw = u32;
+
+/// The one flag type of the C API: `bool` in the header, read as a byte here so
+/// that a value other than 0 or 1 is refused (RRPC_STATUS_INVALID_ARGUMENT
+/// naming the field) instead of being undefined behaviour.
+pub type rrpc_bool = u8;
+
 /// Log levels for `rrpc_set_log_handler`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +42,16 @@ pub enum rrpc_log_level {
     RRPC_LOG_DEBUG = 4,
 }
 
-/// A log handler: receives the level (an `rrpc_log_level` value) and a
+/// An `rrpc_log_level` as C passes it.
+pub type rrpc_log_level_raw = u32;
+
+/// A log handler: receives the level and a
 /// NUL-terminated message valid only during the call. It may be called from any
 /// thread the library runs on, including the client's background thread, and
 /// must not call back into the library.
-pub type rrpc_log_cb =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
+pub type rrpc_log_cb = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, level: rrpc_log_level_raw, message: *const c_char),
+>;
 
 /// The library version, such as "0.2.0" (the same as `RRPC_VERSION` in this
 /// header when header and library match).
@@ -137,7 +150,7 @@ pub extern "C" fn rrpc_last_error_message() -> *const c_char {
 ///
 /// @param[in] handler   the handler, or NULL for stderr.
 /// @param[in] user_data passed to every handler call; the library does not touch it.
-/// @param[in] max_level an `rrpc_log_level` value.
+/// @param[in] max_level the least severe level handed over.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `max_level` is not a log level.
 /// @retval RRPC_STATUS_WRONG_STATE      called from inside the handler it would
@@ -145,10 +158,11 @@ pub extern "C" fn rrpc_last_error_message() -> *const c_char {
 ///
 /// Any thread; `user_data` must stay valid until the handler is replaced.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_set_log_handler(
     handler: rrpc_log_cb,
     user_data: *mut c_void,
-    max_level: u32,
+    max_level: rrpc_log_level_raw,
 ) -> rrpc_status {
     let user_data = SendPtr(user_data);
     boundary("rrpc_set_log_handler", move || {
@@ -181,6 +195,7 @@ pub extern "C" fn rrpc_set_log_handler(
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
     boundary("rrpc_monotonic_ms", || {
         // SAFETY: checked for NULL; the caller provides writable memory.
@@ -194,7 +209,7 @@ pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
 /// "tencent".
 ///
 /// @param[in]  name        NUL-terminated name.
-/// @param[out] out_dialect receives an `rrpc_dialect` value.
+/// @param[out] out_dialect receives the dialect.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER    `name` or `out_dialect` is NULL.
 /// @retval RRPC_STATUS_INVALID_UTF8    `name` is not UTF-8.
@@ -202,9 +217,10 @@ pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
 ///
 /// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_dialect_from_name(
     name: *const c_char,
-    out_dialect: *mut u32,
+    out_dialect: *mut rrpc_dialect_raw,
 ) -> rrpc_status {
     boundary("rrpc_dialect_from_name", || {
         // SAFETY: pointer contracts documented above.

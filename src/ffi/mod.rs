@@ -13,8 +13,8 @@
 //! - `signed.rs`: `rrpc_credentials`, which `rrpc_credentials_*` write and the
 //!   sign callback of `rrpc_mqtt_config` fills.
 //!
-//! Callbacks registered from C are held in `crate::guard::Slot`s (or released
-//! `crate::guard::Callback`s), so that after the function that replaces or
+//! Callbacks registered from C are held in `crate::callback::CallbackSlot`s (or released
+//! `crate::callback::Callback`s), so that after the function that replaces or
 //! removes them returns they never run again.
 //!
 //! One module per C type family, named as its functions are: `client.rs`
@@ -38,6 +38,7 @@ mod boundary;
 mod handle;
 mod request;
 mod signed;
+mod sized;
 mod status;
 
 // A family whose cargo feature is off is left out of the library whole; the
@@ -59,13 +60,13 @@ pub mod session;
 
 pub(crate) use args::{
     arg_bytes, arg_flag, arg_opt_str, arg_opt_string, arg_out, arg_ref, arg_str, bytes_ptr,
-    opt_out, write_str_out, SendPtr,
+    opt_out, write_bytes_out, write_str_out, SendPtr,
 };
 pub(crate) use boundary::{boundary, last_error_ptr};
 pub(crate) use handle::Castable;
 pub use request::rrpc_request;
-pub(crate) use request::{device_args, dialect_arg, ViewStrings};
+pub(crate) use request::{device_args, dialect_arg, request_view};
 pub use status::rrpc_status;
+pub(crate) use status::Failure;
 #[cfg(feature = "jt808")]
 pub(crate) use status::SendFailed;
-pub(crate) use status::{Failure, PublishFailed};

@@ -1,27 +1,34 @@
 //! `rrpc_router`: the RRPC core for applications that own their MQTT connection
-//! (Paho C, libmosquitto, a vendor stack). Feed every received message to
-//! `rrpc_router_handle_message`; replies come back through the publish function
-//! the application registered. Same core as the built-in client.
+//! (Paho C, libmosquitto, a vendor stack), as C sees `router::SharedRouter`.
 
 use std::ffi::{c_char, c_void, CString};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use super::request::router_stats;
+use super::misc::{rrpc_bool, rrpc_dialect_raw};
+use super::request::request_view;
 use super::rrpc_status::*;
+use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
 use super::{
-    arg_bytes, arg_flag, arg_out, arg_ref, boundary, bytes_ptr, device_args, opt_out, rrpc_request,
-    rrpc_status, Castable, Failure, PublishFailed, SendPtr, ViewStrings,
+    arg_bytes, arg_flag, arg_out, boundary, bytes_ptr, device_args, opt_out, rrpc_request,
+    rrpc_status, Castable, Failure, SendPtr,
 };
-use crate::clock::now_ms;
-use crate::dialect::Dialect;
-use crate::guard::{self, Callback, Kind, Slot};
-use crate::router::{Attachment, Dropped, ReplyError, Router, RouterConfig};
+use crate::router::{
+    Dropped, FilterMode, Request, RequestFn, RouterConfig, RouterStats, SharedRouter,
+};
 
-/// The RRPC core without a transport. Created by `rrpc_router_new`, released by
-/// `rrpc_router_free`.
+/// The RRPC core without a transport: feed it every message your MQTT stack
+/// receives (`rrpc_router_handle_message`); it calls the request callback and
+/// sends replies through the publish function you register. No I/O, no
+/// threads, no clock: every call that needs the time takes `now_ms` (any
+/// monotonic clock in ms, such as `rrpc_monotonic_ms`). Created by
+/// `rrpc_router_new`, released by `rrpc_router_free`.
+///
+/// Threads: every function may be called from any thread, also several at once
+/// (one internal lock, held only for table updates), except `rrpc_router_free`,
+/// called once when no other thread uses the router. Callbacks and the publish
+/// function run on the thread of the call that caused them, with no router
+/// lock held: they may call the router again, except to free it or to replace
+/// themselves (RRPC_STATUS_WRONG_STATE).
 pub struct rrpc_router {
     _private: [u8; 0],
 }
@@ -29,25 +36,40 @@ pub struct rrpc_router {
 /// Settings for `rrpc_router_new`; fill with `rrpc_router_config_init`.
 #[repr(C)]
 pub struct rrpc_router_config {
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_router_config_init`.
+    pub struct_size: u32,
     /// Most requests waiting for a reply at once: 1 to 65536. Default 1024.
     pub max_pending: u32,
     /// Largest request or reply payload: 1 to 268435456 (256 MiB). Default 262144.
     pub max_payload: u32,
     /// Reply deadline in ms, at most 600000; 0 (default) = the dialect's caller
-    /// timeout.
+    /// timeout (8000 for Alibaba, 4000 for Tencent).
     pub request_timeout_ms: u32,
-    /// 0 (default): time is CLOCK_MONOTONIC. 1: time is whatever the last
-    /// `rrpc_router_tick` said, for gateways with their own clock and for tests.
-    /// Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
-    pub manual_clock: u8,
     /// Most devices registered at once: 1 to 1000000. Default 100000.
     pub max_devices: u32,
 }
 
-/// `rrpc_router_handle_message` flag: the message was delivered with the MQTT
-/// retain flag set. A retained RRPC request is never executed: it is dropped
-/// and counted (`retained`).
-pub const RRPC_MESSAGE_RETAINED: u32 = 1;
+sized_fields!(rrpc_router_config {
+    struct_size,
+    max_pending,
+    max_payload,
+    request_timeout_ms,
+    max_devices,
+});
+
+impl Settings for rrpc_router_config {
+    fn defaults() -> Self {
+        let d = RouterConfig::default();
+        rrpc_router_config {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            max_pending: d.max_pending as u32,
+            max_payload: d.max_payload as u32,
+            request_timeout_ms: d.request_timeout_ms,
+            max_devices: d.max_devices as u32,
+        }
+    }
+}
 
 /// What `rrpc_router_handle_message` made of a message.
 #[repr(u32)]
@@ -78,13 +100,18 @@ pub enum rrpc_filter_mode {
     RRPC_FILTERS_WILDCARD = 1,
 }
 
+/// An `rrpc_filter_mode` as C passes it.
+pub type rrpc_filter_mode_raw = u32;
+/// An `rrpc_message_kind` as the library writes it.
+pub type rrpc_message_kind_raw = u32;
+
 /// Publishes a reply: `topic` is NUL-terminated, `payload` is `len` bytes (may be
 /// NULL when 0), `qos` is always 0. Return 0 when the message was handed to the
-/// MQTT stack, anything else on failure (the request is then released and
-/// `rrpc_router_reply` returns RRPC_STATUS_SEND_FAILED). Runs on the thread that
-/// called `rrpc_router_reply`, without any router lock held: it may call the
-/// router again.
-pub type rrpc_publish_fn = Option<
+/// MQTT stack, anything else on failure (`rrpc_router_reply` then returns
+/// RRPC_STATUS_SEND_FAILED and the request stays pending). Runs on the thread
+/// that called `rrpc_router_reply`, without any router lock held: it may call
+/// the router again.
+pub type rrpc_router_publish_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         topic: *const c_char,
@@ -106,161 +133,89 @@ pub type rrpc_router_request_cb = Option<
 >;
 
 /// Receives one subscription filter (NUL-terminated, valid during the call).
-pub type rrpc_filter_cb =
+pub type rrpc_router_filter_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, filter: *const c_char)>;
 
-/// Counters of a router (`rrpc_router_get_stats`).
-#[repr(C)]
-#[derive(Default)]
-pub struct rrpc_router_stats {
-    pub messages: u64,
-    /// Requests handed to callbacks.
-    pub requests: u64,
-    pub replied: u64,
-    pub expired: u64,
-    pub duplicates: u64,
-    pub own_replies: u64,
-    pub malformed: u64,
-    /// Requests for devices that are not registered (wildcard subscriptions).
-    pub unknown_device: u64,
-    pub table_full: u64,
-    pub too_large: u64,
-    /// Replies refused because the deadline had passed.
-    pub late_replies: u64,
-    /// Replies refused for unknown, answered, cancelled or released tokens.
-    pub bad_tokens: u64,
-    /// Replies whose publish function failed (requests released).
-    pub send_failures: u64,
-    pub not_rrpc: u64,
-    /// Requests waiting for a reply now.
-    pub pending: u64,
-    /// Devices registered now.
-    pub devices: u64,
-    /// Requests that arrived retained (RRPC_MESSAGE_RETAINED): never executed.
-    pub retained: u64,
+/// The publish function returned this non-zero value.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PublishFailed(pub i32);
+
+impl std::fmt::Display for PublishFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the publish function returned {}; nothing was sent and the request stays pending",
+            self.0
+        )
+    }
 }
 
-/// A request callback with its `user_data` (the router's handle is passed at
-/// each call).
-type RequestFn = dyn Fn(*mut rrpc_router, *const rrpc_request) + Send + Sync;
-/// The publish function with its `user_data`.
-type PublishFn = dyn Fn(*const c_char, *const u8, usize, i32) -> i32 + Send + Sync;
-
-fn request_fn(cb: Option<RouterCb>, user_data: *mut c_void) -> Option<Box<RequestFn>> {
-    let ud = SendPtr(user_data);
-    cb.map(|cb| {
-        Box::new(move |router: *mut rrpc_router, req: *const rrpc_request| {
-            let ud = ud;
-            // SAFETY: the application registered `cb` for this signature; `req`
-            // and its strings live until it returns.
-            unsafe { cb(ud.get(), router, req) }
-        }) as Box<RequestFn>
-    })
-}
-
-type RouterCb = unsafe extern "C" fn(*mut c_void, *mut rrpc_router, *const rrpc_request);
-
-/// What an `rrpc_router *` stands for. A function that still uses the router
-/// after one of its callbacks returned (a reply, after the publish function)
-/// holds its own clone of `shared`, so that `rrpc_router_free`, which waits for
-/// that callback, cannot pull the memory from under it.
-struct Handle {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    router: Mutex<Router>,
-    shared_callback: Slot<RequestFn>,
-    publish: Slot<PublishFn>,
-    manual_clock: bool,
-    clock: AtomicU64,
-}
+/// What an `rrpc_router *` stands for: its own reference to the shared
+/// router, so that a function still using the router after one of its
+/// callbacks returned (a reply, after the publish function) holds the memory
+/// even if another thread freed the handle meanwhile.
+type Handle = Arc<SharedRouter<PublishFailed>>;
 
 impl Castable for Handle {
     type C = rrpc_router;
     const NAME: &'static str = "router";
 }
 
-impl std::ops::Deref for Handle {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.shared
-    }
-}
-
-impl Shared {
-    fn now(&self) -> u64 {
-        if self.manual_clock {
-            self.clock.load(Ordering::Relaxed)
-        } else {
-            now_ms()
-        }
-    }
-}
-
-/// Runs `f`, a callback of `router` that is not a released-on-change one (the
-/// filter callback), so that freeing the router from inside is refused.
-fn inside<T>(router: *const rrpc_router, f: impl FnOnce() -> T) -> T {
-    guard::enter(Kind::Object, router as usize, f)
-}
-
-/// Whether this thread runs one of the router's callbacks or its publish function.
-fn in_any_callback(router: *const rrpc_router, h: &Handle) -> bool {
-    guard::inside(Kind::Object, router as usize)
-        || h.shared_callback.running_here()
-        || h.publish.running_here()
-        || h.router
-            .lock()
-            .attachments()
-            .filter_map(device_callback)
-            .any(|cb| cb.running_here())
-}
-
-/// A device's own callback, as the router keeps it (its attachment).
-fn device_callback(a: &Arc<dyn std::any::Any + Send + Sync>) -> Option<&Callback<RequestFn>> {
-    a.downcast_ref::<Callback<RequestFn>>()
+/// A C request callback as a Rust one, handed the router's handle.
+fn request_fn(
+    cb: rrpc_router_request_cb,
+    user_data: *mut c_void,
+    router: *mut rrpc_router,
+) -> Option<Box<RequestFn>> {
+    let (ud, router) = (SendPtr(user_data), SendPtr(router.cast()));
+    cb.map(|cb| {
+        Box::new(move |req: &Request<'_>| {
+            let view = request_view(req);
+            // SAFETY: the application registered `cb` for this signature; `view`
+            // and its strings live until it returns.
+            unsafe { cb(ud.get(), router.get().cast(), &view) }
+        }) as Box<RequestFn>
+    })
 }
 
 /// Fills `out_config` with the defaults (see `rrpc_router_config`).
 ///
-/// @param[out] out_config the struct to fill.
+/// @param[out] out_config  the struct to fill.
+/// @param[in]  config_size `sizeof *out_config`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+///                                  struct, or smaller than 4.
 #[no_mangle]
-pub extern "C" fn rrpc_router_config_init(out_config: *mut rrpc_router_config) -> rrpc_status {
+#[must_use]
+pub extern "C" fn rrpc_router_config_init(
+    out_config: *mut rrpc_router_config,
+    config_size: usize,
+) -> rrpc_status {
     boundary("rrpc_router_config_init", || {
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_config, "out_config") }?;
-        let d = RouterConfig::default();
-        *out = rrpc_router_config {
-            max_pending: d.max_pending as u32,
-            max_payload: d.max_payload as u32,
-            request_timeout_ms: d.request_timeout_ms,
-            manual_clock: 0,
-            max_devices: d.max_devices as u32,
-        };
-        Ok(())
+        // SAFETY: `config_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_config, config_size, "out_config") }
     })
 }
 
-/// Creates a router: no I/O, no threads.
+/// Creates a router.
 ///
-/// @param[in]  config     settings.
+/// @param[in]  config     settings (`rrpc_router_config_init` gives the defaults).
 /// @param[out] out_router receives the router; release it with `rrpc_router_free`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `config` or `out_router` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE      `config->struct_size` is not one this library knows.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT a field is outside its documented range
 ///         (see `rrpc_router_config`); the message names it.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_new(
     config: *const rrpc_router_config,
     out_router: *mut *mut rrpc_router,
 ) -> rrpc_status {
     boundary("rrpc_router_new", || {
         // SAFETY: pointer contracts documented above.
-        let c = unsafe { arg_ref(config, "config") }?;
+        let c = unsafe { read_settings(config, "config") }?;
         let out = unsafe { arg_out(out_router, "out_router") }?;
         let cfg = RouterConfig {
             max_pending: c.max_pending as usize,
@@ -269,16 +224,9 @@ pub extern "C" fn rrpc_router_new(
             max_devices: c.max_devices as usize,
             ..RouterConfig::default()
         };
-        cfg.validate()
-            .map_err(|m| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, m))?;
-        let shared = Arc::new(Shared {
-            router: Mutex::new(Router::new(cfg)),
-            shared_callback: Slot::default(),
-            publish: Slot::default(),
-            manual_clock: arg_flag(c.manual_clock, "config->manual_clock")?,
-            clock: AtomicU64::new(0),
-        });
-        *out = Handle { shared }.into_c();
+        let router = SharedRouter::new(cfg)
+            .map_err(|m| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, format!("config->{m}")))?;
+        *out = Arc::new(router).into_c();
         Ok(())
     })
 }
@@ -291,27 +239,17 @@ pub extern "C" fn rrpc_router_new(
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_WRONG_STATE called from one of this router's callbacks or
 ///         its publish function; nothing was released.
-///
-/// Once, when no other thread will call the router again.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_free(router: *mut rrpc_router) -> rrpc_status {
     boundary("rrpc_router_free", || {
         Handle::free(router, |h| {
-            if in_any_callback(router, h) {
-                return Err(Failure::new(
+            h.close().map_err(|_| {
+                Failure::new(
                     RRPC_STATUS_WRONG_STATE,
                     "a router cannot be freed from its own callback or publish function",
-                ));
-            }
-            h.shared_callback.set(None)?;
-            h.publish.set(None)?;
-            let devices: Vec<_> = h.router.lock().attachments().cloned().collect();
-            for a in &devices {
-                if let Some(cb) = device_callback(a) {
-                    cb.release()?;
-                }
-            }
-            Ok(())
+                )
+            })
         })
     })
 }
@@ -328,28 +266,39 @@ pub extern "C" fn rrpc_router_free(router: *mut rrpc_router) -> rrpc_status {
 /// @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
 /// @retval RRPC_STATUS_WRONG_STATE  called from inside the publish function it
 ///                                  would replace; nothing changed.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_set_publish(
     router: *mut rrpc_router,
-    publish: rrpc_publish_fn,
+    publish: rrpc_router_publish_fn,
     user_data: *mut c_void,
 ) -> rrpc_status {
     let ud = SendPtr(user_data);
     boundary("rrpc_router_set_publish", move || {
         let h = Handle::borrow(router)?;
         let f = publish.map(|f| {
-            Box::new(
-                move |topic: *const c_char, data: *const u8, len: usize, qos: i32| {
-                    let ud = ud;
-                    // SAFETY: the application registered `f` for this signature; the
-                    // topic and payload live until it returns.
-                    unsafe { f(ud.get(), topic, data, len, qos) }
-                },
-            ) as Box<PublishFn>
+            Box::new(move |topic: &str, payload: &[u8]| {
+                let ud = ud;
+                // No NUL inside: the topic is made of validated identities and a
+                // validated message id, none of which may contain one.
+                let topic = CString::new(topic).map_err(|_| PublishFailed(-1))?;
+                // SAFETY: the application registered `f` for this signature; the
+                // topic and payload live until it returns.
+                match unsafe {
+                    f(
+                        ud.get(),
+                        topic.as_ptr(),
+                        bytes_ptr(payload),
+                        payload.len(),
+                        0,
+                    )
+                } {
+                    0 => Ok(()),
+                    rc => Err(PublishFailed(rc)),
+                }
+            }) as Box<crate::router::PublishFn<PublishFailed>>
         });
-        Ok(h.publish.set(f)?)
+        Ok(h.set_publish(f)?)
     })
 }
 
@@ -364,17 +313,16 @@ pub extern "C" fn rrpc_router_set_publish(
 /// @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
 /// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
 ///                                  replace; nothing changed.
-///
-/// Any thread; takes effect for the next request.
 #[no_mangle]
-pub extern "C" fn rrpc_router_set_callback(
+#[must_use]
+pub extern "C" fn rrpc_router_set_request_callback(
     router: *mut rrpc_router,
     callback: rrpc_router_request_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
-    boundary("rrpc_router_set_callback", || {
+    boundary("rrpc_router_set_request_callback", || {
         let h = Handle::borrow(router)?;
-        Ok(h.shared_callback.set(request_fn(callback, user_data))?)
+        Ok(h.set_request_callback(request_fn(callback, user_data, router))?)
     })
 }
 
@@ -383,7 +331,7 @@ pub extern "C" fn rrpc_router_set_callback(
 /// the application's job (`rrpc_router_get_filters`).
 ///
 /// @param[in] router       the router.
-/// @param[in] dialect      an `rrpc_dialect` value.
+/// @param[in] dialect      the device's dialect.
 /// @param[in] product_key  product key (Tencent: product id).
 /// @param[in] device_name  device name.
 /// @param[in] custom_topic the custom topic for RRPC_DIALECT_ALIBABA_CUSTOM, else NULL.
@@ -391,15 +339,15 @@ pub extern "C" fn rrpc_router_set_callback(
 /// @param[in] user_data    handed to the device's callback; it must stay valid
 ///                         until the device is removed or the router freed.
 /// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_LIMIT_REACHED `max_devices` devices are registered.
 /// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT,
 ///         RRPC_STATUS_INVALID_IDENTITY, RRPC_STATUS_ALREADY_EXISTS as for
 ///         `rrpc_client_add_device`.
-///
-/// Any thread, also while messages are handled, and from callbacks.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_add_device(
     router: *mut rrpc_router,
-    dialect: u32,
+    dialect: rrpc_dialect_raw,
     product_key: *const c_char,
     device_name: *const c_char,
     custom_topic: *const c_char,
@@ -409,11 +357,7 @@ pub extern "C" fn rrpc_router_add_device(
     boundary("rrpc_router_add_device", || {
         let h = Handle::borrow(router)?;
         let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        let attachment = Attachment(
-            request_fn(callback, user_data)
-                .map(|f| Arc::new(Callback::new(f)) as Arc<dyn std::any::Any + Send + Sync>),
-        );
-        h.router.lock().add_device_with(d, &id, attachment)?;
+        h.add_device(d, &id, request_fn(callback, user_data, router))?;
         Ok(())
     })
 }
@@ -427,46 +371,27 @@ pub extern "C" fn rrpc_router_add_device(
 /// @param[in] product_key  as given to `rrpc_router_add_device`.
 /// @param[in] device_name  as given to `rrpc_router_add_device`.
 /// @param[in] custom_topic as given to `rrpc_router_add_device`.
+/// @param[in] now_ms       the time, on the router's clock.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NOT_FOUND   the device is not registered.
 /// @retval RRPC_STATUS_WRONG_STATE called from inside the device's own callback
 ///                                 (it would wait for itself); nothing changed.
 /// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT
 ///         as for `rrpc_router_add_device`.
-///
-/// Any thread, also while messages are handled, and from callbacks (other than
-/// the device's own).
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_remove_device(
     router: *mut rrpc_router,
-    dialect: u32,
+    dialect: rrpc_dialect_raw,
     product_key: *const c_char,
     device_name: *const c_char,
     custom_topic: *const c_char,
+    now_ms: u64,
 ) -> rrpc_status {
     boundary("rrpc_router_remove_device", || {
         let h = Handle::borrow(router)?;
         let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        let now = h.now();
-        let own = {
-            let mut r = h.router.lock();
-            let own = r.attachment(d, &id).cloned();
-            if own
-                .as_ref()
-                .and_then(device_callback)
-                .is_some_and(|cb| cb.running_here())
-            {
-                return Err(Failure::new(
-                    RRPC_STATUS_WRONG_STATE,
-                    "a device cannot be removed from inside its own callback",
-                ));
-            }
-            r.remove_device(d, &id, now)?;
-            own
-        };
-        if let Some(cb) = own.as_ref().and_then(device_callback) {
-            cb.release()?;
-        }
+        h.remove_device(d, &id, now_ms)?;
         Ok(())
     })
 }
@@ -474,43 +399,39 @@ pub extern "C" fn rrpc_router_remove_device(
 /// Lists the subscription filters to subscribe, one `callback` call per filter.
 ///
 /// @param[in] router    the router.
-/// @param[in] mode      an `rrpc_filter_mode` value.
+/// @param[in] mode      which filters.
 /// @param[in] callback  receives each filter; required.
 /// @param[in] user_data handed to `callback`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `router` or `callback` is NULL.
-/// @retval RRPC_STATUS_INVALID_ARGUMENT `mode` is not a filter mode.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `mode` is not an `rrpc_filter_mode`.
 ///
-/// Any thread; the callback runs without any router lock held.
+/// The callback runs on this thread without any router lock held; it must not
+/// free the router.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_get_filters(
-    router: *mut rrpc_router,
-    mode: u32,
-    callback: rrpc_filter_cb,
+    router: *const rrpc_router,
+    mode: rrpc_filter_mode_raw,
+    callback: rrpc_router_filter_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
     boundary("rrpc_router_get_filters", || {
-        let h = Handle::borrow(router)?;
+        let h = Handle::borrow(router)?.clone();
         let cb =
             callback.ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "callback is NULL"))?;
-        let filters: Vec<String> = {
-            let r = h.router.lock();
-            match mode {
-                0 => r.devices().map(|d| d.filter().to_string()).collect(),
-                1 => Dialect::ALL
-                    .into_iter()
-                    .filter(|&d| r.devices().any(|x| x.dialect == d))
-                    .map(|d| d.request_wildcard())
-                    .collect(),
-                m => {
-                    return Err(Failure::new(
-                        RRPC_STATUS_INVALID_ARGUMENT,
-                        format!("mode {m} is not an rrpc_filter_mode"),
-                    ))
-                }
+        let mode = match mode {
+            0 => FilterMode::PerDevice,
+            1 => FilterMode::Wildcard,
+            m => {
+                return Err(Failure::new(
+                    RRPC_STATUS_INVALID_ARGUMENT,
+                    format!("mode {m} is not an rrpc_filter_mode"),
+                ))
             }
         };
-        inside(router, || {
+        let filters = h.filters(mode);
+        h.run_as_callback(|| {
             for f in filters {
                 let c = CString::new(f).unwrap_or_default();
                 // SAFETY: the application registered `cb` for this signature.
@@ -525,50 +446,42 @@ pub extern "C" fn rrpc_router_get_filters(
 /// accepted and its callback runs before this returns (on this thread, without
 /// any router lock held); anything else is classified and, if RRPC, counted.
 ///
-/// @param[in]  router       the router.
-/// @param[in]  topic        the topic's bytes (need not be NUL-terminated; bytes
-///                          that are not UTF-8 make it malformed).
-/// @param[in]  topic_len    its length.
-/// @param[in]  payload      the payload, binary-safe; may be NULL when empty.
-/// @param[in]  payload_len  its length.
-/// @param[in]  flags        0, or RRPC_MESSAGE_RETAINED when the MQTT stack
-///                          delivered the message with its retain flag set (Paho
-///                          C: `message->retained`; libmosquitto:
-///                          `msg->retain`). A retained request is never
-///                          executed: it is dropped (RRPC_MESSAGE_DROPPED) and
-///                          counted as `retained`.
-/// @param[out] out_kind     receives an `rrpc_message_kind`; may be NULL.
+/// @param[in]  router      the router.
+/// @param[in]  topic       the topic's bytes (need not be NUL-terminated; bytes
+///                         that are not UTF-8 make it malformed).
+/// @param[in]  topic_len   its length.
+/// @param[in]  payload     the payload, binary-safe; may be NULL when empty.
+/// @param[in]  payload_len its length.
+/// @param[in]  retained    the MQTT stack delivered the message with its retain
+///                         flag set (Paho C: `message->retained`; libmosquitto:
+///                         `msg->retain`). A retained request is never executed:
+///                         it is dropped (RRPC_MESSAGE_DROPPED) and counted as
+///                         `retained`.
+/// @param[in]  now_ms      the time, on the router's clock: the request's
+///                         deadline counts from it.
+/// @param[out] out_kind    receives what the message was; may be NULL.
 /// @retval RRPC_STATUS_OK               the message was classified (see `out_kind`).
 /// @retval RRPC_STATUS_NULL_POINTER     `router` is NULL, or a buffer is NULL with a length.
-/// @retval RRPC_STATUS_INVALID_ARGUMENT `flags` has a bit other than
-///                                      RRPC_MESSAGE_RETAINED; nothing was done.
-///
-/// Any thread; several threads may handle messages at once.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `retained` is neither false nor true.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_handle_message(
     router: *mut rrpc_router,
     topic: *const u8,
     topic_len: usize,
     payload: *const u8,
     payload_len: usize,
-    flags: u32,
-    out_kind: *mut u32,
+    retained: rrpc_bool,
+    now_ms: u64,
+    out_kind: *mut rrpc_message_kind_raw,
 ) -> rrpc_status {
     boundary("rrpc_router_handle_message", || {
         let h = Handle::borrow(router)?;
         // SAFETY: `len` readable bytes per the documented contract.
         let topic = unsafe { arg_bytes(topic, topic_len, "topic") }?;
         let payload = unsafe { arg_bytes(payload, payload_len, "payload") }?;
-        if flags & !RRPC_MESSAGE_RETAINED != 0 {
-            return Err(Failure::new(
-                RRPC_STATUS_INVALID_ARGUMENT,
-                format!("flags {flags:#x} has bits other than RRPC_MESSAGE_RETAINED"),
-            ));
-        }
-        let now = h.now();
-        let mut r = h.router.lock();
-        let accepted = r.handle_received(topic, payload, flags & RRPC_MESSAGE_RETAINED != 0, now);
-        let kind = match &accepted {
+        let retained = arg_flag(retained, "retained")?;
+        let kind = match h.handle_message(topic, payload, retained, now_ms) {
             Ok(_) => rrpc_message_kind::RRPC_MESSAGE_REQUEST,
             Err(Dropped::NotRrpc) => rrpc_message_kind::RRPC_MESSAGE_NOT_RRPC,
             Err(Dropped::Malformed(_)) => rrpc_message_kind::RRPC_MESSAGE_MALFORMED,
@@ -576,24 +489,6 @@ pub extern "C" fn rrpc_router_handle_message(
         };
         // SAFETY: optional out-parameter.
         unsafe { opt_out(out_kind, kind as u32) };
-        let Ok(a) = accepted else {
-            return Ok(());
-        };
-        // What the callback needs is copied while the router is held: the device
-        // may be removed once it is released.
-        let d = r
-            .request_device(a.device)
-            .expect("an accepted request's device is registered");
-        let own = d.attachment.cloned();
-        let mut strings = ViewStrings::default();
-        strings.fill(a.message_id, &d.identity);
-        let dialect = d.dialect;
-        drop(r);
-        let view = strings.view(a.token, dialect, a.content_type, a.payload, a.deadline_ms);
-        match own.as_ref().and_then(device_callback) {
-            Some(cb) => cb.call(|f| f(router, &view)),
-            None => h.shared_callback.call(|f| f(router, &view)),
-        };
         Ok(())
     })
 }
@@ -608,6 +503,7 @@ pub extern "C" fn rrpc_router_handle_message(
 /// @param[in] payload     reply bytes, copied before return; may be NULL when
 ///                        `payload_len` is 0.
 /// @param[in] payload_len reply length in bytes.
+/// @param[in] now_ms      the time, on the router's clock.
 /// @retval RRPC_STATUS_OK                published; the request is finished.
 /// @retval RRPC_STATUS_SEND_FAILED       the publish function returned non-zero:
 ///                                       nothing was sent, the token stays valid.
@@ -616,130 +512,90 @@ pub extern "C" fn rrpc_router_handle_message(
 /// @retval RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,
 ///         RRPC_STATUS_DEVICE_REMOVED, RRPC_STATUS_PAYLOAD_TOO_LARGE,
 ///         RRPC_STATUS_NULL_POINTER  as for `rrpc_client_reply`.
-///
-/// Any thread, including callbacks and the publish function.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_reply(
     router: *mut rrpc_router,
     token: u64,
     payload: *const u8,
     payload_len: usize,
+    now_ms: u64,
 ) -> rrpc_status {
     boundary("rrpc_router_reply", || {
-        let h = Handle::borrow(router)?.shared.clone();
+        // Its own reference: the publish function may free the handle.
+        let h = Handle::borrow(router)?.clone();
         // SAFETY: `payload_len` readable bytes per the documented contract.
         let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
-        let no_publish = || {
-            Failure::new(
-                RRPC_STATUS_WRONG_STATE,
-                "no publish function is registered (rrpc_router_set_publish)",
-            )
-        };
-        if !h.publish.is_set() {
-            return Err(no_publish());
-        }
-        let topic = h
-            .router
-            .lock()
-            .begin_reply(token, bytes.len(), h.now())
-            .map_err(Failure::from)?;
-        debug_assert!(!topic.contains('\0'));
-        // SAFETY: no NUL inside: the topic is made of validated identities and a
-        // validated message id, none of which may contain one. (Rendered with
-        // spare capacity, so the terminator does not reallocate.)
-        let c_topic = unsafe { CString::from_vec_unchecked(topic.into_bytes()) };
-        let rc = h
-            .publish
-            .call(|f| f(c_topic.as_ptr(), bytes_ptr(bytes), bytes.len(), 0));
-        h.router.lock().end_reply(token, rc == Some(0), h.now());
-        match rc {
-            Some(0) => Ok(()),
-            Some(rc) => Err(ReplyError::Send(PublishFailed(rc)).into()),
-            None => Err(no_publish()),
-        }
+        Ok(h.reply(token, bytes, now_ms)?)
     })
 }
 
-/// Expires requests whose deadline passed and tells when the next one is due.
-/// With `manual_clock`, `now_ms` becomes the router's time first; otherwise it
-/// is ignored (pass 0) and CLOCK_MONOTONIC is read. Call it at
-/// `*out_next_deadline_ms` (a poll timeout for your event loop), or regularly.
+/// Expires requests whose deadline passed and tells when the next one is due:
+/// call it at `*out_next_deadline_ms` (a poll timeout for your event loop), or
+/// regularly.
 ///
 /// @param[in]  router               the router.
-/// @param[in]  now_ms               the time, with `manual_clock`; else ignored.
+/// @param[in]  now_ms               the time, on the router's clock.
 /// @param[out] out_next_deadline_ms receives the earliest deadline still
-///             pending, on the router's clock, or UINT64_MAX when none; may be NULL.
+///             pending, or UINT64_MAX when none; may be NULL.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `router` is NULL.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_tick(
     router: *mut rrpc_router,
     now_ms: u64,
     out_next_deadline_ms: *mut u64,
 ) -> rrpc_status {
     boundary("rrpc_router_tick", || {
-        let h = Handle::borrow(router)?;
-        if h.manual_clock {
-            h.clock.store(now_ms, Ordering::Relaxed);
-        }
-        let mut r = h.router.lock();
-        r.expire(h.now());
+        let (_, next) = Handle::borrow(router)?.tick(now_ms);
         // SAFETY: optional out-parameter.
-        unsafe { opt_out(out_next_deadline_ms, r.next_deadline().unwrap_or(u64::MAX)) };
+        unsafe { opt_out(out_next_deadline_ms, next.unwrap_or(u64::MAX)) };
         Ok(())
     })
 }
 
 /// Tells when the earliest pending request's deadline is due, without expiring
-/// anything: how long a C event loop may sleep before `rrpc_router_tick`.
+/// anything: how long an event loop may sleep before `rrpc_router_tick`.
 ///
 /// @param[in]  router               the router.
 /// @param[out] out_next_deadline_ms receives the earliest deadline on the
 ///             router's clock, or UINT64_MAX when no request is pending.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `router` or `out_next_deadline_ms` is NULL.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_next_deadline(
-    router: *mut rrpc_router,
+    router: *const rrpc_router,
     out_next_deadline_ms: *mut u64,
 ) -> rrpc_status {
     boundary("rrpc_router_next_deadline", || {
         let h = Handle::borrow(router)?;
         // SAFETY: NULL-checked out-parameter.
         let out = unsafe { arg_out(out_next_deadline_ms, "out_next_deadline_ms") }?;
-        *out = h.router.lock().next_deadline().unwrap_or(u64::MAX);
+        *out = h.next_deadline().unwrap_or(u64::MAX);
         Ok(())
     })
 }
 
 /// Reads the router's counters.
 ///
-/// @param[in]  router    the router.
-/// @param[out] out_stats receives the counters.
+/// @param[in]  router     the router.
+/// @param[out] out_stats  receives the counters: as many as `stats_size` holds
+///                        (the rest of it is zeroed).
+/// @param[in]  stats_size `sizeof *out_stats`.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `router` or `out_stats` is NULL.
-///
-/// Any thread.
 #[no_mangle]
+#[must_use]
 pub extern "C" fn rrpc_router_get_stats(
-    router: *mut rrpc_router,
-    out_stats: *mut rrpc_router_stats,
+    router: *const rrpc_router,
+    out_stats: *mut RouterStats,
+    stats_size: usize,
 ) -> rrpc_status {
     boundary("rrpc_router_get_stats", || {
-        let h = Handle::borrow(router)?;
-        // SAFETY: NULL-checked out-parameter.
-        let out = unsafe { arg_out(out_stats, "out_stats") }?;
-        let r = h.router.lock();
-        let s = r.stats();
-        *out = router_stats!(rrpc_router_stats, s, {
-            pending: r.pending_len() as u64,
-            devices: r.device_count() as u64,
-            retained: s.retained,
-        });
-        Ok(())
+        let s = Handle::borrow(router)?.stats();
+        // SAFETY: `stats_size` writable bytes per the documented contract.
+        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
     })
 }

@@ -1,31 +1,34 @@
 //! What the client and the caller share in C: how to reach the broker
-//! (`rrpc_mqtt_config`, a member of both configs) and the connection events of
-//! the session engine (`rrpc_connection_event`).
+//! (`rrpc_mqtt_config`, which both configs point to) and the connection events
+//! of the session engine (`rrpc_connection_event`).
 
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 
+use super::misc::rrpc_bool;
 use super::signed::{field_str, rrpc_credentials, wipe};
-use super::{arg_flag, arg_opt_string, arg_str, rrpc_status, Failure, SendPtr};
+use super::sized::{init_settings, read_settings, sized_fields, Settings};
+use super::{arg_flag, arg_opt_string, arg_str, boundary, rrpc_status, Failure, SendPtr};
 use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
 
-/// How to reach and log in to the MQTT broker: the `mqtt` member of
-/// `rrpc_client_config` and `rrpc_caller_config`, filled with defaults by their
-/// `_init`. Strings are copied by the `_new` function; they only need to live
-/// until it returns.
+/// How to reach and log in to the MQTT broker, for `rrpc_client_config.mqtt`
+/// and `rrpc_caller_config.mqtt` (a pointer, so that this struct and those
+/// grow each on its own). Fill it with `rrpc_mqtt_config_init`. Strings are
+/// copied by the `_new` function; they only need to live until it returns.
 #[repr(C)]
 pub struct rrpc_mqtt_config {
+    /// The size of this struct as the application knows it; set by
+    /// `rrpc_mqtt_config_init`.
+    pub struct_size: u32,
     /// Broker host name or IP address. Required.
     pub host: *const c_char,
     /// Broker TCP port. Default 1883.
     pub port: u16,
     /// MQTT keep-alive in seconds (0 disables). Default 60.
     pub keep_alive_s: u16,
-    /// MQTT clean-session flag: 1 (default) or 0; 0 needs `client_id`. Other
-    /// values are refused with RRPC_STATUS_INVALID_ARGUMENT (as for every
-    /// `uint8_t` flag of the library's structs).
-    pub clean_session: u8,
+    /// MQTT clean-session flag: true (default) or false; false needs `client_id`.
+    pub clean_session: rrpc_bool,
     /// MQTT client id, or NULL (default) for one the library derives: the
     /// client's "rrpc" + 16 hex digits (unique per process and device set), the
     /// caller's "rrpccaller" + 16 random hex digits. 1 to 256 bytes without
@@ -45,9 +48,9 @@ pub struct rrpc_mqtt_config {
     pub reconnect_min_ms: u32,
     /// Largest reconnect delay in ms; each delay gets +-25% jitter. Default 10000.
     pub reconnect_max_ms: u32,
-    /// Connect over TLS (rustls, verified): 1, or 0 (default). The tls_* fields
-    /// below apply only with it; setting one without `tls` is refused.
-    pub tls: u8,
+    /// Connect over TLS (rustls, verified): true, or false (default). The tls_*
+    /// fields below apply only with it; setting one without `tls` is refused.
+    pub tls: rrpc_bool,
     /// PEM file of the CA certificates that verify the broker, or NULL (default)
     /// for the operating system's CA store.
     pub tls_ca_file: *const c_char,
@@ -64,24 +67,25 @@ pub struct rrpc_mqtt_config {
     /// ALPN protocols to offer, comma separated ("mqtt" for brokers on port
     /// 443), or NULL (default) for none.
     pub tls_alpn: *const c_char,
-    /// Accept any broker certificate: verification OFF when 1; 0 (default)
-    /// verifies. For test benches only: anyone on the path can then read and
-    /// change the traffic; every connect logs a warning.
-    pub tls_insecure_skip_verify: u8,
+    /// Accept any broker certificate: verification OFF when true; false
+    /// (default) verifies. For test benches only: anyone on the path can then
+    /// read and change the traffic; every connect logs a warning.
+    pub tls_insecure_skip_verify: rrpc_bool,
     /// Signs the user name and password again before every connection attempt,
     /// for cloud signatures that expire (Tencent IoT Hub's), or NULL (default).
-    /// See `rrpc_sign_cb`. What it writes replaces `username` and `password`,
+    /// See `rrpc_mqtt_sign_cb`. What it writes replaces `username` and `password`,
     /// which are used only while it fails.
-    pub sign: rrpc_sign_cb,
+    pub sign: rrpc_mqtt_sign_cb,
     /// Handed to `sign` as is; never dereferenced. Must stay valid until the
     /// client or caller is freed.
     pub sign_user_data: *mut c_void,
-    /// MQTT protocol version: 3 (MQTT 3.1.1, the default; 0 means the same) or 5
-    /// (MQTT 5: No Local on custom-topic request subscriptions, reason codes in
+    /// MQTT protocol version: RRPC_MQTT_V311 (4, the default) or RRPC_MQTT_V5
+    /// (5: No Local on custom-topic request subscriptions, reason codes in
     /// connection errors, session expiry, the maximum packet size announced to
-    /// the broker). Other values are refused with RRPC_STATUS_INVALID_ARGUMENT.
-    /// MQTT 5 needs `keep_alive_s` of at least 5.
-    pub mqtt_version: u8,
+    /// the broker), the protocol levels that Paho's `MQTTVERSION_3_1_1` and
+    /// `MQTTVERSION_5` also use. Other values are refused with
+    /// RRPC_STATUS_INVALID_ARGUMENT. MQTT 5 needs `keep_alive_s` of at least 5.
+    pub mqtt_version: rrpc_mqtt_version_raw,
     /// MQTT 5 with `clean_session` false only: how long the broker keeps the
     /// session after the connection ends, in seconds (UINT32_MAX: never
     /// expires). 0 (default) means 3600. Any other value with MQTT 3.1.1 or a
@@ -97,6 +101,45 @@ pub struct rrpc_mqtt_config {
     pub max_incoming_packet: u32,
 }
 
+sized_fields!(rrpc_mqtt_config {
+    struct_size,
+    host,
+    port,
+    keep_alive_s,
+    clean_session,
+    client_id,
+    username,
+    password,
+    connect_timeout_ms,
+    reconnect_min_ms,
+    reconnect_max_ms,
+    tls,
+    tls_ca_file,
+    tls_server_name,
+    tls_cert_file,
+    tls_key_file,
+    tls_alpn,
+    tls_insecure_skip_verify,
+    sign,
+    sign_user_data,
+    mqtt_version,
+    session_expiry_s,
+    max_incoming_packet,
+});
+
+/// MQTT protocol versions, by their protocol level (`rrpc_mqtt_config.mqtt_version`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rrpc_mqtt_version {
+    /// MQTT 3.1.1.
+    RRPC_MQTT_V311 = 4,
+    /// MQTT 5.
+    RRPC_MQTT_V5 = 5,
+}
+
+/// An `rrpc_mqtt_version` as C passes it.
+pub type rrpc_mqtt_version_raw = u32;
+
 /// Writes the user name and password of the next connection attempt. The
 /// library passes the Unix time in ms and a zeroed `rrpc_credentials`; the
 /// callback fills `username` and `password` (for example with
@@ -111,7 +154,7 @@ pub struct rrpc_mqtt_config {
 /// client's background thread or `rrpc_client_yield`; the caller's thread or one
 /// waiting in `rrpc_caller_call`), with no library lock held. It must not stop,
 /// free or yield its object (they fail with RRPC_STATUS_WRONG_STATE).
-pub type rrpc_sign_cb = Option<
+pub type rrpc_mqtt_sign_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         unix_ms: u64,
@@ -148,14 +191,22 @@ pub enum rrpc_disconnect_cause {
     RRPC_DISCONNECT_STOPPED = 3,
 }
 
+/// An `rrpc_connection_state` as the library writes it.
+pub type rrpc_connection_state_raw = u32;
+/// An `rrpc_disconnect_cause` as the library writes it.
+pub type rrpc_disconnect_cause_raw = u32;
+
 /// A change of a client's or caller's connection. Pointers are owned by the
-/// library and valid only during the callback.
+/// library and valid only during the callback. Later 1.x releases may append
+/// fields: see `RRPC_HAS_FIELD`.
 #[repr(C)]
 pub struct rrpc_connection_event {
-    /// An `rrpc_connection_state` value.
-    pub state: u32,
-    /// DISCONNECTED: an `rrpc_disconnect_cause` value; RRPC_DISCONNECT_NONE otherwise.
-    pub cause: u32,
+    /// `sizeof(rrpc_connection_event)` of the library that made it.
+    pub struct_size: u32,
+    /// What happened.
+    pub state: rrpc_connection_state_raw,
+    /// DISCONNECTED: why; RRPC_DISCONNECT_NONE otherwise.
+    pub cause: rrpc_disconnect_cause_raw,
     /// DISCONNECTED: the reason in words (such as "Connection refused (os error
     /// 111)"), NUL-terminated; NULL otherwise.
     pub reason: *const c_char,
@@ -174,64 +225,96 @@ pub struct rrpc_connection_event {
 pub type rrpc_connection_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const rrpc_connection_event)>;
 
-/// The defaults of `rrpc_mqtt_config`.
-pub(crate) fn mqtt_config_defaults() -> rrpc_mqtt_config {
-    let d = MqttConfig::new("", 1883);
-    rrpc_mqtt_config {
-        host: std::ptr::null(),
-        port: d.port,
-        keep_alive_s: d.keep_alive_s,
-        clean_session: u8::from(d.clean_session),
-        client_id: std::ptr::null(),
-        username: std::ptr::null(),
-        password: std::ptr::null(),
-        connect_timeout_ms: d.connect_timeout_ms,
-        reconnect_min_ms: d.reconnect_min_ms,
-        reconnect_max_ms: d.reconnect_max_ms,
-        tls: 0,
-        tls_ca_file: std::ptr::null(),
-        tls_server_name: std::ptr::null(),
-        tls_cert_file: std::ptr::null(),
-        tls_key_file: std::ptr::null(),
-        tls_alpn: std::ptr::null(),
-        tls_insecure_skip_verify: 0,
-        sign: None,
-        sign_user_data: std::ptr::null_mut(),
-        mqtt_version: d.protocol.number(),
-        session_expiry_s: d.session_expiry_s,
-        max_incoming_packet: d.max_incoming_packet,
+impl Settings for rrpc_mqtt_config {
+    fn defaults() -> Self {
+        let d = MqttConfig::new("", 1883);
+        rrpc_mqtt_config {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            host: std::ptr::null(),
+            port: d.port,
+            keep_alive_s: d.keep_alive_s,
+            clean_session: u8::from(d.clean_session),
+            client_id: std::ptr::null(),
+            username: std::ptr::null(),
+            password: std::ptr::null(),
+            connect_timeout_ms: d.connect_timeout_ms,
+            reconnect_min_ms: d.reconnect_min_ms,
+            reconnect_max_ms: d.reconnect_max_ms,
+            tls: 0,
+            tls_ca_file: std::ptr::null(),
+            tls_server_name: std::ptr::null(),
+            tls_cert_file: std::ptr::null(),
+            tls_key_file: std::ptr::null(),
+            tls_alpn: std::ptr::null(),
+            tls_insecure_skip_verify: 0,
+            sign: None,
+            sign_user_data: std::ptr::null_mut(),
+            mqtt_version: u32::from(d.protocol.number()),
+            session_expiry_s: d.session_expiry_s,
+            max_incoming_packet: d.max_incoming_packet,
+        }
     }
 }
 
-/// The Rust config of a C `rrpc_mqtt_config` (checked later by the owner).
-pub(crate) fn mqtt_config(c: &rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
+/// Fills `out_config` with the defaults (see each field of `rrpc_mqtt_config`).
+///
+/// @param[out] out_config  the struct to fill.
+/// @param[in]  config_size `sizeof *out_config`.
+/// @retval RRPC_STATUS_OK
+/// @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+/// @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+///                                  struct, or smaller than 4.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn rrpc_mqtt_config_init(
+    out_config: *mut rrpc_mqtt_config,
+    config_size: usize,
+) -> rrpc_status {
+    boundary("rrpc_mqtt_config_init", || {
+        // SAFETY: `config_size` writable bytes per the documented contract.
+        unsafe { init_settings(out_config, config_size, "out_config") }
+    })
+}
+
+/// The Rust config of the C `rrpc_mqtt_config` at `p` (checked later by the
+/// owner); `name` is how the messages name it (`config->mqtt`).
+///
+/// # Safety
+/// `p` must be NULL or point to an `rrpc_mqtt_config` of `struct_size` bytes
+/// whose strings are NUL-terminated (or NULL).
+pub(crate) unsafe fn mqtt_config(p: *const rrpc_mqtt_config) -> Result<MqttConfig, Failure> {
+    // SAFETY: forwarded contract.
+    let c = &unsafe { read_settings(p, "config->mqtt") }?;
     // SAFETY: NUL-terminated strings (or NULL) per the documented contract.
-    let mut m = MqttConfig::new(unsafe { arg_str(c.host, "config->mqtt.host") }?, c.port);
-    m.client_id = unsafe { arg_opt_string(c.client_id, "config->mqtt.client_id") }?;
-    m.username = unsafe { arg_opt_string(c.username, "config->mqtt.username") }?;
-    m.password = unsafe { arg_opt_string(c.password, "config->mqtt.password") }?;
+    let mut m = MqttConfig::new(unsafe { arg_str(c.host, "config->mqtt->host") }?, c.port);
+    m.client_id = unsafe { arg_opt_string(c.client_id, "config->mqtt->client_id") }?;
+    m.username = unsafe { arg_opt_string(c.username, "config->mqtt->username") }?;
+    m.password = unsafe { arg_opt_string(c.password, "config->mqtt->password") }?;
     m.keep_alive_s = c.keep_alive_s;
-    m.clean_session = arg_flag(c.clean_session, "config->mqtt.clean_session")?;
+    m.clean_session = arg_flag(c.clean_session, "config->mqtt->clean_session")?;
     m.connect_timeout_ms = c.connect_timeout_ms;
     m.reconnect_min_ms = c.reconnect_min_ms;
     m.reconnect_max_ms = c.reconnect_max_ms;
     m.tls = tls_config(c)?;
     m.signer = c.sign.map(|cb| c_signer(cb, SendPtr(c.sign_user_data)));
-    m.protocol = match c.mqtt_version {
-        0 => MqttVersion::V311,
-        v => MqttVersion::from_number(v).ok_or_else(|| {
+    m.protocol = u8::try_from(c.mqtt_version)
+        .ok()
+        .and_then(MqttVersion::from_number)
+        .ok_or_else(|| {
             Failure::new(
                 rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
-                format!("config->mqtt.mqtt_version must be 3 (MQTT 3.1.1) or 5 (MQTT 5), not {v}"),
+                format!(
+                    "config->mqtt->mqtt_version must be RRPC_MQTT_V311 (4) or RRPC_MQTT_V5 (5), not {}",
+                    c.mqtt_version
+                ),
             )
-        })?,
-    };
+        })?;
     m.session_expiry_s = c.session_expiry_s;
     m.max_incoming_packet = c.max_incoming_packet;
     Ok(m)
 }
 
-/// A [`Signer`] that asks the application's `rrpc_sign_cb`.
+/// A [`Signer`] that asks the application's `rrpc_mqtt_sign_cb`.
 fn c_signer(
     cb: unsafe extern "C" fn(*mut c_void, u64, *mut rrpc_credentials) -> i32,
     ud: SendPtr,
@@ -268,18 +351,18 @@ fn tls_config(c: &rrpc_mqtt_config) -> Result<Option<TlsConfig>, Failure> {
     // SAFETY: NUL-terminated strings (or NULL) per the documented contract.
     let (ca, name, cert, key, alpn) = unsafe {
         (
-            arg_opt_string(c.tls_ca_file, "config->mqtt.tls_ca_file")?,
-            arg_opt_string(c.tls_server_name, "config->mqtt.tls_server_name")?,
-            arg_opt_string(c.tls_cert_file, "config->mqtt.tls_cert_file")?,
-            arg_opt_string(c.tls_key_file, "config->mqtt.tls_key_file")?,
-            arg_opt_string(c.tls_alpn, "config->mqtt.tls_alpn")?,
+            arg_opt_string(c.tls_ca_file, "config->mqtt->tls_ca_file")?,
+            arg_opt_string(c.tls_server_name, "config->mqtt->tls_server_name")?,
+            arg_opt_string(c.tls_cert_file, "config->mqtt->tls_cert_file")?,
+            arg_opt_string(c.tls_key_file, "config->mqtt->tls_key_file")?,
+            arg_opt_string(c.tls_alpn, "config->mqtt->tls_alpn")?,
         )
     };
     let insecure = arg_flag(
         c.tls_insecure_skip_verify,
-        "config->mqtt.tls_insecure_skip_verify",
+        "config->mqtt->tls_insecure_skip_verify",
     )?;
-    if !arg_flag(c.tls, "config->mqtt.tls")? {
+    if !arg_flag(c.tls, "config->mqtt->tls")? {
         let set = [
             ("tls_ca_file", ca.is_some()),
             ("tls_server_name", name.is_some()),
@@ -291,7 +374,7 @@ fn tls_config(c: &rrpc_mqtt_config) -> Result<Option<TlsConfig>, Failure> {
         return match set.iter().find(|(_, on)| *on) {
             Some((field, _)) => Err(Failure::new(
                 rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
-                format!("config->mqtt.{field} is set but config->mqtt.tls is false"),
+                format!("config->mqtt->{field} is set but config->mqtt->tls is false"),
             )),
             None => Ok(None),
         };
@@ -324,6 +407,7 @@ pub(crate) fn connection_listener(
             let ud = ud;
             let mut reason = None;
             let mut ev = rrpc_connection_event {
+                struct_size: std::mem::size_of::<rrpc_connection_event>() as u32,
                 state: 0,
                 cause: rrpc_disconnect_cause::RRPC_DISCONNECT_NONE as u32,
                 reason: std::ptr::null(),

@@ -8,13 +8,13 @@
 
 use std::ffi::CStr;
 
+use crate::callback::Reentered;
 #[cfg(feature = "caller")]
 use crate::caller::CallerError;
 #[cfg(feature = "client")]
 use crate::client::ClientError;
 #[cfg(feature = "credentials")]
 use crate::credentials::CredentialError;
-use crate::guard::Reentered;
 #[cfg(feature = "jt808")]
 use crate::jt808::{
     ConfigError as AdapterConfigError, ConnectionError, DecodeError, EncodeError, FrameError,
@@ -101,12 +101,18 @@ pub enum rrpc_status {
     /// expired, not valid for the host name) or the server refused; the message
     /// says which.
     RRPC_STATUS_TLS = 22,
+    /// A struct's size is not one this library knows: a `struct_size` (or the
+    /// size given to an `_init`) larger than the library's own struct, because
+    /// the application was built against a newer `rrpc.h` than the library it
+    /// runs with; or smaller than 4, because the struct was not filled by its
+    /// `_init`. Nothing changed; the message names the struct and both sizes.
+    RRPC_STATUS_STRUCT_SIZE = 23,
 }
 
 use rrpc_status::*;
 
 impl rrpc_status {
-    const ALL: [rrpc_status; 23] = [
+    const ALL: [rrpc_status; 24] = [
         RRPC_STATUS_OK,
         RRPC_STATUS_NULL_POINTER,
         RRPC_STATUS_INVALID_UTF8,
@@ -130,6 +136,7 @@ impl rrpc_status {
         RRPC_STATUS_MALFORMED_FRAME,
         RRPC_STATUS_LIMIT_REACHED,
         RRPC_STATUS_TLS,
+        RRPC_STATUS_STRUCT_SIZE,
     ];
 
     /// The text of `rrpc_status_str`.
@@ -158,6 +165,9 @@ impl rrpc_status {
             RRPC_STATUS_MALFORMED_FRAME => c"malformed JT/T 808 frame",
             RRPC_STATUS_LIMIT_REACHED => c"configured limit reached",
             RRPC_STATUS_TLS => c"TLS configuration or handshake failed",
+            RRPC_STATUS_STRUCT_SIZE => {
+                c"struct size unknown to this library (newer header, or not initialised)"
+            }
         }
     }
 
@@ -201,6 +211,7 @@ impl Status for DeviceError {
             DeviceError::AlreadyExists | DeviceError::TopicInUse(_) => RRPC_STATUS_ALREADY_EXISTS,
             DeviceError::NotFound => RRPC_STATUS_NOT_FOUND,
             DeviceError::TableFull => RRPC_STATUS_LIMIT_REACHED,
+            DeviceError::Reentered => RRPC_STATUS_WRONG_STATE,
         }
     }
 }
@@ -220,20 +231,7 @@ impl SendStatus for SendError {
     }
 }
 
-/// The router API's publish function returned this non-zero value.
-pub(crate) struct PublishFailed(pub i32);
-
-impl std::fmt::Display for PublishFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the publish function returned {}; nothing was sent and the request stays pending",
-            self.0
-        )
-    }
-}
-
-impl SendStatus for PublishFailed {
+impl SendStatus for super::router::PublishFailed {
     fn status(&self) -> rrpc_status {
         RRPC_STATUS_SEND_FAILED
     }
@@ -276,6 +274,7 @@ impl<E: SendStatus> Status for ReplyError<E> {
             ReplyError::DeviceRemoved => RRPC_STATUS_DEVICE_REMOVED,
             ReplyError::TooLarge => RRPC_STATUS_PAYLOAD_TOO_LARGE,
             ReplyError::InProgress => RRPC_STATUS_BUSY,
+            ReplyError::NoPublish => RRPC_STATUS_WRONG_STATE,
             ReplyError::Send(e) => e.status(),
         }
     }
@@ -410,10 +409,11 @@ mod tests {
         assert_eq!(client.status(), RRPC_STATUS_NOT_CONNECTED);
         let full: ReplyError<SendError> = ReplyError::Send(SendError::QueueFull);
         assert_eq!(full.status(), RRPC_STATUS_BUSY);
-        let router: ReplyError<PublishFailed> = ReplyError::Send(PublishFailed(-1));
+        let router: ReplyError<super::super::router::PublishFailed> =
+            ReplyError::Send(super::super::router::PublishFailed(-1));
         assert_eq!(router.status(), RRPC_STATUS_SEND_FAILED);
         assert_eq!(
-            ReplyError::<PublishFailed>::InProgress.status(),
+            ReplyError::<std::convert::Infallible>::InProgress.status(),
             RRPC_STATUS_BUSY
         );
     }

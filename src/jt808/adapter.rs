@@ -153,6 +153,7 @@
 //! );
 //! ```
 
+use crate::counters::counter_set;
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 
@@ -659,8 +660,9 @@ impl fmt::Display for ConnectionError {
 impl std::error::Error for ConnectionError {}
 
 /// Counters of an [`Adapter`]; all count from its creation except the gauges
-/// at the end.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// at the end. This struct is also the C API's `rrpc_jt808_adapter_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AdapterStats {
     /// Requests accepted by `submit` (sent or queued).
     pub submitted: u64,
@@ -731,6 +733,41 @@ pub struct AdapterStats {
     /// Gauge: sub-packaged 0x0900 messages being put together.
     pub partials: u64,
 }
+
+counter_set!(AdapterStats {
+    submitted,
+    refused,
+    queued,
+    sent,
+    packets_sent,
+    replies,
+    acked,
+    answered,
+    failed,
+    delivered,
+    expired,
+    disconnected,
+    send_failures,
+    cancelled,
+    packet_acks,
+    unknown_acks,
+    late_acks,
+    uplinks,
+    late_uplinks,
+    bad_bodies,
+    reassembly_errors,
+    malformed,
+    other_frames,
+    unauthenticated,
+    bindings,
+    rebinds,
+    lenient_frames,
+    pending,
+    queued_now,
+    terminals,
+    connections,
+    partials,
+});
 
 #[derive(Debug)]
 enum State {
@@ -957,7 +994,7 @@ impl Adapter {
                     .values()
                     .map(|c| c.decoder.lenient_frames())
                     .sum::<u64>(),
-            ..self.stats.clone()
+            ..self.stats
         }
     }
 

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use super::devices::DeviceKey;
 use super::pending::{MsgState, Outcome};
-use super::types::{Accepted, DeviceRef, Dropped};
+use super::types::{Accepted, DeviceRef, Dropped, RouterStats};
 use super::Router;
 use crate::dialect::{self, Dialect, ParsedTopic, TopicError};
 
@@ -62,42 +62,42 @@ impl Router {
         let Some((index, key)) = found else {
             // Tell a broken topic from a stranger's request.
             if let Err(TopicError::Malformed(why)) = parsed.validate() {
-                return Err(self.stats.dropped(Dropped::Malformed(why)));
+                return Err(self.dropped(Dropped::Malformed(why)));
             }
-            return Err(self.stats.dropped(Dropped::UnknownDevice));
+            return Err(self.dropped(Dropped::UnknownDevice));
         };
         // The rest of the topic equals a validated registration; the id is new.
         if let Err(TopicError::Malformed(why)) = parsed.validate_message_id() {
-            return Err(self.stats.dropped(Dropped::Malformed(why)));
+            return Err(self.dropped(Dropped::Malformed(why)));
         }
         self.requests.trim_history(now_ms);
         let slot = self.registry.record(index).expect("indexed slot is live");
         if slot.dialect != parsed.dialect {
-            return Err(self.stats.dropped(Dropped::UnknownDevice));
+            return Err(self.dropped(Dropped::UnknownDevice));
         }
         match self
             .requests
             .seen(index, parsed.message_id, slot.generation)
         {
             Some(MsgState::Done(Outcome::Replied)) if parsed.dialect.needs_custom_topic() => {
-                return Err(self.stats.dropped(Dropped::OwnReply));
+                return Err(self.dropped(Dropped::OwnReply));
             }
-            Some(_) => return Err(self.stats.dropped(Dropped::Duplicate)),
+            Some(_) => return Err(self.dropped(Dropped::Duplicate)),
             None => {}
         }
         if payload.len() > self.cfg.max_payload {
-            return Err(self.stats.dropped(Dropped::TooLarge));
+            return Err(self.dropped(Dropped::TooLarge));
         }
         if self.requests.len() >= self.cfg.max_pending {
             self.expire(now_ms);
             if self.requests.len() >= self.cfg.max_pending {
-                return Err(self.stats.dropped(Dropped::TableFull));
+                return Err(self.dropped(Dropped::TableFull));
             }
         }
         // Refused only when the next token is still remembered, which takes 2^64
         // requests within the history window: no room, as for a full table.
         self.admit(index, &key, &parsed, payload, now_ms)
-            .ok_or_else(|| self.stats.dropped(Dropped::TableFull))
+            .ok_or_else(|| self.dropped(Dropped::TableFull))
     }
 
     /// [`Router::accept`] for a request whose device was guessed as slot `g`, in
@@ -157,7 +157,7 @@ impl Router {
                     (record.is(key) && record.dialect == parsed.dialect)
                         .then_some(record.generation)
                 })?;
-        self.stats.requests += 1;
+        self.stats.bump(RouterStats::requests);
         let (message_id, content_type) = dialect::split_content_type(parsed.message_id);
         Some(Accepted {
             token,

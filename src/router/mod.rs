@@ -33,21 +33,24 @@ use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::counters::Counters;
 use crate::dialect::{self, Dialect, Identity, TopicError};
 
 mod admission;
 mod devices;
 mod index;
 mod pending;
+mod shared;
 mod types;
 
 use devices::Registry;
 use pending::{NoReply, Outcome, Requests};
 
 pub use devices::Device;
+pub use shared::{Delivery, FilterMode, PublishFn, Request, RequestFn, SharedRouter};
 pub use types::{
     Accepted, Attachment, DeviceError, DeviceRef, Dropped, ReplyError, RequestDevice, RouterConfig,
-    Stats, DEFAULT_HISTORY_MS, DEFAULT_MAX_DEVICES, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
+    RouterStats, DEFAULT_HISTORY_MS, DEFAULT_MAX_DEVICES, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
     MAX_DEVICES_LIMIT, MAX_HISTORY_LIMIT, MAX_HISTORY_MS, MAX_PAYLOAD_LIMIT, MAX_PENDING_LIMIT,
     MAX_REQUEST_TIMEOUT_MS,
 };
@@ -57,7 +60,7 @@ pub struct Router {
     cfg: RouterConfig,
     registry: Registry,
     requests: Requests,
-    stats: Stats,
+    stats: Counters<RouterStats>,
 }
 
 impl fmt::Debug for Router {
@@ -75,7 +78,7 @@ impl Router {
         Router {
             registry: Registry::new(),
             requests: Requests::new(&cfg),
-            stats: Stats::default(),
+            stats: Counters::default(),
             cfg,
         }
     }
@@ -84,8 +87,19 @@ impl Router {
         &self.cfg
     }
 
-    pub fn stats(&self) -> Stats {
-        self.stats
+    /// The counters now, with the gauges `pending` and `devices`.
+    pub fn stats(&self) -> RouterStats {
+        RouterStats {
+            pending: self.pending_len() as u64,
+            devices: self.device_count() as u64,
+            ..self.stats.snapshot()
+        }
+    }
+
+    /// Counts a message dropped for `why`, and hands `why` back.
+    fn dropped(&self, why: Dropped) -> Dropped {
+        self.stats.bump(why.counter());
+        why
     }
 
     /// Requests waiting for a reply.
@@ -193,10 +207,8 @@ impl Router {
                 self.handle(t, payload, now_ms, guess)
             }
             Err(_) => {
-                self.stats.messages += 1;
-                Err(self
-                    .stats
-                    .dropped(Dropped::Malformed("the topic is not valid UTF-8")))
+                self.stats.bump(RouterStats::messages);
+                Err(self.dropped(Dropped::Malformed("the topic is not valid UTF-8")))
             }
         }
     }
@@ -215,14 +227,12 @@ impl Router {
         if !retained {
             return self.handle_message_bytes(topic, payload, now_ms);
         }
-        self.stats.messages += 1;
+        self.stats.bump(RouterStats::messages);
         let Ok(topic) = std::str::from_utf8(topic) else {
-            return Err(self
-                .stats
-                .dropped(Dropped::Malformed("the topic is not valid UTF-8")));
+            return Err(self.dropped(Dropped::Malformed("the topic is not valid UTF-8")));
         };
         match self.parse(topic) {
-            Ok(_) => Err(self.stats.dropped(Dropped::Retained)),
+            Ok(_) => Err(self.dropped(Dropped::Retained)),
             Err(d) => Err(d),
         }
     }
@@ -231,8 +241,8 @@ impl Router {
     fn parse<'a>(&mut self, topic: &'a str) -> Result<dialect::ParsedTopic<'a>, Dropped> {
         match dialect::parse_request_unchecked(topic) {
             Ok(p) => Ok(p),
-            Err(TopicError::NoMatch) => Err(self.stats.dropped(Dropped::NotRrpc)),
-            Err(TopicError::Malformed(why)) => Err(self.stats.dropped(Dropped::Malformed(why))),
+            Err(TopicError::NoMatch) => Err(self.dropped(Dropped::NotRrpc)),
+            Err(TopicError::Malformed(why)) => Err(self.dropped(Dropped::Malformed(why))),
         }
     }
 
@@ -245,7 +255,7 @@ impl Router {
         now_ms: u64,
         guess: Option<u32>,
     ) -> Result<Accepted<'a>, Dropped> {
-        self.stats.messages += 1;
+        self.stats.bump(RouterStats::messages);
         let parsed = self.parse(topic)?;
         self.accept(topic, parsed, payload, now_ms, guess)
     }
@@ -300,13 +310,13 @@ impl Router {
     /// is `still_pending`); one that was not leaves the request pending.
     fn settle(&mut self, token: u64, sent: bool, still_pending: bool, now_ms: u64) {
         if !sent {
-            self.stats.send_failures += 1;
+            self.stats.bump(RouterStats::send_failures);
             return;
         }
         if still_pending {
             self.requests.finish(token, Outcome::Replied, now_ms);
         }
-        self.stats.replied += 1;
+        self.stats.bump(RouterStats::replied);
     }
 
     /// Everything a reply must pass before it is sent; returns the response topic.
@@ -325,7 +335,7 @@ impl Router {
             }
             Err(NoReply::Sending) => return Err(ReplyError::InProgress),
             Err(NoReply::Late) => {
-                self.stats.late_replies += 1;
+                self.stats.bump(RouterStats::late_replies);
                 self.expire(now_ms);
                 return Err(ReplyError::Expired);
             }
@@ -335,9 +345,9 @@ impl Router {
             Err(NoReply::Unknown) => (ReplyError::UnknownToken, false),
         };
         if late {
-            self.stats.late_replies += 1;
+            self.stats.bump(RouterStats::late_replies);
         } else {
-            self.stats.bad_tokens += 1;
+            self.stats.bump(RouterStats::bad_tokens);
         }
         Err(err)
     }
@@ -351,7 +361,7 @@ impl Router {
     /// Removes every request whose deadline is before `now_ms`; returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let n = self.requests.expire(now_ms);
-        self.stats.expired += n as u64;
+        self.stats.add(RouterStats::expired, n as u64);
         n
     }
 }

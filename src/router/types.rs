@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::counters::{counter_set, Counter};
 use crate::dialect::{Dialect, Identity, IdentityError};
 
 /// Default bound of the pending-request table.
@@ -146,56 +147,81 @@ impl fmt::Debug for Attachment {
     }
 }
 
-/// Counters, all monotonic since the router was created.
+/// A router's counters: each counts since the router was created, except the
+/// gauges `pending` and `devices`. This struct is also the C API's
+/// `rrpc_router_stats` (see [`Router::stats`](super::Router::stats)).
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Messages handed to [`Router::handle_message`](super::Router::handle_message).
+pub struct RouterStats {
+    /// Messages handed to the router.
     pub messages: u64,
     /// Requests accepted and handed to the application.
     pub requests: u64,
-    /// Replies accepted for sending.
+    /// Replies sent.
     pub replied: u64,
     /// Requests whose deadline passed without a reply.
     pub expired: u64,
-    /// Second deliveries of a request already seen.
+    /// Second deliveries of a request already handed over (dropped).
     pub duplicates: u64,
-    /// Own replies that came back on the request subscription (custom topics).
+    /// Own replies that came back on a custom-topic subscription (dropped).
     pub own_replies: u64,
-    /// RRPC-looking topics that break the dialect's format.
+    /// RRPC topics that break the dialect's format (dropped).
     pub malformed: u64,
-    /// Well-formed requests for a device that is not registered.
+    /// Well-formed requests for a device that is not registered (dropped).
     pub unknown_device: u64,
-    /// Requests dropped because `max_pending` requests were already waiting.
+    /// Requests dropped because `max_pending` requests were waiting.
     pub table_full: u64,
     /// Requests dropped because their payload exceeded `max_payload`.
     pub too_large: u64,
     /// Replies refused because the request's deadline had passed.
     pub late_replies: u64,
-    /// Replies refused for an unknown, finished or cancelled token.
+    /// Replies refused for an unknown, answered or cancelled token.
     pub bad_tokens: u64,
-    /// Replies the transport failed to send.
+    /// Replies the transport failed to send (the request stays pending).
     pub send_failures: u64,
-    /// Messages that were not RRPC requests at all.
+    /// Messages that were not RRPC requests.
     pub not_rrpc: u64,
-    /// Requests that arrived as retained messages: never executed.
+    /// Requests that arrived retained: never executed.
     pub retained: u64,
+    /// Gauge: requests waiting for a reply now.
+    pub pending: u64,
+    /// Gauge: devices registered now.
+    pub devices: u64,
 }
 
-impl Stats {
-    /// Counts a message dropped for `why`, and hands `why` back.
-    pub(super) fn dropped(&mut self, why: Dropped) -> Dropped {
-        let counter = match why {
-            Dropped::NotRrpc => &mut self.not_rrpc,
-            Dropped::Malformed(_) => &mut self.malformed,
-            Dropped::UnknownDevice => &mut self.unknown_device,
-            Dropped::Duplicate => &mut self.duplicates,
-            Dropped::OwnReply => &mut self.own_replies,
-            Dropped::TableFull => &mut self.table_full,
-            Dropped::TooLarge => &mut self.too_large,
-            Dropped::Retained => &mut self.retained,
-        };
-        *counter += 1;
-        why
+counter_set!(RouterStats {
+    messages,
+    requests,
+    replied,
+    expired,
+    duplicates,
+    own_replies,
+    malformed,
+    unknown_device,
+    table_full,
+    too_large,
+    late_replies,
+    bad_tokens,
+    send_failures,
+    not_rrpc,
+    retained,
+    pending,
+    devices,
+});
+
+impl Dropped {
+    /// The counter of a message dropped for this reason.
+    pub(super) fn counter(self) -> Counter<RouterStats> {
+        match self {
+            Dropped::NotRrpc => RouterStats::not_rrpc,
+            Dropped::Malformed(_) => RouterStats::malformed,
+            Dropped::UnknownDevice => RouterStats::unknown_device,
+            Dropped::Duplicate => RouterStats::duplicates,
+            Dropped::OwnReply => RouterStats::own_replies,
+            Dropped::TableFull => RouterStats::table_full,
+            Dropped::TooLarge => RouterStats::too_large,
+            Dropped::Retained => RouterStats::retained,
+        }
     }
 }
 
@@ -290,6 +316,9 @@ pub enum ReplyError<E> {
     Send(E),
     /// A reply to this token is being sent by another thread right now.
     InProgress,
+    /// A [`SharedRouter`](super::SharedRouter) has no publish function to send
+    /// it with; the token stays valid.
+    NoPublish,
 }
 
 impl<E: fmt::Display> fmt::Display for ReplyError<E> {
@@ -302,6 +331,7 @@ impl<E: fmt::Display> fmt::Display for ReplyError<E> {
             ReplyError::TooLarge => f.write_str("reply payload exceeds the maximum"),
             ReplyError::Send(e) => write!(f, "transport could not send the reply: {e}"),
             ReplyError::InProgress => f.write_str("a reply to this request is being sent"),
+            ReplyError::NoPublish => f.write_str("no publish function is registered"),
         }
     }
 }
@@ -316,6 +346,7 @@ impl ReplyError<Infallible> {
             ReplyError::DeviceRemoved => ReplyError::DeviceRemoved,
             ReplyError::TooLarge => ReplyError::TooLarge,
             ReplyError::InProgress => ReplyError::InProgress,
+            ReplyError::NoPublish => ReplyError::NoPublish,
             ReplyError::Send(never) => match never {},
         }
     }
@@ -331,6 +362,8 @@ pub enum DeviceError {
     NotFound,
     /// `max_devices` devices are registered already.
     TableFull,
+    /// Asked from inside the device's own callback, which it would wait for.
+    Reentered,
 }
 
 impl fmt::Display for DeviceError {
@@ -346,6 +379,9 @@ impl fmt::Display for DeviceError {
             }
             DeviceError::NotFound => f.write_str("device is not registered"),
             DeviceError::TableFull => f.write_str("max_devices devices are registered already"),
+            DeviceError::Reentered => {
+                f.write_str("a device cannot be removed from inside its own callback")
+            }
         }
     }
 }

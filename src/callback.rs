@@ -13,7 +13,7 @@
 //!   thread and will not start again, so C code may free its `user_data` at once.
 //!   [`Callback`] counts the calls in flight; [`Callback::release`] marks it
 //!   released and waits for them; a call that races with the release sees the
-//!   mark and does not start. [`Slot`] holds the current callback of a
+//!   mark and does not start. [`CallbackSlot`] holds the current callback of a
 //!   registration point and releases the old one on every change.
 
 use std::cell::Cell;
@@ -196,7 +196,7 @@ impl<T: ?Sized> Callback<T> {
 
 /// The current callback of one registration point (`set_callback`, a log
 /// handler, a publish function...), or none.
-pub(crate) struct Slot<T: ?Sized> {
+pub(crate) struct CallbackSlot<T: ?Sized> {
     /// What a thread running the slot's callback is inside of.
     kind: Kind,
     cur: RwLock<Option<Arc<Callback<T>>>>,
@@ -204,16 +204,16 @@ pub(crate) struct Slot<T: ?Sized> {
     is_set: AtomicBool,
 }
 
-impl<T: ?Sized> Default for Slot<T> {
+impl<T: ?Sized> Default for CallbackSlot<T> {
     fn default() -> Self {
-        Slot::of_kind(Kind::Callback)
+        CallbackSlot::of_kind(Kind::Callback)
     }
 }
 
-impl<T: ?Sized> Slot<T> {
+impl<T: ?Sized> CallbackSlot<T> {
     /// A slot whose callbacks record `kind` when they run.
-    pub fn of_kind(kind: Kind) -> Slot<T> {
-        Slot {
+    pub fn of_kind(kind: Kind) -> CallbackSlot<T> {
+        CallbackSlot {
             kind,
             cur: RwLock::new(None),
             is_set: AtomicBool::new(false),
@@ -221,7 +221,7 @@ impl<T: ?Sized> Slot<T> {
     }
 }
 
-impl<T: ?Sized> Slot<T> {
+impl<T: ?Sized> CallbackSlot<T> {
     /// Installs `f` (or clears the slot) and releases the callback it replaces:
     /// when this returns, the old callback is not running on another thread and
     /// will not run again. From inside the old callback it refuses and changes
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_released_callback_is_not_running_and_never_runs_again() {
-        let slot: Arc<Slot<Plain>> = Arc::new(Slot::default());
+        let slot: Arc<CallbackSlot<Plain>> = Arc::new(CallbackSlot::default());
         let calls = Arc::new(AtomicU32::new(0));
         let c2 = calls.clone();
         slot.set(Some(Box::new(move || {
@@ -326,12 +326,12 @@ mod tests {
     }
 
     type Plain = dyn Fn() + Send + Sync;
-    type OnOther = dyn Fn(&Slot<Plain>) + Send + Sync;
+    type OnOther = dyn Fn(&CallbackSlot<Plain>) + Send + Sync;
 
     #[test]
     fn replacing_from_inside_the_callback_is_refused() {
-        let slot: Arc<Slot<OnOther>> = Arc::new(Slot::default());
-        let inner: Slot<Plain> = Slot::default();
+        let slot: Arc<CallbackSlot<OnOther>> = Arc::new(CallbackSlot::default());
+        let inner: CallbackSlot<Plain> = CallbackSlot::default();
         inner.set(Some(Box::new(|| {}))).unwrap();
         // A callback may release *another* slot's callback...
         slot.set(Some(Box::new(|other| {
@@ -341,8 +341,8 @@ mod tests {
         slot.call(|f| f(&inner));
         assert!(!inner.is_set());
         // ...but not its own.
-        let own: Arc<Slot<dyn Fn() -> Result<(), Reentered> + Send + Sync>> =
-            Arc::new(Slot::default());
+        let own: Arc<CallbackSlot<dyn Fn() -> Result<(), Reentered> + Send + Sync>> =
+            Arc::new(CallbackSlot::default());
         let o2 = own.clone();
         own.set(Some(Box::new(move || o2.set(None)))).unwrap();
         assert_eq!(own.call(|f| f()), Some(Err(Reentered)));
@@ -377,7 +377,8 @@ mod tests {
 
     #[test]
     fn a_slot_replaced_under_load_never_runs_an_old_callback_after_set() {
-        let slot: Arc<Slot<dyn Fn() -> usize + Send + Sync>> = Arc::new(Slot::default());
+        let slot: Arc<CallbackSlot<dyn Fn() -> usize + Send + Sync>> =
+            Arc::new(CallbackSlot::default());
         // The generation whose callback may run; a callback of an older one
         // running after `set` returned is the bug.
         let current = Arc::new(AtomicUsize::new(0));
