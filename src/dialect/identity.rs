@@ -1,0 +1,117 @@
+//! The identity rules: what a product key, device name, message id or custom
+//! topic may hold, so that no value can widen a subscription or move a topic
+//! into another device's namespace.
+
+use super::{Dialect, Identity, MAX_CUSTOM_TOPIC_LEN, MAX_IDENTITY_LEN};
+
+/// Why an identity field was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {reason}")]
+pub struct IdentityError {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+impl IdentityError {
+    pub(super) fn reason_for_topic(&self) -> &'static str {
+        // Map to fixed texts so that a parse error needs no allocation.
+        match (self.field, self.reason) {
+            (_, "is empty") => "a topic level is empty",
+            (_, "is longer than 128 bytes") => "an identity or message id is longer than 128 bytes",
+            (_, r) if r.contains("wildcard") => "the topic contains an MQTT wildcard",
+            (_, r) if r.contains("NUL") => "the topic contains a NUL byte",
+            (_, r) if r.contains("control") => "the topic contains a control character",
+            ("custom topic", _) => "the custom topic part is invalid",
+            _ => "an identity part is invalid",
+        }
+    }
+}
+
+/// Checks one identity part (product key, device name, message id): non-empty, at
+/// most [`MAX_IDENTITY_LEN`] bytes, and free of the MQTT wildcard and separator
+/// characters `+ # /`, NUL and other control characters, which would let the value
+/// widen a subscription or move a topic into another device's namespace.
+pub fn validate_part(field: &'static str, value: &str) -> Result<(), IdentityError> {
+    let err = |reason| Err(IdentityError { field, reason });
+    if value.is_empty() {
+        return err("is empty");
+    }
+    if value.len() > MAX_IDENTITY_LEN {
+        return err("is longer than 128 bytes");
+    }
+    if value.bytes().any(|b| PART_FORBIDDEN[b as usize]) {
+        return err(forbidden_reason(
+            value.bytes().find(|&b| PART_FORBIDDEN[b as usize]),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes an identity part may not hold: `+ # /`, NUL and control characters.
+static PART_FORBIDDEN: [bool; 256] = forbidden_table(true);
+/// Bytes a custom topic may not hold: the same but `/`.
+static TOPIC_FORBIDDEN: [bool; 256] = forbidden_table(false);
+
+const fn forbidden_table(slash: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[0x7f] = true;
+    t[b'+' as usize] = true;
+    t[b'#' as usize] = true;
+    t[b'/' as usize] = slash;
+    t
+}
+
+fn forbidden_reason(b: Option<u8>) -> &'static str {
+    match b {
+        Some(b'+' | b'#') => "contains an MQTT wildcard ('+' or '#')",
+        Some(b'/') => "contains the topic separator '/'",
+        Some(0) => "contains a NUL byte",
+        _ => "contains a control character",
+    }
+}
+
+/// Checks a custom RRPC topic: it starts with `/`, has something after it, holds no
+/// wildcard, NUL or control character, and is at most [`MAX_CUSTOM_TOPIC_LEN`] bytes.
+pub fn validate_custom_topic(topic: &str) -> Result<(), IdentityError> {
+    let err = |reason| {
+        Err(IdentityError {
+            field: "custom topic",
+            reason,
+        })
+    };
+    if !topic.starts_with('/') || topic.len() < 2 {
+        return err("must start with '/' and name a topic, such as /{pk}/{dn}/user/update");
+    }
+    if topic.len() > MAX_CUSTOM_TOPIC_LEN {
+        return err("is longer than 1024 bytes");
+    }
+    if topic.bytes().any(|b| TOPIC_FORBIDDEN[b as usize]) {
+        return err(forbidden_reason(
+            topic.bytes().find(|&b| TOPIC_FORBIDDEN[b as usize]),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a whole identity for `dialect`.
+pub fn validate_identity(dialect: Dialect, id: &Identity<'_>) -> Result<(), IdentityError> {
+    validate_part("product key", id.product_key)?;
+    validate_part("device name", id.device_name)?;
+    match (dialect.needs_custom_topic(), id.custom_topic) {
+        (true, Some(t)) => validate_custom_topic(t),
+        (true, None) => Err(IdentityError {
+            field: "custom topic",
+            reason: "is required by the alibaba-custom dialect",
+        }),
+        (false, Some(_)) => Err(IdentityError {
+            field: "custom topic",
+            reason: "is only used by the alibaba-custom dialect",
+        }),
+        (false, None) => Ok(()),
+    }
+}
