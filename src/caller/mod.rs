@@ -43,6 +43,9 @@ use crate::session::{
 
 mod api;
 mod calls;
+// The response path without a broker, for the fuzz target: built only for
+// fuzzing (cargo fuzz sets `--cfg fuzzing`) and for the unit tests.
+#[cfg(any(fuzzing, test))]
 mod fuzz;
 mod lease;
 
@@ -52,6 +55,7 @@ pub use api::{
 };
 pub use calls::Completion;
 use calls::{DeviceKey, DeviceStatus, Finished, Outgoing, PendingCall, State, Sub, SubEntry};
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub use fuzz::ResponseFuzz;
 use lease::Lease;
