@@ -25,6 +25,7 @@ use base64::Engine as _;
 use ring::hmac;
 
 use crate::dialect::validate_part;
+use crate::encoding::hex;
 
 /// The HMAC of a signature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,16 +64,6 @@ impl SignMethod {
         let tag = hmac::sign(&hmac::Key::new(alg, key), message);
         hex(tag.as_ref())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    s
 }
 
 /// What a device presents in its MQTT CONNECT. `Debug` leaves the password out.

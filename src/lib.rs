@@ -96,6 +96,7 @@ mod counters;
 #[cfg(feature = "credentials")]
 pub mod credentials;
 pub mod dialect;
+pub mod encoding;
 /// JT/T 808 frames, streaming decoder and sub-packages for the pass-through adapter.
 #[cfg(feature = "jt808")]
 pub mod jt808;

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use rrpc::encoding::push_json_str;
+
 /// A JSON object written field by field.
 pub struct Obj {
     s: String,
@@ -40,35 +42,9 @@ impl Obj {
     }
 }
 
-/// Appends `v` as a JSON string: quotes, backslashes and control characters escaped.
-pub fn push_json_str(out: &mut String, v: &str) {
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        let mut s = String::new();
-        push_json_str(&mut s, "a\"b\\c\n\u{1}");
-        assert_eq!(s, r#""a\"b\\c\n\u0001""#);
-    }
 
     #[test]
     fn objects() {

@@ -4,7 +4,6 @@
 //! numbers, hex strings, digit strings and fixed names, so a small writer with
 //! string escaping does, and the binary gains no dependency for it.
 
-use std::fmt::Write as _;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -168,14 +167,6 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn to_hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
-
 fn decode(args: DecodeArgs) -> Result<String, String> {
     let text = if args.hex == "-" {
         let mut s = String::new();
@@ -221,7 +212,7 @@ fn frame_json(frame: &Frame) -> Result<String, String> {
     o.str("checksum", &format!("0x{:02x}", frame.checksum()));
     if h.package.is_some() {
         // One packet of a long message: only the whole message has typed fields.
-        o.str("body_hex", &to_hex(&frame.body));
+        o.str("body_hex", &rrpc::encoding::hex(&frame.body));
         return Ok(o.finish());
     }
     match frame
@@ -237,7 +228,7 @@ fn frame_json(frame: &Frame) -> Result<String, String> {
                 Some(n) => o.str("content_type_name", n),
                 None => o.null("content_type_name"),
             }
-            o.str("content_hex", &to_hex(content));
+            o.str("content_hex", &rrpc::encoding::hex(content));
         }
         Body::GeneralResponse {
             reply_serial,
@@ -249,7 +240,7 @@ fn frame_json(frame: &Frame) -> Result<String, String> {
             o.num("result", result.code());
             o.str("result_name", result.name());
         }
-        Body::Other(b) => o.str("body_hex", &to_hex(b)),
+        Body::Other(b) => o.str("body_hex", &rrpc::encoding::hex(b)),
     }
     Ok(o.finish())
 }
@@ -317,7 +308,7 @@ fn encode(a: EncodeArgs) -> Result<String, String> {
     };
     let mut out = Vec::new();
     encode_frame(&header, &body, &mut out).map_err(|e| e.to_string())?;
-    Ok(to_hex(&out))
+    Ok(rrpc::encoding::hex(&out))
 }
 
 #[cfg(test)]

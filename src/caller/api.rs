@@ -9,6 +9,7 @@ use base64::Engine as _;
 
 use crate::clock::now_ms;
 use crate::dialect::{validate_custom_topic, validate_part, Dialect};
+use crate::encoding::json_str;
 
 /// The outcome of an RRpc call, as the RRpc API names it. Values are part of the C ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -157,24 +158,6 @@ impl RrpcResponse {
         x.push_str("</RRpcResponse>\n");
         x
     }
-}
-
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 fn xml_text(s: &str) -> String {
