@@ -13,7 +13,7 @@
 //! [`Client::reply`]; in yield mode they leave with the next `yield_for`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ pub use crate::session::{
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     /// The broker and how to connect to it. `mqtt.client_id` `None` derives one
-    /// that is unique per process and per set of devices (`rrpc` + 16 hex
+    /// that is unique per connection (`rrpc` + 16 random hex
     /// digits), so that several devices on one broker never take over each
     /// other's session. `mqtt.connect_timeout_ms` is how long [`Client::start`]
     /// waits for the first connection: when the first attempt fails within that
@@ -770,26 +770,11 @@ impl Inner {
         s
     }
 
-    /// `rrpc` + 16 hex digits of a hash of the process id, the registered
-    /// devices, the time and a per-process counter: unique per process and
-    /// identity, and a valid MQTT 3.1.1 client id (at most 23 alphanumerics).
+    /// `rrpc` + 16 random hex digits: unique per connection, and a valid MQTT
+    /// 3.1.1 client id (at most 23 alphanumerics), so that several devices on one
+    /// broker never take over each other's session.
     fn derive_client_id(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::process::id().hash(&mut h);
-        COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut h);
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-            .hash(&mut h);
-        self.router.with_router(|r| {
-            for d in r.devices() {
-                d.filter().hash(&mut h);
-            }
-        });
-        format!("rrpc{:016x}", h.finish())
+        format!("rrpc{:016x}", crate::random::u64())
     }
 
     fn client_id_or_empty(&self) -> String {

@@ -356,16 +356,9 @@ pub fn tencent_host(product_id: &str) -> Result<String, CredentialError> {
 /// A fresh connection id for [`TencentDevice::sign`]: 5 random letters and digits.
 pub fn tencent_conn_id() -> String {
     const ALNUM: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 8];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        // No system randomness: the clock's nanoseconds, mixed. The id need only
-        // differ between connects; it is not a secret.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        bytes = nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes();
-    }
-    bytes[..5]
+    let mut bytes = [0u8; 5];
+    crate::random::fill(&mut bytes);
+    bytes
         .iter()
         .map(|&b| ALNUM[usize::from(b) % ALNUM.len()] as char)
         .collect()

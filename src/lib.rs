@@ -101,6 +101,7 @@ pub mod encoding;
 #[cfg(feature = "jt808")]
 pub mod jt808;
 pub mod presence;
+mod random;
 pub mod router;
 #[cfg(feature = "session")]
 pub mod session;

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 
-use crate::clock::now_ms;
 use crate::dialect::{validate_custom_topic, validate_part, Dialect};
 use crate::encoding::json_str;
 
@@ -182,7 +181,7 @@ fn xml_text(s: &str) -> String {
 fn request_id() -> String {
     static KEY: once_cell::sync::Lazy<[u64; 2]> = once_cell::sync::Lazy::new(|| {
         let mut b = [0u8; 16];
-        fill_random(&mut b);
+        crate::random::fill(&mut b);
         [
             u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
             u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
@@ -213,26 +212,6 @@ fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-pub(crate) fn fill_random(buf: &mut [u8]) {
-    let mut off = 0;
-    while off < buf.len() {
-        // SAFETY: writes at most `buf.len() - off` bytes into `buf[off..]`.
-        let n = unsafe { libc::getrandom(buf[off..].as_mut_ptr().cast(), buf.len() - off, 0) };
-        if n <= 0 {
-            // getrandom(2) does not fail on Linux >= 3.17 for small reads; fall
-            // back to a hash of the time if it ever does.
-            let seed = std::collections::hash_map::RandomState::new();
-            use std::hash::BuildHasher;
-            let v = seed.hash_one(now_ms()).to_le_bytes();
-            for (i, b) in buf[off..].iter_mut().enumerate() {
-                *b = v[i % 8];
-            }
-            return;
-        }
-        off += n as usize;
-    }
 }
 
 /// What an RRpc call asks for. `payload` is the decoded request (see

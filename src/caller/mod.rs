@@ -316,9 +316,7 @@ pub fn parse_message_id(s: &str) -> Option<u64> {
 /// (the RRpc API's Java and JSON clients read it as a `long`).
 fn random_id() -> u64 {
     loop {
-        let mut b = [0u8; 8];
-        api::fill_random(&mut b);
-        let id = u64::from_le_bytes(b) & (i64::MAX as u64);
+        let id = crate::random::u64() & (i64::MAX as u64);
         if id != 0 {
             return id;
         }
@@ -354,9 +352,7 @@ impl Caller {
                 id.clone()
             }
             None => {
-                let mut b = [0u8; 8];
-                api::fill_random(&mut b);
-                format!("rrpccaller{:016x}", u64::from_le_bytes(b))
+                format!("rrpccaller{:016x}", crate::random::u64())
             }
         };
         let tls = cfg

@@ -30,7 +30,7 @@ pub struct rrpc_mqtt_config {
     /// MQTT clean-session flag: true (default) or false; false needs `client_id`.
     pub clean_session: rrpc_bool,
     /// MQTT client id, or NULL (default) for one the library derives: the
-    /// client's "rrpc" + 16 hex digits (unique per process and device set), the
+    /// client's "rrpc" + 16 random hex digits, the
     /// caller's "rrpccaller" + 16 random hex digits. 1 to 256 bytes without
     /// `+`, `#`, `/` or control characters, else RRPC_STATUS_INVALID_ARGUMENT
     /// with the reason.

@@ -447,11 +447,7 @@ impl Requests {
 /// Tokens start at a per-router random point, so that a token handed to the
 /// wrong client or router is refused rather than answering a stranger's request.
 fn first_token() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::BuildHasher;
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(0x5252_5043);
-    (h.finish() >> 2).max(1)
+    (crate::random::u64() >> 2).max(1)
 }
 
 #[cfg(test)]
