@@ -15,6 +15,7 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::ffi::CStr;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -100,14 +101,20 @@ const CUSTOM_TOPIC: usize = 3;
 
 /// The strings of a request, copied out of the router (the device may be
 /// removed once the lock is released) into one NUL-separated buffer: on the
-/// stack, on the heap for very long custom topics.
+/// stack, on the heap for very long custom topics. Only the bytes written are
+/// read.
 struct RequestStrings {
-    stack: [u8; 512],
+    stack: [MaybeUninit<u8>; STACK_BYTES],
     heap: Vec<u8>,
     /// Start of each string in the buffer in use, `usize::MAX` when absent.
     starts: [usize; 4],
     lens: [usize; 4],
 }
+
+/// Room for a request's strings without a heap allocation: message id, product
+/// key and device name (128 bytes at most each) and a custom topic of up to
+/// about 100 bytes.
+const STACK_BYTES: usize = 512;
 
 impl RequestStrings {
     fn new(message_id: &str, id: &Identity<'_>) -> RequestStrings {
@@ -119,19 +126,14 @@ impl RequestStrings {
         ];
         let need: usize = parts.iter().flatten().map(|p| p.len() + 1).sum();
         let mut s = RequestStrings {
-            stack: [0u8; 512],
+            stack: [MaybeUninit::uninit(); STACK_BYTES],
             heap: Vec::new(),
             starts: [usize::MAX; 4],
             lens: [0; 4],
         };
-        if need > s.stack.len() {
-            s.heap = vec![0; need];
+        if need > STACK_BYTES {
+            s.heap.reserve_exact(need);
         }
-        let buf: &mut [u8] = if s.heap.is_empty() {
-            &mut s.stack[..need]
-        } else {
-            &mut s.heap
-        };
         let mut at = 0;
         for (i, p) in parts.iter().enumerate() {
             if let Some(p) = p {
@@ -139,32 +141,48 @@ impl RequestStrings {
                 s.lens[i] = p.len();
                 // Identities and message ids hold no NUL (they are validated), so
                 // each string ends at its own terminator.
-                buf[at..at + p.len()].copy_from_slice(p.as_bytes());
-                buf[at + p.len()] = 0;
+                if need > STACK_BYTES {
+                    s.heap.extend_from_slice(p.as_bytes());
+                    s.heap.push(0);
+                } else {
+                    for (d, &b) in s.stack[at..].iter_mut().zip(p.as_bytes()) {
+                        d.write(b);
+                    }
+                    s.stack[at + p.len()].write(0);
+                }
                 at += p.len() + 1;
             }
         }
         s
     }
 
-    fn buf(&self) -> &[u8] {
-        if self.heap.is_empty() {
-            &self.stack
-        } else {
-            &self.heap
+    /// The `len + 1` bytes (the string and its NUL) at `start`.
+    fn bytes(&self, start: usize, len: usize) -> &[u8] {
+        if !self.heap.is_empty() {
+            return &self.heap[start..start + len + 1];
         }
+        let written = &self.stack[start..start + len + 1];
+        // SAFETY: `new` wrote every byte of each string and its terminator, and
+        // only those ranges are read.
+        unsafe { &*(written as *const [MaybeUninit<u8>] as *const [u8]) }
     }
 
     fn get(&self, i: usize) -> Option<&str> {
         let start = *self.starts.get(i).filter(|&&s| s != usize::MAX)?;
-        let bytes = &self.buf()[start..start + self.lens[i]];
-        // The bytes were copied from a `&str` whole.
-        std::str::from_utf8(bytes).ok()
+        let b = self.bytes(start, self.lens[i]);
+        let text = &b[..b.len() - 1];
+        debug_assert!(std::str::from_utf8(text).is_ok());
+        // SAFETY: the bytes were copied from a `&str` whole.
+        Some(unsafe { std::str::from_utf8_unchecked(text) })
     }
 
     fn c_str(&self, i: usize) -> Option<&CStr> {
         let start = *self.starts.get(i).filter(|&&s| s != usize::MAX)?;
-        CStr::from_bytes_with_nul(&self.buf()[start..start + self.lens[i] + 1]).ok()
+        let b = self.bytes(start, self.lens[i]);
+        debug_assert!(CStr::from_bytes_with_nul(b).is_ok());
+        // SAFETY: one NUL, at the end: the string before it holds none (validated
+        // identities and message ids).
+        Some(unsafe { CStr::from_bytes_with_nul_unchecked(b) })
     }
 }
 
