@@ -3,7 +3,7 @@
 //! ([`ConnStats`]), the last error, the listener, and a condition to wait on;
 //! and how what the session notices is counted and logged.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -14,8 +14,11 @@ use super::publisher::{OutgoingQueue, QueueFull};
 #[cfg(doc)]
 use super::MqttConfig;
 use crate::callback::{CallbackSlot, Reentered};
+use crate::counters::{counter_set, Counters};
 
-/// Connection counters.
+/// Connection counters: each counts from the connection state's creation,
+/// except the gauges `queued` and `queued_bytes`, filled in when they are read.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnStats {
     /// Successful connections (CONNACK received), including reconnects.
@@ -46,6 +49,18 @@ pub struct ConnStats {
     pub queued_bytes: u64,
 }
 
+counter_set!(ConnStats {
+    connects,
+    connection_errors,
+    subscribe_failures,
+    oversize,
+    malformed,
+    stale,
+    queue_full,
+    queued,
+    queued_bytes,
+});
+
 /// What an incoming message that an owner refused was (see [`ConnectionState::note_refused`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -61,13 +76,8 @@ pub(crate) struct ConnectionState {
     connected: AtomicBool,
     /// All subscriptions made at the last CONNACK are acknowledged.
     subscribed: AtomicBool,
-    connects: AtomicU64,
-    connection_errors: AtomicU64,
-    subscribe_failures: AtomicU64,
-    oversize: AtomicU64,
-    malformed: AtomicU64,
-    stale: AtomicU64,
-    queue_full: AtomicU64,
+    /// The live counters ([`ConnStats`] but its gauges).
+    counters: Counters<ConnStats>,
     /// The outgoing queue: messages and payload bytes in it, and their bounds.
     pub(super) queue: OutgoingQueue,
     last_error: Mutex<Option<ConnError>>,
@@ -88,13 +98,7 @@ impl ConnectionState {
             address,
             connected: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
-            connects: AtomicU64::new(0),
-            connection_errors: AtomicU64::new(0),
-            subscribe_failures: AtomicU64::new(0),
-            oversize: AtomicU64::new(0),
-            malformed: AtomicU64::new(0),
-            stale: AtomicU64::new(0),
-            queue_full: AtomicU64::new(0),
+            counters: Counters::default(),
             queue: OutgoingQueue::default(),
             last_error: Mutex::new(None),
             listener: CallbackSlot::default(),
@@ -122,15 +126,9 @@ impl ConnectionState {
     pub fn stats(&self) -> ConnStats {
         let (queued, queued_bytes) = self.queue.len();
         ConnStats {
-            connects: self.connects.load(Ordering::Relaxed),
-            connection_errors: self.connection_errors.load(Ordering::Relaxed),
-            subscribe_failures: self.subscribe_failures.load(Ordering::Relaxed),
-            oversize: self.oversize.load(Ordering::Relaxed),
-            malformed: self.malformed.load(Ordering::Relaxed),
-            stale: self.stale.load(Ordering::Relaxed),
-            queue_full: self.queue_full.load(Ordering::Relaxed),
             queued,
             queued_bytes,
+            ..self.counters.snapshot()
         }
     }
 
@@ -139,7 +137,7 @@ impl ConnectionState {
     pub fn note_refused(&self, why: Refused, topic: &str) {
         match why {
             Refused::Stale => {
-                self.stale.fetch_add(1, Ordering::Relaxed);
+                self.counters.bump(ConnStats::stale);
                 throttled!(
                     crate::log::Level::Warn,
                     "ignored a message on {} that the broker queued while this client was away (delivered before the subscriptions were acknowledged again)",
@@ -151,7 +149,7 @@ impl ConnectionState {
 
     /// An incoming PUBLISH of `len` payload bytes over the owner's `max`.
     pub(super) fn note_oversize(&self, topic: &str, len: usize, max: usize) {
-        self.oversize.fetch_add(1, Ordering::Relaxed);
+        self.counters.bump(ConnStats::oversize);
         throttled!(
             crate::log::Level::Warn,
             "dropped a message of {len} bytes on {}: over the payload limit of {max} bytes",
@@ -161,7 +159,7 @@ impl ConnectionState {
 
     /// An incoming PUBLISH whose topic is not UTF-8.
     pub(super) fn note_malformed(&self, topic: &[u8]) {
-        self.malformed.fetch_add(1, Ordering::Relaxed);
+        self.counters.bump(ConnStats::malformed);
         throttled!(
             crate::log::Level::Warn,
             "dropped a message whose topic is not UTF-8 (MQTT forbids it): {}",
@@ -172,7 +170,7 @@ impl ConnectionState {
     /// A message refused because the outgoing queue is full: counted, and
     /// logged (throttled).
     pub(super) fn note_queue_full(&self, full: QueueFull) {
-        self.queue_full.fetch_add(1, Ordering::Relaxed);
+        self.counters.bump(ConnStats::queue_full);
         let QueueFull {
             queued: n,
             queued_bytes: b,
@@ -190,8 +188,8 @@ impl ConnectionState {
     /// is not UTF-8 ended an MQTT 3.1.1 connection: counted as such too.
     pub(super) fn note_bad_packet(&self, bad: BadPacket) {
         match bad {
-            BadPacket::Oversize => self.oversize.fetch_add(1, Ordering::Relaxed),
-            BadPacket::Malformed => self.malformed.fetch_add(1, Ordering::Relaxed),
+            BadPacket::Oversize => self.counters.bump(ConnStats::oversize),
+            BadPacket::Malformed => self.counters.bump(ConnStats::malformed),
         };
     }
 
@@ -201,7 +199,7 @@ impl ConnectionState {
     }
 
     pub fn errors(&self) -> u64 {
-        self.connection_errors.load(Ordering::SeqCst)
+        self.counters.get(ConnStats::connection_errors)
     }
 
     /// Counts and logs `n` refused subscriptions; `why` is the MQTT 5 reason
@@ -214,7 +212,7 @@ impl ConnectionState {
     /// that the warning says which device (or topic) will not receive anything.
     pub(super) fn note_refused_filters(&self, n: u64, why: Option<Reason>, first: Option<&str>) {
         if n > 0 {
-            self.subscribe_failures.fetch_add(n, Ordering::Relaxed);
+            self.counters.add(ConnStats::subscribe_failures, n);
             let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
             match first {
                 Some(f) if n > 1 => warn!(
@@ -286,7 +284,7 @@ impl ConnectionState {
         let told = self.listener.is_set();
         match event {
             ConnectionEvent::Connected => {
-                self.connects.fetch_add(1, Ordering::SeqCst);
+                self.counters.bump(ConnStats::connects);
                 *self.last_error.lock() = None;
                 self.warned.store(false, Ordering::Relaxed);
                 self.set_state(true);
@@ -302,7 +300,7 @@ impl ConnectionState {
                 if *cause == DisconnectCause::Stopped {
                     info!("{err}");
                 } else {
-                    self.connection_errors.fetch_add(1, Ordering::SeqCst);
+                    self.counters.bump(ConnStats::connection_errors);
                     // An application thread waiting for the outcome reports it;
                     // a listener has it; otherwise warn once per outage.
                     let reported = self.watchers.load(Ordering::SeqCst) > 0 || told;
@@ -375,5 +373,28 @@ mod tests {
             None,
             "a connection clears the last error"
         );
+    }
+
+    #[test]
+    fn each_note_counts_in_its_own_field() {
+        let link = ConnectionState::new("h:1".into());
+        link.note_refused(Refused::Stale, "t");
+        link.note_oversize("t", 10, 5);
+        link.note_malformed(b"\xff");
+        link.note_bad_packet(BadPacket::Oversize);
+        link.note_bad_packet(BadPacket::Malformed);
+        link.note_subscribe_failures(3, None);
+        link.note_refused_filters(0, None, None);
+        assert_eq!(
+            link.stats(),
+            ConnStats {
+                stale: 1,
+                oversize: 2,
+                malformed: 2,
+                subscribe_failures: 3,
+                ..ConnStats::default()
+            }
+        );
+        assert_eq!(link.errors(), 0);
     }
 }
