@@ -1,6 +1,11 @@
 //! Reconnect delays: capped exponential backoff with jitter, so that devices
 //! that lost the broker together do not all come back at the same instant.
+//! Each backoff's jitter is seeded from the operating system's random numbers
+//! (getrandom(2)): devices of the same firmware powered on together share
+//! their boot time and often their process id, and a seed made of those would
+//! keep them retrying in lockstep.
 
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use crate::clock::now_ms;
@@ -15,12 +20,9 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
+    /// Delays from `min_ms` doubling up to `max_ms`, with jitter of its own.
     pub fn new(min_ms: u32, max_ms: u32) -> Backoff {
-        Backoff::with_seed(
-            min_ms,
-            max_ms,
-            now_ms() ^ u64::from(std::process::id()).rotate_left(32),
-        )
+        Backoff::with_seed(min_ms, max_ms, os_seed())
     }
 
     pub(super) fn with_seed(min_ms: u32, max_ms: u32, seed: u64) -> Backoff {
@@ -53,6 +55,14 @@ impl Backoff {
         self.cur = (self.cur.saturating_mul(2)).min(self.max);
         Duration::from_millis(jittered.max(1))
     }
+}
+
+/// A seed from the operating system. Should getrandom(2) fail (it does not on
+/// Linux >= 3.17), std's per-instance hasher keys (themselves drawn from the
+/// operating system once per thread) still tell two backoffs apart.
+fn os_seed() -> u64 {
+    getrandom::u64()
+        .unwrap_or_else(|_| std::collections::hash_map::RandomState::new().hash_one(now_ms()))
 }
 
 #[cfg(test)]
@@ -89,5 +99,15 @@ mod tests {
         assert!(seen.len() > 20, "jitter spreads delays: {seen:?}");
         let mut tiny = Backoff::with_seed(1, 1, 7);
         assert!(tiny.next() >= Duration::from_millis(1));
+    }
+
+    #[test]
+    fn backoffs_made_at_the_same_instant_do_not_retry_in_lockstep() {
+        // Two sessions of this process started together (or two devices booted
+        // together): their delays must differ. Eight delays of a backoff from
+        // 100 ms to 10 s: the chance that all eight match is below 1e-15.
+        let delays = |mut b: Backoff| (0..8).map(|_| b.next()).collect::<Vec<_>>();
+        let (a, b) = (Backoff::new(100, 10_000), Backoff::new(100, 10_000));
+        assert_ne!(delays(a), delays(b));
     }
 }
