@@ -2,8 +2,6 @@
 //! the [`DisconnectCause`]), the [`Listener`] they are given to, and the last
 //! failure as an error ([`ConnError`]).
 
-use std::fmt;
-
 use crate::tls;
 
 /// Why a connection is down.
@@ -35,7 +33,8 @@ pub enum ConnectionEvent {
 
 /// The last connection failure, as an error text that tells a failed connect
 /// from a dropped connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", text(*.cause, .address, .reason))]
 pub struct ConnError {
     pub cause: DisconnectCause,
     pub address: String,
@@ -50,17 +49,12 @@ impl ConnError {
     }
 }
 
-impl fmt::Display for ConnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.cause {
-            DisconnectCause::Lost => {
-                write!(f, "connection to {} lost: {}", self.address, self.reason)
-            }
-            DisconnectCause::ConnectFailed => {
-                write!(f, "could not connect to {}: {}", self.address, self.reason)
-            }
-            DisconnectCause::Stopped => write!(f, "connection to {} stopped", self.address),
-        }
+/// [`ConnError`]'s text: what happened to the connection to `address`, and why.
+fn text(cause: DisconnectCause, address: &str, reason: &str) -> String {
+    match cause {
+        DisconnectCause::Lost => format!("connection to {address} lost: {reason}"),
+        DisconnectCause::ConnectFailed => format!("could not connect to {address}: {reason}"),
+        DisconnectCause::Stopped => format!("connection to {address} stopped"),
     }
 }
 
@@ -90,5 +84,11 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("connection to 127.0.0.1:1 lost: "));
+        let e = ConnError {
+            cause: DisconnectCause::Stopped,
+            ..e
+        };
+        assert_eq!(e.to_string(), "connection to 127.0.0.1:1 stopped");
+        let _: &dyn std::error::Error = &e;
     }
 }

@@ -2,7 +2,6 @@
 //! ([`OutgoingQueue`]), the [`Publisher`] any thread publishes and subscribes
 //! through, and the [`Outbox`] an owner fills right after a CONNACK.
 
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -14,19 +13,12 @@ use super::protocol::{Filter, Message, QoS};
 use super::state::ConnectionState;
 
 /// Why a message could not be handed to the connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
+    #[error("not connected to the broker")]
     NotConnected,
+    #[error("outgoing queue is full")]
     QueueFull,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendError::NotConnected => f.write_str("not connected to the broker"),
-            SendError::QueueFull => f.write_str("outgoing queue is full"),
-        }
-    }
 }
 
 /// The outgoing queue's size and bounds: messages handed to the session and
@@ -340,5 +332,15 @@ mod tests {
         assert_eq!(&copy[..], &[1, 2, 3]);
         drop(copy);
         assert_eq!((link.stats().queued, link.stats().queued_bytes), (0, 0));
+    }
+
+    #[test]
+    fn send_errors_read_as_what_happened() {
+        assert_eq!(
+            SendError::NotConnected.to_string(),
+            "not connected to the broker"
+        );
+        assert_eq!(SendError::QueueFull.to_string(), "outgoing queue is full");
+        let _: &dyn std::error::Error = &SendError::QueueFull;
     }
 }
