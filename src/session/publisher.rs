@@ -110,7 +110,7 @@ fn reserve(link: &ConnectionState, len: usize) -> Result<(), SendError> {
 
 /// The request side of a session: any thread may publish or subscribe through
 /// it; nothing waits (a full queue is an error). Every message published
-/// through it counts in the outgoing queue's bounds ([`ConnectionState::bound_queue`])
+/// through it counts in the outgoing queue's bounds ([`OutgoingQueue::bound`])
 /// until the session has written it (QoS 1: until the broker acknowledged it)
 /// or dropped it.
 #[derive(Clone)]
@@ -150,7 +150,8 @@ impl Drop for QueuedPayload {
 /// Polls `f` once: its output if it is ready at once. rumqttc's MQTT 3.1.1
 /// client takes a payload buffer of ours only in its async publish; the channel
 /// always has room for what the queue's bounds let through (see
-/// [`Session::open`]), so that future is ready at its first poll.
+/// [`Session::open`](super::Session::open)), so that future is ready at its
+/// first poll.
 fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
     use std::task::{RawWaker, RawWakerVTable, Waker};
     // A waker that does nothing and owns nothing: no allocation (a waker made
