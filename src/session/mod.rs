@@ -18,22 +18,22 @@
 //! - **a clean stop**: what is queued (replies included) goes out, then MQTT
 //!   DISCONNECT.
 //!
-//! The owner (client or caller) plugs in through `SessionOwner`: what to subscribe,
-//! what to publish after CONNACK, the last will, and what to do with incoming
-//! messages and lost connections. The engine runs as one task on the owner's
-//! runtime (`Session::spawn`); any thread publishes through a `Publisher`.
+//! The owner (client or caller) plugs in through `SessionOwner`: what to
+//! subscribe, what to publish after CONNACK, the last will, and what to do with
+//! incoming messages and lost connections. The engine runs as one task on the
+//! owner's runtime (`Session::spawn`); any thread publishes through a
+//! `Publisher`.
 //!
 //! MQTT 3.1.1 (the default) or MQTT 5 ([`MqttConfig::protocol`]): rumqttc's
-//! two clients behind one interface (`ProtocolLoop`), so owners never see which one
-//! runs. MQTT 5 adds No Local on the subscriptions that ask for it, reason
-//! codes in the error texts, session expiry and the maximum packet size
+//! two clients behind one interface (`ProtocolLoop`), so owners never see
+//! which one runs. MQTT 5 adds No Local on the subscriptions that ask for it,
+//! reason codes in the error texts, session expiry and the maximum packet size
 //! announced to the broker.
 //!
 //! Where the next transport options go: TLS and other transports in
 //! `Session::open` (the rumqttc transport and network options); credentials
 //! signed at every connect in `Engine::prepare_attempt`, which runs before
 //! each attempt.
-
 //!
 //! The files, one idea each:
 //!
