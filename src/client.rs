@@ -34,8 +34,8 @@ use crate::router::{
     SharedRouter,
 };
 use crate::session::{
-    ConnError, Filter, Inbound, Link, Outbox, Owner, Publisher, QoS, Refused, Session, SubAcks,
-    Will,
+    ConnError, ConnectionState, Filter, Inbound, Outbox, Publisher, QoS, Refused, Session,
+    SessionOwner, SubAcks, Will,
 };
 pub use crate::session::{
     ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig, SendError,
@@ -310,7 +310,7 @@ impl ClientStats {
 
 struct Inner {
     cfg: ClientConfig,
-    link: Arc<Link>,
+    link: Arc<ConnectionState>,
     /// The devices, pending requests and the handler; replies go out through
     /// the session's publisher.
     router: SharedRouter<SendError>,
@@ -374,7 +374,7 @@ impl Client {
             .map_err(|e| ClientError::InvalidArgument(format!("cannot create runtime: {e}")))?;
         let router = SharedRouter::with_callback_kind(cfg.router.clone(), Kind::ClientHandler)
             .map_err(ClientError::InvalidArgument)?;
-        let link = Arc::new(Link::new(cfg.mqtt.address()));
+        let link = Arc::new(ConnectionState::new(cfg.mqtt.address()));
         let publisher: Arc<RwLock<Option<Publisher>>> = Arc::default();
         let (l2, p2) = (link.clone(), publisher.clone());
         router
@@ -812,7 +812,7 @@ impl Inner {
     }
 }
 
-impl Owner for Inner {
+impl SessionOwner for Inner {
     fn filters(&self) -> Vec<Filter> {
         self.router
             .with_router(|r| r.devices().map(|d| self.request_filter(d)).collect())

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::calls::{DeviceKey, PendingCall, State, Sub, SubEntry};
 use super::{CallerConfig, Inner, RrpcCode};
 use crate::dialect::{self, Dialect, Identity};
-use crate::session::{Inbound, Link, Session};
+use crate::session::{ConnectionState, Inbound, Session};
 
 /// The calls kept in flight: (dialect, product key, device name, custom topic,
 /// message id, ContentType, request payload).
@@ -76,7 +76,7 @@ impl ResponseFuzz {
     pub fn new() -> ResponseFuzz {
         let mut cfg = CallerConfig::new("127.0.0.1", 1);
         cfg.max_presence = 64;
-        let link = Arc::new(Link::new(cfg.mqtt.address()));
+        let link = Arc::new(ConnectionState::new(cfg.mqtt.address()));
         let session = Session::open(&cfg.mqtt, None, "fuzz", cfg.max_payload, 64, link.clone());
         let inner = Arc::new(Inner {
             client_id: "fuzz".into(),

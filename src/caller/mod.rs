@@ -37,8 +37,8 @@ use crate::dialect::{self, validate_part, Dialect, Identity};
 use crate::presence::{Presence, PresenceTopics, Status};
 pub use crate::session::{ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig};
 use crate::session::{
-    DisconnectCause as Cause, Filter, Inbound, Link, MqttVersion, Outbox, Owner, Publisher, QoS,
-    Session, SubAcks,
+    ConnectionState, DisconnectCause as Cause, Filter, Inbound, MqttVersion, Outbox, Publisher,
+    QoS, Session, SessionOwner, SubAcks,
 };
 
 mod api;
@@ -246,7 +246,7 @@ counter_set!(CallerStats {
 struct Inner {
     cfg: CallerConfig,
     client_id: String,
-    link: Arc<Link>,
+    link: Arc<ConnectionState>,
     publisher: Publisher,
     state: Mutex<State>,
     /// Connected, subscribed and (presence on) the retained snapshot is in.
@@ -359,7 +359,7 @@ impl Caller {
             .mqtt
             .tls_transport()
             .map_err(|e| CallerError::Tls(e.to_string()))?;
-        let link = Arc::new(Link::new(cfg.mqtt.address()));
+        let link = Arc::new(ConnectionState::new(cfg.mqtt.address()));
         // This thread reports a failure to connect; the log does not.
         let _watch = link.watch();
         let session = Session::open(
@@ -908,7 +908,7 @@ impl Inner {
     }
 }
 
-impl Owner for Inner {
+impl SessionOwner for Inner {
     /// The Alibaba response wildcard, the presence topics and the caller's sync
     /// topic, and every response filter a call needed so far.
     fn filters(&self) -> Vec<Filter> {

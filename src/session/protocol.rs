@@ -3,7 +3,7 @@
 //! subscription filters, SUBACK results, the last will, MQTT 5 reason codes in
 //! words).
 //!
-//! The session's loop is generic over [`Wire`], so each protocol gets its own
+//! The session's loop is generic over [`ProtocolLoop`], so each protocol gets its own
 //! copy of the loop with rumqttc's `poll` future awaited directly: MQTT 3.1.1
 //! pays nothing for MQTT 5 being there.
 
@@ -234,7 +234,7 @@ pub(super) enum Step<'a> {
     /// An incoming PUBLISH: topic, payload, retain flag.
     Publish(&'a str, &'a [u8], bool),
     /// An incoming PUBLISH whose topic is not UTF-8 (MQTT 5; MQTT 3.1.1's
-    /// decoder ends the connection instead, see [`Wire::bad_packet`]).
+    /// decoder ends the connection instead, see [`ProtocolLoop::bad_packet`]).
     BadTopic(&'a [u8]),
     /// CONNACK, and whether the broker resumed a session.
     ConnAck(bool),
@@ -302,7 +302,7 @@ impl BadPacket {
 }
 
 /// One protocol's event loop, as the session's loop drives it.
-pub(super) trait Wire: Send {
+pub(super) trait ProtocolLoop: Send {
     type Event: Send;
     type Error: std::error::Error + Send + 'static;
     /// rumqttc's own `poll` future, not wrapped.
@@ -343,7 +343,7 @@ fn requeue<R>(
     pending.extend(rest);
 }
 
-impl Wire for EventLoop {
+impl ProtocolLoop for EventLoop {
     type Event = Event;
     type Error = ConnectionError;
 
@@ -436,7 +436,7 @@ impl Wire for EventLoop {
 }
 
 #[cfg(feature = "mqtt5")]
-impl Wire for v5::EventLoop {
+impl ProtocolLoop for v5::EventLoop {
     type Event = v5::Event;
     type Error = v5::ConnectionError;
 
