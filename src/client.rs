@@ -246,7 +246,7 @@ pub struct ClientStats {
     pub queued_bytes: u64,
 }
 
-counter_set!(ClientStats {
+counter_set!(ClientStats as ClientCounter {
     messages,
     requests,
     replied,

@@ -4,8 +4,10 @@
 //! `u64` fields (`RouterStats`, `ClientStats`, `CallerStats`, `AdapterStats`):
 //! that struct is the snapshot Rust users get and, under its C name
 //! (`rrpc_router_stats`, ...), the struct `rrpc_<family>_get_stats` fills.
-//! [`counter_set!`] lists its fields, which gives each one a [`Counter`] handle
-//! (`RouterStats::requests`); a [`Counters`] of that struct keeps the live
+//! [`counter_set!`] lists its fields and names a [`Counter`] handle for each,
+//! under an alias of the family's choosing (`RouterStats::requests`, so that
+//! `RouterStats::requests` stays the field, for readers and doc links); a
+//! [`Counters`] of that struct keeps the live
 //! values as atomics, so that any thread may count and read without a lock.
 //! Gauges (requests pending, devices registered) are fields of the same struct
 //! that the family fills in when it takes a snapshot.
@@ -46,16 +48,21 @@ impl<T: CounterSet> Counter<T> {
     }
 }
 
-/// Gives a [`CounterSet`] struct a [`Counter`] per field, named as the field
-/// (`RouterStats::requests`). Every field must be listed (a field left out is a
-/// compile error) and be a `u64`.
+/// Makes a struct a [`CounterSet`] and names a [`Counter`] for each of its
+/// fields, as `Alias::field` (`counter_set!(RouterStats as RouterCounter {...})`
+/// gives `RouterStats::requests`). Every field must be listed (a field left out
+/// is a compile error) and be a `u64`.
 macro_rules! counter_set {
-    ($ty:ident { $($field:ident),+ $(,)? }) => {
+    ($ty:ident as $alias:ident { $($field:ident),+ $(,)? }) => {
         // SAFETY: the checks below: every field listed, each a u64.
         unsafe impl $crate::counters::CounterSet for $ty {}
 
+        /// The counters of one field each (see `crate::counters`).
+        #[allow(dead_code)]
+        pub(crate) type $alias = $crate::counters::Counter<$ty>;
+
         #[allow(non_upper_case_globals, dead_code)]
-        impl $ty {
+        impl $crate::counters::Counter<$ty> {
             $(
                 pub(crate) const $field: $crate::counters::Counter<$ty> =
                     $crate::counters::Counter::at(::std::mem::offset_of!($ty, $field));
@@ -143,15 +150,15 @@ mod tests {
         b: u64,
         c: u64,
     }
-    counter_set!(TestStats { a, b, c });
+    counter_set!(TestStats as TestCounter { a, b, c });
 
     #[test]
     fn each_field_counts_on_its_own() {
         let c = Counters::<TestStats>::default();
-        c.bump(TestStats::b);
-        c.add(TestStats::c, 5);
-        c.add(TestStats::a, 9);
-        assert_eq!(c.get(TestStats::c), 5);
+        c.bump(TestCounter::b);
+        c.add(TestCounter::c, 5);
+        c.add(TestCounter::a, 9);
+        assert_eq!(c.get(TestCounter::c), 5);
         assert_eq!(c.snapshot(), TestStats { a: 9, b: 1, c: 5 });
     }
 
@@ -163,12 +170,12 @@ mod tests {
                 let c = c.clone();
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
-                        c.bump(TestStats::a);
+                        c.bump(TestCounter::a);
                     }
                 })
             })
             .collect();
         t.into_iter().for_each(|t| t.join().unwrap());
-        assert_eq!(c.get(TestStats::a), 40_000);
+        assert_eq!(c.get(TestCounter::a), 40_000);
     }
 }

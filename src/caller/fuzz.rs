@@ -223,7 +223,7 @@ mod tests {
         let s = f
             .inner
             .stats
-            .get(super::super::CallerStats::mismatched_responses);
+            .get(super::super::CallerCounter::mismatched_responses);
         assert_eq!(s, 3);
     }
 }

@@ -225,7 +225,7 @@ pub struct CallerStats {
     pub in_flight: u64,
 }
 
-counter_set!(CallerStats {
+counter_set!(CallerStats as CallerCounter {
     calls,
     success,
     timeout,
@@ -502,9 +502,9 @@ impl Caller {
     /// the caller (its own thread, or one waiting in a blocking `call()`).
     pub fn call_async(&self, p: &CallParams<'_>, done: Completion) {
         let inner = &self.inner;
-        inner.bump(CallerStats::calls);
+        inner.bump(CallerCounter::calls);
         if let Err(why) = validate_params(p, inner.cfg.max_payload) {
-            inner.bump(CallerStats::refused);
+            inner.bump(CallerCounter::refused);
             return done(RrpcResponse::failed(CODE_INVALID_PARAMETER, why));
         }
         let dialect = match (p.dialect, p.custom_topic) {
@@ -513,7 +513,7 @@ impl Caller {
         };
         let timeout = p.timeout_ms.unwrap_or(4000);
         if !inner.link.is_connected() {
-            inner.bump(CallerStats::refused);
+            inner.bump(CallerCounter::refused);
             return done(RrpcResponse::failed(
                 CODE_SYSTEM_EXCEPTION,
                 "A system exception occurred: not connected to the broker",
@@ -524,12 +524,12 @@ impl Caller {
             && st.presence.online(p.product_key, p.device_name) == Some(false)
         {
             drop(st);
-            inner.bump(CallerStats::offline);
+            inner.bump(CallerCounter::offline);
             return done(RrpcResponse::done(None, RrpcCode::Offline, None));
         }
         let refuse = |st: parking_lot::MutexGuard<'_, State>, done: Completion, why: String| {
             drop(st);
-            inner.bump(CallerStats::refused);
+            inner.bump(CallerCounter::refused);
             done(RrpcResponse::failed(
                 CODE_SYSTEM_EXCEPTION,
                 format!("A system exception occurred: {why}"),
@@ -685,11 +685,11 @@ impl Inner {
 
     fn count(&self, code: RrpcCode) {
         self.bump(match code {
-            RrpcCode::Success => CallerStats::success,
-            RrpcCode::Timeout => CallerStats::timeout,
-            RrpcCode::Offline => CallerStats::offline,
-            RrpcCode::HalfConn => CallerStats::halfconn,
-            RrpcCode::Unknown => CallerStats::unknown,
+            RrpcCode::Success => CallerCounter::success,
+            RrpcCode::Timeout => CallerCounter::timeout,
+            RrpcCode::Offline => CallerCounter::offline,
+            RrpcCode::HalfConn => CallerCounter::halfconn,
+            RrpcCode::Unknown => CallerCounter::unknown,
         });
     }
 
@@ -740,7 +740,7 @@ impl Inner {
                 break; // the queue is full: next round
             }
             st.subs.remove(&f);
-            self.bump(CallerStats::unsubscribed);
+            self.bump(CallerCounter::unsubscribed);
             debug!("unsubscribed the unused response filter {f:?}");
         }
     }
@@ -806,19 +806,19 @@ impl Inner {
         let level = match level {
             None => return, // not a response topic at all
             Some(Err(())) => {
-                self.bump(CallerStats::unknown_responses);
+                self.bump(CallerCounter::unknown_responses);
                 return debug!("malformed response topic ({} bytes) discarded", topic.len());
             }
             Some(Ok(l)) => l,
         };
         if retained {
             // Stored by the broker earlier, by anyone allowed to publish there.
-            self.bump(CallerStats::retained_responses);
+            self.bump(CallerCounter::retained_responses);
             return debug!("retained message on a response topic discarded");
         }
         let (bare_id, _) = dialect::split_content_type(level);
         let Some(id) = parse_message_id(bare_id) else {
-            self.bump(CallerStats::unknown_responses);
+            self.bump(CallerCounter::unknown_responses);
             return;
         };
         let mut st = self.state.lock();
@@ -827,17 +827,17 @@ impl Inner {
             match what {
                 Some(Finished::AnsweredEchoDue) => st.echo_seen(id),
                 Some(Finished::TimedOut) => {
-                    self.bump(CallerStats::late_responses);
+                    self.bump(CallerCounter::late_responses);
                     debug!("response {id} arrived after its call timed out; discarded");
                 }
-                Some(Finished::Answered) => self.bump(CallerStats::duplicate_responses),
-                _ => self.bump(CallerStats::unknown_responses),
+                Some(Finished::Answered) => self.bump(CallerCounter::duplicate_responses),
+                _ => self.bump(CallerCounter::unknown_responses),
             }
             return;
         };
         if *call.response_topic != *topic {
             drop(st);
-            self.bump(CallerStats::mismatched_responses);
+            self.bump(CallerCounter::mismatched_responses);
             return debug!("a message with the id of call {id} on another device's topic or with another ContentType; discarded");
         }
         if call.echo.is_some_and(|h| h == self.echo_hash(payload)) {

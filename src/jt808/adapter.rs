@@ -734,7 +734,7 @@ pub struct AdapterStats {
     pub partials: u64,
 }
 
-counter_set!(AdapterStats {
+counter_set!(AdapterStats as AdapterCounter {
     submitted,
     refused,
     queued,

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use super::devices::DeviceKey;
 use super::pending::{MsgState, Outcome};
-use super::types::{Accepted, DeviceRef, Dropped, RouterStats};
+use super::types::{Accepted, DeviceRef, Dropped, RouterCounter};
 use super::Router;
 use crate::dialect::{self, Dialect, ParsedTopic, TopicError};
 
@@ -157,7 +157,7 @@ impl Router {
                     (record.is(key) && record.dialect == parsed.dialect)
                         .then_some(record.generation)
                 })?;
-        self.stats.bump(RouterStats::requests);
+        self.stats.bump(RouterCounter::requests);
         let (message_id, content_type) = dialect::split_content_type(parsed.message_id);
         Some(Accepted {
             token,

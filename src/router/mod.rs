@@ -43,6 +43,8 @@ mod pending;
 mod shared;
 mod types;
 
+use types::RouterCounter;
+
 use devices::Registry;
 use pending::{NoReply, Outcome, Requests};
 
@@ -207,7 +209,7 @@ impl Router {
                 self.handle(t, payload, now_ms, guess)
             }
             Err(_) => {
-                self.stats.bump(RouterStats::messages);
+                self.stats.bump(RouterCounter::messages);
                 Err(self.dropped(Dropped::Malformed("the topic is not valid UTF-8")))
             }
         }
@@ -227,7 +229,7 @@ impl Router {
         if !retained {
             return self.handle_message_bytes(topic, payload, now_ms);
         }
-        self.stats.bump(RouterStats::messages);
+        self.stats.bump(RouterCounter::messages);
         let Ok(topic) = std::str::from_utf8(topic) else {
             return Err(self.dropped(Dropped::Malformed("the topic is not valid UTF-8")));
         };
@@ -255,7 +257,7 @@ impl Router {
         now_ms: u64,
         guess: Option<u32>,
     ) -> Result<Accepted<'a>, Dropped> {
-        self.stats.bump(RouterStats::messages);
+        self.stats.bump(RouterCounter::messages);
         let parsed = self.parse(topic)?;
         self.accept(topic, parsed, payload, now_ms, guess)
     }
@@ -310,13 +312,13 @@ impl Router {
     /// is `still_pending`); one that was not leaves the request pending.
     fn settle(&mut self, token: u64, sent: bool, still_pending: bool, now_ms: u64) {
         if !sent {
-            self.stats.bump(RouterStats::send_failures);
+            self.stats.bump(RouterCounter::send_failures);
             return;
         }
         if still_pending {
             self.requests.finish(token, Outcome::Replied, now_ms);
         }
-        self.stats.bump(RouterStats::replied);
+        self.stats.bump(RouterCounter::replied);
     }
 
     /// Everything a reply must pass before it is sent; returns the response topic.
@@ -335,7 +337,7 @@ impl Router {
             }
             Err(NoReply::Sending) => return Err(ReplyError::InProgress),
             Err(NoReply::Late) => {
-                self.stats.bump(RouterStats::late_replies);
+                self.stats.bump(RouterCounter::late_replies);
                 self.expire(now_ms);
                 return Err(ReplyError::Expired);
             }
@@ -345,9 +347,9 @@ impl Router {
             Err(NoReply::Unknown) => (ReplyError::UnknownToken, false),
         };
         if late {
-            self.stats.bump(RouterStats::late_replies);
+            self.stats.bump(RouterCounter::late_replies);
         } else {
-            self.stats.bump(RouterStats::bad_tokens);
+            self.stats.bump(RouterCounter::bad_tokens);
         }
         Err(err)
     }
@@ -361,7 +363,7 @@ impl Router {
     /// Removes every request whose deadline is before `now_ms`; returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let n = self.requests.expire(now_ms);
-        self.stats.add(RouterStats::expired, n as u64);
+        self.stats.add(RouterCounter::expired, n as u64);
         n
     }
 }

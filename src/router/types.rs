@@ -189,7 +189,7 @@ pub struct RouterStats {
     pub devices: u64,
 }
 
-counter_set!(RouterStats {
+counter_set!(RouterStats as RouterCounter {
     messages,
     requests,
     replied,
@@ -213,14 +213,14 @@ impl Dropped {
     /// The counter of a message dropped for this reason.
     pub(super) fn counter(self) -> Counter<RouterStats> {
         match self {
-            Dropped::NotRrpc => RouterStats::not_rrpc,
-            Dropped::Malformed(_) => RouterStats::malformed,
-            Dropped::UnknownDevice => RouterStats::unknown_device,
-            Dropped::Duplicate => RouterStats::duplicates,
-            Dropped::OwnReply => RouterStats::own_replies,
-            Dropped::TableFull => RouterStats::table_full,
-            Dropped::TooLarge => RouterStats::too_large,
-            Dropped::Retained => RouterStats::retained,
+            Dropped::NotRrpc => RouterCounter::not_rrpc,
+            Dropped::Malformed(_) => RouterCounter::malformed,
+            Dropped::UnknownDevice => RouterCounter::unknown_device,
+            Dropped::Duplicate => RouterCounter::duplicates,
+            Dropped::OwnReply => RouterCounter::own_replies,
+            Dropped::TableFull => RouterCounter::table_full,
+            Dropped::TooLarge => RouterCounter::too_large,
+            Dropped::Retained => RouterCounter::retained,
         }
     }
 }

@@ -49,7 +49,7 @@ pub struct ConnStats {
     pub queued_bytes: u64,
 }
 
-counter_set!(ConnStats {
+counter_set!(ConnStats as ConnCounter {
     connects,
     connection_errors,
     subscribe_failures,
@@ -137,7 +137,7 @@ impl ConnectionState {
     pub fn note_refused(&self, why: Refused, topic: &str) {
         match why {
             Refused::Stale => {
-                self.counters.bump(ConnStats::stale);
+                self.counters.bump(ConnCounter::stale);
                 throttled!(
                     crate::log::Level::Warn,
                     "ignored a message on {} that the broker queued while this client was away (delivered before the subscriptions were acknowledged again)",
@@ -149,7 +149,7 @@ impl ConnectionState {
 
     /// An incoming PUBLISH of `len` payload bytes over the owner's `max`.
     pub(super) fn note_oversize(&self, topic: &str, len: usize, max: usize) {
-        self.counters.bump(ConnStats::oversize);
+        self.counters.bump(ConnCounter::oversize);
         throttled!(
             crate::log::Level::Warn,
             "dropped a message of {len} bytes on {}: over the payload limit of {max} bytes",
@@ -159,7 +159,7 @@ impl ConnectionState {
 
     /// An incoming PUBLISH whose topic is not UTF-8.
     pub(super) fn note_malformed(&self, topic: &[u8]) {
-        self.counters.bump(ConnStats::malformed);
+        self.counters.bump(ConnCounter::malformed);
         throttled!(
             crate::log::Level::Warn,
             "dropped a message whose topic is not UTF-8 (MQTT forbids it): {}",
@@ -170,7 +170,7 @@ impl ConnectionState {
     /// A message refused because the outgoing queue is full: counted, and
     /// logged (throttled).
     pub(super) fn note_queue_full(&self, full: QueueFull) {
-        self.counters.bump(ConnStats::queue_full);
+        self.counters.bump(ConnCounter::queue_full);
         let QueueFull {
             queued: n,
             queued_bytes: b,
@@ -188,8 +188,8 @@ impl ConnectionState {
     /// is not UTF-8 ended an MQTT 3.1.1 connection: counted as such too.
     pub(super) fn note_bad_packet(&self, bad: BadPacket) {
         match bad {
-            BadPacket::Oversize => self.counters.bump(ConnStats::oversize),
-            BadPacket::Malformed => self.counters.bump(ConnStats::malformed),
+            BadPacket::Oversize => self.counters.bump(ConnCounter::oversize),
+            BadPacket::Malformed => self.counters.bump(ConnCounter::malformed),
         };
     }
 
@@ -199,7 +199,7 @@ impl ConnectionState {
     }
 
     pub fn errors(&self) -> u64 {
-        self.counters.get(ConnStats::connection_errors)
+        self.counters.get(ConnCounter::connection_errors)
     }
 
     /// Counts and logs `n` refused subscriptions; `why` is the MQTT 5 reason
@@ -212,7 +212,7 @@ impl ConnectionState {
     /// that the warning says which device (or topic) will not receive anything.
     pub(super) fn note_refused_filters(&self, n: u64, why: Option<Reason>, first: Option<&str>) {
         if n > 0 {
-            self.counters.add(ConnStats::subscribe_failures, n);
+            self.counters.add(ConnCounter::subscribe_failures, n);
             let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
             match first {
                 Some(f) if n > 1 => warn!(
@@ -284,7 +284,7 @@ impl ConnectionState {
         let told = self.listener.is_set();
         match event {
             ConnectionEvent::Connected => {
-                self.counters.bump(ConnStats::connects);
+                self.counters.bump(ConnCounter::connects);
                 *self.last_error.lock() = None;
                 self.warned.store(false, Ordering::Relaxed);
                 self.set_state(true);
@@ -300,7 +300,7 @@ impl ConnectionState {
                 if *cause == DisconnectCause::Stopped {
                     info!("{err}");
                 } else {
-                    self.counters.bump(ConnStats::connection_errors);
+                    self.counters.bump(ConnCounter::connection_errors);
                     // An application thread waiting for the outcome reports it;
                     // a listener has it; otherwise warn once per outage.
                     let reported = self.watchers.load(Ordering::SeqCst) > 0 || told;
