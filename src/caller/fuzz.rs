@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::calls::{DeviceKey, PendingCall, State, Sub, SubEntry};
-use super::{CallerConfig, Inner, RrpcCode};
+use super::{CallerConfig, CallerCore, RrpcCode};
 use crate::dialect::{self, Dialect, Identity};
 use crate::session::{ConnectionState, Inbound, Session};
 
@@ -59,7 +59,7 @@ const CALLS: [Fixture; 4] = [
 /// A caller's response path, fed by hand. See the module documentation.
 #[doc(hidden)]
 pub struct ResponseFuzz {
-    inner: Arc<Inner>,
+    inner: Arc<CallerCore>,
     _session: Session,
     /// (id, response topic, code) of every completed call.
     completed: Arc<Mutex<Vec<(u64, RrpcCode)>>>,
@@ -78,7 +78,7 @@ impl ResponseFuzz {
         cfg.max_presence = 64;
         let link = Arc::new(ConnectionState::new(cfg.mqtt.address()));
         let session = Session::open(&cfg.mqtt, None, "fuzz", cfg.max_payload, 64, link.clone());
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(CallerCore {
             client_id: "fuzz".into(),
             link,
             publisher: session.publisher(),
