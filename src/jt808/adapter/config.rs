@@ -5,7 +5,7 @@ use crate::counters::counter_set;
 use super::super::codec::{Escapes, MAX_BODY_LEN, MAX_FRAME_LEN};
 use super::super::packets::ReassemblerConfig;
 #[cfg(doc)]
-use super::Adapter;
+use super::{Adapter, Event, SubmitError};
 
 /// How an RRPC call sent to a terminal completes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -70,7 +70,7 @@
 //!
 //! # Unmatched input
 //! - a 0x0900 with no outstanding Answer request of its (terminal, type):
-//!   [`Event::Uplink`], counted in [`AdapterStats::uplinks`] (and in
+//!   [`Event::Uplink`], counted in [`AdapterStats::uplinks`](AdapterStats#structfield.uplinks) (and in
 //!   `late_uplinks` when an Answer request of that pair expired recently);
 //! - a 0x0001 answering 0x8900 with a serial no request holds: ignored,
 //!   counted in `late_acks` when the serial belonged to a request that
@@ -89,7 +89,7 @@
 //!
 //! [`Adapter::on_bytes`] takes raw socket bytes per connection (an id the
 //! application chooses, such as its socket descriptor): one
-//! [`StreamDecoder`] per connection.
+//! [`StreamDecoder`](super::StreamDecoder) per connection.
 //!
 //! # Who a connection speaks for
 //! A phone number in a frame's header is a claim: any TCP connection can put
@@ -100,7 +100,7 @@
 //! bound terminals ([`SubmitError::NotConnected`] otherwise), on their bound
 //! connection, and only the 0x0001 and 0x0900 frames that come on that
 //! connection complete them: the same kinds from any other connection complete
-//! nothing, are counted in [`AdapterStats::unauthenticated`] and come back to
+//! nothing, are counted in [`AdapterStats::unauthenticated`](AdapterStats#structfield.unauthenticated) and come back to
 //! the application as [`Event::Frame`] ([`Handled::Unauthenticated`] from
 //! [`Adapter::on_frame`]). Frames from unbound phones take no terminal slot.
 //! A terminal that authenticates again on a new connection (a reconnect while
@@ -108,6 +108,20 @@
 //! connection then leaves it alone. [`Adapter::connection_closed`] and
 //! [`Adapter::terminal_disconnected`] answer every request of the terminals
 //! concerned, sent or queued, with the `terminal disconnected` error.
+//!
+//! # Threads
+//! An [`Adapter`] is driven from one thread at a time (`&mut self`); the
+//! frames it makes and the events it reports are the caller's to hand on.
+//! [`SharedAdapter`] wraps it for any number of threads, with a send function
+//! and an event callback it calls itself, with no lock held.
+//!
+//! # Where each part lives
+//! This file is the [`Adapter`] and its read-only accessors; `config.rs` its
+//! settings and counters; `types.rs` what goes in and comes out (calls, events,
+//! reply payloads, errors); `requests.rs` the requests held and their
+//! correlation with the terminals' answers; `queues.rs` the Answer queues and
+//! serial numbers; `inbound.rs` the frames from terminals; `terminals.rs`
+//! terminals and connections; `shared.rs` the [`SharedAdapter`].
 //!
 //! # Cost and bounds
 //! Each frame costs a few hash lookups (by phone and serial, by phone and
@@ -169,10 +183,12 @@ mod config;
 mod inbound;
 mod queues;
 mod requests;
+mod shared;
 mod terminals;
 mod types;
 
 pub use config::{AdapterConfig, AdapterStats, BusyPolicy, Completion, ConfigError};
+pub use shared::{EventFn, SendFn, SharedAdapter, SharedSubmitError};
 pub use types::{
     ack_payload, error_payload, result_error_payload, Call, ConnectionError, ErrorReason, Event,
     FrameError, Handled, ReplyKind, SubmitError, Submitted,

@@ -301,7 +301,7 @@ pub enum Handled {
     Dropped(FrameError),
     /// A 0x0001 answering 0x8900, or a 0x0900, from a connection its terminal
     /// is not bound to ([`Adapter::terminal_authenticated`]): it completes
-    /// nothing, is counted in [`AdapterStats::unauthenticated`], and is the
+    /// nothing, is counted in [`AdapterStats::unauthenticated`](AdapterStats#structfield.unauthenticated), and is the
     /// application's to handle (from [`Adapter::on_bytes`], [`Event::Frame`]).
     Unauthenticated,
 }
