@@ -3,12 +3,12 @@
 use crate::presence::PresenceTopics;
 use crate::session::MqttConfig;
 
-/// Settings of a [`Caller`].
+/// Settings of a [`Caller`](super::Caller).
 #[derive(Clone, Debug)]
 pub struct CallerConfig {
     /// The broker and how to connect to it. `mqtt.client_id` `None` derives
     /// `rrpccaller` + 16 random hex digits. `mqtt.connect_timeout_ms` (at
-    /// least 1) is how long [`Caller::connect`] waits for the connection and
+    /// least 1) is how long [`Caller::connect`](super::Caller::connect) waits for the connection and
     /// the presence snapshot.
     pub mqtt: MqttConfig,
     /// Largest request or response payload, in bytes: 1 to

@@ -10,7 +10,7 @@ pub struct ClientConfig {
     /// The broker and how to connect to it. `mqtt.client_id` `None` derives one
     /// that is unique per connection (`rrpc` + 16 random hex
     /// digits), so that several devices on one broker never take over each
-    /// other's session. `mqtt.connect_timeout_ms` is how long [`Client::start`]
+    /// other's session. `mqtt.connect_timeout_ms` is how long [`Client::start`](super::Client::start)
     /// waits for the first connection: when the first attempt fails within that
     /// time, `start` fails with the reason and leaves nothing running; 0 does
     /// not wait (connect and reconnect in the background).

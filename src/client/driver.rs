@@ -52,7 +52,7 @@ impl Client {
     /// device, keeps the connection alive and calls the handler. With a connect
     /// timeout, returns once connected and the broker acknowledged the device
     /// subscriptions, so requests published after it returns are delivered. See
-    /// [`ClientConfig::mqtt`] for what happens when the broker is unreachable.
+    /// [`ClientConfig::mqtt`](super::ClientConfig::mqtt) for what happens when the broker is unreachable.
     pub fn start(&self) -> Result<(), ClientError> {
         self.refuse_reentry("start cannot be called from a request or response callback")?;
         let link = self.core.link.clone();

@@ -21,7 +21,7 @@
 //! (`rrpc_client_*`), `router.rs` (`rrpc_router_*`), `caller.rs`
 //! (`rrpc_caller_*`, `rrpc_response_*`), `credentials.rs` (`rrpc_credentials_*`),
 //! `jt808_codec.rs`
-//! (`rrpc_jt808_decoder_*`, `rrpc_jt808_encode`, ...), `jt808_adapter.rs`
+//! (`rrpc_jt808_decoder_*`, `rrpc_jt808_encode`, ...), `jt808_adapter/`
 //! (`rrpc_jt808_adapter_*`), and `misc.rs` for the library-wide functions.
 
 #![allow(non_camel_case_types)]

@@ -18,7 +18,7 @@ use crate::credentials::CredentialError;
 #[cfg(feature = "jt808")]
 use crate::jt808::{
     ConfigError as AdapterConfigError, ConnectionError, DecodeError, EncodeError, FrameError,
-    PhoneError, SubmitError,
+    PhoneError, SharedSubmitError, SubmitError,
 };
 use crate::router::{DeviceError, ReplyError};
 #[cfg(feature = "session")]
@@ -339,6 +339,19 @@ impl Status for SubmitError {
             | SubmitError::QueuedBytes { .. }
             | SubmitError::SerialsExhausted { .. } => RRPC_STATUS_LIMIT_REACHED,
             SubmitError::NotConnected { .. } => RRPC_STATUS_NOT_CONNECTED,
+        }
+    }
+}
+
+#[cfg(feature = "jt808")]
+impl<E: Status> Status for SharedSubmitError<E> {
+    fn status(&self) -> rrpc_status {
+        match self {
+            SharedSubmitError::Refused(e) => e.status(),
+            SharedSubmitError::NoSendFunction => RRPC_STATUS_WRONG_STATE,
+            SharedSubmitError::SendFailed(e) => e.status(),
+            // Only a Rust send function can panic; C cannot unwind into Rust.
+            SharedSubmitError::SendPanicked => RRPC_STATUS_PANIC,
         }
     }
 }

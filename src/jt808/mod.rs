@@ -1,5 +1,6 @@
-//! JT/T 808 codec for the pass-through adapter: frames, a streaming decoder for
-//! TCP, sub-package splitting and reassembly. No I/O, no MQTT, no clock.
+//! JT/T 808: the codec, and the pass-through adapter that turns RRPC calls
+//! into 0x8900 downlinks and the terminals' answers back into replies. No I/O,
+//! no MQTT, no clock.
 //!
 //! - [`encode_frame`](crate::jt808::encode_frame) /
 //!   [`decode_frame`](crate::jt808::decode_frame): one frame (`0x7e | header |
@@ -10,7 +11,15 @@
 //! - [`StreamDecoder`](crate::jt808::StreamDecoder): frames out of arbitrary
 //!   TCP chunks, bounded memory;
 //! - [`split_passthrough`](crate::jt808::split_passthrough) /
-//!   [`Reassembler`](crate::jt808::Reassembler): bodies over 1023 bytes.
+//!   [`Reassembler`](crate::jt808::Reassembler): bodies over 1023 bytes;
+//! - [`Adapter`](crate::jt808::Adapter): the pass-through correlator, for one
+//!   thread; [`SharedAdapter`](crate::jt808::SharedAdapter): the same for any
+//!   number of threads, with the send function and the event callback it calls
+//!   (the C API's `rrpc_jt808_adapter`).
+//!
+//! Where each part lives: `codec/` one frame (phone, header and frame, bodies,
+//! encoding, decoding); `stream.rs` the TCP stream decoder; `packets.rs`
+//! sub-packages; `adapter/` the adapter (see its module documentation).
 //!
 //! ```
 //! use rrpc::jt808::{decode_frame, encode_frame, Body, Header, Phone, Version};
@@ -35,7 +44,8 @@ mod stream;
 
 pub use adapter::{
     Adapter, AdapterConfig, AdapterStats, BusyPolicy, Call, Completion, ConfigError,
-    ConnectionError, ErrorReason, Event, FrameError, Handled, ReplyKind, SubmitError, Submitted,
+    ConnectionError, ErrorReason, Event, EventFn, FrameError, Handled, ReplyKind, SendFn,
+    SharedAdapter, SharedSubmitError, SubmitError, Submitted,
 };
 pub use codec::{
     decode_frame, decode_frame_lenient, encode_frame, passthrough_type_name, BcdError, Body,

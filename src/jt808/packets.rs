@@ -7,7 +7,6 @@
 //! in the first packet only.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 use super::adapter::ConfigError;
 use super::codec::{encode_frame, EncodeError, Frame, Header, Package, Phone, MAX_BODY_LEN};
@@ -185,11 +184,13 @@ impl Default for ReassemblerConfig {
 }
 
 /// Why a packet was not taken.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReassemblyError {
     /// Package fields with `index` outside `1..=count`.
+    #[error("package index {} of {} (indices run from 1 to the count)", .0.index, .0.count)]
     BadPackage(Package),
     /// A packet whose index was already received for the same message.
+    #[error("0x{msg_id:04x} packet {index} of {count} received twice")]
     Duplicate {
         /// Message id.
         msg_id: u16,
@@ -200,6 +201,7 @@ pub enum ReassemblyError {
     },
     /// A packet whose count differs from the count of the other packets of its
     /// message (same terminal, message id and first serial).
+    #[error("0x{msg_id:04x} packet says {found} packets, earlier packets of the message said {expected}")]
     InconsistentCount {
         /// Message id.
         msg_id: u16,
@@ -209,23 +211,27 @@ pub enum ReassemblyError {
         found: u16,
     },
     /// The partial-message limit is reached; the packet is dropped.
+    #[error("{max} partial messages already held; packet dropped")]
     TooManyPartials {
         /// The limit.
         max: usize,
     },
     /// The byte limit would be exceeded; the packet is dropped.
+    #[error("partial messages would exceed {max} bytes; packet dropped")]
     TooManyBytes {
         /// The limit.
         max: usize,
     },
     /// The packet limit would be exceeded, or the message announces more
     /// packets than one terminal may hold; the packet is dropped.
+    #[error("partial messages would exceed {max} packets; packet dropped")]
     TooManyPackets {
         /// The limit.
         max: usize,
     },
     /// The terminal's own share of a limit is used up; the packet is dropped.
     /// Other terminals are not affected.
+    #[error("the terminal's partial messages would exceed {limit} ({max}); packet dropped")]
     TerminalLimit {
         /// Which limit: `max_partials_per_terminal`, `max_bytes_per_terminal`
         /// or `max_packets_per_terminal`.
@@ -234,51 +240,6 @@ pub enum ReassemblyError {
         max: usize,
     },
 }
-
-impl fmt::Display for ReassemblyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReassemblyError::BadPackage(p) => write!(
-                f,
-                "package index {} of {} (indices run from 1 to the count)",
-                p.index, p.count
-            ),
-            ReassemblyError::Duplicate {
-                msg_id,
-                index,
-                count,
-            } => write!(
-                f,
-                "0x{msg_id:04x} packet {index} of {count} received twice"
-            ),
-            ReassemblyError::InconsistentCount {
-                msg_id,
-                expected,
-                found,
-            } => write!(
-                f,
-                "0x{msg_id:04x} packet says {found} packets, earlier packets of the message said {expected}"
-            ),
-            ReassemblyError::TooManyPartials { max } => write!(
-                f,
-                "{max} partial messages already held; packet dropped"
-            ),
-            ReassemblyError::TooManyBytes { max } => {
-                write!(f, "partial messages would exceed {max} bytes; packet dropped")
-            }
-            ReassemblyError::TooManyPackets { max } => write!(
-                f,
-                "partial messages would exceed {max} packets; packet dropped"
-            ),
-            ReassemblyError::TerminalLimit { limit, max } => write!(
-                f,
-                "the terminal's partial messages would exceed {limit} ({max}); packet dropped"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ReassemblyError {}
 
 /// One message being put together. Keyed by terminal, message id and the serial
 /// of its first packet (`serial - (index - 1)`, since packets have consecutive
@@ -292,7 +253,8 @@ struct Partial {
     started_ms: u64,
 }
 
-type Key = (Phone, u16, u16);
+/// Which message a packet belongs to: terminal, message id, serial of the first packet.
+type MessageKey = (Phone, u16, u16);
 
 /// What one terminal's partial messages hold.
 #[derive(Clone, Copy, Debug, Default)]
@@ -309,7 +271,7 @@ struct Usage {
 #[derive(Debug, Default)]
 pub struct Reassembler {
     config: ReassemblerConfig,
-    partials: HashMap<Key, Partial>,
+    partials: HashMap<MessageKey, Partial>,
     usage: HashMap<Phone, Usage>,
     total: Usage,
 }
@@ -368,8 +330,8 @@ impl Reassembler {
         }
     }
 
-    fn drop_where(&mut self, mut gone: impl FnMut(&Key, &Partial) -> bool) -> usize {
-        let keys: Vec<Key> = self
+    fn drop_where(&mut self, mut gone: impl FnMut(&MessageKey, &Partial) -> bool) -> usize {
+        let keys: Vec<MessageKey> = self
             .partials
             .iter()
             .filter(|(k, p)| gone(k, p))
