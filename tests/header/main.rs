@@ -1,16 +1,20 @@
-//! The committed C header is the generated one, and it compiles as C99 and C++11
-//! with every warning an error.
+//! The committed C header is the generated one (`generate.rs`, the generator),
+//! and it compiles as C99, C11, C++11 and C++17 with every warning an error.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod generate;
 
 use std::path::Path;
 use std::process::Command;
 
+/// `include/rrpc.h` is what the generator makes of `src/ffi/`; with `RRPC_BLESS`
+/// set (`scripts/update-header.sh`) the test rewrites it instead.
 #[test]
 fn header_matches_generated() {
-    let generated = Path::new(env!("OUT_DIR")).join("rrpc.h");
-    let generated = std::fs::read_to_string(&generated).expect("build.rs writes OUT_DIR/rrpc.h");
-    let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("include/rrpc.h");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let generated = generate::generate(root).unwrap_or_else(|e| panic!("{e}"));
+    let committed_path = root.join("include/rrpc.h");
     if std::env::var_os("RRPC_BLESS").is_some() {
         std::fs::write(&committed_path, &generated).expect("write include/rrpc.h");
         return;
@@ -18,7 +22,7 @@ fn header_matches_generated() {
     let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
     assert!(
         committed == generated,
-        "include/rrpc.h differs from the header build.rs generates; run scripts/update-header.sh and commit it"
+        "include/rrpc.h differs from the generated header; run scripts/update-header.sh and commit it"
     );
 }
 
@@ -41,12 +45,12 @@ fn header_defines_only_rrpc_names() {
     );
 }
 
-fn compile(compiler: &str, std: &str, lang: &str) {
-    if !common::require_tool(compiler) {
-        return;
-    }
+/// Compiles `source` (a C file) as `lang` in standard `std` with every warning
+/// an error; the compiler's errors, if any.
+fn compile(compiler: &str, std: &str, lang: &str, source: &Path) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = common::scratch_dir("header").join(format!("smoke-{std}.o"));
+    let stem = source.file_stem().unwrap_or_default().to_string_lossy();
+    let out = common::scratch_dir("header").join(format!("{stem}-{compiler}-{std}.o"));
     let o = Command::new(compiler)
         .args([
             "-x",
@@ -60,26 +64,75 @@ fn compile(compiler: &str, std: &str, lang: &str) {
         ])
         .arg("-I")
         .arg(root.join("include"))
-        .arg(root.join("tests/c/header_smoke.c"))
+        .arg(source)
         .arg("-o")
         .arg(&out)
         .output()
         .expect("run the compiler");
-    assert!(
-        o.status.success(),
-        "rrpc.h does not compile as {std}:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} does not compile with {compiler} -std={std}:\n{}",
+            source.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    }
+}
+
+fn compile_smoke(compiler: &str, std: &str, lang: &str) {
+    if !common::require_tool(compiler) {
+        return;
+    }
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/header_smoke.c");
+    compile(compiler, std, lang, &smoke).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
 fn header_compiles_as_c99() {
-    compile("cc", "c99", "c");
+    compile_smoke("cc", "c99", "c");
+}
+
+#[test]
+fn header_compiles_as_c11() {
+    compile_smoke("cc", "c11", "c");
 }
 
 #[test]
 fn header_compiles_as_cxx11() {
-    compile("c++", "c++11", "c++");
+    compile_smoke("c++", "c++11", "c++");
+}
+
+#[test]
+fn header_compiles_as_cxx17() {
+    compile_smoke("c++", "c++17", "c++");
+}
+
+/// The header on its own (nothing included before it, nothing used after it)
+/// with GCC and Clang in every standard it promises: C99, C11, C++11, C++17.
+#[test]
+fn header_alone_compiles_in_every_standard() {
+    let only = common::scratch_dir("header").join("only_header.c");
+    std::fs::write(&only, "#include <rrpc.h>\n").expect("write only_header.c");
+    let mut failures = Vec::new();
+    for (compiler, std, lang) in [
+        ("cc", "c99", "c"),
+        ("cc", "c11", "c"),
+        ("c++", "c++11", "c++"),
+        ("c++", "c++17", "c++"),
+        ("clang", "c99", "c"),
+        ("clang", "c11", "c"),
+        ("clang++", "c++11", "c++"),
+        ("clang++", "c++17", "c++"),
+    ] {
+        if !common::require_tool(compiler) {
+            continue;
+        }
+        if let Err(e) = compile(compiler, std, lang, &only) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Every `@param` in the header names a parameter of its function (clang checks
@@ -91,6 +144,8 @@ fn header_docs_name_the_real_parameters() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let only = common::scratch_dir("header").join("only_header_docs.c");
+    std::fs::write(&only, "#include <rrpc.h>\n").expect("write only_header_docs.c");
     let o = Command::new("clang")
         .args([
             "-x",
@@ -103,7 +158,7 @@ fn header_docs_name_the_real_parameters() {
         ])
         .arg("-I")
         .arg(root.join("include"))
-        .arg(root.join("tests/c/header_smoke.c"))
+        .arg(&only)
         .output()
         .expect("run clang");
     assert!(
