@@ -446,7 +446,7 @@ RRPC_NODISCARD rrpc_status rrpc_dialect_from_name(const char *name, rrpc_dialect
  * @{
  */
 
-/* Declared further down; named here through pointers. */
+/* Defined in a later section; used here only through pointers. */
 struct rrpc_credentials;
 
 /**

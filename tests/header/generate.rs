@@ -336,7 +336,7 @@ fn arrange(raw: &str) -> Result<String, String> {
         out.push('\n');
         out.push_str(&group_open(i + 1, family));
         if !forward[i].is_empty() {
-            out.push_str("\n\n/* Declared further down; named here through pointers. */");
+            out.push_str("\n\n/* Defined in a later section; used here only through pointers. */");
             for name in &forward[i] {
                 out.push_str(&format!("\nstruct {name};"));
             }
