@@ -231,7 +231,7 @@ pub fn generate(crate_dir: &Path) -> Result<String, String> {
 
 /// cbindgen's output (opening comment, include guard, includes, items, closing
 /// guard) rearranged into sections.
-fn arrange(raw: &str) -> Result<String, String> {
+pub fn arrange(raw: &str) -> Result<String, String> {
     let lines: Vec<&str> = raw.lines().collect();
     let last_include = lines
         .iter()
@@ -304,6 +304,17 @@ fn arrange(raw: &str) -> Result<String, String> {
         section.sort_by_key(|item| item.kind); // stable: cbindgen's order within a kind
     }
 
+    // Forward declarations go at the top of the section whose item needs them.
+    let order: Vec<(usize, &Item)> = sections
+        .iter()
+        .enumerate()
+        .flat_map(|(s, items)| items.iter().map(move |i| (s, *i)))
+        .collect();
+    let mut forward: Vec<Vec<String>> = FAMILIES.iter().map(|_| Vec::new()).collect();
+    for (n, name) in forward_declarations(&order.iter().map(|(_, i)| *i).collect::<Vec<_>>())? {
+        forward[order[n].0].push(name);
+    }
+
     let declared: HashSet<&str> = items.iter().map(|i| i.name.as_str()).collect();
     for f in FAMILIES {
         for m in f.main.iter().flat_map(|m| expand(m)) {
@@ -314,17 +325,6 @@ fn arrange(raw: &str) -> Result<String, String> {
                 ));
             }
         }
-    }
-
-    // Forward declarations go at the top of the section whose item needs them.
-    let order: Vec<(usize, &Item)> = sections
-        .iter()
-        .enumerate()
-        .flat_map(|(s, items)| items.iter().map(move |i| (s, *i)))
-        .collect();
-    let mut forward: Vec<Vec<String>> = FAMILIES.iter().map(|_| Vec::new()).collect();
-    for (n, name) in forward_declarations(&order.iter().map(|(_, i)| *i).collect::<Vec<_>>())? {
-        forward[order[n].0].push(name);
     }
 
     let mut out = String::new();

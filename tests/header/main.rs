@@ -267,3 +267,30 @@ fn header_docs_document_every_parameter() {
         missing.join("\n")
     );
 }
+
+/// What cbindgen writes around its items, for the generator tests below.
+fn cbindgen_output(items: &str) -> String {
+    format!("/* opening */\n\n#ifndef RRPC_H\n#define RRPC_H\n\n#include <stdint.h>\n\n{items}\n\n#endif  /* RRPC_H */\n")
+}
+
+/// A name no family claims stops the generator instead of disappearing from the header.
+#[test]
+fn generator_refuses_an_item_no_family_claims() {
+    let err = generate::arrange(&cbindgen_output("uint32_t rrpc_frobnicate(void);"))
+        .expect_err("an unclaimed function");
+    assert!(err.contains("rrpc_frobnicate"), "{err}");
+}
+
+/// A type used by a section before the section that declares it (other than through a
+/// pointer to a struct, which gets a forward declaration) stops the generator.
+#[test]
+fn generator_refuses_a_type_used_before_its_section() {
+    let items = "typedef uint32_t (*rrpc_log_cb)(rrpc_jt808_event_kind kind);\n\n\
+                 enum rrpc_jt808_event_kind {\n    RRPC_JT808_X = 0,\n};\n\
+                 #ifndef __cplusplus\ntypedef uint32_t rrpc_jt808_event_kind;\n#endif";
+    let err = generate::arrange(&cbindgen_output(items)).expect_err("a type used too early");
+    assert!(
+        err.contains("rrpc_log_cb") && err.contains("rrpc_jt808_event_kind"),
+        "{err}"
+    );
+}
