@@ -14,7 +14,9 @@ set -euo pipefail
 # interop broker. valgrind: leak checks and instruction counts. clang: the header's
 # doc comments name the real parameters. libpaho-mqtt-dev: the Paho gateway example.
 # dpkg, dpkg-dev, tar: cpack's .deb (dpkg-shlibdeps for its Depends) and .tar.gz, unpacked
-# by tests/packaging.rs. binutils: nm, readelf, strip.
+# by tests/packaging.rs. binutils: nm, readelf, objdump, strip. doxygen: the C reference
+# (docs/Doxyfile, tests/header/). abigail-tools: abidw and abidiff, the ABI check against
+# abi/ (scripts/abi.sh, tests/abi.rs).
 NEEDS="
 cmake            cmd:cmake
 mosquitto        cmd:mosquitto
@@ -30,6 +32,8 @@ libpaho-mqtt-dev file:/usr/include/MQTTClient.h
 dpkg             cmd:dpkg-deb
 dpkg-dev         cmd:dpkg-shlibdeps
 tar              cmd:tar
+doxygen          cmd:doxygen
+abigail-tools    cmd:abidiff
 "
 
 missing() {

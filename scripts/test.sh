@@ -3,7 +3,9 @@
 # The end-to-end tests build the C examples with CMake (which drives a release
 # cargo build in target/cmake-test), start rumqttd in-process and Mosquitto on
 # free 127.0.0.1 ports, and run the examples as real processes, some under
-# valgrind. With CI set, a missing cmake/mosquitto/valgrind fails instead of
+# valgrind. tests/header/ also builds the C reference (Doxygen, into
+# target/doc-c/html; a warning fails it), and tests/abi.rs compares the library's
+# ABI with abi/ (libabigail). With CI set, a missing cmake/mosquitto/valgrind fails instead of
 # skipping. Last, every fuzz target is fuzzed for a bounded time (scripts/fuzz.sh:
 # RRPC_FUZZ_SECONDS in all, 120 by default, split among the targets with at least
 # 10 s each; 0 skips it outside CI).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Refreshes the committed include/rrpc.h from the header build.rs generates.
+# Refreshes the committed include/rrpc.h: tests/header/generate.rs makes it from the
+# doc-commented declarations of src/ffi/ (cbindgen, configured by cbindgen.toml).
 # Run it after changing anything in src/ffi/, then commit the header with the change.
 set -euo pipefail
 cd "$(dirname "$0")/.."

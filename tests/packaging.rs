@@ -92,6 +92,33 @@ fn dynamic(path: &Path) -> Dynamic {
     d
 }
 
+/// Every rrpc_ function `lib` exports carries the version node RRPC_1.0: the library
+/// CMake links itself from librrpc.a with librrpc.map (tests/abi.rs has the details).
+fn assert_symbols_versioned(lib: &Path) {
+    if !common::require_tool("readelf") {
+        return;
+    }
+    let out = run(Command::new("readelf").args(["--dyn-syms", "-W"]).arg(lib));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let functions: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 8 && f[6] != "UND" && f[7].starts_with("rrpc_")).then_some(f[7])
+        })
+        .collect();
+    let unversioned: Vec<&&str> = functions
+        .iter()
+        .filter(|s| !s.ends_with("@@RRPC_1.0"))
+        .collect();
+    assert!(
+        functions.len() > 60 && unversioned.is_empty(),
+        "{} should export its {} rrpc_ functions at RRPC_1.0; these are not: {unversioned:?}",
+        lib.display(),
+        functions.len()
+    );
+}
+
 /// Runs a consumer executable and checks it printed "consumer ok <VERSION>".
 /// `lib_dir`: LD_LIBRARY_PATH for it; None runs it with LD_LIBRARY_PATH unset.
 fn run_consumer(exe: &Path, lib_dir: Option<&Path>) {
@@ -162,6 +189,7 @@ fn cmake_builds_examples_and_library_with_soname() {
     assert!(cargo_so.is_file(), "{} is missing", cargo_so.display());
 
     let lib = build.join("lib/librrpc.so");
+    assert_symbols_versioned(&lib);
     let d = dynamic(&lib);
     assert_eq!(
         d.soname.as_deref(),
@@ -301,6 +329,7 @@ fn install_then_find_package_shared_and_static() {
         "installed SONAME:\n{}",
         d.raw
     );
+    assert_symbols_versioned(&real_path);
 
     // An unrelated project finds it with find_package(rrpc <version> CONFIG REQUIRED).
     cmake_consumer(prefix, &libdir, "packaging-consumer", &ALL_FEATURES);
@@ -546,6 +575,7 @@ fn cpack_deb_and_tarball_serve_consumers() {
     }
     let d = dynamic(&libdir.join(format!("librrpc.so.{VERSION}")));
     assert_eq!(d.soname, Some(soname()), "SONAME in the .deb:\n{}", d.raw);
+    assert_symbols_versioned(&libdir.join(format!("librrpc.so.{VERSION}")));
 
     let tool = run(Command::new(usr.join("bin/rrpc")).arg("--version"));
     assert!(

@@ -21,17 +21,29 @@ use crate::dialect::Dialect;
 
 /// An RRpc caller: one MQTT connection that calls devices. Created by
 /// `rrpc_caller_new`, released by `rrpc_caller_free`.
+///
+/// Threads: one background thread does the network work, and a thread waiting
+/// in `rrpc_caller_call` drives the connection itself meanwhile. Every function
+/// may be called from any thread, also several at once (many calls in flight
+/// from many threads), except `rrpc_caller_free`, called once when no other
+/// thread uses the caller. Callbacks run with no library lock held, on the
+/// thread that drives the caller at that moment (see `rrpc_caller_response_cb`);
+/// from a callback, `rrpc_caller_call` and `rrpc_caller_free` are refused
+/// (RRPC_STATUS_WRONG_STATE), `rrpc_caller_call_async` is fine.
 pub struct rrpc_caller {
     _private: [u8; 0],
 }
 
 /// The outcome of one call, with the RRpc API's fields. Read it with
-/// `rrpc_response_view_get` or print it with `rrpc_response_to_json`/`_xml`.
+/// `rrpc_response_get_view` or print it with `rrpc_response_to_json`/`_xml`.
+///
+/// Threads: a response never changes: any thread may read it, several at once;
+/// `rrpc_response_free` once, when no other thread reads it.
 pub struct rrpc_response {
     _private: [u8; 0],
 }
 
-/// `RrpcCode` values, in `rrpc_response_view.rrpc_code`.
+/// `RrpcCode` values, in `rrpc_response_view.code`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rrpc_code {
@@ -82,7 +94,7 @@ const _: () = {
 /// Settings for `rrpc_caller_new`; fill with `rrpc_caller_config_init`. Strings
 /// are copied.
 ///
-/// Fields are only ever appended, and only with a new soname.
+/// Fields are only ever appended.
 #[repr(C)]
 pub struct rrpc_caller_config {
     /// The size of this struct as the application knows it; set by
@@ -326,8 +338,6 @@ pub extern "C" fn rrpc_caller_config_init(
 ///                                      documented on its field; the message names it).
 /// @retval RRPC_STATUS_CONNECT_FAILED   no connection within `connect_timeout_ms`
 ///                                      (the message has the address and reason).
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_caller_new(
@@ -396,8 +406,6 @@ pub extern "C" fn rrpc_caller_free(caller: *mut rrpc_caller) -> rrpc_status {
 /// @retval RRPC_STATUS_NULL_POINTER `caller` is NULL.
 /// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
 ///                                  replace; nothing changed.
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_caller_set_connection_callback(
@@ -478,8 +486,6 @@ fn with_params<T>(
 ///                                      of its kind.
 /// @retval RRPC_STATUS_WRONG_STATE      called from a response callback (it would
 ///                                      wait for its own thread): use call_async.
-///
-/// Any thread, many at once.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_caller_call(
@@ -514,8 +520,6 @@ pub extern "C" fn rrpc_caller_call(
 /// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8,
 ///         RRPC_STATUS_INVALID_ARGUMENT  as for `rrpc_caller_call`; the callback
 ///                                       will not run.
-///
-/// Any thread, including response callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_caller_call_async(
@@ -673,7 +677,7 @@ pub extern "C" fn rrpc_caller_get_stats(
 /// "UNKNOWN", or "NONE" for RRPC_CODE_NONE and unknown values.
 ///
 /// @param[in] code an RrpcCode (any value).
-/// Never fails. The string is static. Any thread.
+/// @return the name, NUL-terminated. Never fails. The string is static.
 #[no_mangle]
 pub extern "C" fn rrpc_code_str(code: rrpc_code_raw) -> *const c_char {
     match code {

@@ -248,8 +248,6 @@ pub extern "C" fn rrpc_client_free(client: *mut rrpc_client) -> rrpc_status {
 /// @retval RRPC_STATUS_ALREADY_EXISTS   the device is already registered.
 /// @retval RRPC_STATUS_BUSY             connected, but the subscribe could not be
 ///                                      queued; nothing changed, retry.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_add_device(
@@ -279,8 +277,6 @@ pub extern "C" fn rrpc_client_add_device(
 /// @retval RRPC_STATUS_NOT_FOUND the device is not registered.
 /// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_INVALID_UTF8, RRPC_STATUS_INVALID_ARGUMENT
 ///         as for `rrpc_client_add_device`.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_remove_device(
@@ -315,8 +311,8 @@ pub extern "C" fn rrpc_client_remove_device(
 /// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
 ///                                  replace; nothing changed.
 ///
-/// Any thread. Do not call it while holding a lock the callback takes: it waits
-/// for the callback.
+/// Do not call it while holding a lock the callback takes: it waits for the
+/// callback.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_set_request_callback(
@@ -356,7 +352,7 @@ pub extern "C" fn rrpc_client_set_request_callback(
 /// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
 ///                                  replace; nothing changed.
 ///
-/// Any thread; set it before `rrpc_client_start` to see the first connection.
+/// Set it before `rrpc_client_start` to see the first connection.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_set_connection_callback(
@@ -384,7 +380,7 @@ pub extern "C" fn rrpc_client_set_connection_callback(
 /// @retval RRPC_STATUS_WRONG_STATE    already started, or called from a callback.
 /// @retval RRPC_STATUS_CONNECT_FAILED the first connection failed (see above).
 ///
-/// Any thread except a callback; not concurrently with start/stop/yield/free
+/// Not from a callback, and not concurrently with start, stop, yield or free
 /// on the same client.
 #[no_mangle]
 #[must_use]
@@ -408,7 +404,7 @@ pub extern "C" fn rrpc_client_start(client: *mut rrpc_client) -> rrpc_status {
 /// @retval RRPC_STATUS_NULL_POINTER `client` is NULL.
 /// @retval RRPC_STATUS_WRONG_STATE  called from a callback.
 ///
-/// Any thread except a callback.
+/// Not from a callback.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_stop(client: *mut rrpc_client) -> rrpc_status {
@@ -463,8 +459,8 @@ pub extern "C" fn rrpc_client_yield(client: *mut rrpc_client, timeout_ms: u32) -
 /// @retval RRPC_STATUS_NOT_CONNECTED    no connection now; token still valid.
 /// @retval RRPC_STATUS_BUSY             outgoing queue full; token still valid.
 ///
-/// Any thread, including callbacks. In yield mode the reply leaves during the
-/// next `rrpc_client_yield` (or immediately when called from the callback).
+/// In yield mode the reply leaves during the next `rrpc_client_yield` (or
+/// immediately when called from the callback).
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_reply(
@@ -535,8 +531,6 @@ pub extern "C" fn rrpc_client_get_stats(
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `client` is NULL.
 /// @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or too small (`out_len` set).
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_get_client_id(

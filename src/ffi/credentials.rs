@@ -219,8 +219,6 @@ pub extern "C" fn rrpc_credentials_tencent_params_init(
 /// @retval RRPC_STATUS_INVALID_ARGUMENT  empty or over-long secret, timestamp out
 ///         of range, unknown sign_method, or a region or instance id that is not
 ///         a host name label. The message names the field, never the secret.
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_credentials_alibaba(
@@ -275,8 +273,6 @@ pub extern "C" fn rrpc_credentials_alibaba(
 /// @retval RRPC_STATUS_INVALID_ARGUMENT  empty PSK, a PSK that is not Base64, a
 ///         connection id that is not 5 letters or digits, expiry out of range, or
 ///         unknown sign_method. The message names the field, never the PSK.
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_credentials_tencent(

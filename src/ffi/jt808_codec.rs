@@ -16,8 +16,10 @@ use crate::jt808::{
 };
 
 /// A streaming JT/T 808 decoder for one TCP connection. Created by
-/// `rrpc_jt808_decoder_new`, released by `rrpc_jt808_decoder_free`. It has no
-/// lock: use each decoder from one thread at a time.
+/// `rrpc_jt808_decoder_new`, released by `rrpc_jt808_decoder_free`.
+///
+/// Threads: a decoder has no lock: use each one from one thread at a time (any
+/// thread; different decoders on different threads at once).
 pub struct rrpc_jt808_decoder {
     _private: [u8; 0],
 }
@@ -171,8 +173,6 @@ impl Castable for DecoderHandle {
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER     `out_decoder` is NULL.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `max_frame_len` is 1-14.
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_decoder_new(
@@ -333,8 +333,6 @@ pub extern "C" fn rrpc_jt808_decoder_next(
 ///         (the message says which).
 /// @retval RRPC_STATUS_NULL_POINTER `header` is NULL, or `body` is NULL with a
 ///         length.
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_encode(

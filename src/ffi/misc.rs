@@ -53,10 +53,11 @@ pub type rrpc_log_cb = Option<
     unsafe extern "C" fn(user_data: *mut c_void, level: rrpc_log_level_raw, message: *const c_char),
 >;
 
-/// The library version, such as "0.2.0" (the same as `RRPC_VERSION` in this
+/// The library version, such as "1.0.0" (the same as `RRPC_VERSION` in this
 /// header when header and library match).
 ///
-/// Never fails. The string is static: do not free it. Any thread.
+/// @return the version, NUL-terminated. Never fails. The string is static: do
+///         not free it.
 #[no_mangle]
 pub extern "C" fn rrpc_version() -> *const c_char {
     static V: &CStr =
@@ -89,7 +90,7 @@ pub const RRPC_FEATURE_MQTT5: u32 = 32;
 /// `RRPC_STATUS_TLS`; without `RRPC_FEATURE_MQTT5`, one configured with
 /// `mqtt_version` 5 fails with `RRPC_STATUS_INVALID_ARGUMENT`.
 ///
-/// Never fails. Any thread.
+/// @return the `RRPC_FEATURE_*` bits of this library. Never fails.
 #[no_mangle]
 pub extern "C" fn rrpc_features() -> u32 {
     let mut bits = 0;
@@ -118,7 +119,8 @@ pub extern "C" fn rrpc_features() -> u32 {
 /// give "unknown status").
 ///
 /// @param[in] status an `rrpc_status` value.
-/// Never fails. The string is static: do not free it. Any thread.
+/// @return the description, NUL-terminated. Never fails. The string is static:
+///         do not free it.
 #[no_mangle]
 pub extern "C" fn rrpc_status_str(status: u32) -> *const c_char {
     match rrpc_status::from_u32(status) {
@@ -132,8 +134,9 @@ pub extern "C" fn rrpc_status_str(status: u32) -> *const c_char {
 /// empty when no call on this thread has failed yet. Successful calls leave it
 /// unchanged.
 ///
-/// Never fails and never returns NULL. The string belongs to the library and stays
-/// valid until the next failing librrpc call on this thread: copy it to keep it.
+/// @return the message, NUL-terminated. Never fails and never returns NULL. The
+///         string belongs to the library and stays valid until the next failing
+///         librrpc call on this thread: copy it to keep it.
 #[no_mangle]
 pub extern "C" fn rrpc_last_error_message() -> *const c_char {
     last_error_ptr()
@@ -156,7 +159,7 @@ pub extern "C" fn rrpc_last_error_message() -> *const c_char {
 /// @retval RRPC_STATUS_WRONG_STATE      called from inside the handler it would
 ///                                      replace; nothing changed.
 ///
-/// Any thread; `user_data` must stay valid until the handler is replaced.
+/// `user_data` must stay valid until the handler is replaced.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_set_log_handler(
@@ -192,8 +195,6 @@ pub extern "C" fn rrpc_set_log_handler(
 /// @param[out] out_ms receives the time.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `out_ms` is NULL.
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
@@ -214,8 +215,6 @@ pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
 /// @retval RRPC_STATUS_NULL_POINTER    `name` or `out_dialect` is NULL.
 /// @retval RRPC_STATUS_INVALID_UTF8    `name` is not UTF-8.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT no dialect has that name.
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_dialect_from_name(

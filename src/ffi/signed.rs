@@ -19,8 +19,12 @@ pub const RRPC_CREDENTIALS_HOST_SIZE: usize = 256;
 /// (for example with memset) when it is no longer needed.
 #[repr(C)]
 pub struct rrpc_credentials {
+    /// The MQTT client id of the CONNECT.
     pub client_id: [c_char; RRPC_CREDENTIALS_ID_SIZE],
+    /// The MQTT user name of the CONNECT.
     pub username: [c_char; RRPC_CREDENTIALS_ID_SIZE],
+    /// The MQTT password of the CONNECT: a signature made with the device's
+    /// secret, itself a secret.
     pub password: [c_char; RRPC_CREDENTIALS_PASSWORD_SIZE],
     /// The cloud's MQTT host for this device.
     pub host: [c_char; RRPC_CREDENTIALS_HOST_SIZE],

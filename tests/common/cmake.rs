@@ -65,6 +65,27 @@ pub fn c_build() -> &'static Path {
     }
 }
 
+/// Configures the top-level project as [`c_build`] does and builds the library alone
+/// (the `rrpc_shared` target: `lib/librrpc.so` with its symbol versions, and
+/// `lib/librrpc.a`), once per test process; for tests that need the library but not
+/// the examples. Returns the build directory, `target/cmake-test`.
+pub fn library_build() -> &'static Path {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BUILT.get_or_init(|| {
+        let dir = build_dir();
+        let _lock = FileLock::exclusive(&repo_root().join("target/cmake-test.lock"))?;
+        configure_and_build_target(
+            &dir,
+            &["-DRRPC_BUILD_EXAMPLES=ON".into()],
+            Some("rrpc_shared"),
+        )?;
+        Ok(dir)
+    }) {
+        Ok(dir) => dir,
+        Err(e) => panic!("the CMake build of librrpc failed:\n{e}"),
+    }
+}
+
 /// `target/cmake-test/examples-c/<name>`, built by [`c_build`] (called here).
 pub fn example(name: &str) -> PathBuf {
     let path = c_build().join("examples-c").join(name);
@@ -170,6 +191,15 @@ fn build_once() -> Result<PathBuf, String> {
 /// (later -D options win), then builds it. Configuring every time is cheap and picks up
 /// CMakeLists.txt edits and a changed $CARGO.
 pub fn configure_and_build(dir: &Path, extra: &[String]) -> Result<(), String> {
+    configure_and_build_target(dir, extra, None)
+}
+
+/// [`configure_and_build`], building only `target` when one is given.
+pub fn configure_and_build_target(
+    dir: &Path,
+    extra: &[String],
+    target: Option<&str>,
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let mut configure = Command::new("cmake");
     configure
@@ -183,6 +213,9 @@ pub fn configure_and_build(dir: &Path, extra: &[String]) -> Result<(), String> {
 
     let mut build = Command::new("cmake");
     build.arg("--build").arg(dir).args(["--parallel", "2"]);
+    if let Some(t) = target {
+        build.args(["--target", t]);
+    }
     try_run(&mut build)?;
     Ok(())
 }

@@ -63,7 +63,8 @@ fn shared_adapter(adapter: *const rrpc_jt808_adapter) -> Result<Handle, Failure>
 /// an RRPC call `rrpc_jt808_adapter_submit` refused with RRPC_STATUS_BUSY or
 /// RRPC_STATUS_LIMIT_REACHED.
 ///
-/// Never fails. The string is static: do not free it. Any thread.
+/// @return the payload, NUL-terminated. Never fails. The string is static: do
+///         not free it.
 #[no_mangle]
 pub extern "C" fn rrpc_jt808_busy_payload() -> *const c_char {
     c"{\"jt808\":\"error\",\"reason\":\"busy\"}".as_ptr()
@@ -101,8 +102,6 @@ pub extern "C" fn rrpc_jt808_adapter_config_init(
 ///         below 15, an unknown completion or busy policy, a reassembly limit
 ///         outside its documented range, or `lenient_escapes` neither 0 nor 1;
 ///         the message names the field.
-///
-/// Any thread.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_new(
@@ -163,8 +162,8 @@ pub extern "C" fn rrpc_jt808_adapter_free(adapter: *mut rrpc_jt808_adapter) -> r
 /// @retval RRPC_STATUS_WRONG_STATE  called from inside the send function it
 ///                                  would replace; nothing changed.
 ///
-/// Any thread, including the event callback. Do not call it while holding a
-/// lock the send function takes: it waits for the send function.
+/// Do not call it while holding a lock the send function takes: it waits for
+/// the send function.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_set_send(
@@ -192,7 +191,7 @@ pub extern "C" fn rrpc_jt808_adapter_set_send(
 /// @retval RRPC_STATUS_WRONG_STATE  called from inside the callback it would
 ///                                  replace; nothing changed.
 ///
-/// Any thread, including the send function; takes effect for the next event.
+/// Takes effect for the next event.
 /// Do not call it while holding a lock the callback takes: it waits for the
 /// callback.
 #[no_mangle]
@@ -280,8 +279,6 @@ pub extern "C" fn rrpc_jt808_adapter_submit_params_init(
 ///         10, an unknown `params->completion`, or content that cannot be encoded.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `params` is NULL, or
 ///         `params->content` is NULL with a length.
-///
-/// Any thread, including the event callback and the send function.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_submit(
@@ -332,7 +329,7 @@ pub extern "C" fn rrpc_jt808_adapter_submit(
 ///         are open; the bytes were dropped.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL, or `bytes` is NULL with a length.
 ///
-/// Any thread, including callbacks; bytes of one connection must arrive in order.
+/// Bytes of one connection must arrive in order.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_on_bytes(
@@ -370,8 +367,6 @@ pub extern "C" fn rrpc_jt808_adapter_on_bytes(
 /// @retval RRPC_STATUS_INVALID_ARGUMENT a header field out of range.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `frame` is NULL, or `frame->body`
 ///         is NULL with a length.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_on_frame(
@@ -427,8 +422,6 @@ pub extern "C" fn rrpc_jt808_adapter_on_frame(
 ///         `max_terminals` or `max_connections` are known; nothing changed.
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_terminal_authenticated(
@@ -457,8 +450,6 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_authenticated(
 /// @retval RRPC_STATUS_OK (also for a terminal the adapter does not know)
 /// @retval RRPC_STATUS_INVALID_ARGUMENT `phone_len` is neither 6 nor 10.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `phone` is NULL.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
@@ -488,8 +479,6 @@ pub extern "C" fn rrpc_jt808_adapter_terminal_disconnected(
 /// @param[out] out_answered receives how many requests were answered; may be NULL.
 /// @retval RRPC_STATUS_OK (also for an unknown connection)
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_connection_closed(
@@ -515,8 +504,6 @@ pub extern "C" fn rrpc_jt808_adapter_connection_closed(
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_UNKNOWN_TOKEN the adapter holds no request `token`.
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_cancel(
@@ -546,8 +533,6 @@ pub extern "C" fn rrpc_jt808_adapter_cancel(
 ///             or UINT64_MAX when none; may be NULL. A poll timeout.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` is NULL.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_tick(
@@ -572,8 +557,6 @@ pub extern "C" fn rrpc_jt808_adapter_tick(
 ///             clock of the deadlines, or UINT64_MAX when no request is held.
 /// @retval RRPC_STATUS_OK
 /// @retval RRPC_STATUS_NULL_POINTER `adapter` or `out_next_deadline_ms` is NULL.
-///
-/// Any thread, including callbacks.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_next_deadline(
