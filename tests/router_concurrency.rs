@@ -160,3 +160,58 @@ fn devices_come_and_go_while_messages_flow() {
     assert_eq!(st.devices, 100);
     assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
 }
+
+/// A `retained` byte other than 0 or 1 (which a C `bool` cannot hold, but garbage
+/// can) is refused with the argument named, and the out-parameter is left alone.
+#[test]
+fn a_retained_flag_other_than_0_or_1_is_refused() {
+    let mut cfg = std::mem::MaybeUninit::<rrpc_router_config>::uninit();
+    assert_eq!(
+        rrpc_router_config_init(cfg.as_mut_ptr(), size_of::<rrpc_router_config>()),
+        RRPC_STATUS_OK
+    );
+    let cfg = unsafe { cfg.assume_init() };
+    let mut router = null_mut();
+    assert_eq!(rrpc_router_new(&cfg, &mut router), RRPC_STATUS_OK);
+    let (pk, dn) = (CString::new("pk").unwrap(), CString::new("dev4").unwrap());
+    assert_eq!(
+        rrpc_router_add_device(
+            router,
+            0,
+            pk.as_ptr(),
+            dn.as_ptr(),
+            std::ptr::null(),
+            None,
+            null_mut()
+        ),
+        RRPC_STATUS_OK
+    );
+    let topic = b"/sys/pk/dev4/rrpc/request/r1";
+    let mut kind = 99u32;
+    let st = rrpc_router_handle_message(
+        router,
+        topic.as_ptr(),
+        topic.len(),
+        std::ptr::null(),
+        0,
+        2,
+        now_ms(),
+        &mut kind,
+    );
+    assert_eq!(st, RRPC_STATUS_INVALID_ARGUMENT);
+    assert_eq!(kind, 99);
+    let msg = unsafe { std::ffi::CStr::from_ptr(rrpc::ffi::misc::rrpc_last_error_message()) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        msg.contains("retained must be 0 (false) or 1 (true), not 2"),
+        "{msg}"
+    );
+    let mut st = RouterStats::default();
+    assert_eq!(
+        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
+        RRPC_STATUS_OK
+    );
+    assert_eq!((st.messages, st.requests), (0, 0), "nothing was taken in");
+    assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
+}
