@@ -791,7 +791,7 @@ typedef struct rrpc_jt808_decoder rrpc_jt808_decoder;
 
 /**
  * The outcome of one call, with the RRpc API's fields. Read it with
- * `rrpc_response_view_get` or print it with `rrpc_response_to_json`/`_xml`.
+ * `rrpc_response_get_view` or print it with `rrpc_response_to_json`/`_xml`.
  */
 typedef struct rrpc_response rrpc_response;
 
@@ -2590,8 +2590,8 @@ rrpc_status rrpc_client_set_request_callback(struct rrpc_client *client,
  * Sets the connection callback (NULL removes it): connected, disconnected (with
  * the cause and the reason), reconnecting (with the delay before the next
  * attempt). While a callback is set, connection changes are logged at info
- * rather than warn. It is released as `rrpc_client_set_callback` releases the
- * request callback.
+ * rather than warn. It is released as `rrpc_client_set_request_callback`
+ * releases the request callback.
  *
  * @param[in] client    the client.
  * @param[in] callback  the callback, or NULL.

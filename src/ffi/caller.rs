@@ -26,7 +26,7 @@ pub struct rrpc_caller {
 }
 
 /// The outcome of one call, with the RRpc API's fields. Read it with
-/// `rrpc_response_view_get` or print it with `rrpc_response_to_json`/`_xml`.
+/// `rrpc_response_get_view` or print it with `rrpc_response_to_json`/`_xml`.
 pub struct rrpc_response {
     _private: [u8; 0],
 }

@@ -241,7 +241,8 @@ static void codec_checks(void)
         CHECK(rrpc_jt808_decoder_new(0, &d) == RRPC_STATUS_OK);
         CHECK(rrpc_jt808_decoder_push(d, unescaped, sizeof unescaped) == RRPC_STATUS_OK);
         CHECK(rrpc_jt808_decoder_next(d, &f, &ready) == RRPC_STATUS_MALFORMED_FRAME);
-        CHECK(rrpc_jt808_decoder_set_lenient(d, 2) == RRPC_STATUS_INVALID_ARGUMENT);
+        /* (A `lenient` byte other than 0 or 1, which a C `bool` cannot hold, is refused:
+         * tests/jt808_codec.rs passes one.) */
         CHECK(rrpc_jt808_decoder_set_lenient(NULL, 1) == RRPC_STATUS_NULL_POINTER);
         CHECK(rrpc_jt808_decoder_set_lenient(d, 1) == RRPC_STATUS_OK);
         CHECK(rrpc_jt808_decoder_push(d, unescaped, sizeof unescaped) == RRPC_STATUS_OK);
