@@ -70,7 +70,8 @@
 //!
 //! # Unmatched input
 //! - a 0x0900 with no outstanding Answer request of its (terminal, type):
-//!   [`Event::Uplink`], counted in [`AdapterStats::uplinks`] (and in
+//!   [`Event::Uplink`], counted in
+//!   [`AdapterStats::uplinks`](AdapterStats#structfield.uplinks) (and in
 //!   `late_uplinks` when an Answer request of that pair expired recently);
 //! - a 0x0001 answering 0x8900 with a serial no request holds: ignored,
 //!   counted in `late_acks` when the serial belonged to a request that
@@ -100,8 +101,9 @@
 //! bound terminals ([`SubmitError::NotConnected`] otherwise), on their bound
 //! connection, and only the 0x0001 and 0x0900 frames that come on that
 //! connection complete them: the same kinds from any other connection complete
-//! nothing, are counted in [`AdapterStats::unauthenticated`] and come back to
-//! the application as [`Event::Frame`] ([`Handled::Unauthenticated`] from
+//! nothing, are counted in
+//! [`AdapterStats::unauthenticated`](AdapterStats#structfield.unauthenticated)
+//! and come back to the application as [`Event::Frame`] ([`Handled::Unauthenticated`] from
 //! [`Adapter::on_frame`]). Frames from unbound phones take no terminal slot.
 //! A terminal that authenticates again on a new connection (a reconnect while
 //! its old socket is still half-open) is moved there, and closing the old
@@ -604,8 +606,10 @@ pub enum Handled {
     Dropped(FrameError),
     /// A 0x0001 answering 0x8900, or a 0x0900, from a connection its terminal
     /// is not bound to ([`Adapter::terminal_authenticated`]): it completes
-    /// nothing, is counted in [`AdapterStats::unauthenticated`], and is the
-    /// application's to handle (from [`Adapter::on_bytes`], [`Event::Frame`]).
+    /// nothing, is counted in
+    /// [`AdapterStats::unauthenticated`](AdapterStats#structfield.unauthenticated),
+    /// and is the application's to handle (from [`Adapter::on_bytes`],
+    /// [`Event::Frame`]).
     Unauthenticated,
 }
 
