@@ -21,9 +21,9 @@
 static int exit_status(const rrpc_response *r)
 {
     rrpc_response_view v;
-    if (rrpc_response_view_get(r, &v) != RRPC_STATUS_OK) return 7;
-    if (!v.success) return (v.code && strcmp(v.code, "InvalidParameter") == 0) ? 2 : 7;
-    switch (v.rrpc_code) {
+    if (rrpc_response_get_view(r, &v, sizeof v) != RRPC_STATUS_OK) return 7;
+    if (!v.success) return (v.error_code && strcmp(v.error_code, "InvalidParameter") == 0) ? 2 : 7;
+    switch (v.code) {
     case RRPC_CODE_SUCCESS: return 0;
     case RRPC_CODE_TIMEOUT: return 3;
     case RRPC_CODE_OFFLINE: return 4;
@@ -36,8 +36,11 @@ static void print_response(const rrpc_response *r, int xml)
 {
     size_t len = 0;
     /* First ask for the length, then print into a buffer of that size. */
-    if (xml) rrpc_response_to_xml(r, NULL, 0, &len);
-    else rrpc_response_to_json(r, NULL, 0, &len);
+    rrpc_status st = xml ? rrpc_response_to_xml(r, NULL, 0, &len) : rrpc_response_to_json(r, NULL, 0, &len);
+    if (st != RRPC_STATUS_BUFFER_TOO_SMALL) {
+        fprintf(stderr, "call_device: %s\n", rrpc_last_error_message());
+        return;
+    }
     char *buf = malloc(len + 1);
     if (buf == NULL) return;
     if ((xml ? rrpc_response_to_xml(r, buf, len + 1, NULL) : rrpc_response_to_json(r, buf, len + 1, NULL)) ==
@@ -65,27 +68,43 @@ static void on_response(void *user_data, const rrpc_response *response)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* Releases the caller; 7 (a system error) when that fails, else `status`. */
+static int free_caller(rrpc_caller *caller, int status)
+{
+    if (rrpc_caller_free(caller) != RRPC_STATUS_OK) {
+        fprintf(stderr, "call_device: rrpc_caller_free: %s\n", rrpc_last_error_message());
+        return 7;
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
+    rrpc_mqtt_config mqtt;
     rrpc_caller_config cfg;
     rrpc_caller_call_params params;
-    rrpc_caller_config_init(&cfg);
-    rrpc_caller_call_params_init(&params);
-    cfg.mqtt.host = "127.0.0.1";
+    if (rrpc_mqtt_config_init(&mqtt, sizeof mqtt) != RRPC_STATUS_OK ||
+        rrpc_caller_config_init(&cfg, sizeof cfg) != RRPC_STATUS_OK ||
+        rrpc_caller_call_params_init(&params, sizeof params) != RRPC_STATUS_OK) {
+        fprintf(stderr, "call_device: %s\n", rrpc_last_error_message());
+        return 7;
+    }
+    mqtt.host = "127.0.0.1";
+    cfg.mqtt = &mqtt;
     const char *payload = "", *dialect = "alibaba";
     int xml = 0, concurrent = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--xml")) { xml = 1; continue; }
         if (v == NULL) { fprintf(stderr, "call_device: %s needs a value\n", a); return 2; }
-        if (!strcmp(a, "--host")) cfg.mqtt.host = v;
-        else if (!strcmp(a, "--port")) cfg.mqtt.port = (uint16_t)atoi(v);
+        if (!strcmp(a, "--host")) mqtt.host = v;
+        else if (!strcmp(a, "--port")) mqtt.port = (uint16_t)atoi(v);
         else if (!strcmp(a, "--product-key")) params.product_key = v;
         else if (!strcmp(a, "--device-name")) params.device_name = v;
         else if (!strcmp(a, "--payload")) payload = v;
         else if (!strcmp(a, "--timeout")) params.timeout_ms = (uint32_t)strtoul(v, NULL, 10);
         else if (!strcmp(a, "--dialect")) dialect = v;
-        else if (!strcmp(a, "--topic")) params.topic = v;
+        else if (!strcmp(a, "--topic")) params.custom_topic = v;
         else if (!strcmp(a, "--concurrent")) concurrent = atoi(v);
         else { fprintf(stderr, "call_device: unknown option %s\n", a); return 2; }
         i++;
@@ -130,13 +149,14 @@ int main(int argc, char **argv)
         rrpc_response *r = NULL;
         if (rrpc_caller_call(caller, &params, &r) != RRPC_STATUS_OK) {
             fprintf(stderr, "call_device: %s\n", rrpc_last_error_message());
-            rrpc_caller_free(caller);
-            return 2;
+            return free_caller(caller, 2);
         }
         print_response(r, xml);
         status = exit_status(r);
-        rrpc_response_free(r);
+        if (rrpc_response_free(r) != RRPC_STATUS_OK) {
+            fprintf(stderr, "call_device: rrpc_response_free: %s\n", rrpc_last_error_message());
+            status = 7;
+        }
     }
-    rrpc_caller_free(caller);
-    return status;
+    return free_caller(caller, status);
 }

@@ -113,31 +113,40 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    uint32_t dialect;
+    rrpc_dialect dialect;
+    rrpc_mqtt_config mqtt;
     rrpc_client_config cfg;
     rrpc_client *client = NULL;
     rrpc_status st;
     if ((st = rrpc_dialect_from_name(dialect_name, &dialect)) != RRPC_STATUS_OK ||
-        (st = rrpc_client_config_init(&cfg)) != RRPC_STATUS_OK) {
+        (st = rrpc_mqtt_config_init(&mqtt, sizeof mqtt)) != RRPC_STATUS_OK ||
+        (st = rrpc_client_config_init(&cfg, sizeof cfg)) != RRPC_STATUS_OK) {
         fprintf(stderr, "deferred_reply: %s\n", rrpc_last_error_message());
         return 1;
     }
-    cfg.mqtt.host = host;
-    cfg.mqtt.port = (uint16_t)port;
+    mqtt.host = host;
+    mqtt.port = (uint16_t)port;
+    cfg.mqtt = &mqtt;
     cfg.presence = presence != 0;
     if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK ||
         (st = rrpc_client_add_device(client, dialect, pk, dn, NULL)) != RRPC_STATUS_OK ||
-        (st = rrpc_client_set_callback(client, on_request, NULL)) != RRPC_STATUS_OK ||
+        (st = rrpc_client_set_request_callback(client, on_request, NULL)) != RRPC_STATUS_OK ||
         (st = rrpc_client_start(client)) != RRPC_STATUS_OK) {
         fprintf(stderr, "deferred_reply: %s: %s\n", rrpc_status_str(st), rrpc_last_error_message());
-        rrpc_client_free(client);
+        if (rrpc_client_free(client) != RRPC_STATUS_OK)
+            fprintf(stderr, "deferred_reply: rrpc_client_free: %s\n", rrpc_last_error_message());
         return 1;
     }
     fprintf(stderr, "deferred_reply: connected to %s:%ld\n", host, port);
 
     struct worker_args w = {client, delay_ms, max_requests, 0};
     pthread_t th;
-    pthread_create(&th, NULL, worker, &w);
+    if (pthread_create(&th, NULL, worker, &w) != 0) {
+        fprintf(stderr, "deferred_reply: cannot start the worker thread\n");
+        if (rrpc_client_free(client) != RRPC_STATUS_OK)
+            fprintf(stderr, "deferred_reply: rrpc_client_free: %s\n", rrpc_last_error_message());
+        return 1;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     for (;;) {
@@ -150,12 +159,19 @@ int main(int argc, char **argv)
 
     /* Order matters: stop the client (no more callbacks), drain the worker,
      * then free the client the worker was using. */
-    rrpc_client_stop(client);
+    int rc = 0;
+    if ((st = rrpc_client_stop(client)) != RRPC_STATUS_OK) {
+        fprintf(stderr, "deferred_reply: rrpc_client_stop: %s\n", rrpc_last_error_message());
+        rc = 1;
+    }
     pthread_mutex_lock(&q.lock);
     q.closed = 1;
     pthread_cond_broadcast(&q.cond);
     pthread_mutex_unlock(&q.lock);
     pthread_join(th, NULL);
-    rrpc_client_free(client);
-    return 0;
+    if ((st = rrpc_client_free(client)) != RRPC_STATUS_OK) {
+        fprintf(stderr, "deferred_reply: rrpc_client_free: %s\n", rrpc_last_error_message());
+        rc = 1;
+    }
+    return rc;
 }

@@ -79,6 +79,15 @@ static int fail(const char *what, rrpc_status st)
     return 1;
 }
 
+/* fail(), then releases the client. */
+static int fail_free(rrpc_client *client, const char *what, rrpc_status st)
+{
+    int rc = fail(what, st);
+    if (rrpc_client_free(client) != RRPC_STATUS_OK)
+        fprintf(stderr, "echo_device: rrpc_client_free: %s\n", rrpc_last_error_message());
+    return rc;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -124,31 +133,39 @@ int main(int argc, char **argv)
     }
     if (pk == NULL || n_names == 0 || port <= 0 || port > 65535) { usage(); return 2; }
 
-    uint32_t dialect;
+    rrpc_dialect dialect;
     rrpc_status st = rrpc_dialect_from_name(dialect_name, &dialect);
     if (st != RRPC_STATUS_OK) return fail("--dialect", st);
 
+    rrpc_mqtt_config mqtt;
+    if ((st = rrpc_mqtt_config_init(&mqtt, sizeof mqtt)) != RRPC_STATUS_OK)
+        return fail("rrpc_mqtt_config_init", st);
+    mqtt.host = host;
+    mqtt.port = (uint16_t)port;
+    mqtt.client_id = client_id;
+    if (connect_timeout >= 0) mqtt.connect_timeout_ms = (uint32_t)connect_timeout;
+    mqtt.tls = tls != 0;
+    mqtt.tls_ca_file = ca_file;
+    mqtt.tls_cert_file = cert_file;
+    mqtt.tls_key_file = key_file;
+    mqtt.tls_server_name = server_name;
+
     rrpc_client_config cfg;
-    rrpc_client_config_init(&cfg);
-    cfg.mqtt.host = host;
-    cfg.mqtt.port = (uint16_t)port;
-    cfg.mqtt.client_id = client_id;
-    if (connect_timeout >= 0) cfg.mqtt.connect_timeout_ms = (uint32_t)connect_timeout;
-    cfg.mqtt.tls = tls != 0;
-    cfg.mqtt.tls_ca_file = ca_file;
-    cfg.mqtt.tls_cert_file = cert_file;
-    cfg.mqtt.tls_key_file = key_file;
-    cfg.mqtt.tls_server_name = server_name;
+    if ((st = rrpc_client_config_init(&cfg, sizeof cfg)) != RRPC_STATUS_OK)
+        return fail("rrpc_client_config_init", st);
+    cfg.mqtt = &mqtt;
     cfg.presence = presence != 0;
 
     rrpc_client *client = NULL;
     if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK) return fail("rrpc_client_new", st);
     for (int i = 0; i < n_names; i++) {
         st = rrpc_client_add_device(client, dialect, pk, names[i], topic);
-        if (st != RRPC_STATUS_OK) { rrpc_client_free(client); return fail("rrpc_client_add_device", st); }
+        if (st != RRPC_STATUS_OK) return fail_free(client, "rrpc_client_add_device", st);
     }
-    rrpc_client_set_callback(client, on_request, NULL);
-    rrpc_client_set_connection_callback(client, on_connection, NULL);
+    if ((st = rrpc_client_set_request_callback(client, on_request, NULL)) != RRPC_STATUS_OK)
+        return fail_free(client, "rrpc_client_set_request_callback", st);
+    if ((st = rrpc_client_set_connection_callback(client, on_connection, NULL)) != RRPC_STATUS_OK)
+        return fail_free(client, "rrpc_client_set_connection_callback", st);
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -159,13 +176,11 @@ int main(int argc, char **argv)
             st = rrpc_client_yield(client, 100);
             if (st == RRPC_STATUS_CONNECT_FAILED)
                 fprintf(stderr, "echo_device: %s (retrying)\n", rrpc_last_error_message());
-            else if (st != RRPC_STATUS_OK) { rrpc_client_free(client); return fail("rrpc_client_yield", st); }
+            else if (st != RRPC_STATUS_OK) return fail_free(client, "rrpc_client_yield", st);
         }
     } else {
-        if ((st = rrpc_client_start(client)) != RRPC_STATUS_OK) {
-            rrpc_client_free(client);
-            return fail("rrpc_client_start", st);
-        }
+        if ((st = rrpc_client_start(client)) != RRPC_STATUS_OK)
+            return fail_free(client, "rrpc_client_start", st);
         fprintf(stderr, "echo_device: connected to %s:%ld\n", host, port);
         while (!stop_requested && (max_requests == 0 || handled < max_requests))
             sleep_ms(20);
@@ -173,10 +188,11 @@ int main(int argc, char **argv)
     /* No wait for the last reply: stopping (inside rrpc_client_free) sends what is
      * queued before it disconnects. */
     rrpc_client_stats stats;
-    rrpc_client_get_stats(client, &stats);
+    if ((st = rrpc_client_get_stats(client, &stats, sizeof stats)) != RRPC_STATUS_OK)
+        return fail_free(client, "rrpc_client_get_stats", st);
     fprintf(stderr, "echo_device: %llu requests, %llu replies, %llu dropped as malformed\n",
             (unsigned long long)stats.requests, (unsigned long long)stats.replied,
             (unsigned long long)stats.malformed);
-    rrpc_client_free(client);
+    if ((st = rrpc_client_free(client)) != RRPC_STATUS_OK) return fail("rrpc_client_free", st);
     return 0;
 }

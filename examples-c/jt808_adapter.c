@@ -91,7 +91,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile sig_atomic_t stop_requested = 0;
 static rrpc_client *client = NULL;
 static const char *product_key = NULL;
-static uint32_t completion = RRPC_JT808_COMPLETION_ANSWER;
+static rrpc_jt808_completion completion = RRPC_JT808_COMPLETION_ANSWER;
 static int quiet = 0;
 
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
@@ -100,7 +100,10 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 static uint64_t now_ms(void)
 {
     uint64_t ms = 0;
-    rrpc_monotonic_ms(&ms);
+    if (rrpc_monotonic_ms(&ms) != RRPC_STATUS_OK) {
+        fprintf(stderr, "jt808_adapter: rrpc_monotonic_ms: %s\n", rrpc_last_error_message());
+        exit(1);
+    }
     return ms;
 }
 
@@ -345,7 +348,8 @@ static void reply_error(uint64_t token, const char *reason)
 {
     char body[160];
     int n = snprintf(body, sizeof body, "{\"jt808\":\"error\",\"reason\":\"%s\"}", reason);
-    rrpc_client_reply(client, token, (const uint8_t *)body, (size_t)n);
+    if (rrpc_client_reply(client, token, (const uint8_t *)body, (size_t)n) != RRPC_STATUS_OK && !quiet)
+        fprintf(stderr, "jt808_adapter: reply: %s\n", rrpc_last_error_message());
 }
 
 /* RRPC requests, on the client's thread: each becomes a 0x8900 to its terminal. */
@@ -359,7 +363,10 @@ static void on_request(void *user_data, rrpc_client *c, const rrpc_request *req)
     }
     if (req->content_type < 0) { reply_error(req->token, "no ContentType"); return; }
     rrpc_jt808_adapter_submit_params p;
-    rrpc_jt808_adapter_submit_params_init(&p);
+    if (rrpc_jt808_adapter_submit_params_init(&p, sizeof p) != RRPC_STATUS_OK) {
+        reply_error(req->token, rrpc_last_error_message());
+        return;
+    }
     pthread_mutex_lock(&lock);
     unsigned at = find_registration(req->device_name);
     int fd = at < NAME_SLOTS ? regs[at].fd : -1;
@@ -378,7 +385,8 @@ static void on_request(void *user_data, rrpc_client *c, const rrpc_request *req)
     rrpc_status st = rrpc_jt808_adapter_submit(adapter, &p, now_ms(), NULL);
     if (st == RRPC_STATUS_BUSY || st == RRPC_STATUS_LIMIT_REACHED) {
         const char *busy = rrpc_jt808_busy_payload();
-        rrpc_client_reply(client, req->token, (const uint8_t *)busy, strlen(busy));
+        if (rrpc_client_reply(client, req->token, (const uint8_t *)busy, strlen(busy)) != RRPC_STATUS_OK && !quiet)
+            fprintf(stderr, "jt808_adapter: reply: %s\n", rrpc_last_error_message());
     } else if (st == RRPC_STATUS_NOT_CONNECTED) {
         reply_error(req->token, "terminal not connected");
     } else if (st != RRPC_STATUS_OK) {
@@ -403,7 +411,8 @@ static void close_terminal(rrpc_jt808_adapter *adapter, int ep, int fd)
     pthread_mutex_unlock(&lock);
     size_t answered = 0;
     /* Every call pending on this connection is answered "terminal disconnected". */
-    rrpc_jt808_adapter_connection_closed(adapter, (uint64_t)fd, now_ms(), &answered);
+    if (rrpc_jt808_adapter_connection_closed(adapter, (uint64_t)fd, now_ms(), &answered) != RRPC_STATUS_OK)
+        fprintf(stderr, "jt808_adapter: connection %d closed: %s\n", fd, rrpc_last_error_message());
 }
 
 static int fail(const char *what, rrpc_status st)
@@ -411,6 +420,16 @@ static int fail(const char *what, rrpc_status st)
     fprintf(stderr, "jt808_adapter: %s failed (%s): %s\n", what, rrpc_status_str(st),
             rrpc_last_error_message());
     return 1;
+}
+
+/* Releases the client (NULL is fine) and the adapter; 0, or 1 after reporting a failure. */
+static int release(rrpc_client *c, rrpc_jt808_adapter *adapter)
+{
+    int rc = 0;
+    rrpc_status st;
+    if ((st = rrpc_client_free(c)) != RRPC_STATUS_OK) rc = fail("rrpc_client_free", st);
+    if ((st = rrpc_jt808_adapter_free(adapter)) != RRPC_STATUS_OK) rc = fail("rrpc_jt808_adapter_free", st);
+    return rc;
 }
 
 static void usage(void)
@@ -474,24 +493,36 @@ int main(int argc, char **argv)
     }
 
     rrpc_jt808_adapter_config acfg;
-    rrpc_jt808_adapter_config_init(&acfg);
+    rrpc_status st = rrpc_jt808_adapter_config_init(&acfg, sizeof acfg);
+    if (st != RRPC_STATUS_OK) return fail("rrpc_jt808_adapter_config_init", st);
     acfg.default_completion = completion;
     rrpc_jt808_adapter *adapter = NULL;
-    rrpc_status st = rrpc_jt808_adapter_new(&acfg, &adapter);
-    if (st != RRPC_STATUS_OK) return fail("rrpc_jt808_adapter_new", st);
-    rrpc_jt808_adapter_set_send(adapter, send_to_terminal, NULL);
-    rrpc_jt808_adapter_set_event_callback(adapter, on_event, NULL);
+    if ((st = rrpc_jt808_adapter_new(&acfg, &adapter)) != RRPC_STATUS_OK)
+        return fail("rrpc_jt808_adapter_new", st);
+    if ((st = rrpc_jt808_adapter_set_send(adapter, send_to_terminal, NULL)) != RRPC_STATUS_OK ||
+        (st = rrpc_jt808_adapter_set_event_callback(adapter, on_event, NULL)) != RRPC_STATUS_OK) {
+        fail("registering the adapter's callbacks", st);
+        release(NULL, adapter);
+        return 1;
+    }
 
+    rrpc_mqtt_config mqtt;
     rrpc_client_config cfg;
-    rrpc_client_config_init(&cfg);
-    cfg.mqtt.host = host;
-    cfg.mqtt.port = (uint16_t)port;
-    if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK) return fail("rrpc_client_new", st);
-    rrpc_client_set_callback(client, on_request, adapter);
-    if ((st = rrpc_client_start(client)) != RRPC_STATUS_OK) {
-        rrpc_client_free(client);
-        rrpc_jt808_adapter_free(adapter);
-        return fail("rrpc_client_start", st);
+    if ((st = rrpc_mqtt_config_init(&mqtt, sizeof mqtt)) != RRPC_STATUS_OK ||
+        (st = rrpc_client_config_init(&cfg, sizeof cfg)) != RRPC_STATUS_OK) {
+        fail("initialising the client's settings", st);
+        release(NULL, adapter);
+        return 1;
+    }
+    mqtt.host = host;
+    mqtt.port = (uint16_t)port;
+    cfg.mqtt = &mqtt;
+    if ((st = rrpc_client_new(&cfg, &client)) != RRPC_STATUS_OK ||
+        (st = rrpc_client_set_request_callback(client, on_request, adapter)) != RRPC_STATUS_OK ||
+        (st = rrpc_client_start(client)) != RRPC_STATUS_OK) {
+        fail("starting the client", st);
+        release(client, adapter);
+        return 1;
     }
 
     signal(SIGINT, on_signal);
@@ -504,7 +535,8 @@ int main(int argc, char **argv)
     while (!stop_requested) {
         /* Expire what is due, then wait for bytes until the next deadline. */
         uint64_t now = now_ms(), next = UINT64_MAX;
-        rrpc_jt808_adapter_tick(adapter, now, &next);
+        if (rrpc_jt808_adapter_tick(adapter, now, &next) != RRPC_STATUS_OK)
+            fprintf(stderr, "jt808_adapter: tick: %s\n", rrpc_last_error_message());
         int wait = next <= now ? 0 : next - now < MAX_WAIT_MS ? (int)(next - now) : MAX_WAIT_MS;
         int n = epoll_wait(ep, ready, MAX_EVENTS, wait);
         if (n < 0 && errno != EINTR) break;
@@ -525,28 +557,33 @@ int main(int argc, char **argv)
                 continue;
             }
             ssize_t got = read(fd, buf, sizeof buf);
-            if (got > 0)
-                rrpc_jt808_adapter_on_bytes(adapter, (uint64_t)fd, buf, (size_t)got, now_ms());
-            else if (got == 0 || errno != EINTR)
+            if (got > 0) {
+                /* LIMIT_REACHED: more connections than max_connections; the bytes are dropped. */
+                if (rrpc_jt808_adapter_on_bytes(adapter, (uint64_t)fd, buf, (size_t)got, now_ms()) != RRPC_STATUS_OK)
+                    fprintf(stderr, "jt808_adapter: connection %d: %s\n", fd, rrpc_last_error_message());
+            } else if (got == 0 || errno != EINTR)
                 close_terminal(adapter, ep, fd);
         }
     }
 
-    rrpc_client_stop(client);
+    int rc = 0;
+    if ((st = rrpc_client_stop(client)) != RRPC_STATUS_OK) rc = fail("rrpc_client_stop", st);
     rrpc_jt808_adapter_stats s;
-    rrpc_jt808_adapter_get_stats(adapter, &s);
-    fprintf(stderr, "jt808_adapter: %llu requests sent, %llu replies (%llu answered, %llu acked, %llu failed), "
-                    "%llu expired, %llu uplinks, %llu malformed, %llu unauthenticated\n",
-            (unsigned long long)s.sent, (unsigned long long)s.replies, (unsigned long long)s.answered,
-            (unsigned long long)s.acked, (unsigned long long)s.failed, (unsigned long long)s.expired,
-            (unsigned long long)s.uplinks, (unsigned long long)s.malformed,
-            (unsigned long long)s.unauthenticated);
+    if ((st = rrpc_jt808_adapter_get_stats(adapter, &s, sizeof s)) != RRPC_STATUS_OK)
+        rc = fail("rrpc_jt808_adapter_get_stats", st);
+    else
+        fprintf(stderr,
+                "jt808_adapter: %llu requests sent, %llu replies (%llu answered, %llu acked, %llu failed), "
+                "%llu expired, %llu uplinks, %llu malformed, %llu unauthenticated\n",
+                (unsigned long long)s.sent, (unsigned long long)s.replies, (unsigned long long)s.answered,
+                (unsigned long long)s.acked, (unsigned long long)s.failed, (unsigned long long)s.expired,
+                (unsigned long long)s.uplinks, (unsigned long long)s.malformed,
+                (unsigned long long)s.unauthenticated);
     for (int fd = 0; fd < MAX_FDS; fd++)
         if (terms[fd].open) close(fd);
     close(lfd);
     close(ep);
     close(random_fd);
-    rrpc_client_free(client);
-    rrpc_jt808_adapter_free(adapter);
-    return 0;
+    if (release(client, adapter) != 0) rc = 1;
+    return rc;
 }

@@ -12,8 +12,9 @@
  *   - the wildcard filters of rrpc_router_get_filters(RRPC_FILTERS_WILDCARD) are
  *     subscribed (one filter, /sys/+/+/rrpc/request/+, for any number of devices);
  *   - the main loop feeds every message from MQTTClient_receive to
- *     rrpc_router_handle_message and calls rrpc_router_tick every iteration, waking
- *     no later than the next deadline it reports.
+ *     rrpc_router_handle_message with the time (rrpc_monotonic_ms; the router reads
+ *     no clock) and calls rrpc_router_tick every iteration, waking no later than the
+ *     next deadline it reports.
  *
  * Prints "paho_gateway: connected, serving N devices" on stderr once subscribed, one
  * line per request on stdout ("request <pk>/<dn> id=<id> len=<n>") unless --quiet,
@@ -58,7 +59,17 @@ struct gateway {
     int filter_oom;
     int quiet;
     unsigned long handled;
+    uint64_t now_ms; /* the time the message being handled was given to the router */
 };
+
+/* The router's clock: CLOCK_MONOTONIC in ms. */
+static uint64_t now_ms(void)
+{
+    uint64_t t = 0;
+    if (rrpc_monotonic_ms(&t) != RRPC_STATUS_OK)
+        fprintf(stderr, "paho_gateway: rrpc_monotonic_ms: %s\n", rrpc_last_error_message());
+    return t;
+}
 
 /* The router's publish function: hands the reply to Paho (QoS 0, not retained). */
 static int32_t publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int32_t qos)
@@ -81,7 +92,7 @@ static void on_request(void *user_data, rrpc_router *router, const rrpc_request 
                req->payload_len);
         fflush(stdout);
     }
-    rrpc_status st = rrpc_router_reply(router, req->token, req->payload, req->payload_len);
+    rrpc_status st = rrpc_router_reply(router, req->token, req->payload, req->payload_len, gw->now_ms);
     if (st != RRPC_STATUS_OK)
         fprintf(stderr, "paho_gateway: reply failed (%s): %s\n", rrpc_status_str(st), rrpc_last_error_message());
     gw->handled++;
@@ -130,7 +141,10 @@ static int connect_and_subscribe(struct gateway *gw)
 static void print_stats(rrpc_router *router)
 {
     rrpc_router_stats s;
-    if (rrpc_router_get_stats(router, &s) != RRPC_STATUS_OK) return;
+    if (rrpc_router_get_stats(router, &s, sizeof s) != RRPC_STATUS_OK) {
+        fprintf(stderr, "paho_gateway: rrpc_router_get_stats: %s\n", rrpc_last_error_message());
+        return;
+    }
     fprintf(stderr,
             "paho_gateway: stats messages=%llu requests=%llu replied=%llu expired=%llu duplicates=%llu "
             "malformed=%llu unknown_device=%llu table_full=%llu too_large=%llu late_replies=%llu "
@@ -177,15 +191,19 @@ int main(int argc, char **argv)
 
     /* The router: N sub-devices, one shared callback, Paho as the publisher. */
     rrpc_router_config cfg;
-    rrpc_router_config_init(&cfg);
-    rrpc_status st = rrpc_router_new(&cfg, &gw.router);
+    rrpc_status st = rrpc_router_config_init(&cfg, sizeof cfg);
+    if (st == RRPC_STATUS_OK) st = rrpc_router_new(&cfg, &gw.router);
     if (st != RRPC_STATUS_OK) {
         fprintf(stderr, "paho_gateway: rrpc_router_new: %s\n", rrpc_last_error_message());
         return 1;
     }
     int exit_code = 1;
     char name[32];
-    rrpc_router_set_callback(gw.router, on_request, &gw); /* shared by every device added below */
+    /* Shared by every device added below. */
+    if (rrpc_router_set_request_callback(gw.router, on_request, &gw) != RRPC_STATUS_OK) {
+        fprintf(stderr, "paho_gateway: rrpc_router_set_request_callback: %s\n", rrpc_last_error_message());
+        goto out_router;
+    }
     for (long i = 0; i < n_devices; i++) {
         snprintf(name, sizeof name, "dev%ld", i);
         st = rrpc_router_add_device(gw.router, RRPC_DIALECT_ALIBABA, pk, name, NULL, NULL, NULL);
@@ -212,7 +230,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "paho_gateway: MQTTClient_create failed: %s (%d)\n", MQTTClient_strerror(rc), rc);
         goto out_router;
     }
-    rrpc_router_set_publish(gw.router, publish, &gw);
+    if (rrpc_router_set_publish(gw.router, publish, &gw) != RRPC_STATUS_OK) {
+        fprintf(stderr, "paho_gateway: rrpc_router_set_publish: %s\n", rrpc_last_error_message());
+        goto out_mqtt;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -231,9 +252,8 @@ int main(int argc, char **argv)
         int topic_len = 0;
         MQTTClient_message *msg = NULL;
         /* Wake up for the next message, or when the earliest request is due. */
-        uint64_t now = 0;
+        uint64_t now = now_ms();
         unsigned long wait_ms = RECEIVE_TIMEOUT_MS;
-        rrpc_monotonic_ms(&now);
         if (next_deadline != UINT64_MAX)
             wait_ms = next_deadline <= now ? 0 : (unsigned long)(next_deadline - now) < wait_ms
                                                      ? (unsigned long)(next_deadline - now) : wait_ms;
@@ -243,11 +263,13 @@ int main(int argc, char **argv)
              * (TOPICNAME_TRUNCATED: the topic holds a NUL, which makes it malformed). */
             size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
             size_t plen = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
-            uint32_t kind = 0;
+            rrpc_message_kind kind = 0;
+            gw.now_ms = now_ms();
             /* A retained request is never executed: pass the flag on. */
-            rrpc_router_handle_message(gw.router, (const uint8_t *)topic, tlen,
-                                       plen ? (const uint8_t *)msg->payload : NULL, plen,
-                                       msg->retained ? RRPC_MESSAGE_RETAINED : 0, &kind);
+            if (rrpc_router_handle_message(gw.router, (const uint8_t *)topic, tlen,
+                                           plen ? (const uint8_t *)msg->payload : NULL, plen,
+                                           msg->retained != 0, gw.now_ms, &kind) != RRPC_STATUS_OK)
+                fprintf(stderr, "paho_gateway: rrpc_router_handle_message: %s\n", rrpc_last_error_message());
             MQTTClient_freeMessage(&msg);
             MQTTClient_free(topic);
         } else if (rc != MQTTCLIENT_SUCCESS) {
@@ -268,17 +290,24 @@ int main(int argc, char **argv)
                 sleep_ms(10); /* a transient error: do not spin */
             }
         }
-        rrpc_router_tick(gw.router, 0, &next_deadline);
+        if (rrpc_router_tick(gw.router, now_ms(), &next_deadline) != RRPC_STATUS_OK)
+            fprintf(stderr, "paho_gateway: rrpc_router_tick: %s\n", rrpc_last_error_message());
     }
     exit_code = 0;
     if (MQTTClient_isConnected(gw.mqtt)) MQTTClient_disconnect(gw.mqtt, 100);
 
 out_mqtt:
-    rrpc_router_set_publish(gw.router, NULL, NULL);
+    if (rrpc_router_set_publish(gw.router, NULL, NULL) != RRPC_STATUS_OK) {
+        fprintf(stderr, "paho_gateway: rrpc_router_set_publish: %s\n", rrpc_last_error_message());
+        exit_code = 1;
+    }
     MQTTClient_destroy(&gw.mqtt);
 out_router:
     print_stats(gw.router);
-    rrpc_router_free(gw.router);
+    if (rrpc_router_free(gw.router) != RRPC_STATUS_OK) {
+        fprintf(stderr, "paho_gateway: rrpc_router_free: %s\n", rrpc_last_error_message());
+        exit_code = 1;
+    }
     for (size_t i = 0; i < gw.n_filters; i++) free(gw.filters[i]);
     free(gw.filters);
     return exit_code;

@@ -53,10 +53,10 @@ fn main() {
             if loud.load(Ordering::Relaxed) {
                 eprintln!(
                     "device: {} request {} for {}/{} ({} bytes)",
-                    req.device.dialect,
-                    req.message_id,
-                    req.device.product_key(),
-                    req.device.device_name(),
+                    req.dialect,
+                    req.message_id(),
+                    req.product_key(),
+                    req.device_name(),
                     req.payload.len()
                 );
             }

@@ -145,10 +145,10 @@ mod tests {
 
     #[repr(C)]
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    struct TestStats {
-        a: u64,
-        b: u64,
-        c: u64,
+    pub(crate) struct TestStats {
+        pub(crate) a: u64,
+        pub(crate) b: u64,
+        pub(crate) c: u64,
     }
     counter_set!(TestStats as TestCounter { a, b, c });
 

@@ -103,7 +103,7 @@ fn params<'a>(dn: &'a str, payload: &'a [u8]) -> CallParams<'a> {
         device_name: dn,
         payload,
         timeout_ms: Some(2000),
-        topic: None,
+        custom_topic: None,
         content_type: None,
     }
 }

@@ -65,7 +65,7 @@ fn params<'a>(dn: &'a str, payload: &'a [u8], timeout: u32) -> CallParams<'a> {
         device_name: dn,
         payload,
         timeout_ms: Some(timeout),
-        topic: None,
+        custom_topic: None,
         content_type: None,
     }
 }
@@ -141,7 +141,7 @@ fn tencent_and_custom_topic_calls() {
         (Some(RrpcCode::Success), Some(&b"ok?"[..]))
     );
     let mut p = params("dev9", b"x", 3000);
-    p.topic = Some(&topic);
+    p.custom_topic = Some(&topic);
     let r = c.call(&p);
     assert_eq!(
         (code(&r), r.payload.as_deref()),
@@ -189,7 +189,7 @@ fn invalid_parameters_are_refused_with_the_reason() {
         ),
         (
             CallParams {
-                topic: Some("/a/+/b"),
+                custom_topic: Some("/a/+/b"),
                 ..params("dev1", b"", 1000)
             },
             "Topic contains an MQTT wildcard",

@@ -119,7 +119,7 @@ fn system_params<'a>(dn: &'a str, payload: &'a [u8], timeout: u32) -> CallParams
         device_name: dn,
         payload,
         timeout_ms: Some(timeout),
-        topic: None,
+        custom_topic: None,
         content_type: None,
     }
 }
@@ -131,7 +131,7 @@ fn custom_params<'a>(dn: &'a str, topic: &'a str, payload: &'a [u8]) -> CallPara
         device_name: dn,
         payload,
         timeout_ms: Some(3000),
-        topic: Some(topic),
+        custom_topic: Some(topic),
         content_type: None,
     }
 }
@@ -153,7 +153,7 @@ fn call_in_background(
             device_name: &dn,
             payload: &payload,
             timeout_ms: Some(timeout),
-            topic: topic.as_deref(),
+            custom_topic: topic.as_deref(),
             content_type: ct,
         })
     })
@@ -375,7 +375,7 @@ fn on_mqtt5_a_request_expires_in_the_broker_with_its_call() {
     };
     // Without an expiry (MQTT 3.1.1) the broker hands the stale request over...
     let got = call_away(MqttVersion::V311);
-    assert_eq!(got.map(|(_, p)| p), Some(b"3".to_vec()));
+    assert_eq!(got.map(|(_, p)| p), Some(b"4".to_vec()));
     // ...with one (MQTT 5) it drops it itself.
     assert_eq!(call_away(MqttVersion::V5), None);
 }

@@ -33,7 +33,7 @@ fn device(port: u16, name: &str) -> (Client, Seen) {
     let (r, s) = (c.replier(), seen.clone());
     c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
         s.lock().unwrap().push((
-            req.message_id.to_string(),
+            req.message_id().to_string(),
             req.content_type,
             req.payload.to_vec(),
         ));
@@ -51,7 +51,7 @@ fn params<'a>(dn: &'a str, payload: &'a [u8], content_type: Option<u32>) -> Call
         device_name: dn,
         payload,
         timeout_ms: Some(3000),
-        topic: None,
+        custom_topic: None,
         content_type,
     }
 }

@@ -69,7 +69,7 @@ impl Device {
             .set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
                 *ex.lock()
                     .unwrap()
-                    .entry(req.message_id.to_string())
+                    .entry(req.message_id().to_string())
                     .or_insert(0) += 1;
                 let (r, token, payload) = (r.clone(), req.token, req.payload.to_vec());
                 match &gate {
@@ -98,7 +98,7 @@ impl Device {
     }
 
     fn connects(&self) -> u64 {
-        self.client.conn_stats().connects
+        self.client.stats().connects
     }
 
     /// Waits for the `n`th CONNACK; true when it came.
@@ -139,7 +139,7 @@ fn params<'a>(dn: &'a str, payload: &'a [u8], timeout_ms: u32) -> CallParams<'a>
         device_name: dn,
         payload,
         timeout_ms: Some(timeout_ms),
-        topic: None,
+        custom_topic: None,
         content_type: None,
     }
 }
@@ -575,11 +575,11 @@ fn a_refused_subscription_is_counted_and_logged() {
     ] {
         let dev = Device::start(broker.port, dn, |c| c.mqtt.protocol = protocol, None);
         let end = Instant::now() + READY;
-        while dev.client.conn_stats().subscribe_failures == 0 {
+        while dev.client.stats().subscribe_failures == 0 {
             assert!(
                 Instant::now() < end,
                 "{protocol:?}: the refusal was not counted: {:?}",
-                dev.client.conn_stats()
+                dev.client.stats()
             );
             std::thread::sleep(Duration::from_millis(10));
         }

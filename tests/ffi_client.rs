@@ -4,6 +4,7 @@
 mod common;
 
 use std::ffi::{c_char, c_void, CStr, CString};
+use std::mem::size_of;
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use rrpc::ffi::misc::*;
 use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, *};
 use rrpc::ffi::session::*;
+use rrpc::ClientStats;
 
 const PK: &str = "a1GFjLP3xxC";
 
@@ -29,15 +31,39 @@ fn c(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
-/// A client for `port`, with `tweak` applied to the defaults.
-fn new_client(port: u16, tweak: impl FnOnce(&mut rrpc_client_config)) -> *mut rrpc_client {
-    let host = c("127.0.0.1");
+/// The defaults of `rrpc_client_config_init`.
+fn client_defaults() -> rrpc_client_config {
     let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-    assert_eq!(rrpc_client_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
-    let mut cfg = unsafe { cfg.assume_init() };
-    cfg.mqtt.host = host.as_ptr();
-    cfg.mqtt.port = port;
-    tweak(&mut cfg);
+    assert_eq!(
+        rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
+        RRPC_STATUS_OK
+    );
+    unsafe { cfg.assume_init() }
+}
+
+/// The defaults of `rrpc_mqtt_config_init`.
+fn mqtt_defaults() -> rrpc_mqtt_config {
+    let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
+    assert_eq!(
+        rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
+        RRPC_STATUS_OK
+    );
+    unsafe { mqtt.assume_init() }
+}
+
+/// A client for `port`, with `tweak` applied to the defaults (the client's
+/// settings and the MQTT settings they point to).
+fn new_client(
+    port: u16,
+    tweak: impl FnOnce(&mut rrpc_client_config, &mut rrpc_mqtt_config),
+) -> *mut rrpc_client {
+    let host = c("127.0.0.1");
+    let mut mqtt = mqtt_defaults();
+    mqtt.host = host.as_ptr();
+    mqtt.port = port;
+    let mut cfg = client_defaults();
+    tweak(&mut cfg, &mut mqtt);
+    cfg.mqtt = &mqtt;
     let mut client = null_mut();
     let st = rrpc_client_new(&cfg, &mut client);
     assert_eq!(st, RRPC_STATUS_OK, "{}", last_error());
@@ -117,7 +143,8 @@ unsafe extern "C" fn record(
         3 => {
             rec.started.store(true, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(500));
-            rrpc_client_reply(client, req.token, req.payload, req.payload_len);
+            // The client may be stopping meanwhile: the status does not matter here.
+            let _ = rrpc_client_reply(client, req.token, req.payload, req.payload_len);
             rec.finished.store(true, Ordering::SeqCst);
         }
         _ => unreachable!(),
@@ -127,21 +154,24 @@ unsafe extern "C" fn record(
 fn set_recorder(client: *mut rrpc_client, rec: &Arc<Recorder>) {
     let ud = Arc::as_ptr(rec) as *mut c_void;
     assert_eq!(
-        rrpc_client_set_callback(client, Some(record), ud),
+        rrpc_client_set_request_callback(client, Some(record), ud),
         RRPC_STATUS_OK
     );
 }
 
-fn stats(client: *mut rrpc_client) -> rrpc_client_stats {
-    let mut s = rrpc_client_stats::default();
-    assert_eq!(rrpc_client_get_stats(client, &mut s), RRPC_STATUS_OK);
+fn stats(client: *mut rrpc_client) -> ClientStats {
+    let mut s = ClientStats::default();
+    assert_eq!(
+        rrpc_client_get_stats(client, &mut s, size_of::<ClientStats>()),
+        RRPC_STATUS_OK
+    );
     s
 }
 
 /// A client started on `port` with one Alibaba device `dev1` and a recorder.
 fn started(
     port: u16,
-    tweak: impl FnOnce(&mut rrpc_client_config),
+    tweak: impl FnOnce(&mut rrpc_client_config, &mut rrpc_mqtt_config),
 ) -> (*mut rrpc_client, Arc<Recorder>) {
     let client = new_client(port, tweak);
     assert_eq!(
@@ -161,7 +191,7 @@ fn started(
 
 /// [`started`] on a fresh rumqttd, with a caller.
 fn running(
-    tweak: impl FnOnce(&mut rrpc_client_config),
+    tweak: impl FnOnce(&mut rrpc_client_config, &mut rrpc_mqtt_config),
 ) -> (Broker, *mut rrpc_client, Arc<Recorder>, Caller) {
     let broker = Broker::rumqttd();
     let (client, rec) = started(broker.port, tweak);
@@ -173,7 +203,7 @@ fn running(
 fn null_pointers_are_refused_with_the_argument_named() {
     let mut client = null_mut();
     assert_eq!(
-        rrpc_client_config_init(null_mut()),
+        rrpc_client_config_init(null_mut(), size_of::<rrpc_client_config>()),
         RRPC_STATUS_NULL_POINTER
     );
     assert!(last_error().contains("out_config"), "{}", last_error());
@@ -182,12 +212,18 @@ fn null_pointers_are_refused_with_the_argument_named() {
         RRPC_STATUS_NULL_POINTER
     );
     assert!(last_error().contains("config"));
-    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-    rrpc_client_config_init(cfg.as_mut_ptr());
-    let cfg = unsafe { cfg.assume_init() };
+    let mut cfg = client_defaults();
     assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_NULL_POINTER);
     assert!(
-        last_error().contains("config->mqtt.host"),
+        last_error().contains("config->mqtt is NULL"),
+        "{}",
+        last_error()
+    );
+    let mqtt = mqtt_defaults();
+    cfg.mqtt = &mqtt;
+    assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_NULL_POINTER);
+    assert!(
+        last_error().contains("config->mqtt->host"),
         "{}",
         last_error()
     );
@@ -205,20 +241,20 @@ fn null_pointers_are_refused_with_the_argument_named() {
         RRPC_STATUS_NULL_POINTER
     );
     assert_eq!(
-        rrpc_client_set_callback(n, None, null_mut()),
+        rrpc_client_set_request_callback(n, None, null_mut()),
         RRPC_STATUS_NULL_POINTER
     );
     assert_eq!(rrpc_client_start(n), RRPC_STATUS_NULL_POINTER);
     assert_eq!(rrpc_client_stop(n), RRPC_STATUS_NULL_POINTER);
     assert_eq!(rrpc_client_yield(n, 0), RRPC_STATUS_NULL_POINTER);
     assert_eq!(rrpc_client_reply(n, 1, null(), 0), RRPC_STATUS_NULL_POINTER);
-    let mut b = false;
+    let mut b = 0;
     assert_eq!(
         rrpc_client_is_connected(n, &mut b),
         RRPC_STATUS_NULL_POINTER
     );
     assert_eq!(
-        rrpc_client_get_stats(n, null_mut()),
+        rrpc_client_get_stats(n, null_mut(), size_of::<ClientStats>()),
         RRPC_STATUS_NULL_POINTER
     );
     assert_eq!(
@@ -237,7 +273,7 @@ fn null_pointers_are_refused_with_the_argument_named() {
     );
 
     // With a real client: NULL identity parts, NULL out-params, NULL payload with a length.
-    let client = new_client(1, |_| {});
+    let client = new_client(1, |_, _| {});
     assert_eq!(
         rrpc_client_add_device(client, 0, null(), dn.as_ptr(), null()),
         RRPC_STATUS_NULL_POINTER
@@ -253,7 +289,7 @@ fn null_pointers_are_refused_with_the_argument_named() {
         RRPC_STATUS_NULL_POINTER
     );
     assert_eq!(
-        rrpc_client_get_stats(client, null_mut()),
+        rrpc_client_get_stats(client, null_mut(), size_of::<ClientStats>()),
         RRPC_STATUS_NULL_POINTER
     );
     assert_eq!(
@@ -266,7 +302,7 @@ fn null_pointers_are_refused_with_the_argument_named() {
 
 #[test]
 fn strings_that_are_not_utf8_are_refused() {
-    let client = new_client(1, |_| {});
+    let client = new_client(1, |_, _| {});
     let bad = b"a1\xff\xfe\0";
     let dn = c("dev1");
     let st = rrpc_client_add_device(client, 0, bad.as_ptr().cast(), dn.as_ptr(), null());
@@ -283,18 +319,18 @@ fn strings_that_are_not_utf8_are_refused() {
         rrpc_dialect_from_name(bad.as_ptr().cast(), &mut d),
         RRPC_STATUS_INVALID_UTF8
     );
-    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-    rrpc_client_config_init(cfg.as_mut_ptr());
-    let mut cfg = unsafe { cfg.assume_init() };
-    cfg.mqtt.host = bad.as_ptr().cast();
+    let mut mqtt = mqtt_defaults();
+    mqtt.host = bad.as_ptr().cast();
+    let mut cfg = client_defaults();
+    cfg.mqtt = &mqtt;
     let mut out = null_mut();
     assert_eq!(rrpc_client_new(&cfg, &mut out), RRPC_STATUS_INVALID_UTF8);
-    rrpc_client_free(client);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
 #[test]
 fn identities_that_could_inject_topics_are_refused() {
-    let client = new_client(1, |_| {});
+    let client = new_client(1, |_, _| {});
     for (pk, dn, why) in [
         ("a+b", "dev1", "wildcard"),
         ("a#", "dev1", "wildcard"),
@@ -353,12 +389,12 @@ fn identities_that_could_inject_topics_are_refused() {
         RRPC_STATUS_INVALID_ARGUMENT
     );
     assert!(last_error().contains("dialect 7"));
-    rrpc_client_free(client);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
 #[test]
 fn devices_are_registered_once_and_removed_once() {
-    let client = new_client(1, |_| {});
+    let client = new_client(1, |_, _| {});
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
         RRPC_STATUS_OK
@@ -380,18 +416,18 @@ fn devices_are_registered_once_and_removed_once() {
         rrpc_client_remove_device(client, 0, pk.as_ptr(), dn.as_ptr(), null()),
         RRPC_STATUS_NOT_FOUND
     );
-    rrpc_client_free(client);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
 #[test]
 fn configuration_is_validated() {
     let host = c("127.0.0.1");
-    let check = |tweak: &dyn Fn(&mut rrpc_client_config), what: &str| {
-        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-        rrpc_client_config_init(cfg.as_mut_ptr());
-        let mut cfg = unsafe { cfg.assume_init() };
-        cfg.mqtt.host = host.as_ptr();
-        tweak(&mut cfg);
+    let check = |tweak: &dyn Fn(&mut rrpc_client_config, &mut rrpc_mqtt_config), what: &str| {
+        let mut mqtt = mqtt_defaults();
+        mqtt.host = host.as_ptr();
+        let mut cfg = client_defaults();
+        tweak(&mut cfg, &mut mqtt);
+        cfg.mqtt = &mqtt;
         let mut out = null_mut();
         assert_eq!(
             rrpc_client_new(&cfg, &mut out),
@@ -400,14 +436,14 @@ fn configuration_is_validated() {
         );
         assert!(last_error().contains(what), "{what}: {}", last_error());
     };
-    check(&|c| c.mqtt.port = 0, "port");
-    check(&|c| c.mqtt.clean_session = 0, "client id");
-    check(&|c| c.subscribe_qos = 2, "subscribe_qos");
-    check(&|c| c.max_pending = 0, "max_pending");
-    check(&|c| c.max_payload = 0, "max_payload");
-    check(&|c| c.mqtt.reconnect_min_ms = 0, "reconnect");
+    check(&|_, m| m.port = 0, "port");
+    check(&|_, m| m.clean_session = 0, "client id");
+    check(&|c, _| c.subscribe_qos = 2, "subscribe_qos");
+    check(&|c, _| c.max_pending = 0, "max_pending");
+    check(&|c, _| c.max_payload = 0, "max_payload");
+    check(&|_, m| m.reconnect_min_ms = 0, "reconnect");
     let empty = c("");
-    check(&|c| c.mqtt.host = empty.as_ptr(), "host");
+    check(&|_, m| m.host = empty.as_ptr(), "host");
 }
 
 #[test]
@@ -448,7 +484,7 @@ fn library_facts() {
 #[test]
 fn unreachable_broker_at_start_is_a_clear_error_and_leaves_nothing_running() {
     let port = common::free_port();
-    let client = new_client(port, |c| c.mqtt.connect_timeout_ms = 3000);
+    let client = new_client(port, |_, m| m.connect_timeout_ms = 3000);
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
         RRPC_STATUS_OK
@@ -473,9 +509,9 @@ fn unreachable_broker_at_start_is_a_clear_error_and_leaves_nothing_running() {
 #[test]
 fn background_mode_reconnects_until_the_broker_appears() {
     let port = common::free_port();
-    let client = new_client(port, |c| {
-        c.mqtt.connect_timeout_ms = 0;
-        c.mqtt.reconnect_max_ms = 200;
+    let client = new_client(port, |_, m| {
+        m.connect_timeout_ms = 0;
+        m.reconnect_max_ms = 200;
     });
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
@@ -484,16 +520,19 @@ fn background_mode_reconnects_until_the_broker_appears() {
     let rec = Arc::new(Recorder::default());
     set_recorder(client, &rec);
     assert_eq!(rrpc_client_start(client), RRPC_STATUS_OK);
-    let mut connected = true;
-    rrpc_client_is_connected(client, &mut connected);
-    assert!(!connected);
+    let mut connected = 1;
+    assert_eq!(
+        rrpc_client_is_connected(client, &mut connected),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(connected, 0);
     std::thread::sleep(Duration::from_millis(500));
     assert!(stats(client).connection_errors >= 1);
     let _broker = Broker::rumqttd_on(port);
     common::wait_until("connect", Duration::from_secs(10), || {
-        let mut c = false;
-        rrpc_client_is_connected(client, &mut c);
-        c
+        let mut c = 0;
+        assert_eq!(rrpc_client_is_connected(client, &mut c), RRPC_STATUS_OK);
+        c == 1
     });
     let caller = Caller::connect(port);
     let r = caller.call_until_answered(
@@ -511,7 +550,7 @@ fn background_mode_reconnects_until_the_broker_appears() {
 #[test]
 fn yield_mode_reports_connect_failures_and_serves_requests() {
     let port = common::free_port();
-    let client = new_client(port, |c| c.mqtt.reconnect_min_ms = 50);
+    let client = new_client(port, |_, m| m.reconnect_min_ms = 50);
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "test01"),
         RRPC_STATUS_OK
@@ -562,7 +601,7 @@ fn yield_mode_reports_connect_failures_and_serves_requests() {
 
 #[test]
 fn reply_rules_unknown_double_oversized_and_late() {
-    let (_b, client, rec, caller) = running(|c| {
+    let (_b, client, rec, caller) = running(|c, _| {
         c.max_payload = 1024;
         c.request_timeout_ms = 1000;
     });
@@ -591,7 +630,7 @@ fn reply_rules_unknown_double_oversized_and_late() {
         seen.message_id
     );
     let mut now = 0;
-    rrpc_monotonic_ms(&mut now);
+    assert_eq!(rrpc_monotonic_ms(&mut now), RRPC_STATUS_OK);
     assert!(
         seen.deadline_ms > now && seen.deadline_ms <= now + 1000,
         "deadline on the monotonic clock"
@@ -656,7 +695,7 @@ fn reply_rules_unknown_double_oversized_and_late() {
 
 #[test]
 fn a_request_left_unanswered_expires_and_frees_its_entry() {
-    let (_b, client, rec, caller) = running(|c| c.request_timeout_ms = 300);
+    let (_b, client, rec, caller) = running(|c, _| c.request_timeout_ms = 300);
     rec.mode.store(1, Ordering::SeqCst);
     assert_eq!(
         caller.call(
@@ -679,7 +718,7 @@ fn a_request_left_unanswered_expires_and_frees_its_entry() {
 
 #[test]
 fn oversized_requests_are_dropped_and_counted_without_losing_the_connection() {
-    let (_b, client, rec, caller) = running(|c| c.max_payload = 1024);
+    let (_b, client, rec, caller) = running(|c, _| c.max_payload = 1024);
     let big = vec![1u8; 4096];
     assert_eq!(
         caller.call(
@@ -731,7 +770,7 @@ fn malformed_request_topics_are_ignored_counted_and_logged() {
         ),
         RRPC_STATUS_OK
     );
-    let (_b, client, rec, caller) = running(|_| {});
+    let (_b, client, rec, caller) = running(|_, _| {});
     // `+` matches an empty level, so the broker delivers an empty message id; and
     // a control character in the id.
     caller.publish_raw(&format!("/sys/{PK}/dev1/rrpc/request/"), b"x");
@@ -757,13 +796,16 @@ fn malformed_request_topics_are_ignored_counted_and_logged() {
         Duration::from_secs(3),
     );
     assert_eq!(r.as_deref(), Some(&b"fine"[..]));
-    rrpc_set_log_handler(None, null_mut(), rrpc_log_level::RRPC_LOG_WARN as u32);
+    assert_eq!(
+        rrpc_set_log_handler(None, null_mut(), rrpc_log_level::RRPC_LOG_WARN as u32),
+        RRPC_STATUS_OK
+    );
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
 #[test]
 fn callbacks_cannot_stop_free_or_yield_their_client_but_can_reply() {
-    let (_b, client, rec, caller) = running(|_| {});
+    let (_b, client, rec, caller) = running(|_, _| {});
     rec.mode.store(2, Ordering::SeqCst);
     let r = caller.call(
         Dialect::AlibabaSystem,
@@ -810,7 +852,7 @@ fn slow_callback_running(caller: Caller, rec: &Recorder) {
 
 #[test]
 fn free_waits_for_a_running_callback() {
-    let (_b, client, rec, caller) = running(|_| {});
+    let (_b, client, rec, caller) = running(|_, _| {});
     slow_callback_running(caller, &rec);
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
     assert!(
@@ -821,7 +863,7 @@ fn free_waits_for_a_running_callback() {
 
 #[test]
 fn deferred_replies_from_other_threads_and_several_devices() {
-    let (b, client, rec, caller) = running(|_| {});
+    let (b, client, rec, caller) = running(|_, _| {});
     rec.mode.store(1, Ordering::SeqCst);
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev2"),
@@ -901,8 +943,9 @@ fn deferred_replies_from_other_threads_and_several_devices() {
     let s = stats(client);
     assert!(
         s.own_replies >= 5,
-        "custom-topic replies came back and were recognised: {}",
-        s.own_replies
+        "custom-topic replies came back and were recognised: {}; {:?}",
+        s.own_replies,
+        s
     );
     let mut id = [0 as c_char; 64];
     let mut len = 0;
@@ -927,8 +970,8 @@ fn deferred_replies_from_other_threads_and_several_devices() {
 #[test]
 fn two_clients_on_one_broker_get_distinct_default_ids() {
     let b = Broker::rumqttd();
-    let c1 = new_client(b.port, |_| {});
-    let c2 = new_client(b.port, |_| {});
+    let c1 = new_client(b.port, |_, _| {});
+    let c2 = new_client(b.port, |_, _| {});
     assert_eq!(
         add(c1, rrpc_dialect::RRPC_DIALECT_ALIBABA, "devA"),
         RRPC_STATUS_OK
@@ -957,8 +1000,8 @@ fn two_clients_on_one_broker_get_distinct_default_ids() {
     // Neither took over the other's session.
     assert_eq!(stats(c1).connects, 1);
     assert_eq!(stats(c2).connects, 1);
-    rrpc_client_free(c1);
-    rrpc_client_free(c2);
+    assert_eq!(rrpc_client_free(c1), RRPC_STATUS_OK);
+    assert_eq!(rrpc_client_free(c2), RRPC_STATUS_OK);
 }
 
 #[test]
@@ -968,9 +1011,9 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
     };
 
     let (user, good, bad) = (c("dev1&a1GFjLP3xxC"), c("s3cret"), c("wrong"));
-    let client = new_client(broker.port, |cfg| {
-        cfg.mqtt.username = user.as_ptr();
-        cfg.mqtt.password = bad.as_ptr();
+    let client = new_client(broker.port, |_, m| {
+        m.username = user.as_ptr();
+        m.password = bad.as_ptr();
     });
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
@@ -982,13 +1025,13 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
         msg.contains("refused") && msg.contains(&broker.port.to_string()),
         "{msg}"
     );
-    rrpc_client_free(client);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 
-    let (client, _rec) = started(broker.port, |cfg| {
-        cfg.mqtt.username = user.as_ptr();
-        cfg.mqtt.password = good.as_ptr();
+    let (client, _rec) = started(broker.port, |_, m| {
+        m.username = user.as_ptr();
+        m.password = good.as_ptr();
     });
-    rrpc_client_free(client);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
 /// What a test's sign callback saw and does.
@@ -1057,12 +1100,12 @@ fn the_sign_callback_signs_every_attempt() {
 
     // Re-signed until the broker takes it.
     let state = Box::new(SignState::default());
-    let client = new_client(broker.port, |cfg| {
-        cfg.mqtt.connect_timeout_ms = 0;
-        cfg.mqtt.reconnect_min_ms = 20;
-        cfg.mqtt.reconnect_max_ms = 50;
-        cfg.mqtt.sign = Some(sign);
-        cfg.mqtt.sign_user_data = &*state as *const SignState as *mut c_void;
+    let client = new_client(broker.port, |_, m| {
+        m.connect_timeout_ms = 0;
+        m.reconnect_min_ms = 20;
+        m.reconnect_max_ms = 50;
+        m.sign = Some(sign);
+        m.sign_user_data = &*state as *const SignState as *mut c_void;
     });
     state.client.store(client, Ordering::SeqCst);
     assert_eq!(
@@ -1076,9 +1119,9 @@ fn the_sign_callback_signs_every_attempt() {
         last_error()
     );
     common::wait_until("connected", Duration::from_secs(10), || {
-        let mut c = false;
-        rrpc_client_is_connected(client, &mut c);
-        c
+        let mut c = 0;
+        assert_eq!(rrpc_client_is_connected(client, &mut c), RRPC_STATUS_OK);
+        c == 1
     });
     let calls = state.calls.load(Ordering::SeqCst);
     assert!(calls >= 3, "connected after {calls} signings");
@@ -1101,11 +1144,11 @@ fn the_sign_callback_signs_every_attempt() {
         ..SignState::default()
     });
     let (user, good) = (c(&format!("dev1&{PK}")), c("s3cret"));
-    let (client, _rec) = started(broker.port, |cfg| {
-        cfg.mqtt.username = user.as_ptr();
-        cfg.mqtt.password = good.as_ptr();
-        cfg.mqtt.sign = Some(sign);
-        cfg.mqtt.sign_user_data = &*failing as *const SignState as *mut c_void;
+    let (client, _rec) = started(broker.port, |_, m| {
+        m.username = user.as_ptr();
+        m.password = good.as_ptr();
+        m.sign = Some(sign);
+        m.sign_user_data = &*failing as *const SignState as *mut c_void;
     });
     assert!(failing.calls.load(Ordering::SeqCst) >= 1);
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
@@ -1113,7 +1156,7 @@ fn the_sign_callback_signs_every_attempt() {
 
 #[test]
 fn a_stopped_client_starts_again_and_serves_in_either_mode() {
-    let (_b, client, _rec, caller) = running(|_| {});
+    let (_b, client, _rec, caller) = running(|_, _| {});
     let call = |p: &[u8]| {
         caller.call(
             Dialect::AlibabaSystem,
@@ -1131,9 +1174,12 @@ fn a_stopped_client_starts_again_and_serves_in_either_mode() {
         RRPC_STATUS_OK,
         "stopping twice is harmless"
     );
-    let mut connected = true;
-    rrpc_client_is_connected(client, &mut connected);
-    assert!(!connected);
+    let mut connected = 1;
+    assert_eq!(
+        rrpc_client_is_connected(client, &mut connected),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(connected, 0);
     assert_eq!(call(b"while stopped"), None);
     assert_eq!(
         rrpc_client_start(client),
@@ -1159,7 +1205,11 @@ fn a_stopped_client_starts_again_and_serves_in_either_mode() {
             r
         });
         while !done.load(Ordering::SeqCst) {
-            rrpc_client_yield(client, 20);
+            let st = rrpc_client_yield(client, 20);
+            assert!(
+                st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
+                "{st:?}"
+            );
         }
         t.join().unwrap()
     });
@@ -1212,9 +1262,9 @@ fn connection_events_tell_a_lost_connection_from_a_failed_connect() {
     let Some(mut broker) = Broker::mosquitto() else {
         return;
     };
-    let client = new_client(broker.port, |c| {
-        c.mqtt.reconnect_min_ms = 200;
-        c.mqtt.reconnect_max_ms = 400;
+    let client = new_client(broker.port, |_, m| {
+        m.reconnect_min_ms = 200;
+        m.reconnect_max_ms = 400;
     });
     let events = Arc::new(Events::default());
     assert_eq!(
@@ -1274,19 +1324,23 @@ fn yield_tells_a_lost_connection_from_a_failed_connect() {
     let Some(mut broker) = Broker::mosquitto() else {
         return;
     };
-    let client = new_client(broker.port, |c| {
-        c.mqtt.reconnect_min_ms = 5000;
-        c.mqtt.reconnect_max_ms = 5000;
+    let client = new_client(broker.port, |_, m| {
+        m.reconnect_min_ms = 5000;
+        m.reconnect_max_ms = 5000;
     });
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
         RRPC_STATUS_OK
     );
     common::wait_until("the connection", Duration::from_secs(10), || {
-        rrpc_client_yield(client, 20);
-        let mut c = false;
-        rrpc_client_is_connected(client, &mut c);
-        c
+        let st = rrpc_client_yield(client, 20);
+        assert!(
+            st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
+            "{st:?}"
+        );
+        let mut c = 0;
+        assert_eq!(rrpc_client_is_connected(client, &mut c), RRPC_STATUS_OK);
+        c == 1
     });
     broker.kill();
     let mut st = RRPC_STATUS_OK;
@@ -1306,7 +1360,7 @@ fn yield_tells_a_lost_connection_from_a_failed_connect() {
 
     // A client that never got through says so.
     let port = common::free_port();
-    let client = new_client(port, |_| {});
+    let client = new_client(port, |_, _| {});
     assert_eq!(rrpc_client_yield(client, 50), RRPC_STATUS_CONNECT_FAILED);
     assert!(
         last_error().contains(&format!("could not connect to 127.0.0.1:{port}: ")),
@@ -1318,7 +1372,7 @@ fn yield_tells_a_lost_connection_from_a_failed_connect() {
 
 #[test]
 fn stop_sends_the_replies_already_accepted() {
-    let (_b, client, rec, caller) = running(|_| {});
+    let (_b, client, rec, caller) = running(|_, _| {});
     rec.mode.store(1, Ordering::SeqCst); // the test replies, not the callback
     let caller = Arc::new(caller);
     for round in 0..10 {
@@ -1362,10 +1416,10 @@ fn stop_sends_the_replies_already_accepted() {
 
 #[test]
 fn the_request_callback_is_released_by_set_callback() {
-    let (_b, client, rec, caller) = running(|_| {});
+    let (_b, client, rec, caller) = running(|_, _| {});
     slow_callback_running(caller, &rec);
     assert_eq!(
-        rrpc_client_set_callback(client, None, null_mut()),
+        rrpc_client_set_request_callback(client, None, null_mut()),
         RRPC_STATUS_OK
     );
     assert!(

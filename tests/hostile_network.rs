@@ -68,7 +68,7 @@ fn answered(c: &Caller, dn: &str, payload: &[u8]) -> bool {
         device_name: dn,
         payload,
         timeout_ms: Some(2000),
-        topic: None,
+        custom_topic: None,
         content_type: None,
     });
     r.rrpc_code == Some(RrpcCode::Success) && r.payload.as_deref() == Some(payload)
@@ -94,7 +94,7 @@ fn a_retained_oversize_message_takes_down_neither_device_nor_caller() {
         dev.stop().unwrap();
         dev.start().unwrap();
         assert!(answered(&c, &dn, b"after a restart"), "{protocol:?}");
-        let d = dev.conn_stats();
+        let d = dev.stats();
         assert_eq!((d.connects, d.connection_errors), (2, 0), "{d:?}");
         assert_eq!(d.oversize, 2, "one per subscription: {d:?}");
         assert_eq!(handled.load(Ordering::SeqCst), 2);
@@ -145,7 +145,7 @@ fn a_topic_that_is_not_utf8_changes_nothing_for_the_device() {
         dev.start().unwrap();
         let c = caller(b.port, protocol);
         assert!(answered(&c, &dn, b"before"));
-        let before = (dev.conn_stats(), dev.stats().messages);
+        let before = (dev.stats(), dev.stats().messages);
         let mut topic = format!("/sys/{PK}/{dn}/rrpc/request/").into_bytes();
         topic.extend_from_slice(b"12\xff\xfe");
         let mut s = TcpStream::connect(("127.0.0.1", b.port)).unwrap();
@@ -164,7 +164,7 @@ fn a_topic_that_is_not_utf8_changes_nothing_for_the_device() {
         }
         assert_eq!(got.first(), Some(&0x20), "CONNACK first: {got:?}");
         assert!(answered(&c, &dn, b"after"), "{protocol:?}");
-        let after = dev.conn_stats();
+        let after = dev.stats();
         assert_eq!(after.connects, before.0.connects, "{after:?}");
         assert_eq!(after.connection_errors, 0, "{after:?}");
         assert_eq!(dev.stats().messages, before.1 + 1, "only the call");
@@ -196,7 +196,7 @@ fn retained_requests_are_never_executed() {
             dev.stop().unwrap();
             dev.start().unwrap();
             common::wait_until("the retained copy", Duration::from_secs(3), || {
-                dev.conn_stats().retained == restart
+                dev.stats().retained == restart
             });
         }
         let c = caller(b.port, protocol);
@@ -239,7 +239,7 @@ fn requests_queued_while_the_device_was_away_are_dropped_unless_accepted() {
             dev.start().unwrap();
             let c = caller(b.port, protocol);
             assert!(answered(&c, &dn, b"live"), "{protocol:?} {accept}");
-            let s = dev.conn_stats();
+            let s = dev.stats();
             if accept {
                 assert_eq!(handled.load(Ordering::SeqCst), 4, "{s:?}");
                 assert_eq!(s.stale, 0, "{s:?}");
@@ -281,12 +281,7 @@ fn malformed_topics_make_few_short_escaped_log_lines() {
     }
     let end = Instant::now() + Duration::from_secs(5);
     while dev.stats().malformed < 50 {
-        assert!(
-            Instant::now() < end,
-            "{:?} {:?}",
-            dev.stats(),
-            dev.conn_stats()
-        );
+        assert!(Instant::now() < end, "{:?} {:?}", dev.stats(), dev.stats());
         std::thread::sleep(Duration::from_millis(20));
     }
     let c = caller(b.port, MqttVersion::V311);
@@ -364,26 +359,26 @@ fn the_reply_queue_is_bounded_in_messages_and_bytes() {
         reply(100).unwrap();
     }
     assert_eq!(reply(100), Err(rrpc::ClientError::Busy));
-    let s = dev.conn_stats();
+    let s = dev.stats();
     assert_eq!(
         (s.queued, s.queued_bytes, s.queue_full),
         (4, 400, 1),
         "{s:?}"
     );
     dev.yield_for(100).unwrap();
-    let s = dev.conn_stats();
+    let s = dev.stats();
     assert_eq!((s.queued, s.queued_bytes), (0, 0), "written: {s:?}");
     // Bytes: two of 400 fit in 1000, the third does not...
     reply(400).unwrap();
     reply(400).unwrap();
     assert_eq!(reply(400), Err(rrpc::ClientError::Busy));
-    assert_eq!(dev.conn_stats().queue_full, 2);
+    assert_eq!(dev.stats().queue_full, 2);
     dev.yield_for(100).unwrap();
     // ...and one larger than the whole bound goes when nothing else waits.
     reply(5000).unwrap();
     assert_eq!(reply(1), Err(rrpc::ClientError::Busy));
     dev.yield_for(100).unwrap();
-    let s = dev.conn_stats();
+    let s = dev.stats();
     assert_eq!((s.queued, s.queue_full), (0, 3), "{s:?}");
     assert_eq!(dev.stats().replied, 7);
     dev.stop().unwrap();

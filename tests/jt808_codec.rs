@@ -1549,3 +1549,54 @@ fn random_inputs_never_panic() {
         "{stream_ok} {stream_err}"
     );
 }
+
+// ---------------------------------------------------------------- the C decoder
+
+/// Through the C ABI: a `lenient` byte other than 0 or 1 (which a C `bool` cannot
+/// hold, but garbage can) is refused with the argument named, and the decoder stays
+/// strict.
+#[test]
+fn c_set_lenient_refuses_a_byte_other_than_0_or_1() {
+    use rrpc::ffi::jt808_codec::*;
+    use rrpc::ffi::rrpc_status::*;
+
+    // A 0x0900 whose phone holds an unescaped 0x7d: strict decoding refuses it.
+    let unescaped = hex(
+        "7e0900001f4f07788ef87d000cf0230223150215010203013800000c000b029dc58c04b99b60230223171822507e",
+    );
+    let mut d = std::ptr::null_mut();
+    assert_eq!(rrpc_jt808_decoder_new(0, &mut d), RRPC_STATUS_OK);
+    assert_eq!(
+        rrpc_jt808_decoder_set_lenient(d, 2),
+        RRPC_STATUS_INVALID_ARGUMENT
+    );
+    let msg = unsafe { std::ffi::CStr::from_ptr(rrpc::ffi::misc::rrpc_last_error_message()) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        msg.contains("lenient must be 0 (false) or 1 (true), not 2"),
+        "{msg}"
+    );
+    assert_eq!(
+        rrpc_jt808_decoder_push(d, unescaped.as_ptr(), unescaped.len()),
+        RRPC_STATUS_OK
+    );
+    let mut frame = std::mem::MaybeUninit::<rrpc_jt808_frame>::uninit();
+    let mut ready = 0;
+    assert_eq!(
+        rrpc_jt808_decoder_next(d, frame.as_mut_ptr(), &mut ready),
+        RRPC_STATUS_MALFORMED_FRAME,
+        "still strict"
+    );
+    assert_eq!(rrpc_jt808_decoder_set_lenient(d, 1), RRPC_STATUS_OK);
+    assert_eq!(
+        rrpc_jt808_decoder_push(d, unescaped.as_ptr(), unescaped.len()),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(
+        rrpc_jt808_decoder_next(d, frame.as_mut_ptr(), &mut ready),
+        RRPC_STATUS_OK
+    );
+    assert_eq!(ready, 1);
+    assert_eq!(rrpc_jt808_decoder_free(d), RRPC_STATUS_OK);
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::Broker;
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode};
 use rrpc::session::{ConnectionEvent, MqttVersion};
-use rrpc::{Client, ClientConfig, ClientError, Dialect, Identity, Stats};
+use rrpc::{Client, ClientConfig, ClientError, ClientStats, Dialect, Identity};
 
 const PK: &str = "a1Mqtt5Pk";
 
@@ -71,14 +71,14 @@ fn caller(port: u16, protocol: MqttVersion) -> Caller {
     Caller::connect(cfg).expect("caller connects")
 }
 
-fn call(c: &Caller, dialect: Dialect, dn: &str, topic: Option<&str>, payload: &[u8]) {
+fn call(c: &Caller, dialect: Dialect, dn: &str, custom_topic: Option<&str>, payload: &[u8]) {
     let r = c.call(&CallParams {
         dialect,
         product_key: PK,
         device_name: dn,
         payload,
         timeout_ms: Some(3000),
-        topic,
+        custom_topic,
         content_type: None,
     });
     assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{}", r.to_json());
@@ -89,7 +89,7 @@ fn call(c: &Caller, dialect: Dialect, dn: &str, topic: Option<&str>, payload: &[
 /// device after any echo of the replies before it: the broker queued those
 /// first), answered by a device on `device` through a caller on `caller`; the
 /// device's counters.
-fn round(port: u16, device: MqttVersion, caller_on: MqttVersion, dn: &str) -> Stats {
+fn round(port: u16, device: MqttVersion, caller_on: MqttVersion, dn: &str) -> ClientStats {
     let dev = echo_device(device_config(port, device), dn);
     let c = caller(port, caller_on);
     let custom_dn = format!("{dn}-custom");
@@ -220,7 +220,7 @@ fn the_brokers_disconnect_reason_reaches_the_listener() {
         reason,
         "broker disconnected: session taken over (0x8E): \"another connection\""
     );
-    assert_eq!(dev.conn_stats().connection_errors, 1);
+    assert_eq!(dev.stats().connection_errors, 1);
     dev.stop().unwrap();
 }
 
@@ -252,7 +252,7 @@ fn oversize_requests_are_dropped_and_the_maximum_packet_size_is_announced() {
                     device_name: dn,
                     payload: b"after",
                     timeout_ms: Some(1000),
-                    topic: None,
+                    custom_topic: None,
                     content_type: None,
                 });
                 if r.rrpc_code == Some(RrpcCode::Success) || Instant::now() > after {
@@ -265,7 +265,7 @@ fn oversize_requests_are_dropped_and_the_maximum_packet_size_is_announced() {
             answered(200 * 1024),
             "{protocol:?}: the device stays connected"
         );
-        let conn = dev.conn_stats();
+        let conn = dev.stats();
         assert_eq!(conn.connection_errors, 0, "{protocol:?}: {conn:?}");
         assert_eq!(conn.oversize, 1, "{protocol:?}: {conn:?}");
         assert_eq!(dev.stats().too_large, 0, "never handed to the router");
@@ -277,7 +277,7 @@ fn oversize_requests_are_dropped_and_the_maximum_packet_size_is_announced() {
         })))
         .unwrap();
         let ok = answered(2 * 1024 * 1024);
-        let conn = dev.conn_stats();
+        let conn = dev.stats();
         match protocol {
             MqttVersion::V5 => {
                 assert!(ok, "the device stays connected");
@@ -354,6 +354,8 @@ fn a_kept_mqtt5_session_holds_requests_while_the_device_is_away() {
 use rrpc::ffi::client::*;
 use rrpc::ffi::misc::*;
 use rrpc::ffi::rrpc_status::*;
+use rrpc::ffi::session::*;
+use std::mem::size_of;
 
 fn last_error() -> String {
     unsafe { CStr::from_ptr(rrpc_last_error_message()) }
@@ -361,12 +363,28 @@ fn last_error() -> String {
         .into_owned()
 }
 
-fn c_config(host: &CString, port: u16) -> rrpc_client_config {
+/// The MQTT settings' defaults, for `host` and `port`.
+fn c_mqtt(host: &CString, port: u16) -> rrpc_mqtt_config {
+    let mut m = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
+    assert_eq!(
+        rrpc_mqtt_config_init(m.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
+        RRPC_STATUS_OK
+    );
+    let mut m = unsafe { m.assume_init() };
+    m.host = host.as_ptr();
+    m.port = port;
+    m
+}
+
+/// The client settings' defaults, with `mqtt`.
+fn c_config(mqtt: &rrpc_mqtt_config) -> rrpc_client_config {
     let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-    assert_eq!(rrpc_client_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
+    assert_eq!(
+        rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
+        RRPC_STATUS_OK
+    );
     let mut cfg = unsafe { cfg.assume_init() };
-    cfg.mqtt.host = host.as_ptr();
-    cfg.mqtt.port = port;
+    cfg.mqtt = mqtt;
     cfg
 }
 
@@ -374,52 +392,60 @@ fn c_config(host: &CString, port: u16) -> rrpc_client_config {
 fn c_config_mqtt_version_and_session_expiry() {
     let host = CString::new("127.0.0.1").unwrap();
     let id = CString::new("c-kept").unwrap();
-    let d = c_config(&host, 1883);
-    assert_eq!(d.mqtt.mqtt_version, 3, "MQTT 3.1.1 by default");
-    assert_eq!(d.mqtt.session_expiry_s, 0);
-    let new = |tweak: &dyn Fn(&mut rrpc_client_config)| {
-        let mut cfg = c_config(&host, 1883);
-        tweak(&mut cfg);
+    let d = c_mqtt(&host, 1883);
+    assert_eq!(
+        d.mqtt_version,
+        rrpc_mqtt_version::RRPC_MQTT_V311 as u32,
+        "MQTT 3.1.1 by default"
+    );
+    assert_eq!(d.mqtt_version, 4, "the protocol level of MQTT 3.1.1");
+    assert_eq!(d.session_expiry_s, 0);
+    let new = |tweak: &dyn Fn(&mut rrpc_mqtt_config)| {
+        let mut mqtt = c_mqtt(&host, 1883);
+        tweak(&mut mqtt);
+        let cfg = c_config(&mqtt);
         let mut client = null_mut();
         let st = rrpc_client_new(&cfg, &mut client);
-        rrpc_client_free(client);
+        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
         st
     };
-    for v in [0, 3, 5] {
-        assert_eq!(new(&|c| c.mqtt.mqtt_version = v), RRPC_STATUS_OK, "{v}");
+    for v in [4, 5] {
+        assert_eq!(new(&|m| m.mqtt_version = v), RRPC_STATUS_OK, "{v}");
     }
-    let refused = |tweak: &dyn Fn(&mut rrpc_client_config), why: &str| {
+    let refused = |tweak: &dyn Fn(&mut rrpc_mqtt_config), why: &str| {
         assert_eq!(new(tweak), RRPC_STATUS_INVALID_ARGUMENT, "{why}");
         assert!(last_error().contains(why), "{why}: {}", last_error());
     };
-    for v in [1, 2, 4, 6, 255] {
+    for v in [0, 1, 2, 3, 6, 255] {
         refused(
-            &|c| c.mqtt.mqtt_version = v,
-            &format!("config->mqtt.mqtt_version must be 3 (MQTT 3.1.1) or 5 (MQTT 5), not {v}"),
+            &|m| m.mqtt_version = v,
+            &format!(
+                "config->mqtt->mqtt_version must be RRPC_MQTT_V311 (4) or RRPC_MQTT_V5 (5), not {v}"
+            ),
         );
     }
-    let kept = |c: &mut rrpc_client_config| {
-        c.mqtt.clean_session = 0;
-        c.mqtt.client_id = id.as_ptr();
-        c.mqtt.session_expiry_s = 120;
+    let kept = |m: &mut rrpc_mqtt_config| {
+        m.clean_session = 0;
+        m.client_id = id.as_ptr();
+        m.session_expiry_s = 120;
     };
-    let kept5 = |c: &mut rrpc_client_config| {
-        kept(c);
-        c.mqtt.mqtt_version = 5;
+    let kept5 = |m: &mut rrpc_mqtt_config| {
+        kept(m);
+        m.mqtt_version = 5;
     };
     assert_eq!(new(&kept5), RRPC_STATUS_OK, "{}", last_error());
     refused(&kept, "session_expiry_s is an MQTT 5 setting");
     refused(
-        &|c| {
-            kept5(c);
-            c.mqtt.clean_session = 1;
+        &|m| {
+            kept5(m);
+            m.clean_session = 1;
         },
         "session_expiry_s needs clean_session = false",
     );
     refused(
-        &|c| {
-            c.mqtt.mqtt_version = 5;
-            c.mqtt.keep_alive_s = 0;
+        &|m| {
+            m.mqtt_version = 5;
+            m.keep_alive_s = 0;
         },
         "keep_alive_s must be at least 5 with MQTT 5",
     );
@@ -431,7 +457,8 @@ unsafe extern "C" fn c_echo(
     req: *const rrpc::ffi::rrpc_request,
 ) {
     let r = &*req;
-    rrpc_client_reply(client, r.token, r.payload, r.payload_len);
+    // Counted by the client (`replied`), which the test checks.
+    let _ = rrpc_client_reply(client, r.token, r.payload, r.payload_len);
 }
 
 /// The C API on MQTT 5: a custom-topic device answers, its replies never come
@@ -440,8 +467,9 @@ unsafe extern "C" fn c_echo(
 fn c_client_on_mqtt5_answers_without_own_replies() {
     let Some(b) = Broker::mosquitto() else { return };
     let host = CString::new("127.0.0.1").unwrap();
-    let mut cfg = c_config(&host, b.port);
-    cfg.mqtt.mqtt_version = 5;
+    let mut mqtt = c_mqtt(&host, b.port);
+    mqtt.mqtt_version = rrpc_mqtt_version::RRPC_MQTT_V5 as u32;
+    let cfg = c_config(&mqtt);
     let mut client = null_mut();
     assert_eq!(
         rrpc_client_new(&cfg, &mut client),
@@ -463,7 +491,7 @@ fn c_client_on_mqtt5_answers_without_own_replies() {
         RRPC_STATUS_OK
     );
     assert_eq!(
-        rrpc_client_set_callback(client, Some(c_echo), null_mut()),
+        rrpc_client_set_request_callback(client, Some(c_echo), null_mut()),
         RRPC_STATUS_OK
     );
     assert_eq!(
@@ -476,15 +504,14 @@ fn c_client_on_mqtt5_answers_without_own_replies() {
     for p in [&b"one"[..], b"two"] {
         call(&c, Dialect::AlibabaCustom, "cdev", Some(&topic), p);
     }
-    let mut s = std::mem::MaybeUninit::<rrpc_client_stats>::uninit();
+    let mut s = ClientStats::default();
     assert_eq!(
-        rrpc_client_get_stats(client, s.as_mut_ptr()),
+        rrpc_client_get_stats(client, &mut s, size_of::<ClientStats>()),
         RRPC_STATUS_OK
     );
-    let s = unsafe { s.assume_init() };
     assert_eq!((s.requests, s.replied, s.own_replies), (2, 2, 0));
     assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
-    rrpc_client_free(client);
+    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
 /// TLS works the same on MQTT 5: device and caller over rustls, and a refused

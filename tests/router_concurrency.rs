@@ -2,12 +2,22 @@
 //! other threads add and remove devices, through the C ABI as C calls it.
 
 use std::ffi::{c_char, c_void, CString};
+use std::mem::size_of;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use rrpc::ffi::misc::rrpc_monotonic_ms;
 use rrpc::ffi::router::*;
 use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::*;
+use rrpc::RouterStats;
+
+/// The time, on the clock the router is given.
+fn now_ms() -> u64 {
+    let mut t = 0;
+    assert_eq!(rrpc_monotonic_ms(&mut t), RRPC_STATUS_OK);
+    t
+}
 
 static PUBLISHED: AtomicU64 = AtomicU64::new(0);
 
@@ -24,7 +34,7 @@ unsafe extern "C" fn publish(
 
 unsafe extern "C" fn echo(_: *mut c_void, router: *mut rrpc_router, req: *const rrpc_request) {
     let req = unsafe { &*req };
-    let st = rrpc_router_reply(router, req.token, req.payload, req.payload_len);
+    let st = rrpc_router_reply(router, req.token, req.payload, req.payload_len, now_ms());
     // The device may have been removed between accept and reply by another thread;
     // if this thread was descheduled while more than the history's 1,024 requests
     // finished, the cancelled token is not even remembered any more.
@@ -37,7 +47,10 @@ unsafe extern "C" fn echo(_: *mut c_void, router: *mut rrpc_router, req: *const 
 #[test]
 fn devices_come_and_go_while_messages_flow() {
     let mut cfg = std::mem::MaybeUninit::<rrpc_router_config>::uninit();
-    assert_eq!(rrpc_router_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
+    assert_eq!(
+        rrpc_router_config_init(cfg.as_mut_ptr(), size_of::<rrpc_router_config>()),
+        RRPC_STATUS_OK
+    );
     let cfg = unsafe { cfg.assume_init() };
     let mut router = null_mut();
     assert_eq!(rrpc_router_new(&cfg, &mut router), RRPC_STATUS_OK);
@@ -46,7 +59,7 @@ fn devices_come_and_go_while_messages_flow() {
         RRPC_STATUS_OK
     );
     assert_eq!(
-        rrpc_router_set_callback(router, Some(echo), null_mut()),
+        rrpc_router_set_request_callback(router, Some(echo), null_mut()),
         RRPC_STATUS_OK
     );
     let pk = CString::new("pk").unwrap();
@@ -84,6 +97,7 @@ fn devices_come_and_go_while_messages_flow() {
                         b"x".as_ptr(),
                         1,
                         0,
+                        now_ms(),
                         &mut kind,
                     );
                     assert_eq!(st, RRPC_STATUS_OK);
@@ -117,6 +131,7 @@ fn devices_come_and_go_while_messages_flow() {
                         pk.as_ptr(),
                         dn.as_ptr(),
                         std::ptr::null(),
+                        now_ms(),
                     )
                 };
                 assert_eq!(st, RRPC_STATUS_OK);
@@ -124,8 +139,11 @@ fn devices_come_and_go_while_messages_flow() {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    let mut st = rrpc_router_stats::default();
-    assert_eq!(rrpc_router_get_stats(router, &mut st), RRPC_STATUS_OK);
+    let mut st = RouterStats::default();
+    assert_eq!(
+        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
+        RRPC_STATUS_OK
+    );
     let handled = handled.load(Ordering::Relaxed);
     assert_eq!(st.messages, handled);
     assert_eq!(
@@ -140,5 +158,60 @@ fn devices_come_and_go_while_messages_flow() {
     );
     assert_eq!(PUBLISHED.load(Ordering::Relaxed), st.replied);
     assert_eq!(st.devices, 100);
+    assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
+}
+
+/// A `retained` byte other than 0 or 1 (which a C `bool` cannot hold, but garbage
+/// can) is refused with the argument named, and the out-parameter is left alone.
+#[test]
+fn a_retained_flag_other_than_0_or_1_is_refused() {
+    let mut cfg = std::mem::MaybeUninit::<rrpc_router_config>::uninit();
+    assert_eq!(
+        rrpc_router_config_init(cfg.as_mut_ptr(), size_of::<rrpc_router_config>()),
+        RRPC_STATUS_OK
+    );
+    let cfg = unsafe { cfg.assume_init() };
+    let mut router = null_mut();
+    assert_eq!(rrpc_router_new(&cfg, &mut router), RRPC_STATUS_OK);
+    let (pk, dn) = (CString::new("pk").unwrap(), CString::new("dev4").unwrap());
+    assert_eq!(
+        rrpc_router_add_device(
+            router,
+            0,
+            pk.as_ptr(),
+            dn.as_ptr(),
+            std::ptr::null(),
+            None,
+            null_mut()
+        ),
+        RRPC_STATUS_OK
+    );
+    let topic = b"/sys/pk/dev4/rrpc/request/r1";
+    let mut kind = 99u32;
+    let st = rrpc_router_handle_message(
+        router,
+        topic.as_ptr(),
+        topic.len(),
+        std::ptr::null(),
+        0,
+        2,
+        now_ms(),
+        &mut kind,
+    );
+    assert_eq!(st, RRPC_STATUS_INVALID_ARGUMENT);
+    assert_eq!(kind, 99);
+    let msg = unsafe { std::ffi::CStr::from_ptr(rrpc::ffi::misc::rrpc_last_error_message()) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        msg.contains("retained must be 0 (false) or 1 (true), not 2"),
+        "{msg}"
+    );
+    let mut st = RouterStats::default();
+    assert_eq!(
+        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
+        RRPC_STATUS_OK
+    );
+    assert_eq!((st.messages, st.requests), (0, 0), "nothing was taken in");
     assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
 }

@@ -67,7 +67,7 @@ fn call_ok(c: &Caller, dn: &str, payload: &[u8]) {
             device_name: dn,
             payload,
             timeout_ms: Some(2000),
-            topic: None,
+            custom_topic: None,
             content_type: None,
         });
         if r.rrpc_code == Some(RrpcCode::Success) {
@@ -116,7 +116,7 @@ fn device_and_caller_over_tls_and_again_after_a_broker_restart() {
     broker.restart();
     // Both reconnect (backoff up to 10 s) and resubscribe over TLS.
     call_ok(&c, "tlsdev", b"after restart");
-    assert!(dev.conn_stats().connects >= 2, "{:?}", dev.conn_stats());
+    assert!(dev.stats().connects >= 2, "{:?}", dev.stats());
 }
 
 #[test]
@@ -333,7 +333,9 @@ fn c_config_tls_fields() {
     use rrpc::ffi::client::*;
     use rrpc::ffi::misc::*;
     use rrpc::ffi::rrpc_status::*;
+    use rrpc::ffi::session::*;
     use std::ffi::{CStr, CString};
+    use std::mem::size_of;
 
     let last = || {
         unsafe { CStr::from_ptr(rrpc_last_error_message()) }
@@ -343,22 +345,32 @@ fn c_config_tls_fields() {
     let host = CString::new("127.0.0.1").unwrap();
     let missing = CString::new("/nonexistent/ca.pem").unwrap();
     let new = |tls: bool, ca: bool| {
-        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-        assert_eq!(rrpc_client_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
-        let mut cfg = unsafe { cfg.assume_init() };
-        cfg.mqtt.host = host.as_ptr();
-        cfg.mqtt.tls = u8::from(tls);
+        let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
+        assert_eq!(
+            rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
+            RRPC_STATUS_OK
+        );
+        let mut mqtt = unsafe { mqtt.assume_init() };
+        mqtt.host = host.as_ptr();
+        mqtt.tls = u8::from(tls);
         if ca {
-            cfg.mqtt.tls_ca_file = missing.as_ptr();
+            mqtt.tls_ca_file = missing.as_ptr();
         }
+        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
+        assert_eq!(
+            rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
+            RRPC_STATUS_OK
+        );
+        let mut cfg = unsafe { cfg.assume_init() };
+        cfg.mqtt = &mqtt;
         let mut client = std::ptr::null_mut();
         let st = rrpc_client_new(&cfg, &mut client);
-        rrpc_client_free(client);
+        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
         st
     };
     assert_eq!(new(false, true), RRPC_STATUS_INVALID_ARGUMENT);
     assert!(
-        last().contains("tls_ca_file is set but config->mqtt.tls is false"),
+        last().contains("config->mqtt->tls_ca_file is set but config->mqtt->tls is false"),
         "{}",
         last()
     );
@@ -387,7 +399,9 @@ fn c_insecure_skip_verify_connects_and_warns() {
     use rrpc::ffi::client::*;
     use rrpc::ffi::misc::*;
     use rrpc::ffi::rrpc_status::*;
+    use rrpc::ffi::session::*;
     use std::ffi::CString;
+    use std::mem::size_of;
 
     let pki = Pki::new("c-insecure");
     let other = Pki::new("c-insecure-other");
@@ -410,14 +424,24 @@ fn c_insecure_skip_verify_connects_and_warns() {
         CString::new("cdev").unwrap(),
     );
     let start = |insecure: bool| {
+        let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
+        assert_eq!(
+            rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
+            RRPC_STATUS_OK
+        );
+        let mut mqtt = unsafe { mqtt.assume_init() };
+        mqtt.host = host.as_ptr();
+        mqtt.port = broker.port;
+        mqtt.tls = 1;
+        mqtt.tls_ca_file = wrong_ca.as_ptr();
+        mqtt.tls_insecure_skip_verify = u8::from(insecure);
         let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-        assert_eq!(rrpc_client_config_init(cfg.as_mut_ptr()), RRPC_STATUS_OK);
+        assert_eq!(
+            rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
+            RRPC_STATUS_OK
+        );
         let mut cfg = unsafe { cfg.assume_init() };
-        cfg.mqtt.host = host.as_ptr();
-        cfg.mqtt.port = broker.port;
-        cfg.mqtt.tls = 1;
-        cfg.mqtt.tls_ca_file = wrong_ca.as_ptr();
-        cfg.mqtt.tls_insecure_skip_verify = u8::from(insecure);
+        cfg.mqtt = &mqtt;
         let mut client = std::ptr::null_mut();
         assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_OK);
         let st = rrpc_client_add_device(
@@ -429,15 +453,18 @@ fn c_insecure_skip_verify_connects_and_warns() {
         );
         assert_eq!(st, RRPC_STATUS_OK);
         let st = rrpc_client_start(client);
-        rrpc_client_free(client);
+        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
         st
     };
     assert_eq!(start(false), RRPC_STATUS_TLS);
     assert_eq!(start(true), RRPC_STATUS_OK);
-    rrpc_set_log_handler(
-        None,
-        std::ptr::null_mut(),
-        rrpc_log_level::RRPC_LOG_WARN as u32,
+    assert_eq!(
+        rrpc_set_log_handler(
+            None,
+            std::ptr::null_mut(),
+            rrpc_log_level::RRPC_LOG_WARN as u32,
+        ),
+        RRPC_STATUS_OK
     );
     let log = C_LOG.lock().unwrap().clone();
     assert!(

@@ -1,9 +1,11 @@
 //! The router bench's C gateway: what a gateway written in C does around librrpc's
 //! router, here in Rust through the exported C functions (`rrpc::ffi::router::*`).
 //! Messages are fed to `rrpc_router_handle_message` as a gateway's MQTT stack
-//! received them; the shared C callback answers each request at once with
-//! `rrpc_router_reply`; the publish function does no I/O, it counts and checks.
-//! The C entry points that are about to change names or shape are all in [`Api`].
+//! received them, each with the time read from `CLOCK_MONOTONIC`
+//! (`rrpc_monotonic_ms`) as a gateway reads it; the shared C callback answers each
+//! request at once with `rrpc_router_reply` at that time; the publish function
+//! does no I/O, it counts and checks. The C entry points of the hot path are all
+//! in [`Api`].
 //!
 //! Also the two child-process modes of the bench binary: the memory probe
 //! (`router --mem-probe ...`) and the callgrind subject (`router --cg-run ...`).
@@ -11,17 +13,20 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr};
 use std::io::Write as _;
+use std::mem::size_of;
 use std::time::{Duration, Instant};
 
 use rrpc::ffi::misc::rrpc_dialect::RRPC_DIALECT_ALIBABA;
+use rrpc::ffi::misc::rrpc_monotonic_ms;
 use rrpc::ffi::router::{
     rrpc_message_kind, rrpc_router, rrpc_router_add_device, rrpc_router_config,
     rrpc_router_config_init, rrpc_router_free, rrpc_router_get_stats, rrpc_router_handle_message,
-    rrpc_router_new, rrpc_router_reply, rrpc_router_request_cb, rrpc_router_set_callback,
-    rrpc_router_set_publish, rrpc_router_stats, rrpc_router_tick,
+    rrpc_router_new, rrpc_router_reply, rrpc_router_request_cb, rrpc_router_set_publish,
+    rrpc_router_set_request_callback, rrpc_router_tick,
 };
 use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, RRPC_STATUS_OK};
+use rrpc::RouterStats;
 
 use crate::support::procs::{heap_bytes, status, thread_cpu_ns};
 
@@ -42,11 +47,13 @@ type HandleFn = extern "C" fn(
     usize,
     *const u8,
     usize,
-    u32,
+    u8,
+    u64,
     *mut u32,
 ) -> rrpc_status;
-type ReplyFn = extern "C" fn(*mut rrpc_router, u64, *const u8, usize) -> rrpc_status;
+type ReplyFn = extern "C" fn(*mut rrpc_router, u64, *const u8, usize, u64) -> rrpc_status;
 type TickFn = extern "C" fn(*mut rrpc_router, u64, *mut u64) -> rrpc_status;
+type ClockFn = extern "C" fn(*mut u64) -> rrpc_status;
 
 /// The C entry points of the hot path, called through function pointers the optimiser
 /// cannot see through (`black_box`): nothing of the library is inlined into the
@@ -56,6 +63,7 @@ pub struct Api {
     handle_message: HandleFn,
     reply: ReplyFn,
     tick: TickFn,
+    clock: ClockFn,
 }
 
 impl Api {
@@ -64,12 +72,22 @@ impl Api {
             handle_message: std::hint::black_box(rrpc_router_handle_message as HandleFn),
             reply: std::hint::black_box(rrpc_router_reply as ReplyFn),
             tick: std::hint::black_box(rrpc_router_tick as TickFn),
+            clock: std::hint::black_box(rrpc_monotonic_ms as ClockFn),
         }
     }
 
-    /// `rrpc_router_tick` with the router's own clock; its out-parameter is not read.
-    fn tick(&self, r: *mut rrpc_router) -> rrpc_status {
-        (self.tick)(r, 0, std::ptr::null_mut())
+    /// `rrpc_router_tick` at `now_ms`; its out-parameter is not read.
+    fn tick(&self, r: *mut rrpc_router, now_ms: u64) -> rrpc_status {
+        (self.tick)(r, now_ms, std::ptr::null_mut())
+    }
+
+    /// `rrpc_monotonic_ms`: the time a gateway gives the router.
+    fn now_ms(&self) -> Result<u64, rrpc_status> {
+        let mut t = 0;
+        match (self.clock)(&mut t) {
+            RRPC_STATUS_OK => Ok(t),
+            st => Err(st),
+        }
     }
 }
 
@@ -83,6 +101,9 @@ struct Gateway {
     cur_topic: Cell<(*const u8, usize)>,
     /// Publishes seen for the message being handled.
     cur_pubs: Cell<u32>,
+    /// The time the message being handled was given to the router with (its
+    /// reply goes out at the same time).
+    cur_now: Cell<u64>,
     /// Compare the whole response topic and the request view (warm-up runs).
     full_check: Cell<bool>,
     callbacks: Cell<u64>,
@@ -98,6 +119,7 @@ impl Gateway {
             cur_seq: Cell::new(0),
             cur_topic: Cell::new((std::ptr::null(), 0)),
             cur_pubs: Cell::new(0),
+            cur_now: Cell::new(0),
             full_check: Cell::new(false),
             callbacks: Cell::new(0),
             published: Cell::new(0),
@@ -161,7 +183,7 @@ unsafe extern "C" fn answer(
             g.note_bad(e);
         }
     }
-    let st = (g.reply)(router, r.token, r.payload, r.payload_len);
+    let st = (g.reply)(router, r.token, r.payload, r.payload_len, g.cur_now.get());
     if st != RRPC_STATUS_OK {
         g.note_bad(format!("rrpc_router_reply returned {st:?}"));
     }
@@ -264,15 +286,13 @@ fn check(st: rrpc_status, what: &str) {
 }
 
 pub fn default_config() -> rrpc_router_config {
-    let mut cfg = rrpc_router_config {
-        max_pending: 0,
-        max_payload: 0,
-        request_timeout_ms: 0,
-        manual_clock: 0,
-        max_devices: 0,
-    };
-    check(rrpc_router_config_init(&mut cfg), "rrpc_router_config_init");
-    cfg
+    let mut cfg = std::mem::MaybeUninit::<rrpc_router_config>::uninit();
+    check(
+        rrpc_router_config_init(cfg.as_mut_ptr(), size_of::<rrpc_router_config>()),
+        "rrpc_router_config_init",
+    );
+    // SAFETY: rrpc_router_config_init filled every field.
+    unsafe { cfg.assume_init() }
 }
 
 /// A router with the gateway's publish function and `callback` as shared callback.
@@ -285,8 +305,8 @@ fn new_router(cfg: &rrpc_router_config, g: &Gateway, callback: rrpc_router_reque
         "rrpc_router_set_publish",
     );
     check(
-        rrpc_router_set_callback(r.0, callback, g.user_data()),
-        "rrpc_router_set_callback",
+        rrpc_router_set_request_callback(r.0, callback, g.user_data()),
+        "rrpc_router_set_request_callback",
     );
     r
 }
@@ -311,9 +331,12 @@ fn add_devices(r: &Router, n: usize) {
     }
 }
 
-fn stats(r: &Router) -> rrpc_router_stats {
-    let mut s = rrpc_router_stats::default();
-    check(rrpc_router_get_stats(r.0, &mut s), "rrpc_router_get_stats");
+fn stats(r: &Router) -> RouterStats {
+    let mut s = RouterStats::default();
+    check(
+        rrpc_router_get_stats(r.0, &mut s, size_of::<RouterStats>()),
+        "rrpc_router_get_stats",
+    );
     s
 }
 
@@ -428,6 +451,14 @@ fn feed(
         g.cur_seq.set(j as u64);
         g.cur_topic.set((topic, len as usize));
         g.cur_pubs.set(0);
+        let now = match api.now_ms() {
+            Ok(t) => t,
+            Err(st) => {
+                g.note_bad(format!("rrpc_monotonic_ms: {st:?}"));
+                continue;
+            }
+        };
+        g.cur_now.set(now);
         let mut kind = u32::MAX;
         let st = (api.handle_message)(
             r.0,
@@ -436,6 +467,7 @@ fn feed(
             payload.as_ptr(),
             PAYLOAD_LEN,
             0,
+            now,
             &mut kind,
         );
         if st != RRPC_STATUS_OK || kind != KIND_REQUEST || (one_publish && g.cur_pubs.get() != 1) {
@@ -446,7 +478,7 @@ fn feed(
             ));
         }
         if j % TICK_EVERY == TICK_EVERY - 1 {
-            let st = api.tick(r.0);
+            let st = api.tick(r.0, now);
             if st != RRPC_STATUS_OK {
                 g.note_bad(format!("rrpc_router_tick: {st:?}"));
             }
@@ -539,7 +571,7 @@ impl Subject {
         let on_cpu = (thread_cpu_ns() - cpu0) as f64 / 1e9 / wall0.elapsed().as_secs_f64();
         g.full_check.set(false);
         let after = stats(r);
-        let d = |f: fn(&rrpc_router_stats) -> u64| f(&after) - f(&before);
+        let d = |f: fn(&RouterStats) -> u64| f(&after) - f(&before);
         let mut errs = Vec::new();
         if let Some(e) = g.first_bad.borrow_mut().take() {
             errs.push(format!("{} bad checks, first: {e}", g.bad.get()));

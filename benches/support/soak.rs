@@ -185,7 +185,7 @@ fn params(payload: &[u8], timeout_ms: u32) -> CallParams<'_> {
         device_name: DN,
         payload,
         timeout_ms: Some(timeout_ms),
-        topic: None,
+        custom_topic: None,
         content_type: None,
     }
 }

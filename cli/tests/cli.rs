@@ -1229,7 +1229,7 @@ fn device_signs_in_with_a_device_secret() {
 #[test]
 fn mqtt5_device_and_call_with_no_local() {
     let Some(b) = Broker::mosquitto() else { return };
-    for (version, dn) in [("5", "v5dev"), ("3", "v3dev")] {
+    for (version, dn) in [("5", "v5dev"), ("3.1.1", "v3dev")] {
         let topic = format!("/{PK}/{dn}/user/update");
         let mut dev = rrpc_device(
             b.port,
@@ -1277,12 +1277,14 @@ fn mqtt5_device_and_call_with_no_local() {
     }
     for cmd in ["device", "call"] {
         let r = run_limited(
-            &strings(&[cmd, "--mqtt-version", "4", "--product-key", PK]),
+            &strings(&[cmd, "--mqtt-version", "3", "--product-key", PK]),
             Duration::from_secs(10),
         );
         assert_eq!(r.code, Some(2), "{}", r.show());
         assert!(
-            r.stderr.contains("--mqtt-version") && r.stderr.contains("must be 3 (MQTT 3.1.1) or 5"),
+            r.stderr.contains("--mqtt-version")
+                && r.stderr
+                    .contains("must be 3.1.1 (or 4, its protocol level) or 5"),
             "{}",
             r.show()
         );

@@ -73,7 +73,7 @@ fn call(c: &Caller, dn: &str, payload: &[u8], content_type: Option<u32>) -> Rrpc
         device_name: dn,
         payload,
         timeout_ms: Some(5000),
-        topic: None,
+        custom_topic: None,
         content_type,
     })
 }

@@ -471,8 +471,10 @@ pub(super) async fn expire_calls(inner: Arc<CallerCore>, mut stop: watch::Receiv
     loop {
         let now = now_ms();
         let next = inner.state.lock().deadlines.first().map(|&(d, _)| d);
+        // A call ends once its deadline has wholly passed: the ms clock
+        // truncates, so `now == d` may still be up to 1 ms before it.
         let wait = match next {
-            Some(d) if d > now => (d - now).min(1000),
+            Some(d) if d >= now => (d - now + 1).min(1000),
             Some(_) => 0,
             // Every timeout is at least 1000 ms, so a call made meanwhile cannot be missed.
             None => 1000,
@@ -488,7 +490,7 @@ pub(super) async fn expire_calls(inner: Arc<CallerCore>, mut stop: watch::Receiv
         inner.drop_idle_subscriptions(&mut st, idle_ms);
         let mut done = Vec::new();
         while let Some(&(d, id)) = st.deadlines.first() {
-            if d > now {
+            if d >= now {
                 break;
             }
             if let Some(x) = st.finish(id, RrpcCode::Timeout, None) {

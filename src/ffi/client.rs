@@ -340,8 +340,8 @@ pub extern "C" fn rrpc_client_set_request_callback(
 /// Sets the connection callback (NULL removes it): connected, disconnected (with
 /// the cause and the reason), reconnecting (with the delay before the next
 /// attempt). While a callback is set, connection changes are logged at info
-/// rather than warn. It is released as `rrpc_client_set_callback` releases the
-/// request callback.
+/// rather than warn. It is released as `rrpc_client_set_request_callback`
+/// releases the request callback.
 ///
 /// @param[in] client    the client.
 /// @param[in] callback  the callback, or NULL.

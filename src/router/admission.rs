@@ -79,7 +79,10 @@ impl Router {
             .requests
             .seen(index, parsed.message_id, slot.generation)
         {
-            Some(MsgState::Done(Outcome::Replied)) if parsed.dialect.needs_custom_topic() => {
+            // A reply being published may come back before its publish returns.
+            Some(MsgState::Done(Outcome::Replied) | MsgState::Sending)
+                if parsed.dialect.needs_custom_topic() =>
+            {
                 return Err(self.dropped(Dropped::OwnReply));
             }
             Some(_) => return Err(self.dropped(Dropped::Duplicate)),
@@ -264,6 +267,42 @@ mod tests {
         );
         assert_eq!(r.stats().own_replies, 2);
         assert_eq!(r.stats().requests, 1);
+    }
+
+    #[test]
+    fn custom_topic_reply_echo_during_its_publish_is_an_own_reply() {
+        let mut r = Router::new(RouterConfig::default());
+        let id = Identity {
+            product_key: PK,
+            device_name: "dev1",
+            custom_topic: Some("/a1GFjLP3xxC/dev1/user/update"),
+        };
+        r.add_device(Dialect::AlibabaCustom, &id).unwrap();
+        let topic = "/ext/rrpc/99/a1GFjLP3xxC/dev1/user/update";
+        let t = r.handle_message(topic, b"req", 0).unwrap().token;
+        // Published without the router held: the echo may come back before
+        // the publish returns.
+        assert_eq!(r.begin_reply(t, 4, 1).unwrap(), topic);
+        assert_eq!(
+            r.handle_message(topic, b"resp", 2).unwrap_err(),
+            Dropped::OwnReply
+        );
+        r.end_reply(t, true, 3);
+        assert_eq!(
+            r.handle_message(topic, b"resp", 4).unwrap_err(),
+            Dropped::OwnReply
+        );
+        assert_eq!((r.stats().own_replies, r.stats().duplicates), (2, 0));
+        // A publish that failed leaves a plain pending request: a second
+        // delivery of it is a duplicate.
+        let topic = "/ext/rrpc/100/a1GFjLP3xxC/dev1/user/update";
+        let t = r.handle_message(topic, b"req", 5).unwrap().token;
+        r.begin_reply(t, 4, 6).unwrap();
+        r.end_reply(t, false, 7);
+        assert_eq!(
+            r.handle_message(topic, b"req", 8).unwrap_err(),
+            Dropped::Duplicate
+        );
     }
 
     #[test]

@@ -66,6 +66,9 @@ struct MsgEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum MsgState {
     Pending,
+    /// Pending, with its reply being published right now: a custom-topic
+    /// device may receive that reply back before the publish returns.
+    Sending,
     Done(Outcome),
 }
 
@@ -116,6 +119,15 @@ pub(super) enum NoReply {
     Sending,
     /// The deadline passed (the request is still in the tables).
     Late,
+}
+
+/// Sets the state of the message-id entry of pending request `p`.
+fn set_msg_state(msgs: &mut HashMap<MsgKey, MsgEntry>, p: &Pending, state: MsgState) {
+    if let Some(e) = msgs.get_mut(&p.key) {
+        if e.generation == p.generation && !matches!(e.state, MsgState::Done(_)) {
+            e.state = state;
+        }
+    }
 }
 
 /// The pending and recently finished requests.
@@ -261,6 +273,7 @@ impl Requests {
     pub(super) fn start_sending(&mut self, token: u64) {
         if let Some(TokenState::Pending(p)) = self.tokens.get_mut(&token) {
             p.sending = true;
+            set_msg_state(&mut self.msgs, p, MsgState::Sending);
         }
     }
 
@@ -271,6 +284,7 @@ impl Requests {
         match self.tokens.get_mut(&token) {
             Some(TokenState::Pending(p)) if p.sending => {
                 p.sending = false;
+                set_msg_state(&mut self.msgs, p, MsgState::Pending);
                 true
             }
             _ => false,

@@ -1,4 +1,4 @@
-/* Re-entrancy from a caller's response callback, from C: inside rrpc_response_cb,
+/* Re-entrancy from a caller's response callback, from C: inside rrpc_caller_response_cb,
  * rrpc_client_stop, rrpc_client_yield and rrpc_client_free (of a running client and of
  * one in yield mode), rrpc_caller_free and rrpc_caller_call would wait for the very
  * thread that runs the callback. Each returns RRPC_STATUS_WRONG_STATE with a message,
@@ -29,7 +29,7 @@ static void on_response(void *user_data, const rrpc_response *response)
 {
     inside *in = user_data;
     rrpc_response_view v;
-    if (rrpc_response_view_get(response, &v) == RRPC_STATUS_OK) in->code = v.rrpc_code;
+    if (rrpc_response_get_view(response, &v, sizeof v) == RRPC_STATUS_OK) in->code = v.code;
     in->stop = rrpc_client_stop(in->running);
     strncpy(in->message, rrpc_last_error_message(), sizeof in->message - 1);
     in->yield = rrpc_client_yield(in->yielding, 0);
@@ -37,7 +37,7 @@ static void on_response(void *user_data, const rrpc_response *response)
     in->free_yielding = rrpc_client_free(in->yielding);
     in->caller_free = rrpc_caller_free(in->caller);
     rrpc_caller_call_params p;
-    rrpc_caller_call_params_init(&p);
+    CHECK(rrpc_caller_call_params_init(&p, sizeof p) == RRPC_STATUS_OK);
     p.product_key = "pk";
     p.device_name = "nobody";
     p.timeout_ms = 1000;
@@ -48,10 +48,10 @@ static void on_response(void *user_data, const rrpc_response *response)
 
 static rrpc_client *client(int port)
 {
+    rrpc_mqtt_config mqtt = local_mqtt((uint16_t)port);
     rrpc_client_config cfg;
-    CHECK(rrpc_client_config_init(&cfg) == RRPC_STATUS_OK);
-    cfg.mqtt.host = "127.0.0.1";
-    cfg.mqtt.port = (uint16_t)port;
+    CHECK(rrpc_client_config_init(&cfg, sizeof cfg) == RRPC_STATUS_OK);
+    cfg.mqtt = &mqtt;
     rrpc_client *c = NULL;
     CHECK(rrpc_client_new(&cfg, &c) == RRPC_STATUS_OK);
     return c;
@@ -71,16 +71,16 @@ int main(int argc, char **argv)
     in.yielding = client(port);
     CHECK(rrpc_client_yield(in.yielding, 50) == RRPC_STATUS_OK);
 
+    rrpc_mqtt_config cmqtt = local_mqtt((uint16_t)port);
+    cmqtt.connect_timeout_ms = 5000;
     rrpc_caller_config ccfg;
-    CHECK(rrpc_caller_config_init(&ccfg) == RRPC_STATUS_OK);
-    ccfg.mqtt.host = "127.0.0.1";
-    ccfg.mqtt.port = (uint16_t)port;
-    ccfg.mqtt.connect_timeout_ms = 5000;
+    CHECK(rrpc_caller_config_init(&ccfg, sizeof ccfg) == RRPC_STATUS_OK);
+    ccfg.mqtt = &cmqtt;
     CHECK(rrpc_caller_new(&ccfg, &in.caller) == RRPC_STATUS_OK);
 
     /* Nobody answers: the callback runs on the caller's own thread at the timeout. */
     rrpc_caller_call_params p;
-    CHECK(rrpc_caller_call_params_init(&p) == RRPC_STATUS_OK);
+    CHECK(rrpc_caller_call_params_init(&p, sizeof p) == RRPC_STATUS_OK);
     p.product_key = "pk";
     p.device_name = "mute";
     p.timeout_ms = 1000;
@@ -106,8 +106,8 @@ int main(int argc, char **argv)
     p.device_name = "mute2";
     CHECK(rrpc_caller_call(in.caller, &p, &r) == RRPC_STATUS_OK);
     rrpc_response_view v;
-    CHECK(rrpc_response_view_get(r, &v) == RRPC_STATUS_OK);
-    CHECK(v.rrpc_code == RRPC_CODE_TIMEOUT);
+    CHECK(rrpc_response_get_view(r, &v, sizeof v) == RRPC_STATUS_OK);
+    CHECK(v.code == RRPC_CODE_TIMEOUT);
     CHECK(rrpc_response_free(r) == RRPC_STATUS_OK);
     CHECK(rrpc_caller_free(in.caller) == RRPC_STATUS_OK);
     printf("caller reentry harness: %d checks passed\n", checks);

@@ -1,5 +1,5 @@
-/* Config values C gets wrong: a flag field (uint8_t, 0 or 1) holding 2, as a C `bool`
- * filled from garbage or a non-boolean expression would, and client ids that would break
+/* Config values C gets wrong: a flag field (a `bool`, 0 or 1) whose byte holds 2, as one
+ * filled from garbage (memcpy, a union, an uninitialised struct) would, and client ids that would break
  * every connect (`#`, `+`), the presence connection topic (`/`) or the log (control
  * characters). Each is refused with RRPC_STATUS_INVALID_ARGUMENT and a last-error message
  * that names the field and the rule; 0 and 1 are accepted. Nothing connects. Prints
@@ -20,12 +20,22 @@ static void refused(rrpc_status st, const char *needle)
     }
 }
 
+/* Stores `byte` in a flag's memory, as garbage would: a C `bool` assigned 2 holds 1. */
+static void poke(bool *flag, unsigned char byte)
+{
+    memcpy(flag, &byte, 1);
+}
+
+/* The MQTT settings of client_config(). */
+static rrpc_mqtt_config mqtt;
+
+/* The defaults, for a broker on port 1 (nothing connects); resets `mqtt` too. */
 static rrpc_client_config client_config(void)
 {
     rrpc_client_config c;
-    CHECK(rrpc_client_config_init(&c) == RRPC_STATUS_OK);
-    c.mqtt.host = "127.0.0.1";
-    c.mqtt.port = 1;
+    mqtt = local_mqtt(1);
+    CHECK(rrpc_client_config_init(&c, sizeof c) == RRPC_STATUS_OK);
+    c.mqtt = &mqtt;
     return c;
 }
 
@@ -41,7 +51,7 @@ static rrpc_status new_client(const rrpc_client_config *c)
 static rrpc_credentials_alibaba_params alibaba(void)
 {
     rrpc_credentials_alibaba_params p;
-    CHECK(rrpc_credentials_alibaba_params_init(&p) == RRPC_STATUS_OK);
+    CHECK(rrpc_credentials_alibaba_params_init(&p, sizeof p) == RRPC_STATUS_OK);
     p.product_key = "a1B2c3D4e5F";
     p.device_name = "dev1";
     p.device_secret = "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U";
@@ -52,7 +62,7 @@ static rrpc_credentials_alibaba_params alibaba(void)
 static rrpc_credentials_tencent_params tencent(void)
 {
     rrpc_credentials_tencent_params p;
-    CHECK(rrpc_credentials_tencent_params_init(&p) == RRPC_STATUS_OK);
+    CHECK(rrpc_credentials_tencent_params_init(&p, sizeof p) == RRPC_STATUS_OK);
     p.product_id = "ABCDEFGHIJ";
     p.device_name = "dev1";
     p.device_psk = "bXlfZGV2aWNlX3BzazEyMw==";
@@ -63,9 +73,12 @@ static rrpc_credentials_tencent_params tencent(void)
 int main(void)
 {
     rrpc_client_config c;
+    rrpc_mqtt_config kmqtt = local_mqtt(1);
     rrpc_caller_config k;
     rrpc_router_config r;
+    rrpc_jt808_adapter_config j;
     rrpc_router *router = NULL;
+    rrpc_jt808_adapter *adapter = NULL;
     rrpc_caller *caller = NULL;
     rrpc_credentials creds;
     rrpc_credentials_alibaba_params a;
@@ -73,7 +86,7 @@ int main(void)
 
     /* The defaults, and both valid values of every flag. */
     c = client_config();
-    CHECK(c.mqtt.clean_session == 1 && c.mqtt.tls == 0 && c.mqtt.tls_insecure_skip_verify == 0);
+    CHECK(mqtt.clean_session == 1 && mqtt.tls == 0 && mqtt.tls_insecure_skip_verify == 0);
     CHECK(c.presence == 0 && c.accept_queued == 0);
     CHECK(new_client(&c) == RRPC_STATUS_OK);
     c.presence = 1;
@@ -82,38 +95,41 @@ int main(void)
 
     /* 2 in each flag of the client's config. */
     c = client_config();
-    c.mqtt.clean_session = 2;
-    refused(new_client(&c), "config->mqtt.clean_session must be 0 (false) or 1 (true), not 2");
+    poke(&mqtt.clean_session, 2);
+    refused(new_client(&c), "config->mqtt->clean_session must be 0 (false) or 1 (true), not 2");
     c = client_config();
-    c.mqtt.tls = 2;
-    refused(new_client(&c), "config->mqtt.tls must be 0 (false) or 1 (true), not 2");
+    poke(&mqtt.tls, 2);
+    refused(new_client(&c), "config->mqtt->tls must be 0 (false) or 1 (true), not 2");
     c = client_config();
-    c.mqtt.tls_insecure_skip_verify = 2;
-    refused(new_client(&c), "config->mqtt.tls_insecure_skip_verify must be 0");
+    poke(&mqtt.tls_insecure_skip_verify, 2);
+    refused(new_client(&c), "config->mqtt->tls_insecure_skip_verify must be 0");
     c = client_config();
-    c.presence = 2;
+    poke(&c.presence, 2);
     refused(new_client(&c), "config->presence must be 0 (false) or 1 (true), not 2");
     c = client_config();
-    c.accept_queued = 255;
+    poke(&c.accept_queued, 255);
     refused(new_client(&c), "config->accept_queued must be 0 (false) or 1 (true), not 255");
 
     /* The caller's and the router's flags. */
-    CHECK(rrpc_caller_config_init(&k) == RRPC_STATUS_OK);
+    /* The caller's and the JT/T 808 adapter's flags; the router has none. */
+    CHECK(rrpc_caller_config_init(&k, sizeof k) == RRPC_STATUS_OK);
     CHECK(k.presence == 1);
-    k.mqtt.host = "127.0.0.1";
-    k.mqtt.port = 1;
-    k.presence = 2;
+    k.mqtt = &kmqtt;
+    poke(&k.presence, 2);
     refused(rrpc_caller_new(&k, &caller), "config->presence must be 0 (false) or 1 (true)");
     CHECK(caller == NULL);
     k.presence = 1;
-    k.mqtt.clean_session = 7;
-    refused(rrpc_caller_new(&k, &caller), "config->mqtt.clean_session must be 0");
-    CHECK(rrpc_router_config_init(&r) == RRPC_STATUS_OK);
-    CHECK(r.manual_clock == 0);
-    r.manual_clock = 2;
-    refused(rrpc_router_new(&r, &router), "config->manual_clock must be 0 (false) or 1 (true)");
-    CHECK(router == NULL);
-    r.manual_clock = 1;
+    poke(&kmqtt.clean_session, 7);
+    refused(rrpc_caller_new(&k, &caller), "config->mqtt->clean_session must be 0");
+    CHECK(rrpc_jt808_adapter_config_init(&j, sizeof j) == RRPC_STATUS_OK);
+    CHECK(j.lenient_escapes == 0);
+    poke(&j.lenient_escapes, 2);
+    refused(rrpc_jt808_adapter_new(&j, &adapter), "lenient_escapes must be 0 (false) or 1 (true), not 2");
+    CHECK(adapter == NULL);
+    j.lenient_escapes = 1;
+    CHECK(rrpc_jt808_adapter_new(&j, &adapter) == RRPC_STATUS_OK);
+    CHECK(rrpc_jt808_adapter_free(adapter) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_config_init(&r, sizeof r) == RRPC_STATUS_OK);
     CHECK(rrpc_router_new(&r, &router) == RRPC_STATUS_OK);
     CHECK(rrpc_router_free(router) == RRPC_STATUS_OK);
 
@@ -121,33 +137,33 @@ int main(void)
     a = alibaba();
     CHECK(a.tls == 1 && a.custom_rrpc == 0);
     CHECK(rrpc_credentials_alibaba(&a, &creds) == RRPC_STATUS_OK);
-    a.tls = 2;
+    poke(&a.tls, 2);
     refused(rrpc_credentials_alibaba(&a, &creds), "params->tls must be 0 (false) or 1 (true)");
     a = alibaba();
-    a.custom_rrpc = 2;
+    poke(&a.custom_rrpc, 2);
     refused(rrpc_credentials_alibaba(&a, &creds), "params->custom_rrpc must be 0");
     t = tencent();
     CHECK(t.tls == 1);
     CHECK(rrpc_credentials_tencent(&t, &creds) == RRPC_STATUS_OK);
-    t.tls = 2;
+    poke(&t.tls, 2);
     refused(rrpc_credentials_tencent(&t, &creds), "params->tls must be 0 (false) or 1 (true)");
 
     /* Client ids. */
     c = client_config();
-    c.mqtt.client_id = "dev#1";
+    mqtt.client_id = "dev#1";
     refused(new_client(&c), "contains an MQTT wildcard");
-    c.mqtt.client_id = "dev+1";
+    mqtt.client_id = "dev+1";
     refused(new_client(&c), "contains an MQTT wildcard");
-    c.mqtt.client_id = "site/dev1";
+    mqtt.client_id = "site/dev1";
     refused(new_client(&c), "contains a topic level separator");
-    c.mqtt.client_id = "dev\x01";
+    mqtt.client_id = "dev\x01";
     refused(new_client(&c), "contains a control character");
-    c.mqtt.client_id = "";
+    mqtt.client_id = "";
     refused(new_client(&c), "client id must be 1 to 256 bytes");
-    c.mqtt.client_id = "a1B2c3D4e5F.dev1|securemode=2,signmethod=hmacsha256,timestamp=1700000000000|";
+    mqtt.client_id = "a1B2c3D4e5F.dev1|securemode=2,signmethod=hmacsha256,timestamp=1700000000000|";
     CHECK(new_client(&c) == RRPC_STATUS_OK);
-    k.mqtt.clean_session = 1;
-    k.mqtt.client_id = "caller#";
+    kmqtt.clean_session = 1;
+    kmqtt.client_id = "caller#";
     refused(rrpc_caller_new(&k, &caller), "contains an MQTT wildcard");
 
     printf("config harness: %d checks passed\n", checks);

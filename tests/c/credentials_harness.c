@@ -16,7 +16,7 @@ static const char *PSK = "bXlfZGV2aWNlX3BzazEyMw==";
 static rrpc_credentials_alibaba_params alibaba(void)
 {
     rrpc_credentials_alibaba_params p;
-    CHECK(rrpc_credentials_alibaba_params_init(&p) == RRPC_STATUS_OK);
+    CHECK(rrpc_credentials_alibaba_params_init(&p, sizeof p) == RRPC_STATUS_OK);
     p.product_key = "a1B2c3D4e5F";
     p.device_name = "sensor-01";
     p.device_secret = SECRET;
@@ -27,7 +27,7 @@ static rrpc_credentials_alibaba_params alibaba(void)
 static rrpc_credentials_tencent_params tencent(void)
 {
     rrpc_credentials_tencent_params p;
-    CHECK(rrpc_credentials_tencent_params_init(&p) == RRPC_STATUS_OK);
+    CHECK(rrpc_credentials_tencent_params_init(&p, sizeof p) == RRPC_STATUS_OK);
     p.product_id = "ABCDEFGHIJ";
     p.device_name = "dev001";
     p.device_psk = PSK;
@@ -127,8 +127,8 @@ int main(void)
     }
 
     /* NULL pointers. */
-    CHECK(rrpc_credentials_alibaba_params_init(NULL) == RRPC_STATUS_NULL_POINTER);
-    CHECK(rrpc_credentials_tencent_params_init(NULL) == RRPC_STATUS_NULL_POINTER);
+    CHECK(rrpc_credentials_alibaba_params_init(NULL, sizeof(rrpc_credentials_alibaba_params)) == RRPC_STATUS_NULL_POINTER);
+    CHECK(rrpc_credentials_tencent_params_init(NULL, sizeof(rrpc_credentials_tencent_params)) == RRPC_STATUS_NULL_POINTER);
     a = alibaba();
     CHECK(rrpc_credentials_alibaba(NULL, &c) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_credentials_alibaba(&a, NULL) == RRPC_STATUS_NULL_POINTER);

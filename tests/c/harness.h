@@ -42,6 +42,16 @@ static inline uint64_t mono_ms(void)
     return t;
 }
 
+/* The defaults of rrpc_mqtt_config_init, for a broker on 127.0.0.1:`port`. */
+static inline rrpc_mqtt_config local_mqtt(uint16_t port)
+{
+    rrpc_mqtt_config m;
+    CHECK(rrpc_mqtt_config_init(&m, sizeof m) == RRPC_STATUS_OK);
+    m.host = "127.0.0.1";
+    m.port = port;
+    return m;
+}
+
 /* How long a slow callback sleeps. */
 #define SLEEP_MS 300
 

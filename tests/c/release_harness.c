@@ -1,5 +1,5 @@
-/* Callback release, from C: after rrpc_router_set_callback, rrpc_router_set_publish,
- * rrpc_router_remove_device, rrpc_set_log_handler, rrpc_client_set_callback,
+/* Callback release, from C: after rrpc_router_set_request_callback, rrpc_router_set_publish,
+ * rrpc_router_remove_device, rrpc_set_log_handler, rrpc_client_set_request_callback,
  * rrpc_client_set_connection_callback or a _free returns, the callback it replaced is not
  * running and never runs again, so the user_data it had may be freed at once. Each case
  * starts a callback that sleeps on another thread, releases it from the main thread,
@@ -36,17 +36,17 @@ static void quick_router_cb(void *user_data, rrpc_router *r, const rrpc_request 
 {
     (void)user_data;
     quick_calls++;
-    rrpc_router_reply(r, req->token, NULL, 0);
+    CHECK(rrpc_router_reply(r, req->token, NULL, 0, mono_ms()) == RRPC_STATUS_OK);
 }
 
-static int slow_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int qos)
+static int32_t slow_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int32_t qos)
 {
     (void)topic; (void)payload; (void)len; (void)qos;
     slow_body(user_data);
     return 0;
 }
 
-static int quick_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int qos)
+static int32_t quick_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len, int32_t qos)
 {
     (void)user_data; (void)topic; (void)payload; (void)len; (void)qos;
     return 0;
@@ -56,23 +56,23 @@ static int quick_publish(void *user_data, const char *topic, const uint8_t *payl
 static void self_replacing_cb(void *user_data, rrpc_router *r, const rrpc_request *req)
 {
     (void)user_data;
-    if (rrpc_router_set_callback(r, quick_router_cb, NULL) == RRPC_STATUS_WRONG_STATE) refused_inside++;
+    if (rrpc_router_set_request_callback(r, quick_router_cb, NULL) == RRPC_STATUS_WRONG_STATE) refused_inside++;
     if (rrpc_router_free(r) == RRPC_STATUS_WRONG_STATE) refused_inside++;
-    rrpc_router_reply(r, req->token, NULL, 0);
+    CHECK(rrpc_router_reply(r, req->token, NULL, 0, mono_ms()) == RRPC_STATUS_OK);
 }
 
 static void self_removing_cb(void *user_data, rrpc_router *r, const rrpc_request *req)
 {
     (void)user_data; (void)req;
-    if (rrpc_router_remove_device(r, RRPC_DIALECT_ALIBABA, "pk", "self", NULL) == RRPC_STATUS_WRONG_STATE)
+    if (rrpc_router_remove_device(r, RRPC_DIALECT_ALIBABA, "pk", "self", NULL, mono_ms()) == RRPC_STATUS_WRONG_STATE)
         refused_inside++;
     /* Another device may be removed from here. */
-    if (rrpc_router_remove_device(r, RRPC_DIALECT_ALIBABA, "pk", "other", NULL) == RRPC_STATUS_OK)
+    if (rrpc_router_remove_device(r, RRPC_DIALECT_ALIBABA, "pk", "other", NULL, mono_ms()) == RRPC_STATUS_OK)
         refused_inside += 10;
 }
 
-static int self_replacing_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len,
-                                  int qos)
+static int32_t self_replacing_publish(void *user_data, const char *topic, const uint8_t *payload, size_t len,
+                                      int32_t qos)
 {
     (void)user_data; (void)topic; (void)payload; (void)len; (void)qos;
     if (rrpc_router_set_publish(router, quick_publish, NULL) == RRPC_STATUS_WRONG_STATE) refused_inside++;
@@ -81,9 +81,9 @@ static int self_replacing_publish(void *user_data, const char *topic, const uint
 
 static void handle(const char *topic)
 {
-    uint32_t kind = 99;
-    CHECK(rrpc_router_handle_message(router, (const uint8_t *)topic, strlen(topic), (const uint8_t *)"x", 1, 0,
-                                     &kind) == RRPC_STATUS_OK);
+    rrpc_message_kind kind = 99;
+    CHECK(rrpc_router_handle_message(router, (const uint8_t *)topic, strlen(topic), (const uint8_t *)"x", 1, false,
+                                     mono_ms(), &kind) == RRPC_STATUS_OK);
 }
 
 static void *handle_thread(void *topic)
@@ -102,23 +102,23 @@ static void remember_cb(void *user_data, rrpc_router *r, const rrpc_request *req
 static void *reply_thread(void *unused)
 {
     (void)unused;
-    CHECK(rrpc_router_reply(router, token_seen, (const uint8_t *)"y", 1) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_reply(router, token_seen, (const uint8_t *)"y", 1, mono_ms()) == RRPC_STATUS_OK);
     return NULL;
 }
 
 static void router_cases(void)
 {
     rrpc_router_config cfg;
-    CHECK(rrpc_router_config_init(&cfg) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_config_init(&cfg, sizeof cfg) == RRPC_STATUS_OK);
     CHECK(rrpc_router_new(&cfg, &router) == RRPC_STATUS_OK);
     CHECK(rrpc_router_set_publish(router, quick_publish, NULL) == RRPC_STATUS_OK);
     CHECK(rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "shared", NULL, NULL, NULL) == RRPC_STATUS_OK);
 
     /* The shared callback, replaced while it sleeps on another thread. */
     slow_state *s1 = slow_new();
-    CHECK(rrpc_router_set_callback(router, slow_router_cb, s1) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_set_request_callback(router, slow_router_cb, s1) == RRPC_STATUS_OK);
     RELEASE_WHILE_RUNNING(handle_thread, "/sys/pk/shared/rrpc/request/1", s1,
-                          rrpc_router_set_callback(router, quick_router_cb, NULL));
+                          rrpc_router_set_request_callback(router, quick_router_cb, NULL));
     handle("/sys/pk/shared/rrpc/request/2");
     CHECK(quick_calls == 1); /* the new one runs, the old one never again */
 
@@ -127,11 +127,11 @@ static void router_cases(void)
     CHECK(rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "own", NULL, slow_router_cb, s2) ==
           RRPC_STATUS_OK);
     RELEASE_WHILE_RUNNING(handle_thread, "/sys/pk/own/rrpc/request/1", s2,
-                          rrpc_router_remove_device(router, RRPC_DIALECT_ALIBABA, "pk", "own", NULL));
+                          rrpc_router_remove_device(router, RRPC_DIALECT_ALIBABA, "pk", "own", NULL, mono_ms()));
     handle("/sys/pk/own/rrpc/request/2"); /* an unknown device now: dropped */
 
     /* The publish function, replaced while it sleeps inside a reply on another thread. */
-    CHECK(rrpc_router_set_callback(router, remember_cb, NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_set_request_callback(router, remember_cb, NULL) == RRPC_STATUS_OK);
     handle("/sys/pk/shared/rrpc/request/3");
     slow_state *s3 = slow_new();
     CHECK(rrpc_router_set_publish(router, slow_publish, s3) == RRPC_STATUS_OK);
@@ -140,7 +140,7 @@ static void router_cases(void)
     /* From inside: a callback cannot replace itself or free the router, a device's own
      * callback cannot remove its device (another device it may), a publish function
      * cannot replace itself. Each refusal changes nothing. */
-    CHECK(rrpc_router_set_callback(router, self_replacing_cb, NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_set_request_callback(router, self_replacing_cb, NULL) == RRPC_STATUS_OK);
     handle("/sys/pk/shared/rrpc/request/4");
     CHECK(refused_inside == 2);
     CHECK(rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "self", NULL, self_removing_cb, NULL) ==
@@ -149,23 +149,23 @@ static void router_cases(void)
           RRPC_STATUS_OK);
     handle("/sys/pk/self/rrpc/request/1");
     CHECK(refused_inside == 13);
-    CHECK(rrpc_router_remove_device(router, RRPC_DIALECT_ALIBABA, "pk", "self", NULL) == RRPC_STATUS_OK);
-    CHECK(rrpc_router_set_callback(router, remember_cb, NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_remove_device(router, RRPC_DIALECT_ALIBABA, "pk", "self", NULL, mono_ms()) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_set_request_callback(router, remember_cb, NULL) == RRPC_STATUS_OK);
     handle("/sys/pk/shared/rrpc/request/5");
     CHECK(rrpc_router_set_publish(router, self_replacing_publish, NULL) == RRPC_STATUS_OK);
-    CHECK(rrpc_router_reply(router, token_seen, NULL, 0) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_reply(router, token_seen, NULL, 0, mono_ms()) == RRPC_STATUS_OK);
     CHECK(refused_inside == 14);
 
     /* Free waits for a callback in flight on another thread, then none runs. */
     slow_state *s4 = slow_new();
-    CHECK(rrpc_router_set_callback(router, slow_router_cb, s4) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_set_request_callback(router, slow_router_cb, s4) == RRPC_STATUS_OK);
     RELEASE_WHILE_RUNNING(handle_thread, "/sys/pk/shared/rrpc/request/6", s4, rrpc_router_free(router));
     router = NULL;
 
     /* Free waits for a publish function in flight inside a reply on another thread; that
      * reply then finishes on memory that is still there (valgrind would see otherwise). */
     CHECK(rrpc_router_new(&cfg, &router) == RRPC_STATUS_OK);
-    CHECK(rrpc_router_set_callback(router, remember_cb, NULL) == RRPC_STATUS_OK);
+    CHECK(rrpc_router_set_request_callback(router, remember_cb, NULL) == RRPC_STATUS_OK);
     CHECK(rrpc_router_add_device(router, RRPC_DIALECT_ALIBABA, "pk", "shared", NULL, NULL, NULL) == RRPC_STATUS_OK);
     handle("/sys/pk/shared/rrpc/request/7");
     slow_state *s5 = slow_new();
@@ -176,14 +176,14 @@ static void router_cases(void)
 
 /* ------------------------------------------------------------------- log */
 
-static void slow_log(void *user_data, uint32_t level, const char *message)
+static void slow_log(void *user_data, rrpc_log_level level, const char *message)
 {
     (void)level; (void)message;
     slow_body(user_data);
 }
 
 static int log_refused;
-static void self_replacing_log(void *user_data, uint32_t level, const char *message)
+static void self_replacing_log(void *user_data, rrpc_log_level level, const char *message)
 {
     (void)user_data; (void)level; (void)message;
     if (rrpc_set_log_handler(NULL, NULL, RRPC_LOG_OFF) == RRPC_STATUS_WRONG_STATE) log_refused++;
@@ -192,11 +192,12 @@ static void self_replacing_log(void *user_data, uint32_t level, const char *mess
 /* Something that logs at debug level: registering a device on a client. */
 static void *log_something(void *unused)
 {
+    rrpc_mqtt_config mqtt = local_mqtt(1883);
     rrpc_client_config cfg;
     rrpc_client *c = NULL;
     (void)unused;
-    CHECK(rrpc_client_config_init(&cfg) == RRPC_STATUS_OK);
-    cfg.mqtt.host = "127.0.0.1";
+    CHECK(rrpc_client_config_init(&cfg, sizeof cfg) == RRPC_STATUS_OK);
+    cfg.mqtt = &mqtt;
     CHECK(rrpc_client_new(&cfg, &c) == RRPC_STATUS_OK);
     CHECK(rrpc_client_add_device(c, RRPC_DIALECT_ALIBABA, "pk", "logged", NULL) == RRPC_STATUS_OK);
     CHECK(rrpc_client_free(c) == RRPC_STATUS_OK);
@@ -218,7 +219,7 @@ static void log_cases(void)
 
 static void slow_request_cb(void *user_data, rrpc_client *c, const rrpc_request *req)
 {
-    rrpc_client_reply(c, req->token, req->payload, req->payload_len);
+    CHECK(rrpc_client_reply(c, req->token, req->payload, req->payload_len) == RRPC_STATUS_OK);
     slow_body(user_data);
 }
 
@@ -254,8 +255,8 @@ static void on_response(void *user_data, const rrpc_response *response)
 {
     rrpc_response_view v;
     (void)user_data;
-    CHECK(rrpc_response_view_get(response, &v) == RRPC_STATUS_OK);
-    CHECK(v.success && v.rrpc_code == RRPC_CODE_SUCCESS);
+    CHECK(rrpc_response_get_view(response, &v, sizeof v) == RRPC_STATUS_OK);
+    CHECK(v.success && v.code == RRPC_CODE_SUCCESS);
     answered = 1;
 }
 
@@ -267,7 +268,7 @@ static void *call_thread(void *arg)
 {
     call_arg *a = arg;
     rrpc_caller_call_params p;
-    CHECK(rrpc_caller_call_params_init(&p) == RRPC_STATUS_OK);
+    CHECK(rrpc_caller_call_params_init(&p, sizeof p) == RRPC_STATUS_OK);
     p.product_key = "pk";
     p.device_name = "slow";
     p.timeout_ms = 5000;
@@ -277,32 +278,31 @@ static void *call_thread(void *arg)
 
 static void client_cases(uint16_t port, uint16_t dead_port)
 {
+    rrpc_mqtt_config mqtt = local_mqtt(port);
     rrpc_client_config cfg;
     rrpc_client *c = NULL;
     events *ev = calloc(1, sizeof *ev);
     CHECK(ev != NULL);
-    CHECK(rrpc_client_config_init(&cfg) == RRPC_STATUS_OK);
-    cfg.mqtt.host = "127.0.0.1";
-    cfg.mqtt.port = port;
+    CHECK(rrpc_client_config_init(&cfg, sizeof cfg) == RRPC_STATUS_OK);
+    cfg.mqtt = &mqtt;
     CHECK(rrpc_client_new(&cfg, &c) == RRPC_STATUS_OK);
     CHECK(rrpc_client_add_device(c, RRPC_DIALECT_ALIBABA, "pk", "slow", NULL) == RRPC_STATUS_OK);
     CHECK(rrpc_client_set_connection_callback(c, on_connection, ev) == RRPC_STATUS_OK);
     slow_state *s = slow_new();
-    CHECK(rrpc_client_set_callback(c, slow_request_cb, s) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_set_request_callback(c, slow_request_cb, s) == RRPC_STATUS_OK);
     CHECK(rrpc_client_start(c) == RRPC_STATUS_OK);
     CHECK(ev->connected == 1);
 
     rrpc_caller_config ccfg;
     rrpc_caller *caller = NULL;
-    CHECK(rrpc_caller_config_init(&ccfg) == RRPC_STATUS_OK);
-    ccfg.mqtt.host = "127.0.0.1";
-    ccfg.mqtt.port = port;
+    CHECK(rrpc_caller_config_init(&ccfg, sizeof ccfg) == RRPC_STATUS_OK);
+    ccfg.mqtt = &mqtt;
     ccfg.presence = false;
     CHECK(rrpc_caller_new(&ccfg, &caller) == RRPC_STATUS_OK);
 
     /* The request callback, replaced while it sleeps on the client's thread. */
     call_arg a = {caller};
-    RELEASE_WHILE_RUNNING(call_thread, &a, s, rrpc_client_set_callback(c, NULL, NULL));
+    RELEASE_WHILE_RUNNING(call_thread, &a, s, rrpc_client_set_request_callback(c, NULL, NULL));
     for (uint64_t t0 = mono_ms(); !answered; sleep_ms(5)) CHECK(mono_ms() - t0 < 5000);
 
     /* A clean stop is an event with its cause; the connection callback is released
@@ -324,8 +324,8 @@ static void client_cases(uint16_t port, uint16_t dead_port)
      * and the event with its cause; nothing is left running. */
     events *ev3 = calloc(1, sizeof *ev3);
     CHECK(ev3 != NULL);
-    cfg.mqtt.port = dead_port;
-    cfg.mqtt.connect_timeout_ms = 2000;
+    mqtt.port = dead_port;
+    mqtt.connect_timeout_ms = 2000;
     CHECK(rrpc_client_new(&cfg, &c) == RRPC_STATUS_OK);
     CHECK(rrpc_client_set_connection_callback(c, on_connection, ev3) == RRPC_STATUS_OK);
     CHECK(rrpc_client_start(c) == RRPC_STATUS_CONNECT_FAILED);

@@ -7,7 +7,7 @@
  * broker, replier threads answer the requests by token, a churn thread adds and
  * removes devices, a swapper thread replaces the request and connection callbacks
  * and frees the replaced user_data at once (the release rule of
- * rrpc_client_set_callback), and a reader thread polls stats, the connection state
+ * rrpc_client_set_request_callback), and a reader thread polls stats, the connection state
  * and the client id. Checks: every call to a device that is never removed succeeds
  * with its own payload; calls to removed devices succeed or time out; the requests
  * the callbacks saw add up to the client's `requests` counter; every reply status is
@@ -198,8 +198,8 @@ static void *swapper(void *arg)
     unsigned long n = 0;
     while (!atomic_load(&stop_flag)) {
         cb_state *next = state_new();
-        rrpc_status st = rrpc_client_set_callback(client, n % 2 ? on_request_a : on_request_b, next);
-        if (st != RRPC_STATUS_OK) FAIL("set_callback: %s", rrpc_status_str(st));
+        rrpc_status st = rrpc_client_set_request_callback(client, n % 2 ? on_request_a : on_request_b, next);
+        if (st != RRPC_STATUS_OK) FAIL("set_request_callback: %s", rrpc_status_str(st));
         state_free(current[0]);
         current[0] = next;
         if (n % 8 == 0) {
@@ -244,7 +244,7 @@ static void *reader(void *arg)
         bool connected;
         char id[256];
         size_t len;
-        if (rrpc_client_get_stats(client, &stats) != RRPC_STATUS_OK ||
+        if (rrpc_client_get_stats(client, &stats, sizeof stats) != RRPC_STATUS_OK ||
             rrpc_client_is_connected(client, &connected) != RRPC_STATUS_OK ||
             rrpc_client_get_client_id(client, id, sizeof id, &len) != RRPC_STATUS_OK || strlen(id) != len)
             FAIL("reading the client's state failed: %s", rrpc_last_error_message());
@@ -264,7 +264,10 @@ static void *calling(void *arg)
         snprintf(dn, sizeof dn, churned ? "c%lu" : "s%lu", (unsigned long)((seq + (unsigned long)t) % (churned ? CHURN : STABLE)));
         int len = snprintf(payload, sizeof payload, "%s:%ld:%lu", dn, t, seq);
         rrpc_caller_call_params p;
-        rrpc_caller_call_params_init(&p);
+        if (rrpc_caller_call_params_init(&p, sizeof p) != RRPC_STATUS_OK) {
+            FAIL("call_params_init: %s", rrpc_last_error_message());
+            return NULL;
+        }
         p.product_key = PK;
         p.device_name = dn;
         p.payload = (const uint8_t *)payload;
@@ -277,28 +280,28 @@ static void *calling(void *arg)
             return NULL;
         }
         rrpc_response_view v;
-        if (rrpc_response_view_get(resp, &v) != RRPC_STATUS_OK) abort();
-        int echoed = v.success && v.rrpc_code == RRPC_CODE_SUCCESS && v.payload_len == (size_t)len &&
+        if (rrpc_response_get_view(resp, &v, sizeof v) != RRPC_STATUS_OK) abort();
+        int echoed = v.success && v.code == RRPC_CODE_SUCCESS && v.payload_len == (size_t)len &&
                      memcmp(v.payload, payload, (size_t)len) == 0;
         if (churned) {
             atomic_fetch_add(&churn_calls, 1);
             if (echoed) atomic_fetch_add(&churn_ok, 1);
-            else if (v.rrpc_code == RRPC_CODE_TIMEOUT) atomic_fetch_add(&churn_timeouts, 1);
-            else FAIL("call to %s: code %s, %s", dn, rrpc_code_str(v.rrpc_code), v.error_message ? v.error_message : "");
+            else if (v.code == RRPC_CODE_TIMEOUT) atomic_fetch_add(&churn_timeouts, 1);
+            else FAIL("call to %s: code %s, %s", dn, rrpc_code_str(v.code), v.error_message ? v.error_message : "");
         } else {
             atomic_fetch_add(&stable_calls, 1);
             if (echoed) atomic_fetch_add(&stable_ok, 1);
-            else FAIL("call to %s: code %s (%s), %zu bytes", dn, rrpc_code_str(v.rrpc_code),
+            else FAIL("call to %s: code %s (%s), %zu bytes", dn, rrpc_code_str(v.code),
                       v.error_message ? v.error_message : "", v.payload_len);
         }
-        rrpc_response_free(resp);
+        if (rrpc_response_free(resp) != RRPC_STATUS_OK) FAIL("response_free: %s", rrpc_last_error_message());
         seq++;
     }
     return NULL;
 }
 
 static atomic_ulong warnings;
-static void on_log(void *user_data, uint32_t level, const char *message)
+static void on_log(void *user_data, rrpc_log_level level, const char *message)
 {
     (void)user_data;
     if (level <= RRPC_LOG_WARN) {
@@ -315,11 +318,11 @@ int main(int argc, char **argv)
     CHECK(port != 0 && seconds > 0);
     CHECK(rrpc_set_log_handler(on_log, NULL, RRPC_LOG_WARN) == RRPC_STATUS_OK);
 
+    rrpc_mqtt_config mqtt = local_mqtt(port);
+    mqtt.client_id = "thread-stress-device";
     rrpc_client_config cfg;
-    CHECK(rrpc_client_config_init(&cfg) == RRPC_STATUS_OK);
-    cfg.mqtt.host = "127.0.0.1";
-    cfg.mqtt.port = port;
-    cfg.mqtt.client_id = "thread-stress-device";
+    CHECK(rrpc_client_config_init(&cfg, sizeof cfg) == RRPC_STATUS_OK);
+    cfg.mqtt = &mqtt;
     CHECK(rrpc_client_new(&cfg, &client) == RRPC_STATUS_OK);
     for (int i = 0; i < STABLE; i++) {
         char dn[16];
@@ -327,15 +330,15 @@ int main(int argc, char **argv)
         CHECK(rrpc_client_add_device(client, RRPC_DIALECT_ALIBABA, PK, dn, NULL) == RRPC_STATUS_OK);
     }
     cb_state *current[2] = {state_new(), state_new()};
-    CHECK(rrpc_client_set_callback(client, on_request_a, current[0]) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_set_request_callback(client, on_request_a, current[0]) == RRPC_STATUS_OK);
     CHECK(rrpc_client_set_connection_callback(client, on_connection, current[1]) == RRPC_STATUS_OK);
     CHECK(rrpc_client_start(client) == RRPC_STATUS_OK);
 
+    rrpc_mqtt_config cmqtt = local_mqtt(port);
+    cmqtt.client_id = "thread-stress-caller";
     rrpc_caller_config ccfg;
-    CHECK(rrpc_caller_config_init(&ccfg) == RRPC_STATUS_OK);
-    ccfg.mqtt.host = "127.0.0.1";
-    ccfg.mqtt.port = port;
-    ccfg.mqtt.client_id = "thread-stress-caller";
+    CHECK(rrpc_caller_config_init(&ccfg, sizeof ccfg) == RRPC_STATUS_OK);
+    ccfg.mqtt = &cmqtt;
     CHECK(rrpc_caller_new(&ccfg, &caller) == RRPC_STATUS_OK);
 
     pthread_t repliers[REPLIERS], callers[CALLERS], swap_th, churn_th, read_th;
@@ -364,7 +367,7 @@ int main(int argc, char **argv)
     CHECK(rrpc_client_stop(client) == RRPC_STATUS_OK);
 
     rrpc_client_stats stats;
-    CHECK(rrpc_client_get_stats(client, &stats) == RRPC_STATUS_OK);
+    CHECK(rrpc_client_get_stats(client, &stats, sizeof stats) == RRPC_STATUS_OK);
     CHECK(rrpc_client_free(client) == RRPC_STATUS_OK);
     state_free(current[0]);
     state_free(current[1]);

@@ -10,10 +10,10 @@
 int main(int argc, char **argv)
 {
     CHECK(argc == 2);
+    rrpc_mqtt_config mqtt = local_mqtt((uint16_t)strtoul(argv[1], NULL, 10));
     rrpc_client_config cfg;
-    CHECK(rrpc_client_config_init(&cfg) == RRPC_STATUS_OK);
-    cfg.mqtt.host = "127.0.0.1";
-    cfg.mqtt.port = (uint16_t)strtoul(argv[1], NULL, 10);
+    CHECK(rrpc_client_config_init(&cfg, sizeof cfg) == RRPC_STATUS_OK);
+    cfg.mqtt = &mqtt;
     /* The leak the suppression covers does not grow with use. */
     for (int i = 0; i < 20; i++) {
         rrpc_client *c = NULL;

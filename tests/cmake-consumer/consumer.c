@@ -23,11 +23,16 @@ int main(void)
         return 1;
     }
 
+    rrpc_mqtt_config mqtt;
+    rrpc_status st = rrpc_mqtt_config_init(&mqtt, sizeof mqtt);
+    if (st != RRPC_STATUS_OK) return fail("rrpc_mqtt_config_init", st);
+    mqtt.host = "127.0.0.1";
+    mqtt.port = 1;
+
     rrpc_client_config cfg;
-    rrpc_status st = rrpc_client_config_init(&cfg);
+    st = rrpc_client_config_init(&cfg, sizeof cfg);
     if (st != RRPC_STATUS_OK) return fail("rrpc_client_config_init", st);
-    cfg.mqtt.host = "127.0.0.1";
-    cfg.mqtt.port = 1;
+    cfg.mqtt = &mqtt;
 
     rrpc_client *client = NULL;
     st = rrpc_client_new(&cfg, &client);
@@ -39,15 +44,16 @@ int main(void)
 
     st = rrpc_client_add_device(client, RRPC_DIALECT_ALIBABA, "a1B2c3", "dev1", NULL);
     if (st != RRPC_STATUS_OK) {
-        rrpc_client_free(client);
-        return fail("rrpc_client_add_device(dev1)", st);
+        fail("rrpc_client_add_device(dev1)", st);
+        if ((st = rrpc_client_free(client)) != RRPC_STATUS_OK) fail("rrpc_client_free", st);
+        return 1;
     }
     st = rrpc_client_add_device(client, RRPC_DIALECT_ALIBABA, "a1B2c3", "a/b", NULL);
     if (st != RRPC_STATUS_INVALID_IDENTITY) {
         fprintf(stderr, "consumer: device name \"a/b\" gave status %u (%s), expected %u (%s)\n",
                 (unsigned)st, rrpc_status_str(st), (unsigned)RRPC_STATUS_INVALID_IDENTITY,
                 rrpc_status_str(RRPC_STATUS_INVALID_IDENTITY));
-        rrpc_client_free(client);
+        if ((st = rrpc_client_free(client)) != RRPC_STATUS_OK) fail("rrpc_client_free", st);
         return 1;
     }
 
