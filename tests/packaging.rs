@@ -104,7 +104,7 @@ fn assert_symbols_versioned(lib: &Path) {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 8 && f[6] != "UND" && f[7].starts_with("rrpc_")).then_some(f[7])
+            (f.len() >= 8 && f[6] != "UND" && f[7].starts_with("rrpc_")).then(|| f[7])
         })
         .collect();
     let unversioned: Vec<&&str> = functions
@@ -630,11 +630,13 @@ fn cpack_deb_and_tarball_serve_consumers() {
 }
 
 /// The symbol names `nm <args> <file>` prints (third column, or second for undefined ones).
+/// The symbol names `nm` lists, without a version suffix (`rrpc_x@@RRPC_1.0`).
 fn nm(args: &[&str], file: &Path) -> Vec<String> {
     let out = run(Command::new("nm").args(args).arg(file));
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|s| s.split('@').next().unwrap_or(s).to_owned())
         .collect()
 }
 
