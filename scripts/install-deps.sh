@@ -13,6 +13,7 @@ set -euo pipefail
 # cmake: the C examples and the find_package/pkg-config consumers. mosquitto: the
 # interop broker. valgrind: leak checks and instruction counts. clang: the header's
 # doc comments name the real parameters. libpaho-mqtt-dev: the Paho gateway example.
+# libmosquitto-dev: the libmosquitto gateway of docs/gateway.md (tests/docs.rs).
 # dpkg, dpkg-dev, tar: cpack's .deb (dpkg-shlibdeps for its Depends) and .tar.gz, unpacked
 # by tests/packaging.rs. binutils: nm, readelf, objdump, strip. doxygen: the C reference
 # (docs/Doxyfile, tests/header/). abigail-tools: abidw and abidiff, the ABI check against
@@ -29,6 +30,7 @@ make             cmd:make
 libc6-dev        file:/usr/include/stdio.h
 binutils         cmd:nm
 libpaho-mqtt-dev file:/usr/include/MQTTClient.h
+libmosquitto-dev file:/usr/include/mosquitto.h
 dpkg             cmd:dpkg-deb
 dpkg-dev         cmd:dpkg-shlibdeps
 tar              cmd:tar

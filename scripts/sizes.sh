@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stripped size of librrpc.so for the feature sets of the README's "Building" table,
+# Stripped size of librrpc.so for the feature sets of the size table of docs/building.md,
 # with the release and release-small (opt-level "z") profiles, next to the floor of
 # any Rust cdylib that links std and catches panics (the same profile, one
 # exported function): what std alone costs.

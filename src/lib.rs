@@ -19,7 +19,7 @@
 //! - `ffi`: the C ABI (`include/rrpc.h`).
 //!
 //! Cargo features choose what is built (all by default): `client`, `caller`, `tls`,
-//! `credentials`, `jt808`. The router, the dialects and the presence topics are
+//! `mqtt5`, `credentials`, `jt808`. The router, the dialects and the presence topics are
 //! always in; `client` and `caller` bring the session engine (rumqttc on tokio).
 //!
 //! The router alone, driven the way any transport drives it (time is an
@@ -125,3 +125,36 @@ pub use session::{ConnectionEvent, DisconnectCause, MqttConfig};
 
 /// The library version, as in `Cargo.toml`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The Rust blocks of the README and of every page of `docs/` are doc tests: `cargo test
+/// --doc` compiles them (and runs those not marked `no_run`). `tests/docs.rs` checks the
+/// blocks of the other languages, and that every page is listed here.
+#[cfg(doctest)]
+mod doc_pages {
+    #[doc = include_str!("../README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../docs/architecture.md")]
+    pub struct Architecture;
+    #[doc = include_str!("../docs/benchmarks.md")]
+    pub struct Benchmarks;
+    #[doc = include_str!("../docs/building.md")]
+    pub struct Building;
+    #[doc = include_str!("../docs/caller.md")]
+    pub struct Caller;
+    #[doc = include_str!("../docs/connecting.md")]
+    pub struct Connecting;
+    #[doc = include_str!("../docs/conventions.md")]
+    pub struct Conventions;
+    #[doc = include_str!("../docs/device.md")]
+    pub struct Device;
+    #[doc = include_str!("../docs/gateway.md")]
+    pub struct Gateway;
+    #[doc = include_str!("../docs/jt808.md")]
+    pub struct Jt808;
+    #[doc = include_str!("../docs/limits.md")]
+    pub struct Limits;
+    #[doc = include_str!("../docs/security.md")]
+    pub struct Security;
+    #[doc = include_str!("../docs/testing.md")]
+    pub struct Testing;
+}

@@ -83,7 +83,7 @@ pub const RRPC_FEATURE_MQTT5: u32 = 32;
 
 /// What this library was built with: an OR of the `RRPC_FEATURE_*` bits. One
 /// header serves every build; a family left out of the build (a lean device
-/// library, see the README's "Building") is absent from the library, so using it
+/// library, see docs/building.md) is absent from the library, so using it
 /// fails at link time, or here at run time for a library loaded with dlopen. The
 /// router (`rrpc_router_*`) and the library-wide functions are always in. Without
 /// `RRPC_FEATURE_TLS`, a client or caller configured with `tls` fails with

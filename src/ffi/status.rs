@@ -1,7 +1,7 @@
 //! `rrpc_status`, and the one table from every Rust error to its status.
 //!
 //! Each status has one meaning in every family (client, router, caller, JT/T
-//! 808); the README's "Status codes" table and the top of `rrpc.h` say the same.
+//! 808); `enum rrpc_status` in `rrpc.h` says what each means.
 //! Every failing function leaves its object as it was: a refused reply keeps its
 //! token, a refused submit holds nothing, a refused registration registers
 //! nothing.

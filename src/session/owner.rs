@@ -6,7 +6,7 @@ use super::events::DisconnectCause;
 use super::protocol::{Filter, SubAcks, Will};
 use super::publisher::{Outbox, Publisher};
 
-/// How an incoming PUBLISH reached the session (see the README, "Security").
+/// How an incoming PUBLISH reached the session (see docs/security.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Inbound {
     /// The broker delivered a retained message (stored earlier, by anyone who
