@@ -27,9 +27,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A device client's request handler (key: the handler).
+    #[cfg(feature = "client")]
     ClientHandler,
     /// A thread that drives a caller's runtime: the caller's own thread, or one
     /// waiting in a blocking call (key: the caller).
+    #[cfg(feature = "caller")]
     CallerDriver,
     /// A released-on-change callback ([`Callback`]; key: the callback).
     Callback,
@@ -89,6 +91,7 @@ pub(crate) fn inside(kind: Kind, key: usize) -> bool {
 }
 
 /// Whether this thread is inside anything of `kind`.
+#[cfg(any(feature = "client", feature = "caller", test))]
 pub(crate) fn inside_kind(kind: Kind) -> bool {
     any_frame(|f| f.kind == kind)
 }
@@ -279,23 +282,19 @@ mod tests {
 
     #[test]
     fn frames_nest_and_unwind() {
-        assert!(!inside(Kind::ClientHandler, 1));
-        enter(Kind::ClientHandler, 1, || {
+        assert!(!inside(Kind::Object, 1));
+        enter(Kind::Object, 1, || {
             enter(Kind::Callback, 2, || {
-                assert!(inside(Kind::ClientHandler, 1));
+                assert!(inside(Kind::Object, 1));
                 assert!(inside(Kind::Callback, 2));
                 assert!(!inside(Kind::Callback, 1));
-                assert!(inside_kind(Kind::ClientHandler));
-                assert!(!inside_kind(Kind::CallerDriver));
+                assert!(inside_kind(Kind::Object));
             });
             assert!(!inside(Kind::Callback, 2));
         });
-        let r = std::panic::catch_unwind(|| enter(Kind::CallerDriver, 3, || panic!("unwind")));
+        let r = std::panic::catch_unwind(|| enter(Kind::Object, 3, || panic!("unwind")));
         assert!(r.is_err());
-        assert!(
-            !inside_kind(Kind::CallerDriver),
-            "the frame went with the panic"
-        );
+        assert!(!inside_kind(Kind::Object), "the frame went with the panic");
     }
 
     #[test]

@@ -70,20 +70,6 @@
 //! # }
 //! ```
 
-// Plumbing shared by the C families (argument helpers, log macros, re-entry
-// kinds) is partly unused when a family is left out: warnings are errors for the
-// full build, where all of it is used.
-#![cfg_attr(
-    not(all(
-        feature = "client",
-        feature = "caller",
-        feature = "tls",
-        feature = "credentials",
-        feature = "jt808"
-    )),
-    allow(dead_code, unused_imports, unused_macros)
-)]
-
 #[macro_use]
 pub mod log;
 mod callback;

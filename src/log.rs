@@ -87,6 +87,9 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     }
 }
 
+// The logging macros: a build without the MQTT families (the router alone, the
+// JT/T 808 codec) logs nothing, and not every build logs at every level.
+#[allow(unused_macros)]
 macro_rules! log_at {
     ($lvl:expr, $($arg:tt)*) => {
         if $crate::log::enabled($lvl) {
@@ -94,9 +97,13 @@ macro_rules! log_at {
         }
     };
 }
+#[allow(unused_macros)]
 macro_rules! error { ($($arg:tt)*) => { log_at!($crate::log::Level::Error, $($arg)*) }; }
+#[allow(unused_macros)]
 macro_rules! warn { ($($arg:tt)*) => { log_at!($crate::log::Level::Warn, $($arg)*) }; }
+#[allow(unused_macros)]
 macro_rules! info { ($($arg:tt)*) => { log_at!($crate::log::Level::Info, $($arg)*) }; }
+#[allow(unused_macros)]
 macro_rules! debug { ($($arg:tt)*) => { log_at!($crate::log::Level::Debug, $($arg)*) }; }
 
 /// Longest excerpt of network input a log line carries, in characters.
@@ -200,6 +207,7 @@ pub fn write_throttled(throttle: &Throttle, level: Level, args: fmt::Arguments<'
 }
 
 /// `warn!` (or another level) through a `static` [`Throttle`] of its own.
+#[allow(unused_macros)]
 macro_rules! throttled {
     ($lvl:expr, $($arg:tt)*) => {{
         static THROTTLE: $crate::log::Throttle = $crate::log::Throttle::new();

@@ -16,8 +16,8 @@ use crate::log::Excerpt;
 use crate::presence;
 use crate::router::{Delivery, Device, Dropped, ReplyError, SharedRouter};
 use crate::session::{
-    ConnectionState, Filter, Inbound, Outbox, Publisher, QoS, Refused, SendError, Session,
-    SessionOwner, SubAcks, Will,
+    ConnectionState, Filter, Inbound, Outbox, Publisher, QoS, SendError, Session, SessionOwner,
+    SubAcks, Will,
 };
 
 /// What a client's handle, its repliers and its session task share: the
@@ -167,7 +167,7 @@ impl SessionOwner for ClientCore {
     /// One incoming PUBLISH: route it and, if it is a request, call the handler.
     fn on_publish(&self, topic: &str, payload: &[u8], how: Inbound) {
         if how.early && !how.retain && !self.cfg.accept_queued {
-            self.link.note_refused(Refused::Stale, topic);
+            self.link.note_stale(topic);
             return;
         }
         // The router refuses a retained request (anyone who could publish there

@@ -38,8 +38,13 @@ impl Client {
     /// client's handler, or from a thread that runs an async runtime (a caller's
     /// response callback, a tokio task).
     fn refuse_reentry(&self, what: &'static str) -> Result<(), ClientError> {
+        // A thread driving a caller (its own, or one in a blocking call).
+        #[cfg(feature = "caller")]
+        let in_caller = callback::inside_kind(Kind::CallerDriver);
+        #[cfg(not(feature = "caller"))]
+        let in_caller = false;
         if callback::inside_kind(Kind::ClientHandler)
-            || callback::inside_kind(Kind::CallerDriver)
+            || in_caller
             || tokio::runtime::Handle::try_current().is_ok()
         {
             warn!("{what}: it would wait for the thread running the callback; refused");

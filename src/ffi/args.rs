@@ -11,6 +11,7 @@ use super::status::Failure;
 ///
 /// # Safety
 /// `p` must be NULL or point to a live, properly aligned `T`.
+#[cfg(feature = "jt808")]
 pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, name: &str) -> Result<&'a T, Failure> {
     // SAFETY: the caller guarantees validity when non-NULL.
     unsafe { p.as_ref() }
@@ -94,6 +95,7 @@ pub(crate) unsafe fn arg_opt_str<'a>(
 ///
 /// # Safety
 /// As [`arg_str`].
+#[cfg(feature = "session")]
 pub(crate) unsafe fn arg_opt_string(
     p: *const c_char,
     name: &str,
@@ -148,6 +150,7 @@ pub(crate) fn bytes_ptr(b: &[u8]) -> *const u8 {
 ///
 /// # Safety
 /// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or writable.
+#[cfg(any(feature = "client", feature = "caller", feature = "jt808"))]
 unsafe fn write_out(
     bytes: &[u8],
     nul: bool,
@@ -181,6 +184,7 @@ unsafe fn write_out(
 ///
 /// # Safety
 /// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or writable.
+#[cfg(any(feature = "client", feature = "caller"))]
 pub(crate) unsafe fn write_str_out(
     s: &str,
     buf: *mut c_char,
@@ -195,6 +199,7 @@ pub(crate) unsafe fn write_str_out(
 ///
 /// # Safety
 /// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or writable.
+#[cfg(feature = "jt808")]
 pub(crate) unsafe fn write_bytes_out(
     bytes: &[u8],
     buf: *mut u8,

@@ -2,7 +2,13 @@
 
 use std::ffi::{c_char, c_void, CString};
 
+use super::args::{
+    arg_bytes, arg_flag, arg_opt_str, arg_out, arg_str, bytes_ptr, write_str_out, SendPtr,
+};
+use super::boundary::boundary;
+use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
+use super::request::dialect_arg;
 use super::rrpc_status::*;
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
@@ -10,10 +16,7 @@ use super::session::{
 use super::sized::{
     init_settings, read_settings, sized_fields, write_counters, write_output, Settings,
 };
-use super::{
-    arg_bytes, arg_flag, arg_opt_str, arg_out, arg_str, boundary, bytes_ptr, dialect_arg,
-    rrpc_status, write_str_out, Castable, Failure, SendPtr,
-};
+use super::status::{rrpc_status, Failure};
 use crate::caller::{
     on_caller_thread, CallParams, Caller, CallerConfig, CallerStats, RrpcCode, RrpcResponse,
 };

@@ -2,15 +2,16 @@
 
 use std::ffi::{c_char, c_void};
 
+use super::args::{arg_bytes, arg_flag, arg_out, write_str_out, SendPtr};
+use super::boundary::boundary;
+use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
+use super::request::{device_args, request_view, rrpc_request};
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
 use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
-use super::{
-    arg_bytes, arg_flag, arg_out, boundary, device_args, request_view, rrpc_request, rrpc_status,
-    write_str_out, Castable, SendPtr,
-};
+use super::status::rrpc_status;
 use crate::client::{Client, ClientConfig, ClientStats, Request};
 use crate::router::RouterConfig;
 

@@ -3,6 +3,8 @@
 
 use std::ffi::c_char;
 
+use super::args::{arg_flag, arg_opt_str, arg_out, arg_str};
+use super::boundary::boundary;
 use super::misc::rrpc_bool;
 use super::signed::copy_field;
 pub use super::signed::{
@@ -10,7 +12,7 @@ pub use super::signed::{
     RRPC_CREDENTIALS_PASSWORD_SIZE,
 };
 use super::sized::{init_settings, read_settings, sized_fields, Settings};
-use super::{arg_flag, arg_opt_str, arg_out, arg_str, boundary, rrpc_status, Failure};
+use super::status::{rrpc_status, Failure};
 use crate::credentials::{
     alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
     Credentials, SignMethod, TencentDevice, TENCENT_SDK_APP_ID,

@@ -31,6 +31,7 @@ pub(crate) trait Castable: Sized {
 
     /// The object behind a handle, exclusively, for families whose functions
     /// take the handle from one thread at a time (documented per family).
+    #[cfg(feature = "jt808")]
     fn borrow_mut<'a>(p: *mut Self::C) -> Result<&'a mut Self, Failure> {
         // SAFETY: as `borrow`; exclusive use is the family's documented contract.
         unsafe { p.cast::<Self>().as_mut() }.ok_or_else(|| null::<Self>())

@@ -5,12 +5,12 @@
 
 use std::ffi::c_char;
 
+use super::args::{arg_bytes, arg_out, arg_ref, arg_str, bytes_ptr, write_bytes_out};
+use super::boundary::boundary;
+use super::handle::Castable;
 use super::misc::rrpc_bool;
 use super::rrpc_status::*;
-use super::{
-    arg_bytes, arg_out, arg_ref, arg_str, boundary, bytes_ptr, rrpc_status, write_bytes_out,
-    Castable, Failure,
-};
+use super::status::{rrpc_status, Failure};
 use crate::jt808::{
     encode_frame, Frame, Header, Package, Phone, PhoneError, StreamDecoder, Version, MAX_FRAME_LEN,
 };
@@ -395,7 +395,7 @@ mod tests {
     use std::ffi::CStr;
 
     fn last_error() -> String {
-        unsafe { CStr::from_ptr(super::super::last_error_ptr()) }
+        unsafe { CStr::from_ptr(super::super::boundary::last_error_ptr()) }
             .to_string_lossy()
             .into_owned()
     }

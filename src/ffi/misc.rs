@@ -1,7 +1,9 @@
 //! Library-wide functions: version, status text, last error, logging, clock,
 //! dialect names.
 
-use super::{arg_out, arg_str, boundary, last_error_ptr, rrpc_status, Failure, SendPtr};
+use super::args::{arg_out, arg_str, SendPtr};
+use super::boundary::{boundary, last_error_ptr};
+use super::status::{rrpc_status, Failure};
 use crate::dialect::Dialect;
 use crate::log::{self, Level};
 use std::ffi::{c_char, c_void, CStr};

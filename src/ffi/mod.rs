@@ -37,6 +37,7 @@ mod args;
 mod boundary;
 mod handle;
 mod request;
+#[cfg(any(feature = "session", feature = "credentials"))]
 mod signed;
 mod sized;
 mod status;
@@ -58,15 +59,5 @@ pub mod router;
 #[cfg(feature = "session")]
 pub mod session;
 
-pub(crate) use args::{
-    arg_bytes, arg_flag, arg_opt_str, arg_opt_string, arg_out, arg_ref, arg_str, bytes_ptr,
-    opt_out, write_bytes_out, write_str_out, SendPtr,
-};
-pub(crate) use boundary::{boundary, last_error_ptr};
-pub(crate) use handle::Castable;
 pub use request::rrpc_request;
-pub(crate) use request::{device_args, dialect_arg, request_view};
 pub use status::rrpc_status;
-pub(crate) use status::Failure;
-#[cfg(feature = "jt808")]
-pub(crate) use status::SendFailed;

@@ -4,14 +4,15 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
+use super::args::{arg_bytes, arg_flag, arg_out, bytes_ptr, opt_out, SendPtr};
+use super::boundary::boundary;
+use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::request_view;
+use super::request::{device_args, rrpc_request};
 use super::rrpc_status::*;
 use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
-use super::{
-    arg_bytes, arg_flag, arg_out, boundary, bytes_ptr, device_args, opt_out, rrpc_request,
-    rrpc_status, Castable, Failure, SendPtr,
-};
+use super::status::{rrpc_status, Failure};
 use crate::router::{
     Dropped, FilterMode, Request, RequestFn, RouterConfig, RouterStats, SharedRouter,
 };

@@ -5,10 +5,12 @@
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 
+use super::args::{arg_flag, arg_opt_string, arg_str, SendPtr};
+use super::boundary::boundary;
 use super::misc::rrpc_bool;
 use super::signed::{field_str, rrpc_credentials, wipe};
 use super::sized::{init_settings, read_settings, sized_fields, Settings};
-use super::{arg_flag, arg_opt_string, arg_str, boundary, rrpc_status, Failure, SendPtr};
+use super::status::{rrpc_status, Failure};
 use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
 

@@ -1,10 +1,9 @@
 //! `rrpc_credentials`: what a device presents in its MQTT CONNECT, in fixed-size
 //! fields (no allocation to free). `rrpc_credentials_*` write it; a session's
 //! sign callback (`rrpc_mqtt_config.sign`) fills it before every connection
-//! attempt. Always built, so that `rrpc_mqtt_config` has one layout in every
-//! build.
+//! attempt. Built with either of them; the header declares it in every build.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::c_char;
 
 /// Bytes of `rrpc_credentials.client_id` and `.username`, the NUL included: room
 /// for the longest identities the credentials accept (128 bytes each).
@@ -33,13 +32,18 @@ pub struct rrpc_credentials {
 }
 
 /// The NUL-terminated UTF-8 string in `field`, if it is one.
+#[cfg(feature = "session")]
 pub(crate) fn field_str(field: &[c_char]) -> Option<&str> {
     // SAFETY: c_char and u8 have the same size and alignment.
     let bytes = unsafe { std::slice::from_raw_parts(field.as_ptr().cast::<u8>(), field.len()) };
-    CStr::from_bytes_until_nul(bytes).ok()?.to_str().ok()
+    std::ffi::CStr::from_bytes_until_nul(bytes)
+        .ok()?
+        .to_str()
+        .ok()
 }
 
 /// Zeroes `c` (its password is a secret) in a way the compiler keeps.
+#[cfg(feature = "session")]
 pub(crate) fn wipe(c: &mut rrpc_credentials) {
     // SAFETY: `c` is a valid, exclusively borrowed plain-data struct; all zero
     // bytes are a valid value of it.
@@ -47,6 +51,7 @@ pub(crate) fn wipe(c: &mut rrpc_credentials) {
 }
 
 /// `s` and a NUL into `field`, the rest zeroed; `s` fits (checked by the writer).
+#[cfg(feature = "credentials")]
 pub(crate) fn copy_field(field: &mut [c_char], s: &str) {
     field.fill(0);
     for (d, &b) in field.iter_mut().zip(s.as_bytes()) {

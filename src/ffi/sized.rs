@@ -199,6 +199,7 @@ pub(crate) unsafe fn init_settings<T: Settings>(
 ///
 /// # Safety
 /// `out` must be NULL or point to `size` writable bytes.
+#[cfg(any(feature = "caller", test))]
 pub(crate) unsafe fn write_output<T: Fields>(
     value: &T,
     out: *mut T,

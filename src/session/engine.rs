@@ -191,6 +191,7 @@ impl Session {
     /// the `channel_capacity` given to [`Session::open`]) and `bytes` payload
     /// bytes; a publish beyond either fails with [`SendError::QueueFull`] and
     /// counts in [`ConnStats::queue_full`].
+    #[cfg(feature = "client")]
     pub fn bound_queue(&self, entries: usize, bytes: usize) {
         let queue = &self.engine.link.queue;
         queue.bound(entries.min(queue.max_queued()), bytes);
@@ -305,6 +306,7 @@ impl Engine {
                             early: !self.acked && self.session_present,
                         },
                     ),
+                    #[cfg(feature = "mqtt5")]
                     Step::BadTopic(topic) => self.link.note_malformed(topic),
                     Step::ConnAck(session_present) => {
                         self.session_present = session_present;

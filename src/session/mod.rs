@@ -59,6 +59,7 @@ mod protocol;
 mod publisher;
 mod state;
 
+#[cfg(feature = "client")]
 pub(crate) use config::TlsTransport;
 pub use config::{
     check_client_id, MqttConfig, MqttVersion, Signer, DEFAULT_MAX_INCOMING_PACKET,
@@ -68,8 +69,10 @@ pub(crate) use engine::Session;
 pub use events::{ConnError, ConnectionEvent, DisconnectCause, Listener};
 pub(crate) use owner::{Inbound, SessionOwner};
 pub use protocol::Reason;
-pub(crate) use protocol::{Filter, QoS, SubAcks, Will};
+#[cfg(feature = "client")]
+pub(crate) use protocol::Will;
+pub(crate) use protocol::{Filter, QoS, SubAcks};
 pub use publisher::SendError;
 pub(crate) use publisher::{Outbox, Publisher};
 pub use state::ConnStats;
-pub(crate) use state::{ConnectionState, Refused};
+pub(crate) use state::ConnectionState;

@@ -23,6 +23,8 @@ use crate::tls;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum QoS {
     AtMostOnce,
+    /// Request subscriptions of QoS 1 and presence announcements: the client's.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     AtLeastOnce,
 }
 
@@ -235,6 +237,7 @@ pub(super) enum Step<'a> {
     Publish(&'a str, &'a [u8], bool),
     /// An incoming PUBLISH whose topic is not UTF-8 (MQTT 5; MQTT 3.1.1's
     /// decoder ends the connection instead, see [`ProtocolLoop::bad_packet`]).
+    #[cfg(feature = "mqtt5")]
     BadTopic(&'a [u8]),
     /// CONNACK, and whether the broker resumed a session.
     ConnAck(bool),

@@ -61,6 +61,7 @@ impl OutgoingQueue {
     }
 
     /// The bound in messages.
+    #[cfg(feature = "client")]
     pub fn max_queued(&self) -> usize {
         self.max_queued.load(Ordering::Relaxed)
     }
@@ -208,6 +209,7 @@ impl Publisher {
     /// Publishes without retain; on MQTT 5 with a Message Expiry Interval of
     /// `expiry_s` seconds (0: none), after which the broker drops the message
     /// instead of delivering it. MQTT 3.1.1 has no such interval.
+    #[cfg(feature = "caller")]
     pub fn publish_expiring(
         &self,
         topic: impl Into<String>,
@@ -279,10 +281,14 @@ fn v5_send_error(e: v5::ClientError) -> SendError {
     }
 }
 
-/// What to publish right after a CONNACK, ahead of anything queued before.
-pub(crate) struct Outbox<'a>(pub(super) &'a mut Vec<Message>);
+/// What to publish right after a CONNACK, ahead of anything queued before
+/// (the client's presence announcements; the caller publishes nothing there).
+pub(crate) struct Outbox<'a>(
+    #[cfg_attr(not(feature = "client"), allow(dead_code))] pub(super) &'a mut Vec<Message>,
+);
 
 impl Outbox<'_> {
+    #[cfg(feature = "client")]
     pub fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: &[u8]) {
         self.0.push(Message {
             topic,

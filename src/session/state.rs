@@ -61,13 +61,6 @@ counter_set!(ConnStats as ConnCounter {
     queued_bytes,
 });
 
-/// What an incoming message that an owner refused was (see [`ConnectionState::note_refused`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// Delivered early by a resumed session ([`Inbound::early`](super::owner::Inbound::early)).
-    Stale,
-}
-
 /// What the owner and any application thread see of the session: state,
 /// counters, the last error, the listener; and a condition to wait on for
 /// changes.
@@ -119,6 +112,7 @@ impl ConnectionState {
     }
 
     /// Connected, and the broker acknowledged every subscription made at connect.
+    #[cfg(feature = "client")]
     pub fn is_subscribed(&self) -> bool {
         self.is_connected() && self.subscribed.load(Ordering::SeqCst)
     }
@@ -132,19 +126,18 @@ impl ConnectionState {
         }
     }
 
-    /// An incoming message the owner refused for `why`: counted, and logged
-    /// (throttled, the topic as a bounded excerpt).
-    pub fn note_refused(&self, why: Refused, topic: &str) {
-        match why {
-            Refused::Stale => {
-                self.counters.bump(ConnCounter::stale);
-                throttled!(
-                    crate::log::Level::Warn,
-                    "ignored a message on {} that the broker queued while this client was away (delivered before the subscriptions were acknowledged again)",
-                    crate::log::Excerpt(topic)
-                );
-            }
-        }
+    /// A message a resumed persistent session delivered before the broker
+    /// acknowledged the subscriptions again ([`Inbound::early`](super::owner::Inbound::early)),
+    /// which the owner refused: counted, and logged (throttled, the topic as a
+    /// bounded excerpt).
+    #[cfg(feature = "client")]
+    pub fn note_stale(&self, topic: &str) {
+        self.counters.bump(ConnCounter::stale);
+        throttled!(
+            crate::log::Level::Warn,
+            "ignored a message on {} that the broker queued while this client was away (delivered before the subscriptions were acknowledged again)",
+            crate::log::Excerpt(topic)
+        );
     }
 
     /// An incoming PUBLISH of `len` payload bytes over the owner's `max`.
@@ -157,7 +150,9 @@ impl ConnectionState {
         );
     }
 
-    /// An incoming PUBLISH whose topic is not UTF-8.
+    /// An incoming PUBLISH whose topic is not UTF-8 (MQTT 5: 3.1.1's decoder ends
+    /// the connection instead).
+    #[cfg(any(feature = "mqtt5", all(test, feature = "client")))]
     pub(super) fn note_malformed(&self, topic: &[u8]) {
         self.counters.bump(ConnCounter::malformed);
         throttled!(
@@ -198,6 +193,7 @@ impl ConnectionState {
         self.last_error.lock().clone()
     }
 
+    #[cfg(feature = "client")]
     pub fn errors(&self) -> u64 {
         self.counters.get(ConnCounter::connection_errors)
     }
@@ -262,6 +258,7 @@ impl ConnectionState {
     }
 
     /// The session's task is gone without a clean end: nothing is connected.
+    #[cfg(feature = "client")]
     pub fn forget(&self) {
         self.set_state(false);
         self.notify();
@@ -376,9 +373,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "client")]
     fn each_note_counts_in_its_own_field() {
         let link = ConnectionState::new("h:1".into());
-        link.note_refused(Refused::Stale, "t");
+        link.note_stale("t");
         link.note_oversize("t", 10, 5);
         link.note_malformed(b"\xff");
         link.note_bad_packet(BadPacket::Oversize);

@@ -4,11 +4,12 @@
 
 use std::ffi::{c_void, CString};
 
+use super::super::args::{arg_bytes, arg_flag, arg_ref, bytes_ptr, SendPtr};
 use super::super::jt808_codec::{frame_view, phone_view};
 use super::super::misc::rrpc_bool;
 use super::super::rrpc_status::*;
 use super::super::status::Status;
-use super::super::{arg_bytes, arg_flag, arg_ref, bytes_ptr, Failure, SendFailed, SendPtr};
+use super::super::status::{Failure, SendFailed};
 use super::rrpc_jt808_adapter;
 use super::types::*;
 use crate::jt808::{

@@ -11,13 +11,14 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
+use super::args::{arg_bytes, arg_out, arg_ref, opt_out};
+use super::boundary::boundary;
+use super::handle::Castable;
 use super::jt808_codec::{header_from_view, phone_from_view, rrpc_jt808_frame};
 use super::misc::rrpc_bool;
 use super::rrpc_status::*;
 use super::sized::{init_settings, read_settings, write_counters};
-use super::{
-    arg_bytes, arg_out, arg_ref, boundary, opt_out, rrpc_status, Castable, Failure, SendFailed,
-};
+use super::status::{rrpc_status, Failure, SendFailed};
 use crate::jt808::{AdapterStats, Call, Frame, Handled, SharedAdapter, Submitted};
 
 mod convert;
