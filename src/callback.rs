@@ -97,16 +97,9 @@ pub(crate) fn inside_kind(kind: Kind) -> bool {
 }
 
 /// Why a callback could not be released or replaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("called from inside the callback it would release (it would wait for itself)")]
 pub struct Reentered;
-
-impl std::fmt::Display for Reentered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("called from inside the callback it would release (it would wait for itself)")
-    }
-}
-
-impl std::error::Error for Reentered {}
 
 /// A callback with a count of its calls in flight; see the module documentation.
 pub(crate) struct Callback<T: ?Sized> {

@@ -86,7 +86,8 @@ impl fmt::Debug for Credentials {
 
 /// Why credentials could not be computed. The message names the field and the
 /// rule, never a secret's value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {reason}")]
 pub struct CredentialError {
     pub field: &'static str,
     pub reason: String,
@@ -102,14 +103,6 @@ impl CredentialError {
         )
     }
 }
-
-impl fmt::Display for CredentialError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for CredentialError {}
 
 fn refuse<T>(field: &'static str, reason: impl Into<String>) -> Result<T, CredentialError> {
     Err(CredentialError {

@@ -138,18 +138,9 @@ pub type rrpc_router_filter_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, filter: *const c_char)>;
 
 /// The publish function returned this non-zero value.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the publish function returned {0}; nothing was sent and the request stays pending")]
 pub(crate) struct PublishFailed(pub i32);
-
-impl std::fmt::Display for PublishFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the publish function returned {}; nothing was sent and the request stays pending",
-            self.0
-        )
-    }
-}
 
 /// What an `rrpc_router *` stands for: its own reference to the shared
 /// router, so that a function still using the router after one of its

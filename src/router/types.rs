@@ -263,77 +263,63 @@ pub struct RequestDevice<'r> {
 }
 
 /// Why a message was not handed to the application.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Dropped {
     /// Not an RRPC request topic of any dialect.
+    #[error("not an RRPC request topic")]
     NotRrpc,
     /// In an RRPC namespace but broken.
+    #[error("malformed RRPC topic: {0}")]
     Malformed(&'static str),
     /// Well-formed, for a device nobody registered.
+    #[error("request for a device that is not registered")]
     UnknownDevice,
     /// This message id was already delivered to the application.
+    #[error("duplicate delivery of a request already handled")]
     Duplicate,
     /// This is the device's own reply coming back (custom-topic RRPC).
+    #[error("own reply echoed back by the broker")]
     OwnReply,
     /// The pending table is full.
+    #[error("pending-request table is full")]
     TableFull,
     /// The payload is larger than `max_payload`.
+    #[error("request payload exceeds the maximum")]
     TooLarge,
     /// A retained request: whoever may publish on the topic left it there, and
     /// every (re)subscription would deliver it again. Never executed.
+    #[error("retained request (never executed)")]
     Retained,
 }
 
-impl fmt::Display for Dropped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Dropped::NotRrpc => f.write_str("not an RRPC request topic"),
-            Dropped::Malformed(why) => write!(f, "malformed RRPC topic: {why}"),
-            Dropped::UnknownDevice => f.write_str("request for a device that is not registered"),
-            Dropped::Duplicate => f.write_str("duplicate delivery of a request already handled"),
-            Dropped::OwnReply => f.write_str("own reply echoed back by the broker"),
-            Dropped::TableFull => f.write_str("pending-request table is full"),
-            Dropped::TooLarge => f.write_str("request payload exceeds the maximum"),
-            Dropped::Retained => f.write_str("retained request (never executed)"),
-        }
-    }
-}
-
 /// Why a reply was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError<E> {
     /// The token was never issued by this router, or is too old to remember.
+    #[error("unknown token")]
     UnknownToken,
     /// The request was answered already.
+    #[error("request already answered")]
     AlreadyReplied,
     /// The request's deadline passed; nothing was sent.
+    #[error("request deadline passed; reply not sent")]
     Expired,
     /// The device was removed while the request was pending.
+    #[error("device was removed; reply not sent")]
     DeviceRemoved,
     /// The payload is larger than `max_payload`; the token stays valid.
+    #[error("reply payload exceeds the maximum")]
     TooLarge,
     /// The transport refused to send; the token stays valid until its deadline.
+    #[error("transport could not send the reply: {0}")]
     Send(E),
     /// A reply to this token is being sent by another thread right now.
+    #[error("a reply to this request is being sent")]
     InProgress,
     /// A [`SharedRouter`](super::SharedRouter) has no publish function to send
     /// it with; the token stays valid.
+    #[error("no publish function is registered")]
     NoPublish,
-}
-
-impl<E: fmt::Display> fmt::Display for ReplyError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplyError::UnknownToken => f.write_str("unknown token"),
-            ReplyError::AlreadyReplied => f.write_str("request already answered"),
-            ReplyError::Expired => f.write_str("request deadline passed; reply not sent"),
-            ReplyError::DeviceRemoved => f.write_str("device was removed; reply not sent"),
-            ReplyError::TooLarge => f.write_str("reply payload exceeds the maximum"),
-            ReplyError::Send(e) => write!(f, "transport could not send the reply: {e}"),
-            ReplyError::InProgress => f.write_str("a reply to this request is being sent"),
-            ReplyError::NoPublish => f.write_str("no publish function is registered"),
-        }
-    }
 }
 
 impl ReplyError<Infallible> {
@@ -353,35 +339,24 @@ impl ReplyError<Infallible> {
 }
 
 /// Why a device could not be added or removed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
+    /// A part of the identity breaks the identity rules.
+    #[error("invalid identity: {0}")]
     Invalid(IdentityError),
+    /// The device is registered already.
+    #[error("device is already registered")]
     AlreadyExists,
     /// Another device already receives requests on this custom topic.
+    #[error("custom topic already receives requests for device {0}")]
     TopicInUse(String),
+    /// The device is not registered.
+    #[error("device is not registered")]
     NotFound,
     /// `max_devices` devices are registered already.
+    #[error("max_devices devices are registered already")]
     TableFull,
     /// Asked from inside the device's own callback, which it would wait for.
+    #[error("a device cannot be removed from inside its own callback")]
     Reentered,
-}
-
-impl fmt::Display for DeviceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceError::Invalid(e) => write!(f, "invalid identity: {e}"),
-            DeviceError::AlreadyExists => f.write_str("device is already registered"),
-            DeviceError::TopicInUse(other) => {
-                write!(
-                    f,
-                    "custom topic already receives requests for device {other}"
-                )
-            }
-            DeviceError::NotFound => f.write_str("device is not registered"),
-            DeviceError::TableFull => f.write_str("max_devices devices are registered already"),
-            DeviceError::Reentered => {
-                f.write_str("a device cannot be removed from inside its own callback")
-            }
-        }
-    }
 }

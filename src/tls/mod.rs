@@ -10,7 +10,6 @@
 //! (`engine.rs`) is built with the `tls` feature. Without it a configuration that
 //! asks for TLS is refused with a [`TlsError`] that says so.
 
-use std::fmt;
 use std::path::PathBuf;
 #[cfg(feature = "tls")]
 use std::sync::Arc;
@@ -42,16 +41,9 @@ pub struct TlsConfig {
 }
 
 /// Why a TLS configuration could not be used.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct TlsError(pub String);
-
-impl fmt::Display for TlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TlsError {}
 
 fn err<T>(msg: impl Into<String>) -> Result<T, TlsError> {
     Err(TlsError(msg.into()))
