@@ -349,8 +349,8 @@ impl<E> SharedRouter<E> {
         }
     }
 
-    /// Runs `f` as a callback of this router that holds no slot of its own
-    /// (the C API's filter callback), so that [`SharedRouter::close`] refuses
+    /// Runs `f` as a callback of this router (every callback runs so, and the
+    /// C API's filter callback too), so that [`SharedRouter::close`] refuses
     /// from inside it.
     pub fn run_as_callback<T>(&self, f: impl FnOnce() -> T) -> T {
         callback::enter(Kind::Object, self.key(), f)
@@ -394,10 +394,10 @@ impl<E> SharedRouter<E> {
         let call = |f: &RequestFn| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&request))).is_ok()
         };
-        let ran = match own.as_ref().and_then(own_callback) {
+        let ran = self.run_as_callback(|| match own.as_ref().and_then(own_callback) {
             Some(cb) => cb.call(call),
             None => self.request_callback.call(call),
-        };
+        });
         Ok(match ran {
             Some(true) => Delivery::Delivered,
             Some(false) => Delivery::Panicked(token),
@@ -418,7 +418,7 @@ impl<E> SharedRouter<E> {
             .lock()
             .begin_reply(token, payload.len(), now_ms)
             .map_err(ReplyError::widen)?;
-        let sent = self.publish.call(|f| f(&topic, payload));
+        let sent = self.run_as_callback(|| self.publish.call(|f| f(&topic, payload)));
         self.router
             .lock()
             .end_reply(token, matches!(sent, Some(Ok(()))), now_ms);
@@ -455,15 +455,10 @@ impl<E> SharedRouter<E> {
     /// Whether this thread is inside any callback of this router or its
     /// publish function.
     pub fn in_any_callback(&self) -> bool {
+        // Every callback runs inside this router's frame (`run_as_callback`):
+        // the record is the thread's own, whatever another thread did to the
+        // slot meanwhile (a callback replaced while it runs is still inside).
         callback::inside(Kind::Object, self.key())
-            || self.request_callback.running_here()
-            || self.publish.running_here()
-            || self
-                .router
-                .lock()
-                .attachments()
-                .filter_map(own_callback)
-                .any(|cb| cb.running_here())
     }
 
     /// Releases every callback and the publish function, waiting for calls in
