@@ -84,11 +84,12 @@ impl Client {
         let publisher: Arc<RwLock<Option<Publisher>>> = Arc::default();
         let (l2, p2) = (link.clone(), publisher.clone());
         router
-            .set_publish(Some(Box::new(move |topic: &str, payload: &[u8]| {
-                match (&*p2.read(), l2.is_connected()) {
-                    (Some(p), true) => p.publish(topic, QoS::AtMostOnce, false, payload),
-                    _ => Err(SendError::NotConnected),
-                }
+            .set_publish(Some(Box::new(move |topic: String, payload: &[u8]| match (
+                &*p2.read(),
+                l2.is_connected(),
+            ) {
+                (Some(p), true) => p.publish(topic, QoS::AtMostOnce, false, payload),
+                _ => Err(SendError::NotConnected),
             })))
             .expect("a new router runs no callback");
         Ok(Client {

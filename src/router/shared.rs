@@ -190,8 +190,11 @@ impl RequestStrings {
 pub type RequestFn = dyn Fn(&Request<'_>) + Send + Sync;
 
 /// The publish function of a [`SharedRouter`]: sends a reply's payload on its
-/// topic (QoS 0), or says why it could not.
-pub type PublishFn<E> = dyn Fn(&str, &[u8]) -> Result<(), E> + Send + Sync;
+/// topic (QoS 0), or says why it could not. The topic is the caller's to keep
+/// (an MQTT stack that wants an owned topic takes it as it is); it was made
+/// with room for a terminating NUL, so turning it into a C string does not
+/// allocate again.
+pub type PublishFn<E> = dyn Fn(String, &[u8]) -> Result<(), E> + Send + Sync;
 
 /// What became of an accepted request ([`SharedRouter::handle_message`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -418,7 +421,7 @@ impl<E> SharedRouter<E> {
             .lock()
             .begin_reply(token, payload.len(), now_ms)
             .map_err(ReplyError::widen)?;
-        let sent = self.run_as_callback(|| self.publish.call(|f| f(&topic, payload)));
+        let sent = self.run_as_callback(|| self.publish.call(|f| f(topic, payload)));
         self.router
             .lock()
             .end_reply(token, matches!(sent, Some(Ok(()))), now_ms);
@@ -506,8 +509,8 @@ mod tests {
         let r = Arc::new(SharedRouter::<()>::new(RouterConfig::default()).unwrap());
         let sent: Sent = Default::default();
         let s2 = sent.clone();
-        r.set_publish(Some(Box::new(move |t: &str, p: &[u8]| {
-            s2.lock().push((t.to_string(), p.to_vec()));
+        r.set_publish(Some(Box::new(move |t: String, p: &[u8]| {
+            s2.lock().push((t, p.to_vec()));
             Ok(())
         })))
         .unwrap();
@@ -643,10 +646,10 @@ mod tests {
             .unwrap();
         let t = token.load(Ordering::SeqCst) as u64;
         assert_eq!(r.reply(t, b"", 1), Err(ReplyError::NoPublish));
-        r.set_publish(Some(Box::new(|_: &str, _: &[u8]| Err(()))))
+        r.set_publish(Some(Box::new(|_: String, _: &[u8]| Err(()))))
             .unwrap();
         assert_eq!(r.reply(t, b"", 1), Err(ReplyError::Send(())));
-        r.set_publish(Some(Box::new(|_: &str, _: &[u8]| Ok(()))))
+        r.set_publish(Some(Box::new(|_: String, _: &[u8]| Ok(()))))
             .unwrap();
         assert_eq!(r.reply(t, b"", 1), Ok(()));
         assert_eq!(r.reply(t, b"", 1), Err(ReplyError::AlreadyReplied));
