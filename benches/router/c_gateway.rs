@@ -17,11 +17,12 @@ use rrpc::ffi::misc::rrpc_dialect::RRPC_DIALECT_ALIBABA;
 use rrpc::ffi::router::{
     rrpc_message_kind, rrpc_router, rrpc_router_add_device, rrpc_router_config,
     rrpc_router_config_init, rrpc_router_free, rrpc_router_get_stats, rrpc_router_handle_message,
-    rrpc_router_new, rrpc_router_reply, rrpc_router_request_cb, rrpc_router_set_callback,
-    rrpc_router_set_publish, rrpc_router_stats, rrpc_router_tick,
+    rrpc_router_new, rrpc_router_reply, rrpc_router_request_cb, rrpc_router_set_publish,
+    rrpc_router_set_request_callback, rrpc_router_tick,
 };
 use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, RRPC_STATUS_OK};
+use rrpc::router::RouterStats as rrpc_router_stats;
 
 use crate::support::procs::{heap_bytes, status, thread_cpu_ns};
 
@@ -42,10 +43,11 @@ type HandleFn = extern "C" fn(
     usize,
     *const u8,
     usize,
-    u32,
+    u8,
+    u64,
     *mut u32,
 ) -> rrpc_status;
-type ReplyFn = extern "C" fn(*mut rrpc_router, u64, *const u8, usize) -> rrpc_status;
+type ReplyFn = extern "C" fn(*mut rrpc_router, u64, *const u8, usize, u64) -> rrpc_status;
 type TickFn = extern "C" fn(*mut rrpc_router, u64, *mut u64) -> rrpc_status;
 
 /// The C entry points of the hot path, called through function pointers the optimiser
@@ -67,10 +69,16 @@ impl Api {
         }
     }
 
-    /// `rrpc_router_tick` with the router's own clock; its out-parameter is not read.
+    /// `rrpc_router_tick` now; its out-parameter is not read.
     fn tick(&self, r: *mut rrpc_router) -> rrpc_status {
-        (self.tick)(r, 0, std::ptr::null_mut())
+        (self.tick)(r, now_ms(), std::ptr::null_mut())
     }
+}
+
+/// The gateway's clock (the router has none): CLOCK_MONOTONIC in ms, read for
+/// every message and every reply, as `rrpc_monotonic_ms` gives it to C.
+fn now_ms() -> u64 {
+    rrpc::clock::now_ms()
 }
 
 /// The gateway's state, shared by the feeding loop, the callback and the publish
@@ -161,7 +169,7 @@ unsafe extern "C" fn answer(
             g.note_bad(e);
         }
     }
-    let st = (g.reply)(router, r.token, r.payload, r.payload_len);
+    let st = (g.reply)(router, r.token, r.payload, r.payload_len, now_ms());
     if st != RRPC_STATUS_OK {
         g.note_bad(format!("rrpc_router_reply returned {st:?}"));
     }
@@ -265,13 +273,16 @@ fn check(st: rrpc_status, what: &str) {
 
 pub fn default_config() -> rrpc_router_config {
     let mut cfg = rrpc_router_config {
+        struct_size: 0,
         max_pending: 0,
         max_payload: 0,
         request_timeout_ms: 0,
-        manual_clock: 0,
         max_devices: 0,
     };
-    check(rrpc_router_config_init(&mut cfg), "rrpc_router_config_init");
+    check(
+        rrpc_router_config_init(&mut cfg, std::mem::size_of_val(&cfg)),
+        "rrpc_router_config_init",
+    );
     cfg
 }
 
@@ -285,8 +296,8 @@ fn new_router(cfg: &rrpc_router_config, g: &Gateway, callback: rrpc_router_reque
         "rrpc_router_set_publish",
     );
     check(
-        rrpc_router_set_callback(r.0, callback, g.user_data()),
-        "rrpc_router_set_callback",
+        rrpc_router_set_request_callback(r.0, callback, g.user_data()),
+        "rrpc_router_set_request_callback",
     );
     r
 }
@@ -313,7 +324,10 @@ fn add_devices(r: &Router, n: usize) {
 
 fn stats(r: &Router) -> rrpc_router_stats {
     let mut s = rrpc_router_stats::default();
-    check(rrpc_router_get_stats(r.0, &mut s), "rrpc_router_get_stats");
+    check(
+        rrpc_router_get_stats(r.0, &mut s, std::mem::size_of_val(&s)),
+        "rrpc_router_get_stats",
+    );
     s
 }
 
@@ -436,6 +450,7 @@ fn feed(
             payload.as_ptr(),
             PAYLOAD_LEN,
             0,
+            now_ms(),
             &mut kind,
         );
         if st != RRPC_STATUS_OK || kind != KIND_REQUEST || (one_publish && g.cur_pubs.get() != 1) {
