@@ -152,7 +152,7 @@ fn run() -> i32 {
         "Router through its C API, in process, no network: rrpc_router_handle_message -> shared C callback -> rrpc_router_reply -> C publish function",
         &machine_line(Show { caches: true, valgrind: callgrind, ..Show::default() }),
         &format!(
-            "bench process pinned to CPU 0; rrpc_router_config_init defaults (max_pending {}, max_payload {}, request_timeout_ms {} = the dialect's 8 s); \
+            "bench process pinned to CPU 0; rrpc_router_config_init defaults (max_pending {}, max_payload {}, request_timeout_ms {} = the dialect's 8 s; now_ms: CLOCK_MONOTONIC, read by the gateway for every message and every reply); \
              Alibaba system topics, product key \"pk\", devices dev0..dev{{N-1}} registered with rrpc_router_add_device and the shared callback; \
              each request goes to a device drawn at random (SplitMix64 of its sequence number, mod N); 16 B payloads; \
              messages reach the router from a receive buffer of {} messages, refilled (not timed) and fed (timed) in turn, as a gateway's MQTT stack reads its socket into a buffer it reuses; \

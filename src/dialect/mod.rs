@@ -138,9 +138,9 @@ impl Dialect {
     /// `{product key}/{device name}` of a request topic of a dialect whose
     /// request topics carry the two as adjacent levels right after a fixed lead
     /// (system and Tencent topics), found with two byte searches and nothing
-    /// checked: a guess to start looking the device up with, before the topic
+    /// checked: a hint to start looking the device up with, before the topic
     /// is parsed. `None` for anything else.
-    pub(crate) fn names_guess(topic: &[u8]) -> Option<&[u8]> {
+    pub(crate) fn device_names_hint(topic: &[u8]) -> Option<&[u8]> {
         for d in Dialect::ALL {
             let [Lit(lead), Pk, Lit("/"), Dn, Lit(after), ..] = d.spec().request.0 else {
                 continue;

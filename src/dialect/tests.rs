@@ -49,12 +49,16 @@ const ANY_DIALECT: Identity<'static> = Identity {
 };
 
 #[test]
-fn names_guess_takes_the_two_levels_after_the_lead() {
+fn device_names_hint_takes_the_two_levels_after_the_lead() {
     let id = ANY_DIALECT;
     for d in Dialect::ALL {
         let topic = d.spec().request.render(&id, "42");
         let want: Option<&[u8]> = (!d.needs_custom_topic()).then_some(b"a1B2c3/dev-1");
-        assert_eq!(Dialect::names_guess(topic.as_bytes()), want, "{topic}");
+        assert_eq!(
+            Dialect::device_names_hint(topic.as_bytes()),
+            want,
+            "{topic}"
+        );
     }
     for topic in [
         "",
@@ -63,10 +67,17 @@ fn names_guess_takes_the_two_levels_after_the_lead() {
         "/sys/a1B2c3/dev-1",
         "$rrpc/rxd/p/",
     ] {
-        assert_eq!(Dialect::names_guess(topic.as_bytes()), None, "{topic}");
+        assert_eq!(
+            Dialect::device_names_hint(topic.as_bytes()),
+            None,
+            "{topic}"
+        );
     }
-    // A guess, not a check: the parse decides.
-    assert_eq!(Dialect::names_guess(b"/sys//x/anything"), Some(&b"/x"[..]));
+    // A hint, not a check: the parse decides.
+    assert_eq!(
+        Dialect::device_names_hint(b"/sys//x/anything"),
+        Some(&b"/x"[..])
+    );
 }
 
 #[test]

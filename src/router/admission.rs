@@ -1,14 +1,14 @@
 //! Admission: from a parsed request topic to an accepted request, or the reason
 //! it is dropped.
 //!
-//! Two paths lead there. The fast one, [`Router::accept_guessed`], takes a
-//! request that is plainly new for the device guessed from the raw topic
-//! ([`Router::guess_hash`], [`Router::guess_slot`]) and reads that device's
-//! record last; anything else falls to the full path, [`Router::accept`], which
-//! finds the device, tells duplicates and own replies apart and makes room.
-//! Both end in the one admission step, [`Router::admit`]: the timeout, the
-//! deadline, the token, the table entries and the counters are decided there
-//! and nowhere else.
+//! Two paths lead there. The fast one, [`Router::accept_candidate`], takes a
+//! request that is plainly new for the candidate device found from the raw
+//! topic before it was checked ([`Router::start_device_lookup`]) and reads that
+//! device's record last; anything else falls to the full path,
+//! [`Router::accept`], which finds the device, tells duplicates and own replies
+//! apart and makes room. Both end in the one admission step, [`Router::admit`]:
+//! the timeout, the deadline, the token, the table entries and the counters are
+//! decided there and nowhere else.
 
 use std::borrow::Cow;
 
@@ -19,44 +19,37 @@ use super::Router;
 use crate::dialect::{self, Dialect, ParsedTopic, TopicError};
 
 impl Router {
-    /// With many devices, the index entry and the record of a request's device
-    /// are the reads most likely to miss the caches, and each needs the one
-    /// before. So they are started early, from a guess at the device taken from
-    /// the topic's raw bytes, and the topic's checks and parsing run while they
-    /// are on their way: [`Router::guess_hash`] hashes the guessed names and
-    /// starts loading the index entry, [`Router::guess_slot`] reads it and
-    /// starts loading the record, and [`Router::accept`] confirms the guess.
+    /// With many devices, the record of a request's device is the read most
+    /// likely to miss the caches. So it is started early: from the topic's raw
+    /// bytes, the device names ([`Dialect::device_names_hint`]) give a
+    /// candidate slot ([`Registry::candidate`](super::devices::Registry::candidate)),
+    /// whose record the CPU starts loading while the topic is checked and
+    /// parsed; [`Router::accept`] confirms the candidate.
     #[inline]
-    pub(super) fn guess_hash(&self, topic: &[u8]) -> Option<u64> {
-        let names = Dialect::names_guess(topic)?;
-        Some(self.registry.start_index_load(names))
-    }
-
-    /// See [`Router::guess_hash`].
-    #[inline]
-    pub(super) fn guess_slot(&self, hash: u64) -> Option<u32> {
-        self.registry.start_record_load(hash)
+    pub(super) fn start_device_lookup(&self, topic: &[u8]) -> Option<u32> {
+        self.registry.candidate(Dialect::device_names_hint(topic)?)
     }
 
     /// Accepts the request `parsed` from `topic` for the device it names, or
-    /// says why not. `guess` is the slot [`Router::guess_slot`] gave.
+    /// says why not. `candidate` is the slot [`Router::start_device_lookup`]
+    /// gave.
     pub(super) fn accept<'a>(
         &mut self,
         topic: &'a str,
         parsed: ParsedTopic<'a>,
         payload: &'a [u8],
         now_ms: u64,
-        guess: Option<u32>,
+        candidate: Option<u32>,
     ) -> Result<Accepted<'a>, Dropped> {
         let names = joined_names(topic, &parsed);
         let key = request_key(&parsed, &names);
-        if let (Some(k), Some(g)) = (&key, guess) {
-            if let Some(a) = self.accept_guessed(k, g, &parsed, payload, now_ms) {
+        if let (Some(k), Some(c)) = (&key, candidate) {
+            if let Some(a) = self.accept_candidate(k, c, &parsed, payload, now_ms) {
                 return Ok(a);
             }
         }
-        let found = key.and_then(|k| match guess {
-            Some(g) if self.registry.holds(g, &k) => Some((g, k)),
+        let found = key.and_then(|k| match candidate {
+            Some(c) if self.registry.holds(c, &k) => Some((c, k)),
             _ => self.registry.lookup(&k).map(|i| (i, k)),
         });
         let Some((index, key)) = found else {
@@ -103,18 +96,18 @@ impl Router {
             .ok_or_else(|| self.dropped(Dropped::TableFull))
     }
 
-    /// [`Router::accept`] for a request whose device was guessed as slot `g`, in
-    /// an order that reads the slot's record last: everything that does not need
-    /// it (checks, the message id's copy, finding where the request's table
-    /// entries go) runs while the record's line, requested by
-    /// [`Router::guess_slot`], is on its way. `None`, with nothing changed, when
-    /// the guess is wrong or the request is not plainly new (the full path then
-    /// decides).
+    /// [`Router::accept`] for a request whose candidate device is slot
+    /// `candidate`, in an order that reads the slot's record last: everything
+    /// that does not need it (checks, the message id's copy, finding where the
+    /// request's table entries go) runs while the record's line, requested by
+    /// [`Router::start_device_lookup`], is on its way. `None`, with nothing
+    /// changed, when the candidate is not the device `key` names or the request
+    /// is not plainly new (the full path then decides).
     #[inline]
-    fn accept_guessed<'a>(
+    fn accept_candidate<'a>(
         &mut self,
         key: &DeviceKey<'_>,
-        g: u32,
+        candidate: u32,
         parsed: &ParsedTopic<'a>,
         payload: &'a [u8],
         now_ms: u64,
@@ -126,14 +119,14 @@ impl Router {
             return None;
         }
         self.requests.trim_history(now_ms);
-        self.admit(g, key, parsed, payload, now_ms)
+        self.admit(candidate, key, parsed, payload, now_ms)
     }
 
     /// The admission step both paths end in, once the request passed their
     /// checks: its timeout and deadline, a token, its entries in the request
     /// tables, and the counters. The device record of `slot` is read last, to
     /// confirm that it is the device `key` names in the request's dialect (see
-    /// [`Router::accept_guessed`]). `None`, with nothing changed, when it is not,
+    /// [`Router::accept_candidate`]). `None`, with nothing changed, when it is not,
     /// when the device has seen this message id already, or when the next token
     /// is still remembered (see [`Requests::admit`](super::pending::Requests::admit)).
     ///
@@ -336,9 +329,9 @@ mod tests {
     }
 
     #[test]
-    fn a_device_guessed_from_the_raw_topic_is_confirmed() {
-        // The same names in two dialects hash alike: the guess taken from a
-        // topic's names can point at the other dialect's device first.
+    fn a_candidate_found_from_the_raw_topic_is_confirmed() {
+        // The same names in two dialects hash alike: the candidate found from a
+        // topic's names can be the other dialect's device.
         for tencent_first in [true, false] {
             let mut r = Router::new(RouterConfig::default());
             let order = if tencent_first {
@@ -363,14 +356,14 @@ mod tests {
     }
 
     #[test]
-    fn topics_that_defeat_the_guess_are_classified_as_without_it() {
+    fn topics_without_a_candidate_are_classified_as_by_the_full_path() {
         let setup = || {
             let mut r = router();
             r.add_device(Dialect::Tencent, &dev("dev1")).unwrap();
             r.remove_device(Dialect::Tencent, &dev("dev1"), 0).unwrap();
             r
         };
-        let (mut guessing, mut plain) = (setup(), setup());
+        let (mut hinted, mut plain) = (setup(), setup());
         let topics: [&[u8]; 12] = [
             b"/sys/",
             b"/sys/a1GFjLP3xxC",
@@ -381,29 +374,27 @@ mod tests {
             b"/sys/a1GFjLP3xxC/dev1/rrpc/request/",
             b"/sys/a1GFjLP3xxC/dev2/rrpc/request/1",
             b"/sys/a1GFjLP3xxC/dev1/rrpc/response/1",
-            // Removed: the index no longer names it.
+            // Removed: the table no longer names it.
             b"$rrpc/rxd/a1GFjLP3xxC/dev1/1",
             b"$rrpc/rxd/",
             b"/ext/rrpc/1/a1GFjLP3xxC/dev1",
         ];
         for topic in topics {
             let t = std::str::from_utf8(topic).unwrap();
-            let got = guessing
-                .handle_message_bytes(topic, b"", 0)
-                .map(|a| a.token);
+            let got = hinted.handle_message_bytes(topic, b"", 0).map(|a| a.token);
             let want = plain.handle(t, b"", 0, None).map(|a| a.token);
             assert!(got.is_err(), "{t}: {got:?}");
             assert_eq!(got, want, "{t}");
         }
-        assert_eq!(guessing.stats(), plain.stats());
+        assert_eq!(hinted.stats(), plain.stats());
         let bad = b"/sys/a1GFjLP3xxC/\xffdev1/rrpc/request/1";
         assert_eq!(
-            guessing.handle_message_bytes(bad, b"", 0).unwrap_err(),
+            hinted.handle_message_bytes(bad, b"", 0).unwrap_err(),
             Dropped::Malformed("the topic is not valid UTF-8")
         );
         // The device still answers.
         let t = format!("/sys/{PK}/dev1/rrpc/request/9");
-        assert!(guessing.handle_message(&t, b"", 0).is_ok());
+        assert!(hinted.handle_message(&t, b"", 0).is_ok());
     }
 
     /// A router for the comparisons of the two paths: small tables; an Alibaba
@@ -434,16 +425,25 @@ mod tests {
         payload: &'a [u8],
         now: u64,
     ) -> Option<Accepted<'a>> {
+        let c = r.start_device_lookup(topic.as_bytes())?;
+        fast_with(r, c, topic, payload, now)
+    }
+
+    /// The fast path alone, with `candidate` as the candidate slot.
+    fn fast_with<'a>(
+        r: &mut Router,
+        candidate: u32,
+        topic: &'a str,
+        payload: &'a [u8],
+        now: u64,
+    ) -> Option<Accepted<'a>> {
         let parsed = dialect::parse_request_unchecked(topic).unwrap();
         let names = joined_names(topic, &parsed);
         let key = request_key(&parsed, &names).unwrap();
-        let g = r
-            .guess_hash(topic.as_bytes())
-            .and_then(|h| r.guess_slot(h))?;
-        r.accept_guessed(&key, g, &parsed, payload, now)
+        r.accept_candidate(&key, candidate, &parsed, payload, now)
     }
 
-    /// The full path alone, as when no guess was taken.
+    /// The full path alone, as when no candidate was found.
     fn full<'a>(
         r: &mut Router,
         topic: &'a str,
@@ -457,14 +457,16 @@ mod tests {
     #[test]
     fn the_fast_path_admits_a_new_request_as_the_full_path_does() {
         let (mut a, mut b) = (twin(), twin());
+        // With their devices' slots (twin's registration order).
         let topics = [
-            format!("/sys/{PK}/dev1/rrpc/request/1"),
-            format!("$rrpc/rxd/{PK}/dev3/1"),
-            format!("/sys/{PK}/dev1/rrpc/request/2;ct=65"),
+            (0, format!("/sys/{PK}/dev1/rrpc/request/1")),
+            (3, format!("$rrpc/rxd/{PK}/dev3/1")),
+            (0, format!("/sys/{PK}/dev1/rrpc/request/2;ct=65")),
         ];
-        for (i, topic) in topics.iter().enumerate() {
+        for (i, (slot, topic)) in topics.iter().enumerate() {
             let now = 10 * i as u64;
-            let got = fast(&mut a, topic, b"x", now).unwrap_or_else(|| panic!("{topic}"));
+            let got =
+                fast_with(&mut a, *slot, topic, b"x", now).unwrap_or_else(|| panic!("{topic}"));
             assert_eq!(Ok(got), full(&mut b, topic, b"x", now), "{topic}");
         }
         assert_eq!(a.stats(), b.stats());
@@ -494,15 +496,18 @@ mod tests {
             ),
             // A message id the full path calls malformed.
             (format!("/sys/{PK}/dev1/rrpc/request/bad\u{1}id"), &b""[..]),
-            // The Tencent device's names are the Alibaba device's: the guess
-            // taken from them finds the Alibaba one, registered first.
-            (format!("$rrpc/rxd/{PK}/dev1/new"), &b""[..]),
         ];
         for (topic, payload) in &declined {
             let before = (r.stats(), r.requests.snapshot());
             assert_eq!(fast(&mut r, topic, payload, 1), None, "{topic}");
             assert_eq!((r.stats(), r.requests.snapshot()), before, "{topic}");
         }
+        // The Tencent device's names are those of the Alibaba device in slot 0,
+        // so the candidate found from them may be that one.
+        let before = (r.stats(), r.requests.snapshot());
+        let topic = format!("$rrpc/rxd/{PK}/dev1/new");
+        assert_eq!(fast_with(&mut r, 0, &topic, b"", 1), None);
+        assert_eq!((r.stats(), r.requests.snapshot()), before);
         // A full table.
         for i in 0..3 {
             r.handle_message(&format!("$rrpc/rxd/{PK}/dev1/{i}"), b"", 0)
@@ -517,11 +522,11 @@ mod tests {
     }
 
     #[test]
-    fn guessed_and_unguessed_requests_agree_on_every_outcome() {
+    fn both_paths_agree_on_every_outcome() {
         // One stream through the fast path where it applies (`handle_message`),
         // the same through the full path alone: the same results, counters,
         // deadlines and tables after every message.
-        let (mut guessing, mut plain) = (twin(), twin());
+        let (mut hinted, mut plain) = (twin(), twin());
         let sys = |id: &str| format!("/sys/{PK}/dev1/rrpc/request/{id}");
         let tencent = |id: &str| format!("$rrpc/rxd/{PK}/dev1/{id}");
         let custom = |id: &str| format!("/ext/rrpc/{id}/a1GFjLP3xxC/dev2/user/rrpc");
@@ -560,7 +565,7 @@ mod tests {
         for (i, step) in steps.iter().enumerate() {
             match step {
                 Msg(topic, payload, now) => {
-                    let got = guessing.handle_message(topic, payload, *now);
+                    let got = hinted.handle_message(topic, payload, *now);
                     let want = plain.handle(topic, payload, *now, None);
                     assert_eq!(got, want, "step {i}: {topic}");
                     accepted.push(got.ok().map(|a| a.token));
@@ -568,35 +573,33 @@ mod tests {
                 Reply(n, now) => {
                     let token = accepted[*n].expect("an accepted request");
                     let mut sent = Vec::new();
-                    guessing
-                        .reply(token, b"r", *now, send_ok(&mut sent))
-                        .unwrap();
+                    hinted.reply(token, b"r", *now, send_ok(&mut sent)).unwrap();
                     plain.reply(token, b"r", *now, send_ok(&mut sent)).unwrap();
                     accepted.push(None);
                 }
                 Remove(now) => {
-                    for r in [&mut guessing, &mut plain] {
+                    for r in [&mut hinted, &mut plain] {
                         r.remove_device(Dialect::AlibabaSystem, &dev("dev1"), *now)
                             .unwrap();
                     }
                     accepted.push(None);
                 }
                 Add => {
-                    for r in [&mut guessing, &mut plain] {
+                    for r in [&mut hinted, &mut plain] {
                         r.add_device(Dialect::AlibabaSystem, &dev("dev1")).unwrap();
                     }
                     accepted.push(None);
                 }
             }
-            assert_eq!(guessing.stats(), plain.stats(), "step {i}");
-            assert_eq!(guessing.next_deadline(), plain.next_deadline(), "step {i}");
+            assert_eq!(hinted.stats(), plain.stats(), "step {i}");
+            assert_eq!(hinted.next_deadline(), plain.next_deadline(), "step {i}");
             assert_eq!(
-                guessing.requests.snapshot(),
+                hinted.requests.snapshot(),
                 plain.requests.snapshot(),
                 "step {i}"
             );
         }
-        let s = guessing.stats();
+        let s = hinted.stats();
         assert_eq!(
             (
                 s.requests,

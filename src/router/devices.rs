@@ -1,14 +1,13 @@
 //! The registered devices: the [`Device`] records handed to the application,
 //! the compact dispatch record ([`Slot`]) a request reads, and the registry that
-//! finds a device's slot by its key ([`DeviceKey`], through [`SlotIndex`]).
+//! finds a device's slot by its key ([`DeviceKey`], in a `hashbrown` table).
 
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
-use super::index::SlotIndex;
 use super::types::{Attachment, DeviceError, DeviceRef, RequestDevice};
 use crate::dialect::{self, Dialect, Identity};
 
@@ -138,10 +137,9 @@ fn to_u16(n: usize) -> u16 {
 /// 64-byte record (a cache line) in a vector indexed by slot, with the product key,
 /// device name and custom topic inline when they fit together in 47 bytes, as
 /// Alibaba's names do (11-byte product keys, device names of at most 32). A
-/// request thus reads one line of its device, however many devices there are,
-/// and one line of the index ([`SlotIndex`]) to find it; 100,000 devices'
-/// records take 6.4 MB, their index 1 MiB. Both reads are started before the
-/// topic is parsed ([`Registry::start_index_load`]).
+/// request thus reads one line of its device, however many devices there are;
+/// 100,000 devices' records take 6.4 MB. The read is started before the topic
+/// is parsed ([`Registry::candidate`]).
 #[repr(C, align(64))]
 pub(super) struct Slot {
     /// Which registration of the slot this is (see [`DeviceRef`]).
@@ -282,9 +280,9 @@ pub(super) struct Registry {
     free_slots: Vec<u32>,
     generation: u32,
     /// Slots by [`DeviceKey`] (dialect, product key and device name, or custom
-    /// topic); entries are compared with the slot's record, so the table itself
-    /// holds only hash tags and slot numbers.
-    by_key: SlotIndex,
+    /// topic), hashed by the key's text; entries are compared with the slot's
+    /// record, so the table holds only slot numbers.
+    by_key: HashTable<u32>,
     hasher: DefaultHashBuilder,
 }
 
@@ -296,7 +294,7 @@ impl Registry {
             attachments: HashMap::new(),
             free_slots: Vec::new(),
             generation: 0,
-            by_key: SlotIndex::new(),
+            by_key: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
         }
     }
@@ -390,7 +388,7 @@ impl Registry {
         }
         let hash = self.hasher.hash_one(key.text().as_bytes());
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_key.insert(hash, index, |i| {
+        self.by_key.insert_unique(hash, index, |&i| {
             let slot = slots[i as usize].as_ref();
             slot.map_or(0, |s| hasher.hash_one(s.key_text().as_bytes()))
         });
@@ -407,9 +405,10 @@ impl Registry {
         let key = DeviceKey::of(dialect, id, &names);
         let hash = self.hasher.hash_one(key.text().as_bytes());
         let slots = &self.slots;
-        let Some(index) = self.by_key.remove(hash, |i| holds(slots, i, &key)) else {
+        let Ok(entry) = self.by_key.find_entry(hash, |&i| holds(slots, i, &key)) else {
             return Err(DeviceError::NotFound);
         };
+        let index = entry.remove().0;
         self.slots[index as usize] = None;
         self.attachments.remove(&index);
         let device = self.devices[index as usize]
@@ -440,7 +439,9 @@ impl Registry {
     /// The slot of the device `key` names.
     pub(super) fn lookup(&self, key: &DeviceKey<'_>) -> Option<u32> {
         let hash = self.hasher.hash_one(key.text().as_bytes());
-        self.by_key.find(hash, |i| holds(&self.slots, i, key))
+        self.by_key
+            .find(hash, |&i| holds(&self.slots, i, key))
+            .copied()
     }
 
     /// The topic the reply to message `id` of the device in slot `i` goes out on.
@@ -453,20 +454,13 @@ impl Registry {
         }
     }
 
-    /// Hashes a device's `{product key}/{device name}` as its key is hashed, and
-    /// asks the CPU to start loading the index entry that hash leads to.
+    /// The slot of the first entry of the table that may hold a device
+    /// registered under `names`, `{product key}/{device name}` (its control byte
+    /// matches the hash of `names`; nothing else is checked), with the CPU asked
+    /// to start loading its dispatch record.
     #[inline]
-    pub(super) fn start_index_load(&self, names: &[u8]) -> u64 {
-        let hash = self.hasher.hash_one(names);
-        self.by_key.prefetch(hash);
-        hash
-    }
-
-    /// The slot of the first index entry that matches `hash` (unconfirmed), with
-    /// its dispatch record on its way into the cache.
-    #[inline]
-    pub(super) fn start_record_load(&self, hash: u64) -> Option<u32> {
-        let slot = self.by_key.candidate(hash)?;
+    pub(super) fn candidate(&self, names: &[u8]) -> Option<u32> {
+        let slot = *self.by_key.find(self.hasher.hash_one(names), |_| true)?;
         prefetch(self.slots.as_ptr().wrapping_add(slot as usize));
         Some(slot)
     }
@@ -483,7 +477,7 @@ fn holds(slots: &[Option<Slot>], i: u32, key: &DeviceKey<'_>) -> bool {
 
 /// Asks the CPU to start loading `p`'s cache line; no effect on other targets.
 #[inline(always)]
-pub(super) fn prefetch<T>(p: *const T) {
+fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing architecturally; any address is allowed.
     unsafe {
@@ -578,6 +572,52 @@ mod tests {
                 r.request_device(a.device).unwrap().identity.device_name,
                 n.as_str()
             );
+        }
+    }
+
+    #[test]
+    fn devices_removed_and_added_again_are_found_by_their_names() {
+        let mut r = Router::new(RouterConfig {
+            max_pending: 4096,
+            ..RouterConfig::default()
+        });
+        let name = |i: u32| format!("dev{i}");
+        let send = |r: &mut Router, i: u32, id: &str| {
+            let topic = format!("/sys/{PK}/{}/rrpc/request/{id}", name(i));
+            let got = r.handle_message(&topic, b"", 0);
+            got.map(|a| {
+                r.request_device(a.device)
+                    .unwrap()
+                    .identity
+                    .device_name
+                    .to_string()
+            })
+        };
+        for i in 0..2000 {
+            r.add_device(Dialect::AlibabaSystem, &dev(&name(i)))
+                .unwrap();
+        }
+        let removed = |i: &u32| i % 3 != 0;
+        for i in (0..2000).filter(removed) {
+            r.remove_device(Dialect::AlibabaSystem, &dev(&name(i)), 0)
+                .unwrap();
+        }
+        for i in 0..2000 {
+            let want = if removed(&i) {
+                Err(Dropped::UnknownDevice)
+            } else {
+                Ok(name(i))
+            };
+            assert_eq!(send(&mut r, i, "1"), want);
+        }
+        // Added again, into the freed slots, and new ones after them.
+        for i in (0..2000).filter(removed).chain(2000..2500) {
+            r.add_device(Dialect::AlibabaSystem, &dev(&name(i)))
+                .unwrap();
+        }
+        assert_eq!(r.device_count(), 2500);
+        for i in 0..2500 {
+            assert_eq!(send(&mut r, i, "2"), Ok(name(i)));
         }
     }
 

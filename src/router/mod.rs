@@ -25,9 +25,9 @@
 //! Where each part lives: this file is the [`Router`] itself, what transports
 //! call; `types.rs` its public settings, counters, results and errors;
 //! `devices.rs` the registered devices, their dispatch records and the registry
-//! that finds them (with its index in `index.rs`); `pending.rs` the pending and
-//! recently finished requests (tokens, message ids, deadlines, history);
-//! `admission.rs` how a received request becomes an accepted one.
+//! that finds them; `pending.rs` the pending and recently finished requests
+//! (tokens, message ids, deadlines, history); `admission.rs` how a received
+//! request becomes an accepted one.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -38,7 +38,6 @@ use crate::dialect::{self, Dialect, Identity, TopicError};
 
 mod admission;
 mod devices;
-mod index;
 mod pending;
 mod shared;
 mod types;
@@ -189,9 +188,8 @@ impl Router {
         payload: &'a [u8],
         now_ms: u64,
     ) -> Result<Accepted<'a>, Dropped> {
-        let guess = self.guess_hash(topic.as_bytes());
-        let guess = guess.and_then(|h| self.guess_slot(h));
-        self.handle(topic, payload, now_ms, guess)
+        let candidate = self.start_device_lookup(topic.as_bytes());
+        self.handle(topic, payload, now_ms, candidate)
     }
 
     /// As [`Router::handle_message`], for a topic given as bytes: one that is not
@@ -202,12 +200,9 @@ impl Router {
         payload: &'a [u8],
         now_ms: u64,
     ) -> Result<Accepted<'a>, Dropped> {
-        let guess = self.guess_hash(topic);
+        let candidate = self.start_device_lookup(topic);
         match std::str::from_utf8(topic) {
-            Ok(t) => {
-                let guess = guess.and_then(|h| self.guess_slot(h));
-                self.handle(t, payload, now_ms, guess)
-            }
+            Ok(t) => self.handle(t, payload, now_ms, candidate),
             Err(_) => {
                 self.stats.bump(RouterCounter::messages);
                 Err(self.dropped(Dropped::Malformed("the topic is not valid UTF-8")))
@@ -248,18 +243,18 @@ impl Router {
         }
     }
 
-    /// Parses `topic` and hands a request to admission; `guess` is the slot of
-    /// the device guessed from the raw topic, if any.
+    /// Parses `topic` and hands a request to admission; `candidate` is the slot
+    /// of the device found from the raw topic, if any.
     fn handle<'a>(
         &mut self,
         topic: &'a str,
         payload: &'a [u8],
         now_ms: u64,
-        guess: Option<u32>,
+        candidate: Option<u32>,
     ) -> Result<Accepted<'a>, Dropped> {
         self.stats.bump(RouterCounter::messages);
         let parsed = self.parse(topic)?;
-        self.accept(topic, parsed, payload, now_ms, guess)
+        self.accept(topic, parsed, payload, now_ms, candidate)
     }
 
     /// Answers the request `token` with `payload`: checks the token, the deadline
