@@ -52,8 +52,41 @@ pub fn split_content_type(level: &str) -> (&str, Option<u8>) {
 /// whole level when it has none or starts with it. A ContentType suffix, well
 /// formed or not, never makes a delivery a new request.
 pub fn bare_message_id(level: &str) -> &str {
-    match level.find(CONTENT_TYPE_SEPARATOR) {
-        Some(at) if at > 0 => &level[..at],
-        _ => level,
+    // A byte search for each `;` (the separator's first byte): cheaper on ids of
+    // a few dozen bytes than a substring search, which prepares a table first.
+    let b = level.as_bytes();
+    let sep = CONTENT_TYPE_SEPARATOR.as_bytes();
+    let mut from = 0;
+    while let Some(i) = b[from..].iter().position(|&c| c == sep[0]) {
+        let at = from + i;
+        if b[at..].starts_with(sep) {
+            return if at > 0 { &level[..at] } else { level };
+        }
+        from = at + 1;
+    }
+    level
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bare_id_ends_at_the_first_separator_but_never_empty() {
+        for (level, bare) in [
+            ("42", "42"),
+            ("42;ct=0", "42"),
+            ("42;ct=65", "42"),
+            ("42;ct=065", "42"),
+            ("42;ct=", "42"),
+            ("4;2;ct=1", "4;2"),
+            ("42;ct=1;ct=2", "42"),
+            (";ct=5", ";ct=5"),
+            ("a;b", "a;b"),
+            ("42;c", "42;c"),
+            ("42;", "42;"),
+        ] {
+            assert_eq!(bare_message_id(level), bare, "{level}");
+        }
     }
 }

@@ -60,6 +60,10 @@ struct MsgEntry {
     /// removed device never matches the device that reuses its slot.
     generation: u32,
     state: MsgState,
+    /// The request's token, to tell a pending request whose reply is being
+    /// published ([`MsgState::Sending`]) when its id comes again (rare: only
+    /// then is the token's entry read).
+    token: u64,
 }
 
 /// Where a message id a device has seen stands.
@@ -119,15 +123,6 @@ pub(super) enum NoReply {
     Sending,
     /// The deadline passed (the request is still in the tables).
     Late,
-}
-
-/// Sets the state of the message-id entry of pending request `p`.
-fn set_msg_state(msgs: &mut HashMap<MsgKey, MsgEntry>, p: &Pending, state: MsgState) {
-    if let Some(e) = msgs.get_mut(&p.key) {
-        if e.generation == p.generation && !matches!(e.state, MsgState::Done(_)) {
-            e.state = state;
-        }
-    }
 }
 
 /// The pending and recently finished requests.
@@ -218,6 +213,7 @@ impl Requests {
         let entry = MsgEntry {
             generation,
             state: MsgState::Pending,
+            token,
         };
         match msg {
             Entry::Vacant(m) => {
@@ -249,10 +245,14 @@ impl Requests {
     /// registration has not seen its bare id (or has forgotten).
     pub(super) fn seen(&self, slot: u32, level: &str, generation: u32) -> Option<MsgState> {
         let id = dialect::bare_message_id(level);
-        self.msgs
+        let e = self
+            .msgs
             .get(&MsgRef { slot, id })
-            .filter(|e| e.generation == generation)
-            .map(|e| e.state)
+            .filter(|e| e.generation == generation)?;
+        Some(match (e.state, self.tokens.get(&e.token)) {
+            (MsgState::Pending, Some(TokenState::Pending(p))) if p.sending => MsgState::Sending,
+            (state, _) => state,
+        })
     }
 
     /// The slot and message id a reply to `token` answers, if it may be sent at
@@ -273,7 +273,6 @@ impl Requests {
     pub(super) fn start_sending(&mut self, token: u64) {
         if let Some(TokenState::Pending(p)) = self.tokens.get_mut(&token) {
             p.sending = true;
-            set_msg_state(&mut self.msgs, p, MsgState::Sending);
         }
     }
 
@@ -284,7 +283,6 @@ impl Requests {
         match self.tokens.get_mut(&token) {
             Some(TokenState::Pending(p)) if p.sending => {
                 p.sending = false;
-                set_msg_state(&mut self.msgs, p, MsgState::Pending);
                 true
             }
             _ => false,

@@ -117,7 +117,20 @@ struct RequestStrings {
 const STACK_BYTES: usize = 512;
 
 impl RequestStrings {
-    fn new(message_id: &str, id: &Identity<'_>) -> RequestStrings {
+    /// An empty buffer: nothing written yet. Filled in place by
+    /// [`RequestStrings::fill`], so that its 512 bytes are never moved.
+    fn new() -> RequestStrings {
+        RequestStrings {
+            stack: [MaybeUninit::uninit(); STACK_BYTES],
+            heap: Vec::new(),
+            starts: [usize::MAX; 4],
+            lens: [0; 4],
+        }
+    }
+
+    /// Copies the strings in.
+    fn fill(&mut self, message_id: &str, id: &Identity<'_>) {
+        let s = self;
         let parts: [Option<&str>; 4] = [
             Some(message_id),
             Some(id.product_key),
@@ -125,12 +138,6 @@ impl RequestStrings {
             id.custom_topic,
         ];
         let need: usize = parts.iter().flatten().map(|p| p.len() + 1).sum();
-        let mut s = RequestStrings {
-            stack: [MaybeUninit::uninit(); STACK_BYTES],
-            heap: Vec::new(),
-            starts: [usize::MAX; 4],
-            lens: [0; 4],
-        };
         if need > STACK_BYTES {
             s.heap.reserve_exact(need);
         }
@@ -145,15 +152,17 @@ impl RequestStrings {
                     s.heap.extend_from_slice(p.as_bytes());
                     s.heap.push(0);
                 } else {
-                    for (d, &b) in s.stack[at..].iter_mut().zip(p.as_bytes()) {
-                        d.write(b);
+                    // SAFETY: `at + p.len() + 1 <= need <= STACK_BYTES`: in bounds;
+                    // u8 and MaybeUninit<u8> have the same layout.
+                    unsafe {
+                        let dst = s.stack.as_mut_ptr().add(at).cast::<u8>();
+                        std::ptr::copy_nonoverlapping(p.as_ptr(), dst, p.len());
+                        *dst.add(p.len()) = 0;
                     }
-                    s.stack[at + p.len()].write(0);
                 }
                 at += p.len() + 1;
             }
         }
-        s
     }
 
     /// The `len + 1` bytes (the string and its NUL) at `start`.
@@ -372,7 +381,8 @@ impl<E> SharedRouter<E> {
         retained: bool,
         now_ms: u64,
     ) -> Result<Delivery, Dropped> {
-        let (req, strings, own) = {
+        let mut strings = RequestStrings::new();
+        let (req, own) = {
             let mut r = self.router.lock();
             let a = r.handle_received(topic, payload, retained, now_ms)?;
             // What the callback needs is copied while the router is held: the
@@ -380,10 +390,10 @@ impl<E> SharedRouter<E> {
             let d = r
                 .request_device(a.device)
                 .expect("an accepted request's device is registered");
-            let strings = RequestStrings::new(a.message_id, &d.identity);
+            strings.fill(a.message_id, &d.identity);
             let own = d.attachment.cloned();
             let req = (a.token, d.dialect, a.content_type, a.deadline_ms);
-            (req, strings, own)
+            (req, own)
         };
         let (token, dialect, content_type, deadline_ms) = req;
         let request = Request {
