@@ -1,0 +1,20 @@
+//! The tooling around the code: the generated C header (and its Doxygen reference),
+//! the ABI against abi/, packaging (CMake, install, CPack, pkg-config) and the
+//! module map of docs/architecture.md.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod abi;
+mod architecture;
+mod header;
+mod packaging;
+
+fn main() {
+    common::harness::main(vec![
+        ("abi", abi::tests()),
+        ("architecture", architecture::tests()),
+        ("header", header::tests()),
+        ("packaging", packaging::tests()),
+    ])
+}
