@@ -5,7 +5,6 @@
 //! leaks (also run under valgrind).
 
 use crate::common;
-
 use crate::common::Broker;
 
 fn client_and_caller_calls_inside_a_response_callback_are_refused_cleanly() {

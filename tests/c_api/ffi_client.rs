@@ -1,8 +1,6 @@
 //! The C ABI under bad input and misuse, called exactly as C calls it, against an
 //! in-process rumqttd broker on a free loopback port.
 
-use crate::common;
-
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::mem::size_of;
 use std::ptr::{null, null_mut};
@@ -10,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Broker, Caller};
 use rrpc::dialect::Dialect;
 use rrpc::ffi::client::*;
 use rrpc::ffi::misc::*;
@@ -18,6 +15,9 @@ use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, *};
 use rrpc::ffi::session::*;
 use rrpc::ClientStats;
+
+use crate::common;
+use crate::common::{Broker, Caller};
 
 const PK: &str = "a1GFjLP3xxC";
 
@@ -650,14 +650,7 @@ fn reply_rules_unknown_double_oversized_and_late() {
     let n = rec.requests.lock().unwrap().len();
     let caller = Caller::connect(_b.port);
     let t = std::thread::spawn(move || {
-        caller.call(
-            Dialect::AlibabaSystem,
-            PK,
-            "dev1",
-            None,
-            b"q2",
-            Duration::from_millis(2500),
-        )
+        caller.call_system(PK, "dev1", b"q2", Duration::from_millis(2500))
     });
     common::wait_until("the second request", Duration::from_secs(10), || {
         rec.requests.lock().unwrap().len() > n
@@ -687,14 +680,7 @@ fn a_request_left_unanswered_expires_and_frees_its_entry() {
     let (_b, client, rec, caller) = running(|c, _| c.request_timeout_ms = 300);
     rec.mode.store(1, Ordering::SeqCst);
     assert_eq!(
-        caller.call(
-            Dialect::AlibabaSystem,
-            PK,
-            "dev1",
-            None,
-            b"x",
-            Duration::from_millis(1200)
-        ),
+        caller.call_system(PK, "dev1", b"x", Duration::from_millis(1200)),
         None
     );
     assert_eq!(rec.requests.lock().unwrap().len(), 1);
@@ -709,14 +695,7 @@ fn oversized_requests_are_dropped_and_counted_without_losing_the_connection() {
     let (_b, client, rec, caller) = running(|c, _| c.max_payload = 1024);
     let big = vec![1u8; 4096];
     assert_eq!(
-        caller.call(
-            Dialect::AlibabaSystem,
-            PK,
-            "dev1",
-            None,
-            &big,
-            Duration::from_millis(800)
-        ),
+        caller.call_system(PK, "dev1", &big, Duration::from_millis(800)),
         None
     );
     // Dropped by the session before the router sees it.
@@ -726,14 +705,7 @@ fn oversized_requests_are_dropped_and_counted_without_losing_the_connection() {
     assert_eq!(stats(client).too_large, 0);
     assert!(rec.requests.lock().unwrap().is_empty());
     // Still connected and serving.
-    let r = caller.call(
-        Dialect::AlibabaSystem,
-        PK,
-        "dev1",
-        None,
-        b"small",
-        Duration::from_secs(3),
-    );
+    let r = caller.call_system(PK, "dev1", b"small", Duration::from_secs(3));
     assert_eq!(r.as_deref(), Some(&b"small"[..]));
     assert_eq!(stats(client).connects, 1);
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
@@ -774,14 +746,7 @@ fn malformed_request_topics_are_ignored_counted_and_logged() {
         "{logged:?}"
     );
     // The device still answers well-formed requests.
-    let r = caller.call(
-        Dialect::AlibabaSystem,
-        PK,
-        "dev1",
-        None,
-        b"fine",
-        Duration::from_secs(3),
-    );
+    let r = caller.call_system(PK, "dev1", b"fine", Duration::from_secs(3));
     assert_eq!(r.as_deref(), Some(&b"fine"[..]));
     assert_eq!(
         rrpc_set_log_handler(None, null_mut(), rrpc_log_level::RRPC_LOG_WARN as u32),
@@ -793,14 +758,7 @@ fn malformed_request_topics_are_ignored_counted_and_logged() {
 fn callbacks_cannot_stop_free_or_yield_their_client_but_can_reply() {
     let (_b, client, rec, caller) = running(|_, _| {});
     rec.mode.store(2, Ordering::SeqCst);
-    let r = caller.call(
-        Dialect::AlibabaSystem,
-        PK,
-        "dev1",
-        None,
-        b"x",
-        Duration::from_secs(5),
-    );
+    let r = caller.call_system(PK, "dev1", b"x", Duration::from_secs(5));
     assert_eq!(r.as_deref(), Some(&b"ok"[..]));
     let statuses = rec.reentry.lock().unwrap().clone();
     assert_eq!(
@@ -820,16 +778,7 @@ fn callbacks_cannot_stop_free_or_yield_their_client_but_can_reply() {
 /// 500 ms, then reply), and returns once the callback is running.
 fn slow_callback_running(caller: Caller, rec: &Recorder) {
     rec.mode.store(3, Ordering::SeqCst);
-    std::thread::spawn(move || {
-        caller.call(
-            Dialect::AlibabaSystem,
-            PK,
-            "dev1",
-            None,
-            b"x",
-            Duration::from_secs(3),
-        )
-    });
+    std::thread::spawn(move || caller.call_system(PK, "dev1", b"x", Duration::from_secs(3)));
     common::wait_until("the callback to start", Duration::from_secs(10), || {
         rec.started.load(Ordering::SeqCst)
     });
@@ -907,7 +856,7 @@ fn deferred_replies_from_other_threads_and_several_devices() {
             Some(format!("dev2:{p}").into_bytes())
         );
         assert_eq!(
-            caller.call(Dialect::AlibabaSystem, PK, "dev1", None, p.as_bytes(), wait),
+            caller.call_system(PK, "dev1", p.as_bytes(), wait),
             Some(format!("dev1:{p}").into_bytes())
         );
         assert_eq!(
@@ -970,14 +919,7 @@ fn two_clients_on_one_broker_get_distinct_default_ids() {
     assert_eq!(rrpc_client_start(c2), RRPC_STATUS_OK);
     let caller = Caller::connect(b.port);
     for dn in ["devA", "devB", "devA", "devB"] {
-        let r = caller.call(
-            Dialect::AlibabaSystem,
-            PK,
-            dn,
-            None,
-            dn.as_bytes(),
-            Duration::from_secs(3),
-        );
+        let r = caller.call_system(PK, dn, dn.as_bytes(), Duration::from_secs(3));
         assert_eq!(r.as_deref(), Some(dn.as_bytes()), "{dn}");
     }
     // Neither took over the other's session.
@@ -1133,16 +1075,7 @@ fn the_sign_callback_signs_every_attempt() {
 
 fn a_stopped_client_starts_again_and_serves_in_either_mode() {
     let (_b, client, _rec, caller) = running(|_, _| {});
-    let call = |p: &[u8]| {
-        caller.call(
-            Dialect::AlibabaSystem,
-            PK,
-            "dev1",
-            None,
-            p,
-            Duration::from_secs(2),
-        )
-    };
+    let call = |p: &[u8]| caller.call_system(PK, "dev1", p, Duration::from_secs(2));
     assert_eq!(call(b"one").as_deref(), Some(&b"one"[..]));
     assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
     assert_eq!(
@@ -1349,14 +1282,7 @@ fn stop_sends_the_replies_already_accepted() {
         let c2 = caller.clone();
         let p2 = payload.clone();
         let call = std::thread::spawn(move || {
-            c2.call(
-                Dialect::AlibabaSystem,
-                PK,
-                "dev1",
-                None,
-                p2.as_bytes(),
-                Duration::from_secs(5),
-            )
+            c2.call_system(PK, "dev1", p2.as_bytes(), Duration::from_secs(5))
         });
         common::wait_until("the request", Duration::from_secs(10), || {
             rec.requests.lock().unwrap().len() > round

@@ -5,7 +5,6 @@
 //! under valgrind, which reports any touch of user_data freed after a release.
 
 use crate::common;
-
 use crate::common::Broker;
 
 fn harness(name: &str) -> std::path::PathBuf {

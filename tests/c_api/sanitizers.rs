@@ -12,15 +12,13 @@
 //! and leaks are caught), and everything the C code reads or writes in memory the
 //! library hands out or takes is checked.
 
-use crate::common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common;
 use crate::common::cmake::{sanitized_example, sanitizer_env, sanitizer_flags, SANITIZERS};
 use crate::common::{Broker, Caller, Proc};
-use rrpc::dialect::Dialect;
 
 const PK: &str = "a1SanItize";
 const READY: Duration = Duration::from_secs(30);
@@ -117,20 +115,16 @@ fn release_harness_is_clean_under_asan_and_ubsan() {
 /// through Mosquitto, then exits 0 with no report.
 fn device_example_is_clean(name: &str, extra: &[&str], n: usize, reply_prefix: &[u8]) {
     let broker = Broker::mosquitto();
-    let mut args = common::strings(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &broker.port.to_string(),
+    let max = n.to_string();
+    let device = [
         "--dialect",
         "alibaba",
-        "--product-key",
-        PK,
         "--device-name",
         "san",
         "--max-requests",
-        &n.to_string(),
-    ]);
+        &max,
+    ];
+    let mut args = common::example_args(broker.port, PK, &device);
     args.extend(common::strings(extra));
     let mut dev = spawn_example(name, &args);
     let caller = Caller::connect(broker.port);
@@ -218,14 +212,7 @@ fn quickstart_is_clean_under_asan_and_ubsan() {
         dev.transcript()
     );
     let caller = Caller::connect(broker.port);
-    let r = caller.call(
-        Dialect::AlibabaSystem,
-        "a1B2c3",
-        "dev1",
-        None,
-        b"status?",
-        Duration::from_secs(10),
-    );
+    let r = caller.call_system("a1B2c3", "dev1", b"status?", Duration::from_secs(10));
     assert_eq!(r.as_deref(), Some(&b"ok"[..]), "{}", dev.transcript());
     // The quickstart has no signal handler (it ends by being killed), so only what it
     // did while running is checked here; the other examples exit by themselves and
@@ -261,14 +248,7 @@ fn paho_gateway_is_clean_under_asan_and_ubsan() {
     let caller = Caller::connect(broker.port);
     for (i, dn) in ["dev0", "dev9", "dev3", "dev7"].into_iter().enumerate() {
         let p: Vec<u8> = (0..i * 300).map(|k| k as u8).collect();
-        let r = caller.call(
-            Dialect::AlibabaSystem,
-            PK,
-            dn,
-            None,
-            &p,
-            Duration::from_secs(20),
-        );
+        let r = caller.call_system(PK, dn, &p, Duration::from_secs(20));
         assert!(
             r.as_deref() == Some(&p[..]),
             "{dn}: {r:?}\n{}",

@@ -16,10 +16,9 @@
 //!
 //! `RRPC_STRESS_SECONDS` sets how long each run lasts (default 5).
 
-use crate::common;
-
 use std::process::Command;
 
+use crate::common;
 use crate::common::cmake::{sanitizer_env, sanitizer_flags, SANITIZERS};
 use crate::common::Broker;
 

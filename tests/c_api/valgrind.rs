@@ -6,11 +6,10 @@
 //! (see the file), the same however many clients the program made. The other valgrind
 //! runs (examples and harnesses) use the same options.
 
-use crate::common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::common;
 use crate::common::Broker;
 
 /// Runs `exe port` under memcheck with `args`; returns (exit code, report).

@@ -137,6 +137,17 @@ impl Caller {
         self.call_topic(&dialect.request_topic(&ident, &id), &id, payload, timeout)
     }
 
+    /// Calls the Alibaba system-topic device `pk/dn` with a fresh message id.
+    pub fn call_system(
+        &self,
+        pk: &str,
+        dn: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        self.call(Dialect::AlibabaSystem, pk, dn, None, payload, timeout)
+    }
+
     /// Calls until the device answers (it may still be subscribing), for up to
     /// `total`; returns the first answer.
     pub fn call_until_answered(

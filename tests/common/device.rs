@@ -1,19 +1,24 @@
-//! The echo device on the Rust API, and the call parameters the tests use most.
+//! The echo device on the Rust API, and the configurations and call parameters the
+//! tests use most.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rrpc::CallParams;
-use rrpc::{Client, ClientConfig, Dialect, Identity};
+use rrpc::session::MqttVersion;
+use rrpc::{CallParams, Caller, CallerConfig, Client, ClientConfig, Dialect, Identity};
 
-/// The identity of a device on the Alibaba system topics.
-pub fn system<'a>(product_key: &'a str, device_name: &'a str) -> (Dialect, Identity<'a>) {
-    let id = Identity {
+/// A device's identity without a custom topic.
+pub fn identity<'a>(product_key: &'a str, device_name: &'a str) -> Identity<'a> {
+    Identity {
         product_key,
         device_name,
         custom_topic: None,
-    };
-    (Dialect::AlibabaSystem, id)
+    }
+}
+
+/// The identity of a device on the Alibaba system topics.
+pub fn system<'a>(product_key: &'a str, device_name: &'a str) -> (Dialect, Identity<'a>) {
+    (Dialect::AlibabaSystem, identity(product_key, device_name))
 }
 
 /// The identity of a device on an Alibaba custom topic.
@@ -28,6 +33,24 @@ pub fn custom<'a>(
         custom_topic: Some(topic),
     };
     (Dialect::AlibabaCustom, id)
+}
+
+/// A device client's configuration for 127.0.0.1:`port` on MQTT `protocol`, that
+/// gives up connecting after 3 s.
+pub fn client_config(port: u16, protocol: MqttVersion) -> ClientConfig {
+    let mut cfg = ClientConfig::new("127.0.0.1", port);
+    cfg.mqtt.protocol = protocol;
+    cfg.mqtt.connect_timeout_ms = 3000;
+    cfg
+}
+
+/// A library caller connected to 127.0.0.1:`port` on MQTT `protocol` (3 s to
+/// connect).
+pub fn caller(port: u16, protocol: MqttVersion) -> Caller {
+    let mut cfg = CallerConfig::new("127.0.0.1", port);
+    cfg.mqtt.protocol = protocol;
+    cfg.mqtt.connect_timeout_ms = 3000;
+    Caller::connect(cfg).expect("caller connects")
 }
 
 /// A client serving `devices` that answers every request with its payload and

@@ -1,7 +1,7 @@
 //! The helpers every test binary shares (and the benches, through `#[path]`), one
 //! of each: the runner with its tool requirements ([`harness`]), brokers
 //! ([`broker`]), the raw test caller ([`caller`]), the raw MQTT client ([`mqtt`]),
-//! the echo device on the Rust API ([`device`]), child processes, C test programs
+//! the echo device on the Rust API ([`device`]), JT/T 808 test data ([`jt808`]), child processes, C test programs
 //! and valgrind ([`process`]), the CMake builds ([`cmake`]), test certificates
 //! ([`pki`]) and the fault-injection proxy ([`proxy`]).
 #![allow(dead_code)]
@@ -16,6 +16,7 @@ pub mod caller;
 pub mod cmake;
 pub mod device;
 pub mod harness;
+pub mod jt808;
 pub mod mqtt;
 pub mod pki;
 pub mod process;
@@ -32,8 +33,9 @@ pub use harness::{have_tool, require_tool, skip, Test};
 pub use mqtt::{publish_acked, MqttClient};
 #[allow(unused_imports)]
 pub use process::{
-    c_harness, c_harness_with, run_c_harness, run_c_harness_args, run_c_harness_under_valgrind,
-    run_c_harness_under_valgrind_args, valgrind_args, valgrind_suppressions, Proc,
+    c_harness, c_harness_with, example_args, run_c_harness, run_c_harness_args,
+    run_c_harness_under_valgrind, run_c_harness_under_valgrind_args, valgrind_args,
+    valgrind_suppressions, Memcheck, Proc,
 };
 
 /// The repository root: the nearest directory above the crate under test that

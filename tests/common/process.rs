@@ -148,6 +148,24 @@ impl Drop for Proc {
     }
 }
 
+/// The arguments with which a C example of examples-c/ reaches a broker on
+/// 127.0.0.1:`port` for product `product_key`, then `extra`.
+pub fn example_args(port: u16, product_key: &str, extra: &[&str]) -> Vec<String> {
+    let port = port.to_string();
+    [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--product-key",
+        product_key,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// Compiles the C test program `tests/c/{source}` as C99 with warnings as errors
 /// against the CMake-built librrpc.so, to `{name}` in a scratch directory (the test
 /// needs `cmake` and `cc`).
@@ -227,21 +245,55 @@ pub fn run_c_harness_under_valgrind(exe: &Path, log_name: &str) {
 
 /// [`run_c_harness_under_valgrind`] with arguments.
 pub fn run_c_harness_under_valgrind_args(exe: &Path, log_name: &str, args: &[String]) {
-    require_tool("valgrind");
-    let log = scratch_dir("valgrind").join(log_name);
-    let out = Command::new("valgrind")
-        .args(valgrind_args())
-        .arg(format!("--log-file={}", log.display()))
+    let mut vg = Memcheck::new(log_name);
+    let out = vg
+        .command
         .arg(exe)
         .args(args)
         .output()
         .expect("run valgrind");
-    let report = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+    vg.assert_clean(Some(out.status), &String::from_utf8_lossy(&out.stderr));
+}
+
+/// valgrind's memcheck with [`valgrind_args`] (the test needs `valgrind`), its
+/// report in `target/test-scratch/valgrind/<log_name>`.
+pub struct Memcheck {
+    /// `valgrind <options> --log-file=...`: add the program and its arguments.
+    pub command: Command,
+    pub log: PathBuf,
+}
+
+impl Memcheck {
+    pub fn new(log_name: &str) -> Memcheck {
+        Memcheck::with_options(log_name, &valgrind_args())
+    }
+
+    /// With other memcheck options than [`valgrind_args`].
+    pub fn with_options(log_name: &str, options: &[String]) -> Memcheck {
+        require_tool("valgrind");
+        let log = scratch_dir("valgrind").join(log_name);
+        let mut command = Command::new("valgrind");
+        command
+            .args(options)
+            .arg(format!("--log-file={}", log.display()));
+        Memcheck { command, log }
+    }
+
+    /// The report memcheck wrote.
+    pub fn report(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The program under memcheck exited 0 (no error, no leak: memcheck's exit
+    /// code is 99 otherwise) and the report says 0 errors; `transcript` (what the
+    /// program printed) goes into the failure message.
+    pub fn assert_clean(&self, status: Option<std::process::ExitStatus>, transcript: &str) {
+        let report = self.report();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "valgrind found problems:\n{report}\n{transcript}"
+        );
+        assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+    }
 }

@@ -2,30 +2,19 @@
 //! against the C devices, as real processes, through rumqttd and Mosquitto; every
 //! RrpcCode produced for real, with presence from the device library.
 
-use crate::common;
-
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{Broker, BrokerKind, Proc};
 
 const PK: &str = "a1CallPk";
 const READY: Duration = Duration::from_secs(15);
 
-fn example(name: &str) -> PathBuf {
-    common::cmake::example(name)
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
 /// Runs call_device to completion; returns (exit status, stdout, elapsed).
 fn call(port: u16, extra: &[&str]) -> (i32, String, Duration) {
-    let mut a = args(&["--port", &port.to_string(), "--product-key", PK]);
-    a.extend(args(extra));
+    let a = common::example_args(port, PK, extra);
     let t = Instant::now();
-    let mut p = Proc::spawn(&example("call_device"), &a);
+    let mut p = Proc::spawn(&common::cmake::example("call_device"), &a);
     let st = p
         .wait_exit(Duration::from_secs(30))
         .expect("call_device exits");
@@ -33,18 +22,9 @@ fn call(port: u16, extra: &[&str]) -> (i32, String, Duration) {
 }
 
 fn echo_device(port: u16, dn: &str, extra: &[&str]) -> Proc {
-    let mut a = args(&[
-        "--port",
-        &port.to_string(),
-        "--dialect",
-        "alibaba",
-        "--product-key",
-        PK,
-        "--device-name",
-        dn,
-    ]);
-    a.extend(args(extra));
-    let p = Proc::spawn(&example("echo_device"), &a);
+    let mut a = common::example_args(port, PK, &["--dialect", "alibaba", "--device-name", dn]);
+    a.extend(common::strings(extra));
+    let p = Proc::spawn(&common::cmake::example("echo_device"), &a);
     assert!(p.wait_stderr("connected", READY), "{}", p.transcript());
     p
 }
@@ -173,8 +153,8 @@ fn every_rrpc_code_for_real_from_c() {
     // HALFCONN: the device (presence on, answering after 5 s) is killed during
     // the call; its last will ends the call at once.
     let slow = Proc::spawn(
-        &example("deferred_reply"),
-        &args(&[
+        &common::cmake::example("deferred_reply"),
+        &common::strings(&[
             "--port",
             &port.to_string(),
             "--dialect",
@@ -260,8 +240,8 @@ fn call_device_refuses_bad_parameters_and_reports_an_unreachable_broker() {
     assert_eq!(st, 2, "{out}");
     let port = common::free_port();
     let mut p = Proc::spawn(
-        &example("call_device"),
-        &args(&[
+        &common::cmake::example("call_device"),
+        &common::strings(&[
             "--port",
             &port.to_string(),
             "--product-key",
@@ -285,41 +265,17 @@ fn call_device_refuses_bad_parameters_and_reports_an_unreachable_broker() {
 }
 
 fn call_device_runs_clean_under_valgrind() {
-    common::require_tool("valgrind");
     let b = Broker::rumqttd();
     let _d = echo_device(b.port, "vg", &[]);
-    let log = common::scratch_dir("valgrind").join("call_device.log");
-    let mut p = Proc::spawn_with(
-        std::process::Command::new("valgrind")
-            .args(common::valgrind_args())
-            .arg(format!("--log-file={}", log.display()))
-            .arg(example("call_device"))
-            .args([
-                "--port",
-                &b.port.to_string(),
-                "--product-key",
-                PK,
-                "--device-name",
-                "vg",
-            ])
-            .args([
-                "--payload",
-                "leak check",
-                "--timeout",
-                "5000",
-                "--concurrent",
-                "20",
-            ]),
-    );
+    let mut vg = common::Memcheck::new("call_device.log");
+    vg.command
+        .arg(common::cmake::example("call_device"))
+        .args(common::example_args(b.port, PK, &["--device-name", "vg"]))
+        .args(["--payload", "leak check", "--timeout", "5000"])
+        .args(["--concurrent", "20"]);
+    let mut p = Proc::spawn_with(&mut vg.command);
     let st = p.wait_exit(Duration::from_secs(60));
-    let report = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(0),
-        "{report}\n{}",
-        p.transcript()
-    );
-    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+    vg.assert_clean(st, &p.transcript());
 }
 
 fn a_crashed_client_serving_several_devices_takes_them_all_offline() {

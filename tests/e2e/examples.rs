@@ -2,31 +2,20 @@
 //! real processes against an in-process rumqttd and a Mosquitto started on a free
 //! loopback port, and are called through the broker.
 
-use crate::common;
-
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::common::{Broker, BrokerKind, Caller, Proc};
 use rrpc::dialect::Dialect;
+
+use crate::common;
+use crate::common::{Broker, BrokerKind, Caller, Proc};
 
 const PK: &str = "a1GFjLP3xxC";
 const WAIT: Duration = Duration::from_secs(5);
 const READY: Duration = Duration::from_secs(15);
 
-fn example(name: &str) -> PathBuf {
-    common::cmake::example(name)
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
 fn echo_device(broker: &Broker, extra: &[&str]) -> Proc {
-    let port = broker.port.to_string();
-    let mut a = args(&["--host", "127.0.0.1", "--port", &port, "--product-key", PK]);
-    a.extend(args(extra));
-    Proc::spawn(&example("echo_device"), &a)
+    let a = common::example_args(broker.port, PK, extra);
+    Proc::spawn(&common::cmake::example("echo_device"), &a)
 }
 
 /// The payloads every dialect must carry unchanged.
@@ -135,8 +124,8 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
             // The transcript of seeds/004: request on $rrpc/rxd/xxx/test01/41440 is
             // answered on $rrpc/txd/xxx/test01/41440.
             let dev4 = Proc::spawn(
-                &example("echo_device"),
-                &args(&[
+                &common::cmake::example("echo_device"),
+                &common::strings(&[
                     "--port",
                     &broker.port.to_string(),
                     "--dialect",
@@ -171,7 +160,7 @@ fn several_devices_share_one_client() {
         for round in 0..3 {
             for n in &names {
                 let p = format!("{n}-{round}");
-                let r = caller.call(Dialect::AlibabaSystem, PK, n, None, p.as_bytes(), WAIT);
+                let r = caller.call_system(PK, n, p.as_bytes(), WAIT);
                 assert_eq!(r, Some(p.into_bytes()), "{}", dev.transcript());
             }
         }
@@ -201,8 +190,8 @@ fn deferred_reply_example_answers_from_a_worker_thread() {
         let caller = Caller::connect(broker.port);
         let port = broker.port.to_string();
         let dev = Proc::spawn(
-            &example("deferred_reply"),
-            &args(&[
+            &common::cmake::example("deferred_reply"),
+            &common::strings(&[
                 "--port",
                 &port,
                 "--dialect",
@@ -222,14 +211,7 @@ fn deferred_reply_example_answers_from_a_worker_thread() {
                 let (caller, tx) = (&caller, tx.clone());
                 s.spawn(move || {
                     let p = format!("job{i}\0bin");
-                    let r = caller.call(
-                        Dialect::AlibabaSystem,
-                        PK,
-                        "slow1",
-                        None,
-                        p.as_bytes(),
-                        WAIT,
-                    );
+                    let r = caller.call_system(PK, "slow1", p.as_bytes(), WAIT);
                     tx.send((p, r)).unwrap();
                 });
             }
@@ -275,7 +257,7 @@ fn device_answers_again_after_mosquitto_is_killed_and_restarted() {
     assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
     assert_eq!(
         caller_before
-            .call(Dialect::AlibabaSystem, PK, "phoenix", None, b"before", WAIT)
+            .call_system(PK, "phoenix", b"before", WAIT)
             .as_deref(),
         Some(&b"before"[..])
     );
@@ -306,8 +288,8 @@ fn device_answers_again_after_mosquitto_is_killed_and_restarted() {
 fn unreachable_broker_at_start_exits_with_a_clear_message() {
     let port = common::free_port().to_string();
     let mut dev = Proc::spawn(
-        &example("echo_device"),
-        &args(&[
+        &common::cmake::example("echo_device"),
+        &common::strings(&[
             "--port",
             &port,
             "--dialect",
@@ -344,9 +326,7 @@ fn malformed_request_topics_are_ignored_counted_and_logged_by_the_device() {
         );
         // Still serving.
         assert_eq!(
-            caller
-                .call(Dialect::AlibabaSystem, PK, "m1", None, b"ok", WAIT)
-                .as_deref(),
+            caller.call_system(PK, "m1", b"ok", WAIT).as_deref(),
             Some(&b"ok"[..])
         );
         assert_eq!(
@@ -368,42 +348,23 @@ fn malformed_request_topics_are_ignored_counted_and_logged_by_the_device() {
 /// Runs `program args` under valgrind memcheck, feeds it `n` requests, and checks
 /// that it exits cleanly with no errors and no leaks ([`common::valgrind_args`]).
 fn valgrind_clean(name: &str, extra: &[&str], n: usize, reply_prefix: &[u8]) {
-    common::require_tool("valgrind");
     let broker = Broker::rumqttd();
     let caller = Caller::connect(broker.port);
-    let port = broker.port.to_string();
-    let log = common::scratch_dir("valgrind").join(format!("{name}-{}.log", extra.join("")));
-    let mut cmd = std::process::Command::new("valgrind");
-    cmd.args(common::valgrind_args())
-        .arg(format!("--log-file={}", log.display()))
-        .arg(example(name))
-        .args([
-            "--port",
-            &port,
-            "--dialect",
-            "alibaba",
-            "--product-key",
-            PK,
-            "--device-name",
-            "vg",
-        ])
+    let mut vg = common::Memcheck::new(&format!("{name}-{}.log", extra.join("")));
+    let device = ["--dialect", "alibaba", "--device-name", "vg"];
+    vg.command
+        .arg(common::cmake::example(name))
+        .args(common::example_args(broker.port, PK, &device))
         .args(["--max-requests", &n.to_string()])
         .args(extra);
-    let mut dev = Proc::spawn_with(&mut cmd);
+    let mut dev = Proc::spawn_with(&mut vg.command);
     let payloads: Vec<Vec<u8>> = (0..n).map(|i| format!("vg{i}").into_bytes()).collect();
     // In thread mode the example says when it is subscribed; in yield mode it does not.
     let ready_line = (!extra.contains(&"--yield")).then_some("connected to");
     let ready = (ready_line, Duration::from_secs(60));
     caller.expect_echoes(PK, "vg", &payloads, reply_prefix, ready, &dev);
     let st = dev.wait_exit(Duration::from_secs(60));
-    let report = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(0),
-        "valgrind found problems:\n{report}\n{}",
-        dev.transcript()
-    );
-    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+    vg.assert_clean(st, &dev.transcript());
 }
 
 fn echo_device_runs_clean_under_valgrind_in_thread_mode() {
@@ -432,21 +393,17 @@ fn readme_quickstart_is_the_compiled_example_and_it_answers() {
         "the quickstart stays under 40 lines"
     );
     for broker in common::brokers() {
-        let dev = Proc::spawn(&example("quickstart"), &[broker.port.to_string()]);
+        let dev = Proc::spawn(
+            &common::cmake::example("quickstart"),
+            &[broker.port.to_string()],
+        );
         assert!(
             dev.wait_stderr("quickstart: connected", READY),
             "{}",
             dev.transcript()
         );
         let caller = Caller::connect(broker.port);
-        let r = caller.call(
-            Dialect::AlibabaSystem,
-            "a1B2c3",
-            "dev1",
-            None,
-            b"status?",
-            WAIT,
-        );
+        let r = caller.call_system("a1B2c3", "dev1", b"status?", WAIT);
         assert_eq!(r.as_deref(), Some(&b"ok"[..]), "{}", dev.transcript());
         assert_eq!(
             dev.wait_stdout_lines("request ", 1, WAIT),

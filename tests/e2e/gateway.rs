@@ -6,13 +6,11 @@
 //! Both programs are built by the CMake tree only when Paho is installed
 //! (`libpaho-mqtt-dev`): outside CI the tests skip without it, under CI they fail.
 
-use crate::common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{Broker, Caller, Proc};
-use rrpc::dialect::Dialect;
 
 const PK: &str = "a1GFjLP3xxC";
 const WAIT: Duration = Duration::from_secs(5);
@@ -25,20 +23,8 @@ fn paho_program(name: &str) -> PathBuf {
 }
 
 fn args(port: u16, devices: usize, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--product-key",
-        PK,
-        "--devices",
-        &devices.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.extend(extra.iter().map(|s| s.to_string()));
+    let mut a = common::example_args(port, PK, &["--devices", &devices.to_string()]);
+    a.extend(common::strings(extra));
     a
 }
 
@@ -49,7 +35,7 @@ fn binary_payload() -> Vec<u8> {
 
 /// Calls `dn` and checks the echo.
 fn call_echo(caller: &Caller, dn: &str, payload: &[u8], proc: &Proc) {
-    let r = caller.call(Dialect::AlibabaSystem, PK, dn, None, payload, WAIT);
+    let r = caller.call_system(PK, dn, payload, WAIT);
     assert!(
         r.as_deref() == Some(payload),
         "{dn}: expected the {}-byte payload back, got {:?}\n{}",
@@ -144,14 +130,7 @@ fn paho_gateway_serves_1000_sub_devices_on_one_connection() {
     );
 
     // dev1000 is not registered: the wildcard delivers its request, nothing answers.
-    let r = caller.call(
-        Dialect::AlibabaSystem,
-        PK,
-        "dev1000",
-        None,
-        b"anyone?",
-        Duration::from_millis(1500),
-    );
+    let r = caller.call_system(PK, "dev1000", b"anyone?", Duration::from_millis(1500));
     assert_eq!(r, None, "an unregistered device was answered");
     assert_eq!(gw.stdout().len(), total, "{}", gw.transcript());
 
@@ -176,16 +155,13 @@ fn paho_gateway_serves_1000_sub_devices_on_one_connection() {
 }
 
 fn paho_gateway_runs_clean_under_valgrind() {
-    common::require_tool("valgrind");
     let program = paho_program("paho_gateway");
     let broker = Broker::mosquitto();
-    let log = common::scratch_dir("valgrind").join("paho_gateway.log");
-    let mut cmd = std::process::Command::new("valgrind");
-    cmd.args(common::valgrind_args())
-        .arg(format!("--log-file={}", log.display()))
+    let mut vg = common::Memcheck::new("paho_gateway.log");
+    vg.command
         .arg(&program)
         .args(args(broker.port, 10, &["--max-requests", "5"]));
-    let mut gw = Proc::spawn_with(&mut cmd);
+    let mut gw = Proc::spawn_with(&mut vg.command);
     assert!(
         gw.wait_stderr(
             "paho_gateway: connected, serving 10 devices",
@@ -203,14 +179,7 @@ fn paho_gateway_runs_clean_under_valgrind() {
         ("dev1", b"vg4".to_vec()),
     ];
     for (dn, p) in &payloads {
-        let r = caller.call(
-            Dialect::AlibabaSystem,
-            PK,
-            dn,
-            None,
-            p,
-            Duration::from_secs(20),
-        );
+        let r = caller.call_system(PK, dn, p, Duration::from_secs(20));
         assert!(
             r.as_deref() == Some(&p[..]),
             "{dn}: {r:?}\n{}",
@@ -218,14 +187,7 @@ fn paho_gateway_runs_clean_under_valgrind() {
         );
     }
     let st = gw.wait_exit(Duration::from_secs(60));
-    let report = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(0),
-        "valgrind found problems:\n{report}\n{}",
-        gw.transcript()
-    );
-    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+    vg.assert_clean(st, &gw.transcript());
     assert!(
         gw.stderr()
             .iter()

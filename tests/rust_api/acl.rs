@@ -3,16 +3,17 @@
 //! library, and a foreign client logged in as another device that tries to fake
 //! presence, answer a call of the device, and read its requests.
 
-use crate::common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::mqtt::{self, MqttClient};
-use crate::common::{require_tool, scratch_dir, Broker};
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode};
 use rrpc::presence::PresenceTopics;
 use rrpc::{Client, ClientConfig, Dialect, Identity};
+
+use crate::common;
+use crate::common::device;
+use crate::common::mqtt::{self, MqttClient};
+use crate::common::{require_tool, scratch_dir, Broker};
 
 const PK: &str = "a1AclPk";
 const CALLER: &str = "rrpc-caller";
@@ -96,15 +97,7 @@ fn caller(port: u16) -> Caller {
 }
 
 fn params<'a>(dn: &'a str, payload: &'a [u8]) -> CallParams<'a> {
-    CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: dn,
-        payload,
-        timeout_ms: Some(2000),
-        custom_topic: None,
-        content_type: None,
-    }
+    device::system_call(PK, dn, payload, 2000)
 }
 
 /// A raw MQTT client logged in as `user`.

@@ -1,18 +1,19 @@
 //! The caller's RRpc semantics against real brokers, with devices built on the
 //! library's Rust API (the C and command-line paths have their own tests).
 
-use crate::common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::Broker;
 use rrpc::caller::{
     decode_request_base64, CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse,
 };
 use rrpc::presence::PresenceTopics;
 use rrpc::{Client, ClientConfig, Dialect, Identity};
+
+use crate::common;
+use crate::common::device;
+use crate::common::Broker;
 
 const PK: &str = "a1CallerPk";
 
@@ -27,15 +28,7 @@ fn device(port: u16, names: &[&str], dialect: Dialect, presence: bool) -> Client
     }
     let c = Client::new(cfg).unwrap();
     for n in names {
-        c.add_device(
-            dialect,
-            &Identity {
-                product_key: PK,
-                device_name: n,
-                custom_topic: None,
-            },
-        )
-        .unwrap();
+        c.add_device(dialect, &device::identity(PK, n)).unwrap();
     }
     let r = c.replier();
     c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
@@ -59,15 +52,7 @@ fn device(port: u16, names: &[&str], dialect: Dialect, presence: bool) -> Client
 }
 
 fn params<'a>(dn: &'a str, payload: &'a [u8], timeout: u32) -> CallParams<'a> {
-    CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: dn,
-        payload,
-        timeout_ms: Some(timeout),
-        custom_topic: None,
-        content_type: None,
-    }
+    device::system_call(PK, dn, payload, timeout)
 }
 
 fn caller(port: u16) -> Caller {
@@ -397,15 +382,8 @@ fn removing_a_device_announces_it_offline_and_connection_wills_cover_several_dev
     };
     wait_for("keep", Some(true));
     wait_for("drop", Some(true));
-    d.remove_device(
-        Dialect::AlibabaSystem,
-        &Identity {
-            product_key: PK,
-            device_name: "drop",
-            custom_topic: None,
-        },
-    )
-    .unwrap();
+    d.remove_device(Dialect::AlibabaSystem, &device::identity(PK, "drop"))
+        .unwrap();
     wait_for("drop", Some(false));
     assert_eq!(
         code(&c.call(&params("drop", b"x", 3000))),

@@ -7,11 +7,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::mqtt::{self, MqttClient};
-use crate::common::Broker;
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 use rrpc::session::MqttVersion;
 use rrpc::{Client, ClientConfig, Dialect, Identity};
+
+use crate::common::device;
+use crate::common::mqtt::{self, MqttClient};
+use crate::common::Broker;
 
 const PK: &str = "a1TrustPk";
 
@@ -38,26 +40,13 @@ fn wait_while(secs: u64, busy: impl Fn() -> bool) {
 }
 
 fn system_params<'a>(dn: &'a str, payload: &'a [u8], timeout: u32) -> CallParams<'a> {
-    CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: dn,
-        payload,
-        timeout_ms: Some(timeout),
-        custom_topic: None,
-        content_type: None,
-    }
+    device::system_call(PK, dn, payload, timeout)
 }
 
 fn custom_params<'a>(dn: &'a str, topic: &'a str, payload: &'a [u8]) -> CallParams<'a> {
     CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: dn,
-        payload,
-        timeout_ms: Some(3000),
         custom_topic: Some(topic),
-        content_type: None,
+        ..device::system_call(PK, dn, payload, 3000)
     }
 }
 

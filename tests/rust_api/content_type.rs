@@ -3,14 +3,15 @@
 //! MQTT 3.1.1 and MQTT 5, while a request without one keeps the documented topic
 //! byte for byte.
 
-use crate::common;
-
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::Broker;
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode};
-use rrpc::{Client, ClientConfig, Dialect, Identity};
+use rrpc::{Client, ClientConfig, Dialect};
+
+use crate::common;
+use crate::common::device;
+use crate::common::Broker;
 
 const PK: &str = "a1CtPk";
 
@@ -20,15 +21,8 @@ type Seen = Arc<Mutex<Vec<(String, Option<u8>, Vec<u8>)>>>;
 /// An echo device on the Rust API that records the ContentType of each request.
 fn device(port: u16, name: &str) -> (Client, Seen) {
     let c = Client::new(ClientConfig::new("127.0.0.1", port)).unwrap();
-    c.add_device(
-        Dialect::AlibabaSystem,
-        &Identity {
-            product_key: PK,
-            device_name: name,
-            custom_topic: None,
-        },
-    )
-    .unwrap();
+    c.add_device(Dialect::AlibabaSystem, &device::identity(PK, name))
+        .unwrap();
     let seen: Seen = Arc::default();
     let (r, s) = (c.replier(), seen.clone());
     c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
@@ -46,13 +40,8 @@ fn device(port: u16, name: &str) -> (Client, Seen) {
 
 fn params<'a>(dn: &'a str, payload: &'a [u8], content_type: Option<u32>) -> CallParams<'a> {
     CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: dn,
-        payload,
-        timeout_ms: Some(3000),
-        custom_topic: None,
         content_type,
+        ..device::system_call(PK, dn, payload, 3000)
     }
 }
 

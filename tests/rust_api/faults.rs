@@ -4,18 +4,19 @@
 //! a broker whose ACL refuses the device's subscription. The device is the
 //! library's Rust client, the calling side its caller, the broker Mosquitto.
 
-use crate::common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
+use rrpc::{Client, ClientConfig, ConnectionEvent, Dialect};
+
+use crate::common;
+use crate::common::device;
 use crate::common::proxy::{Proxy, Target};
 use crate::common::Broker;
-use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
-use rrpc::{Client, ClientConfig, ConnectionEvent, Dialect, Identity};
 
 const PK: &str = "a1FaultPk";
 /// Deadlines for things that take milliseconds on an idle machine: generous for
@@ -46,14 +47,7 @@ impl Device {
         tweak(&mut cfg);
         let client = Client::new(cfg).expect("client config");
         client
-            .add_device(
-                Dialect::AlibabaSystem,
-                &Identity {
-                    product_key: PK,
-                    device_name: dn,
-                    custom_topic: None,
-                },
-            )
+            .add_device(Dialect::AlibabaSystem, &device::identity(PK, dn))
             .unwrap();
         let events = Arc::new(Mutex::new(Vec::new()));
         let ev = events.clone();
@@ -133,15 +127,7 @@ impl Device {
 }
 
 fn params<'a>(dn: &'a str, payload: &'a [u8], timeout_ms: u32) -> CallParams<'a> {
-    CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: dn,
-        payload,
-        timeout_ms: Some(timeout_ms),
-        custom_topic: None,
-        content_type: None,
-    }
+    device::system_call(PK, dn, payload, timeout_ms)
 }
 
 fn caller(port: u16) -> Caller {

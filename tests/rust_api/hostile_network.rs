@@ -6,18 +6,19 @@
 //! of 60 KiB (the log stays bounded). Each on MQTT 3.1.1 and 5 where the
 //! protocols differ.
 
-use crate::common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::Broker;
-use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode};
+use rrpc::caller::{Caller, RrpcCode};
 use rrpc::session::MqttVersion;
-use rrpc::{Client, ClientConfig, Dialect, Identity};
+use rrpc::{Client, ClientConfig, Dialect};
+
+use crate::common;
+use crate::common::device::{self, caller, client_config as device_config};
+use crate::common::Broker;
 
 const PK: &str = "a1HostilePk";
 
@@ -25,52 +26,13 @@ fn request_topic(dn: &str, id: &str) -> String {
     format!("/sys/{PK}/{dn}/rrpc/request/{id}")
 }
 
-fn device_config(port: u16, protocol: MqttVersion) -> ClientConfig {
-    let mut cfg = ClientConfig::new("127.0.0.1", port);
-    cfg.mqtt.protocol = protocol;
-    cfg.mqtt.connect_timeout_ms = 3000;
-    cfg
-}
-
 /// A device serving `dn` that echoes every request and counts them, not started.
 fn echo_device(cfg: ClientConfig, dn: &str) -> (Client, Arc<AtomicUsize>) {
-    let c = Client::new(cfg).unwrap();
-    c.add_device(
-        Dialect::AlibabaSystem,
-        &Identity {
-            product_key: PK,
-            device_name: dn,
-            custom_topic: None,
-        },
-    )
-    .unwrap();
-    let handled = Arc::new(AtomicUsize::new(0));
-    let (r, h) = (c.replier(), handled.clone());
-    c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
-        h.fetch_add(1, Ordering::SeqCst);
-        let _ = r.reply(req.token, req.payload);
-    })))
-    .unwrap();
-    (c, handled)
-}
-
-fn caller(port: u16, protocol: MqttVersion) -> Caller {
-    let mut cfg = CallerConfig::new("127.0.0.1", port);
-    cfg.mqtt.protocol = protocol;
-    cfg.mqtt.connect_timeout_ms = 3000;
-    Caller::connect(cfg).expect("caller connects")
+    device::echo_device(cfg, &[device::system(PK, dn)])
 }
 
 fn answered(c: &Caller, dn: &str, payload: &[u8]) -> bool {
-    let r = c.call(&CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: dn,
-        payload,
-        timeout_ms: Some(2000),
-        custom_topic: None,
-        content_type: None,
-    });
+    let r = c.call(&device::system_call(PK, dn, payload, 2000));
     r.rrpc_code == Some(RrpcCode::Success) && r.payload.as_deref() == Some(payload)
 }
 
@@ -315,15 +277,8 @@ fn the_reply_queue_is_bounded_in_messages_and_bytes() {
     cfg.reply_queue_max = 4;
     cfg.reply_queue_bytes = 1000;
     let dev = Client::new(cfg).unwrap();
-    dev.add_device(
-        Dialect::AlibabaSystem,
-        &Identity {
-            product_key: PK,
-            device_name: dn,
-            custom_topic: None,
-        },
-    )
-    .unwrap();
+    dev.add_device(Dialect::AlibabaSystem, &device::identity(PK, dn))
+        .unwrap();
     let tokens = Arc::new(Mutex::new(Vec::new()));
     let t2 = tokens.clone();
     dev.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {

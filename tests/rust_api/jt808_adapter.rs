@@ -7,14 +7,15 @@
 //! C99 with every warning an error against the CMake-built librrpc.so, run, and
 //! run again under valgrind.
 
-use crate::common;
-
 use rrpc::jt808::adapter::{ack_payload, error_payload, result_error_payload};
 use rrpc::jt808::{
     decode_frame, encode_frame, split_passthrough, Adapter, AdapterConfig, Body, BusyPolicy, Call,
     Completion, ConnectionError, ErrorReason, Event, Frame, Handled, Header, Package, Phone,
     ReplyKind, StreamDecoder, SubmitError, Submitted, Version, MAX_FRAME_LEN,
 };
+
+use crate::common;
+use crate::common::jt808::{hex, reference_frame, XorShift};
 
 // ---------------------------------------------------------- building frames
 
@@ -112,47 +113,6 @@ fn reply(token: u64, phone: Phone, kind: ReplyKind, payload: &[u8]) -> Event {
         phone,
         kind,
         payload: payload.to_vec(),
-    }
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// Header and body bytes framed with checksum and escaping, independently of
-/// the library.
-fn reference_frame(header_and_body: &[u8]) -> Vec<u8> {
-    let mut content = header_and_body.to_vec();
-    content.push(header_and_body.iter().fold(0, |a, b| a ^ b));
-    let mut out = vec![0x7e];
-    for b in content {
-        match b {
-            0x7e => out.extend([0x7d, 0x02]),
-            0x7d => out.extend([0x7d, 0x01]),
-            _ => out.push(b),
-        }
-    }
-    out.push(0x7e);
-    out
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 

@@ -6,17 +6,18 @@
 //! the maximum packet size announced to the broker, session expiry, and the
 //! C configuration fields.
 
-use crate::common;
-
 use std::ffi::{c_void, CStr, CString};
 use std::ptr::null_mut;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::Broker;
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode};
 use rrpc::session::{ConnectionEvent, MqttVersion};
-use rrpc::{Client, ClientConfig, ClientError, ClientStats, Dialect, Identity};
+use rrpc::{Client, ClientConfig, ClientError, ClientStats, Dialect};
+
+use crate::common;
+use crate::common::device::{self, caller, client_config as device_config};
+use crate::common::Broker;
 
 const PK: &str = "a1Mqtt5Pk";
 
@@ -24,51 +25,16 @@ fn custom_topic(dn: &str) -> String {
     format!("/{PK}/{dn}/user/update")
 }
 
-fn device_config(port: u16, protocol: MqttVersion) -> ClientConfig {
-    let mut cfg = ClientConfig::new("127.0.0.1", port);
-    cfg.mqtt.protocol = protocol;
-    cfg.mqtt.connect_timeout_ms = 3000;
-    cfg
-}
-
 /// An echo device serving `dn` on the system topics and `dn`-custom on its
 /// custom topic, started.
 fn echo_device(cfg: ClientConfig, dn: &str) -> Client {
-    let c = Client::new(cfg).unwrap();
-    c.add_device(
-        Dialect::AlibabaSystem,
-        &Identity {
-            product_key: PK,
-            device_name: dn,
-            custom_topic: None,
-        },
-    )
-    .unwrap();
     let custom_dn = format!("{dn}-custom");
     let topic = custom_topic(&custom_dn);
-    c.add_device(
-        Dialect::AlibabaCustom,
-        &Identity {
-            product_key: PK,
-            device_name: &custom_dn,
-            custom_topic: Some(&topic),
-        },
-    )
-    .unwrap();
-    let r = c.replier();
-    c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
-        let _ = r.reply(req.token, req.payload);
-    })))
-    .unwrap();
-    c.start().unwrap();
-    c
-}
-
-fn caller(port: u16, protocol: MqttVersion) -> Caller {
-    let mut cfg = CallerConfig::new("127.0.0.1", port);
-    cfg.mqtt.protocol = protocol;
-    cfg.mqtt.connect_timeout_ms = 3000;
-    Caller::connect(cfg).expect("caller connects")
+    let devices = [
+        device::system(PK, dn),
+        device::custom(PK, &custom_dn, &topic),
+    ];
+    device::started_echo_device(cfg, &devices)
 }
 
 fn call(c: &Caller, dialect: Dialect, dn: &str, custom_topic: Option<&str>, payload: &[u8]) {
@@ -309,15 +275,8 @@ fn a_kept_mqtt5_session_holds_requests_while_the_device_is_away() {
         cfg.accept_queued = true;
         let seen = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
         let c = Client::new(cfg).unwrap();
-        c.add_device(
-            Dialect::AlibabaSystem,
-            &Identity {
-                product_key: PK,
-                device_name: &dn,
-                custom_topic: None,
-            },
-        )
-        .unwrap();
+        c.add_device(Dialect::AlibabaSystem, &device::identity(PK, &dn))
+            .unwrap();
         let s2 = seen.clone();
         c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
             s2.lock().unwrap().push(req.payload.to_vec());

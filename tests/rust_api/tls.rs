@@ -5,17 +5,18 @@
 //! malformed or missing PEM, a key that does not match its certificate, TLS to a
 //! plain port and plain TCP to a TLS port (an error within the connect timeout).
 
-use crate::common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rcgen::SanType;
+use rrpc::caller::{Caller, CallerConfig, CallerError, RrpcCode};
+use rrpc::tls::TlsConfig;
+use rrpc::{Client, ClientConfig, ClientError};
+
+use crate::common;
+use crate::common::device;
 use crate::common::pki::{tls_broker, Pki};
 use crate::common::Broker;
-use rcgen::SanType;
-use rrpc::caller::{CallParams, Caller, CallerConfig, CallerError, RrpcCode};
-use rrpc::tls::TlsConfig;
-use rrpc::{Client, ClientConfig, ClientError, Dialect, Identity};
 
 const PK: &str = "a1TlsPk";
 
@@ -35,20 +36,7 @@ fn device_config(port: u16, tls: TlsConfig) -> ClientConfig {
 
 /// An echo device over TLS, started.
 fn device(port: u16, tls: TlsConfig, dn: &str) -> Client {
-    let c = Client::new(device_config(port, tls)).unwrap();
-    let id = Identity {
-        product_key: PK,
-        device_name: dn,
-        custom_topic: None,
-    };
-    c.add_device(Dialect::AlibabaSystem, &id).unwrap();
-    let r = c.replier();
-    c.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
-        let _ = r.reply(req.token, req.payload);
-    })))
-    .unwrap();
-    c.start().unwrap();
-    c
+    device::started_echo_device(device_config(port, tls), &[device::system(PK, dn)])
 }
 
 fn caller(port: u16, tls: TlsConfig) -> Result<Caller, CallerError> {
@@ -61,15 +49,7 @@ fn caller(port: u16, tls: TlsConfig) -> Result<Caller, CallerError> {
 fn call_ok(c: &Caller, dn: &str, payload: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = c.call(&CallParams {
-            dialect: Dialect::AlibabaSystem,
-            product_key: PK,
-            device_name: dn,
-            payload,
-            timeout_ms: Some(2000),
-            custom_topic: None,
-            content_type: None,
-        });
+        let r = c.call(&device::system_call(PK, dn, payload, 2000));
         if r.rrpc_code == Some(RrpcCode::Success) {
             assert_eq!(r.payload.as_deref(), Some(payload));
             return;

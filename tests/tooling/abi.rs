@@ -5,12 +5,12 @@
 //! an older header keep working, a newer header is refused; panics still unwind
 //! through the link recipe.
 
-use crate::common;
-
-use crate::common::cmake::{self, library_build};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use crate::common;
+use crate::common::cmake::{self, library_build};
 
 fn require_tools(tools: &[&str]) {
     tools.iter().for_each(|t| common::require_tool(t));

@@ -3,13 +3,13 @@
 //! package and rrpc.pc, and all three ways of consuming it work: find_package,
 //! pkg-config (shared and static) and add_subdirectory.
 
-use crate::common;
-
-use crate::common::cmake::{self, c_build, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::common;
+use crate::common::cmake::{self, c_build, run};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -712,14 +712,7 @@ fn lean_device_builds_for_a_rust_target() {
             "{name}: {}",
             dev.transcript()
         );
-        let answer = caller.call(
-            rrpc::dialect::Dialect::AlibabaSystem,
-            "a1Lean",
-            "dev1",
-            None,
-            b"lean",
-            Duration::from_secs(5),
-        );
+        let answer = caller.call_system("a1Lean", "dev1", b"lean", Duration::from_secs(5));
         assert_eq!(
             answer.as_deref(),
             Some(&b"lean"[..]),

@@ -3,20 +3,16 @@
 //! an unreachable broker, `rrpc broker`, `rrpc demo`, and a librrpc.so that links
 //! neither clap nor rumqttd.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common;
-
 use crate::common::{strings, Broker, Proc};
+use crate::rrpc;
 
 const PK: &str = "a1CliPk";
 const READY: Duration = Duration::from_secs(20);
-
-fn rrpc() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rrpc"))
-}
 
 /// What a finished `rrpc` run left.
 struct Run {
@@ -108,10 +104,7 @@ fn rrpc_device(port: u16, extra: &[&str]) -> Proc {
 
 /// The C echo device (examples-c/echo_device.c) on the broker on `port`.
 fn c_echo_device(port: u16, extra: &[&str]) -> Proc {
-    let mut a = strings(&["--host", "127.0.0.1", "--port"]);
-    a.push(port.to_string());
-    a.extend(strings(&["--product-key", PK]));
-    a.extend(strings(extra));
+    let a = common::example_args(port, PK, extra);
     let p = Proc::spawn(&common::cmake::example("echo_device"), &a);
     assert!(p.wait_stderr("connected", READY), "{}", p.transcript());
     p

@@ -3,14 +3,11 @@
 //! with status 2 and names the byte offset and the rule.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn rrpc() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rrpc"))
-}
+use crate::rrpc;
 
 fn run(args: &[&str]) -> Output {
     Command::new(rrpc())

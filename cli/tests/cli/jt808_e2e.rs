@@ -3,30 +3,23 @@
 //! plus a TCP server for terminals, on the library's adapter), simulated terminals
 //! (`rrpc jt808 terminal`), and calls from the library's caller and `rrpc call`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common;
-
-use crate::common::{strings, Broker, Proc};
 use rrpc::caller::{CallParams, Caller, CallerConfig, RrpcCode, RrpcResponse};
 use rrpc::Dialect;
+
+use crate::common;
+use crate::common::{strings, Broker, Proc};
+use crate::rrpc;
 
 const PK: &str = "a1Jt808Pk";
 const READY: Duration = Duration::from_secs(20);
 
-fn rrpc() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rrpc"))
-}
-
 /// The adapter example on the broker on `port`, listening for terminals.
 fn adapter(port: u16, extra: &[&str]) -> (Proc, u16) {
     let listen = common::free_port();
-    let mut a = strings(&["--host", "127.0.0.1", "--port"]);
-    a.push(port.to_string());
-    a.extend(strings(&["--product-key", PK, "--listen-port"]));
-    a.push(listen.to_string());
+    let mut a = common::example_args(port, PK, &["--listen-port", &listen.to_string()]);
     a.extend(strings(extra));
     let p = Proc::spawn(&common::cmake::example("jt808_adapter"), &a);
     assert!(p.wait_stderr("listening on", READY), "{}", p.transcript());
@@ -366,24 +359,23 @@ fn a_connection_that_did_not_authenticate_cannot_speak_for_a_terminal() {
 /// The adapter under valgrind memcheck: terminals come and go, calls succeed and
 /// fail, and at SIGTERM everything is freed (no errors, no definite or indirect leak).
 fn adapter_runs_clean_under_valgrind() {
-    common::require_tool("valgrind");
     let b = Broker::mosquitto();
-    common::require_tool("cmake");
-    common::require_tool("cc");
     let listen = common::free_port();
-    let log = common::scratch_dir("valgrind").join("jt808_adapter.log");
-    let mut cmd = std::process::Command::new("valgrind");
-    cmd.args([
+    let options = common::strings(&[
         "--leak-check=full",
         "--errors-for-leak-kinds=definite,indirect",
         "--show-leak-kinds=definite,indirect",
         "--error-exitcode=99",
-    ])
-    .arg(format!("--log-file={}", log.display()))
-    .arg(common::cmake::example("jt808_adapter"))
-    .args(["--host", "127.0.0.1", "--port", &b.port.to_string()])
-    .args(["--product-key", PK, "--listen-port", &listen.to_string()]);
-    let mut adapter = Proc::spawn_with(&mut cmd);
+    ]);
+    let mut vg = common::Memcheck::with_options("jt808_adapter.log", &options);
+    vg.command
+        .arg(common::cmake::example("jt808_adapter"))
+        .args(common::example_args(
+            b.port,
+            PK,
+            &["--listen-port", &listen.to_string()],
+        ));
+    let mut adapter = Proc::spawn_with(&mut vg.command);
     assert!(
         adapter.wait_stderr("listening on", Duration::from_secs(60)),
         "{}",
@@ -404,14 +396,7 @@ fn adapter_runs_clean_under_valgrind() {
     assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");
     drop(t); // the terminals' process is stopped: the adapter closes their sockets
     let st = adapter.terminate();
-    let report = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(0),
-        "valgrind found problems:\n{report}\n{}",
-        adapter.transcript()
-    );
-    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+    vg.assert_clean(st, &adapter.transcript());
 }
 
 pub fn tests() -> Vec<crate::common::Test> {

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -17,11 +16,9 @@ use rrpc::jt808::{
     StreamDecoder, Version,
 };
 
-const WAIT: Duration = Duration::from_secs(20);
+use crate::rrpc;
 
-fn rrpc() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rrpc"))
-}
+const WAIT: Duration = Duration::from_secs(20);
 
 /// A running `rrpc jt808 terminal`: stdout lines as they come, stderr in full.
 struct Sim {

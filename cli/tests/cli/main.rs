@@ -5,10 +5,17 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
+use std::path::PathBuf;
+
 mod commands;
 mod jt808;
 mod jt808_e2e;
 mod jt808_terminal;
+
+/// The `rrpc` binary cargo built for these tests.
+fn rrpc() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rrpc"))
+}
 
 fn main() {
     common::harness::main(vec![

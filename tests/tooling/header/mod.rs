@@ -3,6 +3,7 @@
 //! Doxygen reference builds without a warning.
 
 use crate::common;
+
 mod generate;
 
 use std::path::Path;
