@@ -92,8 +92,13 @@ fn assert_symbols_versioned(lib: &Path) {
     let functions: Vec<&str> = text
         .lines()
         .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 8 && f[6] != "UND" && f[7].starts_with("rrpc_")).then_some(f[7])
+            // "Num: Value Size Type Bind Vis Ndx Name", and lines that are not symbols.
+            match l.split_whitespace().collect::<Vec<_>>()[..] {
+                [_, _, _, _, _, _, ndx, name, ..] if ndx != "UND" && name.starts_with("rrpc_") => {
+                    Some(name)
+                }
+                _ => None,
+            }
         })
         .collect();
     let unversioned: Vec<&&str> = functions
@@ -650,7 +655,11 @@ fn lean_device_builds_for_a_rust_target() {
             cargo_so.display()
         );
         let so = dir.join("lib/librrpc.so");
-        let exported = nm(&["-D", "--defined-only"], &so);
+        // Without the version node: `rrpc_client_new@@RRPC_1.0` is rrpc_client_new.
+        let exported: Vec<String> = nm(&["-D", "--defined-only"], &so)
+            .into_iter()
+            .map(|s| s.split('@').next().unwrap_or_default().to_owned())
+            .collect();
         for present in ["rrpc_client_new", "rrpc_router_new", "rrpc_features"] {
             assert!(
                 exported.iter().any(|s| s == present),
