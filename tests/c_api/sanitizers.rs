@@ -163,18 +163,11 @@ fn deferred_reply_is_clean_under_asan_and_ubsan() {
 fn call_device_is_clean_under_asan_and_ubsan() {
     let broker = Broker::mosquitto();
     let port = broker.port.to_string();
-    let dev = Proc::spawn(
-        &common::cmake::example("echo_device"),
-        &common::strings(&[
-            "--port",
-            &port,
-            "--dialect",
-            "alibaba",
-            "--product-key",
-            PK,
-            "--device-name",
-            "callee",
-        ]),
+    let dev = common::spawn_example(
+        "echo_device",
+        &port,
+        PK,
+        &["--dialect", "alibaba", "--device-name", "callee"],
     );
     assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
     let base = ["--port", &port, "--product-key", PK, "--payload", "asan"];

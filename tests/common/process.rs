@@ -150,7 +150,11 @@ impl Drop for Proc {
 
 /// The arguments with which a C example of examples-c/ reaches a broker on
 /// 127.0.0.1:`port` for product `product_key`, then `extra`.
-pub fn example_args(port: u16, product_key: &str, extra: &[&str]) -> Vec<String> {
+pub fn example_args(
+    port: impl std::fmt::Display,
+    product_key: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let port = port.to_string();
     [
         "--host",
@@ -164,6 +168,20 @@ pub fn example_args(port: u16, product_key: &str, extra: &[&str]) -> Vec<String>
     .chain(extra)
     .map(|s| s.to_string())
     .collect()
+}
+
+/// The C example `name` of examples-c/ (CMake-built: the test needs `cmake` and
+/// `cc`) started with [`example_args`].
+pub fn spawn_example(
+    name: &str,
+    port: impl std::fmt::Display,
+    product_key: &str,
+    extra: &[&str],
+) -> Proc {
+    Proc::spawn(
+        &cmake::example(name),
+        &example_args(port, product_key, extra),
+    )
 }
 
 /// Compiles the C test program `tests/c/{source}` as C99 with warnings as errors

@@ -152,22 +152,20 @@ fn every_rrpc_code_for_real_from_c() {
 
     // HALFCONN: the device (presence on, answering after 5 s) is killed during
     // the call; its last will ends the call at once.
-    let slow = Proc::spawn(
-        &common::cmake::example("deferred_reply"),
-        &common::strings(&[
-            "--port",
-            &port.to_string(),
+    let slow = common::spawn_example(
+        "deferred_reply",
+        port,
+        PK,
+        &[
             "--dialect",
             "alibaba",
-            "--product-key",
-            PK,
             "--device-name",
             "fragile",
             "--delay-ms",
             "5000",
             "--presence",
             "1",
-        ]),
+        ],
     );
     assert!(
         slow.wait_stderr("connected", READY),
@@ -239,18 +237,11 @@ fn call_device_refuses_bad_parameters_and_reports_an_unreachable_broker() {
     );
     assert_eq!(st, 2, "{out}");
     let port = common::free_port();
-    let mut p = Proc::spawn(
-        &common::cmake::example("call_device"),
-        &common::strings(&[
-            "--port",
-            &port.to_string(),
-            "--product-key",
-            PK,
-            "--device-name",
-            "d",
-            "--timeout",
-            "1000",
-        ]),
+    let mut p = common::spawn_example(
+        "call_device",
+        port,
+        PK,
+        &["--device-name", "d", "--timeout", "1000"],
     );
     let st = p.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(st.code(), Some(7));

@@ -123,18 +123,11 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
             check_echo(&caller, Dialect::Tencent, "test01", None, &dev3);
             // The transcript of seeds/004: request on $rrpc/rxd/xxx/test01/41440 is
             // answered on $rrpc/txd/xxx/test01/41440.
-            let dev4 = Proc::spawn(
-                &common::cmake::example("echo_device"),
-                &common::strings(&[
-                    "--port",
-                    &broker.port.to_string(),
-                    "--dialect",
-                    "tencent",
-                    "--product-key",
-                    "xxx",
-                    "--device-name",
-                    "test01",
-                ]),
+            let dev4 = common::spawn_example(
+                "echo_device",
+                broker.port,
+                "xxx",
+                &["--dialect", "tencent", "--device-name", "test01"],
             );
             assert!(
                 dev4.wait_stderr("connected", READY),
@@ -189,20 +182,18 @@ fn deferred_reply_example_answers_from_a_worker_thread() {
     for broker in common::brokers() {
         let caller = Caller::connect(broker.port);
         let port = broker.port.to_string();
-        let dev = Proc::spawn(
-            &common::cmake::example("deferred_reply"),
-            &common::strings(&[
-                "--port",
-                &port,
+        let dev = common::spawn_example(
+            "deferred_reply",
+            &port,
+            PK,
+            &[
                 "--dialect",
                 "alibaba",
-                "--product-key",
-                PK,
                 "--device-name",
                 "slow1",
                 "--delay-ms",
                 "50",
-            ]),
+            ],
         );
         assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
         let (tx, rx) = std::sync::mpsc::channel();
@@ -286,19 +277,12 @@ fn device_answers_again_after_mosquitto_is_killed_and_restarted() {
 }
 
 fn unreachable_broker_at_start_exits_with_a_clear_message() {
-    let port = common::free_port().to_string();
-    let mut dev = Proc::spawn(
-        &common::cmake::example("echo_device"),
-        &common::strings(&[
-            "--port",
-            &port,
-            "--dialect",
-            "alibaba",
-            "--product-key",
-            PK,
-            "--device-name",
-            "d",
-        ]),
+    let port = common::free_port();
+    let mut dev = common::spawn_example(
+        "echo_device",
+        port,
+        PK,
+        &["--dialect", "alibaba", "--device-name", "d"],
     );
     let st = dev
         .wait_exit(Duration::from_secs(10))

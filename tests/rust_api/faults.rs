@@ -512,12 +512,9 @@ const DYNSEC: &str = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
 /// refused filter, not as silence.
 fn a_refused_subscription_is_counted_and_logged() {
     if !std::path::Path::new(DYNSEC).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Mosquitto's dynamic-security plugin ({DYNSEC})"
-        );
-        eprintln!("SKIPPED: {DYNSEC} is not installed");
-        return;
+        common::skip(format!(
+            "Mosquitto's dynamic-security plugin ({DYNSEC}) is not installed"
+        ));
     }
     let dir = common::scratch_dir("acl");
     let conf = dir.join(format!("dynsec-{}.json", std::process::id()));
