@@ -8,7 +8,7 @@
 //!   RRPC_SOAK_SECONDS=600 cargo bench --bench soak
 //!
 //! Also `RRPC_SOAK_RATE` (calls/s) and `RRPC_SOAK_FAULT_MS` (ms between faults).
-//! The 30 s version runs with the tests (`tests/soak.rs`). The report also goes
+//! The 30 s version runs with the tests (`tests/e2e/soak.rs`). The report also goes
 //! to `target/bench/soak.txt`.
 
 #[path = "../tests/common/mod.rs"]
@@ -22,6 +22,10 @@ fn main() {
         eprintln!("soak: benchmark only; run it with `cargo bench --bench soak`");
         return;
     }
+    if !common::have_tool("mosquitto") {
+        println!("soak: skipped (no mosquitto)");
+        return;
+    }
     let plan = soak::Plan::from_env(180);
     println!(
         "soak: {} s at {} calls/s, a fault every {} ms",
@@ -30,7 +34,7 @@ fn main() {
         plan.fault_every.as_millis()
     );
     match soak::run(&plan) {
-        Ok(Some(r)) => {
+        Ok(r) => {
             r.print();
             let dir = common::repo_root().join("target/bench");
             let _ = std::fs::create_dir_all(&dir);
@@ -40,7 +44,6 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        Ok(None) => println!("soak: skipped (no mosquitto)"),
         Err(e) => {
             eprintln!("soak failed: {e}");
             std::process::exit(1);

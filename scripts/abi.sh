@@ -29,7 +29,7 @@
 # new version node of librrpc.map.
 #
 # RRPC_ABI_HEADER (default include/rrpc.h) and RRPC_ABI_DIR (default abi) point elsewhere:
-# tests/abi.rs checks edited headers against a copy of the dump.
+# tests/tooling/abi.rs checks edited headers against a copy of the dump.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -15,9 +15,9 @@ set -euo pipefail
 # doc comments name the real parameters. libpaho-mqtt-dev: the Paho gateway example.
 # libmosquitto-dev: the libmosquitto gateway of docs/gateway.md (tests/docs.rs).
 # dpkg, dpkg-dev, tar: cpack's .deb (dpkg-shlibdeps for its Depends) and .tar.gz, unpacked
-# by tests/packaging.rs. binutils: nm, readelf, objdump, strip. doxygen: the C reference
-# (docs/Doxyfile, tests/header/). abigail-tools: abidw and abidiff, the ABI check against
-# abi/ (scripts/abi.sh, tests/abi.rs).
+# by tests/tooling/packaging.rs. binutils: nm, readelf, objdump, strip. doxygen: the C reference
+# (docs/Doxyfile, tests/tooling/header/). abigail-tools: abidw and abidiff, the ABI check against
+# abi/ (scripts/abi.sh, tests/tooling/abi.rs).
 NEEDS="
 cmake            cmd:cmake
 mosquitto        cmd:mosquitto

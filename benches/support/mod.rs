@@ -55,7 +55,7 @@ pub fn main(name: &str, modes: &[(&str, Mode)], run: fn() -> i32) {
 pub fn require_tools(bench: &str, tools: &[&str]) {
     for tool in tools {
         assert!(
-            common::require_tool(tool),
+            common::have_tool(tool),
             "the {bench} benchmark needs {tool}"
         );
     }

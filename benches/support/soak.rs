@@ -1,5 +1,5 @@
 //! The soak run shared by `cargo bench --bench soak` (minutes) and the 30 s
-//! `tests/soak.rs`: a device process (this binary re-executed with
+//! `tests/e2e/soak.rs`: a device process (this binary re-executed with
 //! `RRPC_SOAK_DEVICE_PORT` set: the library's client, echoing) behind the fault
 //! proxy, Mosquitto, and a caller making calls at a fixed rate straight to the
 //! broker. Every few seconds the proxy injects the next fault of a rotation:
@@ -204,12 +204,9 @@ fn wait_answered(caller: &Caller, device: &Proc, failure: &str) -> Result<(), St
 
 const FAULTS: [&str; 5] = ["drop", "reset", "blackhole", "truncate", "delay"];
 
-/// Runs the soak; `Err` when the setup failed (Mosquitto missing outside CI is
-/// `Ok(None)`).
-pub fn run(plan: &Plan) -> Result<Option<Report>, String> {
-    let Some(broker) = Broker::mosquitto() else {
-        return Ok(None);
-    };
+/// Runs the soak (Mosquitto must be installed); `Err` when the setup failed.
+pub fn run(plan: &Plan) -> Result<Report, String> {
+    let broker = Broker::mosquitto();
     let proxy = Proxy::start(broker.port);
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let device =
@@ -318,7 +315,7 @@ pub fn run(plan: &Plan) -> Result<Option<Report>, String> {
     let calls = total;
     let completed = done.load(Ordering::SeqCst);
     let outcomes = outcomes.lock().unwrap().clone();
-    Ok(Some(Report {
+    Ok(Report {
         seconds,
         calls,
         outcomes,
@@ -330,5 +327,5 @@ pub fn run(plan: &Plan) -> Result<Option<Report>, String> {
         last,
         max,
         rss_by_minute,
-    }))
+    })
 }

@@ -1,5 +1,5 @@
 /* A program built against another release's rrpc.h runs against this library
- * (tests/abi.rs). Compiled twice, against edited copies of include/rrpc.h:
+ * (tests/tooling/abi.rs). Compiled twice, against edited copies of include/rrpc.h:
  *
  * - OLD_HEADER: an older header, whose rrpc_router_config lacks max_devices, whose
  *   rrpc_mqtt_config lacks max_incoming_packet and whose rrpc_router_stats lacks

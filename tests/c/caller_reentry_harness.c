@@ -8,7 +8,7 @@
  *   caller_reentry_harness PORT   against a broker on PORT
  *
  * Prints "caller reentry harness: N checks passed" and exits 0, or names the failed
- * check. Built and run by tests/caller_reentry_c.rs. */
+ * check. Built and run by tests/c_api/caller_reentry_c.rs. */
 #define _POSIX_C_SOURCE 200809L
 #define HARNESS_NAME "caller reentry harness"
 #include "harness.h"

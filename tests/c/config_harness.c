@@ -4,7 +4,7 @@
  * characters). Each is refused with RRPC_STATUS_INVALID_ARGUMENT and a last-error message
  * that names the field and the rule; 0 and 1 are accepted. Nothing connects. Prints
  * "config harness: N checks passed" and exits 0, or names the first failed check and
- * exits 1. Built and run by tests/ffi_client.rs. */
+ * exits 1. Built and run by tests/c_api/ffi_client.rs. */
 #define HARNESS_NAME "config harness"
 #include "harness.h"
 

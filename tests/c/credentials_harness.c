@@ -4,7 +4,7 @@
  * of range, unknown sign methods), none of which writes the output or names the
  * secret in the last-error message. Prints "credentials harness: N checks passed" and
  * exits 0, or names the first failed check and exits 1. Built and run by
- * tests/credentials_c.rs; also clean under valgrind. */
+ * tests/c_api/credentials_c.rs; also clean under valgrind. */
 #define HARNESS_NAME "credentials harness"
 #include "harness.h"
 

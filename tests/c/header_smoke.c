@@ -1,5 +1,5 @@
 /* Compiled as C99 and as C++11 with -Wall -Wextra -Werror -pedantic by
- * tests/header.rs: every declaration of rrpc.h must be valid in both, and every
+ * tests/tooling/header/mod.rs: every declaration of rrpc.h must be valid in both, and every
  * status is used (RRPC_NODISCARD). */
 #include <rrpc.h>
 

@@ -6,7 +6,7 @@
  * expiry, disconnects, re-entrant calls from callbacks, callbacks released while
  * they run on another thread, and 1,000 terminals at once. Prints
  * "jt808 harness: N checks passed" and exits 0, or names the first failed check
- * and exits 1. Built with -pthread and run by tests/jt808_adapter.rs; also clean
+ * and exits 1. Built with -pthread and run by tests/rust_api/jt808_adapter.rs; also clean
  * under valgrind, which reports any touch of a user_data freed after a release. */
 #define _POSIX_C_SOURCE 200809L
 #define HARNESS_NAME "jt808 harness"
@@ -242,7 +242,7 @@ static void codec_checks(void)
         CHECK(rrpc_jt808_decoder_push(d, unescaped, sizeof unescaped) == RRPC_STATUS_OK);
         CHECK(rrpc_jt808_decoder_next(d, &f, &ready) == RRPC_STATUS_MALFORMED_FRAME);
         /* (A `lenient` byte other than 0 or 1, which a C `bool` cannot hold, is refused:
-         * tests/jt808_codec.rs passes one.) */
+         * tests/rust_api/jt808_codec.rs passes one.) */
         CHECK(rrpc_jt808_decoder_set_lenient(NULL, 1) == RRPC_STATUS_NULL_POINTER);
         CHECK(rrpc_jt808_decoder_set_lenient(d, 1) == RRPC_STATUS_OK);
         CHECK(rrpc_jt808_decoder_push(d, unescaped, sizeof unescaped) == RRPC_STATUS_OK);

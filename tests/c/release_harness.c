@@ -12,7 +12,7 @@
  *                                   nothing listens on DEAD_PORT
  *
  * Prints "release harness: N checks passed" and exits 0, or names the failed check.
- * Built and run by tests/release_c.rs. */
+ * Built and run by tests/c_api/release_c.rs. */
 #define _POSIX_C_SOURCE 200809L
 #define HARNESS_NAME "release harness"
 #define HARNESS_THREADS

@@ -2,7 +2,7 @@
  * wildcard filters, mixed dialects, per-device and shared callbacks, re-entrant
  * calls, and the bad inputs of the router issue. Prints "router harness: N checks
  * passed" and exits 0, or names the first failed check and exits 1.
- * Built and run by tests/router_c.rs; also clean under valgrind. */
+ * Built and run by tests/c_api/router_c.rs; also clean under valgrind. */
 #define HARNESS_NAME "router harness"
 #include "harness.h"
 
@@ -208,7 +208,7 @@ int main(void)
         CHECK(handle_retained(r, "/sys/pk/dev4/thing/event", "x", true) == RRPC_MESSAGE_NOT_RRPC);
         CHECK(handle_retained(r, "/sys/pk/dev4/rrpc/request/", "x", true) == RRPC_MESSAGE_MALFORMED);
         /* (A `retained` byte other than 0 or 1, which a C `bool` cannot hold, is refused:
-         * tests/router_concurrency.rs passes one.) The same id, delivered live afterwards, is a new request. */
+         * tests/rust_api/router_concurrency.rs passes one.) The same id, delivered live afterwards, is a new request. */
         CHECK(handle(r, "/sys/pk/dev4/rrpc/request/r1", "live") == RRPC_MESSAGE_REQUEST);
         CHECK(published == before_calls + 1);
     }

@@ -1,6 +1,6 @@
 /* Links against an installed (or add_subdirectory'd) librrpc and checks that the
  * header and the library agree. Built by tests/cmake-consumer/CMakeLists.txt and by
- * tests/packaging.rs (pkg-config). Never connects: the broker port is 1.
+ * tests/tooling/packaging.rs (pkg-config). Never connects: the broker port is 1.
  * Prints "consumer ok <version>" and exits 0, or says what failed and exits 1. */
 #include <rrpc.h>
 

@@ -8,14 +8,16 @@
 //! test binaries may call it at the same time: an flock on `target/cmake-test.lock`
 //! makes them build one after the other (the later ones find everything up to date).
 //!
-//! Call `common::require_tool("cmake")` (and `"cc"`) first: without them the build
-//! panics.
+//! A test that builds declares that it needs `cmake` and `cc` (each build checks it
+//! with [`require_tool`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+use super::{require_tool, skip};
 
 /// The repository root (where the workspace Cargo.toml and CMakeLists.txt live).
 pub fn repo_root() -> &'static Path {
@@ -58,6 +60,8 @@ pub fn rrpc_cmake_defines() -> Vec<String> {
 /// its build directory (`target/cmake-test`). Panics, showing the failing command's
 /// output, if the build fails.
 pub fn c_build() -> &'static Path {
+    require_tool("cmake");
+    require_tool("cc");
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match BUILT.get_or_init(build_once) {
         Ok(dir) => dir,
@@ -70,6 +74,8 @@ pub fn c_build() -> &'static Path {
 /// `lib/librrpc.a`), once per test process; for tests that need the library but not
 /// the examples. Returns the build directory, `target/cmake-test`.
 pub fn library_build() -> &'static Path {
+    require_tool("cmake");
+    require_tool("cc");
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match BUILT.get_or_init(|| {
         let dir = build_dir();
@@ -94,6 +100,19 @@ pub fn example(name: &str) -> PathBuf {
         "the CMake build did not produce {}",
         path.display()
     );
+    path
+}
+
+/// A program of the Paho MQTT C examples in `dir/examples-c/` (a CMake build tree):
+/// CMake builds them only where it finds Paho, so without it the running test is
+/// skipped (failed under CI, which installs libpaho-mqtt-dev).
+pub fn paho_program(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join("examples-c").join(name);
+    if !path.is_file() {
+        skip(format!(
+            "{name} was not built (Paho MQTT C not found; apt-get install libpaho-mqtt-dev)"
+        ));
+    }
     path
 }
 

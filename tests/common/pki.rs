@@ -85,7 +85,7 @@ impl Pki {
 
 /// Mosquitto with one TLS listener: `cert`/`key` as its identity, `client_ca` to
 /// require client certificates signed by it.
-pub fn tls_broker(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Option<Broker> {
+pub fn tls_broker(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Broker {
     let mut conf = format!(
         "allow_anonymous true\ncertfile {}\nkeyfile {}\n",
         cert.display(),

@@ -1,0 +1,21 @@
+//! End to end: the C examples of examples-c/ as real processes against rumqttd and
+//! Mosquitto (the echo devices, the Paho gateway, the caller), and the soak. The
+//! binary is also the soak's device process (`soak::maybe_device`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod caller;
+mod examples;
+mod gateway;
+mod soak;
+
+fn main() {
+    soak::maybe_device();
+    common::harness::main(vec![
+        ("caller", caller::tests()),
+        ("examples", examples::tests()),
+        ("gateway", gateway::tests()),
+        ("soak", soak::tests()),
+    ])
+}

@@ -1,0 +1,35 @@
+//! The Rust API over real brokers (rumqttd in this process, Mosquitto on a free
+//! loopback port): the device client, the caller, the router under threads,
+//! hostile networks, injected faults, TLS, MQTT 5, ACLs, and the JT/T 808 codec and
+//! adapter. One module per subject; tests/common/harness.rs runs them.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod acl;
+mod caller;
+mod caller_trust;
+mod content_type;
+mod faults;
+mod hostile_network;
+mod jt808_adapter;
+mod jt808_codec;
+mod mqtt5;
+mod router_concurrency;
+mod tls;
+
+fn main() {
+    common::harness::main(vec![
+        ("acl", acl::tests()),
+        ("caller", caller::tests()),
+        ("caller_trust", caller_trust::tests()),
+        ("content_type", content_type::tests()),
+        ("faults", faults::tests()),
+        ("hostile_network", hostile_network::tests()),
+        ("jt808_adapter", jt808_adapter::tests()),
+        ("jt808_codec", jt808_codec::tests()),
+        ("mqtt5", mqtt5::tests()),
+        ("router_concurrency", router_concurrency::tests()),
+        ("tls", tls::tests()),
+    ])
+}
