@@ -174,7 +174,7 @@ impl SessionOwner for ClientCore {
         // may have left it, and every subscription delivers it again).
         match self
             .router
-            .handle_message(topic.as_bytes(), payload, how.retain, now_ms())
+            .handle_message(topic, payload, how.retain, now_ms())
         {
             Ok(Delivery::Delivered) => {}
             Ok(Delivery::Panicked(token)) => {

@@ -50,10 +50,10 @@ use pending::{NoReply, Outcome, Requests};
 pub use devices::Device;
 pub use shared::{Delivery, FilterMode, PublishFn, Request, RequestFn, SharedRouter};
 pub use types::{
-    Accepted, Attachment, DeviceError, DeviceRef, Dropped, ReplyError, RequestDevice, RouterConfig,
-    RouterStats, DEFAULT_HISTORY_MS, DEFAULT_MAX_DEVICES, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
-    MAX_DEVICES_LIMIT, MAX_HISTORY_LIMIT, MAX_HISTORY_MS, MAX_PAYLOAD_LIMIT, MAX_PENDING_LIMIT,
-    MAX_REQUEST_TIMEOUT_MS,
+    Accepted, Attachment, DeviceError, DeviceRef, Dropped, ReceivedTopic, ReplyError,
+    RequestDevice, RouterConfig, RouterStats, DEFAULT_HISTORY_MS, DEFAULT_MAX_DEVICES,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING, MAX_DEVICES_LIMIT, MAX_HISTORY_LIMIT, MAX_HISTORY_MS,
+    MAX_PAYLOAD_LIMIT, MAX_PENDING_LIMIT, MAX_REQUEST_TIMEOUT_MS,
 };
 
 /// The RRPC core. See the module documentation.
@@ -213,19 +213,25 @@ impl Router {
     /// Takes in one received MQTT message with its retain flag, as a
     /// transport's receive path should: a retained RRPC request is dropped and
     /// counted (`retained`) without being executed; anything else is
+    /// [`Router::handle_message`] (a topic already known to be text, as an MQTT
+    /// client library gives it, is not checked again) or
     /// [`Router::handle_message_bytes`].
     pub fn handle_received<'a>(
         &mut self,
-        topic: &'a [u8],
+        topic: impl Into<ReceivedTopic<'a>>,
         payload: &'a [u8],
         retained: bool,
         now_ms: u64,
     ) -> Result<Accepted<'a>, Dropped> {
+        let topic = topic.into();
         if !retained {
-            return self.handle_message_bytes(topic, payload, now_ms);
+            return match topic {
+                ReceivedTopic::Text(t) => self.handle_message(t, payload, now_ms),
+                ReceivedTopic::Bytes(b) => self.handle_message_bytes(b, payload, now_ms),
+            };
         }
         self.stats.bump(RouterCounter::messages);
-        let Ok(topic) = std::str::from_utf8(topic) else {
+        let Some(topic) = topic.text() else {
             return Err(self.dropped(Dropped::Malformed("the topic is not valid UTF-8")));
         };
         match self.parse(topic) {

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{Attachment, DeviceError, Dropped, ReplyError, Router, RouterConfig, RouterStats};
+use super::{
+    Attachment, DeviceError, Dropped, ReceivedTopic, ReplyError, Router, RouterConfig, RouterStats,
+};
 use crate::callback::{self, Callback, CallbackSlot, Kind, Reentered};
 use crate::dialect::{Dialect, Identity};
 
@@ -373,11 +375,12 @@ impl<E> SharedRouter<E> {
     /// returns, on this thread, with no lock held; a request without a callback
     /// waits for a reply all the same (and expires). A callback that panics is
     /// caught ([`Delivery::Panicked`]). Anything else is dropped, with the
-    /// reason, and counted. A retained request is never executed.
-    pub fn handle_message(
+    /// reason, and counted. A retained request is never executed. The topic is
+    /// text (`&str`, not checked again) or bytes (see [`ReceivedTopic`]).
+    pub fn handle_message<'t>(
         &self,
-        topic: &[u8],
-        payload: &[u8],
+        topic: impl Into<ReceivedTopic<'t>>,
+        payload: &'t [u8],
         retained: bool,
         now_ms: u64,
     ) -> Result<Delivery, Dropped> {

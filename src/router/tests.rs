@@ -416,3 +416,29 @@ fn the_device_table_is_bounded() {
     r.add_device(Dialect::AlibabaSystem, &dev("b")).unwrap();
     assert_eq!(r.device_count(), 2);
 }
+
+#[test]
+fn a_received_topic_is_text_or_bytes() {
+    let mut r = router();
+    let topic = format!("/sys/{PK}/dev1/rrpc/request/8");
+    // Text, as an MQTT client library hands it over, and the same as bytes.
+    assert_eq!(
+        r.handle_received(topic.as_str(), b"", true, 0).unwrap_err(),
+        Dropped::Retained
+    );
+    assert!(r.handle_received(topic.as_str(), b"a", false, 1).is_ok());
+    let other = format!("/sys/{PK}/dev1/rrpc/request/9");
+    assert!(r.handle_received(other.as_bytes(), b"b", false, 1).is_ok());
+    assert_eq!(
+        r.handle_received(b"/sys/\xff/y/rrpc/request/1", b"", false, 2)
+            .unwrap_err(),
+        Dropped::Malformed("the topic is not valid UTF-8")
+    );
+    assert_eq!(ReceivedTopic::from(&b"\xff"[..]).text(), None);
+    assert_eq!(ReceivedTopic::from("t").text(), Some("t"));
+    let s = r.stats();
+    assert_eq!(
+        (s.messages, s.requests, s.retained, s.malformed),
+        (4, 2, 1, 1)
+    );
+}

@@ -360,3 +360,41 @@ pub enum DeviceError {
     #[error("a device cannot be removed from inside its own callback")]
     Reentered,
 }
+
+/// A received message's topic as the transport has it: text an MQTT client
+/// library has already checked as UTF-8 (it is not checked again), or the raw
+/// bytes a C gateway passes (a topic that is not UTF-8 is dropped as
+/// malformed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceivedTopic<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> ReceivedTopic<'a> {
+    /// The topic as text, if it is UTF-8.
+    pub fn text(self) -> Option<&'a str> {
+        match self {
+            ReceivedTopic::Text(t) => Some(t),
+            ReceivedTopic::Bytes(b) => std::str::from_utf8(b).ok(),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for ReceivedTopic<'a> {
+    fn from(t: &'a str) -> Self {
+        ReceivedTopic::Text(t)
+    }
+}
+
+impl<'a> From<&'a [u8]> for ReceivedTopic<'a> {
+    fn from(b: &'a [u8]) -> Self {
+        ReceivedTopic::Bytes(b)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for ReceivedTopic<'a> {
+    fn from(b: &'a [u8; N]) -> Self {
+        ReceivedTopic::Bytes(b)
+    }
+}
