@@ -260,26 +260,12 @@ pub(super) enum BadPacket {
     Malformed,
 }
 
-impl BadPacket {
-    fn of_v4(e: &rumqttc::Error) -> Option<BadPacket> {
-        use rumqttc::Error as E;
-        match e {
-            E::PayloadSizeLimitExceeded(_) => Some(BadPacket::Oversize),
-            E::TopicNotUtf8
-            | E::BoundaryCrossed(_)
-            | E::MalformedPacket
-            | E::MalformedRemainingLength
-            | E::PayloadRequired
-            | E::PacketIdZero
-            | E::InvalidQoS(_) => Some(BadPacket::Malformed),
-            _ => None,
-        }
-    }
-
-    #[cfg(feature = "mqtt5")]
-    fn of_v5(e: &v5::mqttbytes::Error) -> Option<BadPacket> {
-        use v5::mqttbytes::Error as E;
-        match e {
+/// The [`BadPacket`] of a decoder error of either protocol: rumqttc's two
+/// `mqttbytes::Error` enums name these variants alike.
+macro_rules! bad_packet_of {
+    ($e:expr, $($error:ident)::+) => {{
+        use $($error)::+ as E;
+        match $e {
             E::PayloadSizeLimitExceeded { .. } => Some(BadPacket::Oversize),
             E::TopicNotUtf8
             | E::BoundaryCrossed(_)
@@ -290,6 +276,17 @@ impl BadPacket {
             | E::InvalidQoS(_) => Some(BadPacket::Malformed),
             _ => None,
         }
+    }};
+}
+
+impl BadPacket {
+    fn of_v4(e: &rumqttc::Error) -> Option<BadPacket> {
+        bad_packet_of!(e, rumqttc::Error)
+    }
+
+    #[cfg(feature = "mqtt5")]
+    fn of_v5(e: &v5::mqttbytes::Error) -> Option<BadPacket> {
+        bad_packet_of!(e, v5::mqttbytes::Error)
     }
 
     fn describe(self, limit: impl fmt::Display) -> String {
@@ -312,9 +309,22 @@ pub(super) trait ProtocolLoop: Send {
     fn poll(&mut self) -> impl Future<Output = Result<Self::Event, Self::Error>> + Send + '_;
     fn step(ev: &Self::Event) -> Step<'_>;
     /// A connection error in words, with the MQTT 5 reason code when there is one.
-    fn describe(e: &Self::Error) -> String;
-    /// The incoming packet that caused the error, when rumqttc's decoder refused one.
-    fn bad_packet(e: &Self::Error) -> Option<BadPacket>;
+    fn describe(e: &Self::Error) -> String {
+        // A TLS failure, wherever rumqttc wraps it (TLS 1.3 reports a refused client
+        // certificate at the first read, as an MQTT state error).
+        if let Some(why) = tls::handshake_failure(e) {
+            return why;
+        }
+        if let Some((bad, decoder)) = Self::bad_packet(e) {
+            return bad.describe(decoder);
+        }
+        Self::describe_other(e)
+    }
+    /// [`describe`](Self::describe) for an error neither of TLS nor of the decoder.
+    fn describe_other(e: &Self::Error) -> String;
+    /// The incoming packet that caused the error, when rumqttc's decoder refused
+    /// one, and the decoder's words.
+    fn bad_packet(e: &Self::Error) -> Option<(BadPacket, &dyn fmt::Display)>;
     /// Drops a connection left from an earlier run; keeps what is queued.
     fn clean(&mut self);
     fn set_last_will(&mut self, will: Will);
@@ -369,17 +379,7 @@ impl ProtocolLoop for EventLoop {
         }
     }
 
-    fn describe(e: &ConnectionError) -> String {
-        // A TLS failure, wherever rumqttc wraps it (TLS 1.3 reports a refused client
-        // certificate at the first read, as an MQTT state error).
-        if let Some(why) = tls::handshake_failure(e) {
-            return why;
-        }
-        if let ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) = e {
-            if let Some(bad) = BadPacket::of_v4(d) {
-                return bad.describe(d);
-            }
-        }
+    fn describe_other(e: &ConnectionError) -> String {
         match e {
             ConnectionError::Io(io) => io.to_string(),
             ConnectionError::ConnectionRefused(code) => {
@@ -392,10 +392,10 @@ impl ProtocolLoop for EventLoop {
         }
     }
 
-    fn bad_packet(e: &ConnectionError) -> Option<BadPacket> {
+    fn bad_packet(e: &ConnectionError) -> Option<(BadPacket, &dyn fmt::Display)> {
         match e {
             ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) => {
-                BadPacket::of_v4(d)
+                Some((BadPacket::of_v4(d)?, d))
             }
             _ => None,
         }
@@ -467,16 +467,8 @@ impl ProtocolLoop for v5::EventLoop {
         }
     }
 
-    fn describe(e: &v5::ConnectionError) -> String {
-        if let Some(why) = tls::handshake_failure(e) {
-            return why;
-        }
+    fn describe_other(e: &v5::ConnectionError) -> String {
         use v5::StateError as S;
-        if let v5::ConnectionError::MqttState(S::Deserialization(d)) = e {
-            if let Some(bad) = BadPacket::of_v5(d) {
-                return bad.describe(d);
-            }
-        }
         match e {
             v5::ConnectionError::Io(io) => io.to_string(),
             v5::ConnectionError::ConnectionRefused(code)
@@ -504,10 +496,10 @@ impl ProtocolLoop for v5::EventLoop {
         }
     }
 
-    fn bad_packet(e: &v5::ConnectionError) -> Option<BadPacket> {
+    fn bad_packet(e: &v5::ConnectionError) -> Option<(BadPacket, &dyn fmt::Display)> {
         match e {
             v5::ConnectionError::MqttState(v5::StateError::Deserialization(d)) => {
-                BadPacket::of_v5(d)
+                Some((BadPacket::of_v5(d)?, d))
             }
             _ => None,
         }
