@@ -66,6 +66,25 @@ impl SignMethod {
     }
 }
 
+/// `Debug` for a struct holding secrets: every field in order, by name, a
+/// field marked `redacted` as `<redacted>`.
+macro_rules! debug_redacting {
+    ($ty:ident { $($field:ident $(: $redacted:ident)?),+ $(,)? }) => {
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(
+                        stringify!($field),
+                        debug_redacting!(@shown self.$field $(, $redacted)?),
+                    ))+
+                    .finish()
+            }
+        }
+    };
+    (@shown $value:expr, redacted) => { &"<redacted>" };
+    (@shown $value:expr) => { &$value };
+}
+
 /// What a device presents in its MQTT CONNECT. `Debug` leaves the password out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -74,15 +93,11 @@ pub struct Credentials {
     pub password: String,
 }
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
+debug_redacting!(Credentials {
+    client_id,
+    username,
+    password: redacted,
+});
 
 /// Why credentials could not be computed. The message names the field and the
 /// rule, never a secret's value.
@@ -181,19 +196,15 @@ pub struct AlibabaDevice {
     pub custom_rrpc: bool,
 }
 
-impl fmt::Debug for AlibabaDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AlibabaDevice")
-            .field("product_key", &self.product_key)
-            .field("device_name", &self.device_name)
-            .field("device_secret", &"<redacted>")
-            .field("client_id", &self.client_id)
-            .field("sign_method", &self.sign_method)
-            .field("tls", &self.tls)
-            .field("custom_rrpc", &self.custom_rrpc)
-            .finish()
-    }
-}
+debug_redacting!(AlibabaDevice {
+    product_key,
+    device_name,
+    device_secret: redacted,
+    client_id,
+    sign_method,
+    tls,
+    custom_rrpc,
+});
 
 impl AlibabaDevice {
     /// A device with the defaults: client id `{pk}.{dn}`, HMAC-SHA256, TLS, no
@@ -287,17 +298,13 @@ pub struct TencentDevice {
     pub sign_method: SignMethod,
 }
 
-impl fmt::Debug for TencentDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TencentDevice")
-            .field("product_id", &self.product_id)
-            .field("device_name", &self.device_name)
-            .field("device_psk", &"<redacted>")
-            .field("sdk_app_id", &self.sdk_app_id)
-            .field("sign_method", &self.sign_method)
-            .finish()
-    }
-}
+debug_redacting!(TencentDevice {
+    product_id,
+    device_name,
+    device_psk: redacted,
+    sdk_app_id,
+    sign_method,
+});
 
 impl TencentDevice {
     /// A device with the defaults: sdkappid 12010126, HMAC-SHA256.
@@ -567,6 +574,11 @@ mod tests {
             "device PSK is empty"
         );
         assert!(!format!("{t:?}").contains(psk));
+        assert_eq!(
+            format!("{t:?}"),
+            "TencentDevice { product_id: \"PID\", device_name: \"dev1\", device_psk: \"<redacted>\", \
+             sdk_app_id: 12010126, sign_method: HmacSha256 }"
+        );
         assert!(alibaba_public_host("pk1", "cn.shanghai").is_err());
         assert!(alibaba_instance_host("").is_err());
         assert!(tencent_host("a/b").is_err());
