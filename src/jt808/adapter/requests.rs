@@ -227,6 +227,18 @@ impl Adapter {
         id
     }
 
+    /// [`finish`](Self::finish)es request `id` with a reply of `kind`.
+    fn reply(
+        &mut self,
+        id: u64,
+        kind: ReplyKind,
+        payload: Vec<u8>,
+        now_ms: u64,
+        events: &mut Vec<Event>,
+    ) {
+        self.finish(id, Outcome::Reply(kind, payload), now_ms, events);
+    }
+
     /// Releases request `id`, makes its event, and lets the next queued request
     /// of its (terminal, type) go out when it was the outstanding one.
     pub(super) fn finish(
@@ -356,12 +368,7 @@ impl Adapter {
         };
         if result != ResponseResult::Ok {
             let payload = result_error_payload(result.code(), first);
-            self.finish(
-                id,
-                Outcome::Reply(ReplyKind::Error, payload),
-                now_ms,
-                events,
-            );
+            self.reply(id, ReplyKind::Error, payload, now_ms, events);
             return;
         }
         let last = first.wrapping_add(packets.saturating_sub(1));
@@ -371,8 +378,7 @@ impl Adapter {
         }
         match entry.completion {
             Completion::Ack => {
-                let payload = ack_payload(first);
-                self.finish(id, Outcome::Reply(ReplyKind::Ack, payload), now_ms, events);
+                self.reply(id, ReplyKind::Ack, ack_payload(first), now_ms, events);
             }
             Completion::Answer => self.stats.bump(AdapterCounter::delivered),
         }
@@ -390,13 +396,7 @@ impl Adapter {
         if let Some(id) = self.answer_queues.get(&key).map(|q| q.outstanding) {
             match self.requests.get(&id).map(|e| e.deadline_ms > now_ms) {
                 Some(true) => {
-                    let payload = content.to_vec();
-                    self.finish(
-                        id,
-                        Outcome::Reply(ReplyKind::Answer, payload),
-                        now_ms,
-                        events,
-                    );
+                    self.reply(id, ReplyKind::Answer, content.to_vec(), now_ms, events);
                     return;
                 }
                 Some(false) => self.finish(id, Outcome::Expired, now_ms, events),
