@@ -282,21 +282,26 @@ impl Adapter {
             }
         }
         let token = entry.token;
-        match outcome {
+        // An outcome the application is answered for: its counter, the reply.
+        let reply = match outcome {
             Outcome::Reply(kind, payload) => {
-                self.stats.bump(AdapterCounter::replies);
-                match kind {
-                    ReplyKind::Ack => self.stats.bump(AdapterCounter::acked),
-                    ReplyKind::Answer => self.stats.bump(AdapterCounter::answered),
-                    ReplyKind::Error => self.stats.bump(AdapterCounter::failed),
-                }
-                events.push(Event::Reply {
-                    token,
-                    phone,
-                    kind,
-                    payload,
-                });
+                let counter = match kind {
+                    ReplyKind::Ack => AdapterCounter::acked,
+                    ReplyKind::Answer => AdapterCounter::answered,
+                    ReplyKind::Error => AdapterCounter::failed,
+                };
+                Some((counter, kind, payload))
             }
+            Outcome::Disconnected => Some((
+                AdapterCounter::disconnected,
+                ReplyKind::Error,
+                error_payload(ErrorReason::TerminalDisconnected),
+            )),
+            Outcome::SendFailed(reason) => Some((
+                AdapterCounter::send_failures,
+                ReplyKind::Error,
+                error_payload(reason),
+            )),
             Outcome::Expired => {
                 self.stats.bump(AdapterCounter::expired);
                 if entry.completion == Completion::Answer {
@@ -304,28 +309,22 @@ impl Adapter {
                         .remember(LateKey::Type(phone, entry.content_type));
                 }
                 events.push(Event::Expired { token, phone });
+                None
             }
-            Outcome::Disconnected => {
-                self.stats.bump(AdapterCounter::replies);
-                self.stats.bump(AdapterCounter::disconnected);
-                events.push(Event::Reply {
-                    token,
-                    phone,
-                    kind: ReplyKind::Error,
-                    payload: error_payload(ErrorReason::TerminalDisconnected),
-                });
+            Outcome::Cancelled => {
+                self.stats.bump(AdapterCounter::cancelled);
+                None
             }
-            Outcome::SendFailed(reason) => {
-                self.stats.bump(AdapterCounter::replies);
-                self.stats.bump(AdapterCounter::send_failures);
-                events.push(Event::Reply {
-                    token,
-                    phone,
-                    kind: ReplyKind::Error,
-                    payload: error_payload(reason),
-                });
-            }
-            Outcome::Cancelled => self.stats.bump(AdapterCounter::cancelled),
+        };
+        if let Some((counter, kind, payload)) = reply {
+            self.stats.bump(AdapterCounter::replies);
+            self.stats.bump(counter);
+            events.push(Event::Reply {
+                token,
+                phone,
+                kind,
+                payload,
+            });
         }
         if held_queue {
             self.advance_queue(key, now_ms, events);
