@@ -379,36 +379,49 @@ mod tests {
     /// password are compared, and the host of `__generate_endpoint`.
     #[test]
     fn alibaba_hmacsha1_as_the_python_sdk() {
-        let mut d = AlibabaDevice::new(
-            "a1B2c3D4e5F",
-            "sensor-01",
-            "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U",
-        );
-        d.client_id = Some("a1B2c3D4e5F&sensor-01".into());
-        d.sign_method = SignMethod::HmacSha1;
-        let c = d.sign(1700000000).unwrap();
-        assert_eq!(c.username, "sensor-01&a1B2c3D4e5F");
-        assert_eq!(c.password, "44a1a7816039b48ee97e2ac5fcc34519c99597b2");
+        // Product key, device name, device secret, timestamp, the SDK's password.
+        let vectors = [
+            (
+                "a1B2c3D4e5F",
+                "sensor-01",
+                "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U",
+                1700000000,
+                "44a1a7816039b48ee97e2ac5fcc34519c99597b2",
+            ),
+            (
+                "hm1PqLz8Wc2",
+                "valve_7",
+                "0123456789abcdef0123456789abcdef",
+                1712345678,
+                "0a57b65ac108b04603e9ce2a6fadd9ff4ed9f631",
+            ),
+        ];
+        // The SDK's device: client id `{pk}&{dn}`, HMAC-SHA1.
+        let sdk_device = |pk: &str, dn: &str, secret: &str| {
+            let mut d = AlibabaDevice::new(pk, dn, secret);
+            d.client_id = Some(format!("{pk}&{dn}"));
+            d.sign_method = SignMethod::HmacSha1;
+            d
+        };
+        for (pk, dn, secret, timestamp, password) in vectors {
+            let c = sdk_device(pk, dn, secret).sign(timestamp).unwrap();
+            assert_eq!(c.username, format!("{dn}&{pk}"), "{dn}");
+            assert_eq!(c.password, password, "{dn}");
+        }
+        let (pk, dn, secret, _, password) = vectors[0];
+        let mut d = sdk_device(pk, dn, secret);
         assert_eq!(
-            c.client_id,
+            d.sign(1700000000).unwrap().client_id,
             "a1B2c3D4e5F&sensor-01|securemode=2,signmethod=hmacsha1,timestamp=1700000000|"
         );
         d.tls = false;
         let c = d.sign(1700000000).unwrap();
-        assert_eq!(c.password, "44a1a7816039b48ee97e2ac5fcc34519c99597b2");
+        assert_eq!(c.password, password);
         assert!(c.client_id.contains("|securemode=3,"));
         assert_eq!(
             alibaba_public_host("a1B2c3D4e5F", "cn-shanghai").unwrap(),
             "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com"
         );
-
-        let mut d =
-            AlibabaDevice::new("hm1PqLz8Wc2", "valve_7", "0123456789abcdef0123456789abcdef");
-        d.client_id = Some("hm1PqLz8Wc2&valve_7".into());
-        d.sign_method = SignMethod::HmacSha1;
-        let c = d.sign(1712345678).unwrap();
-        assert_eq!(c.username, "valve_7&hm1PqLz8Wc2");
-        assert_eq!(c.password, "0a57b65ac108b04603e9ce2a6fadd9ff4ed9f631");
         assert_eq!(
             alibaba_instance_host("iot-06z00abc1de2fgh").unwrap(),
             "iot-06z00abc1de2fgh.mqtt.iothub.aliyuncs.com"
