@@ -90,6 +90,19 @@ pub(crate) fn inside(kind: Kind, key: usize) -> bool {
     any_frame(|f| f.kind == kind && f.key == key)
 }
 
+/// Runs `release`, which releases the callbacks of the object `key` (each
+/// waiting for its calls in progress on other threads), unless this thread is
+/// inside one of them, where it would wait for itself.
+pub(crate) fn release_outside(
+    key: usize,
+    release: impl FnOnce() -> Result<(), Reentered>,
+) -> Result<(), Reentered> {
+    if inside(Kind::Object, key) {
+        return Err(Reentered);
+    }
+    release()
+}
+
 /// Whether this thread is inside anything of `kind`.
 #[cfg(any(feature = "client", feature = "caller", test))]
 pub(crate) fn inside_kind(kind: Kind) -> bool {

@@ -66,6 +66,25 @@ impl SignMethod {
     }
 }
 
+/// `Debug` for a struct holding secrets: every field in order, by name, a
+/// field marked `redacted` as `<redacted>`.
+macro_rules! debug_redacting {
+    ($ty:ident { $($field:ident $(: $redacted:ident)?),+ $(,)? }) => {
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(
+                        stringify!($field),
+                        debug_redacting!(@shown self.$field $(, $redacted)?),
+                    ))+
+                    .finish()
+            }
+        }
+    };
+    (@shown $value:expr, redacted) => { &"<redacted>" };
+    (@shown $value:expr) => { &$value };
+}
+
 /// What a device presents in its MQTT CONNECT. `Debug` leaves the password out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -74,15 +93,11 @@ pub struct Credentials {
     pub password: String,
 }
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
+debug_redacting!(Credentials {
+    client_id,
+    username,
+    password: redacted,
+});
 
 /// Why credentials could not be computed. The message names the field and the
 /// rule, never a secret's value.
@@ -181,19 +196,15 @@ pub struct AlibabaDevice {
     pub custom_rrpc: bool,
 }
 
-impl fmt::Debug for AlibabaDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AlibabaDevice")
-            .field("product_key", &self.product_key)
-            .field("device_name", &self.device_name)
-            .field("device_secret", &"<redacted>")
-            .field("client_id", &self.client_id)
-            .field("sign_method", &self.sign_method)
-            .field("tls", &self.tls)
-            .field("custom_rrpc", &self.custom_rrpc)
-            .finish()
-    }
-}
+debug_redacting!(AlibabaDevice {
+    product_key,
+    device_name,
+    device_secret: redacted,
+    client_id,
+    sign_method,
+    tls,
+    custom_rrpc,
+});
 
 impl AlibabaDevice {
     /// A device with the defaults: client id `{pk}.{dn}`, HMAC-SHA256, TLS, no
@@ -287,17 +298,13 @@ pub struct TencentDevice {
     pub sign_method: SignMethod,
 }
 
-impl fmt::Debug for TencentDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TencentDevice")
-            .field("product_id", &self.product_id)
-            .field("device_name", &self.device_name)
-            .field("device_psk", &"<redacted>")
-            .field("sdk_app_id", &self.sdk_app_id)
-            .field("sign_method", &self.sign_method)
-            .finish()
-    }
-}
+debug_redacting!(TencentDevice {
+    product_id,
+    device_name,
+    device_psk: redacted,
+    sdk_app_id,
+    sign_method,
+});
 
 impl TencentDevice {
     /// A device with the defaults: sdkappid 12010126, HMAC-SHA256.
@@ -372,36 +379,49 @@ mod tests {
     /// password are compared, and the host of `__generate_endpoint`.
     #[test]
     fn alibaba_hmacsha1_as_the_python_sdk() {
-        let mut d = AlibabaDevice::new(
-            "a1B2c3D4e5F",
-            "sensor-01",
-            "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U",
-        );
-        d.client_id = Some("a1B2c3D4e5F&sensor-01".into());
-        d.sign_method = SignMethod::HmacSha1;
-        let c = d.sign(1700000000).unwrap();
-        assert_eq!(c.username, "sensor-01&a1B2c3D4e5F");
-        assert_eq!(c.password, "44a1a7816039b48ee97e2ac5fcc34519c99597b2");
+        // Product key, device name, device secret, timestamp, the SDK's password.
+        let vectors = [
+            (
+                "a1B2c3D4e5F",
+                "sensor-01",
+                "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U",
+                1700000000,
+                "44a1a7816039b48ee97e2ac5fcc34519c99597b2",
+            ),
+            (
+                "hm1PqLz8Wc2",
+                "valve_7",
+                "0123456789abcdef0123456789abcdef",
+                1712345678,
+                "0a57b65ac108b04603e9ce2a6fadd9ff4ed9f631",
+            ),
+        ];
+        // The SDK's device: client id `{pk}&{dn}`, HMAC-SHA1.
+        let sdk_device = |pk: &str, dn: &str, secret: &str| {
+            let mut d = AlibabaDevice::new(pk, dn, secret);
+            d.client_id = Some(format!("{pk}&{dn}"));
+            d.sign_method = SignMethod::HmacSha1;
+            d
+        };
+        for (pk, dn, secret, timestamp, password) in vectors {
+            let c = sdk_device(pk, dn, secret).sign(timestamp).unwrap();
+            assert_eq!(c.username, format!("{dn}&{pk}"), "{dn}");
+            assert_eq!(c.password, password, "{dn}");
+        }
+        let (pk, dn, secret, _, password) = vectors[0];
+        let mut d = sdk_device(pk, dn, secret);
         assert_eq!(
-            c.client_id,
+            d.sign(1700000000).unwrap().client_id,
             "a1B2c3D4e5F&sensor-01|securemode=2,signmethod=hmacsha1,timestamp=1700000000|"
         );
         d.tls = false;
         let c = d.sign(1700000000).unwrap();
-        assert_eq!(c.password, "44a1a7816039b48ee97e2ac5fcc34519c99597b2");
+        assert_eq!(c.password, password);
         assert!(c.client_id.contains("|securemode=3,"));
         assert_eq!(
             alibaba_public_host("a1B2c3D4e5F", "cn-shanghai").unwrap(),
             "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com"
         );
-
-        let mut d =
-            AlibabaDevice::new("hm1PqLz8Wc2", "valve_7", "0123456789abcdef0123456789abcdef");
-        d.client_id = Some("hm1PqLz8Wc2&valve_7".into());
-        d.sign_method = SignMethod::HmacSha1;
-        let c = d.sign(1712345678).unwrap();
-        assert_eq!(c.username, "valve_7&hm1PqLz8Wc2");
-        assert_eq!(c.password, "0a57b65ac108b04603e9ce2a6fadd9ff4ed9f631");
         assert_eq!(
             alibaba_instance_host("iot-06z00abc1de2fgh").unwrap(),
             "iot-06z00abc1de2fgh.mqtt.iothub.aliyuncs.com"
@@ -567,6 +587,11 @@ mod tests {
             "device PSK is empty"
         );
         assert!(!format!("{t:?}").contains(psk));
+        assert_eq!(
+            format!("{t:?}"),
+            "TencentDevice { product_id: \"PID\", device_name: \"dev1\", device_psk: \"<redacted>\", \
+             sdk_app_id: 12010126, sign_method: HmacSha256 }"
+        );
         assert!(alibaba_public_host("pk1", "cn.shanghai").is_err());
         assert!(alibaba_instance_host("").is_err());
         assert!(tencent_host("a/b").is_err());

@@ -337,6 +337,15 @@ impl State {
     /// Ends every call in flight with `code`.
     pub fn finish_all(&mut self, code: RrpcCode) -> Vec<(Completion, RrpcResponse)> {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
+        self.finish_each(ids, code)
+    }
+
+    /// Ends the calls `ids` that are still in flight with `code`, without a payload.
+    pub fn finish_each(
+        &mut self,
+        ids: impl IntoIterator<Item = u64>,
+        code: RrpcCode,
+    ) -> Vec<(Completion, RrpcResponse)> {
         ids.into_iter()
             .filter_map(|id| self.finish(id, code, None))
             .collect()

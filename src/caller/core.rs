@@ -309,10 +309,7 @@ impl CallerCore {
                 }
             },
         };
-        let done: Vec<_> = gone
-            .into_iter()
-            .filter_map(|id| st.finish(id, RrpcCode::HalfConn, None))
-            .collect();
+        let done = st.finish_each(gone, RrpcCode::HalfConn);
         drop(st);
         self.complete(done);
     }
@@ -454,10 +451,7 @@ pub(super) async fn send_outbox(inner: Arc<CallerCore>, mut stop: watch::Receive
                 failed.len()
             );
             let mut st = inner.state.lock();
-            let done: Vec<_> = failed
-                .into_iter()
-                .filter_map(|id| st.finish(id, RrpcCode::Unknown, None))
-                .collect();
+            let done = st.finish_each(failed, RrpcCode::Unknown);
             drop(st);
             inner.complete(done);
         }

@@ -188,18 +188,16 @@ mod tests {
         let f = ResponseFuzz::new();
         let t = ResponseFuzz::response_topics();
         assert!(f.feed(t[0].as_bytes(), b"r", true).is_empty(), "retained");
-        assert!(f
-            .feed(b"/sys/a1Pk/devX/rrpc/response/42;ct=65", b"r", false)
-            .is_empty());
-        assert!(f
-            .feed(b"/sys/a1Pk/dev2/rrpc/response/042;ct=65", b"r", false)
-            .is_empty());
-        assert!(f
-            .feed(b"/sys/a1Pk/dev2/rrpc/response/42", b"r", false)
-            .is_empty());
-        assert!(f
-            .feed(b"/sys/a1Pk/dev2/rrpc/response/42;ct=66", b"r", false)
-            .is_empty());
+        // Near misses of call 42's response topic.
+        assert_eq!(t[1], "/sys/a1Pk/dev2/rrpc/response/42;ct=65");
+        for near in [
+            "/sys/a1Pk/devX/rrpc/response/42;ct=65",
+            "/sys/a1Pk/dev2/rrpc/response/042;ct=65",
+            "/sys/a1Pk/dev2/rrpc/response/42",
+            "/sys/a1Pk/dev2/rrpc/response/42;ct=66",
+        ] {
+            assert!(f.feed(near.as_bytes(), b"r", false).is_empty(), "{near}");
+        }
         assert_eq!(
             f.feed(t[1].as_bytes(), b"r", false),
             vec![(42, RrpcCode::Success)]

@@ -67,64 +67,45 @@ pub struct ClientStats {
     pub queued_bytes: u64,
 }
 
-counter_set!(ClientStats as ClientCounter {
-    messages,
-    requests,
-    replied,
-    expired,
-    duplicates,
-    own_replies,
-    malformed,
-    unknown_device,
-    table_full,
-    too_large,
-    late_replies,
-    bad_tokens,
-    send_failures,
-    not_rrpc,
-    retained,
-    connects,
-    connection_errors,
-    subscribe_failures,
-    oversize,
-    malformed_packets,
-    stale,
-    queue_full,
-    pending,
-    devices,
-    queued,
-    queued_bytes,
-});
+/// `ClientStats::of`, and `ClientStats` as a counter set: each field, in
+/// order, with where its value comes from.
+macro_rules! client_stats_of {
+    (|$r:ident, $c:ident| { $($field:ident: $from:ident.$value:ident),+ $(,)? }) => {
+        counter_set!(ClientStats as ClientCounter { $($field),+ });
 
-impl ClientStats {
-    pub(super) fn of(r: RouterStats, c: ConnStats) -> ClientStats {
-        ClientStats {
-            messages: r.messages,
-            requests: r.requests,
-            replied: r.replied,
-            expired: r.expired,
-            duplicates: r.duplicates,
-            own_replies: r.own_replies,
-            malformed: r.malformed,
-            unknown_device: r.unknown_device,
-            table_full: r.table_full,
-            too_large: r.too_large,
-            late_replies: r.late_replies,
-            bad_tokens: r.bad_tokens,
-            send_failures: r.send_failures,
-            not_rrpc: r.not_rrpc,
-            retained: r.retained,
-            connects: c.connects,
-            connection_errors: c.connection_errors,
-            subscribe_failures: c.subscribe_failures,
-            oversize: c.oversize,
-            malformed_packets: c.malformed,
-            stale: c.stale,
-            queue_full: c.queue_full,
-            pending: r.pending,
-            devices: r.devices,
-            queued: c.queued,
-            queued_bytes: c.queued_bytes,
+        impl ClientStats {
+            pub(super) fn of($r: RouterStats, $c: ConnStats) -> ClientStats {
+                ClientStats { $($field: $from.$value),+ }
+            }
         }
-    }
+    };
 }
+
+client_stats_of!(|r, c| {
+    messages: r.messages,
+    requests: r.requests,
+    replied: r.replied,
+    expired: r.expired,
+    duplicates: r.duplicates,
+    own_replies: r.own_replies,
+    malformed: r.malformed,
+    unknown_device: r.unknown_device,
+    table_full: r.table_full,
+    too_large: r.too_large,
+    late_replies: r.late_replies,
+    bad_tokens: r.bad_tokens,
+    send_failures: r.send_failures,
+    not_rrpc: r.not_rrpc,
+    retained: r.retained,
+    connects: c.connects,
+    connection_errors: c.connection_errors,
+    subscribe_failures: c.subscribe_failures,
+    oversize: c.oversize,
+    malformed_packets: c.malformed,
+    stale: c.stale,
+    queue_full: c.queue_full,
+    pending: r.pending,
+    devices: r.devices,
+    queued: c.queued,
+    queued_bytes: c.queued_bytes,
+});

@@ -32,19 +32,34 @@ impl IdentityError {
 /// characters `+ # /`, NUL and other control characters, which would let the value
 /// widen a subscription or move a topic into another device's namespace.
 pub fn validate_part(field: &'static str, value: &str) -> Result<(), IdentityError> {
-    let err = |reason| Err(IdentityError { field, reason });
     if value.is_empty() {
-        return err("is empty");
+        Err("is empty")
+    } else {
+        check_bytes(
+            value,
+            MAX_IDENTITY_LEN,
+            "is longer than 128 bytes",
+            &PART_FORBIDDEN,
+        )
     }
-    if value.len() > MAX_IDENTITY_LEN {
-        return err("is longer than 128 bytes");
+    .map_err(|reason| IdentityError { field, reason })
+}
+
+/// Why `value` is refused, if it is: longer than `max` bytes (`too_long`), or
+/// holding a byte that `forbidden` marks.
+fn check_bytes(
+    value: &str,
+    max: usize,
+    too_long: &'static str,
+    forbidden: &[bool; 256],
+) -> Result<(), &'static str> {
+    if value.len() > max {
+        return Err(too_long);
     }
-    if value.bytes().any(|b| PART_FORBIDDEN[b as usize]) {
-        return err(forbidden_reason(
-            value.bytes().find(|&b| PART_FORBIDDEN[b as usize]),
-        ));
+    match value.bytes().find(|&b| forbidden[b as usize]) {
+        Some(b) => Err(forbidden_reason(b)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Bytes an identity part may not hold: `+ # /`, NUL and control characters.
@@ -66,11 +81,11 @@ const fn forbidden_table(slash: bool) -> [bool; 256] {
     t
 }
 
-fn forbidden_reason(b: Option<u8>) -> &'static str {
+fn forbidden_reason(b: u8) -> &'static str {
     match b {
-        Some(b'+' | b'#') => "contains an MQTT wildcard ('+' or '#')",
-        Some(b'/') => "contains the topic separator '/'",
-        Some(0) => "contains a NUL byte",
+        b'+' | b'#' => "contains an MQTT wildcard ('+' or '#')",
+        b'/' => "contains the topic separator '/'",
+        0 => "contains a NUL byte",
         _ => "contains a control character",
     }
 }
@@ -78,24 +93,20 @@ fn forbidden_reason(b: Option<u8>) -> &'static str {
 /// Checks a custom RRPC topic: it starts with `/`, has something after it, holds no
 /// wildcard, NUL or control character, and is at most [`MAX_CUSTOM_TOPIC_LEN`] bytes.
 pub fn validate_custom_topic(topic: &str) -> Result<(), IdentityError> {
-    let err = |reason| {
-        Err(IdentityError {
-            field: "custom topic",
-            reason,
-        })
-    };
     if !topic.starts_with('/') || topic.len() < 2 {
-        return err("must start with '/' and name a topic, such as /{pk}/{dn}/user/update");
+        Err("must start with '/' and name a topic, such as /{pk}/{dn}/user/update")
+    } else {
+        check_bytes(
+            topic,
+            MAX_CUSTOM_TOPIC_LEN,
+            "is longer than 1024 bytes",
+            &TOPIC_FORBIDDEN,
+        )
     }
-    if topic.len() > MAX_CUSTOM_TOPIC_LEN {
-        return err("is longer than 1024 bytes");
-    }
-    if topic.bytes().any(|b| TOPIC_FORBIDDEN[b as usize]) {
-        return err(forbidden_reason(
-            topic.bytes().find(|&b| TOPIC_FORBIDDEN[b as usize]),
-        ));
-    }
-    Ok(())
+    .map_err(|reason| IdentityError {
+        field: "custom topic",
+        reason,
+    })
 }
 
 /// Validates a whole identity for `dialect`.

@@ -10,7 +10,6 @@ fn id<'a>(pk: &'a str, dn: &'a str) -> Identity<'a> {
     }
 }
 
-// Alibaba "System-defined topics" (seeds/003): subscription, request, response.
 #[test]
 fn content_type_rides_in_the_message_id_level() {
     assert_eq!(
@@ -109,74 +108,76 @@ fn template_literals_fit_the_render_reserve() {
     }
 }
 
+/// One dialect's topics for one device and message id, as its source shows them.
+struct Topics {
+    dialect: Dialect,
+    id: Identity<'static>,
+    message_id: &'static str,
+    filter: &'static str,
+    request: &'static str,
+    response: &'static str,
+    default_timeout_ms: u32,
+}
+
 #[test]
-fn alibaba_system_topics_match_the_document() {
-    let d = id("a1GFjLP3xxC", "device1");
-    assert_eq!(
-        Dialect::AlibabaSystem.subscribe_filter(&d),
-        "/sys/a1GFjLP3xxC/device1/rrpc/request/+"
-    );
-    assert_eq!(
-        Dialect::AlibabaSystem.request_topic(&d, "889455942124347392"),
-        "/sys/a1GFjLP3xxC/device1/rrpc/request/889455942124347392"
-    );
-    assert_eq!(
-        Dialect::AlibabaSystem.response_topic(&d, "889455942124347392"),
-        "/sys/a1GFjLP3xxC/device1/rrpc/response/889455942124347392"
-    );
-    let p = parse_request("/sys/a1GFjLP3xxC/device1/rrpc/request/889455942124347392").unwrap();
-    assert_eq!(p.dialect, Dialect::AlibabaSystem);
-    assert_eq!(p.product_key, Some("a1GFjLP3xxC"));
-    assert_eq!(p.device_name, Some("device1"));
-    assert_eq!(p.message_id, "889455942124347392");
-    assert_eq!(p.custom_topic, None);
+fn topics_match_the_documents_and_transcripts() {
+    let cases = [
+        // Alibaba "System-defined topics" (seeds/003): subscription, request, response.
+        Topics {
+            dialect: Dialect::AlibabaSystem,
+            id: id("a1GFjLP3xxC", "device1"),
+            message_id: "889455942124347392",
+            filter: "/sys/a1GFjLP3xxC/device1/rrpc/request/+",
+            request: "/sys/a1GFjLP3xxC/device1/rrpc/request/889455942124347392",
+            response: "/sys/a1GFjLP3xxC/device1/rrpc/response/889455942124347392",
+            default_timeout_ms: 8000,
+        },
+        // Tencent transcript (seeds/004): subscribe $rrpc/rxd/xxx/test01/+, request on
+        // $rrpc/rxd/xxx/test01/41440, reply "ok" on $rrpc/txd/xxx/test01/41440.
+        Topics {
+            dialect: Dialect::Tencent,
+            id: id("xxx", "test01"),
+            message_id: "41440",
+            filter: "$rrpc/rxd/xxx/test01/+",
+            request: "$rrpc/rxd/xxx/test01/41440",
+            response: "$rrpc/txd/xxx/test01/41440",
+            default_timeout_ms: 4000,
+        },
+        // Alibaba custom topics: subscribe /ext/rrpc/+/{topic}, request
+        // /ext/rrpc/{messageId}/{topic}, answered on the same topic. The names are
+        // not in the topic.
+        Topics {
+            dialect: Dialect::AlibabaCustom,
+            id: Identity {
+                product_key: "a1GFjLP3xxC",
+                device_name: "device1",
+                custom_topic: Some("/a1GFjLP3xxC/device1/user/update"),
+            },
+            message_id: "1234567890",
+            filter: "/ext/rrpc/+/a1GFjLP3xxC/device1/user/update",
+            request: "/ext/rrpc/1234567890/a1GFjLP3xxC/device1/user/update",
+            response: "/ext/rrpc/1234567890/a1GFjLP3xxC/device1/user/update",
+            default_timeout_ms: 8000,
+        },
+    ];
+    for c in &cases {
+        let (d, name) = (c.dialect, c.dialect.name());
+        assert_eq!(d.subscribe_filter(&c.id), c.filter, "{name}: filter");
+        assert_eq!(d.request_topic(&c.id, c.message_id), c.request, "{name}");
+        assert_eq!(d.response_topic(&c.id, c.message_id), c.response, "{name}");
+        assert_eq!(d.default_timeout_ms(), c.default_timeout_ms, "{name}");
+        let p = parse_request(c.request).unwrap();
+        let names = match c.id.custom_topic {
+            None => (Some(c.id.product_key), Some(c.id.device_name)),
+            Some(_) => (None, None),
+        };
+        assert_eq!(p.dialect, d, "{name}");
+        assert_eq!((p.product_key, p.device_name), names, "{name}");
+        assert_eq!(p.message_id, c.message_id, "{name}");
+        assert_eq!(p.custom_topic, c.id.custom_topic, "{name}");
+    }
+    let p = parse_request(cases[0].request).unwrap();
     assert_eq!(p.device_prefix, "/sys/a1GFjLP3xxC/device1/rrpc/request/");
-}
-
-// Tencent transcript (seeds/004): subscribe $rrpc/rxd/xxx/test01/+, request on
-// $rrpc/rxd/xxx/test01/41440, reply "ok" on $rrpc/txd/xxx/test01/41440.
-#[test]
-fn tencent_topics_match_the_transcript() {
-    let d = id("xxx", "test01");
-    assert_eq!(
-        Dialect::Tencent.subscribe_filter(&d),
-        "$rrpc/rxd/xxx/test01/+"
-    );
-    let p = parse_request("$rrpc/rxd/xxx/test01/41440").unwrap();
-    assert_eq!(p.dialect, Dialect::Tencent);
-    assert_eq!(
-        (p.product_key, p.device_name),
-        (Some("xxx"), Some("test01"))
-    );
-    assert_eq!(p.message_id, "41440");
-    assert_eq!(
-        Dialect::Tencent.response_topic(&d, p.message_id),
-        "$rrpc/txd/xxx/test01/41440"
-    );
-    assert_eq!(Dialect::Tencent.default_timeout_ms(), 4000);
-}
-
-// Alibaba custom topics: subscribe /ext/rrpc/+/{topic}, request
-// /ext/rrpc/{messageId}/{topic}, answered on the same topic.
-#[test]
-fn alibaba_custom_topics() {
-    let d = Identity {
-        product_key: "a1GFjLP3xxC",
-        device_name: "device1",
-        custom_topic: Some("/a1GFjLP3xxC/device1/user/update"),
-    };
-    assert_eq!(
-        Dialect::AlibabaCustom.subscribe_filter(&d),
-        "/ext/rrpc/+/a1GFjLP3xxC/device1/user/update"
-    );
-    let t = "/ext/rrpc/1234567890/a1GFjLP3xxC/device1/user/update";
-    assert_eq!(Dialect::AlibabaCustom.request_topic(&d, "1234567890"), t);
-    assert_eq!(Dialect::AlibabaCustom.response_topic(&d, "1234567890"), t);
-    let p = parse_request(t).unwrap();
-    assert_eq!(p.dialect, Dialect::AlibabaCustom);
-    assert_eq!(p.message_id, "1234567890");
-    assert_eq!(p.custom_topic, Some("/a1GFjLP3xxC/device1/user/update"));
-    assert_eq!((p.product_key, p.device_name), (None, None));
 }
 
 #[test]

@@ -206,6 +206,22 @@ mod tests {
     use super::super::*;
     use super::{joined_names, request_key};
 
+    /// Request 99 of `dev1` on its custom topic, as [`custom_router`] serves it.
+    const CUSTOM_REQUEST: &str = "/ext/rrpc/99/a1GFjLP3xxC/dev1/user/update";
+
+    /// A router serving `dev1` on the custom topic `/a1GFjLP3xxC/dev1/user/update`,
+    /// and that device.
+    fn custom_router() -> (Router, Arc<Device>) {
+        let mut r = Router::new(RouterConfig::default());
+        let id = Identity {
+            product_key: PK,
+            device_name: "dev1",
+            custom_topic: Some("/a1GFjLP3xxC/dev1/user/update"),
+        };
+        let d = r.add_device(Dialect::AlibabaCustom, &id).unwrap();
+        (r, d)
+    }
+
     #[test]
     fn duplicate_delivery_is_handed_over_once() {
         let mut r = router();
@@ -231,15 +247,9 @@ mod tests {
 
     #[test]
     fn custom_topic_reply_echo_is_not_a_new_request() {
-        let mut r = Router::new(RouterConfig::default());
-        let id = Identity {
-            product_key: PK,
-            device_name: "dev1",
-            custom_topic: Some("/a1GFjLP3xxC/dev1/user/update"),
-        };
-        let d = r.add_device(Dialect::AlibabaCustom, &id).unwrap();
+        let (mut r, d) = custom_router();
         assert_eq!(d.filter(), "/ext/rrpc/+/a1GFjLP3xxC/dev1/user/update");
-        let topic = "/ext/rrpc/99/a1GFjLP3xxC/dev1/user/update";
+        let topic = CUSTOM_REQUEST;
         let a = r.handle_message(topic, b"req", 0).unwrap();
         assert_eq!(r.request_device(a.device).unwrap().identity.product_key, PK);
         let t = a.token;
@@ -264,14 +274,8 @@ mod tests {
 
     #[test]
     fn custom_topic_reply_echo_during_its_publish_is_an_own_reply() {
-        let mut r = Router::new(RouterConfig::default());
-        let id = Identity {
-            product_key: PK,
-            device_name: "dev1",
-            custom_topic: Some("/a1GFjLP3xxC/dev1/user/update"),
-        };
-        r.add_device(Dialect::AlibabaCustom, &id).unwrap();
-        let topic = "/ext/rrpc/99/a1GFjLP3xxC/dev1/user/update";
+        let (mut r, _) = custom_router();
+        let topic = CUSTOM_REQUEST;
         let t = r.handle_message(topic, b"req", 0).unwrap().token;
         // Published without the router held: the echo may come back before
         // the publish returns.

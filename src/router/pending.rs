@@ -464,16 +464,14 @@ fn first_token() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{dev, router, router_with};
+    use super::super::tests::{router, router_of, router_with};
     use super::super::*;
 
     #[test]
     fn unanswered_requests_expire_at_their_deadline() {
-        let mut r = Router::new(RouterConfig {
-            request_timeout_ms: 100,
-            ..RouterConfig::default()
+        let mut r = router_of(&[(Dialect::Tencent, "dev1")], |c| {
+            c.request_timeout_ms = 100
         });
-        r.add_device(Dialect::Tencent, &dev("dev1")).unwrap();
         r.handle_message("$rrpc/rxd/a1GFjLP3xxC/dev1/1", b"", 0)
             .unwrap();
         r.handle_message("$rrpc/rxd/a1GFjLP3xxC/dev1/2", b"", 50)
@@ -531,9 +529,10 @@ mod tests {
 
     #[test]
     fn deadlines_of_different_timeouts_expire_in_their_own_order() {
-        let mut r = Router::new(RouterConfig::default());
-        r.add_device(Dialect::AlibabaSystem, &dev("a")).unwrap();
-        r.add_device(Dialect::Tencent, &dev("t")).unwrap();
+        let mut r = router_of(
+            &[(Dialect::AlibabaSystem, "a"), (Dialect::Tencent, "t")],
+            |_| {},
+        );
         r.handle_message("/sys/a1GFjLP3xxC/a/rrpc/request/1", b"", 0)
             .unwrap(); // 8000
         r.handle_message("$rrpc/rxd/a1GFjLP3xxC/t/1", b"", 1000)
@@ -547,11 +546,7 @@ mod tests {
 
     #[test]
     fn out_of_order_replies_keep_the_deadline_queue_bounded() {
-        let mut r = Router::new(RouterConfig {
-            max_pending: 8,
-            ..RouterConfig::default()
-        });
-        r.add_device(Dialect::AlibabaSystem, &dev("d")).unwrap();
+        let mut r = router_of(&[(Dialect::AlibabaSystem, "d")], |c| c.max_pending = 8);
         // One request stays pending for the whole run...
         let stuck = r
             .handle_message("/sys/a1GFjLP3xxC/d/rrpc/request/stuck", b"", 0)

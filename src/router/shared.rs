@@ -481,18 +481,17 @@ impl<E> SharedRouter<E> {
     /// progress on other threads; none runs after it returns. Refused from
     /// inside any of them (it would wait for itself).
     pub fn close(&self) -> Result<(), Reentered> {
-        if self.in_any_callback() {
-            return Err(Reentered);
-        }
-        self.request_callback.set(None)?;
-        self.publish.set(None)?;
-        let own: Vec<_> = self.router.lock().attachments().cloned().collect();
-        for a in &own {
-            if let Some(cb) = own_callback(a) {
-                cb.release()?;
+        callback::release_outside(self.key(), || {
+            self.request_callback.set(None)?;
+            self.publish.set(None)?;
+            let own: Vec<_> = self.router.lock().attachments().cloned().collect();
+            for a in &own {
+                if let Some(cb) = own_callback(a) {
+                    cb.release()?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -31,6 +31,21 @@ pub(super) fn router_with(cfg: RouterConfig) -> Router {
     r
 }
 
+/// A router with the default settings as `set` changes them, serving
+/// `devices`: a dialect and a device name (of [`PK`]) each.
+pub(super) fn router_of(
+    devices: &[(Dialect, &str)],
+    set: impl FnOnce(&mut RouterConfig),
+) -> Router {
+    let mut cfg = RouterConfig::default();
+    set(&mut cfg);
+    let mut r = Router::new(cfg);
+    for &(dialect, dn) in devices {
+        r.add_device(dialect, &dev(dn)).unwrap();
+    }
+    r
+}
+
 pub(super) fn send_ok(
     sent: &mut Vec<(String, Vec<u8>)>,
 ) -> impl FnOnce(&str, &[u8]) -> Result<(), ()> + '_ {
@@ -402,12 +417,10 @@ fn every_bound_has_a_documented_maximum() {
 
 #[test]
 fn the_device_table_is_bounded() {
-    let mut r = Router::new(RouterConfig {
-        max_devices: 2,
-        ..RouterConfig::default()
-    });
-    r.add_device(Dialect::AlibabaSystem, &dev("a")).unwrap();
-    r.add_device(Dialect::Tencent, &dev("a")).unwrap();
+    let mut r = router_of(
+        &[(Dialect::AlibabaSystem, "a"), (Dialect::Tencent, "a")],
+        |c| c.max_devices = 2,
+    );
     assert_eq!(
         r.add_device(Dialect::AlibabaSystem, &dev("b")).unwrap_err(),
         DeviceError::TableFull

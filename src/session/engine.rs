@@ -287,7 +287,7 @@ impl Engine {
                     ))
                 }
                 ev = wire.poll() => ev.map_err(|e| {
-                    if let Some(bad) = W::bad_packet(&e) {
+                    if let Some((bad, _)) = W::bad_packet(&e) {
                         self.link.note_bad_packet(bad);
                     }
                     W::describe(&e)

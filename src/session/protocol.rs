@@ -60,6 +60,16 @@ impl Filter {
         rumqttc::SubscribeFilter::new(self.topic.clone(), self.qos.v4())
     }
 
+    /// The SUBSCRIBE request of a batch of filters.
+    fn subscribe_v4(batch: &[Filter]) -> Request {
+        Request::Subscribe(rumqttc::Subscribe::new_many(batch.iter().map(Filter::v4)))
+    }
+
+    #[cfg(feature = "mqtt5")]
+    fn subscribe_v5(batch: &[Filter]) -> v5::Request {
+        v5::Request::Subscribe(p5::Subscribe::new_many(batch.iter().map(Filter::v5), None))
+    }
+
     #[cfg(feature = "mqtt5")]
     pub(super) fn v5(&self) -> p5::Filter {
         p5::Filter {
@@ -78,12 +88,39 @@ pub(crate) struct Will {
     pub retain: bool,
 }
 
+impl Will {
+    fn v4(self) -> rumqttc::LastWill {
+        rumqttc::LastWill::new(self.topic, self.payload, self.qos.v4(), self.retain)
+    }
+
+    #[cfg(feature = "mqtt5")]
+    fn v5(self) -> p5::LastWill {
+        p5::LastWill::new(self.topic, self.payload, self.qos.v5(), self.retain, None)
+    }
+}
+
 /// A message queued for right after a CONNACK (see `Outbox`).
 pub(super) struct Message {
     pub topic: String,
     pub qos: QoS,
     pub retain: bool,
     pub payload: Vec<u8>,
+}
+
+impl Message {
+    /// The PUBLISH request of the message.
+    fn v4(self) -> Request {
+        let mut p = rumqttc::Publish::new(self.topic, self.qos.v4(), self.payload);
+        p.retain = self.retain;
+        Request::Publish(p)
+    }
+
+    #[cfg(feature = "mqtt5")]
+    fn v5(self) -> v5::Request {
+        let mut p = p5::Publish::new(self.topic, self.qos.v5(), self.payload, None);
+        p.retain = self.retain;
+        v5::Request::Publish(p)
+    }
 }
 
 /// The broker's answer to one SUBSCRIBE, one result per filter in order.
@@ -260,26 +297,12 @@ pub(super) enum BadPacket {
     Malformed,
 }
 
-impl BadPacket {
-    fn of_v4(e: &rumqttc::Error) -> Option<BadPacket> {
-        use rumqttc::Error as E;
-        match e {
-            E::PayloadSizeLimitExceeded(_) => Some(BadPacket::Oversize),
-            E::TopicNotUtf8
-            | E::BoundaryCrossed(_)
-            | E::MalformedPacket
-            | E::MalformedRemainingLength
-            | E::PayloadRequired
-            | E::PacketIdZero
-            | E::InvalidQoS(_) => Some(BadPacket::Malformed),
-            _ => None,
-        }
-    }
-
-    #[cfg(feature = "mqtt5")]
-    fn of_v5(e: &v5::mqttbytes::Error) -> Option<BadPacket> {
-        use v5::mqttbytes::Error as E;
-        match e {
+/// The [`BadPacket`] of a decoder error of either protocol: rumqttc's two
+/// `mqttbytes::Error` enums name these variants alike.
+macro_rules! bad_packet_of {
+    ($e:expr, $($error:ident)::+) => {{
+        use $($error)::+ as E;
+        match $e {
             E::PayloadSizeLimitExceeded { .. } => Some(BadPacket::Oversize),
             E::TopicNotUtf8
             | E::BoundaryCrossed(_)
@@ -290,6 +313,17 @@ impl BadPacket {
             | E::InvalidQoS(_) => Some(BadPacket::Malformed),
             _ => None,
         }
+    }};
+}
+
+impl BadPacket {
+    fn of_v4(e: &rumqttc::Error) -> Option<BadPacket> {
+        bad_packet_of!(e, rumqttc::Error)
+    }
+
+    #[cfg(feature = "mqtt5")]
+    fn of_v5(e: &v5::mqttbytes::Error) -> Option<BadPacket> {
+        bad_packet_of!(e, v5::mqttbytes::Error)
     }
 
     fn describe(self, limit: impl fmt::Display) -> String {
@@ -312,9 +346,22 @@ pub(super) trait ProtocolLoop: Send {
     fn poll(&mut self) -> impl Future<Output = Result<Self::Event, Self::Error>> + Send + '_;
     fn step(ev: &Self::Event) -> Step<'_>;
     /// A connection error in words, with the MQTT 5 reason code when there is one.
-    fn describe(e: &Self::Error) -> String;
-    /// The incoming packet that caused the error, when rumqttc's decoder refused one.
-    fn bad_packet(e: &Self::Error) -> Option<BadPacket>;
+    fn describe(e: &Self::Error) -> String {
+        // A TLS failure, wherever rumqttc wraps it (TLS 1.3 reports a refused client
+        // certificate at the first read, as an MQTT state error).
+        if let Some(why) = tls::handshake_failure(e) {
+            return why;
+        }
+        if let Some((bad, decoder)) = Self::bad_packet(e) {
+            return bad.describe(decoder);
+        }
+        Self::describe_other(e)
+    }
+    /// [`describe`](Self::describe) for an error neither of TLS nor of the decoder.
+    fn describe_other(e: &Self::Error) -> String;
+    /// The incoming packet that caused the error, when rumqttc's decoder refused
+    /// one, and the decoder's words.
+    fn bad_packet(e: &Self::Error) -> Option<(BadPacket, &dyn fmt::Display)>;
     /// Drops a connection left from an earlier run; keeps what is queued.
     fn clean(&mut self);
     fn set_last_will(&mut self, will: Will);
@@ -346,13 +393,47 @@ fn requeue<R>(
     pending.extend(rest);
 }
 
+/// The methods of [`ProtocolLoop`] that both MQTT versions implement alike, on
+/// rumqttc's types of the version: its event loop, the loop's options field,
+/// the conversions of our types (`v4`, `v5`), the SUBSCRIBE of a batch of
+/// filters and its request type.
+macro_rules! alike_in_both_versions {
+    ($loop:ty, $options:ident, $v:ident, $subscribe:path, $($request:ident)::+) => {
+        fn poll(&mut self) -> impl Future<Output = Result<Self::Event, Self::Error>> + Send + '_ {
+            <$loop>::poll(self)
+        }
+
+        fn clean(&mut self) {
+            <$loop>::clean(self);
+        }
+
+        fn set_last_will(&mut self, w: Will) {
+            self.$options.set_last_will(w.$v());
+        }
+
+        fn set_credentials(&mut self, user: String, password: String) {
+            self.$options.set_credentials(user, password);
+        }
+
+        fn queue_first<'f>(
+            &mut self,
+            batches: impl Iterator<Item = &'f [Filter]>,
+            messages: Vec<Message>,
+        ) {
+            let subscribes = batches.map($subscribe);
+            let publishes = messages.into_iter().map(Message::$v);
+            requeue(
+                &mut self.pending,
+                |r| matches!(r, $($request)::+::Subscribe(_) | $($request)::+::Unsubscribe(_)),
+                subscribes.chain(publishes),
+            );
+        }
+    };
+}
+
 impl ProtocolLoop for EventLoop {
     type Event = Event;
     type Error = ConnectionError;
-
-    fn poll(&mut self) -> impl Future<Output = Result<Event, ConnectionError>> + Send + '_ {
-        EventLoop::poll(self)
-    }
 
     #[inline]
     fn step(ev: &Event) -> Step<'_> {
@@ -369,17 +450,7 @@ impl ProtocolLoop for EventLoop {
         }
     }
 
-    fn describe(e: &ConnectionError) -> String {
-        // A TLS failure, wherever rumqttc wraps it (TLS 1.3 reports a refused client
-        // certificate at the first read, as an MQTT state error).
-        if let Some(why) = tls::handshake_failure(e) {
-            return why;
-        }
-        if let ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) = e {
-            if let Some(bad) = BadPacket::of_v4(d) {
-                return bad.describe(d);
-            }
-        }
+    fn describe_other(e: &ConnectionError) -> String {
         match e {
             ConnectionError::Io(io) => io.to_string(),
             ConnectionError::ConnectionRefused(code) => {
@@ -392,60 +463,22 @@ impl ProtocolLoop for EventLoop {
         }
     }
 
-    fn bad_packet(e: &ConnectionError) -> Option<BadPacket> {
+    fn bad_packet(e: &ConnectionError) -> Option<(BadPacket, &dyn fmt::Display)> {
         match e {
             ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) => {
-                BadPacket::of_v4(d)
+                Some((BadPacket::of_v4(d)?, d))
             }
             _ => None,
         }
     }
 
-    fn clean(&mut self) {
-        EventLoop::clean(self);
-    }
-
-    fn set_last_will(&mut self, w: Will) {
-        self.mqtt_options.set_last_will(rumqttc::LastWill::new(
-            w.topic,
-            w.payload,
-            w.qos.v4(),
-            w.retain,
-        ));
-    }
-
-    fn set_credentials(&mut self, user: String, password: String) {
-        self.mqtt_options.set_credentials(user, password);
-    }
-
-    fn queue_first<'f>(
-        &mut self,
-        batches: impl Iterator<Item = &'f [Filter]>,
-        messages: Vec<Message>,
-    ) {
-        let subscribes = batches
-            .map(|b| Request::Subscribe(rumqttc::Subscribe::new_many(b.iter().map(Filter::v4))));
-        let publishes = messages.into_iter().map(|m| {
-            let mut p = rumqttc::Publish::new(m.topic, m.qos.v4(), m.payload);
-            p.retain = m.retain;
-            Request::Publish(p)
-        });
-        requeue(
-            &mut self.pending,
-            |r| matches!(r, Request::Subscribe(_) | Request::Unsubscribe(_)),
-            subscribes.chain(publishes),
-        );
-    }
+    alike_in_both_versions!(EventLoop, mqtt_options, v4, Filter::subscribe_v4, Request);
 }
 
 #[cfg(feature = "mqtt5")]
 impl ProtocolLoop for v5::EventLoop {
     type Event = v5::Event;
     type Error = v5::ConnectionError;
-
-    fn poll(&mut self) -> impl Future<Output = Result<v5::Event, v5::ConnectionError>> + Send + '_ {
-        v5::EventLoop::poll(self)
-    }
 
     #[inline]
     fn step(ev: &v5::Event) -> Step<'_> {
@@ -467,16 +500,8 @@ impl ProtocolLoop for v5::EventLoop {
         }
     }
 
-    fn describe(e: &v5::ConnectionError) -> String {
-        if let Some(why) = tls::handshake_failure(e) {
-            return why;
-        }
+    fn describe_other(e: &v5::ConnectionError) -> String {
         use v5::StateError as S;
-        if let v5::ConnectionError::MqttState(S::Deserialization(d)) = e {
-            if let Some(bad) = BadPacket::of_v5(d) {
-                return bad.describe(d);
-            }
-        }
         match e {
             v5::ConnectionError::Io(io) => io.to_string(),
             v5::ConnectionError::ConnectionRefused(code)
@@ -504,52 +529,22 @@ impl ProtocolLoop for v5::EventLoop {
         }
     }
 
-    fn bad_packet(e: &v5::ConnectionError) -> Option<BadPacket> {
+    fn bad_packet(e: &v5::ConnectionError) -> Option<(BadPacket, &dyn fmt::Display)> {
         match e {
             v5::ConnectionError::MqttState(v5::StateError::Deserialization(d)) => {
-                BadPacket::of_v5(d)
+                Some((BadPacket::of_v5(d)?, d))
             }
             _ => None,
         }
     }
 
-    fn clean(&mut self) {
-        v5::EventLoop::clean(self);
-    }
-
-    fn set_last_will(&mut self, w: Will) {
-        self.options.set_last_will(p5::LastWill::new(
-            w.topic,
-            w.payload,
-            w.qos.v5(),
-            w.retain,
-            None,
-        ));
-    }
-
-    fn set_credentials(&mut self, user: String, password: String) {
-        self.options.set_credentials(user, password);
-    }
-
-    fn queue_first<'f>(
-        &mut self,
-        batches: impl Iterator<Item = &'f [Filter]>,
-        messages: Vec<Message>,
-    ) {
-        let subscribes = batches.map(|b| {
-            v5::Request::Subscribe(p5::Subscribe::new_many(b.iter().map(Filter::v5), None))
-        });
-        let publishes = messages.into_iter().map(|m| {
-            let mut p = p5::Publish::new(m.topic, m.qos.v5(), m.payload, None);
-            p.retain = m.retain;
-            v5::Request::Publish(p)
-        });
-        requeue(
-            &mut self.pending,
-            |r| matches!(r, v5::Request::Subscribe(_) | v5::Request::Unsubscribe(_)),
-            subscribes.chain(publishes),
-        );
-    }
+    alike_in_both_versions!(
+        v5::EventLoop,
+        options,
+        v5,
+        Filter::subscribe_v5,
+        v5::Request
+    );
 }
 
 #[cfg(test)]

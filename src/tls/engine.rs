@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{err, TlsConfig, TlsError, HANDSHAKE_FAILED};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{ring as ring_provider, CryptoProvider};
+use rustls::crypto::{ring as ring_provider, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
@@ -67,25 +67,26 @@ pub(super) fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsErr
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .or_else(|e| err(format!("TLS protocol versions: {e}")))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if cfg.insecure_skip_verify {
-        Arc::new(AcceptAnyCertificate(provider.clone()))
+    let certificates = if cfg.insecure_skip_verify {
+        Certificates::Any
     } else {
         let roots = Arc::new(roots(cfg)?);
         let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .or_else(|e| err(format!("certificate verifier: {e}")))?;
-        match &cfg.server_name {
-            None => webpki,
-            Some(name) => {
-                let name = ServerName::try_from(name.clone())
-                    .or_else(|_| err(format!("server name {name:?} is not a DNS name or IP")))?;
-                Arc::new(VerifyAs {
-                    inner: webpki,
-                    name,
-                })
-            }
-        }
+        let name = match &cfg.server_name {
+            None => None,
+            Some(name) => Some(
+                ServerName::try_from(name.clone())
+                    .or_else(|_| err(format!("server name {name:?} is not a DNS name or IP")))?,
+            ),
+        };
+        Certificates::Checked { webpki, name }
     };
+    let verifier = Arc::new(Verifier {
+        certificates,
+        algorithms: provider.signature_verification_algorithms,
+    });
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -170,96 +171,71 @@ fn explain(e: &RustlsError) -> String {
     format!("{HANDSHAKE_FAILED}{what}")
 }
 
-/// Verifies the server's certificate for a configured name instead of the host.
+/// Which server certificates a [`Verifier`] accepts.
 #[derive(Debug)]
-struct VerifyAs {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
+enum Certificates {
+    /// `insecure_skip_verify`: any certificate; the handshake's signatures are
+    /// still checked, so the session keys belong to whoever holds the
+    /// certificate's key, whoever that is.
+    Any,
+    /// Those that chain to the trusted roots and are valid for `name` when one
+    /// is configured, else for the host.
+    Checked {
+        webpki: Arc<WebPkiServerVerifier>,
+        name: Option<ServerName<'static>>,
+    },
 }
 
-impl ServerCertVerifier for VerifyAs {
+/// The server certificate verifier of every TLS connection: the certificate as
+/// [`Certificates`] says, the handshake's signatures always with the provider's
+/// algorithms (as rustls' own verifier checks them).
+#[derive(Debug)]
+struct Verifier {
+    certificates: Certificates,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// The handshake signature checks of [`ServerCertVerifier`], each by rustls'
+/// function of the same name with the verifier's `algorithms`.
+macro_rules! verify_signatures_with_algorithms {
+    ($($verify:ident),+) => {
+        $(
+            fn $verify(
+                &self,
+                message: &[u8],
+                cert: &CertificateDer<'_>,
+                dss: &DigitallySignedStruct,
+            ) -> Result<HandshakeSignatureValid, RustlsError> {
+                rustls::crypto::$verify(message, cert, dss, &self.algorithms)
+            }
+        )+
+    };
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, RustlsError> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+        match &self.certificates {
+            Certificates::Any => Ok(ServerCertVerified::assertion()),
+            Certificates::Checked { webpki, name } => webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                name.as_ref().unwrap_or(server_name),
+                ocsp_response,
+                now,
+            ),
+        }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, RustlsError> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, RustlsError> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
+    verify_signatures_with_algorithms!(verify_tls12_signature, verify_tls13_signature);
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `insecure_skip_verify`: any certificate is accepted; the handshake's
-/// signatures are still checked, so the session keys belong to whoever holds the
-/// certificate's key, whoever that is.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, RustlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, RustlsError> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, RustlsError> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }

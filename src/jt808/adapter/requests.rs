@@ -227,6 +227,18 @@ impl Adapter {
         id
     }
 
+    /// [`finish`](Self::finish)es request `id` with a reply of `kind`.
+    fn reply(
+        &mut self,
+        id: u64,
+        kind: ReplyKind,
+        payload: Vec<u8>,
+        now_ms: u64,
+        events: &mut Vec<Event>,
+    ) {
+        self.finish(id, Outcome::Reply(kind, payload), now_ms, events);
+    }
+
     /// Releases request `id`, makes its event, and lets the next queued request
     /// of its (terminal, type) go out when it was the outstanding one.
     pub(super) fn finish(
@@ -270,21 +282,26 @@ impl Adapter {
             }
         }
         let token = entry.token;
-        match outcome {
+        // An outcome the application is answered for: its counter, the reply.
+        let reply = match outcome {
             Outcome::Reply(kind, payload) => {
-                self.stats.bump(AdapterCounter::replies);
-                match kind {
-                    ReplyKind::Ack => self.stats.bump(AdapterCounter::acked),
-                    ReplyKind::Answer => self.stats.bump(AdapterCounter::answered),
-                    ReplyKind::Error => self.stats.bump(AdapterCounter::failed),
-                }
-                events.push(Event::Reply {
-                    token,
-                    phone,
-                    kind,
-                    payload,
-                });
+                let counter = match kind {
+                    ReplyKind::Ack => AdapterCounter::acked,
+                    ReplyKind::Answer => AdapterCounter::answered,
+                    ReplyKind::Error => AdapterCounter::failed,
+                };
+                Some((counter, kind, payload))
             }
+            Outcome::Disconnected => Some((
+                AdapterCounter::disconnected,
+                ReplyKind::Error,
+                error_payload(ErrorReason::TerminalDisconnected),
+            )),
+            Outcome::SendFailed(reason) => Some((
+                AdapterCounter::send_failures,
+                ReplyKind::Error,
+                error_payload(reason),
+            )),
             Outcome::Expired => {
                 self.stats.bump(AdapterCounter::expired);
                 if entry.completion == Completion::Answer {
@@ -292,28 +309,22 @@ impl Adapter {
                         .remember(LateKey::Type(phone, entry.content_type));
                 }
                 events.push(Event::Expired { token, phone });
+                None
             }
-            Outcome::Disconnected => {
-                self.stats.bump(AdapterCounter::replies);
-                self.stats.bump(AdapterCounter::disconnected);
-                events.push(Event::Reply {
-                    token,
-                    phone,
-                    kind: ReplyKind::Error,
-                    payload: error_payload(ErrorReason::TerminalDisconnected),
-                });
+            Outcome::Cancelled => {
+                self.stats.bump(AdapterCounter::cancelled);
+                None
             }
-            Outcome::SendFailed(reason) => {
-                self.stats.bump(AdapterCounter::replies);
-                self.stats.bump(AdapterCounter::send_failures);
-                events.push(Event::Reply {
-                    token,
-                    phone,
-                    kind: ReplyKind::Error,
-                    payload: error_payload(reason),
-                });
-            }
-            Outcome::Cancelled => self.stats.bump(AdapterCounter::cancelled),
+        };
+        if let Some((counter, kind, payload)) = reply {
+            self.stats.bump(AdapterCounter::replies);
+            self.stats.bump(counter);
+            events.push(Event::Reply {
+                token,
+                phone,
+                kind,
+                payload,
+            });
         }
         if held_queue {
             self.advance_queue(key, now_ms, events);
@@ -356,12 +367,7 @@ impl Adapter {
         };
         if result != ResponseResult::Ok {
             let payload = result_error_payload(result.code(), first);
-            self.finish(
-                id,
-                Outcome::Reply(ReplyKind::Error, payload),
-                now_ms,
-                events,
-            );
+            self.reply(id, ReplyKind::Error, payload, now_ms, events);
             return;
         }
         let last = first.wrapping_add(packets.saturating_sub(1));
@@ -371,8 +377,7 @@ impl Adapter {
         }
         match entry.completion {
             Completion::Ack => {
-                let payload = ack_payload(first);
-                self.finish(id, Outcome::Reply(ReplyKind::Ack, payload), now_ms, events);
+                self.reply(id, ReplyKind::Ack, ack_payload(first), now_ms, events);
             }
             Completion::Answer => self.stats.bump(AdapterCounter::delivered),
         }
@@ -390,13 +395,7 @@ impl Adapter {
         if let Some(id) = self.answer_queues.get(&key).map(|q| q.outstanding) {
             match self.requests.get(&id).map(|e| e.deadline_ms > now_ms) {
                 Some(true) => {
-                    let payload = content.to_vec();
-                    self.finish(
-                        id,
-                        Outcome::Reply(ReplyKind::Answer, payload),
-                        now_ms,
-                        events,
-                    );
+                    self.reply(id, ReplyKind::Answer, content.to_vec(), now_ms, events);
                     return;
                 }
                 Some(false) => self.finish(id, Outcome::Expired, now_ms, events),

@@ -154,11 +154,10 @@ impl<E> SharedAdapter<E> {
     /// in progress on other threads; neither runs after it returns. Refused
     /// from inside either (it would wait for itself), changing nothing.
     pub fn close(&self) -> Result<(), Reentered> {
-        if self.in_any_callback() {
-            return Err(Reentered);
-        }
-        self.send.set(None)?;
-        self.event.set(None)
+        callback::release_outside(self.key(), || {
+            self.send.set(None)?;
+            self.event.set(None)
+        })
     }
 
     /// Runs `f` with the adapter locked: for reading its tables. `f` must not
