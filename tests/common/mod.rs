@@ -1,7 +1,8 @@
 //! The helpers every test binary shares (and the benches, through `#[path]`), one
 //! of each: the runner with its tool requirements ([`harness`]), brokers
 //! ([`broker`]), the raw test caller ([`caller`]), the raw MQTT client ([`mqtt`]),
-//! the echo device on the Rust API ([`device`]), JT/T 808 test data ([`jt808`]), child processes, C test programs
+//! the echo device on the Rust API ([`device`]), the C API called from Rust
+//! ([`ffi`]), JT/T 808 test data ([`jt808`]), child processes, C test programs
 //! and valgrind ([`process`]), the CMake builds ([`cmake`]), test certificates
 //! ([`pki`]) and the fault-injection proxy ([`proxy`]).
 #![allow(dead_code)]
@@ -15,6 +16,7 @@ pub mod broker;
 pub mod caller;
 pub mod cmake;
 pub mod device;
+pub mod ffi;
 pub mod harness;
 pub mod jt808;
 pub mod mqtt;

@@ -1476,9 +1476,7 @@ fn c_set_lenient_refuses_a_byte_other_than_0_or_1() {
         rrpc_jt808_decoder_set_lenient(d, 2),
         RRPC_STATUS_INVALID_ARGUMENT
     );
-    let msg = unsafe { std::ffi::CStr::from_ptr(rrpc::ffi::misc::rrpc_last_error_message()) }
-        .to_string_lossy()
-        .into_owned();
+    let msg = crate::common::ffi::last_error();
     assert!(
         msg.contains("lenient must be 0 (false) or 1 (true), not 2"),
         "{msg}"

@@ -6,7 +6,7 @@
 //! the maximum packet size announced to the broker, session expiry, and the
 //! C configuration fields.
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_void, CString};
 use std::ptr::null_mut;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -306,22 +306,12 @@ use rrpc::ffi::client::*;
 use rrpc::ffi::misc::*;
 use rrpc::ffi::rrpc_status::*;
 use rrpc::ffi::session::*;
-use std::mem::size_of;
 
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(rrpc_last_error_message()) }
-        .to_string_lossy()
-        .into_owned()
-}
+use crate::common::ffi::{c_defaults, last_error};
 
 /// The MQTT settings' defaults, for `host` and `port`.
 fn c_mqtt(host: &CString, port: u16) -> rrpc_mqtt_config {
-    let mut m = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
-    assert_eq!(
-        rrpc_mqtt_config_init(m.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
-        RRPC_STATUS_OK
-    );
-    let mut m = unsafe { m.assume_init() };
+    let mut m = c_defaults(rrpc_mqtt_config_init);
     m.host = host.as_ptr();
     m.port = port;
     m
@@ -329,12 +319,7 @@ fn c_mqtt(host: &CString, port: u16) -> rrpc_mqtt_config {
 
 /// The client settings' defaults, with `mqtt`.
 fn c_config(mqtt: &rrpc_mqtt_config) -> rrpc_client_config {
-    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-    assert_eq!(
-        rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
-        RRPC_STATUS_OK
-    );
-    let mut cfg = unsafe { cfg.assume_init() };
+    let mut cfg = c_defaults(rrpc_client_config_init);
     cfg.mqtt = mqtt;
     cfg
 }

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rrpc::ffi::misc::rrpc_monotonic_ms;
 use rrpc::ffi::router::*;
 use rrpc::ffi::rrpc_request;
-use rrpc::ffi::rrpc_status::*;
+use rrpc::ffi::rrpc_status::{self, *};
 use rrpc::RouterStats;
+
+use crate::common::ffi::{c_defaults, last_error};
 
 /// The time, on the clock the router is given.
 fn now_ms() -> u64 {
@@ -44,15 +46,41 @@ unsafe extern "C" fn echo(_: *mut c_void, router: *mut rrpc_router, req: *const 
     );
 }
 
-fn devices_come_and_go_while_messages_flow() {
-    let mut cfg = std::mem::MaybeUninit::<rrpc_router_config>::uninit();
+/// A router with the default settings.
+fn new_router() -> *mut rrpc_router {
+    let mut router = null_mut();
     assert_eq!(
-        rrpc_router_config_init(cfg.as_mut_ptr(), size_of::<rrpc_router_config>()),
+        rrpc_router_new(&c_defaults(rrpc_router_config_init), &mut router),
         RRPC_STATUS_OK
     );
-    let cfg = unsafe { cfg.assume_init() };
-    let mut router = null_mut();
-    assert_eq!(rrpc_router_new(&cfg, &mut router), RRPC_STATUS_OK);
+    router
+}
+
+/// Adds the Alibaba device `pk`/`dn`, with no secret and no callback of its own.
+fn add_device(router: *mut rrpc_router, pk: &CString, dn: &CString) -> rrpc_status {
+    rrpc_router_add_device(
+        router,
+        0,
+        pk.as_ptr(),
+        dn.as_ptr(),
+        std::ptr::null(),
+        None,
+        null_mut(),
+    )
+}
+
+/// The router's counters.
+fn stats(router: *mut rrpc_router) -> RouterStats {
+    let mut st = RouterStats::default();
+    assert_eq!(
+        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
+        RRPC_STATUS_OK
+    );
+    st
+}
+
+fn devices_come_and_go_while_messages_flow() {
+    let router = new_router();
     assert_eq!(
         rrpc_router_set_publish(router, Some(publish), null_mut()),
         RRPC_STATUS_OK
@@ -64,19 +92,7 @@ fn devices_come_and_go_while_messages_flow() {
     let pk = CString::new("pk").unwrap();
     let name = |i: u32| CString::new(format!("dev{i}")).unwrap();
     for i in 0..100 {
-        let dn = name(i);
-        assert_eq!(
-            rrpc_router_add_device(
-                router,
-                0,
-                pk.as_ptr(),
-                dn.as_ptr(),
-                std::ptr::null(),
-                None,
-                null_mut()
-            ),
-            RRPC_STATUS_OK
-        );
+        assert_eq!(add_device(router, &pk, &name(i)), RRPC_STATUS_OK);
     }
     let r = router as usize;
     let stop = AtomicBool::new(false);
@@ -114,15 +130,7 @@ fn devices_come_and_go_while_messages_flow() {
             for i in 100..150 {
                 let dn = name(i);
                 let st = if round % 2 == 0 {
-                    rrpc_router_add_device(
-                        r as *mut rrpc_router,
-                        0,
-                        pk.as_ptr(),
-                        dn.as_ptr(),
-                        std::ptr::null(),
-                        None,
-                        null_mut(),
-                    )
+                    add_device(r as *mut rrpc_router, &pk, &dn)
                 } else {
                     rrpc_router_remove_device(
                         r as *mut rrpc_router,
@@ -138,11 +146,7 @@ fn devices_come_and_go_while_messages_flow() {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    let mut st = RouterStats::default();
-    assert_eq!(
-        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
-        RRPC_STATUS_OK
-    );
+    let st = stats(router);
     let handled = handled.load(Ordering::Relaxed);
     assert_eq!(st.messages, handled);
     assert_eq!(
@@ -163,27 +167,9 @@ fn devices_come_and_go_while_messages_flow() {
 /// A `retained` byte other than 0 or 1 (which a C `bool` cannot hold, but garbage
 /// can) is refused with the argument named, and the out-parameter is left alone.
 fn a_retained_flag_other_than_0_or_1_is_refused() {
-    let mut cfg = std::mem::MaybeUninit::<rrpc_router_config>::uninit();
-    assert_eq!(
-        rrpc_router_config_init(cfg.as_mut_ptr(), size_of::<rrpc_router_config>()),
-        RRPC_STATUS_OK
-    );
-    let cfg = unsafe { cfg.assume_init() };
-    let mut router = null_mut();
-    assert_eq!(rrpc_router_new(&cfg, &mut router), RRPC_STATUS_OK);
+    let router = new_router();
     let (pk, dn) = (CString::new("pk").unwrap(), CString::new("dev4").unwrap());
-    assert_eq!(
-        rrpc_router_add_device(
-            router,
-            0,
-            pk.as_ptr(),
-            dn.as_ptr(),
-            std::ptr::null(),
-            None,
-            null_mut()
-        ),
-        RRPC_STATUS_OK
-    );
+    assert_eq!(add_device(router, &pk, &dn), RRPC_STATUS_OK);
     let topic = b"/sys/pk/dev4/rrpc/request/r1";
     let mut kind = 99u32;
     let st = rrpc_router_handle_message(
@@ -198,18 +184,12 @@ fn a_retained_flag_other_than_0_or_1_is_refused() {
     );
     assert_eq!(st, RRPC_STATUS_INVALID_ARGUMENT);
     assert_eq!(kind, 99);
-    let msg = unsafe { std::ffi::CStr::from_ptr(rrpc::ffi::misc::rrpc_last_error_message()) }
-        .to_string_lossy()
-        .into_owned();
+    let msg = last_error();
     assert!(
         msg.contains("retained must be 0 (false) or 1 (true), not 2"),
         "{msg}"
     );
-    let mut st = RouterStats::default();
-    assert_eq!(
-        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
-        RRPC_STATUS_OK
-    );
+    let st = stats(router);
     assert_eq!((st.messages, st.requests), (0, 0), "nothing was taken in");
     assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
 }

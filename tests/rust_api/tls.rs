@@ -15,6 +15,7 @@ use rrpc::{Client, ClientConfig, ClientError};
 
 use crate::common;
 use crate::common::device;
+use crate::common::ffi::c_defaults;
 use crate::common::pki::{tls_broker, Pki};
 use crate::common::Broker;
 
@@ -287,37 +288,21 @@ fn c_echo_device_over_tls() {
 /// file is RRPC_STATUS_TLS at `rrpc_client_new`.
 fn c_config_tls_fields() {
     use rrpc::ffi::client::*;
-    use rrpc::ffi::misc::*;
     use rrpc::ffi::rrpc_status::*;
     use rrpc::ffi::session::*;
-    use std::ffi::{CStr, CString};
-    use std::mem::size_of;
+    use std::ffi::CString;
 
-    let last = || {
-        unsafe { CStr::from_ptr(rrpc_last_error_message()) }
-            .to_string_lossy()
-            .into_owned()
-    };
+    let last = crate::common::ffi::last_error;
     let host = CString::new("127.0.0.1").unwrap();
     let missing = CString::new("/nonexistent/ca.pem").unwrap();
     let new = |tls: bool, ca: bool| {
-        let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
-        assert_eq!(
-            rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
-            RRPC_STATUS_OK
-        );
-        let mut mqtt = unsafe { mqtt.assume_init() };
+        let mut mqtt = c_defaults(rrpc_mqtt_config_init);
         mqtt.host = host.as_ptr();
         mqtt.tls = u8::from(tls);
         if ca {
             mqtt.tls_ca_file = missing.as_ptr();
         }
-        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-        assert_eq!(
-            rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
-            RRPC_STATUS_OK
-        );
-        let mut cfg = unsafe { cfg.assume_init() };
+        let mut cfg = c_defaults(rrpc_client_config_init);
         cfg.mqtt = &mqtt;
         let mut client = std::ptr::null_mut();
         let st = rrpc_client_new(&cfg, &mut client);
@@ -356,7 +341,6 @@ fn c_insecure_skip_verify_connects_and_warns() {
     use rrpc::ffi::rrpc_status::*;
     use rrpc::ffi::session::*;
     use std::ffi::CString;
-    use std::mem::size_of;
 
     let pki = Pki::new("c-insecure");
     let other = Pki::new("c-insecure-other");
@@ -377,23 +361,13 @@ fn c_insecure_skip_verify_connects_and_warns() {
         CString::new("cdev").unwrap(),
     );
     let start = |insecure: bool| {
-        let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
-        assert_eq!(
-            rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
-            RRPC_STATUS_OK
-        );
-        let mut mqtt = unsafe { mqtt.assume_init() };
+        let mut mqtt = c_defaults(rrpc_mqtt_config_init);
         mqtt.host = host.as_ptr();
         mqtt.port = broker.port;
         mqtt.tls = 1;
         mqtt.tls_ca_file = wrong_ca.as_ptr();
         mqtt.tls_insecure_skip_verify = u8::from(insecure);
-        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-        assert_eq!(
-            rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
-            RRPC_STATUS_OK
-        );
-        let mut cfg = unsafe { cfg.assume_init() };
+        let mut cfg = c_defaults(rrpc_client_config_init);
         cfg.mqtt = &mqtt;
         let mut client = std::ptr::null_mut();
         assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_OK);
