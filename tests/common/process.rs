@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{cmake, repo_root, require_tool, scratch_dir};
+use super::{cmake, free_port, repo_root, require_tool, scratch_dir};
 
 /// A C example (or any program) running as a child process. Its stdout and
 /// stderr lines are collected; it is stopped by its PID on drop.
@@ -72,6 +72,27 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Waits until a stderr line contains `needle`; panics with the transcript if
+    /// none does within `timeout`.
+    pub fn expect_stderr(&self, needle: &str, timeout: Duration) {
+        assert!(
+            self.wait_stderr(needle, timeout),
+            "no stderr line with {needle:?} within {timeout:?}:\n{}",
+            self.transcript()
+        );
+    }
+
+    /// Waits until exactly `n` stdout lines start with `prefix`; panics with the
+    /// transcript if fewer (within `timeout`) or more do.
+    pub fn expect_stdout_lines(&self, prefix: &str, n: usize, timeout: Duration) {
+        assert_eq!(
+            self.wait_stdout_lines(prefix, n, timeout),
+            n,
+            "stdout lines starting with {prefix:?}:\n{}",
+            self.transcript()
+        );
     }
 
     /// Waits until `n` stdout lines start with `prefix`; returns how many did.
@@ -182,6 +203,24 @@ pub fn spawn_example(
         &cmake::example(name),
         &example_args(port, product_key, extra),
     )
+}
+
+/// Runs the C example `name` as [`spawn_example`] does, against a 127.0.0.1 port
+/// where nothing listens: it must exit by itself, with `status`, within 10 s.
+/// Returns its stderr and the port.
+pub fn run_example_without_broker(
+    name: &str,
+    product_key: &str,
+    extra: &[&str],
+    status: i32,
+) -> (String, u16) {
+    let port = free_port();
+    let mut p = spawn_example(name, port, product_key, extra);
+    let st = p
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{name} exits by itself: {}", p.transcript()));
+    assert_eq!(st.code(), Some(status), "{}", p.transcript());
+    (p.stderr().join("\n"), port)
 }
 
 /// Compiles the C test program `tests/c/{source}` as C99 with warnings as errors

@@ -262,11 +262,7 @@ fn c_echo_device_over_tls() {
             .collect::<Vec<_>>()
     };
     let mut dev = common::Proc::spawn(&echo, &args(&ca));
-    assert!(
-        dev.wait_stderr("connected", Duration::from_secs(20)),
-        "{}",
-        dev.transcript()
-    );
+    dev.expect_stderr("connected", Duration::from_secs(20));
     let c = caller(broker.port, tls_to(&ca)).unwrap();
     call_ok(&c, "cdev", b"from C over TLS");
     dev.terminate();
