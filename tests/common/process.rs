@@ -238,8 +238,8 @@ pub fn c_harness_with(source: &str, name: &str, extra: &[&str]) -> PathBuf {
     let lib = cmake::build_lib_dir();
     let root = repo_root();
     let exe = scratch_dir("c-harness").join(name);
-    let out = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+    let mut cc = Command::new("cc");
+    cc.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
         .arg(root.join("include"))
         .arg(root.join("tests/c").join(source))
         .arg("-o")
@@ -247,14 +247,10 @@ pub fn c_harness_with(source: &str, name: &str, extra: &[&str]) -> PathBuf {
         .arg(format!("-L{}", lib.display()))
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-lrrpc")
-        .args(extra)
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "{source} does not compile:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(extra);
+    if let Err(e) = cmake::try_run(&mut cc) {
+        panic!("{source} does not compile:\n{e}");
+    }
     exe
 }
 
