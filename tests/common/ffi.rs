@@ -21,6 +21,13 @@ pub fn c_defaults<T>(init: extern "C" fn(*mut T, usize) -> rrpc_status) -> T {
     unsafe { settings.assume_init() }
 }
 
+/// Expects `st` to be `RRPC_STATUS_OK`; otherwise fails with it and this thread's
+/// last error message.
+#[track_caller]
+pub fn assert_ok(st: rrpc_status) {
+    assert_eq!(st, rrpc_status::RRPC_STATUS_OK, "{}", last_error());
+}
+
 /// `rrpc_last_error_message()` of this thread, copied.
 pub fn last_error() -> String {
     // SAFETY: the library returns a NUL-terminated string, never NULL, valid until

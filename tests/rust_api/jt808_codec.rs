@@ -1303,25 +1303,28 @@ fn c_set_lenient_refuses_a_byte_other_than_0_or_1() {
     use rrpc::ffi::jt808_codec::*;
     use rrpc::ffi::rrpc_status::*;
 
+    use crate::common::ffi::{assert_ok, last_error};
+
     // A 0x0900 whose phone holds an unescaped 0x7d: strict decoding refuses it.
     let unescaped = hex(
         "7e0900001f4f07788ef87d000cf0230223150215010203013800000c000b029dc58c04b99b60230223171822507e",
     );
     let mut d = std::ptr::null_mut();
-    assert_eq!(rrpc_jt808_decoder_new(0, &mut d), RRPC_STATUS_OK);
+    assert_ok(rrpc_jt808_decoder_new(0, &mut d));
     assert_eq!(
         rrpc_jt808_decoder_set_lenient(d, 2),
         RRPC_STATUS_INVALID_ARGUMENT
     );
-    let msg = crate::common::ffi::last_error();
+    let msg = last_error();
     assert!(
         msg.contains("lenient must be 0 (false) or 1 (true), not 2"),
         "{msg}"
     );
-    assert_eq!(
-        rrpc_jt808_decoder_push(d, unescaped.as_ptr(), unescaped.len()),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_jt808_decoder_push(
+        d,
+        unescaped.as_ptr(),
+        unescaped.len(),
+    ));
     let mut frame = std::mem::MaybeUninit::<rrpc_jt808_frame>::uninit();
     let mut ready = 0;
     assert_eq!(
@@ -1329,17 +1332,15 @@ fn c_set_lenient_refuses_a_byte_other_than_0_or_1() {
         RRPC_STATUS_MALFORMED_FRAME,
         "still strict"
     );
-    assert_eq!(rrpc_jt808_decoder_set_lenient(d, 1), RRPC_STATUS_OK);
-    assert_eq!(
-        rrpc_jt808_decoder_push(d, unescaped.as_ptr(), unescaped.len()),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_jt808_decoder_next(d, frame.as_mut_ptr(), &mut ready),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_jt808_decoder_set_lenient(d, 1));
+    assert_ok(rrpc_jt808_decoder_push(
+        d,
+        unescaped.as_ptr(),
+        unescaped.len(),
+    ));
+    assert_ok(rrpc_jt808_decoder_next(d, frame.as_mut_ptr(), &mut ready));
     assert_eq!(ready, 1);
-    assert_eq!(rrpc_jt808_decoder_free(d), RRPC_STATUS_OK);
+    assert_ok(rrpc_jt808_decoder_free(d));
 }
 
 pub fn tests() -> Vec<crate::common::Test> {

@@ -12,12 +12,12 @@ use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, *};
 use rrpc::RouterStats;
 
-use crate::common::ffi::{c_defaults, last_error};
+use crate::common::ffi::{assert_ok, c_defaults, last_error};
 
 /// The time, on the clock the router is given.
 fn now_ms() -> u64 {
     let mut t = 0;
-    assert_eq!(rrpc_monotonic_ms(&mut t), RRPC_STATUS_OK);
+    assert_ok(rrpc_monotonic_ms(&mut t));
     t
 }
 
@@ -49,10 +49,10 @@ unsafe extern "C" fn echo(_: *mut c_void, router: *mut rrpc_router, req: *const 
 /// A router with the default settings.
 fn new_router() -> *mut rrpc_router {
     let mut router = null_mut();
-    assert_eq!(
-        rrpc_router_new(&c_defaults(rrpc_router_config_init), &mut router),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_router_new(
+        &c_defaults(rrpc_router_config_init),
+        &mut router,
+    ));
     router
 }
 
@@ -72,27 +72,26 @@ fn add_device(router: *mut rrpc_router, pk: &CString, dn: &CString) -> rrpc_stat
 /// The router's counters.
 fn stats(router: *mut rrpc_router) -> RouterStats {
     let mut st = RouterStats::default();
-    assert_eq!(
-        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_router_get_stats(
+        router,
+        &mut st,
+        size_of::<RouterStats>(),
+    ));
     st
 }
 
 fn devices_come_and_go_while_messages_flow() {
     let router = new_router();
-    assert_eq!(
-        rrpc_router_set_publish(router, Some(publish), null_mut()),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_router_set_request_callback(router, Some(echo), null_mut()),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_router_set_publish(router, Some(publish), null_mut()));
+    assert_ok(rrpc_router_set_request_callback(
+        router,
+        Some(echo),
+        null_mut(),
+    ));
     let pk = CString::new("pk").unwrap();
     let name = |i: u32| CString::new(format!("dev{i}")).unwrap();
     for i in 0..100 {
-        assert_eq!(add_device(router, &pk, &name(i)), RRPC_STATUS_OK);
+        assert_ok(add_device(router, &pk, &name(i)));
     }
     let r = router as usize;
     let stop = AtomicBool::new(false);
@@ -115,7 +114,7 @@ fn devices_come_and_go_while_messages_flow() {
                         now_ms(),
                         &mut kind,
                     );
-                    assert_eq!(st, RRPC_STATUS_OK);
+                    assert_ok(st);
                     assert!(
                         kind == 0 || kind == 3,
                         "request or dropped (unknown device): {kind}"
@@ -141,7 +140,7 @@ fn devices_come_and_go_while_messages_flow() {
                         now_ms(),
                     )
                 };
-                assert_eq!(st, RRPC_STATUS_OK);
+                assert_ok(st);
             }
         }
         stop.store(true, Ordering::Relaxed);
@@ -161,7 +160,7 @@ fn devices_come_and_go_while_messages_flow() {
     );
     assert_eq!(PUBLISHED.load(Ordering::Relaxed), st.replied);
     assert_eq!(st.devices, 100);
-    assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
+    assert_ok(rrpc_router_free(router));
 }
 
 /// A `retained` byte other than 0 or 1 (which a C `bool` cannot hold, but garbage
@@ -169,7 +168,7 @@ fn devices_come_and_go_while_messages_flow() {
 fn a_retained_flag_other_than_0_or_1_is_refused() {
     let router = new_router();
     let (pk, dn) = (CString::new("pk").unwrap(), CString::new("dev4").unwrap());
-    assert_eq!(add_device(router, &pk, &dn), RRPC_STATUS_OK);
+    assert_ok(add_device(router, &pk, &dn));
     let topic = b"/sys/pk/dev4/rrpc/request/r1";
     let mut kind = 99u32;
     let st = rrpc_router_handle_message(
@@ -191,7 +190,7 @@ fn a_retained_flag_other_than_0_or_1_is_refused() {
     );
     let st = stats(router);
     assert_eq!((st.messages, st.requests), (0, 0), "nothing was taken in");
-    assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
+    assert_ok(rrpc_router_free(router));
 }
 
 pub fn tests() -> Vec<crate::common::Test> {

@@ -15,7 +15,7 @@ use rrpc::{Client, ClientConfig, ClientError};
 
 use crate::common;
 use crate::common::device;
-use crate::common::ffi::c_defaults;
+use crate::common::ffi::{assert_ok, c_defaults};
 use crate::common::pki::{tls_broker, Pki};
 use crate::common::Broker;
 
@@ -302,7 +302,7 @@ fn c_config_tls_fields() {
         cfg.mqtt = &mqtt;
         let mut client = std::ptr::null_mut();
         let st = rrpc_client_new(&cfg, &mut client);
-        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+        assert_ok(rrpc_client_free(client));
         st
     };
     assert_eq!(new(false, true), RRPC_STATUS_INVALID_ARGUMENT);
@@ -313,7 +313,7 @@ fn c_config_tls_fields() {
     );
     assert_eq!(new(true, true), RRPC_STATUS_TLS);
     assert!(last().contains("CA file /nonexistent/ca.pem"), "{}", last());
-    assert_eq!(new(false, false), RRPC_STATUS_OK);
+    assert_ok(new(false, false));
 }
 
 static C_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -342,14 +342,11 @@ fn c_insecure_skip_verify_connects_and_warns() {
     let other = Pki::new("c-insecure-other");
     let (cert, key) = pki.server("server", false);
     let broker = tls_broker(&cert, &key, None);
-    assert_eq!(
-        rrpc_set_log_handler(
-            Some(keep_log),
-            std::ptr::null_mut(),
-            rrpc_log_level::RRPC_LOG_WARN as u32
-        ),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_set_log_handler(
+        Some(keep_log),
+        std::ptr::null_mut(),
+        rrpc_log_level::RRPC_LOG_WARN as u32,
+    ));
     let host = CString::new("127.0.0.1").unwrap();
     let wrong_ca = CString::new(other.path("ca.pem").display().to_string()).unwrap();
     let (pk, dn) = (
@@ -366,7 +363,7 @@ fn c_insecure_skip_verify_connects_and_warns() {
         let mut cfg = c_defaults(rrpc_client_config_init);
         cfg.mqtt = &mqtt;
         let mut client = std::ptr::null_mut();
-        assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_OK);
+        assert_ok(rrpc_client_new(&cfg, &mut client));
         let st = rrpc_client_add_device(
             client,
             rrpc_dialect::RRPC_DIALECT_ALIBABA as u32,
@@ -374,21 +371,18 @@ fn c_insecure_skip_verify_connects_and_warns() {
             dn.as_ptr(),
             std::ptr::null(),
         );
-        assert_eq!(st, RRPC_STATUS_OK);
+        assert_ok(st);
         let st = rrpc_client_start(client);
-        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+        assert_ok(rrpc_client_free(client));
         st
     };
     assert_eq!(start(false), RRPC_STATUS_TLS);
-    assert_eq!(start(true), RRPC_STATUS_OK);
-    assert_eq!(
-        rrpc_set_log_handler(
-            None,
-            std::ptr::null_mut(),
-            rrpc_log_level::RRPC_LOG_WARN as u32,
-        ),
-        RRPC_STATUS_OK
-    );
+    assert_ok(start(true));
+    assert_ok(rrpc_set_log_handler(
+        None,
+        std::ptr::null_mut(),
+        rrpc_log_level::RRPC_LOG_WARN as u32,
+    ));
     let log = C_LOG.lock().unwrap().clone();
     assert!(
         log.iter()
