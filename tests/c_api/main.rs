@@ -15,14 +15,14 @@ mod thread_stress;
 mod valgrind;
 
 fn main() {
-    common::harness::main(vec![
-        ("caller_reentry_c", caller_reentry_c::tests()),
-        ("credentials_c", credentials_c::tests()),
-        ("ffi_client", ffi_client::tests()),
-        ("release_c", release_c::tests()),
-        ("router_c", router_c::tests()),
-        ("sanitizers", sanitizers::tests()),
-        ("thread_stress", thread_stress::tests()),
-        ("valgrind", valgrind::tests()),
+    common::harness::main(crate::modules![
+        caller_reentry_c,
+        credentials_c,
+        ffi_client,
+        release_c,
+        router_c,
+        sanitizers,
+        thread_stress,
+        valgrind
     ])
 }

@@ -63,10 +63,8 @@ pub fn c_build() -> &'static Path {
     require_tool("cmake");
     require_tool("cc");
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BUILT.get_or_init(build_once) {
-        Ok(dir) => dir,
-        Err(e) => panic!("the CMake build of librrpc failed:\n{e}"),
-    }
+    let examples = ["-DRRPC_BUILD_EXAMPLES=ON".into()];
+    build_tree_once(&BUILT, "the CMake build", build_dir(), &examples, None)
 }
 
 /// Configures the top-level project as [`c_build`] does and builds the library alone
@@ -77,30 +75,44 @@ pub fn library_build() -> &'static Path {
     require_tool("cmake");
     require_tool("cc");
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BUILT.get_or_init(|| {
-        let dir = build_dir();
+    let examples = ["-DRRPC_BUILD_EXAMPLES=ON".into()];
+    let library = Some("rrpc_shared");
+    build_tree_once(&BUILT, "the CMake build", build_dir(), &examples, library)
+}
+
+/// Configures the top-level project into `dir` with `defines` and builds it (or only
+/// `target`), under the lock of the CMake trees, the first time `built` is asked;
+/// returns `dir`. Panics, showing the failing command's output, if `what` (the kind of
+/// build) failed, that time or before.
+fn build_tree_once(
+    built: &'static OnceLock<Result<PathBuf, String>>,
+    what: &str,
+    dir: PathBuf,
+    defines: &[String],
+    target: Option<&str>,
+) -> &'static Path {
+    let result = built.get_or_init(|| {
         let _lock = FileLock::exclusive(&repo_root().join("target/cmake-test.lock"))?;
-        configure_and_build_target(
-            &dir,
-            &["-DRRPC_BUILD_EXAMPLES=ON".into()],
-            Some("rrpc_shared"),
-        )?;
+        configure_and_build_target(&dir, defines, target)?;
         Ok(dir)
-    }) {
+    });
+    match result {
         Ok(dir) => dir,
-        Err(e) => panic!("the CMake build of librrpc failed:\n{e}"),
+        Err(e) => panic!("{what} of librrpc failed:\n{e}"),
     }
+}
+
+/// The C example `name` of the CMake tree `tree` (`tree/examples-c/<name>`); `what`
+/// names the build in the failure message when it is missing.
+fn built_example(tree: &Path, name: &str, what: &str) -> PathBuf {
+    let path = tree.join("examples-c").join(name);
+    assert!(path.is_file(), "{what} did not produce {}", path.display());
+    path
 }
 
 /// `target/cmake-test/examples-c/<name>`, built by [`c_build`] (called here).
 pub fn example(name: &str) -> PathBuf {
-    let path = c_build().join("examples-c").join(name);
-    assert!(
-        path.is_file(),
-        "the CMake build did not produce {}",
-        path.display()
-    );
-    path
+    built_example(c_build(), name, "the CMake build")
 }
 
 /// A program of the Paho MQTT C examples in `dir/examples-c/` (a CMake build tree):
@@ -131,33 +143,18 @@ pub const SANITIZERS: &str = "address,undefined";
 /// options, so cargo has nothing to do); only the examples are compiled again.
 pub fn sanitized_build() -> &'static Path {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BUILT.get_or_init(|| {
-        c_build();
-        let dir = repo_root().join("target/cmake-sanitize");
-        let _lock = FileLock::exclusive(&repo_root().join("target/cmake-test.lock"))?;
-        configure_and_build(
-            &dir,
-            &[
-                "-DRRPC_BUILD_EXAMPLES=ON".into(),
-                format!("-DRRPC_SANITIZE={SANITIZERS}"),
-            ],
-        )?;
-        Ok(dir)
-    }) {
-        Ok(dir) => dir,
-        Err(e) => panic!("the sanitizer CMake build of librrpc failed:\n{e}"),
-    }
+    c_build();
+    let dir = repo_root().join("target/cmake-sanitize");
+    let defines = [
+        "-DRRPC_BUILD_EXAMPLES=ON".into(),
+        format!("-DRRPC_SANITIZE={SANITIZERS}"),
+    ];
+    build_tree_once(&BUILT, "the sanitizer CMake build", dir, &defines, None)
 }
 
 /// `target/cmake-sanitize/examples-c/<name>`, built by [`sanitized_build`].
 pub fn sanitized_example(name: &str) -> PathBuf {
-    let path = sanitized_build().join("examples-c").join(name);
-    assert!(
-        path.is_file(),
-        "the sanitizer CMake build did not produce {}",
-        path.display()
-    );
-    path
+    built_example(sanitized_build(), name, "the sanitizer CMake build")
 }
 
 /// Compiler and linker flags of a C program built with `sanitizers` (for
@@ -197,13 +194,6 @@ pub fn sanitizer_env() -> Vec<(&'static str, String)> {
             ),
         ),
     ]
-}
-
-fn build_once() -> Result<PathBuf, String> {
-    let dir = build_dir();
-    let _lock = FileLock::exclusive(&repo_root().join("target/cmake-test.lock"))?;
-    configure_and_build(&dir, &["-DRRPC_BUILD_EXAMPLES=ON".into()])?;
-    Ok(dir)
 }
 
 /// Configures the top-level project into `dir` with [`rrpc_cmake_defines`] and `extra`

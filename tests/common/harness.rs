@@ -50,6 +50,17 @@ macro_rules! tests {
     };
 }
 
+/// The tests of a binary's modules for [`main`], by module name:
+/// `common::harness::main(crate::modules![a, b])` in its `main.rs` runs the tests of
+/// the modules `a` and `b` (each declared there with `mod`, each with a `pub fn
+/// tests()` made by [`tests!`](crate::tests)) as `a::...` and `b::...`.
+#[macro_export]
+macro_rules! modules {
+    ($($module:ident),+ $(,)?) => {
+        vec![$((stringify!($module), $module::tests())),+]
+    };
+}
+
 /// The panic payload of [`skip`].
 struct Skip(String);
 

@@ -1,7 +1,8 @@
 //! The helpers every test binary shares (and the benches, through `#[path]`), one
 //! of each: the runner with its tool requirements ([`harness`]), brokers
 //! ([`broker`]), the raw test caller ([`caller`]), the raw MQTT client ([`mqtt`]),
-//! the echo device on the Rust API ([`device`]), JT/T 808 test data ([`jt808`]), child processes, C test programs
+//! the echo device on the Rust API ([`device`]), the C API called from Rust
+//! ([`ffi`]), JT/T 808 test data ([`jt808`]), child processes, C test programs
 //! and valgrind ([`process`]), the CMake builds ([`cmake`]), test certificates
 //! ([`pki`]) and the fault-injection proxy ([`proxy`]).
 #![allow(dead_code)]
@@ -15,6 +16,7 @@ pub mod broker;
 pub mod caller;
 pub mod cmake;
 pub mod device;
+pub mod ffi;
 pub mod harness;
 pub mod jt808;
 pub mod mqtt;
@@ -34,8 +36,8 @@ pub use mqtt::{publish_acked, MqttClient};
 #[allow(unused_imports)]
 pub use process::{
     c_harness, c_harness_with, example_args, run_c_harness, run_c_harness_args,
-    run_c_harness_under_valgrind, run_c_harness_under_valgrind_args, spawn_example, valgrind_args,
-    valgrind_suppressions, Memcheck, Proc,
+    run_c_harness_under_valgrind, run_c_harness_under_valgrind_args, run_example_without_broker,
+    spawn_example, valgrind_args, valgrind_suppressions, Memcheck, Proc,
 };
 
 /// The repository root: the nearest directory above the crate under test that

@@ -40,6 +40,14 @@ impl MqttClient {
         MqttClient::connect_with(options(port, id))
     }
 
+    /// Connects an anonymous client `id` and subscribes `filter` (see
+    /// [`MqttClient::subscribe`]): a device on raw MQTT, or a tap on the broker.
+    pub fn subscribed(port: u16, id: &str, filter: &str) -> MqttClient {
+        let c = MqttClient::connect(port, id);
+        c.subscribe(filter);
+        c
+    }
+
     /// Connects with `o` (credentials, a persistent session, ...) and waits for the
     /// broker's CONNACK.
     pub fn connect_with(o: MqttOptions) -> MqttClient {

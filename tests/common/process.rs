@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{cmake, repo_root, require_tool, scratch_dir};
+use super::{cmake, free_port, repo_root, require_tool, scratch_dir};
 
 /// A C example (or any program) running as a child process. Its stdout and
 /// stderr lines are collected; it is stopped by its PID on drop.
@@ -72,6 +72,27 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Waits until a stderr line contains `needle`; panics with the transcript if
+    /// none does within `timeout`.
+    pub fn expect_stderr(&self, needle: &str, timeout: Duration) {
+        assert!(
+            self.wait_stderr(needle, timeout),
+            "no stderr line with {needle:?} within {timeout:?}:\n{}",
+            self.transcript()
+        );
+    }
+
+    /// Waits until exactly `n` stdout lines start with `prefix`; panics with the
+    /// transcript if fewer (within `timeout`) or more do.
+    pub fn expect_stdout_lines(&self, prefix: &str, n: usize, timeout: Duration) {
+        assert_eq!(
+            self.wait_stdout_lines(prefix, n, timeout),
+            n,
+            "stdout lines starting with {prefix:?}:\n{}",
+            self.transcript()
+        );
     }
 
     /// Waits until `n` stdout lines start with `prefix`; returns how many did.
@@ -184,6 +205,24 @@ pub fn spawn_example(
     )
 }
 
+/// Runs the C example `name` as [`spawn_example`] does, against a 127.0.0.1 port
+/// where nothing listens: it must exit by itself, with `status`, within 10 s.
+/// Returns its stderr and the port.
+pub fn run_example_without_broker(
+    name: &str,
+    product_key: &str,
+    extra: &[&str],
+    status: i32,
+) -> (String, u16) {
+    let port = free_port();
+    let mut p = spawn_example(name, port, product_key, extra);
+    let st = p
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{name} exits by itself: {}", p.transcript()));
+    assert_eq!(st.code(), Some(status), "{}", p.transcript());
+    (p.stderr().join("\n"), port)
+}
+
 /// Compiles the C test program `tests/c/{source}` as C99 with warnings as errors
 /// against the CMake-built librrpc.so, to `{name}` in a scratch directory (the test
 /// needs `cmake` and `cc`).
@@ -199,8 +238,8 @@ pub fn c_harness_with(source: &str, name: &str, extra: &[&str]) -> PathBuf {
     let lib = cmake::build_lib_dir();
     let root = repo_root();
     let exe = scratch_dir("c-harness").join(name);
-    let out = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+    let mut cc = Command::new("cc");
+    cc.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
         .arg(root.join("include"))
         .arg(root.join("tests/c").join(source))
         .arg("-o")
@@ -208,14 +247,10 @@ pub fn c_harness_with(source: &str, name: &str, extra: &[&str]) -> PathBuf {
         .arg(format!("-L{}", lib.display()))
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-lrrpc")
-        .args(extra)
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "{source} does not compile:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(extra);
+    if let Err(e) = cmake::try_run(&mut cc) {
+        panic!("{source} does not compile:\n{e}");
+    }
     exe
 }
 

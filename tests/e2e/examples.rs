@@ -57,16 +57,11 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
         let caller = Caller::connect(broker.port);
 
         let dev = echo_device(&broker, &["--dialect", "alibaba", "--device-name", "dev1"]);
-        assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
+        dev.expect_stderr("connected", READY);
         check_echo(&caller, Dialect::AlibabaSystem, "dev1", None, &dev);
         // A reply can reach the caller before the device's line reaches our reader.
         let n = payloads().len();
-        assert_eq!(
-            dev.wait_stdout_lines("request ", n, READY),
-            n,
-            "{}",
-            dev.transcript()
-        );
+        dev.expect_stdout_lines("request ", n, READY);
         let lines = dev.stdout();
         assert!(
             lines
@@ -89,20 +84,11 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
                 &topic,
             ],
         );
-        assert!(
-            dev2.wait_stderr("connected", READY),
-            "{}",
-            dev2.transcript()
-        );
+        dev2.expect_stderr("connected", READY);
         check_echo(&caller, Dialect::AlibabaCustom, "dev2", Some(&topic), &dev2);
         // Each custom-topic reply came back to the device and was not answered again.
         let want = payloads().len();
-        assert_eq!(
-            dev2.wait_stdout_lines("request ", want, READY),
-            want,
-            "{}",
-            dev2.transcript()
-        );
+        dev2.expect_stdout_lines("request ", want, READY);
         let n = dev2.stdout().len();
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(dev2.stdout().len(), n, "the device answered its own reply");
@@ -115,11 +101,7 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
                 &broker,
                 &["--dialect", "tencent", "--device-name", "test01"],
             );
-            assert!(
-                dev3.wait_stderr("connected", READY),
-                "{}",
-                dev3.transcript()
-            );
+            dev3.expect_stderr("connected", READY);
             check_echo(&caller, Dialect::Tencent, "test01", None, &dev3);
             // The transcript of seeds/004: request on $rrpc/rxd/xxx/test01/41440 is
             // answered on $rrpc/txd/xxx/test01/41440.
@@ -129,11 +111,7 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
                 "xxx",
                 &["--dialect", "tencent", "--device-name", "test01"],
             );
-            assert!(
-                dev4.wait_stderr("connected", READY),
-                "{}",
-                dev4.transcript()
-            );
+            dev4.expect_stderr("connected", READY);
             let r = caller.call_topic("$rrpc/rxd/xxx/test01/41440", "41440", b"ok", WAIT);
             assert_eq!(r.as_deref(), Some(&b"ok"[..]), "{}", dev4.transcript());
         }
@@ -149,7 +127,7 @@ fn several_devices_share_one_client() {
             a.extend(["--device-name", n.as_str()]);
         }
         let dev = echo_device(&broker, &a);
-        assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
+        dev.expect_stderr("connected", READY);
         for round in 0..3 {
             for n in &names {
                 let p = format!("{n}-{round}");
@@ -158,12 +136,7 @@ fn several_devices_share_one_client() {
             }
         }
         // A reply can reach the caller before the device's line reaches our reader.
-        assert_eq!(
-            dev.wait_stdout_lines("request ", 24, READY),
-            24,
-            "{}",
-            dev.transcript()
-        );
+        dev.expect_stdout_lines("request ", 24, READY);
         let lines = dev.stdout();
         assert_eq!(lines.len(), 24);
         for n in &names {
@@ -195,7 +168,7 @@ fn deferred_reply_example_answers_from_a_worker_thread() {
                 "50",
             ],
         );
-        assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
+        dev.expect_stderr("connected", READY);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             for i in 0..5 {
@@ -216,12 +189,7 @@ fn deferred_reply_example_answers_from_a_worker_thread() {
                 dev.transcript()
             );
         }
-        assert_eq!(
-            dev.wait_stdout_lines("replied token=", 5, WAIT),
-            5,
-            "{}",
-            dev.transcript()
-        );
+        dev.expect_stdout_lines("replied token=", 5, WAIT);
     }
 }
 
@@ -245,7 +213,7 @@ fn device_answers_again_after_mosquitto_is_killed_and_restarted() {
         &broker,
         &["--dialect", "alibaba", "--device-name", "phoenix"],
     );
-    assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
+    dev.expect_stderr("connected", READY);
     assert_eq!(
         caller_before
             .call_system(PK, "phoenix", b"before", WAIT)
@@ -277,18 +245,8 @@ fn device_answers_again_after_mosquitto_is_killed_and_restarted() {
 }
 
 fn unreachable_broker_at_start_exits_with_a_clear_message() {
-    let port = common::free_port();
-    let mut dev = common::spawn_example(
-        "echo_device",
-        port,
-        PK,
-        &["--dialect", "alibaba", "--device-name", "d"],
-    );
-    let st = dev
-        .wait_exit(Duration::from_secs(10))
-        .expect("exits by itself");
-    assert_eq!(st.code(), Some(1));
-    let err = dev.stderr().join("\n");
+    let extra = ["--dialect", "alibaba", "--device-name", "d"];
+    let (err, port) = common::run_example_without_broker("echo_device", PK, &extra, 1);
     assert!(
         err.contains("rrpc_client_start failed")
             && err.contains(&format!("127.0.0.1:{port}"))
@@ -301,13 +259,9 @@ fn malformed_request_topics_are_ignored_counted_and_logged_by_the_device() {
     for broker in common::brokers() {
         let caller = Caller::connect(broker.port);
         let mut dev = echo_device(&broker, &["--dialect", "alibaba", "--device-name", "m1"]);
-        assert!(dev.wait_stderr("connected", READY), "{}", dev.transcript());
+        dev.expect_stderr("connected", READY);
         caller.publish_raw(&format!("/sys/{PK}/m1/rrpc/request/"), b"no id");
-        assert!(
-            dev.wait_stderr("malformed RRPC topic", WAIT),
-            "{}",
-            dev.transcript()
-        );
+        dev.expect_stderr("malformed RRPC topic", WAIT);
         // Still serving.
         assert_eq!(
             caller.call_system(PK, "m1", b"ok", WAIT).as_deref(),
@@ -381,20 +335,11 @@ fn readme_quickstart_is_the_compiled_example_and_it_answers() {
             &common::cmake::example("quickstart"),
             &[broker.port.to_string()],
         );
-        assert!(
-            dev.wait_stderr("quickstart: connected", READY),
-            "{}",
-            dev.transcript()
-        );
+        dev.expect_stderr("quickstart: connected", READY);
         let caller = Caller::connect(broker.port);
         let r = caller.call_system("a1B2c3", "dev1", b"status?", WAIT);
         assert_eq!(r.as_deref(), Some(&b"ok"[..]), "{}", dev.transcript());
-        assert_eq!(
-            dev.wait_stdout_lines("request ", 1, WAIT),
-            1,
-            "{}",
-            dev.transcript()
-        );
+        dev.expect_stdout_lines("request ", 1, WAIT);
     }
 }
 

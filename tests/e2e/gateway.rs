@@ -49,11 +49,7 @@ fn paho_gateway_serves_1000_sub_devices_on_one_connection() {
     let program = paho_program("paho_gateway");
     let broker = Broker::mosquitto();
     let mut gw = Proc::spawn(&program, &args(broker.port, DEVICES, &[]));
-    assert!(
-        gw.wait_stderr("paho_gateway: connected, serving 1000 devices", READY),
-        "{}",
-        gw.transcript()
-    );
+    gw.expect_stderr("paho_gateway: connected, serving 1000 devices", READY);
     let caller = Caller::connect(broker.port);
 
     // 3 rounds over all 1,000 devices in a stride order (397 is coprime with 1,000, so
@@ -89,12 +85,7 @@ fn paho_gateway_serves_1000_sub_devices_on_one_connection() {
     let total = calls + 3;
 
     // One stdout line per request, each device three times plus the extra calls.
-    assert_eq!(
-        gw.wait_stdout_lines("request ", total, WAIT),
-        total,
-        "{}",
-        gw.transcript()
-    );
+    gw.expect_stdout_lines("request ", total, WAIT);
     let lines = gw.stdout();
     assert_eq!(lines.len(), total, "only request lines on stdout");
     let mut per_device = vec![0usize; DEVICES];
@@ -162,13 +153,9 @@ fn paho_gateway_runs_clean_under_valgrind() {
         .arg(&program)
         .args(args(broker.port, 10, &["--max-requests", "5"]));
     let mut gw = Proc::spawn_with(&mut vg.command);
-    assert!(
-        gw.wait_stderr(
-            "paho_gateway: connected, serving 10 devices",
-            Duration::from_secs(60)
-        ),
-        "{}",
-        gw.transcript()
+    gw.expect_stderr(
+        "paho_gateway: connected, serving 10 devices",
+        Duration::from_secs(60),
     );
     let caller = Caller::connect(broker.port);
     let payloads: [(&str, Vec<u8>); 5] = [
@@ -201,11 +188,7 @@ fn paho_bare_echo_baseline_answers() {
     let program = paho_program("paho_bare_echo");
     for broker in common::brokers() {
         let mut echo = Proc::spawn(&program, &args(broker.port, DEVICES, &[]));
-        assert!(
-            echo.wait_stderr("paho_bare_echo: connected", READY),
-            "{}",
-            echo.transcript()
-        );
+        echo.expect_stderr("paho_bare_echo: connected", READY);
         let caller = Caller::connect(broker.port);
         call_echo(&caller, "dev0", b"hello", &echo);
         call_echo(&caller, "dev999", &binary_payload(), &echo);
@@ -224,12 +207,7 @@ fn paho_bare_echo_baseline_answers() {
             elapsed.as_secs_f64() * 1e6 / n as f64
         );
         let total = n + 3;
-        assert_eq!(
-            echo.wait_stdout_lines("request /sys/", total, WAIT),
-            total,
-            "{}",
-            echo.transcript()
-        );
+        echo.expect_stdout_lines("request /sys/", total, WAIT);
         let st = echo.terminate();
         assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", echo.transcript());
         assert!(

@@ -12,10 +12,5 @@ mod soak;
 
 fn main() {
     soak::maybe_device();
-    common::harness::main(vec![
-        ("caller", caller::tests()),
-        ("examples", examples::tests()),
-        ("gateway", gateway::tests()),
-        ("soak", soak::tests()),
-    ])
+    common::harness::main(crate::modules![caller, examples, gateway, soak])
 }

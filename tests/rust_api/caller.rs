@@ -13,7 +13,7 @@ use rrpc::{Client, ClientConfig, Dialect, Identity};
 
 use crate::common;
 use crate::common::device;
-use crate::common::Broker;
+use crate::common::{Broker, MqttClient};
 
 const PK: &str = "a1CallerPk";
 
@@ -314,33 +314,17 @@ fn unreachable_broker_is_a_clear_error_within_the_timeout() {
 /// A misbehaving device on raw rumqttc: answers every request twice ("first",
 /// then "second") and also sends a response for an id nobody asked for.
 fn double_answering_device(port: u16, dn: &str) -> std::thread::JoinHandle<()> {
-    let mut o = rumqttc::MqttOptions::new(format!("rogue-{dn}"), "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(30));
-    let (client, mut conn) = rumqttc::Client::new(o, 100);
-    client
-        .subscribe(
-            format!("/sys/{PK}/{dn}/rrpc/request/+"),
-            rumqttc::QoS::AtMostOnce,
-        )
-        .unwrap();
+    let requests = format!("/sys/{PK}/{dn}/rrpc/request/+");
+    let rogue = MqttClient::subscribed(port, &format!("rogue-{dn}"), &requests);
     std::thread::spawn(move || {
-        for ev in conn.iter().take(10_000) {
-            match ev {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    let resp = p.topic.replace("/rrpc/request/", "/rrpc/response/");
-                    for body in [&b"first"[..], b"second"] {
-                        client
-                            .publish(resp.clone(), rumqttc::QoS::AtMostOnce, false, body.to_vec())
-                            .unwrap();
-                    }
-                    let stray = resp.rsplit_once('/').unwrap().0.to_string() + "/42";
-                    client
-                        .publish(stray, rumqttc::QoS::AtMostOnce, false, b"?".to_vec())
-                        .unwrap();
-                }
-                Ok(_) => {}
-                Err(_) => return,
+        // Until the broker goes away.
+        while let Some(m) = rogue.recv(Duration::from_secs(60)) {
+            let resp = m.topic.replace("/rrpc/request/", "/rrpc/response/");
+            for body in [&b"first"[..], b"second"] {
+                rogue.publish(&resp, body, false);
             }
+            let stray = resp.rsplit_once('/').unwrap().0.to_string() + "/42";
+            rogue.publish(&stray, b"?", false);
         }
     })
 }

@@ -25,10 +25,12 @@ fn mosquitto() -> Broker {
     Broker::mosquitto()
 }
 
-fn caller_cfg(port: u16) -> CallerConfig {
+/// A caller on 127.0.0.1:`port` (5 s to connect), with `settings` applied.
+fn connect_caller(port: u16, settings: impl FnOnce(&mut CallerConfig)) -> Arc<Caller> {
     let mut cfg = CallerConfig::new("127.0.0.1", port);
     cfg.mqtt.connect_timeout_ms = 5000;
-    cfg
+    settings(&mut cfg);
+    Arc::new(Caller::connect(cfg).unwrap())
 }
 
 /// Waits (up to `secs` seconds) while `busy` holds.
@@ -43,11 +45,13 @@ fn system_params<'a>(dn: &'a str, payload: &'a [u8], timeout: u32) -> CallParams
     device::system_call(PK, dn, payload, timeout)
 }
 
-fn custom_params<'a>(dn: &'a str, topic: &'a str, payload: &'a [u8]) -> CallParams<'a> {
-    CallParams {
-        custom_topic: Some(topic),
-        ..device::system_call(PK, dn, payload, 3000)
-    }
+/// Calls `dn` on its custom topic ([`custom_topic`]) with `payload`, for up to 1 s.
+fn call_custom(caller: &Caller, dn: &str, payload: &[u8]) -> RrpcResponse {
+    let topic = custom_topic(dn);
+    caller.call(&CallParams {
+        custom_topic: Some(&topic),
+        ..device::system_call(PK, dn, payload, 1000)
+    })
 }
 
 /// Starts a call on its own thread; the handle gives its response.
@@ -106,15 +110,12 @@ fn another_device_cannot_answer_a_call_under_its_own_custom_topic() {
     let _victim = slow_custom_device(b.port, "victim", Duration::from_millis(600));
     // The other device reads the victim's requests here (no ACL on this
     // broker: the worst case, it knows the id) and answers under its own topic.
-    let attacker = MqttClient::connect(b.port, "attacker");
-    attacker.subscribe(&Dialect::AlibabaCustom.response_wildcard(Some(&custom_topic("victim"))));
-    let caller = Arc::new(Caller::connect(caller_cfg(b.port)).unwrap());
+    let victims_responses = Dialect::AlibabaCustom.response_wildcard(Some(&custom_topic("victim")));
+    let attacker = MqttClient::subscribed(b.port, "attacker", &victims_responses);
+    let caller = connect_caller(b.port, |_| {});
     // The caller also calls the attacker's own topic, so it listens there.
     let own = custom_topic("attacker");
-    let r = caller.call(&CallParams {
-        timeout_ms: Some(1000),
-        ..custom_params("attacker", &own, b"hello")
-    });
+    let r = call_custom(&caller, "attacker", b"hello");
     assert_eq!(r.rrpc_code, Some(RrpcCode::Timeout));
 
     let victim_topic = custom_topic("victim");
@@ -142,9 +143,12 @@ fn another_device_cannot_answer_a_call_under_its_own_custom_topic() {
 
 fn leading_zeros_and_another_content_type_do_not_answer_a_call() {
     let b = mosquitto();
-    let dev = MqttClient::connect(b.port, "raw-device");
-    dev.subscribe(&format!("/sys/{PK}/raw/rrpc/request/+"));
-    let caller = Arc::new(Caller::connect(caller_cfg(b.port)).unwrap());
+    let dev = MqttClient::subscribed(
+        b.port,
+        "raw-device",
+        &format!("/sys/{PK}/raw/rrpc/request/+"),
+    );
+    let caller = connect_caller(b.port, |_| {});
     let call = call_in_background(&caller, "raw", None, Some(65), b"q", 3000);
     let topic = dev
         .next("/sys/", Duration::from_secs(3))
@@ -177,14 +181,10 @@ fn retained_responses_are_never_taken_and_are_counted() {
         true,
     );
     std::thread::sleep(Duration::from_millis(200));
-    let caller = Caller::connect(caller_cfg(b.port)).unwrap();
+    let caller = connect_caller(b.port, |_| {});
     wait_while(3, || caller.stats().retained_responses < 1);
     // A call that subscribes the custom topic gets that one too.
-    let topic = custom_topic("y");
-    let r = caller.call(&CallParams {
-        timeout_ms: Some(1000),
-        ..custom_params("y", &topic, b"q")
-    });
+    let r = call_custom(&caller, "y", b"q");
     assert_eq!(r.rrpc_code, Some(RrpcCode::Timeout));
     let s = caller.stats();
     assert_eq!(s.retained_responses, 2, "{s:?}");
@@ -193,9 +193,8 @@ fn retained_responses_are_never_taken_and_are_counted() {
 
 fn message_ids_are_random_and_unique() {
     let b = mosquitto();
-    let dev = MqttClient::connect(b.port, "id-watcher");
-    dev.subscribe(&format!("/sys/{PK}/+/rrpc/request/+"));
-    let caller = Caller::connect(caller_cfg(b.port)).unwrap();
+    let dev = MqttClient::subscribed(b.port, "id-watcher", &format!("/sys/{PK}/+/rrpc/request/+"));
+    let caller = connect_caller(b.port, |_| {});
     let ids = Arc::new(Mutex::new(Vec::new()));
     for i in 0..64 {
         let ids = ids.clone();
@@ -247,10 +246,10 @@ fn on_mqtt5_a_request_expires_in_the_broker_with_its_call() {
     std::thread::sleep(Duration::from_millis(300));
 
     let call_away = |protocol: MqttVersion| {
-        let mut cfg = caller_cfg(b.port);
-        cfg.mqtt.protocol = protocol;
-        cfg.presence = None;
-        let caller = Caller::connect(cfg).unwrap();
+        let caller = connect_caller(b.port, |c| {
+            c.mqtt.protocol = protocol;
+            c.presence = None;
+        });
         let r = caller.call(&system_params(
             "away",
             protocol.number().to_string().as_bytes(),
@@ -328,10 +327,10 @@ fn refused(r: &RrpcResponse, what: &str) -> bool {
 
 fn request_bytes_in_flight_are_bounded() {
     let b = mosquitto();
-    let mut cfg = caller_cfg(b.port);
-    cfg.max_payload = 1000;
-    cfg.max_in_flight_bytes = 2500;
-    let caller = Arc::new(Caller::connect(cfg).unwrap());
+    let caller = connect_caller(b.port, |c| {
+        c.max_payload = 1000;
+        c.max_in_flight_bytes = 2500;
+    });
     let big = vec![7u8; 1000];
     let a = call_in_background(&caller, "mute1", None, None, &big, 1000);
     let b2 = call_in_background(&caller, "mute2", None, None, &big, 1000);
@@ -349,48 +348,34 @@ fn request_bytes_in_flight_are_bounded() {
 
 fn custom_topic_subscriptions_are_bounded_and_dropped_when_unused() {
     let b = mosquitto();
-    let mut cfg = caller_cfg(b.port);
-    cfg.max_subscriptions = 2;
-    cfg.subscription_idle_ms = 600_000;
-    let caller = Arc::new(Caller::connect(cfg).unwrap());
+    let caller = connect_caller(b.port, |c| {
+        c.max_subscriptions = 2;
+        c.subscription_idle_ms = 600_000;
+    });
     let t1 = call_in_background(&caller, "s1", Some(custom_topic("s1")), None, b"q", 1500);
     let t2 = call_in_background(&caller, "s2", Some(custom_topic("s2")), None, b"q", 1500);
     wait_while(3, || caller.stats().in_flight < 2);
-    let topic3 = custom_topic("s3");
-    let r = caller.call(&CallParams {
-        timeout_ms: Some(1000),
-        ..custom_params("s3", &topic3, b"q")
-    });
+    let r = call_custom(&caller, "s3", b"q");
     assert!(refused(&r, "max_subscriptions"), "{r:?}");
     // The same topics again are fine: they share the subscriptions.
-    let topic1 = custom_topic("s1");
-    let r = caller.call(&CallParams {
-        timeout_ms: Some(1000),
-        ..custom_params("s1", &topic1, b"q")
-    });
+    let r = call_custom(&caller, "s1", b"q");
     assert_eq!(r.rrpc_code, Some(RrpcCode::Timeout), "{r:?}");
     t1.join().unwrap();
     t2.join().unwrap();
     // Unused now: one makes room for the new topic before its grace period.
-    let r = caller.call(&CallParams {
-        timeout_ms: Some(1000),
-        ..custom_params("s3", &topic3, b"q")
-    });
+    let r = call_custom(&caller, "s3", b"q");
     assert_eq!(r.rrpc_code, Some(RrpcCode::Timeout), "{r:?}");
     assert!(caller.stats().unsubscribed >= 1);
 }
 
 fn an_unused_subscription_is_dropped_after_its_grace_period() {
     let b = mosquitto();
-    let mut cfg = caller_cfg(b.port);
-    cfg.subscription_idle_ms = 300;
-    let caller = Caller::connect(cfg).unwrap();
+    let caller = connect_caller(b.port, |c| {
+        c.subscription_idle_ms = 300;
+    });
     let dev = MqttClient::connect(b.port, "replayer");
     let topic = custom_topic("g");
-    let r = caller.call(&CallParams {
-        timeout_ms: Some(1000),
-        ..custom_params("g", &topic, b"q")
-    });
+    let r = call_custom(&caller, "g", b"q");
     assert_eq!(r.rrpc_code, Some(RrpcCode::Timeout));
     // Still subscribed right after: a stray reply reaches the caller (late).
     dev.publish(
@@ -415,9 +400,9 @@ fn an_unused_subscription_is_dropped_after_its_grace_period() {
 
 fn presence_is_bounded_and_forgets_the_oldest() {
     let b = mosquitto();
-    let mut cfg = caller_cfg(b.port);
-    cfg.max_presence = 10;
-    let caller = Caller::connect(cfg).unwrap();
+    let caller = connect_caller(b.port, |c| {
+        c.max_presence = 10;
+    });
     let dev = MqttClient::connect(b.port, "presence-flood");
     for i in 0..50 {
         dev.publish(&format!("rrpc/presence/{PK}/p{i}"), b"offline", false);

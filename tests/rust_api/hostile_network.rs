@@ -31,6 +31,13 @@ fn echo_device(cfg: ClientConfig, dn: &str) -> (Client, Arc<AtomicUsize>) {
     device::echo_device(cfg, &[device::system(PK, dn)])
 }
 
+/// [`echo_device`] serving `dn` on 127.0.0.1:`port` over `protocol`, started.
+fn started_echo_device(port: u16, protocol: MqttVersion, dn: &str) -> (Client, Arc<AtomicUsize>) {
+    let (dev, handled) = echo_device(device_config(port, protocol), dn);
+    dev.start().unwrap();
+    (dev, handled)
+}
+
 fn answered(c: &Caller, dn: &str, payload: &[u8]) -> bool {
     let r = c.call(&device::system_call(PK, dn, payload, 2000));
     r.rrpc_code == Some(RrpcCode::Success) && r.payload.as_deref() == Some(payload)
@@ -48,8 +55,7 @@ fn a_retained_oversize_message_takes_down_neither_device_nor_caller() {
         let big = vec![0x41; 400 * 1024];
         common::publish_acked(b.port, &request_topic(&dn, "1"), &big, true);
         common::publish_acked(b.port, &format!("rrpc/presence/x/{dn}"), &big, true);
-        let (dev, handled) = echo_device(device_config(b.port, protocol), &dn);
-        dev.start().unwrap();
+        let (dev, handled) = started_echo_device(b.port, protocol, &dn);
         let c = caller(b.port, protocol);
         assert!(answered(&c, &dn, b"first"), "{protocol:?}");
         dev.stop().unwrap();
@@ -101,8 +107,7 @@ fn a_topic_that_is_not_utf8_changes_nothing_for_the_device() {
     let b = Broker::mosquitto();
     for protocol in [MqttVersion::V311, MqttVersion::V5] {
         let dn = format!("utf{}", protocol.number());
-        let (dev, handled) = echo_device(device_config(b.port, protocol), &dn);
-        dev.start().unwrap();
+        let (dev, handled) = started_echo_device(b.port, protocol, &dn);
         let c = caller(b.port, protocol);
         assert!(answered(&c, &dn, b"before"));
         let before = (dev.stats(), dev.stats().messages);
@@ -140,8 +145,7 @@ fn retained_requests_are_never_executed() {
     let b = Broker::mosquitto();
     for protocol in [MqttVersion::V311, MqttVersion::V5] {
         let dn = format!("ret{}", protocol.number());
-        let (dev, handled) = echo_device(device_config(b.port, protocol), &dn);
-        dev.start().unwrap();
+        let (dev, handled) = started_echo_device(b.port, protocol, &dn);
         common::publish_acked(
             b.port,
             &request_topic(&dn, &common::message_id()),
@@ -228,8 +232,7 @@ fn malformed_topics_make_few_short_escaped_log_lines() {
     )
     .unwrap();
     let dn = "noisy";
-    let (dev, handled) = echo_device(device_config(b.port, MqttVersion::V311), dn);
-    dev.start().unwrap();
+    let (dev, handled) = started_echo_device(b.port, MqttVersion::V311, dn);
     let publisher = common::Caller::connect(b.port);
     // Mosquitto refuses control characters in topics; a quote is escaped.
     let id = format!("\"é{}", "9".repeat(60 * 1024));

@@ -124,21 +124,104 @@ fn composed_0900_2019() -> Vec<u8> {
 
 // ------------------------------------------------------ vector tests
 
-fn vector_8900_2013_traccar_binary_phone() {
-    let wire = hex(TRACCAR_8900_2013);
-    let f = decode_exact(&wire);
-    assert_eq!(f.header.msg_id, 0x8900);
-    assert_eq!(f.header.version, Version::V2013);
-    assert_eq!(f.header.serial, 0);
-    assert_eq!(f.header.package, None);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::Passthrough {
-            content_type: 0xf0,
-            content: b"TEST"
+/// A vector and the fields it carries: decoding `wire` gives `header` and `body`,
+/// and encoding them gives `wire` again.
+struct Vector {
+    /// The vector's name, said in every assertion about it.
+    name: &'static str,
+    wire: Vec<u8>,
+    header: Header,
+    body: Body<'static>,
+}
+
+/// A pass-through body.
+fn pass(content_type: u8, content: &'static [u8]) -> Body<'static> {
+    Body::Passthrough {
+        content_type,
+        content,
+    }
+}
+
+/// A general response body.
+fn resp(reply_serial: u16, reply_id: u16, result: ResponseResult) -> Body<'static> {
+    Body::GeneralResponse {
+        reply_serial,
+        reply_id,
+        result,
+    }
+}
+
+/// `vector!(WIRE, msg_id, phone, serial, body)`: the vector named after its hex
+/// const `WIRE`, or after the function `WIRE()` that composes it.
+macro_rules! vector {
+    (@make $name:expr, $wire:expr, $msg_id:expr, $phone:expr, $serial:expr, $body:expr) => {
+        Vector {
+            name: $name,
+            wire: $wire,
+            header: Header::new($msg_id, $phone, $serial),
+            body: $body,
         }
-    );
-    // The phone is binary: the frame decodes, the digits do not, the raw bytes stay.
+    };
+    ($wire:ident(), $($rest:expr),+) => {
+        vector!(@make stringify!($wire), $wire(), $($rest),+)
+    };
+    ($wire:ident, $($rest:expr),+) => {
+        vector!(@make stringify!($wire), hex($wire), $($rest),+)
+    };
+}
+
+/// Every vector above that decodes (all but `ULV_0900_2019`), one a row.
+#[rustfmt::skip]
+fn vectors() -> Vec<Vector> {
+    use ResponseResult::{NotSupported, Ok};
+    // traccar's 0x8900 phone is binary (see vector_8900_2013_traccar_binary_phone).
+    let binary = Phone::from_raw(&hex("0b3a73ce2ff2")).unwrap();
+    let smallchi = phone13("12345678900");
+    let gojt808 = phone13("12345678901");
+    let gojt808_2019 = phone19("17299841738");
+    let obd = b"$OBD-RT,12.3,0,20,0.00,0.00,0,10.89,31.15,181.68,181,54.26,565.96,0,0,0\r\n";
+    // A non-standard type (0x40) passes through like the others.
+    let gtsl = b"\x00\x18GTSL|6|1|0|10218094|1|\r\n";
+    vec![
+        //      wire                    msg_id  phone                    serial  body
+        vector!(TRACCAR_8900_2013,      0x8900, binary,                  0,      pass(0xf0, b"TEST")),
+        vector!(SMALLCHI_0900_2013,     0x0900, phone13("123456789"),    10,     pass(0x83, b"smallchi")),
+        vector!(TRACCAR_0900_OBD_2013,  0x0900, phone13("18178393931"),  0x0079, pass(0x41, obd)),
+        vector!(TRACCAR_0900_GTSL_2013, 0x0900, phone13("413058889758"), 0x8319, pass(0x40, gtsl)),
+        vector!(SMALLCHI_0001_2013,     0x0001, smallchi,                1203,   resp(1000, 0x0002, Ok)),
+        vector!(GOJT808_0001_2013,      0x0001, gojt808,                 0x7fff, resp(123, 456, NotSupported)),
+        vector!(SMALLCHI_8001_2013,     0x8001, smallchi,                10,     resp(100, 0x0200, Ok)),
+        vector!(GOJT808_8001_2013,      0x8001, gojt808,                 0,      resp(32767, 0x0002, Ok)),
+        vector!(GOJT808_0001_2019,      0x0001, gojt808_2019,            0xffff, resp(123, 456, NotSupported)),
+        vector!(ULV_0001_2019,          0x0001, phone19("628076842334"), 0x0254, resp(0, 0x9101, Ok)),
+        vector!(GOJT808_8001_2019,      0x8001, gojt808_2019,            0,      resp(0xffff, 0x0002, Ok)),
+        vector!(XTREAM_8001_2019,       0x8001, phone19("13912344329"),  0,      resp(111, 0x0200, Ok)),
+        vector!(composed_0900_2019(),   0x0900, gojt808_2019,            0xffff, pass(0x83, b"smallchi")),
+        vector!(composed_8900_2019(),   0x8900, gojt808_2019,            0,      pass(0xf0, b"TEST")),
+    ]
+}
+
+/// Each vector decodes to its header (message id, edition, protocol version,
+/// phone, serial, no encryption, not sub-packaged) and body, re-encodes to the
+/// same bytes, and encoding its fields gives the publisher's bytes.
+fn vectors_decode_to_their_fields_and_encode_back() {
+    for v in vectors() {
+        let name = v.name;
+        let f = decode_exact(&v.wire);
+        assert_eq!(f.header, v.header, "{name}: header");
+        assert_eq!(f.parse_body(), Ok(v.body), "{name}: body");
+        let mut body = Vec::new();
+        v.body.write(&mut body);
+        let mut out = Vec::new();
+        encode_frame(&v.header, &body, &mut out).unwrap();
+        assert_eq!(to_hex(&out), to_hex(&v.wire), "{name}: encoded from fields");
+    }
+}
+
+/// traccar's 0x8900 phone is binary: the frame decodes, the digits do not, the
+/// raw bytes stay.
+fn vector_8900_2013_traccar_binary_phone() {
+    let f = decode_exact(&hex(TRACCAR_8900_2013));
     assert_eq!(f.header.phone.raw(), &hex("0b3a73ce2ff2")[..]);
     assert_eq!(
         f.header.phone.digits(),
@@ -152,196 +235,6 @@ fn vector_8900_2013_traccar_binary_phone() {
         "phone byte 0 is 0x0b, not two BCD digits (each nibble must be 0-9)"
     );
     assert_eq!(f.header.phone.to_string(), "raw:0b3a73ce2ff2");
-}
-
-fn vector_0900_2013_smallchi() {
-    let f = decode_exact(&hex(SMALLCHI_0900_2013));
-    assert_eq!(f.header.msg_id, 0x0900);
-    assert_eq!(f.header.phone.digits().unwrap(), "000123456789");
-    assert_eq!(f.header.serial, 10);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::Passthrough {
-            content_type: 0x83,
-            content: b"smallchi"
-        }
-    );
-    // Encoding from fields gives SmallChi's bytes.
-    let header = Header::new(0x0900, phone13("123456789"), 10);
-    let mut out = Vec::new();
-    encode_frame(&header, b"\x83smallchi", &mut out).unwrap();
-    assert_eq!(out, hex(SMALLCHI_0900_2013));
-}
-
-fn vector_0900_2013_traccar() {
-    let f = decode_exact(&hex(TRACCAR_0900_OBD_2013));
-    assert_eq!(f.header.phone.digits().unwrap(), "018178393931");
-    assert_eq!(f.header.serial, 0x0079);
-    match f.parse_body().unwrap() {
-        Body::Passthrough {
-            content_type,
-            content,
-        } => {
-            assert_eq!(content_type, 0x41);
-            assert!(content.starts_with(b"$OBD-RT,12.3,"));
-            assert!(content.ends_with(b"\r\n"));
-            assert_eq!(content.len(), 73);
-        }
-        other => panic!("{other:?}"),
-    }
-
-    let f = decode_exact(&hex(TRACCAR_0900_GTSL_2013));
-    assert_eq!(f.header.phone.digits().unwrap(), "413058889758");
-    assert_eq!(f.header.serial, 0x8319);
-    match f.parse_body().unwrap() {
-        Body::Passthrough {
-            content_type,
-            content,
-        } => {
-            assert_eq!(content_type, 0x40, "non-standard types pass through");
-            assert_eq!(&content[2..], b"GTSL|6|1|0|10218094|1|\r\n");
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-fn vector_0001_2013() {
-    let f = decode_exact(&hex(SMALLCHI_0001_2013));
-    assert_eq!(f.header.msg_id, 0x0001);
-    assert_eq!(f.header.phone.digits().unwrap(), "012345678900");
-    assert_eq!(f.header.serial, 1203);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::GeneralResponse {
-            reply_serial: 1000,
-            reply_id: 0x0002,
-            result: ResponseResult::Ok
-        }
-    );
-    let header = Header::new(0x0001, phone13("12345678900"), 1203);
-    let mut body = Vec::new();
-    Body::GeneralResponse {
-        reply_serial: 1000,
-        reply_id: 2,
-        result: ResponseResult::Ok,
-    }
-    .write(&mut body);
-    let mut out = Vec::new();
-    encode_frame(&header, &body, &mut out).unwrap();
-    assert_eq!(out, hex(SMALLCHI_0001_2013));
-
-    let f = decode_exact(&hex(GOJT808_0001_2013));
-    assert_eq!(f.header.phone.digits().unwrap(), "012345678901");
-    assert_eq!(f.header.serial, 0x7fff);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::GeneralResponse {
-            reply_serial: 123,
-            reply_id: 456,
-            result: ResponseResult::NotSupported
-        }
-    );
-}
-
-fn vector_8001_2013() {
-    let f = decode_exact(&hex(SMALLCHI_8001_2013));
-    assert_eq!(f.header.msg_id, 0x8001);
-    assert_eq!(f.header.phone.digits().unwrap(), "012345678900");
-    assert_eq!(f.header.serial, 10);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::GeneralResponse {
-            reply_serial: 100,
-            reply_id: 0x0200,
-            result: ResponseResult::Ok
-        }
-    );
-    let f = decode_exact(&hex(GOJT808_8001_2013));
-    assert_eq!(f.header.serial, 0);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::GeneralResponse {
-            reply_serial: 32767,
-            reply_id: 0x0002,
-            result: ResponseResult::Ok
-        }
-    );
-}
-
-fn vector_0001_2019() {
-    let f = decode_exact(&hex(GOJT808_0001_2019));
-    assert_eq!(f.header.version, Version::V2019);
-    assert_eq!(f.header.protocol_version, 1);
-    assert_eq!(f.header.phone.digits().unwrap(), "00000000017299841738");
-    assert_eq!(f.header.serial, 0xffff);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::GeneralResponse {
-            reply_serial: 123,
-            reply_id: 456,
-            result: ResponseResult::NotSupported
-        }
-    );
-    let header = Header::new(0x0001, phone19("17299841738"), 0xffff);
-    let mut out = Vec::new();
-    encode_frame(&header, &hex("007b01c803"), &mut out).unwrap();
-    assert_eq!(out, hex(GOJT808_0001_2019));
-
-    let f = decode_exact(&hex(ULV_0001_2019));
-    assert_eq!(f.header.phone.digits().unwrap(), "00000000628076842334");
-    assert_eq!(f.header.serial, 0x0254);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::GeneralResponse {
-            reply_serial: 0,
-            reply_id: 0x9101,
-            result: ResponseResult::Ok
-        }
-    );
-}
-
-fn vector_8001_2019() {
-    let f = decode_exact(&hex(GOJT808_8001_2019));
-    assert_eq!(f.header.version, Version::V2019);
-    assert_eq!(f.header.serial, 0);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::GeneralResponse {
-            reply_serial: 0xffff,
-            reply_id: 0x0002,
-            result: ResponseResult::Ok
-        }
-    );
-    let f = decode_exact(&hex(XTREAM_8001_2019));
-    assert_eq!(f.header.phone.digits().unwrap(), "00000000013912344329");
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::GeneralResponse {
-            reply_serial: 111,
-            reply_id: 0x0200,
-            result: ResponseResult::Ok
-        }
-    );
-}
-
-fn vector_0900_2019_composed() {
-    let wire = composed_0900_2019();
-    let f = decode_exact(&wire);
-    assert_eq!(f.header.msg_id, 0x0900);
-    assert_eq!(f.header.version, Version::V2019);
-    assert_eq!(f.header.protocol_version, 1);
-    assert_eq!(f.header.serial, 0xffff);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::Passthrough {
-            content_type: 0x83,
-            content: b"smallchi"
-        }
-    );
-    let header = Header::new(0x0900, phone19("17299841738"), 0xffff);
-    let mut out = Vec::new();
-    encode_frame(&header, b"\x83smallchi", &mut out).unwrap();
-    assert_eq!(out, wire);
 }
 
 fn real_0900_2019_with_wrong_body_length() {
@@ -369,24 +262,6 @@ fn real_0900_2019_with_wrong_body_length() {
             computed: 0x88
         }
     ));
-}
-
-fn vector_8900_2019_composed() {
-    let wire = composed_8900_2019();
-    let f = decode_exact(&wire);
-    assert_eq!(f.header.msg_id, 0x8900);
-    assert_eq!(f.header.version, Version::V2019);
-    assert_eq!(
-        f.parse_body().unwrap(),
-        Body::Passthrough {
-            content_type: 0xf0,
-            content: b"TEST"
-        }
-    );
-    let header = Header::new(0x8900, phone19("17299841738"), 0);
-    let mut out = Vec::new();
-    encode_frame(&header, b"\xf0TEST", &mut out).unwrap();
-    assert_eq!(out, wire);
 }
 
 fn smallchi_8900_body() {
@@ -507,20 +382,28 @@ fn phone_rules() {
         phone19("13800138000").digits().unwrap(),
         "00000000013800138000"
     );
-    assert_eq!(
-        Phone::from_digits("1380013800x", Version::V2013),
-        Err(PhoneError::NotDigit {
-            index: 10,
-            found: 'x'
-        })
-    );
-    assert_eq!(
-        Phone::from_digits("123456789012345678901", Version::V2019),
-        Err(PhoneError::TooLong {
-            digits: 21,
-            max: 20
-        })
-    );
+    let refused = [
+        (
+            "1380013800x",
+            Version::V2013,
+            PhoneError::NotDigit {
+                index: 10,
+                found: 'x',
+            },
+        ),
+        (
+            "123456789012345678901",
+            Version::V2019,
+            PhoneError::TooLong {
+                digits: 21,
+                max: 20,
+            },
+        ),
+    ];
+    for (digits, version, why) in refused {
+        let got = Phone::from_digits(digits, version);
+        assert_eq!(got, Err(why), "{digits} ({version:?})");
+    }
     assert!(Phone::from_digits("123456789012", Version::V2013).is_ok());
     assert!(Phone::from_digits("+8613800138000", Version::V2019).is_err());
     // A nibble above 9 in a later byte names that byte.
@@ -594,19 +477,25 @@ fn decode_err(wire: &[u8]) -> (usize, DecodeErrorKind, String) {
     (e.offset, e.kind.clone(), e.to_string())
 }
 
+/// Expects `wire` to be refused at byte `offset` for `kind`, with the message `text`.
+fn assert_refused(wire: &[u8], offset: usize, kind: DecodeErrorKind, text: &str) {
+    let (got_offset, got_kind, got_text) = decode_err(wire);
+    assert_eq!(
+        (got_offset, got_kind, got_text.as_str()),
+        (offset, kind, text),
+        "{}",
+        to_hex(wire)
+    );
+}
+
 fn bad_checksum() {
     let mut wire = hex(SMALLCHI_8001_2013);
     wire[18] = 0x60; // was 0x61
-    let (offset, kind, text) = decode_err(&wire);
-    assert_eq!(offset, 18);
-    assert_eq!(
-        kind,
-        DecodeErrorKind::Checksum {
-            found: 0x60,
-            computed: 0x61
-        }
-    );
-    assert_eq!(text, "byte 18: checksum 0x60, computed 0x61");
+    let kind = DecodeErrorKind::Checksum {
+        found: 0x60,
+        computed: 0x61,
+    };
+    assert_refused(&wire, 18, kind, "byte 18: checksum 0x60, computed 0x61");
 
     // The offset is in the escaped input: an escaped byte before the checksum
     // moves it one further.
@@ -624,39 +513,26 @@ fn bad_checksum() {
 fn invalid_escape() {
     // 0x7d followed by 0x33 in the body.
     let wire = hex("7e 0200 0002 013800138000 0001 7d33 00 7e");
-    let (offset, kind, text) = decode_err(&wire);
-    assert_eq!(offset, 13);
-    assert_eq!(kind, DecodeErrorKind::InvalidEscape { next: 0x33 });
-    assert_eq!(
-        text,
-        "byte 13: 0x7d followed by 0x33 (only 0x01 and 0x02 may follow 0x7d)"
-    );
+    let kind = DecodeErrorKind::InvalidEscape { next: 0x33 };
+    let text = "byte 13: 0x7d followed by 0x33 (only 0x01 and 0x02 may follow 0x7d)";
+    assert_refused(&wire, 13, kind, text);
 }
 
 fn lone_escape() {
     let wire = hex("7e 0200 0001 013800138000 0001 7d 7e");
-    let (offset, kind, text) = decode_err(&wire);
-    assert_eq!(offset, 13);
-    assert_eq!(kind, DecodeErrorKind::LoneEscape);
-    assert_eq!(text, "byte 13: lone 0x7d at end of frame");
+    let text = "byte 13: lone 0x7d at end of frame";
+    assert_refused(&wire, 13, DecodeErrorKind::LoneEscape, text);
 }
 
 fn shorter_than_header() {
     let wire = hex("7e 0001 0005 0123456789 7e");
-    let (offset, kind, text) = decode_err(&wire);
-    assert_eq!(offset, 10);
-    assert_eq!(
-        kind,
-        DecodeErrorKind::TooShort {
-            len: 9,
-            version: Version::V2013,
-            header_len: 12
-        }
-    );
-    assert_eq!(
-        text,
-        "byte 10: frame of 9 bytes is shorter than a 2013 header (12 bytes) and checksum"
-    );
+    let kind = DecodeErrorKind::TooShort {
+        len: 9,
+        version: Version::V2013,
+        header_len: 12,
+    };
+    let text = "byte 10: frame of 9 bytes is shorter than a 2013 header (12 bytes) and checksum";
+    assert_refused(&wire, 10, kind, text);
     // A 2019 attribute word asks for the longer header.
     let wire = reference_frame(&hex("0001 4000 01 00000000001234567890"));
     let (_, kind, _) = decode_err(&wire);
@@ -684,29 +560,23 @@ fn shorter_than_header() {
 fn body_length_disagrees() {
     // Field says 30, five body bytes follow; checksum right, so the length rule fires.
     let wire = reference_frame(&hex("0900 001e 013800138000 0001 4101020304"));
-    let (offset, kind, text) = decode_err(&wire);
-    assert_eq!(offset, 3);
-    assert_eq!(
-        kind,
-        DecodeErrorKind::BodyLength {
-            declared: 30,
-            actual: 5
-        }
-    );
-    assert_eq!(text, "byte 3: body-length field says 30, frame carries 5");
+    let kind = DecodeErrorKind::BodyLength {
+        declared: 30,
+        actual: 5,
+    };
+    let text = "byte 3: body-length field says 30, frame carries 5";
+    assert_refused(&wire, 3, kind, text);
 }
 
 fn missing_flags() {
     let good = hex(SMALLCHI_8001_2013);
-    let (offset, kind, text) = decode_err(&good[1..]);
-    assert_eq!(offset, 0);
-    assert_eq!(kind, DecodeErrorKind::MissingStartFlag { found: 0x80 });
-    assert_eq!(text, "byte 0: frame starts with 0x80, not the 0x7e flag");
+    let kind = DecodeErrorKind::MissingStartFlag { found: 0x80 };
+    let text = "byte 0: frame starts with 0x80, not the 0x7e flag";
+    assert_refused(&good[1..], 0, kind, text);
 
-    let (offset, kind, text) = decode_err(&good[..good.len() - 1]);
-    assert_eq!(offset, 18);
-    assert_eq!(kind, DecodeErrorKind::MissingEndFlag { found: Some(0x61) });
-    assert_eq!(text, "byte 18: frame ends with 0x61, not the 0x7e flag");
+    let kind = DecodeErrorKind::MissingEndFlag { found: Some(0x61) };
+    let text = "byte 18: frame ends with 0x61, not the 0x7e flag";
+    assert_refused(&good[..good.len() - 1], 18, kind, text);
 
     assert_eq!(
         decode_err(&[0x7e]).1,
@@ -726,13 +596,10 @@ fn frame_too_long() {
     let mut wire = vec![0x11; MAX_FRAME_LEN + 2];
     wire[0] = 0x7e;
     wire[MAX_FRAME_LEN + 1] = 0x7e;
-    let (offset, kind, text) = decode_err(&wire);
-    assert_eq!(offset, MAX_FRAME_LEN);
-    assert_eq!(kind, DecodeErrorKind::TooLong { max: MAX_FRAME_LEN });
-    assert_eq!(
-        text,
-        format!("byte {MAX_FRAME_LEN}: frame longer than the limit of {MAX_FRAME_LEN} bytes")
-    );
+    let kind = DecodeErrorKind::TooLong { max: MAX_FRAME_LEN };
+    let text =
+        format!("byte {MAX_FRAME_LEN}: frame longer than the limit of {MAX_FRAME_LEN} bytes");
+    assert_refused(&wire, MAX_FRAME_LEN, kind, &text);
     // The longest legal frame still decodes: 2019, sub-packaged, 1023 body
     // bytes, everything escaped.
     let mut h = Header::new(0x7e7e, Phone::from_raw(&[0x7e; 10]).unwrap(), 0x7e7e);
@@ -750,16 +617,9 @@ fn frame_too_long() {
 
 fn bad_package_fields() {
     let wire = reference_frame(&hex("8900 2001 013800138000 0001 0003 0000 41"));
-    let (offset, kind, text) = decode_err(&wire);
-    assert_eq!(offset, 13);
-    assert_eq!(
-        kind,
-        DecodeErrorKind::Package(Package { count: 3, index: 0 })
-    );
-    assert_eq!(
-        text,
-        "byte 13: package index 0 of 3 (indices run from 1 to the count)"
-    );
+    let kind = DecodeErrorKind::Package(Package { count: 3, index: 0 });
+    let text = "byte 13: package index 0 of 3 (indices run from 1 to the count)";
+    assert_refused(&wire, 13, kind, text);
 }
 
 fn unescaped_0x7d_from_a_lenient_terminal_is_refused() {
@@ -828,22 +688,7 @@ fn lenient_mode_reads_traccars_unescaped_0x7d_frames() {
 // ------------------------------------------------------ stream decoder
 
 fn all_vectors() -> Vec<Vec<u8>> {
-    vec![
-        hex(TRACCAR_8900_2013),
-        hex(SMALLCHI_0900_2013),
-        hex(TRACCAR_0900_OBD_2013),
-        hex(TRACCAR_0900_GTSL_2013),
-        hex(SMALLCHI_0001_2013),
-        hex(GOJT808_0001_2013),
-        hex(SMALLCHI_8001_2013),
-        hex(GOJT808_8001_2013),
-        hex(GOJT808_0001_2019),
-        hex(ULV_0001_2019),
-        hex(GOJT808_8001_2019),
-        hex(XTREAM_8001_2019),
-        composed_0900_2019(),
-        composed_8900_2019(),
-    ]
+    vectors().into_iter().map(|v| v.wire).collect()
 }
 
 fn drain(dec: &mut StreamDecoder) -> Vec<Result<Frame, String>> {
@@ -1466,27 +1311,28 @@ fn c_set_lenient_refuses_a_byte_other_than_0_or_1() {
     use rrpc::ffi::jt808_codec::*;
     use rrpc::ffi::rrpc_status::*;
 
+    use crate::common::ffi::{assert_ok, last_error};
+
     // A 0x0900 whose phone holds an unescaped 0x7d: strict decoding refuses it.
     let unescaped = hex(
         "7e0900001f4f07788ef87d000cf0230223150215010203013800000c000b029dc58c04b99b60230223171822507e",
     );
     let mut d = std::ptr::null_mut();
-    assert_eq!(rrpc_jt808_decoder_new(0, &mut d), RRPC_STATUS_OK);
+    assert_ok(rrpc_jt808_decoder_new(0, &mut d));
     assert_eq!(
         rrpc_jt808_decoder_set_lenient(d, 2),
         RRPC_STATUS_INVALID_ARGUMENT
     );
-    let msg = unsafe { std::ffi::CStr::from_ptr(rrpc::ffi::misc::rrpc_last_error_message()) }
-        .to_string_lossy()
-        .into_owned();
+    let msg = last_error();
     assert!(
         msg.contains("lenient must be 0 (false) or 1 (true), not 2"),
         "{msg}"
     );
-    assert_eq!(
-        rrpc_jt808_decoder_push(d, unescaped.as_ptr(), unescaped.len()),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_jt808_decoder_push(
+        d,
+        unescaped.as_ptr(),
+        unescaped.len(),
+    ));
     let mut frame = std::mem::MaybeUninit::<rrpc_jt808_frame>::uninit();
     let mut ready = 0;
     assert_eq!(
@@ -1494,31 +1340,22 @@ fn c_set_lenient_refuses_a_byte_other_than_0_or_1() {
         RRPC_STATUS_MALFORMED_FRAME,
         "still strict"
     );
-    assert_eq!(rrpc_jt808_decoder_set_lenient(d, 1), RRPC_STATUS_OK);
-    assert_eq!(
-        rrpc_jt808_decoder_push(d, unescaped.as_ptr(), unescaped.len()),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_jt808_decoder_next(d, frame.as_mut_ptr(), &mut ready),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_jt808_decoder_set_lenient(d, 1));
+    assert_ok(rrpc_jt808_decoder_push(
+        d,
+        unescaped.as_ptr(),
+        unescaped.len(),
+    ));
+    assert_ok(rrpc_jt808_decoder_next(d, frame.as_mut_ptr(), &mut ready));
     assert_eq!(ready, 1);
-    assert_eq!(rrpc_jt808_decoder_free(d), RRPC_STATUS_OK);
+    assert_ok(rrpc_jt808_decoder_free(d));
 }
 
 pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
+        vectors_decode_to_their_fields_and_encode_back,
         vector_8900_2013_traccar_binary_phone,
-        vector_0900_2013_smallchi,
-        vector_0900_2013_traccar,
-        vector_0001_2013,
-        vector_8001_2013,
-        vector_0001_2019,
-        vector_8001_2019,
-        vector_0900_2019_composed,
         real_0900_2019_with_wrong_body_length,
-        vector_8900_2019_composed,
         smallchi_8900_body,
         checksum_byte_is_escaped,
         header_and_body_bytes_are_escaped,

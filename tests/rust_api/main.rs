@@ -19,17 +19,17 @@ mod router_concurrency;
 mod tls;
 
 fn main() {
-    common::harness::main(vec![
-        ("acl", acl::tests()),
-        ("caller", caller::tests()),
-        ("caller_trust", caller_trust::tests()),
-        ("content_type", content_type::tests()),
-        ("faults", faults::tests()),
-        ("hostile_network", hostile_network::tests()),
-        ("jt808_adapter", jt808_adapter::tests()),
-        ("jt808_codec", jt808_codec::tests()),
-        ("mqtt5", mqtt5::tests()),
-        ("router_concurrency", router_concurrency::tests()),
-        ("tls", tls::tests()),
+    common::harness::main(crate::modules![
+        acl,
+        caller,
+        caller_trust,
+        content_type,
+        faults,
+        hostile_network,
+        jt808_adapter,
+        jt808_codec,
+        mqtt5,
+        router_concurrency,
+        tls
     ])
 }

@@ -6,7 +6,7 @@
 //! the maximum packet size announced to the broker, session expiry, and the
 //! C configuration fields.
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_void, CString};
 use std::ptr::null_mut;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -306,22 +306,12 @@ use rrpc::ffi::client::*;
 use rrpc::ffi::misc::*;
 use rrpc::ffi::rrpc_status::*;
 use rrpc::ffi::session::*;
-use std::mem::size_of;
 
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(rrpc_last_error_message()) }
-        .to_string_lossy()
-        .into_owned()
-}
+use crate::common::ffi::{assert_ok, c_defaults, last_error};
 
 /// The MQTT settings' defaults, for `host` and `port`.
 fn c_mqtt(host: &CString, port: u16) -> rrpc_mqtt_config {
-    let mut m = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
-    assert_eq!(
-        rrpc_mqtt_config_init(m.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
-        RRPC_STATUS_OK
-    );
-    let mut m = unsafe { m.assume_init() };
+    let mut m = c_defaults(rrpc_mqtt_config_init);
     m.host = host.as_ptr();
     m.port = port;
     m
@@ -329,12 +319,7 @@ fn c_mqtt(host: &CString, port: u16) -> rrpc_mqtt_config {
 
 /// The client settings' defaults, with `mqtt`.
 fn c_config(mqtt: &rrpc_mqtt_config) -> rrpc_client_config {
-    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-    assert_eq!(
-        rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
-        RRPC_STATUS_OK
-    );
-    let mut cfg = unsafe { cfg.assume_init() };
+    let mut cfg = c_defaults(rrpc_client_config_init);
     cfg.mqtt = mqtt;
     cfg
 }
@@ -356,7 +341,7 @@ fn c_config_mqtt_version_and_session_expiry() {
         let cfg = c_config(&mqtt);
         let mut client = null_mut();
         let st = rrpc_client_new(&cfg, &mut client);
-        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+        assert_ok(rrpc_client_free(client));
         st
     };
     for v in [4, 5] {
@@ -383,7 +368,7 @@ fn c_config_mqtt_version_and_session_expiry() {
         kept(m);
         m.mqtt_version = 5;
     };
-    assert_eq!(new(&kept5), RRPC_STATUS_OK, "{}", last_error());
+    assert_ok(new(&kept5));
     refused(&kept, "session_expiry_s is an MQTT 5 setting");
     refused(
         &|m| {
@@ -420,47 +405,36 @@ fn c_client_on_mqtt5_answers_without_own_replies() {
     mqtt.mqtt_version = rrpc_mqtt_version::RRPC_MQTT_V5 as u32;
     let cfg = c_config(&mqtt);
     let mut client = null_mut();
-    assert_eq!(
-        rrpc_client_new(&cfg, &mut client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    assert_ok(rrpc_client_new(&cfg, &mut client));
     let (pk, dn) = (CString::new(PK).unwrap(), CString::new("cdev").unwrap());
     let topic = custom_topic("cdev");
     let ctopic = CString::new(topic.clone()).unwrap();
-    assert_eq!(
-        rrpc_client_add_device(
-            client,
-            rrpc_dialect::RRPC_DIALECT_ALIBABA_CUSTOM as u32,
-            pk.as_ptr(),
-            dn.as_ptr(),
-            ctopic.as_ptr()
-        ),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_client_set_request_callback(client, Some(c_echo), null_mut()),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    assert_ok(rrpc_client_add_device(
+        client,
+        rrpc_dialect::RRPC_DIALECT_ALIBABA_CUSTOM as u32,
+        pk.as_ptr(),
+        dn.as_ptr(),
+        ctopic.as_ptr(),
+    ));
+    assert_ok(rrpc_client_set_request_callback(
+        client,
+        Some(c_echo),
+        null_mut(),
+    ));
+    assert_ok(rrpc_client_start(client));
     let c = caller(b.port, MqttVersion::V5);
     for p in [&b"one"[..], b"two"] {
         call(&c, Dialect::AlibabaCustom, "cdev", Some(&topic), p);
     }
     let mut s = ClientStats::default();
-    assert_eq!(
-        rrpc_client_get_stats(client, &mut s, size_of::<ClientStats>()),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_client_get_stats(
+        client,
+        &mut s,
+        size_of::<ClientStats>(),
+    ));
     assert_eq!((s.requests, s.replied, s.own_replies), (2, 2, 0));
-    assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
-    assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+    assert_ok(rrpc_client_stop(client));
+    assert_ok(rrpc_client_free(client));
 }
 
 /// TLS works the same on MQTT 5: device and caller over rustls, and a refused

@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rrpc::ffi::misc::rrpc_monotonic_ms;
 use rrpc::ffi::router::*;
 use rrpc::ffi::rrpc_request;
-use rrpc::ffi::rrpc_status::*;
+use rrpc::ffi::rrpc_status::{self, *};
 use rrpc::RouterStats;
+
+use crate::common::ffi::{assert_ok, c_defaults, last_error};
 
 /// The time, on the clock the router is given.
 fn now_ms() -> u64 {
     let mut t = 0;
-    assert_eq!(rrpc_monotonic_ms(&mut t), RRPC_STATUS_OK);
+    assert_ok(rrpc_monotonic_ms(&mut t));
     t
 }
 
@@ -44,39 +46,52 @@ unsafe extern "C" fn echo(_: *mut c_void, router: *mut rrpc_router, req: *const 
     );
 }
 
-fn devices_come_and_go_while_messages_flow() {
-    let mut cfg = std::mem::MaybeUninit::<rrpc_router_config>::uninit();
-    assert_eq!(
-        rrpc_router_config_init(cfg.as_mut_ptr(), size_of::<rrpc_router_config>()),
-        RRPC_STATUS_OK
-    );
-    let cfg = unsafe { cfg.assume_init() };
+/// A router with the default settings.
+fn new_router() -> *mut rrpc_router {
     let mut router = null_mut();
-    assert_eq!(rrpc_router_new(&cfg, &mut router), RRPC_STATUS_OK);
-    assert_eq!(
-        rrpc_router_set_publish(router, Some(publish), null_mut()),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_router_set_request_callback(router, Some(echo), null_mut()),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_router_new(
+        &c_defaults(rrpc_router_config_init),
+        &mut router,
+    ));
+    router
+}
+
+/// Adds the Alibaba device `pk`/`dn`, with no secret and no callback of its own.
+fn add_device(router: *mut rrpc_router, pk: &CString, dn: &CString) -> rrpc_status {
+    rrpc_router_add_device(
+        router,
+        0,
+        pk.as_ptr(),
+        dn.as_ptr(),
+        std::ptr::null(),
+        None,
+        null_mut(),
+    )
+}
+
+/// The router's counters.
+fn stats(router: *mut rrpc_router) -> RouterStats {
+    let mut st = RouterStats::default();
+    assert_ok(rrpc_router_get_stats(
+        router,
+        &mut st,
+        size_of::<RouterStats>(),
+    ));
+    st
+}
+
+fn devices_come_and_go_while_messages_flow() {
+    let router = new_router();
+    assert_ok(rrpc_router_set_publish(router, Some(publish), null_mut()));
+    assert_ok(rrpc_router_set_request_callback(
+        router,
+        Some(echo),
+        null_mut(),
+    ));
     let pk = CString::new("pk").unwrap();
     let name = |i: u32| CString::new(format!("dev{i}")).unwrap();
     for i in 0..100 {
-        let dn = name(i);
-        assert_eq!(
-            rrpc_router_add_device(
-                router,
-                0,
-                pk.as_ptr(),
-                dn.as_ptr(),
-                std::ptr::null(),
-                None,
-                null_mut()
-            ),
-            RRPC_STATUS_OK
-        );
+        assert_ok(add_device(router, &pk, &name(i)));
     }
     let r = router as usize;
     let stop = AtomicBool::new(false);
@@ -99,7 +114,7 @@ fn devices_come_and_go_while_messages_flow() {
                         now_ms(),
                         &mut kind,
                     );
-                    assert_eq!(st, RRPC_STATUS_OK);
+                    assert_ok(st);
                     assert!(
                         kind == 0 || kind == 3,
                         "request or dropped (unknown device): {kind}"
@@ -114,15 +129,7 @@ fn devices_come_and_go_while_messages_flow() {
             for i in 100..150 {
                 let dn = name(i);
                 let st = if round % 2 == 0 {
-                    rrpc_router_add_device(
-                        r as *mut rrpc_router,
-                        0,
-                        pk.as_ptr(),
-                        dn.as_ptr(),
-                        std::ptr::null(),
-                        None,
-                        null_mut(),
-                    )
+                    add_device(r as *mut rrpc_router, &pk, &dn)
                 } else {
                     rrpc_router_remove_device(
                         r as *mut rrpc_router,
@@ -133,16 +140,12 @@ fn devices_come_and_go_while_messages_flow() {
                         now_ms(),
                     )
                 };
-                assert_eq!(st, RRPC_STATUS_OK);
+                assert_ok(st);
             }
         }
         stop.store(true, Ordering::Relaxed);
     });
-    let mut st = RouterStats::default();
-    assert_eq!(
-        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
-        RRPC_STATUS_OK
-    );
+    let st = stats(router);
     let handled = handled.load(Ordering::Relaxed);
     assert_eq!(st.messages, handled);
     assert_eq!(
@@ -157,33 +160,15 @@ fn devices_come_and_go_while_messages_flow() {
     );
     assert_eq!(PUBLISHED.load(Ordering::Relaxed), st.replied);
     assert_eq!(st.devices, 100);
-    assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
+    assert_ok(rrpc_router_free(router));
 }
 
 /// A `retained` byte other than 0 or 1 (which a C `bool` cannot hold, but garbage
 /// can) is refused with the argument named, and the out-parameter is left alone.
 fn a_retained_flag_other_than_0_or_1_is_refused() {
-    let mut cfg = std::mem::MaybeUninit::<rrpc_router_config>::uninit();
-    assert_eq!(
-        rrpc_router_config_init(cfg.as_mut_ptr(), size_of::<rrpc_router_config>()),
-        RRPC_STATUS_OK
-    );
-    let cfg = unsafe { cfg.assume_init() };
-    let mut router = null_mut();
-    assert_eq!(rrpc_router_new(&cfg, &mut router), RRPC_STATUS_OK);
+    let router = new_router();
     let (pk, dn) = (CString::new("pk").unwrap(), CString::new("dev4").unwrap());
-    assert_eq!(
-        rrpc_router_add_device(
-            router,
-            0,
-            pk.as_ptr(),
-            dn.as_ptr(),
-            std::ptr::null(),
-            None,
-            null_mut()
-        ),
-        RRPC_STATUS_OK
-    );
+    assert_ok(add_device(router, &pk, &dn));
     let topic = b"/sys/pk/dev4/rrpc/request/r1";
     let mut kind = 99u32;
     let st = rrpc_router_handle_message(
@@ -198,20 +183,14 @@ fn a_retained_flag_other_than_0_or_1_is_refused() {
     );
     assert_eq!(st, RRPC_STATUS_INVALID_ARGUMENT);
     assert_eq!(kind, 99);
-    let msg = unsafe { std::ffi::CStr::from_ptr(rrpc::ffi::misc::rrpc_last_error_message()) }
-        .to_string_lossy()
-        .into_owned();
+    let msg = last_error();
     assert!(
         msg.contains("retained must be 0 (false) or 1 (true), not 2"),
         "{msg}"
     );
-    let mut st = RouterStats::default();
-    assert_eq!(
-        rrpc_router_get_stats(router, &mut st, size_of::<RouterStats>()),
-        RRPC_STATUS_OK
-    );
+    let st = stats(router);
     assert_eq!((st.messages, st.requests), (0, 0), "nothing was taken in");
-    assert_eq!(rrpc_router_free(router), RRPC_STATUS_OK);
+    assert_ok(rrpc_router_free(router));
 }
 
 pub fn tests() -> Vec<crate::common::Test> {

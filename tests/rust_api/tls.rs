@@ -15,6 +15,7 @@ use rrpc::{Client, ClientConfig, ClientError};
 
 use crate::common;
 use crate::common::device;
+use crate::common::ffi::{assert_ok, c_defaults};
 use crate::common::pki::{tls_broker, Pki};
 use crate::common::Broker;
 
@@ -261,11 +262,7 @@ fn c_echo_device_over_tls() {
             .collect::<Vec<_>>()
     };
     let mut dev = common::Proc::spawn(&echo, &args(&ca));
-    assert!(
-        dev.wait_stderr("connected", Duration::from_secs(20)),
-        "{}",
-        dev.transcript()
-    );
+    dev.expect_stderr("connected", Duration::from_secs(20));
     let c = caller(broker.port, tls_to(&ca)).unwrap();
     call_ok(&c, "cdev", b"from C over TLS");
     dev.terminate();
@@ -287,41 +284,25 @@ fn c_echo_device_over_tls() {
 /// file is RRPC_STATUS_TLS at `rrpc_client_new`.
 fn c_config_tls_fields() {
     use rrpc::ffi::client::*;
-    use rrpc::ffi::misc::*;
     use rrpc::ffi::rrpc_status::*;
     use rrpc::ffi::session::*;
-    use std::ffi::{CStr, CString};
-    use std::mem::size_of;
+    use std::ffi::CString;
 
-    let last = || {
-        unsafe { CStr::from_ptr(rrpc_last_error_message()) }
-            .to_string_lossy()
-            .into_owned()
-    };
+    let last = crate::common::ffi::last_error;
     let host = CString::new("127.0.0.1").unwrap();
     let missing = CString::new("/nonexistent/ca.pem").unwrap();
     let new = |tls: bool, ca: bool| {
-        let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
-        assert_eq!(
-            rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
-            RRPC_STATUS_OK
-        );
-        let mut mqtt = unsafe { mqtt.assume_init() };
+        let mut mqtt = c_defaults(rrpc_mqtt_config_init);
         mqtt.host = host.as_ptr();
         mqtt.tls = u8::from(tls);
         if ca {
             mqtt.tls_ca_file = missing.as_ptr();
         }
-        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-        assert_eq!(
-            rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
-            RRPC_STATUS_OK
-        );
-        let mut cfg = unsafe { cfg.assume_init() };
+        let mut cfg = c_defaults(rrpc_client_config_init);
         cfg.mqtt = &mqtt;
         let mut client = std::ptr::null_mut();
         let st = rrpc_client_new(&cfg, &mut client);
-        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+        assert_ok(rrpc_client_free(client));
         st
     };
     assert_eq!(new(false, true), RRPC_STATUS_INVALID_ARGUMENT);
@@ -332,7 +313,7 @@ fn c_config_tls_fields() {
     );
     assert_eq!(new(true, true), RRPC_STATUS_TLS);
     assert!(last().contains("CA file /nonexistent/ca.pem"), "{}", last());
-    assert_eq!(new(false, false), RRPC_STATUS_OK);
+    assert_ok(new(false, false));
 }
 
 static C_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -356,20 +337,16 @@ fn c_insecure_skip_verify_connects_and_warns() {
     use rrpc::ffi::rrpc_status::*;
     use rrpc::ffi::session::*;
     use std::ffi::CString;
-    use std::mem::size_of;
 
     let pki = Pki::new("c-insecure");
     let other = Pki::new("c-insecure-other");
     let (cert, key) = pki.server("server", false);
     let broker = tls_broker(&cert, &key, None);
-    assert_eq!(
-        rrpc_set_log_handler(
-            Some(keep_log),
-            std::ptr::null_mut(),
-            rrpc_log_level::RRPC_LOG_WARN as u32
-        ),
-        RRPC_STATUS_OK
-    );
+    assert_ok(rrpc_set_log_handler(
+        Some(keep_log),
+        std::ptr::null_mut(),
+        rrpc_log_level::RRPC_LOG_WARN as u32,
+    ));
     let host = CString::new("127.0.0.1").unwrap();
     let wrong_ca = CString::new(other.path("ca.pem").display().to_string()).unwrap();
     let (pk, dn) = (
@@ -377,26 +354,16 @@ fn c_insecure_skip_verify_connects_and_warns() {
         CString::new("cdev").unwrap(),
     );
     let start = |insecure: bool| {
-        let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
-        assert_eq!(
-            rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
-            RRPC_STATUS_OK
-        );
-        let mut mqtt = unsafe { mqtt.assume_init() };
+        let mut mqtt = c_defaults(rrpc_mqtt_config_init);
         mqtt.host = host.as_ptr();
         mqtt.port = broker.port;
         mqtt.tls = 1;
         mqtt.tls_ca_file = wrong_ca.as_ptr();
         mqtt.tls_insecure_skip_verify = u8::from(insecure);
-        let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-        assert_eq!(
-            rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
-            RRPC_STATUS_OK
-        );
-        let mut cfg = unsafe { cfg.assume_init() };
+        let mut cfg = c_defaults(rrpc_client_config_init);
         cfg.mqtt = &mqtt;
         let mut client = std::ptr::null_mut();
-        assert_eq!(rrpc_client_new(&cfg, &mut client), RRPC_STATUS_OK);
+        assert_ok(rrpc_client_new(&cfg, &mut client));
         let st = rrpc_client_add_device(
             client,
             rrpc_dialect::RRPC_DIALECT_ALIBABA as u32,
@@ -404,21 +371,18 @@ fn c_insecure_skip_verify_connects_and_warns() {
             dn.as_ptr(),
             std::ptr::null(),
         );
-        assert_eq!(st, RRPC_STATUS_OK);
+        assert_ok(st);
         let st = rrpc_client_start(client);
-        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+        assert_ok(rrpc_client_free(client));
         st
     };
     assert_eq!(start(false), RRPC_STATUS_TLS);
-    assert_eq!(start(true), RRPC_STATUS_OK);
-    assert_eq!(
-        rrpc_set_log_handler(
-            None,
-            std::ptr::null_mut(),
-            rrpc_log_level::RRPC_LOG_WARN as u32,
-        ),
-        RRPC_STATUS_OK
-    );
+    assert_ok(start(true));
+    assert_ok(rrpc_set_log_handler(
+        None,
+        std::ptr::null_mut(),
+        rrpc_log_level::RRPC_LOG_WARN as u32,
+    ));
     let log = C_LOG.lock().unwrap().clone();
     assert!(
         log.iter()

@@ -317,10 +317,16 @@ fn run_compat(name: &str, define: &str, header_text: &str) {
         .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
         .arg("-lrrpc"));
     assert!(out.status.success(), "{name}: {}", transcript(&out));
-    let out = run(&mut Command::new(&exe));
+    assert_checks_pass(&exe, name);
+}
+
+/// Runs the C program `exe`: it must exit 0 and print "checks passed"; `what` heads
+/// the failure message.
+fn assert_checks_pass(exe: &Path, what: &str) {
+    let out = run(&mut Command::new(exe));
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("checks passed"),
-        "{name}: {}",
+        "{what}: {}",
         transcript(&out)
     );
 }
@@ -440,12 +446,7 @@ fn the_link_recipe_keeps_panics_unwinding() {
         .arg(dir.join("librrpc.so.1"))
         .arg(format!("-Wl,-rpath,{}", dir.display())));
     assert!(out.status.success(), "{}", transcript(&out));
-    let out = run(&mut Command::new(&exe));
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("checks passed"),
-        "a panic inside the linked library was not caught:\n{}",
-        transcript(&out)
-    );
+    assert_checks_pass(&exe, "a panic inside the linked library was not caught");
 }
 
 pub fn tests() -> Vec<crate::common::Test> {

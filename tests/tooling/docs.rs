@@ -808,11 +808,7 @@ fn the_readme_quickstart_answers_calls() {
         .expect("the quickstart needs no optional library");
     let broker = common::Broker::rumqttd();
     let mut device = common::Proc::spawn(&exe, &[broker.port.to_string()]);
-    assert!(
-        device.wait_stderr("quickstart: connected", Duration::from_secs(15)),
-        "{}",
-        device.transcript()
-    );
+    device.expect_stderr("quickstart: connected", Duration::from_secs(15));
 
     let caller = rrpc::Caller::connect(rrpc::CallerConfig::new("127.0.0.1", broker.port))
         .expect("a caller on the test broker");

@@ -12,11 +12,5 @@ mod header;
 mod packaging;
 
 fn main() {
-    common::harness::main(vec![
-        ("abi", abi::tests()),
-        ("architecture", architecture::tests()),
-        ("docs", docs::tests()),
-        ("header", header::tests()),
-        ("packaging", packaging::tests()),
-    ])
+    common::harness::main(crate::modules![abi, architecture, docs, header, packaging])
 }

@@ -18,10 +18,5 @@ fn rrpc() -> PathBuf {
 }
 
 fn main() {
-    common::harness::main(vec![
-        ("commands", commands::tests()),
-        ("jt808", jt808::tests()),
-        ("jt808_e2e", jt808_e2e::tests()),
-        ("jt808_terminal", jt808_terminal::tests()),
-    ])
+    common::harness::main(crate::modules![commands, jt808, jt808_e2e, jt808_terminal])
 }

@@ -163,7 +163,8 @@ fn header_docs_name_the_real_parameters() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let only = common::scratch_dir("header").join("only_header_docs.c");
     std::fs::write(&only, "#include <rrpc.h>\n").expect("write only_header_docs.c");
-    let o = Command::new("clang")
+    let mut clang = Command::new("clang");
+    clang
         .args([
             "-x",
             "c",
@@ -175,14 +176,10 @@ fn header_docs_name_the_real_parameters() {
         ])
         .arg("-I")
         .arg(root.join("include"))
-        .arg(&only)
-        .output()
-        .expect("run clang");
-    assert!(
-        o.status.success(),
-        "rrpc.h's doc comments do not match its declarations:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .arg(&only);
+    if let Err(e) = common::cmake::try_run(&mut clang) {
+        panic!("rrpc.h's doc comments do not match its declarations:\n{e}");
+    }
 }
 
 /// Every parameter of every function in the header is documented by an
