@@ -3,7 +3,8 @@
 use std::ffi::{c_char, c_void, CString};
 
 use super::args::{
-    arg_bytes, arg_flag, arg_opt_str, arg_out, arg_str, bytes_ptr, write_str_out, SendPtr,
+    arg_bytes, arg_callback, arg_flag, arg_opt_str, arg_out, arg_str, bytes_ptr, write_str_out,
+    SendPtr,
 };
 use super::boundary::boundary;
 use super::handle::Castable;
@@ -13,9 +14,7 @@ use super::rrpc_status::*;
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{
-    init_settings, read_settings, sized_fields, write_counters, write_output, Settings,
-};
+use super::sized::{init_settings, read_settings, sized_fields, write_output, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::caller::{
     on_caller_thread, CallParams, Caller, CallerConfig, CallerStats, RrpcCode, RrpcResponse,
@@ -534,8 +533,7 @@ pub extern "C" fn rrpc_caller_call_async(
     let ud = SendPtr(user_data);
     boundary("rrpc_caller_call_async", move || {
         let c = Caller::borrow(caller)?;
-        let cb =
-            callback.ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "callback is NULL"))?;
+        let cb = arg_callback(callback, "callback")?;
         with_params(params, |p| {
             c.call_async(
                 p,
@@ -672,7 +670,7 @@ pub extern "C" fn rrpc_caller_get_stats(
     boundary("rrpc_caller_get_stats", || {
         let s = Caller::borrow(caller)?.stats();
         // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
+        unsafe { write_output(&s, out_stats, stats_size, "out_stats") }
     })
 }
 

@@ -10,7 +10,7 @@ use super::request::{device_args, request_view, rrpc_request};
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
+use super::sized::{init_settings, read_settings, sized_fields, write_output, Settings};
 use super::status::rrpc_status;
 use crate::client::{Client, ClientConfig, ClientStats, Request};
 use crate::router::RouterConfig;
@@ -518,7 +518,7 @@ pub extern "C" fn rrpc_client_get_stats(
     boundary("rrpc_client_get_stats", || {
         let s = Client::borrow(client)?.stats();
         // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
+        unsafe { write_output(&s, out_stats, stats_size, "out_stats") }
     })
 }
 

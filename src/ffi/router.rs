@@ -4,14 +4,14 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use super::args::{arg_bytes, arg_flag, arg_out, bytes_ptr, opt_out, SendPtr};
+use super::args::{arg_bytes, arg_callback, arg_flag, arg_out, bytes_ptr, opt_out, SendPtr};
 use super::boundary::boundary;
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::request_view;
 use super::request::{device_args, rrpc_request};
 use super::rrpc_status::*;
-use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
+use super::sized::{init_settings, read_settings, sized_fields, write_output, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::router::{
     Dropped, FilterMode, Request, RequestFn, RouterConfig, RouterStats, SharedRouter,
@@ -412,8 +412,7 @@ pub extern "C" fn rrpc_router_get_filters(
 ) -> rrpc_status {
     boundary("rrpc_router_get_filters", || {
         let h = Handle::borrow(router)?.clone();
-        let cb =
-            callback.ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "callback is NULL"))?;
+        let cb = arg_callback(callback, "callback")?;
         let mode = match mode {
             0 => FilterMode::PerDevice,
             1 => FilterMode::Wildcard,
@@ -590,6 +589,6 @@ pub extern "C" fn rrpc_router_get_stats(
     boundary("rrpc_router_get_stats", || {
         let s = Handle::borrow(router)?.stats();
         // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
+        unsafe { write_output(&s, out_stats, stats_size, "out_stats") }
     })
 }

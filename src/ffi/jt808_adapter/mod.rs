@@ -17,7 +17,7 @@ use super::handle::Castable;
 use super::jt808_codec::{header_from_view, phone_from_view, rrpc_jt808_frame};
 use super::misc::rrpc_bool;
 use super::rrpc_status::*;
-use super::sized::{init_settings, read_settings, write_counters};
+use super::sized::{init_settings, read_settings, write_output};
 use super::status::{rrpc_status, Failure, SendFailed};
 use crate::jt808::{AdapterStats, Call, Frame, Handled, SharedAdapter, Submitted};
 
@@ -591,6 +591,6 @@ pub extern "C" fn rrpc_jt808_adapter_get_stats(
     boundary("rrpc_jt808_adapter_get_stats", || {
         let s = shared_adapter(adapter)?.stats();
         // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
+        unsafe { write_output(&s, out_stats, stats_size, "out_stats") }
     })
 }
