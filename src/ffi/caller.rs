@@ -7,6 +7,7 @@ use super::args::{
     SendPtr,
 };
 use super::boundary::boundary;
+use super::family::{free_handle, get_stats, new_handle, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::dialect_arg;
@@ -14,7 +15,7 @@ use super::rrpc_status::*;
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{init_settings, read_settings, sized_fields, write_output, Settings};
+use super::sized::{read_settings, sized_fields, write_output, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::caller::{
     on_caller_thread, CallParams, Caller, CallerConfig, CallerStats, RrpcCode, RrpcResponse,
@@ -226,6 +227,28 @@ impl Settings for rrpc_caller_config {
     }
 }
 
+/// A caller connected with the settings of C's `c`.
+///
+/// # Safety
+/// The pointers in `c` must be NULL or valid as `rrpc_caller_config` documents.
+unsafe fn connect_caller(c: &rrpc_caller_config) -> Result<Caller, Failure> {
+    let mut cfg = CallerConfig::new("", 0);
+    // SAFETY: forwarded contract.
+    cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
+    cfg.max_payload = c.max_payload as usize;
+    cfg.max_in_flight = c.max_in_flight as usize;
+    cfg.max_in_flight_bytes = c.max_in_flight_bytes as usize;
+    cfg.max_presence = c.max_presence as usize;
+    cfg.max_subscriptions = c.max_subscriptions as usize;
+    cfg.subscription_idle_ms = c.subscription_idle_ms;
+    cfg.presence = if arg_flag(c.presence, "config->presence")? {
+        Some(presence_topics(c.presence_prefix, c.connection_prefix)?)
+    } else {
+        None
+    };
+    Ok(Caller::connect(cfg)?)
+}
+
 sized_fields!(rrpc_caller_call_params {
     struct_size,
     dialect,
@@ -319,10 +342,15 @@ pub extern "C" fn rrpc_caller_config_init(
     out_config: *mut rrpc_caller_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_caller_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_caller_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// Connects a caller: subscribes the response wildcard and (presence on) the
@@ -346,27 +374,8 @@ pub extern "C" fn rrpc_caller_new(
     config: *const rrpc_caller_config,
     out_caller: *mut *mut rrpc_caller,
 ) -> rrpc_status {
-    boundary("rrpc_caller_new", || {
-        // SAFETY: pointer contracts documented above.
-        let c = unsafe { read_settings(config, "config") }?;
-        let out = unsafe { arg_out(out_caller, "out_caller") }?;
-        let mut cfg = CallerConfig::new("", 0);
-        // SAFETY: as above.
-        cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
-        cfg.max_payload = c.max_payload as usize;
-        cfg.max_in_flight = c.max_in_flight as usize;
-        cfg.max_in_flight_bytes = c.max_in_flight_bytes as usize;
-        cfg.max_presence = c.max_presence as usize;
-        cfg.max_subscriptions = c.max_subscriptions as usize;
-        cfg.subscription_idle_ms = c.subscription_idle_ms;
-        cfg.presence = if arg_flag(c.presence, "config->presence")? {
-            Some(presence_topics(c.presence_prefix, c.connection_prefix)?)
-        } else {
-            None
-        };
-        *out = Caller::connect(cfg)?.into_c();
-        Ok(())
-    })
+    // SAFETY: pointer contracts documented above.
+    unsafe { new_handle("rrpc_caller_new", config, out_caller, connect_caller) }
 }
 
 /// Disconnects and releases the caller. Calls still in flight end with
@@ -380,15 +389,13 @@ pub extern "C" fn rrpc_caller_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_caller_free(caller: *mut rrpc_caller) -> rrpc_status {
-    boundary("rrpc_caller_free", || {
-        Caller::free(caller, |_| {
-            if on_caller_thread() {
-                let why = "a caller cannot be freed from a response or connection callback";
-                warn!("{why}: it would wait for the thread running the callback; refused");
-                return Err(Failure::new(RRPC_STATUS_WRONG_STATE, why));
-            }
-            Ok(())
-        })
+    free_handle("rrpc_caller_free", caller, |_: &Caller| {
+        if on_caller_thread() {
+            let why = "a caller cannot be freed from a response or connection callback";
+            warn!("{why}: it would wait for the thread running the callback; refused");
+            return Err(Failure::new(RRPC_STATUS_WRONG_STATE, why));
+        }
+        Ok(())
     })
 }
 
@@ -436,10 +443,15 @@ pub extern "C" fn rrpc_caller_call_params_init(
     out_params: *mut rrpc_caller_call_params,
     params_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_caller_call_params_init", || {
-        // SAFETY: `params_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_params, params_size, "out_params") }
-    })
+    // SAFETY: `params_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_caller_call_params_init",
+            out_params,
+            params_size,
+            "out_params",
+        )
+    }
 }
 
 fn with_params<T>(
@@ -647,9 +659,7 @@ pub extern "C" fn rrpc_response_to_xml(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_response_free(response: *mut rrpc_response) -> rrpc_status {
-    boundary("rrpc_response_free", || {
-        Response::free(response, |_| Ok(()))
-    })
+    free_handle("rrpc_response_free", response, |_: &Response| Ok(()))
 }
 
 /// Reads the caller's counters.
@@ -667,11 +677,16 @@ pub extern "C" fn rrpc_caller_get_stats(
     out_stats: *mut CallerStats,
     stats_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_caller_get_stats", || {
-        let s = Caller::borrow(caller)?.stats();
-        // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_output(&s, out_stats, stats_size, "out_stats") }
-    })
+    // SAFETY: `stats_size` writable bytes per the documented contract.
+    unsafe {
+        get_stats(
+            "rrpc_caller_get_stats",
+            caller,
+            out_stats,
+            stats_size,
+            Caller::stats,
+        )
+    }
 }
 
 /// The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",

@@ -4,14 +4,15 @@ use std::ffi::{c_char, c_void};
 
 use super::args::{arg_bytes, arg_flag, arg_out, write_str_out, SendPtr};
 use super::boundary::boundary;
+use super::family::{free_handle, get_stats, new_handle, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::{device_args, request_view, rrpc_request};
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{init_settings, read_settings, sized_fields, write_output, Settings};
-use super::status::rrpc_status;
+use super::sized::{sized_fields, Settings};
+use super::status::{rrpc_status, Failure};
 use crate::client::{Client, ClientConfig, ClientStats, Request};
 use crate::router::RouterConfig;
 
@@ -116,6 +117,34 @@ impl Settings for rrpc_client_config {
     }
 }
 
+/// A client with the settings of C's `c`.
+///
+/// # Safety
+/// The pointers in `c` must be NULL or valid as `rrpc_client_config` documents.
+unsafe fn new_client(c: &rrpc_client_config) -> Result<Client, Failure> {
+    let mut cfg = ClientConfig::new("", 0);
+    // SAFETY: forwarded contract.
+    cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
+    cfg.subscribe_qos = c.subscribe_qos;
+    cfg.router = RouterConfig {
+        max_pending: c.max_pending as usize,
+        max_payload: c.max_payload as usize,
+        request_timeout_ms: c.request_timeout_ms,
+        ..RouterConfig::default()
+    };
+    if arg_flag(c.presence, "config->presence")? {
+        cfg.presence = Some(presence_topics(c.presence_prefix, c.connection_prefix)?);
+    }
+    cfg.accept_queued = arg_flag(c.accept_queued, "config->accept_queued")?;
+    if c.reply_queue_max != 0 {
+        cfg.reply_queue_max = c.reply_queue_max as usize;
+    }
+    if c.reply_queue_bytes != 0 {
+        cfg.reply_queue_bytes = c.reply_queue_bytes as usize;
+    }
+    Ok(Client::new(cfg)?)
+}
+
 /// The request callback. `client` is the client the request came through (pass it
 /// to `rrpc_client_reply`); `request` is valid only during the call.
 ///
@@ -153,10 +182,15 @@ pub extern "C" fn rrpc_client_config_init(
     out_config: *mut rrpc_client_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_client_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_client_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// Creates a client. It does not connect yet: register devices and a callback,
@@ -179,34 +213,8 @@ pub extern "C" fn rrpc_client_new(
     config: *const rrpc_client_config,
     out_client: *mut *mut rrpc_client,
 ) -> rrpc_status {
-    boundary("rrpc_client_new", || {
-        // SAFETY: pointer contracts documented above.
-        let c = unsafe { read_settings(config, "config") }?;
-        let out = unsafe { arg_out(out_client, "out_client") }?;
-        let mut cfg = ClientConfig::new("", 0);
-        // SAFETY: as above.
-        cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
-        cfg.subscribe_qos = c.subscribe_qos;
-        cfg.router = RouterConfig {
-            max_pending: c.max_pending as usize,
-            max_payload: c.max_payload as usize,
-            request_timeout_ms: c.request_timeout_ms,
-            ..RouterConfig::default()
-        };
-        if arg_flag(c.presence, "config->presence")? {
-            cfg.presence = Some(presence_topics(c.presence_prefix, c.connection_prefix)?);
-        }
-        cfg.accept_queued = arg_flag(c.accept_queued, "config->accept_queued")?;
-        if c.reply_queue_max != 0 {
-            cfg.reply_queue_max = c.reply_queue_max as usize;
-        }
-        if c.reply_queue_bytes != 0 {
-            cfg.reply_queue_bytes = c.reply_queue_bytes as usize;
-        }
-        let client = Client::new(cfg)?;
-        *out = client.into_c();
-        Ok(())
-    })
+    // SAFETY: pointer contracts documented above.
+    unsafe { new_handle("rrpc_client_new", config, out_client, new_client) }
 }
 
 /// Stops the client (as `rrpc_client_stop`) and releases it. After it returns no
@@ -223,10 +231,8 @@ pub extern "C" fn rrpc_client_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_free(client: *mut rrpc_client) -> rrpc_status {
-    boundary("rrpc_client_free", || {
-        // stop() joins the client's thread: no callback runs after it.
-        Client::free(client, |c| Ok(c.stop()?))
-    })
+    // stop() joins the client's thread: no callback runs after it.
+    free_handle("rrpc_client_free", client, |c: &Client| Ok(c.stop()?))
 }
 
 /// Registers a device on the client and subscribes its request topic (at once
@@ -515,11 +521,16 @@ pub extern "C" fn rrpc_client_get_stats(
     out_stats: *mut ClientStats,
     stats_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_client_get_stats", || {
-        let s = Client::borrow(client)?.stats();
-        // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_output(&s, out_stats, stats_size, "out_stats") }
-    })
+    // SAFETY: `stats_size` writable bytes per the documented contract.
+    unsafe {
+        get_stats(
+            "rrpc_client_get_stats",
+            client,
+            out_stats,
+            stats_size,
+            Client::stats,
+        )
+    }
 }
 
 /// Copies the MQTT client id into `buf` (NUL-terminated). Before the first

@@ -5,13 +5,14 @@ use std::ffi::c_char;
 
 use super::args::{arg_flag, arg_opt_str, arg_out, arg_str};
 use super::boundary::boundary;
+use super::family::settings_init;
 use super::misc::rrpc_bool;
 use super::signed::copy_field;
 pub use super::signed::{
     rrpc_credentials, RRPC_CREDENTIALS_HOST_SIZE, RRPC_CREDENTIALS_ID_SIZE,
     RRPC_CREDENTIALS_PASSWORD_SIZE,
 };
-use super::sized::{init_settings, read_settings, sized_fields, Settings};
+use super::sized::{read_settings, sized_fields, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::credentials::{
     alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
@@ -175,10 +176,15 @@ pub extern "C" fn rrpc_credentials_alibaba_params_init(
     out_params: *mut rrpc_credentials_alibaba_params,
     params_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_credentials_alibaba_params_init", || {
-        // SAFETY: `params_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_params, params_size, "out_params") }
-    })
+    // SAFETY: `params_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_credentials_alibaba_params_init",
+            out_params,
+            params_size,
+            "out_params",
+        )
+    }
 }
 
 /// Fills `out_params` with the defaults (see `rrpc_credentials_tencent_params`).
@@ -195,10 +201,15 @@ pub extern "C" fn rrpc_credentials_tencent_params_init(
     out_params: *mut rrpc_credentials_tencent_params,
     params_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_credentials_tencent_params_init", || {
-        // SAFETY: `params_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_params, params_size, "out_params") }
-    })
+    // SAFETY: `params_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_credentials_tencent_params_init",
+            out_params,
+            params_size,
+            "out_params",
+        )
+    }
 }
 
 /// Signs an Alibaba device's credentials: client id

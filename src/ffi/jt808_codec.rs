@@ -7,6 +7,7 @@ use std::ffi::c_char;
 
 use super::args::{arg_bytes, arg_out, arg_ref, arg_str, bytes_ptr, write_bytes_out};
 use super::boundary::boundary;
+use super::family::free_handle;
 use super::handle::Castable;
 use super::misc::rrpc_bool;
 use super::rrpc_status::*;
@@ -210,8 +211,8 @@ pub extern "C" fn rrpc_jt808_decoder_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_decoder_free(decoder: *mut rrpc_jt808_decoder) -> rrpc_status {
-    boundary("rrpc_jt808_decoder_free", || {
-        DecoderHandle::free(decoder, |_| Ok(()))
+    free_handle("rrpc_jt808_decoder_free", decoder, |_: &DecoderHandle| {
+        Ok(())
     })
 }
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use super::args::{arg_bytes, arg_callback, arg_flag, arg_out, bytes_ptr, opt_out, SendPtr};
 use super::boundary::boundary;
+use super::family::{free_handle, get_stats, new_handle, refuse_reentry, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::request_view;
 use super::request::{device_args, rrpc_request};
 use super::rrpc_status::*;
-use super::sized::{init_settings, read_settings, sized_fields, write_output, Settings};
+use super::sized::{sized_fields, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::router::{
     Dropped, FilterMode, Request, RequestFn, RouterConfig, RouterStats, SharedRouter,
@@ -70,6 +71,20 @@ impl Settings for rrpc_router_config {
             max_devices: d.max_devices as u32,
         }
     }
+}
+
+/// A router with the settings of C's `c` (checked by `SharedRouter::new`).
+fn new_router(c: &rrpc_router_config) -> Result<Handle, Failure> {
+    let cfg = RouterConfig {
+        max_pending: c.max_pending as usize,
+        max_payload: c.max_payload as usize,
+        request_timeout_ms: c.request_timeout_ms,
+        max_devices: c.max_devices as usize,
+        ..RouterConfig::default()
+    };
+    let router = SharedRouter::new(cfg)
+        .map_err(|m| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, format!("config->{m}")))?;
+    Ok(Arc::new(router))
 }
 
 /// What `rrpc_router_handle_message` made of a message.
@@ -184,10 +199,15 @@ pub extern "C" fn rrpc_router_config_init(
     out_config: *mut rrpc_router_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_router_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_router_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// Creates a router.
@@ -205,22 +225,8 @@ pub extern "C" fn rrpc_router_new(
     config: *const rrpc_router_config,
     out_router: *mut *mut rrpc_router,
 ) -> rrpc_status {
-    boundary("rrpc_router_new", || {
-        // SAFETY: pointer contracts documented above.
-        let c = unsafe { read_settings(config, "config") }?;
-        let out = unsafe { arg_out(out_router, "out_router") }?;
-        let cfg = RouterConfig {
-            max_pending: c.max_pending as usize,
-            max_payload: c.max_payload as usize,
-            request_timeout_ms: c.request_timeout_ms,
-            max_devices: c.max_devices as usize,
-            ..RouterConfig::default()
-        };
-        let router = SharedRouter::new(cfg)
-            .map_err(|m| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, format!("config->{m}")))?;
-        *out = Arc::new(router).into_c();
-        Ok(())
-    })
+    // SAFETY: pointer contracts documented above.
+    unsafe { new_handle("rrpc_router_new", config, out_router, new_router) }
 }
 
 /// Releases the router. Pending requests are dropped. Callbacks and the
@@ -234,15 +240,11 @@ pub extern "C" fn rrpc_router_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_router_free(router: *mut rrpc_router) -> rrpc_status {
-    boundary("rrpc_router_free", || {
-        Handle::free(router, |h| {
-            h.close().map_err(|_| {
-                Failure::new(
-                    RRPC_STATUS_WRONG_STATE,
-                    "a router cannot be freed from its own callback or publish function",
-                )
-            })
-        })
+    free_handle("rrpc_router_free", router, |h: &Handle| {
+        refuse_reentry(
+            h.close(),
+            "a router cannot be freed from its own callback or publish function",
+        )
     })
 }
 
@@ -586,9 +588,14 @@ pub extern "C" fn rrpc_router_get_stats(
     out_stats: *mut RouterStats,
     stats_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_router_get_stats", || {
-        let s = Handle::borrow(router)?.stats();
-        // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_output(&s, out_stats, stats_size, "out_stats") }
-    })
+    // SAFETY: `stats_size` writable bytes per the documented contract.
+    unsafe {
+        get_stats(
+            "rrpc_router_get_stats",
+            router,
+            out_stats,
+            stats_size,
+            |h: &Handle| h.stats(),
+        )
+    }
 }

@@ -6,10 +6,10 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 
 use super::args::{arg_flag, arg_opt_string, arg_str, SendPtr};
-use super::boundary::boundary;
+use super::family::settings_init;
 use super::misc::rrpc_bool;
 use super::signed::{field_str, rrpc_credentials, wipe};
-use super::sized::{init_settings, read_settings, sized_fields, Settings};
+use super::sized::{read_settings, sized_fields, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
@@ -272,10 +272,15 @@ pub extern "C" fn rrpc_mqtt_config_init(
     out_config: *mut rrpc_mqtt_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_mqtt_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_mqtt_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// The Rust config of the C `rrpc_mqtt_config` at `p` (checked later by the
