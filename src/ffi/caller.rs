@@ -15,7 +15,7 @@ use super::rrpc_status::*;
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{read_settings, sized_fields, write_output, Settings};
+use super::sized::{read_settings, sized_fields, write_output, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::caller::{
     on_caller_thread, CallParams, Caller, CallerConfig, CallerStats, RrpcCode, RrpcResponse,
@@ -212,17 +212,14 @@ impl Settings for rrpc_caller_config {
     fn defaults() -> Self {
         let d = CallerConfig::new("", 1883);
         rrpc_caller_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            mqtt: std::ptr::null(),
             presence: u8::from(d.presence.is_some()),
             max_payload: d.max_payload as u32,
             max_in_flight: d.max_in_flight as u32,
-            presence_prefix: std::ptr::null(),
-            connection_prefix: std::ptr::null(),
             max_in_flight_bytes: d.max_in_flight_bytes as u32,
             max_presence: d.max_presence as u32,
             max_subscriptions: d.max_subscriptions as u32,
             subscription_idle_ms: d.subscription_idle_ms,
+            ..zeroed_settings()
         }
     }
 }
@@ -264,15 +261,9 @@ sized_fields!(rrpc_caller_call_params {
 impl Settings for rrpc_caller_call_params {
     fn defaults() -> Self {
         rrpc_caller_call_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
             dialect: Dialect::AlibabaSystem as u32,
-            product_key: std::ptr::null(),
-            device_name: std::ptr::null(),
-            custom_topic: std::ptr::null(),
-            payload: std::ptr::null(),
-            payload_len: 0,
-            timeout_ms: 0,
             content_type: -1,
+            ..zeroed_settings()
         }
     }
 }

@@ -11,7 +11,7 @@ use super::request::{device_args, request_view, rrpc_request};
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{sized_fields, Settings};
+use super::sized::{sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::client::{Client, ClientConfig, ClientStats, Request};
 use crate::router::RouterConfig;
@@ -101,18 +101,11 @@ impl Settings for rrpc_client_config {
     fn defaults() -> Self {
         let d = ClientConfig::new("", 1883);
         rrpc_client_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            mqtt: std::ptr::null(),
             subscribe_qos: d.subscribe_qos,
             max_pending: d.router.max_pending as u32,
             max_payload: d.router.max_payload as u32,
             request_timeout_ms: d.router.request_timeout_ms,
-            presence: 0,
-            presence_prefix: std::ptr::null(),
-            connection_prefix: std::ptr::null(),
-            accept_queued: 0,
-            reply_queue_max: 0,
-            reply_queue_bytes: 0,
+            ..zeroed_settings()
         }
     }
 }

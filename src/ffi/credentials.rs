@@ -12,7 +12,7 @@ pub use super::signed::{
     rrpc_credentials, RRPC_CREDENTIALS_HOST_SIZE, RRPC_CREDENTIALS_ID_SIZE,
     RRPC_CREDENTIALS_PASSWORD_SIZE,
 };
-use super::sized::{read_settings, sized_fields, Settings};
+use super::sized::{read_settings, sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::credentials::{
     alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
@@ -119,17 +119,9 @@ sized_fields!(rrpc_credentials_alibaba_params {
 impl Settings for rrpc_credentials_alibaba_params {
     fn defaults() -> Self {
         rrpc_credentials_alibaba_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            product_key: std::ptr::null(),
-            device_name: std::ptr::null(),
-            device_secret: std::ptr::null(),
-            client_id: std::ptr::null(),
             sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
-            timestamp: 0,
             tls: 1,
-            custom_rrpc: 0,
-            region: std::ptr::null(),
-            instance_id: std::ptr::null(),
+            ..zeroed_settings()
         }
     }
 }
@@ -149,15 +141,10 @@ sized_fields!(rrpc_credentials_tencent_params {
 impl Settings for rrpc_credentials_tencent_params {
     fn defaults() -> Self {
         rrpc_credentials_tencent_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            product_id: std::ptr::null(),
-            device_name: std::ptr::null(),
-            device_psk: std::ptr::null(),
-            conn_id: std::ptr::null(),
             sdk_app_id: TENCENT_SDK_APP_ID,
             sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
-            expiry: 0,
             tls: 1,
+            ..zeroed_settings()
         }
     }
 }

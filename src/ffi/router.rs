@@ -12,7 +12,7 @@ use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::request_view;
 use super::request::{device_args, rrpc_request};
 use super::rrpc_status::*;
-use super::sized::{sized_fields, Settings};
+use super::sized::{sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::router::{
     Dropped, FilterMode, Request, RequestFn, RouterConfig, RouterStats, SharedRouter,
@@ -64,11 +64,11 @@ impl Settings for rrpc_router_config {
     fn defaults() -> Self {
         let d = RouterConfig::default();
         rrpc_router_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
             max_pending: d.max_pending as u32,
             max_payload: d.max_payload as u32,
             request_timeout_ms: d.request_timeout_ms,
             max_devices: d.max_devices as u32,
+            ..zeroed_settings()
         }
     }
 }

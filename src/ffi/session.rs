@@ -9,7 +9,7 @@ use super::args::{arg_flag, arg_opt_string, arg_str, SendPtr};
 use super::family::settings_init;
 use super::misc::rrpc_bool;
 use super::signed::{field_str, rrpc_credentials, wipe};
-use super::sized::{read_settings, sized_fields, Settings};
+use super::sized::{read_settings, sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
@@ -231,29 +231,16 @@ impl Settings for rrpc_mqtt_config {
     fn defaults() -> Self {
         let d = MqttConfig::new("", 1883);
         rrpc_mqtt_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            host: std::ptr::null(),
             port: d.port,
             keep_alive_s: d.keep_alive_s,
             clean_session: u8::from(d.clean_session),
-            client_id: std::ptr::null(),
-            username: std::ptr::null(),
-            password: std::ptr::null(),
             connect_timeout_ms: d.connect_timeout_ms,
             reconnect_min_ms: d.reconnect_min_ms,
             reconnect_max_ms: d.reconnect_max_ms,
-            tls: 0,
-            tls_ca_file: std::ptr::null(),
-            tls_server_name: std::ptr::null(),
-            tls_cert_file: std::ptr::null(),
-            tls_key_file: std::ptr::null(),
-            tls_alpn: std::ptr::null(),
-            tls_insecure_skip_verify: 0,
-            sign: None,
-            sign_user_data: std::ptr::null_mut(),
             mqtt_version: u32::from(d.protocol.number()),
             session_expiry_s: d.session_expiry_s,
             max_incoming_packet: d.max_incoming_packet,
+            ..zeroed_settings()
         }
     }
 }

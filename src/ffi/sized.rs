@@ -57,6 +57,21 @@ pub(crate) trait Settings: Fields {
     fn defaults() -> Self;
 }
 
+/// Settings whose every field is 0, NULL or false, but `struct_size`: the
+/// library's own size. [`Settings::defaults`] starts from it and names only
+/// the fields whose default is something else.
+pub(crate) fn zeroed_settings<T: Settings>() -> T {
+    // SAFETY: every bit pattern is a valid `T` (the `Fields` contract).
+    let mut v: T = unsafe { std::mem::zeroed() };
+    // SAFETY: settings start with their `uint32_t struct_size`.
+    unsafe {
+        (&mut v as *mut T)
+            .cast::<u32>()
+            .write_unaligned(size_of::<T>() as u32)
+    };
+    v
+}
+
 /// One field of [`Fields::read_covered`].
 ///
 /// # Safety
