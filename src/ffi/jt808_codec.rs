@@ -452,29 +452,23 @@ mod tests {
 
     #[test]
     fn encode_reports_the_needed_size() {
-        let mut raw = [0u8; 10];
-        let mut plen = 0usize;
-        assert_eq!(
+        let phone_into = |buf: &mut [u8], len: &mut usize| {
             rrpc_jt808_phone_from_digits(
                 c"13800138000".as_ptr(),
                 2013,
-                raw.as_mut_ptr(),
-                raw.len(),
-                &mut plen
-            ),
-            RRPC_STATUS_OK
-        );
+                buf.as_mut_ptr(),
+                buf.len(),
+                len,
+            )
+        };
+        let mut raw = [0u8; 10];
+        let mut plen = 0usize;
+        assert_eq!(phone_into(&mut raw, &mut plen), RRPC_STATUS_OK);
         assert_eq!(plen, 6);
         let mut short = [0u8; 5];
         let mut need = 0usize;
         assert_eq!(
-            rrpc_jt808_phone_from_digits(
-                c"13800138000".as_ptr(),
-                2013,
-                short.as_mut_ptr(),
-                short.len(),
-                &mut need
-            ),
+            phone_into(&mut short, &mut need),
             RRPC_STATUS_BUFFER_TOO_SMALL
         );
         assert_eq!((need, short), (6, [0; 5]), "only the length is written");
