@@ -3,11 +3,10 @@
 use std::ffi::{c_char, c_void, CString};
 
 use super::args::{
-    arg_bytes, arg_callback, arg_flag, arg_opt_str, arg_out, arg_str, bytes_ptr, write_str_out,
-    SendPtr,
+    arg_bytes, arg_callback, arg_flag, arg_opt_str, arg_out, arg_str, bytes_ptr, SendPtr,
 };
 use super::boundary::boundary;
-use super::family::{free_handle, get_stats, new_handle, settings_init};
+use super::family::{free_handle, get_stats, get_string, new_handle, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::dialect_arg;
@@ -306,6 +305,14 @@ impl Response {
             error_message: r.error_message.as_deref().map(c),
             r,
         }
+    }
+
+    fn json(&self) -> String {
+        self.r.to_json()
+    }
+
+    fn xml(&self) -> String {
+        self.r.to_xml()
     }
 }
 
@@ -611,11 +618,17 @@ pub extern "C" fn rrpc_response_to_json(
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
-    boundary("rrpc_response_to_json", || {
-        let r = Response::borrow(response)?;
-        // SAFETY: `buf` has `size` writable bytes per the contract.
-        unsafe { write_str_out(&r.r.to_json(), buf, size, out_len) }
-    })
+    // SAFETY: `buf` has `size` writable bytes per the contract.
+    unsafe {
+        get_string(
+            "rrpc_response_to_json",
+            response,
+            buf,
+            size,
+            out_len,
+            Response::json,
+        )
+    }
 }
 
 /// As `rrpc_response_to_json`, in the XML form (`<RRpcResponse>`).
@@ -635,11 +648,17 @@ pub extern "C" fn rrpc_response_to_xml(
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
-    boundary("rrpc_response_to_xml", || {
-        let r = Response::borrow(response)?;
-        // SAFETY: `buf` has `size` writable bytes per the contract.
-        unsafe { write_str_out(&r.r.to_xml(), buf, size, out_len) }
-    })
+    // SAFETY: `buf` has `size` writable bytes per the contract.
+    unsafe {
+        get_string(
+            "rrpc_response_to_xml",
+            response,
+            buf,
+            size,
+            out_len,
+            Response::xml,
+        )
+    }
 }
 
 /// Releases a response returned by `rrpc_caller_call`. NULL is ignored. Never

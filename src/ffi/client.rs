@@ -2,12 +2,12 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::args::{arg_bytes, arg_flag, arg_out, write_str_out, SendPtr};
+use super::args::{arg_bytes, arg_flag, arg_out, SendPtr};
 use super::boundary::boundary;
-use super::family::{free_handle, get_stats, new_handle, settings_init};
+use super::family::{free_handle, get_stats, get_string, new_handle, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
-use super::request::{device_args, request_view, rrpc_request};
+use super::request::{device_call, request_view, rrpc_request};
 use super::session::{
     connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
 };
@@ -257,12 +257,15 @@ pub extern "C" fn rrpc_client_add_device(
     device_name: *const c_char,
     custom_topic: *const c_char,
 ) -> rrpc_status {
-    boundary("rrpc_client_add_device", || {
-        let c = Client::borrow(client)?;
-        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        c.add_device(d, &id)?;
-        Ok(())
-    })
+    device_call(
+        "rrpc_client_add_device",
+        client,
+        dialect,
+        product_key,
+        device_name,
+        custom_topic,
+        |c: &Client, d, id| c.add_device(d, id),
+    )
 }
 
 /// Unregisters a device and unsubscribes its topic. Its pending requests are
@@ -286,12 +289,15 @@ pub extern "C" fn rrpc_client_remove_device(
     device_name: *const c_char,
     custom_topic: *const c_char,
 ) -> rrpc_status {
-    boundary("rrpc_client_remove_device", || {
-        let c = Client::borrow(client)?;
-        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        c.remove_device(d, &id)?;
-        Ok(())
-    })
+    device_call(
+        "rrpc_client_remove_device",
+        client,
+        dialect,
+        product_key,
+        device_name,
+        custom_topic,
+        |c: &Client, d, id| c.remove_device(d, id),
+    )
 }
 
 /// Sets the request callback (NULL removes it; requests then expire unanswered).
@@ -544,10 +550,15 @@ pub extern "C" fn rrpc_client_get_client_id(
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
-    boundary("rrpc_client_get_client_id", || {
-        let c = Client::borrow(client)?;
-        let id = c.client_id().unwrap_or_default();
-        // SAFETY: `buf` has `size` writable bytes per the documented contract.
-        unsafe { write_str_out(&id, buf, size, out_len) }
-    })
+    // SAFETY: `buf` has `size` writable bytes per the documented contract.
+    unsafe {
+        get_string(
+            "rrpc_client_get_client_id",
+            client,
+            buf,
+            size,
+            out_len,
+            |c: &Client| c.client_id().unwrap_or_default(),
+        )
+    }
 }

@@ -1,9 +1,14 @@
 //! The functions every family has, written once: `_config_init` (and the
-//! `_params_init` of parameter structs), `_new`, `_free` and `_get_stats`. Each
+//! `_params_init` of parameter structs), `_new`, `_free`, `_get_stats` and the
+//! getters of strings. Each
 //! exported function keeps its own signature and documentation (they are the
 //! header) and calls one of these in one line.
 
+use std::ffi::c_char;
+
 use super::args::null_arg;
+#[cfg(any(feature = "client", feature = "caller"))]
+use super::args::write_str_out;
 use super::boundary::boundary;
 use super::handle::Castable;
 use super::rrpc_status::RRPC_STATUS_WRONG_STATE;
@@ -83,5 +88,28 @@ pub(crate) unsafe fn get_stats<H: Castable, S: CounterSet>(
         let s = stats(H::borrow(p)?);
         // SAFETY: forwarded contract.
         unsafe { write_output(&s, out, size, "out_stats") }
+    })
+}
+
+/// The getters of strings (`rrpc_client_get_client_id`,
+/// `rrpc_response_to_json`, ...): `text` of the object behind `p` into `buf`,
+/// NUL-terminated, by the one rule of output buffers (`write_str_out`).
+///
+/// # Safety
+/// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or
+/// writable.
+#[cfg(any(feature = "client", feature = "caller"))]
+pub(crate) unsafe fn get_string<H: Castable>(
+    function: &'static str,
+    p: *const H::C,
+    buf: *mut c_char,
+    size: usize,
+    out_len: *mut usize,
+    text: impl FnOnce(&H) -> String,
+) -> rrpc_status {
+    boundary(function, || {
+        let s = text(H::borrow(p)?);
+        // SAFETY: forwarded contract.
+        unsafe { write_str_out(&s, buf, size, out_len) }
     })
 }

@@ -10,7 +10,7 @@ use super::family::{free_handle, get_stats, new_handle, refuse_reentry, settings
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::request_view;
-use super::request::{device_args, rrpc_request};
+use super::request::{device_call, rrpc_request};
 use super::rrpc_status::*;
 use super::sized::{sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
@@ -350,12 +350,15 @@ pub extern "C" fn rrpc_router_add_device(
     callback: rrpc_router_request_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
-    boundary("rrpc_router_add_device", || {
-        let h = Handle::borrow(router)?;
-        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        h.add_device(d, &id, request_fn(callback, user_data, router))?;
-        Ok(())
-    })
+    device_call(
+        "rrpc_router_add_device",
+        router,
+        dialect,
+        product_key,
+        device_name,
+        custom_topic,
+        |h: &Handle, d, id| h.add_device(d, id, request_fn(callback, user_data, router)),
+    )
 }
 
 /// Unregisters a device. Its pending requests are cancelled: replies to them fail
@@ -384,12 +387,15 @@ pub extern "C" fn rrpc_router_remove_device(
     custom_topic: *const c_char,
     now_ms: u64,
 ) -> rrpc_status {
-    boundary("rrpc_router_remove_device", || {
-        let h = Handle::borrow(router)?;
-        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        h.remove_device(d, &id, now_ms)?;
-        Ok(())
-    })
+    device_call(
+        "rrpc_router_remove_device",
+        router,
+        dialect,
+        product_key,
+        device_name,
+        custom_topic,
+        |h: &Handle, d, id| h.remove_device(d, id, now_ms),
+    )
 }
 
 /// Lists the subscription filters to subscribe, one `callback` call per filter.
