@@ -2,9 +2,7 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use super::args::{
-    arg_bytes, arg_callback, arg_flag, arg_opt_str, arg_out, arg_str, bytes_ptr, SendPtr,
-};
+use super::args::{arg_bytes, arg_callback, arg_opt_str, arg_out, arg_str, bytes_ptr, SendPtr};
 use super::boundary::boundary;
 use super::family::{free_handle, get_stats, get_string, new_handle, settings_init};
 use super::handle::Castable;
@@ -12,7 +10,7 @@ use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::dialect_arg;
 use super::rrpc_status::*;
 use super::session::{
-    connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
+    connection_listener, mqtt_config, presence_arg, rrpc_connection_cb, rrpc_mqtt_config,
 };
 use super::sized::{read_settings, sized_fields, write_output, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
@@ -237,11 +235,7 @@ unsafe fn connect_caller(c: &rrpc_caller_config) -> Result<Caller, Failure> {
     cfg.max_presence = c.max_presence as usize;
     cfg.max_subscriptions = c.max_subscriptions as usize;
     cfg.subscription_idle_ms = c.subscription_idle_ms;
-    cfg.presence = if arg_flag(c.presence, "config->presence")? {
-        Some(presence_topics(c.presence_prefix, c.connection_prefix)?)
-    } else {
-        None
-    };
+    cfg.presence = presence_arg(c.presence, c.presence_prefix, c.connection_prefix)?;
     Ok(Caller::connect(cfg)?)
 }
 

@@ -9,7 +9,7 @@ use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::{device_call, request_view, rrpc_request};
 use super::session::{
-    connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
+    connection_listener, mqtt_config, presence_arg, rrpc_connection_cb, rrpc_mqtt_config,
 };
 use super::sized::{sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
@@ -125,9 +125,7 @@ unsafe fn new_client(c: &rrpc_client_config) -> Result<Client, Failure> {
         request_timeout_ms: c.request_timeout_ms,
         ..RouterConfig::default()
     };
-    if arg_flag(c.presence, "config->presence")? {
-        cfg.presence = Some(presence_topics(c.presence_prefix, c.connection_prefix)?);
-    }
+    cfg.presence = presence_arg(c.presence, c.presence_prefix, c.connection_prefix)?;
     cfg.accept_queued = arg_flag(c.accept_queued, "config->accept_queued")?;
     if c.reply_queue_max != 0 {
         cfg.reply_queue_max = c.reply_queue_max as usize;

@@ -437,12 +437,17 @@ pub(crate) fn connection_listener(
     })
 }
 
-/// Presence topics from optional C prefixes (NULL: the defaults), for the
-/// client's and the caller's configs.
-pub(crate) fn presence_topics(
+/// The presence of the client's and the caller's configs: none when the flag
+/// `config->presence` is false, else the topics of the optional C prefixes
+/// (NULL: the defaults).
+pub(crate) fn presence_arg(
+    presence: rrpc_bool,
     device: *const c_char,
     connection: *const c_char,
-) -> Result<crate::presence::PresenceTopics, Failure> {
+) -> Result<Option<crate::presence::PresenceTopics>, Failure> {
+    if !arg_flag(presence, "config->presence")? {
+        return Ok(None);
+    }
     let mut p = crate::presence::PresenceTopics::default();
     // SAFETY: NUL-terminated strings per the documented contract.
     if let Some(d) = unsafe { arg_opt_string(device, "config->presence_prefix") }? {
@@ -457,5 +462,5 @@ pub(crate) fn presence_topics(
             e.to_string(),
         )
     })?;
-    Ok(p)
+    Ok(Some(p))
 }
