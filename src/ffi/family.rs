@@ -1,9 +1,9 @@
 //! The functions every family has, written once: `_config_init` (and the
 //! `_params_init` of parameter structs), `_new`, `_free`, `_get_stats` and the
-//! getters of strings. Each
-//! exported function keeps its own signature and documentation (they are the
-//! header) and calls one of these in one line.
+//! getters of strings. Each exported function keeps its own signature and
+//! documentation (they are the header) and calls one of these in one line.
 
+#[cfg(any(feature = "client", feature = "caller"))]
 use std::ffi::c_char;
 
 use super::args::null_arg;
