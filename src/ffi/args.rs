@@ -7,6 +7,26 @@ use std::ffi::{c_char, c_void, CStr};
 use super::status::rrpc_status::*;
 use super::status::Failure;
 
+/// The failure of a required pointer argument that is NULL.
+pub(crate) fn null_arg(name: &str) -> Failure {
+    Failure::new(RRPC_STATUS_NULL_POINTER, format!("{name} is NULL"))
+}
+
+/// A required pointer argument, checked for NULL only: for memory that the
+/// callee reads or writes within a size it is given, never as a whole `T`.
+pub(crate) fn arg_non_null<T>(p: *const T, name: &str) -> Result<(), Failure> {
+    if p.is_null() {
+        Err(null_arg(name))
+    } else {
+        Ok(())
+    }
+}
+
+/// A required callback argument.
+pub(crate) fn arg_callback<F>(f: Option<F>, name: &str) -> Result<F, Failure> {
+    f.ok_or_else(|| null_arg(name))
+}
+
 /// A required pointer argument, as a shared reference.
 ///
 /// # Safety
@@ -14,8 +34,7 @@ use super::status::Failure;
 #[cfg(feature = "jt808")]
 pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, name: &str) -> Result<&'a T, Failure> {
     // SAFETY: the caller guarantees validity when non-NULL.
-    unsafe { p.as_ref() }
-        .ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, format!("{name} is NULL")))
+    unsafe { p.as_ref() }.ok_or_else(|| null_arg(name))
 }
 
 /// A required out-parameter, as a mutable reference.
@@ -24,8 +43,7 @@ pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, name: &str) -> Result<&'a T, Fa
 /// `p` must be NULL or point to writable, properly aligned memory for a `T`.
 pub(crate) unsafe fn arg_out<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, Failure> {
     // SAFETY: the caller guarantees validity when non-NULL.
-    unsafe { p.as_mut() }
-        .ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, format!("{name} is NULL")))
+    unsafe { p.as_mut() }.ok_or_else(|| null_arg(name))
 }
 
 /// Writes `value` to an optional out-parameter (NULL: nothing written).
@@ -59,12 +77,7 @@ pub(crate) fn arg_flag(v: u8, name: &str) -> Result<bool, Failure> {
 /// # Safety
 /// `p` must be NULL or point to a NUL-terminated string that outlives `'a`.
 pub(crate) unsafe fn arg_str<'a>(p: *const c_char, name: &str) -> Result<&'a str, Failure> {
-    if p.is_null() {
-        return Err(Failure::new(
-            RRPC_STATUS_NULL_POINTER,
-            format!("{name} is NULL"),
-        ));
-    }
+    arg_non_null(p, name)?;
     // SAFETY: non-NULL and NUL-terminated per the caller's contract.
     let c = unsafe { CStr::from_ptr(p) };
     c.to_str().map_err(|e| {

@@ -2,20 +2,17 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use super::args::{
-    arg_bytes, arg_flag, arg_opt_str, arg_out, arg_str, bytes_ptr, write_str_out, SendPtr,
-};
+use super::args::{arg_bytes, arg_callback, arg_opt_str, arg_out, arg_str, bytes_ptr, SendPtr};
 use super::boundary::boundary;
+use super::family::{free_handle, get_stats, get_string, new_handle, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::dialect_arg;
 use super::rrpc_status::*;
 use super::session::{
-    connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
+    connection_listener, mqtt_config, presence_arg, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{
-    init_settings, read_settings, sized_fields, write_counters, write_output, Settings,
-};
+use super::sized::{read_settings, sized_fields, write_output, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::caller::{
     on_caller_thread, CallParams, Caller, CallerConfig, CallerStats, RrpcCode, RrpcResponse,
@@ -212,19 +209,34 @@ impl Settings for rrpc_caller_config {
     fn defaults() -> Self {
         let d = CallerConfig::new("", 1883);
         rrpc_caller_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            mqtt: std::ptr::null(),
             presence: u8::from(d.presence.is_some()),
             max_payload: d.max_payload as u32,
             max_in_flight: d.max_in_flight as u32,
-            presence_prefix: std::ptr::null(),
-            connection_prefix: std::ptr::null(),
             max_in_flight_bytes: d.max_in_flight_bytes as u32,
             max_presence: d.max_presence as u32,
             max_subscriptions: d.max_subscriptions as u32,
             subscription_idle_ms: d.subscription_idle_ms,
+            ..zeroed_settings()
         }
     }
+}
+
+/// A caller connected with the settings of C's `c`.
+///
+/// # Safety
+/// The pointers in `c` must be NULL or valid as `rrpc_caller_config` documents.
+unsafe fn connect_caller(c: &rrpc_caller_config) -> Result<Caller, Failure> {
+    let mut cfg = CallerConfig::new("", 0);
+    // SAFETY: forwarded contract.
+    cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
+    cfg.max_payload = c.max_payload as usize;
+    cfg.max_in_flight = c.max_in_flight as usize;
+    cfg.max_in_flight_bytes = c.max_in_flight_bytes as usize;
+    cfg.max_presence = c.max_presence as usize;
+    cfg.max_subscriptions = c.max_subscriptions as usize;
+    cfg.subscription_idle_ms = c.subscription_idle_ms;
+    cfg.presence = presence_arg(c.presence, c.presence_prefix, c.connection_prefix)?;
+    Ok(Caller::connect(cfg)?)
 }
 
 sized_fields!(rrpc_caller_call_params {
@@ -242,15 +254,9 @@ sized_fields!(rrpc_caller_call_params {
 impl Settings for rrpc_caller_call_params {
     fn defaults() -> Self {
         rrpc_caller_call_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
             dialect: Dialect::AlibabaSystem as u32,
-            product_key: std::ptr::null(),
-            device_name: std::ptr::null(),
-            custom_topic: std::ptr::null(),
-            payload: std::ptr::null(),
-            payload_len: 0,
-            timeout_ms: 0,
             content_type: -1,
+            ..zeroed_settings()
         }
     }
 }
@@ -294,6 +300,14 @@ impl Response {
             r,
         }
     }
+
+    fn json(&self) -> String {
+        self.r.to_json()
+    }
+
+    fn xml(&self) -> String {
+        self.r.to_xml()
+    }
 }
 
 impl Castable for Caller {
@@ -320,10 +334,15 @@ pub extern "C" fn rrpc_caller_config_init(
     out_config: *mut rrpc_caller_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_caller_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_caller_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// Connects a caller: subscribes the response wildcard and (presence on) the
@@ -347,27 +366,8 @@ pub extern "C" fn rrpc_caller_new(
     config: *const rrpc_caller_config,
     out_caller: *mut *mut rrpc_caller,
 ) -> rrpc_status {
-    boundary("rrpc_caller_new", || {
-        // SAFETY: pointer contracts documented above.
-        let c = unsafe { read_settings(config, "config") }?;
-        let out = unsafe { arg_out(out_caller, "out_caller") }?;
-        let mut cfg = CallerConfig::new("", 0);
-        // SAFETY: as above.
-        cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
-        cfg.max_payload = c.max_payload as usize;
-        cfg.max_in_flight = c.max_in_flight as usize;
-        cfg.max_in_flight_bytes = c.max_in_flight_bytes as usize;
-        cfg.max_presence = c.max_presence as usize;
-        cfg.max_subscriptions = c.max_subscriptions as usize;
-        cfg.subscription_idle_ms = c.subscription_idle_ms;
-        cfg.presence = if arg_flag(c.presence, "config->presence")? {
-            Some(presence_topics(c.presence_prefix, c.connection_prefix)?)
-        } else {
-            None
-        };
-        *out = Caller::connect(cfg)?.into_c();
-        Ok(())
-    })
+    // SAFETY: pointer contracts documented above.
+    unsafe { new_handle("rrpc_caller_new", config, out_caller, connect_caller) }
 }
 
 /// Disconnects and releases the caller. Calls still in flight end with
@@ -381,15 +381,13 @@ pub extern "C" fn rrpc_caller_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_caller_free(caller: *mut rrpc_caller) -> rrpc_status {
-    boundary("rrpc_caller_free", || {
-        Caller::free(caller, |_| {
-            if on_caller_thread() {
-                let why = "a caller cannot be freed from a response or connection callback";
-                warn!("{why}: it would wait for the thread running the callback; refused");
-                return Err(Failure::new(RRPC_STATUS_WRONG_STATE, why));
-            }
-            Ok(())
-        })
+    free_handle("rrpc_caller_free", caller, |_: &Caller| {
+        if on_caller_thread() {
+            let why = "a caller cannot be freed from a response or connection callback";
+            warn!("{why}: it would wait for the thread running the callback; refused");
+            return Err(Failure::new(RRPC_STATUS_WRONG_STATE, why));
+        }
+        Ok(())
     })
 }
 
@@ -437,10 +435,15 @@ pub extern "C" fn rrpc_caller_call_params_init(
     out_params: *mut rrpc_caller_call_params,
     params_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_caller_call_params_init", || {
-        // SAFETY: `params_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_params, params_size, "out_params") }
-    })
+    // SAFETY: `params_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_caller_call_params_init",
+            out_params,
+            params_size,
+            "out_params",
+        )
+    }
 }
 
 fn with_params<T>(
@@ -534,8 +537,7 @@ pub extern "C" fn rrpc_caller_call_async(
     let ud = SendPtr(user_data);
     boundary("rrpc_caller_call_async", move || {
         let c = Caller::borrow(caller)?;
-        let cb =
-            callback.ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "callback is NULL"))?;
+        let cb = arg_callback(callback, "callback")?;
         with_params(params, |p| {
             c.call_async(
                 p,
@@ -610,11 +612,17 @@ pub extern "C" fn rrpc_response_to_json(
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
-    boundary("rrpc_response_to_json", || {
-        let r = Response::borrow(response)?;
-        // SAFETY: `buf` has `size` writable bytes per the contract.
-        unsafe { write_str_out(&r.r.to_json(), buf, size, out_len) }
-    })
+    // SAFETY: `buf` has `size` writable bytes per the contract.
+    unsafe {
+        get_string(
+            "rrpc_response_to_json",
+            response,
+            buf,
+            size,
+            out_len,
+            Response::json,
+        )
+    }
 }
 
 /// As `rrpc_response_to_json`, in the XML form (`<RRpcResponse>`).
@@ -634,11 +642,17 @@ pub extern "C" fn rrpc_response_to_xml(
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
-    boundary("rrpc_response_to_xml", || {
-        let r = Response::borrow(response)?;
-        // SAFETY: `buf` has `size` writable bytes per the contract.
-        unsafe { write_str_out(&r.r.to_xml(), buf, size, out_len) }
-    })
+    // SAFETY: `buf` has `size` writable bytes per the contract.
+    unsafe {
+        get_string(
+            "rrpc_response_to_xml",
+            response,
+            buf,
+            size,
+            out_len,
+            Response::xml,
+        )
+    }
 }
 
 /// Releases a response returned by `rrpc_caller_call`. NULL is ignored. Never
@@ -649,9 +663,7 @@ pub extern "C" fn rrpc_response_to_xml(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_response_free(response: *mut rrpc_response) -> rrpc_status {
-    boundary("rrpc_response_free", || {
-        Response::free(response, |_| Ok(()))
-    })
+    free_handle("rrpc_response_free", response, |_: &Response| Ok(()))
 }
 
 /// Reads the caller's counters.
@@ -669,11 +681,16 @@ pub extern "C" fn rrpc_caller_get_stats(
     out_stats: *mut CallerStats,
     stats_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_caller_get_stats", || {
-        let s = Caller::borrow(caller)?.stats();
-        // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
-    })
+    // SAFETY: `stats_size` writable bytes per the documented contract.
+    unsafe {
+        get_stats(
+            "rrpc_caller_get_stats",
+            caller,
+            out_stats,
+            stats_size,
+            Caller::stats,
+        )
+    }
 }
 
 /// The name of an RrpcCode: "SUCCESS", "TIMEOUT", "OFFLINE", "HALFCONN",

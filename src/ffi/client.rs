@@ -2,16 +2,17 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::args::{arg_bytes, arg_flag, arg_out, write_str_out, SendPtr};
+use super::args::{arg_bytes, arg_flag, arg_out, SendPtr};
 use super::boundary::boundary;
+use super::family::{free_handle, get_stats, get_string, new_handle, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
-use super::request::{device_args, request_view, rrpc_request};
+use super::request::{device_call, request_view, rrpc_request};
 use super::session::{
-    connection_listener, mqtt_config, presence_topics, rrpc_connection_cb, rrpc_mqtt_config,
+    connection_listener, mqtt_config, presence_arg, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
-use super::status::rrpc_status;
+use super::sized::{sized_fields, zeroed_settings, Settings};
+use super::status::{rrpc_status, Failure};
 use crate::client::{Client, ClientConfig, ClientStats, Request};
 use crate::router::RouterConfig;
 
@@ -100,20 +101,39 @@ impl Settings for rrpc_client_config {
     fn defaults() -> Self {
         let d = ClientConfig::new("", 1883);
         rrpc_client_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            mqtt: std::ptr::null(),
             subscribe_qos: d.subscribe_qos,
             max_pending: d.router.max_pending as u32,
             max_payload: d.router.max_payload as u32,
             request_timeout_ms: d.router.request_timeout_ms,
-            presence: 0,
-            presence_prefix: std::ptr::null(),
-            connection_prefix: std::ptr::null(),
-            accept_queued: 0,
-            reply_queue_max: 0,
-            reply_queue_bytes: 0,
+            ..zeroed_settings()
         }
     }
+}
+
+/// A client with the settings of C's `c`.
+///
+/// # Safety
+/// The pointers in `c` must be NULL or valid as `rrpc_client_config` documents.
+unsafe fn new_client(c: &rrpc_client_config) -> Result<Client, Failure> {
+    let mut cfg = ClientConfig::new("", 0);
+    // SAFETY: forwarded contract.
+    cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
+    cfg.subscribe_qos = c.subscribe_qos;
+    cfg.router = RouterConfig {
+        max_pending: c.max_pending as usize,
+        max_payload: c.max_payload as usize,
+        request_timeout_ms: c.request_timeout_ms,
+        ..RouterConfig::default()
+    };
+    cfg.presence = presence_arg(c.presence, c.presence_prefix, c.connection_prefix)?;
+    cfg.accept_queued = arg_flag(c.accept_queued, "config->accept_queued")?;
+    if c.reply_queue_max != 0 {
+        cfg.reply_queue_max = c.reply_queue_max as usize;
+    }
+    if c.reply_queue_bytes != 0 {
+        cfg.reply_queue_bytes = c.reply_queue_bytes as usize;
+    }
+    Ok(Client::new(cfg)?)
 }
 
 /// The request callback. `client` is the client the request came through (pass it
@@ -153,10 +173,15 @@ pub extern "C" fn rrpc_client_config_init(
     out_config: *mut rrpc_client_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_client_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_client_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// Creates a client. It does not connect yet: register devices and a callback,
@@ -179,34 +204,8 @@ pub extern "C" fn rrpc_client_new(
     config: *const rrpc_client_config,
     out_client: *mut *mut rrpc_client,
 ) -> rrpc_status {
-    boundary("rrpc_client_new", || {
-        // SAFETY: pointer contracts documented above.
-        let c = unsafe { read_settings(config, "config") }?;
-        let out = unsafe { arg_out(out_client, "out_client") }?;
-        let mut cfg = ClientConfig::new("", 0);
-        // SAFETY: as above.
-        cfg.mqtt = unsafe { mqtt_config(c.mqtt) }?;
-        cfg.subscribe_qos = c.subscribe_qos;
-        cfg.router = RouterConfig {
-            max_pending: c.max_pending as usize,
-            max_payload: c.max_payload as usize,
-            request_timeout_ms: c.request_timeout_ms,
-            ..RouterConfig::default()
-        };
-        if arg_flag(c.presence, "config->presence")? {
-            cfg.presence = Some(presence_topics(c.presence_prefix, c.connection_prefix)?);
-        }
-        cfg.accept_queued = arg_flag(c.accept_queued, "config->accept_queued")?;
-        if c.reply_queue_max != 0 {
-            cfg.reply_queue_max = c.reply_queue_max as usize;
-        }
-        if c.reply_queue_bytes != 0 {
-            cfg.reply_queue_bytes = c.reply_queue_bytes as usize;
-        }
-        let client = Client::new(cfg)?;
-        *out = client.into_c();
-        Ok(())
-    })
+    // SAFETY: pointer contracts documented above.
+    unsafe { new_handle("rrpc_client_new", config, out_client, new_client) }
 }
 
 /// Stops the client (as `rrpc_client_stop`) and releases it. After it returns no
@@ -223,10 +222,8 @@ pub extern "C" fn rrpc_client_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_client_free(client: *mut rrpc_client) -> rrpc_status {
-    boundary("rrpc_client_free", || {
-        // stop() joins the client's thread: no callback runs after it.
-        Client::free(client, |c| Ok(c.stop()?))
-    })
+    // stop() joins the client's thread: no callback runs after it.
+    free_handle("rrpc_client_free", client, |c: &Client| Ok(c.stop()?))
 }
 
 /// Registers a device on the client and subscribes its request topic (at once
@@ -258,12 +255,15 @@ pub extern "C" fn rrpc_client_add_device(
     device_name: *const c_char,
     custom_topic: *const c_char,
 ) -> rrpc_status {
-    boundary("rrpc_client_add_device", || {
-        let c = Client::borrow(client)?;
-        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        c.add_device(d, &id)?;
-        Ok(())
-    })
+    device_call(
+        "rrpc_client_add_device",
+        client,
+        dialect,
+        product_key,
+        device_name,
+        custom_topic,
+        |c: &Client, d, id| c.add_device(d, id),
+    )
 }
 
 /// Unregisters a device and unsubscribes its topic. Its pending requests are
@@ -287,12 +287,15 @@ pub extern "C" fn rrpc_client_remove_device(
     device_name: *const c_char,
     custom_topic: *const c_char,
 ) -> rrpc_status {
-    boundary("rrpc_client_remove_device", || {
-        let c = Client::borrow(client)?;
-        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        c.remove_device(d, &id)?;
-        Ok(())
-    })
+    device_call(
+        "rrpc_client_remove_device",
+        client,
+        dialect,
+        product_key,
+        device_name,
+        custom_topic,
+        |c: &Client, d, id| c.remove_device(d, id),
+    )
 }
 
 /// Sets the request callback (NULL removes it; requests then expire unanswered).
@@ -515,11 +518,16 @@ pub extern "C" fn rrpc_client_get_stats(
     out_stats: *mut ClientStats,
     stats_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_client_get_stats", || {
-        let s = Client::borrow(client)?.stats();
-        // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
-    })
+    // SAFETY: `stats_size` writable bytes per the documented contract.
+    unsafe {
+        get_stats(
+            "rrpc_client_get_stats",
+            client,
+            out_stats,
+            stats_size,
+            Client::stats,
+        )
+    }
 }
 
 /// Copies the MQTT client id into `buf` (NUL-terminated). Before the first
@@ -540,10 +548,15 @@ pub extern "C" fn rrpc_client_get_client_id(
     size: usize,
     out_len: *mut usize,
 ) -> rrpc_status {
-    boundary("rrpc_client_get_client_id", || {
-        let c = Client::borrow(client)?;
-        let id = c.client_id().unwrap_or_default();
-        // SAFETY: `buf` has `size` writable bytes per the documented contract.
-        unsafe { write_str_out(&id, buf, size, out_len) }
-    })
+    // SAFETY: `buf` has `size` writable bytes per the documented contract.
+    unsafe {
+        get_string(
+            "rrpc_client_get_client_id",
+            client,
+            buf,
+            size,
+            out_len,
+            |c: &Client| c.client_id().unwrap_or_default(),
+        )
+    }
 }

@@ -5,13 +5,14 @@ use std::ffi::c_char;
 
 use super::args::{arg_flag, arg_opt_str, arg_out, arg_str};
 use super::boundary::boundary;
+use super::family::settings_init;
 use super::misc::rrpc_bool;
 use super::signed::copy_field;
 pub use super::signed::{
     rrpc_credentials, RRPC_CREDENTIALS_HOST_SIZE, RRPC_CREDENTIALS_ID_SIZE,
     RRPC_CREDENTIALS_PASSWORD_SIZE,
 };
-use super::sized::{init_settings, read_settings, sized_fields, Settings};
+use super::sized::{read_settings, sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::credentials::{
     alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
@@ -118,17 +119,9 @@ sized_fields!(rrpc_credentials_alibaba_params {
 impl Settings for rrpc_credentials_alibaba_params {
     fn defaults() -> Self {
         rrpc_credentials_alibaba_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            product_key: std::ptr::null(),
-            device_name: std::ptr::null(),
-            device_secret: std::ptr::null(),
-            client_id: std::ptr::null(),
             sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
-            timestamp: 0,
             tls: 1,
-            custom_rrpc: 0,
-            region: std::ptr::null(),
-            instance_id: std::ptr::null(),
+            ..zeroed_settings()
         }
     }
 }
@@ -148,15 +141,10 @@ sized_fields!(rrpc_credentials_tencent_params {
 impl Settings for rrpc_credentials_tencent_params {
     fn defaults() -> Self {
         rrpc_credentials_tencent_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            product_id: std::ptr::null(),
-            device_name: std::ptr::null(),
-            device_psk: std::ptr::null(),
-            conn_id: std::ptr::null(),
             sdk_app_id: TENCENT_SDK_APP_ID,
             sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
-            expiry: 0,
             tls: 1,
+            ..zeroed_settings()
         }
     }
 }
@@ -175,10 +163,15 @@ pub extern "C" fn rrpc_credentials_alibaba_params_init(
     out_params: *mut rrpc_credentials_alibaba_params,
     params_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_credentials_alibaba_params_init", || {
-        // SAFETY: `params_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_params, params_size, "out_params") }
-    })
+    // SAFETY: `params_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_credentials_alibaba_params_init",
+            out_params,
+            params_size,
+            "out_params",
+        )
+    }
 }
 
 /// Fills `out_params` with the defaults (see `rrpc_credentials_tencent_params`).
@@ -195,10 +188,15 @@ pub extern "C" fn rrpc_credentials_tencent_params_init(
     out_params: *mut rrpc_credentials_tencent_params,
     params_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_credentials_tencent_params_init", || {
-        // SAFETY: `params_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_params, params_size, "out_params") }
-    })
+    // SAFETY: `params_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_credentials_tencent_params_init",
+            out_params,
+            params_size,
+            "out_params",
+        )
+    }
 }
 
 /// Signs an Alibaba device's credentials: client id
@@ -227,32 +225,47 @@ pub extern "C" fn rrpc_credentials_alibaba(
     params: *const rrpc_credentials_alibaba_params,
     out_credentials: *mut rrpc_credentials,
 ) -> rrpc_status {
-    boundary("rrpc_credentials_alibaba", || {
-        // SAFETY: pointer contracts documented above.
-        let p = &unsafe { read_settings(params, "params") }?;
-        let out = unsafe { arg_out(out_credentials, "out_credentials") }?;
-        // SAFETY: the strings' contracts are the caller's, as documented.
-        let (pk, dn, secret, id, region, instance) = unsafe {
-            (
-                arg_str(p.product_key, "product_key")?,
-                arg_str(p.device_name, "device_name")?,
-                arg_str(p.device_secret, "device_secret")?,
-                arg_opt_str(p.client_id, "client_id")?,
-                arg_opt_str(p.region, "region")?,
-                arg_opt_str(p.instance_id, "instance_id")?,
-            )
-        };
-        let mut d = AlibabaDevice::new(pk, dn, secret);
-        d.client_id = id.map(str::to_string);
-        d.sign_method = sign_method(p.sign_method)?;
-        d.tls = arg_flag(p.tls, "params->tls")?;
-        d.custom_rrpc = arg_flag(p.custom_rrpc, "params->custom_rrpc")?;
-        let c = d.sign(p.timestamp)?;
-        let host = match instance {
-            Some(i) => alibaba_instance_host(i)?,
-            None => alibaba_public_host(pk, region.unwrap_or("cn-shanghai"))?,
-        };
-        fill(out, &c, &host, arg_flag(p.tls, "params->tls")?)
+    // SAFETY: pointer contracts documented above.
+    unsafe {
+        sign_into(
+            "rrpc_credentials_alibaba",
+            params,
+            out_credentials,
+            sign_alibaba,
+        )
+    }
+}
+
+/// The Alibaba device's credentials.
+///
+/// # Safety
+/// The strings of `p` must be NULL or NUL-terminated.
+unsafe fn sign_alibaba(p: &rrpc_credentials_alibaba_params) -> Result<Signed, Failure> {
+    // SAFETY: the strings' contracts are the caller's, as documented.
+    let (pk, dn, secret, id, region, instance) = unsafe {
+        (
+            arg_str(p.product_key, "product_key")?,
+            arg_str(p.device_name, "device_name")?,
+            arg_str(p.device_secret, "device_secret")?,
+            arg_opt_str(p.client_id, "client_id")?,
+            arg_opt_str(p.region, "region")?,
+            arg_opt_str(p.instance_id, "instance_id")?,
+        )
+    };
+    let mut d = AlibabaDevice::new(pk, dn, secret);
+    d.client_id = id.map(str::to_string);
+    d.sign_method = sign_method(p.sign_method)?;
+    d.tls = arg_flag(p.tls, "params->tls")?;
+    d.custom_rrpc = arg_flag(p.custom_rrpc, "params->custom_rrpc")?;
+    let credentials = d.sign(p.timestamp)?;
+    let host = match instance {
+        Some(i) => alibaba_instance_host(i)?,
+        None => alibaba_public_host(pk, region.unwrap_or("cn-shanghai"))?,
+    };
+    Ok(Signed {
+        credentials,
+        host,
+        tls: d.tls,
     })
 }
 
@@ -281,32 +294,75 @@ pub extern "C" fn rrpc_credentials_tencent(
     params: *const rrpc_credentials_tencent_params,
     out_credentials: *mut rrpc_credentials,
 ) -> rrpc_status {
-    boundary("rrpc_credentials_tencent", || {
-        // SAFETY: pointer contracts documented above.
-        let p = &unsafe { read_settings(params, "params") }?;
-        let out = unsafe { arg_out(out_credentials, "out_credentials") }?;
-        // SAFETY: the strings' contracts are the caller's, as documented.
-        let (pid, dn, psk, conn) = unsafe {
-            (
-                arg_str(p.product_id, "product_id")?,
-                arg_str(p.device_name, "device_name")?,
-                arg_str(p.device_psk, "device_psk")?,
-                arg_opt_str(p.conn_id, "conn_id")?,
-            )
-        };
-        let mut d = TencentDevice::new(pid, dn, psk);
-        d.sdk_app_id = p.sdk_app_id;
-        d.sign_method = sign_method(p.sign_method)?;
-        let conn = conn.map_or_else(tencent_conn_id, str::to_string);
-        let c = d.sign(&conn, p.expiry)?;
-        let host = tencent_host(pid)?;
-        fill(out, &c, &host, arg_flag(p.tls, "params->tls")?)
+    // SAFETY: pointer contracts documented above.
+    unsafe {
+        sign_into(
+            "rrpc_credentials_tencent",
+            params,
+            out_credentials,
+            sign_tencent,
+        )
+    }
+}
+
+/// The Tencent device's credentials.
+///
+/// # Safety
+/// The strings of `p` must be NULL or NUL-terminated.
+unsafe fn sign_tencent(p: &rrpc_credentials_tencent_params) -> Result<Signed, Failure> {
+    // SAFETY: the strings' contracts are the caller's, as documented.
+    let (pid, dn, psk, conn) = unsafe {
+        (
+            arg_str(p.product_id, "product_id")?,
+            arg_str(p.device_name, "device_name")?,
+            arg_str(p.device_psk, "device_psk")?,
+            arg_opt_str(p.conn_id, "conn_id")?,
+        )
+    };
+    let mut d = TencentDevice::new(pid, dn, psk);
+    d.sdk_app_id = p.sdk_app_id;
+    d.sign_method = sign_method(p.sign_method)?;
+    let conn = conn.map_or_else(tencent_conn_id, str::to_string);
+    let credentials = d.sign(&conn, p.expiry)?;
+    Ok(Signed {
+        credentials,
+        host: tencent_host(pid)?,
+        tls: arg_flag(p.tls, "params->tls")?,
+    })
+}
+
+/// Signed credentials, the broker's host, and whether the port is TLS's.
+struct Signed {
+    credentials: Credentials,
+    host: String,
+    tls: bool,
+}
+
+/// Both signing functions: reads the parameters at `params`, signs them with
+/// `sign` and writes the result to `*out` (only on success).
+///
+/// # Safety
+/// `params` must be NULL or point to settings of their `struct_size` bytes
+/// whose strings are NULL or NUL-terminated; `out` NULL or writable.
+unsafe fn sign_into<P: Settings>(
+    function: &'static str,
+    params: *const P,
+    out: *mut rrpc_credentials,
+    sign: unsafe fn(&P) -> Result<Signed, Failure>,
+) -> rrpc_status {
+    boundary(function, || {
+        // SAFETY: forwarded contract.
+        let p = unsafe { read_settings(params, "params") }?;
+        let out = unsafe { arg_out(out, "out_credentials") }?;
+        let s = unsafe { sign(&p) }?;
+        fill(out, &s)
     })
 }
 
 /// Writes the credentials into `out`: every string checked to fit first, so a
 /// failure writes nothing.
-fn fill(out: &mut rrpc_credentials, c: &Credentials, host: &str, tls: bool) -> Result<(), Failure> {
+fn fill(out: &mut rrpc_credentials, s: &Signed) -> Result<(), Failure> {
+    let (c, host) = (&s.credentials, s.host.as_str());
     let fits = |name: &str, s: &str, size: usize| {
         if s.len() < size {
             Ok(())
@@ -328,6 +384,6 @@ fn fill(out: &mut rrpc_credentials, c: &Credentials, host: &str, tls: bool) -> R
     copy_field(&mut out.username, &c.username);
     copy_field(&mut out.password, &c.password);
     copy_field(&mut out.host, host);
-    out.port = if tls { 8883 } else { 1883 };
+    out.port = if s.tls { 8883 } else { 1883 };
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! function). C sees only `struct rrpc_x { _private: [u8; 0] }`; no Rust layout
 //! leaks into `rrpc.h`.
 
-use super::status::rrpc_status::RRPC_STATUS_NULL_POINTER;
+use super::args::null_arg;
 use super::status::Failure;
 
 /// A Rust object that C holds through an opaque handle of type `C`.
@@ -26,7 +26,7 @@ pub(crate) trait Castable: Sized {
     fn borrow<'a>(p: *const Self::C) -> Result<&'a Self, Failure> {
         // SAFETY: a non-NULL `*const Self::C` is only ever made by `into_c` from a
         // `Box<Self>`; the API contract forbids its use after the `_free`.
-        unsafe { p.cast::<Self>().as_ref() }.ok_or_else(|| null::<Self>())
+        unsafe { p.cast::<Self>().as_ref() }.ok_or_else(|| null_arg(Self::NAME))
     }
 
     /// The object behind a handle, exclusively, for families whose functions
@@ -34,7 +34,7 @@ pub(crate) trait Castable: Sized {
     #[cfg(feature = "jt808")]
     fn borrow_mut<'a>(p: *mut Self::C) -> Result<&'a mut Self, Failure> {
         // SAFETY: as `borrow`; exclusive use is the family's documented contract.
-        unsafe { p.cast::<Self>().as_mut() }.ok_or_else(|| null::<Self>())
+        unsafe { p.cast::<Self>().as_mut() }.ok_or_else(|| null_arg(Self::NAME))
     }
 
     /// The `_free` of a family: NULL does nothing; otherwise `release` runs
@@ -52,8 +52,4 @@ pub(crate) trait Castable: Sized {
         drop(unsafe { Box::from_raw(p.cast::<Self>()) });
         Ok(())
     }
-}
-
-fn null<T: Castable>() -> Failure {
-    Failure::new(RRPC_STATUS_NULL_POINTER, format!("{} is NULL", T::NAME))
 }

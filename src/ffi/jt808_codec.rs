@@ -7,6 +7,7 @@ use std::ffi::c_char;
 
 use super::args::{arg_bytes, arg_out, arg_ref, arg_str, bytes_ptr, write_bytes_out};
 use super::boundary::boundary;
+use super::family::free_handle;
 use super::handle::Castable;
 use super::misc::rrpc_bool;
 use super::rrpc_status::*;
@@ -210,8 +211,8 @@ pub extern "C" fn rrpc_jt808_decoder_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_decoder_free(decoder: *mut rrpc_jt808_decoder) -> rrpc_status {
-    boundary("rrpc_jt808_decoder_free", || {
-        DecoderHandle::free(decoder, |_| Ok(()))
+    free_handle("rrpc_jt808_decoder_free", decoder, |_: &DecoderHandle| {
+        Ok(())
     })
 }
 
@@ -451,29 +452,23 @@ mod tests {
 
     #[test]
     fn encode_reports_the_needed_size() {
-        let mut raw = [0u8; 10];
-        let mut plen = 0usize;
-        assert_eq!(
+        let phone_into = |buf: &mut [u8], len: &mut usize| {
             rrpc_jt808_phone_from_digits(
                 c"13800138000".as_ptr(),
                 2013,
-                raw.as_mut_ptr(),
-                raw.len(),
-                &mut plen
-            ),
-            RRPC_STATUS_OK
-        );
+                buf.as_mut_ptr(),
+                buf.len(),
+                len,
+            )
+        };
+        let mut raw = [0u8; 10];
+        let mut plen = 0usize;
+        assert_eq!(phone_into(&mut raw, &mut plen), RRPC_STATUS_OK);
         assert_eq!(plen, 6);
         let mut short = [0u8; 5];
         let mut need = 0usize;
         assert_eq!(
-            rrpc_jt808_phone_from_digits(
-                c"13800138000".as_ptr(),
-                2013,
-                short.as_mut_ptr(),
-                short.len(),
-                &mut need
-            ),
+            phone_into(&mut short, &mut need),
             RRPC_STATUS_BUFFER_TOO_SMALL
         );
         assert_eq!((need, short), (6, [0; 5]), "only the length is written");

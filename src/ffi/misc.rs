@@ -95,26 +95,17 @@ pub const RRPC_FEATURE_MQTT5: u32 = 32;
 /// @return the `RRPC_FEATURE_*` bits of this library. Never fails.
 #[no_mangle]
 pub extern "C" fn rrpc_features() -> u32 {
-    let mut bits = 0;
-    if cfg!(feature = "client") {
-        bits |= RRPC_FEATURE_CLIENT;
-    }
-    if cfg!(feature = "caller") {
-        bits |= RRPC_FEATURE_CALLER;
-    }
-    if cfg!(feature = "tls") {
-        bits |= RRPC_FEATURE_TLS;
-    }
-    if cfg!(feature = "credentials") {
-        bits |= RRPC_FEATURE_CREDENTIALS;
-    }
-    if cfg!(feature = "jt808") {
-        bits |= RRPC_FEATURE_JT808;
-    }
-    if cfg!(feature = "mqtt5") {
-        bits |= RRPC_FEATURE_MQTT5;
-    }
-    bits
+    [
+        (cfg!(feature = "client"), RRPC_FEATURE_CLIENT),
+        (cfg!(feature = "caller"), RRPC_FEATURE_CALLER),
+        (cfg!(feature = "tls"), RRPC_FEATURE_TLS),
+        (cfg!(feature = "credentials"), RRPC_FEATURE_CREDENTIALS),
+        (cfg!(feature = "jt808"), RRPC_FEATURE_JT808),
+        (cfg!(feature = "mqtt5"), RRPC_FEATURE_MQTT5),
+    ]
+    .iter()
+    .filter(|(built, _)| *built)
+    .fold(0, |bits, (_, bit)| bits | bit)
 }
 
 /// A short English description of a status code (any `uint32_t`; unknown values

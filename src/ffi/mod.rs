@@ -6,6 +6,8 @@
 //! - `boundary.rs`: the panic boundary every exported function runs in, and the
 //!   thread-local last-error message;
 //! - `args.rs`: NULL checks, strings, buffers, out-parameters, `user_data`;
+//! - `family.rs`: the bodies of the `_config_init`, `_new`, `_free` and
+//!   `_get_stats` that every family has;
 //! - `handle.rs`: how an opaque handle stands for a boxed Rust object;
 //! - `request.rs`: `rrpc_request` and the four arguments that name a device;
 //! - `session.rs`: `rrpc_mqtt_config` and the connection events that the client
@@ -35,6 +37,7 @@
 
 mod args;
 mod boundary;
+mod family;
 mod handle;
 mod request;
 #[cfg(any(feature = "session", feature = "credentials"))]

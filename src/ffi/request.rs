@@ -4,9 +4,11 @@
 use std::ffi::c_char;
 
 use super::args::{arg_opt_str, arg_str, bytes_ptr};
+use super::boundary::boundary;
+use super::handle::Castable;
 use super::misc::rrpc_dialect_raw;
 use super::status::rrpc_status::RRPC_STATUS_INVALID_ARGUMENT;
-use super::status::Failure;
+use super::status::{rrpc_status, Failure};
 use crate::dialect::{Dialect, Identity};
 use crate::router::Request;
 
@@ -93,6 +95,25 @@ pub(crate) fn device_args<'a>(
         }
     };
     Ok((d, id))
+}
+
+/// The device functions of every family (`_add_device`, `_remove_device`):
+/// `change` with the object behind `handle` and the device that the four
+/// arguments of [`device_args`] name; what it returns on success is dropped.
+pub(crate) fn device_call<H: Castable, R, E: Into<Failure>>(
+    function: &'static str,
+    handle: *const H::C,
+    dialect: rrpc_dialect_raw,
+    product_key: *const c_char,
+    device_name: *const c_char,
+    custom_topic: *const c_char,
+    change: impl FnOnce(&H, Dialect, &Identity<'_>) -> Result<R, E>,
+) -> rrpc_status {
+    boundary(function, || {
+        let h = H::borrow(handle)?;
+        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
+        change(h, d, &id).map(drop).map_err(Into::into)
+    })
 }
 
 /// An `rrpc_dialect` value.

@@ -4,14 +4,15 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use super::args::{arg_bytes, arg_flag, arg_out, bytes_ptr, opt_out, SendPtr};
+use super::args::{arg_bytes, arg_callback, arg_flag, arg_out, bytes_ptr, opt_out, SendPtr};
 use super::boundary::boundary;
+use super::family::{free_handle, get_stats, new_handle, refuse_reentry, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::request_view;
-use super::request::{device_args, rrpc_request};
+use super::request::{device_call, rrpc_request};
 use super::rrpc_status::*;
-use super::sized::{init_settings, read_settings, sized_fields, write_counters, Settings};
+use super::sized::{sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::router::{
     Dropped, FilterMode, Request, RequestFn, RouterConfig, RouterStats, SharedRouter,
@@ -63,13 +64,27 @@ impl Settings for rrpc_router_config {
     fn defaults() -> Self {
         let d = RouterConfig::default();
         rrpc_router_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
             max_pending: d.max_pending as u32,
             max_payload: d.max_payload as u32,
             request_timeout_ms: d.request_timeout_ms,
             max_devices: d.max_devices as u32,
+            ..zeroed_settings()
         }
     }
+}
+
+/// A router with the settings of C's `c` (checked by `SharedRouter::new`).
+fn new_router(c: &rrpc_router_config) -> Result<Handle, Failure> {
+    let cfg = RouterConfig {
+        max_pending: c.max_pending as usize,
+        max_payload: c.max_payload as usize,
+        request_timeout_ms: c.request_timeout_ms,
+        max_devices: c.max_devices as usize,
+        ..RouterConfig::default()
+    };
+    let router = SharedRouter::new(cfg)
+        .map_err(|m| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, format!("config->{m}")))?;
+    Ok(Arc::new(router))
 }
 
 /// What `rrpc_router_handle_message` made of a message.
@@ -184,10 +199,15 @@ pub extern "C" fn rrpc_router_config_init(
     out_config: *mut rrpc_router_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_router_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_router_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// Creates a router.
@@ -205,22 +225,8 @@ pub extern "C" fn rrpc_router_new(
     config: *const rrpc_router_config,
     out_router: *mut *mut rrpc_router,
 ) -> rrpc_status {
-    boundary("rrpc_router_new", || {
-        // SAFETY: pointer contracts documented above.
-        let c = unsafe { read_settings(config, "config") }?;
-        let out = unsafe { arg_out(out_router, "out_router") }?;
-        let cfg = RouterConfig {
-            max_pending: c.max_pending as usize,
-            max_payload: c.max_payload as usize,
-            request_timeout_ms: c.request_timeout_ms,
-            max_devices: c.max_devices as usize,
-            ..RouterConfig::default()
-        };
-        let router = SharedRouter::new(cfg)
-            .map_err(|m| Failure::new(RRPC_STATUS_INVALID_ARGUMENT, format!("config->{m}")))?;
-        *out = Arc::new(router).into_c();
-        Ok(())
-    })
+    // SAFETY: pointer contracts documented above.
+    unsafe { new_handle("rrpc_router_new", config, out_router, new_router) }
 }
 
 /// Releases the router. Pending requests are dropped. Callbacks and the
@@ -234,15 +240,11 @@ pub extern "C" fn rrpc_router_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_router_free(router: *mut rrpc_router) -> rrpc_status {
-    boundary("rrpc_router_free", || {
-        Handle::free(router, |h| {
-            h.close().map_err(|_| {
-                Failure::new(
-                    RRPC_STATUS_WRONG_STATE,
-                    "a router cannot be freed from its own callback or publish function",
-                )
-            })
-        })
+    free_handle("rrpc_router_free", router, |h: &Handle| {
+        refuse_reentry(
+            h.close(),
+            "a router cannot be freed from its own callback or publish function",
+        )
     })
 }
 
@@ -348,12 +350,15 @@ pub extern "C" fn rrpc_router_add_device(
     callback: rrpc_router_request_cb,
     user_data: *mut c_void,
 ) -> rrpc_status {
-    boundary("rrpc_router_add_device", || {
-        let h = Handle::borrow(router)?;
-        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        h.add_device(d, &id, request_fn(callback, user_data, router))?;
-        Ok(())
-    })
+    device_call(
+        "rrpc_router_add_device",
+        router,
+        dialect,
+        product_key,
+        device_name,
+        custom_topic,
+        |h: &Handle, d, id| h.add_device(d, id, request_fn(callback, user_data, router)),
+    )
 }
 
 /// Unregisters a device. Its pending requests are cancelled: replies to them fail
@@ -382,12 +387,15 @@ pub extern "C" fn rrpc_router_remove_device(
     custom_topic: *const c_char,
     now_ms: u64,
 ) -> rrpc_status {
-    boundary("rrpc_router_remove_device", || {
-        let h = Handle::borrow(router)?;
-        let (d, id) = device_args(dialect, product_key, device_name, custom_topic)?;
-        h.remove_device(d, &id, now_ms)?;
-        Ok(())
-    })
+    device_call(
+        "rrpc_router_remove_device",
+        router,
+        dialect,
+        product_key,
+        device_name,
+        custom_topic,
+        |h: &Handle, d, id| h.remove_device(d, id, now_ms),
+    )
 }
 
 /// Lists the subscription filters to subscribe, one `callback` call per filter.
@@ -412,8 +420,7 @@ pub extern "C" fn rrpc_router_get_filters(
 ) -> rrpc_status {
     boundary("rrpc_router_get_filters", || {
         let h = Handle::borrow(router)?.clone();
-        let cb =
-            callback.ok_or_else(|| Failure::new(RRPC_STATUS_NULL_POINTER, "callback is NULL"))?;
+        let cb = arg_callback(callback, "callback")?;
         let mode = match mode {
             0 => FilterMode::PerDevice,
             1 => FilterMode::Wildcard,
@@ -587,9 +594,14 @@ pub extern "C" fn rrpc_router_get_stats(
     out_stats: *mut RouterStats,
     stats_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_router_get_stats", || {
-        let s = Handle::borrow(router)?.stats();
-        // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
-    })
+    // SAFETY: `stats_size` writable bytes per the documented contract.
+    unsafe {
+        get_stats(
+            "rrpc_router_get_stats",
+            router,
+            out_stats,
+            stats_size,
+            |h: &Handle| h.stats(),
+        )
+    }
 }

@@ -6,10 +6,10 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 
 use super::args::{arg_flag, arg_opt_string, arg_str, SendPtr};
-use super::boundary::boundary;
+use super::family::settings_init;
 use super::misc::rrpc_bool;
 use super::signed::{field_str, rrpc_credentials, wipe};
-use super::sized::{init_settings, read_settings, sized_fields, Settings};
+use super::sized::{read_settings, sized_fields, zeroed_settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
@@ -231,29 +231,16 @@ impl Settings for rrpc_mqtt_config {
     fn defaults() -> Self {
         let d = MqttConfig::new("", 1883);
         rrpc_mqtt_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            host: std::ptr::null(),
             port: d.port,
             keep_alive_s: d.keep_alive_s,
             clean_session: u8::from(d.clean_session),
-            client_id: std::ptr::null(),
-            username: std::ptr::null(),
-            password: std::ptr::null(),
             connect_timeout_ms: d.connect_timeout_ms,
             reconnect_min_ms: d.reconnect_min_ms,
             reconnect_max_ms: d.reconnect_max_ms,
-            tls: 0,
-            tls_ca_file: std::ptr::null(),
-            tls_server_name: std::ptr::null(),
-            tls_cert_file: std::ptr::null(),
-            tls_key_file: std::ptr::null(),
-            tls_alpn: std::ptr::null(),
-            tls_insecure_skip_verify: 0,
-            sign: None,
-            sign_user_data: std::ptr::null_mut(),
             mqtt_version: u32::from(d.protocol.number()),
             session_expiry_s: d.session_expiry_s,
             max_incoming_packet: d.max_incoming_packet,
+            ..zeroed_settings()
         }
     }
 }
@@ -272,10 +259,15 @@ pub extern "C" fn rrpc_mqtt_config_init(
     out_config: *mut rrpc_mqtt_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_mqtt_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_mqtt_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// The Rust config of the C `rrpc_mqtt_config` at `p` (checked later by the
@@ -445,12 +437,17 @@ pub(crate) fn connection_listener(
     })
 }
 
-/// Presence topics from optional C prefixes (NULL: the defaults), for the
-/// client's and the caller's configs.
-pub(crate) fn presence_topics(
+/// The presence of the client's and the caller's configs: none when the flag
+/// `config->presence` is false, else the topics of the optional C prefixes
+/// (NULL: the defaults).
+pub(crate) fn presence_arg(
+    presence: rrpc_bool,
     device: *const c_char,
     connection: *const c_char,
-) -> Result<crate::presence::PresenceTopics, Failure> {
+) -> Result<Option<crate::presence::PresenceTopics>, Failure> {
+    if !arg_flag(presence, "config->presence")? {
+        return Ok(None);
+    }
     let mut p = crate::presence::PresenceTopics::default();
     // SAFETY: NUL-terminated strings per the documented contract.
     if let Some(d) = unsafe { arg_opt_string(device, "config->presence_prefix") }? {
@@ -465,5 +462,5 @@ pub(crate) fn presence_topics(
             e.to_string(),
         )
     })?;
-    Ok(p)
+    Ok(Some(p))
 }

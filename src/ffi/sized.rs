@@ -13,7 +13,7 @@
 //! - **Outputs** (library to application memory) come with their size as an
 //!   argument: the library writes the fields that fit, and zeroes the rest of
 //!   the application's struct (fields a newer header has and this library does
-//!   not know read as 0). Counters ([`write_counters`]) are `u64` words only.
+//!   not know read as 0). Counters ([`CounterSet`]) are `u64` words only.
 //!
 //! New fields are only ever appended, at an offset at or after the previous
 //! release's `sizeof` (never in its tail padding); `abi/` holds the dump that
@@ -22,8 +22,9 @@
 
 use std::mem::size_of;
 
+use super::args::arg_non_null;
 use super::status::rrpc_status::RRPC_STATUS_STRUCT_SIZE;
-use super::status::{rrpc_status, Failure};
+use super::status::Failure;
 use crate::counters::CounterSet;
 
 /// A `#[repr(C)]` struct of the C API whose fields [`sized_fields!`] lists,
@@ -54,6 +55,21 @@ pub(crate) trait Fields: Sized {
 pub(crate) trait Settings: Fields {
     /// The defaults `_init` writes, `struct_size` included.
     fn defaults() -> Self;
+}
+
+/// Settings whose every field is 0, NULL or false, but `struct_size`: the
+/// library's own size. [`Settings::defaults`] starts from it and names only
+/// the fields whose default is something else.
+pub(crate) fn zeroed_settings<T: Settings>() -> T {
+    // SAFETY: every bit pattern is a valid `T` (the `Fields` contract).
+    let mut v: T = unsafe { std::mem::zeroed() };
+    // SAFETY: settings start with their `uint32_t struct_size`.
+    unsafe {
+        (&mut v as *mut T)
+            .cast::<u32>()
+            .write_unaligned(size_of::<T>() as u32)
+    };
+    v
 }
 
 /// One field of [`Fields::read_covered`].
@@ -106,6 +122,13 @@ macro_rules! sized_fields {
             }
         }
 
+        impl $crate::ffi::sized::Output for $ty {
+            unsafe fn write_into(&self, dst: *mut u8, size: usize) {
+                // SAFETY: forwarded contract.
+                unsafe { $crate::ffi::sized::Fields::write_covered(self, dst, size) }
+            }
+        }
+
         // Every field is listed: this pattern has no `..`.
         const _: fn(&$ty) = |v| {
             let $ty { $($field: _),+ } = v;
@@ -114,22 +137,30 @@ macro_rules! sized_fields {
 }
 pub(crate) use sized_fields;
 
-fn size_error(name: &str, what: &str, size: usize, known: usize) -> Failure {
-    Failure::new(
+/// The smallest size a struct may be declared with: its `struct_size` field.
+const MIN_SIZE: usize = size_of::<u32>();
+
+/// Checks a size the application gave for a `T` (`name` says where it came
+/// from): from its `struct_size` field up to the library's own struct.
+fn known_size<T: Fields>(size: usize, name: impl FnOnce() -> String) -> Result<(), Failure> {
+    let known = size_of::<T>();
+    if (MIN_SIZE..=known).contains(&size) {
+        return Ok(());
+    }
+    Err(Failure::new(
         RRPC_STATUS_STRUCT_SIZE,
         format!(
-            "{name} is {size} bytes ({what}); this library knows {known}: {}",
+            "{} is {size} bytes ({}); this library knows {known}: {}",
+            name(),
+            T::NAME,
             if size > known {
                 "the application was built against a newer rrpc.h than the library it runs with"
             } else {
                 "fill the struct with its _init first"
             }
         ),
-    )
+    ))
 }
-
-/// The smallest size a struct may be declared with: its `struct_size` field.
-const MIN_SIZE: usize = size_of::<u32>();
 
 /// Reads settings the application filled: the fields its `struct_size`
 /// covers, the library's defaults for the others.
@@ -138,22 +169,10 @@ const MIN_SIZE: usize = size_of::<u32>();
 /// `p` must be NULL or point to `struct_size` readable bytes that start with
 /// the `uint32_t struct_size` of a `T`.
 pub(crate) unsafe fn read_settings<T: Settings>(p: *const T, name: &str) -> Result<T, Failure> {
-    if p.is_null() {
-        return Err(Failure::new(
-            rrpc_status::RRPC_STATUS_NULL_POINTER,
-            format!("{name} is NULL"),
-        ));
-    }
+    arg_non_null(p, name)?;
     // SAFETY: non-NULL; the struct starts with its 4-byte struct_size.
     let size = unsafe { p.cast::<u32>().read_unaligned() } as usize;
-    if !(MIN_SIZE..=size_of::<T>()).contains(&size) {
-        return Err(size_error(
-            &format!("{name}->struct_size"),
-            T::NAME,
-            size,
-            size_of::<T>(),
-        ));
-    }
+    known_size::<T>(size, || format!("{name}->struct_size"))?;
     let mut v = T::defaults();
     // SAFETY: `size` readable bytes per the contract.
     unsafe { T::read_covered(&mut v, p.cast(), size) };
@@ -170,28 +189,48 @@ pub(crate) unsafe fn init_settings<T: Settings>(
     size: usize,
     name: &str,
 ) -> Result<(), Failure> {
-    if out.is_null() {
-        return Err(Failure::new(
-            rrpc_status::RRPC_STATUS_NULL_POINTER,
-            format!("{name} is NULL"),
-        ));
-    }
-    if !(MIN_SIZE..=size_of::<T>()).contains(&size) {
-        return Err(size_error(
-            &format!("the size given for {name}"),
-            T::NAME,
-            size,
-            size_of::<T>(),
-        ));
-    }
-    let dst = out.cast::<u8>();
+    arg_non_null(out, name)?;
+    known_size::<T>(size, || format!("the size given for {name}"))?;
     // SAFETY: `size` writable bytes per the contract.
     unsafe {
-        std::ptr::write_bytes(dst, 0, size);
-        T::defaults().write_covered(dst, size);
-        dst.cast::<u32>().write_unaligned(size as u32);
-    }
+        fill_output(out, size, |dst| {
+            T::defaults().write_covered(dst, size);
+            dst.cast::<u32>().write_unaligned(size as u32);
+        })
+    };
     Ok(())
+}
+
+/// Zeroes the application's `size` bytes at `out`, then has `write` write
+/// the fields that fit into them.
+///
+/// # Safety
+/// `out` must point to `size` writable bytes; `write` may write only there.
+unsafe fn fill_output<T>(out: *mut T, size: usize, write: impl FnOnce(*mut u8)) {
+    let dst = out.cast::<u8>();
+    // SAFETY: `size` writable bytes per the contract.
+    unsafe { std::ptr::write_bytes(dst, 0, size) };
+    write(dst);
+}
+
+/// A struct the library writes into the application's memory: a view
+/// ([`sized_fields!`]) or a family's counters ([`CounterSet`]).
+pub(crate) trait Output {
+    /// Writes what fits wholly into the first `size` bytes at `dst`.
+    ///
+    /// # Safety
+    /// `dst` must point to `size` writable bytes.
+    unsafe fn write_into(&self, dst: *mut u8, size: usize);
+}
+
+/// Counters are `u64` words only: the words that fit whole.
+impl<T: CounterSet> Output for T {
+    unsafe fn write_into(&self, dst: *mut u8, size: usize) {
+        let words = size.min(size_of::<T>()) / 8;
+        // SAFETY: `size` writable bytes per the contract; `self` is
+        // `size_of::<T>() / 8` u64 words (the CounterSet contract).
+        unsafe { std::ptr::copy_nonoverlapping((self as *const T).cast::<u8>(), dst, words * 8) };
+    }
 }
 
 /// Writes an output struct into the application's `size` bytes at `out`: the
@@ -199,54 +238,15 @@ pub(crate) unsafe fn init_settings<T: Settings>(
 ///
 /// # Safety
 /// `out` must be NULL or point to `size` writable bytes.
-#[cfg(any(feature = "caller", test))]
-pub(crate) unsafe fn write_output<T: Fields>(
+pub(crate) unsafe fn write_output<T: Output>(
     value: &T,
     out: *mut T,
     size: usize,
     name: &str,
 ) -> Result<(), Failure> {
-    if out.is_null() {
-        return Err(Failure::new(
-            rrpc_status::RRPC_STATUS_NULL_POINTER,
-            format!("{name} is NULL"),
-        ));
-    }
-    let dst = out.cast::<u8>();
+    arg_non_null(out, name)?;
     // SAFETY: `size` writable bytes per the contract.
-    unsafe {
-        std::ptr::write_bytes(dst, 0, size);
-        value.write_covered(dst, size);
-    }
-    Ok(())
-}
-
-/// Writes a family's counters ([`CounterSet`]: `u64` words only) into the
-/// application's `size` bytes at `out`: the words that fit whole, zeroes
-/// everywhere else.
-///
-/// # Safety
-/// `out` must be NULL or point to `size` writable bytes.
-pub(crate) unsafe fn write_counters<T: CounterSet>(
-    value: &T,
-    out: *mut T,
-    size: usize,
-    name: &str,
-) -> Result<(), Failure> {
-    if out.is_null() {
-        return Err(Failure::new(
-            rrpc_status::RRPC_STATUS_NULL_POINTER,
-            format!("{name} is NULL"),
-        ));
-    }
-    let words = size.min(size_of::<T>()) / 8;
-    let dst = out.cast::<u8>();
-    // SAFETY: `size` writable bytes per the contract; `value` is
-    // `size_of::<T>() / 8` u64 words (the CounterSet contract).
-    unsafe {
-        std::ptr::write_bytes(dst, 0, size);
-        std::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), dst, words * 8);
-    }
+    unsafe { fill_output(out, size, |dst| value.write_into(dst, size)) };
     Ok(())
 }
 

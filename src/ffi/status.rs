@@ -252,13 +252,6 @@ impl std::fmt::Display for SendFailed {
     }
 }
 
-#[cfg(feature = "jt808")]
-impl Status for SendFailed {
-    fn status(&self) -> rrpc_status {
-        RRPC_STATUS_SEND_FAILED
-    }
-}
-
 impl SendStatus for std::convert::Infallible {
     fn status(&self) -> rrpc_status {
         match *self {}
@@ -319,12 +312,6 @@ impl Status for CredentialError {
     }
 }
 
-impl Status for Reentered {
-    fn status(&self) -> rrpc_status {
-        RRPC_STATUS_WRONG_STATE
-    }
-}
-
 #[cfg(feature = "jt808")]
 impl Status for SubmitError {
     fn status(&self) -> rrpc_status {
@@ -366,39 +353,32 @@ impl Status for ConnectionError {
     }
 }
 
-#[cfg(feature = "jt808")]
-impl Status for AdapterConfigError {
-    fn status(&self) -> rrpc_status {
-        RRPC_STATUS_INVALID_ARGUMENT
-    }
+/// Errors with one status, whatever their value.
+macro_rules! one_status {
+    ($($(#[$cfg:meta])* $error:ty => $status:ident;)+) => {$(
+        $(#[$cfg])*
+        impl Status for $error {
+            fn status(&self) -> rrpc_status {
+                $status
+            }
+        }
+    )+};
 }
 
-#[cfg(feature = "jt808")]
-impl Status for DecodeError {
-    fn status(&self) -> rrpc_status {
-        RRPC_STATUS_MALFORMED_FRAME
-    }
-}
-
-#[cfg(feature = "jt808")]
-impl Status for FrameError {
-    fn status(&self) -> rrpc_status {
-        RRPC_STATUS_MALFORMED_FRAME
-    }
-}
-
-#[cfg(feature = "jt808")]
-impl Status for EncodeError {
-    fn status(&self) -> rrpc_status {
-        RRPC_STATUS_INVALID_ARGUMENT
-    }
-}
-
-#[cfg(feature = "jt808")]
-impl Status for PhoneError {
-    fn status(&self) -> rrpc_status {
-        RRPC_STATUS_INVALID_ARGUMENT
-    }
+one_status! {
+    Reentered => RRPC_STATUS_WRONG_STATE;
+    #[cfg(feature = "jt808")]
+    SendFailed => RRPC_STATUS_SEND_FAILED;
+    #[cfg(feature = "jt808")]
+    AdapterConfigError => RRPC_STATUS_INVALID_ARGUMENT;
+    #[cfg(feature = "jt808")]
+    DecodeError => RRPC_STATUS_MALFORMED_FRAME;
+    #[cfg(feature = "jt808")]
+    FrameError => RRPC_STATUS_MALFORMED_FRAME;
+    #[cfg(feature = "jt808")]
+    EncodeError => RRPC_STATUS_INVALID_ARGUMENT;
+    #[cfg(feature = "jt808")]
+    PhoneError => RRPC_STATUS_INVALID_ARGUMENT;
 }
 
 #[cfg(test)]

@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use super::args::{arg_bytes, arg_out, arg_ref, opt_out};
 use super::boundary::boundary;
+use super::family::{free_handle, get_stats, new_handle, refuse_reentry, settings_init};
 use super::handle::Castable;
 use super::jt808_codec::{header_from_view, phone_from_view, rrpc_jt808_frame};
 use super::misc::rrpc_bool;
 use super::rrpc_status::*;
-use super::sized::{init_settings, read_settings, write_counters};
+use super::sized::read_settings;
 use super::status::{rrpc_status, Failure, SendFailed};
 use crate::jt808::{AdapterStats, Call, Frame, Handled, SharedAdapter, Submitted};
 
@@ -55,6 +56,11 @@ impl Castable for Handle {
     const NAME: &'static str = "adapter";
 }
 
+/// An adapter with the settings of C's `c`.
+fn new_adapter(c: &rrpc_jt808_adapter_config) -> Result<Handle, Failure> {
+    Ok(Arc::new(SharedAdapter::new(adapter_config(c)?)?))
+}
+
 /// The shared adapter behind a handle, kept alive for the call.
 fn shared_adapter(adapter: *const rrpc_jt808_adapter) -> Result<Handle, Failure> {
     Ok(Handle::borrow(adapter)?.clone())
@@ -85,10 +91,15 @@ pub extern "C" fn rrpc_jt808_adapter_config_init(
     out_config: *mut rrpc_jt808_adapter_config,
     config_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_jt808_adapter_config_init", || {
-        // SAFETY: `config_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_config, config_size, "out_config") }
-    })
+    // SAFETY: `config_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_jt808_adapter_config_init",
+            out_config,
+            config_size,
+            "out_config",
+        )
+    }
 }
 
 /// Creates an adapter: no I/O, no threads. Register the send function and the
@@ -109,14 +120,8 @@ pub extern "C" fn rrpc_jt808_adapter_new(
     config: *const rrpc_jt808_adapter_config,
     out_adapter: *mut *mut rrpc_jt808_adapter,
 ) -> rrpc_status {
-    boundary("rrpc_jt808_adapter_new", || {
-        // SAFETY: pointer contracts documented above.
-        let c = unsafe { read_settings(config, "config") }?;
-        let out = unsafe { arg_out(out_adapter, "out_adapter") }?;
-        let adapter = SharedAdapter::new(adapter_config(&c)?)?;
-        *out = Arc::new(adapter).into_c();
-        Ok(())
-    })
+    // SAFETY: pointer contracts documented above.
+    unsafe { new_handle("rrpc_jt808_adapter_new", config, out_adapter, new_adapter) }
 }
 
 /// Releases the adapter. Requests still held are dropped without events. A
@@ -134,15 +139,11 @@ pub extern "C" fn rrpc_jt808_adapter_new(
 #[no_mangle]
 #[must_use]
 pub extern "C" fn rrpc_jt808_adapter_free(adapter: *mut rrpc_jt808_adapter) -> rrpc_status {
-    boundary("rrpc_jt808_adapter_free", || {
-        Handle::free(adapter, |h| {
-            h.close().map_err(|_| {
-                Failure::new(
-                    RRPC_STATUS_WRONG_STATE,
-                    "an adapter cannot be freed from its own send function or event callback",
-                )
-            })
-        })
+    free_handle("rrpc_jt808_adapter_free", adapter, |h: &Handle| {
+        refuse_reentry(
+            h.close(),
+            "an adapter cannot be freed from its own send function or event callback",
+        )
     })
 }
 
@@ -223,10 +224,15 @@ pub extern "C" fn rrpc_jt808_adapter_submit_params_init(
     out_params: *mut rrpc_jt808_adapter_submit_params,
     params_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_jt808_adapter_submit_params_init", || {
-        // SAFETY: `params_size` writable bytes per the documented contract.
-        unsafe { init_settings(out_params, params_size, "out_params") }
-    })
+    // SAFETY: `params_size` writable bytes per the documented contract.
+    unsafe {
+        settings_init(
+            "rrpc_jt808_adapter_submit_params_init",
+            out_params,
+            params_size,
+            "out_params",
+        )
+    }
 }
 
 /// Sends RRPC request `params->token` to a terminal as a 0x8900 whose type byte
@@ -588,9 +594,14 @@ pub extern "C" fn rrpc_jt808_adapter_get_stats(
     out_stats: *mut AdapterStats,
     stats_size: usize,
 ) -> rrpc_status {
-    boundary("rrpc_jt808_adapter_get_stats", || {
-        let s = shared_adapter(adapter)?.stats();
-        // SAFETY: `stats_size` writable bytes per the documented contract.
-        unsafe { write_counters(&s, out_stats, stats_size, "out_stats") }
-    })
+    // SAFETY: `stats_size` writable bytes per the documented contract.
+    unsafe {
+        get_stats(
+            "rrpc_jt808_adapter_get_stats",
+            adapter,
+            out_stats,
+            stats_size,
+            |h: &Handle| h.stats(),
+        )
+    }
 }

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void};
 
 use super::super::jt808_codec::rrpc_jt808_frame;
 use super::super::misc::rrpc_bool;
-use super::super::sized::{sized_fields, Settings};
+use super::super::sized::{sized_fields, zeroed_settings, Settings};
 use super::rrpc_jt808_adapter;
 use crate::jt808::AdapterConfig;
 
@@ -268,7 +268,6 @@ impl Settings for rrpc_jt808_adapter_config {
         let r = d.reassembly;
         let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         rrpc_jt808_adapter_config {
-            struct_size: std::mem::size_of::<Self>() as u32,
             max_pending: clamp(d.max_pending),
             max_queue_per_key: clamp(d.max_queue_per_key),
             max_queued_bytes: clamp(d.max_queued_bytes),
@@ -286,7 +285,7 @@ impl Settings for rrpc_jt808_adapter_config {
             reassembly_max_packets: clamp(r.max_packets),
             reassembly_max_packets_per_terminal: clamp(r.max_packets_per_terminal),
             reassembly_timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(u32::MAX),
-            lenient_escapes: 0,
+            ..zeroed_settings()
         }
     }
 }
@@ -306,15 +305,8 @@ sized_fields!(rrpc_jt808_adapter_submit_params {
 impl Settings for rrpc_jt808_adapter_submit_params {
     fn defaults() -> Self {
         rrpc_jt808_adapter_submit_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            token: 0,
-            phone: [0; 10],
-            phone_len: 0,
-            content_type: 0,
-            content: std::ptr::null(),
-            content_len: 0,
             completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_DEFAULT as u32,
-            deadline_ms: 0,
+            ..zeroed_settings()
         }
     }
 }
