@@ -48,28 +48,6 @@ static rrpc_status new_client(const rrpc_client_config *c)
     return st;
 }
 
-static rrpc_credentials_alibaba_params alibaba(void)
-{
-    rrpc_credentials_alibaba_params p;
-    CHECK(rrpc_credentials_alibaba_params_init(&p, sizeof p) == RRPC_STATUS_OK);
-    p.product_key = "a1B2c3D4e5F";
-    p.device_name = "dev1";
-    p.device_secret = "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U";
-    p.timestamp = 1700000000000ull;
-    return p;
-}
-
-static rrpc_credentials_tencent_params tencent(void)
-{
-    rrpc_credentials_tencent_params p;
-    CHECK(rrpc_credentials_tencent_params_init(&p, sizeof p) == RRPC_STATUS_OK);
-    p.product_id = "ABCDEFGHIJ";
-    p.device_name = "dev1";
-    p.device_psk = "bXlfZGV2aWNlX3BzazEyMw==";
-    p.expiry = 2000000000ull;
-    return p;
-}
-
 int main(void)
 {
     rrpc_client_config c;
@@ -134,15 +112,14 @@ int main(void)
     CHECK(rrpc_router_free(router) == RRPC_STATUS_OK);
 
     /* The credentials' input flags. */
-    a = alibaba();
+    sample_credentials(&a, &t);
     CHECK(a.tls == 1 && a.custom_rrpc == 0);
     CHECK(rrpc_credentials_alibaba(&a, &creds) == RRPC_STATUS_OK);
     poke(&a.tls, 2);
     refused(rrpc_credentials_alibaba(&a, &creds), "params->tls must be 0 (false) or 1 (true)");
-    a = alibaba();
+    sample_credentials(&a, &t);
     poke(&a.custom_rrpc, 2);
     refused(rrpc_credentials_alibaba(&a, &creds), "params->custom_rrpc must be 0");
-    t = tencent();
     CHECK(t.tls == 1);
     CHECK(rrpc_credentials_tencent(&t, &creds) == RRPC_STATUS_OK);
     poke(&t.tls, 2);
