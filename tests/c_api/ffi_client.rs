@@ -75,6 +75,26 @@ fn add(client: *mut rrpc_client, dialect: rrpc_dialect, dn: &str) -> rrpc_status
     rrpc_client_add_device(client, dialect as u32, pk.as_ptr(), dn.as_ptr(), null())
 }
 
+/// Registers the Alibaba device `dev1` (under [`PK`]); it must be accepted.
+fn add_dev1(client: *mut rrpc_client) {
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
+}
+
+/// Starts `client` in thread mode; it must start.
+fn start_ok(client: *mut rrpc_client) {
+    assert_eq!(
+        rrpc_client_start(client),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
+}
+
 /// What the recording callback saw, and what it should do.
 #[derive(Default)]
 struct Recorder {
@@ -174,18 +194,10 @@ fn started(
     tweak: impl FnOnce(&mut rrpc_client_config, &mut rrpc_mqtt_config),
 ) -> (*mut rrpc_client, Arc<Recorder>) {
     let client = new_client(port, tweak);
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     let rec = Arc::new(Recorder::default());
     set_recorder(client, &rec);
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    start_ok(client);
     (client, rec)
 }
 
@@ -391,10 +403,7 @@ fn identities_that_could_inject_topics_are_refused() {
 
 fn devices_are_registered_once_and_removed_once() {
     let client = new_client(1, |_, _| {});
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
         RRPC_STATUS_ALREADY_EXISTS
@@ -478,10 +487,7 @@ fn library_facts() {
 fn unreachable_broker_at_start_is_a_clear_error_and_leaves_nothing_running() {
     let port = common::free_port();
     let client = new_client(port, |_, m| m.connect_timeout_ms = 3000);
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     let t = Instant::now();
     assert_eq!(rrpc_client_start(client), RRPC_STATUS_CONNECT_FAILED);
     assert!(
@@ -505,13 +511,10 @@ fn background_mode_reconnects_until_the_broker_appears() {
         m.connect_timeout_ms = 0;
         m.reconnect_max_ms = 200;
     });
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     let rec = Arc::new(Recorder::default());
     set_recorder(client, &rec);
-    assert_eq!(rrpc_client_start(client), RRPC_STATUS_OK);
+    start_ok(client);
     let mut connected = 1;
     assert_eq!(
         rrpc_client_is_connected(client, &mut connected),
@@ -584,7 +587,7 @@ fn yield_mode_reports_connect_failures_and_serves_requests() {
     assert!(!seen.is_empty());
     assert_eq!(seen[0].dialect, Dialect::AlibabaSystem as u32);
     // Yield mode and thread mode exclude each other while running.
-    assert_eq!(rrpc_client_start(client), RRPC_STATUS_OK);
+    start_ok(client);
     assert_eq!(rrpc_client_yield(client, 0), RRPC_STATUS_WRONG_STATE);
     assert_eq!(rrpc_client_start(client), RRPC_STATUS_WRONG_STATE);
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
@@ -937,10 +940,7 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
         m.username = user.as_ptr();
         m.password = bad.as_ptr();
     });
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     assert_eq!(rrpc_client_start(client), RRPC_STATUS_CONNECT_FAILED);
     let msg = last_error();
     assert!(
@@ -1027,16 +1027,8 @@ fn the_sign_callback_signs_every_attempt() {
         m.sign_user_data = &*state as *const SignState as *mut c_void;
     });
     state.client.store(client, Ordering::SeqCst);
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    add_dev1(client);
+    start_ok(client);
     common::wait_until("connected", Duration::from_secs(10), || {
         let mut c = 0;
         assert_eq!(rrpc_client_is_connected(client, &mut c), RRPC_STATUS_OK);
@@ -1090,12 +1082,7 @@ fn a_stopped_client_starts_again_and_serves_in_either_mode() {
     );
     assert_eq!(connected, 0);
     assert_eq!(call(b"while stopped"), None);
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    start_ok(client);
     assert_eq!(call(b"two").as_deref(), Some(&b"two"[..]));
     // From thread mode to yield mode.
     assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
@@ -1181,16 +1168,8 @@ fn connection_events_tell_a_lost_connection_from_a_failed_connect() {
         ),
         RRPC_STATUS_OK
     );
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    add_dev1(client);
+    start_ok(client);
     assert_eq!(states(&events), [(CONNECTED, NO_CAUSE)]);
 
     // The broker dies: the connection is lost, then attempts fail, each followed
@@ -1231,10 +1210,7 @@ fn yield_tells_a_lost_connection_from_a_failed_connect() {
         m.reconnect_min_ms = 5000;
         m.reconnect_max_ms = 5000;
     });
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     common::wait_until("the connection", Duration::from_secs(10), || {
         let st = rrpc_client_yield(client, 20);
         assert!(
@@ -1299,12 +1275,7 @@ fn stop_sends_the_replies_already_accepted() {
             Some(payload.as_bytes()),
             "round {round}: the reply accepted before stop was lost"
         );
-        assert_eq!(
-            rrpc_client_start(client),
-            RRPC_STATUS_OK,
-            "{}",
-            last_error()
-        );
+        start_ok(client);
     }
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
