@@ -19,15 +19,15 @@
 static int checks = 0;
 /* The case a table-driven check is on (named in a failure), or NULL. */
 static const char *check_case = NULL;
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        checks++;                                                                            \
-        if (!(cond)) {                                                                       \
+#define CHECK(cond)                                                                              \
+    do {                                                                                         \
+        checks++;                                                                                \
+        if (!(cond)) {                                                                           \
             fprintf(stderr, HARNESS_NAME ": check failed at line %d%s%s: %s (last error: %s)\n", \
-                    __LINE__, check_case ? " in case " : "", check_case ? check_case : "",  \
-                    #cond, rrpc_last_error_message());                                       \
-            exit(1);                                                                         \
-        }                                                                                    \
+                    __LINE__, check_case ? " in case " : "", check_case ? check_case : "",      \
+                    #cond, rrpc_last_error_message());                                           \
+            exit(1);                                                                             \
+        }                                                                                        \
     } while (0)
 
 static inline void sleep_ms(long ms)
