@@ -55,6 +55,11 @@ fn terminals(adapter: &Proc, listen: u16, phone: u64, count: usize, extra: &[&st
     t
 }
 
+/// A caller on the broker on `port`.
+fn caller(port: u16) -> Caller {
+    Caller::connect(CallerConfig::new("127.0.0.1", port)).expect("connect the caller")
+}
+
 fn call(c: &Caller, dn: &str, payload: &[u8], content_type: Option<u32>) -> RrpcResponse {
     c.call(&CallParams {
         dialect: Dialect::AlibabaSystem,
@@ -85,7 +90,7 @@ fn every_content_type_class_reaches_the_terminal_and_comes_back() {
         2,
         &["--answer", "upper", "--version", "2019"],
     );
-    let c = Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap();
+    let c = caller(b.port);
 
     // GNSS, serial ports, user-defined: the 0x0900 answer is the reply.
     for (dn, ct) in [
@@ -169,7 +174,7 @@ fn failures_and_disconnects_answer_the_call_at_once() {
         1,
         &["--answer-delay-ms", "60000"],
     );
-    let c = Arc::new(Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap());
+    let c = Arc::new(caller(b.port));
 
     // The terminal's 0x0001 "not supported" is the reply, at once.
     let t = Instant::now();
@@ -280,7 +285,7 @@ fn a_connection_that_did_not_authenticate_cannot_speak_for_a_terminal() {
         1,
         &["--answer-delay-ms", "1500"],
     );
-    let c = Arc::new(Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap());
+    let c = Arc::new(caller(b.port));
     let c2 = c.clone();
     let pending = std::thread::spawn(move || call(&c2, victim, b"real question", Some(65)));
     assert_eq!(
@@ -382,7 +387,7 @@ fn adapter_runs_clean_under_valgrind() {
         adapter.transcript()
     );
     let t = terminals(&adapter, listen, 13_600_000_000, 2, &["--answer", "echo"]);
-    let c = Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap();
+    let c = caller(b.port);
     for (i, ct) in [65u32, 11, 240].into_iter().enumerate() {
         let r = call(&c, "13600000000", format!("vg{i}").as_bytes(), Some(ct));
         assert_eq!(
