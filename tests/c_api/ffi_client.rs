@@ -31,24 +31,22 @@ fn c(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
+/// The defaults an `rrpc_*_init` function writes into a `T` of its current size.
+fn defaults<T>(init: extern "C" fn(*mut T, usize) -> rrpc_status) -> T {
+    let mut out = std::mem::MaybeUninit::<T>::uninit();
+    assert_eq!(init(out.as_mut_ptr(), size_of::<T>()), RRPC_STATUS_OK);
+    // SAFETY: init returned OK, so it filled all of `out`.
+    unsafe { out.assume_init() }
+}
+
 /// The defaults of `rrpc_client_config_init`.
 fn client_defaults() -> rrpc_client_config {
-    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-    assert_eq!(
-        rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
-        RRPC_STATUS_OK
-    );
-    unsafe { cfg.assume_init() }
+    defaults(rrpc_client_config_init)
 }
 
 /// The defaults of `rrpc_mqtt_config_init`.
 fn mqtt_defaults() -> rrpc_mqtt_config {
-    let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
-    assert_eq!(
-        rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
-        RRPC_STATUS_OK
-    );
-    unsafe { mqtt.assume_init() }
+    defaults(rrpc_mqtt_config_init)
 }
 
 /// A client for `port`, with `tweak` applied to the defaults (the client's
@@ -905,31 +903,27 @@ fn deferred_replies_from_other_threads_and_several_devices() {
 
 fn two_clients_on_one_broker_get_distinct_default_ids() {
     let b = Broker::rumqttd();
-    let c1 = new_client(b.port, |_, _| {});
-    let c2 = new_client(b.port, |_, _| {});
-    assert_eq!(
-        add(c1, rrpc_dialect::RRPC_DIALECT_ALIBABA, "devA"),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        add(c2, rrpc_dialect::RRPC_DIALECT_ALIBABA, "devB"),
-        RRPC_STATUS_OK
-    );
     let rec = Arc::new(Recorder::default());
-    set_recorder(c1, &rec);
-    set_recorder(c2, &rec);
-    assert_eq!(rrpc_client_start(c1), RRPC_STATUS_OK);
-    assert_eq!(rrpc_client_start(c2), RRPC_STATUS_OK);
+    let clients = ["devA", "devB"].map(|dn| {
+        let client = new_client(b.port, |_, _| {});
+        assert_eq!(
+            add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, dn),
+            RRPC_STATUS_OK
+        );
+        set_recorder(client, &rec);
+        start_ok(client);
+        client
+    });
     let caller = Caller::connect(b.port);
     for dn in ["devA", "devB", "devA", "devB"] {
         let r = caller.call_system(PK, dn, dn.as_bytes(), Duration::from_secs(3));
         assert_eq!(r.as_deref(), Some(dn.as_bytes()), "{dn}");
     }
     // Neither took over the other's session.
-    assert_eq!(stats(c1).connects, 1);
-    assert_eq!(stats(c2).connects, 1);
-    assert_eq!(rrpc_client_free(c1), RRPC_STATUS_OK);
-    assert_eq!(rrpc_client_free(c2), RRPC_STATUS_OK);
+    for client in clients {
+        assert_eq!(stats(client).connects, 1);
+        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+    }
 }
 
 fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
