@@ -540,6 +540,38 @@ fn background_mode_reconnects_until_the_broker_appears() {
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
+/// `caller` calls `dn` with `payload` until answered (within `limit`) on another
+/// thread while this thread drives `client` in yield mode, `slice_ms` a yield; the
+/// answer.
+fn answered_while_yielding(
+    client: *mut rrpc_client,
+    caller: &Caller,
+    dn: &str,
+    payload: &[u8],
+    slice_ms: u32,
+    limit: Duration,
+) -> Option<Vec<u8>> {
+    let done = AtomicBool::new(false);
+    let main_thread = std::thread::current().id();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            let r =
+                caller.call_until_answered(Dialect::AlibabaSystem, PK, dn, None, payload, limit);
+            done.store(true, Ordering::SeqCst);
+            r
+        });
+        while !done.load(Ordering::SeqCst) {
+            let st = rrpc_client_yield(client, slice_ms);
+            assert!(
+                st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
+                "{st:?}"
+            );
+        }
+        assert_eq!(std::thread::current().id(), main_thread);
+        t.join().unwrap()
+    })
+}
+
 fn yield_mode_reports_connect_failures_and_serves_requests() {
     let port = common::free_port();
     let client = new_client(port, |_, m| m.reconnect_min_ms = 50);
@@ -554,32 +586,8 @@ fn yield_mode_reports_connect_failures_and_serves_requests() {
 
     let _broker = Broker::rumqttd_on(port);
     let caller = Caller::connect(port);
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = std::thread::scope(|s| {
-        let stop2 = stop.clone();
-        let t = s.spawn(move || {
-            let r = caller.call_until_answered(
-                Dialect::AlibabaSystem,
-                PK,
-                "test01",
-                None,
-                b"ok",
-                Duration::from_secs(15),
-            );
-            stop2.store(true, Ordering::SeqCst);
-            r
-        });
-        let main_thread = std::thread::current().id();
-        while !stop.load(Ordering::SeqCst) {
-            let st = rrpc_client_yield(client, 50);
-            assert!(
-                st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
-                "{st:?}"
-            );
-        }
-        assert_eq!(std::thread::current().id(), main_thread);
-        t.join().unwrap()
-    });
+    let limit = Duration::from_secs(15);
+    let answered = answered_while_yielding(client, &caller, "test01", b"ok", 50, limit);
     assert_eq!(answered.as_deref(), Some(&b"ok"[..]));
     let seen = rec.requests.lock().unwrap().clone();
     assert!(!seen.is_empty());
@@ -1080,29 +1088,8 @@ fn a_stopped_client_starts_again_and_serves_in_either_mode() {
     assert_eq!(call(b"two").as_deref(), Some(&b"two"[..]));
     // From thread mode to yield mode.
     assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
-    let done = AtomicBool::new(false);
-    let answered = std::thread::scope(|s| {
-        let t = s.spawn(|| {
-            let r = caller.call_until_answered(
-                Dialect::AlibabaSystem,
-                PK,
-                "dev1",
-                None,
-                b"three",
-                Duration::from_secs(10),
-            );
-            done.store(true, Ordering::SeqCst);
-            r
-        });
-        while !done.load(Ordering::SeqCst) {
-            let st = rrpc_client_yield(client, 20);
-            assert!(
-                st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
-                "{st:?}"
-            );
-        }
-        t.join().unwrap()
-    });
+    let limit = Duration::from_secs(10);
+    let answered = answered_while_yielding(client, &caller, "dev1", b"three", 20, limit);
     assert_eq!(answered.as_deref(), Some(&b"three"[..]));
     assert!(stats(client).connects >= 3);
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
