@@ -48,30 +48,21 @@ static rrpc_status new_client(const rrpc_client_config *c)
     return st;
 }
 
-static rrpc_credentials_alibaba_params alibaba(void)
-{
-    rrpc_credentials_alibaba_params p;
-    CHECK(rrpc_credentials_alibaba_params_init(&p, sizeof p) == RRPC_STATUS_OK);
-    p.product_key = "a1B2c3D4e5F";
-    p.device_name = "dev1";
-    p.device_secret = "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U";
-    p.timestamp = 1700000000000ull;
-    return p;
-}
-
-static rrpc_credentials_tencent_params tencent(void)
-{
-    rrpc_credentials_tencent_params p;
-    CHECK(rrpc_credentials_tencent_params_init(&p, sizeof p) == RRPC_STATUS_OK);
-    p.product_id = "ABCDEFGHIJ";
-    p.device_name = "dev1";
-    p.device_psk = "bXlfZGV2aWNlX3BzazEyMw==";
-    p.expiry = 2000000000ull;
-    return p;
-}
+/* Client ids that would break every connect, the presence topic or the log, and why. */
+static const struct {
+    const char *id;
+    const char *reason;
+} BAD_IDS[] = {
+    {"dev#1", "contains an MQTT wildcard"},
+    {"dev+1", "contains an MQTT wildcard"},
+    {"site/dev1", "contains a topic level separator"},
+    {"dev\x01", "contains a control character"},
+    {"", "client id must be 1 to 256 bytes"},
+};
 
 int main(void)
 {
+    size_t i;
     rrpc_client_config c;
     rrpc_mqtt_config kmqtt = local_mqtt(1);
     rrpc_caller_config k;
@@ -93,22 +84,19 @@ int main(void)
     c.accept_queued = 1;
     CHECK(new_client(&c) == RRPC_STATUS_OK);
 
-    /* 2 in each flag of the client's config. */
-    c = client_config();
-    poke(&mqtt.clean_session, 2);
-    refused(new_client(&c), "config->mqtt->clean_session must be 0 (false) or 1 (true), not 2");
-    c = client_config();
-    poke(&mqtt.tls, 2);
-    refused(new_client(&c), "config->mqtt->tls must be 0 (false) or 1 (true), not 2");
-    c = client_config();
-    poke(&mqtt.tls_insecure_skip_verify, 2);
-    refused(new_client(&c), "config->mqtt->tls_insecure_skip_verify must be 0");
-    c = client_config();
-    poke(&c.presence, 2);
-    refused(new_client(&c), "config->presence must be 0 (false) or 1 (true), not 2");
-    c = client_config();
-    poke(&c.accept_queued, 255);
-    refused(new_client(&c), "config->accept_queued must be 0 (false) or 1 (true), not 255");
+    /* 2 in each flag of the client's config: the defaults but for `flag`. */
+#define CLIENT_FLAG_REFUSED(flag, byte, reason) \
+    do {                                        \
+        c = client_config();                    \
+        poke(&(flag), byte);                    \
+        refused(new_client(&c), reason);        \
+    } while (0)
+    CLIENT_FLAG_REFUSED(mqtt.clean_session, 2, "config->mqtt->clean_session must be 0 (false) or 1 (true), not 2");
+    CLIENT_FLAG_REFUSED(mqtt.tls, 2, "config->mqtt->tls must be 0 (false) or 1 (true), not 2");
+    CLIENT_FLAG_REFUSED(mqtt.tls_insecure_skip_verify, 2, "config->mqtt->tls_insecure_skip_verify must be 0");
+    CLIENT_FLAG_REFUSED(c.presence, 2, "config->presence must be 0 (false) or 1 (true), not 2");
+    CLIENT_FLAG_REFUSED(c.accept_queued, 255, "config->accept_queued must be 0 (false) or 1 (true), not 255");
+#undef CLIENT_FLAG_REFUSED
 
     /* The caller's and the router's flags. */
     /* The caller's and the JT/T 808 adapter's flags; the router has none. */
@@ -134,15 +122,14 @@ int main(void)
     CHECK(rrpc_router_free(router) == RRPC_STATUS_OK);
 
     /* The credentials' input flags. */
-    a = alibaba();
+    sample_credentials(&a, &t);
     CHECK(a.tls == 1 && a.custom_rrpc == 0);
     CHECK(rrpc_credentials_alibaba(&a, &creds) == RRPC_STATUS_OK);
     poke(&a.tls, 2);
     refused(rrpc_credentials_alibaba(&a, &creds), "params->tls must be 0 (false) or 1 (true)");
-    a = alibaba();
+    sample_credentials(&a, &t);
     poke(&a.custom_rrpc, 2);
     refused(rrpc_credentials_alibaba(&a, &creds), "params->custom_rrpc must be 0");
-    t = tencent();
     CHECK(t.tls == 1);
     CHECK(rrpc_credentials_tencent(&t, &creds) == RRPC_STATUS_OK);
     poke(&t.tls, 2);
@@ -150,16 +137,10 @@ int main(void)
 
     /* Client ids. */
     c = client_config();
-    mqtt.client_id = "dev#1";
-    refused(new_client(&c), "contains an MQTT wildcard");
-    mqtt.client_id = "dev+1";
-    refused(new_client(&c), "contains an MQTT wildcard");
-    mqtt.client_id = "site/dev1";
-    refused(new_client(&c), "contains a topic level separator");
-    mqtt.client_id = "dev\x01";
-    refused(new_client(&c), "contains a control character");
-    mqtt.client_id = "";
-    refused(new_client(&c), "client id must be 1 to 256 bytes");
+    for (i = 0; i < sizeof BAD_IDS / sizeof BAD_IDS[0]; i++) {
+        mqtt.client_id = BAD_IDS[i].id;
+        refused(new_client(&c), BAD_IDS[i].reason);
+    }
     mqtt.client_id = "a1B2c3D4e5F.dev1|securemode=2,signmethod=hmacsha256,timestamp=1700000000000|";
     CHECK(new_client(&c) == RRPC_STATUS_OK);
     kmqtt.clean_session = 1;

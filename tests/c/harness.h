@@ -17,14 +17,17 @@
 #include <time.h>
 
 static int checks = 0;
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        checks++;                                                                            \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, HARNESS_NAME ": check failed at line %d: %s (last error: %s)\n", \
-                    __LINE__, #cond, rrpc_last_error_message());                             \
-            exit(1);                                                                         \
-        }                                                                                    \
+/* The case a table-driven check is on (named in a failure), or NULL. */
+static const char *check_case = NULL;
+#define CHECK(cond)                                                                              \
+    do {                                                                                         \
+        checks++;                                                                                \
+        if (!(cond)) {                                                                           \
+            fprintf(stderr, HARNESS_NAME ": check failed at line %d%s%s: %s (last error: %s)\n", \
+                    __LINE__, check_case ? " in case " : "", check_case ? check_case : "",      \
+                    #cond, rrpc_last_error_message());                                           \
+            exit(1);                                                                             \
+        }                                                                                        \
     } while (0)
 
 static inline void sleep_ms(long ms)
@@ -50,6 +53,25 @@ static inline rrpc_mqtt_config local_mqtt(uint16_t port)
     m.host = "127.0.0.1";
     m.port = port;
     return m;
+}
+
+/* The sample device of both clouds (the values of scripts/vendor-vectors.py): valid input
+ * for rrpc_credentials_alibaba and rrpc_credentials_tencent, the _init defaults otherwise. */
+#define SAMPLE_SECRET "Xk3mZq9PbT2vLw8RyN5cHd7JfG4sAe6U"
+#define SAMPLE_PSK "bXlfZGV2aWNlX3BzazEyMw=="
+static inline void sample_credentials(rrpc_credentials_alibaba_params *a, rrpc_credentials_tencent_params *t)
+{
+    CHECK(rrpc_credentials_alibaba_params_init(a, sizeof *a) == RRPC_STATUS_OK);
+    CHECK(rrpc_credentials_tencent_params_init(t, sizeof *t) == RRPC_STATUS_OK);
+    a->product_key = "a1B2c3D4e5F";
+    a->device_name = "sensor-01";
+    a->device_secret = SAMPLE_SECRET;
+    a->timestamp = 1700000000123ULL;
+    t->product_id = "ABCDEFGHIJ";
+    t->device_name = "dev001";
+    t->device_psk = SAMPLE_PSK;
+    t->conn_id = "Ab3dE";
+    t->expiry = 1700003600;
 }
 
 /* How long a slow callback sleeps. */

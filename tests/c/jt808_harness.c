@@ -810,6 +810,30 @@ static rrpc_status free_adapter(void)
     return rrpc_jt808_adapter_free(release_adapter);
 }
 
+static rrpc_status install_slow_event(slow_state *st)
+{
+    return rrpc_jt808_adapter_set_event_callback(release_adapter, slow_event, st);
+}
+
+static rrpc_status install_slow_send(slow_state *st)
+{
+    return rrpc_jt808_adapter_set_send(release_adapter, slow_send, st);
+}
+
+/* The slow callback `install` sets, replaced by `replace` while it sleeps in `thread` (run
+ * on another thread): the replacement waits for it, and only the quick callback, which
+ * counts in `*quick`, runs after. */
+static void replaced_while_running(rrpc_status (*install)(slow_state *), void *(*thread)(void *),
+                                   rrpc_status (*replace)(void), volatile int *quick)
+{
+    slow_state *st = slow_new();
+    CHECK(install(st) == RRPC_STATUS_OK);
+    RELEASE_WHILE_RUNNING(thread, NULL, st, replace());
+    *quick = 0;
+    thread(NULL);
+    CHECK(*quick == 1);
+}
+
 static void release_checks(void)
 {
     rrpc_jt808_adapter_config cfg;
@@ -823,20 +847,10 @@ static void release_checks(void)
 
     /* The event callback, replaced while it sleeps on another thread: the replacement
      * waits for it, and only the new one runs after. */
-    st = slow_new();
-    CHECK(rrpc_jt808_adapter_set_event_callback(release_adapter, slow_event, st) == RRPC_STATUS_OK);
-    RELEASE_WHILE_RUNNING(heartbeat_thread, NULL, st, replace_event_callback());
-    quick_events = 0;
-    heartbeat_thread(NULL);
-    CHECK(quick_events == 1);
+    replaced_while_running(install_slow_event, heartbeat_thread, replace_event_callback, &quick_events);
 
     /* The send function, replaced while it sleeps inside a submit on another thread. */
-    st = slow_new();
-    CHECK(rrpc_jt808_adapter_set_send(release_adapter, slow_send, st) == RRPC_STATUS_OK);
-    RELEASE_WHILE_RUNNING(submit_thread, NULL, st, replace_send());
-    quick_sends = 0;
-    submit_thread(NULL);
-    CHECK(quick_sends == 1);
+    replaced_while_running(install_slow_send, submit_thread, replace_send, &quick_sends);
 
     /* From inside: a callback cannot replace itself or free the adapter (nothing
      * changes: it runs again next time), but it may replace the other callback. */

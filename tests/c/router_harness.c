@@ -119,24 +119,22 @@ int main(void)
     /* Every bound has a documented maximum, refused at creation, not at the
      * allocation that would abort the process. */
     {
-        rrpc_router_config bad = cfg;
-        bad.max_pending = UINT32_MAX;
-        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
-        CHECK(strstr(rrpc_last_error_message(), "max_pending") != NULL);
-        bad.max_pending = 65537;
-        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
-        bad = cfg;
-        bad.max_pending = 0;
-        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
-        bad = cfg;
-        bad.max_devices = 1000001;
-        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
-        bad = cfg;
-        bad.max_payload = UINT32_MAX;
-        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
-        bad = cfg;
-        bad.request_timeout_ms = 600001;
-        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);
+        rrpc_router_config bad;
+/* The defaults with one bound out of range: refused, nothing made, the field named. */
+#define REFUSED_BOUND(field, value)                                                      \
+    do {                                                                                 \
+        bad = cfg;                                                                       \
+        bad.field = (value);                                                             \
+        CHECK(rrpc_router_new(&bad, &r) == RRPC_STATUS_INVALID_ARGUMENT && r == NULL);   \
+        CHECK(strstr(rrpc_last_error_message(), #field " is ") != NULL);                 \
+    } while (0)
+        REFUSED_BOUND(max_pending, UINT32_MAX);
+        REFUSED_BOUND(max_pending, 65537);
+        REFUSED_BOUND(max_pending, 0);
+        REFUSED_BOUND(max_devices, 1000001);
+        REFUSED_BOUND(max_payload, UINT32_MAX);
+        REFUSED_BOUND(request_timeout_ms, 600001);
+#undef REFUSED_BOUND
         /* At the maximum, and a device table that fills. */
         bad = cfg;
         bad.max_pending = 65536;

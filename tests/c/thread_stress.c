@@ -310,6 +310,18 @@ static void on_log(void *user_data, rrpc_log_level level, const char *message)
     }
 }
 
+/* A new client or caller (`family`) on the broker on 127.0.0.1:`port`, with its own
+ * client id, into `out`. */
+#define NEW_ON_BROKER(family, port, id, out)                                      \
+    do {                                                                          \
+        rrpc_mqtt_config mqtt_ = local_mqtt(port);                                \
+        rrpc_##family##_config cfg_;                                              \
+        mqtt_.client_id = (id);                                                   \
+        CHECK(rrpc_##family##_config_init(&cfg_, sizeof cfg_) == RRPC_STATUS_OK); \
+        cfg_.mqtt = &mqtt_;                                                       \
+        CHECK(rrpc_##family##_new(&cfg_, (out)) == RRPC_STATUS_OK);               \
+    } while (0)
+
 int main(int argc, char **argv)
 {
     CHECK(argc == 3);
@@ -318,12 +330,7 @@ int main(int argc, char **argv)
     CHECK(port != 0 && seconds > 0);
     CHECK(rrpc_set_log_handler(on_log, NULL, RRPC_LOG_WARN) == RRPC_STATUS_OK);
 
-    rrpc_mqtt_config mqtt = local_mqtt(port);
-    mqtt.client_id = "thread-stress-device";
-    rrpc_client_config cfg;
-    CHECK(rrpc_client_config_init(&cfg, sizeof cfg) == RRPC_STATUS_OK);
-    cfg.mqtt = &mqtt;
-    CHECK(rrpc_client_new(&cfg, &client) == RRPC_STATUS_OK);
+    NEW_ON_BROKER(client, port, "thread-stress-device", &client);
     for (int i = 0; i < STABLE; i++) {
         char dn[16];
         snprintf(dn, sizeof dn, "s%d", i);
@@ -333,13 +340,7 @@ int main(int argc, char **argv)
     CHECK(rrpc_client_set_request_callback(client, on_request_a, current[0]) == RRPC_STATUS_OK);
     CHECK(rrpc_client_set_connection_callback(client, on_connection, current[1]) == RRPC_STATUS_OK);
     CHECK(rrpc_client_start(client) == RRPC_STATUS_OK);
-
-    rrpc_mqtt_config cmqtt = local_mqtt(port);
-    cmqtt.client_id = "thread-stress-caller";
-    rrpc_caller_config ccfg;
-    CHECK(rrpc_caller_config_init(&ccfg, sizeof ccfg) == RRPC_STATUS_OK);
-    ccfg.mqtt = &cmqtt;
-    CHECK(rrpc_caller_new(&ccfg, &caller) == RRPC_STATUS_OK);
+    NEW_ON_BROKER(caller, port, "thread-stress-caller", &caller);
 
     pthread_t repliers[REPLIERS], callers[CALLERS], swap_th, churn_th, read_th;
     for (int i = 0; i < REPLIERS; i++) CHECK(pthread_create(&repliers[i], NULL, replier, NULL) == 0);

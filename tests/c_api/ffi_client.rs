@@ -31,24 +31,22 @@ fn c(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
+/// The defaults an `rrpc_*_init` function writes into a `T` of its current size.
+fn defaults<T>(init: extern "C" fn(*mut T, usize) -> rrpc_status) -> T {
+    let mut out = std::mem::MaybeUninit::<T>::uninit();
+    assert_eq!(init(out.as_mut_ptr(), size_of::<T>()), RRPC_STATUS_OK);
+    // SAFETY: init returned OK, so it filled all of `out`.
+    unsafe { out.assume_init() }
+}
+
 /// The defaults of `rrpc_client_config_init`.
 fn client_defaults() -> rrpc_client_config {
-    let mut cfg = std::mem::MaybeUninit::<rrpc_client_config>::uninit();
-    assert_eq!(
-        rrpc_client_config_init(cfg.as_mut_ptr(), size_of::<rrpc_client_config>()),
-        RRPC_STATUS_OK
-    );
-    unsafe { cfg.assume_init() }
+    defaults(rrpc_client_config_init)
 }
 
 /// The defaults of `rrpc_mqtt_config_init`.
 fn mqtt_defaults() -> rrpc_mqtt_config {
-    let mut mqtt = std::mem::MaybeUninit::<rrpc_mqtt_config>::uninit();
-    assert_eq!(
-        rrpc_mqtt_config_init(mqtt.as_mut_ptr(), size_of::<rrpc_mqtt_config>()),
-        RRPC_STATUS_OK
-    );
-    unsafe { mqtt.assume_init() }
+    defaults(rrpc_mqtt_config_init)
 }
 
 /// A client for `port`, with `tweak` applied to the defaults (the client's
@@ -73,6 +71,26 @@ fn new_client(
 fn add(client: *mut rrpc_client, dialect: rrpc_dialect, dn: &str) -> rrpc_status {
     let (pk, dn) = (c(PK), c(dn));
     rrpc_client_add_device(client, dialect as u32, pk.as_ptr(), dn.as_ptr(), null())
+}
+
+/// Registers the Alibaba device `dev1` (under [`PK`]); it must be accepted.
+fn add_dev1(client: *mut rrpc_client) {
+    assert_eq!(
+        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
+}
+
+/// Starts `client` in thread mode; it must start.
+fn start_ok(client: *mut rrpc_client) {
+    assert_eq!(
+        rrpc_client_start(client),
+        RRPC_STATUS_OK,
+        "{}",
+        last_error()
+    );
 }
 
 /// What the recording callback saw, and what it should do.
@@ -174,18 +192,10 @@ fn started(
     tweak: impl FnOnce(&mut rrpc_client_config, &mut rrpc_mqtt_config),
 ) -> (*mut rrpc_client, Arc<Recorder>) {
     let client = new_client(port, tweak);
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     let rec = Arc::new(Recorder::default());
     set_recorder(client, &rec);
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    start_ok(client);
     (client, rec)
 }
 
@@ -391,10 +401,7 @@ fn identities_that_could_inject_topics_are_refused() {
 
 fn devices_are_registered_once_and_removed_once() {
     let client = new_client(1, |_, _| {});
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     assert_eq!(
         add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
         RRPC_STATUS_ALREADY_EXISTS
@@ -478,10 +485,7 @@ fn library_facts() {
 fn unreachable_broker_at_start_is_a_clear_error_and_leaves_nothing_running() {
     let port = common::free_port();
     let client = new_client(port, |_, m| m.connect_timeout_ms = 3000);
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     let t = Instant::now();
     assert_eq!(rrpc_client_start(client), RRPC_STATUS_CONNECT_FAILED);
     assert!(
@@ -505,13 +509,10 @@ fn background_mode_reconnects_until_the_broker_appears() {
         m.connect_timeout_ms = 0;
         m.reconnect_max_ms = 200;
     });
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     let rec = Arc::new(Recorder::default());
     set_recorder(client, &rec);
-    assert_eq!(rrpc_client_start(client), RRPC_STATUS_OK);
+    start_ok(client);
     let mut connected = 1;
     assert_eq!(
         rrpc_client_is_connected(client, &mut connected),
@@ -539,6 +540,38 @@ fn background_mode_reconnects_until_the_broker_appears() {
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
 
+/// `caller` calls `dn` with `payload` until answered (within `limit`) on another
+/// thread while this thread drives `client` in yield mode, `slice_ms` a yield; the
+/// answer.
+fn answered_while_yielding(
+    client: *mut rrpc_client,
+    caller: &Caller,
+    dn: &str,
+    payload: &[u8],
+    slice_ms: u32,
+    limit: Duration,
+) -> Option<Vec<u8>> {
+    let done = AtomicBool::new(false);
+    let main_thread = std::thread::current().id();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            let r =
+                caller.call_until_answered(Dialect::AlibabaSystem, PK, dn, None, payload, limit);
+            done.store(true, Ordering::SeqCst);
+            r
+        });
+        while !done.load(Ordering::SeqCst) {
+            let st = rrpc_client_yield(client, slice_ms);
+            assert!(
+                st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
+                "{st:?}"
+            );
+        }
+        assert_eq!(std::thread::current().id(), main_thread);
+        t.join().unwrap()
+    })
+}
+
 fn yield_mode_reports_connect_failures_and_serves_requests() {
     let port = common::free_port();
     let client = new_client(port, |_, m| m.reconnect_min_ms = 50);
@@ -553,38 +586,14 @@ fn yield_mode_reports_connect_failures_and_serves_requests() {
 
     let _broker = Broker::rumqttd_on(port);
     let caller = Caller::connect(port);
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = std::thread::scope(|s| {
-        let stop2 = stop.clone();
-        let t = s.spawn(move || {
-            let r = caller.call_until_answered(
-                Dialect::AlibabaSystem,
-                PK,
-                "test01",
-                None,
-                b"ok",
-                Duration::from_secs(15),
-            );
-            stop2.store(true, Ordering::SeqCst);
-            r
-        });
-        let main_thread = std::thread::current().id();
-        while !stop.load(Ordering::SeqCst) {
-            let st = rrpc_client_yield(client, 50);
-            assert!(
-                st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
-                "{st:?}"
-            );
-        }
-        assert_eq!(std::thread::current().id(), main_thread);
-        t.join().unwrap()
-    });
+    let limit = Duration::from_secs(15);
+    let answered = answered_while_yielding(client, &caller, "test01", b"ok", 50, limit);
     assert_eq!(answered.as_deref(), Some(&b"ok"[..]));
     let seen = rec.requests.lock().unwrap().clone();
     assert!(!seen.is_empty());
     assert_eq!(seen[0].dialect, Dialect::AlibabaSystem as u32);
     // Yield mode and thread mode exclude each other while running.
-    assert_eq!(rrpc_client_start(client), RRPC_STATUS_OK);
+    start_ok(client);
     assert_eq!(rrpc_client_yield(client, 0), RRPC_STATUS_WRONG_STATE);
     assert_eq!(rrpc_client_start(client), RRPC_STATUS_WRONG_STATE);
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
@@ -902,31 +911,27 @@ fn deferred_replies_from_other_threads_and_several_devices() {
 
 fn two_clients_on_one_broker_get_distinct_default_ids() {
     let b = Broker::rumqttd();
-    let c1 = new_client(b.port, |_, _| {});
-    let c2 = new_client(b.port, |_, _| {});
-    assert_eq!(
-        add(c1, rrpc_dialect::RRPC_DIALECT_ALIBABA, "devA"),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        add(c2, rrpc_dialect::RRPC_DIALECT_ALIBABA, "devB"),
-        RRPC_STATUS_OK
-    );
     let rec = Arc::new(Recorder::default());
-    set_recorder(c1, &rec);
-    set_recorder(c2, &rec);
-    assert_eq!(rrpc_client_start(c1), RRPC_STATUS_OK);
-    assert_eq!(rrpc_client_start(c2), RRPC_STATUS_OK);
+    let clients = ["devA", "devB"].map(|dn| {
+        let client = new_client(b.port, |_, _| {});
+        assert_eq!(
+            add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, dn),
+            RRPC_STATUS_OK
+        );
+        set_recorder(client, &rec);
+        start_ok(client);
+        client
+    });
     let caller = Caller::connect(b.port);
     for dn in ["devA", "devB", "devA", "devB"] {
         let r = caller.call_system(PK, dn, dn.as_bytes(), Duration::from_secs(3));
         assert_eq!(r.as_deref(), Some(dn.as_bytes()), "{dn}");
     }
     // Neither took over the other's session.
-    assert_eq!(stats(c1).connects, 1);
-    assert_eq!(stats(c2).connects, 1);
-    assert_eq!(rrpc_client_free(c1), RRPC_STATUS_OK);
-    assert_eq!(rrpc_client_free(c2), RRPC_STATUS_OK);
+    for client in clients {
+        assert_eq!(stats(client).connects, 1);
+        assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
+    }
 }
 
 fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
@@ -937,10 +942,7 @@ fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
         m.username = user.as_ptr();
         m.password = bad.as_ptr();
     });
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     assert_eq!(rrpc_client_start(client), RRPC_STATUS_CONNECT_FAILED);
     let msg = last_error();
     assert!(
@@ -1027,16 +1029,8 @@ fn the_sign_callback_signs_every_attempt() {
         m.sign_user_data = &*state as *const SignState as *mut c_void;
     });
     state.client.store(client, Ordering::SeqCst);
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    add_dev1(client);
+    start_ok(client);
     common::wait_until("connected", Duration::from_secs(10), || {
         let mut c = 0;
         assert_eq!(rrpc_client_is_connected(client, &mut c), RRPC_STATUS_OK);
@@ -1090,38 +1084,12 @@ fn a_stopped_client_starts_again_and_serves_in_either_mode() {
     );
     assert_eq!(connected, 0);
     assert_eq!(call(b"while stopped"), None);
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    start_ok(client);
     assert_eq!(call(b"two").as_deref(), Some(&b"two"[..]));
     // From thread mode to yield mode.
     assert_eq!(rrpc_client_stop(client), RRPC_STATUS_OK);
-    let done = AtomicBool::new(false);
-    let answered = std::thread::scope(|s| {
-        let t = s.spawn(|| {
-            let r = caller.call_until_answered(
-                Dialect::AlibabaSystem,
-                PK,
-                "dev1",
-                None,
-                b"three",
-                Duration::from_secs(10),
-            );
-            done.store(true, Ordering::SeqCst);
-            r
-        });
-        while !done.load(Ordering::SeqCst) {
-            let st = rrpc_client_yield(client, 20);
-            assert!(
-                st == RRPC_STATUS_OK || st == RRPC_STATUS_CONNECT_FAILED,
-                "{st:?}"
-            );
-        }
-        t.join().unwrap()
-    });
+    let limit = Duration::from_secs(10);
+    let answered = answered_while_yielding(client, &caller, "dev1", b"three", 20, limit);
     assert_eq!(answered.as_deref(), Some(&b"three"[..]));
     assert!(stats(client).connects >= 3);
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
@@ -1181,16 +1149,8 @@ fn connection_events_tell_a_lost_connection_from_a_failed_connect() {
         ),
         RRPC_STATUS_OK
     );
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
-    assert_eq!(
-        rrpc_client_start(client),
-        RRPC_STATUS_OK,
-        "{}",
-        last_error()
-    );
+    add_dev1(client);
+    start_ok(client);
     assert_eq!(states(&events), [(CONNECTED, NO_CAUSE)]);
 
     // The broker dies: the connection is lost, then attempts fail, each followed
@@ -1231,10 +1191,7 @@ fn yield_tells_a_lost_connection_from_a_failed_connect() {
         m.reconnect_min_ms = 5000;
         m.reconnect_max_ms = 5000;
     });
-    assert_eq!(
-        add(client, rrpc_dialect::RRPC_DIALECT_ALIBABA, "dev1"),
-        RRPC_STATUS_OK
-    );
+    add_dev1(client);
     common::wait_until("the connection", Duration::from_secs(10), || {
         let st = rrpc_client_yield(client, 20);
         assert!(
@@ -1299,12 +1256,7 @@ fn stop_sends_the_replies_already_accepted() {
             Some(payload.as_bytes()),
             "round {round}: the reply accepted before stop was lost"
         );
-        assert_eq!(
-            rrpc_client_start(client),
-            RRPC_STATUS_OK,
-            "{}",
-            last_error()
-        );
+        start_ok(client);
     }
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }

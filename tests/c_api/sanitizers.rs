@@ -218,21 +218,8 @@ fn paho_gateway_is_clean_under_asan_and_ubsan() {
     // Built only where CMake found Paho MQTT C.
     common::cmake::paho_program(common::cmake::sanitized_build(), "paho_gateway");
     let broker = Broker::mosquitto();
-    let mut gw = spawn_example(
-        "paho_gateway",
-        &common::strings(&[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &broker.port.to_string(),
-            "--product-key",
-            PK,
-            "--devices",
-            "10",
-            "--max-requests",
-            "4",
-        ]),
-    );
+    let args = common::example_args(broker.port, PK, &["--devices", "10", "--max-requests", "4"]);
+    let mut gw = spawn_example("paho_gateway", &args);
     assert!(
         gw.wait_stderr("paho_gateway: connected, serving 10 devices", READY),
         "{}",
@@ -254,19 +241,8 @@ fn paho_gateway_is_clean_under_asan_and_ubsan() {
 fn jt808_adapter_is_clean_under_asan_and_ubsan() {
     let broker = Broker::mosquitto();
     let listen = common::free_port();
-    let mut adapter = spawn_example(
-        "jt808_adapter",
-        &common::strings(&[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &broker.port.to_string(),
-            "--product-key",
-            PK,
-            "--listen-port",
-            &listen.to_string(),
-        ]),
-    );
+    let args = common::example_args(broker.port, PK, &["--listen-port", &listen.to_string()]);
+    let mut adapter = spawn_example("jt808_adapter", &args);
     assert!(
         adapter.wait_stderr("listening on", READY),
         "{}",

@@ -79,12 +79,20 @@ fn run_limited(args: &[String], limit: Duration) -> Run {
     }
 }
 
-/// `rrpc call` against the broker on `port`, with `extra` arguments.
-fn call(port: u16, extra: &[&str]) -> Run {
-    let mut a = strings(&["call", "--host", "127.0.0.1", "--port"]);
-    a.push(port.to_string());
+/// The arguments of `rrpc {cmd}` (`call` or `device`) for the device `dn` of [`PK`]
+/// on the broker on `port`, then `extra`.
+fn args_for(cmd: &str, port: u16, dn: &str, extra: &[&str]) -> Vec<String> {
+    let port = port.to_string();
+    let mut a = strings(&[cmd, "--host", "127.0.0.1", "--port", &port]);
+    a.extend(strings(&["--product-key", PK, "--device-name", dn]));
     a.extend(strings(extra));
-    run_limited(&a, Duration::from_secs(30))
+    a
+}
+
+/// `rrpc call` to the device `dn` of [`PK`] on the broker on `port`, with `extra`
+/// arguments (the payload, the timeout, ...).
+fn call_to(port: u16, dn: &str, extra: &[&str]) -> Run {
+    run_limited(&args_for("call", port, dn, extra), Duration::from_secs(30))
 }
 
 /// `rrpc device` on the broker on `port`, once it says it is connected.
@@ -137,6 +145,14 @@ fn assert_success_json(r: &Run, payload_b64: &str) -> u64 {
         .expect("MessageId is a 64-bit number")
 }
 
+/// `rrpc call` to `dn` with `extra` arguments, answered by the echo device `dev`
+/// (of `dialect`): the reply carries `b64` and the device saw `len` bytes.
+fn echoed(dev: &Proc, port: u16, dialect: &str, dn: &str, extra: &[&str], b64: &str, len: usize) {
+    let r = call_to(port, dn, extra);
+    let id = assert_success_json(&r, b64);
+    saw_request(dev, dialect, dn, id, len);
+}
+
 /// The device printed a request line for this message id.
 fn saw_request(dev: &Proc, dialect: &str, dn: &str, id: u64, len: usize) {
     let line = format!("request {dialect} {PK}/{dn} id={id} len={len}");
@@ -151,54 +167,32 @@ fn calls_the_c_echo_device_through_rumqttd_and_mosquitto() {
     for b in common::brokers() {
         let dev = c_echo_device(b.port, &["--dialect", "alibaba", "--device-name", "dev1"]);
         // Text.
-        let r = call(
+        echoed(
+            &dev,
             b.port,
-            &[
-                "--product-key",
-                PK,
-                "--device-name",
-                "dev1",
-                "--payload",
-                "hello world",
-                "--timeout",
-                "3000",
-            ],
+            "alibaba",
+            "dev1",
+            &["--payload", "hello world", "--timeout", "3000"],
+            "aGVsbG8gd29ybGQ=",
+            11,
         );
-        let id = assert_success_json(&r, "aGVsbG8gd29ybGQ=");
-        saw_request(&dev, "alibaba", "dev1", id, 11);
 
         // Binary, as the API's RequestBase64Byte: 00 01 02 00 ff.
-        let r = call(
+        echoed(
+            &dev,
             b.port,
-            &[
-                "--product-key",
-                PK,
-                "--device-name",
-                "dev1",
-                "--request-base64",
-                "AAECAP8=",
-                "--timeout",
-                "3000",
-            ],
+            "alibaba",
+            "dev1",
+            &["--request-base64", "AAECAP8=", "--timeout", "3000"],
+            "AAECAP8=",
+            5,
         );
-        let id = assert_success_json(&r, "AAECAP8=");
-        saw_request(&dev, "alibaba", "dev1", id, 5);
 
         // XML, read by a real XML parser.
-        let r = call(
+        let r = call_to(
             b.port,
-            &[
-                "--product-key",
-                PK,
-                "--device-name",
-                "dev1",
-                "--payload",
-                "<&>",
-                "--timeout",
-                "3000",
-                "--format",
-                "xml",
-            ],
+            "dev1",
+            &["--payload", "<&>", "--timeout", "3000", "--format", "xml"],
         );
         assert_eq!(r.code, Some(0), "{}", r.show());
         let doc = roxmltree::Document::parse(&r.stdout)
@@ -235,23 +229,15 @@ fn calls_the_c_echo_device_through_rumqttd_and_mosquitto() {
                 &topic,
             ],
         );
-        let r = call(
+        echoed(
+            &dev,
             b.port,
-            &[
-                "--product-key",
-                PK,
-                "--device-name",
-                "dev2",
-                "--topic",
-                &topic,
-                "--payload",
-                "on",
-                "--timeout",
-                "3000",
-            ],
+            "alibaba-custom",
+            "dev2",
+            &["--topic", &topic, "--payload", "on", "--timeout", "3000"],
+            "b24=",
+            2,
         );
-        let id = assert_success_json(&r, "b24=");
-        saw_request(&dev, "alibaba-custom", "dev2", id, 2);
     }
 }
 
@@ -259,73 +245,58 @@ fn tencent_calls_through_mosquitto() {
     let b = Broker::mosquitto();
     let dev = c_echo_device(b.port, &["--dialect", "tencent", "--device-name", "test01"]);
     // No --timeout: Tencent's fixed 4 s.
-    let r = call(
+    echoed(
+        &dev,
         b.port,
-        &[
-            "--dialect",
-            "tencent",
-            "--product-key",
-            PK,
-            "--device-name",
-            "test01",
-            "--payload",
-            "rrpc test",
-        ],
+        "tencent",
+        "test01",
+        &["--dialect", "tencent", "--payload", "rrpc test"],
+        "cnJwYyB0ZXN0",
+        9,
     );
-    let id = assert_success_json(&r, "cnJwYyB0ZXN0");
-    saw_request(&dev, "tencent", "test01", id, 9);
 }
 
 fn content_type_travels_to_the_device_and_the_c_example() {
     let b = Broker::rumqttd();
-    let dev = rrpc_device(b.port, &["--device-name", "truck1"]);
-    let r = call(
-        b.port,
-        &[
-            "--product-key",
-            PK,
-            "--device-name",
-            "truck1",
-            "--payload",
-            "AT+GPS",
-            "--timeout",
-            "3000",
-            "--content-type",
-            "65",
-        ],
-    );
-    let id = assert_success_json(&r, "QVQrR1BT");
-    let line = format!("request alibaba {PK}/truck1 id={id} len=6 content-type=65");
-    assert_eq!(
-        dev.wait_stdout_lines(&line, 1, Duration::from_secs(5)),
-        1,
-        "no `{line}`:\n{}",
-        dev.transcript()
-    );
-    let c_dev = c_echo_device(b.port, &["--dialect", "alibaba", "--device-name", "truck2"]);
-    let r = call(
-        b.port,
-        &[
-            "--product-key",
-            PK,
-            "--device-name",
-            "truck2",
-            "--payload",
-            "card",
-            "--timeout",
-            "3000",
-            "--content-type",
-            "11",
-        ],
-    );
-    let id = assert_success_json(&r, "Y2FyZA==");
-    let line = format!("request alibaba {PK}/truck2 id={id} len=4 ct=11");
-    assert_eq!(
-        c_dev.wait_stdout_lines(&line, 1, Duration::from_secs(5)),
-        1,
-        "no `{line}`:\n{}",
-        c_dev.transcript()
-    );
+    // Each device shows the content type its own way.
+    let devices = [
+        (
+            rrpc_device(b.port, &["--device-name", "truck1"]),
+            [
+                "truck1",
+                "AT+GPS",
+                "65",
+                "QVQrR1BT",
+                "len=6 content-type=65",
+            ],
+        ),
+        (
+            c_echo_device(b.port, &["--dialect", "alibaba", "--device-name", "truck2"]),
+            ["truck2", "card", "11", "Y2FyZA==", "len=4 ct=11"],
+        ),
+    ];
+    for (dev, [dn, payload, ct, b64, shown]) in &devices {
+        let r = call_to(
+            b.port,
+            dn,
+            &[
+                "--payload",
+                payload,
+                "--timeout",
+                "3000",
+                "--content-type",
+                ct,
+            ],
+        );
+        let id = assert_success_json(&r, b64);
+        let line = format!("request alibaba {PK}/{dn} id={id} {shown}");
+        assert_eq!(
+            dev.wait_stdout_lines(&line, 1, Duration::from_secs(5)),
+            1,
+            "no `{line}`:\n{}",
+            dev.transcript()
+        );
+    }
 }
 
 fn offline_comes_at_once_for_a_stopped_device() {
@@ -334,19 +305,7 @@ fn offline_comes_at_once_for_a_stopped_device() {
         let st = dev.terminate().expect("rrpc device exits on SIGTERM");
         assert!(st.success(), "{st:?}\n{}", dev.transcript());
         assert!(dev.stderr().iter().any(|l| l.contains("stopped")));
-        let r = call(
-            b.port,
-            &[
-                "--product-key",
-                PK,
-                "--device-name",
-                "parked",
-                "--payload",
-                "x",
-                "--timeout",
-                "8000",
-            ],
-        );
+        let r = call_to(b.port, "parked", &["--payload", "x", "--timeout", "8000"]);
         assert_eq!(r.code, Some(4), "{:?}: {}", b.kind, r.show());
         assert_eq!(r.json()["RrpcCode"], "OFFLINE");
         assert!(
@@ -362,19 +321,7 @@ fn timeout_when_nobody_answers_in_time() {
     let b = Broker::mosquitto();
     let _dev = rrpc_device(b.port, &["--device-name", "sleepy", "--delay-ms", "20000"]);
     for dn in ["sleepy", "absent"] {
-        let r = call(
-            b.port,
-            &[
-                "--product-key",
-                PK,
-                "--device-name",
-                dn,
-                "--payload",
-                "x",
-                "--timeout",
-                "1000",
-            ],
-        );
+        let r = call_to(b.port, dn, &["--payload", "x", "--timeout", "1000"]);
         assert_eq!(r.code, Some(3), "{dn}: {}", r.show());
         let v = r.json();
         assert_eq!(v["RrpcCode"], "TIMEOUT");
@@ -390,18 +337,12 @@ fn timeout_when_nobody_answers_in_time() {
 /// Starts `rrpc call --timeout 8000` to a device that answers after 5 s and waits
 /// until the device has the request.
 fn call_in_flight(port: u16, dev: &Proc) -> (Proc, Instant) {
-    let mut a = strings(&["call", "--host", "127.0.0.1", "--port"]);
-    a.push(port.to_string());
-    a.extend(strings(&[
-        "--product-key",
-        PK,
-        "--device-name",
+    let a = args_for(
+        "call",
+        port,
         "slow",
-        "--payload",
-        "x",
-        "--timeout",
-        "8000",
-    ]));
+        &["--payload", "x", "--timeout", "8000"],
+    );
     let started = Instant::now();
     let c = Proc::spawn(&rrpc(), &a);
     assert_eq!(
@@ -455,7 +396,6 @@ fn unknown_when_the_broker_dies_during_the_call() {
 fn bad_input_exits_2_with_the_reason_before_connecting() {
     // Nothing listens on this port: parameters are checked before connecting.
     let port = common::free_port();
-    let base = ["--product-key", PK, "--device-name", "dev1"];
     let cases: [(&[&str], &str); 8] = [
         (&["--payload", "x", "--timeout", "999"], "Timeout 999"),
         (&["--payload", "x", "--timeout", "8001"], "Timeout 8001"),
@@ -504,10 +444,8 @@ fn bad_input_exits_2_with_the_reason_before_connecting() {
             "Topic",
         ),
     ];
-    for (extra, reason) in cases {
-        let mut a: Vec<&str> = base.to_vec();
-        a.extend_from_slice(extra);
-        let r = call(port, &a);
+    for (a, reason) in cases {
+        let r = call_to(port, "dev1", a);
         assert_eq!(r.code, Some(2), "{a:?}: {}", r.show());
         let v = r.json();
         assert_eq!(v["Success"], false, "{v}");
@@ -518,55 +456,18 @@ fn bad_input_exits_2_with_the_reason_before_connecting() {
         assert!(r.elapsed < Duration::from_secs(2), "{}", r.show());
     }
     for dn in ["dev+1", "dev#", "a/b"] {
-        let r = call(
-            port,
-            &[
-                "--product-key",
-                PK,
-                "--device-name",
-                dn,
-                "--payload",
-                "x",
-                "--timeout",
-                "1000",
-            ],
-        );
+        let r = call_to(port, dn, &["--payload", "x", "--timeout", "1000"]);
         assert_eq!(r.code, Some(2), "{dn}: {}", r.show());
         assert_eq!(r.json()["Code"], "InvalidParameter");
         assert!(r.stderr.contains("DeviceName"), "{}", r.show());
     }
     // Usage errors (clap): exit 2, the message on stderr, nothing on stdout.
     for a in [
-        &[
-            "--product-key",
-            PK,
-            "--device-name",
-            "d",
-            "--timeout",
-            "1000",
-        ][..],
-        &[
-            "--product-key",
-            PK,
-            "--device-name",
-            "d",
-            "--payload",
-            "x",
-            "--timeout",
-            "soon",
-        ],
-        &[
-            "--product-key",
-            PK,
-            "--device-name",
-            "d",
-            "--payload",
-            "x",
-            "--request-base64",
-            "eA==",
-        ],
+        &["--timeout", "1000"][..],
+        &["--payload", "x", "--timeout", "soon"],
+        &["--payload", "x", "--request-base64", "eA=="],
     ] {
-        let r = call(port, a);
+        let r = call_to(port, "d", a);
         assert_eq!(r.code, Some(2), "{a:?}: {}", r.show());
         assert!(r.stdout.is_empty(), "{}", r.show());
         assert!(r.stderr.contains("error:"), "{}", r.show());
@@ -575,22 +476,25 @@ fn bad_input_exits_2_with_the_reason_before_connecting() {
 
 fn unreachable_broker_exits_7_within_the_connect_timeout() {
     let port = common::free_port();
-    let r = call(
-        port,
-        &[
-            "--product-key",
-            PK,
-            "--device-name",
+    let unreachable = |format: &str| {
+        let r = call_to(
+            port,
             "dev1",
-            "--payload",
-            "x",
-            "--timeout",
-            "8000",
-            "--connect-timeout-ms",
-            "1000",
-        ],
-    );
-    assert_eq!(r.code, Some(7), "{}", r.show());
+            &[
+                "--payload",
+                "x",
+                "--timeout",
+                "8000",
+                "--connect-timeout-ms",
+                "1000",
+                "--format",
+                format,
+            ],
+        );
+        assert_eq!(r.code, Some(7), "{format}: {}", r.show());
+        r
+    };
+    let r = unreachable("json");
     assert!(r.elapsed < Duration::from_millis(2500), "{}", r.show());
     let line = r.stderr.lines().find(|l| l.starts_with("rrpc call: "));
     let line = line.unwrap_or_else(|| panic!("no message on stderr: {}", r.show()));
@@ -608,24 +512,7 @@ fn unreachable_broker_exits_7_within_the_connect_timeout() {
         .unwrap()
         .contains("cannot reach the broker"));
     // The XML form too.
-    let r = call(
-        port,
-        &[
-            "--product-key",
-            PK,
-            "--device-name",
-            "dev1",
-            "--payload",
-            "x",
-            "--timeout",
-            "8000",
-            "--connect-timeout-ms",
-            "1000",
-            "--format",
-            "xml",
-        ],
-    );
-    assert_eq!(r.code, Some(7), "{}", r.show());
+    let r = unreachable("xml");
     let doc = roxmltree::Document::parse(&r.stdout).expect("XML");
     assert!(doc
         .root_element()
@@ -635,23 +522,12 @@ fn unreachable_broker_exits_7_within_the_connect_timeout() {
 
 fn device_refuses_bad_identities_and_an_unreachable_broker() {
     let port = common::free_port();
-    let mut a = strings(&["device", "--port"]);
-    a.push(port.to_string());
-    a.extend(strings(&["--product-key", PK, "--device-name", "dev#1"]));
+    let a = args_for("device", port, "dev#1", &[]);
     let r = run_limited(&a, Duration::from_secs(20));
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(r.stderr.contains("wildcard"), "{}", r.show());
 
-    let mut a = strings(&["device", "--port"]);
-    a.push(port.to_string());
-    a.extend(strings(&[
-        "--product-key",
-        PK,
-        "--device-name",
-        "dev1",
-        "--connect-timeout-ms",
-        "1000",
-    ]));
+    let a = args_for("device", port, "dev1", &["--connect-timeout-ms", "1000"]);
     let r = run_limited(&a, Duration::from_secs(20));
     assert_eq!(r.code, Some(7), "{}", r.show());
     assert!(
@@ -680,21 +556,15 @@ fn broker_command_serves_calls_and_stops_on_sigterm() {
 
     let mut dev = rrpc_device(port, &["--device-name", "dev1", "--device-name", "dev2"]);
     for dn in ["dev1", "dev2"] {
-        let r = call(
+        echoed(
+            &dev,
             port,
-            &[
-                "--product-key",
-                PK,
-                "--device-name",
-                dn,
-                "--payload",
-                "through rrpc broker",
-                "--timeout",
-                "3000",
-            ],
+            "alibaba",
+            dn,
+            &["--payload", "through rrpc broker", "--timeout", "3000"],
+            "dGhyb3VnaCBycnBjIGJyb2tlcg==",
+            19,
         );
-        let id = assert_success_json(&r, "dGhyb3VnaCBycnBjIGJyb2tlcg==");
-        saw_request(&dev, "alibaba", dn, id, 19);
     }
     assert!(dev.terminate().expect("device exits").success());
     let st = broker.terminate().expect("broker exits on SIGTERM");
@@ -859,59 +729,49 @@ fn credentials_match_the_vendor_sdks() {
     let ali = format!(
         "alibaba --product-key a1B2c3D4e5F --device-name sensor-01 --device-secret {secret}"
     );
-    let r = credentials(
-        &format!("{ali} --timestamp 1700000000 --sign-method hmacsha1 --no-tls"),
-        &["--client-id", "a1B2c3D4e5F&sensor-01"],
-    );
-    assert_eq!(r.code, Some(0), "{}", r.show());
-    let j = r.json();
-    assert_eq!(j["username"], "sensor-01&a1B2c3D4e5F");
-    assert_eq!(j["password"], "44a1a7816039b48ee97e2ac5fcc34519c99597b2");
-    assert_eq!(
-        j["client_id"],
-        "a1B2c3D4e5F&sensor-01|securemode=3,signmethod=hmacsha1,timestamp=1700000000|"
-    );
-    assert_eq!(
-        j["host"],
-        "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com"
-    );
-    assert_eq!(j["port"], 1883);
-
-    let r = credentials(
-        &format!("{ali} --timestamp 1700000000123 --instance-id iot-06z00abc1de2fgh --custom-rrpc"),
-        &[],
-    );
-    assert_eq!(r.code, Some(0), "{}", r.show());
-    let j = r.json();
-    assert_eq!(
-        j["password"],
-        "6c7ec5593a51edd2896a0a671054a08bf9ca882d1beadcea1097bdbbaa565bc2"
-    );
-    assert_eq!(
-        j["client_id"],
-        "a1B2c3D4e5F.sensor-01|securemode=2,signmethod=hmacsha256,timestamp=1700000000123,ext=3|"
-    );
-    assert_eq!(j["host"], "iot-06z00abc1de2fgh.mqtt.iothub.aliyuncs.com");
-    assert_eq!(j["port"], 8883);
-
-    let r = credentials(
-        "tencent --product-id ABCDEFGHIJ --device-name dev001 --device-psk bXlfZGV2aWNlX3BzazEyMw== \
-         --expiry 1700000000123 --conn-id Ab3dE --sdk-app-id 21010406 --sign-method hmacsha1",
-        &[],
-    );
-    assert_eq!(r.code, Some(0), "{}", r.show());
-    let j = r.json();
-    assert_eq!(j["client_id"], "ABCDEFGHIJdev001");
-    assert_eq!(
-        j["username"],
-        "ABCDEFGHIJdev001;21010406;Ab3dE;1700000000123"
-    );
-    assert_eq!(
-        j["password"],
-        "507ae7d8fe4f61be26963ba8badc47f29aab108c;hmacsha1"
-    );
-    assert_eq!(j["host"], "ABCDEFGHIJ.iotcloud.tencentdevices.com");
-    assert_eq!(j["port"], 8883);
+    let tencent = "tencent --product-id ABCDEFGHIJ --device-name dev001 \
+                   --device-psk bXlfZGV2aWNlX3BzazEyMw== --expiry 1700000000123 --conn-id Ab3dE";
+    let issued = [
+        (
+            format!("{ali} --timestamp 1700000000 --sign-method hmacsha1 --no-tls"),
+            &["--client-id", "a1B2c3D4e5F&sensor-01"][..],
+            serde_json::json!({
+                "username": "sensor-01&a1B2c3D4e5F",
+                "password": "44a1a7816039b48ee97e2ac5fcc34519c99597b2",
+                "client_id": "a1B2c3D4e5F&sensor-01|securemode=3,signmethod=hmacsha1,timestamp=1700000000|",
+                "host": "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com", "port": 1883
+            }),
+        ),
+        (
+            format!(
+                "{ali} --timestamp 1700000000123 --instance-id iot-06z00abc1de2fgh --custom-rrpc"
+            ),
+            &[],
+            serde_json::json!({
+                "password": "6c7ec5593a51edd2896a0a671054a08bf9ca882d1beadcea1097bdbbaa565bc2",
+                "client_id": "a1B2c3D4e5F.sensor-01|securemode=2,signmethod=hmacsha256,timestamp=1700000000123,ext=3|",
+                "host": "iot-06z00abc1de2fgh.mqtt.iothub.aliyuncs.com", "port": 8883
+            }),
+        ),
+        (
+            format!("{tencent} --sdk-app-id 21010406 --sign-method hmacsha1"),
+            &[],
+            serde_json::json!({
+                "client_id": "ABCDEFGHIJdev001",
+                "username": "ABCDEFGHIJdev001;21010406;Ab3dE;1700000000123",
+                "password": "507ae7d8fe4f61be26963ba8badc47f29aab108c;hmacsha1",
+                "host": "ABCDEFGHIJ.iotcloud.tencentdevices.com", "port": 8883
+            }),
+        ),
+    ];
+    for (words, extra, want) in issued {
+        let r = credentials(&words, extra);
+        assert_eq!(r.code, Some(0), "{words}: {}", r.show());
+        let got = r.json();
+        for (field, value) in want.as_object().unwrap() {
+            assert_eq!(&got[field], value, "{words}: {field}");
+        }
+    }
 
     // Bad input: exit 2, the field named on stderr, nothing on stdout, no secret.
     let base = "alibaba --product-key pk --device-name";
@@ -964,35 +824,17 @@ fn password_file_logs_in_and_bad_files_are_named() {
     std::fs::write(&wrong, "guess\r\n").unwrap();
     let empty = dir.join(format!("empty-{}", std::process::id()));
     std::fs::write(&empty, "\n").unwrap();
-    let login = |file: &Path| {
-        vec![
-            "--username".to_string(),
-            "gateway1".to_string(),
-            "--password-file".to_string(),
-            file.display().to_string(),
-        ]
-    };
-    let mut dev_args = strings(&["--device-name", "pwdev"]);
-    dev_args.extend(login(&good));
+    /// The login arguments with the password in `file`.
+    fn login(file: &str) -> [&str; 4] {
+        ["--username", "gateway1", "--password-file", file]
+    }
+    let good = good.display().to_string();
     let dev = rrpc_device(
         broker.port,
-        &dev_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[&["--device-name", "pwdev"][..], &login(&good)].concat(),
     );
-
-    let mut ok_args = strings(&[
-        "--product-key",
-        PK,
-        "--device-name",
-        "pwdev",
-        "--payload",
-        "hi",
-    ]);
-    ok_args.extend(strings(&["--timeout", "3000"]));
-    ok_args.extend(login(&good));
-    let r = call(
-        broker.port,
-        &ok_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let hi = ["--payload", "hi", "--timeout", "3000"];
+    let r = call_to(broker.port, "pwdev", &[&hi[..], &login(&good)].concat());
     assert_success_json(&r, "aGk=");
     assert_eq!(
         dev.wait_stdout_lines("request ", 1, READY),
@@ -1002,26 +844,14 @@ fn password_file_logs_in_and_bad_files_are_named() {
     );
 
     for (file, want, code) in [
-        (wrong.clone(), "", 7),
-        (empty.clone(), "empty", 2),
+        (wrong, "", 7),
+        (empty, "empty", 2),
         (dir.join("no-such-file"), "No such file", 2),
     ] {
-        let mut a = strings(&[
-            "--product-key",
-            PK,
-            "--device-name",
-            "pwdev",
-            "--payload",
-            "hi",
-        ]);
-        a.extend(strings(&["--timeout", "3000"]));
-        a.extend(login(&file));
-        let r = call(
-            broker.port,
-            &a.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        assert_eq!(r.code, Some(code), "{}", r.show());
-        assert!(r.stderr.contains(want), "{}", r.show());
+        let file = file.display().to_string();
+        let r = call_to(broker.port, "pwdev", &[&hi[..], &login(&file)].concat());
+        assert_eq!(r.code, Some(code), "{file}: {}", r.show());
+        assert!(r.stderr.contains(want), "{file}: {}", r.show());
         assert!(
             !r.stdout.contains("guess") && !r.stderr.contains("guess"),
             "{}",
@@ -1051,25 +881,8 @@ fn device_and_call_over_tls() {
     dev_args.extend(tls);
     let dev = rrpc_device(broker.port, &dev_args);
 
-    let base = [
-        "--product-key",
-        PK,
-        "--device-name",
-        "tlsdev",
-        "--payload",
-        "hi",
-    ];
-    let with = |extra: &[&str]| -> Vec<String> {
-        let mut v = strings(&base);
-        v.extend(strings(&["--timeout", "3000"]));
-        v.extend(strings(extra));
-        v
-    };
-    let args = with(&tls);
-    let r = call(
-        broker.port,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let hi = ["--payload", "hi", "--timeout", "3000"];
+    let r = call_to(broker.port, "tlsdev", &[&hi[..], &tls].concat());
     assert_success_json(&r, "aGk=");
     assert_eq!(
         dev.wait_stdout_lines("request ", 1, READY),
@@ -1081,11 +894,7 @@ fn device_and_call_over_tls() {
     let other = common::pki::Pki::new("cli-tls-other");
     let other_ca = other.path("ca.pem").display().to_string();
     let wrong_ca = ["--ca-file", &other_ca, "--cert", &ccert, "--key", &ckey];
-    let args = with(&wrong_ca);
-    let r = call(
-        broker.port,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let r = call_to(broker.port, "tlsdev", &[&hi[..], &wrong_ca].concat());
     assert_eq!(r.code, Some(7), "{}", r.show());
     assert!(r.stderr.contains("unknown issuer"), "{}", r.show());
 }
@@ -1111,18 +920,10 @@ fn device_signs_in_with_a_device_secret() {
         broker.port,
         &["--device-name", "sdev", "--device-secret", secret],
     );
-    let r = call(
+    let r = call_to(
         broker.port,
-        &[
-            "--product-key",
-            PK,
-            "--device-name",
-            "sdev",
-            "--payload",
-            "hi",
-            "--timeout",
-            "3000",
-        ],
+        "sdev",
+        &["--payload", "hi", "--timeout", "3000"],
     );
     assert_success_json(&r, "aGk=");
     let psk = "bXlfZGV2aWNlX3BzazEyMw==";
@@ -1210,15 +1011,12 @@ fn mqtt5_device_and_call_with_no_local() {
         // Two calls: the second request reaches the device after the first
         // reply's echo would have.
         for payload in ["b24=", "b2Zm"] {
-            let r = call(
+            let r = call_to(
                 b.port,
+                dn,
                 &[
                     "--mqtt-version",
                     version,
-                    "--product-key",
-                    PK,
-                    "--device-name",
-                    dn,
                     "--topic",
                     &topic,
                     "--request-base64",

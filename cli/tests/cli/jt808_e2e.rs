@@ -16,43 +16,63 @@ use crate::rrpc;
 const PK: &str = "a1Jt808Pk";
 const READY: Duration = Duration::from_secs(20);
 
+/// The adapter example (its process) and the port it listens on for terminals.
+struct Adapter {
+    proc: Proc,
+    listen: u16,
+}
+
+impl std::ops::Deref for Adapter {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
 /// The adapter example on the broker on `port`, listening for terminals.
-fn adapter(port: u16, extra: &[&str]) -> (Proc, u16) {
+fn adapter(port: u16, extra: &[&str]) -> Adapter {
     let listen = common::free_port();
     let mut a = common::example_args(port, PK, &["--listen-port", &listen.to_string()]);
     a.extend(strings(extra));
     let p = Proc::spawn(&common::cmake::example("jt808_adapter"), &a);
     assert!(p.wait_stderr("listening on", READY), "{}", p.transcript());
-    (p, listen)
+    Adapter { proc: p, listen }
 }
 
-/// `rrpc jt808 terminal` with `count` terminals from `phone`, once all are ready
-/// and the adapter has registered each as a device.
-fn terminals(adapter: &Proc, listen: u16, phone: u64, count: usize, extra: &[&str]) -> Proc {
-    let mut a = strings(&["jt808", "terminal", "--connect"]);
-    a.push(format!("127.0.0.1:{listen}"));
-    a.extend(strings(&["--phone"]));
-    a.push(phone.to_string());
-    a.extend(strings(&["--count"]));
-    a.push(count.to_string());
-    a.extend(strings(extra));
-    let t = Proc::spawn(&rrpc(), &a);
-    assert_eq!(
-        t.wait_stdout_lines(&format!("terminals ready {count}"), 1, READY),
-        1,
-        "{}",
-        t.transcript()
-    );
-    for i in 0..count as u64 {
-        let line = format!("terminal {} online", phone + i);
+impl Adapter {
+    /// `rrpc jt808 terminal` with `count` terminals from `phone`, once all are ready
+    /// and the adapter has registered each as a device.
+    fn terminals(&self, phone: u64, count: usize, extra: &[&str]) -> Proc {
+        let mut a = strings(&["jt808", "terminal", "--connect"]);
+        a.push(format!("127.0.0.1:{}", self.listen));
+        a.extend(strings(&["--phone"]));
+        a.push(phone.to_string());
+        a.extend(strings(&["--count"]));
+        a.push(count.to_string());
+        a.extend(strings(extra));
+        let t = Proc::spawn(&rrpc(), &a);
         assert_eq!(
-            adapter.wait_stdout_lines(&line, 1, READY),
+            t.wait_stdout_lines(&format!("terminals ready {count}"), 1, READY),
             1,
             "{}",
-            adapter.transcript()
+            t.transcript()
         );
+        for i in 0..count as u64 {
+            let line = format!("terminal {} online", phone + i);
+            assert_eq!(
+                self.wait_stdout_lines(&line, 1, READY),
+                1,
+                "{}",
+                self.transcript()
+            );
+        }
+        t
     }
-    t
+}
+
+/// A caller on the broker on `port`.
+fn caller(port: u16) -> Caller {
+    Caller::connect(CallerConfig::new("127.0.0.1", port)).expect("connect the caller")
 }
 
 fn call(c: &Caller, dn: &str, payload: &[u8], content_type: Option<u32>) -> RrpcResponse {
@@ -74,18 +94,16 @@ fn text(r: &RrpcResponse) -> String {
 
 fn every_content_type_class_reaches_the_terminal_and_comes_back() {
     let b = Broker::mosquitto();
-    let (adapter, listen) = adapter(b.port, &[]);
+    let adapter = adapter(b.port, &[]);
     // Terminals that answer each 0x8900 with 0x0001 (ok) and a 0x0900 of the same
     // type whose content is upper-cased: 2013 and 2019 editions.
-    let _t13 = terminals(&adapter, listen, 13_800_138_000, 3, &["--answer", "upper"]);
-    let _t19 = terminals(
-        &adapter,
-        listen,
+    let _t13 = adapter.terminals(13_800_138_000, 3, &["--answer", "upper"]);
+    let _t19 = adapter.terminals(
         13_900_139_000,
         2,
         &["--answer", "upper", "--version", "2019"],
     );
-    let c = Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap();
+    let c = caller(b.port);
 
     // GNSS, serial ports, user-defined: the 0x0900 answer is the reply.
     for (dn, ct) in [
@@ -154,22 +172,10 @@ fn every_content_type_class_reaches_the_terminal_and_comes_back() {
 
 fn failures_and_disconnects_answer_the_call_at_once() {
     let b = Broker::mosquitto();
-    let (adapter, listen) = adapter(b.port, &[]);
-    let _refusing = terminals(
-        &adapter,
-        listen,
-        13_700_000_000,
-        1,
-        &["--result", "not-supported"],
-    );
-    let slow = terminals(
-        &adapter,
-        listen,
-        13_700_000_100,
-        1,
-        &["--answer-delay-ms", "60000"],
-    );
-    let c = Arc::new(Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap());
+    let adapter = adapter(b.port, &[]);
+    let _refusing = adapter.terminals(13_700_000_000, 1, &["--result", "not-supported"]);
+    let slow = adapter.terminals(13_700_000_100, 1, &["--answer-delay-ms", "60000"]);
+    let c = Arc::new(caller(b.port));
 
     // The terminal's 0x0001 "not supported" is the reply, at once.
     let t = Instant::now();
@@ -271,16 +277,10 @@ impl Raw {
 /// registration is freed when its connection closes.
 fn a_connection_that_did_not_authenticate_cannot_speak_for_a_terminal() {
     let b = Broker::mosquitto();
-    let (adapter, listen) = adapter(b.port, &[]);
+    let adapter = adapter(b.port, &[]);
     let victim = "13500000000";
-    let _t = terminals(
-        &adapter,
-        listen,
-        13_500_000_000,
-        1,
-        &["--answer-delay-ms", "1500"],
-    );
-    let c = Arc::new(Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap());
+    let _t = adapter.terminals(13_500_000_000, 1, &["--answer-delay-ms", "1500"]);
+    let c = Arc::new(caller(b.port));
     let c2 = c.clone();
     let pending = std::thread::spawn(move || call(&c2, victim, b"real question", Some(65)));
     assert_eq!(
@@ -290,7 +290,7 @@ fn a_connection_that_did_not_authenticate_cannot_speak_for_a_terminal() {
         adapter.transcript()
     );
 
-    let mut attacker = Raw::connect(listen);
+    let mut attacker = Raw::connect(adapter.listen);
     // Registering the victim's phone again: refused, no code handed out.
     attacker.send(victim, 0x0100, &[0; 25]);
     let r = attacker.expect(0x8100);
@@ -327,7 +327,7 @@ fn a_connection_that_did_not_authenticate_cannot_speak_for_a_terminal() {
 
     // A terminal that leaves frees its registration: the phone registers again.
     let phone = "13500000100";
-    let mut first = Raw::connect(listen);
+    let mut first = Raw::connect(adapter.listen);
     first.send(phone, 0x0100, &[0; 25]);
     let r = first.expect(0x8100);
     assert_eq!((r.body[2], r.body.len()), (0, 3 + 16), "{:?}", r.body);
@@ -335,7 +335,7 @@ fn a_connection_that_did_not_authenticate_cannot_speak_for_a_terminal() {
     first.send(phone, 0x0102, &code);
     assert_eq!(first.expect(0x8001).body[4], 0);
     // The code is random per terminal.
-    let mut other = Raw::connect(listen);
+    let mut other = Raw::connect(adapter.listen);
     other.send("13500000101", 0x0100, &[0; 25]);
     let r = other.expect(0x8100);
     assert_eq!(r.body[2], 0);
@@ -344,7 +344,7 @@ fn a_connection_that_did_not_authenticate_cannot_speak_for_a_terminal() {
     // The adapter sees the close on its next wake-up; until then, result 3.
     let start = Instant::now();
     loop {
-        let mut again = Raw::connect(listen);
+        let mut again = Raw::connect(adapter.listen);
         again.send(phone, 0x0100, &[0; 25]);
         let result = again.expect(0x8100).body[2];
         if result == 0 {
@@ -375,14 +375,17 @@ fn adapter_runs_clean_under_valgrind() {
             PK,
             &["--listen-port", &listen.to_string()],
         ));
-    let mut adapter = Proc::spawn_with(&mut vg.command);
+    let mut adapter = Adapter {
+        proc: Proc::spawn_with(&mut vg.command),
+        listen,
+    };
     assert!(
         adapter.wait_stderr("listening on", Duration::from_secs(60)),
         "{}",
         adapter.transcript()
     );
-    let t = terminals(&adapter, listen, 13_600_000_000, 2, &["--answer", "echo"]);
-    let c = Caller::connect(CallerConfig::new("127.0.0.1", b.port)).unwrap();
+    let t = adapter.terminals(13_600_000_000, 2, &["--answer", "echo"]);
+    let c = caller(b.port);
     for (i, ct) in [65u32, 11, 240].into_iter().enumerate() {
         let r = call(&c, "13600000000", format!("vg{i}").as_bytes(), Some(ct));
         assert_eq!(
@@ -395,7 +398,7 @@ fn adapter_runs_clean_under_valgrind() {
     let r = call(&c, "13600000001", b"x", None);
     assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");
     drop(t); // the terminals' process is stopped: the adapter closes their sockets
-    let st = adapter.terminate();
+    let st = adapter.proc.terminate();
     vg.assert_clean(st, &adapter.transcript());
 }
 

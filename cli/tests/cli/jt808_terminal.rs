@@ -261,6 +261,23 @@ fn wait_line(sim: &Sim, want: &str) {
     }
 }
 
+/// `rrpc jt808 terminal --phone {phone}` (and `extra`) connected to a platform
+/// here and logged in with the authentication code `code`; unless `--quiet`, its
+/// ready line seen. The simulator, the platform's end of the connection, and the
+/// registration and authentication frames.
+fn logged_in(phone: &str, extra: &[&str], code: &[u8]) -> (Sim, Conn, Frame, Frame) {
+    let (l, addr) = listener();
+    let mut args = vec!["--connect", addr.as_str(), "--phone", phone];
+    args.extend_from_slice(extra);
+    let sim = Sim::start(&args);
+    let mut c = Conn::accept(&l);
+    let (reg, auth) = c.login(code);
+    if !extra.contains(&"--quiet") {
+        wait_line(&sim, &format!("terminal {phone} ready"));
+    }
+    (sim, c, reg, auth)
+}
+
 /// The counters line at exit.
 fn counters(stderr: &str) -> &str {
     stderr
@@ -272,11 +289,7 @@ fn counters(stderr: &str) -> &str {
 /// Login, one 0x8900 "AT+X" on serial port 1 answered by 0x0001 and 0x0900,
 /// then the platform closes: exit 3.
 fn echo(version: &str, phone: &str, digits: &str) -> (Frame, Frame) {
-    let (l, addr) = listener();
-    let sim = Sim::start(&["--connect", &addr, "--phone", phone, "--version", version]);
-    let mut c = Conn::accept(&l);
-    let (reg, auth) = c.login(b"AUTH-1");
-    wait_line(&sim, &format!("terminal {phone} ready"));
+    let (sim, mut c, reg, auth) = logged_in(phone, &["--version", version], b"AUTH-1");
     assert_eq!(reg.header.serial, 0);
     assert_eq!(auth.header.serial, 1);
     assert_eq!(reg.header.phone.digits().unwrap(), digits);
@@ -328,10 +341,7 @@ fn echo_2019() {
 }
 
 fn subpackaged_downlink_is_reassembled_and_answered_subpackaged() {
-    let (l, addr) = listener();
-    let sim = Sim::start(&["--connect", &addr, "--phone", "13800138001", "--quiet"]);
-    let mut c = Conn::accept(&l);
-    c.login(b"");
+    let (sim, mut c, _, _) = logged_in("13800138001", &["--quiet"], b"");
     // Every byte value, 0x7e and 0x7d included, so escaping is exercised too.
     let content: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
     let template = c.header(0x8900);
@@ -376,18 +386,7 @@ fn subpackaged_downlink_is_reassembled_and_answered_subpackaged() {
 }
 
 fn not_supported_acknowledges_with_3_and_does_not_answer() {
-    let (l, addr) = listener();
-    let sim = Sim::start(&[
-        "--connect",
-        &addr,
-        "--phone",
-        "13800138002",
-        "--result",
-        "not-supported",
-    ]);
-    let mut c = Conn::accept(&l);
-    c.login(b"k");
-    wait_line(&sim, "terminal 13800138002 ready");
+    let (sim, mut c, _, _) = logged_in("13800138002", &["--result", "not-supported"], b"k");
     for _ in 0..2 {
         let s = c.downlink(0x41, b"AT+X");
         expect_general(&c.recv(), s, ResponseResult::NotSupported);
@@ -403,22 +402,18 @@ fn not_supported_acknowledges_with_3_and_does_not_answer() {
 }
 
 fn upper_answer_after_the_delay_and_heartbeats() {
-    let (l, addr) = listener();
-    let sim = Sim::start(&[
-        "--connect",
-        &addr,
-        "--phone",
+    let (sim, mut c, _, _) = logged_in(
         "013800138003",
-        "--answer",
-        "upper",
-        "--answer-delay-ms",
-        "300",
-        "--heartbeat-secs",
-        "1",
-    ]);
-    let mut c = Conn::accept(&l);
-    c.login(b"k");
-    wait_line(&sim, "terminal 013800138003 ready");
+        &[
+            "--answer",
+            "upper",
+            "--answer-delay-ms",
+            "300",
+            "--heartbeat-secs",
+            "1",
+        ],
+        b"k",
+    );
     let s = c.downlink(0x42, b"at+x=\x01\xff");
     expect_general(&c.recv(), s, ResponseResult::Ok);
     let acked = Instant::now();
@@ -447,11 +442,7 @@ fn upper_answer_after_the_delay_and_heartbeats() {
 }
 
 fn a_bad_frame_is_reported_and_the_terminal_goes_on() {
-    let (l, addr) = listener();
-    let sim = Sim::start(&["--connect", &addr, "--phone", "13800138004"]);
-    let mut c = Conn::accept(&l);
-    c.login(b"k");
-    wait_line(&sim, "terminal 13800138004 ready");
+    let (sim, mut c, _, _) = logged_in("13800138004", &[], b"k");
     // A 0x8001 whose checksum byte (byte 18: flag, 12 header and 5 body bytes
     // before it) is off by one.
     let h = c.header(0x8001);
