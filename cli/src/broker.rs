@@ -1,7 +1,6 @@
 //! `rrpc broker`: an embedded MQTT 3.1.1 broker (rumqttd), also used in-process by
 //! `rrpc demo`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crate::rumqttd_config::rumqttd_config;
 use crate::{signals, EXIT_SYSTEM};
 
 pub const AFTER_HELP: &str = "\
@@ -43,39 +43,6 @@ impl Embedded {
     /// Whether the broker's thread has ended (it only does on an error).
     pub fn ended(&self) -> bool {
         self.ended.load(Ordering::SeqCst)
-    }
-}
-
-fn rumqttd_config(addr: SocketAddr) -> rumqttd::Config {
-    let mut v4 = HashMap::new();
-    v4.insert(
-        "v4".to_string(),
-        rumqttd::ServerSettings {
-            name: "v4".to_string(),
-            listen: addr,
-            tls: None,
-            next_connection_delay_ms: 1,
-            connections: rumqttd::ConnectionSettings {
-                connection_timeout_ms: 60_000,
-                max_payload_size: 4 * 1024 * 1024,
-                max_inflight_count: 500,
-                auth: None,
-                external_auth: None,
-                dynamic_filters: true,
-            },
-        },
-    );
-    rumqttd::Config {
-        id: 0,
-        router: rumqttd::RouterConfig {
-            max_connections: 10_010,
-            max_outgoing_packet_count: 2000,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
-            ..Default::default()
-        },
-        v4: Some(v4),
-        ..Default::default()
     }
 }
 

@@ -10,6 +10,7 @@ mod device;
 mod json;
 mod jt808;
 mod jt808_terminal;
+mod rumqttd_config;
 mod signals;
 
 use std::process::ExitCode;

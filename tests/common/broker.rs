@@ -1,12 +1,15 @@
 //! Brokers on free loopback ports: rumqttd in this process, Mosquitto as a child
 //! process stopped by its PID.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::{free_port, require_tool, scratch_dir, wait_listening};
+
+#[path = "../../cli/src/rumqttd_config.rs"]
+mod rumqttd_config;
+use rumqttd_config::rumqttd_config;
 
 /// Which broker a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,36 +43,7 @@ impl Broker {
 
     /// In-process rumqttd on a given port (for tests that start the device first).
     pub fn rumqttd_on(port: u16) -> Broker {
-        let mut v4 = HashMap::new();
-        v4.insert(
-            "v4".to_string(),
-            rumqttd::ServerSettings {
-                name: "v4".to_string(),
-                listen: ([127, 0, 0, 1], port).into(),
-                tls: None,
-                next_connection_delay_ms: 1,
-                connections: rumqttd::ConnectionSettings {
-                    connection_timeout_ms: 60_000,
-                    max_payload_size: 4 * 1024 * 1024,
-                    max_inflight_count: 500,
-                    auth: None,
-                    external_auth: None,
-                    dynamic_filters: true,
-                },
-            },
-        );
-        let config = rumqttd::Config {
-            id: 0,
-            router: rumqttd::RouterConfig {
-                max_connections: 10_010,
-                max_outgoing_packet_count: 2000,
-                max_segment_size: 100 * 1024 * 1024,
-                max_segment_count: 10,
-                ..Default::default()
-            },
-            v4: Some(v4),
-            ..Default::default()
-        };
+        let config = rumqttd_config(([127, 0, 0, 1], port).into());
         std::thread::Builder::new()
             .name(format!("rumqttd-{port}"))
             .spawn(move || {
