@@ -50,6 +50,27 @@ macro_rules! tests {
     };
 }
 
+/// The two tests of a C harness `tests/c/{stem}.c` (built with the extra compiler
+/// arguments, if any): `$plain` runs it as a process, `$valgrind` runs it again
+/// under valgrind, clean (no error, no leak). List both in the module's
+/// [`tests!`](crate::tests), needing `cmake` and `cc` (and `valgrind`).
+#[macro_export]
+macro_rules! c_harness_tests {
+    ($stem:literal $([$($arg:literal),*])?: $plain:ident, $valgrind:ident) => {
+        fn $plain() {
+            let exe = $crate::common::c_harness_with(
+                concat!($stem, ".c"), $stem, &[$($($arg),*)?]);
+            $crate::common::run_c_harness(&exe);
+        }
+
+        fn $valgrind() {
+            let exe = $crate::common::c_harness_with(
+                concat!($stem, ".c"), concat!($stem, "_vg"), &[$($($arg),*)?]);
+            $crate::common::run_c_harness_under_valgrind(&exe, concat!($stem, ".log"));
+        }
+    };
+}
+
 /// The tests of a binary's modules for [`main`], by module name:
 /// `common::harness::main(crate::modules![a, b])` in its `main.rs` runs the tests of
 /// the modules `a` and `b` (each declared there with `mod`, each with a `pub fn

@@ -14,7 +14,6 @@ use rrpc::jt808::{
     ReplyKind, StreamDecoder, SubmitError, Submitted, Version, MAX_FRAME_LEN,
 };
 
-use crate::common;
 use crate::common::jt808::{hex, reference_frame, XorShift};
 
 // ---------------------------------------------------------- building frames
@@ -1410,19 +1409,8 @@ fn random_input_never_panics_and_nothing_leaks() {
 
 // ------------------------------------------------------------ the C API
 
-fn c_harness(name: &str) -> std::path::PathBuf {
-    common::c_harness_with("jt808_harness.c", name, &["-pthread"])
-}
-
-fn c_api_without_network() {
-    let exe = c_harness("jt808_harness");
-    common::run_c_harness(&exe);
-}
-
-fn c_api_runs_clean_under_valgrind() {
-    let exe = c_harness("jt808_harness_vg");
-    common::run_c_harness_under_valgrind(&exe, "jt808_harness.log");
-}
+crate::c_harness_tests!("jt808_harness" ["-pthread"]: c_api_without_network,
+    c_api_runs_clean_under_valgrind);
 
 pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
