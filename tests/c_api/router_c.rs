@@ -2,12 +2,4 @@
 //! system C compiler against the CMake-built librrpc.so, run as a process, and
 //! run again under valgrind.
 
-crate::c_harness_tests!("router_harness": router_c_api_without_network,
-    router_c_api_runs_clean_under_valgrind);
-
-pub fn tests() -> Vec<crate::common::Test> {
-    crate::tests![
-        router_c_api_without_network needs ["cmake", "cc"],
-        router_c_api_runs_clean_under_valgrind needs ["cmake", "cc", "valgrind"],
-    ]
-}
+crate::c_harness_tests!(module "router_harness": router_c_api_without_network, router_c_api_runs_clean_under_valgrind);

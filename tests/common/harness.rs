@@ -53,7 +53,8 @@ macro_rules! tests {
 /// The two tests of a C harness `tests/c/{stem}.c` (built with the extra compiler
 /// arguments, if any): `$plain` runs it as a process, `$valgrind` runs it again
 /// under valgrind, clean (no error, no leak). List both in the module's
-/// [`tests!`](crate::tests), needing `cmake` and `cc` (and `valgrind`).
+/// [`tests!`](crate::tests), needing `cmake` and `cc` (and `valgrind`), or write
+/// `c_harness_tests!(module "stem": plain, valgrind)` for a module of only these two.
 #[macro_export]
 macro_rules! c_harness_tests {
     ($stem:literal $([$($arg:literal),*])?: $plain:ident, $valgrind:ident) => {
@@ -67,6 +68,17 @@ macro_rules! c_harness_tests {
             let exe = $crate::common::c_harness_with(
                 concat!($stem, ".c"), concat!($stem, "_vg"), &[$($($arg),*)?]);
             $crate::common::run_c_harness_under_valgrind(&exe, concat!($stem, ".log"));
+        }
+    };
+    // A module whose tests are the harness's two: its `tests()` too.
+    (module $stem:literal: $plain:ident, $valgrind:ident) => {
+        $crate::c_harness_tests!($stem: $plain, $valgrind);
+
+        pub fn tests() -> Vec<$crate::common::Test> {
+            $crate::tests![
+                $plain needs ["cmake", "cc"],
+                $valgrind needs ["cmake", "cc", "valgrind"],
+            ]
         }
     };
 }
