@@ -72,13 +72,8 @@ fn main() {
 /// The librrpc caller's request: Alibaba system topics, to the one device.
 fn params(payload: &[u8], timeout_ms: u32) -> CallParams<'_> {
     CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: DN,
-        payload,
         timeout_ms: Some(timeout_ms),
-        custom_topic: None,
-        content_type: None,
+        ..CallParams::new(Dialect::AlibabaSystem, PK, DN, payload)
     }
 }
 

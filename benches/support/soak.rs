@@ -180,13 +180,8 @@ pub fn maybe_device() {
 
 fn params(payload: &[u8], timeout_ms: u32) -> CallParams<'_> {
     CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key: PK,
-        device_name: DN,
-        payload,
         timeout_ms: Some(timeout_ms),
-        custom_topic: None,
-        content_type: None,
+        ..CallParams::new(Dialect::AlibabaSystem, PK, DN, payload)
     }
 }
 

@@ -234,6 +234,30 @@ pub struct CallParams<'a> {
     pub content_type: Option<u32>,
 }
 
+impl<'a> CallParams<'a> {
+    /// A call of `payload` to a device on its dialect's own request topic, with
+    /// no timeout (only Tencent's default of 4000 ms applies: set `timeout_ms`
+    /// for Alibaba), no custom topic and no ContentType. Set the other fields
+    /// with struct update syntax:
+    /// `CallParams { timeout_ms: Some(2000), ..CallParams::new(d, pk, dn, b"on") }`.
+    pub fn new(
+        dialect: Dialect,
+        product_key: &'a str,
+        device_name: &'a str,
+        payload: &'a [u8],
+    ) -> Self {
+        CallParams {
+            dialect,
+            product_key,
+            device_name,
+            payload,
+            timeout_ms: None,
+            custom_topic: None,
+            content_type: None,
+        }
+    }
+}
+
 /// Checks the RRpc API's parameters; the error text says which one and why.
 pub fn validate_params(p: &CallParams<'_>, max_payload: usize) -> Result<(), String> {
     validate_part("ProductKey", p.product_key).map_err(|e| e.to_string())?;

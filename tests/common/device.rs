@@ -88,12 +88,7 @@ pub fn system_call<'a>(
     timeout_ms: u32,
 ) -> CallParams<'a> {
     CallParams {
-        dialect: Dialect::AlibabaSystem,
-        product_key,
-        device_name,
-        payload,
         timeout_ms: Some(timeout_ms),
-        custom_topic: None,
-        content_type: None,
+        ..CallParams::new(Dialect::AlibabaSystem, product_key, device_name, payload)
     }
 }
