@@ -35,9 +35,10 @@ pub use harness::{have_tool, require_tool, skip, Test};
 pub use mqtt::{publish_acked, MqttClient};
 #[allow(unused_imports)]
 pub use process::{
-    c_harness, c_harness_with, example_args, run_c_harness, run_c_harness_args,
-    run_c_harness_under_valgrind, run_c_harness_under_valgrind_args, run_example_without_broker,
-    spawn_example, valgrind_args, valgrind_suppressions, Memcheck, Proc,
+    c_harness, c_harness_with, custom_topic_device_args, example_args, run_c_harness,
+    run_c_harness_args, run_c_harness_under_valgrind, run_c_harness_under_valgrind_args,
+    run_example_without_broker, spawn_example, valgrind_args, valgrind_suppressions, Memcheck,
+    Proc,
 };
 
 /// The repository root: the nearest directory above the crate under test that

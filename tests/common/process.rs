@@ -191,6 +191,19 @@ pub fn example_args(
     .collect()
 }
 
+/// The arguments that make a device (an example of examples-c/ or `rrpc device`)
+/// answer `device_name` on the Alibaba custom topic `topic`.
+pub fn custom_topic_device_args<'a>(device_name: &'a str, topic: &'a str) -> [&'a str; 6] {
+    [
+        "--dialect",
+        "alibaba-custom",
+        "--device-name",
+        device_name,
+        "--topic",
+        topic,
+    ]
+}
+
 /// The C example `name` of examples-c/ (CMake-built: the test needs `cmake` and
 /// `cc`) started with [`example_args`].
 pub fn spawn_example(

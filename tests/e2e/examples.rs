@@ -73,17 +73,7 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
 
         let topic = format!("/{PK}/dev2/user/update");
         caller.watch_custom(&topic);
-        let dev2 = echo_device(
-            &broker,
-            &[
-                "--dialect",
-                "alibaba-custom",
-                "--device-name",
-                "dev2",
-                "--topic",
-                &topic,
-            ],
-        );
+        let dev2 = echo_device(&broker, &common::custom_topic_device_args("dev2", &topic));
         dev2.expect_stderr("connected", READY);
         check_echo(&caller, Dialect::AlibabaCustom, "dev2", Some(&topic), &dev2);
         // Each custom-topic reply came back to the device and was not answered again.

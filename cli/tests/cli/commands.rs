@@ -218,17 +218,7 @@ fn calls_the_c_echo_device_through_rumqttd_and_mosquitto() {
 
         // A custom RRPC topic.
         let topic = format!("/{PK}/dev2/user/update");
-        let dev = c_echo_device(
-            b.port,
-            &[
-                "--dialect",
-                "alibaba-custom",
-                "--device-name",
-                "dev2",
-                "--topic",
-                &topic,
-            ],
-        );
+        let dev = c_echo_device(b.port, &common::custom_topic_device_args("dev2", &topic));
         echoed(
             &dev,
             b.port,
@@ -998,15 +988,10 @@ fn mqtt5_device_and_call_with_no_local() {
         let mut dev = rrpc_device(
             b.port,
             &[
-                "--mqtt-version",
-                version,
-                "--dialect",
-                "alibaba-custom",
-                "--device-name",
-                dn,
-                "--topic",
-                &topic,
-            ],
+                &["--mqtt-version", version][..],
+                &common::custom_topic_device_args(dn, &topic),
+            ]
+            .concat(),
         );
         // Two calls: the second request reaches the device after the first
         // reply's echo would have.
