@@ -448,6 +448,8 @@ fn a_received_topic_is_text_or_bytes() {
         Dropped::Malformed("the topic is not valid UTF-8")
     );
     assert_eq!(ReceivedTopic::from(&b"\xff"[..]).text(), None);
+    assert_eq!(ReceivedTopic::from(&vec![b'a']).text(), Some("a"));
+    assert_eq!(ReceivedTopic::from(&topic), ReceivedTopic::Text(&topic));
     assert_eq!(ReceivedTopic::from("t").text(), Some("t"));
     let s = r.stats();
     assert_eq!(

@@ -393,6 +393,18 @@ impl<'a> From<&'a [u8]> for ReceivedTopic<'a> {
     }
 }
 
+impl<'a> From<&'a String> for ReceivedTopic<'a> {
+    fn from(t: &'a String) -> Self {
+        ReceivedTopic::Text(t)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for ReceivedTopic<'a> {
+    fn from(b: &'a Vec<u8>) -> Self {
+        ReceivedTopic::Bytes(b)
+    }
+}
+
 impl<'a, const N: usize> From<&'a [u8; N]> for ReceivedTopic<'a> {
     fn from(b: &'a [u8; N]) -> Self {
         ReceivedTopic::Bytes(b)
