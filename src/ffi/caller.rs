@@ -12,7 +12,7 @@ use super::rrpc_status::*;
 use super::session::{
     connection_listener, mqtt_config, presence_arg, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{read_settings, sized_fields, write_output, zeroed_settings, Settings};
+use super::sized::{read_settings, settings, sized_fields, write_output};
 use super::status::{rrpc_status, Failure};
 use crate::caller::{
     on_caller_thread, CallParams, Caller, CallerConfig, CallerStats, RrpcCode, RrpcResponse,
@@ -191,7 +191,7 @@ pub struct rrpc_response_view {
 /// An `rrpc_code` as the library writes it.
 pub type rrpc_code_raw = u32;
 
-sized_fields!(rrpc_caller_config {
+settings!(rrpc_caller_config {
     struct_size,
     mqtt,
     presence,
@@ -203,23 +203,17 @@ sized_fields!(rrpc_caller_config {
     max_presence,
     max_subscriptions,
     subscription_idle_ms,
+} defaults [
+    d = CallerConfig::new("", 1883),
+] {
+    presence: u8::from(d.presence.is_some()),
+    max_payload: d.max_payload as u32,
+    max_in_flight: d.max_in_flight as u32,
+    max_in_flight_bytes: d.max_in_flight_bytes as u32,
+    max_presence: d.max_presence as u32,
+    max_subscriptions: d.max_subscriptions as u32,
+    subscription_idle_ms: d.subscription_idle_ms,
 });
-
-impl Settings for rrpc_caller_config {
-    fn defaults() -> Self {
-        let d = CallerConfig::new("", 1883);
-        rrpc_caller_config {
-            presence: u8::from(d.presence.is_some()),
-            max_payload: d.max_payload as u32,
-            max_in_flight: d.max_in_flight as u32,
-            max_in_flight_bytes: d.max_in_flight_bytes as u32,
-            max_presence: d.max_presence as u32,
-            max_subscriptions: d.max_subscriptions as u32,
-            subscription_idle_ms: d.subscription_idle_ms,
-            ..zeroed_settings()
-        }
-    }
-}
 
 /// A caller connected with the settings of C's `c`.
 ///
@@ -239,7 +233,7 @@ unsafe fn connect_caller(c: &rrpc_caller_config) -> Result<Caller, Failure> {
     Ok(Caller::connect(cfg)?)
 }
 
-sized_fields!(rrpc_caller_call_params {
+settings!(rrpc_caller_call_params {
     struct_size,
     dialect,
     product_key,
@@ -249,17 +243,10 @@ sized_fields!(rrpc_caller_call_params {
     payload_len,
     timeout_ms,
     content_type,
+} defaults {
+    dialect: Dialect::AlibabaSystem as u32,
+    content_type: -1,
 });
-
-impl Settings for rrpc_caller_call_params {
-    fn defaults() -> Self {
-        rrpc_caller_call_params {
-            dialect: Dialect::AlibabaSystem as u32,
-            content_type: -1,
-            ..zeroed_settings()
-        }
-    }
-}
 
 sized_fields!(rrpc_response_view {
     request_id,

@@ -11,7 +11,7 @@ use super::request::{device_call, request_view, rrpc_request};
 use super::session::{
     connection_listener, mqtt_config, presence_arg, rrpc_connection_cb, rrpc_mqtt_config,
 };
-use super::sized::{sized_fields, zeroed_settings, Settings};
+use super::sized::settings;
 use super::status::{rrpc_status, Failure};
 use crate::client::{Client, ClientConfig, ClientStats, Request};
 use crate::router::RouterConfig;
@@ -82,7 +82,7 @@ pub struct rrpc_client_config {
     pub reply_queue_bytes: u32,
 }
 
-sized_fields!(rrpc_client_config {
+settings!(rrpc_client_config {
     struct_size,
     mqtt,
     subscribe_qos,
@@ -95,20 +95,14 @@ sized_fields!(rrpc_client_config {
     accept_queued,
     reply_queue_max,
     reply_queue_bytes,
+} defaults [
+    d = ClientConfig::new("", 1883),
+] {
+    subscribe_qos: d.subscribe_qos,
+    max_pending: d.router.max_pending as u32,
+    max_payload: d.router.max_payload as u32,
+    request_timeout_ms: d.router.request_timeout_ms,
 });
-
-impl Settings for rrpc_client_config {
-    fn defaults() -> Self {
-        let d = ClientConfig::new("", 1883);
-        rrpc_client_config {
-            subscribe_qos: d.subscribe_qos,
-            max_pending: d.router.max_pending as u32,
-            max_payload: d.router.max_payload as u32,
-            request_timeout_ms: d.router.request_timeout_ms,
-            ..zeroed_settings()
-        }
-    }
-}
 
 /// A client with the settings of C's `c`.
 ///

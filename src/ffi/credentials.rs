@@ -12,7 +12,7 @@ pub use super::signed::{
     rrpc_credentials, RRPC_CREDENTIALS_HOST_SIZE, RRPC_CREDENTIALS_ID_SIZE,
     RRPC_CREDENTIALS_PASSWORD_SIZE,
 };
-use super::sized::{read_settings, sized_fields, zeroed_settings, Settings};
+use super::sized::{read_settings, settings, Settings};
 use super::status::{rrpc_status, Failure};
 use crate::credentials::{
     alibaba_instance_host, alibaba_public_host, tencent_conn_id, tencent_host, AlibabaDevice,
@@ -102,7 +102,7 @@ pub struct rrpc_credentials_tencent_params {
     pub tls: rrpc_bool,
 }
 
-sized_fields!(rrpc_credentials_alibaba_params {
+settings!(rrpc_credentials_alibaba_params {
     struct_size,
     product_key,
     device_name,
@@ -114,19 +114,12 @@ sized_fields!(rrpc_credentials_alibaba_params {
     custom_rrpc,
     region,
     instance_id,
+} defaults {
+    sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
+    tls: 1,
 });
 
-impl Settings for rrpc_credentials_alibaba_params {
-    fn defaults() -> Self {
-        rrpc_credentials_alibaba_params {
-            sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
-            tls: 1,
-            ..zeroed_settings()
-        }
-    }
-}
-
-sized_fields!(rrpc_credentials_tencent_params {
+settings!(rrpc_credentials_tencent_params {
     struct_size,
     product_id,
     device_name,
@@ -136,18 +129,11 @@ sized_fields!(rrpc_credentials_tencent_params {
     sign_method,
     expiry,
     tls,
+} defaults {
+    sdk_app_id: TENCENT_SDK_APP_ID,
+    sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
+    tls: 1,
 });
-
-impl Settings for rrpc_credentials_tencent_params {
-    fn defaults() -> Self {
-        rrpc_credentials_tencent_params {
-            sdk_app_id: TENCENT_SDK_APP_ID,
-            sign_method: rrpc_sign_method::RRPC_SIGN_METHOD_HMACSHA256 as u32,
-            tls: 1,
-            ..zeroed_settings()
-        }
-    }
-}
 
 /// Fills `out_params` with the defaults (see `rrpc_credentials_alibaba_params`).
 ///

@@ -12,7 +12,7 @@ use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::request_view;
 use super::request::{device_call, rrpc_request};
 use super::rrpc_status::*;
-use super::sized::{sized_fields, zeroed_settings, Settings};
+use super::sized::settings;
 use super::status::{rrpc_status, Failure};
 use crate::router::{
     Dropped, FilterMode, Request, RequestFn, RouterConfig, RouterStats, SharedRouter,
@@ -52,26 +52,20 @@ pub struct rrpc_router_config {
     pub max_devices: u32,
 }
 
-sized_fields!(rrpc_router_config {
+settings!(rrpc_router_config {
     struct_size,
     max_pending,
     max_payload,
     request_timeout_ms,
     max_devices,
+} defaults [
+    d = RouterConfig::default(),
+] {
+    max_pending: d.max_pending as u32,
+    max_payload: d.max_payload as u32,
+    request_timeout_ms: d.request_timeout_ms,
+    max_devices: d.max_devices as u32,
 });
-
-impl Settings for rrpc_router_config {
-    fn defaults() -> Self {
-        let d = RouterConfig::default();
-        rrpc_router_config {
-            max_pending: d.max_pending as u32,
-            max_payload: d.max_payload as u32,
-            request_timeout_ms: d.request_timeout_ms,
-            max_devices: d.max_devices as u32,
-            ..zeroed_settings()
-        }
-    }
-}
 
 /// A router with the settings of C's `c` (checked by `SharedRouter::new`).
 fn new_router(c: &rrpc_router_config) -> Result<Handle, Failure> {

@@ -9,7 +9,7 @@ use super::args::{arg_flag, arg_opt_string, arg_str, SendPtr};
 use super::family::settings_init;
 use super::misc::rrpc_bool;
 use super::signed::{field_str, rrpc_credentials, wipe};
-use super::sized::{read_settings, sized_fields, zeroed_settings, Settings};
+use super::sized::{read_settings, settings};
 use super::status::{rrpc_status, Failure};
 use crate::session::{ConnectionEvent, DisconnectCause, Listener, MqttConfig, MqttVersion, Signer};
 use crate::tls::TlsConfig;
@@ -103,7 +103,7 @@ pub struct rrpc_mqtt_config {
     pub max_incoming_packet: u32,
 }
 
-sized_fields!(rrpc_mqtt_config {
+settings!(rrpc_mqtt_config {
     struct_size,
     host,
     port,
@@ -127,6 +127,18 @@ sized_fields!(rrpc_mqtt_config {
     mqtt_version,
     session_expiry_s,
     max_incoming_packet,
+} defaults [
+    d = MqttConfig::new("", 1883),
+] {
+    port: d.port,
+    keep_alive_s: d.keep_alive_s,
+    clean_session: u8::from(d.clean_session),
+    connect_timeout_ms: d.connect_timeout_ms,
+    reconnect_min_ms: d.reconnect_min_ms,
+    reconnect_max_ms: d.reconnect_max_ms,
+    mqtt_version: u32::from(d.protocol.number()),
+    session_expiry_s: d.session_expiry_s,
+    max_incoming_packet: d.max_incoming_packet,
 });
 
 /// MQTT protocol versions, by their protocol level (`rrpc_mqtt_config.mqtt_version`).
@@ -226,24 +238,6 @@ pub struct rrpc_connection_event {
 /// RRPC_STATUS_WRONG_STATE).
 pub type rrpc_connection_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const rrpc_connection_event)>;
-
-impl Settings for rrpc_mqtt_config {
-    fn defaults() -> Self {
-        let d = MqttConfig::new("", 1883);
-        rrpc_mqtt_config {
-            port: d.port,
-            keep_alive_s: d.keep_alive_s,
-            clean_session: u8::from(d.clean_session),
-            connect_timeout_ms: d.connect_timeout_ms,
-            reconnect_min_ms: d.reconnect_min_ms,
-            reconnect_max_ms: d.reconnect_max_ms,
-            mqtt_version: u32::from(d.protocol.number()),
-            session_expiry_s: d.session_expiry_s,
-            max_incoming_packet: d.max_incoming_packet,
-            ..zeroed_settings()
-        }
-    }
-}
 
 /// Fills `out_config` with the defaults (see each field of `rrpc_mqtt_config`).
 ///

@@ -137,6 +137,30 @@ macro_rules! sized_fields {
 }
 pub(crate) use sized_fields;
 
+/// A settings struct in one declaration: its fields (as [`sized_fields!`], every
+/// one listed) and the defaults its `_init` writes, naming only the fields whose
+/// default is not 0, NULL or false ([`zeroed_settings`] gives the rest), from
+/// the bindings in `[...]` (such as the Rust object's own defaults).
+macro_rules! settings {
+    (
+        $ty:ident { $($field:ident),+ $(,)? }
+        defaults $([$($var:ident = $init:expr),+ $(,)?])? { $($name:ident: $value:expr),* $(,)? }
+    ) => {
+        $crate::ffi::sized::sized_fields!($ty { $($field),+ });
+
+        impl $crate::ffi::sized::Settings for $ty {
+            fn defaults() -> Self {
+                $($(let $var = $init;)+)?
+                $ty {
+                    $($name: $value,)*
+                    ..$crate::ffi::sized::zeroed_settings()
+                }
+            }
+        }
+    };
+}
+pub(crate) use settings;
+
 /// The smallest size a struct may be declared with: its `struct_size` field.
 const MIN_SIZE: usize = size_of::<u32>();
 

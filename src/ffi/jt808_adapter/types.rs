@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void};
 
 use super::super::jt808_codec::rrpc_jt808_frame;
 use super::super::misc::rrpc_bool;
-use super::super::sized::{sized_fields, zeroed_settings, Settings};
+use super::super::sized::settings;
 use super::rrpc_jt808_adapter;
 use crate::jt808::AdapterConfig;
 
@@ -240,7 +240,7 @@ pub type rrpc_jt808_adapter_event_cb = Option<
     ),
 >;
 
-sized_fields!(rrpc_jt808_adapter_config {
+settings!(rrpc_jt808_adapter_config {
     struct_size,
     max_pending,
     max_queue_per_key,
@@ -260,37 +260,31 @@ sized_fields!(rrpc_jt808_adapter_config {
     reassembly_max_packets_per_terminal,
     reassembly_timeout_ms,
     lenient_escapes,
+} defaults [
+    d = AdapterConfig::default(),
+    r = d.reassembly,
+    clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX),
+] {
+    max_pending: clamp(d.max_pending),
+    max_queue_per_key: clamp(d.max_queue_per_key),
+    max_queued_bytes: clamp(d.max_queued_bytes),
+    max_content: clamp(d.max_content),
+    max_body: clamp(d.max_body),
+    max_terminals: clamp(d.max_terminals),
+    max_connections: clamp(d.max_connections),
+    max_frame_len: clamp(d.max_frame_len),
+    default_completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_ACK as u32,
+    busy_policy: rrpc_jt808_busy_policy::RRPC_JT808_BUSY_QUEUE as u32,
+    reassembly_max_partials: clamp(r.max_partials),
+    reassembly_max_partials_per_terminal: clamp(r.max_partials_per_terminal),
+    reassembly_max_bytes: clamp(r.max_bytes),
+    reassembly_max_bytes_per_terminal: clamp(r.max_bytes_per_terminal),
+    reassembly_max_packets: clamp(r.max_packets),
+    reassembly_max_packets_per_terminal: clamp(r.max_packets_per_terminal),
+    reassembly_timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(u32::MAX),
 });
 
-impl Settings for rrpc_jt808_adapter_config {
-    fn defaults() -> Self {
-        let d = AdapterConfig::default();
-        let r = d.reassembly;
-        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        rrpc_jt808_adapter_config {
-            max_pending: clamp(d.max_pending),
-            max_queue_per_key: clamp(d.max_queue_per_key),
-            max_queued_bytes: clamp(d.max_queued_bytes),
-            max_content: clamp(d.max_content),
-            max_body: clamp(d.max_body),
-            max_terminals: clamp(d.max_terminals),
-            max_connections: clamp(d.max_connections),
-            max_frame_len: clamp(d.max_frame_len),
-            default_completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_ACK as u32,
-            busy_policy: rrpc_jt808_busy_policy::RRPC_JT808_BUSY_QUEUE as u32,
-            reassembly_max_partials: clamp(r.max_partials),
-            reassembly_max_partials_per_terminal: clamp(r.max_partials_per_terminal),
-            reassembly_max_bytes: clamp(r.max_bytes),
-            reassembly_max_bytes_per_terminal: clamp(r.max_bytes_per_terminal),
-            reassembly_max_packets: clamp(r.max_packets),
-            reassembly_max_packets_per_terminal: clamp(r.max_packets_per_terminal),
-            reassembly_timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(u32::MAX),
-            ..zeroed_settings()
-        }
-    }
-}
-
-sized_fields!(rrpc_jt808_adapter_submit_params {
+settings!(rrpc_jt808_adapter_submit_params {
     struct_size,
     token,
     phone,
@@ -300,13 +294,6 @@ sized_fields!(rrpc_jt808_adapter_submit_params {
     content_len,
     completion,
     deadline_ms,
+} defaults {
+    completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_DEFAULT as u32,
 });
-
-impl Settings for rrpc_jt808_adapter_submit_params {
-    fn defaults() -> Self {
-        rrpc_jt808_adapter_submit_params {
-            completion: rrpc_jt808_completion::RRPC_JT808_COMPLETION_DEFAULT as u32,
-            ..zeroed_settings()
-        }
-    }
-}
