@@ -528,14 +528,9 @@ fn background_mode_reconnects_until_the_broker_appears() {
         c == 1
     });
     let caller = Caller::connect(port);
-    let r = caller.call_until_answered(
-        Dialect::AlibabaSystem,
-        PK,
-        "dev1",
-        None,
-        b"hi",
-        Duration::from_secs(10),
-    );
+    let r = common::until_answered(Duration::from_secs(10), |t| {
+        caller.call(Dialect::AlibabaSystem, PK, "dev1", None, b"hi", t)
+    });
     assert_eq!(r.as_deref(), Some(&b"hi"[..]));
     assert_eq!(rrpc_client_free(client), RRPC_STATUS_OK);
 }
@@ -555,8 +550,9 @@ fn answered_while_yielding(
     let main_thread = std::thread::current().id();
     std::thread::scope(|s| {
         let t = s.spawn(|| {
-            let r =
-                caller.call_until_answered(Dialect::AlibabaSystem, PK, dn, None, payload, limit);
+            let r = common::until_answered(limit, |t| {
+                caller.call(Dialect::AlibabaSystem, PK, dn, None, payload, t)
+            });
             done.store(true, Ordering::SeqCst);
             r
         });
@@ -606,14 +602,9 @@ fn reply_rules_unknown_double_oversized_and_late() {
     });
     rec.mode.store(1, Ordering::SeqCst); // the test replies itself
     let t = std::thread::spawn(move || {
-        caller.call_until_answered(
-            Dialect::AlibabaSystem,
-            PK,
-            "dev1",
-            None,
-            b"q1",
-            Duration::from_secs(10),
-        )
+        common::until_answered(Duration::from_secs(10), |t| {
+            caller.call(Dialect::AlibabaSystem, PK, "dev1", None, b"q1", t)
+        })
     });
     common::wait_until("a request", Duration::from_secs(10), || {
         !rec.requests.lock().unwrap().is_empty()
@@ -854,14 +845,14 @@ fn deferred_replies_from_other_threads_and_several_devices() {
     for i in 0..5 {
         let p = format!("m{i}");
         assert_eq!(
-            caller.call_until_answered(
+            common::until_answered(wait, |t| caller.call(
                 Dialect::AlibabaSystem,
                 PK,
                 "dev2",
                 None,
                 p.as_bytes(),
-                wait
-            ),
+                t
+            )),
             Some(format!("dev2:{p}").into_bytes())
         );
         assert_eq!(
@@ -869,14 +860,14 @@ fn deferred_replies_from_other_threads_and_several_devices() {
             Some(format!("dev1:{p}").into_bytes())
         );
         assert_eq!(
-            caller2.call_until_answered(
+            common::until_answered(wait, |t| caller2.call(
                 Dialect::AlibabaCustom,
                 PK,
                 "dev3",
                 Some(&custom),
                 p.as_bytes(),
-                wait
-            ),
+                t
+            )),
             Some(format!("dev3:{p}").into_bytes())
         );
     }

@@ -148,33 +148,6 @@ impl Caller {
         self.call(Dialect::AlibabaSystem, pk, dn, None, payload, timeout)
     }
 
-    /// Calls until the device answers (it may still be subscribing), for up to
-    /// `total`; returns the first answer.
-    pub fn call_until_answered(
-        &self,
-        dialect: Dialect,
-        pk: &str,
-        dn: &str,
-        custom_topic: Option<&str>,
-        payload: &[u8],
-        total: Duration,
-    ) -> Option<Vec<u8>> {
-        let end = Instant::now() + total;
-        while Instant::now() < end {
-            if let Some(r) = self.call(
-                dialect,
-                pk,
-                dn,
-                custom_topic,
-                payload,
-                Duration::from_millis(300),
-            ) {
-                return Some(r);
-            }
-        }
-        None
-    }
-
     /// Calls the Alibaba (system topic) device `pk/dn` once per payload, in order, and
     /// checks that each answer is `reply_prefix` followed by the payload; each call waits
     /// up to 20 s. With `ready_line`, the device says on stderr when it is subscribed:
@@ -226,6 +199,22 @@ fn response_id(topic: &str) -> Option<(String, bool)> {
     for d in Dialect::ALL {
         if let Ok(p) = d.parse_response(topic) {
             return Some((p.message_id.to_string(), d == Dialect::AlibabaCustom));
+        }
+    }
+    None
+}
+
+/// Repeats `call` (each try waits up to 300 ms for its answer) until the device
+/// answers (it may still be subscribing), for up to `total`; returns the first
+/// answer.
+pub fn until_answered(
+    total: Duration,
+    mut call: impl FnMut(Duration) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
+    let end = Instant::now() + total;
+    while Instant::now() < end {
+        if let Some(r) = call(Duration::from_millis(300)) {
+            return Some(r);
         }
     }
     None

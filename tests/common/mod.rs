@@ -28,7 +28,7 @@ pub mod proxy;
 #[allow(unused_imports)]
 pub use broker::{brokers, Broker, BrokerKind};
 #[allow(unused_imports)]
-pub use caller::Caller;
+pub use caller::{until_answered, Caller};
 #[allow(unused_imports)]
 pub use harness::{have_tool, require_tool, skip, Test};
 #[allow(unused_imports)]

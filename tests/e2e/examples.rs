@@ -190,7 +190,9 @@ fn yield_mode_example_serves_requests_on_the_main_thread() {
             &broker,
             &["--dialect", "alibaba", "--device-name", "y1", "--yield"],
         );
-        let r = caller.call_until_answered(Dialect::AlibabaSystem, PK, "y1", None, b"first", READY);
+        let r = common::until_answered(READY, |t| {
+            caller.call(Dialect::AlibabaSystem, PK, "y1", None, b"first", t)
+        });
         assert_eq!(r.as_deref(), Some(&b"first"[..]), "{}", dev.transcript());
         check_echo(&caller, Dialect::AlibabaSystem, "y1", None, &dev);
     }
@@ -221,14 +223,9 @@ fn device_answers_again_after_mosquitto_is_killed_and_restarted() {
     broker.restart();
     let t = Instant::now();
     let caller = Caller::connect(broker.port);
-    let r = caller.call_until_answered(
-        Dialect::AlibabaSystem,
-        PK,
-        "phoenix",
-        None,
-        b"after",
-        Duration::from_secs(30),
-    );
+    let r = common::until_answered(Duration::from_secs(30), |t| {
+        caller.call(Dialect::AlibabaSystem, PK, "phoenix", None, b"after", t)
+    });
     assert_eq!(r.as_deref(), Some(&b"after"[..]), "{}", dev.transcript());
     eprintln!("answered again {:?} after the restart", t.elapsed());
     check_echo(&caller, Dialect::AlibabaSystem, "phoenix", None, &dev);
