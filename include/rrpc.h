@@ -296,6 +296,37 @@ enum rrpc_dialect
      * `$rrpc/txd/{productId}/{deviceName}/{processId}`. Reply deadline 4 s.
      */
     RRPC_DIALECT_TENCENT = 2,
+    /**
+     * Alibaba data-model service calls made synchronous over RRPC: subscribe
+     * `/ext/rrpc/+/sys/{pk}/{dn}/thing/service/+`, answer on the request topic;
+     * the service identifier is the request's name. Reply deadline 8 s.
+     */
+    RRPC_DIALECT_ALIBABA_SERVICE = 3,
+    /**
+     * ThingsBoard device RPC: subscribe `v1/devices/me/rpc/request/+`, answer on
+     * `v1/devices/me/rpc/response/{id}`. One device per connection (the topics
+     * name none). Caller deadline 10 s.
+     */
+    RRPC_DIALECT_THINGSBOARD = 4,
+    /**
+     * Azure IoT Hub direct methods: subscribe `$iothub/methods/POST/#`, answer on
+     * `$iothub/methods/res/{status}/?$rid={id}` (status 200 unless the reply sets
+     * one); the method name is the request's name. One device per connection.
+     * Caller deadline 30 s.
+     */
+    RRPC_DIALECT_AZURE = 5,
+    /**
+     * Huawei IoTDA commands: subscribe `$oc/devices/{dn}/sys/commands/#`, answer
+     * on `$oc/devices/{dn}/sys/commands/response/request_id={id}` (`dn` is the
+     * device id). Caller deadline 20 s.
+     */
+    RRPC_DIALECT_HUAWEI = 6,
+    /**
+     * AWS IoT commands: subscribe `$aws/commands/things/{dn}/executions/+/request/#`,
+     * answer on `$aws/commands/things/{dn}/executions/{id}/response/{format}`
+     * (`dn` is the thing name, the format is the request's). Caller deadline 10 s.
+     */
+    RRPC_DIALECT_AWS = 7,
 };
 #ifndef __cplusplus
 /** `rrpc_dialect` in C: the enum in C23 (as in C++), a uint32_t before; the same size. */
@@ -420,8 +451,9 @@ rrpc_status rrpc_set_log_handler(rrpc_log_cb handler,
 RRPC_NODISCARD rrpc_status rrpc_monotonic_ms(uint64_t *out_ms);
 
 /**
- * Looks up a dialect by its command-line name: "alibaba", "alibaba-custom" or
- * "tencent".
+ * Looks up a dialect by its command-line name: "alibaba", "alibaba-custom",
+ * "tencent", "alibaba-service", "thingsboard", "azure", "huawei", "aws", or
+ * the name of a registered dialect.
  *
  * @param[in]  name        NUL-terminated name.
  * @param[out] out_dialect receives the dialect.
@@ -923,6 +955,13 @@ typedef struct rrpc_request {
      * reply goes out on the whole level, which the library does for you.
      */
     int32_t content_type;
+    /**
+     * The method, service or command name the request topic carries
+     * (RRPC_DIALECT_ALIBABA_SERVICE: the service identifier; RRPC_DIALECT_AZURE:
+     * the method name); NULL for dialects without one. Since 1.1: check
+     * `RRPC_HAS_FIELD(request, rrpc_request, name)`.
+     */
+    const char *name;
 } rrpc_request;
 
 /**

@@ -150,6 +150,7 @@ pub fn run(a: CallArgs) -> ExitCode {
         timeout_ms: a.timeout,
         custom_topic: a.topic.as_deref(),
         content_type: a.content_type,
+        name: None,
     };
     let mut cfg = CallerConfig::new(a.conn.host.clone(), a.conn.port);
     cfg.mqtt.username = a.conn.username.clone();

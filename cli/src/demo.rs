@@ -191,6 +191,7 @@ pub fn run(a: DemoArgs) -> ExitCode {
         timeout_ms: Some(timeout),
         custom_topic: None,
         content_type: None,
+        name: None,
     };
     let binary: &[u8] = &[0, 1, 2, 0, 255];
     let calls = [

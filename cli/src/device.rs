@@ -123,13 +123,18 @@ fn sign_in(
             }));
             first
         }
-        Dialect::AlibabaSystem | Dialect::AlibabaCustom => {
+        Dialect::AlibabaSystem | Dialect::AlibabaCustom | Dialect::AlibabaService => {
             let mut d = AlibabaDevice::new(&a.product_key, dn, secret);
             d.client_id = a.client_id.clone();
             d.sign_method = a.sign_method.method();
             d.tls = cfg.mqtt.tls.is_some();
             d.custom_rrpc = a.topic.is_some();
             d.sign(now.as_millis() as u64)
+        }
+        d => {
+            return Err(format!(
+                "--device-secret signs for Alibaba and Tencent, not for the {d} dialect"
+            ))
         }
     }
     .map_err(|e| format!("--device-secret: {e}"))?;

@@ -232,6 +232,9 @@ pub struct CallParams<'a> {
     /// ([`crate::dialect::CONTENT_TYPE_SEPARATOR`]); without it the topic is the plain
     /// documented format.
     pub content_type: Option<u32>,
+    /// The method, service or command name, for dialects whose request topic
+    /// carries one (alibaba-service, azure; required there).
+    pub name: Option<&'a str>,
 }
 
 impl<'a> CallParams<'a> {
@@ -254,33 +257,46 @@ impl<'a> CallParams<'a> {
             timeout_ms: None,
             custom_topic: None,
             content_type: None,
+            name: None,
         }
     }
 }
 
 /// Checks the RRpc API's parameters; the error text says which one and why.
 pub fn validate_params(p: &CallParams<'_>, max_payload: usize) -> Result<(), String> {
-    validate_part("ProductKey", p.product_key).map_err(|e| e.to_string())?;
-    validate_part("DeviceName", p.device_name).map_err(|e| e.to_string())?;
-    match p.dialect {
-        Dialect::AlibabaSystem | Dialect::Tencent => {}
-        Dialect::AlibabaCustom => {
-            if p.custom_topic.is_none() {
-                return Err("the alibaba-custom dialect needs Topic".to_string());
-            }
-        }
+    let d = p.dialect;
+    if d.uses_product_key() || !p.product_key.is_empty() {
+        validate_part("ProductKey", p.product_key).map_err(|e| e.to_string())?;
     }
+    if d.uses_device_name() || !p.device_name.is_empty() {
+        validate_part("DeviceName", p.device_name).map_err(|e| e.to_string())?;
+    }
+    if d.needs_custom_topic() && p.custom_topic.is_none() {
+        return Err(format!("the {d} dialect needs Topic"));
+    }
+    let alibaba = matches!(d, Dialect::AlibabaSystem | Dialect::AlibabaCustom);
     if let Some(t) = p.custom_topic {
-        if p.dialect == Dialect::Tencent {
+        if !alibaba {
             return Err("Topic (custom RRPC topics) exists only for Alibaba".to_string());
         }
         validate_custom_topic(t).map_err(|e| format!("Topic {}", e.reason))?;
     }
-    match (p.timeout_ms, p.dialect) {
-        (None, Dialect::Tencent) => {}
-        (None, _) => return Err("Timeout is required (1000 to 8000 ms)".to_string()),
-        (Some(t), _) if !(1000..=8000).contains(&t) => {
+    if d.has_name() && p.name.is_none() {
+        return Err(format!("the {d} dialect needs the method or service name"));
+    }
+    if let Some(n) = p.name {
+        validate_part("name", n).map_err(|e| e.to_string())?;
+    }
+    match (p.timeout_ms, alibaba) {
+        (None, true) => return Err("Timeout is required (1000 to 8000 ms)".to_string()),
+        (Some(t), true) if !(1000..=8000).contains(&t) => {
             return Err(format!("Timeout {t} is outside 1000 to 8000 ms"))
+        }
+        (Some(t), false) if !(1..=crate::dialect::MAX_TIMEOUT_MS).contains(&t) => {
+            return Err(format!(
+                "Timeout {t} is outside 1 to {} ms",
+                crate::dialect::MAX_TIMEOUT_MS
+            ))
         }
         _ => {}
     }

@@ -206,13 +206,11 @@ impl CallerCore {
     /// completes a call; the caller's own custom-topic request (MQTT 3.1.1) is
     /// recognised by its topic and payload, whenever it comes.
     pub(super) fn on_response(&self, topic: &str, payload: &[u8], retained: bool) {
-        let level = Dialect::ALL
-            .iter()
-            .find_map(|d| match d.parse_response(topic) {
-                Ok(r) => Some(Ok(r.message_id)),
-                Err(dialect::TopicError::Malformed(_)) => Some(Err(())),
-                Err(dialect::TopicError::NoMatch) => None,
-            });
+        let level = Dialect::all().find_map(|d| match d.parse_response(topic) {
+            Ok(r) => Some(Ok(r.message_id)),
+            Err(dialect::TopicError::Malformed(_)) => Some(Err(())),
+            Err(dialect::TopicError::NoMatch) => None,
+        });
         let level = match level {
             None => return, // not a response topic at all
             Some(Err(())) => {

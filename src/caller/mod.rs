@@ -278,7 +278,7 @@ impl Caller {
             (Dialect::AlibabaSystem, Some(_)) => Dialect::AlibabaCustom,
             (d, _) => d,
         };
-        let timeout = p.timeout_ms.unwrap_or(4000);
+        let timeout = p.timeout_ms.unwrap_or(dialect.default_timeout_ms());
         if !inner.link.is_connected() {
             inner.bump(CallerCounter::refused);
             return done(RrpcResponse::failed(
@@ -325,8 +325,15 @@ impl Caller {
         // Validated above: a ContentType is one of the RRpc values, all below 256.
         let content_type = p.content_type.and_then(|c| u8::try_from(c).ok());
         let level = dialect::message_id_level(&id.to_string(), content_type);
-        let request_topic = dialect.request_topic(&ident, &level);
-        let response_topic = dialect.response_topic(&ident, &level);
+        let vars = dialect::Vars {
+            id: &level,
+            name: p.name,
+            // AWS IoT commands: the caller sends JSON.
+            format: Some("json"),
+            status: None,
+        };
+        let request_topic = dialect.request_topic_with(&ident, &vars);
+        let response_topic = dialect.response_topic_with(&ident, &vars);
         let filter = dialect.response_wildcard(p.custom_topic);
         let deadline_ms = now_ms() + u64::from(timeout);
         // On MQTT 3.1.1 a custom-topic request comes back to the caller on its

@@ -63,7 +63,7 @@ impl ClientCore {
             } else {
                 QoS::AtMostOnce
             },
-            no_local: d.dialect.needs_custom_topic(),
+            no_local: d.dialect.replies_on_request_topic(),
         }
     }
 

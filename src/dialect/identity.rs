@@ -109,11 +109,18 @@ pub fn validate_custom_topic(topic: &str) -> Result<(), IdentityError> {
     })
 }
 
-/// Validates a whole identity for `dialect`.
+/// Validates a whole identity for `dialect`: the product key and device name
+/// when the dialect's topics use them (else they may be empty: ThingsBoard and
+/// Azure name no device in their topics), the custom topic when it needs one.
 pub fn validate_identity(dialect: Dialect, id: &Identity<'_>) -> Result<(), IdentityError> {
-    validate_part("product key", id.product_key)?;
-    validate_part("device name", id.device_name)?;
-    match (dialect.needs_custom_topic(), id.custom_topic) {
+    if dialect.uses_product_key() || !id.product_key.is_empty() {
+        validate_part("product key", id.product_key)?;
+    }
+    if dialect.uses_device_name() || !id.device_name.is_empty() {
+        validate_part("device name", id.device_name)?;
+    }
+    let needs = dialect.needs_custom_topic();
+    match (needs, id.custom_topic) {
         (true, Some(t)) => validate_custom_topic(t),
         (true, None) => Err(IdentityError {
             field: "custom topic",

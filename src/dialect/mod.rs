@@ -21,6 +21,7 @@ use std::fmt;
 
 mod content_type;
 mod identity;
+mod spec;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -29,53 +30,116 @@ pub use content_type::{
     bare_message_id, message_id_level, split_content_type, CONTENT_TYPE_SEPARATOR,
 };
 pub use identity::{validate_custom_topic, validate_identity, validate_part, IdentityError};
+pub use spec::{
+    register, DialectConfig, DialectError, MAX_TIMEOUT_MS, MAX_USER_DIALECTS, USER_DIALECT_FIRST,
+};
+use spec::{Spec, BUILTIN, PARSE_LAST, PARSE_ORDER};
+use template::Part;
 use template::Part::*;
-use template::{Part, Spec, SPECS};
+pub use template::Vars;
 
 /// Longest product key, device name or message id accepted, in bytes.
 pub const MAX_IDENTITY_LEN: usize = 128;
 /// Longest custom topic accepted, in bytes.
 pub const MAX_CUSTOM_TOPIC_LEN: usize = 1024;
 
-/// The topic conventions librrpc speaks. The numeric values are part of the C ABI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum Dialect {
+/// A topic convention librrpc speaks: one of the built-in dialects (the
+/// associated constants) or one the application registered ([`register`]).
+/// The numeric value ([`Dialect::to_u32`]) is part of the C ABI: built-in
+/// dialects keep theirs forever; registered ones count from
+/// [`USER_DIALECT_FIRST`] in registration order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct Dialect(u32);
+
+#[allow(non_upper_case_globals)]
+impl Dialect {
     /// Alibaba Cloud IoT (and its white labels) system topics:
     /// `/sys/{pk}/{dn}/rrpc/request/{id}` answered on `/sys/{pk}/{dn}/rrpc/response/{id}`.
-    AlibabaSystem = 0,
+    pub const AlibabaSystem: Dialect = Dialect(0);
     /// Alibaba custom-topic RRPC: `/ext/rrpc/{id}{topic}`, answered on the same topic.
-    AlibabaCustom = 1,
+    pub const AlibabaCustom: Dialect = Dialect(1);
     /// Tencent IoT Hub: `$rrpc/rxd/{productId}/{deviceName}/{processId}` answered on
     /// `$rrpc/txd/{productId}/{deviceName}/{processId}`.
-    Tencent = 2,
-}
+    pub const Tencent: Dialect = Dialect(2);
+    /// Alibaba data-model service calls made synchronous over RRPC:
+    /// `/ext/rrpc/{id}/sys/{pk}/{dn}/thing/service/{name}`, answered on the
+    /// same topic; the service identifier is the request's name.
+    pub const AlibabaService: Dialect = Dialect(3);
+    /// ThingsBoard device RPC: `v1/devices/me/rpc/request/{id}` answered on
+    /// `v1/devices/me/rpc/response/{id}`. One device per connection.
+    pub const ThingsBoard: Dialect = Dialect(4);
+    /// Azure IoT Hub direct methods: `$iothub/methods/POST/{name}/?$rid={id}`
+    /// answered on `$iothub/methods/res/{status}/?$rid={id}`. One device per
+    /// connection.
+    pub const Azure: Dialect = Dialect(5);
+    /// Huawei IoTDA commands: `$oc/devices/{dn}/sys/commands/request_id={id}`
+    /// answered on `$oc/devices/{dn}/sys/commands/response/request_id={id}`.
+    pub const Huawei: Dialect = Dialect(6);
+    /// AWS IoT commands:
+    /// `$aws/commands/things/{dn}/executions/{id}/request/{format}` answered on
+    /// `$aws/commands/things/{dn}/executions/{id}/response/{format}`.
+    pub const Aws: Dialect = Dialect(7);
 
-impl Dialect {
-    /// Every dialect, in ABI order.
-    pub const ALL: [Dialect; 3] = [
+    /// The built-in dialects, in ABI order.
+    pub const BUILTIN: [Dialect; 8] = [
         Dialect::AlibabaSystem,
         Dialect::AlibabaCustom,
         Dialect::Tencent,
+        Dialect::AlibabaService,
+        Dialect::ThingsBoard,
+        Dialect::Azure,
+        Dialect::Huawei,
+        Dialect::Aws,
     ];
+
+    /// Every dialect: the built-in ones, then those registered, in ABI order.
+    pub fn all() -> impl Iterator<Item = Dialect> {
+        Dialect::BUILTIN.into_iter().chain(spec::user_dialects())
+    }
+
+    /// The dialects in the order a received topic is tried against them.
+    fn parse_order() -> impl Iterator<Item = Dialect> {
+        PARSE_ORDER
+            .into_iter()
+            .chain(spec::user_dialects())
+            .chain(PARSE_LAST)
+    }
 
     /// The dialect with this ABI value, if any.
     pub fn from_u32(v: u32) -> Option<Dialect> {
-        Dialect::ALL.get(v as usize).copied()
+        if (v as usize) < BUILTIN.len() || spec::is_registered(v) {
+            Some(Dialect(v))
+        } else {
+            None
+        }
     }
 
-    /// Short stable name, as used on command lines: `alibaba`, `alibaba-custom`, `tencent`.
+    /// The ABI value.
+    pub const fn to_u32(self) -> u32 {
+        self.0
+    }
+
+    /// Whether this is a built-in dialect.
+    pub fn is_builtin(self) -> bool {
+        (self.0 as usize) < BUILTIN.len()
+    }
+
+    /// Short stable name, as used on command lines: `alibaba`, `alibaba-custom`,
+    /// `tencent`, `alibaba-service`, `thingsboard`, `azure`, `huawei`, `aws`,
+    /// or the registered name.
     pub fn name(self) -> &'static str {
         self.spec().name
     }
 
     /// Parses a name as printed by [`Dialect::name`].
     pub fn from_name(name: &str) -> Option<Dialect> {
-        Dialect::ALL.into_iter().find(|d| d.name() == name)
+        Dialect::all().find(|d| d.name() == name)
     }
 
-    /// How long a caller of this cloud waits for the reply, in milliseconds: the
-    /// upper bound of Alibaba's `Timeout` (8000) and Tencent's fixed 4 s.
+    /// How long a caller of this cloud waits for the reply, in milliseconds:
+    /// for example the upper bound of Alibaba's `Timeout` (8000) and Tencent's
+    /// fixed 4 s.
     pub fn default_timeout_ms(self) -> u32 {
         self.spec().default_timeout_ms
     }
@@ -85,32 +149,97 @@ impl Dialect {
         self.spec().request.has(Part::Topic)
     }
 
-    fn spec(self) -> &'static Spec {
-        &SPECS[self as usize]
+    /// Whether replies go out on the request's own topic (custom-topic RRPC,
+    /// Alibaba service calls): a device subscribed to its requests then
+    /// receives its own replies, which it must not take for requests.
+    pub fn replies_on_request_topic(self) -> bool {
+        let s = self.spec();
+        s.request.0 == s.response.0
     }
 
-    /// The subscription filter for one device: the request template with `+` as message id.
+    /// Whether the dialect's requests name no device (ThingsBoard, Azure): one
+    /// connection is one device, so a client or router serves at most one
+    /// device of this dialect.
+    pub fn per_connection(self) -> bool {
+        let r = &self.spec().request;
+        !(r.has(Part::Pk) || r.has(Part::Dn) || r.has(Part::Topic))
+    }
+
+    /// Whether the dialect's topics use the product key.
+    pub fn uses_product_key(self) -> bool {
+        self.spec().request.has(Part::Pk)
+    }
+
+    /// Whether the dialect's topics use the device name.
+    pub fn uses_device_name(self) -> bool {
+        self.spec().request.has(Part::Dn)
+    }
+
+    /// Whether requests carry a method, service or command name in the topic.
+    pub fn has_name(self) -> bool {
+        self.spec().request.has(Part::Name)
+    }
+
+    /// Whether the reply topic repeats the request's name.
+    pub(crate) fn reply_repeats_name(self) -> bool {
+        self.spec().response.has(Part::Name)
+    }
+
+    /// Whether the reply topic repeats the request's payload format.
+    pub(crate) fn reply_repeats_format(self) -> bool {
+        self.spec().response.has(Part::Format)
+    }
+
+    /// Whether replies carry a status code ([`Vars::status`]).
+    pub fn has_status(self) -> bool {
+        self.spec().response.has(Part::Status)
+    }
+
+    #[inline]
+    pub(crate) fn spec(self) -> &'static Spec {
+        match BUILTIN.get(self.0 as usize) {
+            Some(s) => s,
+            None => spec::user_spec(self),
+        }
+    }
+
+    /// The subscription filter for one device.
     pub fn subscribe_filter(self, d: &Identity<'_>) -> String {
-        self.spec().request.render(d, "+")
+        let s = self.spec();
+        match &s.subscribe {
+            Some(f) => f.render(d, &Vars::default()),
+            None => s.request.wildcard(d),
+        }
     }
 
-    /// The topic a caller publishes a request for `message_id` on.
+    /// The topic a caller publishes a request for `message_id` on (a dialect
+    /// with a name or a format takes them from [`Dialect::request_topic_with`]).
     pub fn request_topic(self, d: &Identity<'_>, message_id: &str) -> String {
-        self.spec().request.render(d, message_id)
+        self.spec().request.render(d, &Vars::id(message_id))
+    }
+
+    /// The topic a caller publishes a request on, with every placeholder's value.
+    pub fn request_topic_with(self, d: &Identity<'_>, vars: &Vars<'_>) -> String {
+        self.spec().request.render(d, vars)
     }
 
     /// The topic a device publishes its reply to `message_id` on.
     pub fn response_topic(self, d: &Identity<'_>, message_id: &str) -> String {
-        self.spec().response.render(d, message_id)
+        self.spec().response.render(d, &Vars::id(message_id))
+    }
+
+    /// The topic a device publishes its reply on, with every placeholder's value.
+    pub fn response_topic_with(self, d: &Identity<'_>, vars: &Vars<'_>) -> String {
+        self.spec().response.render(d, vars)
     }
 
     /// The response topic of one device split around the message id, so that a
     /// reply only concatenates: `(prefix, suffix)` with
-    /// `response_topic(d, id) == prefix + id + suffix`.
+    /// `response_topic(d, id) == prefix + id + suffix` (for dialects whose reply
+    /// carries no other request-dependent part).
     pub fn response_parts(self, d: &Identity<'_>) -> (String, String) {
         self.spec().response.split_at_id(d)
     }
-
     /// The response topic of the device whose `{product key}/{device name}` is
     /// `names`, when the dialect's response topic carries the two as adjacent
     /// levels (system and Tencent topics; `None` for custom topics). The same
@@ -141,8 +270,8 @@ impl Dialect {
     /// checked: a hint to start looking the device up with, before the topic
     /// is parsed. `None` for anything else.
     pub(crate) fn device_names_hint(topic: &[u8]) -> Option<&[u8]> {
-        for d in Dialect::ALL {
-            let [Lit(lead), Pk, Lit("/"), Dn, Lit(after), ..] = d.spec().request.0 else {
+        for s in &BUILTIN {
+            let [Lit(lead), Pk, Lit("/"), Dn, Lit(after), ..] = s.request.0 else {
                 continue;
             };
             let Some(rest) = topic.strip_prefix(lead.as_bytes()) else {
@@ -161,25 +290,19 @@ impl Dialect {
     /// `/sys/+/+/rrpc/request/+`, `$rrpc/rxd/+/+/+`, `/ext/rrpc/#`.
     pub fn request_wildcard(self) -> String {
         if self.needs_custom_topic() {
-            return "/ext/rrpc/#".to_string();
+            return format!("{}#", self.spec().request.lead());
         }
-        let any = Identity {
-            product_key: "+",
-            device_name: "+",
-            custom_topic: None,
-        };
-        self.spec().request.render(&any, "+")
+        self.subscribe_filter(&Identity::ANY)
     }
 
     /// Subscription filter a caller uses for the responses of every device of this
     /// dialect (`/sys/+/+/rrpc/response/+`), or of one custom topic.
     pub fn response_wildcard(self, custom_topic: Option<&str>) -> String {
         let any = Identity {
-            product_key: "+",
-            device_name: "+",
             custom_topic,
+            ..Identity::ANY
         };
-        self.spec().response.render(&any, "+")
+        self.spec().response.wildcard(&any)
     }
 
     /// Parses a response topic of this dialect (the caller's side).
@@ -200,6 +323,33 @@ impl Dialect {
     pub fn request_template(self) -> String {
         self.spec().request.to_string()
     }
+
+    /// The reply-topic template, as text with placeholders.
+    pub fn response_template(self) -> String {
+        self.spec().response.to_string()
+    }
+
+    /// The subscribe-filter template, as text with placeholders.
+    pub fn subscribe_template(self) -> String {
+        let s = self.spec();
+        match &s.subscribe {
+            Some(f) => f.to_string(),
+            None => {
+                let any = Identity {
+                    product_key: "{pk}",
+                    device_name: "{dn}",
+                    custom_topic: None,
+                };
+                s.request.wildcard(&any)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dialect({})", self.name())
+    }
 }
 
 impl fmt::Display for Dialect {
@@ -217,6 +367,15 @@ pub struct Identity<'a> {
     pub custom_topic: Option<&'a str>,
 }
 
+impl Identity<'_> {
+    /// `+` for both names: renders the filters of every device.
+    pub const ANY: Identity<'static> = Identity {
+        product_key: "+",
+        device_name: "+",
+        custom_topic: None,
+    };
+}
+
 /// A request (or response) topic taken apart. Every field borrows from the topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParsedTopic<'a> {
@@ -226,6 +385,12 @@ pub struct ParsedTopic<'a> {
     /// Device name, when the topic carries it.
     pub device_name: Option<&'a str>,
     pub message_id: &'a str,
+    /// The method, service or command name, when the dialect carries one.
+    pub name: Option<&'a str>,
+    /// The payload format, when the dialect carries one (AWS IoT commands).
+    pub format: Option<&'a str>,
+    /// The reply's status, when the dialect carries one (reply topics only).
+    pub status: Option<&'a str>,
     /// The custom topic, with its leading `/` (Alibaba custom dialect only).
     pub custom_topic: Option<&'a str>,
     /// The topic up to the message id: with the dialect, it names the device
@@ -268,19 +433,21 @@ pub fn parse_request(topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
 /// non-empty parts) is checked, the contents are not. For a router that compares
 /// the parts with already validated registrations and checks the rest itself.
 pub(crate) fn parse_request_unchecked(topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
-    for d in Dialect::ALL {
+    let mut malformed = None;
+    for d in Dialect::parse_order() {
         let t = &d.spec().request;
         if !topic.starts_with(t.lead()) {
             continue;
         }
-        // The leads of the dialects differ, so at most one dialect gets here.
-        return match t.matches(topic) {
-            Some(m) => Ok(m.into_parsed(d)),
-            None if t.in_namespace(topic) => Err(TopicError::Malformed(d.spec().shape_error)),
-            None => Err(TopicError::NoMatch),
-        };
+        match t.matches(topic) {
+            Some(m) => return Ok(m.into_parsed(d)),
+            None if malformed.is_none() && t.in_namespace(topic) => {
+                malformed = Some(d.spec().shape_error)
+            }
+            None => {}
+        }
     }
-    Err(TopicError::NoMatch)
+    Err(malformed.map_or(TopicError::NoMatch, TopicError::Malformed))
 }
 
 impl ParsedTopic<'_> {
@@ -294,6 +461,17 @@ impl ParsedTopic<'_> {
             validate_part("device name", dn).map_err(topic_error)?;
         }
         self.validate_message_id()?;
+        if let Some(n) = self.name {
+            validate_part("name", n).map_err(topic_error)?;
+        }
+        if let Some(f) = self.format {
+            validate_part("format", f).map_err(topic_error)?;
+        }
+        if let Some(s) = self.status {
+            if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(TopicError::Malformed("the status is not a number"));
+            }
+        }
         if let Some(t) = self.custom_topic {
             validate_custom_topic(t).map_err(topic_error)?;
         }

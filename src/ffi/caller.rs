@@ -244,7 +244,7 @@ settings!(rrpc_caller_call_params {
     timeout_ms,
     content_type,
 } defaults {
-    dialect: Dialect::AlibabaSystem as u32,
+    dialect: Dialect::AlibabaSystem.to_u32(),
     content_type: -1,
 });
 
@@ -448,6 +448,7 @@ fn with_params<T>(
         payload: unsafe { arg_bytes(p.payload, p.payload_len, "params->payload") }?,
         timeout_ms: (p.timeout_ms != 0).then_some(p.timeout_ms),
         content_type: u32::try_from(p.content_type).ok(),
+        name: None,
     };
     if p.content_type < -1 {
         return Err(Failure::new(

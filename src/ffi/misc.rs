@@ -21,6 +21,27 @@ pub enum rrpc_dialect {
     /// Tencent IoT Hub: subscribe `$rrpc/rxd/{productId}/{deviceName}/+`, answer on
     /// `$rrpc/txd/{productId}/{deviceName}/{processId}`. Reply deadline 4 s.
     RRPC_DIALECT_TENCENT = 2,
+    /// Alibaba data-model service calls made synchronous over RRPC: subscribe
+    /// `/ext/rrpc/+/sys/{pk}/{dn}/thing/service/+`, answer on the request topic;
+    /// the service identifier is the request's name. Reply deadline 8 s.
+    RRPC_DIALECT_ALIBABA_SERVICE = 3,
+    /// ThingsBoard device RPC: subscribe `v1/devices/me/rpc/request/+`, answer on
+    /// `v1/devices/me/rpc/response/{id}`. One device per connection (the topics
+    /// name none). Caller deadline 10 s.
+    RRPC_DIALECT_THINGSBOARD = 4,
+    /// Azure IoT Hub direct methods: subscribe `$iothub/methods/POST/#`, answer on
+    /// `$iothub/methods/res/{status}/?$rid={id}` (status 200 unless the reply sets
+    /// one); the method name is the request's name. One device per connection.
+    /// Caller deadline 30 s.
+    RRPC_DIALECT_AZURE = 5,
+    /// Huawei IoTDA commands: subscribe `$oc/devices/{dn}/sys/commands/#`, answer
+    /// on `$oc/devices/{dn}/sys/commands/response/request_id={id}` (`dn` is the
+    /// device id). Caller deadline 20 s.
+    RRPC_DIALECT_HUAWEI = 6,
+    /// AWS IoT commands: subscribe `$aws/commands/things/{dn}/executions/+/request/#`,
+    /// answer on `$aws/commands/things/{dn}/executions/{id}/response/{format}`
+    /// (`dn` is the thing name, the format is the request's). Caller deadline 10 s.
+    RRPC_DIALECT_AWS = 7,
 }
 
 /// An `rrpc_dialect` as C passes it (the header says `rrpc_dialect`): a value
@@ -199,8 +220,9 @@ pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
     })
 }
 
-/// Looks up a dialect by its command-line name: "alibaba", "alibaba-custom" or
-/// "tencent".
+/// Looks up a dialect by its command-line name: "alibaba", "alibaba-custom",
+/// "tencent", "alibaba-service", "thingsboard", "azure", "huawei", "aws", or
+/// the name of a registered dialect.
 ///
 /// @param[in]  name        NUL-terminated name.
 /// @param[out] out_dialect receives the dialect.
@@ -221,19 +243,30 @@ pub extern "C" fn rrpc_dialect_from_name(
         let d = Dialect::from_name(name).ok_or_else(|| {
             Failure::new(
                 rrpc_status::RRPC_STATUS_INVALID_ARGUMENT,
-                format!("unknown dialect {name:?}; expected alibaba, alibaba-custom or tencent"),
+                format!(
+                    "unknown dialect {name:?}; expected one of {}",
+                    Dialect::all()
+                        .map(Dialect::name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             )
         })?;
-        *out = d as u32;
+        *out = d.to_u32();
         Ok(())
     })
 }
 
 // The C enums mirror the Rust ones value for value.
 const _: () = {
-    assert!(rrpc_dialect::RRPC_DIALECT_ALIBABA as u32 == Dialect::AlibabaSystem as u32);
-    assert!(rrpc_dialect::RRPC_DIALECT_ALIBABA_CUSTOM as u32 == Dialect::AlibabaCustom as u32);
-    assert!(rrpc_dialect::RRPC_DIALECT_TENCENT as u32 == Dialect::Tencent as u32);
+    assert!(rrpc_dialect::RRPC_DIALECT_ALIBABA as u32 == Dialect::AlibabaSystem.to_u32());
+    assert!(rrpc_dialect::RRPC_DIALECT_ALIBABA_CUSTOM as u32 == Dialect::AlibabaCustom.to_u32());
+    assert!(rrpc_dialect::RRPC_DIALECT_TENCENT as u32 == Dialect::Tencent.to_u32());
+    assert!(rrpc_dialect::RRPC_DIALECT_ALIBABA_SERVICE as u32 == Dialect::AlibabaService.to_u32());
+    assert!(rrpc_dialect::RRPC_DIALECT_THINGSBOARD as u32 == Dialect::ThingsBoard.to_u32());
+    assert!(rrpc_dialect::RRPC_DIALECT_AZURE as u32 == Dialect::Azure.to_u32());
+    assert!(rrpc_dialect::RRPC_DIALECT_HUAWEI as u32 == Dialect::Huawei.to_u32());
+    assert!(rrpc_dialect::RRPC_DIALECT_AWS as u32 == Dialect::Aws.to_u32());
     assert!(rrpc_log_level::RRPC_LOG_ERROR as u32 == Level::Error as u32);
     assert!(rrpc_log_level::RRPC_LOG_WARN as u32 == Level::Warn as u32);
     assert!(rrpc_log_level::RRPC_LOG_INFO as u32 == Level::Info as u32);

@@ -54,16 +54,21 @@ pub struct rrpc_request {
     /// request without one has the plain documented `{messageId}` level. The
     /// reply goes out on the whole level, which the library does for you.
     pub content_type: i32,
+    /// The method, service or command name the request topic carries
+    /// (RRPC_DIALECT_ALIBABA_SERVICE: the service identifier; RRPC_DIALECT_AZURE:
+    /// the method name); NULL for dialects without one. Since 1.1: check
+    /// `RRPC_HAS_FIELD(request, rrpc_request, name)`.
+    pub name: *const c_char,
 }
 
 /// The C view of `req`; its pointers live as long as `req`.
 pub(crate) fn request_view(req: &Request<'_>) -> rrpc_request {
-    let [message_id, product_key, device_name, custom_topic] = req
+    let [message_id, product_key, device_name, custom_topic, name] = req
         .c_strings()
         .map(|s| s.map_or(std::ptr::null(), |s| s.as_ptr()));
     rrpc_request {
         struct_size: std::mem::size_of::<rrpc_request>() as u32,
-        dialect: req.dialect as u32,
+        dialect: req.dialect.to_u32(),
         token: req.token,
         message_id,
         product_key,
@@ -73,6 +78,7 @@ pub(crate) fn request_view(req: &Request<'_>) -> rrpc_request {
         payload_len: req.payload.len(),
         deadline_ms: req.deadline_ms,
         content_type: req.content_type.map_or(-1, i32::from),
+        name,
     }
 }
 

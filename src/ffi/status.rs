@@ -208,7 +208,9 @@ impl Status for DeviceError {
     fn status(&self) -> rrpc_status {
         match self {
             DeviceError::Invalid(_) => RRPC_STATUS_INVALID_IDENTITY,
-            DeviceError::AlreadyExists | DeviceError::TopicInUse(_) => RRPC_STATUS_ALREADY_EXISTS,
+            DeviceError::AlreadyExists
+            | DeviceError::TopicInUse(_)
+            | DeviceError::OnePerConnection { .. } => RRPC_STATUS_ALREADY_EXISTS,
             DeviceError::NotFound => RRPC_STATUS_NOT_FOUND,
             DeviceError::TableFull => RRPC_STATUS_LIMIT_REACHED,
             DeviceError::Reentered => RRPC_STATUS_WRONG_STATE,

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use super::devices::DeviceKey;
-use super::pending::{MsgState, Outcome};
+use super::pending::{MsgState, Outcome, ReplyParts};
 use super::types::{Accepted, DeviceRef, Dropped, RouterCounter};
 use super::Router;
 use crate::dialect::{self, Dialect, ParsedTopic, TopicError};
@@ -74,7 +74,7 @@ impl Router {
         {
             // A reply being published may come back before its publish returns.
             Some(MsgState::Done(Outcome::Replied) | MsgState::Sending)
-                if parsed.dialect.needs_custom_topic() =>
+                if parsed.dialect.replies_on_request_topic() =>
             {
                 return Err(self.dropped(Dropped::OwnReply));
             }
@@ -145,14 +145,21 @@ impl Router {
         let timeout_ms = self.cfg.timeout_ms(parsed.dialect);
         let deadline_ms = now_ms.saturating_add(u64::from(timeout_ms));
         let registry = &self.registry;
-        let (token, generation) =
-            self.requests
-                .admit(slot, parsed.message_id, timeout_ms, deadline_ms, || {
-                    // Now the record.
-                    let record = registry.record(slot)?;
-                    (record.is(key) && record.dialect == parsed.dialect)
-                        .then_some(record.generation)
-                })?;
+        let parts = (parsed.name.is_some() || parsed.format.is_some())
+            .then(|| reply_parts(parsed))
+            .flatten();
+        let (token, generation) = self.requests.admit(
+            slot,
+            parsed.message_id,
+            timeout_ms,
+            deadline_ms,
+            parts,
+            || {
+                // Now the record.
+                let record = registry.record(slot)?;
+                (record.is(key) && record.dialect == parsed.dialect).then_some(record.generation)
+            },
+        )?;
         self.stats.bump(RouterCounter::requests);
         let (message_id, content_type) = dialect::split_content_type(parsed.message_id);
         Some(Accepted {
@@ -160,10 +167,25 @@ impl Router {
             device: DeviceRef { slot, generation },
             message_id,
             content_type,
+            name: parsed.name,
             payload,
             deadline_ms,
         })
     }
+}
+
+/// The parts of `parsed` its reply topic repeats besides the message id, if any.
+#[cold]
+fn reply_parts(parsed: &ParsedTopic<'_>) -> Option<Box<ReplyParts>> {
+    let s = parsed.dialect;
+    let name = parsed.name.filter(|_| s.reply_repeats_name());
+    let format = parsed.format.filter(|_| s.reply_repeats_format());
+    (name.is_some() || format.is_some()).then(|| {
+        Box::new(ReplyParts {
+            name: name.map(Into::into),
+            format: format.map(Into::into),
+        })
+    })
 }
 
 /// The key of the device request `parsed` names; `names` are its
@@ -183,9 +205,12 @@ fn request_key<'k>(
 /// borrowed from the topic when the two levels are adjacent there (every system
 /// and Tencent topic), else built.
 fn joined_names<'t>(topic: &'t str, parsed: &ParsedTopic<'t>) -> Option<Cow<'t, str>> {
-    let (None, Some(pk), Some(dn)) = (parsed.custom_topic, parsed.product_key, parsed.device_name)
-    else {
-        return None;
+    let (pk, dn) = match (parsed.custom_topic, parsed.product_key, parsed.device_name) {
+        (Some(_), _, _) => return None,
+        (None, Some(pk), Some(dn)) => (pk, dn),
+        // Topics that carry one of the names, or none (one device per connection).
+        (None, Some(one), None) | (None, None, Some(one)) => return Some(Cow::Borrowed(one)),
+        (None, None, None) => return Some(Cow::Borrowed("")),
     };
     let base = topic.as_ptr() as usize;
     let start = (pk.as_ptr() as usize).wrapping_sub(base);

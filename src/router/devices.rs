@@ -163,6 +163,10 @@ const SLOT_INLINE: usize = 47;
 const HAS_CUSTOM_TOPIC: u8 = 1;
 /// The device's attachment is in `Registry::attachments`.
 const HAS_ATTACHMENT: u8 = 2;
+/// The dialect's request topics carry the product key.
+const KEY_PK: u8 = 4;
+/// The dialect's request topics carry the device name.
+const KEY_DN: u8 = 8;
 const _: () = assert!(std::mem::size_of::<Option<Slot>>() == 64);
 
 impl Slot {
@@ -175,6 +179,12 @@ impl Slot {
         }
         if attached {
             flags |= HAS_ATTACHMENT;
+        }
+        if dialect.uses_product_key() {
+            flags |= KEY_PK;
+        }
+        if dialect.uses_device_name() {
+            flags |= KEY_DN;
         }
         let text = if joined.len() <= SLOT_INLINE {
             let mut inline = [0u8; SLOT_INLINE];
@@ -225,20 +235,33 @@ impl Slot {
     pub(super) fn is(&self, key: &DeviceKey<'_>) -> bool {
         let custom = self.flags & HAS_CUSTOM_TOPIC != 0;
         match *key {
-            DeviceKey::Name(d, names) => {
-                self.dialect == d && !custom && &self.text()[..self.names_len()] == names
-            }
+            DeviceKey::Name(d, names) => self.dialect == d && !custom && self.names() == names,
             DeviceKey::Topic(t) => custom && &self.text()[self.names_len()..] == t,
+        }
+    }
+
+    /// The names the dialect's request topics carry, as [`key_names`] joins
+    /// them: `{product key}/{device name}` (system and Tencent topics, the
+    /// common case, first), the device name or the product key alone, or
+    /// nothing (ThingsBoard, Azure).
+    #[inline]
+    fn names(&self) -> &str {
+        let text = self.text();
+        let pk = usize::from(self.pk_len);
+        match self.flags & (KEY_PK | KEY_DN) {
+            f if f == KEY_PK | KEY_DN => &text[..self.names_len()],
+            KEY_DN => &text[pk + 1..self.names_len()],
+            KEY_PK => &text[..pk],
+            _ => "",
         }
     }
 
     /// What the device is looked up by (see [`DeviceKey`]).
     fn key_text(&self) -> &str {
-        let text = self.text();
         if self.flags & HAS_CUSTOM_TOPIC != 0 {
-            &text[self.names_len()..]
+            &self.text()[self.names_len()..]
         } else {
-            &text[..self.names_len()]
+            self.names()
         }
     }
 }
@@ -253,8 +276,20 @@ pub(super) enum DeviceKey<'a> {
     Topic(&'a str),
 }
 
+/// The names of `id` that `dialect`'s request topics carry, joined as a
+/// request's are (see `joined_names` in admission): `{pk}/{dn}`, `{dn}`, `{pk}`
+/// or nothing.
+pub(super) fn key_names(dialect: Dialect, id: &Identity<'_>) -> String {
+    match (dialect.uses_product_key(), dialect.uses_device_name()) {
+        (true, true) => format!("{}/{}", id.product_key, id.device_name),
+        (false, true) => id.device_name.to_string(),
+        (true, false) => id.product_key.to_string(),
+        (false, false) => String::new(),
+    }
+}
+
 impl<'a> DeviceKey<'a> {
-    /// The key of a registration; `names` is `{product key}/{device name}`.
+    /// The key of a registration; `names` is its [`key_names`].
     fn of(dialect: Dialect, id: &Identity<'a>, names: &'a str) -> DeviceKey<'a> {
         match id.custom_topic {
             Some(t) if dialect.needs_custom_topic() => DeviceKey::Topic(t),
@@ -353,7 +388,7 @@ impl Registry {
         attachment: Attachment,
     ) -> Result<Arc<Device>, DeviceError> {
         dialect::validate_identity(dialect, id).map_err(DeviceError::Invalid)?;
-        let names = format!("{}/{}", id.product_key, id.device_name);
+        let names = key_names(dialect, id);
         let key = DeviceKey::of(dialect, id, &names);
         if let Some(i) = self.lookup(&key) {
             let other = self.slots[i as usize]
@@ -361,10 +396,15 @@ impl Registry {
                 .expect("indexed slot is live")
                 .identity();
             if other.product_key != id.product_key || other.device_name != id.device_name {
-                return Err(DeviceError::TopicInUse(format!(
-                    "{}/{}",
-                    other.product_key, other.device_name
-                )));
+                let device = format!("{}/{}", other.product_key, other.device_name);
+                return Err(if id.custom_topic.is_some() {
+                    DeviceError::TopicInUse(device)
+                } else {
+                    DeviceError::OnePerConnection {
+                        dialect: dialect.name(),
+                        device,
+                    }
+                });
             }
             return Err(DeviceError::AlreadyExists);
         }
@@ -401,7 +441,7 @@ impl Registry {
         dialect: Dialect,
         id: &Identity<'_>,
     ) -> Result<(u32, Arc<Device>), DeviceError> {
-        let names = format!("{}/{}", id.product_key, id.device_name);
+        let names = key_names(dialect, id);
         let key = DeviceKey::of(dialect, id, &names);
         let hash = self.hasher.hash_one(key.text().as_bytes());
         let slots = &self.slots;
@@ -431,7 +471,7 @@ impl Registry {
         dialect: Dialect,
         id: &Identity<'_>,
     ) -> Option<&Arc<dyn std::any::Any + Send + Sync>> {
-        let names = format!("{}/{}", id.product_key, id.device_name);
+        let names = key_names(dialect, id);
         let index = self.lookup(&DeviceKey::of(dialect, id, &names))?;
         self.attachments.get(&index)
     }
@@ -444,13 +484,13 @@ impl Registry {
             .copied()
     }
 
-    /// The topic the reply to message `id` of the device in slot `i` goes out on.
-    pub(super) fn response_topic(&self, i: u32, id: &str) -> String {
+    /// The topic the reply to message `vars.id` of the device in slot `i` goes out on.
+    pub(super) fn response_topic(&self, i: u32, vars: &dialect::Vars<'_>) -> String {
         let slot = self.record(i).expect("pending slot is live");
         let names = &slot.text()[..slot.names_len()];
-        match slot.dialect.response_topic_by_names(names, id) {
+        match slot.dialect.response_topic_by_names(names, vars.id) {
             Some(t) => t,
-            None => slot.dialect.response_topic(&slot.identity(), id),
+            None => slot.dialect.response_topic_with(&slot.identity(), vars),
         }
     }
 

@@ -274,8 +274,22 @@ impl Router {
         now_ms: u64,
         send: impl FnOnce(&str, &[u8]) -> Result<(), E>,
     ) -> Result<(), ReplyError<E>> {
+        self.reply_with_status(token, None, payload, now_ms, send)
+    }
+
+    /// [`Router::reply`] with a status code, for the dialects whose replies
+    /// carry one (Azure: `$iothub/methods/res/{status}/...`); `None` is 200.
+    /// Other dialects send no status and ignore it.
+    pub fn reply_with_status<E>(
+        &mut self,
+        token: u64,
+        status: Option<u16>,
+        payload: &[u8],
+        now_ms: u64,
+        send: impl FnOnce(&str, &[u8]) -> Result<(), E>,
+    ) -> Result<(), ReplyError<E>> {
         let topic = self
-            .check_reply(token, payload.len(), now_ms)
+            .check_reply(token, status, payload.len(), now_ms)
             .map_err(ReplyError::widen)?;
         let sent = send(&topic, payload);
         self.settle(token, sent.is_ok(), true, now_ms);
@@ -292,7 +306,19 @@ impl Router {
         payload_len: usize,
         now_ms: u64,
     ) -> Result<String, ReplyError<Infallible>> {
-        let topic = self.check_reply(token, payload_len, now_ms)?;
+        self.begin_reply_with_status(token, None, payload_len, now_ms)
+    }
+
+    /// [`Router::begin_reply`] with a status code (see
+    /// [`Router::reply_with_status`]).
+    pub fn begin_reply_with_status(
+        &mut self,
+        token: u64,
+        status: Option<u16>,
+        payload_len: usize,
+        now_ms: u64,
+    ) -> Result<String, ReplyError<Infallible>> {
+        let topic = self.check_reply(token, status, payload_len, now_ms)?;
         self.requests.start_sending(token);
         Ok(topic)
     }
@@ -326,15 +352,22 @@ impl Router {
     fn check_reply(
         &mut self,
         token: u64,
+        status: Option<u16>,
         payload_len: usize,
         now_ms: u64,
     ) -> Result<String, ReplyError<Infallible>> {
         let (err, late) = match self.requests.reply_target(token, now_ms) {
-            Ok((slot, id)) => {
+            Ok((slot, id, parts)) => {
                 if payload_len > self.cfg.max_payload {
                     return Err(ReplyError::TooLarge);
                 }
-                return Ok(self.registry.response_topic(slot, id));
+                let vars = dialect::Vars {
+                    id,
+                    name: parts.and_then(|p| p.name.as_deref()),
+                    format: parts.and_then(|p| p.format.as_deref()),
+                    status,
+                };
+                return Ok(self.registry.response_topic(slot, &vars));
             }
             Err(NoReply::Sending) => return Err(ReplyError::InProgress),
             Err(NoReply::Late) => {

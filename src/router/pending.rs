@@ -82,6 +82,15 @@ enum TokenState {
     Done(Outcome),
 }
 
+/// The parts of a request topic its reply topic repeats besides the message
+/// id (the service name of alibaba-service, the payload format of AWS IoT
+/// commands), kept only for the dialects whose replies need them.
+#[derive(Debug, Default)]
+pub(super) struct ReplyParts {
+    pub(super) name: Option<Box<str>>,
+    pub(super) format: Option<Box<str>>,
+}
+
 #[derive(Debug)]
 struct Pending {
     /// The device's slot and the bare message id (the duplicate key).
@@ -93,6 +102,8 @@ struct Pending {
     deadline_ms: u64,
     /// Selects the deadline queue.
     timeout_ms: u64,
+    /// What else the reply topic repeats of the request topic.
+    parts: Option<Box<ReplyParts>>,
     /// Between [`Router::begin_reply`](super::Router::begin_reply) and
     /// [`Router::end_reply`](super::Router::end_reply).
     sending: bool,
@@ -192,6 +203,7 @@ impl Requests {
         level: &str,
         timeout_ms: u32,
         deadline_ms: u64,
+        parts: Option<Box<ReplyParts>>,
         confirm: impl FnOnce() -> Option<u32>,
     ) -> Option<(u64, u32)> {
         let token = self.next_token;
@@ -232,6 +244,7 @@ impl Requests {
             generation,
             deadline_ms,
             timeout_ms,
+            parts,
             sending: false,
         }));
         self.next_token = token.wrapping_add(1).max(1);
@@ -255,14 +268,18 @@ impl Requests {
         })
     }
 
-    /// The slot and message id a reply to `token` answers, if it may be sent at
-    /// `now_ms`.
+    /// The slot, message-id level and other repeated parts a reply to `token`
+    /// answers, if it may be sent at `now_ms`.
     #[inline]
-    pub(super) fn reply_target(&self, token: u64, now_ms: u64) -> Result<(u32, &str), NoReply> {
+    pub(super) fn reply_target(
+        &self,
+        token: u64,
+        now_ms: u64,
+    ) -> Result<(u32, &str, Option<&ReplyParts>), NoReply> {
         match self.tokens.get(&token) {
             Some(TokenState::Pending(p)) if p.sending => Err(NoReply::Sending),
             Some(TokenState::Pending(p)) if now_ms > p.deadline_ms => Err(NoReply::Late),
-            Some(TokenState::Pending(p)) => Ok((p.key.slot, &p.level)),
+            Some(TokenState::Pending(p)) => Ok((p.key.slot, &p.level, p.parts.as_deref())),
             Some(TokenState::Done(outcome)) => Err(NoReply::Done(*outcome)),
             None => Err(NoReply::Unknown),
         }

@@ -66,6 +66,12 @@ impl<'a> Request<'a> {
         self.strings.get(CUSTOM_TOPIC)
     }
 
+    /// The method, service or command name, for dialects whose request topic
+    /// carries one (alibaba-service: the service identifier; azure: the method).
+    pub fn name(&self) -> Option<&'a str> {
+        self.strings.get(NAME)
+    }
+
     /// The device the request is for.
     pub fn identity(&self) -> Identity<'a> {
         Identity {
@@ -76,9 +82,9 @@ impl<'a> Request<'a> {
     }
 
     /// The strings above, NUL-terminated, for handing to C as they are: message
-    /// id, product key, device name, custom topic (absent: `None`).
-    pub fn c_strings(&self) -> [Option<&'a CStr>; 4] {
-        [0, 1, 2, 3].map(|i| self.strings.c_str(i))
+    /// id, product key, device name, custom topic, name (absent: `None`).
+    pub fn c_strings(&self) -> [Option<&'a CStr>; STRINGS] {
+        [0, 1, 2, 3, 4].map(|i| self.strings.c_str(i))
     }
 }
 
@@ -88,6 +94,7 @@ impl fmt::Debug for Request<'_> {
             .field("token", &self.token)
             .field("dialect", &self.dialect)
             .field("message_id", &self.message_id())
+            .field("name", &self.name())
             .field("identity", &self.identity())
             .field("content_type", &self.content_type)
             .field("payload_len", &self.payload.len())
@@ -100,6 +107,9 @@ const MESSAGE_ID: usize = 0;
 const PRODUCT_KEY: usize = 1;
 const DEVICE_NAME: usize = 2;
 const CUSTOM_TOPIC: usize = 3;
+const NAME: usize = 4;
+/// How many strings a request has ([`Request::c_strings`]).
+pub const STRINGS: usize = 5;
 
 /// The strings of a request, copied out of the router (the device may be
 /// removed once the lock is released) into one NUL-separated buffer: on the
@@ -109,8 +119,8 @@ struct RequestStrings {
     stack: [MaybeUninit<u8>; STACK_BYTES],
     heap: Vec<u8>,
     /// Start of each string in the buffer in use, `usize::MAX` when absent.
-    starts: [usize; 4],
-    lens: [usize; 4],
+    starts: [usize; STRINGS],
+    lens: [usize; STRINGS],
 }
 
 /// Room for a request's strings without a heap allocation: message id, product
@@ -125,19 +135,20 @@ impl RequestStrings {
         RequestStrings {
             stack: [MaybeUninit::uninit(); STACK_BYTES],
             heap: Vec::new(),
-            starts: [usize::MAX; 4],
-            lens: [0; 4],
+            starts: [usize::MAX; STRINGS],
+            lens: [0; STRINGS],
         }
     }
 
     /// Copies the strings in.
-    fn fill(&mut self, message_id: &str, id: &Identity<'_>) {
+    fn fill(&mut self, message_id: &str, id: &Identity<'_>, name: Option<&str>) {
         let s = self;
-        let parts: [Option<&str>; 4] = [
+        let parts: [Option<&str>; STRINGS] = [
             Some(message_id),
             Some(id.product_key),
             Some(id.device_name),
             id.custom_topic,
+            name,
         ];
         let need: usize = parts.iter().flatten().map(|p| p.len() + 1).sum();
         if need > STACK_BYTES {
@@ -355,8 +366,7 @@ impl<E> SharedRouter<E> {
         let r = self.router.lock();
         match mode {
             FilterMode::PerDevice => r.devices().map(|d| d.filter().to_string()).collect(),
-            FilterMode::Wildcard => Dialect::ALL
-                .into_iter()
+            FilterMode::Wildcard => Dialect::all()
                 .filter(|&d| r.devices().any(|x| x.dialect == d))
                 .map(|d| d.request_wildcard())
                 .collect(),
@@ -393,7 +403,7 @@ impl<E> SharedRouter<E> {
             let d = r
                 .request_device(a.device)
                 .expect("an accepted request's device is registered");
-            strings.fill(a.message_id, &d.identity);
+            strings.fill(a.message_id, &d.identity, a.name);
             let own = d.attachment.cloned();
             let req = (a.token, d.dialect, a.content_type, a.deadline_ms);
             (req, own)
@@ -426,13 +436,25 @@ impl<E> SharedRouter<E> {
     /// request; a reply that fails changes nothing, so it may be tried again
     /// until the deadline.
     pub fn reply(&self, token: u64, payload: &[u8], now_ms: u64) -> Result<(), ReplyError<E>> {
+        self.reply_with_status(token, None, payload, now_ms)
+    }
+
+    /// [`SharedRouter::reply`] with a status code for the dialects whose
+    /// replies carry one (see [`Router::reply_with_status`]); `None` is 200.
+    pub fn reply_with_status(
+        &self,
+        token: u64,
+        status: Option<u16>,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<(), ReplyError<E>> {
         if !self.publish.is_set() {
             return Err(ReplyError::NoPublish);
         }
         let topic = self
             .router
             .lock()
-            .begin_reply(token, payload.len(), now_ms)
+            .begin_reply_with_status(token, status, payload.len(), now_ms)
             .map_err(ReplyError::widen)?;
         let sent = self.run_as_callback(|| self.publish.call(|f| f(topic, payload)));
         self.router

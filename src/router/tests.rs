@@ -457,3 +457,135 @@ fn a_received_topic_is_text_or_bytes() {
         (4, 2, 1, 1)
     );
 }
+
+/// Accepts `topic` and replies `status`; returns the name the request carried
+/// and the reply topic.
+fn round_trip(r: &mut Router, topic: &str, status: Option<u16>) -> (Option<String>, String) {
+    let a = r.handle_message(topic, b"{}", 0).unwrap();
+    let name = a.name.map(str::to_string);
+    let mut sent = Vec::new();
+    r.reply_with_status(a.token, status, b"ok", 1, send_ok(&mut sent))
+        .unwrap();
+    (name, sent.remove(0).0)
+}
+
+#[test]
+fn every_built_in_dialect_routes_and_answers() {
+    let mut r = Router::new(RouterConfig::default());
+    let anon = Identity {
+        product_key: "",
+        device_name: "",
+        custom_topic: None,
+    };
+    r.add_device(Dialect::AlibabaService, &dev("dev1")).unwrap();
+    r.add_device(Dialect::ThingsBoard, &anon).unwrap();
+    r.add_device(Dialect::Azure, &dev("dev1")).unwrap();
+    r.add_device(Dialect::Huawei, &dev("6109_node1")).unwrap();
+    r.add_device(Dialect::Aws, &dev("thing1")).unwrap();
+    let cases = [
+        (
+            format!("/ext/rrpc/42/sys/{PK}/dev1/thing/service/SetLight"),
+            None,
+            Some("SetLight"),
+            format!("/ext/rrpc/42/sys/{PK}/dev1/thing/service/SetLight"),
+        ),
+        (
+            "v1/devices/me/rpc/request/17".to_string(),
+            None,
+            None,
+            "v1/devices/me/rpc/response/17".to_string(),
+        ),
+        (
+            "$iothub/methods/POST/reboot/?$rid=1f".to_string(),
+            None,
+            Some("reboot"),
+            "$iothub/methods/res/200/?$rid=1f".to_string(),
+        ),
+        (
+            "$iothub/methods/POST/reboot/?$rid=20".to_string(),
+            Some(404),
+            Some("reboot"),
+            "$iothub/methods/res/404/?$rid=20".to_string(),
+        ),
+        (
+            "$oc/devices/6109_node1/sys/commands/request_id=ab-12".to_string(),
+            None,
+            None,
+            "$oc/devices/6109_node1/sys/commands/response/request_id=ab-12".to_string(),
+        ),
+        (
+            "$aws/commands/things/thing1/executions/e-9/request/json".to_string(),
+            Some(500),
+            None,
+            "$aws/commands/things/thing1/executions/e-9/response/json".to_string(),
+        ),
+    ];
+    for (request, status, name, reply) in cases {
+        let (got_name, got_reply) = round_trip(&mut r, &request, status);
+        assert_eq!(got_name.as_deref(), name, "{request}");
+        assert_eq!(got_reply, reply, "{request}");
+    }
+    // The service call's reply comes back on its subscription: an own reply.
+    let echo = format!("/ext/rrpc/42/sys/{PK}/dev1/thing/service/SetLight");
+    assert_eq!(
+        r.handle_message(&echo, b"ok", 2).unwrap_err(),
+        Dropped::OwnReply
+    );
+    // So does a Huawei reply on sys/commands/#: not a request at all.
+    let own = "$oc/devices/6109_node1/sys/commands/response/request_id=ab-12";
+    assert_eq!(r.handle_message(own, b"", 2).unwrap_err(), Dropped::NotRrpc);
+    // A device not registered.
+    let other = "$aws/commands/things/thing2/executions/e-9/request/json";
+    assert_eq!(
+        r.handle_message(other, b"", 2).unwrap_err(),
+        Dropped::UnknownDevice
+    );
+}
+
+#[test]
+fn dialects_whose_topics_name_no_device_serve_one_device_per_router() {
+    let mut r = Router::new(RouterConfig::default());
+    let a = Identity {
+        product_key: "",
+        device_name: "dev-a",
+        custom_topic: None,
+    };
+    r.add_device(Dialect::Azure, &a).unwrap();
+    assert!(Dialect::Azure.per_connection() && Dialect::ThingsBoard.per_connection());
+    assert!(!Dialect::Huawei.per_connection());
+    let b = Identity {
+        device_name: "dev-b",
+        ..a
+    };
+    let e = r.add_device(Dialect::Azure, &b).unwrap_err();
+    assert!(matches!(e, DeviceError::OnePerConnection { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("one device of it per connection"),
+        "{e}"
+    );
+    assert_eq!(
+        r.add_device(Dialect::Azure, &a).unwrap_err(),
+        DeviceError::AlreadyExists
+    );
+    // Another per-connection dialect is another device.
+    r.add_device(Dialect::ThingsBoard, &b).unwrap();
+    let got = r
+        .handle_message("$iothub/methods/POST/m/?$rid=1", b"", 0)
+        .unwrap();
+    assert_eq!(
+        r.request_device(got.device).unwrap().identity.device_name,
+        "dev-a"
+    );
+    r.remove_device(Dialect::Azure, &a, 1).unwrap();
+    r.add_device(Dialect::Azure, &b).unwrap();
+    // Names the topics do not carry may be empty, those they carry may not.
+    let anon = Identity {
+        product_key: "",
+        device_name: "",
+        custom_topic: None,
+    };
+    assert!(matches!(
+        r.add_device(Dialect::Huawei, &anon).unwrap_err(),
+        DeviceError::Invalid(_)
+    ));
+}

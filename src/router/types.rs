@@ -24,7 +24,7 @@ pub const MAX_PENDING_LIMIT: usize = 65_536;
 /// Largest `max_payload` accepted: 256 MiB.
 pub const MAX_PAYLOAD_LIMIT: usize = 256 * 1024 * 1024;
 /// Largest `request_timeout_ms` accepted: 10 minutes.
-pub const MAX_REQUEST_TIMEOUT_MS: u32 = 600_000;
+pub const MAX_REQUEST_TIMEOUT_MS: u32 = crate::dialect::MAX_TIMEOUT_MS;
 /// Largest `history_ms` accepted: 10 minutes.
 pub const MAX_HISTORY_MS: u64 = 600_000;
 /// Largest `max_history` accepted.
@@ -239,6 +239,9 @@ pub struct Accepted<'a> {
     pub message_id: &'a str,
     /// The RRpc ContentType the caller sent (JT/T 808 pass-through type), if any.
     pub content_type: Option<u8>,
+    /// The method, service or command name, for dialects that carry one
+    /// (alibaba-service, azure).
+    pub name: Option<&'a str>,
     pub payload: &'a [u8],
     /// Last moment (router clock, ms) a reply is accepted.
     pub deadline_ms: u64,
@@ -350,6 +353,14 @@ pub enum DeviceError {
     /// Another device already receives requests on this custom topic.
     #[error("custom topic already receives requests for device {0}")]
     TopicInUse(String),
+    /// Another device already receives the requests of this dialect's topics,
+    /// which do not name the device (or name only part of its identity):
+    /// ThingsBoard and Azure serve one device per connection.
+    #[error("the {dialect} dialect's topics already deliver the requests of device {device}: one device of it per connection")]
+    OnePerConnection {
+        dialect: &'static str,
+        device: String,
+    },
     /// The device is not registered.
     #[error("device is not registered")]
     NotFound,

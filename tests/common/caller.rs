@@ -196,7 +196,7 @@ impl Caller {
 /// The message id of a response topic of any dialect, and whether it is a
 /// custom-topic one.
 fn response_id(topic: &str) -> Option<(String, bool)> {
-    for d in Dialect::ALL {
+    for d in Dialect::all() {
         if let Ok(p) = d.parse_response(topic) {
             return Some((p.message_id.to_string(), d == Dialect::AlibabaCustom));
         }

@@ -73,6 +73,7 @@ fn call_in_background(
             timeout_ms: Some(timeout),
             custom_topic: topic.as_deref(),
             content_type: ct,
+            name: None,
         })
     })
 }

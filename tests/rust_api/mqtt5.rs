@@ -46,6 +46,7 @@ fn call(c: &Caller, dialect: Dialect, dn: &str, custom_topic: Option<&str>, payl
         timeout_ms: Some(3000),
         custom_topic,
         content_type: None,
+        name: None,
     });
     assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{}", r.to_json());
     assert_eq!(r.payload.as_deref(), Some(payload));
@@ -213,6 +214,7 @@ fn oversize_requests_are_dropped_and_the_maximum_packet_size_is_announced() {
                     timeout_ms: Some(1000),
                     custom_topic: None,
                     content_type: None,
+                    name: None,
                 });
                 if r.rrpc_code == Some(RrpcCode::Success) || Instant::now() > after {
                     break r.rrpc_code == Some(RrpcCode::Success);

@@ -813,13 +813,8 @@ fn the_readme_quickstart_answers_calls() {
     let caller = rrpc::Caller::connect(rrpc::CallerConfig::new("127.0.0.1", broker.port))
         .expect("a caller on the test broker");
     let response = caller.call(&rrpc::CallParams {
-        dialect: rrpc::Dialect::AlibabaSystem,
-        product_key: "a1B2c3",
-        device_name: "dev1",
-        payload: b"hello",
         timeout_ms: Some(5000),
-        custom_topic: None,
-        content_type: None,
+        ..rrpc::CallParams::new(rrpc::Dialect::AlibabaSystem, "a1B2c3", "dev1", b"hello")
     });
     assert_eq!(
         response.rrpc_code,

@@ -84,6 +84,7 @@ fn call(c: &Caller, dn: &str, payload: &[u8], content_type: Option<u32>) -> Rrpc
         timeout_ms: Some(5000),
         custom_topic: None,
         content_type,
+        name: None,
     })
 }
 
