@@ -323,8 +323,8 @@ enum rrpc_dialect
     RRPC_DIALECT_HUAWEI = 6,
     /**
      * AWS IoT commands: subscribe `$aws/commands/things/{dn}/executions/+/request/#`,
-     * answer on `$aws/commands/things/{dn}/executions/{id}/response/{format}`
-     * (`dn` is the thing name, the format is the request's). Caller deadline 10 s.
+     * answer on `$aws/commands/things/{dn}/executions/{id}/response/json` (`dn`
+     * is the thing name; requests in JSON or CBOR). Caller deadline 10 s.
      */
     RRPC_DIALECT_AWS = 7,
 };

@@ -131,6 +131,8 @@ mod doc_pages {
     pub struct Connecting;
     #[doc = include_str!("../docs/conventions.md")]
     pub struct Conventions;
+    #[doc = include_str!("../docs/dialects.md")]
+    pub struct Dialects;
     #[doc = include_str!("../docs/device.md")]
     pub struct Device;
     #[doc = include_str!("../docs/gateway.md")]

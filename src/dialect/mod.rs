@@ -78,7 +78,7 @@ impl Dialect {
     pub const Huawei: Dialect = Dialect(6);
     /// AWS IoT commands:
     /// `$aws/commands/things/{dn}/executions/{id}/request/{format}` answered on
-    /// `$aws/commands/things/{dn}/executions/{id}/response/{format}`.
+    /// `$aws/commands/things/{dn}/executions/{id}/response/json`.
     pub const Aws: Dialect = Dialect(7);
 
     /// The built-in dialects, in ABI order.

@@ -129,13 +129,14 @@ pub(super) static BUILTIN: [Spec; 8] = [
             Lit("/request/"),
             Format,
         ]),
+        // The device SDK answers in JSON whatever the request's format
+        // (aws-iot-device-sdk-cpp-v2, IotCommandsClientV2.cpp).
         response: Template(&[
             Lit("$aws/commands/things/"),
             Dn,
             Lit("/executions/"),
             Id,
-            Lit("/response/"),
-            Format,
+            Lit("/response/json"),
         ]),
         default_timeout_ms: 10_000,
         shape_error:
@@ -448,7 +449,7 @@ fn check_filter(filter: Template, request: &Template) -> Result<Template, Dialec
 }
 
 /// Whether the MQTT filter `filter` matches `topic` (MQTT 3.1.1, 4.7).
-fn topic_matches(filter: &str, topic: &str) -> bool {
+pub(super) fn topic_matches(filter: &str, topic: &str) -> bool {
     let mut f = filter.split('/');
     let mut t = topic.split('/');
     loop {

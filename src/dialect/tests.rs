@@ -1,6 +1,7 @@
 //! The dialects' topics against the documents and vendor SDKs they come from.
 
 use super::*;
+use spec::topic_matches;
 
 fn id<'a>(pk: &'a str, dn: &'a str) -> Identity<'a> {
     Identity {
@@ -144,16 +145,107 @@ fn topics_match_the_documents_and_transcripts() {
             response: "/ext/rrpc/1234567890/a1GFjLP3xxC/device1/user/update",
             default_timeout_ms: 8000,
         },
+        // Alibaba Link SDK 4.x, components/data-model/aiot_dm_api.c (public copy
+        // larryli/esp-aliyun-iot-linksdk @784098f): receive table
+        // "/ext/rrpc/+/sys/+/+/thing/service/+" (line 89), sync service reply
+        // "/ext/rrpc/%s/sys/%s/%s/thing/service/%s" (line 50): the request topic
+        // itself; aliyun-iot-linkkit 1.2.13 (PyPI) linkkit.py thing_answer_service
+        // replies on the stored request topic too.
+        Topics {
+            dialect: Dialect::AlibabaService,
+            id: id("a1GFjLP3xxC", "device1"),
+            message_id: "1234567890",
+            filter: "/ext/rrpc/+/sys/a1GFjLP3xxC/device1/thing/service/+",
+            request: "/ext/rrpc/1234567890/sys/a1GFjLP3xxC/device1/thing/service/SetLight",
+            response: "/ext/rrpc/1234567890/sys/a1GFjLP3xxC/device1/thing/service/SetLight",
+            default_timeout_ms: 8000,
+        },
+        // ThingsBoard MQTT API, RPC (thingsboard.io/docs/reference/mqtt-api):
+        // subscribe v1/devices/me/rpc/request/+, request
+        // v1/devices/me/rpc/request/$request_id, reply
+        // v1/devices/me/rpc/response/$request_id; tb-mqtt-client 1.13.13
+        // tb_device_mqtt.py RPC_REQUEST_TOPIC / RPC_RESPONSE_TOPIC (lines 74-75).
+        Topics {
+            dialect: Dialect::ThingsBoard,
+            id: id("", ""),
+            message_id: "1",
+            filter: "v1/devices/me/rpc/request/+",
+            request: "v1/devices/me/rpc/request/1",
+            response: "v1/devices/me/rpc/response/1",
+            default_timeout_ms: 10_000,
+        },
+        // Azure IoT Hub MQTT support, "Respond to a direct method"
+        // (learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub): subscribe
+        // $iothub/methods/POST/#, request $iothub/methods/POST/{method-name}/?$rid={request-id},
+        // reply $iothub/methods/res/{status}/?$rid={request-id}; azure-iot-sdk-c
+        // iothubtransport_mqtt_common.c "$iothub/methods/res/%d/?$rid=%s".
+        Topics {
+            dialect: Dialect::Azure,
+            id: id("", "dev1"),
+            message_id: "a",
+            filter: "$iothub/methods/POST/#",
+            request: "$iothub/methods/POST/{name}/?$rid=a",
+            response: "$iothub/methods/res/200/?$rid=a",
+            default_timeout_ms: 30_000,
+        },
+        // Huawei IoTDA "Platform Delivering a Command"
+        // (support.huaweicloud.com/api-iothub/iot_06_v5_3014.html): downstream
+        // $oc/devices/{device_id}/sys/commands/request_id={request_id}, upstream
+        // $oc/devices/{device_id}/sys/commands/response/request_id={request_id},
+        // subscribe $oc/devices/{device_id}/sys/commands/#; huaweicloud-iot-device-sdk-c
+        // include/service/base.h TOPIC_SUFFIX_COMMAND_RSP_REQ.
+        Topics {
+            dialect: Dialect::Huawei,
+            id: id("", "6109_node1"),
+            message_id: "ab-12",
+            filter: "$oc/devices/6109_node1/sys/commands/#",
+            request: "$oc/devices/6109_node1/sys/commands/request_id=ab-12",
+            response: "$oc/devices/6109_node1/sys/commands/response/request_id=ab-12",
+            default_timeout_ms: 20_000,
+        },
+        // AWS IoT commands (docs.aws.amazon.com/iot/latest/developerguide/
+        // iot-remote-command-execution-start-monitor.html): request
+        // $aws/commands/things/<DeviceID>/executions/+/request/<PayloadFormat>;
+        // aws-iot-device-sdk-cpp-v2 commands/source/IotCommandsClientV2.cpp: reply
+        // ".../executions/" << ExecutionId << "/response/json" (lines 126-127).
+        Topics {
+            dialect: Dialect::Aws,
+            id: id("", "thing1"),
+            message_id: "e-9",
+            filter: "$aws/commands/things/thing1/executions/+/request/#",
+            request: "$aws/commands/things/thing1/executions/e-9/request/{format}",
+            response: "$aws/commands/things/thing1/executions/e-9/response/json",
+            default_timeout_ms: 10_000,
+        },
     ];
     for c in &cases {
         let (d, name) = (c.dialect, c.dialect.name());
         assert_eq!(d.subscribe_filter(&c.id), c.filter, "{name}: filter");
-        assert_eq!(d.request_topic(&c.id, c.message_id), c.request, "{name}");
-        assert_eq!(d.response_topic(&c.id, c.message_id), c.response, "{name}");
+        let vars = Vars {
+            id: c.message_id,
+            name: Some("SetLight"),
+            format: Some("json"),
+            status: None,
+        };
+        // `{name}` and `{format}` in a case's request stand for these values.
+        let request = c
+            .request
+            .replace("{name}", "SetLight")
+            .replace("{format}", "json");
+        assert_eq!(d.request_topic_with(&c.id, &vars), request, "{name}");
+        assert_eq!(d.response_topic_with(&c.id, &vars), c.response, "{name}");
         assert_eq!(d.default_timeout_ms(), c.default_timeout_ms, "{name}");
-        let p = parse_request(c.request).unwrap();
+        assert!(
+            topic_matches(&d.subscribe_filter(&c.id), &request),
+            "{name}"
+        );
+        let p = parse_request(&request).unwrap();
+        let some = |v: &'static str, used: bool| used.then_some(v);
         let names = match c.id.custom_topic {
-            None => (Some(c.id.product_key), Some(c.id.device_name)),
+            None => (
+                some(c.id.product_key, d.uses_product_key()),
+                some(c.id.device_name, d.uses_device_name()),
+            ),
             Some(_) => (None, None),
         };
         assert_eq!(p.dialect, d, "{name}");

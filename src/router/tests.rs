@@ -514,7 +514,7 @@ fn every_built_in_dialect_routes_and_answers() {
             "$oc/devices/6109_node1/sys/commands/response/request_id=ab-12".to_string(),
         ),
         (
-            "$aws/commands/things/thing1/executions/e-9/request/json".to_string(),
+            "$aws/commands/things/thing1/executions/e-9/request/cbor".to_string(),
             Some(500),
             None,
             "$aws/commands/things/thing1/executions/e-9/response/json".to_string(),
