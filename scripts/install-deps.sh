@@ -9,7 +9,7 @@
 # Exit 0 when everything is there afterwards, 1 otherwise.
 set -euo pipefail
 
-# package  what shows that it is installed (a command, or a file)
+# package  what shows that it is installed (a command, a file, or a module python3 imports)
 # cmake: the C examples and the find_package/pkg-config consumers. mosquitto: the
 # interop broker. valgrind: leak checks and instruction counts. clang: the header's
 # doc comments name the real parameters. libpaho-mqtt-dev: the Paho gateway example.
@@ -17,7 +17,9 @@ set -euo pipefail
 # dpkg, dpkg-dev, tar: cpack's .deb (dpkg-shlibdeps for its Depends) and .tar.gz, unpacked
 # by tests/tooling/packaging.rs. binutils: nm, readelf, objdump, strip. doxygen: the C reference
 # (docs/Doxyfile, tests/tooling/header/). abigail-tools: abidw and abidiff, the ABI check against
-# abi/ (scripts/abi.sh, tests/tooling/abi.rs).
+# abi/ (scripts/abi.sh, tests/tooling/abi.rs). python3, python3-venv: the vendors' device SDKs
+# (ThingsBoard, Azure IoT Hub) in venvs installed from PyPI at test time (tests/peers/,
+# tests/e2e/peers.rs); Debian's python3 has no ensurepip (so no pip in a venv) without python3-venv.
 NEEDS="
 cmake            cmd:cmake
 mosquitto        cmd:mosquitto
@@ -36,6 +38,8 @@ dpkg-dev         cmd:dpkg-shlibdeps
 tar              cmd:tar
 doxygen          cmd:doxygen
 abigail-tools    cmd:abidiff
+python3          cmd:python3
+python3-venv     py:ensurepip
 "
 
 missing() {
@@ -45,6 +49,7 @@ missing() {
         case "$probe" in
         cmd:*) PATH="$PATH:/usr/sbin:/sbin" command -v "${probe#cmd:}" >/dev/null 2>&1 || echo "$pkg" ;;
         file:*) [ -e "${probe#file:}" ] || echo "$pkg" ;;
+        py:*) python3 -c "import ${probe#py:}" >/dev/null 2>&1 || echo "$pkg" ;;
         esac
     done <<<"$NEEDS"
 }

@@ -4,7 +4,8 @@
 //! the echo device on the Rust API ([`device`]), the C API called from Rust
 //! ([`ffi`]), JT/T 808 test data ([`jt808`]), child processes, C test programs
 //! and valgrind ([`process`]), the CMake builds ([`cmake`]), test certificates
-//! ([`pki`]) and the fault-injection proxy ([`proxy`]).
+//! ([`pki`]), the fault-injection proxy ([`proxy`]) and the vendors' device SDKs
+//! as processes ([`peers`]).
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,6 +21,7 @@ pub mod ffi;
 pub mod harness;
 pub mod jt808;
 pub mod mqtt;
+pub mod peers;
 pub mod pki;
 pub mod process;
 pub mod proxy;
