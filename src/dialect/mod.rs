@@ -33,7 +33,7 @@ pub use identity::{validate_custom_topic, validate_identity, validate_part, Iden
 pub use spec::{
     register, DialectConfig, DialectError, MAX_TIMEOUT_MS, MAX_USER_DIALECTS, USER_DIALECT_FIRST,
 };
-use spec::{Spec, BUILTIN, PARSE_LAST, PARSE_ORDER};
+use spec::{Spec, BUILTIN, PARSE_LAST};
 use template::Part;
 use template::Part::*;
 pub use template::Vars;
@@ -96,14 +96,6 @@ impl Dialect {
     /// Every dialect: the built-in ones, then those registered, in ABI order.
     pub fn all() -> impl Iterator<Item = Dialect> {
         Dialect::BUILTIN.into_iter().chain(spec::user_dialects())
-    }
-
-    /// The dialects in the order a received topic is tried against them.
-    fn parse_order() -> impl Iterator<Item = Dialect> {
-        PARSE_ORDER
-            .into_iter()
-            .chain(spec::user_dialects())
-            .chain(PARSE_LAST)
     }
 
     /// The dialect with this ABI value, if any.
@@ -270,7 +262,7 @@ impl Dialect {
     /// checked: a hint to start looking the device up with, before the topic
     /// is parsed. `None` for anything else.
     pub(crate) fn device_names_hint(topic: &[u8]) -> Option<&[u8]> {
-        for s in &BUILTIN {
+        for s in [&BUILTIN[0], &BUILTIN[2]] {
             let [Lit(lead), Pk, Lit("/"), Dn, Lit(after), ..] = s.request.0 else {
                 continue;
             };
@@ -433,21 +425,45 @@ pub fn parse_request(topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
 /// non-empty parts) is checked, the contents are not. For a router that compares
 /// the parts with already validated registrations and checks the rest itself.
 pub(crate) fn parse_request_unchecked(topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
+    // The common clouds' requests parse at the first try, with nothing looked
+    // up: their specs are statics, tried before any registered dialect is read.
     let mut malformed = None;
-    for d in Dialect::parse_order() {
-        let t = &d.spec().request;
-        if !topic.starts_with(t.lead()) {
-            continue;
+    for &(d, s) in &spec::PARSE_FIRST {
+        match try_parse(d, s, topic, &mut malformed) {
+            Some(p) => return Ok(p),
+            None => continue,
         }
-        match t.matches(topic) {
-            Some(m) => return Ok(m.into_parsed(d)),
-            None if malformed.is_none() && t.in_namespace(topic) => {
-                malformed = Some(d.spec().shape_error)
-            }
-            None => {}
+    }
+    for d in spec::user_dialects().chain(PARSE_LAST) {
+        if let Some(p) = try_parse(d, d.spec(), topic, &mut malformed) {
+            return Ok(p);
         }
     }
     Err(malformed.map_or(TopicError::NoMatch, TopicError::Malformed))
+}
+
+/// `topic` as a request of dialect `d` (spec `s`), if it is one; when it only
+/// claims to be one, the first such dialect's shape error goes to `malformed`.
+#[inline(always)]
+fn try_parse<'a>(
+    d: Dialect,
+    s: &'static Spec,
+    topic: &'a str,
+    malformed: &mut Option<&'static str>,
+) -> Option<ParsedTopic<'a>> {
+    let t = &s.request;
+    if !topic.starts_with(t.lead()) {
+        return None;
+    }
+    match t.matches(topic) {
+        Some(m) => Some(m.into_parsed(d)),
+        None => {
+            if malformed.is_none() && t.in_namespace(topic) {
+                *malformed = Some(s.shape_error);
+            }
+            None
+        }
+    }
 }
 
 impl ParsedTopic<'_> {

@@ -151,14 +151,14 @@ pub(super) static BUILTIN: [Spec; 8] = [
 /// (`/ext/rrpc/{id}/sys/{pk}/{dn}/thing/service/{name}` is an alibaba-service
 /// request before an alibaba-custom one). Dialects registered by the
 /// application come after the built-in fixed-shape ones.
-pub(super) const PARSE_ORDER: [Dialect; 7] = [
-    Dialect::AlibabaSystem,
-    Dialect::Tencent,
-    Dialect::AlibabaService,
-    Dialect::ThingsBoard,
-    Dialect::Azure,
-    Dialect::Huawei,
-    Dialect::Aws,
+pub(super) static PARSE_FIRST: [(Dialect, &Spec); 7] = [
+    (Dialect::AlibabaSystem, &BUILTIN[0]),
+    (Dialect::Tencent, &BUILTIN[2]),
+    (Dialect::AlibabaService, &BUILTIN[3]),
+    (Dialect::ThingsBoard, &BUILTIN[4]),
+    (Dialect::Azure, &BUILTIN[5]),
+    (Dialect::Huawei, &BUILTIN[6]),
+    (Dialect::Aws, &BUILTIN[7]),
 ];
 /// Tried after every other dialect.
 pub(super) const PARSE_LAST: [Dialect; 1] = [Dialect::AlibabaCustom];

@@ -371,6 +371,9 @@ fn names_round_trip() {
             assert_eq!(parsed.0, f.0, "{d:?}");
         }
     }
+    for (d, s) in &spec::PARSE_FIRST {
+        assert!(std::ptr::eq(d.spec(), *s), "{d:?}");
+    }
     assert_eq!(Dialect::from_name("nope"), None);
     assert_eq!(Dialect::from_u32(8), None);
     assert_eq!(Dialect::from_u32(USER_DIALECT_FIRST + 63), None);
