@@ -2,6 +2,13 @@
 //! tb-mqtt-client, Azure IoT Hub's azure-iot-device) as processes against Mosquitto,
 //! driven with the raw MQTT client the way each cloud sends RPCs: the peers the interop
 //! tests of the dialects talk to answer exactly as `tests/peers/README.md` says.
+//!
+//! Then the interop itself: the library's `Caller` calls the ThingsBoard and Azure
+//! SDK devices with `Dialect::ThingsBoard` and `Dialect::Azure` (Azure over TLS), and
+//! the library's `Client`, with a device of either dialect, answers calls published
+//! exactly as ThingsBoard's server and IoT Hub send them. The ThingsBoard gateway's RPC
+//! (`v1/gateway/rpc`, the device named in the JSON) is not a dialect the caller can
+//! address: only its peer is checked here.
 
 use std::sync::mpsc;
 use std::time::Duration;
