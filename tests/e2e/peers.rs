@@ -2,9 +2,22 @@
 //! tb-mqtt-client, Azure IoT Hub's azure-iot-device) as processes against Mosquitto,
 //! driven with the raw MQTT client the way each cloud sends RPCs: the peers the interop
 //! tests of the dialects talk to answer exactly as `tests/peers/README.md` says.
+//!
+//! Then the interop itself: the library's `Caller` calls the ThingsBoard and Azure
+//! SDK devices with `Dialect::ThingsBoard` and `Dialect::Azure` (Azure over TLS), and
+//! the library's `Client`, with a device of either dialect, answers calls published
+//! exactly as ThingsBoard's server and IoT Hub send them. The ThingsBoard gateway's RPC
+//! (`v1/gateway/rpc`, the device named in the JSON) is not a dialect the caller can
+//! address: only its peer is checked here.
 
+use std::sync::mpsc;
 use std::time::Duration;
 
+use rrpc::session::MqttVersion;
+use rrpc::tls::TlsConfig;
+use rrpc::{CallParams, Caller, CallerConfig, Client, Dialect, Identity, RrpcCode, RrpcResponse};
+
+use crate::common::device::client_config;
 use crate::common::peers::{self, Sdk};
 use crate::common::pki::Pki;
 use crate::common::{publish_acked, Broker, MqttClient};
@@ -106,11 +119,188 @@ fn azure_device_answers_a_direct_method_over_tls() {
     );
 }
 
+/// A request as the library device's handler saw it: `Request::name()` and the payload.
+type Seen = (Option<String>, Vec<u8>);
+
+/// A per-connection device (ThingsBoard, Azure): nothing of it in the topics.
+const NO_DEVICE: Identity<'static> = Identity {
+    product_key: "",
+    device_name: "",
+    custom_topic: None,
+};
+
+/// A library caller on 127.0.0.1:`port` (MQTT 3.1.1, 3 s to connect), over TLS
+/// when `tls` is given.
+fn library_caller(port: u16, tls: Option<TlsConfig>) -> Caller {
+    let mut cfg = CallerConfig::new("127.0.0.1", port);
+    cfg.mqtt.protocol = MqttVersion::V311;
+    cfg.mqtt.connect_timeout_ms = 3000;
+    cfg.mqtt.tls = tls;
+    Caller::connect(cfg).expect("the caller connects")
+}
+
+/// Asserts a SUCCESS response and gives its payload as text.
+fn answered(r: &RrpcResponse, peer: &crate::common::Proc) -> String {
+    assert!(
+        r.success && r.rrpc_code == Some(RrpcCode::Success),
+        "not answered: {r:?}\n{}",
+        peer.transcript()
+    );
+    String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// The `"method"` string of a ThingsBoard RPC body, such as `getTemp` in
+/// `{"method":"getTemp","params":{}}` (no escapes: the tests' own method names).
+fn json_method(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(payload);
+    text.split_once(r#""method":""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(method, _)| method.to_string())
+        .unwrap_or_default()
+}
+
+/// A library device client on Mosquitto at `port` serving one device of `dialect`
+/// (per connection: no product key or device name) that answers every request with
+/// `{"method":<Request::name(), else the payload's "method">,"by":"librrpc"}` and hands
+/// each request's name and payload to the returned channel; started.
+fn library_device(port: u16, dialect: Dialect) -> (Client, mpsc::Receiver<Seen>) {
+    let client = Client::new(client_config(port, MqttVersion::V311)).expect("a client");
+    client
+        .add_device(dialect, &NO_DEVICE)
+        .expect("add the device");
+    let (tx, rx) = mpsc::channel();
+    let replier = client.replier();
+    client
+        .set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
+            let name = req.name().map(str::to_string);
+            let method = name.clone().unwrap_or_else(|| json_method(req.payload));
+            let reply = format!(r#"{{"method":"{method}","by":"librrpc"}}"#);
+            let _ = replier.reply(req.token, reply.as_bytes());
+            let _ = tx.send((name, req.payload.to_vec()));
+        })))
+        .expect("set the handler");
+    client.start().expect("start the client");
+    (client, rx)
+}
+
+/// The ThingsBoard device SDK answers the library's caller. `tb-mqtt-client` 1.13.14
+/// (`tb_device_mqtt.py`): `TBDeviceMqttClient._on_connect` subscribes
+/// `v1/devices/me/rpc/request/+` (`RPC_REQUEST_TOPIC`), `_on_decoded_message` hands
+/// the request to the handler of `set_server_side_rpc_request_handler`, and
+/// `send_rpc_reply(req_id, resp)` publishes `orjson.dumps(resp)` on
+/// `v1/devices/me/rpc/response/{id}` (`RPC_RESPONSE_TOPIC`). The caller renders
+/// `Dialect::ThingsBoard`'s `v1/devices/me/rpc/request/{id}` with an empty product key
+/// and device name. (The CLI's `rrpc call --dialect` takes alibaba, alibaba-custom and
+/// tencent only, so the CLI is not part of this check.)
+fn tb_device_sdk_answers_the_library_caller() {
+    let broker = Broker::mosquitto();
+    let device = peers::tb_device(broker.port, "tb-device-token");
+    let caller = library_caller(broker.port, None);
+    let payload = br#"{"method":"setGpio","params":{"pin":7}}"#;
+    let r = caller.call(&CallParams {
+        timeout_ms: Some(8000),
+        ..CallParams::new(Dialect::ThingsBoard, "", "", payload)
+    });
+    assert_eq!(
+        answered(&r, &device),
+        r#"{"method":"setGpio","params":{"pin":7},"by":"tb-device"}"#
+    );
+}
+
+/// The library's device answers a call shaped as ThingsBoard's server sends it to a
+/// `tb-mqtt-client` 1.13.14 device (`tb_device_mqtt.py`: `RPC_REQUEST_TOPIC`
+/// `v1/devices/me/rpc/request/` + id, answered by `TBDeviceMqttClient.send_rpc_reply`
+/// on `RPC_RESPONSE_TOPIC` `v1/devices/me/rpc/response/` + id; payload
+/// `{"method":...,"params":...}` as `_on_decoded_message` decodes it).
+fn library_device_answers_a_thingsboard_server_side_rpc() {
+    let broker = Broker::mosquitto();
+    let (_device, requests) = library_device(broker.port, Dialect::ThingsBoard);
+    let tap = MqttClient::subscribed(broker.port, "tap-tb-lib", "v1/devices/me/rpc/response/+");
+    let request = br#"{"method":"getTemp","params":{}}"#;
+    publish_acked(broker.port, "v1/devices/me/rpc/request/42", request, false);
+    let reply = tap
+        .next("v1/devices/me/rpc/response/", WAIT)
+        .expect("a reply from the library device");
+    assert_eq!(reply.topic, "v1/devices/me/rpc/response/42");
+    assert_eq!(
+        String::from_utf8_lossy(&reply.payload),
+        r#"{"method":"getTemp","by":"librrpc"}"#
+    );
+    let (name, payload) = requests.recv_timeout(WAIT).expect("the request");
+    assert_eq!(name, None, "ThingsBoard has no name in the topic");
+    assert_eq!(payload, request);
+}
+
+/// The Azure IoT Hub device SDK answers the library's caller over TLS.
+/// `azure-iot-device` 2.14.0 (`azure/iot/device/`): `GenericIoTHubClient._enable_feature`
+/// subscribes `$iothub/methods/POST/#` (`iothub/pipeline/mqtt_topic_iothub.py`
+/// `get_method_topic_for_subscribe`), `IoTHubMQTTTranslationStage._handle_pipeline_event`
+/// takes the method from `get_method_name_from_topic` and the rid from
+/// `get_method_request_id_from_topic`, and `IoTHubDeviceClient.send_method_response`
+/// publishes `json.dumps(payload)` on `$iothub/methods/res/{status}/?$rid={rid}`
+/// (`get_method_topic_for_publish`), status 200 from `azure_device.py`'s
+/// `MethodResponse.create_from_method_request`. The caller renders
+/// `Dialect::Azure`'s `$iothub/methods/POST/{name}/?$rid={id}`.
+fn azure_device_sdk_answers_the_library_caller_over_tls() {
+    let pki = Pki::new("azure-interop");
+    let (_broker, tls_port) = peers::azure_broker(&pki);
+    let connection_string =
+        peers::azure_connection_string("rrpc-test.azure-devices.net", "thermostat-1", AZURE_KEY);
+    let device = peers::azure_device(tls_port, &pki.path("ca.pem"), &connection_string);
+    let tls = TlsConfig {
+        ca_file: Some(pki.path("ca.pem")),
+        ..TlsConfig::default()
+    };
+    let caller = library_caller(tls_port, Some(tls));
+    let r = caller.call(&CallParams {
+        name: Some("reboot"),
+        timeout_ms: Some(8000),
+        ..CallParams::new(Dialect::Azure, "", "", br#"{"delay":5}"#)
+    });
+    assert_eq!(
+        answered(&r, &device),
+        r#"{"method": "reboot", "payload": {"delay": 5}, "by": "azure"}"#
+    );
+}
+
+/// The library's device answers a direct method shaped as IoT Hub sends it to an
+/// `azure-iot-device` 2.14.0 device: request on `$iothub/methods/POST/{method}/?$rid={rid}`
+/// (`iothub/pipeline/mqtt_topic_iothub.py` `get_method_name_from_topic`,
+/// `get_method_request_id_from_topic`), reply on `$iothub/methods/res/{status}/?$rid={rid}`
+/// (`get_method_topic_for_publish`, as `IoTHubDeviceClient.send_method_response` sends
+/// it). `Client` has no reply with a status yet, so the reply is the default 200.
+fn library_device_answers_an_azure_direct_method() {
+    let broker = Broker::mosquitto();
+    let (_device, requests) = library_device(broker.port, Dialect::Azure);
+    let tap = MqttClient::subscribed(broker.port, "tap-azure-lib", "$iothub/methods/res/#");
+    publish_acked(
+        broker.port,
+        "$iothub/methods/POST/reboot/?$rid=1f",
+        br#"{"delay":5}"#,
+        false,
+    );
+    let reply = tap
+        .next("$iothub/methods/res/", WAIT)
+        .expect("a reply from the library device");
+    assert_eq!(reply.topic, "$iothub/methods/res/200/?$rid=1f");
+    assert_eq!(
+        String::from_utf8_lossy(&reply.payload),
+        r#"{"method":"reboot","by":"librrpc"}"#
+    );
+    let (name, payload) = requests.recv_timeout(WAIT).expect("the request");
+    assert_eq!(name.as_deref(), Some("reboot"));
+    assert_eq!(payload, br#"{"delay":5}"#);
+}
+
 pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
         vendor_sdks_install_and_import needs ["python3"],
         tb_device_answers_a_server_side_rpc needs ["python3", "mosquitto"],
         tb_gateway_connects_its_devices_and_answers_a_gateway_rpc needs ["python3", "mosquitto"],
         azure_device_answers_a_direct_method_over_tls needs ["python3", "mosquitto"],
+        tb_device_sdk_answers_the_library_caller needs ["python3", "mosquitto"],
+        library_device_answers_a_thingsboard_server_side_rpc needs ["mosquitto"],
+        azure_device_sdk_answers_the_library_caller_over_tls needs ["python3", "mosquitto"],
+        library_device_answers_an_azure_direct_method needs ["mosquitto"],
     ]
 }
