@@ -44,7 +44,8 @@ extern "C" {
 /* ============================================================================ */
 /**
  * @defgroup library 1. Library-wide
- * @brief Version, features, statuses, the last error, logging, the clock, dialect names.
+ * @brief Version, features, statuses, the last error, logging, the clock, dialects (names,
+ *        registering your own).
  *
  * Every function of this section may be called from any thread, at any time.
  * @{
@@ -453,7 +454,7 @@ rrpc_status rrpc_dialect_config_init(struct rrpc_dialect_config *out_config,
  * and the caller then take its value like a built-in dialect's. Everything is
  * checked here, once: a definition that is refused registers nothing, and
  * the last error message starts with the field and says what is wrong
- * ("request: \"acme/{dn}/rpc\" has no {id}").
+ * ("request: acme/{dn}/rpc has no {id}").
  *
  * Threads: any thread, at any time, also several at once. Dialects live
  * until the process ends (there is no unregister). Registering the same

@@ -95,7 +95,7 @@ pub extern "C" fn rrpc_dialect_config_init(
 /// and the caller then take its value like a built-in dialect's. Everything is
 /// checked here, once: a definition that is refused registers nothing, and
 /// the last error message starts with the field and says what is wrong
-/// ("request: \"acme/{dn}/rpc\" has no {id}").
+/// ("request: acme/{dn}/rpc has no {id}").
 ///
 /// Threads: any thread, at any time, also several at once. Dialects live
 /// until the process ends (there is no unregister). Registering the same
