@@ -44,7 +44,8 @@ extern "C" {
 /* ============================================================================ */
 /**
  * @defgroup library 1. Library-wide
- * @brief Version, features, statuses, the last error, logging, the clock, dialect names.
+ * @brief Version, features, statuses, the last error, logging, the clock, dialects (names,
+ *        registering your own).
  *
  * Every function of this section may be called from any thread, at any time.
  * @{
@@ -97,6 +98,12 @@ extern "C" {
  */
 #define RRPC_HAS_FIELD(ptr, type, field) \
     ((size_t)(ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/**
+ * The `rrpc_dialect` value of the first dialect an application registers;
+ * the next ones follow in registration order (at most 64 per process).
+ */
+#define RRPC_DIALECT_USER_FIRST 256
 
 /**
  * Bit of `rrpc_features()`: the device client (`rrpc_client_*`).
@@ -263,6 +270,16 @@ enum rrpc_status
      * `_init`. Nothing changed; the message names the struct and both sizes.
      */
     RRPC_STATUS_STRUCT_SIZE = 23,
+    /**
+     * A dialect definition was refused by `rrpc_dialect_register`: a name that
+     * is not 1 to 32 of `a-z 0-9 - _ .`, built in, or taken by another
+     * definition; a template with an unknown placeholder, a wildcard outside
+     * the subscribe filter, no `{id}`; a filter that does not receive the
+     * requests; a request that can match another dialect's topics; a timeout
+     * out of range; or 64 dialects registered already. Nothing was registered;
+     * the message starts with the field (`request: ...`). Since 1.1.
+     */
+    RRPC_STATUS_INVALID_DIALECT = 24,
 };
 #ifndef __cplusplus
 /** `rrpc_status` in C: the enum in C23 (as in C++), a uint32_t before; the same size. */
@@ -364,12 +381,124 @@ typedef uint32_t rrpc_log_level;
 #endif // __cplusplus
 
 /**
+ * A dialect of the application's own, for `rrpc_dialect_register`; fill with
+ * `rrpc_dialect_config_init`. Templates are topics with placeholders, each at
+ * most once and anywhere inside a level: `{pk}` (product key), `{dn}` (device
+ * name), `{id}` (the request's id, required in the request and the response),
+ * `{name}` (a method or service name, handed over as `rrpc_request.name`),
+ * `{format}` (a payload format), and in the response only `{status}` (the
+ * reply's status code: 200, or the one given to `rrpc_client_reply_status`
+ * or `rrpc_router_reply_status`). docs/dialects.md gives every rule.
+ * The strings are copied by `rrpc_dialect_register`.
+ */
+typedef struct rrpc_dialect_config {
+    /**
+     * The size of this struct as the application knows it; set by
+     * `rrpc_dialect_config_init`.
+     */
+    uint32_t struct_size;
+    /**
+     * The dialect's name (required): 1 to 32 of `a-z 0-9 - _ .`, not the name
+     * of a built-in dialect. `rrpc_dialect_from_name` finds it by this name.
+     */
+    const char *name;
+    /**
+     * The filter a device subscribes, with `{pk}` and `{dn}` as whole levels,
+     * `+` as a whole level and `#` as the whole last level. NULL (default):
+     * the request template with `+` for each level that holds `{id}`,
+     * `{name}` or `{format}`.
+     */
+    const char *subscribe;
+    /**
+     * The request topic (required), such as `acme/{pk}/{dn}/rpc/{id}/{name}`;
+     * no wildcards.
+     */
+    const char *request;
+    /**
+     * The reply topic (required), such as `acme/{pk}/{dn}/rpc/{id}/reply`: only
+     * placeholders the request carries, and `{status}`; no wildcards.
+     */
+    const char *response;
+    /**
+     * How long a caller waits for a reply by default (and a device or router
+     * without a `request_timeout_ms` keeps the request), in ms: 1 to 600000.
+     * Default 8000.
+     */
+    uint32_t default_timeout_ms;
+} rrpc_dialect_config;
+
+/**
  * A log handler: receives the level and a
  * NUL-terminated message valid only during the call. It may be called from any
  * thread the library runs on, including the client's background thread, and
  * must not call back into the library.
  */
 typedef void (*rrpc_log_cb)(void *user_data, rrpc_log_level level, const char *message);
+
+/**
+ * Fills `out_config` with the defaults (see `rrpc_dialect_config`).
+ *
+ * @param[out] out_config  the struct to fill.
+ * @param[in]  config_size `sizeof *out_config`.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER `out_config` is NULL.
+ * @retval RRPC_STATUS_STRUCT_SIZE  `config_size` is larger than this library's
+ *                                  struct, or smaller than 4.
+ */
+RRPC_NODISCARD
+rrpc_status rrpc_dialect_config_init(struct rrpc_dialect_config *out_config,
+                                     size_t config_size);
+
+/**
+ * Registers a dialect for the whole process: the device client, the router
+ * and the caller then take its value like a built-in dialect's. Everything is
+ * checked here, once: a definition that is refused registers nothing, and
+ * the last error message starts with the field and says what is wrong
+ * ("request: acme/{dn}/rpc has no {id}").
+ *
+ * Threads: any thread, at any time, also several at once. Dialects live
+ * until the process ends (there is no unregister). Registering the same
+ * definition again (same name, templates and timeout) returns the same value;
+ * the same name with another definition is refused. Values are given from
+ * `RRPC_DIALECT_USER_FIRST` in registration order: processes that exchange
+ * values (a device and its gateway) register in the same order.
+ *
+ * @param[in]  config      the definition (`rrpc_dialect_config_init` gives the
+ *                         defaults).
+ * @param[out] out_dialect receives the dialect's value.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_NULL_POINTER    `config`, `config->name`, `config->request`,
+ *                                     `config->response` or `out_dialect` is NULL.
+ * @retval RRPC_STATUS_INVALID_UTF8    a string is not UTF-8.
+ * @retval RRPC_STATUS_STRUCT_SIZE     `config->struct_size` is not one this library knows.
+ * @retval RRPC_STATUS_INVALID_DIALECT the definition was refused; the message
+ *                                     names the field and the problem.
+ */
+RRPC_NODISCARD
+rrpc_status rrpc_dialect_register(const struct rrpc_dialect_config *config,
+                                  rrpc_dialect *out_dialect);
+
+/**
+ * The name of a dialect, as `rrpc_dialect_from_name` takes it: "alibaba",
+ * "tencent", ... or the name a registered dialect was given.
+ *
+ * @param[in]  dialect a built-in or registered dialect.
+ * @param[out] buf     receives the name, NUL-terminated; may be NULL to ask
+ *                     for the length.
+ * @param[in]  size    the size of `buf`.
+ * @param[out] out_len receives the name's length without the NUL; may be NULL.
+ * @retval RRPC_STATUS_OK
+ * @retval RRPC_STATUS_BUFFER_TOO_SMALL `buf` is NULL or smaller than the name
+ *                                      and its NUL; `*out_len` says the length.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `dialect` is neither built in nor registered.
+ *
+ * Any thread, at any time.
+ */
+RRPC_NODISCARD
+rrpc_status rrpc_dialect_name(rrpc_dialect dialect,
+                              char *buf,
+                              size_t size,
+                              size_t *out_len);
 
 /**
  * The library version, such as "1.0.0" (the same as `RRPC_VERSION` in this
@@ -1333,6 +1462,35 @@ rrpc_status rrpc_client_reply(struct rrpc_client *client,
                               size_t payload_len);
 
 /**
+ * `rrpc_client_reply` with a status code, for the dialects whose reply topic
+ * carries one (`{status}`: RRPC_DIALECT_AZURE, `$iothub/methods/res/{status}/?$rid={id}`,
+ * and registered dialects that have it). Other dialects send no status and
+ * ignore it: the reply is the one `rrpc_client_reply` sends. `rrpc_client_reply`
+ * is this function with status 200.
+ *
+ * @param[in] client      the client the request came through.
+ * @param[in] token       `rrpc_request.token`.
+ * @param[in] status      the status code, 100 to 599 (such as 404).
+ * @param[in] payload     reply bytes, copied before return; may be NULL when
+ *                        `payload_len` is 0.
+ * @param[in] payload_len reply length in bytes.
+ * @retval RRPC_STATUS_OK               queued for sending; the request is finished.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `status` is not from 100 to 599; the token
+ *                                      stays valid.
+ * @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED,
+ *         RRPC_STATUS_EXPIRED, RRPC_STATUS_DEVICE_REMOVED, RRPC_STATUS_PAYLOAD_TOO_LARGE,
+ *         RRPC_STATUS_NOT_CONNECTED, RRPC_STATUS_BUSY  as for `rrpc_client_reply`.
+ *
+ * Since 1.1.
+ */
+RRPC_NODISCARD
+rrpc_status rrpc_client_reply_status(struct rrpc_client *client,
+                                     uint64_t token,
+                                     uint32_t status,
+                                     const uint8_t *payload,
+                                     size_t payload_len);
+
+/**
  * Tells whether the client is connected to the broker right now.
  *
  * @param[in]  client        the client.
@@ -1814,6 +1972,38 @@ rrpc_status rrpc_router_reply(struct rrpc_router *router,
                               const uint8_t *payload,
                               size_t payload_len,
                               uint64_t now_ms);
+
+/**
+ * `rrpc_router_reply` with a status code, for the dialects whose reply topic
+ * carries one (`{status}`: RRPC_DIALECT_AZURE, `$iothub/methods/res/{status}/?$rid={id}`,
+ * and registered dialects that have it). Other dialects send no status and
+ * ignore it: the reply is the one `rrpc_router_reply` sends. `rrpc_router_reply`
+ * is this function with status 200.
+ *
+ * @param[in] router      the router the request came through.
+ * @param[in] token       `rrpc_request.token`.
+ * @param[in] status      the status code, 100 to 599 (such as 404).
+ * @param[in] payload     reply bytes, copied before return; may be NULL when
+ *                        `payload_len` is 0.
+ * @param[in] payload_len reply length in bytes.
+ * @param[in] now_ms      the time, on the router's clock.
+ * @retval RRPC_STATUS_OK               published; the request is finished.
+ * @retval RRPC_STATUS_INVALID_ARGUMENT `status` is not from 100 to 599; the token
+ *                                      stays valid.
+ * @retval RRPC_STATUS_SEND_FAILED, RRPC_STATUS_WRONG_STATE, RRPC_STATUS_BUSY,
+ *         RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,
+ *         RRPC_STATUS_DEVICE_REMOVED, RRPC_STATUS_PAYLOAD_TOO_LARGE,
+ *         RRPC_STATUS_NULL_POINTER  as for `rrpc_router_reply`.
+ *
+ * Since 1.1.
+ */
+RRPC_NODISCARD
+rrpc_status rrpc_router_reply_status(struct rrpc_router *router,
+                                     uint64_t token,
+                                     uint32_t status,
+                                     const uint8_t *payload,
+                                     size_t payload_len,
+                                     uint64_t now_ms);
 
 /**
  * Expires requests whose deadline passed and tells when the next one is due:

@@ -39,9 +39,19 @@ pub(super) struct ClientCore {
 }
 
 impl ClientCore {
-    pub(super) fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
+    pub(super) fn reply(
+        &self,
+        token: u64,
+        status: Option<u16>,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        if let Some(s) = status.filter(|s| !(100..=599).contains(s)) {
+            return Err(ClientError::InvalidArgument(format!(
+                "status {s} is not a status code from 100 to 599"
+            )));
+        }
         self.router
-            .reply(token, payload, now_ms())
+            .reply_with_status(token, status, payload, now_ms())
             .map_err(|e| match e {
                 ReplyError::Send(SendError::QueueFull) => ClientError::Busy,
                 ReplyError::Send(SendError::NotConnected) | ReplyError::NoPublish => {

@@ -184,7 +184,20 @@ impl Client {
     /// and from any other thread. On `NotConnected` and `Busy` the token stays
     /// valid until its deadline, so the reply may be retried.
     pub fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
-        self.core.reply(token, payload)
+        self.core.reply(token, None, payload)
+    }
+
+    /// [`Client::reply`] with a status code, for the dialects whose reply topic
+    /// carries one (`{status}`: Azure's `$iothub/methods/res/{status}/?$rid={id}`);
+    /// `None` is 200. Other dialects send no status and ignore it. A status
+    /// outside 100 to 599 is refused (`InvalidArgument`) and the token kept.
+    pub fn reply_with_status(
+        &self,
+        token: u64,
+        status: Option<u16>,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.core.reply(token, status, payload)
     }
 
     /// A handle that can answer requests of this client from anywhere, for
@@ -241,7 +254,17 @@ pub struct Replier(Arc<ClientCore>);
 impl Replier {
     /// As [`Client::reply`].
     pub fn reply(&self, token: u64, payload: &[u8]) -> Result<(), ClientError> {
-        self.0.reply(token, payload)
+        self.0.reply(token, None, payload)
+    }
+
+    /// As [`Client::reply_with_status`].
+    pub fn reply_with_status(
+        &self,
+        token: u64,
+        status: Option<u16>,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.0.reply(token, status, payload)
     }
 }
 

@@ -163,7 +163,6 @@ pub(crate) fn bytes_ptr(b: &[u8]) -> *const u8 {
 ///
 /// # Safety
 /// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or writable.
-#[cfg(any(feature = "client", feature = "caller", feature = "jt808"))]
 unsafe fn write_out(
     bytes: &[u8],
     nul: bool,
@@ -197,7 +196,6 @@ unsafe fn write_out(
 ///
 /// # Safety
 /// `buf` must be NULL or point to `size` writable bytes; `out_len` NULL or writable.
-#[cfg(any(feature = "client", feature = "caller"))]
 pub(crate) unsafe fn write_str_out(
     s: &str,
     buf: *mut c_char,

@@ -7,7 +7,7 @@ use super::boundary::boundary;
 use super::family::{free_handle, get_stats, get_string, new_handle, settings_init};
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
-use super::request::{device_call, request_view, rrpc_request};
+use super::request::{device_call, reply_status_arg, request_view, rrpc_request};
 use super::session::{
     connection_listener, mqtt_config, presence_arg, rrpc_connection_cb, rrpc_mqtt_config,
 };
@@ -472,6 +472,45 @@ pub extern "C" fn rrpc_client_reply(
         // SAFETY: `payload_len` readable bytes per the documented contract.
         let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
         c.reply(token, bytes)?;
+        Ok(())
+    })
+}
+
+/// `rrpc_client_reply` with a status code, for the dialects whose reply topic
+/// carries one (`{status}`: RRPC_DIALECT_AZURE, `$iothub/methods/res/{status}/?$rid={id}`,
+/// and registered dialects that have it). Other dialects send no status and
+/// ignore it: the reply is the one `rrpc_client_reply` sends. `rrpc_client_reply`
+/// is this function with status 200.
+///
+/// @param[in] client      the client the request came through.
+/// @param[in] token       `rrpc_request.token`.
+/// @param[in] status      the status code, 100 to 599 (such as 404).
+/// @param[in] payload     reply bytes, copied before return; may be NULL when
+///                        `payload_len` is 0.
+/// @param[in] payload_len reply length in bytes.
+/// @retval RRPC_STATUS_OK               queued for sending; the request is finished.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `status` is not from 100 to 599; the token
+///                                      stays valid.
+/// @retval RRPC_STATUS_NULL_POINTER, RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED,
+///         RRPC_STATUS_EXPIRED, RRPC_STATUS_DEVICE_REMOVED, RRPC_STATUS_PAYLOAD_TOO_LARGE,
+///         RRPC_STATUS_NOT_CONNECTED, RRPC_STATUS_BUSY  as for `rrpc_client_reply`.
+///
+/// Since 1.1.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn rrpc_client_reply_status(
+    client: *mut rrpc_client,
+    token: u64,
+    status: u32,
+    payload: *const u8,
+    payload_len: usize,
+) -> rrpc_status {
+    boundary("rrpc_client_reply_status", || {
+        let c = Client::borrow(client)?;
+        let status = reply_status_arg(status)?;
+        // SAFETY: `payload_len` readable bytes per the documented contract.
+        let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
+        c.reply_with_status(token, Some(status), bytes)?;
         Ok(())
     })
 }

@@ -22,7 +22,8 @@
 //! One module per C type family, named as its functions are: `client.rs`
 //! (`rrpc_client_*`), `router.rs` (`rrpc_router_*`), `caller.rs`
 //! (`rrpc_caller_*`, `rrpc_response_*`), `credentials.rs` (`rrpc_credentials_*`),
-//! `jt808_codec.rs`
+//! `dialect.rs` (`rrpc_dialect_config`, `rrpc_dialect_register`,
+//! `rrpc_dialect_name`), `jt808_codec.rs`
 //! (`rrpc_jt808_decoder_*`, `rrpc_jt808_encode`, ...), `jt808_adapter/`
 //! (`rrpc_jt808_adapter_*`), and `misc.rs` for the library-wide functions.
 
@@ -53,6 +54,7 @@ pub mod caller;
 pub mod client;
 #[cfg(feature = "credentials")]
 pub mod credentials;
+pub mod dialect;
 #[cfg(feature = "jt808")]
 pub mod jt808_adapter;
 #[cfg(feature = "jt808")]

@@ -131,3 +131,15 @@ pub(crate) fn dialect_arg(v: rrpc_dialect_raw, name: &str) -> Result<Dialect, Fa
         )
     })
 }
+
+/// The `status` argument of the `_reply_status` functions: an HTTP-style code,
+/// 100 to 599.
+pub(crate) fn reply_status_arg(status: u32) -> Result<u16, Failure> {
+    match u16::try_from(status) {
+        Ok(s) if (100..=599).contains(&s) => Ok(s),
+        _ => Err(Failure::new(
+            RRPC_STATUS_INVALID_ARGUMENT,
+            format!("status {status} is not a status code from 100 to 599"),
+        )),
+    }
+}

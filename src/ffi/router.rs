@@ -10,7 +10,7 @@ use super::family::{free_handle, get_stats, new_handle, refuse_reentry, settings
 use super::handle::Castable;
 use super::misc::{rrpc_bool, rrpc_dialect_raw};
 use super::request::request_view;
-use super::request::{device_call, rrpc_request};
+use super::request::{device_call, reply_status_arg, rrpc_request};
 use super::rrpc_status::*;
 use super::sized::settings;
 use super::status::{rrpc_status, Failure};
@@ -522,6 +522,48 @@ pub extern "C" fn rrpc_router_reply(
         // SAFETY: `payload_len` readable bytes per the documented contract.
         let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
         Ok(h.reply(token, bytes, now_ms)?)
+    })
+}
+
+/// `rrpc_router_reply` with a status code, for the dialects whose reply topic
+/// carries one (`{status}`: RRPC_DIALECT_AZURE, `$iothub/methods/res/{status}/?$rid={id}`,
+/// and registered dialects that have it). Other dialects send no status and
+/// ignore it: the reply is the one `rrpc_router_reply` sends. `rrpc_router_reply`
+/// is this function with status 200.
+///
+/// @param[in] router      the router the request came through.
+/// @param[in] token       `rrpc_request.token`.
+/// @param[in] status      the status code, 100 to 599 (such as 404).
+/// @param[in] payload     reply bytes, copied before return; may be NULL when
+///                        `payload_len` is 0.
+/// @param[in] payload_len reply length in bytes.
+/// @param[in] now_ms      the time, on the router's clock.
+/// @retval RRPC_STATUS_OK               published; the request is finished.
+/// @retval RRPC_STATUS_INVALID_ARGUMENT `status` is not from 100 to 599; the token
+///                                      stays valid.
+/// @retval RRPC_STATUS_SEND_FAILED, RRPC_STATUS_WRONG_STATE, RRPC_STATUS_BUSY,
+///         RRPC_STATUS_UNKNOWN_TOKEN, RRPC_STATUS_ALREADY_REPLIED, RRPC_STATUS_EXPIRED,
+///         RRPC_STATUS_DEVICE_REMOVED, RRPC_STATUS_PAYLOAD_TOO_LARGE,
+///         RRPC_STATUS_NULL_POINTER  as for `rrpc_router_reply`.
+///
+/// Since 1.1.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn rrpc_router_reply_status(
+    router: *mut rrpc_router,
+    token: u64,
+    status: u32,
+    payload: *const u8,
+    payload_len: usize,
+    now_ms: u64,
+) -> rrpc_status {
+    boundary("rrpc_router_reply_status", || {
+        // Its own reference: the publish function may free the handle.
+        let h = Handle::borrow(router)?.clone();
+        let status = reply_status_arg(status)?;
+        // SAFETY: `payload_len` readable bytes per the documented contract.
+        let bytes = unsafe { arg_bytes(payload, payload_len, "payload") }?;
+        Ok(h.reply_with_status(token, Some(status), bytes, now_ms)?)
     })
 }
 

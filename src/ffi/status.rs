@@ -15,6 +15,7 @@ use crate::caller::CallerError;
 use crate::client::ClientError;
 #[cfg(feature = "credentials")]
 use crate::credentials::CredentialError;
+use crate::dialect::DialectError;
 #[cfg(feature = "jt808")]
 use crate::jt808::{
     ConfigError as AdapterConfigError, ConnectionError, DecodeError, EncodeError, FrameError,
@@ -107,12 +108,20 @@ pub enum rrpc_status {
     /// runs with; or smaller than 4, because the struct was not filled by its
     /// `_init`. Nothing changed; the message names the struct and both sizes.
     RRPC_STATUS_STRUCT_SIZE = 23,
+    /// A dialect definition was refused by `rrpc_dialect_register`: a name that
+    /// is not 1 to 32 of `a-z 0-9 - _ .`, built in, or taken by another
+    /// definition; a template with an unknown placeholder, a wildcard outside
+    /// the subscribe filter, no `{id}`; a filter that does not receive the
+    /// requests; a request that can match another dialect's topics; a timeout
+    /// out of range; or 64 dialects registered already. Nothing was registered;
+    /// the message starts with the field (`request: ...`). Since 1.1.
+    RRPC_STATUS_INVALID_DIALECT = 24,
 }
 
 use rrpc_status::*;
 
 impl rrpc_status {
-    const ALL: [rrpc_status; 24] = [
+    const ALL: [rrpc_status; 25] = [
         RRPC_STATUS_OK,
         RRPC_STATUS_NULL_POINTER,
         RRPC_STATUS_INVALID_UTF8,
@@ -137,6 +146,7 @@ impl rrpc_status {
         RRPC_STATUS_LIMIT_REACHED,
         RRPC_STATUS_TLS,
         RRPC_STATUS_STRUCT_SIZE,
+        RRPC_STATUS_INVALID_DIALECT,
     ];
 
     /// The text of `rrpc_status_str`.
@@ -168,6 +178,7 @@ impl rrpc_status {
             RRPC_STATUS_STRUCT_SIZE => {
                 c"struct size unknown to this library (newer header, or not initialised)"
             }
+            RRPC_STATUS_INVALID_DIALECT => c"dialect definition refused",
         }
     }
 
@@ -369,6 +380,7 @@ macro_rules! one_status {
 
 one_status! {
     Reentered => RRPC_STATUS_WRONG_STATE;
+    DialectError => RRPC_STATUS_INVALID_DIALECT;
     #[cfg(feature = "jt808")]
     SendFailed => RRPC_STATUS_SEND_FAILED;
     #[cfg(feature = "jt808")]

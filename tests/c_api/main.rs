@@ -7,6 +7,8 @@ mod common;
 
 mod caller_reentry_c;
 mod credentials_c;
+mod dialect_c;
+mod dialect_ffi;
 mod ffi_client;
 mod release_c;
 mod router_c;
@@ -18,6 +20,8 @@ fn main() {
     common::harness::main(crate::modules![
         caller_reentry_c,
         credentials_c,
+        dialect_c,
+        dialect_ffi,
         ffi_client,
         release_c,
         router_c,

@@ -1,6 +1,6 @@
 //! The C ABI of the shared library that CMake links (CMakeLists.txt, "librrpc.so with
-//! symbol versions"): every function of `rrpc.h` exported at version `RRPC_1.0` and
-//! nothing else; the ABI the same as the dump in `abi/` (`scripts/abi.sh`, libabigail),
+//! symbol versions"): every function of `rrpc.h` exported at the version `librrpc.map`
+//! gives it (`RRPC_1.0`, or the later node that names it) and nothing else; the ABI the same as the dump in `abi/` (`scripts/abi.sh`, libabigail),
 //! which catches the breaks and lets a struct grow at its end; programs built against
 //! an older header keep working, a newer header is refused; panics still unwind
 //! through the link recipe.
@@ -90,14 +90,22 @@ fn exported(lib: &Path) -> Vec<String> {
 fn exported_functions_are_versioned_and_are_the_header_s() {
     require_tools(&["cmake", "cc", "readelf"]);
     let lib = library();
+    let later = later_nodes();
     let mut names = BTreeSet::new();
     let mut wrong = Vec::new();
     for sym in exported(&lib) {
-        if sym == "RRPC_1.0" {
-            continue; // the version node's own definition
+        if sym == "RRPC_1.0" || later.iter().any(|(node, _)| *node == sym) {
+            continue; // a version node's own definition
         }
+        // A function is at the node of librrpc.map that names it, else at RRPC_1.0.
+        let expected = |name: &str| {
+            later
+                .iter()
+                .find(|(_, names)| names.contains(name))
+                .map_or("RRPC_1.0", |(node, _)| node.as_str())
+        };
         match sym.split_once("@@") {
-            Some((name, "RRPC_1.0")) if name.starts_with("rrpc_") => {
+            Some((name, version)) if name.starts_with("rrpc_") && version == expected(name) => {
                 names.insert(name.to_owned());
             }
             _ => wrong.push(sym),
@@ -105,7 +113,8 @@ fn exported_functions_are_versioned_and_are_the_header_s() {
     }
     assert!(
         wrong.is_empty(),
-        "{} exports symbols that are not rrpc_ functions at version RRPC_1.0: {wrong:?}",
+        "{} exports symbols that are not rrpc_ functions at the version librrpc.map gives \
+         them: {wrong:?}",
         lib.display()
     );
     let declared = declared_functions(&header());
@@ -117,6 +126,46 @@ fn exported_functions_are_versioned_and_are_the_header_s() {
         "rrpc.h and librrpc.so disagree: declared but not exported {missing:?}, exported but \
          not declared {extra:?}"
     );
+}
+
+/// The version nodes of librrpc.map after RRPC_1.0, each with the functions it
+/// names exactly (`RRPC_1.1 { global: rrpc_x; rrpc_y; } RRPC_1.0;`).
+fn later_nodes() -> Vec<(String, BTreeSet<String>)> {
+    let map =
+        std::fs::read_to_string(common::repo_root().join("librrpc.map")).expect("read librrpc.map");
+    // Without the comments: the opening one shows a node as an example.
+    let mut text = String::new();
+    let mut rest = map.as_str();
+    while let Some(at) = rest.find("/*") {
+        text.push_str(&rest[..at]);
+        rest = rest[at..].split_once("*/").map_or("", |(_, after)| after);
+    }
+    text.push_str(rest);
+    let mut nodes = Vec::new();
+    for block in text.split('}') {
+        let Some((head, body)) = block.split_once('{') else {
+            continue;
+        };
+        let node = head
+            .split(';')
+            .next_back()
+            .unwrap_or("")
+            .split_whitespace()
+            .next_back()
+            .unwrap_or("")
+            .to_owned();
+        if node.is_empty() || node == "RRPC_1.0" {
+            continue;
+        }
+        let names = body
+            .split(';')
+            .map(|n| n.trim().trim_start_matches("global:").trim())
+            .filter(|n| n.starts_with("rrpc_") && !n.contains('*'))
+            .map(str::to_owned)
+            .collect();
+        nodes.push((node, names));
+    }
+    nodes
 }
 
 /// Runs `scripts/abi.sh <mode>` on the CMake-built library with `header` (default: the

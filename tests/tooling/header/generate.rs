@@ -40,7 +40,7 @@ const FAMILIES: &[Family] = &[
     Family {
         group: "library",
         title: "Library-wide",
-        brief: "Version, features, statuses, the last error, logging, the clock, dialect names.",
+        brief: "Version, features, statuses, the last error, logging, the clock, dialects (names, registering your own).",
         intro: "Every function of this section may be called from any thread, at any time.",
         prefixes: &[
             "rrpc_version",
