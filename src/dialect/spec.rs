@@ -294,19 +294,6 @@ pub fn register(cfg: &DialectConfig<'_>) -> Result<Dialect, DialectError> {
             };
         }
     }
-    let spec = build(cfg)?;
-    for d in Dialect::all() {
-        if let Some(example) = overlap(&spec.request, &d.spec().request) {
-            return Err(err(
-                "request",
-                format!(
-                    "can match the same topics as the {} dialect's request {} (such as {example})",
-                    d.name(),
-                    d.spec().request
-                ),
-            ));
-        }
-    }
     let n = USER_LEN.load(Ordering::Acquire);
     if n == MAX_USER_DIALECTS {
         return Err(err(
@@ -316,6 +303,11 @@ pub fn register(cfg: &DialectConfig<'_>) -> Result<Dialect, DialectError> {
             ),
         ));
     }
+    // The templates parsed are kept only now, when the dialect is registered.
+    let mut parsed = Parsed(Vec::new());
+    let spec = build(cfg, &mut parsed)?;
+    // Registered: the templates stay (the list of them goes).
+    parsed.0.clear();
     let spec: &'static Spec = Box::leak(Box::new(spec));
     USER[n].set(spec).expect("registration is serialised");
     USER_LEN.store(n + 1, Ordering::Release);
@@ -333,13 +325,41 @@ fn check_name(name: &str) -> Result<(), DialectError> {
     Ok(())
 }
 
-/// Checks a dialect's templates and builds its spec.
-fn build(cfg: &DialectConfig<'_>) -> Result<Spec, DialectError> {
-    let template = |field: &'static str, text: &str, filter: bool| {
-        Template::parse(text, filter).map_err(|e| err(field, format!("{text:?} {e}")))
+/// Templates parsed for a registration: freed again when it is refused.
+struct Parsed(Vec<Template>);
+
+impl Drop for Parsed {
+    fn drop(&mut self) {
+        for t in self.0.drain(..) {
+            // SAFETY: every template here came from `Template::parse` and is
+            // referenced by nothing else (the refused spec is dropped).
+            unsafe { t.free() };
+        }
+    }
+}
+
+/// Checks a dialect's templates and builds its spec; the templates it parses
+/// go to `parsed`, to be freed if the dialect is refused.
+fn build(cfg: &DialectConfig<'_>, parsed: &mut Parsed) -> Result<Spec, DialectError> {
+    let mut template = |field: &'static str, text: &str, filter: bool| {
+        let t = Template::parse(text, filter).map_err(|e| err(field, format!("{text:?} {e}")))?;
+        parsed.0.push(t);
+        Ok::<_, DialectError>(t)
     };
     let request = template("request", cfg.request, false)?;
     let response = template("response", cfg.response, false)?;
+    for d in Dialect::all() {
+        if let Some(example) = overlap(&request, &d.spec().request) {
+            return Err(err(
+                "request",
+                format!(
+                    "can match the same topics as the {} dialect's request {} (such as {example})",
+                    d.name(),
+                    d.spec().request
+                ),
+            ));
+        }
+    }
     for (field, t) in [("request", &request), ("response", &response)] {
         if !t.has(Id) {
             return Err(err(field, format!("{t} has no {{id}}")));

@@ -153,7 +153,10 @@ impl Template {
         if !filter && text.contains(['+', '#']) {
             return Err(TemplateError::Wildcard);
         }
-        let mut parts = Vec::new();
+        // Literals stay owned until the whole text has parsed: a refused
+        // template leaves nothing behind.
+        let mut parts: Vec<Part> = Vec::new();
+        let mut lits: Vec<String> = Vec::new();
         let mut rest = text;
         let mut at = 0;
         while !rest.is_empty() {
@@ -183,13 +186,37 @@ impl Template {
                     if lit.contains('}') {
                         return Err(TemplateError::Unopened);
                     }
-                    parts.push(Lit(Box::leak(lit.to_string().into_boxed_str())));
+                    // A stand-in, replaced by the leaked literal below.
+                    parts.push(Lit(""));
+                    lits.push(lit.to_string());
                     rest = &rest[end..];
                     at += end;
                 }
             }
         }
+        let mut lits = lits.into_iter();
+        for p in &mut parts {
+            if let Lit(_) = p {
+                let lit = lits.next().expect("one literal per stand-in");
+                *p = Lit(Box::leak(lit.into_boxed_str()));
+            }
+        }
         Ok(Template(Box::leak(parts.into_boxed_slice())))
+    }
+
+    /// Frees a template made by [`Template::parse`].
+    ///
+    /// # Safety
+    ///
+    /// `self` came from [`Template::parse`] (each literal and the list of
+    /// parts are leaked boxes) and nothing refers to it any more.
+    pub(super) unsafe fn free(self) {
+        for p in self.0 {
+            if let Lit(s) = p {
+                drop(Box::from_raw(*s as *const str as *mut str));
+            }
+        }
+        drop(Box::from_raw(self.0 as *const [Part] as *mut [Part]));
     }
 
     pub(super) fn lead(&self) -> &'static str {

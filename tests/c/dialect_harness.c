@@ -124,7 +124,6 @@ int main(void)
     c = acme_config();
     c.response = "acme/{pk}/{dn}/rpc/answer-{id}";
     refused("taken name", c, "name", "already registered");
-#ifndef RRPC_SKIP_PARSED_REFUSALS /* see tests/c_api/dialect_c.rs */
     c = acme_config();
     c.name = "noid";
     c.request = "noid/{dn}/rpc";
@@ -163,7 +162,6 @@ int main(void)
     c.request = "$iothub/methods/POST/{name}/?$rid={id}";
     c.response = "twin/{id}";
     refused("overlap", c, "request", "azure");
-#endif
     /* Pointers and sizes, before any definition is looked at. */
     c = acme_config();
     c.request = NULL;

@@ -1,13 +1,8 @@
 //! Dialects from a C program, with no network at all: registration and its
 //! refusals, names, and a router serving Azure and a registered dialect with
 //! replies that carry a status; compiled by the system C compiler against the
-//! CMake-built librrpc.so, run as a process, and run again under valgrind.
-//!
-//! Under valgrind the harness leaves out the refusals that get as far as
-//! parsing a template (`-DRRPC_SKIP_PARSED_REFUSALS`): `dialect::register`
-//! leaks the parts of the templates of a definition it refuses (they are leaked
-//! for the `'static` spec before the definition is known to be accepted), which
-//! memcheck reports as definitely lost. Drop the define once that is fixed.
+//! CMake-built librrpc.so, run as a process, and run again under valgrind (a
+//! refused definition leaves nothing behind: its parsed templates are freed).
 
 use crate::common;
 
@@ -17,11 +12,7 @@ fn dialect_c_api_without_network() {
 }
 
 fn dialect_c_api_runs_clean_under_valgrind() {
-    let exe = common::c_harness_with(
-        "dialect_harness.c",
-        "dialect_harness_vg",
-        &["-DRRPC_SKIP_PARSED_REFUSALS"],
-    );
+    let exe = common::c_harness_with("dialect_harness.c", "dialect_harness_vg", &[]);
     common::run_c_harness_under_valgrind(&exe, "dialect_harness.log");
 }
 
