@@ -451,12 +451,12 @@ impl<E> SharedRouter<E> {
         if !self.publish.is_set() {
             return Err(ReplyError::NoPublish);
         }
-        let topic = self
+        let (topic, body) = self
             .router
             .lock()
-            .begin_reply_with_status(token, status, payload.len(), now_ms)
+            .begin_reply_body(token, status, payload, now_ms)
             .map_err(ReplyError::widen)?;
-        let sent = self.run_as_callback(|| self.publish.call(|f| f(topic, payload)));
+        let sent = self.run_as_callback(|| self.publish.call(|f| f(topic, &body)));
         self.router
             .lock()
             .end_reply(token, matches!(sent, Some(Ok(()))), now_ms);
