@@ -746,3 +746,6 @@ pub fn fuzz_check(data: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
