@@ -443,4 +443,6 @@ impl Router {
 }
 
 #[cfg(test)]
+mod envelope_tests;
+#[cfg(test)]
 mod tests;

@@ -405,10 +405,11 @@ impl<E> SharedRouter<E> {
                 .expect("an accepted request's device is registered");
             strings.fill(a.message_id, &d.identity, a.name);
             let own = d.attachment.cloned();
-            let req = (a.token, d.dialect, a.content_type, a.deadline_ms);
+            // The payload is the request's: an envelope's params, else the body.
+            let req = (a.token, d.dialect, a.content_type, a.deadline_ms, a.payload);
             (req, own)
         };
-        let (token, dialect, content_type, deadline_ms) = req;
+        let (token, dialect, content_type, deadline_ms, payload) = req;
         let request = Request {
             token,
             dialect,
