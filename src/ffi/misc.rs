@@ -234,8 +234,8 @@ pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
 }
 
 /// Looks up a dialect by its command-line name: "alibaba", "alibaba-custom",
-/// "tencent", "alibaba-service", "thingsboard", "azure", "huawei", "aws", or
-/// the name of a registered dialect.
+/// "tencent", "alibaba-service", "thingsboard", "azure", "huawei", "aws",
+/// "tencent-action", "thingsboard-gateway", or the name of a registered dialect.
 ///
 /// @param[in]  name        NUL-terminated name.
 /// @param[out] out_dialect receives the dialect.

@@ -7,7 +7,7 @@
 //! | `ThingsBoardGateway`   | `{"device":"<dn>","data":{"id":<n>,"method":"<name>","params":<any>}}`       | `{"device":"<dn>","id":<n>,"data":<reply>}`                                              |
 //!
 //! The decoder is a bounded scanner over the body: it checks the whole text is
-//! JSON (RFC 8259 grammar, UTF-8), nests at most [`MAX_DEPTH`] arrays and
+//! JSON (RFC 8259 grammar, UTF-8), nests at most 32 arrays and
 //! objects, and borrows what it finds: the id as its JSON text (a string's
 //! content with its escapes, an integer's digits), the name likewise, the
 //! `params` value as its raw JSON text. Only a gateway's device name is
@@ -42,7 +42,7 @@ impl Envelope {
 }
 
 /// Deepest nesting of arrays and objects accepted in a body.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// A request's envelope taken apart. Every field but an unescaped device name
 /// borrows from the body.
