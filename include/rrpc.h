@@ -344,6 +344,23 @@ enum rrpc_dialect
      * is the thing name; requests in JSON or CBOR). Caller deadline 10 s.
      */
     RRPC_DIALECT_AWS = 7,
+    /**
+     * Tencent IoT Explorer actions: subscribe `$thing/down/action/{productId}/{deviceName}`,
+     * answer on `$thing/up/action/{productId}/{deviceName}`. The id (`clientToken`)
+     * and the name (`actionId`) travel in a JSON envelope: the request's payload
+     * is its `params`, the reply's payload (one JSON value, or empty for `{}`)
+     * becomes `response`, its status `code` (0 unless set). Caller deadline 5 s.
+     */
+    RRPC_DIALECT_TENCENT_ACTION = 8,
+    /**
+     * ThingsBoard gateway RPC: subscribe and answer on `v1/gateway/rpc`. The
+     * sub-device (`device`: the device name the device is registered with),
+     * the id (`data.id`, an integer) and the name (`data.method`) travel in a
+     * JSON envelope: the request's payload is `data.params`, the reply's payload
+     * (one JSON value, or empty for `{}`) becomes `data`. One connection serves
+     * many sub-devices. Caller deadline 10 s.
+     */
+    RRPC_DIALECT_THINGSBOARD_GATEWAY = 9,
 };
 #ifndef __cplusplus
 /** `rrpc_dialect` in C: the enum in C23 (as in C++), a uint32_t before; the same size. */
@@ -581,8 +598,8 @@ RRPC_NODISCARD rrpc_status rrpc_monotonic_ms(uint64_t *out_ms);
 
 /**
  * Looks up a dialect by its command-line name: "alibaba", "alibaba-custom",
- * "tencent", "alibaba-service", "thingsboard", "azure", "huawei", "aws", or
- * the name of a registered dialect.
+ * "tencent", "alibaba-service", "thingsboard", "azure", "huawei", "aws",
+ * "tencent-action", "thingsboard-gateway", or the name of a registered dialect.
  *
  * @param[in]  name        NUL-terminated name.
  * @param[out] out_dialect receives the dialect.

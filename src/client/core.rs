@@ -140,9 +140,18 @@ impl ClientCore {
 }
 
 impl SessionOwner for ClientCore {
+    /// Each filter once: a gateway's sub-devices share theirs, and a broker
+    /// may close a connection whose SUBSCRIBE repeats one.
     fn filters(&self) -> Vec<Filter> {
-        self.router
-            .with_router(|r| r.devices().map(|d| self.request_filter(d)).collect())
+        self.router.with_router(|r| {
+            let mut filters: Vec<Filter> = Vec::new();
+            for d in r.devices() {
+                if !filters.iter().any(|f| f.topic == d.filter()) {
+                    filters.push(self.request_filter(d));
+                }
+            }
+            filters
+        })
     }
 
     /// After CONNACK: the retained `online` announcements (presence on).

@@ -173,7 +173,15 @@ impl Client {
             if let Some(p) = self.core.publisher.read().clone() {
                 // Best effort: if the queue is full the subscription lingers until the
                 // next reconnect, and its requests are dropped as unknown meanwhile.
-                let _ = p.unsubscribe(device.filter());
+                // A filter other devices share (a gateway's sub-devices, whose
+                // requests all come on one topic) stays.
+                let shared = self
+                    .core
+                    .router
+                    .with_router(|r| r.devices().any(|d| d.filter() == device.filter()));
+                if !shared {
+                    let _ = p.unsubscribe(device.filter());
+                }
                 self.core.announce(&p, &device, false);
             }
         }

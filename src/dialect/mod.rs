@@ -9,6 +9,11 @@
 //! | `AlibabaSystem`  | `/sys/{pk}/{dn}/rrpc/request/+`    | `/sys/{pk}/{dn}/rrpc/request/{id}`        | `/sys/{pk}/{dn}/rrpc/response/{id}`        |
 //! | `AlibabaCustom`  | `/ext/rrpc/+{topic}`               | `/ext/rrpc/{id}{topic}`                   | the request topic itself                   |
 //! | `Tencent`        | `$rrpc/rxd/{pk}/{dn}/+`            | `$rrpc/rxd/{pk}/{dn}/{id}`                | `$rrpc/txd/{pk}/{dn}/{id}`                 |
+//! | `TencentAction`  | `$thing/down/action/{pk}/{dn}`     | `$thing/down/action/{pk}/{dn}`            | `$thing/up/action/{pk}/{dn}`               |
+//! | `ThingsBoardGateway` | `v1/gateway/rpc`               | `v1/gateway/rpc`                          | `v1/gateway/rpc`                           |
+//!
+//! The last two carry the id and the name (and the gateway the sub-device) in
+//! a JSON envelope around the body ([`envelope`]), not in the topic.
 //!
 //! `{topic}` is the custom topic including its leading `/`, for example
 //! `/a1b2c3/device1/user/update`, so that `/ext/rrpc/+` + topic is the filter the
@@ -20,6 +25,7 @@
 use std::fmt;
 
 mod content_type;
+pub mod envelope;
 mod identity;
 mod spec;
 mod template;
@@ -29,6 +35,7 @@ mod tests;
 pub use content_type::{
     bare_message_id, message_id_level, split_content_type, CONTENT_TYPE_SEPARATOR,
 };
+pub use envelope::Envelope;
 pub use identity::{validate_custom_topic, validate_identity, validate_part, IdentityError};
 pub use spec::{
     register, DialectConfig, DialectError, MAX_TIMEOUT_MS, MAX_USER_DIALECTS, USER_DIALECT_FIRST,
@@ -80,9 +87,20 @@ impl Dialect {
     /// `$aws/commands/things/{dn}/executions/{id}/request/{format}` answered on
     /// `$aws/commands/things/{dn}/executions/{id}/response/json`.
     pub const Aws: Dialect = Dialect(7);
+    /// Tencent IoT Explorer actions: requests on `$thing/down/action/{pk}/{dn}`
+    /// in the envelope `{"method":"action","clientToken":..,"actionId":..,
+    /// "params":..}`, answered on `$thing/up/action/{pk}/{dn}` with
+    /// `{"method":"action_reply","clientToken":..,"code":..,"status":"",
+    /// "response":..}`.
+    pub const TencentAction: Dialect = Dialect(8);
+    /// ThingsBoard gateway RPC: requests on `v1/gateway/rpc` in the envelope
+    /// `{"device":..,"data":{"id":..,"method":..,"params":..}}`, answered on the
+    /// same topic with `{"device":..,"id":..,"data":..}`. One connection serves
+    /// many sub-devices, found by the envelope's `device` (the device name).
+    pub const ThingsBoardGateway: Dialect = Dialect(9);
 
     /// The built-in dialects, in ABI order.
-    pub const BUILTIN: [Dialect; 8] = [
+    pub const BUILTIN: [Dialect; 10] = [
         Dialect::AlibabaSystem,
         Dialect::AlibabaCustom,
         Dialect::Tencent,
@@ -91,6 +109,8 @@ impl Dialect {
         Dialect::Azure,
         Dialect::Huawei,
         Dialect::Aws,
+        Dialect::TencentAction,
+        Dialect::ThingsBoardGateway,
     ];
 
     /// Every dialect: the built-in ones, then those registered, in ABI order.
@@ -119,7 +139,7 @@ impl Dialect {
 
     /// Short stable name, as used on command lines: `alibaba`, `alibaba-custom`,
     /// `tencent`, `alibaba-service`, `thingsboard`, `azure`, `huawei`, `aws`,
-    /// or the registered name.
+    /// `tencent-action`, `thingsboard-gateway`, or the registered name.
     pub fn name(self) -> &'static str {
         self.spec().name
     }
@@ -154,7 +174,16 @@ impl Dialect {
     /// device of this dialect.
     pub fn per_connection(self) -> bool {
         let r = &self.spec().request;
-        !(r.has(Part::Pk) || r.has(Part::Dn) || r.has(Part::Topic))
+        !(r.has(Part::Pk)
+            || r.has(Part::Dn)
+            || r.has(Part::Topic)
+            || self.envelope().names_device())
+    }
+
+    /// Where the dialect's id and name travel when the topic does not carry
+    /// them ([`Envelope::None`]: in the topic).
+    pub fn envelope(self) -> Envelope {
+        self.spec().envelope
     }
 
     /// Whether the dialect's topics use the product key.
@@ -162,14 +191,16 @@ impl Dialect {
         self.spec().request.has(Part::Pk)
     }
 
-    /// Whether the dialect's topics use the device name.
+    /// Whether the dialect's requests name the device by its device name: in
+    /// the topic, or in the envelope (ThingsBoard gateway).
     pub fn uses_device_name(self) -> bool {
-        self.spec().request.has(Part::Dn)
+        self.spec().request.has(Part::Dn) || self.envelope().names_device()
     }
 
-    /// Whether requests carry a method, service or command name in the topic.
+    /// Whether requests carry a method, service or command name (in the topic
+    /// or the envelope).
     pub fn has_name(self) -> bool {
-        self.spec().request.has(Part::Name)
+        self.spec().request.has(Part::Name) || self.envelope() != Envelope::None
     }
 
     /// Whether the reply topic repeats the request's name.
@@ -476,7 +507,10 @@ impl ParsedTopic<'_> {
         if let Some(dn) = self.device_name {
             validate_part("device name", dn).map_err(topic_error)?;
         }
-        self.validate_message_id()?;
+        // An envelope dialect's id travels in the body, not the topic.
+        if self.dialect.envelope() == Envelope::None || !self.message_id.is_empty() {
+            self.validate_message_id()?;
+        }
         if let Some(n) = self.name {
             validate_part("name", n).map_err(topic_error)?;
         }
@@ -490,6 +524,17 @@ impl ParsedTopic<'_> {
         }
         if let Some(t) = self.custom_topic {
             validate_custom_topic(t).map_err(topic_error)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the product key and device name alone, where the topic has them.
+    pub fn validate_names(&self) -> Result<(), TopicError> {
+        if let Some(pk) = self.product_key {
+            validate_part("product key", pk).map_err(topic_error)?;
+        }
+        if let Some(dn) = self.device_name {
+            validate_part("device name", dn).map_err(topic_error)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 
+use super::envelope::Envelope;
 use super::template::{match_parts, placeholder_text, Part, Template, Vars};
 use super::{Dialect, Identity};
 use Part::*;
@@ -25,17 +26,22 @@ pub(crate) struct Spec {
     pub(super) default_timeout_ms: u32,
     /// What a topic in this dialect's namespace that fails to match lacks.
     pub(super) shape_error: &'static str,
+    /// Where the id, the name and (for a gateway) the device travel when the
+    /// topic does not carry them: the request and reply bodies. Templates of
+    /// such a dialect need no `{id}`.
+    pub(super) envelope: Envelope,
 }
 
 /// The built-in dialects, by ABI value. Each row's text form is checked against
 /// the document or vendor SDK it comes from in `tests.rs`.
-pub(super) static BUILTIN: [Spec; 8] = [
+pub(super) static BUILTIN: [Spec; 10] = [
     Spec {
         name: "alibaba",
         subscribe: None,
         request: Template(&[Lit("/sys/"), Pk, Lit("/"), Dn, Lit("/rrpc/request/"), Id]),
         response: Template(&[Lit("/sys/"), Pk, Lit("/"), Dn, Lit("/rrpc/response/"), Id]),
         default_timeout_ms: 8000,
+        envelope: Envelope::None,
         shape_error: "expected /sys/{pk}/{dn}/rrpc/request/{messageId}",
     },
     Spec {
@@ -44,6 +50,7 @@ pub(super) static BUILTIN: [Spec; 8] = [
         request: Template(&[Lit("/ext/rrpc/"), Id, Topic]),
         response: Template(&[Lit("/ext/rrpc/"), Id, Topic]),
         default_timeout_ms: 8000,
+        envelope: Envelope::None,
         shape_error: "expected /ext/rrpc/{messageId}/{topic}",
     },
     Spec {
@@ -52,6 +59,7 @@ pub(super) static BUILTIN: [Spec; 8] = [
         request: Template(&[Lit("$rrpc/rxd/"), Pk, Lit("/"), Dn, Lit("/"), Id]),
         response: Template(&[Lit("$rrpc/txd/"), Pk, Lit("/"), Dn, Lit("/"), Id]),
         default_timeout_ms: 4000,
+        envelope: Envelope::None,
         shape_error: "expected $rrpc/rxd/{productId}/{deviceName}/{processId}",
     },
     Spec {
@@ -78,6 +86,7 @@ pub(super) static BUILTIN: [Spec; 8] = [
             Name,
         ]),
         default_timeout_ms: 8000,
+        envelope: Envelope::None,
         shape_error: "expected /ext/rrpc/{messageId}/sys/{pk}/{dn}/thing/service/{identifier}",
     },
     Spec {
@@ -86,6 +95,7 @@ pub(super) static BUILTIN: [Spec; 8] = [
         request: Template(&[Lit("v1/devices/me/rpc/request/"), Id]),
         response: Template(&[Lit("v1/devices/me/rpc/response/"), Id]),
         default_timeout_ms: 10_000,
+        envelope: Envelope::None,
         shape_error: "expected v1/devices/me/rpc/request/{requestId}",
     },
     Spec {
@@ -94,6 +104,7 @@ pub(super) static BUILTIN: [Spec; 8] = [
         request: Template(&[Lit("$iothub/methods/POST/"), Name, Lit("/?$rid="), Id]),
         response: Template(&[Lit("$iothub/methods/res/"), Status, Lit("/?$rid="), Id]),
         default_timeout_ms: 30_000,
+        envelope: Envelope::None,
         shape_error: "expected $iothub/methods/POST/{methodName}/?$rid={requestId}",
     },
     Spec {
@@ -112,6 +123,7 @@ pub(super) static BUILTIN: [Spec; 8] = [
             Id,
         ]),
         default_timeout_ms: 20_000,
+        envelope: Envelope::None,
         shape_error: "expected $oc/devices/{deviceId}/sys/commands/request_id={requestId}",
     },
     Spec {
@@ -139,8 +151,27 @@ pub(super) static BUILTIN: [Spec; 8] = [
             Lit("/response/json"),
         ]),
         default_timeout_ms: 10_000,
+        envelope: Envelope::None,
         shape_error:
             "expected $aws/commands/things/{thingName}/executions/{executionId}/request/{format}",
+    },
+    Spec {
+        name: "tencent-action",
+        subscribe: None,
+        request: Template(&[Lit("$thing/down/action/"), Pk, Lit("/"), Dn]),
+        response: Template(&[Lit("$thing/up/action/"), Pk, Lit("/"), Dn]),
+        default_timeout_ms: 5000,
+        envelope: Envelope::TencentAction,
+        shape_error: "expected $thing/down/action/{productId}/{deviceName}",
+    },
+    Spec {
+        name: "thingsboard-gateway",
+        subscribe: None,
+        request: Template(&[Lit("v1/gateway/rpc")]),
+        response: Template(&[Lit("v1/gateway/rpc")]),
+        default_timeout_ms: 10_000,
+        envelope: Envelope::ThingsBoardGateway,
+        shape_error: "expected v1/gateway/rpc",
     },
 ];
 
@@ -151,9 +182,11 @@ pub(super) static BUILTIN: [Spec; 8] = [
 /// (`/ext/rrpc/{id}/sys/{pk}/{dn}/thing/service/{name}` is an alibaba-service
 /// request before an alibaba-custom one). Dialects registered by the
 /// application come after the built-in fixed-shape ones.
-pub(super) static PARSE_FIRST: [(Dialect, &Spec); 7] = [
+pub(super) static PARSE_FIRST: [(Dialect, &Spec); 9] = [
     (Dialect::AlibabaSystem, &BUILTIN[0]),
     (Dialect::Tencent, &BUILTIN[2]),
+    (Dialect::TencentAction, &BUILTIN[8]),
+    (Dialect::ThingsBoardGateway, &BUILTIN[9]),
     (Dialect::AlibabaService, &BUILTIN[3]),
     (Dialect::ThingsBoard, &BUILTIN[4]),
     (Dialect::Azure, &BUILTIN[5]),
@@ -406,6 +439,7 @@ fn build(cfg: &DialectConfig<'_>, parsed: &mut Parsed) -> Result<Spec, DialectEr
         response,
         default_timeout_ms: cfg.default_timeout_ms,
         shape_error,
+        envelope: Envelope::None,
     })
 }
 

@@ -253,11 +253,11 @@ impl Template {
     }
 
     pub(super) fn split_at_id(&self, d: &Identity<'_>) -> (String, String) {
-        let at = self
-            .0
-            .iter()
-            .position(|p| *p == Id)
-            .expect("every template has an id");
+        // Envelope dialects' templates carry no id: all of it comes first.
+        let at = self.0.iter().position(|p| *p == Id).unwrap_or(self.0.len());
+        if at == self.0.len() {
+            return (self.render(d, &Vars::default()), String::new());
+        }
         let before = Template(&self.0[..at]).render(d, &Vars::default());
         let after = Template(&self.0[at + 1..]).render(d, &Vars::default());
         (before, after)

@@ -42,6 +42,19 @@ pub enum rrpc_dialect {
     /// answer on `$aws/commands/things/{dn}/executions/{id}/response/json` (`dn`
     /// is the thing name; requests in JSON or CBOR). Caller deadline 10 s.
     RRPC_DIALECT_AWS = 7,
+    /// Tencent IoT Explorer actions: subscribe `$thing/down/action/{productId}/{deviceName}`,
+    /// answer on `$thing/up/action/{productId}/{deviceName}`. The id (`clientToken`)
+    /// and the name (`actionId`) travel in a JSON envelope: the request's payload
+    /// is its `params`, the reply's payload (one JSON value, or empty for `{}`)
+    /// becomes `response`, its status `code` (0 unless set). Caller deadline 5 s.
+    RRPC_DIALECT_TENCENT_ACTION = 8,
+    /// ThingsBoard gateway RPC: subscribe and answer on `v1/gateway/rpc`. The
+    /// sub-device (`device`: the device name the device is registered with),
+    /// the id (`data.id`, an integer) and the name (`data.method`) travel in a
+    /// JSON envelope: the request's payload is `data.params`, the reply's payload
+    /// (one JSON value, or empty for `{}`) becomes `data`. One connection serves
+    /// many sub-devices. Caller deadline 10 s.
+    RRPC_DIALECT_THINGSBOARD_GATEWAY = 9,
 }
 
 /// An `rrpc_dialect` as C passes it (the header says `rrpc_dialect`): a value
@@ -221,8 +234,8 @@ pub extern "C" fn rrpc_monotonic_ms(out_ms: *mut u64) -> rrpc_status {
 }
 
 /// Looks up a dialect by its command-line name: "alibaba", "alibaba-custom",
-/// "tencent", "alibaba-service", "thingsboard", "azure", "huawei", "aws", or
-/// the name of a registered dialect.
+/// "tencent", "alibaba-service", "thingsboard", "azure", "huawei", "aws",
+/// "tencent-action", "thingsboard-gateway", or the name of a registered dialect.
 ///
 /// @param[in]  name        NUL-terminated name.
 /// @param[out] out_dialect receives the dialect.
@@ -267,6 +280,11 @@ const _: () = {
     assert!(rrpc_dialect::RRPC_DIALECT_AZURE as u32 == Dialect::Azure.to_u32());
     assert!(rrpc_dialect::RRPC_DIALECT_HUAWEI as u32 == Dialect::Huawei.to_u32());
     assert!(rrpc_dialect::RRPC_DIALECT_AWS as u32 == Dialect::Aws.to_u32());
+    assert!(rrpc_dialect::RRPC_DIALECT_TENCENT_ACTION as u32 == Dialect::TencentAction.to_u32());
+    assert!(
+        rrpc_dialect::RRPC_DIALECT_THINGSBOARD_GATEWAY as u32
+            == Dialect::ThingsBoardGateway.to_u32()
+    );
     assert!(rrpc_log_level::RRPC_LOG_ERROR as u32 == Level::Error as u32);
     assert!(rrpc_log_level::RRPC_LOG_WARN as u32 == Level::Warn as u32);
     assert!(rrpc_log_level::RRPC_LOG_INFO as u32 == Level::Info as u32);

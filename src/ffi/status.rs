@@ -281,6 +281,7 @@ impl<E: SendStatus> Status for ReplyError<E> {
             ReplyError::TooLarge => RRPC_STATUS_PAYLOAD_TOO_LARGE,
             ReplyError::InProgress => RRPC_STATUS_BUSY,
             ReplyError::NoPublish => RRPC_STATUS_WRONG_STATE,
+            ReplyError::Envelope(_) => RRPC_STATUS_INVALID_ARGUMENT,
             ReplyError::Send(e) => e.status(),
         }
     }

@@ -16,7 +16,8 @@ use super::devices::DeviceKey;
 use super::pending::{MsgState, Outcome, ReplyParts};
 use super::types::{Accepted, DeviceRef, Dropped, RouterCounter};
 use super::Router;
-use crate::dialect::{self, Dialect, ParsedTopic, TopicError};
+use crate::dialect::envelope::{self, EnvelopeError};
+use crate::dialect::{self, Dialect, Envelope, ParsedTopic, TopicError};
 
 impl Router {
     /// With many devices, the record of a request's device is the read most
@@ -41,6 +42,10 @@ impl Router {
         now_ms: u64,
         candidate: Option<u32>,
     ) -> Result<Accepted<'a>, Dropped> {
+        let envelope = parsed.dialect.envelope();
+        if envelope != Envelope::None {
+            return self.accept_envelope(topic, parsed, payload, now_ms);
+        }
         let names = joined_names(topic, &parsed);
         let key = request_key(&parsed, &names);
         if let (Some(k), Some(c)) = (&key, candidate) {
@@ -94,6 +99,71 @@ impl Router {
         // requests within the history window: no room, as for a full table.
         self.admit(index, &key, &parsed, payload, now_ms)
             .ok_or_else(|| self.dropped(Dropped::TableFull))
+    }
+
+    /// [`Router::accept`] for a dialect whose id and name (and, for a gateway,
+    /// the device) travel in a JSON envelope around the body: the body is
+    /// decoded first (a broken one is malformed, the device's own reply on a
+    /// topic that carries both directions an own reply), the device found by
+    /// the topic's names or the envelope's device, and the request admitted
+    /// with the envelope's `params` as its payload.
+    #[cold]
+    fn accept_envelope<'a>(
+        &mut self,
+        topic: &'a str,
+        mut parsed: ParsedTopic<'a>,
+        payload: &'a [u8],
+        now_ms: u64,
+    ) -> Result<Accepted<'a>, Dropped> {
+        if payload.len() > self.cfg.max_payload {
+            return Err(self.dropped(Dropped::TooLarge));
+        }
+        let e = match envelope::decode_request(parsed.dialect.envelope(), payload) {
+            Ok(e) => e,
+            Err(EnvelopeError::Reply) => return Err(self.dropped(Dropped::OwnReply)),
+            Err(EnvelopeError::Malformed(why)) => return Err(self.dropped(Dropped::Malformed(why))),
+        };
+        parsed.message_id = e.id;
+        parsed.name = Some(e.name);
+        let names = match e.device {
+            Some(device) => Some(device),
+            None => {
+                if let Err(TopicError::Malformed(why)) = parsed.validate_names() {
+                    return Err(self.dropped(Dropped::Malformed(why)));
+                }
+                joined_names(topic, &parsed)
+            }
+        };
+        let Some(key) = request_key(&parsed, &names) else {
+            return Err(self.dropped(Dropped::UnknownDevice));
+        };
+        let Some(index) = self.registry.lookup(&key) else {
+            return Err(self.dropped(Dropped::UnknownDevice));
+        };
+        self.requests.trim_history(now_ms);
+        let slot = self.registry.record(index).expect("indexed slot is live");
+        if slot.dialect != parsed.dialect {
+            return Err(self.dropped(Dropped::UnknownDevice));
+        }
+        if self
+            .requests
+            .seen(index, parsed.message_id, slot.generation)
+            .is_some()
+        {
+            return Err(self.dropped(Dropped::Duplicate));
+        }
+        if self.requests.len() >= self.cfg.max_pending {
+            self.expire(now_ms);
+            if self.requests.len() >= self.cfg.max_pending {
+                return Err(self.dropped(Dropped::TableFull));
+            }
+        }
+        let mut a = self
+            .admit(index, &key, &parsed, e.params, now_ms)
+            .ok_or_else(|| self.dropped(Dropped::TableFull))?;
+        // The whole id: an envelope's id carries no ContentType.
+        (a.message_id, a.content_type) = (e.id, None);
+        Ok(a)
     }
 
     /// [`Router::accept`] for a request whose candidate device is slot

@@ -494,6 +494,13 @@ impl Registry {
         }
     }
 
+    /// The envelope of the dialect of the device in slot `i`, and its device
+    /// name (what a gateway envelope's reply names).
+    pub(super) fn envelope_of(&self, i: u32) -> (dialect::Envelope, &str) {
+        let slot = self.record(i).expect("pending slot is live");
+        (slot.dialect.envelope(), slot.identity().device_name)
+    }
+
     /// The slot of the first entry of the table that may hold a device
     /// registered under `names`, `{product key}/{device name}` (its control byte
     /// matches the hash of `names`; nothing else is checked), with the CPU asked

@@ -29,12 +29,19 @@
 //! (tokens, message ids, deadlines, history); `admission.rs` how a received
 //! request becomes an accepted one.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 
 use crate::counters::Counters;
-use crate::dialect::{self, Dialect, Identity, TopicError};
+use crate::dialect::envelope;
+use crate::dialect::{self, Dialect, Envelope, Identity, TopicError};
+
+/// Why [`Router::begin_reply`] cannot answer a request of a dialect with an
+/// envelope.
+const NEEDS_BODY: &str =
+    "the dialect wraps the reply in an envelope: begin the reply with its payload (begin_reply_body)";
 
 mod admission;
 mod devices;
@@ -288,10 +295,10 @@ impl Router {
         now_ms: u64,
         send: impl FnOnce(&str, &[u8]) -> Result<(), E>,
     ) -> Result<(), ReplyError<E>> {
-        let topic = self
-            .check_reply(token, status, payload.len(), now_ms)
+        let (topic, body) = self
+            .check_reply(token, status, payload.len(), Some(payload), now_ms)
             .map_err(ReplyError::widen)?;
-        let sent = send(&topic, payload);
+        let sent = send(&topic, body.as_deref().unwrap_or(payload));
         self.settle(token, sent.is_ok(), true, now_ms);
         sent.map_err(ReplyError::Send)
     }
@@ -310,7 +317,10 @@ impl Router {
     }
 
     /// [`Router::begin_reply`] with a status code (see
-    /// [`Router::reply_with_status`]).
+    /// [`Router::reply_with_status`]). For the dialects with an envelope
+    /// ([`Dialect::envelope`]) the payload to publish is not the application's:
+    /// use [`Router::begin_reply_body`] (this fails with
+    /// [`ReplyError::Envelope`] for them).
     pub fn begin_reply_with_status(
         &mut self,
         token: u64,
@@ -318,9 +328,27 @@ impl Router {
         payload_len: usize,
         now_ms: u64,
     ) -> Result<String, ReplyError<Infallible>> {
-        let topic = self.check_reply(token, status, payload_len, now_ms)?;
+        let (topic, _) = self.check_reply(token, status, payload_len, None, now_ms)?;
         self.requests.start_sending(token);
         Ok(topic)
+    }
+
+    /// [`Router::begin_reply_with_status`] for any dialect: the response topic
+    /// and the payload to publish, which is `payload` itself, or, for the
+    /// dialects with an envelope, `payload` wrapped in the reply's envelope
+    /// (a payload that is not one JSON value, nor empty, is refused with
+    /// [`ReplyError::Envelope`]; the token stays valid).
+    pub fn begin_reply_body<'p>(
+        &mut self,
+        token: u64,
+        status: Option<u16>,
+        payload: &'p [u8],
+        now_ms: u64,
+    ) -> Result<(String, Cow<'p, [u8]>), ReplyError<Infallible>> {
+        let (topic, body) =
+            self.check_reply(token, status, payload.len(), Some(payload), now_ms)?;
+        self.requests.start_sending(token);
+        Ok((topic, body.map_or(Cow::Borrowed(payload), Cow::Owned)))
     }
 
     /// Second half: `sent` finishes the request as answered. A reply that could
@@ -348,26 +376,38 @@ impl Router {
         self.stats.bump(RouterCounter::replied);
     }
 
-    /// Everything a reply must pass before it is sent; returns the response topic.
+    /// Everything a reply must pass before it is sent; returns the response
+    /// topic, and for the dialects with an envelope the body around `payload`
+    /// (which they need).
     fn check_reply(
         &mut self,
         token: u64,
         status: Option<u16>,
         payload_len: usize,
+        payload: Option<&[u8]>,
         now_ms: u64,
-    ) -> Result<String, ReplyError<Infallible>> {
+    ) -> Result<(String, Option<Vec<u8>>), ReplyError<Infallible>> {
         let (err, late) = match self.requests.reply_target(token, now_ms) {
             Ok((slot, id, parts)) => {
                 if payload_len > self.cfg.max_payload {
                     return Err(ReplyError::TooLarge);
                 }
+                let (envelope, device) = self.registry.envelope_of(slot);
+                let body = match (envelope, payload) {
+                    (Envelope::None, _) => None,
+                    (_, None) => return Err(ReplyError::Envelope(NEEDS_BODY)),
+                    (e, Some(p)) => Some(
+                        envelope::wrap_reply(e, id, device, status, p)
+                            .map_err(ReplyError::Envelope)?,
+                    ),
+                };
                 let vars = dialect::Vars {
                     id,
                     name: parts.and_then(|p| p.name.as_deref()),
                     format: parts.and_then(|p| p.format.as_deref()),
                     status,
                 };
-                return Ok(self.registry.response_topic(slot, &vars));
+                return Ok((self.registry.response_topic(slot, &vars), body));
             }
             Err(NoReply::Sending) => return Err(ReplyError::InProgress),
             Err(NoReply::Late) => {
@@ -402,5 +442,7 @@ impl Router {
     }
 }
 
+#[cfg(test)]
+mod envelope_tests;
 #[cfg(test)]
 mod tests;

@@ -405,10 +405,11 @@ impl<E> SharedRouter<E> {
                 .expect("an accepted request's device is registered");
             strings.fill(a.message_id, &d.identity, a.name);
             let own = d.attachment.cloned();
-            let req = (a.token, d.dialect, a.content_type, a.deadline_ms);
+            // The payload is the request's: an envelope's params, else the body.
+            let req = (a.token, d.dialect, a.content_type, a.deadline_ms, a.payload);
             (req, own)
         };
-        let (token, dialect, content_type, deadline_ms) = req;
+        let (token, dialect, content_type, deadline_ms, payload) = req;
         let request = Request {
             token,
             dialect,
@@ -451,12 +452,12 @@ impl<E> SharedRouter<E> {
         if !self.publish.is_set() {
             return Err(ReplyError::NoPublish);
         }
-        let topic = self
+        let (topic, body) = self
             .router
             .lock()
-            .begin_reply_with_status(token, status, payload.len(), now_ms)
+            .begin_reply_body(token, status, payload, now_ms)
             .map_err(ReplyError::widen)?;
-        let sent = self.run_as_callback(|| self.publish.call(|f| f(topic, payload)));
+        let sent = self.run_as_callback(|| self.publish.call(|f| f(topic, &body)));
         self.router
             .lock()
             .end_reply(token, matches!(sent, Some(Ok(()))), now_ms);

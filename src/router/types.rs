@@ -323,6 +323,10 @@ pub enum ReplyError<E> {
     /// it with; the token stays valid.
     #[error("no publish function is registered")]
     NoPublish,
+    /// The reply cannot be wrapped in the dialect's envelope (not one JSON
+    /// value); the token stays valid.
+    #[error("{0}")]
+    Envelope(&'static str),
 }
 
 impl ReplyError<Infallible> {
@@ -336,6 +340,7 @@ impl ReplyError<Infallible> {
             ReplyError::TooLarge => ReplyError::TooLarge,
             ReplyError::InProgress => ReplyError::InProgress,
             ReplyError::NoPublish => ReplyError::NoPublish,
+            ReplyError::Envelope(why) => ReplyError::Envelope(why),
             ReplyError::Send(never) => match never {},
         }
     }

@@ -10,6 +10,7 @@ mod acl;
 mod caller;
 mod caller_trust;
 mod content_type;
+mod envelopes;
 mod faults;
 mod hostile_network;
 mod jt808_adapter;
@@ -24,6 +25,7 @@ fn main() {
         caller,
         caller_trust,
         content_type,
+        envelopes,
         faults,
         hostile_network,
         jt808_adapter,
