@@ -178,7 +178,7 @@ impl CallerCore {
                 continue;
             };
             if refused || !self.publish_request(out) {
-                done.extend(st.finish(id, RrpcCode::Unknown, None));
+                done.extend(st.finish(id, RrpcCode::Unknown, None, None));
             }
         }
         if refused {
@@ -206,18 +206,24 @@ impl CallerCore {
     /// completes a call; the caller's own custom-topic request (MQTT 3.1.1) is
     /// recognised by its topic and payload, whenever it comes.
     pub(super) fn on_response(&self, topic: &str, payload: &[u8], retained: bool) {
+        // The id's level from the first dialect the topic is a response of; a
+        // topic malformed for one dialect may still be another's response.
+        let mut malformed = false;
         let level = Dialect::all().find_map(|d| match d.parse_response(topic) {
-            Ok(r) => Some(Ok(r.message_id)),
-            Err(dialect::TopicError::Malformed(_)) => Some(Err(())),
+            Ok(r) => Some(r.message_id),
+            Err(dialect::TopicError::Malformed(_)) => {
+                malformed = true;
+                None
+            }
             Err(dialect::TopicError::NoMatch) => None,
         });
         let level = match level {
-            None => return, // not a response topic at all
-            Some(Err(())) => {
+            None if !malformed => return, // not a response topic at all
+            None => {
                 self.bump(CallerCounter::unknown_responses);
                 return debug!("malformed response topic ({} bytes) discarded", topic.len());
             }
-            Some(Ok(l)) => l,
+            Some(l) => l,
         };
         if retained {
             // Stored by the broker earlier, by anyone allowed to publish there.
@@ -243,16 +249,16 @@ impl CallerCore {
             }
             return;
         };
-        if *call.response_topic != *topic {
+        let Some(reply_status) = call.reply_matches(topic) else {
             drop(st);
             self.bump(CallerCounter::mismatched_responses);
             return debug!("a message with the id of call {id} on another device's topic or with another ContentType; discarded");
-        }
+        };
         if call.echo.is_some_and(|h| h == self.echo_hash(payload)) {
             call.echo = None; // the caller's own request, back from the broker
             return;
         }
-        let done = st.finish(id, RrpcCode::Success, Some(payload.to_vec()));
+        let done = st.finish(id, RrpcCode::Success, Some(payload.to_vec()), reply_status);
         drop(st);
         self.complete(done.into_iter().collect());
     }
@@ -485,7 +491,7 @@ pub(super) async fn expire_calls(inner: Arc<CallerCore>, mut stop: watch::Receiv
             if d >= now {
                 break;
             }
-            if let Some(x) = st.finish(id, RrpcCode::Timeout, None) {
+            if let Some(x) = st.finish(id, RrpcCode::Timeout, None, None) {
                 done.push(x);
             }
         }
