@@ -1,7 +1,7 @@
 //! `--dialect NAME` and `--dialect-file FILE`: the built-in dialects by name,
 //! and dialects of the application's own read from a small text file.
 //!
-//! The file format (docs/cli.md, "Dialect files"):
+//! The file format (docs/caller.md, "Dialect files"):
 //!
 //! ```text
 //! # comments and blank lines are ignored
@@ -28,7 +28,7 @@ pub struct DialectOpts {
     /// thingsboard, azure, huawei, aws, or a dialect of a --dialect-file.
     #[arg(long, value_name = "NAME", default_value = "alibaba")]
     pub dialect: String,
-    /// Registers the dialects of FILE (see "Dialect files" in docs/cli.md);
+    /// Registers the dialects of FILE (see "Dialect files" in docs/caller.md);
     /// repeat for several files. --dialect then names one of them.
     #[arg(long, value_name = "FILE")]
     pub dialect_file: Vec<PathBuf>,
