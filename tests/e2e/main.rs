@@ -6,11 +6,18 @@
 mod common;
 
 mod caller;
+mod caller_c_dialects;
 mod examples;
 mod gateway;
 mod soak;
 
 fn main() {
     soak::maybe_device();
-    common::harness::main(crate::modules![caller, examples, gateway, soak])
+    common::harness::main(crate::modules![
+        caller,
+        caller_c_dialects,
+        examples,
+        gateway,
+        soak
+    ])
 }
