@@ -206,36 +206,50 @@ impl CallerCore {
     /// completes a call; the caller's own custom-topic request (MQTT 3.1.1) is
     /// recognised by its topic and payload, whenever it comes.
     pub(super) fn on_response(&self, topic: &str, payload: &[u8], retained: bool) {
-        // The id's level from the first dialect the topic is a response of; a
-        // topic malformed for one dialect may still be another's response.
-        let mut malformed = false;
-        let level = Dialect::all().find_map(|d| match d.parse_response(topic) {
-            Ok(r) => Some(r.message_id),
-            Err(dialect::TopicError::Malformed(_)) => {
-                malformed = true;
-                None
+        // The message id as each dialect the topic is a response of reads it
+        // (templates of different dialects may overlap: the call in flight
+        // decides); a topic malformed for one dialect may be another's response.
+        let (mut malformed, mut matched) = (false, false);
+        let mut ids = [0u64; 4];
+        let mut n = 0;
+        for d in Dialect::all() {
+            match d.parse_response(topic) {
+                Ok(r) => {
+                    matched = true;
+                    let (bare_id, _) = dialect::split_content_type(r.message_id);
+                    if let Some(id) = parse_message_id(bare_id) {
+                        if n < ids.len() && !ids[..n].contains(&id) {
+                            ids[n] = id;
+                            n += 1;
+                        }
+                    }
+                }
+                Err(dialect::TopicError::Malformed(_)) => malformed = true,
+                Err(dialect::TopicError::NoMatch) => {}
             }
-            Err(dialect::TopicError::NoMatch) => None,
-        });
-        let level = match level {
-            None if !malformed => return, // not a response topic at all
-            None => {
+        }
+        if !matched {
+            if malformed {
                 self.bump(CallerCounter::unknown_responses);
-                return debug!("malformed response topic ({} bytes) discarded", topic.len());
+                debug!("malformed response topic ({} bytes) discarded", topic.len());
             }
-            Some(l) => l,
-        };
+            return; // else not a response topic at all
+        }
         if retained {
             // Stored by the broker earlier, by anyone allowed to publish there.
             self.bump(CallerCounter::retained_responses);
             return debug!("retained message on a response topic discarded");
         }
-        let (bare_id, _) = dialect::split_content_type(level);
-        let Some(id) = parse_message_id(bare_id) else {
+        if n == 0 {
             self.bump(CallerCounter::unknown_responses);
             return;
-        };
+        }
         let mut st = self.state.lock();
+        let id = ids[..n]
+            .iter()
+            .copied()
+            .find(|id| st.pending.contains_key(id))
+            .unwrap_or(ids[0]);
         let Some(call) = st.pending.get_mut(&id) else {
             let what = st.finished(id);
             match what {

@@ -77,6 +77,36 @@ fn thingsboard_calls_reach_a_library_device_and_carry_no_status() {
     assert!(!r.to_json().contains("ReplyStatus"));
 }
 
+/// A registered dialect whose reply topic also parses as an Alibaba custom-topic
+/// one (`/ext/rrpc/{id}{topic}` reads `r` as the id): the call in flight decides.
+fn a_reply_topic_that_another_dialect_also_parses_completes_its_call() {
+    let d = rrpc::dialect::register(&rrpc::dialect::DialectConfig {
+        name: "overlap-reply",
+        request: "ovl/{dn}/{id}",
+        response: "/ext/rrpc/r/{id}",
+        ..Default::default()
+    })
+    .unwrap();
+    let b = Broker::mosquitto();
+    let dev = MqttClient::subscribed(b.port, "overlap-raw-device", "ovl/#");
+    let answer = std::thread::spawn(move || {
+        let m = dev
+            .next("ovl/dev1/", Duration::from_secs(10))
+            .expect("the request reaches the device");
+        let id = m.topic.rsplit_once('/').unwrap().1.to_string();
+        dev.publish(&format!("/ext/rrpc/r/{id}"), b"yes", false);
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let caller = device::caller(b.port, MqttVersion::V311);
+    let r = caller.call(&CallParams {
+        timeout_ms: Some(5000),
+        ..CallParams::new(d, "", "dev1", b"?")
+    });
+    assert_eq!(r.rrpc_code, Some(RrpcCode::Success), "{r:?}");
+    assert_eq!(r.payload.as_deref(), Some(&b"yes"[..]));
+    answer.join().unwrap();
+}
+
 fn dialects_that_name_a_method_need_it() {
     let b = Broker::mosquitto();
     let caller = device::caller(b.port, MqttVersion::V311);
@@ -95,6 +125,7 @@ pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
         azure_replies_carry_their_status_and_only_the_calls_own_id_completes_it needs ["mosquitto"],
         thingsboard_calls_reach_a_library_device_and_carry_no_status needs ["mosquitto"],
+        a_reply_topic_that_another_dialect_also_parses_completes_its_call needs ["mosquitto"],
         dialects_that_name_a_method_need_it needs ["mosquitto"],
     ]
 }
