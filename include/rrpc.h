@@ -2515,8 +2515,9 @@ typedef struct rrpc_caller_call_params {
      */
     uint32_t struct_size;
     /**
-     * RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with
-     * `custom_topic`, the Alibaba custom-topic dialect.
+     * Any dialect, built-in or registered (RRPC_DIALECT_ALIBABA by default);
+     * RRPC_DIALECT_ALIBABA with `custom_topic` is the Alibaba custom-topic
+     * dialect.
      */
     rrpc_dialect dialect;
     /**
@@ -2551,6 +2552,12 @@ typedef struct rrpc_caller_call_params {
      * documented `{messageId}` form.
      */
     int32_t content_type;
+    /**
+     * The method, service or command name, for dialects whose request topic
+     * carries one (RRPC_DIALECT_ALIBABA_SERVICE, RRPC_DIALECT_AZURE, or a
+     * registered dialect with `{name}`; required there), else NULL (default).
+     */
+    const char *name;
 } rrpc_caller_call_params;
 
 /**
@@ -2606,6 +2613,17 @@ typedef struct rrpc_response_view {
      * Length of `payload`.
      */
     size_t payload_len;
+    /**
+     * Whether `reply_status` is set: the reply came on a topic that carries a
+     * status (Azure direct methods' `$iothub/methods/res/{status}/...`, or a
+     * registered dialect with `{status}`).
+     */
+    bool has_reply_status;
+    /**
+     * The status of the device's reply topic (ReplyStatus, an extension of
+     * the RRpc API's response); 0 when `has_reply_status` is false.
+     */
+    uint16_t reply_status;
 } rrpc_response_view;
 
 /**
@@ -2749,7 +2767,7 @@ rrpc_status rrpc_caller_set_connection_callback(struct rrpc_caller *caller,
 
 /**
  * Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no custom
- * topic, empty payload, timeout 0 (set it), content_type -1.
+ * topic, empty payload, timeout 0 (set it), content_type -1, no name.
  *
  * @param[out] out_params  the struct to fill.
  * @param[in]  params_size `sizeof *out_params`.

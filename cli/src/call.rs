@@ -10,15 +10,18 @@ use rrpc::caller::{
 use rrpc::presence::PresenceTopics;
 use rrpc::{CallParams, Caller, CallerConfig, Dialect, RrpcCode, RrpcResponse};
 
+use crate::dialect_file::DialectOpts;
 use crate::{
-    local_response, Conn, DialectArg, EXIT_HALFCONN, EXIT_INVALID, EXIT_OFFLINE, EXIT_SYSTEM,
-    EXIT_TIMEOUT, EXIT_UNKNOWN,
+    local_response, Conn, EXIT_HALFCONN, EXIT_INVALID, EXIT_OFFLINE, EXIT_SYSTEM, EXIT_TIMEOUT,
+    EXIT_UNKNOWN,
 };
 
 pub const AFTER_HELP: &str = "\
 Output (stdout): the RRpc API's response, in JSON (one line) or XML, with the fields RequestId,
 Success, Code and ErrorMessage (when Success is false), MessageId, RrpcCode, PayloadBase64Byte
-(the device's reply, Base64). Errors are also explained in one line on stderr.
+(the device's reply, Base64), and ReplyStatus (an extension: the status of the device's reply
+topic, for dialects whose reply carries one, such as azure). Errors are also explained in one
+line on stderr.
 
 RrpcCode:
   SUCCESS   the device answered in time
@@ -46,7 +49,9 @@ Examples:
             --request-base64 aGVsbG8gd29ybGQ= --timeout 1000 --format xml
   rrpc call --port 1883 --product-key a1B2c3 --device-name dev1 --payload on --timeout 2000 \\
             --topic /a1B2c3/dev1/user/update                      # custom RRPC topic
-  rrpc call --port 1883 --dialect tencent --product-key PRODID --device-name test01 --payload x";
+  rrpc call --port 1883 --dialect tencent --product-key PRODID --device-name test01 --payload x
+  rrpc call --port 1883 --dialect azure --name reboot --payload '{}'
+  rrpc call --port 1883 --dialect-file acme.dialect --dialect acme --device-name dev1 --payload x";
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -62,11 +67,11 @@ pub enum Format {
 pub struct CallArgs {
     #[command(flatten)]
     pub conn: Conn,
-    /// ProductKey (Tencent: productId) of the device.
-    #[arg(long)]
+    /// ProductKey (Tencent: productId) of the device, for dialects whose topics carry one.
+    #[arg(long, default_value = "")]
     pub product_key: String,
-    /// DeviceName of the device.
-    #[arg(long)]
+    /// DeviceName of the device, for dialects whose topics carry one.
+    #[arg(long, default_value = "")]
     pub device_name: String,
     /// The request, as text.
     #[arg(long, value_name = "TEXT")]
@@ -74,13 +79,17 @@ pub struct CallArgs {
     /// The request, Base64-encoded (the API's RequestBase64Byte): for binary requests.
     #[arg(long, value_name = "B64")]
     pub request_base64: Option<String>,
-    /// How long to wait for the answer, in ms: 1000 to 8000. Required for alibaba;
-    /// tencent waits 4000 unless told otherwise.
+    /// How long to wait for the answer, in ms: 1000 to 8000 for alibaba and
+    /// alibaba-custom (required there); other dialects wait their default
+    /// (tencent 4000) unless told otherwise.
     #[arg(long, value_name = "MS")]
     pub timeout: Option<u32>,
-    /// Topic conventions of the device.
-    #[arg(long, value_enum, default_value_t = DialectArg::Alibaba)]
-    pub dialect: DialectArg,
+    #[command(flatten)]
+    pub dialect: DialectOpts,
+    /// The method, service or command name, for dialects whose request topic
+    /// carries one (alibaba-service, azure, or a --dialect-file dialect with {name}).
+    #[arg(long, value_name = "METHOD")]
+    pub name: Option<String>,
     /// Custom RRPC topic (Alibaba), such as /a1B2c3/dev1/user/update.
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
@@ -142,15 +151,19 @@ pub fn run(a: CallArgs) -> ExitCode {
         },
         (None, None) => unreachable!("clap requires one of --payload and --request-base64"),
     };
+    let dialect = match a.dialect.resolve() {
+        Ok(d) => d,
+        Err(e) => return fail(CODE_INVALID_PARAMETER, e, a.format),
+    };
     let params = CallParams {
-        dialect: a.dialect.dialect(),
+        dialect,
         product_key: &a.product_key,
         device_name: &a.device_name,
         payload: &payload,
         timeout_ms: a.timeout,
         custom_topic: a.topic.as_deref(),
         content_type: a.content_type,
-        name: None,
+        name: a.name.as_deref(),
     };
     let mut cfg = CallerConfig::new(a.conn.host.clone(), a.conn.port);
     cfg.mqtt.username = a.conn.username.clone();
@@ -172,7 +185,7 @@ pub fn run(a: CallArgs) -> ExitCode {
     // connect timeout plus the call timeout.
     let call_ms = params
         .timeout_ms
-        .unwrap_or_else(|| Dialect::Tencent.default_timeout_ms());
+        .unwrap_or_else(|| dialect.default_timeout_ms());
     let limit_ms = u64::from(cfg.mqtt.connect_timeout_ms) + u64::from(call_ms) + 3000;
     let format = a.format;
     std::thread::spawn(move || {

@@ -8,12 +8,13 @@ use clap::Args;
 use rrpc::presence::PresenceTopics;
 use rrpc::{Client, ClientConfig, ClientError, Dialect, Identity, Replier, Request};
 
-use crate::{signals, Conn, DialectArg, Secret, EXIT_INVALID, EXIT_SYSTEM};
+use crate::dialect_file::DialectOpts;
+use crate::{signals, Conn, Secret, EXIT_INVALID, EXIT_SYSTEM};
 
 pub const AFTER_HELP: &str = "\
 The device answers every request with its own payload (QoS 0), at once or after --delay-ms,
-and prints one line per request on stdout:
-  request <dialect> <pk>/<dn> id=<message id> len=<bytes>
+with status 200 where the dialect's reply topic carries one, and prints one line per request on stdout:
+  request <dialect> <pk>/<dn> id=<message id> len=<bytes>[ content-type=<n>][ name=<name>]
 It runs until SIGINT or SIGTERM, then disconnects cleanly.
 
 Presence (on unless --no-presence): the device publishes a retained `online <client-id>` on
@@ -28,22 +29,24 @@ Examples:
   rrpc device --port 1883 --product-key a1B2c3 --device-name dev1 --device-name dev2
   rrpc device --port 1883 --product-key a1B2c3 --device-name dev1 \\
               --dialect alibaba-custom --topic /a1B2c3/dev1/user/update
-  rrpc device --port 1883 --dialect tencent --product-key PRODID --device-name test01";
+  rrpc device --port 1883 --dialect tencent --product-key PRODID --device-name test01
+  rrpc device --port 1883 --dialect azure --device-name dev1
+  rrpc device --port 1883 --dialect-file acme.dialect --dialect acme --device-name dev1";
 
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct DeviceArgs {
     #[command(flatten)]
     pub conn: Conn,
-    /// ProductKey (Tencent: productId) of the devices.
-    #[arg(long)]
+    /// ProductKey (Tencent: productId) of the devices, for dialects whose topics carry one.
+    #[arg(long, default_value = "")]
     pub product_key: String,
     /// DeviceName to serve; repeat it to serve several devices on one connection.
     #[arg(long, required = true)]
     pub device_name: Vec<String>,
     /// Topic conventions (alibaba with --topic means alibaba-custom).
-    #[arg(long, value_enum, default_value_t = DialectArg::Alibaba)]
-    pub dialect: DialectArg,
+    #[command(flatten)]
+    pub dialect: DialectOpts,
     /// Custom RRPC topic (alibaba-custom), such as /a1B2c3/dev1/user/update.
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
@@ -166,17 +169,12 @@ impl Delayed {
 }
 
 fn dialect_and_topic(a: &DeviceArgs) -> Result<Dialect, String> {
-    match (a.dialect, &a.topic) {
-        (DialectArg::Alibaba, Some(_)) | (DialectArg::AlibabaCustom, Some(_)) => {
-            Ok(Dialect::AlibabaCustom)
-        }
-        (DialectArg::AlibabaCustom, None) => {
-            Err("--dialect alibaba-custom needs --topic".to_string())
-        }
-        (DialectArg::Tencent, Some(_)) => {
-            Err("--topic (custom RRPC topics) exists only for Alibaba".to_string())
-        }
-        (d, None) => Ok(d.dialect()),
+    let d = a.dialect.resolve()?;
+    match (d, &a.topic) {
+        (Dialect::AlibabaSystem | Dialect::AlibabaCustom, Some(_)) => Ok(Dialect::AlibabaCustom),
+        (d, None) if d.needs_custom_topic() => Err(format!("--dialect {d} needs --topic")),
+        (_, Some(_)) => Err("--topic (custom RRPC topics) exists only for Alibaba".to_string()),
+        (d, None) => Ok(d),
     }
 }
 
@@ -233,8 +231,9 @@ pub fn run(a: DeviceArgs) -> ExitCode {
                 .content_type
                 .map(|c| format!(" content-type={c}"))
                 .unwrap_or_default();
+            let name = req.name().map(|n| format!(" name={n}")).unwrap_or_default();
             println!(
-                "request {} {}/{} id={} len={}{ct}",
+                "request {} {}/{} id={} len={}{ct}{name}",
                 req.dialect,
                 req.product_key(),
                 req.device_name(),

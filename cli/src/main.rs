@@ -7,6 +7,7 @@ mod call;
 mod credentials;
 mod demo;
 mod device;
+mod dialect_file;
 mod json;
 mod jt808;
 mod jt808_terminal;
@@ -15,8 +16,8 @@ mod signals;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use rrpc::{Dialect, RrpcResponse};
+use clap::{Args, Parser, Subcommand};
+use rrpc::RrpcResponse;
 
 /// Exit statuses (documented in `rrpc call --help`).
 pub const EXIT_INVALID: u8 = 2;
@@ -203,27 +204,6 @@ impl std::str::FromStr for Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
-    }
-}
-
-/// The topic conventions, by their command-line names.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DialectArg {
-    /// Alibaba system topics /sys/{pk}/{dn}/rrpc/request/{id} (also Tuya's white label).
-    Alibaba,
-    /// Alibaba custom topic /ext/rrpc/{id}{topic} (needs --topic).
-    AlibabaCustom,
-    /// Tencent IoT Hub $rrpc/rxd/{productId}/{deviceName}/{processId} (not through rumqttd).
-    Tencent,
-}
-
-impl DialectArg {
-    pub fn dialect(self) -> Dialect {
-        match self {
-            DialectArg::Alibaba => Dialect::AlibabaSystem,
-            DialectArg::AlibabaCustom => Dialect::AlibabaCustom,
-            DialectArg::Tencent => Dialect::Tencent,
-        }
     }
 }
 

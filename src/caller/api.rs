@@ -67,6 +67,11 @@ pub struct RrpcResponse {
     pub rrpc_code: Option<RrpcCode>,
     /// The device's reply (SUCCESS only).
     pub payload: Option<Vec<u8>>,
+    /// The status the device's reply topic carried (`{status}` of dialects
+    /// such as Azure direct methods); `None` for dialects without one. An
+    /// extension of the RRpc API's response: `ReplyStatus` in JSON and XML,
+    /// present only when set.
+    pub reply_status: Option<u16>,
 }
 
 impl RrpcResponse {
@@ -82,6 +87,7 @@ impl RrpcResponse {
             message_id: None,
             rrpc_code: None,
             payload: None,
+            reply_status: None,
         }
     }
 
@@ -98,6 +104,7 @@ impl RrpcResponse {
             message_id,
             rrpc_code: Some(code),
             payload,
+            reply_status: None,
         }
     }
 
@@ -129,6 +136,9 @@ impl RrpcResponse {
         if let Some(p) = self.payload_base64() {
             f.push(format!("\"PayloadBase64Byte\":\"{p}\""));
         }
+        if let Some(s) = self.reply_status {
+            f.push(format!("\"ReplyStatus\":{s}"));
+        }
         format!("{{{}}}", f.join(","))
     }
 
@@ -153,6 +163,9 @@ impl RrpcResponse {
         }
         if let Some(p) = self.payload_base64() {
             el("PayloadBase64Byte", &p);
+        }
+        if let Some(s) = self.reply_status {
+            el("ReplyStatus", &s.to_string());
         }
         x.push_str("</RRpcResponse>\n");
         x
@@ -218,7 +231,8 @@ fn mix64(mut z: u64) -> u64 {
 /// [`decode_request_base64`] for the API's `RequestBase64Byte`).
 #[derive(Clone, Debug)]
 pub struct CallParams<'a> {
-    /// `AlibabaSystem` or `Tencent`; with `custom_topic`, the Alibaba custom-topic dialect is used.
+    /// Any dialect, built-in or registered; `AlibabaSystem` with `custom_topic`
+    /// is the Alibaba custom-topic dialect.
     pub dialect: Dialect,
     pub product_key: &'a str,
     pub device_name: &'a str,

@@ -18,7 +18,9 @@ pub(super) struct PendingCall {
     pub device: DeviceKey,
     pub deadline_ms: u64,
     /// The one topic the device's reply may come on (its own response topic,
-    /// with the request's whole message-id level).
+    /// with the request's whole message-id level). For a dialect whose reply
+    /// carries a status, a NUL (never in a topic) stands where the status goes:
+    /// see [`PendingCall::reply_matches`].
     pub response_topic: Box<str>,
     /// The response filter the call needs (its subscription stays while used).
     pub filter: Box<str>,
@@ -31,6 +33,23 @@ pub(super) struct PendingCall {
     /// The request, until it could be published (waiting for a SUBACK).
     pub unsent: Option<Outgoing>,
     pub done: Completion,
+}
+
+impl PendingCall {
+    /// Whether `topic` is this call's reply topic: `Some(None)` when it is the
+    /// expected topic exactly, `Some(Some(status))` when it is with a status
+    /// (1 to 5 digits, at most 65535) where the dialect puts one, `None` when
+    /// it is some other topic.
+    pub fn reply_matches(&self, topic: &str) -> Option<Option<u16>> {
+        let Some((pre, post)) = self.response_topic.split_once('\0') else {
+            return (*self.response_topic == *topic).then_some(None);
+        };
+        let mid = topic.strip_prefix(pre)?.strip_suffix(post)?;
+        if mid.is_empty() || mid.len() > 5 || !mid.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        mid.parse::<u16>().ok().map(Some)
+    }
 }
 
 /// A request to publish: the call, topic, payload and Message Expiry Interval
@@ -306,6 +325,7 @@ impl State {
         id: u64,
         code: RrpcCode,
         payload: Option<Vec<u8>>,
+        reply_status: Option<u16>,
     ) -> Option<(Completion, RrpcResponse)> {
         let call = self.pending.remove(&id)?;
         self.deadlines.remove(&(call.deadline_ms, id));
@@ -331,7 +351,9 @@ impl State {
                 _ => Finished::Other,
             },
         );
-        Some((call.done, RrpcResponse::done(Some(id), code, payload)))
+        let mut r = RrpcResponse::done(Some(id), code, payload);
+        r.reply_status = reply_status;
+        Some((call.done, r))
     }
 
     /// Ends every call in flight with `code`.
@@ -347,7 +369,7 @@ impl State {
         code: RrpcCode,
     ) -> Vec<(Completion, RrpcResponse)> {
         ids.into_iter()
-            .filter_map(|id| self.finish(id, code, None))
+            .filter_map(|id| self.finish(id, code, None, None))
             .collect()
     }
 }
@@ -355,6 +377,35 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call_expecting(topic: &str) -> PendingCall {
+        PendingCall {
+            device: DeviceKey(String::new(), String::new()),
+            deadline_ms: 0,
+            response_topic: topic.into(),
+            filter: "".into(),
+            echo: None,
+            bytes: 0,
+            unsent: None,
+            done: Box::new(|_| {}),
+        }
+    }
+
+    #[test]
+    fn a_reply_matches_its_exact_topic_or_with_a_status_where_the_dialect_has_one() {
+        let c = call_expecting("/sys/pk/dn/rrpc/response/7");
+        assert_eq!(c.reply_matches("/sys/pk/dn/rrpc/response/7"), Some(None));
+        assert_eq!(c.reply_matches("/sys/pk/dn2/rrpc/response/7"), None);
+        let c = call_expecting("$iothub/methods/res/\0/?$rid=7");
+        assert_eq!(
+            c.reply_matches("$iothub/methods/res/404/?$rid=7"),
+            Some(Some(404))
+        );
+        assert_eq!(c.reply_matches("$iothub/methods/res/200/?$rid=8"), None);
+        assert_eq!(c.reply_matches("$iothub/methods/res//?$rid=7"), None);
+        assert_eq!(c.reply_matches("$iothub/methods/res/x1/?$rid=7"), None);
+        assert_eq!(c.reply_matches("$iothub/methods/res/99999/?$rid=7"), None);
+    }
 
     #[test]
     fn bounded_map_evicts_the_entry_updated_longest_ago() {

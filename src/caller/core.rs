@@ -178,7 +178,7 @@ impl CallerCore {
                 continue;
             };
             if refused || !self.publish_request(out) {
-                done.extend(st.finish(id, RrpcCode::Unknown, None));
+                done.extend(st.finish(id, RrpcCode::Unknown, None, None));
             }
         }
         if refused {
@@ -206,30 +206,50 @@ impl CallerCore {
     /// completes a call; the caller's own custom-topic request (MQTT 3.1.1) is
     /// recognised by its topic and payload, whenever it comes.
     pub(super) fn on_response(&self, topic: &str, payload: &[u8], retained: bool) {
-        let level = Dialect::all().find_map(|d| match d.parse_response(topic) {
-            Ok(r) => Some(Ok(r.message_id)),
-            Err(dialect::TopicError::Malformed(_)) => Some(Err(())),
-            Err(dialect::TopicError::NoMatch) => None,
-        });
-        let level = match level {
-            None => return, // not a response topic at all
-            Some(Err(())) => {
-                self.bump(CallerCounter::unknown_responses);
-                return debug!("malformed response topic ({} bytes) discarded", topic.len());
+        // The message id as each dialect the topic is a response of reads it
+        // (templates of different dialects may overlap: the call in flight
+        // decides); a topic malformed for one dialect may be another's response.
+        let (mut malformed, mut matched) = (false, false);
+        let mut ids = [0u64; 4];
+        let mut n = 0;
+        for d in Dialect::all() {
+            match d.parse_response(topic) {
+                Ok(r) => {
+                    matched = true;
+                    let (bare_id, _) = dialect::split_content_type(r.message_id);
+                    if let Some(id) = parse_message_id(bare_id) {
+                        if n < ids.len() && !ids[..n].contains(&id) {
+                            ids[n] = id;
+                            n += 1;
+                        }
+                    }
+                }
+                Err(dialect::TopicError::Malformed(_)) => malformed = true,
+                Err(dialect::TopicError::NoMatch) => {}
             }
-            Some(Ok(l)) => l,
-        };
+        }
+        if !matched {
+            if malformed {
+                self.bump(CallerCounter::unknown_responses);
+                debug!("malformed response topic ({} bytes) discarded", topic.len());
+            }
+            return; // else not a response topic at all
+        }
         if retained {
             // Stored by the broker earlier, by anyone allowed to publish there.
             self.bump(CallerCounter::retained_responses);
             return debug!("retained message on a response topic discarded");
         }
-        let (bare_id, _) = dialect::split_content_type(level);
-        let Some(id) = parse_message_id(bare_id) else {
+        if n == 0 {
             self.bump(CallerCounter::unknown_responses);
             return;
-        };
+        }
         let mut st = self.state.lock();
+        let id = ids[..n]
+            .iter()
+            .copied()
+            .find(|id| st.pending.contains_key(id))
+            .unwrap_or(ids[0]);
         let Some(call) = st.pending.get_mut(&id) else {
             let what = st.finished(id);
             match what {
@@ -243,16 +263,16 @@ impl CallerCore {
             }
             return;
         };
-        if *call.response_topic != *topic {
+        let Some(reply_status) = call.reply_matches(topic) else {
             drop(st);
             self.bump(CallerCounter::mismatched_responses);
             return debug!("a message with the id of call {id} on another device's topic or with another ContentType; discarded");
-        }
+        };
         if call.echo.is_some_and(|h| h == self.echo_hash(payload)) {
             call.echo = None; // the caller's own request, back from the broker
             return;
         }
-        let done = st.finish(id, RrpcCode::Success, Some(payload.to_vec()));
+        let done = st.finish(id, RrpcCode::Success, Some(payload.to_vec()), reply_status);
         drop(st);
         self.complete(done.into_iter().collect());
     }
@@ -485,7 +505,7 @@ pub(super) async fn expire_calls(inner: Arc<CallerCore>, mut stop: watch::Receiv
             if d >= now {
                 break;
             }
-            if let Some(x) = st.finish(id, RrpcCode::Timeout, None) {
+            if let Some(x) = st.finish(id, RrpcCode::Timeout, None, None) {
                 done.push(x);
             }
         }

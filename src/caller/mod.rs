@@ -287,7 +287,10 @@ impl Caller {
             ));
         }
         let mut st = inner.state.lock();
+        // Presence names devices by product key and device name: a
+        // per-connection dialect's call names no device it could be about.
         if inner.cfg.presence.is_some()
+            && !dialect.per_connection()
             && st.presence.online(p.product_key, p.device_name) == Some(false)
         {
             drop(st);
@@ -333,12 +336,13 @@ impl Caller {
             status: None,
         };
         let request_topic = dialect.request_topic_with(&ident, &vars);
-        let response_topic = dialect.response_topic_with(&ident, &vars);
+        let response_topic = expected_reply_topic(dialect, &ident, &vars);
         let filter = dialect.response_wildcard(p.custom_topic);
         let deadline_ms = now_ms() + u64::from(timeout);
-        // On MQTT 3.1.1 a custom-topic request comes back to the caller on its
-        // reply's topic; No Local keeps it away on MQTT 5.
-        let echo = (dialect == Dialect::AlibabaCustom
+        // On MQTT 3.1.1 a request whose reply goes out on its own topic
+        // (custom topics, Alibaba service calls) comes back to the caller; No
+        // Local keeps it away on MQTT 5.
+        let echo = (dialect.replies_on_request_topic()
             && inner.cfg.mqtt.protocol != MqttVersion::V5)
             .then(|| inner.echo_hash(p.payload));
         let mut call = PendingCall {
@@ -430,6 +434,22 @@ impl Caller {
             .lock()
             .presence
             .online(product_key, device_name)
+    }
+}
+
+/// The topic a call's reply comes on. A reply's status is the device's: a NUL,
+/// which no topic holds, marks its place (see `PendingCall::reply_matches`),
+/// found as where the topics rendered with status 0 and 1 first differ.
+fn expected_reply_topic(d: Dialect, ident: &Identity<'_>, vars: &dialect::Vars<'_>) -> String {
+    let with = |status| d.response_topic_with(ident, &dialect::Vars { status, ..*vars });
+    let zero = with(Some(0));
+    if !d.has_status() {
+        return zero;
+    }
+    let one = with(Some(1));
+    match zero.bytes().zip(one.bytes()).position(|(a, b)| a != b) {
+        Some(at) => format!("{}\0{}", &zero[..at], &zero[at + 1..]),
+        None => zero,
     }
 }
 

@@ -140,8 +140,9 @@ pub struct rrpc_caller_call_params {
     /// The size of this struct as the application knows it; set by
     /// `rrpc_caller_call_params_init`.
     pub struct_size: u32,
-    /// RRPC_DIALECT_ALIBABA (default) or RRPC_DIALECT_TENCENT; with
-    /// `custom_topic`, the Alibaba custom-topic dialect.
+    /// Any dialect, built-in or registered (RRPC_DIALECT_ALIBABA by default);
+    /// RRPC_DIALECT_ALIBABA with `custom_topic` is the Alibaba custom-topic
+    /// dialect.
     pub dialect: rrpc_dialect_raw,
     /// ProductKey (Tencent: product id). Required.
     pub product_key: *const c_char,
@@ -161,6 +162,10 @@ pub struct rrpc_caller_call_params {
     /// (see `rrpc_request.content_type`); without one the topic is the plain
     /// documented `{messageId}` form.
     pub content_type: i32,
+    /// The method, service or command name, for dialects whose request topic
+    /// carries one (RRPC_DIALECT_ALIBABA_SERVICE, RRPC_DIALECT_AZURE, or a
+    /// registered dialect with `{name}`; required there), else NULL (default).
+    pub name: *const c_char,
 }
 
 /// A response's fields (`rrpc_response_get_view`). Pointers belong to the
@@ -186,6 +191,13 @@ pub struct rrpc_response_view {
     pub payload: *const u8,
     /// Length of `payload`.
     pub payload_len: usize,
+    /// Whether `reply_status` is set: the reply came on a topic that carries a
+    /// status (Azure direct methods' `$iothub/methods/res/{status}/...`, or a
+    /// registered dialect with `{status}`).
+    pub has_reply_status: rrpc_bool,
+    /// The status of the device's reply topic (ReplyStatus, an extension of
+    /// the RRpc API's response); 0 when `has_reply_status` is false.
+    pub reply_status: u16,
 }
 
 /// An `rrpc_code` as the library writes it.
@@ -243,6 +255,7 @@ settings!(rrpc_caller_call_params {
     payload_len,
     timeout_ms,
     content_type,
+    name,
 } defaults {
     dialect: Dialect::AlibabaSystem.to_u32(),
     content_type: -1,
@@ -258,6 +271,8 @@ sized_fields!(rrpc_response_view {
     code,
     payload,
     payload_len,
+    has_reply_status,
+    reply_status,
 });
 
 /// Receives a call's response, exactly once. `response` is valid only during the
@@ -408,7 +423,7 @@ pub extern "C" fn rrpc_caller_set_connection_callback(
 }
 
 /// Fills `out_params` with the defaults: RRPC_DIALECT_ALIBABA, no custom
-/// topic, empty payload, timeout 0 (set it), content_type -1.
+/// topic, empty payload, timeout 0 (set it), content_type -1, no name.
 ///
 /// @param[out] out_params  the struct to fill.
 /// @param[in]  params_size `sizeof *out_params`.
@@ -448,7 +463,7 @@ fn with_params<T>(
         payload: unsafe { arg_bytes(p.payload, p.payload_len, "params->payload") }?,
         timeout_ms: (p.timeout_ms != 0).then_some(p.timeout_ms),
         content_type: u32::try_from(p.content_type).ok(),
-        name: None,
+        name: unsafe { arg_opt_str(p.name, "params->name") }?,
     };
     if p.content_type < -1 {
         return Err(Failure::new(
@@ -576,6 +591,8 @@ pub extern "C" fn rrpc_response_get_view(
                 .map_or(rrpc_code::RRPC_CODE_NONE as u32, |c| c as u32),
             payload: bytes_ptr(payload),
             payload_len: payload.len(),
+            has_reply_status: u8::from(r.r.reply_status.is_some()),
+            reply_status: r.r.reply_status.unwrap_or(0),
         };
         // SAFETY: `view_size` writable bytes per the documented contract.
         unsafe { write_output(&view, out_view, view_size, "out_view") }

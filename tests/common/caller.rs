@@ -137,6 +137,40 @@ impl Caller {
         self.call_topic(&dialect.request_topic(&ident, &id), &id, payload, timeout)
     }
 
+    /// Subscribes the response wildcard of `dialect` (the `$` topics of Tencent,
+    /// Azure, Huawei and AWS through Mosquitto only).
+    pub fn watch(&self, dialect: Dialect) {
+        self.subscribe(&dialect.response_wildcard(None));
+    }
+
+    /// Calls a device of `dialect` with a fresh message id and the method
+    /// `name` (for dialects whose request topic carries one); AWS requests say
+    /// they are JSON.
+    pub fn call_named(
+        &self,
+        dialect: Dialect,
+        pk: &str,
+        dn: &str,
+        name: Option<&str>,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        let id = message_id();
+        let ident = dialect::Identity {
+            product_key: pk,
+            device_name: dn,
+            custom_topic: None,
+        };
+        let vars = dialect::Vars {
+            id: &id,
+            name,
+            format: Some("json"),
+            status: None,
+        };
+        let topic = dialect.request_topic_with(&ident, &vars);
+        self.call_topic(&topic, &id, payload, timeout)
+    }
+
     /// Calls the Alibaba system-topic device `pk/dn` with a fresh message id.
     pub fn call_system(
         &self,
@@ -193,12 +227,13 @@ impl Caller {
     }
 }
 
-/// The message id of a response topic of any dialect, and whether it is a
-/// custom-topic one.
+/// The message id of a response topic of any dialect, and whether the
+/// dialect replies on the request's own topic (custom topics, Alibaba service
+/// calls), so that the caller's own request comes back first.
 fn response_id(topic: &str) -> Option<(String, bool)> {
     for d in Dialect::all() {
         if let Ok(p) = d.parse_response(topic) {
-            return Some((p.message_id.to_string(), d == Dialect::AlibabaCustom));
+            return Some((p.message_id.to_string(), d.replies_on_request_topic()));
         }
     }
     None

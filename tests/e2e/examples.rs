@@ -104,6 +104,32 @@ fn echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect() {
             dev4.expect_stderr("connected", READY);
             let r = caller.call_topic("$rrpc/rxd/xxx/test01/41440", "41440", b"ok", WAIT);
             assert_eq!(r.as_deref(), Some(&b"ok"[..]), "{}", dev4.transcript());
+
+            // The clouds added as data, through the C API's rrpc_dialect_from_name
+            // (the `$` topics of Azure, Huawei and AWS: Mosquitto only).
+            for (d, name) in [
+                (Dialect::AlibabaService, Some("setLight")),
+                (Dialect::ThingsBoard, None),
+                (Dialect::Azure, Some("reboot")),
+                (Dialect::Huawei, None),
+                (Dialect::Aws, None),
+            ] {
+                caller.watch(d);
+                let mut dev =
+                    echo_device(&broker, &["--dialect", d.name(), "--device-name", "nd1"]);
+                dev.expect_stderr("connected", READY);
+                for (what, p) in payloads() {
+                    let r = caller.call_named(d, PK, "nd1", name, &p, WAIT);
+                    assert_eq!(
+                        r.as_deref().map(<[u8]>::len),
+                        Some(p.len()),
+                        "{d} {what}: no or wrong-size answer\n{}",
+                        dev.transcript()
+                    );
+                    assert!(r.unwrap() == p, "{d} {what}: payload changed");
+                }
+                dev.terminate();
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod caller;
+mod caller_c_dialects;
 mod examples;
 mod gateway;
 mod peers;
@@ -14,5 +15,12 @@ mod soak;
 
 fn main() {
     soak::maybe_device();
-    common::harness::main(crate::modules![caller, examples, gateway, peers, soak])
+    common::harness::main(crate::modules![
+        caller,
+        caller_c_dialects,
+        examples,
+        gateway,
+        peers,
+        soak
+    ])
 }

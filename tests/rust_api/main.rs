@@ -8,6 +8,7 @@ mod common;
 
 mod acl;
 mod caller;
+mod caller_dialects;
 mod caller_trust;
 mod content_type;
 mod envelopes;
@@ -23,6 +24,7 @@ fn main() {
     common::harness::main(crate::modules![
         acl,
         caller,
+        caller_dialects,
         caller_trust,
         content_type,
         envelopes,

@@ -11,24 +11,24 @@ use crate::common;
 use crate::common::{strings, Broker, Proc};
 use crate::rrpc;
 
-const PK: &str = "a1CliPk";
-const READY: Duration = Duration::from_secs(20);
+pub(crate) const PK: &str = "a1CliPk";
+pub(crate) const READY: Duration = Duration::from_secs(20);
 
 /// What a finished `rrpc` run left.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
+pub(crate) struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
 }
 
 impl Run {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout.trim())
             .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.show()))
     }
 
-    fn show(&self) -> String {
+    pub(crate) fn show(&self) -> String {
         format!(
             "exit {:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.code, self.elapsed, self.stdout, self.stderr
@@ -37,7 +37,7 @@ impl Run {
 }
 
 /// Runs `rrpc args...` to its end, killing it (by PID) if it runs past `limit`.
-fn run_limited(args: &[String], limit: Duration) -> Run {
+pub(crate) fn run_limited(args: &[String], limit: Duration) -> Run {
     let started = Instant::now();
     let mut child = Command::new(rrpc())
         .args(args)
@@ -81,7 +81,7 @@ fn run_limited(args: &[String], limit: Duration) -> Run {
 
 /// The arguments of `rrpc {cmd}` (`call` or `device`) for the device `dn` of [`PK`]
 /// on the broker on `port`, then `extra`.
-fn args_for(cmd: &str, port: u16, dn: &str, extra: &[&str]) -> Vec<String> {
+pub(crate) fn args_for(cmd: &str, port: u16, dn: &str, extra: &[&str]) -> Vec<String> {
     let port = port.to_string();
     let mut a = strings(&[cmd, "--host", "127.0.0.1", "--port", &port]);
     a.extend(strings(&["--product-key", PK, "--device-name", dn]));
@@ -96,7 +96,7 @@ fn call_to(port: u16, dn: &str, extra: &[&str]) -> Run {
 }
 
 /// `rrpc device` on the broker on `port`, once it says it is connected.
-fn rrpc_device(port: u16, extra: &[&str]) -> Proc {
+pub(crate) fn rrpc_device(port: u16, extra: &[&str]) -> Proc {
     let mut a = strings(&["device", "--host", "127.0.0.1", "--port"]);
     a.push(port.to_string());
     a.extend(strings(&["--product-key", PK]));

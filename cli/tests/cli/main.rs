@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 mod commands;
+mod dialects;
 mod jt808;
 mod jt808_e2e;
 mod jt808_terminal;
@@ -18,5 +19,11 @@ fn rrpc() -> PathBuf {
 }
 
 fn main() {
-    common::harness::main(crate::modules![commands, jt808, jt808_e2e, jt808_terminal])
+    common::harness::main(crate::modules![
+        commands,
+        dialects,
+        jt808,
+        jt808_e2e,
+        jt808_terminal
+    ])
 }

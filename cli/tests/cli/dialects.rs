@@ -1,0 +1,126 @@
+//! `rrpc device --dialect X` answers `rrpc call --dialect X` through Mosquitto
+//! for the clouds added as data (Alibaba service calls, ThingsBoard, Azure,
+//! Huawei, AWS), and for a dialect of a `--dialect-file` on both sides.
+
+use std::time::Duration;
+
+use crate::commands::{args_for, rrpc_device, run_limited, Run};
+use crate::common::{scratch_dir, Broker};
+
+/// `rrpc call` of `dialect` to `dn` with `extra`, answered by an `rrpc device`
+/// of the same dialect started with `device_extra`, on the broker on `port`.
+fn call_through(
+    port: u16,
+    dialect: &[&str],
+    dn: &str,
+    extra: &[&str],
+    device_extra: &[&str],
+) -> Run {
+    let mut dev_args = dialect.to_vec();
+    dev_args.extend(["--device-name", dn, "--no-presence"]);
+    dev_args.extend(device_extra);
+    let mut dev = rrpc_device(port, &dev_args);
+    let mut call = dialect.to_vec();
+    call.extend(["--payload", "hello", "--timeout", "5000"]);
+    call.extend(extra);
+    let r = run_limited(&args_for("call", port, dn, &call), Duration::from_secs(30));
+    let name = dialect[dialect.len() - 1];
+    assert_eq!(
+        dev.wait_stdout_lines(&format!("request {name} "), 1, Duration::from_secs(5)),
+        1,
+        "{}\n{}",
+        r.show(),
+        dev.transcript()
+    );
+    dev.terminate();
+    r
+}
+
+fn assert_echoed(r: &Run) {
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let v = r.json();
+    assert_eq!(v["RrpcCode"], "SUCCESS", "{v}");
+    assert_eq!(v["PayloadBase64Byte"], "aGVsbG8=", "{v}");
+}
+
+fn each_new_builtin_dialect_answers_through_mosquitto() {
+    let b = Broker::mosquitto();
+    for (dialect, name) in [
+        ("alibaba-service", Some("setLight")),
+        ("thingsboard", None),
+        ("azure", Some("reboot")),
+        ("huawei", None),
+        ("aws", None),
+    ] {
+        let mut extra = Vec::new();
+        if let Some(n) = name {
+            extra.extend(["--name", n]);
+        }
+        let r = call_through(b.port, &["--dialect", dialect], "dev1", &extra, &[]);
+        assert_echoed(&r);
+        let v = r.json();
+        if dialect == "azure" {
+            assert_eq!(v["ReplyStatus"], 200, "{v}");
+        } else {
+            assert!(v.get("ReplyStatus").is_none(), "{dialect}: {v}");
+        }
+    }
+}
+
+fn a_dialect_file_serves_both_sides() {
+    let dir = scratch_dir("cli-dialect-file");
+    let file = dir.join("acme.dialect");
+    std::fs::write(
+        &file,
+        "# Acme's devices\n[acme-e2e]\nrequest = acme/{pk}/{dn}/rpc/{id}/{name}\n\
+         response = acme/{pk}/{dn}/rpc/{id}/res/{status}\ntimeout_ms = 3000\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let b = Broker::mosquitto();
+    let r = call_through(
+        b.port,
+        &["--dialect-file", f, "--dialect", "acme-e2e"],
+        "dev1",
+        &["--name", "blink"],
+        &[],
+    );
+    assert_echoed(&r);
+    assert_eq!(r.json()["ReplyStatus"], 200, "{}", r.show());
+
+    // A broken file: the call names the file, the line and the field.
+    std::fs::write(
+        &file,
+        "[acme-e2e-bad]\nrequest = x/{idd}\nresponse = y/{id}\n",
+    )
+    .unwrap();
+    let r = run_limited(
+        &args_for(
+            "call",
+            b.port,
+            "dev1",
+            &[
+                "--dialect-file",
+                f,
+                "--dialect",
+                "acme-e2e-bad",
+                "--payload",
+                "x",
+            ],
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(
+        r.stderr.contains(&format!("{f}:2: request: ")) && r.stderr.contains("{idd}"),
+        "{}",
+        r.show()
+    );
+}
+
+pub fn tests() -> Vec<crate::common::Test> {
+    crate::tests![
+        each_new_builtin_dialect_answers_through_mosquitto needs ["mosquitto"],
+        a_dialect_file_serves_both_sides needs ["mosquitto"],
+    ]
+}
