@@ -13,7 +13,8 @@ use crate::{signals, Conn, Secret, EXIT_INVALID, EXIT_SYSTEM};
 
 pub const AFTER_HELP: &str = "\
 The device answers every request with its own payload (QoS 0), at once or after --delay-ms,
-with status 200 where the dialect's reply topic carries one, and prints one line per request on stdout:
+with status --reply-status (200 by default) where the dialect's reply topic carries one, and
+prints one line per request on stdout:
   request <dialect> <pk>/<dn> id=<message id> len=<bytes>[ content-type=<n>][ name=<name>]
 It runs until SIGINT or SIGTERM, then disconnects cleanly.
 
@@ -30,7 +31,7 @@ Examples:
   rrpc device --port 1883 --product-key a1B2c3 --device-name dev1 \\
               --dialect alibaba-custom --topic /a1B2c3/dev1/user/update
   rrpc device --port 1883 --dialect tencent --product-key PRODID --device-name test01
-  rrpc device --port 1883 --dialect azure --device-name dev1
+  rrpc device --port 1883 --dialect azure --device-name dev1 --reply-status 404
   rrpc device --port 1883 --dialect-file acme.dialect --dialect acme --device-name dev1";
 
 #[derive(Args, Debug)]
@@ -47,6 +48,10 @@ pub struct DeviceArgs {
     /// Topic conventions (alibaba with --topic means alibaba-custom).
     #[command(flatten)]
     pub dialect: DialectOpts,
+    /// The status of every reply, for dialects whose reply topic carries one
+    /// (azure, or a --dialect-file dialect with {status}): 100 to 599. Default 200.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub reply_status: Option<u16>,
     /// Custom RRPC topic (alibaba-custom), such as /a1B2c3/dev1/user/update.
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
@@ -152,14 +157,17 @@ struct Delayed {
     tx: mpsc::Sender<(Instant, u64, Vec<u8>)>,
 }
 
+/// The status every reply of `rrpc device` carries (`--reply-status`).
+type Status = Option<u16>;
+
 impl Delayed {
-    fn start(replier: Replier) -> Delayed {
+    fn start(replier: Replier, status: Status) -> Delayed {
         let (tx, rx) = mpsc::channel::<(Instant, u64, Vec<u8>)>();
         std::thread::spawn(move || {
             // Ends when the handler (and with it the sender) is dropped.
             for (due, token, payload) in rx {
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                if let Err(e) = replier.reply(token, &payload) {
+                if let Err(e) = replier.reply_with_status(token, status, &payload) {
                     eprintln!("rrpc device: delayed reply failed: {e}");
                 }
             }
@@ -223,7 +231,8 @@ pub fn run(a: DeviceArgs) -> ExitCode {
         }
     }
     let replier = client.replier();
-    let delayed = (a.delay_ms > 0).then(|| Delayed::start(replier.clone()));
+    let status = a.reply_status;
+    let delayed = (a.delay_ms > 0).then(|| Delayed::start(replier.clone(), status));
     let delay = Duration::from_millis(a.delay_ms);
     client
         .set_handler(Some(Box::new(move |req: &Request<'_>| {
@@ -246,7 +255,7 @@ pub fn run(a: DeviceArgs) -> ExitCode {
                         .map_err(|_| "the reply thread ended".to_string())
                 }
                 None => replier
-                    .reply(req.token, req.payload)
+                    .reply_with_status(req.token, status, req.payload)
                     .map_err(|e| e.to_string()),
             };
             if let Err(e) = sent {

@@ -67,6 +67,19 @@ fn each_new_builtin_dialect_answers_through_mosquitto() {
     }
 }
 
+fn an_azure_reply_status_comes_back_as_reply_status() {
+    let b = Broker::mosquitto();
+    let r = call_through(
+        b.port,
+        &["--dialect", "azure"],
+        "dev1",
+        &["--name", "reboot"],
+        &["--reply-status", "404"],
+    );
+    assert_echoed(&r);
+    assert_eq!(r.json()["ReplyStatus"], 404, "{}", r.show());
+}
+
 fn a_dialect_file_serves_both_sides() {
     let dir = scratch_dir("cli-dialect-file");
     let file = dir.join("acme.dialect");
@@ -121,6 +134,7 @@ fn a_dialect_file_serves_both_sides() {
 pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
         each_new_builtin_dialect_answers_through_mosquitto needs ["mosquitto"],
+        an_azure_reply_status_comes_back_as_reply_status needs ["mosquitto"],
         a_dialect_file_serves_both_sides needs ["mosquitto"],
     ]
 }
