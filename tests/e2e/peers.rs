@@ -161,7 +161,8 @@ fn json_method(payload: &[u8]) -> String {
 
 /// A library device client on Mosquitto at `port` serving one device of `dialect`
 /// (per connection: no product key or device name) that answers every request with
-/// `{"method":<Request::name(), else the payload's "method">,"by":"librrpc"}` and hands
+/// `{"method":<Request::name(), else the payload's "method">,"by":"librrpc"}` (status 202
+/// where the dialect carries one) and hands
 /// each request's name and payload to the returned channel; started.
 fn library_device(port: u16, dialect: Dialect) -> (Client, mpsc::Receiver<Seen>) {
     let client = Client::new(client_config(port, MqttVersion::V311)).expect("a client");
@@ -175,7 +176,7 @@ fn library_device(port: u16, dialect: Dialect) -> (Client, mpsc::Receiver<Seen>)
             let name = req.name().map(str::to_string);
             let method = name.clone().unwrap_or_else(|| json_method(req.payload));
             let reply = format!(r#"{{"method":"{method}","by":"librrpc"}}"#);
-            let _ = replier.reply(req.token, reply.as_bytes());
+            let _ = replier.reply_with_status(req.token, Some(202), reply.as_bytes());
             let _ = tx.send((name, req.payload.to_vec()));
         })))
         .expect("set the handler");
@@ -268,7 +269,7 @@ fn azure_device_sdk_answers_the_library_caller_over_tls() {
 /// (`iothub/pipeline/mqtt_topic_iothub.py` `get_method_name_from_topic`,
 /// `get_method_request_id_from_topic`), reply on `$iothub/methods/res/{status}/?$rid={rid}`
 /// (`get_method_topic_for_publish`, as `IoTHubDeviceClient.send_method_response` sends
-/// it). `Client` has no reply with a status yet, so the reply is the default 200.
+/// it), with the status the device gave.
 fn library_device_answers_an_azure_direct_method() {
     let broker = Broker::mosquitto();
     let (_device, requests) = library_device(broker.port, Dialect::Azure);
@@ -282,7 +283,7 @@ fn library_device_answers_an_azure_direct_method() {
     let reply = tap
         .next("$iothub/methods/res/", WAIT)
         .expect("a reply from the library device");
-    assert_eq!(reply.topic, "$iothub/methods/res/200/?$rid=1f");
+    assert_eq!(reply.topic, "$iothub/methods/res/202/?$rid=1f");
     assert_eq!(
         String::from_utf8_lossy(&reply.payload),
         r#"{"method":"reboot","by":"librrpc"}"#
