@@ -43,11 +43,14 @@ static void on_request(void *user_data, rrpc_client *client, const rrpc_request 
 {
     (void)user_data;
     if (!quiet) {
-        printf("request %s %s/%s id=%s len=%zu",
-               req->dialect == RRPC_DIALECT_TENCENT ? "tencent"
-               : req->dialect == RRPC_DIALECT_ALIBABA_CUSTOM ? "alibaba-custom" : "alibaba",
-               req->product_key, req->device_name, req->message_id, req->payload_len);
+        char dialect[64];
+        if (rrpc_dialect_name(req->dialect, dialect, sizeof dialect, NULL) != RRPC_STATUS_OK)
+            snprintf(dialect, sizeof dialect, "%u", (unsigned)req->dialect);
+        printf("request %s %s/%s id=%s len=%zu", dialect, req->product_key, req->device_name,
+               req->message_id, req->payload_len);
         if (req->content_type >= 0) printf(" ct=%d", (int)req->content_type);
+        /* The method, service or command name of the dialects that carry one (1.1). */
+        if (RRPC_HAS_FIELD(req, rrpc_request, name) && req->name) printf(" name=%s", req->name);
         printf("\n");
     }
     if (!quiet) fflush(stdout);
@@ -91,7 +94,7 @@ static int fail_free(rrpc_client *client, const char *what, rrpc_status st)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: echo_device --host H --port P --dialect alibaba|alibaba-custom|tencent\n"
+            "usage: echo_device --host H --port P --dialect NAME (alibaba, tencent, azure, ...)\n"
             "                   --product-key PK --device-name DN [--device-name DN2 ...]\n"
             "                   [--topic /custom/topic] [--yield] [--max-requests N]\n"
             "                   [--client-id ID] [--connect-timeout-ms MS] [--quiet] [--presence]\n"

@@ -300,7 +300,7 @@ int main(void)
           RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_router_handle_message(r, NULL, 5, NULL, 0, false, clock_ms, NULL) == RRPC_STATUS_NULL_POINTER);
     CHECK(rrpc_router_reply(NULL, 1, NULL, 0, clock_ms) == RRPC_STATUS_NULL_POINTER);
-    CHECK(rrpc_router_add_device(r, 9, "pk", "x", NULL, NULL, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
+    CHECK(rrpc_router_add_device(r, 99, "pk", "x", NULL, NULL, NULL) == RRPC_STATUS_INVALID_ARGUMENT);
 
     CHECK(rrpc_router_get_stats(r, &st, sizeof st) == RRPC_STATUS_OK);
     CHECK(st.devices == 1000); /* 1,000 + t1 - dev11 */
