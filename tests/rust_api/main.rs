@@ -16,6 +16,7 @@ mod hostile_network;
 mod jt808_adapter;
 mod jt808_codec;
 mod mqtt5;
+mod mqtt5_rr;
 mod router_concurrency;
 mod tls;
 
@@ -31,6 +32,7 @@ fn main() {
         jt808_adapter,
         jt808_codec,
         mqtt5,
+        mqtt5_rr,
         router_concurrency,
         tls
     ])
