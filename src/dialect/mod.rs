@@ -11,8 +11,13 @@
 //! | `Tencent`        | `$rrpc/rxd/{pk}/{dn}/+`            | `$rrpc/rxd/{pk}/{dn}/{id}`                | `$rrpc/txd/{pk}/{dn}/{id}`                 |
 //! | `TencentAction`  | `$thing/down/action/{pk}/{dn}`     | `$thing/down/action/{pk}/{dn}`            | `$thing/up/action/{pk}/{dn}`               |
 //! | `ThingsBoardGateway` | `v1/gateway/rpc`               | `v1/gateway/rpc`                          | `v1/gateway/rpc`                           |
+//! | `Mqtt5`          | `{topic}` (a filter)               | `{topic}` + Response Topic property       | the Response Topic + Correlation Data      |
 //!
-//! The last two carry the id and the name (and the gateway the sub-device) in
+//! `Mqtt5` carries the reply topic and the id in MQTT 5 properties: the router
+//! needs them ([`crate::router::Router::handle_received_v5`]); the topic
+//! parser never takes one of its requests.
+//!
+//! `TencentAction` and `ThingsBoardGateway` carry the id and the name (and the gateway the sub-device) in
 //! a JSON envelope around the body ([`envelope`]), not in the topic.
 //!
 //! `{topic}` is the custom topic including its leading `/`, for example
@@ -351,7 +356,12 @@ impl Dialect {
     }
 
     /// Parses a response topic of this dialect (the caller's side).
+    /// [`Dialect::Mqtt5`] has none: its replies are told by their Correlation
+    /// Data, not their topic ([`TopicError::NoMatch`]).
     pub fn parse_response(self, topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
+        if self.uses_mqtt5_properties() {
+            return Err(TopicError::NoMatch);
+        }
         let t = &self.spec().response;
         let p = match t.matches(topic) {
             Some(m) => m.into_parsed(self),

@@ -75,6 +75,11 @@ pub struct Router {
     anonymous: u64,
 }
 
+/// What a reply that passed its checks goes out as: the response topic, the
+/// envelope around the payload (dialects with one), the Correlation Data (MQTT
+/// 5 requests).
+type Checked = (String, Option<Vec<u8>>, Option<Box<[u8]>>);
+
 /// A reply ready to publish ([`Router::begin_reply_v5`]).
 #[derive(Debug)]
 pub struct OutgoingReply<'p> {
@@ -438,7 +443,7 @@ impl Router {
         payload_len: usize,
         payload: Option<&[u8]>,
         now_ms: u64,
-    ) -> Result<(String, Option<Vec<u8>>, Option<Box<[u8]>>), ReplyError<Infallible>> {
+    ) -> Result<Checked, ReplyError<Infallible>> {
         let (err, late) = match self.requests.reply_target(token, now_ms) {
             Ok((slot, id, parts)) => {
                 if payload_len > self.cfg.max_payload {

@@ -367,9 +367,16 @@ impl<E> SharedRouter<E> {
         let r = self.router.lock();
         match mode {
             FilterMode::PerDevice => r.devices().map(|d| d.filter().to_string()).collect(),
+            // The mqtt5 dialect has no wildcard narrower than `#`: its
+            // devices' own filters.
             FilterMode::Wildcard => Dialect::all()
-                .filter(|&d| r.devices().any(|x| x.dialect == d))
+                .filter(|&d| !d.uses_mqtt5_properties() && r.devices().any(|x| x.dialect == d))
                 .map(|d| d.request_wildcard())
+                .chain(
+                    r.devices()
+                        .filter(|x| x.dialect.uses_mqtt5_properties())
+                        .map(|x| x.filter().to_string()),
+                )
                 .collect(),
         }
     }
