@@ -361,6 +361,19 @@ enum rrpc_dialect
      * many sub-devices. Caller deadline 10 s.
      */
     RRPC_DIALECT_THINGSBOARD_GATEWAY = 9,
+    /**
+     * MQTT 5 request/response (MQTT 5.0, 4.10): the device's custom topic is
+     * its request filter (a topic, or a filter with `+`/`#`); a request is a
+     * PUBLISH there carrying the Response Topic property, and the reply goes
+     * to that Response Topic with the request's Correlation Data copied. The
+     * message id is the Correlation Data in hex (duplicates are then
+     * dropped), or an id unique to the request when there is none. Served by
+     * a client on an MQTT 5 session only: a client on MQTT 3.1.1 refuses the
+     * device. A router fed through rrpc_router_handle_message sees no
+     * properties and never accepts a request of this dialect. Caller
+     * deadline 10 s.
+     */
+    RRPC_DIALECT_MQTT5 = 10,
 };
 #ifndef __cplusplus
 /** `rrpc_dialect` in C: the enum in C23 (as in C++), a uint32_t before; the same size. */

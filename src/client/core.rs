@@ -14,10 +14,10 @@ use super::ClientError;
 use crate::clock::now_ms;
 use crate::log::Excerpt;
 use crate::presence;
-use crate::router::{Delivery, Device, Dropped, ReplyError, SharedRouter};
+use crate::router::{Delivery, Device, Dropped, ReplyError, RequestProperties, SharedRouter};
 use crate::session::{
-    ConnectionState, Filter, Inbound, Outbox, Publisher, QoS, SendError, Session, SessionOwner,
-    SubAcks, Will,
+    ConnectionState, Filter, Inbound, Outbox, Properties, Publisher, QoS, SendError, Session,
+    SessionOwner, SubAcks, Will,
 };
 
 /// What a client's handle, its repliers and its session task share: the
@@ -191,44 +191,24 @@ impl SessionOwner for ClientCore {
         }
         // The router refuses a retained request (anyone who could publish there
         // may have left it, and every subscription delivers it again).
-        match self
+        let routed = self
             .router
-            .handle_message(topic, payload, how.retain, now_ms())
-        {
-            Ok(Delivery::Delivered) => {}
-            Ok(Delivery::Panicked(token)) => {
-                error!("request handler panicked; request {token} left to expire")
-            }
-            Ok(Delivery::NoCallback) => {
-                if !self.warned_no_handler.swap(true, Ordering::Relaxed) {
-                    warn!("request received but no handler is registered; it will expire");
-                }
-            }
-            Err(Dropped::NotRrpc) => {
-                debug!("ignored message on {}: not an RRPC request", Excerpt(topic));
-            }
-            Err(Dropped::Malformed(why)) => {
-                throttled!(
-                    crate::log::Level::Warn,
-                    "ignored malformed RRPC topic {}: {why}",
-                    Excerpt(topic)
-                );
-            }
-            Err(Dropped::Retained) => {
-                throttled!(
-                    crate::log::Level::Warn,
-                    "ignored a retained request on {} (a retained request is never executed)",
-                    Excerpt(topic)
-                );
-            }
-            Err(d) => {
-                throttled!(
-                    crate::log::Level::Info,
-                    "ignored request on {}: {d}",
-                    Excerpt(topic)
-                );
-            }
+            .handle_message(topic, payload, how.retain, now_ms());
+        report(&self.warned_no_handler, topic, routed);
+    }
+
+    /// An MQTT 5 request (a PUBLISH with a Response Topic): as
+    /// [`ClientCore::on_publish`], with its properties for the mqtt5 dialect.
+    fn on_request_v5(&self, topic: &str, payload: &[u8], how: Inbound, props: Properties<'_>) {
+        if how.early && !how.retain && !self.cfg.accept_queued {
+            self.link.note_stale(topic);
+            return;
         }
+        let mut p = RequestProperties::new(props.response_topic, props.correlation);
+        let routed = self
+            .router
+            .handle_message_v5(topic, payload, how.retain, &mut p, now_ms());
+        report(&self.warned_no_handler, topic, routed);
     }
 
     fn on_suback(&self, _pkid: u16, acks: SubAcks<'_>) {
@@ -287,6 +267,46 @@ pub(super) async fn expire_loop(inner: Arc<ClientCore>, mut stop: watch::Receive
         let (n, _) = inner.router.tick(now_ms());
         if n > 0 {
             debug!("{n} request(s) expired without a reply");
+        }
+    }
+}
+
+/// Logs what became of an incoming PUBLISH (`warned`: the one warning about a
+/// missing handler was given).
+fn report(warned: &AtomicBool, topic: &str, routed: Result<Delivery, Dropped>) {
+    match routed {
+        Ok(Delivery::Delivered) => {}
+        Ok(Delivery::Panicked(token)) => {
+            error!("request handler panicked; request {token} left to expire")
+        }
+        Ok(Delivery::NoCallback) => {
+            if !warned.swap(true, Ordering::Relaxed) {
+                warn!("request received but no handler is registered; it will expire");
+            }
+        }
+        Err(Dropped::NotRrpc) => {
+            debug!("ignored message on {}: not an RRPC request", Excerpt(topic));
+        }
+        Err(Dropped::Malformed(why)) => {
+            throttled!(
+                crate::log::Level::Warn,
+                "ignored malformed RRPC topic {}: {why}",
+                Excerpt(topic)
+            );
+        }
+        Err(Dropped::Retained) => {
+            throttled!(
+                crate::log::Level::Warn,
+                "ignored a retained request on {} (a retained request is never executed)",
+                Excerpt(topic)
+            );
+        }
+        Err(d) => {
+            throttled!(
+                crate::log::Level::Info,
+                "ignored request on {}: {d}",
+                Excerpt(topic)
+            );
         }
     }
 }

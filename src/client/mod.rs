@@ -30,7 +30,7 @@ use crate::dialect::{Dialect, Identity};
 pub use crate::router::Request;
 use crate::router::{Device, RequestFn, SharedRouter};
 pub use crate::session::{ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig};
-use crate::session::{ConnectionState, Publisher, QoS, SendError};
+use crate::session::{ConnectionState, MqttVersion, Publisher, SendError};
 
 mod config;
 mod core;
@@ -84,13 +84,15 @@ impl Client {
         let publisher: Arc<RwLock<Option<Publisher>>> = Arc::default();
         let (l2, p2) = (link.clone(), publisher.clone());
         router
-            .set_publish(Some(Box::new(move |topic: String, payload: &[u8]| match (
-                &*p2.read(),
-                l2.is_connected(),
-            ) {
-                (Some(p), true) => p.publish(topic, QoS::AtMostOnce, false, payload),
-                _ => Err(SendError::NotConnected),
-            })))
+            .set_publish(Some(Box::new(
+                move |topic: String, payload: &[u8], correlation: Option<&[u8]>| match (
+                    &*p2.read(),
+                    l2.is_connected(),
+                ) {
+                    (Some(p), true) => p.publish_reply(topic, payload, correlation),
+                    _ => Err(SendError::NotConnected),
+                },
+            )))
             .expect("a new router runs no callback");
         Ok(Client {
             core: Arc::new(ClientCore {
@@ -139,6 +141,11 @@ impl Client {
         dialect: Dialect,
         id: &Identity<'_>,
     ) -> Result<Arc<Device>, ClientError> {
+        if dialect.uses_mqtt5_properties() && self.core.cfg.mqtt.protocol != MqttVersion::V5 {
+            return Err(ClientError::InvalidArgument(
+                "the mqtt5 dialect needs an MQTT 5 session (protocol version 5): on MQTT 3.1.1 a request carries no Response Topic".into(),
+            ));
+        }
         let device = self
             .core
             .router

@@ -109,6 +109,54 @@ pub fn validate_custom_topic(topic: &str) -> Result<(), IdentityError> {
     })
 }
 
+/// Checks the request filter of an MQTT 5 request/response device
+/// ([`Dialect::Mqtt5`]): a topic or a filter with `+`/`#` as MQTT 5 allows
+/// them (`+` a whole level, `#` the whole last level), non-empty, no NUL or
+/// control character, at most [`MAX_CUSTOM_TOPIC_LEN`] bytes.
+pub fn validate_request_filter(filter: &str) -> Result<(), IdentityError> {
+    let err = |reason| IdentityError {
+        field: "custom topic",
+        reason,
+    };
+    if filter.is_empty() {
+        return Err(err("is empty: the mqtt5 dialect needs the request filter"));
+    }
+    if filter.len() > MAX_CUSTOM_TOPIC_LEN {
+        return Err(err("is longer than 1024 bytes"));
+    }
+    if let Some(b) = filter.bytes().find(|&b| b < 0x20 || b == 0x7f) {
+        return Err(err(forbidden_reason(b)));
+    }
+    let levels = filter.split('/').count();
+    for (i, level) in filter.split('/').enumerate() {
+        match level {
+            "+" => {}
+            "#" if i + 1 == levels => {}
+            l if l.contains('+') || l.contains('#') => return Err(err(
+                "holds a wildcard that is not a whole level ('+') or the whole last level ('#')",
+            )),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks the Response Topic of an MQTT 5 request as received: non-empty, no
+/// wildcard ([MQTT-3.3.2-14]), no NUL, at most [`MAX_CUSTOM_TOPIC_LEN`] bytes.
+pub fn validate_response_topic(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() {
+        Err("the Response Topic is empty")
+    } else if topic.len() > MAX_CUSTOM_TOPIC_LEN {
+        Err("the Response Topic is longer than 1024 bytes")
+    } else if topic.bytes().any(|b| b == b'+' || b == b'#') {
+        Err("the Response Topic contains an MQTT wildcard")
+    } else if topic.bytes().any(|b| b == 0) {
+        Err("the Response Topic contains a NUL byte")
+    } else {
+        Ok(())
+    }
+}
+
 /// Validates a whole identity for `dialect`: the product key and device name
 /// when the dialect's topics use them (else they may be empty: ThingsBoard and
 /// Azure name no device in their topics), the custom topic when it needs one.
@@ -120,6 +168,15 @@ pub fn validate_identity(dialect: Dialect, id: &Identity<'_>) -> Result<(), Iden
         validate_part("device name", id.device_name)?;
     }
     let needs = dialect.needs_custom_topic();
+    if dialect.uses_mqtt5_properties() {
+        return match id.custom_topic {
+            Some(f) => validate_request_filter(f),
+            None => Err(IdentityError {
+                field: "custom topic",
+                reason: "is required by the mqtt5 dialect: its request filter",
+            }),
+        };
+    }
     match (needs, id.custom_topic) {
         (true, Some(t)) => validate_custom_topic(t),
         (true, None) => Err(IdentityError {
@@ -128,7 +185,7 @@ pub fn validate_identity(dialect: Dialect, id: &Identity<'_>) -> Result<(), Iden
         }),
         (false, Some(_)) => Err(IdentityError {
             field: "custom topic",
-            reason: "is only used by the alibaba-custom dialect",
+            reason: "is only used by the alibaba-custom and mqtt5 dialects",
         }),
         (false, None) => Ok(()),
     }

@@ -11,8 +11,13 @@
 //! | `Tencent`        | `$rrpc/rxd/{pk}/{dn}/+`            | `$rrpc/rxd/{pk}/{dn}/{id}`                | `$rrpc/txd/{pk}/{dn}/{id}`                 |
 //! | `TencentAction`  | `$thing/down/action/{pk}/{dn}`     | `$thing/down/action/{pk}/{dn}`            | `$thing/up/action/{pk}/{dn}`               |
 //! | `ThingsBoardGateway` | `v1/gateway/rpc`               | `v1/gateway/rpc`                          | `v1/gateway/rpc`                           |
+//! | `Mqtt5`          | `{topic}` (a filter)               | `{topic}` + Response Topic property       | the Response Topic + Correlation Data      |
 //!
-//! The last two carry the id and the name (and the gateway the sub-device) in
+//! `Mqtt5` carries the reply topic and the id in MQTT 5 properties: the router
+//! needs them ([`crate::router::Router::handle_received_v5`]); the topic
+//! parser never takes one of its requests.
+//!
+//! `TencentAction` and `ThingsBoardGateway` carry the id and the name (and the gateway the sub-device) in
 //! a JSON envelope around the body ([`envelope`]), not in the topic.
 //!
 //! `{topic}` is the custom topic including its leading `/`, for example
@@ -36,7 +41,10 @@ pub use content_type::{
     bare_message_id, message_id_level, split_content_type, CONTENT_TYPE_SEPARATOR,
 };
 pub use envelope::Envelope;
-pub use identity::{validate_custom_topic, validate_identity, validate_part, IdentityError};
+pub use identity::{
+    validate_custom_topic, validate_identity, validate_part, validate_request_filter,
+    validate_response_topic, IdentityError,
+};
 pub use spec::{
     register, DialectConfig, DialectError, MAX_TIMEOUT_MS, MAX_USER_DIALECTS, USER_DIALECT_FIRST,
 };
@@ -98,9 +106,17 @@ impl Dialect {
     /// same topic with `{"device":..,"id":..,"data":..}`. One connection serves
     /// many sub-devices, found by the envelope's `device` (the device name).
     pub const ThingsBoardGateway: Dialect = Dialect(9);
+    /// MQTT 5 request/response (OASIS MQTT 5.0, 4.10): a request is a PUBLISH
+    /// carrying the Response Topic property, on any topic the device's filter
+    /// (its custom topic: an exact topic or a filter with `+`/`#`) matches; the
+    /// reply goes to that Response Topic with the request's Correlation Data
+    /// copied. Nothing of the request or reply is in the topic's text: the
+    /// router needs the properties ([`Router::handle_received_v5`]
+    /// (crate::router::Router::handle_received_v5)). MQTT 5 sessions only.
+    pub const Mqtt5: Dialect = Dialect(10);
 
     /// The built-in dialects, in ABI order.
-    pub const BUILTIN: [Dialect; 10] = [
+    pub const BUILTIN: [Dialect; 11] = [
         Dialect::AlibabaSystem,
         Dialect::AlibabaCustom,
         Dialect::Tencent,
@@ -111,6 +127,7 @@ impl Dialect {
         Dialect::Aws,
         Dialect::TencentAction,
         Dialect::ThingsBoardGateway,
+        Dialect::Mqtt5,
     ];
 
     /// Every dialect: the built-in ones, then those registered, in ABI order.
@@ -139,7 +156,7 @@ impl Dialect {
 
     /// Short stable name, as used on command lines: `alibaba`, `alibaba-custom`,
     /// `tencent`, `alibaba-service`, `thingsboard`, `azure`, `huawei`, `aws`,
-    /// `tencent-action`, `thingsboard-gateway`, or the registered name.
+    /// `tencent-action`, `thingsboard-gateway`, `mqtt5`, or the registered name.
     pub fn name(self) -> &'static str {
         self.spec().name
     }
@@ -159,6 +176,14 @@ impl Dialect {
     /// Whether devices of this dialect need a custom topic.
     pub fn needs_custom_topic(self) -> bool {
         self.spec().request.has(Part::Topic)
+    }
+
+    /// Whether requests and replies of this dialect travel in MQTT 5
+    /// properties ([`Dialect::Mqtt5`]): the device's custom topic is then a
+    /// subscription filter, the reply topic the request's Response Topic.
+    #[inline]
+    pub fn uses_mqtt5_properties(self) -> bool {
+        self == Dialect::Mqtt5
     }
 
     /// Whether replies go out on the request's own topic (custom-topic RRPC,
@@ -311,6 +336,8 @@ impl Dialect {
     /// Subscription filter for the requests of every device of this dialect, for a
     /// gateway that answers for many devices on one subscription:
     /// `/sys/+/+/rrpc/request/+`, `$rrpc/rxd/+/+/+`, `/ext/rrpc/#`.
+    /// ([`Dialect::Mqtt5`] has no such filter: its devices' filters are
+    /// arbitrary, so `#`, everything, is the only one that holds them all.)
     pub fn request_wildcard(self) -> String {
         if self.needs_custom_topic() {
             return format!("{}#", self.spec().request.lead());
@@ -329,7 +356,12 @@ impl Dialect {
     }
 
     /// Parses a response topic of this dialect (the caller's side).
+    /// [`Dialect::Mqtt5`] has none: its replies are told by their Correlation
+    /// Data, not their topic ([`TopicError::NoMatch`]).
     pub fn parse_response(self, topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
+        if self.uses_mqtt5_properties() {
+            return Err(TopicError::NoMatch);
+        }
         let t = &self.spec().response;
         let p = match t.matches(topic) {
             Some(m) => m.into_parsed(self),

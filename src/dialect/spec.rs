@@ -34,7 +34,7 @@ pub(crate) struct Spec {
 
 /// The built-in dialects, by ABI value. Each row's text form is checked against
 /// the document or vendor SDK it comes from in `tests.rs`.
-pub(super) static BUILTIN: [Spec; 10] = [
+pub(super) static BUILTIN: [Spec; 11] = [
     Spec {
         name: "alibaba",
         subscribe: None,
@@ -172,6 +172,20 @@ pub(super) static BUILTIN: [Spec; 10] = [
         default_timeout_ms: 10_000,
         envelope: Envelope::ThingsBoardGateway,
         shape_error: "expected v1/gateway/rpc",
+    },
+    // MQTT 5 request/response: the device's custom topic is its request
+    // filter; a request is told by its Response Topic property, not by its
+    // topic, so this dialect is never tried by the topic parser (it is in
+    // neither PARSE_FIRST nor PARSE_LAST), and its reply goes to the
+    // request's Response Topic, not to a rendered template.
+    Spec {
+        name: "mqtt5",
+        subscribe: Some(Template(&[Topic])),
+        request: Template(&[Topic]),
+        response: Template(&[Topic]),
+        default_timeout_ms: 10_000,
+        envelope: Envelope::None,
+        shape_error: "expected a PUBLISH with a Response Topic property",
     },
 ];
 

@@ -375,7 +375,7 @@ fn names_round_trip() {
         assert!(std::ptr::eq(d.spec(), *s), "{d:?}");
     }
     assert_eq!(Dialect::from_name("nope"), None);
-    assert_eq!(Dialect::from_u32(10), None);
+    assert_eq!(Dialect::from_u32(11), None);
     assert_eq!(Dialect::from_u32(USER_DIALECT_FIRST + 63), None);
     assert_eq!(
         Dialect::AlibabaSystem.request_template(),

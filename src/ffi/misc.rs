@@ -55,6 +55,17 @@ pub enum rrpc_dialect {
     /// (one JSON value, or empty for `{}`) becomes `data`. One connection serves
     /// many sub-devices. Caller deadline 10 s.
     RRPC_DIALECT_THINGSBOARD_GATEWAY = 9,
+    /// MQTT 5 request/response (MQTT 5.0, 4.10): the device's custom topic is
+    /// its request filter (a topic, or a filter with `+`/`#`); a request is a
+    /// PUBLISH there carrying the Response Topic property, and the reply goes
+    /// to that Response Topic with the request's Correlation Data copied. The
+    /// message id is the Correlation Data in hex (duplicates are then
+    /// dropped), or an id unique to the request when there is none. Served by
+    /// a client on an MQTT 5 session only: a client on MQTT 3.1.1 refuses the
+    /// device. A router fed through rrpc_router_handle_message sees no
+    /// properties and never accepts a request of this dialect. Caller
+    /// deadline 10 s.
+    RRPC_DIALECT_MQTT5 = 10,
 }
 
 /// An `rrpc_dialect` as C passes it (the header says `rrpc_dialect`): a value
@@ -285,6 +296,7 @@ const _: () = {
         rrpc_dialect::RRPC_DIALECT_THINGSBOARD_GATEWAY as u32
             == Dialect::ThingsBoardGateway.to_u32()
     );
+    assert!(rrpc_dialect::RRPC_DIALECT_MQTT5 as u32 == Dialect::Mqtt5.to_u32());
     assert!(rrpc_log_level::RRPC_LOG_ERROR as u32 == Level::Error as u32);
     assert!(rrpc_log_level::RRPC_LOG_WARN as u32 == Level::Warn as u32);
     assert!(rrpc_log_level::RRPC_LOG_INFO as u32 == Level::Info as u32);

@@ -265,28 +265,34 @@ pub extern "C" fn rrpc_router_set_publish(
     boundary("rrpc_router_set_publish", move || {
         let h = Handle::borrow(router)?;
         let f = publish.map(|f| {
-            Box::new(move |topic: String, payload: &[u8]| {
-                let ud = ud;
-                debug_assert!(!topic.contains('\0'));
-                // SAFETY: no NUL inside: the topic is made of validated identities
-                // and a validated message id, none of which may contain one. (It
-                // was rendered with room for the terminator: no reallocation.)
-                let topic = unsafe { CString::from_vec_unchecked(topic.into_bytes()) };
-                // SAFETY: the application registered `f` for this signature; the
-                // topic and payload live until it returns.
-                match unsafe {
-                    f(
-                        ud.get(),
-                        topic.as_ptr(),
-                        bytes_ptr(payload),
-                        payload.len(),
-                        0,
-                    )
-                } {
-                    0 => Ok(()),
-                    rc => Err(PublishFailed(rc)),
-                }
-            }) as Box<crate::router::PublishFn<PublishFailed>>
+            // The C callback has no Correlation Data: a C gateway feeds
+            // messages without their MQTT 5 properties, so no request of
+            // the mqtt5 dialect (the only one with Correlation Data) is
+            // ever accepted through it.
+            Box::new(
+                move |topic: String, payload: &[u8], _correlation: Option<&[u8]>| {
+                    let ud = ud;
+                    debug_assert!(!topic.contains('\0'));
+                    // SAFETY: no NUL inside: the topic is made of validated identities
+                    // and a validated message id, none of which may contain one. (It
+                    // was rendered with room for the terminator: no reallocation.)
+                    let topic = unsafe { CString::from_vec_unchecked(topic.into_bytes()) };
+                    // SAFETY: the application registered `f` for this signature; the
+                    // topic and payload live until it returns.
+                    match unsafe {
+                        f(
+                            ud.get(),
+                            topic.as_ptr(),
+                            bytes_ptr(payload),
+                            payload.len(),
+                            0,
+                        )
+                    } {
+                        0 => Ok(()),
+                        rc => Err(PublishFailed(rc)),
+                    }
+                },
+            ) as Box<crate::router::PublishFn<PublishFailed>>
         });
         Ok(h.set_publish(f)?)
     })

@@ -223,7 +223,7 @@ impl Status for DeviceError {
             | DeviceError::TopicInUse(_)
             | DeviceError::OnePerConnection { .. } => RRPC_STATUS_ALREADY_EXISTS,
             DeviceError::NotFound => RRPC_STATUS_NOT_FOUND,
-            DeviceError::TableFull => RRPC_STATUS_LIMIT_REACHED,
+            DeviceError::TableFull | DeviceError::Mqtt5Full => RRPC_STATUS_LIMIT_REACHED,
             DeviceError::Reentered => RRPC_STATUS_WRONG_STATE,
         }
     }

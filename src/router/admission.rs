@@ -97,7 +97,7 @@ impl Router {
         }
         // Refused only when the next token is still remembered, which takes 2^64
         // requests within the history window: no room, as for a full table.
-        self.admit(index, &key, &parsed, payload, now_ms)
+        self.admit(index, &key, &parsed, payload, now_ms, parts_of(&parsed))
             .ok_or_else(|| self.dropped(Dropped::TableFull))
     }
 
@@ -159,7 +159,7 @@ impl Router {
             }
         }
         let mut a = self
-            .admit(index, &key, &parsed, e.params, now_ms)
+            .admit(index, &key, &parsed, e.params, now_ms, parts_of(&parsed))
             .ok_or_else(|| self.dropped(Dropped::TableFull))?;
         // The whole id: an envelope's id carries no ContentType.
         (a.message_id, a.content_type) = (e.id, None);
@@ -189,7 +189,7 @@ impl Router {
             return None;
         }
         self.requests.trim_history(now_ms);
-        self.admit(candidate, key, parsed, payload, now_ms)
+        self.admit(candidate, key, parsed, payload, now_ms, parts_of(parsed))
     }
 
     /// The admission step both paths end in, once the request passed their
@@ -203,21 +203,20 @@ impl Router {
     /// Not inlined: one copy serves both paths. Inlined into each, the hash
     /// table code inside it was outlined instead, at some 40 more instructions
     /// per request (callgrind, `cargo bench --bench router`).
+    /// `parts` are what the reply repeats of the request ([`parts_of`]).
     #[inline(never)]
-    fn admit<'a>(
+    pub(super) fn admit<'a>(
         &mut self,
         slot: u32,
         key: &DeviceKey<'_>,
         parsed: &ParsedTopic<'a>,
         payload: &'a [u8],
         now_ms: u64,
+        parts: Option<Box<ReplyParts>>,
     ) -> Option<Accepted<'a>> {
         let timeout_ms = self.cfg.timeout_ms(parsed.dialect);
         let deadline_ms = now_ms.saturating_add(u64::from(timeout_ms));
         let registry = &self.registry;
-        let parts = (parsed.name.is_some() || parsed.format.is_some())
-            .then(|| reply_parts(parsed))
-            .flatten();
         let (token, generation) = self.requests.admit(
             slot,
             parsed.message_id,
@@ -244,6 +243,15 @@ impl Router {
     }
 }
 
+/// The parts of `parsed` its reply topic repeats besides the message id, if
+/// any (nothing to build for most requests).
+#[inline(always)]
+fn parts_of(parsed: &ParsedTopic<'_>) -> Option<Box<ReplyParts>> {
+    (parsed.name.is_some() || parsed.format.is_some())
+        .then(|| reply_parts(parsed))
+        .flatten()
+}
+
 /// The parts of `parsed` its reply topic repeats besides the message id, if any.
 #[cold]
 fn reply_parts(parsed: &ParsedTopic<'_>) -> Option<Box<ReplyParts>> {
@@ -254,6 +262,7 @@ fn reply_parts(parsed: &ParsedTopic<'_>) -> Option<Box<ReplyParts>> {
         Box::new(ReplyParts {
             name: name.map(Into::into),
             format: format.map(Into::into),
+            ..ReplyParts::default()
         })
     })
 }

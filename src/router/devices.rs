@@ -319,7 +319,15 @@ pub(super) struct Registry {
     /// record, so the table holds only slot numbers.
     by_key: HashTable<u32>,
     hasher: DefaultHashBuilder,
+    /// The slots of the MQTT 5 request/response devices, whose request
+    /// filters a request's topic is matched against one by one (at most
+    /// [`MAX_MQTT5_DEVICES`]).
+    mqtt5: Vec<u32>,
 }
+
+/// Most MQTT 5 request/response devices ([`Dialect::Mqtt5`]) a router serves:
+/// a request's topic is matched against each one's filter in turn.
+pub const MAX_MQTT5_DEVICES: usize = 64;
 
 impl Registry {
     pub(super) fn new() -> Registry {
@@ -331,6 +339,7 @@ impl Registry {
             generation: 0,
             by_key: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            mqtt5: Vec::new(),
         }
     }
 
@@ -408,6 +417,10 @@ impl Registry {
             }
             return Err(DeviceError::AlreadyExists);
         }
+        let mqtt5 = dialect.uses_mqtt5_properties();
+        if mqtt5 && self.mqtt5.len() >= MAX_MQTT5_DEVICES {
+            return Err(DeviceError::Mqtt5Full);
+        }
         let device = Arc::new(Device::new(dialect, id));
         self.generation = self.generation.wrapping_add(1);
         let slot = Slot::new(dialect, id, self.generation, attachment.0.is_some());
@@ -425,6 +438,9 @@ impl Registry {
         };
         if let Some(a) = attachment.0 {
             self.attachments.insert(index, a);
+        }
+        if mqtt5 {
+            self.mqtt5.push(index);
         }
         let hash = self.hasher.hash_one(key.text().as_bytes());
         let (slots, hasher) = (&self.slots, &self.hasher);
@@ -451,6 +467,7 @@ impl Registry {
         let index = entry.remove().0;
         self.slots[index as usize] = None;
         self.attachments.remove(&index);
+        self.mqtt5.retain(|&i| i != index);
         let device = self.devices[index as usize]
             .take()
             .expect("indexed slot is live");
@@ -492,6 +509,18 @@ impl Registry {
             Some(t) => t,
             None => slot.dialect.response_topic_with(&slot.identity(), vars),
         }
+    }
+
+    /// The slot of the first MQTT 5 request/response device, in registration
+    /// order, whose request filter `topic` matches, and that filter.
+    pub(super) fn match_mqtt5(&self, topic: &str) -> Option<(u32, &str)> {
+        if self.mqtt5.is_empty() {
+            return None;
+        }
+        self.mqtt5.iter().find_map(|&i| {
+            let filter = self.record(i)?.key_text();
+            super::mqtt5::filter_matches(filter, topic).then_some((i, filter))
+        })
     }
 
     /// The envelope of the dialect of the device in slot `i`, and its device

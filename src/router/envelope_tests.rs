@@ -245,10 +245,12 @@ fn the_shared_router_hands_over_the_params_and_publishes_the_wrapped_reply() {
     let r = Arc::new(SharedRouter::<()>::new(RouterConfig::default()).unwrap());
     let sent: Sent = Default::default();
     let s = sent.clone();
-    r.set_publish(Some(Box::new(move |t: String, p: &[u8]| {
-        s.lock().push((t, p.to_vec()));
-        Ok(())
-    })))
+    r.set_publish(Some(Box::new(
+        move |t: String, p: &[u8], _: Option<&[u8]>| {
+            s.lock().push((t, p.to_vec()));
+            Ok(())
+        },
+    )))
     .unwrap();
     let weak = Arc::downgrade(&r);
     let seen: Sent = Default::default();

@@ -45,6 +45,7 @@ const NEEDS_BODY: &str =
 
 mod admission;
 mod devices;
+mod mqtt5;
 mod pending;
 mod shared;
 mod types;
@@ -54,7 +55,8 @@ use types::RouterCounter;
 use devices::Registry;
 use pending::{NoReply, Outcome, Requests};
 
-pub use devices::Device;
+pub use devices::{Device, MAX_MQTT5_DEVICES};
+pub use mqtt5::{RequestProperties, MAX_CORRELATION_LEN};
 pub use shared::{Delivery, FilterMode, PublishFn, Request, RequestFn, SharedRouter};
 pub use types::{
     Accepted, Attachment, DeviceError, DeviceRef, Dropped, ReceivedTopic, ReplyError,
@@ -69,6 +71,24 @@ pub struct Router {
     registry: Registry,
     requests: Requests,
     stats: Counters<RouterStats>,
+    /// The last id given to an MQTT 5 request without Correlation Data.
+    anonymous: u64,
+}
+
+/// What a reply that passed its checks goes out as: the response topic, the
+/// envelope around the payload (dialects with one), the Correlation Data (MQTT
+/// 5 requests).
+type Checked = (String, Option<Vec<u8>>, Option<Box<[u8]>>);
+
+/// A reply ready to publish ([`Router::begin_reply_v5`]).
+#[derive(Debug)]
+pub struct OutgoingReply<'p> {
+    pub topic: String,
+    /// The application's payload, or for the dialects with an envelope the
+    /// envelope around it.
+    pub payload: Cow<'p, [u8]>,
+    /// The Correlation Data an MQTT 5 reply carries ([`Dialect::Mqtt5`]).
+    pub correlation: Option<Box<[u8]>>,
 }
 
 impl fmt::Debug for Router {
@@ -87,6 +107,7 @@ impl Router {
             registry: Registry::new(),
             requests: Requests::new(&cfg),
             stats: Counters::default(),
+            anonymous: 0,
             cfg,
         }
     }
@@ -295,10 +316,29 @@ impl Router {
         now_ms: u64,
         send: impl FnOnce(&str, &[u8]) -> Result<(), E>,
     ) -> Result<(), ReplyError<E>> {
-        let (topic, body) = self
+        self.reply_v5(token, status, payload, now_ms, |t, p, _| send(t, p))
+    }
+
+    /// [`Router::reply_with_status`] that also hands `send` the Correlation
+    /// Data the reply must carry (MQTT 5 request/response, [`Dialect::Mqtt5`];
+    /// `None` for every other dialect): an MQTT 5 transport publishes it as
+    /// the reply's Correlation Data property.
+    pub fn reply_v5<E>(
+        &mut self,
+        token: u64,
+        status: Option<u16>,
+        payload: &[u8],
+        now_ms: u64,
+        send: impl FnOnce(&str, &[u8], Option<&[u8]>) -> Result<(), E>,
+    ) -> Result<(), ReplyError<E>> {
+        let (topic, body, correlation) = self
             .check_reply(token, status, payload.len(), Some(payload), now_ms)
             .map_err(ReplyError::widen)?;
-        let sent = send(&topic, body.as_deref().unwrap_or(payload));
+        let sent = send(
+            &topic,
+            body.as_deref().unwrap_or(payload),
+            correlation.as_deref(),
+        );
         self.settle(token, sent.is_ok(), true, now_ms);
         sent.map_err(ReplyError::Send)
     }
@@ -328,7 +368,7 @@ impl Router {
         payload_len: usize,
         now_ms: u64,
     ) -> Result<String, ReplyError<Infallible>> {
-        let (topic, _) = self.check_reply(token, status, payload_len, None, now_ms)?;
+        let (topic, _, _) = self.check_reply(token, status, payload_len, None, now_ms)?;
         self.requests.start_sending(token);
         Ok(topic)
     }
@@ -345,10 +385,27 @@ impl Router {
         payload: &'p [u8],
         now_ms: u64,
     ) -> Result<(String, Cow<'p, [u8]>), ReplyError<Infallible>> {
-        let (topic, body) =
+        let r = self.begin_reply_v5(token, status, payload, now_ms)?;
+        Ok((r.topic, r.payload))
+    }
+
+    /// [`Router::begin_reply_body`] with the Correlation Data the reply must
+    /// carry ([`OutgoingReply::correlation`]: MQTT 5 request/response).
+    pub fn begin_reply_v5<'p>(
+        &mut self,
+        token: u64,
+        status: Option<u16>,
+        payload: &'p [u8],
+        now_ms: u64,
+    ) -> Result<OutgoingReply<'p>, ReplyError<Infallible>> {
+        let (topic, body, correlation) =
             self.check_reply(token, status, payload.len(), Some(payload), now_ms)?;
         self.requests.start_sending(token);
-        Ok((topic, body.map_or(Cow::Borrowed(payload), Cow::Owned)))
+        Ok(OutgoingReply {
+            topic,
+            payload: body.map_or(Cow::Borrowed(payload), Cow::Owned),
+            correlation,
+        })
     }
 
     /// Second half: `sent` finishes the request as answered. A reply that could
@@ -377,8 +434,8 @@ impl Router {
     }
 
     /// Everything a reply must pass before it is sent; returns the response
-    /// topic, and for the dialects with an envelope the body around `payload`
-    /// (which they need).
+    /// topic, for the dialects with an envelope the body around `payload`
+    /// (which they need), and for an MQTT 5 request its Correlation Data.
     fn check_reply(
         &mut self,
         token: u64,
@@ -386,7 +443,7 @@ impl Router {
         payload_len: usize,
         payload: Option<&[u8]>,
         now_ms: u64,
-    ) -> Result<(String, Option<Vec<u8>>), ReplyError<Infallible>> {
+    ) -> Result<Checked, ReplyError<Infallible>> {
         let (err, late) = match self.requests.reply_target(token, now_ms) {
             Ok((slot, id, parts)) => {
                 if payload_len > self.cfg.max_payload {
@@ -401,13 +458,17 @@ impl Router {
                             .map_err(ReplyError::Envelope)?,
                     ),
                 };
+                if let Some(t) = parts.and_then(|p| p.response_topic.as_deref()) {
+                    let correlation = parts.and_then(|p| p.correlation.clone());
+                    return Ok((t.to_string(), body, correlation));
+                }
                 let vars = dialect::Vars {
                     id,
                     name: parts.and_then(|p| p.name.as_deref()),
                     format: parts.and_then(|p| p.format.as_deref()),
                     status,
                 };
-                return Ok((self.registry.response_topic(slot, &vars), body));
+                return Ok((self.registry.response_topic(slot, &vars), body, None));
             }
             Err(NoReply::Sending) => return Err(ReplyError::InProgress),
             Err(NoReply::Late) => {

@@ -84,11 +84,15 @@ enum TokenState {
 
 /// The parts of a request topic its reply topic repeats besides the message
 /// id (the service name of alibaba-service, the payload format of AWS IoT
-/// commands), kept only for the dialects whose replies need them.
+/// commands), kept only for the dialects whose replies need them; and, for
+/// an MQTT 5 request, where its reply goes (the Response Topic) and the
+/// Correlation Data it carries back.
 #[derive(Debug, Default)]
 pub(super) struct ReplyParts {
     pub(super) name: Option<Box<str>>,
     pub(super) format: Option<Box<str>>,
+    pub(super) response_topic: Option<Box<str>>,
+    pub(super) correlation: Option<Box<[u8]>>,
 }
 
 #[derive(Debug)]

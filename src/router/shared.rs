@@ -215,8 +215,9 @@ pub type RequestFn = dyn Fn(&Request<'_>) + Send + Sync;
 /// topic (QoS 0), or says why it could not. The topic is the caller's to keep
 /// (an MQTT stack that wants an owned topic takes it as it is); it was made
 /// with room for a terminating NUL, so turning it into a C string does not
-/// allocate again.
-pub type PublishFn<E> = dyn Fn(String, &[u8]) -> Result<(), E> + Send + Sync;
+/// allocate again. The third argument is the Correlation Data an MQTT 5 reply
+/// carries (requests of [`Dialect::Mqtt5`]; `None` for every other dialect).
+pub type PublishFn<E> = dyn Fn(String, &[u8], Option<&[u8]>) -> Result<(), E> + Send + Sync;
 
 /// What became of an accepted request ([`SharedRouter::handle_message`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -366,9 +367,16 @@ impl<E> SharedRouter<E> {
         let r = self.router.lock();
         match mode {
             FilterMode::PerDevice => r.devices().map(|d| d.filter().to_string()).collect(),
+            // The mqtt5 dialect has no wildcard narrower than `#`: its
+            // devices' own filters.
             FilterMode::Wildcard => Dialect::all()
-                .filter(|&d| r.devices().any(|x| x.dialect == d))
+                .filter(|&d| !d.uses_mqtt5_properties() && r.devices().any(|x| x.dialect == d))
                 .map(|d| d.request_wildcard())
+                .chain(
+                    r.devices()
+                        .filter(|x| x.dialect.uses_mqtt5_properties())
+                        .map(|x| x.filter().to_string()),
+                )
                 .collect(),
         }
     }
@@ -394,10 +402,32 @@ impl<E> SharedRouter<E> {
         retained: bool,
         now_ms: u64,
     ) -> Result<Delivery, Dropped> {
+        self.deliver(|r| r.handle_received(topic, payload, retained, now_ms))
+    }
+
+    /// [`SharedRouter::handle_message`] with the MQTT 5 properties of the
+    /// PUBLISH (see [`Router::handle_received_v5`]): what an MQTT 5 transport
+    /// calls, so that [`Dialect::Mqtt5`] devices receive their requests.
+    pub fn handle_message_v5(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        retained: bool,
+        props: &mut super::RequestProperties<'_>,
+        now_ms: u64,
+    ) -> Result<Delivery, Dropped> {
+        self.deliver(|r| r.handle_received_v5(topic, payload, retained, props, now_ms))
+    }
+
+    /// Takes in what `take` accepts and runs its callback.
+    fn deliver<'t>(
+        &self,
+        take: impl FnOnce(&mut Router) -> Result<super::Accepted<'t>, Dropped>,
+    ) -> Result<Delivery, Dropped> {
         let mut strings = RequestStrings::new();
         let (req, own) = {
             let mut r = self.router.lock();
-            let a = r.handle_received(topic, payload, retained, now_ms)?;
+            let a = take(&mut r)?;
             // What the callback needs is copied while the router is held: the
             // device may be removed as soon as it is released.
             let d = r
@@ -452,12 +482,16 @@ impl<E> SharedRouter<E> {
         if !self.publish.is_set() {
             return Err(ReplyError::NoPublish);
         }
-        let (topic, body) = self
+        let out = self
             .router
             .lock()
-            .begin_reply_body(token, status, payload, now_ms)
+            .begin_reply_v5(token, status, payload, now_ms)
             .map_err(ReplyError::widen)?;
-        let sent = self.run_as_callback(|| self.publish.call(|f| f(topic, &body)));
+        let (topic, body, correlation) = (out.topic, out.payload, out.correlation);
+        let sent = self.run_as_callback(|| {
+            self.publish
+                .call(|f| f(topic, &body, correlation.as_deref()))
+        });
         self.router
             .lock()
             .end_reply(token, matches!(sent, Some(Ok(()))), now_ms);
@@ -544,10 +578,12 @@ mod tests {
         let r = Arc::new(SharedRouter::<()>::new(RouterConfig::default()).unwrap());
         let sent: Sent = Default::default();
         let s2 = sent.clone();
-        r.set_publish(Some(Box::new(move |t: String, p: &[u8]| {
-            s2.lock().push((t, p.to_vec()));
-            Ok(())
-        })))
+        r.set_publish(Some(Box::new(
+            move |t: String, p: &[u8], _: Option<&[u8]>| {
+                s2.lock().push((t, p.to_vec()));
+                Ok(())
+            },
+        )))
         .unwrap();
         let r2 = Arc::downgrade(&r);
         r.set_request_callback(Some(Box::new(move |req: &Request<'_>| {
@@ -681,11 +717,15 @@ mod tests {
             .unwrap();
         let t = token.load(Ordering::SeqCst) as u64;
         assert_eq!(r.reply(t, b"", 1), Err(ReplyError::NoPublish));
-        r.set_publish(Some(Box::new(|_: String, _: &[u8]| Err(()))))
-            .unwrap();
+        r.set_publish(Some(Box::new(|_: String, _: &[u8], _: Option<&[u8]>| {
+            Err(())
+        })))
+        .unwrap();
         assert_eq!(r.reply(t, b"", 1), Err(ReplyError::Send(())));
-        r.set_publish(Some(Box::new(|_: String, _: &[u8]| Ok(()))))
-            .unwrap();
+        r.set_publish(Some(Box::new(|_: String, _: &[u8], _: Option<&[u8]>| {
+            Ok(())
+        })))
+        .unwrap();
         assert_eq!(r.reply(t, b"", 1), Ok(()));
         assert_eq!(r.reply(t, b"", 1), Err(ReplyError::AlreadyReplied));
         assert_eq!(r.stats().send_failures, 1);

@@ -372,6 +372,10 @@ pub enum DeviceError {
     /// `max_devices` devices are registered already.
     #[error("max_devices devices are registered already")]
     TableFull,
+    /// [`MAX_MQTT5_DEVICES`](super::MAX_MQTT5_DEVICES) MQTT 5
+    /// request/response devices are registered already.
+    #[error("64 mqtt5 devices are registered already (each request is matched against their filters in turn)")]
+    Mqtt5Full,
     /// Asked from inside the device's own callback, which it would wait for.
     #[error("a device cannot be removed from inside its own callback")]
     Reentered,

@@ -295,17 +295,20 @@ impl Engine {
             };
             match event {
                 Ok(ev) => match W::step(&ev) {
-                    Step::Publish(topic, payload, _) if payload.len() > self.max_payload => self
+                    Step::Publish(topic, payload, ..) if payload.len() > self.max_payload => self
                         .link
                         .note_oversize(topic, payload.len(), self.max_payload),
-                    Step::Publish(topic, payload, retain) => owner.on_publish(
-                        topic,
-                        payload,
-                        Inbound {
+                    Step::Publish(topic, payload, retain, props) => {
+                        let how = Inbound {
                             retain,
                             early: !self.acked && self.session_present,
-                        },
-                    ),
+                        };
+                        if props.response_topic.is_some() {
+                            owner.on_request_v5(topic, payload, how, props);
+                        } else {
+                            owner.on_publish(topic, payload, how);
+                        }
+                    }
                     #[cfg(feature = "mqtt5")]
                     Step::BadTopic(topic) => self.link.note_malformed(topic),
                     Step::ConnAck(session_present) => {

@@ -3,7 +3,7 @@
 //! and what to do with incoming messages and lost connections.
 
 use super::events::DisconnectCause;
-use super::protocol::{Filter, SubAcks, Will};
+use super::protocol::{Filter, Properties, SubAcks, Will};
 use super::publisher::{Outbox, Publisher};
 
 /// How an incoming PUBLISH reached the session (see docs/security.md).
@@ -30,6 +30,12 @@ pub(crate) trait SessionOwner: Send + Sync + 'static {
     fn on_subscribed(&self, _refused: &[String]) {}
     /// An incoming PUBLISH, with what the session knows of how it came.
     fn on_publish(&self, topic: &str, payload: &[u8], how: Inbound);
+    /// An incoming MQTT 5 PUBLISH with a Response Topic (an MQTT 5 request),
+    /// with its properties; by default as [`SessionOwner::on_publish`].
+    fn on_request_v5(&self, topic: &str, payload: &[u8], how: Inbound, props: Properties<'_>) {
+        let _ = props;
+        self.on_publish(topic, payload, how);
+    }
     /// A SUBSCRIBE the owner queued itself (through the [`Publisher`]) went out
     /// with this packet id...
     fn on_outgoing_subscribe(&self, _pkid: u16) {}

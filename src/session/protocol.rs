@@ -99,6 +99,16 @@ impl Will {
     }
 }
 
+/// The MQTT 5 properties of an incoming PUBLISH that matter to RRPC (MQTT 5
+/// request/response); none on MQTT 3.1.1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Properties<'a> {
+    /// Response Topic (0x08): the PUBLISH is a request.
+    pub response_topic: Option<&'a str>,
+    /// Correlation Data (0x09).
+    pub correlation: Option<&'a [u8]>,
+}
+
 /// A message queued for right after a CONNACK (see `Outbox`).
 pub(super) struct Message {
     pub topic: String,
@@ -270,8 +280,8 @@ impl fmt::Display for Reason {
 
 /// What the session's loop does with one event of either protocol.
 pub(super) enum Step<'a> {
-    /// An incoming PUBLISH: topic, payload, retain flag.
-    Publish(&'a str, &'a [u8], bool),
+    /// An incoming PUBLISH: topic, payload, retain flag, MQTT 5 properties.
+    Publish(&'a str, &'a [u8], bool, Properties<'a>),
     /// An incoming PUBLISH whose topic is not UTF-8 (MQTT 5; MQTT 3.1.1's
     /// decoder ends the connection instead, see [`ProtocolLoop::bad_packet`]).
     #[cfg(feature = "mqtt5")]
@@ -438,7 +448,9 @@ impl ProtocolLoop for EventLoop {
     #[inline]
     fn step(ev: &Event) -> Step<'_> {
         match ev {
-            Event::Incoming(Packet::Publish(p)) => Step::Publish(&p.topic, &p.payload, p.retain),
+            Event::Incoming(Packet::Publish(p)) => {
+                Step::Publish(&p.topic, &p.payload, p.retain, Properties::default())
+            }
             Event::Incoming(Packet::ConnAck(ack)) => Step::ConnAck(ack.session_present),
             Event::Outgoing(Outgoing::Subscribe(pkid)) => Step::Subscribing(*pkid),
             Event::Incoming(Packet::SubAck(ack)) => {
@@ -485,7 +497,16 @@ impl ProtocolLoop for v5::EventLoop {
         use p5::Packet as P;
         match ev {
             v5::Event::Incoming(P::Publish(p)) => match std::str::from_utf8(&p.topic) {
-                Ok(topic) => Step::Publish(topic, &p.payload, p.retain),
+                Ok(topic) => {
+                    let props =
+                        p.properties
+                            .as_ref()
+                            .map_or_else(Properties::default, |q| Properties {
+                                response_topic: q.response_topic.as_deref(),
+                                correlation: q.correlation_data.as_deref(),
+                            });
+                    Step::Publish(topic, &p.payload, p.retain, props)
+                }
                 // MQTT requires UTF-8 topics: nothing of ours is there.
                 Err(_) => Step::BadTopic(&p.topic),
             },

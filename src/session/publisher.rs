@@ -206,6 +206,32 @@ impl Publisher {
         }
     }
 
+    /// Publishes a reply (QoS 0, no retain); on MQTT 5 with `correlation` as
+    /// its Correlation Data property (MQTT 5 request/response). MQTT 3.1.1 has
+    /// no properties: the Correlation Data is left out there (a client on
+    /// MQTT 3.1.1 serves no mqtt5 device, so there is none).
+    #[cfg(feature = "client")]
+    pub fn publish_reply(
+        &self,
+        topic: String,
+        payload: &[u8],
+        correlation: Option<&[u8]>,
+    ) -> Result<(), SendError> {
+        match (&self.requests, correlation) {
+            #[cfg(feature = "mqtt5")]
+            (RequestChannel::V5(c), Some(corr)) => {
+                let payload = self.enqueue(payload.to_vec())?;
+                let props = v5::mqttbytes::v5::PublishProperties {
+                    correlation_data: Some(bytes::Bytes::copy_from_slice(corr)),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, QoS::AtMostOnce.v5(), false, payload, props)
+                    .map_err(v5_send_error)
+            }
+            _ => self.publish(topic, QoS::AtMostOnce, false, payload),
+        }
+    }
+
     /// Publishes without retain; on MQTT 5 with a Message Expiry Interval of
     /// `expiry_s` seconds (0: none), after which the broker drops the message
     /// instead of delivering it. MQTT 3.1.1 has no such interval.

@@ -17,6 +17,7 @@ mod hostile_network;
 mod jt808_adapter;
 mod jt808_codec;
 mod mqtt5;
+mod mqtt5_rr;
 mod router_concurrency;
 mod tls;
 
@@ -33,6 +34,7 @@ fn main() {
         jt808_adapter,
         jt808_codec,
         mqtt5,
+        mqtt5_rr,
         router_concurrency,
         tls
     ])
