@@ -4,41 +4,27 @@
 //! in-process rumqttd broker on a free loopback port.
 
 use std::ffi::{c_void, CStr, CString};
-use std::mem::size_of;
 use std::ptr::{null, null_mut};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rrpc::ffi::client::*;
 use rrpc::ffi::dialect::*;
-use rrpc::ffi::misc::*;
 use rrpc::ffi::rrpc_request;
 use rrpc::ffi::rrpc_status::{self, *};
 use rrpc::ffi::session::*;
 
+use crate::common::ffi::{c_defaults, last_error};
 use crate::common::Broker;
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(rrpc_last_error_message()) }
-        .to_string_lossy()
-        .into_owned()
-}
 
 fn c(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
-fn defaults<T>(init: extern "C" fn(*mut T, usize) -> rrpc_status) -> T {
-    let mut out = std::mem::MaybeUninit::<T>::uninit();
-    assert_eq!(init(out.as_mut_ptr(), size_of::<T>()), RRPC_STATUS_OK);
-    // SAFETY: init returned OK, so it filled all of `out`.
-    unsafe { out.assume_init() }
-}
-
 /// Registers `name` with these templates.
 fn register(name: &str, request: &str, response: &str) -> Result<u32, (rrpc_status, String)> {
     let (n, q, r) = (c(name), c(request), c(response));
-    let mut cfg: rrpc_dialect_config = defaults(rrpc_dialect_config_init);
+    let mut cfg: rrpc_dialect_config = c_defaults(rrpc_dialect_config_init);
     cfg.name = n.as_ptr();
     cfg.request = q.as_ptr();
     cfg.response = r.as_ptr();
@@ -144,10 +130,10 @@ fn a_client_reply_carries_its_status_in_the_topic() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), None);
 
     let host = c("127.0.0.1");
-    let mut mqtt: rrpc_mqtt_config = defaults(rrpc_mqtt_config_init);
+    let mut mqtt: rrpc_mqtt_config = c_defaults(rrpc_mqtt_config_init);
     mqtt.host = host.as_ptr();
     mqtt.port = broker.port;
-    let mut cfg: rrpc_client_config = defaults(rrpc_client_config_init);
+    let mut cfg: rrpc_client_config = c_defaults(rrpc_client_config_init);
     cfg.mqtt = &mqtt;
     let mut client = null_mut();
     assert_eq!(

@@ -17,36 +17,23 @@ use rrpc::ffi::session::*;
 use rrpc::ClientStats;
 
 use crate::common;
+use crate::common::ffi::{c_defaults, last_error};
 use crate::common::{Broker, Caller};
 
 const PK: &str = "a1GFjLP3xxC";
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(rrpc_last_error_message()) }
-        .to_string_lossy()
-        .into_owned()
-}
 
 fn c(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
-/// The defaults an `rrpc_*_init` function writes into a `T` of its current size.
-fn defaults<T>(init: extern "C" fn(*mut T, usize) -> rrpc_status) -> T {
-    let mut out = std::mem::MaybeUninit::<T>::uninit();
-    assert_eq!(init(out.as_mut_ptr(), size_of::<T>()), RRPC_STATUS_OK);
-    // SAFETY: init returned OK, so it filled all of `out`.
-    unsafe { out.assume_init() }
-}
-
 /// The defaults of `rrpc_client_config_init`.
 fn client_defaults() -> rrpc_client_config {
-    defaults(rrpc_client_config_init)
+    c_defaults(rrpc_client_config_init)
 }
 
 /// The defaults of `rrpc_mqtt_config_init`.
 fn mqtt_defaults() -> rrpc_mqtt_config {
-    defaults(rrpc_mqtt_config_init)
+    c_defaults(rrpc_mqtt_config_init)
 }
 
 /// A client for `port`, with `tweak` applied to the defaults (the client's
