@@ -128,13 +128,12 @@ impl Caller {
         payload: &[u8],
         timeout: Duration,
     ) -> Option<Vec<u8>> {
-        let id = message_id();
         let ident = dialect::Identity {
             product_key: pk,
             device_name: dn,
             custom_topic,
         };
-        self.call_topic(&dialect.request_topic(&ident, &id), &id, payload, timeout)
+        self.call_as(dialect, &ident, None, payload, timeout)
     }
 
     /// Subscribes the response wildcard of `dialect` (the `$` topics of Tencent,
@@ -144,8 +143,7 @@ impl Caller {
     }
 
     /// Calls a device of `dialect` with a fresh message id and the method
-    /// `name` (for dialects whose request topic carries one); AWS requests say
-    /// they are JSON.
+    /// `name` (for dialects whose request topic carries one).
     pub fn call_named(
         &self,
         dialect: Dialect,
@@ -155,19 +153,32 @@ impl Caller {
         payload: &[u8],
         timeout: Duration,
     ) -> Option<Vec<u8>> {
-        let id = message_id();
         let ident = dialect::Identity {
             product_key: pk,
             device_name: dn,
             custom_topic: None,
         };
+        self.call_as(dialect, &ident, name, payload, timeout)
+    }
+
+    /// A call of `payload` to the device `ident` of `dialect` with a fresh
+    /// message id and the method `name`; AWS requests say they are JSON.
+    fn call_as(
+        &self,
+        dialect: Dialect,
+        ident: &dialect::Identity<'_>,
+        name: Option<&str>,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        let id = message_id();
         let vars = dialect::Vars {
             id: &id,
             name,
             format: Some("json"),
             status: None,
         };
-        let topic = dialect.request_topic_with(&ident, &vars);
+        let topic = dialect.request_topic_with(ident, &vars);
         self.call_topic(&topic, &id, payload, timeout)
     }
 
