@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 
-use crate::dialect::{validate_custom_topic, validate_part, Dialect};
+use crate::dialect::envelope::is_json;
+use crate::dialect::{validate_custom_topic, validate_part, Dialect, Envelope};
 use crate::encoding::json_str;
 
 /// The outcome of an RRpc call, as the RRpc API names it. Values are part of the C ABI.
@@ -247,7 +248,8 @@ pub struct CallParams<'a> {
     /// documented format.
     pub content_type: Option<u32>,
     /// The method, service or command name, for dialects whose request topic
-    /// carries one (alibaba-service, azure; required there).
+    /// or envelope carries one (alibaba-service, azure, tencent-action's
+    /// `actionId`, thingsboard-gateway's `data.method`; required there).
     pub name: Option<&'a str>,
 }
 
@@ -313,6 +315,24 @@ pub fn validate_params(p: &CallParams<'_>, max_payload: usize) -> Result<(), Str
             ))
         }
         _ => {}
+    }
+    if d.envelope() != Envelope::None {
+        // The request travels inside a JSON envelope: as its params.
+        if !p
+            .payload
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            && !is_json(p.payload)
+        {
+            return Err(format!(
+                "the payload is not valid JSON: the {d} dialect sends it as the params of its JSON envelope (one JSON value, or empty for {{}})"
+            ));
+        }
+        if p.content_type.is_some() {
+            return Err(format!(
+                "ContentType travels in the request topic's message-id level, which the {d} dialect does not have"
+            ));
+        }
     }
     if let Some(ct) = p.content_type {
         if !matches!(ct, 0 | 11 | 65 | 66 | 240..=255) {
