@@ -356,3 +356,43 @@ pub fn decode_request_base64(b64: &str) -> Result<Vec<u8>, String> {
         .decode(b64.trim())
         .map_err(|e| format!("RequestBase64Byte is not valid Base64: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_calls_need_a_name_and_a_json_payload_and_take_no_content_type() {
+        let p = |d, payload: &'static [u8]| CallParams {
+            name: Some("toggle"),
+            ..CallParams::new(d, "pid", "Sensor A", payload)
+        };
+        for d in [Dialect::TencentAction, Dialect::ThingsBoardGateway] {
+            for ok in [&b""[..], b" \n", b"{\"pin\":1}", b"[1,2]", b"3", b"null"] {
+                assert_eq!(validate_params(&p(d, ok), 1024), Ok(()), "{d} {ok:?}");
+            }
+            for bad in [&b"hello"[..], b"{", b"{} {}", b"\x0c{}", b"\xff"] {
+                let e = validate_params(&p(d, bad), 1024).unwrap_err();
+                assert!(e.contains("not valid JSON") && e.contains(d.name()), "{e}");
+            }
+            let unnamed = CallParams {
+                name: None,
+                ..p(d, b"{}")
+            };
+            assert!(validate_params(&unnamed, 1024).is_err());
+            let ct = CallParams {
+                content_type: Some(65),
+                ..p(d, b"{}")
+            };
+            assert!(validate_params(&ct, 1024)
+                .unwrap_err()
+                .contains("ContentType"));
+        }
+        // Other dialects keep their bytes as they are.
+        let plain = CallParams {
+            timeout_ms: Some(2000),
+            ..CallParams::new(Dialect::AlibabaSystem, "pk", "dn", b"hello")
+        };
+        assert_eq!(validate_params(&plain, 1024), Ok(()));
+    }
+}
