@@ -2567,8 +2567,11 @@ typedef struct rrpc_caller_call_params {
     int32_t content_type;
     /**
      * The method, service or command name, for dialects whose request topic
-     * carries one (RRPC_DIALECT_ALIBABA_SERVICE, RRPC_DIALECT_AZURE, or a
-     * registered dialect with `{name}`; required there), else NULL (default).
+     * or envelope carries one (RRPC_DIALECT_ALIBABA_SERVICE, RRPC_DIALECT_AZURE,
+     * the action of RRPC_DIALECT_TENCENT_ACTION, the method of
+     * RRPC_DIALECT_THINGSBOARD_GATEWAY, or a registered dialect with `{name}`;
+     * required there), else NULL (default). In the envelope dialects the
+     * payload is the envelope's `params`: one JSON value, or empty for `{}`.
      */
     const char *name;
 } rrpc_caller_call_params;

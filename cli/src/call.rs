@@ -20,8 +20,14 @@ pub const AFTER_HELP: &str = "\
 Output (stdout): the RRpc API's response, in JSON (one line) or XML, with the fields RequestId,
 Success, Code and ErrorMessage (when Success is false), MessageId, RrpcCode, PayloadBase64Byte
 (the device's reply, Base64), and ReplyStatus (an extension: the status of the device's reply
-topic, for dialects whose reply carries one, such as azure). Errors are also explained in one
-line on stderr.
+topic, for dialects whose reply carries one, such as azure; Tencent's code for tencent-action).
+Errors are also explained in one line on stderr.
+
+Envelope dialects (tencent-action, thingsboard-gateway) carry the message id and --name (the
+actionId, the gateway's data.method) in a JSON body around the payload, which must then be
+one JSON value (empty means {}); the reply's response (Tencent) or data (ThingsBoard) is
+PayloadBase64Byte. A thingsboard-gateway call names the sub-device with --device-name; its
+MessageId is a positive 32-bit number, as ThingsBoard's own ids.
 
 RrpcCode:
   SUCCESS   the device answered in time
@@ -51,6 +57,10 @@ Examples:
             --topic /a1B2c3/dev1/user/update                      # custom RRPC topic
   rrpc call --port 1883 --dialect tencent --product-key PRODID --device-name test01 --payload x
   rrpc call --port 1883 --dialect azure --name reboot --payload '{}'
+  rrpc call --port 1883 --dialect tencent-action --product-key PRODID --device-name test01 \\
+            --name reboot --payload '{\"delay\":1}'
+  rrpc call --port 1883 --dialect thingsboard-gateway --device-name 'Sensor A' \\
+            --name toggle_gpio --payload '{\"pin\":1}'
   rrpc call --port 1883 --dialect-file acme.dialect --dialect acme --device-name dev1 --payload x";
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +97,8 @@ pub struct CallArgs {
     #[command(flatten)]
     pub dialect: DialectOpts,
     /// The method, service or command name, for dialects whose request topic
-    /// carries one (alibaba-service, azure, or a --dialect-file dialect with {name}).
+    /// or envelope carries one (alibaba-service, azure, tencent-action's actionId,
+    /// thingsboard-gateway's method, or a --dialect-file dialect with {name}).
     #[arg(long, value_name = "METHOD")]
     pub name: Option<String>,
     /// Custom RRPC topic (Alibaba), such as /a1B2c3/dev1/user/update.

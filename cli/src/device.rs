@@ -32,6 +32,9 @@ Examples:
               --dialect alibaba-custom --topic /a1B2c3/dev1/user/update
   rrpc device --port 1883 --dialect tencent --product-key PRODID --device-name test01
   rrpc device --port 1883 --dialect azure --device-name dev1 --reply-status 404
+  rrpc device --port 1883 --dialect tencent-action --product-key PRODID --device-name test01
+  rrpc device --port 1883 --dialect thingsboard-gateway --device-name 'Sensor A' \\
+              --device-name 'Sensor B'                  # one gateway, two sub-devices
   rrpc device --port 1883 --dialect-file acme.dialect --dialect acme --device-name dev1";
 
 #[derive(Args, Debug)]

@@ -8,7 +8,9 @@
 //!
 //! Checked (inside `ResponseFuzz::feed`): nothing panics; a call completes with
 //! SUCCESS only from its own device's response topic, with its whole message-id
-//! level, and never from a retained message.
+//! level, and never from a retained message; a call of an envelope dialect
+//! (Tencent actions, ThingsBoard gateway) only from a reply envelope with its
+//! id (and its sub-device) in the body.
 
 #![no_main]
 

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 
-use crate::dialect::{validate_custom_topic, validate_part, Dialect};
+use crate::dialect::envelope::is_json;
+use crate::dialect::{validate_custom_topic, validate_part, Dialect, Envelope};
 use crate::encoding::json_str;
 
 /// The outcome of an RRpc call, as the RRpc API names it. Values are part of the C ABI.
@@ -247,7 +248,8 @@ pub struct CallParams<'a> {
     /// documented format.
     pub content_type: Option<u32>,
     /// The method, service or command name, for dialects whose request topic
-    /// carries one (alibaba-service, azure; required there).
+    /// or envelope carries one (alibaba-service, azure, tencent-action's
+    /// `actionId`, thingsboard-gateway's `data.method`; required there).
     pub name: Option<&'a str>,
 }
 
@@ -314,6 +316,24 @@ pub fn validate_params(p: &CallParams<'_>, max_payload: usize) -> Result<(), Str
         }
         _ => {}
     }
+    if d.envelope() != Envelope::None {
+        // The request travels inside a JSON envelope: as its params.
+        if !p
+            .payload
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            && !is_json(p.payload)
+        {
+            return Err(format!(
+                "the payload is not valid JSON: the {d} dialect sends it as the params of its JSON envelope (one JSON value, or empty for {{}})"
+            ));
+        }
+        if p.content_type.is_some() {
+            return Err(format!(
+                "ContentType travels in the request topic's message-id level, which the {d} dialect does not have"
+            ));
+        }
+    }
     if let Some(ct) = p.content_type {
         if !matches!(ct, 0 | 11 | 65 | 66 | 240..=255) {
             return Err(format!(
@@ -335,4 +355,44 @@ pub fn decode_request_base64(b64: &str) -> Result<Vec<u8>, String> {
     base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|e| format!("RequestBase64Byte is not valid Base64: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_calls_need_a_name_and_a_json_payload_and_take_no_content_type() {
+        let p = |d, payload: &'static [u8]| CallParams {
+            name: Some("toggle"),
+            ..CallParams::new(d, "pid", "Sensor A", payload)
+        };
+        for d in [Dialect::TencentAction, Dialect::ThingsBoardGateway] {
+            for ok in [&b""[..], b" \n", b"{\"pin\":1}", b"[1,2]", b"3", b"null"] {
+                assert_eq!(validate_params(&p(d, ok), 1024), Ok(()), "{d} {ok:?}");
+            }
+            for bad in [&b"hello"[..], b"{", b"{} {}", b"\x0c{}", b"\xff"] {
+                let e = validate_params(&p(d, bad), 1024).unwrap_err();
+                assert!(e.contains("not valid JSON") && e.contains(d.name()), "{e}");
+            }
+            let unnamed = CallParams {
+                name: None,
+                ..p(d, b"{}")
+            };
+            assert!(validate_params(&unnamed, 1024).is_err());
+            let ct = CallParams {
+                content_type: Some(65),
+                ..p(d, b"{}")
+            };
+            assert!(validate_params(&ct, 1024)
+                .unwrap_err()
+                .contains("ContentType"));
+        }
+        // Other dialects keep their bytes as they are.
+        let plain = CallParams {
+            timeout_ms: Some(2000),
+            ..CallParams::new(Dialect::AlibabaSystem, "pk", "dn", b"hello")
+        };
+        assert_eq!(validate_params(&plain, 1024), Ok(()));
+    }
 }

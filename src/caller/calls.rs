@@ -9,6 +9,7 @@ use std::hash::Hash;
 use hashbrown::{Equivalent, HashMap, HashSet};
 
 use super::api::{RrpcCode, RrpcResponse};
+use crate::dialect::Envelope;
 
 /// Completes a call; called exactly once, on the caller's thread or on the thread
 /// that made the call (for immediate outcomes).
@@ -32,6 +33,10 @@ pub(super) struct PendingCall {
     pub bytes: usize,
     /// The request, until it could be published (waiting for a SUBACK).
     pub unsent: Option<Outgoing>,
+    /// Where the reply's id (and a gateway's sub-device) travel: for an
+    /// envelope dialect, in the reply's body, which must then be a reply
+    /// envelope of this call.
+    pub envelope: Envelope,
     pub done: Completion,
 }
 
@@ -387,6 +392,7 @@ mod tests {
             echo: None,
             bytes: 0,
             unsent: None,
+            envelope: Envelope::None,
             done: Box::new(|_| {}),
         }
     }

@@ -15,7 +15,8 @@ use super::calls::{DeviceKey, DeviceStatus, Finished, Outgoing, State, Sub};
 use super::{CallerConfig, CallerCounter, CallerStats, Completion};
 use crate::clock::now_ms;
 use crate::counters::{Counter, Counters};
-use crate::dialect::{self, Dialect};
+use crate::dialect::envelope::{self, EnvelopeReply};
+use crate::dialect::{self, Dialect, Envelope};
 use crate::presence::{Presence, Status};
 use crate::session::{
     ConnectionState, DisconnectCause as Cause, Filter, Inbound, Outbox, Publisher, QoS,
@@ -78,6 +79,26 @@ pub(super) fn random_id() -> u64 {
             return id;
         }
     }
+}
+
+/// A fresh id for a ThingsBoard gateway call: 31 random bits, never 0, so
+/// that it is a positive 32-bit integer (ThingsBoard reads `data.id` with
+/// `getAsInt()`).
+pub(super) fn gateway_id() -> u64 {
+    loop {
+        let id = crate::random::u64() & (i32::MAX as u64);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Seconds since the Unix epoch (Tencent's `timestamp`); 0 if the clock is
+/// before it.
+pub(super) fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 pub(super) fn sync_topic(client_id: &str) -> String {
@@ -204,22 +225,39 @@ impl CallerCore {
     /// A message on a response topic. Only a live message on the called
     /// device's own response topic, with the call's whole message-id level,
     /// completes a call; the caller's own custom-topic request (MQTT 3.1.1) is
-    /// recognised by its topic and payload, whenever it comes.
+    /// recognised by its topic and payload, whenever it comes. For an envelope
+    /// dialect the id (and a gateway's sub-device) are in the body: only a
+    /// reply envelope of the call, on its topic, completes it, with the
+    /// envelope's `response`/`data` as the payload (and Tencent's `code` as
+    /// the reply status); any other body there (the gateway's own request
+    /// back on `v1/gateway/rpc`, a malformed one) is an unknown response.
     pub(super) fn on_response(&self, topic: &str, payload: &[u8], retained: bool) {
         // The message id as each dialect the topic is a response of reads it
         // (templates of different dialects may overlap: the call in flight
         // decides); a topic malformed for one dialect may be another's response.
         let (mut malformed, mut matched) = (false, false);
         let mut ids = [0u64; 4];
+        // The reply envelope each id was read from (None: from the topic).
+        let mut envs: [Option<(Envelope, EnvelopeReply<'_>)>; 4] = Default::default();
         let mut n = 0;
         for d in Dialect::all() {
             match d.parse_response(topic) {
                 Ok(r) => {
                     matched = true;
-                    let (bare_id, _) = dialect::split_content_type(r.message_id);
-                    if let Some(id) = parse_message_id(bare_id) {
+                    let (id, env) = match d.envelope() {
+                        Envelope::None => {
+                            let (bare_id, _) = dialect::split_content_type(r.message_id);
+                            (parse_message_id(bare_id), None)
+                        }
+                        e => match envelope::unwrap_reply(e, payload) {
+                            Ok(reply) => (parse_message_id(reply.id), Some((e, reply))),
+                            Err(_) => (None, None),
+                        },
+                    };
+                    if let Some(id) = id {
                         if n < ids.len() && !ids[..n].contains(&id) {
                             ids[n] = id;
+                            envs[n] = env;
                             n += 1;
                         }
                     }
@@ -245,11 +283,10 @@ impl CallerCore {
             return;
         }
         let mut st = self.state.lock();
-        let id = ids[..n]
-            .iter()
-            .copied()
-            .find(|id| st.pending.contains_key(id))
-            .unwrap_or(ids[0]);
+        let at = (0..n)
+            .find(|&i| st.pending.contains_key(&ids[i]))
+            .unwrap_or(0);
+        let id = ids[at];
         let Some(call) = st.pending.get_mut(&id) else {
             let what = st.finished(id);
             match what {
@@ -263,15 +300,38 @@ impl CallerCore {
             }
             return;
         };
-        let Some(reply_status) = call.reply_matches(topic) else {
-            drop(st);
-            self.bump(CallerCounter::mismatched_responses);
-            return debug!("a message with the id of call {id} on another device's topic or with another ContentType; discarded");
+        let env = &envs[at];
+        // The reply of an envelope call is that envelope, for its device.
+        let same_envelope = match env {
+            None => call.envelope == Envelope::None,
+            Some((e, reply)) => {
+                *e == call.envelope
+                    && reply
+                        .device
+                        .as_deref()
+                        .map_or(true, |dn| dn == call.device.1)
+            }
+        };
+        let reply_status = match call.reply_matches(topic) {
+            Some(status) if same_envelope => status,
+            _ => {
+                drop(st);
+                self.bump(CallerCounter::mismatched_responses);
+                return debug!("a message with the id of call {id} on another device's topic or with another ContentType; discarded");
+            }
         };
         if call.echo.is_some_and(|h| h == self.echo_hash(payload)) {
             call.echo = None; // the caller's own request, back from the broker
             return;
         }
+        let (payload, reply_status) = match env {
+            None => (payload, reply_status),
+            // Tencent's code as the reply's status, where it fits one.
+            Some((_, reply)) => (
+                reply.payload,
+                reply.code.and_then(|c| u16::try_from(c).ok()),
+            ),
+        };
         let done = st.finish(id, RrpcCode::Success, Some(payload.to_vec()), reply_status);
         drop(st);
         self.complete(done.into_iter().collect());

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::calls::{DeviceKey, PendingCall, State, Sub, SubEntry};
-use super::{CallerConfig, CallerCore, RrpcCode};
-use crate::dialect::{self, Dialect, Identity};
+use super::{CallerConfig, CallerCore, RrpcCode, RrpcResponse};
+use crate::dialect::{self, envelope, Dialect, Envelope, Identity};
 use crate::session::{ConnectionState, Inbound, Session};
 
 /// The calls kept in flight: (dialect, product key, device name, custom topic,
@@ -25,7 +25,7 @@ type Fixture = (
     &'static [u8],
 );
 
-const CALLS: [Fixture; 4] = [
+const CALLS: [Fixture; 7] = [
     (
         Dialect::AlibabaSystem,
         "a1Pk",
@@ -54,6 +54,34 @@ const CALLS: [Fixture; 4] = [
         b"echo me",
     ),
     (Dialect::Tencent, "pid", "dev4", None, 41440, None, b""),
+    // Envelope dialects: the id (and the sub-device) in the reply's body.
+    (
+        Dialect::TencentAction,
+        "pid",
+        "dev5",
+        None,
+        5005,
+        None,
+        b"{}",
+    ),
+    (
+        Dialect::ThingsBoardGateway,
+        "",
+        "Sensor A",
+        None,
+        7,
+        None,
+        b"{}",
+    ),
+    (
+        Dialect::ThingsBoardGateway,
+        "",
+        "Sensor B",
+        None,
+        8,
+        None,
+        b"{}",
+    ),
 ];
 
 /// A caller's response path, fed by hand. See the module documentation.
@@ -61,8 +89,10 @@ const CALLS: [Fixture; 4] = [
 pub struct ResponseFuzz {
     inner: Arc<CallerCore>,
     _session: Session,
-    /// (id, response topic, code) of every completed call.
-    completed: Arc<Mutex<Vec<(u64, RrpcCode)>>>,
+    /// Every completed call's response.
+    completed: Arc<Mutex<Vec<RrpcResponse>>>,
+    /// The responses of the last `feed`.
+    last: Mutex<Vec<RrpcResponse>>,
 }
 
 impl Default for ResponseFuzz {
@@ -93,6 +123,7 @@ impl ResponseFuzz {
             inner,
             _session: session,
             completed: Arc::new(Mutex::new(Vec::new())),
+            last: Mutex::new(Vec::new()),
         };
         f.refill();
         f
@@ -139,11 +170,8 @@ impl ResponseFuzz {
                 echo: (d == Dialect::AlibabaCustom).then(|| self.inner.echo_hash(payload)),
                 bytes: payload.len(),
                 unsent: None,
-                done: Box::new(move |r| {
-                    if let (Some(id), Some(code)) = (r.message_id, r.rrpc_code) {
-                        done.lock().push((id, code));
-                    }
-                }),
+                envelope: d.envelope(),
+                done: Box::new(move |r| done.lock().push(r)),
             };
             st.insert(id, call);
         }
@@ -165,13 +193,27 @@ impl ResponseFuzz {
                 early: false,
             },
         );
-        let done = std::mem::take(&mut *self.completed.lock());
+        let responses = std::mem::take(&mut *self.completed.lock());
+        let done: Vec<(u64, RrpcCode)> = responses
+            .iter()
+            .filter_map(|r| Some((r.message_id?, r.rrpc_code?)))
+            .collect();
+        *self.last.lock() = responses;
         let topics = Self::response_topics();
         for &(id, code) in &done {
             if code == RrpcCode::Success {
                 let i = CALLS.iter().position(|c| c.4 == id).expect("a fixed call");
                 assert!(!retain, "a retained message completed call {id}");
                 assert_eq!(topic, topics[i], "call {id} completed from another topic");
+                let (d, dn) = (CALLS[i].0, CALLS[i].2);
+                if d.envelope() != Envelope::None {
+                    let r = envelope::unwrap_reply(d.envelope(), payload)
+                        .expect("only a reply envelope completes an envelope call");
+                    assert_eq!(r.id, id.to_string(), "call {id} completed by another id");
+                    if let Some(device) = r.device {
+                        assert_eq!(device, dn, "call {id} completed by another sub-device");
+                    }
+                }
             }
         }
         self.refill();
@@ -213,6 +255,56 @@ mod tests {
             vec![(41440, RrpcCode::Success)]
         );
         assert!(f.feed(&[0xff, 0xfe], b"", false).is_empty());
+        // Envelope replies: the id and the sub-device in the body.
+        assert_eq!(t[4], "$thing/up/action/pid/dev5");
+        assert_eq!(t[5], "v1/gateway/rpc");
+        for hostile in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"{\"device\":\"Sensor A\",\"data\":{\"id\":7,\"method\":\"m\",\"params\":{}}}",
+            b"{\"device\":\"Sensor B\",\"id\":7,\"data\":1}",
+            b"{\"device\":\"Sensor A\",\"id\":9,\"data\":1}",
+            b"{\"device\":\"Sensor A\",\"id\":\"7\",\"data\":1}",
+            b"{\"device\":\"Sensor A\",\"id\":7,\"id\":8,\"data\":1}",
+        ] {
+            assert!(f.feed(t[5].as_bytes(), hostile, false).is_empty());
+        }
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(f.feed(t[5].as_bytes(), deep.as_bytes(), false).is_empty());
+        assert!(f
+            .feed(
+                t[4].as_bytes(),
+                b"{\"method\":\"action_reply\",\"clientToken\":\"7\",\"code\":0}",
+                false
+            )
+            .is_empty());
+        assert_eq!(
+            f.feed(
+                t[5].as_bytes(),
+                b"{\"device\":\"Sensor B\",\"id\":8,\"data\":{\"ok\":true}}",
+                false
+            ),
+            vec![(8, RrpcCode::Success)]
+        );
+        let r = f.last.lock()[0].clone();
+        assert_eq!(
+            (r.payload.as_deref(), r.reply_status),
+            (Some(&b"{\"ok\":true}"[..]), None)
+        );
+        assert_eq!(
+            f.feed(
+                t[4].as_bytes(),
+                b"{\"method\":\"action_reply\",\"clientToken\":\"5005\",\"code\":3,\"status\":\"no\",\"response\":[1]}",
+                false
+            ),
+            vec![(5005, RrpcCode::Success)]
+        );
+        let r = f.last.lock()[0].clone();
+        assert_eq!(
+            (r.payload.as_deref(), r.reply_status),
+            (Some(&b"[1]"[..]), Some(3))
+        );
         // A device's offline status ends its call HALFCONN.
         assert_eq!(
             f.feed(b"rrpc/presence/a1Pk/dev1", b"offline", false),
@@ -222,6 +314,8 @@ mod tests {
             .inner
             .stats
             .get(super::super::CallerCounter::mismatched_responses);
-        assert_eq!(s, 3);
+        // Three near misses, a reply of Sensor B with Sensor A's id, and a
+        // Tencent reply with the id of a gateway call.
+        assert_eq!(s, 5);
     }
 }

@@ -37,7 +37,8 @@ use tokio::sync::watch;
 
 use crate::callback::{self, Kind};
 use crate::clock::now_ms;
-use crate::dialect::{self, validate_part, Dialect, Identity};
+use crate::dialect::envelope::wrap_request;
+use crate::dialect::{self, validate_part, Dialect, Envelope, Identity};
 pub use crate::session::{ConnStats, ConnectionEvent, DisconnectCause, Listener, MqttConfig};
 use crate::session::{ConnectionState, MqttVersion, Session};
 
@@ -65,7 +66,10 @@ use lease::Lease;
 
 pub use config::{CallerConfig, CallerError};
 pub use core::parse_message_id;
-use core::{expire_calls, expiry_s, random_id, response_filter, send_outbox, CallerCore};
+use core::{
+    expire_calls, expiry_s, gateway_id, random_id, response_filter, send_outbox, unix_seconds,
+    CallerCore,
+};
 use stats::CallerCounter;
 pub use stats::CallerStats;
 
@@ -309,16 +313,52 @@ impl Caller {
             let why = format!("{} calls are already in flight", inner.cfg.max_in_flight);
             return refuse(st, done, why);
         }
-        if st.bytes + p.payload.len() > inner.cfg.max_in_flight_bytes {
+        let envelope = dialect.envelope();
+        let fresh = || match envelope {
+            // ThingsBoard reads `data.id` with getAsInt(): a positive i32.
+            Envelope::ThingsBoardGateway => gateway_id(),
+            _ => random_id(),
+        };
+        let mut id = fresh();
+        while st.pending.contains_key(&id) || st.finished(id).is_some() {
+            id = fresh();
+        }
+        // An envelope dialect's request is its body: the id, name (and the
+        // gateway's sub-device) around the payload, checked to be JSON above.
+        let body = match envelope {
+            Envelope::None => p.payload.to_vec(),
+            e => match wrap_request(
+                e,
+                &id.to_string(),
+                p.name.unwrap_or_default(),
+                p.device_name,
+                unix_seconds(),
+                p.payload,
+            ) {
+                Ok(b) if b.len() <= inner.cfg.max_payload => b,
+                Ok(b) => {
+                    drop(st);
+                    inner.bump(CallerCounter::refused);
+                    let why = format!(
+                        "the request in its {dialect} envelope is {} bytes, more than the {} allowed",
+                        b.len(),
+                        inner.cfg.max_payload
+                    );
+                    return done(RrpcResponse::failed(CODE_INVALID_PARAMETER, why));
+                }
+                Err(why) => {
+                    drop(st);
+                    inner.bump(CallerCounter::refused);
+                    return done(RrpcResponse::failed(CODE_INVALID_PARAMETER, why));
+                }
+            },
+        };
+        if st.bytes + body.len() > inner.cfg.max_in_flight_bytes {
             let why = format!(
                 "the calls in flight already hold {} request bytes (at most {})",
                 st.bytes, inner.cfg.max_in_flight_bytes
             );
             return refuse(st, done, why);
-        }
-        let mut id = random_id();
-        while st.pending.contains_key(&id) || st.finished(id).is_some() {
-            id = random_id();
         }
         let ident = Identity {
             product_key: p.product_key,
@@ -342,7 +382,10 @@ impl Caller {
         // On MQTT 3.1.1 a request whose reply goes out on its own topic
         // (custom topics, Alibaba service calls) comes back to the caller; No
         // Local keeps it away on MQTT 5.
+        // An envelope dialect's request coming back is no reply envelope: its
+        // body tells it apart (see `CallerCore::on_response`).
         let echo = (dialect.replies_on_request_topic()
+            && envelope == Envelope::None
             && inner.cfg.mqtt.protocol != MqttVersion::V5)
             .then(|| inner.echo_hash(p.payload));
         let mut call = PendingCall {
@@ -351,8 +394,9 @@ impl Caller {
             response_topic: response_topic.into(),
             filter: filter.as_str().into(),
             echo,
-            bytes: p.payload.len(),
+            bytes: body.len(),
             unsent: None,
+            envelope,
             done,
         };
         let publish_now = match st.subs.get_mut(&filter) {
@@ -400,7 +444,7 @@ impl Caller {
                 false
             }
         };
-        let out = (request_topic, p.payload.to_vec(), expiry_s(timeout));
+        let out = (request_topic, body, expiry_s(timeout));
         if publish_now {
             // The caller's own thread hands it to rumqttc (see `send_outbox`), so
             // application threads never contend on the MQTT request channel.

@@ -163,8 +163,11 @@ pub struct rrpc_caller_call_params {
     /// documented `{messageId}` form.
     pub content_type: i32,
     /// The method, service or command name, for dialects whose request topic
-    /// carries one (RRPC_DIALECT_ALIBABA_SERVICE, RRPC_DIALECT_AZURE, or a
-    /// registered dialect with `{name}`; required there), else NULL (default).
+    /// or envelope carries one (RRPC_DIALECT_ALIBABA_SERVICE, RRPC_DIALECT_AZURE,
+    /// the action of RRPC_DIALECT_TENCENT_ACTION, the method of
+    /// RRPC_DIALECT_THINGSBOARD_GATEWAY, or a registered dialect with `{name}`;
+    /// required there), else NULL (default). In the envelope dialects the
+    /// payload is the envelope's `params`: one JSON value, or empty for `{}`.
     pub name: *const c_char,
 }
 

@@ -7,8 +7,10 @@
 //! SDK devices with `Dialect::ThingsBoard` and `Dialect::Azure` (Azure over TLS), and
 //! the library's `Client`, with a device of either dialect, answers calls published
 //! exactly as ThingsBoard's server and IoT Hub send them. The ThingsBoard gateway's RPC
-//! (`v1/gateway/rpc`, the device named in the JSON) is not a dialect the caller can
-//! address: only its peer is checked here.
+//! (`v1/gateway/rpc`, the sub-device named in the JSON envelope) both ways: the
+//! caller's `Dialect::ThingsBoardGateway` calls to two sub-devices of the SDK's gateway,
+//! and a library client serving two sub-devices answering RPCs shaped as
+//! ThingsBoard's server sends them.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -293,6 +295,129 @@ fn library_device_answers_an_azure_direct_method() {
     assert_eq!(payload, br#"{"delay":5}"#);
 }
 
+/// The ThingsBoard gateway SDK answers the library caller's `Dialect::ThingsBoardGateway`
+/// calls to two of its sub-devices, in flight at once. `tb-mqtt-client` 1.13.14
+/// (`tb_gateway_mqtt.py`): `TBGatewayMqttClient._on_connect` subscribes
+/// `v1/gateway/rpc` (`GATEWAY_RPC_TOPIC`), `_on_decoded_message` hands the body
+/// `{"device":..,"data":{"id":..,"method":..,"params":..}}` to the handler of
+/// `gw_set_server_side_rpc_request_handler`, and `gw_send_rpc_reply(device, id, resp)`
+/// publishes `{"device":device,"id":id,"data":resp}` on that same topic. The caller is
+/// on MQTT 3.1.1, so its own requests come back to it on `v1/gateway/rpc`: they are no
+/// reply envelope and are counted as unknown responses.
+fn tb_gateway_sdk_answers_the_library_caller() {
+    let broker = Broker::mosquitto();
+    let gateway = peers::tb_gateway(broker.port, "tb-gateway-token", &["Sensor A", "pump-2"]);
+    let caller = library_caller(broker.port, None);
+    let (tx, rx) = mpsc::channel();
+    for dn in ["Sensor A", "pump-2"] {
+        let tx = tx.clone();
+        caller.call_async(
+            &CallParams {
+                name: Some("toggle_gpio"),
+                timeout_ms: Some(8000),
+                ..CallParams::new(Dialect::ThingsBoardGateway, "", dn, br#"{"pin":1}"#)
+            },
+            Box::new(move |r| {
+                let _ = tx.send((dn, r));
+            }),
+        );
+    }
+    for _ in 0..2 {
+        let (dn, r) = rx.recv_timeout(WAIT).expect("a call's outcome");
+        assert_eq!(
+            answered(&r, &gateway),
+            format!(
+                r#"{{"device":"{dn}","method":"toggle_gpio","params":{{"pin":1}},"by":"tb-gateway"}}"#
+            )
+        );
+        let id = r.message_id.expect("a message id");
+        assert!((1..=i32::MAX as u64).contains(&id), "{r:?}");
+        assert_eq!(r.reply_status, None);
+    }
+    let s = caller.stats();
+    assert_eq!((s.success, s.mismatched_responses), (2, 0), "{s:?}");
+    // The two requests themselves, back on the shared topic.
+    assert_eq!(s.unknown_responses, 2, "{s:?}");
+}
+
+/// A library client serving two ThingsBoard gateway sub-devices on one connection,
+/// answering every request with `{"device":<its device>,"method":<name>,"by":"librrpc"}`;
+/// each request's device, name and payload go to the returned channel; started.
+fn library_gateway(port: u16, devices: &[&str]) -> (Client, mpsc::Receiver<(String, Seen)>) {
+    let client = Client::new(client_config(port, MqttVersion::V311)).expect("a client");
+    for dn in devices {
+        let id = Identity {
+            device_name: dn,
+            ..NO_DEVICE
+        };
+        client
+            .add_device(Dialect::ThingsBoardGateway, &id)
+            .expect("add the sub-device");
+    }
+    let (tx, rx) = mpsc::channel();
+    let replier = client.replier();
+    client
+        .set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
+            let name = req.name().map(str::to_string);
+            let dn = req.device_name().to_string();
+            let reply = format!(
+                r#"{{"device":"{dn}","method":"{}","by":"librrpc"}}"#,
+                name.as_deref().unwrap_or_default()
+            );
+            let _ = replier.reply(req.token, reply.as_bytes());
+            let _ = tx.send((dn, (name, req.payload.to_vec())));
+        })))
+        .expect("set the handler");
+    client.start().expect("start the client");
+    (client, rx)
+}
+
+/// The library's device answers gateway RPCs shaped as ThingsBoard's server sends them
+/// to a `tb-mqtt-client` 1.13.14 gateway (`tb_gateway_mqtt.py`: the body
+/// `{"device":..,"data":{"id":..,"method":..,"params":..}}` on `GATEWAY_RPC_TOPIC`
+/// `v1/gateway/rpc`, answered as `gw_send_rpc_reply` does, `{"device":..,"id":..,
+/// "data":..}` on the same topic), each sub-device its own; its own replies, back on
+/// that topic, are not taken for requests.
+fn library_device_answers_thingsboard_gateway_rpcs() {
+    let broker = Broker::mosquitto();
+    let (device, requests) = library_gateway(broker.port, &["Sensor A", "pump-2"]);
+    let tap = MqttClient::subscribed(broker.port, "tap-gw-lib", "v1/gateway/rpc");
+    for (dn, id) in [("Sensor A", 7), ("pump-2", 8)] {
+        let request = format!(
+            r#"{{"device":"{dn}","data":{{"id":{id},"method":"toggle_gpio","params":{{"pin":1}}}}}}"#
+        );
+        publish_acked(broker.port, "v1/gateway/rpc", request.as_bytes(), false);
+        let seen = tap.next("v1/gateway/rpc", WAIT).expect("the request");
+        assert_eq!(seen.payload, request.as_bytes());
+        let reply = tap
+            .next("v1/gateway/rpc", WAIT)
+            .expect("a reply from the library gateway");
+        assert_eq!(
+            String::from_utf8_lossy(&reply.payload),
+            format!(
+                r#"{{"device":"{dn}","id":{id},"data":{{"device":"{dn}","method":"toggle_gpio","by":"librrpc"}}}}"#
+            )
+        );
+        let (device_name, (name, payload)) = requests.recv_timeout(WAIT).expect("the request");
+        assert_eq!(device_name, dn);
+        assert_eq!(name.as_deref(), Some("toggle_gpio"));
+        assert_eq!(payload, br#"{"pin":1}"#);
+    }
+    // A sub-device it does not serve: no answer.
+    publish_acked(
+        broker.port,
+        "v1/gateway/rpc",
+        br#"{"device":"other","data":{"id":9,"method":"toggle_gpio","params":{}}}"#,
+        false,
+    );
+    let seen = tap.next("v1/gateway/rpc", WAIT).expect("the request");
+    assert!(String::from_utf8_lossy(&seen.payload).contains(r#""other""#));
+    let more = tap.next("v1/gateway/rpc", Duration::from_secs(1));
+    assert!(more.is_none(), "answered for another device: {more:?}");
+    assert!(requests.try_recv().is_err());
+    drop(device);
+}
+
 pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
         vendor_sdks_install_and_import needs ["python3"],
@@ -303,5 +428,7 @@ pub fn tests() -> Vec<crate::common::Test> {
         library_device_answers_a_thingsboard_server_side_rpc needs ["mosquitto"],
         azure_device_sdk_answers_the_library_caller_over_tls needs ["python3", "mosquitto"],
         library_device_answers_an_azure_direct_method needs ["mosquitto"],
+        tb_gateway_sdk_answers_the_library_caller needs ["python3", "mosquitto"],
+        library_device_answers_thingsboard_gateway_rpcs needs ["mosquitto"],
     ]
 }

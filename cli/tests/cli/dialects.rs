@@ -1,6 +1,8 @@
 //! `rrpc device --dialect X` answers `rrpc call --dialect X` through Mosquitto
 //! for the clouds added as data (Alibaba service calls, ThingsBoard, Azure,
-//! Huawei, AWS), and for a dialect of a `--dialect-file` on both sides.
+//! Huawei, AWS), for the envelope dialects (Tencent actions, ThingsBoard
+//! gateway with two sub-devices on one connection), and for a dialect of a
+//! `--dialect-file` on both sides.
 
 use std::time::Duration;
 
@@ -131,8 +133,144 @@ fn a_dialect_file_serves_both_sides() {
     );
 }
 
+/// `rrpc call --dialect {dialect} --name toggle` of a JSON payload to `dn`.
+fn envelope_call(port: u16, dialect: &str, dn: &str) -> Run {
+    let call = [
+        "--dialect",
+        dialect,
+        "--name",
+        "toggle",
+        "--payload",
+        r#"{"pin":1}"#,
+        "--timeout",
+        "5000",
+        "--no-presence",
+    ];
+    run_limited(&args_for("call", port, dn, &call), Duration::from_secs(30))
+}
+
+fn envelope_dialects_answer_through_mosquitto() {
+    let b = Broker::mosquitto();
+    // Tencent actions: clientToken and actionId in the body; code 0 back.
+    let mut dev = rrpc_device(
+        b.port,
+        &[
+            "--dialect",
+            "tencent-action",
+            "--device-name",
+            "dev1",
+            "--no-presence",
+        ],
+    );
+    let r = envelope_call(b.port, "tencent-action", "dev1");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.show(), dev.transcript());
+    let v = r.json();
+    assert_eq!(v["RrpcCode"], "SUCCESS", "{v}");
+    // The device echoes the params: the reply envelope's response.
+    assert_eq!(v["PayloadBase64Byte"], "eyJwaW4iOjF9", "{v}");
+    assert_eq!(v["ReplyStatus"], 0, "{v}");
+    assert_eq!(
+        dev.wait_stdout_lines("request tencent-action ", 1, Duration::from_secs(5)),
+        1,
+        "{}",
+        dev.transcript()
+    );
+    assert!(
+        dev.stdout().iter().any(|l| l.contains(" name=toggle")),
+        "{}",
+        dev.transcript()
+    );
+    // Not JSON: refused before anything is sent.
+    let r = run_limited(
+        &args_for(
+            "call",
+            b.port,
+            "dev1",
+            &[
+                "--dialect",
+                "tencent-action",
+                "--name",
+                "toggle",
+                "--payload",
+                "hello",
+            ],
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(
+        r.stdout.contains("InvalidParameter") && r.stderr.contains("JSON"),
+        "{}",
+        r.show()
+    );
+    dev.terminate();
+
+    // One gateway connection, two sub-devices: each answers its own call.
+    let mut gw = rrpc_device(
+        b.port,
+        &[
+            "--dialect",
+            "thingsboard-gateway",
+            "--device-name",
+            "sensor-a",
+            "--device-name",
+            "sensor-b",
+            "--no-presence",
+        ],
+    );
+    for (i, dn) in ["sensor-a", "sensor-b"].into_iter().enumerate() {
+        let r = envelope_call(b.port, "thingsboard-gateway", dn);
+        assert_eq!(r.code, Some(0), "{}\n{}", r.show(), gw.transcript());
+        let v = r.json();
+        assert_eq!(v["RrpcCode"], "SUCCESS", "{v}");
+        assert_eq!(v["PayloadBase64Byte"], "eyJwaW4iOjF9", "{v}");
+        assert!(v.get("ReplyStatus").is_none(), "{v}");
+        let id = v["MessageId"].as_u64().expect("a MessageId");
+        assert!((1..=i32::MAX as u64).contains(&id), "{v}");
+        assert_eq!(
+            gw.wait_stdout_lines(
+                "request thingsboard-gateway ",
+                i + 1,
+                Duration::from_secs(5)
+            ),
+            i + 1,
+            "{}",
+            gw.transcript()
+        );
+        let line = format!("/{dn} id={id} ");
+        assert!(
+            gw.stdout().iter().any(|l| l.contains(&line)),
+            "{line}: {}",
+            gw.transcript()
+        );
+    }
+    // A sub-device the gateway does not serve: nobody answers.
+    let r = run_limited(
+        &args_for(
+            "call",
+            b.port,
+            "sensor-c",
+            &[
+                "--dialect",
+                "thingsboard-gateway",
+                "--name",
+                "toggle",
+                "--payload",
+                "{}",
+                "--timeout",
+                "1000",
+                "--no-presence",
+            ],
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.json()["RrpcCode"], "TIMEOUT", "{}", r.show());
+    gw.terminate();
+}
+
 pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
+        envelope_dialects_answer_through_mosquitto needs ["mosquitto"],
         each_new_builtin_dialect_answers_through_mosquitto needs ["mosquitto"],
         an_azure_reply_status_comes_back_as_reply_status needs ["mosquitto"],
         a_dialect_file_serves_both_sides needs ["mosquitto"],
