@@ -193,8 +193,8 @@ fn library_device(port: u16, dialect: Dialect) -> (Client, mpsc::Receiver<Seen>)
 /// `send_rpc_reply(req_id, resp)` publishes `orjson.dumps(resp)` on
 /// `v1/devices/me/rpc/response/{id}` (`RPC_RESPONSE_TOPIC`). The caller renders
 /// `Dialect::ThingsBoard`'s `v1/devices/me/rpc/request/{id}` with an empty product key
-/// and device name. (The CLI's `rrpc call --dialect` takes alibaba, alibaba-custom and
-/// tencent only, so the CLI is not part of this check.)
+/// and device name. (`rrpc call --dialect thingsboard` against the same peer:
+/// `cli/tests/cli/peers.rs`.)
 fn tb_device_sdk_answers_the_library_caller() {
     let broker = Broker::mosquitto();
     let device = peers::tb_device(broker.port, "tb-device-token");

@@ -12,6 +12,7 @@ mod dialects;
 mod jt808;
 mod jt808_e2e;
 mod jt808_terminal;
+mod peers;
 
 /// The `rrpc` binary cargo built for these tests.
 fn rrpc() -> PathBuf {
@@ -24,6 +25,7 @@ fn main() {
         dialects,
         jt808,
         jt808_e2e,
-        jt808_terminal
+        jt808_terminal,
+        peers
     ])
 }
