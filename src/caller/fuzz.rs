@@ -87,6 +87,7 @@ impl ResponseFuzz {
             echo_key: hashbrown::DefaultHashBuilder::default(),
             stats: Default::default(),
             outbox_ready: tokio::sync::Notify::new(),
+            mqtt5_topic: super::default_response_topic("fuzz"),
             cfg,
         });
         let f = ResponseFuzz {
