@@ -139,7 +139,16 @@ fn an_mqtt5_call_is_answered_by_an_mqtt5_device() {
         b.port,
         &["--dialect", "mqtt5"],
         "m7",
-        &[&v5[..], &["--topic", "plant/line1/m7/rpc"]].concat(),
+        &[
+            &v5[..],
+            &[
+                "--topic",
+                "plant/line1/m7/rpc",
+                "--response-topic",
+                "ops/replies",
+            ],
+        ]
+        .concat(),
         &[&v5[..], &["--topic", "plant/line1/+/rpc"]].concat(),
     );
     assert_echoed(&r);
