@@ -2517,8 +2517,8 @@ typedef struct rrpc_caller_config {
     uint32_t subscription_idle_ms;
     /**
      * The Response Topic of RRPC_DIALECT_MQTT5 calls (MQTT 5 request/response),
-     * an exact topic (no `+` or `#`, at most 1024 bytes), or NULL (default) for
-     * "rrpc/caller/{client id}/response". Appended in 1.1.
+     * an exact topic (no `+`, `#` or control character, at most 1024 bytes),
+     * or NULL (default) for "rrpc/caller/{client id}/response". Appended in 1.1.
      */
     const char *response_topic;
 } rrpc_caller_config;

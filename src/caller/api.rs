@@ -290,7 +290,7 @@ pub fn validate_params(p: &CallParams<'_>, max_payload: usize) -> Result<(), Str
     }
     let alibaba = matches!(d, Dialect::AlibabaSystem | Dialect::AlibabaCustom);
     if let (Some(t), true) = (p.custom_topic, d.uses_mqtt5_properties()) {
-        super::mqtt5::check_request_topic(t)?;
+        super::mqtt5::check_topic("Topic", t)?;
     } else if let Some(t) = p.custom_topic {
         if !alibaba {
             return Err("Topic (custom RRPC topics) exists only for Alibaba and mqtt5".to_string());

@@ -36,8 +36,8 @@ pub struct CallerConfig {
     /// unsubscribed.
     pub subscription_idle_ms: u32,
     /// The topic MQTT 5 request/response calls ([`Dialect::Mqtt5`](crate::Dialect::Mqtt5))
-    /// ask their replies on (their Response Topic): an exact topic (no `+` or
-    /// `#`, at most 1 KiB). `None`: `rrpc/caller/{client id}/response`.
+    /// ask their replies on (their Response Topic): an exact topic (no `+`,
+    /// `#` or control character, at most 1 KiB). `None`: `rrpc/caller/{client id}/response`.
     pub response_topic: Option<String>,
 }
 
@@ -106,9 +106,7 @@ impl CallerConfig {
             ));
         }
         if let Some(t) = &self.response_topic {
-            crate::dialect::validate_response_topic(t).map_err(|why| {
-                format!("response_topic: {}", why.replace("the Response Topic ", ""))
-            })?;
+            super::mqtt5::check_topic("response_topic", t)?;
         }
         Ok(())
     }

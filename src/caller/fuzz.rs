@@ -57,7 +57,7 @@ const CALLS: [Fixture; 4] = [
 ];
 
 /// The id of the mqtt5 call kept in flight (Correlation Data `5`).
-pub const MQTT5_CALL: u64 = 5;
+const MQTT5_CALL: u64 = 5;
 
 /// A caller's response path, fed by hand. See the module documentation.
 #[doc(hidden)]
@@ -187,7 +187,7 @@ impl ResponseFuzz {
 
     /// [`ResponseFuzz::feed`] for an MQTT 5 PUBLISH with Correlation Data
     /// (`Some`: an MQTT 5 reply, as the session hands it over); an mqtt5 call
-    /// ([`MQTT5_CALL`]) is in flight too, completed only on the caller's mqtt5
+    /// (id 5) is in flight too, completed only on the caller's mqtt5
     /// response topic with its id as Correlation Data.
     pub fn feed_v5(
         &self,

@@ -40,11 +40,17 @@ pub fn check_protocol(dialect: Dialect, protocol: MqttVersion) -> Result<(), Str
     Ok(())
 }
 
-/// Checks the topic an mqtt5 call is published on: an exact topic (no `+` or
-/// `#`), not empty, no NUL, at most 1 KiB.
-pub(super) fn check_request_topic(topic: &str) -> Result<(), String> {
+/// Checks the topic an mqtt5 call is published on (`what` = "Topic") or asks
+/// its reply on ("response_topic"): an exact topic (no `+` or `#`), not empty,
+/// no NUL or control character, at most 1 KiB.
+pub(super) fn check_topic(what: &str, topic: &str) -> Result<(), String> {
     dialect::validate_response_topic(topic)
-        .map_err(|why| format!("Topic: {}", why.replace("the Response Topic", "the topic")))
+        .map_err(|why| why.replace("the Response Topic", "the topic"))
+        .and_then(|()| match topic.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            true => Err("the topic contains a control character".to_string()),
+            false => Ok(()),
+        })
+        .map_err(|why| format!("{what}: {why}"))
 }
 
 /// The Correlation Data of the call with message id `id`: its decimal text.
@@ -133,9 +139,11 @@ mod tests {
         let e = check_protocol(Dialect::Mqtt5, MqttVersion::V311).unwrap_err();
         assert!(e.contains("needs an MQTT 5 session"), "{e}");
         assert!(check_protocol(Dialect::Tencent, MqttVersion::V311).is_ok());
-        assert!(check_request_topic("plant/line1/m7/rpc").is_ok());
-        let e = check_request_topic("plant/+/rpc").unwrap_err();
-        assert!(e.contains("wildcard"), "{e}");
-        assert!(check_request_topic("").is_err());
+        assert!(check_topic("Topic", "plant/line1/m7/rpc").is_ok());
+        let e = check_topic("Topic", "plant/+/rpc").unwrap_err();
+        assert_eq!(e, "Topic: the topic contains an MQTT wildcard");
+        for bad in ["", "a\nb", "a\0b", &"x".repeat(1025)] {
+            assert!(check_topic("Topic", bad).is_err(), "{bad:?}");
+        }
     }
 }

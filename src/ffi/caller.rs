@@ -132,8 +132,8 @@ pub struct rrpc_caller_config {
     /// unsubscribed. Default 30000.
     pub subscription_idle_ms: u32,
     /// The Response Topic of RRPC_DIALECT_MQTT5 calls (MQTT 5 request/response),
-    /// an exact topic (no `+` or `#`, at most 1024 bytes), or NULL (default) for
-    /// "rrpc/caller/{client id}/response". Appended in 1.1.
+    /// an exact topic (no `+`, `#` or control character, at most 1024 bytes),
+    /// or NULL (default) for "rrpc/caller/{client id}/response". Appended in 1.1.
     pub response_topic: *const c_char,
 }
 
