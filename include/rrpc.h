@@ -2515,6 +2515,12 @@ typedef struct rrpc_caller_config {
      * unsubscribed. Default 30000.
      */
     uint32_t subscription_idle_ms;
+    /**
+     * The Response Topic of RRPC_DIALECT_MQTT5 calls (MQTT 5 request/response),
+     * an exact topic (no `+`, `#` or control character, at most 1024 bytes),
+     * or NULL (default) for "rrpc/caller/{client id}/response". Appended in 1.1.
+     */
+    const char *response_topic;
 } rrpc_caller_config;
 
 /**
@@ -2543,7 +2549,8 @@ typedef struct rrpc_caller_call_params {
     const char *device_name;
     /**
      * The custom RRPC topic (the RRpc API's `Topic`), such as
-     * "/a1B2/dev1/user/update", or NULL.
+     * "/a1B2/dev1/user/update", or NULL. RRPC_DIALECT_MQTT5 (on an MQTT 5
+     * caller only): the exact topic the request is published on (required).
      */
     const char *custom_topic;
     /**

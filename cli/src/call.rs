@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, ValueEnum};
 use rrpc::caller::{
-    decode_request_base64, validate_params, CODE_INVALID_PARAMETER, CODE_SYSTEM_EXCEPTION,
+    check_protocol, decode_request_base64, validate_params, CODE_INVALID_PARAMETER,
+    CODE_SYSTEM_EXCEPTION,
 };
 use rrpc::presence::PresenceTopics;
 use rrpc::{CallParams, Caller, CallerConfig, Dialect, RrpcCode, RrpcResponse};
@@ -61,6 +62,7 @@ Examples:
             --name reboot --payload '{\"delay\":1}'
   rrpc call --port 1883 --dialect thingsboard-gateway --device-name 'Sensor A' \\
             --name toggle_gpio --payload '{\"pin\":1}'
+  rrpc call --port 1883 --mqtt-version 5 --dialect mqtt5 --topic plant/m7/rpc --payload x
   rrpc call --port 1883 --dialect-file acme.dialect --dialect acme --device-name dev1 --payload x";
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,9 +103,14 @@ pub struct CallArgs {
     /// thingsboard-gateway's method, or a --dialect-file dialect with {name}).
     #[arg(long, value_name = "METHOD")]
     pub name: Option<String>,
-    /// Custom RRPC topic (Alibaba), such as /a1B2c3/dev1/user/update.
+    /// Custom RRPC topic (Alibaba), such as /a1B2c3/dev1/user/update; for
+    /// mqtt5 the topic the request is published on (no wildcards).
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
+    /// mqtt5: the Response Topic the reply is asked on (default
+    /// rrpc/caller/{client id}/response).
+    #[arg(long, value_name = "TOPIC")]
+    pub response_topic: Option<String>,
     /// JT/T 808 pass-through type: 0, 11, 65, 66 or 240 to 255.
     #[arg(long, value_name = "N")]
     pub content_type: Option<u32>,
@@ -186,9 +193,13 @@ pub fn run(a: CallArgs) -> ExitCode {
     cfg.mqtt.tls = a.conn.tls_config();
     cfg.mqtt.protocol = a.conn.mqtt_version;
     cfg.presence = (!a.no_presence).then(PresenceTopics::default);
+    cfg.response_topic = a.response_topic.clone();
     // The library checks the parameters again in `call`; checking first means bad
     // input is reported as such even when the broker is down.
-    if let Err(why) = validate_params(&params, cfg.max_payload) {
+    if let Err(why) = validate_params(&params, cfg.max_payload)
+        .and_then(|()| check_protocol(dialect, cfg.mqtt.protocol))
+        .and_then(|()| cfg.validate_bounds())
+    {
         return fail(CODE_INVALID_PARAMETER, why, a.format);
     }
 

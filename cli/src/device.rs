@@ -35,6 +35,7 @@ Examples:
   rrpc device --port 1883 --dialect tencent-action --product-key PRODID --device-name test01
   rrpc device --port 1883 --dialect thingsboard-gateway --device-name 'Sensor A' \\
               --device-name 'Sensor B'                  # one gateway, two sub-devices
+  rrpc device --port 1883 --mqtt-version 5 --dialect mqtt5 --topic 'plant/+/rpc' --device-name m
   rrpc device --port 1883 --dialect-file acme.dialect --dialect acme --device-name dev1";
 
 #[derive(Args, Debug)]
@@ -55,7 +56,8 @@ pub struct DeviceArgs {
     /// (azure, or a --dialect-file dialect with {status}): 100 to 599. Default 200.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(100..=599))]
     pub reply_status: Option<u16>,
-    /// Custom RRPC topic (alibaba-custom), such as /a1B2c3/dev1/user/update.
+    /// Custom RRPC topic (alibaba-custom), such as /a1B2c3/dev1/user/update;
+    /// for mqtt5 the request filter served (`+`/`#` allowed), such as plant/+/rpc.
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
     /// Do not announce presence (callers then see TIMEOUT, never OFFLINE or HALFCONN).
@@ -184,7 +186,10 @@ fn dialect_and_topic(a: &DeviceArgs) -> Result<Dialect, String> {
     match (d, &a.topic) {
         (Dialect::AlibabaSystem | Dialect::AlibabaCustom, Some(_)) => Ok(Dialect::AlibabaCustom),
         (d, None) if d.needs_custom_topic() => Err(format!("--dialect {d} needs --topic")),
-        (_, Some(_)) => Err("--topic (custom RRPC topics) exists only for Alibaba".to_string()),
+        (d, Some(_)) if d.uses_mqtt5_properties() => Ok(d),
+        (_, Some(_)) => {
+            Err("--topic (custom RRPC topics) exists only for Alibaba and mqtt5".to_string())
+        }
         (d, None) => Ok(d),
     }
 }

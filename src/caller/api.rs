@@ -291,9 +291,11 @@ pub fn validate_params(p: &CallParams<'_>, max_payload: usize) -> Result<(), Str
         return Err(format!("the {d} dialect needs Topic"));
     }
     let alibaba = matches!(d, Dialect::AlibabaSystem | Dialect::AlibabaCustom);
-    if let Some(t) = p.custom_topic {
+    if let (Some(t), true) = (p.custom_topic, d.uses_mqtt5_properties()) {
+        super::mqtt5::check_topic("Topic", t)?;
+    } else if let Some(t) = p.custom_topic {
         if !alibaba {
-            return Err("Topic (custom RRPC topics) exists only for Alibaba".to_string());
+            return Err("Topic (custom RRPC topics) exists only for Alibaba and mqtt5".to_string());
         }
         validate_custom_topic(t).map_err(|e| format!("Topic {}", e.reason))?;
     }

@@ -58,8 +58,9 @@ impl PendingCall {
 }
 
 /// A request to publish: the call, topic, payload and Message Expiry Interval
-/// (seconds, MQTT 5 only).
-pub(super) type Outgoing = (String, Vec<u8>, u32);
+/// (seconds, MQTT 5 only), and for an mqtt5 call its id (its Correlation Data;
+/// see `mqtt5.rs`).
+pub(super) type Outgoing = (String, Vec<u8>, u32, Option<u64>);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Finished {

@@ -35,6 +35,10 @@ pub struct CallerConfig {
     /// ended, in ms (at most 3,600,000); then it is
     /// unsubscribed.
     pub subscription_idle_ms: u32,
+    /// The topic MQTT 5 request/response calls ([`Dialect::Mqtt5`](crate::Dialect::Mqtt5))
+    /// ask their replies on (their Response Topic): an exact topic (no `+`,
+    /// `#` or control character, at most 1 KiB). `None`: `rrpc/caller/{client id}/response`.
+    pub response_topic: Option<String>,
 }
 
 impl CallerConfig {
@@ -62,6 +66,7 @@ impl CallerConfig {
             max_presence: 100_000,
             max_subscriptions: 1024,
             subscription_idle_ms: 30_000,
+            response_topic: None,
         }
     }
 
@@ -99,6 +104,9 @@ impl CallerConfig {
                 self.subscription_idle_ms,
                 Self::MAX_SUBSCRIPTION_IDLE_MS
             ));
+        }
+        if let Some(t) = &self.response_topic {
+            super::mqtt5::check_topic("response_topic", t)?;
         }
         Ok(())
     }

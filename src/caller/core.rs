@@ -39,6 +39,8 @@ pub(super) struct CallerCore {
     pub(super) stats: Counters<CallerStats>,
     /// Signalled when the outbox goes from empty to not empty.
     pub(super) outbox_ready: tokio::sync::Notify,
+    /// The Response Topic of mqtt5 calls (see `mqtt5.rs`).
+    pub(super) mqtt5_topic: String,
 }
 
 /// A subscription of the caller (responses, presence): QoS 0, with No Local
@@ -143,11 +145,22 @@ impl CallerCore {
         self.echo_key.hash_one(payload)
     }
 
-    /// Publishes a request, on MQTT 5 with its Message Expiry Interval.
-    pub(super) fn publish_request(&self, (topic, payload, expiry): Outgoing) -> bool {
-        self.publisher
-            .publish_expiring(topic, QoS::AtMostOnce, payload, expiry)
-            .is_ok()
+    /// Publishes a request, on MQTT 5 with its Message Expiry Interval (and
+    /// an mqtt5 call's Response Topic and Correlation Data).
+    pub(super) fn publish_request(&self, (topic, payload, expiry, mqtt5): Outgoing) -> bool {
+        match mqtt5 {
+            Some(id) => self.publisher.publish_request_v5(
+                topic,
+                payload,
+                expiry,
+                &self.mqtt5_topic,
+                &super::mqtt5::correlation(id),
+            ),
+            None => self
+                .publisher
+                .publish_expiring(topic, QoS::AtMostOnce, payload, expiry),
+        }
+        .is_ok()
     }
 
     /// Unsubscribes the response filters no call has used for `idle_ms` (the
@@ -209,6 +222,9 @@ impl CallerCore {
     }
 
     pub(super) fn route(&self, topic: &str, payload: &[u8], how: Inbound) {
+        if self.is_mqtt5_reply_topic(topic) {
+            return self.on_mqtt5_reply(topic, payload, how.retain, None);
+        }
         if let Some(p) = &self.cfg.presence {
             if topic == sync_topic(&self.client_id) {
                 self.set_ready(true);
@@ -469,6 +485,14 @@ impl SessionOwner for CallerCore {
     }
 
     fn on_publish(&self, topic: &str, payload: &[u8], how: Inbound) {
+        self.route(topic, payload, how);
+    }
+
+    /// An MQTT 5 reply: on the mqtt5 response topic, with its Correlation Data.
+    fn on_reply_v5(&self, topic: &str, payload: &[u8], how: Inbound, correlation: &[u8]) {
+        if self.is_mqtt5_reply_topic(topic) {
+            return self.on_mqtt5_reply(topic, payload, how.retain, Some(correlation));
+        }
         self.route(topic, payload, how);
     }
 

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::calls::{DeviceKey, PendingCall, State, Sub, SubEntry};
 use super::{CallerConfig, CallerCore, RrpcCode, RrpcResponse};
 use crate::dialect::{self, envelope, Dialect, Envelope, Identity};
-use crate::session::{ConnectionState, Inbound, Session};
+use crate::session::{ConnectionState, Inbound, Session, SessionOwner};
 
 /// The calls kept in flight: (dialect, product key, device name, custom topic,
 /// message id, ContentType, request payload).
@@ -84,6 +84,9 @@ const CALLS: [Fixture; 7] = [
     ),
 ];
 
+/// The id of the mqtt5 call kept in flight (Correlation Data `5`).
+const MQTT5_CALL: u64 = 5;
+
 /// A caller's response path, fed by hand. See the module documentation.
 #[doc(hidden)]
 pub struct ResponseFuzz {
@@ -117,6 +120,7 @@ impl ResponseFuzz {
             echo_key: hashbrown::DefaultHashBuilder::default(),
             stats: Default::default(),
             outbox_ready: tokio::sync::Notify::new(),
+            mqtt5_topic: super::default_response_topic("fuzz"),
             cfg,
         });
         let f = ResponseFuzz {
@@ -175,6 +179,27 @@ impl ResponseFuzz {
             };
             st.insert(id, call);
         }
+        if !st.pending.contains_key(&MQTT5_CALL) {
+            let topic = self.inner.mqtt5_topic.clone();
+            st.subs.entry(topic.clone()).or_insert(SubEntry {
+                state: Sub::Active,
+                users: 0,
+                idle_since_ms: 0,
+            });
+            let done = self.completed.clone();
+            let call = PendingCall {
+                device: DeviceKey(String::new(), String::new()),
+                deadline_ms: u64::MAX / 2,
+                response_topic: topic.as_str().into(),
+                filter: topic.into(),
+                echo: None,
+                bytes: 0,
+                unsent: None,
+                envelope: Envelope::None,
+                done: Box::new(move |r| done.lock().push(r)),
+            };
+            st.insert(MQTT5_CALL, call);
+        }
     }
 
     /// One incoming PUBLISH: topic bytes (not UTF-8: dropped, as the session
@@ -182,17 +207,31 @@ impl ResponseFuzz {
     /// their codes, after checking that a SUCCESS came from the call's own
     /// response topic, live.
     pub fn feed(&self, topic: &[u8], payload: &[u8], retain: bool) -> Vec<(u64, RrpcCode)> {
+        self.feed_v5(topic, payload, retain, None)
+    }
+
+    /// [`ResponseFuzz::feed`] for an MQTT 5 PUBLISH with Correlation Data
+    /// (`Some`: an MQTT 5 reply, as the session hands it over); an mqtt5 call
+    /// (id 5) is in flight too, completed only on the caller's mqtt5
+    /// response topic with its id as Correlation Data.
+    pub fn feed_v5(
+        &self,
+        topic: &[u8],
+        payload: &[u8],
+        retain: bool,
+        correlation: Option<&[u8]>,
+    ) -> Vec<(u64, RrpcCode)> {
         let Ok(topic) = std::str::from_utf8(topic) else {
             return Vec::new();
         };
-        self.inner.route(
-            topic,
-            payload,
-            Inbound {
-                retain,
-                early: false,
-            },
-        );
+        let how = Inbound {
+            retain,
+            early: false,
+        };
+        match correlation {
+            Some(c) => self.inner.on_reply_v5(topic, payload, how, c),
+            None => self.inner.route(topic, payload, how),
+        }
         let responses = std::mem::take(&mut *self.completed.lock());
         let done: Vec<(u64, RrpcCode)> = responses
             .iter()
@@ -202,8 +241,20 @@ impl ResponseFuzz {
         let topics = Self::response_topics();
         for &(id, code) in &done {
             if code == RrpcCode::Success {
-                let i = CALLS.iter().position(|c| c.4 == id).expect("a fixed call");
                 assert!(!retain, "a retained message completed call {id}");
+                if id == MQTT5_CALL {
+                    assert_eq!(
+                        topic, self.inner.mqtt5_topic,
+                        "the mqtt5 call from elsewhere"
+                    );
+                    assert_eq!(
+                        correlation,
+                        Some(&b"5"[..]),
+                        "the mqtt5 call's Correlation Data"
+                    );
+                    continue;
+                }
+                let i = CALLS.iter().position(|c| c.4 == id).expect("a fixed call");
                 assert_eq!(topic, topics[i], "call {id} completed from another topic");
                 let (d, dn) = (CALLS[i].0, CALLS[i].2);
                 if d.envelope() != Envelope::None {
@@ -317,5 +368,37 @@ mod tests {
         // Three near misses, a reply of Sensor B with Sensor A's id, and a
         // Tencent reply with the id of a gateway call.
         assert_eq!(s, 5);
+    }
+
+    #[test]
+    fn only_the_mqtt5_calls_correlation_data_on_its_topic_completes_it() {
+        let f = ResponseFuzz::new();
+        let topic = f.inner.mqtt5_topic.clone();
+        assert_eq!(topic, "rrpc/caller/fuzz/response");
+        let t = topic.as_bytes();
+        for (c, retain) in [
+            (None, false),
+            (Some(&b"6"[..]), false),
+            (Some(b"05"), false),
+            (Some(b"\x05"), false),
+            (Some(b"5"), true),
+        ] {
+            assert!(f.feed_v5(t, b"r", retain, c).is_empty(), "{c:?} {retain}");
+        }
+        // The right Correlation Data on another call's topic completes that
+        // call (by its topic), not the mqtt5 one.
+        let other = ResponseFuzz::response_topics()[3].clone();
+        assert_eq!(
+            f.feed_v5(other.as_bytes(), b"r", false, Some(b"5")),
+            vec![(41440, RrpcCode::Success)]
+        );
+        assert_eq!(
+            f.feed_v5(t, b"r", false, Some(b"5")),
+            vec![(MQTT5_CALL, RrpcCode::Success)]
+        );
+        let s = |c| f.inner.stats.get(c);
+        use super::super::CallerCounter as C;
+        assert_eq!(s(C::unknown_responses), 4);
+        assert_eq!(s(C::retained_responses), 1);
     }
 }

@@ -52,6 +52,7 @@ mod stats;
 #[cfg(any(fuzzing, test))]
 mod fuzz;
 mod lease;
+mod mqtt5;
 
 pub use api::{
     decode_request_base64, validate_params, CallParams, RrpcCode, RrpcResponse,
@@ -63,6 +64,7 @@ use calls::{DeviceKey, PendingCall, State, Sub, SubEntry};
 #[doc(hidden)]
 pub use fuzz::ResponseFuzz;
 use lease::Lease;
+pub use mqtt5::{check_protocol, default_response_topic};
 
 pub use config::{CallerConfig, CallerError};
 pub use core::parse_message_id;
@@ -142,6 +144,10 @@ impl Caller {
             link.clone(),
         );
 
+        let mqtt5_topic = cfg
+            .response_topic
+            .clone()
+            .unwrap_or_else(|| default_response_topic(&client_id));
         let connect_timeout = cfg.mqtt.connect_timeout_ms;
         let max_presence = cfg.max_presence;
         let inner = Arc::new(CallerCore {
@@ -154,6 +160,7 @@ impl Caller {
             echo_key: hashbrown::DefaultHashBuilder::default(),
             stats: Default::default(),
             outbox_ready: tokio::sync::Notify::new(),
+            mqtt5_topic,
         });
         let (stop, stop_rx) = watch::channel(false);
         let runtime = Arc::new(
@@ -278,6 +285,10 @@ impl Caller {
             inner.bump(CallerCounter::refused);
             return done(RrpcResponse::failed(CODE_INVALID_PARAMETER, why));
         }
+        if let Err(why) = check_protocol(p.dialect, inner.cfg.mqtt.protocol) {
+            inner.bump(CallerCounter::refused);
+            return done(RrpcResponse::failed(CODE_INVALID_PARAMETER, why));
+        }
         let dialect = match (p.dialect, p.custom_topic) {
             (Dialect::AlibabaSystem, Some(_)) => Dialect::AlibabaCustom,
             (d, _) => d,
@@ -376,8 +387,15 @@ impl Caller {
             status: None,
         };
         let request_topic = dialect.request_topic_with(&ident, &vars);
-        let response_topic = expected_reply_topic(dialect, &ident, &vars);
-        let filter = dialect.response_wildcard(p.custom_topic);
+        let mqtt5 = dialect.uses_mqtt5_properties().then_some(id);
+        let (response_topic, filter) = match mqtt5 {
+            // The reply comes on the caller's own topic (see `mqtt5.rs`).
+            Some(_) => (inner.mqtt5_topic.clone(), inner.mqtt5_topic.clone()),
+            None => (
+                expected_reply_topic(dialect, &ident, &vars),
+                dialect.response_wildcard(p.custom_topic),
+            ),
+        };
         let deadline_ms = now_ms() + u64::from(timeout);
         // On MQTT 3.1.1 a request whose reply goes out on its own topic
         // (custom topics, Alibaba service calls) comes back to the caller; No
@@ -444,7 +462,7 @@ impl Caller {
                 false
             }
         };
-        let out = (request_topic, body, expiry_s(timeout));
+        let out = (request_topic, body, expiry_s(timeout), mqtt5);
         if publish_now {
             // The caller's own thread hands it to rumqttc (see `send_outbox`), so
             // application threads never contend on the MQTT request channel.

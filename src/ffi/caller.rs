@@ -131,6 +131,10 @@ pub struct rrpc_caller_config {
     /// it, in ms, 0 to RRPC_CALLER_MAX_SUBSCRIPTION_IDLE_MS; then it is
     /// unsubscribed. Default 30000.
     pub subscription_idle_ms: u32,
+    /// The Response Topic of RRPC_DIALECT_MQTT5 calls (MQTT 5 request/response),
+    /// an exact topic (no `+`, `#` or control character, at most 1024 bytes),
+    /// or NULL (default) for "rrpc/caller/{client id}/response". Appended in 1.1.
+    pub response_topic: *const c_char,
 }
 
 /// One call's parameters, as the RRpc API names them; fill with
@@ -149,7 +153,8 @@ pub struct rrpc_caller_call_params {
     /// DeviceName. Required.
     pub device_name: *const c_char,
     /// The custom RRPC topic (the RRpc API's `Topic`), such as
-    /// "/a1B2/dev1/user/update", or NULL.
+    /// "/a1B2/dev1/user/update", or NULL. RRPC_DIALECT_MQTT5 (on an MQTT 5
+    /// caller only): the exact topic the request is published on (required).
     pub custom_topic: *const c_char,
     /// The request bytes (the API's RequestBase64Byte, decoded); NULL when empty.
     pub payload: *const u8,
@@ -218,6 +223,7 @@ settings!(rrpc_caller_config {
     max_presence,
     max_subscriptions,
     subscription_idle_ms,
+    response_topic,
 } defaults [
     d = CallerConfig::new("", 1883),
 ] {
@@ -245,6 +251,9 @@ unsafe fn connect_caller(c: &rrpc_caller_config) -> Result<Caller, Failure> {
     cfg.max_subscriptions = c.max_subscriptions as usize;
     cfg.subscription_idle_ms = c.subscription_idle_ms;
     cfg.presence = presence_arg(c.presence, c.presence_prefix, c.connection_prefix)?;
+    // SAFETY: NUL-terminated or NULL per the documented contract.
+    cfg.response_topic =
+        unsafe { arg_opt_str(c.response_topic, "config->response_topic") }?.map(str::to_string);
     Ok(Caller::connect(cfg)?)
 }
 

@@ -305,6 +305,8 @@ impl Engine {
                         };
                         if props.response_topic.is_some() {
                             owner.on_request_v5(topic, payload, how, props);
+                        } else if let Some(correlation) = props.correlation {
+                            owner.on_reply_v5(topic, payload, how, correlation);
                         } else {
                             owner.on_publish(topic, payload, how);
                         }

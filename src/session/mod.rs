@@ -71,7 +71,9 @@ pub(crate) use owner::{Inbound, SessionOwner};
 pub use protocol::Reason;
 #[cfg(feature = "client")]
 pub(crate) use protocol::Will;
-pub(crate) use protocol::{Filter, Properties, QoS, SubAcks};
+#[cfg(feature = "client")]
+pub(crate) use protocol::Properties;
+pub(crate) use protocol::{Filter, QoS, SubAcks};
 pub use publisher::SendError;
 pub(crate) use publisher::{Outbox, Publisher};
 pub use state::ConnStats;

@@ -36,6 +36,13 @@ pub(crate) trait SessionOwner: Send + Sync + 'static {
         let _ = props;
         self.on_publish(topic, payload, how);
     }
+    /// An incoming MQTT 5 PUBLISH with Correlation Data and no Response Topic
+    /// (an MQTT 5 reply), with its Correlation Data; by default as
+    /// [`SessionOwner::on_publish`].
+    fn on_reply_v5(&self, topic: &str, payload: &[u8], how: Inbound, correlation: &[u8]) {
+        let _ = correlation;
+        self.on_publish(topic, payload, how);
+    }
     /// A SUBSCRIBE the owner queued itself (through the [`Publisher`]) went out
     /// with this packet id...
     fn on_outgoing_subscribe(&self, _pkid: u16) {}

@@ -261,6 +261,40 @@ impl Publisher {
         }
     }
 
+    /// Publishes an MQTT 5 request (MQTT 5.0, 4.10) without retain: with the
+    /// Response Topic and Correlation Data properties, and a Message Expiry
+    /// Interval of `expiry_s` seconds (0: none). MQTT 3.1.1 has no properties:
+    /// there the request cannot be made ([`SendError::NotConnected`]; the
+    /// caller refuses such calls before).
+    #[cfg(feature = "caller")]
+    pub fn publish_request_v5(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+        expiry_s: u32,
+        response_topic: &str,
+        correlation: &[u8],
+    ) -> Result<(), SendError> {
+        match &self.requests {
+            #[cfg(feature = "mqtt5")]
+            RequestChannel::V5(c) => {
+                let payload = self.enqueue(payload)?;
+                let props = v5::mqttbytes::v5::PublishProperties {
+                    message_expiry_interval: (expiry_s > 0).then_some(expiry_s),
+                    response_topic: Some(response_topic.to_string()),
+                    correlation_data: Some(bytes::Bytes::copy_from_slice(correlation)),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, QoS::AtMostOnce.v5(), false, payload, props)
+                    .map_err(v5_send_error)
+            }
+            _ => {
+                let _ = (topic, payload, expiry_s, response_topic, correlation);
+                Err(SendError::NotConnected)
+            }
+        }
+    }
+
     /// Subscribes one filter (No Local only on MQTT 5).
     pub fn subscribe(&self, filter: Filter) -> Result<(), SendError> {
         match &self.requests {

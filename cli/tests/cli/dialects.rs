@@ -1,8 +1,9 @@
 //! `rrpc device --dialect X` answers `rrpc call --dialect X` through Mosquitto
 //! for the clouds added as data (Alibaba service calls, ThingsBoard, Azure,
 //! Huawei, AWS), for the envelope dialects (Tencent actions, ThingsBoard
-//! gateway with two sub-devices on one connection), and for a dialect of a
-//! `--dialect-file` on both sides.
+//! gateway with two sub-devices on one connection), for MQTT 5
+//! request/response (`mqtt5`), and for a dialect of a `--dialect-file` on both
+//! sides.
 
 use std::time::Duration;
 
@@ -268,9 +269,54 @@ fn envelope_dialects_answer_through_mosquitto() {
     gw.terminate();
 }
 
+fn an_mqtt5_call_is_answered_by_an_mqtt5_device() {
+    let b = Broker::mosquitto();
+    let v5 = ["--mqtt-version", "5"];
+    let r = call_through(
+        b.port,
+        &["--dialect", "mqtt5"],
+        "m7",
+        &[
+            &v5[..],
+            &[
+                "--topic",
+                "plant/line1/m7/rpc",
+                "--response-topic",
+                "ops/replies",
+            ],
+        ]
+        .concat(),
+        &[&v5[..], &["--topic", "plant/line1/+/rpc"]].concat(),
+    );
+    assert_echoed(&r);
+    assert!(r.json().get("ReplyStatus").is_none(), "{}", r.show());
+}
+
+fn an_mqtt5_call_is_refused_on_mqtt311() {
+    let args = args_for(
+        "call",
+        1,
+        "m7",
+        &[
+            "--dialect",
+            "mqtt5",
+            "--topic",
+            "plant/m7/rpc",
+            "--payload",
+            "x",
+        ],
+    );
+    let r = run_limited(&args, Duration::from_secs(30));
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("needs an MQTT 5 session"), "{}", r.show());
+    assert_eq!(r.json()["Code"], "InvalidParameter", "{}", r.show());
+}
+
 pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
         envelope_dialects_answer_through_mosquitto needs ["mosquitto"],
+        an_mqtt5_call_is_answered_by_an_mqtt5_device needs ["mosquitto"],
+        an_mqtt5_call_is_refused_on_mqtt311,
         each_new_builtin_dialect_answers_through_mosquitto needs ["mosquitto"],
         an_azure_reply_status_comes_back_as_reply_status needs ["mosquitto"],
         a_dialect_file_serves_both_sides needs ["mosquitto"],
