@@ -2562,7 +2562,9 @@ typedef struct rrpc_caller_call_params {
      */
     size_t payload_len;
     /**
-     * Timeout in ms, 1000 to 8000; 0 only for Tencent (4000).
+     * Timeout in ms: for the Alibaba dialects 1000 to 8000 (required, as the RRpc
+     * API's `Timeout`); for the others 1 to 600000, or 0 for the dialect's default
+     * (Tencent 4000, ThingsBoard 10000, Azure 30000: docs/dialects.md).
      */
     uint32_t timeout_ms;
     /**

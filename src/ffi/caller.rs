@@ -160,7 +160,9 @@ pub struct rrpc_caller_call_params {
     pub payload: *const u8,
     /// Length of `payload`.
     pub payload_len: usize,
-    /// Timeout in ms, 1000 to 8000; 0 only for Tencent (4000).
+    /// Timeout in ms: for the Alibaba dialects 1000 to 8000 (required, as the RRpc
+    /// API's `Timeout`); for the others 1 to 600000, or 0 for the dialect's default
+    /// (Tencent 4000, ThingsBoard 10000, Azure 30000: docs/dialects.md).
     pub timeout_ms: u32,
     /// ContentType: 0, 11, 65, 66 or 240-255; -1 (default) for none. It travels in
     /// the message-id level of the request topic, `{messageId};ct={ContentType}`
