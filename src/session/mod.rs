@@ -68,11 +68,11 @@ pub use config::{
 pub(crate) use engine::Session;
 pub use events::{ConnError, ConnectionEvent, DisconnectCause, Listener};
 pub(crate) use owner::{Inbound, SessionOwner};
+#[cfg(feature = "client")]
+pub(crate) use protocol::Properties;
 pub use protocol::Reason;
 #[cfg(feature = "client")]
 pub(crate) use protocol::Will;
-#[cfg(feature = "client")]
-pub(crate) use protocol::Properties;
 pub(crate) use protocol::{Filter, QoS, SubAcks};
 pub use publisher::SendError;
 pub(crate) use publisher::{Outbox, Publisher};
