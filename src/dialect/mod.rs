@@ -111,8 +111,9 @@ impl Dialect {
     /// (its custom topic: an exact topic or a filter with `+`/`#`) matches; the
     /// reply goes to that Response Topic with the request's Correlation Data
     /// copied. Nothing of the request or reply is in the topic's text: the
-    /// router needs the properties ([`Router::handle_received_v5`]
-    /// (crate::router::Router::handle_received_v5)). MQTT 5 sessions only.
+    /// router needs the properties
+    /// ([`Router::handle_received_v5`](crate::router::Router::handle_received_v5)).
+    /// MQTT 5 sessions only.
     pub const Mqtt5: Dialect = Dialect(10);
 
     /// The built-in dialects, in ABI order.
