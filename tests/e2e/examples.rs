@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 use rrpc::dialect::Dialect;
+use rrpc::session::MqttVersion;
+use rrpc::{CallParams, RrpcCode};
 
 use crate::common;
 use crate::common::{Broker, BrokerKind, Caller, Proc};
@@ -356,6 +358,58 @@ fn readme_quickstart_is_the_compiled_example_and_it_answers() {
     }
 }
 
+/// The C example device in the envelope dialects (Tencent actions; ThingsBoard
+/// gateway RPC with two sub-devices on one connection), called by the library's
+/// caller through Mosquitto: the device sees each call's `params` and echoes them,
+/// the library wraps the echo in the reply envelope with the call's id.
+fn echo_device_answers_in_the_envelope_dialects() {
+    let broker = Broker::mosquitto();
+    let caller = common::device::caller(broker.port, MqttVersion::V311);
+    let gateway = ["Sensor A", "pump-2"];
+    for (d, names) in [
+        (Dialect::TencentAction, &["dev1"][..]),
+        (Dialect::ThingsBoardGateway, &gateway[..]),
+    ] {
+        let mut args = vec!["--dialect", d.name()];
+        for n in names {
+            args.extend(["--device-name", *n]);
+        }
+        let dev = echo_device(&broker, &args);
+        dev.expect_stderr("connected", READY);
+        for n in names {
+            let params = format!(r#"{{"pin":1,"to":"{n}"}}"#);
+            // The device may still be subscribing: a call that times out is tried again.
+            let call = || {
+                caller.call(&CallParams {
+                    name: Some("toggle"),
+                    timeout_ms: Some(2000),
+                    ..CallParams::new(d, PK, n, params.as_bytes())
+                })
+            };
+            let mut r = call();
+            for _ in 0..3 {
+                if r.rrpc_code != Some(RrpcCode::Timeout) {
+                    break;
+                }
+                r = call();
+            }
+            assert_eq!(
+                r.rrpc_code,
+                Some(RrpcCode::Success),
+                "{d} {n}: {r:?}\n{}",
+                dev.transcript()
+            );
+            assert_eq!(r.payload.as_deref(), Some(params.as_bytes()), "{d} {n}");
+        }
+        dev.expect_stdout_lines(&format!("request {d} "), names.len(), READY);
+        assert!(
+            dev.stdout().iter().all(|l| l.ends_with(" name=toggle")),
+            "{}",
+            dev.transcript()
+        );
+    }
+}
+
 pub fn tests() -> Vec<crate::common::Test> {
     crate::tests![
         echo_device_carries_empty_binary_and_64k_payloads_in_every_dialect needs ["mosquitto", "cmake", "cc"],
@@ -369,5 +423,6 @@ pub fn tests() -> Vec<crate::common::Test> {
         echo_device_runs_clean_under_valgrind_in_yield_mode needs ["cmake", "cc", "valgrind"],
         deferred_reply_runs_clean_under_valgrind needs ["cmake", "cc", "valgrind"],
         readme_quickstart_is_the_compiled_example_and_it_answers needs ["mosquitto", "cmake", "cc"],
+        echo_device_answers_in_the_envelope_dialects needs ["mosquitto", "cmake", "cc"],
     ]
 }
