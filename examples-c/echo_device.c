@@ -3,7 +3,7 @@
  *   echo_device --host 127.0.0.1 --port 1883 --dialect alibaba \
  *               --product-key a1B2c3 --device-name dev1 [--device-name dev2 ...]
  *               [--topic /a1B2c3/dev1/user/update] [--yield] [--max-requests N]
- *               [--tls] [--ca-file ca.pem] [--cert c.pem --key c.key] [--tls-server-name N]
+ *               [--mqtt5] [--tls] [--ca-file ca.pem] [--cert c.pem --key c.key] [--tls-server-name N]
  *
  * Prints one line per request on stdout: "request <dialect> <pk>/<dn> id=<id> len=<n>",
  * followed by " ct=<n>" when the request carries a ContentType.
@@ -98,7 +98,7 @@ static void usage(void)
             "                   --product-key PK --device-name DN [--device-name DN2 ...]\n"
             "                   [--topic /custom/topic] [--yield] [--max-requests N]\n"
             "                   [--client-id ID] [--connect-timeout-ms MS] [--quiet] [--presence]\n"
-            "                   [--tls] [--ca-file PEM] [--cert PEM --key PEM] [--tls-server-name NAME]\n");
+            "                   [--mqtt5] [--tls] [--ca-file PEM] [--cert PEM --key PEM] [--tls-server-name NAME]\n");
 }
 
 int main(int argc, char **argv)
@@ -107,7 +107,7 @@ int main(int argc, char **argv)
     const char *client_id = NULL;
     const char *ca_file = NULL, *cert_file = NULL, *key_file = NULL, *server_name = NULL;
     const char *names[MAX_DEVICES];
-    int n_names = 0, use_yield = 0, presence = 0, tls = 0;
+    int n_names = 0, use_yield = 0, presence = 0, tls = 0, mqtt5 = 0;
     long port = 1883, connect_timeout = -1;
     unsigned long max_requests = 0;
 
@@ -117,6 +117,7 @@ int main(int argc, char **argv)
         if (strcmp(a, "--quiet") == 0) { quiet = 1; continue; }
         if (strcmp(a, "--presence") == 0) { presence = 1; continue; }
         if (strcmp(a, "--tls") == 0) { tls = 1; continue; }
+        if (strcmp(a, "--mqtt5") == 0) { mqtt5 = 1; continue; }
         if (v == NULL) { usage(); return 2; }
         if (strcmp(a, "--host") == 0) host = v;
         else if (strcmp(a, "--port") == 0) port = strtol(v, NULL, 10);
@@ -145,6 +146,7 @@ int main(int argc, char **argv)
         return fail("rrpc_mqtt_config_init", st);
     mqtt.host = host;
     mqtt.port = (uint16_t)port;
+    if (mqtt5) mqtt.mqtt_version = RRPC_MQTT_V5; /* needed by the mqtt5 dialect */
     mqtt.client_id = client_id;
     if (connect_timeout >= 0) mqtt.connect_timeout_ms = (uint32_t)connect_timeout;
     mqtt.tls = tls != 0;

@@ -358,6 +358,48 @@ fn readme_quickstart_is_the_compiled_example_and_it_answers() {
     }
 }
 
+/// The C example device in MQTT 5 request/response (`--mqtt5 --dialect mqtt5`, its
+/// filter as the custom topic), called by the library's MQTT 5 caller through
+/// Mosquitto: the reply goes to the caller's Response Topic with its Correlation Data.
+fn echo_device_answers_mqtt5_requests() {
+    let broker = Broker::mosquitto();
+    let caller = common::device::caller(broker.port, MqttVersion::V5);
+    let dev = echo_device(
+        &broker,
+        &[
+            "--mqtt5",
+            "--dialect",
+            "mqtt5",
+            "--device-name",
+            "m7",
+            "--topic",
+            "plant/+/rpc",
+        ],
+    );
+    dev.expect_stderr("connected", READY);
+    let call = || {
+        caller.call(&CallParams {
+            custom_topic: Some("plant/m7/rpc"),
+            timeout_ms: Some(2000),
+            ..CallParams::new(Dialect::Mqtt5, PK, "m7", b"\x00binary\xff")
+        })
+    };
+    let mut r = call();
+    for _ in 0..3 {
+        if r.rrpc_code != Some(RrpcCode::Timeout) {
+            break;
+        }
+        r = call();
+    }
+    assert_eq!(
+        r.rrpc_code,
+        Some(RrpcCode::Success),
+        "{r:?}\n{}",
+        dev.transcript()
+    );
+    assert_eq!(r.payload.as_deref(), Some(&b"\x00binary\xff"[..]));
+}
+
 /// The C example device in the envelope dialects (Tencent actions; ThingsBoard
 /// gateway RPC with two sub-devices on one connection), called by the library's
 /// caller through Mosquitto: the device sees each call's `params` and echoes them,
@@ -424,5 +466,6 @@ pub fn tests() -> Vec<crate::common::Test> {
         deferred_reply_runs_clean_under_valgrind needs ["cmake", "cc", "valgrind"],
         readme_quickstart_is_the_compiled_example_and_it_answers needs ["mosquitto", "cmake", "cc"],
         echo_device_answers_in_the_envelope_dialects needs ["mosquitto", "cmake", "cc"],
+        echo_device_answers_mqtt5_requests needs ["mosquitto", "cmake", "cc"],
     ]
 }
