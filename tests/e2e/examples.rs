@@ -358,6 +358,19 @@ fn readme_quickstart_is_the_compiled_example_and_it_answers() {
     }
 }
 
+/// `call` until it does not time out, four tries at most: a device that has just
+/// connected may still be subscribing.
+fn answered_within_tries(call: impl Fn() -> rrpc::RrpcResponse) -> rrpc::RrpcResponse {
+    let mut r = call();
+    for _ in 0..3 {
+        if r.rrpc_code != Some(RrpcCode::Timeout) {
+            break;
+        }
+        r = call();
+    }
+    r
+}
+
 /// The C example device in MQTT 5 request/response (`--mqtt5 --dialect mqtt5`, its
 /// filter as the custom topic), called by the library's MQTT 5 caller through
 /// Mosquitto: the reply goes to the caller's Response Topic with its Correlation Data.
@@ -384,13 +397,7 @@ fn echo_device_answers_mqtt5_requests() {
             ..CallParams::new(Dialect::Mqtt5, PK, "m7", b"\x00binary\xff")
         })
     };
-    let mut r = call();
-    for _ in 0..3 {
-        if r.rrpc_code != Some(RrpcCode::Timeout) {
-            break;
-        }
-        r = call();
-    }
+    let r = answered_within_tries(call);
     assert_eq!(
         r.rrpc_code,
         Some(RrpcCode::Success),
@@ -420,7 +427,6 @@ fn echo_device_answers_in_the_envelope_dialects() {
         dev.expect_stderr("connected", READY);
         for n in names {
             let params = format!(r#"{{"pin":1,"to":"{n}"}}"#);
-            // The device may still be subscribing: a call that times out is tried again.
             let call = || {
                 caller.call(&CallParams {
                     name: Some("toggle"),
@@ -428,13 +434,7 @@ fn echo_device_answers_in_the_envelope_dialects() {
                     ..CallParams::new(d, PK, n, params.as_bytes())
                 })
             };
-            let mut r = call();
-            for _ in 0..3 {
-                if r.rrpc_code != Some(RrpcCode::Timeout) {
-                    break;
-                }
-                r = call();
-            }
+            let r = answered_within_tries(call);
             assert_eq!(
                 r.rrpc_code,
                 Some(RrpcCode::Success),

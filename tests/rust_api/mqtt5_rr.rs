@@ -73,10 +73,10 @@ fn request(c: &V5Client, topic: &str, payload: &[u8], reply_to: &str, corr: Opti
         .unwrap();
 }
 
-fn an_mqtt5_request_is_answered_on_its_response_topic_with_its_correlation_data() {
-    let b = Broker::mosquitto();
-    let filter = "plant/line1/+/rpc";
-    let dev = Client::new(client_config(b.port, MqttVersion::V5)).unwrap();
+/// A started MQTT 5 device client on `port` serving one mqtt5 device on `filter`
+/// that answers every request with `echo:` and its payload.
+fn echo_device(port: u16, filter: &str) -> Client {
+    let dev = Client::new(client_config(port, MqttVersion::V5)).unwrap();
     let id = Identity {
         product_key: "",
         device_name: "",
@@ -91,6 +91,13 @@ fn an_mqtt5_request_is_answered_on_its_response_topic_with_its_correlation_data(
     })))
     .unwrap();
     dev.start().unwrap();
+    dev
+}
+
+fn an_mqtt5_request_is_answered_on_its_response_topic_with_its_correlation_data() {
+    let b = Broker::mosquitto();
+    let filter = "plant/line1/+/rpc";
+    let dev = echo_device(b.port, filter);
     let (c, replies) = requester(b.port, "clients/c1/#");
     // Binary Correlation Data, not UTF-8.
     let corr: &[u8] = &[0x00, 0xff, 0xfe, 0x7f, b'a'];
@@ -179,21 +186,7 @@ fn mqtt5_call<'a>(topic: &'a str, payload: &'a [u8], timeout_ms: u32) -> CallPar
 
 fn the_caller_calls_an_mqtt5_device() {
     let b = Broker::mosquitto();
-    let dev = Client::new(client_config(b.port, MqttVersion::V5)).unwrap();
-    let id = Identity {
-        product_key: "",
-        device_name: "",
-        custom_topic: Some("plant/line1/+/rpc"),
-    };
-    dev.add_device(Dialect::Mqtt5, &id).unwrap();
-    let replier = dev.replier();
-    dev.set_handler(Some(Box::new(move |req: &rrpc::Request<'_>| {
-        let mut out = b"echo:".to_vec();
-        out.extend_from_slice(req.payload);
-        replier.reply(req.token, &out).unwrap();
-    })))
-    .unwrap();
-    dev.start().unwrap();
+    let dev = echo_device(b.port, "plant/line1/+/rpc");
     let c = caller(b.port, MqttVersion::V5);
     for (machine, payload) in [("m7", &b"ping"[..]), ("m8", b"pong")] {
         let topic = format!("plant/line1/{machine}/rpc");
